@@ -1,0 +1,98 @@
+//! What a run reports, as it happens. The engine never prints: it sends [`Event`]s to a
+//! [`Reporter`], and the front end (human status lines, JSON lines, a test's buffer) renders
+//! them.
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::key::DirtyReason;
+use crate::task::TaskId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskStatus {
+    /// The action ran.
+    Ran,
+    /// The result came from the cache (restored, or already in the tree).
+    Cached,
+    Failed,
+    /// Not run because a dependency failed, or `--fail-fast` stopped the run.
+    Skipped,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The end of one task.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskReport {
+    pub id: TaskId,
+    pub status: TaskStatus,
+    pub duration_ms: u64,
+    /// Why it ran (or was restored); empty when it was already up to date.
+    pub reasons: Vec<DirtyReason>,
+    /// Files written from the cache (0 for an up-to-date tree).
+    pub restored: usize,
+    /// Its key, when one could be computed.
+    pub key: Option<Digest>,
+    /// Its output digest, when it succeeded.
+    pub output: Option<Digest>,
+    pub error: Option<String>,
+}
+
+/// The end of a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunSummary {
+    pub ran: usize,
+    pub cached: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub duration_ms: u64,
+    /// Failed task -> why.
+    pub failures: Vec<(TaskId, String)>,
+}
+
+impl RunSummary {
+    pub fn success(&self) -> bool {
+        self.failed == 0 && self.skipped == 0
+    }
+}
+
+#[derive(Debug)]
+pub enum Event<'a> {
+    BuildStarted {
+        tasks: usize,
+    },
+    TaskStarted {
+        id: &'a TaskId,
+        reasons: &'a [DirtyReason],
+    },
+    /// What a task printed: live after it ran, or replayed from the cache.
+    Output {
+        id: &'a TaskId,
+        stream: Stream,
+        bytes: &'a [u8],
+        replayed: bool,
+    },
+    Warning {
+        id: Option<&'a TaskId>,
+        message: &'a str,
+    },
+    TaskFinished(&'a TaskReport),
+    BuildFinished(&'a RunSummary),
+}
+
+pub trait Reporter: Sync {
+    fn report(&self, event: Event<'_>);
+}
+
+/// Discards everything.
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn report(&self, _: Event<'_>) {}
+}

@@ -1,0 +1,38 @@
+//! `engine`: a generic content-addressed task engine.
+//!
+//! It runs a graph of tasks, keys each by the SHA-256 of everything that determines its result
+//! (see [`key`]), stores outputs by content (see [`store`]), restores them on a hit, and says why
+//! anything ran (see [`key::DirtyReason`] and [`ledger`]).
+//!
+//! **Architecture invariant:** this crate knows nothing of scenarios, tiers, secrets or bundles.
+//! It sees tasks with ids, parameters, globs and an [`task::Action`] to call.
+//!
+//! On-disk layout (all under the workspace's state directory, `.xbundle/` by default):
+//!
+//! ```text
+//! .xbundle/lock               exclusive lock held by a running build
+//! .xbundle/cache/cas/…        blobs by SHA-256            (see store)
+//! .xbundle/cache/ac/…         action results by task key  (see store)
+//! .xbundle/state/stat-cache   path -> stat + digest       (see statcache)
+//! .xbundle/state/clock        the file-system clock probe (see statcache)
+//! .xbundle/state/ledger/…     last key components per task (see ledger)
+//! ```
+
+pub mod digest;
+pub mod events;
+pub mod exec;
+pub mod files;
+pub mod fsutil;
+pub mod graph;
+pub mod key;
+pub mod ledger;
+pub mod statcache;
+pub mod store;
+pub mod task;
+
+pub use digest::Digest;
+pub use events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
+pub use exec::{Engine, EngineConfig, Expected, Probe};
+pub use graph::{GraphError, GraphFormat, TaskGraph};
+pub use key::{DirtyReason, KeyComponents};
+pub use task::{Action, ActionContext, ActionFailure, ActionOutput, CommandAction, TaskId, TaskSpec};

@@ -1,0 +1,570 @@
+//! The local store: a content-addressed blob store (CAS) and an action cache (AC).
+//!
+//! Layout under the cache directory:
+//!
+//! ```text
+//! cas/ab/abcdef…   blob whose SHA-256 is abcdef…
+//! ac/12/1234…      action result for task key 1234…: a header line
+//!                  "xbundle-ac-v1 <sha256 of the JSON body>" then the JSON body
+//! ```
+//!
+//! Invariants:
+//! - Every file is published with [`write_atomic`](crate::fsutil::write_atomic) or an equivalent
+//!   temp-then-rename, so no entry is ever visible half-written.
+//! - An action result is written only after every blob it names is in the CAS.
+//! - Nothing read back is trusted: an action result whose body does not match its header digest
+//!   is corrupt; a blob is streamed through SHA-256 on every restore and a mismatch is an error.
+//!   Corrupt entries are deleted and reported; the caller treats them as misses.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{Digest, Hasher, hash_reader};
+use crate::fsutil::{persist, remove_file_if_exists, temp_beside, write_atomic};
+
+const AC_HEADER: &str = "xbundle-ac-v1";
+
+/// One file of a task's output tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// Root-relative, `/`-separated.
+    pub path: String,
+    pub executable: bool,
+    pub size: u64,
+    pub digest: Digest,
+}
+
+/// Captured output stream of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredStream {
+    pub size: u64,
+    pub digest: Digest,
+}
+
+/// What a task produced, stored under its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionResult {
+    pub task: String,
+    /// Sorted by path.
+    pub outputs: Vec<OutputFile>,
+    pub stdout: Option<StoredStream>,
+    pub stderr: Option<StoredStream>,
+    pub duration_ms: u64,
+    pub tools: BTreeMap<String, String>,
+}
+
+impl ActionResult {
+    /// The digest dependents see: paths, executable bits and contents of the outputs (not the
+    /// logs, not the duration).
+    pub fn output_digest(&self) -> Digest {
+        let mut hasher = Hasher::new();
+        hasher.update(b"xbundle-outputs-v1");
+        for file in &self.outputs {
+            hasher.update(&(file.path.len() as u64).to_le_bytes());
+            hasher.update(file.path.as_bytes());
+            hasher.update(&[u8::from(file.executable)]);
+            hasher.update(file.digest.as_bytes());
+        }
+        hasher.finish()
+    }
+
+    fn blobs(&self) -> impl Iterator<Item = (Digest, u64)> + '_ {
+        self.outputs
+            .iter()
+            .map(|file| (file.digest, file.size))
+            .chain(self.stdout.iter().map(|s| (s.digest, s.size)))
+            .chain(self.stderr.iter().map(|s| (s.digest, s.size)))
+    }
+}
+
+/// A store problem that the caller turns into a warning and a miss.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cache entry {path} is corrupt ({problem}); it was removed")]
+    Corrupt { path: PathBuf, problem: String },
+    #[error("cache blob {digest} is missing")]
+    MissingBlob { digest: Digest },
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The on-disk CAS and action cache.
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn open(root: impl Into<PathBuf>) -> Store {
+        Store { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.root.join("cas").join(&hex[..2]).join(hex)
+    }
+
+    pub fn action_path(&self, key: &Digest) -> PathBuf {
+        let hex = key.to_hex();
+        self.root.join("ac").join(&hex[..2]).join(hex)
+    }
+
+    /// Copies the file at `source` into the CAS, hashing it on the way. Returns its digest and
+    /// size. The blob is published only under the digest of the bytes actually copied.
+    pub fn put_file(&self, source: &Path) -> Result<(Digest, u64), StoreError> {
+        let mut input = File::open(source).map_err(io_err(source))?;
+        let staging = self.root.join("cas");
+        let mut temp = temp_beside(&staging.join("x")).map_err(io_err(&staging))?;
+        let mut hasher = Hasher::new();
+        let mut size = 0u64;
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let read = input.read(&mut buffer).map_err(io_err(source))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            temp.write_all(&buffer[..read]).map_err(io_err(&staging))?;
+            size += read as u64;
+        }
+        let digest = hasher.finish();
+        let destination = self.blob_path(&digest);
+        if blob_present(&destination, size) {
+            return Ok((digest, size));
+        }
+        if let Some(dir) = destination.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        persist(temp, &destination).map_err(io_err(&destination))?;
+        Ok((digest, size))
+    }
+
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        let digest = Digest::of_bytes(bytes);
+        let destination = self.blob_path(&digest);
+        if !blob_present(&destination, bytes.len() as u64) {
+            write_atomic(&destination, bytes).map_err(io_err(&destination))?;
+        }
+        Ok(digest)
+    }
+
+    /// Reads a whole blob, verifying its digest.
+    pub fn get_bytes(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingBlob { digest: *digest });
+            }
+            Err(err) => return Err(io_err(&path)(err)),
+        };
+        if Digest::of_bytes(&bytes) != *digest {
+            let _ = remove_file_if_exists(&path);
+            return Err(StoreError::Corrupt {
+                path,
+                problem: "content does not match its digest".into(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Writes the blob `file.digest` to `destination` (atomically), verifying size and digest
+    /// while copying. A mismatch deletes the bad blob and leaves `destination` untouched.
+    pub fn restore_file(&self, file: &OutputFile, destination: &Path) -> Result<(), StoreError> {
+        let blob = self.blob_path(&file.digest);
+        let mut input = match File::open(&blob) {
+            Ok(input) => input,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingBlob {
+                    digest: file.digest,
+                });
+            }
+            Err(err) => return Err(io_err(&blob)(err)),
+        };
+        let mut temp = temp_beside(destination).map_err(io_err(destination))?;
+        let mut tee = Tee {
+            reader: &mut input,
+            writer: temp.as_file_mut(),
+        };
+        let (digest, size) = hash_reader(&mut tee).map_err(io_err(&blob))?;
+        if digest != file.digest || size != file.size {
+            let _ = remove_file_if_exists(&blob);
+            return Err(StoreError::Corrupt {
+                path: blob,
+                problem: format!(
+                    "expected {} bytes with sha256 {}, found {size} bytes with sha256 {}",
+                    file.size,
+                    file.digest.short(),
+                    digest.short()
+                ),
+            });
+        }
+        let mode = if file.executable { 0o755 } else { 0o644 };
+        temp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_err(destination))?;
+        temp.persist(destination)
+            .map_err(|err| io_err(destination)(err.error))?;
+        Ok(())
+    }
+
+    /// Stores an action result under `key`. Call only after all its blobs are stored.
+    pub fn put_action(&self, key: &Digest, result: &ActionResult) -> Result<(), StoreError> {
+        let body = serde_json::to_vec(result).expect("action results serialize");
+        let mut bytes = format!("{AC_HEADER} {}\n", Digest::of_bytes(&body)).into_bytes();
+        bytes.extend_from_slice(&body);
+        let path = self.action_path(key);
+        write_atomic(&path, &bytes).map_err(io_err(&path))
+    }
+
+    /// Looks up the action result for `key`. A corrupt entry is removed and reported.
+    pub fn get_action(&self, key: &Digest) -> Result<Option<ActionResult>, StoreError> {
+        let path = self.action_path(key);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(io_err(&path)(err)),
+        };
+        match parse_action(&bytes) {
+            Ok(result) => {
+                touch_if_old(&path);
+                Ok(Some(result))
+            }
+            Err(problem) => {
+                let _ = remove_file_if_exists(&path);
+                Err(StoreError::Corrupt { path, problem })
+            }
+        }
+    }
+
+    pub fn remove_action(&self, key: &Digest) {
+        let _ = remove_file_if_exists(&self.action_path(key));
+    }
+
+    /// Counts and sizes of what the store holds.
+    pub fn stats(&self) -> io::Result<StoreStats> {
+        let mut stats = StoreStats::default();
+        for (_, size, _) in list_files(&self.root.join("ac"))? {
+            stats.actions += 1;
+            stats.action_bytes += size;
+        }
+        for (_, size, _) in list_files(&self.root.join("cas"))? {
+            stats.blobs += 1;
+            stats.blob_bytes += size;
+        }
+        Ok(stats)
+    }
+
+    /// Checks every action result and blob; removes what is corrupt.
+    pub fn verify(&self) -> io::Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for (path, _, _) in list_files(&self.root.join("cas"))? {
+            report.blobs_checked += 1;
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let ok = match Digest::from_hex(name) {
+                Some(expected) => {
+                    let (digest, _) = hash_reader(&mut File::open(&path)?)?;
+                    digest == expected
+                }
+                None => false,
+            };
+            if !ok {
+                remove_file_if_exists(&path)?;
+                report.problems.push(format!(
+                    "blob {} does not match its digest; removed",
+                    path.display()
+                ));
+            }
+        }
+        for (path, _, _) in list_files(&self.root.join("ac"))? {
+            report.actions_checked += 1;
+            let problem = match parse_action(&fs::read(&path)?) {
+                Err(problem) => Some(problem),
+                Ok(result) => result
+                    .blobs()
+                    .find(|(digest, size)| !blob_present(&self.blob_path(digest), *size))
+                    .map(|(digest, _)| format!("names missing or damaged blob {}", digest.short())),
+            };
+            if let Some(problem) = problem {
+                remove_file_if_exists(&path)?;
+                report.problems.push(format!(
+                    "action entry {} {problem}; removed",
+                    path.display()
+                ));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Evicts least recently used action results until the store fits in `max_bytes`, then
+    /// removes blobs no remaining action result names, and stray temporary files.
+    pub fn gc(&self, max_bytes: u64) -> io::Result<GcReport> {
+        let mut actions = list_files(&self.root.join("ac"))?;
+        // Newest first.
+        actions.sort_by(|a, b| b.2.cmp(&a.2));
+        let mut kept_blobs: HashSet<Digest> = HashSet::new();
+        let mut total = 0u64;
+        let mut report = GcReport::default();
+        for (path, size, _) in actions {
+            let result = fs::read(&path)
+                .ok()
+                .and_then(|bytes| parse_action(&bytes).ok());
+            let Some(result) = result else {
+                remove_file_if_exists(&path)?;
+                report.removed_actions += 1;
+                report.freed_bytes += size;
+                continue;
+            };
+            let new_bytes: u64 = size
+                + result
+                    .blobs()
+                    .filter(|(digest, _)| !kept_blobs.contains(digest))
+                    .map(|(_, size)| size)
+                    .sum::<u64>();
+            if total + new_bytes <= max_bytes {
+                total += new_bytes;
+                kept_blobs.extend(result.blobs().map(|(digest, _)| digest));
+                report.kept_actions += 1;
+            } else {
+                remove_file_if_exists(&path)?;
+                report.removed_actions += 1;
+                report.freed_bytes += size;
+            }
+        }
+        for (path, size, _) in list_files(&self.root.join("cas"))? {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let keep = Digest::from_hex(name).is_some_and(|d| kept_blobs.contains(&d));
+            if !keep {
+                remove_file_if_exists(&path)?;
+                report.removed_blobs += 1;
+                report.freed_bytes += size;
+            }
+        }
+        report.kept_bytes = total;
+        Ok(report)
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct StoreStats {
+    pub actions: u64,
+    pub action_bytes: u64,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct VerifyReport {
+    pub blobs_checked: u64,
+    pub actions_checked: u64,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct GcReport {
+    pub kept_actions: u64,
+    pub removed_actions: u64,
+    pub removed_blobs: u64,
+    pub freed_bytes: u64,
+    pub kept_bytes: u64,
+}
+
+fn parse_action(bytes: &[u8]) -> Result<ActionResult, String> {
+    let newline = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("no header line")?;
+    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "header is not UTF-8")?;
+    let body = &bytes[newline + 1..];
+    let expected = header
+        .strip_prefix(AC_HEADER)
+        .and_then(|rest| rest.strip_prefix(' '))
+        .and_then(Digest::from_hex)
+        .ok_or("unknown header")?;
+    if Digest::of_bytes(body) != expected {
+        return Err("body does not match its checksum".into());
+    }
+    serde_json::from_slice(body).map_err(|err| format!("unreadable body: {err}"))
+}
+
+fn blob_present(path: &Path, size: u64) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.len() == size)
+}
+
+/// Marks an action result as recently used (for `gc`), at most once an hour.
+fn touch_if_old(path: &Path) {
+    if let Ok(file) = File::options().write(true).open(path)
+        && let Ok(modified) = file.metadata().and_then(|m| m.modified())
+        && SystemTime::now()
+            .duration_since(modified)
+            .is_ok_and(|age| age > Duration::from_secs(3600))
+    {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+/// Every regular file two levels below `dir` (`dir/xx/name`), with size and mtime. Temporary
+/// files left by a killed process are removed on the way.
+fn list_files(dir: &Path) -> io::Result<Vec<(PathBuf, u64, SystemTime)>> {
+    let mut out = Vec::new();
+    let shards = match fs::read_dir(dir) {
+        Ok(shards) => shards,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(err) => return Err(err),
+    };
+    for shard in shards {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() {
+            if shard.file_name().to_string_lossy().starts_with(".tmp-") {
+                remove_file_if_exists(&shard.path())?;
+            }
+            continue;
+        }
+        for entry in fs::read_dir(shard.path())? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                remove_file_if_exists(&path)?;
+                continue;
+            }
+            let metadata = entry.metadata()?;
+            if metadata.is_file() {
+                out.push((path, metadata.len(), metadata.modified()?));
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Tee<'a, R: Read, W: Write> {
+    reader: &'a mut R,
+    writer: &'a mut W,
+}
+
+impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.reader.read(buf)?;
+        self.writer.write_all(&buf[..read])?;
+        Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result_with(store: &Store, dir: &Path, content: &[u8]) -> ActionResult {
+        let file = dir.join("out.txt");
+        fs::write(&file, content).unwrap();
+        let (digest, size) = store.put_file(&file).unwrap();
+        ActionResult {
+            task: "task:t".into(),
+            outputs: vec![OutputFile {
+                path: "out.txt".into(),
+                executable: false,
+                size,
+                digest,
+            }],
+            stdout: None,
+            stderr: None,
+            duration_ms: 1,
+            tools: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn action_round_trip_and_tamper_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let result = result_with(&store, dir.path(), b"hello");
+        let key = Digest::of_bytes(b"key");
+        store.put_action(&key, &result).unwrap();
+        assert_eq!(store.get_action(&key).unwrap(), Some(result.clone()));
+
+        // Flip one byte of the body: corrupt, removed, then a plain miss.
+        let path = store.action_path(&key);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            store.get_action(&key),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(store.get_action(&key).unwrap(), None);
+    }
+
+    #[test]
+    fn restore_verifies_blob_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let result = result_with(&store, dir.path(), b"hello");
+        let destination = dir.path().join("restored.txt");
+        store.restore_file(&result.outputs[0], &destination).unwrap();
+        assert_eq!(fs::read(&destination).unwrap(), b"hello");
+
+        fs::write(store.blob_path(&result.outputs[0].digest), b"jello").unwrap();
+        fs::remove_file(&destination).unwrap();
+        let err = store
+            .restore_file(&result.outputs[0], &destination)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(!destination.exists(), "nothing half-restored");
+        assert!(!store.blob_path(&result.outputs[0].digest).exists());
+    }
+
+    #[test]
+    fn gc_keeps_newest_within_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let old = result_with(&store, dir.path(), &[b'a'; 1000]);
+        store.put_action(&Digest::of_bytes(b"old"), &old).unwrap();
+        let old_time = SystemTime::now() - Duration::from_secs(100);
+        File::options()
+            .write(true)
+            .open(store.action_path(&Digest::of_bytes(b"old")))
+            .unwrap()
+            .set_modified(old_time)
+            .unwrap();
+        let new = result_with(&store, dir.path(), &[b'b'; 1000]);
+        store.put_action(&Digest::of_bytes(b"new"), &new).unwrap();
+        let report = store.gc(1600).unwrap();
+        assert_eq!(report.kept_actions, 1);
+        assert_eq!(report.removed_actions, 1);
+        assert_eq!(report.removed_blobs, 1);
+        assert!(
+            store
+                .get_action(&Digest::of_bytes(b"new"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .get_action(&Digest::of_bytes(b"old"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.verify().unwrap().problems.is_empty());
+    }
+}

@@ -1,0 +1,149 @@
+//! What a task is: an id, how it is keyed (kind, parameters, inputs, env, tools), what it
+//! produces, and the [`Action`] that produces it.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A task's stable id, e.g. `task:ui` or `compile:api@linux-x64`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(String);
+
+impl TaskId {
+    pub fn new(id: impl Into<String>) -> TaskId {
+        TaskId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// Everything the engine needs to key, run and cache one task.
+#[derive(Clone)]
+pub struct TaskSpec {
+    pub id: TaskId,
+    /// The kind of work (`shell`, `analyze`, …), part of the key.
+    pub kind: String,
+    /// Bumped when the implementation of `kind` changes its results.
+    pub impl_version: u32,
+    /// Resolved parameters (command line, cwd, globs, …), part of the key.
+    pub params: BTreeMap<String, String>,
+    /// Directory the task runs in and its globs are relative to; root-relative, `/`-separated,
+    /// empty for the root itself.
+    pub cwd: String,
+    /// Input globs relative to `cwd`; a leading `!` excludes.
+    pub inputs: Vec<String>,
+    /// Output globs relative to `cwd`. Each must match at least one file after a run.
+    pub outputs: Vec<String>,
+    /// Environment variable names whose values enter the key.
+    pub env: Vec<String>,
+    /// Tool name -> identity (e.g. the output of `rustc -vV`).
+    pub tools: BTreeMap<String, String>,
+    pub deps: Vec<TaskId>,
+    pub action: Arc<dyn Action>,
+    /// One line for humans (`graph`, `--dry-run`).
+    pub description: Option<String>,
+}
+
+impl fmt::Debug for TaskSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskSpec")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("cwd", &self.cwd)
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .field("deps", &self.deps)
+            .finish()
+    }
+}
+
+/// What an action sees when it runs.
+pub struct ActionContext<'a> {
+    pub id: &'a TaskId,
+    /// The workspace root (absolute).
+    pub root: &'a Path,
+    /// The task's working directory (absolute).
+    pub cwd: &'a Path,
+    /// The environment to run child processes with (the engine's snapshot).
+    pub env: &'a BTreeMap<OsString, OsString>,
+}
+
+/// What a successful action printed.
+#[derive(Debug, Default, Clone)]
+pub struct ActionOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A failed action: a one-line message and whatever it printed.
+#[derive(Debug, Default, Clone)]
+pub struct ActionFailure {
+    pub message: String,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// The work of a task. Implementations must be deterministic functions of what the key
+/// covers; anything else they read is a bug in how the task is declared.
+pub trait Action: Send + Sync {
+    fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure>;
+}
+
+/// Runs a command (`argv`) in the task's cwd with the engine's environment, capturing output.
+#[derive(Debug, Clone)]
+pub struct CommandAction {
+    pub argv: Vec<String>,
+}
+
+impl Action for CommandAction {
+    fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
+        let Some((program, args)) = self.argv.split_first() else {
+            return Err(ActionFailure {
+                message: "empty command".into(),
+                ..ActionFailure::default()
+            });
+        };
+        let output = std::process::Command::new(program)
+            .args(args)
+            .current_dir(context.cwd)
+            .env_clear()
+            .envs(context.env)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|err| ActionFailure {
+                message: format!("could not start `{program}`: {err}"),
+                ..ActionFailure::default()
+            })?;
+        if output.status.success() {
+            Ok(ActionOutput {
+                stdout: output.stdout,
+                stderr: output.stderr,
+            })
+        } else {
+            Err(ActionFailure {
+                message: format!("command exited with {}", output.status),
+                stdout: output.stdout,
+                stderr: output.stderr,
+            })
+        }
+    }
+}
