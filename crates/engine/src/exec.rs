@@ -380,7 +380,12 @@ impl Engine {
                 .restore_file(file, &absolute)
                 .map_err(|err| err.to_string())?;
             if let Ok(metadata) = std::fs::metadata(&absolute) {
-                stats.record(&file.path, crate::statcache::FileStat::of(&metadata), file.digest, false);
+                stats.record(
+                    &file.path,
+                    crate::statcache::FileStat::of(&metadata),
+                    file.digest,
+                    false,
+                );
             }
             written += 1;
         }
@@ -401,7 +406,10 @@ impl Engine {
     }
 
     fn replay(&self, id: &TaskId, result: &ActionResult, reporter: &dyn Reporter) {
-        for (stream, stored) in [(Stream::Stdout, &result.stdout), (Stream::Stderr, &result.stderr)] {
+        for (stream, stored) in [
+            (Stream::Stdout, &result.stdout),
+            (Stream::Stderr, &result.stderr),
+        ] {
             let Some(stored) = stored else { continue };
             match self.store.get_bytes(&stored.digest) {
                 Ok(bytes) => reporter.report(Event::Output {
@@ -439,7 +447,12 @@ impl Engine {
             output: None,
             error: Some(error),
         };
-        let warn = |message: &str| reporter.report(Event::Warning { id: Some(id), message });
+        let warn = |message: &str| {
+            reporter.report(Event::Warning {
+                id: Some(id),
+                message,
+            })
+        };
 
         let (components, unmatched) = match self.components(spec, deps, stats) {
             Ok(found) => found,
@@ -462,7 +475,9 @@ impl Engine {
                         let up_to_date = last_key == Some(key);
                         if up_to_date {
                             for problem in &modified {
-                                warn(&format!("output {problem} since the last run; restored from the cache"));
+                                warn(&format!(
+                                    "output {problem} since the last run; restored from the cache"
+                                ));
                             }
                         }
                         let reasons = if up_to_date {
@@ -487,7 +502,9 @@ impl Engine {
                         return report;
                     }
                     Err(problem) => {
-                        warn(&format!("cached result unusable ({problem}); running the task again"));
+                        warn(&format!(
+                            "cached result unusable ({problem}); running the task again"
+                        ));
                         self.store.remove_action(&key);
                     }
                 },
@@ -497,7 +514,10 @@ impl Engine {
         }
 
         let reasons = self.reasons(id, &components, self.config.force);
-        reporter.report(Event::TaskStarted { id, reasons: &reasons });
+        reporter.report(Event::TaskStarted {
+            id,
+            reasons: &reasons,
+        });
         match self.run_action(spec, stats, reporter) {
             Ok(result) => {
                 let output = result.output_digest();
@@ -580,7 +600,10 @@ impl Engine {
         let started = Instant::now();
         let cwd = self.task_cwd(spec);
         if !cwd.is_dir() {
-            return Err(format!("working directory {} does not exist", cwd.display()));
+            return Err(format!(
+                "working directory {} does not exist",
+                cwd.display()
+            ));
         }
         let outputs = Patterns::new(&spec.outputs).map_err(|e| e.to_string())?;
         // Start from a clean slate so the outputs are exactly what this run produced.
@@ -623,7 +646,11 @@ impl Engine {
             return Err(format!(
                 "declared output{} {} not produced; nothing was cached",
                 if missing.len() == 1 { " was" } else { "s were" },
-                missing.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                missing
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let mut files = Vec::with_capacity(produced.len());
@@ -675,24 +702,50 @@ impl Engine {
         let mut probes = Vec::new();
         for id in graph.closure(targets) {
             let spec = graph.get(&id).expect("exists");
-            let pending: Vec<TaskId> = spec.deps.iter().filter(|d| changing.contains(*d)).cloned().collect();
+            let pending: Vec<TaskId> = spec
+                .deps
+                .iter()
+                .filter(|d| changing.contains(*d))
+                .cloned()
+                .collect();
             if !pending.is_empty() {
                 changing.insert(id.clone());
-                probes.push(Probe { id, expected: Expected::DependsOnChanges(pending), key: None, warnings: Vec::new() });
+                probes.push(Probe {
+                    id,
+                    expected: Expected::DependsOnChanges(pending),
+                    key: None,
+                    warnings: Vec::new(),
+                });
                 continue;
             }
-            let deps = spec.deps.iter().map(|d| (d.to_string(), outputs[d])).collect();
+            let deps = spec
+                .deps
+                .iter()
+                .map(|d| (d.to_string(), outputs[d]))
+                .collect();
             let (components, unmatched) = match self.components(spec, deps, &stats) {
                 Ok(found) => found,
                 Err(error) => {
                     changing.insert(id.clone());
-                    probes.push(Probe { id, expected: Expected::Run(Vec::new()), key: None, warnings: vec![error] });
+                    probes.push(Probe {
+                        id,
+                        expected: Expected::Run(Vec::new()),
+                        key: None,
+                        warnings: vec![error],
+                    });
                     continue;
                 }
             };
-            let warnings = unmatched.iter().map(|p| format!("input pattern `{p}` matches no file")).collect();
+            let warnings = unmatched
+                .iter()
+                .map(|p| format!("input pattern `{p}` matches no file"))
+                .collect();
             let key = components.key();
-            let cached = if self.config.force { None } else { self.store.get_action(&key).ok().flatten() };
+            let cached = if self.config.force {
+                None
+            } else {
+                self.store.get_action(&key).ok().flatten()
+            };
             let expected = match cached {
                 Some(result) => {
                     outputs.insert(id.clone(), result.output_digest());
@@ -715,7 +768,12 @@ impl Engine {
                     Expected::Run(self.reasons(&id, &components, self.config.force))
                 }
             };
-            probes.push(Probe { id, expected, key: Some(key), warnings });
+            probes.push(Probe {
+                id,
+                expected,
+                key: Some(key),
+                warnings,
+            });
         }
         Ok(probes)
     }

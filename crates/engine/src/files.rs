@@ -59,7 +59,10 @@ impl Patterns {
                 None => (false, raw.as_str()),
             };
             let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
-            if pattern.is_empty() || pattern.starts_with('/') || pattern.split('/').any(|c| c == "..") {
+            if pattern.is_empty()
+                || pattern.starts_with('/')
+                || pattern.split('/').any(|c| c == "..")
+            {
                 return Err(PatternError {
                     pattern: raw.clone(),
                     message: "patterns must be relative paths inside the task's directory".into(),
@@ -135,10 +138,9 @@ pub fn expand(
     // Drop bases inside another base.
     let mut roots: Vec<&String> = Vec::new();
     for base in bases {
-        if !roots
-            .iter()
-            .any(|outer| outer.is_empty() || base.starts_with(&format!("{outer}/")) || *outer == base)
-        {
+        if !roots.iter().any(|outer| {
+            outer.is_empty() || base.starts_with(&format!("{outer}/")) || *outer == base
+        }) {
             roots.push(base);
         }
     }
@@ -154,10 +156,21 @@ pub fn expand(
         if skip.is_some_and(|skip| skip.matches(&relative)) {
             return;
         }
-        found.insert(relative.clone(), Found { relative, absolute, metadata });
+        found.insert(
+            relative.clone(),
+            Found {
+                relative,
+                absolute,
+                metadata,
+            },
+        );
     };
     for base in roots {
-        let start = if base.is_empty() { cwd.to_path_buf() } else { cwd.join(base) };
+        let start = if base.is_empty() {
+            cwd.to_path_buf()
+        } else {
+            cwd.join(base)
+        };
         let metadata = match fs::metadata(&start) {
             Ok(metadata) => metadata,
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
@@ -215,7 +228,13 @@ mod tests {
 
     fn tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        for file in ["src/a.rs", "src/deep/b.rs", "src/c.txt", "README", "dist/out.js"] {
+        for file in [
+            "src/a.rs",
+            "src/deep/b.rs",
+            "src/c.txt",
+            "README",
+            "dist/out.js",
+        ] {
             let path = dir.path().join(file);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(path, file).unwrap();
@@ -224,9 +243,11 @@ mod tests {
     }
 
     fn names(dir: &Path, patterns: &[&str], skip: &[&str]) -> (Vec<String>, Vec<String>) {
-        let patterns = Patterns::new(&patterns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let patterns =
+            Patterns::new(&patterns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let skip = Patterns::new(&skip.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        let (found, unmatched) = expand(dir, &patterns, Some(&skip), &dir.join(".xbundle")).unwrap();
+        let (found, unmatched) =
+            expand(dir, &patterns, Some(&skip), &dir.join(".xbundle")).unwrap();
         (found.into_iter().map(|f| f.relative).collect(), unmatched)
     }
 

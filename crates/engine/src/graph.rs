@@ -87,7 +87,9 @@ impl TaskGraph {
     }
 
     pub fn get(&self, id: &TaskId) -> Option<&TaskSpec> {
-        self.index.get(id).map(|node| &self.specs[self.graph[*node]])
+        self.index
+            .get(id)
+            .map(|node| &self.specs[self.graph[*node]])
     }
 
     /// Every task, dependencies before dependents.
@@ -112,7 +114,10 @@ impl TaskGraph {
     /// The given tasks and everything they depend on, in topological order.
     pub fn closure(&self, roots: &[TaskId]) -> Vec<TaskId> {
         let mut wanted = BTreeSet::new();
-        let mut stack: Vec<NodeIndex> = roots.iter().filter_map(|id| self.index.get(id).copied()).collect();
+        let mut stack: Vec<NodeIndex> = roots
+            .iter()
+            .filter_map(|id| self.index.get(id).copied())
+            .collect();
         while let Some(node) = stack.pop() {
             if wanted.insert(node) {
                 stack.extend(self.graph.neighbors_directed(node, Direction::Incoming));
@@ -166,7 +171,8 @@ impl TaskGraph {
                 text
             }
             GraphFormat::Dot => {
-                let mut text = String::from("digraph tasks {\n  rankdir=LR;\n  node [shape=box];\n");
+                let mut text =
+                    String::from("digraph tasks {\n  rankdir=LR;\n  node [shape=box];\n");
                 for spec in &tasks {
                     let _ = writeln!(text, "  {:?};", spec.id.as_str());
                 }
@@ -182,10 +188,17 @@ impl TaskGraph {
             }
             GraphFormat::Mermaid => {
                 let mut text = String::from("graph LR\n");
-                let ids: HashMap<&TaskId, usize> =
-                    tasks.iter().enumerate().map(|(n, spec)| (&spec.id, n)).collect();
+                let ids: HashMap<&TaskId, usize> = tasks
+                    .iter()
+                    .enumerate()
+                    .map(|(n, spec)| (&spec.id, n))
+                    .collect();
                 for (n, spec) in tasks.iter().enumerate() {
-                    let _ = writeln!(text, "  n{n}[\"{}\"]", spec.id.as_str().replace('"', "#quot;"));
+                    let _ = writeln!(
+                        text,
+                        "  n{n}[\"{}\"]",
+                        spec.id.as_str().replace('"', "#quot;")
+                    );
                 }
                 for spec in &tasks {
                     let mut deps: Vec<&TaskId> = spec.deps.iter().collect();
@@ -251,7 +264,8 @@ fn find_cycle(graph: &DiGraph<usize, ()>, specs: &[TaskSpec]) -> Vec<TaskId> {
             }
         }
         let mut path = vec![start];
-        let mut node = last.expect("a strongly connected component has a cycle through each member");
+        let mut node =
+            last.expect("a strongly connected component has a cycle through each member");
         let mut back = Vec::new();
         while node != start {
             back.push(node);

@@ -227,10 +227,18 @@ mod tests {
             impl_version: 1,
             ..KeyComponents::default()
         };
-        components.params.insert("run".into(), "cat a b > out".into());
-        components.inputs.insert("src/a.txt".into(), Digest::of_bytes(b"a"));
-        components.inputs.insert("src/b.txt".into(), Digest::of_bytes(b"b"));
-        components.deps.insert("task:gen".into(), Digest::of_bytes(b"out"));
+        components
+            .params
+            .insert("run".into(), "cat a b > out".into());
+        components
+            .inputs
+            .insert("src/a.txt".into(), Digest::of_bytes(b"a"));
+        components
+            .inputs
+            .insert("src/b.txt".into(), Digest::of_bytes(b"b"));
+        components
+            .deps
+            .insert("task:gen".into(), Digest::of_bytes(b"out"));
         components
             .env
             .insert("NODE_ENV".into(), Some(Digest::of_bytes(b"production")));
@@ -265,9 +273,15 @@ mod tests {
         backward
             .env
             .insert("NODE_ENV".into(), Some(Digest::of_bytes(b"production")));
-        backward.deps.insert("task:gen".into(), Digest::of_bytes(b"out"));
-        backward.inputs.insert("src/b.txt".into(), Digest::of_bytes(b"b"));
-        backward.inputs.insert("src/a.txt".into(), Digest::of_bytes(b"a"));
+        backward
+            .deps
+            .insert("task:gen".into(), Digest::of_bytes(b"out"));
+        backward
+            .inputs
+            .insert("src/b.txt".into(), Digest::of_bytes(b"b"));
+        backward
+            .inputs
+            .insert("src/a.txt".into(), Digest::of_bytes(b"a"));
         backward.params.insert("run".into(), "cat a b > out".into());
         assert_eq!(forward.key(), backward.key());
     }
@@ -292,7 +306,8 @@ mod tests {
     fn diff_names_every_change() {
         let old = sample();
         let mut new = sample();
-        new.inputs.insert("src/a.txt".into(), Digest::of_bytes(b"A"));
+        new.inputs
+            .insert("src/a.txt".into(), Digest::of_bytes(b"A"));
         new.inputs.remove("src/b.txt");
         new.inputs.insert("src/c.txt".into(), Digest::EMPTY);
         new.env.insert("UNSET".into(), Some(Digest::EMPTY));

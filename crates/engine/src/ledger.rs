@@ -39,7 +39,8 @@ impl Ledger {
     }
 
     fn path(&self, id: &TaskId) -> PathBuf {
-        self.dir.join(Digest::of_bytes(id.as_str().as_bytes()).to_hex())
+        self.dir
+            .join(Digest::of_bytes(id.as_str().as_bytes()).to_hex())
     }
 
     /// The last key recorded for `id`, reading only the first line.

@@ -35,4 +35,6 @@ pub use events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
 pub use exec::{Engine, EngineConfig, Expected, Probe};
 pub use graph::{GraphError, GraphFormat, TaskGraph};
 pub use key::{DirtyReason, KeyComponents};
-pub use task::{Action, ActionContext, ActionFailure, ActionOutput, CommandAction, TaskId, TaskSpec};
+pub use task::{
+    Action, ActionContext, ActionFailure, ActionOutput, CommandAction, TaskId, TaskSpec,
+};

@@ -170,8 +170,7 @@ impl StatCache {
             return Ok(());
         }
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let mut list: Vec<(String, Entry)> =
-            entries.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut list: Vec<(String, Entry)> = entries.iter().map(|(k, v)| (k.clone(), *v)).collect();
         list.sort_by(|a, b| a.0.cmp(&b.0));
         let bytes = postcard::to_stdvec(&OnDisk {
             format: FORMAT,

@@ -322,7 +322,7 @@ impl Store {
     pub fn gc(&self, max_bytes: u64) -> io::Result<GcReport> {
         let mut actions = list_files(&self.root.join("ac"))?;
         // Newest first.
-        actions.sort_by(|a, b| b.2.cmp(&a.2));
+        actions.sort_by_key(|entry| std::cmp::Reverse(entry.2));
         let mut kept_blobs: HashSet<Digest> = HashSet::new();
         let mut total = 0u64;
         let mut report = GcReport::default();
@@ -521,7 +521,9 @@ mod tests {
         let store = Store::open(dir.path().join("cache"));
         let result = result_with(&store, dir.path(), b"hello");
         let destination = dir.path().join("restored.txt");
-        store.restore_file(&result.outputs[0], &destination).unwrap();
+        store
+            .restore_file(&result.outputs[0], &destination)
+            .unwrap();
         assert_eq!(fs::read(&destination).unwrap(), b"hello");
 
         fs::write(store.blob_path(&result.outputs[0].digest), b"jello").unwrap();

@@ -1,0 +1,196 @@
+//! User-facing diagnostics: a message, where it is (file, line, column, with the source text
+//! for a snippet), and a help line saying what to do.
+//!
+//! Human output renders through miette; `--message-format json` serializes the same fields.
+
+use std::fmt;
+use std::ops::Range;
+
+use camino::Utf8PathBuf;
+use miette::{LabeledSpan, NamedSource, SourceCode};
+use serde::Serialize;
+
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub message: String,
+    pub file: Option<Utf8PathBuf>,
+    /// The file's text, for the snippet.
+    pub source: Option<String>,
+    /// Byte range in `source`.
+    pub span: Option<Range<usize>>,
+    pub label: Option<String>,
+    pub help: Option<String>,
+    /// Process exit code this diagnostic leads to.
+    pub exit_code: u8,
+}
+
+/// Exit codes: 0 success, 1 a task failed, 2 bad input (usage, bundle.toml), 3 an I/O or
+/// internal error.
+pub mod exit {
+    pub const TASK_FAILED: u8 = 1;
+    pub const BAD_INPUT: u8 = 2;
+    pub const INTERNAL: u8 = 3;
+}
+
+impl Diagnostic {
+    pub fn error(message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            message: message.into(),
+            file: None,
+            source: None,
+            span: None,
+            label: None,
+            help: None,
+            exit_code: exit::BAD_INPUT,
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            exit_code: exit::INTERNAL,
+            ..Diagnostic::error(message)
+        }
+    }
+
+    pub fn in_file(mut self, file: impl Into<Utf8PathBuf>, source: &str) -> Diagnostic {
+        self.file = Some(file.into());
+        self.source = Some(source.to_string());
+        self
+    }
+
+    pub fn at(mut self, span: Range<usize>, label: impl Into<String>) -> Diagnostic {
+        self.span = Some(span);
+        self.label = Some(label.into());
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// 1-based line and column of the span's start.
+    pub fn line_col(&self) -> Option<(usize, usize)> {
+        let source = self.source.as_ref()?;
+        let start = self.span.as_ref()?.start.min(source.len());
+        let before = &source[..start];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Some((line, column))
+    }
+
+    /// `file:line:col`, `file`, or nothing.
+    pub fn location(&self) -> Option<String> {
+        let file = self.file.as_ref()?;
+        Some(match self.line_col() {
+            Some((line, column)) => format!("{file}:{line}:{column}"),
+            None => file.to_string(),
+        })
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            event: &'static str,
+            level: &'static str,
+            message: &'a str,
+            file: Option<&'a str>,
+            line: Option<usize>,
+            column: Option<usize>,
+            help: Option<&'a str>,
+        }
+        let (line, column) = self.line_col().unzip();
+        serde_json::to_value(Json {
+            event: "diagnostic",
+            level: "error",
+            message: &self.message,
+            file: self.file.as_ref().map(|f| f.as_str()),
+            line,
+            column,
+            help: self.help.as_deref(),
+        })
+        .expect("diagnostics serialize")
+    }
+
+    /// The human rendering: a located message, a source snippet, a help line.
+    pub fn render(&self, color: bool) -> String {
+        let theme = if color {
+            miette::GraphicalTheme::unicode()
+        } else {
+            miette::GraphicalTheme::unicode_nocolor()
+        };
+        let handler = miette::GraphicalReportHandler::new_themed(theme)
+            .with_context_lines(1)
+            .with_width(100);
+        let rendered = Rendered {
+            message: self.to_string(),
+            source: match (&self.file, &self.source) {
+                (Some(file), Some(source)) => Some(NamedSource::new(file.as_str(), source.clone())),
+                _ => None,
+            },
+            labels: self
+                .span
+                .iter()
+                .map(|span| LabeledSpan::new_with_span(self.label.clone(), span.clone()))
+                .collect(),
+            help: self.help.clone(),
+        };
+        let mut out = String::new();
+        if handler.render_report(&mut out, &rendered).is_err() {
+            out = format!("error: {self}\n");
+        }
+        out
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location() {
+            Some(location) => write!(f, "{location}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+#[derive(Debug)]
+struct Rendered {
+    message: String,
+    source: Option<NamedSource<String>>,
+    labels: Vec<LabeledSpan>,
+    help: Option<String>,
+}
+
+impl fmt::Display for Rendered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Rendered {}
+
+impl miette::Diagnostic for Rendered {
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|help| Box::new(help) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_ref().map(|source| source as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.source.is_none() || self.labels.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.labels.iter().cloned()))
+    }
+}
+
+impl From<std::io::Error> for Diagnostic {
+    fn from(err: std::io::Error) -> Diagnostic {
+        Diagnostic::internal(err.to_string())
+    }
+}
