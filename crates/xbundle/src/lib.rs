@@ -13,4 +13,5 @@ pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod plan;
+pub mod platform;
 pub mod shell;
