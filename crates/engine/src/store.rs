@@ -241,14 +241,16 @@ impl Store {
     /// Looks up the action result for `key`. A corrupt entry is removed and reported.
     pub fn get_action(&self, key: &Digest) -> Result<Option<ActionResult>, StoreError> {
         let path = self.action_path(key);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(io_err(&path)(err)),
         };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io_err(&path))?;
         match parse_action(&bytes) {
             Ok(result) => {
-                touch_if_old(&path);
+                mark_used(&path, &file);
                 Ok(Some(result))
             }
             Err(problem) => {
@@ -412,14 +414,18 @@ fn blob_present(path: &Path, size: u64) -> bool {
     fs::metadata(path).is_ok_and(|m| m.len() == size)
 }
 
-/// Marks an action result as recently used (for `gc`), at most once an hour.
-fn touch_if_old(path: &Path) {
-    if let Ok(file) = File::options().write(true).open(path)
-        && let Ok(modified) = file.metadata().and_then(|m| m.modified())
-        && SystemTime::now()
-            .duration_since(modified)
-            .is_ok_and(|age| age > Duration::from_secs(3600))
-    {
+/// Marks an action result as recently used (for `gc`), at most once an hour: one `fstat` of
+/// the already open entry on the common path.
+fn mark_used(path: &Path, open: &File) {
+    let stale = open
+        .metadata()
+        .and_then(|m| m.modified())
+        .is_ok_and(|modified| {
+            SystemTime::now()
+                .duration_since(modified)
+                .is_ok_and(|age| age > Duration::from_secs(3600))
+        });
+    if stale && let Ok(file) = File::options().write(true).open(path) {
         let _ = file.set_modified(SystemTime::now());
     }
 }

@@ -122,12 +122,15 @@ impl Action for CommandAction {
                 ..ActionFailure::default()
             });
         };
-        let output = std::process::Command::new(program)
+        let mut command = std::process::Command::new(program);
+        command
             .args(args)
             .current_dir(context.cwd)
             .env_clear()
             .envs(context.env)
-            .stdin(std::process::Stdio::null())
+            .stdin(std::process::Stdio::null());
+        die_with_parent(&mut command);
+        let output = command
             .output()
             .map_err(|err| ActionFailure {
                 message: format!("could not start `{program}`: {err}"),
@@ -147,3 +150,30 @@ impl Action for CommandAction {
         }
     }
 }
+
+/// On Linux, the child gets SIGKILL when the thread that spawned it dies, so a build killed with
+/// SIGKILL does not leave its commands running (and writing into the tree) while the next build
+/// starts. Known limit: a grandchild already running (e.g. `cat` behind a shell redirect) is not
+/// signalled; it finishes what it was doing, and nothing after it in the script runs.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe functions
+    // (prctl, getppid, _exit).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut std::process::Command) {}
