@@ -130,12 +130,10 @@ impl Action for CommandAction {
             .envs(context.env)
             .stdin(std::process::Stdio::null());
         die_with_parent(&mut command);
-        let output = command
-            .output()
-            .map_err(|err| ActionFailure {
-                message: format!("could not start `{program}`: {err}"),
-                ..ActionFailure::default()
-            })?;
+        let output = command.output().map_err(|err| ActionFailure {
+            message: format!("could not start `{program}`: {err}"),
+            ..ActionFailure::default()
+        })?;
         if output.status.success() {
             Ok(ActionOutput {
                 stdout: output.stdout,

@@ -62,7 +62,16 @@ mod tests {
         let dir = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../../platforms");
         let platforms = load_all(&dir).unwrap();
         let ids: Vec<&str> = platforms.iter().map(|p| p.id.as_str()).collect();
-        assert_eq!(ids, ["darwin-arm64", "darwin-x64", "linux-arm64", "linux-x64", "win-x64"]);
+        assert_eq!(
+            ids,
+            [
+                "darwin-arm64",
+                "darwin-x64",
+                "linux-arm64",
+                "linux-x64",
+                "win-x64"
+            ]
+        );
         let windows = &platforms[4];
         assert_eq!(windows.exe_suffix, ".exe");
         assert_eq!(windows.goos, "windows");
