@@ -1,0 +1,853 @@
+//! `cargo xtask bench`: xbundle against ninja on a generated repository.
+//!
+//! The synthetic repository has `--tasks` tasks; task `i` concatenates its `--files` input files
+//! (`--size` bytes of seeded pseudo-random text each) into `tasks/tI/out/out.txt`. Every fifth
+//! task (5, 10, ...) also depends on the task before it and puts that task's output first. The
+//! same tree is generated twice, side by side: `xbundle/` with a `bundle.toml`, and `ninja/` with
+//! an equivalent `build.ninja` (one `cat` edge per task). Output directories exist beforehand,
+//! so both tools run exactly one `sh -c "cat ... > out"` per task.
+//!
+//! Scenarios, each timed wall-clock around the whole process, using the release binary:
+//! - cold: no outputs, no `.xbundle` state (no `.ninja_log`/`.ninja_deps`), with the default
+//!   fsync and with `XBUNDLE_FSYNC=0`;
+//! - first no-op after a build (xbundle re-hashes what the build wrote: racy-clean rule);
+//! - no-op, after one warm-up no-op: median and min over `--runs`;
+//! - one-file change: one input of a task that has a dependent gets content never seen
+//!   before; the task and its dependents rerun;
+//! - one-file change to cached content: the file alternates between two contents that were
+//!   both built before, so xbundle restores from its cache while ninja reruns.
+//!
+//! Sanity checks are hard errors (exit 1): `ran`/`cached` counts of xbundle's build-finished
+//! event, the number of edges ninja ran, output sizes, and xbundle's outputs byte-identical to
+//! ninja's for every task.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use xshell::{Shell, cmd};
+
+const USAGE: &str = "\
+usage: cargo xtask bench [OPTIONS]
+
+Generates a synthetic repository and times xbundle (release build) against ninja.
+
+options:
+  --tasks N         tasks to generate (default 200)
+  --files N         input files per task (default 100)
+  --size BYTES      bytes per input file (default 2048)
+  --runs N          repetitions of the no-op and one-file-change runs (default 10)
+  --cold-runs N     repetitions of each cold run (default 3)
+  --jobs N          pass -j N to both xbundle and ninja (default: each tool's own default)
+  --dir DIR         generate under DIR and keep it (default: a temporary directory)
+  --json            also print the numbers as one JSON object (last line of stdout)
+  -h, --help        this text
+
+exit codes: 0 done (goals met or not), 1 a sanity check failed, 2 usage, 3 I/O error";
+
+/// Prefix of each line ninja prints when it starts an edge (through `NINJA_STATUS`).
+const NINJA_MARK: &str = "@@edge ";
+
+#[derive(Debug)]
+enum Failure {
+    Usage(String),
+    /// A sanity check failed: the numbers cannot be trusted.
+    Sanity(String),
+    Other(String),
+}
+
+impl From<io::Error> for Failure {
+    fn from(err: io::Error) -> Failure {
+        Failure::Other(err.to_string())
+    }
+}
+
+impl From<xshell::Error> for Failure {
+    fn from(err: xshell::Error) -> Failure {
+        Failure::Other(err.to_string())
+    }
+}
+
+type Result<T, E = Failure> = std::result::Result<T, E>;
+
+fn sanity<T>(message: impl Into<String>) -> Result<T> {
+    Err(Failure::Sanity(message.into()))
+}
+
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let result = Options::parse(args).and_then(|options| match options {
+        None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(options) => run(&options),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Sanity(message)) => {
+            eprintln!("error: sanity check failed: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Other(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Options {
+    tasks: usize,
+    files: usize,
+    size: usize,
+    runs: usize,
+    cold_runs: usize,
+    jobs: Option<usize>,
+    dir: Option<PathBuf>,
+    json: bool,
+}
+
+impl Options {
+    /// `None` for `--help`.
+    fn parse(args: Vec<OsString>) -> Result<Option<Options>> {
+        let mut options = Options {
+            tasks: 200,
+            files: 100,
+            size: 2048,
+            runs: 10,
+            cold_runs: 3,
+            jobs: None,
+            dir: None,
+            json: false,
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let arg = arg
+                .into_string()
+                .map_err(|arg| Failure::Usage(format!("{} is not UTF-8", arg.display())))?;
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value)),
+                _ => (arg.clone(), None),
+            };
+            let mut value = || -> Result<OsString> {
+                match inline {
+                    Some(value) => Ok(value.into()),
+                    None => args
+                        .next()
+                        .ok_or_else(|| Failure::Usage(format!("{flag} needs a value"))),
+                }
+            };
+            let mut number = |min: usize| -> Result<usize> {
+                let text = value()?;
+                let parsed = text.to_str().and_then(|t| t.parse::<usize>().ok());
+                match parsed {
+                    Some(n) if n >= min => Ok(n),
+                    _ => Err(Failure::Usage(format!(
+                        "{flag} takes a whole number >= {min}, not `{}`",
+                        text.display()
+                    ))),
+                }
+            };
+            match flag.as_str() {
+                "--tasks" => options.tasks = number(1)?,
+                "--files" => options.files = number(1)?,
+                "--size" => options.size = number(1)?,
+                "--runs" => options.runs = number(1)?,
+                "--cold-runs" => options.cold_runs = number(1)?,
+                "--jobs" | "-j" => options.jobs = Some(number(1)?),
+                "--dir" => options.dir = Some(PathBuf::from(value()?)),
+                "--json" if inline.is_none() => options.json = true,
+                "-h" | "--help" => return Ok(None),
+                _ => return Err(Failure::Usage(format!("unexpected argument `{arg}`"))),
+            }
+        }
+        Ok(Some(options))
+    }
+}
+
+/// The generated task graph.
+struct Graph {
+    tasks: usize,
+    files: usize,
+    size: usize,
+    task_width: usize,
+    file_width: usize,
+}
+
+impl Graph {
+    fn new(options: &Options) -> Graph {
+        let digits = |n: usize| n.saturating_sub(1).max(1).ilog10() as usize + 1;
+        Graph {
+            tasks: options.tasks,
+            files: options.files,
+            size: options.size,
+            task_width: digits(options.tasks).max(4),
+            file_width: digits(options.files).max(3),
+        }
+    }
+
+    fn name(&self, task: usize) -> String {
+        format!("t{task:0width$}", width = self.task_width)
+    }
+
+    fn file_name(&self, file: usize) -> String {
+        format!("f{file:0width$}.txt", width = self.file_width)
+    }
+
+    /// Every fifth task depends on the one before it.
+    fn dep(&self, task: usize) -> Option<usize> {
+        (task > 0 && task.is_multiple_of(5)).then(|| task - 1)
+    }
+
+    fn input(&self, task: usize, file: usize) -> String {
+        format!("tasks/{}/src/{}", self.name(task), self.file_name(file))
+    }
+
+    fn output(&self, task: usize) -> String {
+        format!("tasks/{}/out/out.txt", self.name(task))
+    }
+
+    fn output_len(&self, task: usize) -> usize {
+        self.files * self.size + self.dep(task).map_or(0, |dep| self.output_len(dep))
+    }
+
+    /// `changed` and every task that depends on it, directly or not.
+    fn downstream(&self, changed: usize) -> Vec<usize> {
+        let mut affected = vec![false; self.tasks];
+        affected[changed] = true;
+        // Dependencies always point to lower indices: one forward pass is a full closure.
+        for task in changed + 1..self.tasks {
+            if let Some(dep) = self.dep(task) {
+                affected[task] = affected[dep];
+            }
+        }
+        (0..self.tasks).filter(|&task| affected[task]).collect()
+    }
+
+    /// The task whose input the one-file scenarios change: the middle task that has a
+    /// dependent (so the change propagates), or the middle task.
+    fn changed_task(&self) -> usize {
+        (0..=self.tasks / 2)
+            .rev()
+            .find(|&task| task + 1 < self.tasks && self.dep(task + 1) == Some(task))
+            .unwrap_or(self.tasks / 2)
+    }
+
+    fn bundle_toml(&self) -> String {
+        let mut text = String::from("# Generated by `cargo xtask bench`.\n");
+        for task in 0..self.tasks {
+            let name = self.name(task);
+            let (first, deps) = match self.dep(task) {
+                Some(dep) => (
+                    format!("../{}/out/out.txt ", self.name(dep)),
+                    format!("deps = [\"{}\"]\n", self.name(dep)),
+                ),
+                None => (String::new(), String::new()),
+            };
+            text.push_str(&format!(
+                "\n[tasks.{name}]\ncwd = \"tasks/{name}\"\nrun = \"cat {first}src/*.txt > out/out.txt\"\n\
+                 inputs = [\"src/*.txt\"]\noutputs = [\"out/out.txt\"]\n{deps}"
+            ));
+        }
+        text
+    }
+
+    fn build_ninja(&self) -> String {
+        let mut text = String::from(
+            "# Generated by `cargo xtask bench`.\nrule cat\n  command = cat $in > $out\n  description = CAT $out\n",
+        );
+        for task in 0..self.tasks {
+            text.push_str(&format!("\nbuild {}: cat", self.output(task)));
+            if let Some(dep) = self.dep(task) {
+                text.push_str(&format!(" {}", self.output(dep)));
+            }
+            for file in 0..self.files {
+                text.push_str(&format!(" $\n    {}", self.input(task, file)));
+            }
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// `size` bytes of deterministic pseudo-random text (words and lines) from `seed` (xorshift64).
+fn content(seed: u64, size: usize) -> Vec<u8> {
+    let mut state = (seed ^ 0x2545_f491_4f6c_dd1d).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(size + 16);
+    let mut column = 0;
+    while out.len() < size {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let word = 1 + (state % 8) as usize;
+        for letter in 0..word {
+            out.push(b'a' + ((state >> (8 + 5 * letter)) % 26) as u8);
+        }
+        column += word + 1;
+        if column > 72 {
+            out.push(b'\n');
+            column = 0;
+        } else {
+            out.push(b' ');
+        }
+    }
+    out.truncate(size);
+    if let Some(last) = out.last_mut() {
+        *last = b'\n';
+    }
+    out
+}
+
+/// Variant 0 is the generated content; other variants are the one-file-change contents.
+fn seed(task: usize, file: usize, variant: u64) -> u64 {
+    ((task as u64) << 32) ^ file as u64 ^ (variant << 56)
+}
+
+/// Writes both trees (the ninja one when `ninja_root` is given).
+fn generate(graph: &Graph, xbundle_root: &Path, ninja_root: Option<&Path>) -> Result<()> {
+    let roots: Vec<&Path> = std::iter::once(xbundle_root).chain(ninja_root).collect();
+    for root in &roots {
+        if root.exists() {
+            fs::remove_dir_all(root)?;
+        }
+    }
+    for task in 0..graph.tasks {
+        for root in &roots {
+            let dir = root.join("tasks").join(graph.name(task));
+            fs::create_dir_all(dir.join("src"))?;
+            fs::create_dir_all(dir.join("out"))?;
+        }
+        for file in 0..graph.files {
+            let bytes = content(seed(task, file, 0), graph.size);
+            for root in &roots {
+                fs::write(root.join(graph.input(task, file)), &bytes)?;
+            }
+        }
+    }
+    fs::write(xbundle_root.join("bundle.toml"), graph.bundle_toml())?;
+    if let Some(root) = ninja_root {
+        fs::write(root.join("build.ninja"), graph.build_ninja())?;
+    }
+    Ok(())
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
+    }
+}
+
+/// The build-finished counts of one xbundle run.
+#[derive(Clone, Copy, Debug)]
+struct Finished {
+    ran: u64,
+    cached: u64,
+}
+
+/// Runs the two tools on their trees.
+struct Runner {
+    sh: Shell,
+    xtask: PathBuf,
+    xbundle_root: PathBuf,
+    /// `None` when ninja is not installed.
+    ninja_root: Option<PathBuf>,
+    jobs: Vec<String>,
+    tasks: u64,
+}
+
+impl Runner {
+    fn xbundle(&self, fsync: bool) -> Result<(f64, Finished)> {
+        let Runner {
+            sh,
+            xtask,
+            xbundle_root: root,
+            jobs,
+            ..
+        } = self;
+        let mut command = cmd!(
+            sh,
+            "{xtask} --root {root} {jobs...} --message-format json task"
+        )
+        .env_remove("XBUNDLE_CACHE_DIR")
+        .quiet()
+        .ignore_status();
+        command = if fsync {
+            command.env_remove("XBUNDLE_FSYNC")
+        } else {
+            command.env("XBUNDLE_FSYNC", "0")
+        };
+        let started = Instant::now();
+        let output = command.output()?;
+        let ms = millis(started.elapsed());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return sanity(format!(
+                "xbundle exited with {}:\n{}{}",
+                output.status,
+                tail(&stdout),
+                tail(&String::from_utf8_lossy(&output.stderr))
+            ));
+        }
+        let finished = stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|event| event["event"] == "build-finished");
+        let Some(event) = finished else {
+            return sanity(format!(
+                "xbundle printed no build-finished event:\n{}",
+                tail(&stdout)
+            ));
+        };
+        let count = |field: &str| event[field].as_u64();
+        match (count("ran"), count("cached"), count("failed")) {
+            (Some(ran), Some(cached), Some(0)) => Ok((ms, Finished { ran, cached })),
+            _ => sanity(format!("unexpected build-finished event: {event}")),
+        }
+    }
+
+    fn expect_xbundle(&self, fsync: bool, ran: u64, what: &str) -> Result<f64> {
+        let (ms, finished) = self.xbundle(fsync)?;
+        let cached = self.tasks - ran;
+        if finished.ran != ran || finished.cached != cached {
+            return sanity(format!(
+                "{what}: xbundle reported ran={} cached={}, expected ran={ran} cached={cached}",
+                finished.ran, finished.cached
+            ));
+        }
+        Ok(ms)
+    }
+
+    /// Runs ninja; returns the time and how many edges it started.
+    fn ninja(&self) -> Result<Option<(f64, u64)>> {
+        let Some(root) = &self.ninja_root else {
+            return Ok(None);
+        };
+        let jobs = &self.jobs;
+        let command = cmd!(self.sh, "ninja -C {root} {jobs...}")
+            .env("NINJA_STATUS", NINJA_MARK)
+            .quiet()
+            .ignore_status();
+        let started = Instant::now();
+        let output = command.output()?;
+        let ms = millis(started.elapsed());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return sanity(format!(
+                "ninja exited with {}:\n{}{}",
+                output.status,
+                tail(&stdout),
+                tail(&String::from_utf8_lossy(&output.stderr))
+            ));
+        }
+        let edges = stdout
+            .lines()
+            .filter(|line| line.starts_with(NINJA_MARK))
+            .count();
+        Ok(Some((ms, edges as u64)))
+    }
+
+    fn expect_ninja(&self, edges: u64, what: &str) -> Result<Option<f64>> {
+        match self.ninja()? {
+            Some((_, ran)) if ran != edges => {
+                sanity(format!("{what}: ninja ran {ran} edge(s), expected {edges}"))
+            }
+            timed => Ok(timed.map(|(ms, _)| ms)),
+        }
+    }
+
+    fn roots(&self) -> impl Iterator<Item = &PathBuf> {
+        std::iter::once(&self.xbundle_root).chain(&self.ninja_root)
+    }
+
+    /// Deletes every output and both tools' state.
+    fn make_cold(&self, graph: &Graph) -> Result<()> {
+        for root in self.roots() {
+            for task in 0..graph.tasks {
+                remove_if_exists(&root.join(graph.output(task)))?;
+            }
+        }
+        let state = self.xbundle_root.join(".xbundle");
+        if state.exists() {
+            fs::remove_dir_all(state)?;
+        }
+        if let Some(root) = &self.ninja_root {
+            remove_if_exists(&root.join(".ninja_log"))?;
+            remove_if_exists(&root.join(".ninja_deps"))?;
+        }
+        Ok(())
+    }
+
+    /// Gives one input file new content in both trees.
+    fn write_input(&self, graph: &Graph, task: usize, file: usize, variant: u64) -> Result<()> {
+        // Stay clear of the file system's timestamp tick: ninja compares mtimes with `>`.
+        std::thread::sleep(Duration::from_millis(20));
+        let bytes = content(seed(task, file, variant), graph.size);
+        for root in self.roots() {
+            fs::write(root.join(graph.input(task, file)), &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the outputs of `tasks`: expected size, and identical in both trees.
+    fn compare(&self, graph: &Graph, tasks: impl IntoIterator<Item = usize>) -> Result<()> {
+        for task in tasks {
+            let path = graph.output(task);
+            let ours = fs::read(self.xbundle_root.join(&path))
+                .map_err(|err| Failure::Sanity(format!("xbundle's {path}: {err}")))?;
+            if ours.len() != graph.output_len(task) {
+                return sanity(format!(
+                    "xbundle's {path} has {} bytes, expected {}",
+                    ours.len(),
+                    graph.output_len(task)
+                ));
+            }
+            if let Some(root) = &self.ninja_root {
+                let theirs = fs::read(root.join(&path))
+                    .map_err(|err| Failure::Sanity(format!("ninja's {path}: {err}")))?;
+                if ours != theirs {
+                    return sanity(format!("{path} differs between xbundle and ninja"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = lines[lines.len().saturating_sub(20)..].join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    } else {
+        sorted[middle]
+    }
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// Timings of one scenario; `ninja` is empty when ninja is not installed.
+#[derive(Default)]
+struct Samples {
+    xbundle: Vec<f64>,
+    ninja: Vec<f64>,
+}
+
+impl Samples {
+    fn push(&mut self, xbundle: f64, ninja: Option<f64>) {
+        self.xbundle.push(xbundle);
+        self.ninja.extend(ninja);
+    }
+}
+
+struct Row {
+    name: String,
+    xbundle: f64,
+    ninja: Option<f64>,
+}
+
+impl Row {
+    fn new(name: impl Into<String>, samples: &Samples, stat: fn(&[f64]) -> f64) -> Row {
+        Row {
+            name: name.into(),
+            xbundle: stat(&samples.xbundle),
+            ninja: (!samples.ninja.is_empty()).then(|| stat(&samples.ninja)),
+        }
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        self.ninja.map(|ninja| self.xbundle / ninja)
+    }
+}
+
+fn progress(message: &str) {
+    eprintln!("bench: {message}");
+}
+
+fn ninja_version(sh: &Shell) -> Option<String> {
+    cmd!(sh, "ninja --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()
+}
+
+/// The 1-minute load average, to show how busy the machine was.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn run(options: &Options) -> Result<()> {
+    let load_before = load_average();
+    let sh = Shell::new()?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ is inside the workspace")
+        .to_path_buf();
+    sh.change_dir(&workspace);
+
+    progress("building the release binary (cargo build --release -p xtask)");
+    cmd!(sh, "cargo build --release -p xtask").run()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
+    let xtask = target.join("release").join("xtask");
+    if !xtask.is_file() {
+        return Err(Failure::Other(format!("{} was not built", xtask.display())));
+    }
+
+    let revision = cmd!(sh, "git describe --always --dirty")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_else(|_| "unknown".into());
+    let ninja = ninja_version(&sh);
+    if ninja.is_none() {
+        progress(
+            "ninja not found: skipping the comparison (apt-get install ninja-build to enable it)",
+        );
+    }
+
+    let temp;
+    let base = match &options.dir {
+        Some(dir) => {
+            fs::create_dir_all(dir)?;
+            dir.canonicalize()?
+        }
+        None => {
+            temp = sh.create_temp_dir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let graph = Graph::new(options);
+    let runner = Runner {
+        sh,
+        xtask,
+        xbundle_root: base.join("xbundle"),
+        ninja_root: ninja.as_ref().map(|_| base.join("ninja")),
+        jobs: options
+            .jobs
+            .map(|jobs| vec!["-j".to_string(), jobs.to_string()])
+            .unwrap_or_default(),
+        tasks: graph.tasks as u64,
+    };
+    progress(&format!(
+        "generating {} tasks x {} files x {} bytes in {}",
+        graph.tasks,
+        graph.files,
+        graph.size,
+        base.display()
+    ));
+    generate(&graph, &runner.xbundle_root, runner.ninja_root.as_deref())?;
+
+    let all = graph.tasks as u64;
+    let changed = graph.changed_task();
+    let changed_file = graph.files / 2;
+    let downstream = graph.downstream(changed);
+    let affected = downstream.len() as u64;
+
+    let mut cold = Samples::default();
+    let mut cold_no_fsync = Samples::default();
+    for rep in 0..options.cold_runs {
+        progress(&format!("cold run {}/{}", rep + 1, options.cold_runs));
+        runner.make_cold(&graph)?;
+        let ms = runner.expect_xbundle(true, all, "cold run")?;
+        runner.make_cold(&graph)?;
+        let ms_no_fsync = runner.expect_xbundle(false, all, "cold run, XBUNDLE_FSYNC=0")?;
+        let ninja_ms = runner.expect_ninja(all, "cold run")?;
+        runner.compare(&graph, 0..graph.tasks)?;
+        cold.push(ms, ninja_ms);
+        cold_no_fsync.push(ms_no_fsync, ninja_ms);
+    }
+
+    progress("no-op runs");
+    let mut first_noop = Samples::default();
+    first_noop.push(
+        runner.expect_xbundle(true, 0, "first no-op")?,
+        runner.expect_ninja(0, "first no-op")?,
+    );
+    runner.expect_xbundle(true, 0, "warm-up no-op")?;
+    runner.expect_ninja(0, "warm-up no-op")?;
+    let mut noop = Samples::default();
+    for _ in 0..options.runs {
+        noop.push(
+            runner.expect_xbundle(true, 0, "no-op")?,
+            runner.expect_ninja(0, "no-op")?,
+        );
+    }
+
+    let target = format!("{}/{}", graph.name(changed), graph.file_name(changed_file));
+    progress(&format!(
+        "one-file changes to {target} ({affected} task(s) downstream)"
+    ));
+    let mut change = Samples::default();
+    for rep in 0..options.runs {
+        runner.write_input(&graph, changed, changed_file, rep as u64 + 1)?;
+        change.push(
+            runner.expect_xbundle(true, affected, "one-file change")?,
+            runner.expect_ninja(affected, "one-file change")?,
+        );
+        runner.compare(&graph, downstream.iter().copied())?;
+    }
+    // Both contents were built before (variant 0 by the cold run, variant 1 by the first
+    // change above): xbundle restores them from its cache, ninja runs the edges.
+    let mut change_cached = Samples::default();
+    for rep in 0..options.runs {
+        runner.write_input(&graph, changed, changed_file, rep as u64 % 2)?;
+        change_cached.push(
+            runner.expect_xbundle(true, 0, "one-file change to cached content")?,
+            runner.expect_ninja(affected, "one-file change to cached content")?,
+        );
+        runner.compare(&graph, downstream.iter().copied())?;
+    }
+    runner.compare(&graph, 0..graph.tasks)?;
+
+    let runs = options.runs;
+    let cold_runs = options.cold_runs;
+    let rows = [
+        Row::new(format!("cold (median of {cold_runs})"), &cold, median),
+        Row::new(
+            format!("cold, XBUNDLE_FSYNC=0 (median of {cold_runs})"),
+            &cold_no_fsync,
+            median,
+        ),
+        Row::new("first no-op after the build", &first_noop, median),
+        Row::new(format!("no-op (median of {runs})"), &noop, median),
+        Row::new(format!("no-op (min of {runs})"), &noop, min),
+        Row::new(
+            format!("one-file change (median of {runs})"),
+            &change,
+            median,
+        ),
+        Row::new(format!("one-file change (min of {runs})"), &change, min),
+        Row::new(
+            format!("one-file change, cached content (median of {runs})"),
+            &change_cached,
+            median,
+        ),
+    ];
+    let goals = [
+        ("no-op within 1.5x of ninja", &rows[3], 1.5),
+        ("cold within 2x of ninja", &rows[0], 2.0),
+        ("cold within 2x of ninja (XBUNDLE_FSYNC=0)", &rows[1], 2.0),
+    ];
+
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut text = format!(
+        "\nxbundle bench: {} tasks x {} files x {} bytes ({} input files), every 5th task depends on the previous one\n\
+         xbundle {revision} (release); machine: {cpus} CPU(s), load average {load_before} before / {} after; jobs: {}; ninja: {}\n\
+         one-file change: {target}, {affected} task(s) downstream ({})\n\n",
+        graph.tasks,
+        graph.files,
+        graph.size,
+        graph.tasks * graph.files,
+        load_average(),
+        options
+            .jobs
+            .map_or("each tool's default".to_string(), |j| j.to_string()),
+        ninja
+            .as_deref()
+            .unwrap_or("not installed, comparison skipped"),
+        downstream
+            .iter()
+            .map(|&t| graph.name(t))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let width = rows.iter().map(|row| row.name.len()).max().unwrap_or(0);
+    text.push_str(&format!(
+        "{:<width$}  {:>10}  {:>10}  {:>7}\n",
+        "scenario", "xbundle ms", "ninja ms", "ratio"
+    ));
+    for row in &rows {
+        text.push_str(&format!(
+            "{:<width$}  {:>10.1}  {:>10}  {:>7}\n",
+            row.name,
+            row.xbundle,
+            row.ninja.map_or("-".into(), |ms| format!("{ms:.1}")),
+            row.ratio().map_or("-".into(), |r| format!("{r:.2}x")),
+        ));
+    }
+    text.push('\n');
+    for (name, row, limit) in &goals {
+        let verdict = match row.ratio() {
+            Some(ratio) if ratio <= *limit => format!("{ratio:.2}x  met"),
+            Some(ratio) => format!("{ratio:.2}x  NOT met"),
+            None => "not measured (no ninja)".into(),
+        };
+        text.push_str(&format!("goal: {name:<42} {verdict}\n"));
+    }
+    print!("{text}");
+
+    if options.json {
+        let report = json!({
+            "tasks": graph.tasks,
+            "files": graph.files,
+            "size": graph.size,
+            "runs": runs,
+            "cold_runs": cold_runs,
+            "jobs": options.jobs,
+            "revision": revision,
+            "cpus": cpus,
+            "load_average": [load_before, load_average()],
+            "ninja": ninja,
+            "changed": target,
+            "downstream": downstream.iter().map(|&t| graph.name(t)).collect::<Vec<_>>(),
+            "scenarios": rows.iter().map(|row| json!({
+                "name": row.name,
+                "xbundle_ms": row.xbundle,
+                "ninja_ms": row.ninja,
+                "ratio": row.ratio(),
+            })).collect::<Vec<_>>(),
+            "samples": {
+                "cold": samples_json(&cold),
+                "cold_no_fsync": samples_json(&cold_no_fsync),
+                "first_noop": samples_json(&first_noop),
+                "noop": samples_json(&noop),
+                "one_file_change": samples_json(&change),
+                "one_file_change_cached": samples_json(&change_cached),
+            },
+            "goals": goals.iter().map(|(name, row, limit)| json!({
+                "name": name,
+                "limit": limit,
+                "ratio": row.ratio(),
+                "met": row.ratio().map(|ratio| ratio <= *limit),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{report}");
+    }
+    if options.dir.is_some() {
+        progress(&format!("kept the repositories in {}", base.display()));
+    }
+    Ok(())
+}
+
+fn samples_json(samples: &Samples) -> Value {
+    json!({ "xbundle_ms": samples.xbundle, "ninja_ms": samples.ninja })
+}
