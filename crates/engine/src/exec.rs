@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::digest::Digest;
 use crate::events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
 use crate::files::{Patterns, expand};
-use crate::fsutil::{WorkspaceLock, remove_file_if_exists};
+use crate::fsutil::{WorkspaceLock, remove_file_if_exists, sync_at_end_of_run};
 use crate::graph::TaskGraph;
 use crate::key::{DirtyReason, KeyComponents};
 use crate::ledger::{Ledger, LedgerEntry};
@@ -143,6 +143,14 @@ impl Engine {
             tasks: selected.len(),
         });
         let mut summary = self.schedule(graph, &selected, &stats, reporter);
+        if summary.ran > 0
+            && let Err(err) = sync_at_end_of_run(&self.config.cache_dir)
+        {
+            reporter.report(Event::Warning {
+                id: None,
+                message: &format!("could not flush the cache to disk: {err}"),
+            });
+        }
         if let Err(err) = stats.save(&stat_path) {
             reporter.report(Event::Warning {
                 id: None,
@@ -324,12 +332,12 @@ impl Engine {
     fn components(
         &self,
         spec: &TaskSpec,
+        globs: &TaskGlobs,
         deps: BTreeMap<String, Digest>,
         stats: &StatCache,
     ) -> Result<(KeyComponents, Vec<String>), String> {
         let cwd = self.task_cwd(spec);
-        let inputs = Patterns::new(&spec.inputs).map_err(|e| e.to_string())?;
-        let outputs = Patterns::new(&spec.outputs).map_err(|e| e.to_string())?;
+        let (inputs, outputs) = (&globs.inputs, &globs.outputs);
         let mut components = KeyComponents {
             kind: spec.kind.clone(),
             impl_version: spec.impl_version,
@@ -341,7 +349,7 @@ impl Engine {
         };
         let mut unmatched = Vec::new();
         if !inputs.is_empty() {
-            let (found, missing) = expand(&cwd, &inputs, Some(&outputs), &self.config.state_dir)
+            let (found, missing) = expand(&cwd, inputs, Some(outputs), &self.config.state_dir)
                 .map_err(|err| format!("reading inputs: {err}"))?;
             unmatched = missing;
             for file in found {
@@ -356,18 +364,33 @@ impl Engine {
     }
 
     /// Makes the tree hold exactly `result`'s outputs (under the task's output globs).
-    /// Returns how many files were written and which existing ones had been modified.
+    /// Returns how many files were written or removed, and what had been changed by hand.
     fn materialize(
         &self,
         spec: &TaskSpec,
+        globs: &TaskGlobs,
         result: &ActionResult,
         stats: &StatCache,
     ) -> Result<(usize, Vec<String>), String> {
+        let (found, _) = expand(
+            &self.task_cwd(spec),
+            &globs.outputs,
+            None,
+            &self.config.state_dir,
+        )
+        .map_err(|err| err.to_string())?;
+        let mut present: HashMap<String, crate::files::Found> = found
+            .into_iter()
+            .map(|file| (Self::root_relative(spec, &file.relative), file))
+            .collect();
         let mut written = 0;
         let mut modified = Vec::new();
         for file in &result.outputs {
             let absolute = self.config.root.join(&file.path);
-            let current = stats.digest(&file.path, &absolute);
+            let current = match present.remove(&file.path) {
+                Some(found) => stats.digest_with_metadata(&file.path, &absolute, &found.metadata),
+                None => stats.digest(&file.path, &absolute),
+            };
             let intact = matches!(&current, Ok(h) if h.digest == file.digest && h.stat.executable == file.executable);
             if intact {
                 continue;
@@ -390,17 +413,12 @@ impl Engine {
             written += 1;
         }
         // Files under the output globs that this result does not have are stale.
-        let outputs = Patterns::new(&spec.outputs).map_err(|e| e.to_string())?;
-        let (found, _) = expand(&self.task_cwd(spec), &outputs, None, &self.config.state_dir)
-            .map_err(|err| err.to_string())?;
-        let expected: HashSet<&str> = result.outputs.iter().map(|f| f.path.as_str()).collect();
-        for file in found {
-            let relative = Self::root_relative(spec, &file.relative);
-            if !expected.contains(relative.as_str()) {
-                remove_file_if_exists(&file.absolute).map_err(|err| err.to_string())?;
-                modified.push(format!("{relative} is not an output of this version"));
-                written += 1;
-            }
+        let mut stale: Vec<(String, crate::files::Found)> = present.into_iter().collect();
+        stale.sort_by(|a, b| a.0.cmp(&b.0));
+        for (relative, file) in stale {
+            remove_file_if_exists(&file.absolute).map_err(|err| err.to_string())?;
+            modified.push(format!("{relative} is not an output of this version"));
+            written += 1;
         }
         Ok((written, modified))
     }
@@ -454,7 +472,15 @@ impl Engine {
             })
         };
 
-        let (components, unmatched) = match self.components(spec, deps, stats) {
+        let globs = match TaskGlobs::new(spec) {
+            Ok(globs) => globs,
+            Err(error) => {
+                let report = fail(error, None, Vec::new());
+                reporter.report(Event::TaskFinished(&report));
+                return report;
+            }
+        };
+        let (components, unmatched) = match self.components(spec, &globs, deps, stats) {
             Ok(found) => found,
             Err(error) => {
                 let report = fail(error, None, Vec::new());
@@ -470,7 +496,7 @@ impl Engine {
 
         if !self.config.force {
             match self.store.get_action(&key) {
-                Ok(Some(result)) => match self.materialize(spec, &result, stats) {
+                Ok(Some(result)) => match self.materialize(spec, &globs, &result, stats) {
                     Ok((restored, modified)) => {
                         let up_to_date = last_key == Some(key);
                         if up_to_date {
@@ -518,7 +544,7 @@ impl Engine {
             id,
             reasons: &reasons,
         });
-        match self.run_action(spec, stats, reporter) {
+        match self.run_action(spec, &globs, stats, reporter) {
             Ok(result) => {
                 let output = result.output_digest();
                 if let Err(err) = self.store.put_action(&key, &result) {
@@ -594,6 +620,7 @@ impl Engine {
     fn run_action(
         &self,
         spec: &TaskSpec,
+        globs: &TaskGlobs,
         stats: &StatCache,
         reporter: &dyn Reporter,
     ) -> Result<ActionResult, String> {
@@ -605,9 +632,9 @@ impl Engine {
                 cwd.display()
             ));
         }
-        let outputs = Patterns::new(&spec.outputs).map_err(|e| e.to_string())?;
+        let outputs = &globs.outputs;
         // Start from a clean slate so the outputs are exactly what this run produced.
-        let (stale, _) = expand(&cwd, &outputs, None, &self.config.state_dir)
+        let (stale, _) = expand(&cwd, outputs, None, &self.config.state_dir)
             .map_err(|err| format!("listing old outputs: {err}"))?;
         for file in stale {
             remove_file_if_exists(&file.absolute)
@@ -640,7 +667,7 @@ impl Engine {
         emit(Stream::Stdout, &printed.stdout);
         emit(Stream::Stderr, &printed.stderr);
 
-        let (produced, missing) = expand(&cwd, &outputs, None, &self.config.state_dir)
+        let (produced, missing) = expand(&cwd, outputs, None, &self.config.state_dir)
             .map_err(|err| format!("collecting outputs: {err}"))?;
         if !missing.is_empty() {
             return Err(format!(
@@ -723,7 +750,9 @@ impl Engine {
                 .iter()
                 .map(|d| (d.to_string(), outputs[d]))
                 .collect();
-            let (components, unmatched) = match self.components(spec, deps, &stats) {
+            let globs = TaskGlobs::new(spec);
+            let found = globs.and_then(|globs| self.components(spec, &globs, deps, &stats));
+            let (components, unmatched) = match found {
                 Ok(found) => found,
                 Err(error) => {
                     changing.insert(id.clone());
@@ -776,5 +805,20 @@ impl Engine {
             });
         }
         Ok(probes)
+    }
+}
+
+/// A task's globs, compiled once per run of the task.
+struct TaskGlobs {
+    inputs: Patterns,
+    outputs: Patterns,
+}
+
+impl TaskGlobs {
+    fn new(spec: &TaskSpec) -> Result<TaskGlobs, String> {
+        Ok(TaskGlobs {
+            inputs: Patterns::new(&spec.inputs).map_err(|e| e.to_string())?,
+            outputs: Patterns::new(&spec.outputs).map_err(|e| e.to_string())?,
+        })
     }
 }

@@ -6,7 +6,6 @@
 //! longest literal directory prefix of each pattern, so `src/**` never reads outside `src/`.
 //! Directories named `.git` and the engine's own state directory are never entered.
 
-use std::collections::BTreeMap;
 use std::fs::{self, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -48,26 +47,29 @@ fn is_literal(pattern: &str) -> bool {
 }
 
 impl Patterns {
+    /// Splits a leading `!` and checks the pattern stays inside the task's directory.
+    fn normalize(raw: &str) -> Result<(bool, &str), PatternError> {
+        let (negated, pattern) = match raw.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, raw),
+        };
+        let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
+        if pattern.is_empty() || pattern.starts_with('/') || pattern.split('/').any(|c| c == "..") {
+            return Err(PatternError {
+                pattern: raw.to_string(),
+                message: "patterns must be relative paths inside the task's directory".into(),
+            });
+        }
+        Ok((negated, pattern))
+    }
+
     pub fn new(patterns: &[String]) -> Result<Patterns, PatternError> {
         let mut include = GlobSetBuilder::new();
         let mut exclude = GlobSetBuilder::new();
         let mut bases = Vec::new();
         let mut include_sources = Vec::new();
         for (index, raw) in patterns.iter().enumerate() {
-            let (negated, pattern) = match raw.strip_prefix('!') {
-                Some(rest) => (true, rest),
-                None => (false, raw.as_str()),
-            };
-            let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
-            if pattern.is_empty()
-                || pattern.starts_with('/')
-                || pattern.split('/').any(|c| c == "..")
-            {
-                return Err(PatternError {
-                    pattern: raw.clone(),
-                    message: "patterns must be relative paths inside the task's directory".into(),
-                });
-            }
+            let (negated, pattern) = Patterns::normalize(raw)?;
             if negated {
                 exclude.add(compile(pattern)?);
                 // `!dir` also excludes everything below it.
@@ -124,13 +126,16 @@ pub struct Found {
 
 /// The files matching `patterns` below `cwd`, sorted by path, minus those `skip` matches;
 /// also the include patterns that matched nothing.
+///
+/// Cost: one `readdir` per directory under each walk root and one `stat` per file, made
+/// relative to the directory being read (no path lookup from the root for each file).
 pub fn expand(
     cwd: &Path,
     patterns: &Patterns,
     skip: Option<&Patterns>,
     state_dir: &Path,
 ) -> io::Result<(Vec<Found>, Vec<String>)> {
-    let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    let mut found: Vec<Found> = Vec::new();
     let mut matched = vec![false; patterns.sources.len()];
     let mut bases: Vec<&String> = patterns.bases.iter().collect();
     bases.sort();
@@ -139,7 +144,7 @@ pub fn expand(
     let mut roots: Vec<&String> = Vec::new();
     for base in bases {
         if !roots.iter().any(|outer| {
-            outer.is_empty() || base.starts_with(&format!("{outer}/")) || *outer == base
+            outer.is_empty() || *outer == base || base.starts_with(&format!("{outer}/"))
         }) {
             roots.push(base);
         }
@@ -156,14 +161,11 @@ pub fn expand(
         if skip.is_some_and(|skip| skip.matches(&relative)) {
             return;
         }
-        found.insert(
-            relative.clone(),
-            Found {
-                relative,
-                absolute,
-                metadata,
-            },
-        );
+        found.push(Found {
+            relative,
+            absolute,
+            metadata,
+        });
     };
     for base in roots {
         let start = if base.is_empty() {
@@ -180,38 +182,54 @@ pub fn expand(
             consider(base.clone(), start, metadata);
             continue;
         }
-        let walker = walkdir::WalkDir::new(&start)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|entry| {
-                !(entry.depth() > 0
-                    && entry.file_type().is_dir()
-                    && (entry.file_name() == ".git" || entry.path() == state_dir))
-            });
-        for entry in walker {
-            let entry = entry.map_err(|err| {
-                err.into_io_error()
-                    .unwrap_or_else(|| io::Error::other("file system loop"))
-            })?;
-            if entry.file_type().is_dir() {
-                continue;
+        if !metadata.is_dir() {
+            continue;
+        }
+        let mut stack = vec![(start, base.clone())];
+        while let Some((dir, relative_dir)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                // Removed while we walked: nothing to see there.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let relative = if relative_dir.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{relative_dir}/{name}")
+                };
+                let file_type = entry.file_type()?;
+                if file_type.is_dir() {
+                    let path = entry.path();
+                    if name != ".git" && path != state_dir {
+                        stack.push((path, relative));
+                    }
+                } else if file_type.is_file() {
+                    // fstatat relative to the directory: no full path lookup.
+                    match entry.metadata() {
+                        Ok(metadata) => consider(relative, entry.path(), metadata),
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                        Err(err) => return Err(err),
+                    }
+                } else if file_type.is_symlink() {
+                    // Symlinks count as the file they point to; dangling ones and links to
+                    // directories are skipped.
+                    let path = entry.path();
+                    if let Ok(metadata) = fs::metadata(&path)
+                        && metadata.is_file()
+                    {
+                        consider(relative, path, metadata);
+                    }
+                }
             }
-            let Ok(relative_path) = entry.path().strip_prefix(cwd) else {
-                continue;
-            };
-            let Some(relative) = relative_path.to_str() else {
-                continue;
-            };
-            let relative = relative.replace(std::path::MAIN_SEPARATOR, "/");
-            // Symlinks count as what they point to; dangling ones are skipped.
-            let metadata = match fs::metadata(entry.path()) {
-                Ok(metadata) if metadata.is_file() => metadata,
-                _ => continue,
-            };
-            consider(relative, entry.into_path(), metadata);
         }
     }
+    found.sort_unstable_by(|a, b| a.relative.cmp(&b.relative));
+    found.dedup_by(|a, b| a.relative == b.relative);
     let unmatched = patterns
         .sources
         .iter()
@@ -219,7 +237,12 @@ pub fn expand(
         .filter(|(index, source)| !source.starts_with('!') && !matched[*index])
         .map(|(_, source)| source.clone())
         .collect();
-    Ok((found.into_values().collect(), unmatched))
+    Ok((found, unmatched))
+}
+
+/// Checks that `pattern` is a valid glob for [`Patterns`], without building a matcher.
+pub fn validate(pattern: &str) -> Result<(), PatternError> {
+    Patterns::normalize(pattern).and_then(|(_, pattern)| compile(pattern).map(|_| ()))
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! Invariant: every file the engine publishes (CAS blob, action-cache entry, stat cache, ledger
 //! entry, restored output) is written to a temporary file in the destination's directory, then
 //! renamed over the destination. A reader sees the old file or the new one, never half of one,
-//! even if the process is killed with SIGKILL at any instruction.
+//! even if the process is killed with SIGKILL at any instruction. See [`Durability`] for power
+//! loss.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -11,12 +12,52 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-/// Whether `write_atomic` fsyncs file data before the rename. SIGKILL safety does not need it
-/// (the page cache survives the process); power-loss durability does. On by default;
-/// `XBUNDLE_FSYNC=0` turns it off (benchmarks, throwaway CI caches).
-pub fn fsync_enabled() -> bool {
-    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var_os("XBUNDLE_FSYNC").is_none_or(|value| value != "0"))
+/// How hard the engine works to make cache writes survive a power loss (`XBUNDLE_FSYNC`).
+///
+/// Crash safety against a killed process needs no fsync at all: every write is a rename of a
+/// complete temporary file, and the page cache survives the process. Against power loss, the
+/// default makes a run's writes durable with one `syncfs(2)` at its end; an entry torn by a
+/// power cut before that is still never trusted, because every read verifies content against
+/// its digest (see `store`). `file` fsyncs each file before its rename; `0` never syncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    Never,
+    EndOfRun,
+    EveryFile,
+}
+
+pub fn durability() -> Durability {
+    static MODE: std::sync::OnceLock<Durability> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| match std::env::var("XBUNDLE_FSYNC").as_deref() {
+        Ok("0") | Ok("never") => Durability::Never,
+        Ok("file") | Ok("always") => Durability::EveryFile,
+        _ => Durability::EndOfRun,
+    })
+}
+
+/// Flushes the file system holding `path` to disk, if [`durability`] asks for it at the end of
+/// a run.
+pub fn sync_at_end_of_run(path: &Path) -> io::Result<()> {
+    if durability() != Durability::EndOfRun {
+        return Ok(());
+    }
+    let dir = File::open(path)?;
+    sync_filesystem(&dir)
+}
+
+#[cfg(target_os = "linux")]
+fn sync_filesystem(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs takes a valid open descriptor, which `file` owns for the call.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_filesystem(file: &File) -> io::Result<()> {
+    file.sync_all()
 }
 
 /// Creates a temporary file beside `destination` (creating the directory if needed).
@@ -34,7 +75,7 @@ pub fn temp_beside(destination: &Path) -> io::Result<NamedTempFile> {
 
 /// Publishes a finished temporary file at `destination`.
 pub fn persist(temp: NamedTempFile, destination: &Path) -> io::Result<()> {
-    if fsync_enabled() {
+    if durability() == Durability::EveryFile {
         temp.as_file().sync_data()?;
     }
     temp.persist(destination).map_err(|err| err.error)?;

@@ -18,15 +18,15 @@ use std::fs::{self, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Digest, hash_file};
+use crate::digest::{Digest, hash_reader};
 use crate::fsutil::write_atomic;
 
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStat {
@@ -52,19 +52,25 @@ impl FileStat {
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct Entry {
     stat: FileStat,
-    digest: Digest,
+    /// Raw SHA-256 (32 bytes on disk, not 64 hex characters).
+    digest: [u8; 32],
     trusted: bool,
 }
 
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
     format: u32,
+    /// Sorted by path.
     entries: Vec<(String, Entry)>,
 }
 
 /// Path -> (stat, digest), shared by all worker threads of a run.
+///
+/// What was loaded stays in a sorted vector searched without locking; what this run records goes
+/// to an overlay behind a read-write lock, which a no-op run only ever reads.
 pub struct StatCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    base: Vec<(String, Entry)>,
+    overlay: RwLock<HashMap<String, Entry>>,
     /// This run's clock, in ns, on the file system's clock.
     run_clock_ns: i64,
     dirty: AtomicBool,
@@ -83,14 +89,19 @@ impl StatCache {
     /// Loads the cache at `path` (an unreadable or foreign file is an empty cache) and takes this
     /// run's clock by writing to `clock_path`.
     pub fn load(path: &Path, clock_path: &Path) -> io::Result<StatCache> {
-        let entries = fs::read(path)
+        let mut base: Vec<(String, Entry)> = fs::read(path)
             .ok()
             .and_then(|bytes| postcard::from_bytes::<OnDisk>(&bytes).ok())
             .filter(|on_disk| on_disk.format == FORMAT)
-            .map(|on_disk| on_disk.entries.into_iter().collect())
+            .map(|on_disk| on_disk.entries)
             .unwrap_or_default();
+        if !base.is_sorted_by(|a, b| a.0 < b.0) {
+            base.sort_by(|a, b| a.0.cmp(&b.0));
+            base.dedup_by(|a, b| a.0 == b.0);
+        }
         Ok(StatCache {
-            entries: Mutex::new(entries),
+            base,
+            overlay: RwLock::new(HashMap::new()),
             run_clock_ns: file_system_now(clock_path)?,
             dirty: AtomicBool::new(false),
         })
@@ -99,7 +110,8 @@ impl StatCache {
     /// An empty cache that trusts nothing it records (for one-off hashing).
     pub fn ephemeral() -> StatCache {
         StatCache {
-            entries: Mutex::new(HashMap::new()),
+            base: Vec::new(),
+            overlay: RwLock::new(HashMap::new()),
             run_clock_ns: i64::MIN,
             dirty: AtomicBool::new(false),
         }
@@ -124,14 +136,15 @@ impl StatCache {
             && entry.stat == stat
         {
             return Ok(Hashed {
-                digest: entry.digest,
+                digest: Digest::from_raw(entry.digest),
                 stat,
                 from_cache: true,
             });
         }
-        let (digest, _) = hash_file(absolute)?;
-        // Re-stat: if the file changed while it was read, record nothing trustworthy.
-        let after = FileStat::of(&fs::metadata(absolute)?);
+        let mut file = fs::File::open(absolute)?;
+        let (digest, _) = hash_reader(&mut file)?;
+        // Stat the open file again: if it changed while it was read, record nothing trusted.
+        let after = FileStat::of(&file.metadata()?);
         let trusted = after == stat && stat.mtime_ns < self.run_clock_ns;
         self.record(relative, after, digest, trusted);
         Ok(Hashed {
@@ -145,32 +158,47 @@ impl StatCache {
     pub fn record(&self, relative: &str, stat: FileStat, digest: Digest, trusted: bool) {
         let entry = Entry {
             stat,
-            digest,
+            digest: *digest.as_bytes(),
             trusted: trusted && stat.mtime_ns < self.run_clock_ns,
         };
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = entries
-            .get(relative)
-            .is_none_or(|old| old.stat != entry.stat || old.digest != digest || !old.trusted);
-        if changed {
-            entries.insert(relative.to_string(), entry);
+        let unchanged = self.lookup(relative).is_some_and(|old| {
+            old.stat == entry.stat && old.digest == entry.digest && old.trusted == entry.trusted
+        });
+        if !unchanged {
+            let mut overlay = self.overlay.write().unwrap_or_else(|e| e.into_inner());
+            overlay.insert(relative.to_string(), entry);
             self.dirty.store(true, Ordering::Relaxed);
         }
     }
 
     fn lookup(&self, relative: &str) -> Option<Entry> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(relative).copied()
+        {
+            let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
+            if !overlay.is_empty()
+                && let Some(entry) = overlay.get(relative)
+            {
+                return Some(*entry);
+            }
+        }
+        self.base
+            .binary_search_by(|(path, _)| path.as_str().cmp(relative))
+            .ok()
+            .map(|index| self.base[index].1)
     }
 
-    /// Writes the cache back if anything changed. Entries for files that no longer exist are
-    /// dropped when `live` says so.
+    /// Writes the cache back if anything changed.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         if !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let mut list: Vec<(String, Entry)> = entries.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<(String, Entry)> = self
+            .base
+            .iter()
+            .filter(|(path, _)| !overlay.contains_key(path))
+            .cloned()
+            .chain(overlay.iter().map(|(k, v)| (k.clone(), *v)))
+            .collect();
         list.sort_by(|a, b| a.0.cmp(&b.0));
         let bytes = postcard::to_stdvec(&OnDisk {
             format: FORMAT,

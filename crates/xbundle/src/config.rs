@@ -248,9 +248,7 @@ impl BundleConfig {
                 }
             };
             for pattern in decl.inputs.iter().chain(&decl.outputs) {
-                if let Err(err) =
-                    engine::files::Patterns::new(std::slice::from_ref(pattern.get_ref()))
-                {
+                if let Err(err) = engine::files::validate(pattern.get_ref()) {
                     return Err(error(
                         err.to_string(),
                         pattern.span(),
