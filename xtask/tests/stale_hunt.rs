@@ -460,8 +460,8 @@ fn random_edit_sequences_never_leave_stale_outputs() {
                     }
                 }
             }
-            for index in 0..TASKS {
-                model.seen[index].insert(tuples[index].clone());
+            for (seen, tuple) in model.seen.iter_mut().zip(&tuples) {
+                seen.insert(tuple.clone());
             }
             ran_total += outcome.ran.len();
             cached_total += outcome.cached.len();
