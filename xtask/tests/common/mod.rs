@@ -1,0 +1,530 @@
+//! Shared helpers for the integration tests: fixture repositories in temporary directories,
+//! running the real `xtask` binary, parsing its JSON events, and snapshots of a tree.
+//!
+//! Every test binary includes this module with `mod common;` and uses a part of it, hence the
+//! `dead_code` allowance.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_xtask");
+
+/// Environment variables the tests set on purpose; removed from every child by default so the
+/// developer's shell cannot change a test's outcome.
+pub const TEST_VARIABLES: [&str; 3] = ["XB_TEST_FOO", "XB_TEST_OTHER", "XBUNDLE_CACHE_DIR"];
+
+/// A fixture repository in a temporary directory (removed on drop).
+pub struct Repo {
+    dir: TempDir,
+}
+
+impl Repo {
+    /// A repository holding `bundle_toml` and the given `(relative path, contents)` files.
+    pub fn new(bundle_toml: &str, files: &[(&str, &str)]) -> Repo {
+        let repo = Repo::empty();
+        repo.write("bundle.toml", bundle_toml);
+        for (path, contents) in files {
+            repo.write(path, contents);
+        }
+        repo
+    }
+
+    /// An empty temporary directory.
+    pub fn empty() -> Repo {
+        let dir = tempfile::Builder::new()
+            .prefix("xbundle-test-")
+            .tempdir()
+            .expect("create a temporary directory");
+        Repo { dir }
+    }
+
+    /// A copy of the static fixture `xtask/tests/fixtures/<name>`.
+    pub fn fixture(name: &str) -> Repo {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("fixtures")
+            .join(name);
+        assert!(source.is_dir(), "missing fixture {}", source.display());
+        let repo = Repo::empty();
+        copy_tree(&source, repo.path());
+        repo
+    }
+
+    /// A new repository with the same files as this one, without its `.xbundle` state.
+    pub fn copy_without_state(&self) -> Repo {
+        let repo = Repo::empty();
+        copy_tree(self.path(), repo.path());
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, relative: &str) -> PathBuf {
+        self.path().join(relative)
+    }
+
+    /// Writes a file, creating its directory.
+    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) {
+        let path = self.join(relative);
+        fs::create_dir_all(path.parent().expect("a file has a parent")).expect("create dir");
+        fs::write(&path, contents).unwrap_or_else(|err| panic!("write {relative}: {err}"));
+    }
+
+    pub fn read(&self, relative: &str) -> String {
+        fs::read_to_string(self.join(relative))
+            .unwrap_or_else(|err| panic!("read {relative}: {err}"))
+    }
+
+    pub fn read_bytes(&self, relative: &str) -> Vec<u8> {
+        fs::read(self.join(relative)).unwrap_or_else(|err| panic!("read {relative}: {err}"))
+    }
+
+    pub fn exists(&self, relative: &str) -> bool {
+        self.join(relative).exists()
+    }
+
+    pub fn remove(&self, relative: &str) {
+        fs::remove_file(self.join(relative))
+            .unwrap_or_else(|err| panic!("remove {relative}: {err}"));
+    }
+
+    /// The binary with `--root` set, run from the repository, with a controlled environment.
+    /// Callers add the global flags and the command.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .current_dir(self.path())
+            .arg("--root")
+            .arg(self.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        for name in TEST_VARIABLES {
+            command.env_remove(name);
+        }
+        command
+    }
+
+    /// Runs with `--message-format json` and parses every stdout line as an event.
+    pub fn json(&self, args: &[&str]) -> Run {
+        self.json_env(args, &[])
+    }
+
+    /// Like [`Repo::json`] with extra environment variables.
+    pub fn json_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = self.command();
+        command.args(["--message-format", "json"]).args(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Run::parse_json(args, command.output().expect("run xtask"))
+    }
+
+    /// Runs with human output (nothing is parsed).
+    pub fn human(&self, args: &[&str]) -> Run {
+        self.human_env(args, &[])
+    }
+
+    pub fn human_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = self.command();
+        command.args(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Run::new(args, command.output().expect("run xtask"), Vec::new())
+    }
+
+    /// Every file under the repository except the `.xbundle` state directory.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut files = BTreeMap::new();
+        collect(self.path(), self.path(), &mut files);
+        Snapshot(files)
+    }
+
+    /// Every file under `.xbundle/<relative>` (recursively), as root-relative paths.
+    pub fn state_files(&self, relative: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk_files(&self.join(".xbundle").join(relative), &mut out);
+        out.sort();
+        out
+    }
+
+    /// The CAS blob holding exactly `contents` (there must be one).
+    pub fn blob_with(&self, contents: &[u8]) -> PathBuf {
+        let found: Vec<PathBuf> = self
+            .state_files("cache/cas")
+            .into_iter()
+            .filter(|path| fs::read(path).is_ok_and(|bytes| bytes == contents))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "exactly one blob holds these bytes: {found:?}"
+        );
+        found.into_iter().next().expect("one")
+    }
+
+    /// The action-cache entry of a key (hex), as laid out by the store.
+    pub fn action_entry(&self, key: &str) -> PathBuf {
+        self.join(".xbundle/cache/ac").join(&key[..2]).join(key)
+    }
+}
+
+/// Copies every file and directory below `from` to `to`, skipping `.xbundle`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("create dir");
+    for entry in fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        if entry.file_name() == ".xbundle" {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().expect("file type");
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let entry = entry.expect("dir entry");
+        if entry.file_type().expect("file type").is_dir() {
+            walk_files(&entry.path(), out);
+        } else {
+            out.push(entry.path());
+        }
+    }
+}
+
+fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, FileState>) {
+    for entry in fs::read_dir(dir).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let path = entry.path();
+        let relative = path
+            .strip_prefix(root)
+            .expect("below root")
+            .to_str()
+            .expect("UTF-8 path")
+            .to_string();
+        if relative == ".xbundle" {
+            continue;
+        }
+        let metadata = fs::symlink_metadata(&path).expect("metadata");
+        if metadata.is_dir() {
+            collect(root, &path, files);
+        } else {
+            files.insert(
+                relative,
+                FileState {
+                    bytes: fs::read(&path).expect("read file"),
+                    executable: metadata.permissions().mode() & 0o111 != 0,
+                },
+            );
+        }
+    }
+}
+
+/// A file's content and executable bit (other mode bits depend on the umask).
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub bytes: Vec<u8>,
+    pub executable: bool,
+}
+
+/// Relative path -> file state, for every file of a tree outside `.xbundle`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Snapshot(pub BTreeMap<String, FileState>);
+
+impl Snapshot {
+    pub fn paths(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+
+    /// A readable list of differences, empty when the trees are equal.
+    pub fn diff(&self, expected: &Snapshot) -> String {
+        let mut text = String::new();
+        for (path, want) in &expected.0 {
+            match self.0.get(path) {
+                None => {
+                    let _ = writeln!(text, "  missing: {path}");
+                }
+                Some(got) if got != want => {
+                    let _ = writeln!(
+                        text,
+                        "  differs: {path}: got {} bytes{} {:?}, expected {} bytes{} {:?}",
+                        got.bytes.len(),
+                        if got.executable { " (x)" } else { "" },
+                        preview(&got.bytes),
+                        want.bytes.len(),
+                        if want.executable { " (x)" } else { "" },
+                        preview(&want.bytes),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        for path in self.0.keys() {
+            if !expected.0.contains_key(path) {
+                let _ = writeln!(text, "  unexpected: {path}");
+            }
+        }
+        text
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+fn preview(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]).into_owned();
+    if bytes.len() > 60 {
+        format!("{text}…")
+    } else {
+        text
+    }
+}
+
+/// Panics with a readable diff unless `actual` equals `expected`.
+#[track_caller]
+pub fn assert_same_tree(actual: &Snapshot, expected: &Snapshot, context: &str) {
+    let diff = actual.diff(expected);
+    assert!(diff.is_empty(), "{context}: trees differ:\n{diff}");
+}
+
+/// One finished run of the binary.
+pub struct Run {
+    pub args: Vec<String>,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// JSON events, in order (empty for human output).
+    pub events: Vec<Value>,
+}
+
+impl Run {
+    fn new(args: &[&str], output: std::process::Output, events: Vec<Value>) -> Run {
+        Run {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            code: output.status.code().expect("exited, not killed"),
+            stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+            events,
+        }
+    }
+
+    /// Parses stdout as JSON lines; every line must be one JSON object with an `event`.
+    pub fn parse_json(args: &[&str], output: std::process::Output) -> Run {
+        let mut run = Run::new(args, output, Vec::new());
+        let mut events = Vec::new();
+        for line in run.stdout.lines() {
+            let event: Value = serde_json::from_str(line)
+                .unwrap_or_else(|err| panic!("stdout line is not JSON ({err}): {line}\n{run}"));
+            assert!(
+                event.get("event").and_then(Value::as_str).is_some(),
+                "JSON line without an `event`: {line}"
+            );
+            events.push(event);
+        }
+        run.events = events;
+        run
+    }
+
+    /// Panics (showing the whole run) unless the exit code is `code`.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "unexpected exit code\n{self}");
+        self
+    }
+
+    /// Every event of a kind (`task-finished`, `warning`, …).
+    pub fn events(&self, kind: &str) -> Vec<&Value> {
+        self.events
+            .iter()
+            .filter(|event| event["event"] == kind)
+            .collect()
+    }
+
+    /// The one `task-finished` event of `id` (e.g. `task:gen`).
+    #[track_caller]
+    pub fn task(&self, id: &str) -> &Value {
+        let found: Vec<&Value> = self
+            .events("task-finished")
+            .into_iter()
+            .filter(|event| event["id"] == id)
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one task-finished event for {id}\n{self}"
+        );
+        found[0]
+    }
+
+    /// `status` of the task-finished event of `id`.
+    #[track_caller]
+    pub fn status(&self, id: &str) -> &str {
+        self.task(id)["status"]
+            .as_str()
+            .expect("status is a string")
+    }
+
+    /// `restored` of the task-finished event of `id`.
+    #[track_caller]
+    pub fn restored(&self, id: &str) -> u64 {
+        self.task(id)["restored"]
+            .as_u64()
+            .expect("restored is a number")
+    }
+
+    /// `reasons` of the task-finished event of `id`.
+    #[track_caller]
+    pub fn reasons(&self, id: &str) -> Vec<String> {
+        strings(&self.task(id)["reasons"])
+    }
+
+    /// Task id -> status, for every task-finished event.
+    pub fn statuses(&self) -> BTreeMap<String, String> {
+        self.events("task-finished")
+            .into_iter()
+            .map(|event| {
+                (
+                    event["id"].as_str().expect("id").to_string(),
+                    event["status"].as_str().expect("status").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Ids of the tasks that emitted `task-started`.
+    pub fn started(&self) -> Vec<String> {
+        self.events("task-started")
+            .into_iter()
+            .map(|event| event["id"].as_str().expect("id").to_string())
+            .collect()
+    }
+
+    /// The one `build-finished` event.
+    #[track_caller]
+    pub fn finished(&self) -> &Value {
+        let found = self.events("build-finished");
+        assert_eq!(found.len(), 1, "expected one build-finished event\n{self}");
+        found[0]
+    }
+
+    /// `(ran, cached, failed, skipped)` from `build-finished`.
+    #[track_caller]
+    pub fn counts(&self) -> (u64, u64, u64, u64) {
+        let finished = self.finished();
+        let count = |name: &str| finished[name].as_u64().expect("a count");
+        (
+            count("ran"),
+            count("cached"),
+            count("failed"),
+            count("skipped"),
+        )
+    }
+
+    /// Messages of every `warning` event, with the task id prefixed when there is one.
+    pub fn warnings(&self) -> Vec<String> {
+        self.events("warning")
+            .into_iter()
+            .map(|event| match event["id"].as_str() {
+                Some(id) => format!("{id}: {}", event["message"].as_str().unwrap_or("")),
+                None => event["message"].as_str().unwrap_or("").to_string(),
+            })
+            .collect()
+    }
+
+    /// The one `diagnostic` event.
+    #[track_caller]
+    pub fn diagnostic(&self) -> &Value {
+        let found = self.events("diagnostic");
+        assert_eq!(found.len(), 1, "expected one diagnostic event\n{self}");
+        found[0]
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "--- xtask {} (exit {})\n--- stdout:\n{}--- stderr:\n{}---",
+            self.args.join(" "),
+            self.code,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// A JSON array of strings as a vector.
+pub fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {value}"))
+        .iter()
+        .map(|item| item.as_str().expect("a string").to_string())
+        .collect()
+}
+
+/// A map literal for statuses: `statuses(&[("task:a", "ran")])`.
+pub fn statuses(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(id, status)| (id.to_string(), status.to_string()))
+        .collect()
+}
+
+/// xorshift64*: a small seeded generator, so random schedules are reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The seed of a randomized test: `XBUNDLE_TEST_SEED` when set (to replay a failure), else
+/// `default`.
+pub fn seed(default: u64) -> u64 {
+    match std::env::var("XBUNDLE_TEST_SEED") {
+        Ok(text) => text.parse().expect("XBUNDLE_TEST_SEED is a number"),
+        Err(_) => default,
+    }
+}

@@ -1,0 +1,255 @@
+//! `graph --format json|dot|mermaid`, and the cache maintenance commands `cache stats`,
+//! `cache gc --max-size`, `cache verify`, `cache clean` (DESIGN.md §4.2, §10).
+
+mod common;
+
+use common::Repo;
+use serde_json::json;
+
+/// A diamond: gen -> left, right -> join. Each task writes one distinct two-byte file and prints
+/// nothing, so the cache holds exactly 4 action results and 4 blobs of 2 bytes.
+const DIAMOND: &str = r#"
+[tasks.gen]
+description = "Generate the seed"
+run = "mkdir -p out && echo g > out/gen.txt"
+outputs = ["out/gen.txt"]
+
+[tasks.left]
+run = "echo l > out/left.txt"
+outputs = ["out/left.txt"]
+deps = ["gen"]
+
+[tasks.right]
+run = "echo r > out/right.txt"
+outputs = ["out/right.txt"]
+deps = ["task:gen"]
+
+[tasks.join]
+run = "echo j > out/join.txt"
+outputs = ["out/join.txt"]
+deps = ["right", "left"]
+"#;
+
+const IDS: [&str; 4] = ["task:gen", "task:join", "task:left", "task:right"];
+
+fn graph(repo: &Repo, format: &str) -> String {
+    let run = repo.human(&["graph", "--format", format]);
+    run.assert_code(0);
+    assert!(run.stderr.is_empty(), "{run}");
+    run.stdout.clone()
+}
+
+#[test]
+fn graph_renders_every_task_and_edge() {
+    let repo = Repo::new(DIAMOND, &[]);
+
+    let text = graph(&repo, "json");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("graph json parses");
+    assert_eq!(
+        value,
+        json!({"tasks": [
+            {"id": "task:gen", "kind": "shell", "deps": [], "description": "Generate the seed"},
+            {"id": "task:join", "kind": "shell", "deps": ["task:left", "task:right"]},
+            {"id": "task:left", "kind": "shell", "deps": ["task:gen"]},
+            {"id": "task:right", "kind": "shell", "deps": ["task:gen"]},
+        ]})
+    );
+
+    assert_eq!(
+        graph(&repo, "dot"),
+        r#"digraph tasks {
+  rankdir=LR;
+  node [shape=box];
+  "task:gen";
+  "task:join";
+  "task:left";
+  "task:right";
+  "task:left" -> "task:join";
+  "task:right" -> "task:join";
+  "task:gen" -> "task:left";
+  "task:gen" -> "task:right";
+}
+"#
+    );
+    // dot is the default.
+    let run = repo.human(&["graph"]);
+    assert_eq!(run.stdout, graph(&repo, "dot"));
+
+    assert_eq!(
+        graph(&repo, "mermaid"),
+        r#"graph LR
+  n0["task:gen"]
+  n1["task:join"]
+  n2["task:left"]
+  n3["task:right"]
+  n2 --> n1
+  n3 --> n1
+  n0 --> n2
+  n0 --> n3
+"#
+    );
+
+    // Planning never executes: nothing was built or stored.
+    assert!(!repo.exists("out"));
+    assert!(!repo.exists(".xbundle/cache"));
+
+    let bad = repo.human(&["graph", "--format", "svgz"]);
+    bad.assert_code(2);
+}
+
+#[test]
+#[ignore = "BUG: with --message-format json, `graph` prints pretty-printed JSON or DOT/mermaid text on stdout, not one JSON object per line (docs/json-events.md; cli.rs Command::Graph)"]
+fn graph_with_json_messages_prints_json_lines_only() {
+    let repo = Repo::new(DIAMOND, &[]);
+    for format in ["json", "dot", "mermaid"] {
+        // Run::parse_json panics unless every stdout line is a JSON object with an `event`.
+        let run = repo.json(&["graph", "--format", format]);
+        run.assert_code(0);
+        assert_eq!(run.events.len(), 1, "{run}");
+    }
+}
+
+fn stats(repo: &Repo) -> serde_json::Value {
+    let run = repo.json(&["cache", "stats"]);
+    run.assert_code(0);
+    let events = run.events("cache-stats");
+    assert_eq!(events.len(), 1, "{run}");
+    assert_eq!(
+        events[0]["dir"],
+        repo.join(".xbundle/cache").to_str().unwrap()
+    );
+    events[0]["stats"].clone()
+}
+
+#[test]
+fn cache_stats_counts_entries_and_blobs() {
+    let repo = Repo::new(DIAMOND, &[]);
+    assert_eq!(
+        stats(&repo),
+        json!({"actions": 0, "action_bytes": 0, "blobs": 0, "blob_bytes": 0})
+    );
+    repo.json(&["task"]).assert_code(0);
+    let after = stats(&repo);
+    assert_eq!(after["actions"], 4);
+    assert_eq!(after["blobs"], 4);
+    assert_eq!(after["blob_bytes"], 8);
+    let action_bytes = after["action_bytes"].as_u64().unwrap();
+    let on_disk: u64 = repo
+        .state_files("cache/ac")
+        .iter()
+        .map(|path| std::fs::metadata(path).unwrap().len())
+        .sum();
+    assert_eq!(action_bytes, on_disk);
+
+    let human = repo.human(&["cache", "stats"]);
+    human.assert_code(0);
+    assert!(human.stdout.contains("  action results: 4 ("), "{human}");
+    assert!(human.stdout.contains("  blobs: 4 (8 B)\n"), "{human}");
+
+    // A no-op run adds nothing.
+    repo.json(&["task"]).assert_code(0);
+    assert_eq!(stats(&repo), after);
+}
+
+#[test]
+fn cache_gc_to_zero_then_build_runs_everything() {
+    let repo = Repo::new(DIAMOND, &[]);
+    repo.json(&["task"]).assert_code(0);
+    let before = stats(&repo);
+    let tree = repo.snapshot();
+
+    // A budget that fits everything keeps everything.
+    let run = repo.json(&["cache", "gc", "--max-size", "1G"]);
+    run.assert_code(0);
+    let report = &run.events("cache-gc")[0]["report"];
+    assert_eq!(report["kept_actions"], 4);
+    assert_eq!(report["removed_actions"], 0);
+    assert_eq!(report["removed_blobs"], 0);
+    assert_eq!(stats(&repo), before);
+
+    let run = repo.json(&["cache", "gc", "--max-size", "0"]);
+    run.assert_code(0);
+    let report = &run.events("cache-gc")[0]["report"];
+    assert_eq!(
+        report,
+        &json!({
+            "kept_actions": 0,
+            "removed_actions": 4,
+            "removed_blobs": 4,
+            "kept_bytes": 0,
+            "freed_bytes": before["action_bytes"].as_u64().unwrap() + 8,
+        })
+    );
+    assert_eq!(
+        stats(&repo),
+        json!({"actions": 0, "action_bytes": 0, "blobs": 0, "blob_bytes": 0})
+    );
+    common::assert_same_tree(&repo.snapshot(), &tree, "gc leaves the tree alone");
+
+    let run = repo.json(&["task"]);
+    run.assert_code(0);
+    assert_eq!(run.counts(), (4, 0, 0, 0), "{run}");
+    for id in IDS {
+        assert_eq!(
+            run.reasons(id),
+            ["inputs unchanged but the cache entry is missing or unusable"],
+            "{run}"
+        );
+    }
+    common::assert_same_tree(&repo.snapshot(), &tree, "same outputs");
+    assert_eq!(stats(&repo), before);
+
+    let bad = repo.human(&["cache", "gc", "--max-size", "12 parsecs"]);
+    bad.assert_code(2);
+}
+
+#[test]
+fn cache_clean_removes_cache_and_state() {
+    let repo = Repo::new(DIAMOND, &[]);
+    repo.json(&["task"]).assert_code(0);
+    let tree = repo.snapshot();
+    assert!(repo.exists(".xbundle/cache/ac"));
+    assert!(repo.exists(".xbundle/state/ledger"));
+
+    let run = repo.human(&["cache", "clean"]);
+    run.assert_code(0);
+    assert!(run.stderr.contains("Removed cache "), "{run}");
+    assert!(!repo.exists(".xbundle/cache"));
+    assert!(!repo.exists(".xbundle/state"));
+    common::assert_same_tree(&repo.snapshot(), &tree, "clean leaves the tree alone");
+
+    let run = repo.json(&["task"]);
+    run.assert_code(0);
+    assert_eq!(run.counts(), (4, 0, 0, 0), "{run}");
+    for id in IDS {
+        assert_eq!(run.reasons(id), ["no previous run recorded"], "{run}");
+    }
+    common::assert_same_tree(&repo.snapshot(), &tree, "same outputs");
+
+    // Cleaning twice is fine.
+    repo.human(&["cache", "clean"]).assert_code(0);
+    repo.human(&["cache", "clean"]).assert_code(0);
+}
+
+#[test]
+fn shared_cache_dir_restores_into_another_workspace() {
+    let shared = Repo::empty();
+    let cache_dir = shared.path().join("cache");
+    let cache = cache_dir.to_str().unwrap();
+    let first = Repo::new(DIAMOND, &[]);
+    let run = first.json_env(&["task"], &[("XBUNDLE_CACHE_DIR", cache)]);
+    run.assert_code(0);
+    assert_eq!(run.counts(), (4, 0, 0, 0));
+    assert!(!first.exists(".xbundle/cache"), "the cache is elsewhere");
+
+    // A fresh checkout of the same sources restores everything from the shared cache.
+    let second = Repo::new(DIAMOND, &[]);
+    let run = second.json_env(&["task"], &[("XBUNDLE_CACHE_DIR", cache)]);
+    run.assert_code(0);
+    assert_eq!(run.counts(), (0, 4, 0, 0), "{run}");
+    for id in IDS {
+        assert_eq!(run.restored(id), 1, "{run}");
+        assert_eq!(run.reasons(id), ["no previous run recorded"]);
+    }
+    common::assert_same_tree(&second.snapshot(), &first.snapshot(), "same tree");
+}
