@@ -122,6 +122,11 @@ impl Engine {
         })
     }
 
+    /// Where restores stage their temporary copies; emptied at the start of every run.
+    fn staging_dir(&self) -> PathBuf {
+        self.config.state_dir.join("tmp")
+    }
+
     fn stat_cache_paths(&self) -> (PathBuf, PathBuf) {
         let state = self.config.state_dir.join("state");
         (state.join("stat-cache"), state.join("clock"))
@@ -136,6 +141,12 @@ impl Engine {
     ) -> io::Result<RunSummary> {
         let started = Instant::now();
         let _lock = self.lock(reporter)?;
+        // Leftovers of a killed run; nothing else uses this directory while we hold the lock.
+        let staging = self.staging_dir();
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)?;
+        }
+        std::fs::create_dir_all(&staging)?;
         let (stat_path, clock_path) = self.stat_cache_paths();
         let stats = StatCache::load(&stat_path, &clock_path)?;
         let selected = graph.closure(targets);
@@ -241,7 +252,10 @@ impl Engine {
             drop(done_tx);
 
             loop {
-                while !stopping && let Some(id) = ready.pop_front() {
+                while !stopping
+                    && in_flight < jobs
+                    && let Some(id) = ready.pop_front()
+                {
                     if poisoned.contains(&id) {
                         skip(&id, &mut summary, "a dependency failed");
                         reported.insert(id.clone());
@@ -400,7 +414,7 @@ impl Engine {
                 Err(_) => format!("{} was deleted", file.path),
             });
             self.store
-                .restore_file(file, &absolute)
+                .restore_file(file, &absolute, &self.staging_dir())
                 .map_err(|err| err.to_string())?;
             if let Ok(metadata) = std::fs::metadata(&absolute) {
                 stats.record(
@@ -671,13 +685,14 @@ impl Engine {
             .map_err(|err| format!("collecting outputs: {err}"))?;
         if !missing.is_empty() {
             return Err(format!(
-                "declared output{} {} not produced; nothing was cached",
-                if missing.len() == 1 { " was" } else { "s were" },
+                "declared output{} {} {} not produced; nothing was cached",
+                if missing.len() == 1 { "" } else { "s" },
                 missing
                     .iter()
                     .map(|p| format!("`{p}`"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                if missing.len() == 1 { "was" } else { "were" },
             ));
         }
         let mut files = Vec::with_capacity(produced.len());

@@ -139,34 +139,41 @@ impl TaskGraph {
             .collect()
     }
 
+    /// `{"tasks": [{id, kind, deps, description?}]}`, sorted by id.
+    pub fn to_json(&self) -> serde_json::Value {
+        #[derive(Serialize)]
+        struct Node<'a> {
+            id: &'a str,
+            kind: &'a str,
+            deps: Vec<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            description: Option<&'a str>,
+        }
+        let mut tasks: Vec<&TaskSpec> = self.topological().collect();
+        tasks.sort_by(|a, b| a.id.cmp(&b.id));
+        let nodes: Vec<Node> = tasks
+            .iter()
+            .map(|spec| {
+                let mut deps: Vec<&str> = spec.deps.iter().map(TaskId::as_str).collect();
+                deps.sort();
+                Node {
+                    id: spec.id.as_str(),
+                    kind: &spec.kind,
+                    deps,
+                    description: spec.description.as_deref(),
+                }
+            })
+            .collect();
+        serde_json::json!({ "tasks": nodes })
+    }
+
     pub fn render(&self, format: GraphFormat) -> String {
         let mut tasks: Vec<&TaskSpec> = self.topological().collect();
         tasks.sort_by(|a, b| a.id.cmp(&b.id));
         match format {
             GraphFormat::Json => {
-                #[derive(Serialize)]
-                struct Node<'a> {
-                    id: &'a str,
-                    kind: &'a str,
-                    deps: Vec<&'a str>,
-                    #[serde(skip_serializing_if = "Option::is_none")]
-                    description: Option<&'a str>,
-                }
-                let nodes: Vec<Node> = tasks
-                    .iter()
-                    .map(|spec| {
-                        let mut deps: Vec<&str> = spec.deps.iter().map(TaskId::as_str).collect();
-                        deps.sort();
-                        Node {
-                            id: spec.id.as_str(),
-                            kind: &spec.kind,
-                            deps,
-                            description: spec.description.as_deref(),
-                        }
-                    })
-                    .collect();
-                let mut text = serde_json::to_string_pretty(&serde_json::json!({ "tasks": nodes }))
-                    .expect("graph serializes");
+                let mut text =
+                    serde_json::to_string_pretty(&self.to_json()).expect("graph serializes");
                 text.push('\n');
                 text
             }

@@ -5,15 +5,15 @@
 //! ```text
 //! cas/ab/abcdef…   blob whose SHA-256 is abcdef…
 //! ac/12/1234…      action result for task key 1234…: a header line
-//!                  "xbundle-ac-v1 <sha256 of the JSON body>" then the JSON body
+//!                  "xbundle-ac-v2 <key> <sha256 of key, newline and body>" then the JSON body
 //! ```
 //!
 //! Invariants:
 //! - Every file is published with [`write_atomic`](crate::fsutil::write_atomic) or an equivalent
 //!   temp-then-rename, so no entry is ever visible half-written.
 //! - An action result is written only after every blob it names is in the CAS.
-//! - Nothing read back is trusted: an action result whose body does not match its header digest
-//!   is corrupt; a blob is streamed through SHA-256 on every restore and a mismatch is an error.
+//! - Nothing read back is trusted: an action result whose body does not match its header digest,
+//!   or that was written for another key (a file copied or renamed in the store), is corrupt; a blob is streamed through SHA-256 on every restore and a mismatch is an error.
 //!   Corrupt entries are deleted and reported; the caller treats them as misses.
 
 use std::collections::{BTreeMap, HashSet};
@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, Hasher, hash_reader};
 use crate::fsutil::{persist, remove_file_if_exists, temp_beside, write_atomic};
+use tempfile::NamedTempFile;
 
-const AC_HEADER: &str = "xbundle-ac-v1";
+const AC_HEADER: &str = "xbundle-ac-v2";
 
 /// One file of a task's output tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,7 +192,39 @@ impl Store {
 
     /// Writes the blob `file.digest` to `destination` (atomically), verifying size and digest
     /// while copying. A mismatch deletes the bad blob and leaves `destination` untouched.
-    pub fn restore_file(&self, file: &OutputFile, destination: &Path) -> Result<(), StoreError> {
+    ///
+    /// The temporary copy is made in `staging` (a directory of the engine's, emptied at the start
+    /// of every run, so a build killed mid-restore leaves nothing in the work tree), or beside
+    /// `destination` when `staging` is on another file system.
+    pub fn restore_file(
+        &self,
+        file: &OutputFile,
+        destination: &Path,
+        staging: &Path,
+    ) -> Result<(), StoreError> {
+        let temp = match self.verified_copy(file, staging.join("x").as_path()) {
+            Ok(temp) => temp,
+            Err(StoreError::Io { .. }) => self.verified_copy(file, destination)?,
+            Err(err) => return Err(err),
+        };
+        if let Some(dir) = destination.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        match temp.persist(destination) {
+            Ok(_) => Ok(()),
+            Err(err) if err.error.kind() == io::ErrorKind::CrossesDevices => {
+                drop(err);
+                let temp = self.verified_copy(file, destination)?;
+                temp.persist(destination)
+                    .map_err(|err| io_err(destination)(err.error))?;
+                Ok(())
+            }
+            Err(err) => Err(io_err(destination)(err.error)),
+        }
+    }
+
+    /// Copies blob `file.digest` into a temporary file beside `near`, verifying size and digest.
+    fn verified_copy(&self, file: &OutputFile, near: &Path) -> Result<NamedTempFile, StoreError> {
         let blob = self.blob_path(&file.digest);
         let mut input = match File::open(&blob) {
             Ok(input) => input,
@@ -202,7 +235,7 @@ impl Store {
             }
             Err(err) => return Err(io_err(&blob)(err)),
         };
-        let mut temp = temp_beside(destination).map_err(io_err(destination))?;
+        let mut temp = temp_beside(near).map_err(io_err(near))?;
         let mut tee = Tee {
             reader: &mut input,
             writer: temp.as_file_mut(),
@@ -223,16 +256,14 @@ impl Store {
         let mode = if file.executable { 0o755 } else { 0o644 };
         temp.as_file()
             .set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err(destination))?;
-        temp.persist(destination)
-            .map_err(|err| io_err(destination)(err.error))?;
-        Ok(())
+            .map_err(io_err(near))?;
+        Ok(temp)
     }
 
     /// Stores an action result under `key`. Call only after all its blobs are stored.
     pub fn put_action(&self, key: &Digest, result: &ActionResult) -> Result<(), StoreError> {
         let body = serde_json::to_vec(result).expect("action results serialize");
-        let mut bytes = format!("{AC_HEADER} {}\n", Digest::of_bytes(&body)).into_bytes();
+        let mut bytes = format!("{AC_HEADER} {key} {}\n", entry_checksum(key, &body)).into_bytes();
         bytes.extend_from_slice(&body);
         let path = self.action_path(key);
         write_atomic(&path, &bytes).map_err(io_err(&path))
@@ -248,7 +279,7 @@ impl Store {
         };
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_err(&path))?;
-        match parse_action(&bytes) {
+        match parse_action(&bytes, Some(key)) {
             Ok(result) => {
                 mark_used(&path, &file);
                 Ok(Some(result))
@@ -267,11 +298,11 @@ impl Store {
     /// Counts and sizes of what the store holds.
     pub fn stats(&self) -> io::Result<StoreStats> {
         let mut stats = StoreStats::default();
-        for (_, size, _) in list_files(&self.root.join("ac"))? {
+        for (_, size, _) in list_files(&self.root.join("ac"), false)? {
             stats.actions += 1;
             stats.action_bytes += size;
         }
-        for (_, size, _) in list_files(&self.root.join("cas"))? {
+        for (_, size, _) in list_files(&self.root.join("cas"), false)? {
             stats.blobs += 1;
             stats.blob_bytes += size;
         }
@@ -281,7 +312,7 @@ impl Store {
     /// Checks every action result and blob; removes what is corrupt.
     pub fn verify(&self) -> io::Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        for (path, _, _) in list_files(&self.root.join("cas"))? {
+        for (path, _, _) in list_files(&self.root.join("cas"), true)? {
             report.blobs_checked += 1;
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let ok = match Digest::from_hex(name) {
@@ -299,9 +330,9 @@ impl Store {
                 ));
             }
         }
-        for (path, _, _) in list_files(&self.root.join("ac"))? {
+        for (path, _, _) in list_files(&self.root.join("ac"), true)? {
             report.actions_checked += 1;
-            let problem = match parse_action(&fs::read(&path)?) {
+            let problem = match parse_action(&fs::read(&path)?, key_of(&path).as_ref()) {
                 Err(problem) => Some(problem),
                 Ok(result) => result
                     .blobs()
@@ -322,7 +353,7 @@ impl Store {
     /// Evicts least recently used action results until the store fits in `max_bytes`, then
     /// removes blobs no remaining action result names, and stray temporary files.
     pub fn gc(&self, max_bytes: u64) -> io::Result<GcReport> {
-        let mut actions = list_files(&self.root.join("ac"))?;
+        let mut actions = list_files(&self.root.join("ac"), true)?;
         // Newest first.
         actions.sort_by_key(|entry| std::cmp::Reverse(entry.2));
         let mut kept_blobs: HashSet<Digest> = HashSet::new();
@@ -331,7 +362,7 @@ impl Store {
         for (path, size, _) in actions {
             let result = fs::read(&path)
                 .ok()
-                .and_then(|bytes| parse_action(&bytes).ok());
+                .and_then(|bytes| parse_action(&bytes, key_of(&path).as_ref()).ok());
             let Some(result) = result else {
                 remove_file_if_exists(&path)?;
                 report.removed_actions += 1;
@@ -354,7 +385,7 @@ impl Store {
                 report.freed_bytes += size;
             }
         }
-        for (path, size, _) in list_files(&self.root.join("cas"))? {
+        for (path, size, _) in list_files(&self.root.join("cas"), true)? {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let keep = Digest::from_hex(name).is_some_and(|d| kept_blobs.contains(&d));
             if !keep {
@@ -392,19 +423,47 @@ pub struct GcReport {
     pub kept_bytes: u64,
 }
 
-fn parse_action(bytes: &[u8]) -> Result<ActionResult, String> {
+fn entry_checksum(key: &Digest, body: &[u8]) -> Digest {
+    let mut hasher = Hasher::new();
+    hasher.update(key.to_hex().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body);
+    hasher.finish()
+}
+
+/// The key an action-cache file is stored under (its name).
+fn key_of(path: &Path) -> Option<Digest> {
+    path.file_name()?.to_str().and_then(Digest::from_hex)
+}
+
+/// Parses and checks an action-cache entry; `expected` is the key it was looked up by (an entry
+/// is corrupt unless written for exactly that key).
+fn parse_action(bytes: &[u8], expected: Option<&Digest>) -> Result<ActionResult, String> {
     let newline = bytes
         .iter()
         .position(|&b| b == b'\n')
         .ok_or("no header line")?;
     let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "header is not UTF-8")?;
     let body = &bytes[newline + 1..];
-    let expected = header
-        .strip_prefix(AC_HEADER)
-        .and_then(|rest| rest.strip_prefix(' '))
+    let mut fields = header.split(' ');
+    if fields.next() != Some(AC_HEADER) {
+        return Err("unknown header".into());
+    }
+    let key = fields
+        .next()
         .and_then(Digest::from_hex)
-        .ok_or("unknown header")?;
-    if Digest::of_bytes(body) != expected {
+        .ok_or("no key in header")?;
+    let checksum = fields
+        .next()
+        .and_then(Digest::from_hex)
+        .ok_or("no checksum in header")?;
+    if expected.is_some_and(|expected| *expected != key) {
+        return Err(format!(
+            "written for key {}, found under another key",
+            key.short()
+        ));
+    }
+    if entry_checksum(&key, body) != checksum {
         return Err("body does not match its checksum".into());
     }
     serde_json::from_slice(body).map_err(|err| format!("unreadable body: {err}"))
@@ -430,31 +489,58 @@ fn mark_used(path: &Path, open: &File) {
     }
 }
 
-/// Every regular file two levels below `dir` (`dir/xx/name`), with size and mtime. Temporary
-/// files left by a killed process are removed on the way.
-fn list_files(dir: &Path) -> io::Result<Vec<(PathBuf, u64, SystemTime)>> {
+/// Temporary files older than this are leftovers of a killed process: `gc` and `verify` remove
+/// them. Younger ones may belong to a build running right now (the cache can be shared between
+/// workspaces, whose locks are separate), so nothing else touches them.
+const STALE_TEMP: Duration = Duration::from_secs(3600);
+
+/// Every regular file two levels below `dir` (`dir/xx/name`), with size and mtime; temporary
+/// files are skipped, and removed when `remove_stale_temp` and older than [`STALE_TEMP`].
+fn list_files(dir: &Path, remove_stale_temp: bool) -> io::Result<Vec<(PathBuf, u64, SystemTime)>> {
     let mut out = Vec::new();
     let shards = match fs::read_dir(dir) {
         Ok(shards) => shards,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(out),
         Err(err) => return Err(err),
     };
+    let stale_temp = |path: &Path, metadata: &fs::Metadata| {
+        if remove_stale_temp
+            && metadata
+                .modified()
+                .ok()
+                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+                .is_some_and(|age| age > STALE_TEMP)
+        {
+            let _ = remove_file_if_exists(path);
+        }
+    };
     for shard in shards {
         let shard = shard?;
+        let is_temp = shard.file_name().to_string_lossy().starts_with(".tmp-");
         if !shard.file_type()?.is_dir() {
-            if shard.file_name().to_string_lossy().starts_with(".tmp-") {
-                remove_file_if_exists(&shard.path())?;
+            if is_temp {
+                stale_temp(&shard.path(), &shard.metadata()?);
             }
             continue;
         }
-        for entry in fs::read_dir(shard.path())? {
+        let entries = match fs::read_dir(shard.path()) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        for entry in entries {
             let entry = entry?;
             let path = entry.path();
+            let metadata = match entry.metadata() {
+                Ok(metadata) => metadata,
+                // Renamed or removed by a concurrent build since the directory was read.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            };
             if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                remove_file_if_exists(&path)?;
+                stale_temp(&path, &metadata);
                 continue;
             }
-            let metadata = entry.metadata()?;
             if metadata.is_file() {
                 out.push((path, metadata.len(), metadata.modified()?));
             }
@@ -508,6 +594,15 @@ mod tests {
         store.put_action(&key, &result).unwrap();
         assert_eq!(store.get_action(&key).unwrap(), Some(result.clone()));
 
+        // A valid entry copied under another key is not that key's result.
+        let other = Digest::of_bytes(b"other key");
+        fs::create_dir_all(store.action_path(&other).parent().unwrap()).unwrap();
+        fs::copy(store.action_path(&key), store.action_path(&other)).unwrap();
+        assert!(matches!(
+            store.get_action(&other),
+            Err(StoreError::Corrupt { .. })
+        ));
+
         // Flip one byte of the body: corrupt, removed, then a plain miss.
         let path = store.action_path(&key);
         let mut bytes = fs::read(&path).unwrap();
@@ -528,14 +623,14 @@ mod tests {
         let result = result_with(&store, dir.path(), b"hello");
         let destination = dir.path().join("restored.txt");
         store
-            .restore_file(&result.outputs[0], &destination)
+            .restore_file(&result.outputs[0], &destination, dir.path())
             .unwrap();
         assert_eq!(fs::read(&destination).unwrap(), b"hello");
 
         fs::write(store.blob_path(&result.outputs[0].digest), b"jello").unwrap();
         fs::remove_file(&destination).unwrap();
         let err = store
-            .restore_file(&result.outputs[0], &destination)
+            .restore_file(&result.outputs[0], &destination, dir.path())
             .unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert!(!destination.exists(), "nothing half-restored");

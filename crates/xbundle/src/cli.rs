@@ -221,13 +221,30 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
                 GraphFormatArg::Dot => GraphFormat::Dot,
                 GraphFormatArg::Mermaid => GraphFormat::Mermaid,
             };
-            shell.print(&graph.render(format));
+            if shell.is_json() {
+                let mut event = json!({"event": "graph", "format": format_name(format)});
+                match format {
+                    GraphFormat::Json => event["tasks"] = graph.to_json()["tasks"].take(),
+                    _ => event["text"] = json!(graph.render(format)),
+                }
+                shell.json(&event);
+            } else {
+                shell.print(&graph.render(format));
+            }
             Ok(0)
         }
         Command::Cache { command } => {
             let workspace = load(&cli, false, false)?;
             cache(&workspace, command, shell)
         }
+    }
+}
+
+fn format_name(format: GraphFormat) -> &'static str {
+    match format {
+        GraphFormat::Json => "json",
+        GraphFormat::Dot => "dot",
+        GraphFormat::Mermaid => "mermaid",
     }
 }
 
