@@ -302,7 +302,6 @@ fn declared_output_not_produced_fails_the_task_and_caches_nothing() {
 }
 
 #[test]
-#[ignore = "BUG: the missing-output error reads \"declared output was `x` not produced\" (verb before the name; exec.rs run_action)"]
 fn declared_output_not_produced_message_reads_correctly() {
     let repo = Repo::new(MISSING_OUTPUT, &[]);
     let run = repo.json(&["task", "half"]);

@@ -163,7 +163,6 @@ run = "exit 1"
 "#;
 
 #[test]
-#[ignore = "BUG: --fail-fast does not stop tasks already queued: the scheduler sends every ready task to the worker channel at once, so with -j 1 they all run after the failure (exec.rs schedule)"]
 fn fail_fast_with_one_job_starts_nothing_after_the_failure() {
     let repo = Repo::new(FAIL_FAST, &[]);
     let run = repo.json(&["-j", "1", "task", "--fail-fast"]);

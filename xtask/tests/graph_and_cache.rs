@@ -98,14 +98,30 @@ fn graph_renders_every_task_and_edge() {
 }
 
 #[test]
-#[ignore = "BUG: with --message-format json, `graph` prints pretty-printed JSON or DOT/mermaid text on stdout, not one JSON object per line (docs/json-events.md; cli.rs Command::Graph)"]
 fn graph_with_json_messages_prints_json_lines_only() {
     let repo = Repo::new(DIAMOND, &[]);
-    for format in ["json", "dot", "mermaid"] {
-        // Run::parse_json panics unless every stdout line is a JSON object with an `event`.
+    // Run::parse_json panics unless every stdout line is a JSON object with an `event`.
+    let run = repo.json(&["graph", "--format", "json"]);
+    run.assert_code(0);
+    assert_eq!(run.events.len(), 1, "{run}");
+    let event = &run.events[0];
+    assert_eq!(event["event"], "graph");
+    assert_eq!(event["format"], "json");
+    let human: serde_json::Value =
+        serde_json::from_str(&graph(&repo, "json")).expect("graph json parses");
+    assert_eq!(
+        event["tasks"], human["tasks"],
+        "the same graph as in human mode"
+    );
+
+    for format in ["dot", "mermaid"] {
         let run = repo.json(&["graph", "--format", format]);
         run.assert_code(0);
         assert_eq!(run.events.len(), 1, "{run}");
+        let event = &run.events[0];
+        assert_eq!(event["event"], "graph");
+        assert_eq!(event["format"], format);
+        assert_eq!(event["text"].as_str(), Some(graph(&repo, format).as_str()));
     }
 }
 
