@@ -279,6 +279,10 @@ impl Store {
         };
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_err(&path))?;
+        if is_other_format(&bytes) {
+            // Written by another version of xbundle: a plain miss, replaced on the next store.
+            return Ok(None);
+        }
         match parse_action(&bytes, Some(key)) {
             Ok(result) => {
                 mark_used(&path, &file);
@@ -429,6 +433,11 @@ fn entry_checksum(key: &Digest, body: &[u8]) -> Digest {
     hasher.update(b"\n");
     hasher.update(body);
     hasher.finish()
+}
+
+/// An entry in another (older or newer) entry format: not corrupt, just not ours to read.
+fn is_other_format(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"xbundle-ac-v") && !bytes.starts_with(format!("{AC_HEADER} ").as_bytes())
 }
 
 /// The key an action-cache file is stored under (its name).
@@ -593,6 +602,12 @@ mod tests {
         let key = Digest::of_bytes(b"key");
         store.put_action(&key, &result).unwrap();
         assert_eq!(store.get_action(&key).unwrap(), Some(result.clone()));
+
+        // An entry of another format version is a silent miss.
+        let old = Digest::of_bytes(b"old format");
+        fs::create_dir_all(store.action_path(&old).parent().unwrap()).unwrap();
+        fs::write(store.action_path(&old), "xbundle-ac-v1 abc\n{}").unwrap();
+        assert_eq!(store.get_action(&old).unwrap(), None);
 
         // A valid entry copied under another key is not that key's result.
         let other = Digest::of_bytes(b"other key");
