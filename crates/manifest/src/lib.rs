@@ -1,0 +1,128 @@
+//! The bundle manifest, `bundle.json` (desktop v0.1): its types, its parsing with errors that
+//! name the field, its semantic validation, and its JSON Schema.
+//!
+//! The format is the one of the conformance corpus's `bundle-schema.desktop.v0.1.json`. Every
+//! object that schema leaves open keeps the fields it does not know in an `extra` map, so a
+//! manifest read and written back loses nothing (extensions are additive: an asset may carry a
+//! `url`, a `remote_fetch` secret a `fetch` block). Optional arrays and maps are `Option`s for
+//! the same reason: `"dependencies": []` and an absent `dependencies` stay distinct.
+//!
+//! **Architecture invariant:** this crate depends only on serde, serde_json,
+//! serde_path_to_error and schemars. It is shared by the pipeline (`xbundle`), which writes
+//! manifests, and by the runtime shipped in every bundle, which reads them.
+//!
+//! ```
+//! let json = r#"{"schema_version":"v0.1","target":"desktop",
+//!   "app":{"name":"demo","version":"1.0.0"},
+//!   "ipc":{"mode":"loopback-http","host":"127.0.0.1","port":39200,"auth_token_path":"runtime/token"},
+//!   "telemetry":{"file":"telemetry.jsonl"},
+//!   "services":[{"id":"api","type":"api-binary","binaries":{"linux-x64":{"path":"bin/api"}},
+//!     "health":{"type":"tcp","port_name":"http"},"readiness":{"type":"port_open","port_name":"http"},
+//!     "ports":{"requested":[{"name":"http","range":{"min":20000,"max":20010}}]}}]}"#;
+//! let manifest = manifest::Manifest::from_json(json).unwrap();
+//! assert!(manifest.validate().iter().all(|p| !p.is_error()));
+//! ```
+
+pub mod template;
+mod types;
+mod validate;
+
+pub use types::*;
+pub use validate::{Problem, Severity};
+
+use std::fmt;
+
+/// The manifest format this crate reads and writes (`schema_version`).
+pub const FORMAT_VERSION: &str = "v0.1";
+
+/// A manifest that could not be read: the JSON path of the offending value and the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    /// Where the problem is, e.g. `services[1].health.type` (empty for the document itself).
+    pub path: String,
+    /// What is wrong, e.g. `unknown variant "grpc", expected one of ...`.
+    pub message: String,
+    /// 1-based line and column of the problem in the input, when known.
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            write!(
+                f,
+                "{} (line {}, column {})",
+                self.message, self.line, self.column
+            )
+        } else {
+            write!(
+                f,
+                "{}: {} (line {}, column {})",
+                self.path, self.message, self.line, self.column
+            )
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+impl Manifest {
+    /// Parses a manifest. Errors name the field path and the problem; semantic checks the
+    /// types cannot express are [`Manifest::validate`]'s job.
+    pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
+        let deserializer = &mut serde_json::Deserializer::from_str(text);
+        let manifest: Manifest = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            // serde_json appends " at line L column C"; we report those separately.
+            let mut message = inner.to_string();
+            if let Some(at) = message.rfind(" at line ") {
+                message.truncate(at);
+            }
+            ManifestError {
+                path: if path == "." { String::new() } else { path },
+                message,
+                line: inner.line(),
+                column: inner.column(),
+            }
+        })?;
+        Ok(manifest)
+    }
+
+    /// The manifest as indented JSON, with a trailing newline (deterministic: maps are sorted,
+    /// struct fields keep their declaration order).
+    pub fn to_json_pretty(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a manifest always serializes");
+        text.push('\n');
+        text
+    }
+
+    /// Semantic checks the types cannot express; returns every problem found, errors and
+    /// warnings, each with its JSON path. A manifest is usable when no problem is an error.
+    pub fn validate(&self) -> Vec<Problem> {
+        validate::validate(self)
+    }
+
+    /// The service with this id.
+    pub fn service(&self, id: &str) -> Option<&Service> {
+        self.services
+            .iter()
+            .find(|service| service.id.as_str() == id)
+    }
+
+    /// The secret with this id.
+    pub fn secret(&self, id: &str) -> Option<&Secret> {
+        self.secrets
+            .iter()
+            .flatten()
+            .find(|secret| secret.id.as_str() == id)
+    }
+}
+
+/// The JSON Schema of [`Manifest`], generated from the types (committed as
+/// `schema/bundle.schema.json` and snapshot-tested).
+pub fn schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Manifest);
+    serde_json::to_value(schema).expect("a schema always serializes")
+}

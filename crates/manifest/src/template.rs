@@ -1,0 +1,87 @@
+//! Env templates: `${service.port_name}` (another service's allocated port), `${data}` (the app
+//! data directory) and `${bundle}` (the bundle directory), in service and binary `env` values,
+//! `args` and migration commands.
+//!
+//! Parsing is shared by validation (which warns about references to unknown ports) and the
+//! runtime (which substitutes them). A `$` not followed by `{` is literal; an unterminated
+//! `${` is literal text.
+
+/// One piece of a template string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    /// `${data}`
+    Data,
+    /// `${bundle}`
+    Bundle,
+    /// `${service.port_name}`
+    Port {
+        service: &'a str,
+        port: &'a str,
+    },
+    /// `${anything else}`: kept as written by substitution.
+    Unknown(&'a str),
+}
+
+/// Splits a template string into its pieces.
+pub fn parse(text: &str) -> Vec<Piece<'_>> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else {
+            break;
+        };
+        if start > 0 {
+            pieces.push(Piece::Text(&rest[..start]));
+        }
+        let inner = &rest[start + 2..start + 2 + len];
+        pieces.push(match inner {
+            "data" => Piece::Data,
+            "bundle" => Piece::Bundle,
+            _ => match inner.rsplit_once('.') {
+                Some((service, port)) if !service.is_empty() && !port.is_empty() => {
+                    Piece::Port { service, port }
+                }
+                _ => Piece::Unknown(&rest[start..start + 3 + len]),
+            },
+        });
+        rest = &rest[start + 3 + len..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest));
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_kind() {
+        assert_eq!(
+            parse("file:${data}/x.db ${api.http}${bundle}$HOME ${x} ${open"),
+            vec![
+                Piece::Text("file:"),
+                Piece::Data,
+                Piece::Text("/x.db "),
+                Piece::Port {
+                    service: "api",
+                    port: "http"
+                },
+                Piece::Bundle,
+                Piece::Text("$HOME "),
+                Piece::Unknown("${x}"),
+                Piece::Text(" ${open"),
+            ]
+        );
+        assert_eq!(parse(""), vec![]);
+        assert_eq!(
+            parse("${playwright-driver.http}"),
+            vec![Piece::Port {
+                service: "playwright-driver",
+                port: "http"
+            }]
+        );
+    }
+}
