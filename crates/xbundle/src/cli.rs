@@ -14,6 +14,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use engine::{Engine, EngineConfig, Expected, GraphFormat, Probe, TaskId, key::summarize};
 use serde_json::json;
 
+use crate::analysis::render::{self, DagFormat};
+use crate::analysis::tier::Tier;
+use crate::analysis::{self, Catalog, Layout, Request};
 use crate::config::{self, BundleConfig};
 use crate::diagnostic::{Diagnostic, exit};
 use crate::plan;
@@ -72,6 +75,34 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormatArg::Dot)]
         format: GraphFormatArg,
     },
+    /// Analyze a scenario: dependencies, requirements, fitness per tier, swap suggestions
+    Analyze {
+        /// Scenario name (its directory under the scenarios directory)
+        scenario: String,
+        #[command(flatten)]
+        analysis: AnalysisArgs,
+        /// Print the analysis as JSON (the seed's contract plus the DAG and blockers)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a scenario's dependency DAG
+    Dag {
+        scenario: String,
+        #[arg(long, value_enum, default_value_t = DagFormat::Json)]
+        format: DagFormat,
+        /// Apply a swap first (FROM=TO); repeatable
+        #[arg(long = "swap", value_name = "FROM=TO")]
+        swaps: Vec<String>,
+    },
+    /// A scenario's fitness per deployment tier
+    Fitness {
+        scenario: String,
+        #[command(flatten)]
+        analysis: AnalysisArgs,
+        /// Print {tier: score} as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and maintain the local cache
     Cache {
         #[command(subcommand)]
@@ -90,6 +121,16 @@ struct RunArgs {
     /// Stop starting tasks at the first failure
     #[arg(long)]
     fail_fast: bool,
+}
+
+#[derive(Debug, Args)]
+struct AnalysisArgs {
+    /// One tier (tier-2-desktop, 2, desktop, …); default: all
+    #[arg(long)]
+    tier: Option<String>,
+    /// Apply a swap first (FROM=TO); repeatable
+    #[arg(long = "swap", value_name = "FROM=TO")]
+    swaps: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,7 +256,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
         }
         Command::Graph { format } => {
             let workspace = load(&cli, false, false)?;
-            let graph = plan::graph(&workspace.config)?;
+            let graph = plan::graph(&workspace.config, &workspace.root)?;
             let format = match format {
                 GraphFormatArg::Json => GraphFormat::Json,
                 GraphFormatArg::Dot => GraphFormat::Dot,
@@ -233,11 +274,132 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             }
             Ok(0)
         }
+        Command::Analyze {
+            scenario,
+            analysis,
+            json,
+        } => {
+            let (catalog, request) =
+                analysis_request(&cli, scenario, &analysis.tier, &analysis.swaps)?;
+            let result = analysis::analyze(&catalog, &request)?;
+            if shell.is_json() {
+                shell.json(&json!({"event": "analysis", "analysis": result}));
+            } else if *json {
+                shell.print(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&result).expect("analyses serialize")
+                ));
+            } else {
+                shell.print(&render::summary(&result, request.tier));
+            }
+            Ok(0)
+        }
+        Command::Dag {
+            scenario,
+            format,
+            swaps,
+        } => {
+            let (catalog, request) = analysis_request(&cli, scenario, &None, swaps)?;
+            let result = analysis::analyze(&catalog, &request)?;
+            if shell.is_json() {
+                shell
+                    .json(&json!({"event": "dag", "scenario": result.scenario, "dag": result.dag}));
+                return Ok(0);
+            }
+            let text = match format {
+                DagFormat::Json => render::json(&result.dag),
+                DagFormat::Dot => render::dot(&result.dag),
+                DagFormat::Mermaid => render::mermaid(&result.dag),
+                DagFormat::Svg => render::svg(&result.dag)?,
+            };
+            shell.print(&text);
+            Ok(0)
+        }
+        Command::Fitness {
+            scenario,
+            analysis,
+            json,
+        } => {
+            let (catalog, request) =
+                analysis_request(&cli, scenario, &analysis.tier, &analysis.swaps)?;
+            let result = analysis::analyze(&catalog, &request)?;
+            if *json || shell.is_json() {
+                let fitness: std::collections::BTreeMap<_, _> = result
+                    .fitness
+                    .iter()
+                    .filter(|(tier, _)| request.tier.is_none_or(|t| t == **tier))
+                    .collect();
+                let value = json!({
+                    "scenario": result.scenario,
+                    "fitness": fitness,
+                    "tiers": result.tiers,
+                });
+                if shell.is_json() {
+                    shell.json(&json!({"event": "fitness", "fitness": value}));
+                } else {
+                    shell.print(&format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&value).expect("fitness serializes")
+                    ));
+                }
+            } else {
+                let mut text = format!("{}\n", result.scenario);
+                text.push_str(&render::fitness_table(&result, request.tier));
+                shell.print(&text);
+            }
+            Ok(0)
+        }
         Command::Cache { command } => {
             let workspace = load(&cli, false, false)?;
             cache(&workspace, command, shell)
         }
     }
+}
+
+/// The layout for analysis commands: from bundle.toml when there is one (found as for other
+/// commands), else `scenarios/` and `resources/` under `--root` or the current directory.
+fn analysis_layout(cli: &Cli) -> Result<Layout, Diagnostic> {
+    let root = match &cli.root {
+        Some(root) => find_root(Some(root))?,
+        None => match find_root(None) {
+            Ok(root) => root,
+            Err(_) => find_root(Some(Utf8Path::new(".")))?,
+        },
+    };
+    let path = root.join(config::FILE_NAME);
+    let workspace = if path.is_file() {
+        BundleConfig::load(&path, Utf8Path::new(config::FILE_NAME))?.workspace
+    } else {
+        config::Workspace::default()
+    };
+    Ok(Layout {
+        root,
+        scenarios: workspace.scenarios,
+        resources: workspace.resources,
+    })
+}
+
+fn analysis_request(
+    cli: &Cli,
+    scenario: &str,
+    tier: &Option<String>,
+    swaps: &[String],
+) -> Result<(Catalog, Request), Diagnostic> {
+    let tier = tier
+        .as_deref()
+        .map(|text| {
+            text.parse::<Tier>().map_err(|err| {
+                Diagnostic::error(err)
+                    .help("pass --tier tier-2-desktop, --tier 2 or --tier desktop")
+            })
+        })
+        .transpose()?;
+    let request = Request {
+        scenario: scenario.to_string(),
+        swaps: analysis::parse_swaps(swaps)?,
+        tier,
+    };
+    Ok((Catalog::new(analysis_layout(cli)?), request))
 }
 
 fn format_name(format: GraphFormat) -> &'static str {
@@ -263,7 +425,7 @@ fn run_tasks(
     args: &RunArgs,
     shell: &Shell,
 ) -> Result<u8, Diagnostic> {
-    let graph = plan::graph(&workspace.config)?;
+    let graph = plan::graph(&workspace.config, &workspace.root)?;
     let targets: Vec<TaskId> = if names.is_empty() {
         graph.topological().map(|spec| spec.id.clone()).collect()
     } else {
@@ -369,7 +531,7 @@ fn ago(at_unix: u64) -> String {
 }
 
 fn explain(workspace: &Workspace, name: &str, shell: &Shell) -> Result<u8, Diagnostic> {
-    let graph = plan::graph(&workspace.config)?;
+    let graph = plan::graph(&workspace.config, &workspace.root)?;
     let id = plan::resolve(&graph, &[name.to_string()])?.remove(0);
     let probes = workspace.engine.probe(&graph, std::slice::from_ref(&id))?;
     let probe = probes

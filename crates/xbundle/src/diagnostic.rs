@@ -10,8 +10,12 @@ use camino::Utf8PathBuf;
 use miette::{LabeledSpan, NamedSource, SourceCode};
 use serde::Serialize;
 
+/// A diagnostic; boxed so that `Result<_, Diagnostic>` stays one pointer wide on the happy path.
 #[derive(Debug, Clone)]
-pub struct Diagnostic {
+pub struct Diagnostic(Box<Details>);
+
+#[derive(Debug, Clone)]
+pub struct Details {
     pub message: String,
     pub file: Option<Utf8PathBuf>,
     /// The file's text, for the snippet.
@@ -34,7 +38,7 @@ pub mod exit {
 
 impl Diagnostic {
     pub fn error(message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
+        Diagnostic(Box::new(Details {
             message: message.into(),
             file: None,
             source: None,
@@ -42,14 +46,13 @@ impl Diagnostic {
             label: None,
             help: None,
             exit_code: exit::BAD_INPUT,
-        }
+        }))
     }
 
     pub fn internal(message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            exit_code: exit::INTERNAL,
-            ..Diagnostic::error(message)
-        }
+        let mut diagnostic = Diagnostic::error(message);
+        diagnostic.exit_code = exit::INTERNAL;
+        diagnostic
     }
 
     pub fn in_file(mut self, file: impl Into<Utf8PathBuf>, source: &str) -> Diagnostic {
@@ -121,7 +124,8 @@ impl Diagnostic {
         };
         let handler = miette::GraphicalReportHandler::new_themed(theme)
             .with_context_lines(1)
-            .with_width(100);
+            .with_width(100)
+            .with_wrap_lines(false);
         let rendered = Rendered {
             message: self.to_string(),
             source: match (&self.file, &self.source) {
@@ -140,6 +144,20 @@ impl Diagnostic {
             out = format!("error: {self}\n");
         }
         out
+    }
+}
+
+impl std::ops::Deref for Diagnostic {
+    type Target = Details;
+
+    fn deref(&self) -> &Details {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Diagnostic {
+    fn deref_mut(&mut self) -> &mut Details {
+        &mut self.0
     }
 }
 

@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 use engine::{CommandAction, GraphError, TaskGraph, TaskId, TaskSpec};
 
+use camino::Utf8Path;
+
+use crate::analysis::{self, Layout};
 use crate::config::{BundleConfig, Command};
 use crate::diagnostic::Diagnostic;
 
@@ -63,9 +66,17 @@ pub fn declared_specs(config: &BundleConfig) -> Vec<TaskSpec> {
         .collect()
 }
 
-/// The full task graph of this repository, or a diagnostic pointing into bundle.toml.
-pub fn graph(config: &BundleConfig) -> Result<TaskGraph, Diagnostic> {
-    TaskGraph::new(declared_specs(config)).map_err(|err| graph_diagnostic(config, err))
+/// The full task graph of this repository (declared tasks and pipeline stages), or a diagnostic
+/// pointing into bundle.toml.
+pub fn graph(config: &BundleConfig, root: &Utf8Path) -> Result<TaskGraph, Diagnostic> {
+    let layout = Layout {
+        root: root.to_path_buf(),
+        scenarios: config.workspace.scenarios.clone(),
+        resources: config.workspace.resources.clone(),
+    };
+    let mut specs = declared_specs(config);
+    specs.extend(analysis::task::specs(&layout, &config.workspace.out));
+    TaskGraph::new(specs).map_err(|err| graph_diagnostic(config, err))
 }
 
 fn bare(id: &TaskId) -> &str {

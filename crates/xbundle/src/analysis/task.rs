@@ -1,0 +1,108 @@
+//! The `analyze:<scenario>` pipeline task: writes `<out>/analysis/<scenario>.json`.
+//!
+//! Its inputs are exactly the definition files the analysis read (found by running the analysis
+//! at plan time, which only reads files): editing an unrelated scenario leaves it cached, editing
+//! any definition in its graph (or adding a definition for a resource it used the class table
+//! for, which changes the set of files) re-runs it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use camino::Utf8PathBuf;
+use engine::{Action, ActionContext, ActionFailure, ActionOutput, TaskId, TaskSpec};
+
+use crate::analysis::{self, Catalog, Layout, Request};
+
+/// Bump when the analysis' results change for the same inputs.
+pub const ANALYZE_VERSION: u32 = 1;
+
+pub fn task_id(scenario: &str) -> TaskId {
+    TaskId::new(format!("analyze:{scenario}"))
+}
+
+struct AnalyzeAction {
+    layout: Layout,
+    scenario: String,
+    /// Root-relative.
+    output: Utf8PathBuf,
+}
+
+impl Action for AnalyzeAction {
+    fn run(&self, _: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
+        let catalog = Catalog::new(self.layout.clone());
+        let request = Request {
+            scenario: self.scenario.clone(),
+            ..Request::default()
+        };
+        let result = analysis::analyze(&catalog, &request).map_err(|diagnostic| ActionFailure {
+            message: match &diagnostic.help {
+                Some(help) => format!("{diagnostic} (help: {help})"),
+                None => diagnostic.to_string(),
+            },
+            ..ActionFailure::default()
+        })?;
+        let mut json = serde_json::to_string_pretty(&result).expect("analyses serialize");
+        json.push('\n');
+        let path = self.layout.root.join(&self.output);
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            engine::fsutil::write_atomic(path.as_std_path(), json.as_bytes())
+        };
+        write().map_err(|err| ActionFailure {
+            message: format!("writing {}: {err}", self.output),
+            ..ActionFailure::default()
+        })?;
+        Ok(ActionOutput::default())
+    }
+}
+
+/// One `analyze:<scenario>` task per scenario of the layout.
+pub fn specs(layout: &Layout, out: &Utf8PathBuf) -> Vec<TaskSpec> {
+    let catalog = Catalog::new(layout.clone());
+    layout
+        .scenario_names()
+        .into_iter()
+        .map(|scenario| {
+            let request = Request {
+                scenario: scenario.clone(),
+                ..Request::default()
+            };
+            // A failing analysis still records what it read; the task reports the error.
+            let _ = analysis::analyze(&catalog, &request);
+            let mut inputs = catalog.recorded();
+            let own = layout
+                .definition_path(crate::service::ServiceKind::Scenario, &scenario)
+                .to_string();
+            if !inputs.contains(&own) {
+                inputs.push(own);
+                inputs.sort();
+            }
+            let output = analysis::output_path(out, &scenario);
+            let mut params = BTreeMap::new();
+            params.insert("scenario".to_string(), scenario.clone());
+            params.insert("xbundle".to_string(), env!("CARGO_PKG_VERSION").to_string());
+            params.insert("scenarios".to_string(), layout.scenarios.to_string());
+            params.insert("resources".to_string(), layout.resources.to_string());
+            TaskSpec {
+                id: task_id(&scenario),
+                kind: "analyze".to_string(),
+                impl_version: ANALYZE_VERSION,
+                params,
+                cwd: String::new(),
+                inputs,
+                outputs: vec![output.to_string()],
+                env: Vec::new(),
+                tools: BTreeMap::new(),
+                deps: Vec::new(),
+                action: Arc::new(AnalyzeAction {
+                    layout: layout.clone(),
+                    scenario: scenario.clone(),
+                    output,
+                }),
+                description: Some(format!("Analyze scenario {scenario}")),
+            }
+        })
+        .collect()
+}
