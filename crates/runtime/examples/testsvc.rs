@@ -1,0 +1,155 @@
+//! Test helper services for the runtime's end-to-end tests and benchmark (not shipped):
+//!
+//! - `api`: an HTTP API on 127.0.0.1:$PORT: `/health`, `/api/hello` (says whether its secrets
+//!   arrived, never their values), `/api/ws` (answers an upgrade with 101, then echoes bytes).
+//!   It starts a child process (`sleeper`) to test that whole trees are stopped.
+//! - `worker`: logs "Worker started successfully" and starts a child that leaves its process
+//!   group (`sleeper --setsid`).
+//! - `migrate NAME`: appends NAME to `$APP_DATA_DIR/migrations.log`.
+//! - `check`: exits 0 (a `command` health check). `crash`: exits 3 at once. `sleeper`: sleeps.
+//!
+//! Each long-running mode writes its pid to `$APP_DATA_DIR/<mode>.pid` and its child's to
+//! `$APP_DATA_DIR/<mode>-child.pid`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(std::env::var("APP_DATA_DIR").expect("APP_DATA_DIR"))
+}
+
+fn write_pid(name: &str, pid: u32) {
+    std::fs::write(data_dir().join(format!("{name}.pid")), pid.to_string()).unwrap();
+}
+
+fn spawn_child(name: &str, setsid: bool) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.arg("sleeper");
+    if setsid {
+        command.arg("--setsid");
+    }
+    let child = command.spawn().unwrap();
+    write_pid(&format!("{name}-child"), child.id());
+    std::mem::forget(child);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("api") => api(),
+        Some("worker") => {
+            write_pid("worker", std::process::id());
+            spawn_child("worker", true);
+            println!("Worker started successfully");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        Some("migrate") => {
+            let name = args.get(1).cloned().unwrap_or_default();
+            println!("migrating {name}");
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(data_dir().join("migrations.log"))
+                .unwrap();
+            writeln!(file, "{name}").unwrap();
+            if std::env::var_os("MIGRATE_FAIL").is_some() {
+                eprintln!("migration {name} failed on purpose");
+                std::process::exit(1);
+            }
+        }
+        Some("check") => {}
+        Some("crash") => {
+            eprintln!("crashing on purpose");
+            std::process::exit(3);
+        }
+        Some("sleeper") => {
+            if args.get(1).map(String::as_str) == Some("--setsid") {
+                // SAFETY: plain syscall.
+                unsafe { libc::setsid() };
+            }
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        other => {
+            eprintln!("testsvc: unknown mode {other:?}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn api() {
+    let port: u16 = std::env::var("PORT")
+        .expect("PORT")
+        .parse()
+        .expect("PORT is a number");
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|err| {
+        eprintln!("api: cannot bind {port}: {err}");
+        std::process::exit(1);
+    });
+    write_pid("api", std::process::id());
+    spawn_child("api", false);
+    println!("api listening on {port}");
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            let _ = handle(stream);
+        });
+    }
+}
+
+fn handle(mut stream: TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut upgrade = false;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        if line.to_ascii_lowercase().starts_with("upgrade:") {
+            upgrade = true;
+        }
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
+    if path == "/api/ws" && upgrade {
+        stream.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")?;
+        let mut buffer = [0u8; 1024];
+        loop {
+            let read = reader.read(&mut buffer)?;
+            if read == 0 {
+                return Ok(());
+            }
+            stream.write_all(&buffer[..read])?;
+        }
+    }
+    let (status, body) = match path.as_str() {
+        "/health" => ("200 OK", "{\"status\":\"healthy\"}".to_owned()),
+        "/api/hello" => {
+            let secret_set = std::env::var("API_SECRET").is_ok_and(|v| !v.is_empty());
+            let token_file = std::env::var("SECRET_FILE_TOKEN")
+                .ok()
+                .and_then(|path| std::fs::read_to_string(path).ok())
+                .is_some_and(|v| v.len() == 24);
+            (
+                "200 OK",
+                format!(
+                    "{{\"hello\":\"world\",\"pid\":{},\"secret_set\":{secret_set},\"token_file\":{token_file}}}",
+                    std::process::id()
+                ),
+            )
+        }
+        _ => ("404 Not Found", "{}".to_owned()),
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}

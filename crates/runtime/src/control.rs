@@ -1,0 +1,266 @@
+//! The control API, on loopback only (the manifest's `ipc.host` must be a loopback address).
+//!
+//! Every route but `GET /healthz` needs `Authorization: Bearer <token>`, the token being
+//! 32 random bytes (hex) written at each start to `<app data>/<ipc.auth_token_path>` with
+//! mode 0600; the port actually bound is written beside it in `ipc-port` (the manifest's port,
+//! or any free one when that is taken).
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /healthz` | `{"status":"ok"}`: the runtime is up |
+//! | `GET /readyz` | 200 when every service is ready, else 503 with the services that are not |
+//! | `GET /status` | app, uptime and per service: state, detail, pids, restarts, last exit, missing secrets |
+//! | `GET /ports` | allocated ports per service, and the UI's URL |
+//! | `GET /logs/tail?service=ID&lines=N` | the last N (default 100, at most 5000) lines of a service's log |
+//! | `GET /secrets` | per secret: id, class, required, set, label, description, format; never a value |
+//! | `POST /secrets` | `{"<id>": "<value>", ...}`: sets `user_prompt` secrets; all checked before any is stored |
+//! | `POST /shutdown` | stops the app (202) |
+
+use crate::http::{self, Request, Response};
+use crate::supervisor::{Event, Runtime};
+use manifest::{SecretClass, ServiceType};
+use serde_json::json;
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+
+pub fn serve(listener: TcpListener, runtime: Arc<Runtime>) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let runtime = Arc::clone(&runtime);
+            std::thread::spawn(move || connection(stream, &runtime));
+        }
+    });
+}
+
+fn connection(mut stream: TcpStream, runtime: &Runtime) {
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let response = match http::read_request(&mut stream, false) {
+        Ok(request) => route(&request, runtime),
+        Err(err) => Response::error(400, &err.to_string()),
+    };
+    let _ = http::write_response(&mut stream, &response, false);
+}
+
+/// Constant-time comparison of the presented token.
+fn authorized(request: &Request, token: &str) -> bool {
+    let Some(presented) = request
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let presented = presented.trim().as_bytes();
+    let expected = token.as_bytes();
+    presented.len() == expected.len()
+        && presented
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn route(request: &Request, runtime: &Runtime) -> Response {
+    let method = request.method.as_str();
+    let path = request.path.trim_end_matches('/');
+    if path == "/healthz" && method == "GET" {
+        return Response::json(200, &json!({ "status": "ok" }));
+    }
+    if !authorized(request, &runtime.token) {
+        let mut response = Response::error(401, "missing or wrong bearer token");
+        response
+            .extra_headers
+            .push(("WWW-Authenticate", "Bearer".into()));
+        return response;
+    }
+    match (method, path) {
+        ("GET", "/readyz") => readyz(runtime),
+        ("GET", "/status") => status(runtime),
+        ("GET", "/ports") => ports(runtime),
+        ("GET", "/logs/tail") => logs_tail(request, runtime),
+        ("GET", "/secrets") => secrets(runtime),
+        ("POST", "/secrets") => set_secrets(request, runtime),
+        ("POST", "/shutdown") => {
+            runtime.send(Event::Shutdown("requested through the control API".into()));
+            Response::json(202, &json!({ "status": "stopping" }))
+        }
+        (_, "/readyz" | "/status" | "/ports" | "/logs/tail" | "/secrets" | "/shutdown") => {
+            Response::error(405, "method not allowed")
+        }
+        _ => Response::error(404, "no such route"),
+    }
+}
+
+fn readyz(runtime: &Runtime) -> Response {
+    let state = runtime.lock();
+    let not_ready: Vec<serde_json::Value> = state
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.phase != crate::supervisor::Phase::Ready)
+        .map(|(i, s)| json!({"id": runtime.plan.manifest.services[i].id, "state": s.phase.name(), "detail": s.detail}))
+        .collect();
+    if not_ready.is_empty() {
+        Response::json(200, &json!({ "ready": true }))
+    } else {
+        Response::json(503, &json!({ "ready": false, "waiting": not_ready }))
+    }
+}
+
+fn status(runtime: &Runtime) -> Response {
+    let state = runtime.lock();
+    let manifest = &runtime.plan.manifest;
+    let services: Vec<serde_json::Value> = state
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let service_pid = s
+                .shim_pid
+                .and_then(|shim| crate::process::children_of(shim).first().copied());
+            json!({
+                "id": manifest.services[i].id,
+                "type": manifest.services[i].kind,
+                "critical": manifest.services[i].is_critical(),
+                "state": s.phase.name(),
+                "detail": s.detail,
+                "pid": service_pid,
+                "shim_pid": s.shim_pid,
+                "restarts": s.restarts,
+                "last_exit": s.last_exit,
+                "ready_after_ms": s.ready_after_ms,
+                "missing_secrets": s.missing_secrets,
+                "log": runtime.logs[i].path,
+            })
+        })
+        .collect();
+    Response::json(
+        200,
+        &json!({
+            "app": {"name": manifest.app.name, "version": manifest.app.version},
+            "pid": std::process::id(),
+            "uptime_ms": runtime.started.elapsed().as_millis() as u64,
+            "ready": crate::supervisor::Runtime::all_ready(&state),
+            "ready_after_ms": state.app_ready_ms,
+            "error": state.fatal,
+            "services": services,
+        }),
+    )
+}
+
+fn ports(runtime: &Runtime) -> Response {
+    let state = runtime.lock();
+    let manifest = &runtime.plan.manifest;
+    let ui = manifest
+        .services
+        .iter()
+        .find(|s| s.kind == ServiceType::UiBundle)
+        .and_then(|ui| {
+            let ports = state.ports.get(ui.id.as_str())?;
+            let port = ports.get("http").or_else(|| ports.values().next())?;
+            Some(format!("http://127.0.0.1:{port}/"))
+        });
+    Response::json(
+        200,
+        &json!({ "control": runtime.control_port, "services": state.ports, "ui_url": ui }),
+    )
+}
+
+fn logs_tail(request: &Request, runtime: &Runtime) -> Response {
+    let Some(id) = request.param("service") else {
+        return Response::error(400, "missing ?service=");
+    };
+    let Some(index) = runtime
+        .plan
+        .manifest
+        .services
+        .iter()
+        .position(|s| s.id.as_str() == id)
+    else {
+        return Response::error(404, "no such service");
+    };
+    let lines = request
+        .param("lines")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100usize)
+        .min(5000);
+    let mut text = runtime.logs[index].tail(lines).join("\n");
+    text.push('\n');
+    Response::text(200, text)
+}
+
+fn secrets(runtime: &Runtime) -> Response {
+    let state = runtime.lock();
+    let list: Vec<serde_json::Value> = runtime
+        .plan
+        .manifest
+        .secrets
+        .iter()
+        .flatten()
+        .map(|secret| {
+            let (set, problem) = match state.secrets.states.get(secret.id.as_str()) {
+                Some(crate::secrets::SecretState::Set(_)) => (true, None),
+                Some(crate::secrets::SecretState::Unavailable(why)) => (false, Some(why.clone())),
+                _ => (false, None),
+            };
+            json!({
+                "id": secret.id,
+                "class": secret.class,
+                "required": secret.is_required(),
+                "set": set,
+                "problem": problem,
+                "label": secret.prompt.as_ref().and_then(|p| p.label.clone()),
+                "description": secret.prompt.as_ref().and_then(|p| p.description.clone()).or(secret.description.clone()),
+                "format": secret.format,
+            })
+        })
+        .collect();
+    Response::json(200, &json!({ "secrets": list }))
+}
+
+fn set_secrets(request: &Request, runtime: &Runtime) -> Response {
+    let Ok(serde_json::Value::Object(values)) =
+        serde_json::from_slice::<serde_json::Value>(&request.body)
+    else {
+        return Response::error(400, "expected a JSON object {\"<secret id>\": \"<value>\"}");
+    };
+    let manifest = &runtime.plan.manifest;
+    let mut problems = Vec::new();
+    let mut accepted = Vec::new();
+    for (id, value) in &values {
+        let Some(secret) = manifest.secret(id) else {
+            problems.push(json!({"id": id, "error": "no such secret"}));
+            continue;
+        };
+        if secret.class != SecretClass::UserPrompt {
+            problems.push(json!({"id": id, "error": "only user_prompt secrets can be set"}));
+            continue;
+        }
+        let Some(value) = value.as_str() else {
+            problems.push(json!({"id": id, "error": "the value must be a string"}));
+            continue;
+        };
+        // The error names the format, never the value.
+        if let Err(why) = crate::secrets::check_format(secret, value) {
+            problems.push(json!({"id": id, "error": why}));
+            continue;
+        }
+        accepted.push((secret, value));
+    }
+    if !problems.is_empty() {
+        return Response::json(400, &json!({ "errors": problems }));
+    }
+    let mut state = runtime.lock();
+    let mut stored = Vec::new();
+    for (secret, value) in accepted {
+        if let Err(why) = state.secrets.set(secret, value) {
+            return Response::error(500, &why);
+        }
+        runtime
+            .telemetry
+            .event("secret_set", json!({ "secret": secret.id }));
+        stored.push(secret.id.to_string());
+    }
+    drop(state);
+    runtime.send(Event::SecretsChanged);
+    Response::json(200, &json!({ "stored": stored }))
+}

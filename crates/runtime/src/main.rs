@@ -1,0 +1,310 @@
+//! `xbundle-runtime`: the supervisor shipped inside every bundle. It reads the bundle's
+//! `bundle.json` and runs the app's services on the user's machine.
+//!
+//! ```text
+//! xbundle-runtime --bundle DIR [--app-data DIR] [--dry-run] [--stop-timeout-ms N]
+//! ```
+//!
+//! Start-up: load and validate the manifest (errors name the file, the field and the
+//! problem); lock the app data directory (one runtime per install); open telemetry; load the
+//! migration state; load, generate or fetch secrets; write the control API token (0600);
+//! bind the control API on loopback; allocate ports (stable across runs); start the services
+//! in dependency order ([`supervisor`]). SIGTERM, SIGINT, SIGHUP or `POST /shutdown` stop
+//! everything in reverse order. Exit codes: 0 after a normal stop, 1 when a critical service
+//! failed, 2 for a bad bundle or command line, 3 for an I/O error at start-up.
+//!
+//! App data layout: `secrets/<id>` (0600), `runtime/{lock,ports.json,migrations.json}`, the
+//! token file and `ipc-port` beside it, `logs/<service>.log` (or the service's `log_dir`), the
+//! telemetry file, the services' `data_dirs`.
+//!
+//! Platform support: Linux. (Process-tree handling uses `prctl`; other platforms are not
+//! done yet, see `process`.)
+
+mod control;
+mod health;
+mod http;
+mod logs;
+mod migrations;
+mod plan;
+mod ports;
+mod process;
+mod secrets;
+mod supervisor;
+mod telemetry;
+mod ui;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 500;
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
+pub const DEFAULT_READINESS_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
+
+const USAGE: &str =
+    "usage: xbundle-runtime --bundle DIR [--app-data DIR] [--dry-run] [--stop-timeout-ms N]";
+
+struct Args {
+    bundle: PathBuf,
+    app_data: Option<PathBuf>,
+    dry_run: bool,
+    stop_timeout: Duration,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut bundle = None;
+    let mut app_data = None;
+    let mut dry_run = false;
+    let mut stop_timeout = Duration::from_millis(DEFAULT_STOP_TIMEOUT_MS);
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| iter.next().cloned())
+                .ok_or(format!("{name} needs a value"))
+        };
+        match flag {
+            "--bundle" => bundle = Some(PathBuf::from(value("--bundle")?)),
+            "--app-data" => app_data = Some(PathBuf::from(value("--app-data")?)),
+            "--dry-run" => dry_run = true,
+            "--stop-timeout-ms" => {
+                let text = value("--stop-timeout-ms")?;
+                stop_timeout = Duration::from_millis(
+                    text.parse()
+                        .map_err(|_| format!("--stop-timeout-ms: not a number: {text}"))?,
+                );
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(Args {
+        bundle: bundle.ok_or("--bundle DIR is required")?,
+        app_data,
+        dry_run,
+        stop_timeout,
+    })
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("--shim") {
+        process::shim_main(&argv[1..]);
+    }
+    if argv.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
+    if argv.iter().any(|a| a == "--version" || a == "-V") {
+        println!(
+            "xbundle-runtime {} (bundle.json {})",
+            env!("CARGO_PKG_VERSION"),
+            manifest::FORMAT_VERSION
+        );
+        return;
+    }
+    // Before any thread exists, so every thread inherits the mask.
+    process::block_stop_signals();
+    let started = Instant::now();
+    let args = match parse_args(&argv) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("xbundle-runtime: error: {err}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let plan = match plan::Plan::load(&args.bundle, args.app_data.as_deref()) {
+        Ok(plan) => plan,
+        Err(err) => {
+            eprintln!("xbundle-runtime: error: {err}");
+            std::process::exit(2);
+        }
+    };
+    if args.dry_run {
+        print!("{}", plan.render());
+        return;
+    }
+    for warning in &plan.warnings {
+        eprintln!("xbundle-runtime: warning: {warning}");
+    }
+    match start(plan, started, args.stop_timeout) {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("xbundle-runtime: error: {err}");
+            std::process::exit(3);
+        }
+    }
+}
+
+fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32, String> {
+    let app_data = plan.app_data.clone();
+    let manifest = &plan.manifest;
+    let io = |what: &str, err: std::io::Error| format!("{what}: {err}");
+    std::fs::create_dir_all(&app_data).map_err(|e| io(&app_data.display().to_string(), e))?;
+    let runtime_dir = app_data.join("runtime");
+    std::fs::create_dir_all(&runtime_dir).map_err(|e| io(&runtime_dir.display().to_string(), e))?;
+    let lock_path = runtime_dir.join("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| io(&lock_path.display().to_string(), e))?;
+    if lock.try_lock().is_err() {
+        return Err(format!(
+            "another xbundle-runtime is running for {}",
+            app_data.display()
+        ));
+    }
+
+    let telemetry = telemetry::Telemetry::open(&app_data.join(&manifest.telemetry.file));
+    telemetry.event(
+        "runtime_start",
+        serde_json::json!({"app": manifest.app.name, "version": manifest.app.version, "pid": std::process::id(), "platform": plan.platform}),
+    );
+    let migrations =
+        migrations::Migrations::load(runtime_dir.join("migrations.json"), &manifest.app.version);
+    let secrets =
+        secrets::Secrets::load(manifest, &app_data, &telemetry).map_err(|e| io("secrets", e))?;
+
+    // The control API: token first, then the listener (the manifest's port, else any).
+    let token: String = secrets::random_bytes(32)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let token_path = app_data.join(&manifest.ipc.auth_token_path);
+    secrets::write_private(&token_path, token.as_bytes())
+        .map_err(|e| io(&token_path.display().to_string(), e))?;
+    let host = if manifest.ipc.host == "localhost" {
+        "127.0.0.1"
+    } else {
+        manifest.ipc.host.trim_matches(['[', ']'])
+    };
+    let listener = match TcpListener::bind((host, manifest.ipc.port)) {
+        Ok(listener) => listener,
+        Err(err) => {
+            let listener = TcpListener::bind((host, 0)).map_err(|e| io("control API", e))?;
+            let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+            eprintln!(
+                "xbundle-runtime: warning: control port {} unavailable ({err}); using {port}",
+                manifest.ipc.port
+            );
+            telemetry.event(
+                "port_fallback",
+                serde_json::json!({"wanted": manifest.ipc.port, "port": port}),
+            );
+            listener
+        }
+    };
+    let control_port = listener
+        .local_addr()
+        .map_err(|e| io("control API", e))?
+        .port();
+    let port_file = token_path.parent().unwrap_or(&app_data).join("ipc-port");
+    std::fs::write(&port_file, format!("{control_port}\n"))
+        .map_err(|e| io(&port_file.display().to_string(), e))?;
+
+    // Service ports.
+    let ports_path = runtime_dir.join("ports.json");
+    let allocation = ports::allocate(manifest, &ports::load(&ports_path), control_port);
+    ports::save(&ports_path, &allocation.ports)
+        .map_err(|e| io(&ports_path.display().to_string(), e))?;
+
+    let mut logs = Vec::new();
+    let mut services = Vec::new();
+    let mut held = allocation.held;
+    for service in &manifest.services {
+        let dir = app_data.join(service.log_dir.as_deref().unwrap_or("logs"));
+        let path = dir.join(format!("{}.log", service.id));
+        logs.push(
+            logs::ServiceLog::open(path.clone()).map_err(|e| io(&path.display().to_string(), e))?,
+        );
+        let keys: Vec<(String, String)> = held
+            .keys()
+            .filter(|(id, _)| id == service.id.as_str())
+            .cloned()
+            .collect();
+        let mine: BTreeMap<String, TcpListener> = keys
+            .into_iter()
+            .filter_map(|key| held.remove(&key).map(|listener| (key.1, listener)))
+            .collect();
+        let port_failures: Vec<&String> = allocation
+            .failures
+            .iter()
+            .filter(|f| f.starts_with(&format!("{}.", service.id)))
+            .collect();
+        let (phase, detail) = if port_failures.is_empty() {
+            (supervisor::Phase::Waiting, String::new())
+        } else {
+            let detail = port_failures
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            (supervisor::Phase::Failed, detail)
+        };
+        services.push(supervisor::ServiceState {
+            phase,
+            detail,
+            shim_pid: None,
+            generation: 0,
+            restarts: 0,
+            failures: 0,
+            spawned_at: None,
+            ready_after_ms: None,
+            last_exit: None,
+            backoff_until: None,
+            migrated: false,
+            missing_secrets: Vec::new(),
+            held: mine,
+        });
+    }
+    let critical_port_failure = manifest
+        .services
+        .iter()
+        .zip(&services)
+        .find(|(s, st)| s.is_critical() && st.phase == supervisor::Phase::Failed)
+        .map(|(s, st)| format!("critical service `{}` failed: {}", s.id, st.detail));
+
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let runtime = Arc::new(supervisor::Runtime {
+        token,
+        control_port,
+        telemetry,
+        logs,
+        events: sender.clone(),
+        started,
+        stop_grace,
+        state: Mutex::new(supervisor::State {
+            services,
+            secrets,
+            ports: allocation.ports,
+            migrations,
+            app_ready_ms: None,
+            shutting_down: false,
+            fatal: critical_port_failure,
+        }),
+        plan,
+    });
+    control::serve(listener, Arc::clone(&runtime));
+    std::thread::spawn(move || {
+        let signal = process::wait_for_stop_signal();
+        let _ = sender.send(supervisor::Event::Shutdown(format!("signal {signal}")));
+    });
+    eprintln!(
+        "xbundle-runtime: {} {} started; control API on 127.0.0.1:{control_port}",
+        runtime.plan.manifest.app.name, runtime.plan.manifest.app.version
+    );
+    let code = supervisor::run(Arc::clone(&runtime), receiver);
+    let _ = std::fs::remove_file(&port_file);
+    drop(lock);
+    Ok(code)
+}

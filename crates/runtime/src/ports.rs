@@ -1,0 +1,198 @@
+//! Port allocation.
+//!
+//! Each requested port is taken from its own range (else the manifest's default range, else
+//! 20000–24000), skipping reserved ports, the control API's port and ports already given out
+//! in this run. The port a service had on the previous run of the same install
+//! (`<app data>/runtime/ports.json`) is tried first, so ports stay stable while still free.
+//! A candidate counts as free when the runtime can bind it on 127.0.0.1; a failed bind moves
+//! to the next candidate.
+//!
+//! **The bind-close-spawn race.** The runtime keeps each port's listener bound from
+//! allocation until the moment its service is spawned, so no other program can take it in
+//! between. Then: a port with `requires_socket: true` is handed over as the bound socket itself
+//! (fd in `XBUNDLE_LISTEN_FD_<NAME>`), with no window at all; the in-process UI server uses its
+//! listener directly. For every other port the listener is closed just before the spawn, and
+//! what remains is the window between that close and the service's own bind (typically
+//! milliseconds, during which another program could take the port: the service then fails to
+//! bind, exits, and is restarted with backoff on the same port). The listeners are close-on-exec,
+//! so no service inherits another's socket.
+
+use manifest::{Manifest, PortRange};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::Path;
+
+pub const DEFAULT_RANGE: PortRange = PortRange {
+    min: 20000,
+    max: 24000,
+};
+
+/// Ports per service per name.
+pub type PortMap = BTreeMap<String, BTreeMap<String, u16>>;
+
+pub struct Allocation {
+    pub ports: PortMap,
+    /// Listeners still held, by (service, port name).
+    pub held: BTreeMap<(String, String), TcpListener>,
+    /// Requests no free port was found for: `service.name: range`.
+    pub failures: Vec<String>,
+}
+
+fn bind(port: u16) -> Option<TcpListener> {
+    TcpListener::bind(("127.0.0.1", port)).ok()
+}
+
+/// Allocates every requested port. `previous` is the last run's map.
+pub fn allocate(manifest: &Manifest, previous: &PortMap, control_port: u16) -> Allocation {
+    let mut taken: BTreeSet<u16> = manifest
+        .ports
+        .iter()
+        .flat_map(|p| p.reserved.iter().flatten())
+        .copied()
+        .collect();
+    taken.insert(control_port);
+    let default = manifest
+        .ports
+        .as_ref()
+        .and_then(|p| p.default_range)
+        .unwrap_or(DEFAULT_RANGE);
+    let mut allocation = Allocation {
+        ports: BTreeMap::new(),
+        held: BTreeMap::new(),
+        failures: Vec::new(),
+    };
+    for service in &manifest.services {
+        let mut requests: Vec<(String, PortRange)> = service
+            .requested_ports()
+            .iter()
+            .map(|r| (r.name.to_string(), r.range))
+            .collect();
+        // A port named by a check but not requested gets one from the default range.
+        for name in [&service.health.port_name, &service.readiness.port_name]
+            .into_iter()
+            .flatten()
+        {
+            if !requests.iter().any(|(n, _)| n == name.as_str()) {
+                requests.push((name.to_string(), default));
+            }
+        }
+        for (name, range) in requests {
+            let remembered = previous
+                .get(service.id.as_str())
+                .and_then(|m| m.get(&name))
+                .copied();
+            let candidates = remembered
+                .filter(|p| range.contains(*p))
+                .into_iter()
+                .chain(range.min.max(1)..=range.max);
+            let mut found = None;
+            for port in candidates {
+                if taken.contains(&port) {
+                    continue;
+                }
+                if let Some(listener) = bind(port) {
+                    found = Some((port, listener));
+                    break;
+                }
+            }
+            match found {
+                Some((port, listener)) => {
+                    taken.insert(port);
+                    allocation
+                        .ports
+                        .entry(service.id.to_string())
+                        .or_default()
+                        .insert(name.clone(), port);
+                    allocation
+                        .held
+                        .insert((service.id.to_string(), name), listener);
+                }
+                None => allocation.failures.push(format!(
+                    "{}.{name}: no free port in {}-{}",
+                    service.id, range.min, range.max
+                )),
+            }
+        }
+    }
+    allocation
+}
+
+pub fn load(path: &Path) -> PortMap {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+pub fn save(path: &Path, ports: &PortMap) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, serde_json::to_vec_pretty(ports).unwrap_or_default())?;
+    std::fs::rename(temp, path)
+}
+
+/// Tries to hold a port again (before a restart).
+pub fn rebind(port: u16) -> Option<TcpListener> {
+    bind(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(ranges: &[(u16, u16)], reserved: &[u16]) -> Manifest {
+        let services: Vec<serde_json::Value> = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, (min, max))| serde_json::json!({
+                "id": format!("s{i}"), "type": "worker", "binaries": {"linux-x64": {"path": "x"}},
+                "health": {"type": "tcp", "port_name": "p"}, "readiness": {"type": "port_open"},
+                "ports": {"requested": [{"name": "p", "range": {"min": min, "max": max}}]}
+            }))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "schema_version": "v0.1", "target": "desktop", "app": {"name": "a", "version": "1"},
+            "ipc": {"mode": "loopback-http", "host": "127.0.0.1", "port": 1, "auth_token_path": "t"},
+            "telemetry": {"file": "t.jsonl"}, "ports": {"reserved": reserved}, "services": services
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn ranges_are_independent_reserved_skipped_and_previous_kept() {
+        // Find a run of free ports to work in.
+        let base = (30000..60000)
+            .step_by(97)
+            .find(|&p| (p..p + 12).all(|q| bind(q).is_some()))
+            .unwrap();
+        // A later service's range lies below an earlier one's: no global cursor.
+        let m = manifest(
+            &[(base + 6, base + 11), (base, base + 5)],
+            &[base + 6, base],
+        );
+        let a = allocate(&m, &PortMap::new(), 1);
+        assert_eq!(a.ports["s0"]["p"], base + 7);
+        assert_eq!(a.ports["s1"]["p"], base + 1);
+        // While held, a second allocation cannot take the same ports.
+        let b = allocate(&m, &PortMap::new(), 1);
+        assert_eq!(b.ports["s0"]["p"], base + 8);
+        drop(a);
+        drop(b);
+        let mut previous = PortMap::new();
+        previous
+            .entry("s0".into())
+            .or_default()
+            .insert("p".into(), base + 10);
+        let c = allocate(&m, &previous, 1);
+        assert_eq!(
+            c.ports["s0"]["p"],
+            base + 10,
+            "the previous run's port is reused"
+        );
+        // A full range is reported.
+        let full = manifest(&[(base, base)], &[base]);
+        assert_eq!(allocate(&full, &PortMap::new(), 1).failures.len(), 1);
+    }
+}

@@ -1,0 +1,419 @@
+//! Secrets: generated once per install, taken from the user, or fetched; stored and injected.
+//!
+//! - `per_install_generated`: generated on first start with the OS CSPRNG (`getrandom`),
+//!   honouring the generator's type (`random` with `length` and `charset`, `uuid` (v4), `hex`,
+//!   `base64` of `length` random bytes), regenerated until it matches `format` (at most 100
+//!   tries), then stored and reused on every later start.
+//! - `user_prompt`: set through `POST /secrets`, checked against `format`, then stored.
+//! - `remote_fetch`: fetched from `fetch.url` (http only) with a timeout at each start; kept in
+//!   memory only, so an offline start reports `unavailable: <why>` for it.
+//!
+//! **Storage, stated honestly:** values are stored unencrypted in
+//! `<app data>/secrets/<id>`, one file per secret, mode 0600, in a directory of mode 0700,
+//! written to a temporary file and renamed. They are protected by file permissions only (the
+//! user's other programs can read them), not by an OS keychain.
+//!
+//! Injection: an `env` target sets the variable `target.name`; a `file` target gives the
+//! service `SECRET_FILE_<ID>` (and `target.name`) holding the path of a 0600 file with the
+//! value. **Invariant:** no value is ever logged, written to telemetry or returned by the API.
+
+use crate::telemetry::Telemetry;
+use manifest::{GeneratorType, Manifest, Secret, SecretClass};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A secret's state at run time.
+#[derive(Clone)]
+pub enum SecretState {
+    Set(String),
+    Missing,
+    /// Could not be obtained (a fetch failure, a generator that cannot meet `format`).
+    Unavailable(String),
+}
+
+impl std::fmt::Debug for SecretState {
+    // Never prints a value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretState::Set(_) => f.write_str("Set(<redacted>)"),
+            SecretState::Missing => f.write_str("Missing"),
+            SecretState::Unavailable(why) => write!(f, "Unavailable({why})"),
+        }
+    }
+}
+
+/// All secrets of the bundle and where they live.
+pub struct Secrets {
+    pub dir: PathBuf,
+    pub states: BTreeMap<String, SecretState>,
+}
+
+fn file_name(id: &str) -> String {
+    if !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        id.to_owned()
+    } else {
+        id.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Writes `contents` to `path` with mode 0600 through a temporary file and a rename.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let temp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&temp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)
+}
+
+/// Creates a directory (and parents) and sets it to mode 0700.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Uniform random bytes from the OS.
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    getrandom::fill(&mut bytes).expect("the OS random number generator failed");
+    bytes
+}
+
+/// A uniform index below `n` (rejection sampling, no modulo bias).
+fn random_below(n: usize) -> usize {
+    let n32 = n as u32;
+    let zone = u32::MAX - (u32::MAX % n32);
+    loop {
+        let bytes = random_bytes(4);
+        let value = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        if value < zone {
+            return (value % n32) as usize;
+        }
+    }
+}
+
+const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
+const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const DIGITS: &str = "0123456789";
+
+/// The characters of a named charset, or the literal characters given.
+pub fn charset(name: &str) -> Vec<char> {
+    let set = match name {
+        "alnum" | "alphanumeric" => format!("{UPPER}{LOWER}{DIGITS}"),
+        "alpha" | "letters" => format!("{UPPER}{LOWER}"),
+        "lower" => LOWER.to_owned(),
+        "upper" => UPPER.to_owned(),
+        "numeric" | "digits" => DIGITS.to_owned(),
+        "hex" => format!("{DIGITS}abcdef"),
+        "base64" => format!("{UPPER}{LOWER}{DIGITS}+/"),
+        "base64url" => format!("{UPPER}{LOWER}{DIGITS}-_"),
+        "symbols" | "ascii" => format!("{UPPER}{LOWER}{DIGITS}!#$%&()*+,-./:;<=>?@[]^_{{|}}~"),
+        literal => literal.to_owned(),
+    };
+    let mut chars: Vec<char> = set.chars().collect();
+    chars.sort_unstable();
+    chars.dedup();
+    chars
+}
+
+pub fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Generates one value for a `per_install_generated` secret.
+pub fn generate(secret: &Secret) -> Result<String, String> {
+    let generator = secret.generator.clone().unwrap_or_default();
+    let length = generator.length.unwrap_or(32) as usize;
+    let format = match &secret.format {
+        Some(format) => {
+            Some(regex_lite::Regex::new(format).map_err(|err| format!("bad format: {err}"))?)
+        }
+        None => None,
+    };
+    for _ in 0..100 {
+        let value = match generator.kind.unwrap_or_default() {
+            GeneratorType::Random => {
+                let chars = charset(generator.charset.as_deref().unwrap_or("alnum"));
+                if chars.is_empty() {
+                    return Err("empty charset".into());
+                }
+                (0..length)
+                    .map(|_| chars[random_below(chars.len())])
+                    .collect()
+            }
+            GeneratorType::Hex => (0..length)
+                .map(|_| char::from(b"0123456789abcdef"[random_below(16)]))
+                .collect(),
+            GeneratorType::Base64 => base64(&random_bytes(length)),
+            GeneratorType::Uuid => {
+                let mut b = random_bytes(16);
+                b[6] = (b[6] & 0x0f) | 0x40;
+                b[8] = (b[8] & 0x3f) | 0x80;
+                let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &hex[0..8],
+                    &hex[8..12],
+                    &hex[12..16],
+                    &hex[16..20],
+                    &hex[20..32]
+                )
+            }
+        };
+        if format.as_ref().is_none_or(|re| re.is_match(&value)) {
+            return Ok(value);
+        }
+    }
+    Err("the generator never produced a value matching `format`".into())
+}
+
+/// Checks a value against a secret's `format`.
+pub fn check_format(secret: &Secret, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("empty value".into());
+    }
+    if let Some(format) = &secret.format {
+        let re = regex_lite::Regex::new(format)
+            .map_err(|err| format!("the manifest's format is not a valid pattern: {err}"))?;
+        if !re.is_match(value) {
+            return Err(format!("does not match the format {format}"));
+        }
+    }
+    Ok(())
+}
+
+impl Secrets {
+    /// Loads stored secrets, generates missing `per_install_generated` ones, fetches
+    /// `remote_fetch` ones.
+    pub fn load(
+        manifest: &Manifest,
+        app_data: &Path,
+        telemetry: &Telemetry,
+    ) -> std::io::Result<Secrets> {
+        let dir = app_data.join("secrets");
+        private_dir(&dir)?;
+        let mut states = BTreeMap::new();
+        let mut generated = Vec::new();
+        for secret in manifest.secrets.iter().flatten() {
+            let path = dir.join(file_name(secret.id.as_str()));
+            let stored = std::fs::read_to_string(&path)
+                .ok()
+                .filter(|v| !v.is_empty());
+            let state = match secret.class {
+                SecretClass::PerInstallGenerated => match stored {
+                    Some(value) => SecretState::Set(value),
+                    None => match generate(secret) {
+                        Ok(value) => {
+                            write_private(&path, value.as_bytes())?;
+                            generated.push(secret.id.to_string());
+                            SecretState::Set(value)
+                        }
+                        Err(why) => SecretState::Unavailable(why),
+                    },
+                },
+                SecretClass::UserPrompt => {
+                    stored.map(SecretState::Set).unwrap_or(SecretState::Missing)
+                }
+                SecretClass::RemoteFetch => fetch(secret),
+                SecretClass::Infrastructure => {
+                    SecretState::Unavailable("infrastructure secrets are never bundled".into())
+                }
+            };
+            if let SecretState::Unavailable(why) = &state {
+                telemetry.event(
+                    "secret_fetch_failed",
+                    serde_json::json!({"secret": secret.id, "reason": why}),
+                );
+            }
+            states.insert(secret.id.to_string(), state);
+        }
+        if !generated.is_empty() {
+            telemetry.event(
+                "secrets_generated",
+                serde_json::json!({ "secrets": generated }),
+            );
+        }
+        Ok(Secrets { dir, states })
+    }
+
+    pub fn value(&self, id: &str) -> Option<&str> {
+        match self.states.get(id) {
+            Some(SecretState::Set(value)) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Stores a user-provided value (after checking it).
+    pub fn set(&mut self, secret: &Secret, value: &str) -> Result<(), String> {
+        if secret.class != SecretClass::UserPrompt {
+            return Err("only user_prompt secrets can be set".into());
+        }
+        check_format(secret, value)?;
+        write_private(
+            &self.dir.join(file_name(secret.id.as_str())),
+            value.as_bytes(),
+        )
+        .map_err(|err| format!("cannot store: {err}"))?;
+        self.states
+            .insert(secret.id.to_string(), SecretState::Set(value.to_owned()));
+        Ok(())
+    }
+
+    /// The path of the 0600 file holding a secret's value for `file` targets.
+    pub fn file_for(&self, id: &str) -> std::io::Result<PathBuf> {
+        let path = self.dir.join(file_name(id));
+        if !path.exists() {
+            // remote_fetch values live in memory; materialize them for file targets.
+            if let Some(value) = self.value(id) {
+                write_private(&path, value.as_bytes())?;
+            }
+        }
+        Ok(path)
+    }
+}
+
+fn fetch(secret: &Secret) -> SecretState {
+    let Some(fetch) = &secret.fetch else {
+        return SecretState::Unavailable("no fetch.url in the manifest".into());
+    };
+    let timeout = Duration::from_millis(fetch.timeout_ms.unwrap_or(5000));
+    let headers: Vec<(String, String)> = fetch
+        .headers
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    match crate::http::get(&fetch.url, &headers, timeout) {
+        Ok(response) if (200..300).contains(&response.status) => {
+            let value = String::from_utf8_lossy(&response.body).trim().to_owned();
+            match check_format(secret, &value) {
+                Ok(()) => SecretState::Set(value),
+                Err(why) => SecretState::Unavailable(format!("fetched value rejected: {why}")),
+            }
+        }
+        Ok(response) => {
+            SecretState::Unavailable(format!("fetch answered HTTP {}", response.status))
+        }
+        Err(err) => {
+            SecretState::Unavailable(format!("offline or unreachable ({}): {err}", fetch.url))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(generator: serde_json::Value, format: Option<&str>) -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "id": "s", "class": "per_install_generated", "generator": generator,
+            "format": format, "target": {"type": "env", "name": "S"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn generators_honour_type_length_and_charset() {
+        let value = generate(&secret(
+            serde_json::json!({"type": "random", "length": 40, "charset": "alnum"}),
+            None,
+        ))
+        .unwrap();
+        assert_eq!(value.len(), 40);
+        assert!(value.chars().all(|c| c.is_ascii_alphanumeric()));
+        let value = generate(&secret(
+            serde_json::json!({"type": "random", "length": 64, "charset": "base64"}),
+            None,
+        ))
+        .unwrap();
+        assert!(
+            value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+        );
+        assert!(
+            value.chars().any(|c| !"base64".contains(c)),
+            "base64 is an alphabet, not the letters b,a,s,e,6,4"
+        );
+        let value = generate(&secret(
+            serde_json::json!({"type": "random", "length": 12, "charset": "xy"}),
+            None,
+        ))
+        .unwrap();
+        assert!(value.chars().all(|c| c == 'x' || c == 'y'));
+        let value = generate(&secret(
+            serde_json::json!({"type": "hex", "length": 20}),
+            None,
+        ))
+        .unwrap();
+        assert!(value.len() == 20 && value.chars().all(|c| c.is_ascii_hexdigit()));
+        let value = generate(&secret(serde_json::json!({"type": "uuid"}), None)).unwrap();
+        let re = regex_lite::Regex::new(
+            "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+        )
+        .unwrap();
+        assert!(re.is_match(&value), "{value}");
+        let value = generate(&secret(
+            serde_json::json!({"type": "base64", "length": 30}),
+            None,
+        ))
+        .unwrap();
+        assert_eq!(value.len(), 40);
+        let value = generate(&secret(serde_json::json!({}), Some("^[0-9]"))).unwrap();
+        assert!(value.starts_with(|c: char| c.is_ascii_digit()));
+        assert_ne!(
+            generate(&secret(serde_json::json!({}), None)).unwrap(),
+            generate(&secret(serde_json::json!({}), None)).unwrap()
+        );
+    }
+
+    #[test]
+    fn base64_matches_the_rfc_vectors() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn debug_never_shows_a_value() {
+        assert_eq!(
+            format!("{:?}", SecretState::Set("hunter2".into())),
+            "Set(<redacted>)"
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! End-to-end: the real `xbundle-runtime` binary on a fixture bundle of small real services
+//! (the `testsvc` example), driven through its control API.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+const SECRET: &str = "Sup3rS3cretValue0123456789";
+
+fn status_of<'a>(status: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap()
+}
+
+fn bundle_pids(fixture: &Fixture, runtime: &Runtime) -> Vec<i32> {
+    let status = runtime.json("/status");
+    let mut pids = Vec::new();
+    for service in status["services"].as_array().unwrap() {
+        for key in ["pid", "shim_pid"] {
+            if let Some(pid) = service[key].as_i64() {
+                pids.push(pid as i32);
+            }
+        }
+    }
+    for name in ["api", "api-child", "worker", "worker-child"] {
+        pids.extend(fixture.pid_file(name));
+    }
+    pids
+}
+
+#[test]
+fn runs_a_bundle_end_to_end() {
+    let fixture = Fixture::new("e2e", &fixture_manifest("1.0.0", true));
+    let mut responses = String::new();
+    let mut runtime = fixture.start();
+
+    // Requests without the token are refused; /healthz is open.
+    assert_eq!(request(runtime.port, "GET", "/healthz", None, None).0, 200);
+    for path in [
+        "/status",
+        "/readyz",
+        "/ports",
+        "/secrets",
+        "/logs/tail?service=api",
+    ] {
+        assert_eq!(
+            request(runtime.port, "GET", path, None, None).0,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            request(runtime.port, "GET", path, Some("wrong"), None).0,
+            401,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        request(runtime.port, "POST", "/shutdown", None, Some("")).0,
+        401
+    );
+
+    // The required user_prompt secret holds back the API (and what depends on it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = runtime.json("/status");
+        if status_of(&status, "api")["state"] == "blocked" {
+            assert_eq!(
+                status_of(&status, "api")["missing_secrets"],
+                serde_json::json!(["api_secret"])
+            );
+            assert_eq!(status_of(&status, "worker")["state"], "waiting");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(runtime.get("/readyz").0, 503);
+    let secrets = runtime.json("/secrets");
+    responses.push_str(&secrets.to_string());
+    let list = secrets["secrets"].as_array().unwrap();
+    assert_eq!(
+        list.iter().find(|s| s["id"] == "api_secret").unwrap()["set"],
+        false
+    );
+    assert_eq!(
+        list.iter().find(|s| s["id"] == "token").unwrap()["set"],
+        true
+    );
+    let generated = std::fs::read_to_string(fixture.app_data.join("secrets/token")).unwrap();
+    assert_eq!(generated.len(), 24);
+    assert!(!secrets.to_string().contains(&generated));
+
+    // A value not matching the format is rejected (and not echoed); a good one is accepted.
+    let (code, body) = runtime.post("/secrets", r#"{"api_secret": "short!"}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(!body.contains("short!"));
+    let (code, body) = runtime.post("/secrets", &format!(r#"{{"api_secret": "{SECRET}"}}"#));
+    assert_eq!(code, 200, "{body}");
+    responses.push_str(&body);
+    runtime.wait_ready(&fixture);
+
+    // Secret files are 0600.
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["secrets/api_secret", "secrets/token", "runtime/auth-token"] {
+        let mode = std::fs::metadata(fixture.app_data.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+
+    // The API answers through the UI's /api proxy; the UI is a single-page app.
+    let ports = runtime.json("/ports");
+    responses.push_str(&ports.to_string());
+    let ui_port = ports["services"]["ui"]["http"].as_u64().unwrap() as u16;
+    let (code, body) = request(ui_port, "GET", "/api/hello", None, None);
+    assert_eq!(code, 200, "{body}");
+    let hello: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(hello["secret_set"], true, "{body}");
+    assert_eq!(hello["token_file"], true, "{body}");
+    assert!(
+        request(ui_port, "GET", "/", None, None)
+            .1
+            .contains("fixture ui")
+    );
+    assert!(
+        request(ui_port, "GET", "/some/client/route", None, None)
+            .1
+            .contains("fixture ui")
+    );
+    assert_eq!(
+        request(ui_port, "GET", "/assets/app.js", None, None).1,
+        "console.log('hi')"
+    );
+    assert_eq!(request(ui_port, "GET", "/missing.css", None, None).0, 404);
+    assert_eq!(
+        request(ui_port, "GET", "/../bundle.json", None, None).0,
+        404
+    );
+
+    // A WebSocket-style upgrade goes through the proxy and stays open both ways.
+    let mut ws = TcpStream::connect(("127.0.0.1", ui_port)).unwrap();
+    ws.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    ws.write_all(
+        b"GET /api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .unwrap();
+    let mut buffer = [0u8; 256];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = ws.read(&mut buffer).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buffer[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 101"));
+    ws.write_all(b"ping-frame").unwrap();
+    let mut echo = [0u8; 10];
+    ws.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"ping-frame");
+    drop(ws);
+
+    // Killing the API process leads to a restart and ready again.
+    let status = runtime.json("/status");
+    let api_pid = status_of(&status, "api")["pid"].as_i64().unwrap() as i32;
+    assert_eq!(Some(api_pid), fixture.pid_file("api"));
+    // SAFETY: plain syscall.
+    unsafe { libc::kill(api_pid, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = runtime.json("/status");
+        let api = status_of(&status, "api");
+        if api["restarts"].as_u64().unwrap() >= 1 && api["state"] == "ready" {
+            assert_ne!(api["pid"].as_i64().unwrap() as i32, api_pid);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    runtime.wait_ready(&fixture);
+    assert!(!alive(api_pid));
+    let tail = runtime.get("/logs/tail?service=api&lines=50");
+    assert_eq!(tail.0, 200);
+    assert!(tail.1.contains("api listening on"), "{}", tail.1);
+    responses.push_str(&tail.1);
+    responses.push_str(&runtime.get("/status").1);
+
+    // SIGTERM to the runtime leaves no process of the bundle alive.
+    let first_ports = runtime.json("/ports")["services"].clone();
+    let pids = bundle_pids(&fixture, &runtime);
+    assert!(pids.len() >= 8, "{pids:?}");
+    // SAFETY: plain syscall.
+    unsafe { libc::kill(runtime.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(
+        runtime.wait_exit(Duration::from_secs(30)),
+        0,
+        "{}",
+        fixture.stderr()
+    );
+    assert_eq!(
+        wait_gone(&pids, Duration::from_secs(10)),
+        Vec::<i32>::new(),
+        "{}",
+        fixture.stderr()
+    );
+
+    // The secret value appears in no log, telemetry line or API response.
+    let everything =
+        read_tree(&fixture.app_data.join("logs")) + &read_tree(&fixture.app_data.join("telemetry"));
+    assert!(everything.contains("service_ready"));
+    assert!(!everything.contains(SECRET) && !everything.contains(&generated));
+    assert!(!responses.contains(SECRET) && !responses.contains(&generated));
+    assert!(!fixture.stderr().contains(SECRET));
+    let migrations = std::fs::read_to_string(fixture.app_data.join("migrations.log")).unwrap();
+    assert_eq!(migrations, "first\nalways-2\n");
+
+    // A second start reuses the generated secrets and the ports, and runs no migration again.
+    let mut runtime = fixture.start();
+    runtime.wait_ready(&fixture);
+    assert_eq!(runtime.json("/ports")["services"], first_ports);
+    assert_eq!(
+        std::fs::read_to_string(fixture.app_data.join("secrets/token")).unwrap(),
+        generated
+    );
+    assert_eq!(
+        std::fs::read_to_string(fixture.app_data.join("migrations.log")).unwrap(),
+        "first\nalways-2\n"
+    );
+
+    // SIGKILL to the runtime also leaves none (the worker's child left its process group).
+    let pids = bundle_pids(&fixture, &runtime);
+    runtime.child.kill().unwrap();
+    runtime.child.wait().unwrap();
+    assert_eq!(wait_gone(&pids, Duration::from_secs(15)), Vec::<i32>::new());
+
+    // A new app version runs the upgrade migration, once.
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.bundle.join("bundle.json")).unwrap())
+            .unwrap();
+    manifest["app"]["version"] = "1.1.0".into();
+    fixture.write_manifest(&manifest);
+    let mut runtime = fixture.start();
+    runtime.wait_ready(&fixture);
+    assert_eq!(
+        std::fs::read_to_string(fixture.app_data.join("migrations.log")).unwrap(),
+        "first\nalways-2\nupgrade-3\n"
+    );
+    let pids = bundle_pids(&fixture, &runtime);
+    assert_eq!(runtime.post("/shutdown", "").0, 202);
+    assert_eq!(runtime.wait_exit(Duration::from_secs(30)), 0);
+    assert_eq!(wait_gone(&pids, Duration::from_secs(10)), Vec::<i32>::new());
+    let mut runtime = fixture.start();
+    runtime.wait_ready(&fixture);
+    assert_eq!(
+        std::fs::read_to_string(fixture.app_data.join("migrations.log")).unwrap(),
+        "first\nalways-2\nupgrade-3\n"
+    );
+    assert_eq!(runtime.post("/shutdown", "").0, 202);
+    assert_eq!(runtime.wait_exit(Duration::from_secs(30)), 0);
+}
