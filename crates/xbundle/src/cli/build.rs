@@ -1,0 +1,210 @@
+//! `task`, `bundle`, `explain`: running the graph, the `--dry-run` plan, explanations.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use engine::{Expected, Probe, TaskId, key::summarize};
+use serde_json::json;
+
+use super::{RunArgs, Workspace};
+use crate::diagnostic::{Diagnostic, exit};
+use crate::plan;
+use crate::shell::Shell;
+
+pub(super) fn run_tasks(
+    workspace: &Workspace,
+    names: &[String],
+    args: &RunArgs,
+    shell: &Shell,
+) -> Result<u8, Diagnostic> {
+    let graph = plan::graph(&workspace.config, &workspace.root)?;
+    let targets: Vec<TaskId> = if names.is_empty() {
+        graph.topological().map(|spec| spec.id.clone()).collect()
+    } else {
+        plan::resolve(&graph, names)?
+    };
+    if args.dry_run {
+        let probes = workspace.engine.probe(&graph, &targets)?;
+        print_plan(&probes, shell);
+        return Ok(0);
+    }
+    let summary = workspace.engine.run(&graph, &targets, shell)?;
+    Ok(if summary.success() {
+        0
+    } else {
+        exit::TASK_FAILED
+    })
+}
+
+fn expected_name(expected: &Expected) -> &'static str {
+    match expected {
+        Expected::UpToDate => "up-to-date",
+        Expected::Restore { .. } => "restore",
+        Expected::Run(_) => "run",
+        Expected::DependsOnChanges(_) => "depends-on-changes",
+    }
+}
+
+fn expected_text(expected: &Expected) -> String {
+    match expected {
+        Expected::UpToDate => "up to date".into(),
+        Expected::Restore { files: 0 } => "cached (outputs already in place)".into(),
+        Expected::Restore { files } => format!("cached, restores {files} file(s)"),
+        Expected::Run(reasons) => format!("runs: {}", summarize(reasons)),
+        Expected::DependsOnChanges(ids) => format!(
+            "runs if {} change{} output",
+            ids.iter()
+                .map(TaskId::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            if ids.len() == 1 { "s its" } else { " their" }
+        ),
+    }
+}
+
+fn print_plan(probes: &[Probe], shell: &Shell) {
+    if shell.is_json() {
+        for probe in probes {
+            let (reasons, pending) = match &probe.expected {
+                Expected::Run(reasons) => (
+                    reasons.iter().map(ToString::to_string).collect(),
+                    Vec::new(),
+                ),
+                Expected::DependsOnChanges(ids) => {
+                    (Vec::new(), ids.iter().map(ToString::to_string).collect())
+                }
+                _ => (Vec::new(), Vec::new()),
+            };
+            shell.json(&json!({
+                "event": "plan",
+                "id": probe.id,
+                "expected": expected_name(&probe.expected),
+                "reasons": reasons,
+                "pending": pending,
+                "key": probe.key,
+                "warnings": probe.warnings,
+            }));
+        }
+        return;
+    }
+    let width = probes
+        .iter()
+        .map(|p| p.id.as_str().len())
+        .max()
+        .unwrap_or(0);
+    let mut text = format!(
+        "Plan: {} task(s), nothing will run (--dry-run)\n",
+        probes.len()
+    );
+    for probe in probes {
+        text.push_str(&format!(
+            "  {:<width$}  {}\n",
+            probe.id.as_str(),
+            expected_text(&probe.expected)
+        ));
+        for warning in &probe.warnings {
+            text.push_str(&format!("  {:<width$}  warning: {warning}\n", ""));
+        }
+    }
+    shell.print(&text);
+}
+
+fn ago(at_unix: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let seconds = now.saturating_sub(at_unix);
+    match seconds {
+        0..120 => format!("{seconds}s ago"),
+        120..7200 => format!("{}min ago", seconds / 60),
+        7200..172800 => format!("{}h ago", seconds / 3600),
+        _ => format!("{} days ago", seconds / 86400),
+    }
+}
+
+pub(super) fn explain(workspace: &Workspace, name: &str, shell: &Shell) -> Result<u8, Diagnostic> {
+    let graph = plan::graph(&workspace.config, &workspace.root)?;
+    let id = plan::resolve(&graph, &[name.to_string()])?.remove(0);
+    let probes = workspace.engine.probe(&graph, std::slice::from_ref(&id))?;
+    let probe = probes
+        .iter()
+        .find(|p| p.id == id)
+        .expect("the target is probed");
+    let last = workspace.engine.ledger().get(&id);
+    if shell.is_json() {
+        let (reasons, pending) = match &probe.expected {
+            Expected::Run(reasons) => (
+                reasons.iter().map(ToString::to_string).collect(),
+                Vec::new(),
+            ),
+            Expected::DependsOnChanges(ids) => {
+                (Vec::new(), ids.iter().map(ToString::to_string).collect())
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        shell.json(&json!({
+            "event": "explain",
+            "id": id,
+            "expected": expected_name(&probe.expected),
+            "reasons": reasons,
+            "pending": pending,
+            "key": probe.key,
+            "last": last.as_ref().map(|entry| json!({
+                "outcome": entry.outcome,
+                "key": entry.key,
+                "reasons": entry.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "at_unix": entry.at_unix,
+            })),
+        }));
+        return Ok(0);
+    }
+    let mut text = format!("{id}\n");
+    match &probe.expected {
+        Expected::UpToDate => text.push_str("  up to date: its inputs, env, definition and dependencies are unchanged since the last run\n"),
+        Expected::Restore { files } => text.push_str(&format!(
+            "  would be restored from the cache ({files} file(s)): this exact state was built before\n"
+        )),
+        Expected::Run(reasons) => {
+            text.push_str("  would run because:\n");
+            for reason in reasons {
+                text.push_str(&format!("    - {reason}\n"));
+            }
+        }
+        Expected::DependsOnChanges(ids) => {
+            text.push_str("  would run if its dependencies produce different output; these will run first:\n");
+            for dep in ids {
+                let why = probes
+                    .iter()
+                    .find(|p| &p.id == dep)
+                    .map(|p| expected_text(&p.expected))
+                    .unwrap_or_default();
+                text.push_str(&format!("    - {dep}: {why}\n"));
+            }
+        }
+    }
+    match last {
+        Some(entry) => {
+            let reasons = if entry.reasons.is_empty() {
+                "up to date".to_string()
+            } else {
+                entry
+                    .reasons
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let verb = if entry.outcome == "ran" {
+                "ran"
+            } else {
+                "was restored from the cache"
+            };
+            text.push_str(&format!(
+                "  last {verb} {} because: {reasons}\n",
+                ago(entry.at_unix)
+            ));
+        }
+        None => text.push_str("  no run recorded for this task in this workspace\n"),
+    }
+    shell.print(&text);
+    Ok(0)
+}

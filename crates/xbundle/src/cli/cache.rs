@@ -1,0 +1,157 @@
+//! `cache stats | gc | verify | clean`.
+
+use serde_json::json;
+
+use super::{CacheCommand, Workspace};
+use crate::diagnostic::{Diagnostic, exit};
+use crate::shell::Shell;
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Parses sizes such as `500M`, `2G`, `1.5GiB`, `1000` (bytes). K/M/G/T are powers of 1024.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 500M, 2G)"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit `{other}` (use K, M, G or T)")),
+    };
+    Ok((number * multiplier as f64) as u64)
+}
+
+pub(super) fn cache(
+    workspace: &Workspace,
+    command: &CacheCommand,
+    shell: &Shell,
+) -> Result<u8, Diagnostic> {
+    let store = workspace.engine.store();
+    match command {
+        CacheCommand::Stats => {
+            let stats = store.stats()?;
+            if shell.is_json() {
+                shell.json(&json!({"event": "cache-stats", "dir": store.root(), "stats": stats}));
+            } else {
+                shell.print(&format!(
+                    "cache: {}\n  action results: {} ({})\n  blobs: {} ({})\n  total: {}\n",
+                    store.root().display(),
+                    stats.actions,
+                    human_bytes(stats.action_bytes),
+                    stats.blobs,
+                    human_bytes(stats.blob_bytes),
+                    human_bytes(stats.action_bytes + stats.blob_bytes)
+                ));
+            }
+            Ok(0)
+        }
+        CacheCommand::Gc { max_size } => {
+            let _lock = lock(workspace, shell)?;
+            let report = store.gc(*max_size)?;
+            if shell.is_json() {
+                shell.json(&json!({"event": "cache-gc", "report": report}));
+            } else {
+                shell.print(&format!(
+                    "removed {} action result(s) and {} blob(s), freed {}; {} entries ({}) kept\n",
+                    report.removed_actions,
+                    report.removed_blobs,
+                    human_bytes(report.freed_bytes),
+                    report.kept_actions,
+                    human_bytes(report.kept_bytes)
+                ));
+            }
+            Ok(0)
+        }
+        CacheCommand::Verify => {
+            let _lock = lock(workspace, shell)?;
+            let report = store.verify()?;
+            if shell.is_json() {
+                shell.json(&json!({"event": "cache-verify", "report": report}));
+            } else {
+                for problem in &report.problems {
+                    shell.warn(problem);
+                }
+                shell.print(&format!(
+                    "checked {} action result(s) and {} blob(s): {} problem(s)\n",
+                    report.actions_checked,
+                    report.blobs_checked,
+                    report.problems.len()
+                ));
+            }
+            Ok(if report.problems.is_empty() {
+                0
+            } else {
+                exit::TASK_FAILED
+            })
+        }
+        CacheCommand::Clean => {
+            let _lock = lock(workspace, shell)?;
+            let config = workspace.engine.config();
+            for dir in [&config.cache_dir, &config.state_dir.join("state")] {
+                match std::fs::remove_dir_all(dir) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(err.into());
+                    }
+                    _ => {}
+                }
+            }
+            shell.status(
+                "Removed",
+                anstyle::AnsiColor::Green.on_default().bold(),
+                &format!(
+                    "cache {} and build state of {}",
+                    config.cache_dir.display(),
+                    workspace.root
+                ),
+            );
+            Ok(0)
+        }
+    }
+}
+
+pub(super) fn lock(
+    workspace: &Workspace,
+    shell: &Shell,
+) -> Result<engine::fsutil::WorkspaceLock, Diagnostic> {
+    engine::fsutil::WorkspaceLock::acquire(
+        &workspace.engine.config().state_dir.join("lock"),
+        || shell.warn("blocking: waiting for another xbundle run to release the workspace lock"),
+    )
+    .map_err(Diagnostic::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("2K"), Ok(2048));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("G").is_err());
+    }
+}

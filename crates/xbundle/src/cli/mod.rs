@@ -1,0 +1,387 @@
+//! The `cargo xtask` command line. A repository's whole `xtask/src/main.rs` can be:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     xbundle::cli::main()
+//! }
+//! ```
+
+mod build;
+mod cache;
+mod queries;
+
+use std::process::ExitCode;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use engine::{Engine, EngineConfig, GraphFormat};
+use serde_json::json;
+
+use crate::analysis;
+use crate::analysis::render::{self, DagFormat};
+use crate::config::{self, BundleConfig};
+use crate::diagnostic::Diagnostic;
+use crate::plan;
+use crate::shell::{MessageFormat, Shell, Verbosity};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    version,
+    about = "xbundle: declarative, incremental, content-addressed builds of desktop bundles",
+    after_help = "Exit codes: 0 success, 1 a task failed, 2 bad input (usage, bundle.toml), 3 I/O or internal error."
+)]
+pub struct Cli {
+    /// Repository root (default: the nearest directory upward holding bundle.toml)
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<Utf8PathBuf>,
+    /// Number of parallel jobs (default: number of cores)
+    #[arg(short = 'j', long, global = true, value_name = "N")]
+    jobs: Option<usize>,
+    /// Print only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Say why each task runs, and list fresh tasks
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Output format: human status lines, or one JSON object per line on stdout
+    #[arg(long, global = true, value_enum, default_value_t = MessageFormat::Human)]
+    message_format: MessageFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the repository's pipeline (today: every declared task)
+    Bundle {
+        /// Profile to build (default: workspace.default-profile)
+        profile: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run declared tasks and their dependencies (all of them when none is named)
+    Task {
+        /// Task names (`ui`) or ids (`task:ui`)
+        names: Vec<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Say why a task would run, or why it last ran
+    Explain {
+        /// Task name or id
+        task: String,
+    },
+    /// Print the task graph
+    Graph {
+        #[arg(long, value_enum, default_value_t = GraphFormatArg::Dot)]
+        format: GraphFormatArg,
+    },
+    /// Analyze a scenario: dependencies, requirements, fitness per tier, swap suggestions
+    Analyze {
+        /// Scenario name (its directory under the scenarios directory)
+        scenario: String,
+        #[command(flatten)]
+        analysis: AnalysisArgs,
+        /// Print the analysis as JSON (the seed's contract plus the DAG and blockers)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a scenario's dependency DAG
+    Dag {
+        scenario: String,
+        #[arg(long, value_enum, default_value_t = DagFormat::Json)]
+        format: DagFormat,
+        /// Apply a swap first (FROM=TO); repeatable
+        #[arg(long = "swap", value_name = "FROM=TO")]
+        swaps: Vec<String>,
+    },
+    /// A scenario's fitness per deployment tier
+    Fitness {
+        scenario: String,
+        #[command(flatten)]
+        analysis: AnalysisArgs,
+        /// Print {tier: score} as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and maintain the local cache
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Print the plan with each task's expected cache status; run nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Ignore cache reads (results are still stored)
+    #[arg(long)]
+    force: bool,
+    /// Stop starting tasks at the first failure
+    #[arg(long)]
+    fail_fast: bool,
+}
+
+#[derive(Debug, Args)]
+struct AnalysisArgs {
+    /// One tier (tier-2-desktop, 2, desktop, …); default: all
+    #[arg(long)]
+    tier: Option<String>,
+    /// Apply a swap first (FROM=TO); repeatable
+    #[arg(long = "swap", value_name = "FROM=TO")]
+    swaps: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Entries and bytes in the cache
+    Stats,
+    /// Evict least recently used entries until the cache fits
+    Gc {
+        /// e.g. 500M, 2G, 1.5GiB, 1000000
+        #[arg(long, value_name = "SIZE", value_parser = cache::parse_size)]
+        max_size: u64,
+    },
+    /// Check every entry and blob; remove what is corrupt (exit 1 if anything was)
+    Verify,
+    /// Delete the cache and the workspace's build state
+    Clean,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GraphFormatArg {
+    Json,
+    Dot,
+    Mermaid,
+}
+
+/// Runs the command line of this process.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbosity = if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    let shell = Shell::new(cli.message_format, verbosity);
+    match run(cli, &shell) {
+        Ok(code) => ExitCode::from(code),
+        Err(diagnostic) => {
+            shell.error(&diagnostic);
+            ExitCode::from(diagnostic.exit_code)
+        }
+    }
+}
+
+/// A loaded workspace: root, configuration and engine.
+struct Workspace {
+    root: Utf8PathBuf,
+    config: BundleConfig,
+    engine: Engine,
+}
+
+fn find_root(explicit: Option<&Utf8Path>) -> Result<Utf8PathBuf, Diagnostic> {
+    if let Some(root) = explicit {
+        let root = root.canonicalize_utf8().map_err(|err| {
+            Diagnostic::error(format!("--root {root}: {err}")).help("pass an existing directory")
+        })?;
+        return Ok(root);
+    }
+    let cwd = std::env::current_dir()
+        .map_err(Diagnostic::from)
+        .and_then(|dir| {
+            Utf8PathBuf::from_path_buf(dir)
+                .map_err(|dir| Diagnostic::error(format!("{} is not UTF-8", dir.display())))
+        })?;
+    cwd.ancestors()
+        .find(|dir| dir.join(config::FILE_NAME).is_file())
+        .map(Utf8Path::to_path_buf)
+        .ok_or_else(|| {
+            Diagnostic::error(format!(
+                "could not find {} in {cwd} or any parent",
+                config::FILE_NAME
+            ))
+            .help("run inside a repository that has a bundle.toml, or pass --root DIR")
+        })
+}
+
+fn load(cli: &Cli, force: bool, fail_fast: bool) -> Result<Workspace, Diagnostic> {
+    let root = find_root(cli.root.as_deref())?;
+    let path = root.join(config::FILE_NAME);
+    let config = BundleConfig::load(&path, Utf8Path::new(config::FILE_NAME))?;
+    let mut engine_config = EngineConfig::new(root.as_std_path());
+    if let Some(dir) = std::env::var_os("XBUNDLE_CACHE_DIR") {
+        engine_config.cache_dir = dir.into();
+    } else if let Some(dir) = &config.cache.dir {
+        engine_config.cache_dir = root.join(dir).into_std_path_buf();
+    }
+    if let Some(jobs) = cli.jobs {
+        engine_config.jobs = jobs.max(1);
+    }
+    engine_config.force = force;
+    engine_config.fail_fast = fail_fast;
+    Ok(Workspace {
+        root,
+        config,
+        engine: Engine::new(engine_config),
+    })
+}
+
+fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
+    match &cli.command {
+        Command::Bundle { profile, run } => {
+            let workspace = load(&cli, run.force, run.fail_fast)?;
+            if let Some(profile) = profile
+                && !workspace.config.profiles.contains_key(profile)
+            {
+                return Err(
+                    Diagnostic::error(format!("unknown profile `{profile}`")).help(format!(
+                        "profiles in bundle.toml: {}",
+                        names_or_none(workspace.config.profiles.keys())
+                    )),
+                );
+            }
+            build::run_tasks(&workspace, &[], run, shell)
+        }
+        Command::Task { names, run } => {
+            let workspace = load(&cli, run.force, run.fail_fast)?;
+            build::run_tasks(&workspace, names, run, shell)
+        }
+        Command::Explain { task } => {
+            let workspace = load(&cli, false, false)?;
+            build::explain(&workspace, task, shell)
+        }
+        Command::Graph { format } => {
+            let workspace = load(&cli, false, false)?;
+            let graph = plan::graph(&workspace.config, &workspace.root)?;
+            let format = match format {
+                GraphFormatArg::Json => GraphFormat::Json,
+                GraphFormatArg::Dot => GraphFormat::Dot,
+                GraphFormatArg::Mermaid => GraphFormat::Mermaid,
+            };
+            if shell.is_json() {
+                let mut event = json!({"event": "graph", "format": format_name(format)});
+                match format {
+                    GraphFormat::Json => event["tasks"] = graph.to_json()["tasks"].take(),
+                    _ => event["text"] = json!(graph.render(format)),
+                }
+                shell.json(&event);
+            } else {
+                shell.print(&graph.render(format));
+            }
+            Ok(0)
+        }
+        Command::Analyze {
+            scenario,
+            analysis,
+            json,
+        } => {
+            let (catalog, request) =
+                queries::analysis_request(&cli, scenario, &analysis.tier, &analysis.swaps)?;
+            let result = analysis::analyze(&catalog, &request)?;
+            if shell.is_json() {
+                shell.json(&json!({"event": "analysis", "analysis": result}));
+            } else if *json {
+                shell.print(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&result).expect("analyses serialize")
+                ));
+            } else {
+                shell.print(&render::summary(&result, request.tier));
+            }
+            Ok(0)
+        }
+        Command::Dag {
+            scenario,
+            format,
+            swaps,
+        } => {
+            let (catalog, request) = queries::analysis_request(&cli, scenario, &None, swaps)?;
+            let result = analysis::analyze(&catalog, &request)?;
+            if shell.is_json() {
+                shell
+                    .json(&json!({"event": "dag", "scenario": result.scenario, "dag": result.dag}));
+                return Ok(0);
+            }
+            let text = match format {
+                DagFormat::Json => render::json(&result.dag),
+                DagFormat::Dot => render::dot(&result.dag),
+                DagFormat::Mermaid => render::mermaid(&result.dag),
+                DagFormat::Svg => render::svg(&result.dag)?,
+            };
+            shell.print(&text);
+            Ok(0)
+        }
+        Command::Fitness {
+            scenario,
+            analysis,
+            json,
+        } => {
+            let (catalog, request) =
+                queries::analysis_request(&cli, scenario, &analysis.tier, &analysis.swaps)?;
+            let result = analysis::analyze(&catalog, &request)?;
+            if *json || shell.is_json() {
+                let fitness: std::collections::BTreeMap<_, _> = result
+                    .fitness
+                    .iter()
+                    .filter(|(tier, _)| request.tier.is_none_or(|t| t == **tier))
+                    .collect();
+                let value = json!({
+                    "scenario": result.scenario,
+                    "fitness": fitness,
+                    "tiers": result.tiers,
+                });
+                if shell.is_json() {
+                    shell.json(&json!({"event": "fitness", "fitness": value}));
+                } else {
+                    shell.print(&format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&value).expect("fitness serializes")
+                    ));
+                }
+            } else {
+                let mut text = format!("{}\n", result.scenario);
+                text.push_str(&render::fitness_table(&result, request.tier));
+                shell.print(&text);
+            }
+            Ok(0)
+        }
+        Command::Cache { command } => {
+            let workspace = load(&cli, false, false)?;
+            cache::cache(&workspace, command, shell)
+        }
+    }
+}
+
+fn format_name(format: GraphFormat) -> &'static str {
+    match format {
+        GraphFormat::Json => "json",
+        GraphFormat::Dot => "dot",
+        GraphFormat::Mermaid => "mermaid",
+    }
+}
+
+fn names_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        "(none)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
