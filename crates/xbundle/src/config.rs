@@ -21,8 +21,25 @@
 //! ```
 //!
 //! Unknown keys are errors (a typo such as `input =` must not silently disable caching).
-//! `[profiles.*]` and `[[assets]]` are accepted and validated by the pipeline stages that use
-//! them.
+//! Profiles are the single source of truth for what a bundle holds (`cargo xtask profile …`
+//! edits them in place):
+//!
+//! ```toml
+//! [profiles.picker-wheel-desktop]
+//! scenario = "picker-wheel"
+//! tier = "tier-2-desktop"                 # or 2, desktop, …
+//! platforms = ["linux-x64", "win-x64"]    # files in platforms/
+//! formats = ["tar.gz", "deb"]             # default: each platform's list
+//! swaps = { postgres = "sqlite", redis = "in-process" }
+//! min-fitness = 0.75                      # `check` and `bundle` fail below this, after swaps
+//! version = "1.2.0"                       # app version (default: the scenario's)
+//! env = { LOG_LEVEL = "info" }            # extra env templates of the app's services
+//!
+//! [profiles.picker-wheel-desktop.secrets] # per-profile overrides of declared secrets
+//! openrouter_api_key = { class = "user_prompt", label = "OpenRouter API key" }
+//! ```
+//!
+//! `[[assets]]` are accepted and validated by the stage that uses them.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -45,9 +62,75 @@ struct Raw {
     #[serde(default)]
     tasks: BTreeMap<Spanned<String>, Spanned<TaskDecl>>,
     #[serde(default)]
-    profiles: BTreeMap<String, toml::Value>,
+    profiles: BTreeMap<Spanned<String>, Spanned<ProfileDecl>>,
     #[serde(default)]
     assets: Vec<toml::Value>,
+}
+
+/// One `[profiles.NAME]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProfileDecl {
+    pub scenario: Spanned<String>,
+    pub tier: Spanned<String>,
+    #[serde(default)]
+    pub platforms: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub formats: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub swaps: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub min_fitness: Option<Spanned<f64>>,
+    pub version: Option<Spanned<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub secrets: BTreeMap<Spanned<String>, Spanned<SecretOverride>>,
+}
+
+/// `[profiles.NAME.secrets] ID = {…}`: how one declared secret is handled in this profile.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SecretOverride {
+    /// `infrastructure`, `per_install_generated`, `user_prompt`, `remote_fetch`, or `exclude`.
+    pub class: Option<String>,
+    pub label: Option<String>,
+    pub description: Option<String>,
+    /// Regular expression a prompted value must match.
+    pub format: Option<String>,
+    pub generator: Option<GeneratorDecl>,
+    /// For `remote_fetch`.
+    pub url: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub target: Option<TargetDecl>,
+    pub required: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GeneratorDecl {
+    /// `random`, `uuid`, `hex` or `base64`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub length: Option<u32>,
+    pub charset: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TargetDecl {
+    /// `env` or `file`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+}
+
+/// A profile with its name and where it is written.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub name_span: Range<usize>,
+    pub span: Range<usize>,
+    pub decl: ProfileDecl,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,7 +225,7 @@ pub struct BundleConfig {
     pub workspace: Workspace,
     pub cache: CacheSettings,
     pub tasks: Vec<DeclaredTask>,
-    pub profiles: BTreeMap<String, toml::Value>,
+    pub profiles: Vec<Profile>,
     pub assets: Vec<toml::Value>,
 }
 
@@ -291,15 +374,83 @@ impl BundleConfig {
                 span,
             });
         }
+        let mut profiles = Vec::new();
+        for (name, decl) in raw.profiles {
+            let span = decl.span();
+            if name.get_ref().is_empty()
+                || !name
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(error(
+                    format!("invalid profile name `{}`", name.get_ref()),
+                    name.span(),
+                    "this name",
+                    "profile names use letters, digits, `-`, `_` and `.`",
+                ));
+            }
+            let decl = decl.into_inner();
+            if let Err(message) = decl.tier.get_ref().parse::<crate::analysis::tier::Tier>() {
+                return Err(error(
+                    message,
+                    decl.tier.span(),
+                    "this tier",
+                    "use tier-1-local … tier-5-enterprise, 1 … 5, or local, desktop, mobile, saas, enterprise",
+                ));
+            }
+            if let Some(min) = &decl.min_fitness
+                && !(0.0..=1.0).contains(min.get_ref())
+            {
+                return Err(error(
+                    format!("min-fitness {} is outside 0.0 ..= 1.0", min.get_ref()),
+                    min.span(),
+                    "this value",
+                    "fitness scores run from 0.0 to 1.0, e.g. min-fitness = 0.75",
+                ));
+            }
+            profiles.push(Profile {
+                name: name.get_ref().clone(),
+                name_span: name.span(),
+                span,
+                decl,
+            });
+        }
+        if let Some(default) = &raw.workspace.default_profile
+            && !profiles.iter().any(|p| &p.name == default)
+        {
+            let span = crate::service::locate(source, &["default-profile"]);
+            return Err(error(
+                format!("default-profile `{default}` is not a profile of this file"),
+                span..span,
+                "here",
+                &format!(
+                    "profiles: {}",
+                    if profiles.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        profiles
+                            .iter()
+                            .map(|p| p.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            ));
+        }
         Ok(BundleConfig {
             path: display.to_path_buf(),
             source: source.to_string(),
             workspace: raw.workspace,
             cache: raw.cache,
             tasks,
-            profiles: raw.profiles,
+            profiles,
             assets: raw.assets,
         })
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|profile| profile.name == name)
     }
 
     pub fn task(&self, name: &str) -> Option<&DeclaredTask> {

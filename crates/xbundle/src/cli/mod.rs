@@ -8,6 +8,7 @@
 
 mod build;
 mod cache;
+mod profile;
 mod queries;
 
 use std::process::ExitCode;
@@ -104,6 +105,11 @@ enum Command {
         /// Print {tier: score} as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// List, show, create and change profiles in bundle.toml
+    Profile {
+        #[command(subcommand)]
+        command: profile::ProfileCommand,
     },
     /// Inspect and maintain the local cache
     Cache {
@@ -237,12 +243,12 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
         Command::Bundle { profile, run } => {
             let workspace = load(&cli, run.force, run.fail_fast)?;
             if let Some(profile) = profile
-                && !workspace.config.profiles.contains_key(profile)
+                && workspace.config.profile(profile).is_none()
             {
                 return Err(
                     Diagnostic::error(format!("unknown profile `{profile}`")).help(format!(
                         "profiles in bundle.toml: {}",
-                        names_or_none(workspace.config.profiles.keys())
+                        names_or_none(workspace.config.profiles.iter().map(|p| &p.name))
                     )),
                 );
             }
@@ -351,6 +357,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             }
             Ok(0)
         }
+        Command::Profile { command } => profile::run(&cli, command, shell),
         Command::Cache { command } => {
             let workspace = load(&cli, false, false)?;
             cache::cache(&workspace, command, shell)
