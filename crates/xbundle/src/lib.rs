@@ -6,10 +6,13 @@
 //! packaging) become further task kinds planned the same way.
 
 pub mod analysis;
+pub mod assemble;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod plan;
 pub mod platform;
+pub mod secrets;
 pub mod service;
 pub mod shell;
+pub mod stages;

@@ -76,6 +76,8 @@ pub fn graph(config: &BundleConfig, root: &Utf8Path) -> Result<TaskGraph, Diagno
     };
     let mut specs = declared_specs(config);
     specs.extend(analysis::task::specs(&layout, &config.workspace.out));
+    let context = crate::stages::Context::new(root, config.clone())?;
+    specs.extend(crate::stages::specs(&context));
     TaskGraph::new(specs).map_err(|err| graph_diagnostic(config, err))
 }
 

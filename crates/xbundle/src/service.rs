@@ -142,9 +142,43 @@ pub struct SwapOption {
     pub notes: Option<String>,
 }
 
+/// How a resource ships in a bundle (`deployment.bundle`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BundleMode {
+    /// A process of its own, supervised by the runtime (the default).
+    #[default]
+    Service,
+    /// Inside the consuming service (a library, a file): no service of its own.
+    Embedded,
+    /// Reached over the network (a hosted API): no service of its own.
+    External,
+}
+
+/// `deployment.bundle`: what the assembly needs to turn a resource into bundle.json services.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct BundleSpec {
+    pub mode: BundleMode,
+    /// Binary name (default: the resource's id).
+    pub binary: Option<String>,
+    pub args: Vec<String>,
+    /// The port it listens on: name and range.
+    pub port: Option<(String, (u16, u16))>,
+    /// `tcp` (default for services with a port), `http` (with `health_path`) or `command`.
+    pub health: Option<String>,
+    pub health_path: Option<String>,
+    /// Its own environment (templates).
+    pub env: BTreeMap<String, String>,
+    /// Environment given to every service that uses it (templates), e.g. `DATABASE_URL`.
+    pub provides: BTreeMap<String, String>,
+    pub data_dirs: Vec<String>,
+    pub migrations: Vec<Value>,
+}
+
 /// The `deployment` block.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Deployment {
+    pub bundle: Option<BundleSpec>,
     /// A class of the built-in table this resource belongs to (for tiers it does not describe).
     pub class: Option<String>,
     pub footprint: Option<Footprint>,
@@ -174,6 +208,25 @@ pub struct ServiceDef {
     pub deployment: Option<Deployment>,
     /// Things read leniently that a user may want to know about.
     pub notes: Vec<String>,
+    /// The file's text, for diagnostics that point into it later (secrets, assembly).
+    #[serde(skip)]
+    pub source: String,
+}
+
+impl ServiceDef {
+    /// A diagnostic located at `path` inside this definition.
+    pub fn diagnostic(
+        &self,
+        path: &[&str],
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Diagnostic {
+        let offset = locate(&self.source, path);
+        Diagnostic::error(message)
+            .in_file(&self.file, &self.source)
+            .at(offset..offset, "here")
+            .help(help)
+    }
 }
 
 /// Reads `source` (the text of `file`) as the service definition of `id`.
@@ -245,6 +298,7 @@ pub fn parse(
         setup_steps: Vec::new(),
         deployment: None,
         notes,
+        source: source.to_string(),
     };
     if let Some(ports) = top.get("ports") {
         def.ports = reader.ports(ports)?;
@@ -885,10 +939,154 @@ impl Reader<'_> {
                 out.swappable_with.push(option);
             }
         }
-        if let Some(Value::Array(secrets)) = deployment.get("secrets") {
+        if let Some(secrets) = deployment.get("secrets") {
+            let Value::Array(secrets) = secrets else {
+                return Err(self.error(
+                    &["deployment", "secrets"],
+                    "must be a list of secret declarations",
+                    "write [{\"id\": \"db_password\", …}]",
+                ));
+            };
             out.secrets = secrets.clone();
         }
+        if let Some(bundle) = deployment.get("bundle") {
+            out.bundle = Some(self.bundle(bundle)?);
+        }
         Ok(out)
+    }
+}
+
+impl Reader<'_> {
+    fn strings(&self, path: &[&str], value: Option<&Value>) -> Result<Vec<String>, Diagnostic> {
+        match value {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| {
+                    item.as_str().map(str::to_string).ok_or_else(|| {
+                        self.error(
+                            path,
+                            &format!("entries must be strings, found {}", brief(item)),
+                            "write a list of strings",
+                        )
+                    })
+                })
+                .collect(),
+            Some(other) => Err(self.error(
+                path,
+                &format!("must be a list of strings, found {}", brief(other)),
+                "write a list of strings",
+            )),
+        }
+    }
+
+    fn string_map(
+        &self,
+        path: &[&str],
+        value: Option<&Value>,
+    ) -> Result<BTreeMap<String, String>, Diagnostic> {
+        match value {
+            None | Some(Value::Null) => Ok(BTreeMap::new()),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(key, value)| match value {
+                    Value::String(text) => Ok((key.clone(), text.clone())),
+                    other => Err(self.error(
+                        path,
+                        &format!("`{key}` must be a string, found {}", brief(other)),
+                        "environment values are strings",
+                    )),
+                })
+                .collect(),
+            Some(other) => Err(self.error(
+                path,
+                &format!("must be an object of NAME -> value, found {}", brief(other)),
+                "write {\"NAME\": \"value\"}",
+            )),
+        }
+    }
+
+    fn bundle(&self, value: &Value) -> Result<BundleSpec, Diagnostic> {
+        let path = ["deployment", "bundle"];
+        let Value::Object(bundle) = value else {
+            return Err(self.error(
+                &path,
+                "must be an object",
+                "write {\"mode\": \"service\", …}",
+            ));
+        };
+        let mode = match bundle.get("mode").and_then(Value::as_str) {
+            None | Some("service") => BundleMode::Service,
+            Some("embedded") => BundleMode::Embedded,
+            Some("external") => BundleMode::External,
+            Some(other) => {
+                return Err(self.error(
+                    &["deployment", "bundle", "mode"],
+                    &format!("unknown mode {other:?}"),
+                    "use \"service\", \"embedded\" or \"external\"",
+                ));
+            }
+        };
+        let port = match bundle.get("port") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(port)) => {
+                let name = port
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("main")
+                    .to_string();
+                let range = port
+                    .get("range")
+                    .and_then(Value::as_str)
+                    .and_then(parse_range)
+                    .ok_or_else(|| {
+                        self.error(
+                            &["deployment", "bundle", "port", "range"],
+                            "a port needs a range \"LOW-HIGH\"",
+                            "write \"range\": \"25432-25532\"",
+                        )
+                    })?;
+                Some((name, range))
+            }
+            Some(other) => {
+                return Err(self.error(
+                    &["deployment", "bundle", "port"],
+                    &format!("must be an object, found {}", brief(other)),
+                    "write {\"name\": \"db\", \"range\": \"25432-25532\"}",
+                ));
+            }
+        };
+        let health = bundle.get("health").and_then(Value::as_object);
+        Ok(BundleSpec {
+            mode,
+            binary: bundle
+                .get("binary")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            args: self.strings(&["deployment", "bundle", "args"], bundle.get("args"))?,
+            port,
+            health: health
+                .and_then(|h| h.get("type"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            health_path: health
+                .and_then(|h| h.get("path"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            env: self.string_map(&["deployment", "bundle", "env"], bundle.get("env"))?,
+            provides: self.string_map(
+                &["deployment", "bundle", "provides"],
+                bundle.get("provides"),
+            )?,
+            data_dirs: self.strings(
+                &["deployment", "bundle", "data_dirs"],
+                bundle.get("data_dirs"),
+            )?,
+            migrations: match bundle.get("migrations") {
+                Some(Value::Array(items)) => items.clone(),
+                _ => Vec::new(),
+            },
+        })
     }
 }
 

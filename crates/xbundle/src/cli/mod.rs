@@ -8,6 +8,7 @@
 
 mod build;
 mod cache;
+mod pipeline;
 mod profile;
 mod queries;
 
@@ -106,6 +107,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Secrets of a scenario, classified per tier; `--bundle` for the bundle-safe plan
+    Secrets(pipeline::SecretsArgs),
+    /// Print a profile's bundle.json (nothing is written)
+    Assemble(pipeline::ProfileArg),
+    /// Write dist/<profile>/bundle.json and bundle.json.sha256 (cached)
+    Export(pipeline::ProfileArg),
+    /// Validate bundle.toml, the task graph and every profile without building (pre-commit, CI)
+    Check,
     /// List, show, create and change profiles in bundle.toml
     Profile {
         #[command(subcommand)]
@@ -358,6 +367,13 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             Ok(0)
         }
         Command::Profile { command } => profile::run(&cli, command, shell),
+        Command::Secrets(args) => pipeline::secrets_command(&cli, args, shell),
+        Command::Assemble(arg) => pipeline::assemble(&find_root(cli.root.as_deref())?, arg, shell),
+        Command::Export(arg) => {
+            let workspace = load(&cli, false, false)?;
+            pipeline::export(&workspace, arg, shell)
+        }
+        Command::Check => pipeline::check(&find_root(cli.root.as_deref())?, shell),
         Command::Cache { command } => {
             let workspace = load(&cli, false, false)?;
             cache::cache(&workspace, command, shell)
