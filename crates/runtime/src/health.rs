@@ -77,7 +77,9 @@ pub fn run(check: &Check, timeout: Duration, log: &ServiceLog, since: u64) -> Re
             } else {
                 program.into()
             };
-            let mut child = Command::new(&program)
+            let mut command = Command::new(&program);
+            crate::process::with_clean_signals(&mut command);
+            let mut child = command
                 .args(args)
                 .current_dir(cwd)
                 .envs(env.iter().map(|(k, v)| (k, v)))

@@ -124,7 +124,9 @@ pub fn run(
         migration.version,
         command.join(" ")
     ));
-    let output = Command::new(&program_path)
+    let mut command = Command::new(&program_path);
+    crate::process::with_clean_signals(&mut command);
+    let output = command
         .args(args)
         .current_dir(cwd)
         .envs(env.iter().map(|(k, v)| (k, v)))

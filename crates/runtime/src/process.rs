@@ -58,6 +58,25 @@ pub fn wait_for_stop_signal() -> i32 {
     signal
 }
 
+/// Clears the signal mask in a forked child (the runtime and the shim block the stop
+/// signals in every thread; a program must not start with them blocked).
+pub fn reset_signal_mask() {
+    let empty = signal_set(&[]);
+    // SAFETY: async-signal-safe; a valid set.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+}
+
+/// Makes a command start with an empty signal mask.
+pub fn with_clean_signals(command: &mut Command) -> &mut Command {
+    // SAFETY: only an async-signal-safe call between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            reset_signal_mask();
+            Ok(())
+        })
+    }
+}
+
 /// What the runtime gives the shim to run.
 pub struct ShimCommand<'a> {
     pub program: &'a Path,
@@ -88,6 +107,7 @@ pub fn spawn(command: &ShimCommand) -> io::Result<Child> {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            reset_signal_mask();
             libc::setpgid(0, 0);
             #[cfg(target_os = "linux")]
             libc::prctl(
@@ -195,6 +215,7 @@ pub fn shim_main(args: &[String]) -> ! {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            reset_signal_mask();
             libc::setpgid(0, 0);
             #[cfg(target_os = "linux")]
             libc::prctl(

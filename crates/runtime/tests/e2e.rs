@@ -210,6 +210,19 @@ fn runs_a_bundle_end_to_end() {
         fixture.stderr()
     );
 
+    // The stop was graceful: the services died of the SIGTERM, not of the forced SIGKILL.
+    let telemetry =
+        std::fs::read_to_string(fixture.app_data.join("telemetry/events.jsonl")).unwrap();
+    let exits: Vec<serde_json::Value> = telemetry
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|event| event["event"] == "service_exit")
+        .collect();
+    for id in ["api", "worker"] {
+        let last = exits.iter().rev().find(|e| e["service"] == id).unwrap();
+        assert_eq!(last["code"], 128 + 15, "{id}: {last}");
+    }
+
     // The secret value appears in no log, telemetry line or API response.
     let everything =
         read_tree(&fixture.app_data.join("logs")) + &read_tree(&fixture.app_data.join("telemetry"));

@@ -20,18 +20,20 @@ pub fn testsvc() -> PathBuf {
         if !path.exists() {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let target_dir = profile_dir.parent().unwrap();
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "-p",
-                    "runtime",
-                    "--example",
-                    "testsvc",
-                    "--target-dir",
-                ])
-                .arg(target_dir)
-                .status()
-                .unwrap();
+            let mut command = Command::new(cargo);
+            command.args([
+                "build",
+                "-p",
+                "runtime",
+                "--example",
+                "testsvc",
+                "--target-dir",
+            ]);
+            command.arg(target_dir);
+            if profile_dir.ends_with("release") {
+                command.arg("--release");
+            }
+            let status = command.status().unwrap();
             assert!(status.success(), "building the testsvc example failed");
         }
     });
