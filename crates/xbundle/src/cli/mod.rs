@@ -55,9 +55,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the repository's pipeline (today: every declared task)
+    /// Run a profile's pipeline (analysis, secrets, bundle.json) and every declared task
     Bundle {
-        /// Profile to build (default: workspace.default-profile)
+        /// Profile to build (default: workspace.default-profile; none: every task)
         profile: Option<String>,
         #[command(flatten)]
         run: RunArgs,
@@ -112,7 +112,7 @@ enum Command {
     /// Print a profile's bundle.json (nothing is written)
     Assemble(pipeline::ProfileArg),
     /// Write dist/<profile>/bundle.json and bundle.json.sha256 (cached)
-    Export(pipeline::ProfileArg),
+    Export(pipeline::ExportArgs),
     /// Validate bundle.toml, the task graph and every profile without building (pre-commit, CI)
     Check,
     /// List, show, create and change profiles in bundle.toml
@@ -261,7 +261,27 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
                     )),
                 );
             }
-            build::run_tasks(&workspace, &[], run, shell)
+            // The profile's pipeline and every declared task (a UI build, codegen, …); with no
+            // profile at all, every task.
+            let selected = profile
+                .clone()
+                .or(workspace.config.workspace.default_profile.clone());
+            let targets: Vec<String> =
+                match selected.and_then(|name| workspace.config.profile(&name).cloned()) {
+                    Some(profile) => {
+                        let mut targets: Vec<String> = workspace
+                            .config
+                            .tasks
+                            .iter()
+                            .map(|t| format!("task:{}", t.name))
+                            .collect();
+                        targets.push(format!("analyze:{}", profile.decl.scenario.get_ref()));
+                        targets.push(crate::stages::assemble_id(&profile.name).to_string());
+                        targets
+                    }
+                    None => Vec::new(),
+                };
+            build::run_tasks(&workspace, &targets, run, shell)
         }
         Command::Task { names, run } => {
             let workspace = load(&cli, run.force, run.fail_fast)?;
@@ -369,9 +389,9 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
         Command::Profile { command } => profile::run(&cli, command, shell),
         Command::Secrets(args) => pipeline::secrets_command(&cli, args, shell),
         Command::Assemble(arg) => pipeline::assemble(&find_root(cli.root.as_deref())?, arg, shell),
-        Command::Export(arg) => {
-            let workspace = load(&cli, false, false)?;
-            pipeline::export(&workspace, arg, shell)
+        Command::Export(args) => {
+            let workspace = load(&cli, args.force, false)?;
+            pipeline::export(&workspace, &args.profile, shell)
         }
         Command::Check => pipeline::check(&find_root(cli.root.as_deref())?, shell),
         Command::Cache { command } => {

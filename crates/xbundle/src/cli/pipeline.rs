@@ -217,6 +217,15 @@ pub(super) struct ProfileArg {
     profile: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub(super) struct ExportArgs {
+    #[command(flatten)]
+    pub(super) profile: ProfileArg,
+    /// Assemble again even if the cache has the result
+    #[arg(long)]
+    pub(super) force: bool,
+}
+
 fn profile_name(context: &Context, arg: &ProfileArg) -> Result<String, Diagnostic> {
     arg.profile
         .clone()

@@ -1,0 +1,210 @@
+//! Assembly of the repository's demo profiles into bundle.json: schema validity, a golden file,
+//! determinism, and swaps that change exactly the services they should.
+//!
+//! Update the golden file with `INSTA_UPDATE=always cargo test -p xbundle --test assemble`.
+
+use std::collections::BTreeSet;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::Value;
+use xbundle::analysis::Catalog;
+use xbundle::config::BundleConfig;
+use xbundle::stages::Context;
+
+fn root() -> Utf8PathBuf {
+    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize_utf8()
+        .unwrap()
+}
+
+fn context(bundle_toml: Option<&str>) -> Context {
+    let root = root();
+    match bundle_toml {
+        None => Context::load(&root).unwrap(),
+        Some(text) => Context::new(
+            &root,
+            BundleConfig::parse(text, Utf8Path::new("bundle.toml")).unwrap(),
+        )
+        .unwrap(),
+    }
+}
+
+fn assemble(context: &Context, profile: &str) -> String {
+    let catalog = Catalog::new(context.layout.clone());
+    context
+        .assemble(&catalog, profile)
+        .unwrap_or_else(|err| panic!("{profile}: {err}"))
+        .json
+}
+
+fn conformance_schema() -> Option<jsonschema::Validator> {
+    let path = root().join("../shared/conformance/vrooli/bundle/bundle-schema.desktop.v0.1.json");
+    if !path.is_file() {
+        assert!(
+            std::env::var("XBUNDLE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "the conformance corpus is missing at {path}"
+        );
+        eprintln!("skipped: no conformance schema at {path}");
+        return None;
+    }
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    Some(jsonschema::validator_for(&schema).unwrap())
+}
+
+#[test]
+fn every_demo_profile_validates_against_the_desktop_schema() {
+    let Some(schema) = conformance_schema() else {
+        return;
+    };
+    let context = context(None);
+    assert!(context.config.profiles.len() >= 2);
+    for profile in &context.config.profiles {
+        let json: Value = serde_json::from_str(&assemble(&context, &profile.name)).unwrap();
+        let errors: Vec<String> = schema
+            .iter_errors(&json)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", profile.name);
+    }
+}
+
+#[test]
+fn golden_picker_wheel_desktop() {
+    let context = context(None);
+    insta::assert_snapshot!(
+        "picker-wheel-desktop.bundle.json",
+        assemble(&context, "picker-wheel-desktop")
+    );
+}
+
+#[test]
+fn assembly_is_deterministic() {
+    let first = assemble(&context(None), "notes-desktop");
+    let second = assemble(&context(None), "notes-desktop");
+    assert_eq!(first, second);
+}
+
+const PROFILE: &str = r#"
+[profiles.notes]
+scenario = "notes-app"
+tier = "tier-2-desktop"
+platforms = ["linux-x64"]
+swaps = { postgres = "sqlite", redis = "in-process", qdrant = "local-index", ollama = "OLLAMA_TARGET" }
+"#;
+
+fn services(json: &str) -> Vec<Value> {
+    let document: Value = serde_json::from_str(json).unwrap();
+    document["services"].as_array().unwrap().clone()
+}
+
+fn by_id(services: &[Value], id: &str) -> Option<Value> {
+    services.iter().find(|s| s["id"] == id).cloned()
+}
+
+#[test]
+fn a_swap_changes_exactly_the_services_it_should() {
+    let with = |target: &str, extra: &str| {
+        let text = format!("{}{extra}", PROFILE.replace("OLLAMA_TARGET", target));
+        assemble(&context(Some(&text)), "notes")
+    };
+    let openrouter = with("openrouter", "");
+    let packaged = with("packaged-models", "");
+    let (a, b) = (services(&openrouter), services(&packaged));
+    // Same services; only the API's LLM wiring and its secrets differ.
+    let ids = |s: &[Value]| {
+        s.iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(ids(&a), ids(&b));
+    assert_eq!(
+        ids(&a),
+        BTreeSet::from(["auth-service-api", "notes-app-api", "notes-app-ui"].map(String::from))
+    );
+    let api_a = by_id(&a, "notes-app-api").unwrap();
+    let api_b = by_id(&b, "notes-app-api").unwrap();
+    assert_eq!(api_a["env"]["LLM_PROVIDER"], "openrouter");
+    assert_eq!(api_b["env"]["LLM_PROVIDER"], "local");
+    assert_eq!(api_b["env"]["LLM_MODEL_DIR"], "${bundle}/models");
+    assert!(api_a["env"].get("LLM_MODEL_DIR").is_none());
+    assert_eq!(api_a["secrets"], serde_json::json!(["openrouter_api_key"]));
+    assert!(api_b.get("secrets").is_none());
+    let mut stripped_a = api_a.clone();
+    let mut stripped_b = api_b.clone();
+    for api in [&mut stripped_a, &mut stripped_b] {
+        let env = api["env"].as_object_mut().unwrap();
+        env.retain(|key, _| !key.starts_with("LLM_"));
+        api.as_object_mut().unwrap().remove("secrets");
+    }
+    assert_eq!(stripped_a, stripped_b, "nothing else about the API changes");
+    assert_eq!(
+        by_id(&a, "auth-service-api"),
+        by_id(&b, "auth-service-api"),
+        "the other scenario is untouched"
+    );
+
+    // Without the ollama swap, ollama becomes a service the API depends on, and the API's
+    // environment points at it.
+    let text = PROFILE.replace(", ollama = \"OLLAMA_TARGET\"", "");
+    let kept = services(&assemble(&context(Some(&text)), "notes"));
+    let ollama = by_id(&kept, "ollama").expect("an ollama service");
+    assert_eq!(ollama["type"], "resource");
+    assert_eq!(ollama["ports"]["requested"][0]["name"], "api");
+    let api = by_id(&kept, "notes-app-api").unwrap();
+    assert_eq!(api["env"]["LLM_BASE_URL"], "http://127.0.0.1:${ollama.api}");
+    assert!(
+        api["dependencies"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("ollama"))
+    );
+    // With postgres kept, its infrastructure secret makes the profile invalid, naming the swap.
+    let text = PROFILE
+        .replace("postgres = \"sqlite\", ", "")
+        .replace("OLLAMA_TARGET", "openrouter");
+    let context = context(Some(&text));
+    let err = context
+        .assemble(&Catalog::new(context.layout.clone()), "notes")
+        .unwrap_err();
+    assert!(
+        err.message
+            .contains("secret `postgres_password` of resource:postgres is infrastructure"),
+        "{err}"
+    );
+    assert!(
+        err.help.as_deref().unwrap().contains("postgres=sqlite"),
+        "{:?}",
+        err.help
+    );
+}
+
+#[test]
+fn sqlite_replaces_the_postgres_service_and_rewires_database_url() {
+    let json = assemble(&context(None), "picker-wheel-desktop");
+    let all = services(&json);
+    assert!(
+        by_id(&all, "postgres").is_none() && by_id(&all, "sqlite").is_none(),
+        "sqlite is embedded: no service"
+    );
+    let api = by_id(&all, "picker-wheel-api").unwrap();
+    assert_eq!(
+        api["env"]["DATABASE_URL"],
+        "sqlite://${data}/picker-wheel/db.sqlite3"
+    );
+    assert_eq!(api["env"]["CACHE_URL"], "memory://");
+    assert!(api.get("dependencies").is_none());
+    let document: Value = serde_json::from_str(&json).unwrap();
+    let excluded_ids: Vec<&str> = document["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        excluded_ids,
+        ["jwt_secret", "session_secret"],
+        "postgres and redis secrets are gone with them"
+    );
+    assert_eq!(document["swaps"][0]["original"], "postgres");
+}
