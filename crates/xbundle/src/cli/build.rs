@@ -61,19 +61,24 @@ fn expected_text(expected: &Expected) -> String {
     }
 }
 
+/// The reasons a task would run and the dependencies it waits for, as strings for JSON.
+fn reasons_and_pending(expected: &Expected) -> (Vec<String>, Vec<String>) {
+    match expected {
+        Expected::Run(reasons) => (
+            reasons.iter().map(ToString::to_string).collect(),
+            Vec::new(),
+        ),
+        Expected::DependsOnChanges(ids) => {
+            (Vec::new(), ids.iter().map(ToString::to_string).collect())
+        }
+        _ => (Vec::new(), Vec::new()),
+    }
+}
+
 fn print_plan(probes: &[Probe], shell: &Shell) {
     if shell.is_json() {
         for probe in probes {
-            let (reasons, pending) = match &probe.expected {
-                Expected::Run(reasons) => (
-                    reasons.iter().map(ToString::to_string).collect(),
-                    Vec::new(),
-                ),
-                Expected::DependsOnChanges(ids) => {
-                    (Vec::new(), ids.iter().map(ToString::to_string).collect())
-                }
-                _ => (Vec::new(), Vec::new()),
-            };
+            let (reasons, pending) = reasons_and_pending(&probe.expected);
             shell.json(&json!({
                 "event": "plan",
                 "id": probe.id,
@@ -131,16 +136,7 @@ pub(super) fn explain(workspace: &Workspace, name: &str, shell: &Shell) -> Resul
         .expect("the target is probed");
     let last = workspace.engine.ledger().get(&id);
     if shell.is_json() {
-        let (reasons, pending) = match &probe.expected {
-            Expected::Run(reasons) => (
-                reasons.iter().map(ToString::to_string).collect(),
-                Vec::new(),
-            ),
-            Expected::DependsOnChanges(ids) => {
-                (Vec::new(), ids.iter().map(ToString::to_string).collect())
-            }
-            _ => (Vec::new(), Vec::new()),
-        };
+        let (reasons, pending) = reasons_and_pending(&probe.expected);
         shell.json(&json!({
             "event": "explain",
             "id": id,

@@ -19,8 +19,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use engine::{Engine, EngineConfig, GraphFormat};
 use serde_json::json;
 
-use crate::analysis;
-use crate::analysis::render::{self, DagFormat};
+use crate::analysis::render::DagFormat;
 use crate::config::{self, BundleConfig};
 use crate::diagnostic::Diagnostic;
 use crate::plan;
@@ -315,77 +314,17 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             scenario,
             analysis,
             json,
-        } => {
-            let (catalog, request) =
-                queries::analysis_request(&cli, scenario, &analysis.tier, &analysis.swaps)?;
-            let result = analysis::analyze(&catalog, &request)?;
-            if shell.is_json() {
-                shell.json(&json!({"event": "analysis", "analysis": result}));
-            } else if *json {
-                shell.print(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&result).expect("analyses serialize")
-                ));
-            } else {
-                shell.print(&render::summary(&result, request.tier));
-            }
-            Ok(0)
-        }
+        } => queries::analyze(&cli, scenario, analysis, *json, shell),
         Command::Dag {
             scenario,
             format,
             swaps,
-        } => {
-            let (catalog, request) = queries::analysis_request(&cli, scenario, &None, swaps)?;
-            let result = analysis::analyze(&catalog, &request)?;
-            if shell.is_json() {
-                shell
-                    .json(&json!({"event": "dag", "scenario": result.scenario, "dag": result.dag}));
-                return Ok(0);
-            }
-            let text = match format {
-                DagFormat::Json => render::json(&result.dag),
-                DagFormat::Dot => render::dot(&result.dag),
-                DagFormat::Mermaid => render::mermaid(&result.dag),
-                DagFormat::Svg => render::svg(&result.dag)?,
-            };
-            shell.print(&text);
-            Ok(0)
-        }
+        } => queries::dag(&cli, scenario, *format, swaps, shell),
         Command::Fitness {
             scenario,
             analysis,
             json,
-        } => {
-            let (catalog, request) =
-                queries::analysis_request(&cli, scenario, &analysis.tier, &analysis.swaps)?;
-            let result = analysis::analyze(&catalog, &request)?;
-            if *json || shell.is_json() {
-                let fitness: std::collections::BTreeMap<_, _> = result
-                    .fitness
-                    .iter()
-                    .filter(|(tier, _)| request.tier.is_none_or(|t| t == **tier))
-                    .collect();
-                let value = json!({
-                    "scenario": result.scenario,
-                    "fitness": fitness,
-                    "tiers": result.tiers,
-                });
-                if shell.is_json() {
-                    shell.json(&json!({"event": "fitness", "fitness": value}));
-                } else {
-                    shell.print(&format!(
-                        "{}\n",
-                        serde_json::to_string_pretty(&value).expect("fitness serializes")
-                    ));
-                }
-            } else {
-                let mut text = format!("{}\n", result.scenario);
-                text.push_str(&render::fitness_table(&result, request.tier));
-                shell.print(&text);
-            }
-            Ok(0)
-        }
+        } => queries::fitness(&cli, scenario, analysis, *json, shell),
         Command::Profile { command } => profile::run(&cli, command, shell),
         Command::Secrets(args) => pipeline::secrets_command(&cli, args, shell),
         Command::Assemble(arg) => pipeline::assemble(&find_root(cli.root.as_deref())?, arg, shell),

@@ -7,7 +7,7 @@ use camino::Utf8Path;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::queries::analysis_request;
+use super::queries::{analysis_request, emit};
 use super::{Cli, Workspace};
 use crate::analysis::tier::Tier;
 use crate::analysis::{self, Catalog};
@@ -80,7 +80,7 @@ pub(super) fn secrets_command(
             return Err(first.clone());
         }
         let value = json!({"secrets": plan.secrets, "excluded": plan.excluded});
-        print_value(shell, args.json, "secrets", &value, || {
+        emit(shell, "secrets", value.clone(), args.json, || {
             let mut text = format!(
                 "{scenario} on {tier}: {} secret(s) ship, {} excluded\n",
                 plan.secrets.len(),
@@ -119,7 +119,7 @@ pub(super) fn secrets_command(
         })
         .collect();
     let value = json!({"scenario": scenario, "tier": tier, "secrets": rows});
-    print_value(shell, args.json, "secrets", &value, || {
+    emit(shell, "secrets", value.clone(), args.json, || {
         let mut text = format!(
             "{scenario}: {} declared secret(s), classified for {tier}\n",
             rows.len()
@@ -140,25 +140,6 @@ pub(super) fn secrets_command(
         text
     });
     Ok(0)
-}
-
-fn print_value(
-    shell: &Shell,
-    pretty: bool,
-    event: &str,
-    value: &serde_json::Value,
-    human: impl FnOnce() -> String,
-) {
-    if shell.is_json() {
-        shell.json(&json!({"event": event, event: value}));
-    } else if pretty {
-        shell.print(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(value).expect("values serialize")
-        ));
-    } else {
-        shell.print(&human());
-    }
 }
 
 fn classify(
@@ -205,7 +186,7 @@ fn classify(
         Handling::Strip => "excluded",
     };
     let value = json!({"resource": resource, "id": secret, "tier": tier, "class": class, "source": source, "generator": declaration.generator, "prompt": declaration.prompt, "target": declaration.target});
-    print_value(shell, false, "classification", &value, || {
+    emit(shell, "classification", value.clone(), false, || {
         format!("{resource}/{secret} on {tier}: {class} ({source:?})\n")
     });
     Ok(0)
@@ -260,10 +241,6 @@ pub(super) fn export(
 ) -> Result<u8, Diagnostic> {
     let context = Context::new(&workspace.root, workspace.config.clone())?;
     let name = profile_name(&context, arg)?;
-    if context.config.profile(&name).is_none() {
-        // Same message as assembling would give.
-        context.assemble(&Catalog::new(context.layout.clone()), &name)?;
-    }
     // Validate first so a bad profile is a diagnostic (exit 2), not a failed task.
     context.assemble(&Catalog::new(context.layout.clone()), &name)?;
     let graph = crate::plan::graph(&workspace.config, &workspace.root)?;

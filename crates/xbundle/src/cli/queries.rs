@@ -1,12 +1,17 @@
 //! `analyze`, `dag`, `fitness`: the layout these queries read and their requests.
 
-use camino::Utf8Path;
+use std::collections::BTreeMap;
 
-use super::{Cli, find_root};
+use camino::Utf8Path;
+use serde_json::json;
+
+use super::{AnalysisArgs, Cli, find_root};
+use crate::analysis::render::{self, DagFormat};
 use crate::analysis::tier::Tier;
-use crate::analysis::{self, Catalog, Layout, Request};
+use crate::analysis::{self, Analysis, Catalog, Layout, Request};
 use crate::config::{self, BundleConfig};
 use crate::diagnostic::Diagnostic;
+use crate::shell::Shell;
 
 /// The layout for analysis commands: from bundle.toml when there is one (found as for other
 /// commands), else `scenarios/` and `resources/` under `--root` or the current directory.
@@ -52,4 +57,95 @@ pub(super) fn analysis_request(
         tier,
     };
     Ok((Catalog::new(analysis_layout(cli)?), request))
+}
+
+/// Runs the analysis a query asks for.
+fn run_analysis(
+    cli: &Cli,
+    scenario: &str,
+    tier: &Option<String>,
+    swaps: &[String],
+) -> Result<(Analysis, Option<Tier>), Diagnostic> {
+    let (catalog, request) = analysis_request(cli, scenario, tier, swaps)?;
+    Ok((analysis::analyze(&catalog, &request)?, request.tier))
+}
+
+/// Prints `value`: a JSON event, pretty JSON (`--json`), or the human text.
+pub(super) fn emit(
+    shell: &Shell,
+    event: &str,
+    value: serde_json::Value,
+    pretty: bool,
+    human: impl FnOnce() -> String,
+) {
+    if shell.is_json() {
+        shell.json(&json!({"event": event, event: value}));
+    } else if pretty {
+        shell.print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&value).expect("values serialize")
+        ));
+    } else {
+        shell.print(&human());
+    }
+}
+
+pub(super) fn analyze(
+    cli: &Cli,
+    scenario: &str,
+    args: &AnalysisArgs,
+    json: bool,
+    shell: &Shell,
+) -> Result<u8, Diagnostic> {
+    let (result, tier) = run_analysis(cli, scenario, &args.tier, &args.swaps)?;
+    let value = serde_json::to_value(&result).expect("analyses serialize");
+    emit(shell, "analysis", value, json, || {
+        render::summary(&result, tier)
+    });
+    Ok(0)
+}
+
+pub(super) fn dag(
+    cli: &Cli,
+    scenario: &str,
+    format: DagFormat,
+    swaps: &[String],
+    shell: &Shell,
+) -> Result<u8, Diagnostic> {
+    let (result, _) = run_analysis(cli, scenario, &None, swaps)?;
+    if shell.is_json() {
+        shell.json(&json!({"event": "dag", "scenario": result.scenario, "dag": result.dag}));
+        return Ok(0);
+    }
+    shell.print(&match format {
+        DagFormat::Json => render::json(&result.dag),
+        DagFormat::Dot => render::dot(&result.dag),
+        DagFormat::Mermaid => render::mermaid(&result.dag),
+        DagFormat::Svg => render::svg(&result.dag)?,
+    });
+    Ok(0)
+}
+
+pub(super) fn fitness(
+    cli: &Cli,
+    scenario: &str,
+    args: &AnalysisArgs,
+    json: bool,
+    shell: &Shell,
+) -> Result<u8, Diagnostic> {
+    let (result, tier) = run_analysis(cli, scenario, &args.tier, &args.swaps)?;
+    let fitness: BTreeMap<_, _> = result
+        .fitness
+        .iter()
+        .filter(|(t, _)| tier.is_none_or(|only| only == **t))
+        .collect();
+    let value = json!({"scenario": result.scenario, "fitness": fitness, "tiers": result.tiers});
+    emit(shell, "fitness", value, json, || {
+        format!(
+            "{}\n{}",
+            result.scenario,
+            render::fitness_table(&result, tier)
+        )
+    });
+    Ok(0)
 }
