@@ -40,11 +40,16 @@
 //! ```
 //!
 //! `[[assets]]` are accepted and validated by the stage that uses them.
+//!
+//! JSON Schema of the file (for editors, e.g. taplo's `#:schema` or `evenBetterToml.schema.associations`):
+//! `crates/xbundle/schema/bundle-toml.schema.json`, generated from these types by [`json_schema`]
+//! and kept current by `tests/bundle_toml_schema.rs` (`UPDATE_SNAPSHOTS=1` rewrites it).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -52,47 +57,77 @@ use crate::diagnostic::Diagnostic;
 
 pub const FILE_NAME: &str = "bundle.toml";
 
-#[derive(Debug, Deserialize, Default)]
+/// bundle.toml: the declarative description of a repository's bundle pipeline (xbundle).
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(title = "bundle.toml")]
 struct Raw {
+    /// Where scenarios, resources and outputs live.
     #[serde(default)]
     workspace: Workspace,
+    /// The local (and remote) cache.
     #[serde(default)]
     cache: CacheSettings,
+    /// Declared, cached tasks: `[tasks.NAME]` becomes the task `task:NAME`.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, TaskDecl>")]
     tasks: BTreeMap<Spanned<String>, Spanned<TaskDecl>>,
+    /// What each bundle holds: `[profiles.NAME]` (`cargo xtask profile …` edits them).
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ProfileDecl>")]
     profiles: BTreeMap<Spanned<String>, Spanned<ProfileDecl>>,
+    /// Downloaded, checksum-verified files (validated by the stage that uses them).
     #[serde(default)]
+    #[schemars(with = "Vec<BTreeMap<String, serde_json::Value>>")]
     assets: Vec<toml::Value>,
 }
 
 /// One `[profiles.NAME]` entry as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ProfileDecl {
+    /// The scenario to bundle: a directory under the scenarios directory.
+    #[schemars(with = "String")]
     pub scenario: Spanned<String>,
+    /// Deployment tier: `tier-1-local` … `tier-5-enterprise`, `1` … `5`, or `local`, `desktop`,
+    /// `mobile`, `saas`, `enterprise`.
+    #[schemars(with = "String")]
     pub tier: Spanned<String>,
+    /// Target platforms: ids of files in `platforms/` (e.g. `linux-x64`).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub platforms: Vec<Spanned<String>>,
+    /// Installer formats (e.g. `tar.gz`, `deb`); default: each platform's list.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub formats: Vec<Spanned<String>>,
+    /// Resource swaps, FROM = TO (e.g. `postgres = "sqlite"`).
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub swaps: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// `check` and `bundle` fail when the tier's fitness after swaps is below this (0.0 ..= 1.0).
+    #[schemars(with = "Option<f64>", range(min = 0.0, max = 1.0))]
     pub min_fitness: Option<Spanned<f64>>,
+    /// App version (default: the scenario's).
+    #[schemars(with = "Option<String>")]
     pub version: Option<Spanned<String>>,
+    /// Extra environment templates of the app's services.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub env: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Per-profile overrides of declared secrets, by secret id.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, SecretOverride>")]
     pub secrets: BTreeMap<Spanned<String>, Spanned<SecretOverride>>,
 }
 
 /// `[profiles.NAME.secrets] ID = {…}`: how one declared secret is handled in this profile.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SecretOverride {
     /// `infrastructure`, `per_install_generated`, `user_prompt`, `remote_fetch`, or `exclude`.
     pub class: Option<String>,
+    /// What the prompt shows.
     pub label: Option<String>,
     pub description: Option<String>,
     /// Regular expression a prompted value must match.
@@ -100,12 +135,15 @@ pub struct SecretOverride {
     pub generator: Option<GeneratorDecl>,
     /// For `remote_fetch`.
     pub url: Option<String>,
+    /// For `remote_fetch`.
     pub timeout_ms: Option<u64>,
+    /// Where the value goes in the running app.
     pub target: Option<TargetDecl>,
     pub required: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// How a `per_install_generated` secret is generated.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct GeneratorDecl {
     /// `random`, `uuid`, `hex` or `base64`.
@@ -115,12 +153,14 @@ pub struct GeneratorDecl {
     pub charset: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// Where a secret's value is delivered.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TargetDecl {
     /// `env` or `file`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The variable or file name.
     pub name: String,
 }
 
@@ -133,15 +173,23 @@ pub struct Profile {
     pub decl: ProfileDecl,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[workspace]`: the repository's layout (paths relative to the directory of bundle.toml).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Workspace {
+    /// Where scenarios live (`<dir>/<name>/.vrooli/service.json`).
     #[serde(default = "default_scenarios")]
+    #[schemars(with = "String")]
     pub scenarios: Utf8PathBuf,
+    /// Where resource definitions live.
     #[serde(default = "default_resources")]
+    #[schemars(with = "String")]
     pub resources: Utf8PathBuf,
+    /// Where outputs land.
     #[serde(default = "default_out")]
+    #[schemars(with = "String")]
     pub out: Utf8PathBuf,
+    /// The profile `cargo xtask bundle` builds when none is named.
     pub default_profile: Option<String>,
 }
 
@@ -166,30 +214,47 @@ impl Default for Workspace {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[cache]`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CacheSettings {
-    /// Local cache directory, relative to the root.
+    /// Local cache directory, relative to the root (default `.xbundle/cache`; the
+    /// `XBUNDLE_CACHE_DIR` environment variable overrides it).
+    #[schemars(with = "Option<String>")]
     pub dir: Option<Utf8PathBuf>,
     /// Remote cache base URL (bazel-remote layout).
     pub remote: Option<String>,
 }
 
 /// One `[tasks.NAME]` entry as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TaskDecl {
     pub description: Option<String>,
+    /// A shell string, run with `sh -c` (give `run` or `argv`, not both).
+    #[schemars(with = "Option<String>")]
     pub run: Option<Spanned<String>>,
+    /// A program and its arguments, run without a shell.
+    #[schemars(with = "Option<Vec<String>>")]
     pub argv: Option<Spanned<Vec<String>>>,
+    /// Working directory, relative to the root (default: the root).
+    #[schemars(with = "Option<String>")]
     pub cwd: Option<Spanned<String>>,
+    /// Globs relative to cwd whose content enters the task's key (`!` excludes).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub inputs: Vec<Spanned<String>>,
+    /// Globs relative to cwd; each must match a file after a run.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub outputs: Vec<Spanned<String>>,
+    /// Tasks that run first (`codegen` or `task:codegen`); their outputs enter the key.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub deps: Vec<Spanned<String>>,
+    /// Environment variables whose values enter the key.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub env: Vec<Spanned<String>>,
 }
 
@@ -467,6 +532,47 @@ impl BundleConfig {
         Diagnostic::error(message)
             .in_file(self.path.clone(), &self.source)
             .at(span, label)
+    }
+}
+
+/// The JSON Schema of bundle.toml (committed as `crates/xbundle/schema/bundle-toml.schema.json`).
+///
+/// TOML has no null, so the `null` schemars adds to every `Option` is taken out again: an
+/// optional key is left out by leaving it out.
+pub fn json_schema() -> serde_json::Value {
+    let mut schema =
+        serde_json::to_value(schemars::schema_for!(Raw)).expect("a schema always serializes");
+    remove_null(&mut schema);
+    schema
+}
+
+/// `"type": ["string", "null"]` becomes `"type": "string"`; `{"type": "null"}` leaves `anyOf`.
+fn remove_null(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::Array(types)) = object.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types.remove(0);
+                    object.insert("type".into(), only);
+                }
+            }
+            if let Some(Value::Array(any_of)) = object.get_mut("anyOf") {
+                any_of.retain(|schema| schema.get("type").is_none_or(|t| t != "null"));
+                if any_of.len() == 1
+                    && let Some(Value::Object(only)) = any_of.pop()
+                {
+                    object.remove("anyOf");
+                    for (key, schema) in only {
+                        object.entry(key).or_insert(schema);
+                    }
+                }
+            }
+            object.values_mut().for_each(remove_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(remove_null),
+        _ => {}
     }
 }
 

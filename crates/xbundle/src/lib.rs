@@ -12,6 +12,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod plan;
 pub mod platform;
+pub mod profiles;
 pub mod secrets;
 pub mod service;
 pub mod shell;
