@@ -83,10 +83,26 @@ pub fn persist(temp: NamedTempFile, destination: &Path) -> io::Result<()> {
 }
 
 /// Writes `bytes` to `destination` atomically.
+/// Writes `bytes` to `destination` atomically. The file is readable by everyone (0644), like a
+/// file created normally under the usual umask: temporary files start as 0600, which would
+/// otherwise leak into outputs (a fresh output 0600, the same output restored from the cache
+/// 0644).
 pub fn write_atomic(destination: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut temp = temp_beside(destination)?;
     temp.write_all(bytes)?;
+    set_mode(temp.as_file(), 0o644)?;
     persist(temp, destination)
+}
+
+#[cfg(unix)]
+fn set_mode(file: &File, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &File, _: u32) -> io::Result<()> {
+    Ok(())
 }
 
 /// Removes a file; a file that is already gone is not an error.
@@ -126,5 +142,21 @@ impl WorkspaceLock {
             _file: file,
             path: path.to_path_buf(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn atomic_writes_are_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.json");
+        write_atomic(&path, b"{}").unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(fs::read(&path).unwrap(), b"{}");
     }
 }

@@ -481,6 +481,8 @@ impl BundleConfig {
                 decl,
             });
         }
+        // In the order the file lists them.
+        profiles.sort_by_key(|profile| profile.name_span.start);
         if let Some(default) = &raw.workspace.default_profile
             && !profiles.iter().any(|p| &p.name == default)
         {
