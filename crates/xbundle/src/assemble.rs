@@ -643,7 +643,7 @@ pub fn assemble(
         .secrets
         .iter()
         .map(|secret| {
-            let mut value = json!({"id": secret.id, "class": secret.class.id(), "required": secret.required, "target": {"type": secret.target.kind, "name": secret.target.name}});
+            let mut value = json!({"id": secret.id, "class": secrets::class_id(secret.class), "required": secret.required, "target": {"type": secret.target.kind, "name": secret.target.name}});
             if let Some(description) = &secret.description {
                 value["description"] = json!(description);
             }

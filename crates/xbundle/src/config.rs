@@ -323,12 +323,7 @@ impl BundleConfig {
         for (name, decl) in raw.tasks {
             let span = decl.span();
             let decl = decl.into_inner();
-            if name.get_ref().is_empty()
-                || !name
-                    .get_ref()
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            {
+            if !is_valid_name(name.get_ref()) {
                 return Err(error(
                     format!("invalid task name `{}`", name.get_ref()),
                     name.span(),
@@ -442,12 +437,7 @@ impl BundleConfig {
         let mut profiles = Vec::new();
         for (name, decl) in raw.profiles {
             let span = decl.span();
-            if name.get_ref().is_empty()
-                || !name
-                    .get_ref()
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            {
+            if !is_valid_name(name.get_ref()) {
                 return Err(error(
                     format!("invalid profile name `{}`", name.get_ref()),
                     name.span(),
@@ -576,6 +566,14 @@ fn remove_null(value: &mut serde_json::Value) {
         Value::Array(items) => items.iter_mut().for_each(remove_null),
         _ => {}
     }
+}
+
+/// Task and profile names: letters, digits, `-`, `_` and `.` (they appear in task ids and paths).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn syntax_help(message: &str) -> String {

@@ -81,11 +81,7 @@ pub fn parse_swap_edits(args: &[String]) -> Result<Vec<SwapEdit>, Diagnostic> {
 
 /// Profile names: letters, digits, `-`, `_` and `.` (the rule [`BundleConfig::parse`] applies).
 pub fn validate_name(name: &str) -> Result<(), Diagnostic> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
+    if !crate::config::is_valid_name(name) {
         return Err(
             Diagnostic::error(format!("invalid profile name `{name}`")).help(
                 "profile names use letters, digits, `-`, `_` and `.`, e.g. picker-wheel-desktop",

@@ -42,23 +42,16 @@ use crate::config::SecretOverride;
 use crate::diagnostic::Diagnostic;
 use crate::service::{ServiceDef, ServiceKind};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SecretClass {
-    Infrastructure,
-    PerInstallGenerated,
-    UserPrompt,
-    RemoteFetch,
-}
+/// The four classes are bundle.json's (`secrets[].class`).
+pub use manifest::SecretClass;
 
-impl SecretClass {
-    pub fn id(self) -> &'static str {
-        match self {
-            SecretClass::Infrastructure => "infrastructure",
-            SecretClass::PerInstallGenerated => "per_install_generated",
-            SecretClass::UserPrompt => "user_prompt",
-            SecretClass::RemoteFetch => "remote_fetch",
-        }
+/// The class as bundle.json spells it.
+pub fn class_id(class: SecretClass) -> &'static str {
+    match class {
+        SecretClass::Infrastructure => "infrastructure",
+        SecretClass::PerInstallGenerated => "per_install_generated",
+        SecretClass::UserPrompt => "user_prompt",
+        SecretClass::RemoteFetch => "remote_fetch",
     }
 }
 

@@ -90,7 +90,7 @@ pub(super) fn secrets_command(
                 text.push_str(&format!(
                     "  {:<24} {:<22} -> {} {}\n",
                     secret.id,
-                    secret.class.id(),
+                    secrets::class_id(secret.class),
                     secret.target.kind,
                     secret.target.name
                 ));
@@ -111,7 +111,7 @@ pub(super) fn secrets_command(
         .iter()
         .map(|(declaration, state)| {
             let class = match declaration.classify(tier, None) {
-                Ok((Handling::Class(class), source)) => json!({"class": class.id(), "source": source}),
+                Ok((Handling::Class(class), source)) => json!({"class": secrets::class_id(class), "source": source}),
                 Ok((Handling::Strip, source)) => json!({"class": "excluded", "source": source}),
                 Err(err) => json!({"class": "invalid", "error": err}),
             };
@@ -182,7 +182,7 @@ fn classify(
         .classify(tier, None)
         .map_err(Diagnostic::error)?;
     let class = match handling {
-        Handling::Class(class) => class.id(),
+        Handling::Class(class) => secrets::class_id(class),
         Handling::Strip => "excluded",
     };
     let value = json!({"resource": resource, "id": secret, "tier": tier, "class": class, "source": source, "generator": declaration.generator, "prompt": declaration.prompt, "target": declaration.target});
