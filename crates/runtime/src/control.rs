@@ -8,7 +8,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /healthz` | `{"status":"ok"}`: the runtime is up |
-//! | `GET /readyz` | 200 when every service is ready, else 503 with the services that are not |
+//! | `GET /readyz` | 200 when every service is ready, else 503 with the services that are not; a non-critical service that failed (or waits on one that did) does not hold it back and is listed under `failed` |
 //! | `GET /status` | app, uptime and per service: state, detail, pids, restarts, last exit, missing secrets |
 //! | `GET /ports` | allocated ports per service, and the UI's URL |
 //! | `GET /logs/tail?service=ID&lines=N` | the last N (default 100, at most 5000) lines of a service's log |
@@ -92,17 +92,29 @@ fn route(request: &Request, runtime: &Runtime) -> Response {
 
 fn readyz(runtime: &Runtime) -> Response {
     let state = runtime.lock();
-    let not_ready: Vec<serde_json::Value> = state
-        .services
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.phase != crate::supervisor::Phase::Ready)
-        .map(|(i, s)| json!({"id": runtime.plan.manifest.services[i].id, "state": s.phase.name(), "detail": s.detail}))
-        .collect();
+    let entry = |i: usize| {
+        let s = &state.services[i];
+        json!({"id": runtime.plan.manifest.services[i].id, "state": s.phase.name(), "detail": s.detail})
+    };
+    let mut not_ready = Vec::new();
+    let mut given_up = Vec::new();
+    for (i, s) in state.services.iter().enumerate() {
+        if s.phase == crate::supervisor::Phase::Ready {
+            continue;
+        }
+        if runtime.ignorable(&state, i) {
+            given_up.push(entry(i));
+        } else {
+            not_ready.push(entry(i));
+        }
+    }
     if not_ready.is_empty() {
-        Response::json(200, &json!({ "ready": true }))
+        Response::json(200, &json!({ "ready": true, "failed": given_up }))
     } else {
-        Response::json(503, &json!({ "ready": false, "waiting": not_ready }))
+        Response::json(
+            503,
+            &json!({ "ready": false, "waiting": not_ready, "failed": given_up }),
+        )
     }
 }
 
@@ -139,7 +151,7 @@ fn status(runtime: &Runtime) -> Response {
             "app": {"name": manifest.app.name, "version": manifest.app.version},
             "pid": std::process::id(),
             "uptime_ms": runtime.started.elapsed().as_millis() as u64,
-            "ready": crate::supervisor::Runtime::all_ready(&state),
+            "ready": runtime.all_ready(&state),
             "ready_after_ms": state.app_ready_ms,
             "error": state.fatal,
             "services": services,

@@ -136,8 +136,40 @@ impl Runtime {
     fn id(&self, index: usize) -> &str {
         self.plan.manifest.services[index].id.as_str()
     }
-    pub fn all_ready(state: &State) -> bool {
-        state.services.iter().all(|s| s.phase == Phase::Ready)
+    /// Whether the app counts as ready: every service is ready, except non-critical ones
+    /// the supervisor gave up on (see [`Runtime::given_up`]), which `/status` reports.
+    pub fn all_ready(&self, state: &State) -> bool {
+        (0..state.services.len())
+            .all(|i| state.services[i].phase == Phase::Ready || self.ignorable(state, i))
+    }
+
+    /// A non-critical service that will not run in this session, so `/readyz` does not wait
+    /// for it.
+    pub fn ignorable(&self, state: &State, index: usize) -> bool {
+        !self.plan.manifest.services[index].is_critical() && self.given_up(state, index)
+    }
+
+    /// A service that will not run in this session: `failed`, or held back by a dependency
+    /// that will not run (directly or through other dependencies).
+    pub fn given_up(&self, state: &State, index: usize) -> bool {
+        fn visit(runtime: &Runtime, state: &State, index: usize, seen: &mut Vec<usize>) -> bool {
+            match state.services[index].phase {
+                Phase::Failed => true,
+                Phase::Waiting | Phase::Blocked if !seen.contains(&index) => {
+                    seen.push(index);
+                    let manifest = &runtime.plan.manifest;
+                    manifest.services[index].dependencies().iter().any(|dep| {
+                        manifest
+                            .services
+                            .iter()
+                            .position(|s| &s.id == dep)
+                            .is_some_and(|d| visit(runtime, state, d, seen))
+                    })
+                }
+                _ => false,
+            }
+        }
+        visit(self, state, index, &mut Vec::new())
     }
 }
 
@@ -293,6 +325,18 @@ fn schedule(runtime: &Runtime) -> Vec<usize> {
     to_start
 }
 
+/// Records the first moment the app counts as ready (`app_ready`).
+fn note_app_ready(runtime: &Runtime, state: &mut State) {
+    if state.app_ready_ms.is_none() && state.fatal.is_none() && runtime.all_ready(state) {
+        let ms = runtime.started.elapsed().as_millis() as u64;
+        state.app_ready_ms = Some(ms);
+        runtime
+            .telemetry
+            .event("app_ready", json!({ "after_ms": ms }));
+        eprintln!("xbundle-runtime: ready after {ms} ms");
+    }
+}
+
 fn fail(runtime: &Runtime, state: &mut State, index: usize, reason: String) {
     let service = &runtime.plan.manifest.services[index];
     eprintln!("xbundle-runtime: {} failed: {reason}", service.id);
@@ -309,6 +353,7 @@ fn fail(runtime: &Runtime, state: &mut State, index: usize, reason: String) {
             service.id
         ));
     }
+    note_app_ready(runtime, state);
 }
 
 /// The environment of a service: `APP_DATA_DIR`, `BUNDLE_ROOT`, its env, its binary's env,
@@ -836,14 +881,7 @@ fn handle(runtime: &Runtime, event: Event) {
                 "service_ready",
                 json!({"service": runtime.id(index), "after_ms": after}),
             );
-            if Runtime::all_ready(&state) && state.app_ready_ms.is_none() {
-                let ms = runtime.started.elapsed().as_millis() as u64;
-                state.app_ready_ms = Some(ms);
-                runtime
-                    .telemetry
-                    .event("app_ready", json!({ "after_ms": ms }));
-                eprintln!("xbundle-runtime: ready after {ms} ms");
-            }
+            note_app_ready(runtime, &mut state);
         }
         Event::NotReady {
             service: index,
