@@ -5,6 +5,9 @@
 //!   `base64` of `length` random bytes), regenerated until it matches `format` (at most 100
 //!   tries), then stored and reused on every later start.
 //! - `user_prompt`: set through `POST /secrets`, checked against `format`, then stored.
+//!
+//! `format` must match the whole value (it is anchored: `^(?:FORMAT)$`), for generated,
+//! user-provided and fetched values alike.
 //! - `remote_fetch`: fetched from `fetch.url` (http only) with a timeout at each start; kept in
 //!   memory only, so an offline start reports `unavailable: <why>` for it.
 //!
@@ -159,9 +162,7 @@ pub fn generate(secret: &Secret) -> Result<String, String> {
     let generator = secret.generator.clone().unwrap_or_default();
     let length = generator.length.unwrap_or(32) as usize;
     let format = match &secret.format {
-        Some(format) => {
-            Some(regex_lite::Regex::new(format).map_err(|err| format!("bad format: {err}"))?)
-        }
+        Some(format) => Some(format_regex(format).map_err(|err| format!("bad format: {err}"))?),
         None => None,
     };
     for _ in 0..100 {
@@ -201,13 +202,20 @@ pub fn generate(secret: &Secret) -> Result<String, String> {
     Err("the generator never produced a value matching `format`".into())
 }
 
-/// Checks a value against a secret's `format`.
+/// A secret's `format` as a regular expression that must match the **whole** value: the
+/// pattern is wrapped as `^(?:PATTERN)$`, so `[a-z]+` accepts `abc` but not `abc!!`, and an
+/// already anchored `^[a-z]+$` means the same as before.
+pub fn format_regex(format: &str) -> Result<regex_lite::Regex, regex_lite::Error> {
+    regex_lite::Regex::new(&format!("^(?:{format})$"))
+}
+
+/// Checks a value against a secret's `format` (whole-value match, see [`format_regex`]).
 pub fn check_format(secret: &Secret, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("empty value".into());
     }
     if let Some(format) = &secret.format {
-        let re = regex_lite::Regex::new(format)
+        let re = format_regex(format)
             .map_err(|err| format!("the manifest's format is not a valid pattern: {err}"))?;
         if !re.is_match(value) {
             return Err(format!("does not match the format {format}"));
@@ -393,11 +401,35 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(value.len(), 40);
-        let value = generate(&secret(serde_json::json!({}), Some("^[0-9]"))).unwrap();
+        let value = generate(&secret(serde_json::json!({}), Some("^[0-9].*"))).unwrap();
         assert!(value.starts_with(|c: char| c.is_ascii_digit()));
         assert_ne!(
             generate(&secret(serde_json::json!({}), None)).unwrap(),
             generate(&secret(serde_json::json!({}), None)).unwrap()
+        );
+    }
+
+    #[test]
+    fn format_matches_the_whole_value() {
+        for format in ["[a-z]+", "^[a-z]+$", "[a-z]+$", "^[a-z]+"] {
+            let s = secret(serde_json::json!({}), Some(format));
+            assert!(check_format(&s, "abc").is_ok(), "{format}");
+            assert!(check_format(&s, "abc!!").is_err(), "{format}");
+            assert!(check_format(&s, "!!abc").is_err(), "{format}");
+        }
+        let s = secret(serde_json::json!({}), Some("a|b"));
+        assert!(check_format(&s, "a").is_ok());
+        assert!(
+            check_format(&s, "ab").is_err(),
+            "alternation is anchored as a whole"
+        );
+        let value = generate(&secret(
+            serde_json::json!({"type": "random", "length": 8, "charset": "alnum"}),
+            Some("[0-9]"),
+        ));
+        assert!(
+            value.is_err(),
+            "an 8-character value never wholly matches one digit"
         );
     }
 
