@@ -1,17 +1,28 @@
 //! Migrations: commands run before a service starts, each once per `version`.
 //!
-//! State lives in `<app data>/runtime/migrations.json`: the app version of the last start
-//! whose migrations all ran (`app_version`) and the versions applied per service. Eligibility:
+//! State lives in `<app data>/runtime/migrations.json`: per service, the app version its
+//! migrations last completed for (`services`), and the versions applied per service
+//! (`applied`). The install/upgrade decision is **per service**, so a service that could not
+//! get to its migrations on some start (no binary for this platform, a secret it waits for, no
+//! free port) does not hold back the decision of the others:
 //!
 //! | `run_on` | runs when |
 //! |---|---|
 //! | `always` (default) | on any start, the first time the runtime sees this version |
-//! | `first_install` (`install`) | on the first start of an install (no `app_version` yet) |
-//! | `upgrade` | on a start whose app version differs from the recorded `app_version` |
+//! | `first_install` (`install`) | on a start where this service has never completed its migrations |
+//! | `upgrade` | on a start whose app version differs from the one this service last completed its migrations for |
 //!
 //! An applied version is never run again. A failed migration is not recorded; the service is
-//! stopped with the command's output in its log. `app_version` is updated once every service
-//! has passed its migrations, so an interrupted upgrade is resumed by the next start.
+//! stopped with the command's output in its log. A service's entry in `services` is updated
+//! once it has passed all its due migrations, so an interrupted install or upgrade is resumed
+//! by the next start.
+//!
+//! Files written before per-service state existed hold only `app_version` (the version of the
+//! last start on which every service passed its migrations). For a service without its own
+//! entry, such a file is read as: that `app_version` if there is one; else, when the service
+//! has applied migrations, an unknown earlier version (so this start is an upgrade for it,
+//! which is the case the old format could not record); else a first install. `app_version` is
+//! still written (when every service has passed its migrations) for older runtimes.
 
 use crate::logs::ServiceLog;
 use manifest::{Migration, RunOn};
@@ -24,11 +35,15 @@ use std::process::{Command, Stdio};
 pub struct MigrationState {
     #[serde(default)]
     pub app_version: Option<String>,
+    /// Per service: the app version its migrations last completed for. Absent in files
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub applied: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// What kind of start this is.
+/// What kind of start this is, for one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartKind {
     FirstInstall,
@@ -39,21 +54,25 @@ pub enum StartKind {
 pub struct Migrations {
     path: PathBuf,
     pub state: MigrationState,
-    pub kind: StartKind,
+    app_version: String,
+    /// The file predates per-service state (see the module docs).
+    legacy: bool,
 }
 
 impl Migrations {
     pub fn load(path: PathBuf, app_version: &str) -> Migrations {
-        let state: MigrationState = std::fs::read_to_string(&path)
+        let mut state: MigrationState = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        let kind = match &state.app_version {
-            None => StartKind::FirstInstall,
-            Some(previous) if previous != app_version => StartKind::Upgrade,
-            Some(_) => StartKind::Normal,
-        };
-        Migrations { path, state, kind }
+        let legacy = state.services.is_none();
+        state.services.get_or_insert_with(BTreeMap::new);
+        Migrations {
+            path,
+            state,
+            app_version: app_version.to_owned(),
+            legacy,
+        }
     }
 
     fn save(&self) {
@@ -71,15 +90,36 @@ impl Migrations {
         }
     }
 
+    /// What this start is for `service`.
+    pub fn kind(&self, service: &str) -> StartKind {
+        let recorded = self.state.services.as_ref().and_then(|m| m.get(service));
+        let previous = match recorded {
+            Some(version) => Some(version.as_str()),
+            None if self.legacy => match &self.state.app_version {
+                Some(version) => Some(version.as_str()),
+                // Migrated under the old format, version never recorded: an earlier one.
+                None if self.state.applied.contains_key(service) => return StartKind::Upgrade,
+                None => None,
+            },
+            None => None,
+        };
+        match previous {
+            None => StartKind::FirstInstall,
+            Some(previous) if previous != self.app_version => StartKind::Upgrade,
+            Some(_) => StartKind::Normal,
+        }
+    }
+
     /// The migrations of a service due on this start, in manifest order.
     pub fn due<'a>(&self, service: &str, migrations: &'a [Migration]) -> Vec<&'a Migration> {
         let applied = self.state.applied.get(service);
+        let kind = self.kind(service);
         migrations
             .iter()
             .filter(|m| !applied.is_some_and(|a| a.contains(&m.version)))
             .filter(|m| match m.run_on.unwrap_or_default().normalized() {
-                RunOn::FirstInstall | RunOn::Install => self.kind == StartKind::FirstInstall,
-                RunOn::Upgrade => self.kind == StartKind::Upgrade,
+                RunOn::FirstInstall | RunOn::Install => kind == StartKind::FirstInstall,
+                RunOn::Upgrade => kind == StartKind::Upgrade,
                 RunOn::Always => true,
             })
             .collect()
@@ -94,10 +134,21 @@ impl Migrations {
         self.save();
     }
 
-    /// Called when every service has passed its migrations.
-    pub fn finish(&mut self, app_version: &str) {
-        if self.state.app_version.as_deref() != Some(app_version) {
-            self.state.app_version = Some(app_version.to_owned());
+    /// Called when `service` has passed its migrations on this start; `all` when every
+    /// service has.
+    pub fn finish(&mut self, service: &str, all: bool) {
+        let services = self.state.services.get_or_insert_with(BTreeMap::new);
+        let mut changed = false;
+        if services.get(service) != Some(&self.app_version) {
+            services.insert(service.to_owned(), self.app_version.clone());
+            changed = true;
+        }
+        if all && self.state.app_version.as_deref() != Some(&self.app_version) {
+            self.state.app_version = Some(self.app_version.clone());
+            changed = true;
+        }
+        if changed || self.legacy {
+            self.legacy = false;
             self.save();
         }
     }
@@ -143,5 +194,60 @@ pub fn run(
         Ok(())
     } else {
         Err(format!("exited with {}", output.status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migrations() -> Vec<Migration> {
+        serde_json::from_value(serde_json::json!([
+            {"version": "1", "command": ["x"], "run_on": "first_install"},
+            {"version": "2", "command": ["x"]},
+            {"version": "3", "command": ["x"], "run_on": "upgrade"}
+        ]))
+        .unwrap()
+    }
+
+    fn versions(due: Vec<&Migration>) -> Vec<&str> {
+        due.into_iter().map(|m| m.version.as_str()).collect()
+    }
+
+    #[test]
+    fn the_install_or_upgrade_decision_is_per_service() {
+        let dir = std::env::temp_dir().join(format!("xbundle-rt-mig-{}", std::process::id()));
+        let path = dir.join("migrations.json");
+        let _ = std::fs::remove_dir_all(&dir);
+        let list = migrations();
+        let mut m = Migrations::load(path.clone(), "1.0");
+        assert_eq!(versions(m.due("a", &list)), ["1", "2"]);
+        m.record("a", "1");
+        m.record("a", "2");
+        // `b` never got to its migrations on this start.
+        m.finish("a", false);
+        let m = Migrations::load(path.clone(), "2.0");
+        assert_eq!(m.kind("a"), StartKind::Upgrade);
+        assert_eq!(versions(m.due("a", &list)), ["3"]);
+        assert_eq!(m.kind("b"), StartKind::FirstInstall);
+        assert_eq!(versions(m.due("b", &list)), ["1", "2"]);
+
+        // A file of the old format, written when `b` had not migrated (no app_version).
+        std::fs::write(
+            &path,
+            r#"{"app_version": null, "applied": {"a": ["1", "2"]}}"#,
+        )
+        .unwrap();
+        let m = Migrations::load(path.clone(), "2.0");
+        assert_eq!(versions(m.due("a", &list)), ["3"]);
+        assert_eq!(versions(m.due("b", &list)), ["1", "2"]);
+        std::fs::write(
+            &path,
+            r#"{"app_version": "1.0", "applied": {"a": ["1", "2"]}}"#,
+        )
+        .unwrap();
+        let m = Migrations::load(path.clone(), "1.0");
+        assert_eq!(m.kind("a"), StartKind::Normal);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

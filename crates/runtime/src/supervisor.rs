@@ -511,10 +511,8 @@ fn start(runtime: &Arc<Runtime>, index: usize) {
             }
         }
         state.services[index].migrated = true;
-        if state.services.iter().all(|s| s.migrated) {
-            let version = runtime.plan.manifest.app.version.clone();
-            state.migrations.finish(&version);
-        }
+        let all = state.services.iter().all(|s| s.migrated);
+        state.migrations.finish(service.id.as_str(), all);
     }
 
     // Take back ports released by an earlier run of this service.

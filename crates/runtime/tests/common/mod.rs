@@ -335,3 +335,56 @@ pub fn fixture_manifest(version: &str, user_secret: bool) -> serde_json::Value {
         ]
     })
 }
+
+/// A minimal manifest around `services` (control port and a port range from [`free_range`]).
+pub fn small_manifest(version: &str, services: serde_json::Value) -> serde_json::Value {
+    let base = free_range(20);
+    serde_json::json!({
+        "schema_version": "v0.1",
+        "target": "desktop",
+        "app": {"name": "small", "version": version},
+        "ipc": {"mode": "loopback-http", "host": "127.0.0.1", "port": base, "auth_token_path": "runtime/auth-token"},
+        "telemetry": {"file": "telemetry/events.jsonl"},
+        "ports": {"default_range": {"min": base + 1, "max": base + 19}},
+        "services": services
+    })
+}
+
+/// A `testsvc` service (`args`) ready once it logs `ready_line`, with a `command` health check.
+pub fn testsvc_service(id: &str, args: &[&str], ready_line: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "type": "worker",
+        "binaries": {"linux-x64": {"path": "bin/testsvc", "args": args}},
+        "health": {"type": "command", "command": ["./testsvc", "check"], "interval_ms": 300},
+        "readiness": {"type": "log_match", "pattern": ready_line}
+    })
+}
+
+/// Polls `/status` until `service` is in `state`; returns that status.
+pub fn wait_state(
+    runtime: &Runtime,
+    fixture: &Fixture,
+    service: &str,
+    state: &str,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = runtime.json("/status");
+        let entry = status["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == service)
+            .unwrap()
+            .clone();
+        if entry["state"] == state {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{service} never {state}: {status} {}",
+            fixture.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
