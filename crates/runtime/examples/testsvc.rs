@@ -7,6 +7,8 @@
 //!   group (`sleeper --setsid`).
 //! - `migrate NAME`: appends NAME to `$APP_DATA_DIR/migrations.log`.
 //! - `check`: exits 0 (a `command` health check). `crash`: exits 3 at once. `sleeper`: sleeps.
+//! - `hang NAME`: writes `NAME.pid`, starts a child (`NAME-child.pid`) and never ends (a
+//!   migration or check that hangs).
 //!
 //! Each long-running mode writes its pid to `$APP_DATA_DIR/<mode>.pid` and its child's to
 //! `$APP_DATA_DIR/<mode>-child.pid`.
@@ -63,6 +65,16 @@ fn main() {
             }
         }
         Some("check") => {}
+        Some("hang") => {
+            // A migration or check that never ends (with a child in its group).
+            let name = args.get(1).cloned().unwrap_or_else(|| "hang".into());
+            write_pid(&name, std::process::id());
+            spawn_child(&name, false);
+            println!("{name} hangs");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
         Some("crash") => {
             eprintln!("crashing on purpose");
             std::process::exit(3);

@@ -1,13 +1,13 @@
 //! Health and readiness checks: `http` (GET answers 2xx, and a JSON body's `status`, when
 //! present, is not `unhealthy`/`down`/`error`), `tcp` (a connection succeeds), `command`
-//! (exits 0 within the timeout), `log_match` (a line matching the pattern was logged since
+//! (exits 0 within the timeout; run under the shim in a process group of its own, the whole
+//! tree killed on timeout), `log_match` (a line matching the pattern was logged since
 //! the service started).
 
 use crate::logs::ServiceLog;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A resolved check.
 #[derive(Clone)]
@@ -77,32 +77,23 @@ pub fn run(check: &Check, timeout: Duration, log: &ServiceLog, since: u64) -> Re
             } else {
                 program.into()
             };
-            let mut command = Command::new(&program);
-            crate::process::with_clean_signals(&mut command);
-            let mut child = command
-                .args(args)
-                .current_dir(cwd)
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|err| format!("cannot run {}: {err}", program.display()))?;
-            let deadline = Instant::now() + timeout;
-            loop {
-                if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                    return if status.success() {
-                        Ok(())
-                    } else {
-                        Err(format!("check exited with {status}"))
-                    };
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err("check timed out".into());
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            // Under the shim, like a service: its own process group, killed with the runtime,
+            // and the whole tree killed when it overruns the timeout.
+            let mut child = crate::process::spawn(&crate::process::ShimCommand {
+                program: &program,
+                args,
+                cwd,
+                env,
+                grace: Duration::ZERO,
+                pass_fds: &[],
+                capture: false,
+            })
+            .map_err(|err| format!("cannot run {}: {err}", program.display()))?;
+            match crate::process::wait_bounded(&mut child, timeout, Duration::ZERO) {
+                Some(0) => Ok(()),
+                Some(127) => Err(format!("cannot run {}", program.display())),
+                Some(code) => Err(format!("check exited with code {code}")),
+                None => Err("check timed out".into()),
             }
         }
     }

@@ -113,7 +113,10 @@ impl ServiceLog {
     }
 
     /// Copies a child's output stream into the log, line by line, until it closes.
-    pub fn pump(self: &Arc<Self>, stream: impl Read + Send + 'static) {
+    pub fn pump(
+        self: &Arc<Self>,
+        stream: impl Read + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
         let log = Arc::clone(self);
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stream);
@@ -126,7 +129,7 @@ impl ServiceLog {
                 log.line(text.trim_end_matches(['\n', '\r']));
                 buffer.clear();
             }
-        });
+        })
     }
 }
 

@@ -263,6 +263,7 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
             last_exit: None,
             backoff_until: None,
             migrated: false,
+            migration_pid: None,
             missing_secrets: Vec::new(),
             held: mine,
         });

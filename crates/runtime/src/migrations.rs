@@ -29,7 +29,8 @@ use manifest::{Migration, RunOn};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct MigrationState {
@@ -154,13 +155,32 @@ impl Migrations {
     }
 }
 
-/// Runs one migration command, its output going to the service's log.
+/// How long a migration may run when it sets no `timeout_ms` (extension field).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// A migration's time limit: its `timeout_ms` extension, else [`DEFAULT_TIMEOUT`].
+pub fn timeout(migration: &Migration) -> Duration {
+    migration
+        .extra
+        .get("timeout_ms")
+        .and_then(|v| v.as_u64())
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_TIMEOUT)
+}
+
+/// Runs one migration command under the shim (a process group of its own, killed with the
+/// runtime even by SIGKILL), its output going to the service's log. `started` is told the
+/// shim's pid as soon as it runs (the supervisor stops it on shutdown). On timeout the whole
+/// tree is stopped (SIGTERM, `grace`, SIGKILL). Blocks: call it off the supervisor thread,
+/// from a thread that outlives the child (see [`crate::process::spawn`]).
 pub fn run(
     migration: &Migration,
     command: &[String],
     cwd: &Path,
     env: &[(String, String)],
-    log: &ServiceLog,
+    log: &Arc<ServiceLog>,
+    grace: Duration,
+    started: impl FnOnce(u32),
 ) -> Result<(), String> {
     let Some((program, args)) = command.split_first() else {
         return Err("empty command".into());
@@ -175,25 +195,37 @@ pub fn run(
         migration.version,
         command.join(" ")
     ));
-    let mut command = Command::new(&program_path);
-    crate::process::with_clean_signals(&mut command);
-    let output = command
-        .args(args)
-        .current_dir(cwd)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|err| format!("cannot run {}: {err}", program_path.display()))?;
-    for line in String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .chain(String::from_utf8_lossy(&output.stderr).lines())
-    {
-        log.line(line);
+    let mut child = crate::process::spawn(&crate::process::ShimCommand {
+        program: &program_path,
+        args,
+        cwd,
+        env,
+        grace,
+        pass_fds: &[],
+        capture: true,
+    })
+    .map_err(|err| format!("cannot run {}: {err}", program_path.display()))?;
+    started(child.id());
+    let pumps: Vec<_> = [
+        child.stdout.take().map(|s| log.pump(s)),
+        child.stderr.take().map(|s| log.pump(s)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let limit = timeout(migration);
+    let outcome = crate::process::wait_bounded(&mut child, limit, grace);
+    // The output is in the log before the outcome is reported (bounded: a descendant that
+    // escaped the tree could keep a pipe open).
+    let until = std::time::Instant::now() + Duration::from_secs(1);
+    while pumps.iter().any(|p| !p.is_finished()) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
     }
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!("exited with {}", output.status))
+    match outcome {
+        Some(0) => Ok(()),
+        Some(127) => Err(format!("could not run {}", program_path.display())),
+        Some(code) => Err(format!("exited with code {code}")),
+        None => Err(format!("timed out after {} ms", limit.as_millis())),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Process trees: how services are started so that none outlives the runtime.
 //!
-//! **Strategy (Linux).** Every service runs under a shim: the runtime binary itself started
-//! as `xbundle-runtime --shim GRACE_MS -- PROGRAM ARGS...`.
+//! **Strategy (Linux).** Every service, migration and `command` health check runs under a
+//! shim: the runtime binary itself started as `xbundle-runtime --shim GRACE_MS -- PROGRAM
+//! ARGS...`. Migrations and checks have a time limit ([`wait_bounded`]): past it, their whole
+//! tree is stopped.
 //!
 //! - The runtime starts the shim in a new process group with `PR_SET_PDEATHSIG = SIGTERM`, so
 //!   the shim is told when the runtime dies, even by SIGKILL.
@@ -66,17 +68,6 @@ pub fn reset_signal_mask() {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
 }
 
-/// Makes a command start with an empty signal mask.
-pub fn with_clean_signals(command: &mut Command) -> &mut Command {
-    // SAFETY: only an async-signal-safe call between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            reset_signal_mask();
-            Ok(())
-        })
-    }
-}
-
 /// What the runtime gives the shim to run.
 pub struct ShimCommand<'a> {
     pub program: &'a Path,
@@ -86,9 +77,16 @@ pub struct ShimCommand<'a> {
     pub grace: Duration,
     /// Listening sockets to hand to the service (close-on-exec cleared in the child).
     pub pass_fds: &'a [i32],
+    /// Pipe stdout and stderr (else they go to /dev/null).
+    pub capture: bool,
 }
 
-/// Starts a service under the shim, with stdout and stderr piped.
+/// Starts a program (a service, a migration, a `command` check) under the shim, with stdout
+/// and stderr piped when `capture` is set.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the shim exits, not only the
+/// process: call this from a thread that outlives the child (the supervisor thread for
+/// services; for migrations and checks, the thread that waits for them).
 pub fn spawn(command: &ShimCommand) -> io::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
@@ -99,9 +97,12 @@ pub fn spawn(command: &ShimCommand) -> io::Result<Child> {
         .args(command.args)
         .current_dir(command.cwd)
         .envs(command.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::null());
+    if command.capture {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    }
     let parent = std::process::id() as libc::pid_t;
     let fds = command.pass_fds.to_vec();
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -179,6 +180,45 @@ pub fn force_kill_tree(shim: u32) {
         }
     }
     signal(shim, libc::SIGKILL);
+}
+
+/// Waits for a shim started by [`spawn`] for at most `timeout`: `Some(exit code)`, or `None`
+/// when it timed out, in which case the whole tree has been stopped: SIGTERM to the shim
+/// (which terminates the program's group, waits its grace, then kills every descendant),
+/// and SIGKILL to the tree if the shim has not finished `grace` + 2 s later.
+pub fn wait_bounded(child: &mut Child, timeout: Duration, grace: Duration) -> Option<i32> {
+    let code = |status: std::process::ExitStatus| {
+        use std::os::unix::process::ExitStatusExt;
+        status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(libc::SIGKILL))
+    };
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(code(status)),
+            Ok(None) => {}
+            Err(_) => return Some(1),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+    signal(child.id(), libc::SIGTERM);
+    let deadline = Instant::now() + grace + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    force_kill_tree(child.id());
+    let _ = child.wait();
+    None
 }
 
 fn exit_code(status: libc::c_int) -> i32 {

@@ -3,8 +3,11 @@
 //! everything in reverse order.
 //!
 //! One thread (the caller of [`run`]) owns every decision; the other threads (process
-//! waiters, readiness and health monitors, the control API, the signal watcher) only send it
-//! [`Event`]s. The state the control API reads is behind one mutex.
+//! waiters, readiness and health monitors, migration runners, the control API, the signal
+//! watcher) only send it [`Event`]s. The state the control API reads is behind one mutex,
+//! never held while a child process runs: a service's migrations run on a thread of their own
+//! (the service stays `starting`, detail `running migration V`), and a stop signals the
+//! running migration's tree like a service's.
 //!
 //! Restart policy (Docker's): a crashed service restarts after 100 ms, doubling up to 60 s;
 //! a run of 10 s resets the count. After [`MAX_CONSECUTIVE_FAILURES`] failures in a row a
@@ -56,6 +59,11 @@ pub enum Event {
         generation: u64,
         reason: String,
     },
+    /// A service's migrations finished (or one failed, or the runtime is stopping).
+    Migrated {
+        service: usize,
+        result: Result<(), String>,
+    },
     SecretsChanged,
     Shutdown(String),
 }
@@ -99,6 +107,8 @@ pub struct ServiceState {
     pub last_exit: Option<i32>,
     pub backoff_until: Option<Instant>,
     pub migrated: bool,
+    /// The shim of the migration running now.
+    pub migration_pid: Option<u32>,
     pub missing_secrets: Vec<String>,
     pub held: BTreeMap<String, TcpListener>,
 }
@@ -465,50 +475,37 @@ fn start(runtime: &Arc<Runtime>, index: usize) {
         }
     };
     if !state.services[index].migrated {
-        let due: Vec<_> = state
+        let due: Vec<manifest::Migration> = state
             .migrations
             .due(service.id.as_str(), service.migrations())
             .into_iter()
             .cloned()
             .collect();
-        for migration in due {
-            let command: Vec<String> = migration
-                .command
-                .iter()
-                .map(|part| expand(part, runtime, &state.ports))
+        if !due.is_empty() {
+            let jobs: Vec<MigrationJob> = due
+                .into_iter()
+                .map(|migration| {
+                    let command = migration
+                        .command
+                        .iter()
+                        .map(|part| expand(part, runtime, &state.ports))
+                        .collect();
+                    let mut env = env.clone();
+                    for (key, value) in migration.env.iter().flatten() {
+                        env.push((key.clone(), expand(value, runtime, &state.ports)));
+                    }
+                    MigrationJob {
+                        migration,
+                        command,
+                        env,
+                    }
+                })
                 .collect();
-            let mut migration_env = env.clone();
-            for (key, value) in migration.env.iter().flatten() {
-                migration_env.push((key.clone(), expand(value, runtime, &state.ports)));
-            }
-            match crate::migrations::run(&migration, &command, &cwd, &migration_env, &log) {
-                Ok(()) => {
-                    state
-                        .migrations
-                        .record(service.id.as_str(), &migration.version);
-                    runtime.telemetry.event(
-                        "migration_applied",
-                        json!({"service": service.id, "version": migration.version}),
-                    );
-                }
-                Err(why) => {
-                    runtime.telemetry.event(
-                        "migration_failed",
-                        json!({"service": service.id, "version": migration.version, "reason": why}),
-                    );
-                    fail(
-                        runtime,
-                        &mut state,
-                        index,
-                        format!(
-                            "migration {} {why} (output in {})",
-                            migration.version,
-                            log.path.display()
-                        ),
-                    );
-                    return;
-                }
-            }
+            state.services[index].detail = "running migrations".into();
+            drop(state);
+            migrate(Arc::clone(runtime), index, jobs, cwd);
+            // `Event::Migrated` brings the service back to `schedule`.
+            return;
         }
         state.services[index].migrated = true;
         let all = state.services.iter().all(|s| s.migrated);
@@ -595,6 +592,7 @@ fn start(runtime: &Arc<Runtime>, index: usize) {
                 env: &env,
                 grace: runtime.stop_grace,
                 pass_fds: &pass_fds,
+                capture: true,
             });
             drop(passed);
             let mut child = match spawned {
@@ -637,6 +635,85 @@ fn start(runtime: &Arc<Runtime>, index: usize) {
     }
     drop(state);
     monitor(Arc::clone(runtime), index, generation, mark);
+}
+
+/// One due migration, its command and environment expanded.
+struct MigrationJob {
+    migration: manifest::Migration,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// Runs a service's due migrations in order on a thread of their own (the supervisor thread
+/// and the state lock stay free, so the control API answers and a stop is honoured), each
+/// under the shim with its time limit; then sends [`Event::Migrated`]. Each applied version is
+/// recorded as it completes.
+fn migrate(runtime: Arc<Runtime>, index: usize, jobs: Vec<MigrationJob>, cwd: std::path::PathBuf) {
+    std::thread::spawn(move || {
+        let service = &runtime.plan.manifest.services[index];
+        let log = Arc::clone(&runtime.logs[index]);
+        let mut result = Ok(());
+        for job in jobs {
+            let version = &job.migration.version;
+            {
+                let mut state = runtime.lock();
+                if state.shutting_down {
+                    result = Err("stopped before its migrations finished".into());
+                    break;
+                }
+                state.services[index].detail = format!("running migration {version}");
+            }
+            let outcome = crate::migrations::run(
+                &job.migration,
+                &job.command,
+                &cwd,
+                &job.env,
+                &log,
+                runtime.stop_grace,
+                |pid| {
+                    let mut state = runtime.lock();
+                    state.services[index].migration_pid = Some(pid);
+                    if state.shutting_down {
+                        process::signal(pid, libc::SIGTERM);
+                    }
+                },
+            );
+            let mut state = runtime.lock();
+            state.services[index].migration_pid = None;
+            if state.shutting_down && outcome.is_err() {
+                // Stopped by the shutdown, not failed: it runs again on the next start.
+                log.line(&format!(
+                    "[xbundle-runtime] migration {version} interrupted by the stop"
+                ));
+                result = Err("stopped before its migrations finished".into());
+                break;
+            }
+            match outcome {
+                Ok(()) => {
+                    state.migrations.record(service.id.as_str(), version);
+                    runtime.telemetry.event(
+                        "migration_applied",
+                        json!({"service": service.id, "version": version}),
+                    );
+                }
+                Err(why) => {
+                    runtime.telemetry.event(
+                        "migration_failed",
+                        json!({"service": service.id, "version": version, "reason": why}),
+                    );
+                    result = Err(format!(
+                        "migration {version} {why} (output in {})",
+                        log.path.display()
+                    ));
+                    break;
+                }
+            }
+        }
+        runtime.send(Event::Migrated {
+            service: index,
+            result,
+        });
+    });
 }
 
 fn check_for(runtime: &Runtime, index: usize, for_readiness: bool) -> Result<Check, String> {
@@ -908,6 +985,30 @@ fn handle(runtime: &Runtime, event: Event) {
                 None => fail(runtime, &mut state, index, reason),
             }
         }
+        Event::Migrated {
+            service: index,
+            result,
+        } => {
+            if state.shutting_down {
+                let entry = &mut state.services[index];
+                if entry.phase != Phase::Failed {
+                    entry.phase = Phase::Stopped;
+                }
+                return;
+            }
+            match result {
+                Ok(()) => {
+                    state.services[index].migrated = true;
+                    let all = state.services.iter().all(|s| s.migrated);
+                    state.migrations.finish(runtime.id(index), all);
+                    // Back to `schedule`, which starts it (dependencies and secrets permitting).
+                    let entry = &mut state.services[index];
+                    entry.phase = Phase::Waiting;
+                    entry.detail = String::new();
+                }
+                Err(reason) => fail(runtime, &mut state, index, reason),
+            }
+        }
         Event::SecretsChanged | Event::Shutdown(_) => {}
     }
 }
@@ -921,7 +1022,7 @@ fn shutdown(runtime: &Runtime, events: &Receiver<Event>) {
             let mut state = runtime.lock();
             let entry = &mut state.services[index];
             entry.held.clear();
-            match entry.shim_pid {
+            match entry.shim_pid.or(entry.migration_pid) {
                 Some(pid) => {
                     entry.phase = Phase::Stopping;
                     pid
@@ -937,7 +1038,12 @@ fn shutdown(runtime: &Runtime, events: &Receiver<Event>) {
         process::signal(pid, libc::SIGTERM);
         let deadline = Instant::now() + runtime.stop_grace + Duration::from_secs(2);
         loop {
-            if runtime.lock().services[index].shim_pid.is_none() {
+            let running = {
+                let state = runtime.lock();
+                let entry = &state.services[index];
+                entry.shim_pid.is_some() || entry.migration_pid.is_some()
+            };
+            if !running {
                 break;
             }
             let left = deadline.saturating_duration_since(Instant::now());
