@@ -216,12 +216,20 @@ pub fn get(
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("only http:// URLs are supported, not `{url}`"),
+            format!(
+                "only http:// URLs are supported, not `{}`",
+                crate::secrets::redact_url(url)
+            ),
         )
     })?;
     let (authority, path) = match rest.find('/') {
         Some(slash) => (&rest[..slash], &rest[slash..]),
         None => (rest, "/"),
+    };
+    // `user:pass@host` becomes Basic auth; the credentials appear in no error.
+    let (userinfo, authority) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (Some(userinfo), host),
+        None => (None, authority),
     };
     let address = if authority.contains(':') {
         authority.to_owned()
@@ -240,6 +248,12 @@ pub fn get(
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: xbundle-runtime\r\n"
     );
+    if let Some(userinfo) = userinfo {
+        request.push_str(&format!(
+            "Authorization: Basic {}\r\n",
+            crate::secrets::base64(percent_decode(&userinfo.replace('+', "%2B")).as_bytes())
+        ));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -275,6 +275,8 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
         .find(|(s, st)| s.is_critical() && st.phase == supervisor::Phase::Failed)
         .map(|(s, st)| format!("critical service `{}` failed: {}", s.id, st.detail));
 
+    let fetch_retry =
+        (!secrets.to_fetch(manifest).is_empty()).then(|| Instant::now() + secrets::retry_delay(1));
     let (sender, receiver) = std::sync::mpsc::channel();
     let runtime = Arc::new(supervisor::Runtime {
         token,
@@ -290,6 +292,9 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
             ports: allocation.ports,
             migrations,
             app_ready_ms: None,
+            fetch_retry,
+            fetch_failures: 1,
+            fetching: false,
             shutting_down: false,
             fatal: critical_port_failure,
         }),

@@ -8,8 +8,13 @@
 //!
 //! `format` must match the whole value (it is anchored: `^(?:FORMAT)$`), for generated,
 //! user-provided and fetched values alike.
-//! - `remote_fetch`: fetched from `fetch.url` (http only) with a timeout at each start; kept in
-//!   memory only, so an offline start reports `unavailable: <why>` for it.
+//! - `remote_fetch`: fetched from `fetch.url` (http only; `user:pass@` becomes Basic auth)
+//!   with a timeout at each start, and kept in memory (a `file` target gets it written, and
+//!   rewritten on each start, to its 0600 file; a failed fetch removes a stale one). A failed
+//!   fetch leaves the secret `unavailable: <why>` and the services needing it held back; the
+//!   supervisor retries it with capped exponential backoff ([`retry_delay`]) and starts them
+//!   once it succeeds. Reasons name the URL without its credentials or query
+//!   ([`redact_url`]).
 //!
 //! **Storage, stated honestly:** values are stored unencrypted in
 //! `<app data>/secrets/<id>`, one file per secret, mode 0600, in a directory of mode 0700,
@@ -256,7 +261,14 @@ impl Secrets {
                 SecretClass::UserPrompt => {
                     stored.map(SecretState::Set).unwrap_or(SecretState::Missing)
                 }
-                SecretClass::RemoteFetch => fetch(secret),
+                SecretClass::RemoteFetch => {
+                    let state = fetch(secret);
+                    if !matches!(state, SecretState::Set(_)) {
+                        // No stale value from an earlier run for a `file` target.
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    state
+                }
                 SecretClass::Infrastructure => {
                     SecretState::Unavailable("infrastructure secrets are never bundled".into())
                 }
@@ -301,20 +313,53 @@ impl Secrets {
         Ok(())
     }
 
-    /// The path of the 0600 file holding a secret's value for `file` targets.
+    /// The path of the 0600 file holding a secret's value for `file` targets, (re)written
+    /// when it does not hold the current value (remote_fetch values live in memory and may
+    /// change from one fetch to the next).
     pub fn file_for(&self, id: &str) -> std::io::Result<PathBuf> {
         let path = self.dir.join(file_name(id));
-        if !path.exists() {
-            // remote_fetch values live in memory; materialize them for file targets.
-            if let Some(value) = self.value(id) {
-                write_private(&path, value.as_bytes())?;
-            }
+        if let Some(value) = self.value(id)
+            && std::fs::read(&path).ok().as_deref() != Some(value.as_bytes())
+        {
+            write_private(&path, value.as_bytes())?;
         }
         Ok(path)
     }
+
+    /// The `remote_fetch` secrets still without a value.
+    pub fn to_fetch<'a>(&self, manifest: &'a Manifest) -> Vec<&'a Secret> {
+        manifest
+            .secrets
+            .iter()
+            .flatten()
+            .filter(|s| s.class == SecretClass::RemoteFetch)
+            .filter(|s| !matches!(self.states.get(s.id.as_str()), Some(SecretState::Set(_))))
+            .collect()
+    }
 }
 
-fn fetch(secret: &Secret) -> SecretState {
+/// The delay before the `failures`-th retry of a failed fetch: 500 ms, doubling, at most 60 s.
+pub fn retry_delay(failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(10);
+    (Duration::from_millis(500) * factor).min(Duration::from_secs(60))
+}
+
+/// A URL fit for logs, status and telemetry: without `user:pass@` and without the query
+/// (either may carry a credential).
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let sep = if scheme.is_empty() { "" } else { "://" };
+    format!("{scheme}{sep}{host}{path}")
+}
+
+/// Fetches a `remote_fetch` secret once.
+pub fn fetch(secret: &Secret) -> SecretState {
     let Some(fetch) = &secret.fetch else {
         return SecretState::Unavailable("no fetch.url in the manifest".into());
     };
@@ -336,9 +381,10 @@ fn fetch(secret: &Secret) -> SecretState {
         Ok(response) => {
             SecretState::Unavailable(format!("fetch answered HTTP {}", response.status))
         }
-        Err(err) => {
-            SecretState::Unavailable(format!("offline or unreachable ({}): {err}", fetch.url))
-        }
+        Err(err) => SecretState::Unavailable(format!(
+            "offline or unreachable ({}): {err}",
+            redact_url(&fetch.url)
+        )),
     }
 }
 
@@ -431,6 +477,19 @@ mod tests {
             value.is_err(),
             "an 8-character value never wholly matches one digit"
         );
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_and_query() {
+        assert_eq!(
+            redact_url("http://user:pa55@127.0.0.1:8080/s/k?token=abc#f"),
+            "http://127.0.0.1:8080/s/k"
+        );
+        assert_eq!(redact_url("http://host"), "http://host");
+        assert_eq!(redact_url("http://u@host?x=1"), "http://host");
+        assert_eq!(retry_delay(1), Duration::from_millis(500));
+        assert_eq!(retry_delay(2), Duration::from_secs(1));
+        assert_eq!(retry_delay(40), Duration::from_secs(60));
     }
 
     #[test]

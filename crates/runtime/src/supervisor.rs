@@ -119,6 +119,10 @@ pub struct State {
     pub ports: PortMap,
     pub migrations: Migrations,
     pub app_ready_ms: Option<u64>,
+    /// When to retry the failed `remote_fetch` secrets, and how many tries failed so far.
+    pub fetch_retry: Option<Instant>,
+    pub fetch_failures: u32,
+    pub fetching: bool,
     pub shutting_down: bool,
     pub fatal: Option<String>,
 }
@@ -213,6 +217,7 @@ pub fn run(runtime: Arc<Runtime>, events: Receiver<Event>) -> i32 {
         for index in to_start {
             start(&runtime, index);
         }
+        refetch(&runtime);
         let wait = {
             let state = runtime.lock();
             let now = Instant::now();
@@ -220,6 +225,7 @@ pub fn run(runtime: Arc<Runtime>, events: Receiver<Event>) -> i32 {
                 .services
                 .iter()
                 .filter_map(|s| s.backoff_until)
+                .chain(state.fetch_retry.filter(|_| !state.fetching))
                 .map(|until| until.saturating_duration_since(now))
                 .min()
                 .unwrap_or(Duration::from_secs(1))
@@ -246,6 +252,59 @@ pub fn run(runtime: Arc<Runtime>, events: Receiver<Event>) -> i32 {
     }
     shutdown(&runtime, &events);
     if runtime.lock().fatal.is_some() { 1 } else { 0 }
+}
+
+/// Retries the failed `remote_fetch` secrets when due, on a thread of its own (a fetch may
+/// take its whole timeout); the services held back for them start on the next `schedule`.
+fn refetch(runtime: &Arc<Runtime>) {
+    {
+        let mut state = runtime.lock();
+        let due = state.fetch_retry.is_some_and(|at| at <= Instant::now());
+        if !due || state.fetching || state.shutting_down {
+            return;
+        }
+        state.fetching = true;
+    }
+    let runtime = Arc::clone(runtime);
+    std::thread::spawn(move || {
+        let manifest = &runtime.plan.manifest;
+        let wanted = runtime.lock().secrets.to_fetch(manifest);
+        let fetched: Vec<_> = wanted
+            .into_iter()
+            .map(|secret| (secret, crate::secrets::fetch(secret)))
+            .collect();
+        let mut state = runtime.lock();
+        let mut left = 0;
+        for (secret, fetched) in fetched {
+            let id = secret.id.to_string();
+            match &fetched {
+                SecretState::Set(_) => runtime
+                    .telemetry
+                    .event("secret_fetched", json!({ "secret": id })),
+                SecretState::Unavailable(why) => {
+                    left += 1;
+                    let same = matches!(state.secrets.states.get(&id), Some(SecretState::Unavailable(before)) if before == why);
+                    if !same {
+                        runtime
+                            .telemetry
+                            .event("secret_fetch_failed", json!({"secret": id, "reason": why}));
+                    }
+                }
+                SecretState::Missing => left += 1,
+            }
+            state.secrets.states.insert(id, fetched);
+        }
+        state.fetching = false;
+        if left == 0 {
+            state.fetch_retry = None;
+        } else {
+            state.fetch_failures += 1;
+            state.fetch_retry =
+                Some(Instant::now() + crate::secrets::retry_delay(state.fetch_failures));
+        }
+        drop(state);
+        runtime.send(Event::SecretsChanged);
+    });
 }
 
 /// Decides which services can start now; marks them `starting`.
