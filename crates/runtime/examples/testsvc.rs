@@ -7,6 +7,7 @@
 //!   group (`sleeper --setsid`).
 //! - `migrate NAME`: appends NAME to `$APP_DATA_DIR/migrations.log`.
 //! - `check`: exits 0 (a `command` health check). `crash`: exits 3 at once. `sleeper`: sleeps.
+//! - `flaky`: crashes on runs 1-3 and 5, on run 4 after `FLAKY_STABLE_MS`, then stays up.
 //! - `hang NAME`: writes `NAME.pid`, starts a child (`NAME-child.pid`) and never ends (a
 //!   migration or check that hangs).
 //!
@@ -73,6 +74,34 @@ fn main() {
             println!("{name} hangs");
             loop {
                 std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        Some("flaky") => {
+            // Run n (counted in $APP_DATA_DIR/flaky.count): 1-3 and 5 crash at once, 4 crashes
+            // after FLAKY_STABLE_MS, later ones stay up.
+            let path = data_dir().join("flaky.count");
+            let n: u32 = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0)
+                + 1;
+            std::fs::write(&path, n.to_string()).unwrap();
+            match n {
+                1..=3 | 5 => std::process::exit(3),
+                4 => {
+                    let ms = std::env::var("FLAKY_STABLE_MS")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(1000);
+                    std::thread::sleep(Duration::from_millis(ms));
+                    std::process::exit(3);
+                }
+                _ => {
+                    println!("flaky up");
+                    loop {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
             }
         }
         Some("crash") => {

@@ -10,7 +10,7 @@
 //! running migration's tree like a service's.
 //!
 //! Restart policy (Docker's): a crashed service restarts after 100 ms, doubling up to 60 s;
-//! a run of 10 s resets the count. After [`MAX_CONSECUTIVE_FAILURES`] failures in a row a
+//! a run of 10 s (`XBUNDLE_RUNTIME_STABLE_AFTER_MS`) resets the count. After [`MAX_CONSECUTIVE_FAILURES`] failures in a row a
 //! `critical` service stops the whole app (exit code 1, `app_failed`), another is reported as
 //! `failed` and left stopped. A service that fails its readiness check in time, or its health
 //! check `retries` times in a row, is stopped and counts as a failure.
@@ -36,6 +36,19 @@ pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// How long a run must last to reset the failure count: [`STABLE_AFTER`], or
+/// `XBUNDLE_RUNTIME_STABLE_AFTER_MS` (a knob for tests and tuning).
+fn stable_after() -> Duration {
+    static VALUE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *VALUE.get_or_init(|| {
+        std::env::var("XBUNDLE_RUNTIME_STABLE_AFTER_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(STABLE_AFTER)
+    })
+}
 const READINESS_POLL: Duration = Duration::from_millis(10);
 
 /// What the supervisor thread is told.
@@ -965,7 +978,7 @@ fn handle(runtime: &Runtime, event: Event) {
             }
             if entry
                 .spawned_at
-                .is_some_and(|at| at.elapsed() >= STABLE_AFTER)
+                .is_some_and(|at| at.elapsed() >= stable_after())
             {
                 entry.failures = 0;
             }

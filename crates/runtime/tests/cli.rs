@@ -184,10 +184,37 @@ fn a_crashing_critical_service_stops_the_app_and_a_failed_migration_stops_its_se
     );
     let telemetry =
         std::fs::read_to_string(fixture.app_data.join("telemetry/events.jsonl")).unwrap();
-    assert_eq!(
-        telemetry.matches("\"service_restart\"").count(),
-        5,
-        "{telemetry}"
-    );
+    // Docker's policy: 100 ms, doubling.
+    let delays: Vec<u64> = events(&fixture, "service_restart")
+        .iter()
+        .map(|e| e["delay_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(delays, [100, 200, 400, 800, 1600], "{telemetry}");
     assert!(telemetry.contains("\"app_failed\""));
+}
+
+#[test]
+fn restart_backoff_doubles_and_resets_after_a_stable_run() {
+    let mut flaky = testsvc_service("flaky", &["flaky"], "flaky up");
+    // Run 4 lasts 3 s, well past the 1 s stable window; the others crash at once.
+    flaky["env"] = serde_json::json!({"FLAKY_STABLE_MS": "3000"});
+    let fixture = Fixture::new(
+        "backoff",
+        &small_manifest("1.0.0", serde_json::json!([flaky])),
+    );
+    let mut runtime = fixture.start_with(&[("XBUNDLE_RUNTIME_STABLE_AFTER_MS", "1000")]);
+    runtime.wait_ready(&fixture);
+    let restarts = events(&fixture, "service_restart");
+    let delays: Vec<u64> = restarts
+        .iter()
+        .map(|e| e["delay_ms"].as_u64().unwrap())
+        .collect();
+    let failures: Vec<u64> = restarts
+        .iter()
+        .map(|e| e["failures"].as_u64().unwrap())
+        .collect();
+    assert_eq!(delays, [100, 200, 400, 100, 200], "{restarts:?}");
+    assert_eq!(failures, [1, 2, 3, 1, 2], "{restarts:?}");
+    runtime.post("/shutdown", "");
+    assert_eq!(runtime.wait_exit(Duration::from_secs(30)), 0);
 }

@@ -97,6 +97,11 @@ impl Fixture {
     }
 
     pub fn start(&self) -> Runtime {
+        self.start_with(&[])
+    }
+
+    /// Starts the runtime with extra environment variables.
+    pub fn start_with(&self, env: &[(&str, &str)]) -> Runtime {
         // A stale port file from an earlier run must not be mistaken for this one's.
         let _ = std::fs::remove_file(self.app_data.join("runtime/ipc-port"));
         let stderr = std::fs::File::create(self.dir.join("runtime.stderr")).unwrap();
@@ -106,6 +111,7 @@ impl Fixture {
             .arg("--app-data")
             .arg(&self.app_data)
             .args(["--stop-timeout-ms", "3000"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -387,4 +393,14 @@ pub fn wait_state(
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The telemetry events named `event`, in order.
+pub fn events(fixture: &Fixture, event: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(fixture.app_data.join("telemetry/events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|e| e["event"] == event)
+        .collect()
 }
