@@ -29,17 +29,65 @@ fn bundle_pids(fixture: &Fixture, runtime: &Runtime) -> Vec<i32> {
             }
         }
     }
-    for name in ["api", "api-child", "worker", "worker-child"] {
+    for name in [
+        "api",
+        "api-child",
+        "worker",
+        "worker-child",
+        "indie",
+        "indie-child",
+    ] {
         pids.extend(fixture.pid_file(name));
     }
     pids
 }
 
+/// The local addresses of the listening TCP sockets on `port` (from `/proc/net/tcp{,6}`).
+fn listen_addresses(port: u16) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let Some((addr, hex_port)) = local.split_once(':') else {
+                continue;
+            };
+            if *state != "0A" || u16::from_str_radix(hex_port, 16) != Ok(port) {
+                continue;
+            }
+            found.push(if addr.len() == 8 {
+                let n = u32::from_str_radix(addr, 16).unwrap();
+                std::net::Ipv4Addr::from(n.to_le_bytes()).to_string()
+            } else {
+                format!("ipv6 {addr}")
+            });
+        }
+    }
+    found
+}
+
 #[test]
 fn runs_a_bundle_end_to_end() {
-    let fixture = Fixture::new("e2e", &fixture_manifest("1.0.0", true));
+    let mut manifest = fixture_manifest("1.0.0", true);
+    // An independent service that needs no secret: the missing one must not hold it back.
+    let mut indie = testsvc_service("indie", &["hang", "indie"], "indie hangs");
+    indie["health"]["command"] = serde_json::json!(["./testsvc", "check"]);
+    manifest["services"].as_array_mut().unwrap().push(indie);
+    // The lowest port of the API's range is taken during the first start, so the API gets
+    // another one; the second start finds the lowest free but must keep the API's port.
+    let api_min = manifest["services"][1]["ports"]["requested"][0]["range"]["min"]
+        .as_u64()
+        .unwrap() as u16;
+    let holder = std::net::TcpListener::bind(("127.0.0.1", api_min)).unwrap();
+    let fixture = Fixture::new("e2e", &manifest);
     let mut responses = String::new();
     let mut runtime = fixture.start();
+
+    // The control API listens on loopback only.
+    assert_eq!(listen_addresses(runtime.port), ["127.0.0.1"]);
 
     // Requests without the token are refused; /healthz is open.
     assert_eq!(request(runtime.port, "GET", "/healthz", None, None).0, 200);
@@ -65,6 +113,18 @@ fn runs_a_bundle_end_to_end() {
         request(runtime.port, "POST", "/shutdown", None, Some("")).0,
         401
     );
+    assert_eq!(
+        request(
+            runtime.port,
+            "POST",
+            "/secrets",
+            None,
+            Some(&format!(r#"{{"api_secret": "{SECRET}"}}"#))
+        )
+        .0,
+        401
+    );
+    assert!(!fixture.app_data.join("secrets/api_secret").exists());
 
     // The required user_prompt secret holds back the API (and what depends on it).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -81,6 +141,9 @@ fn runs_a_bundle_end_to_end() {
         assert!(std::time::Instant::now() < deadline, "{status}");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // Only the services that need the secret are held back: the independent one runs.
+    let status = wait_state(&runtime, &fixture, "indie", "ready");
+    assert_eq!(status_of(&status, "api")["state"], "blocked", "{status}");
     assert_eq!(runtime.get("/readyz").0, 503);
     let secrets = runtime.json("/secrets");
     responses.push_str(&secrets.to_string());
@@ -193,6 +256,7 @@ fn runs_a_bundle_end_to_end() {
 
     // SIGTERM to the runtime leaves no process of the bundle alive.
     let first_ports = runtime.json("/ports")["services"].clone();
+    assert_ne!(first_ports["api"]["http"], api_min, "{first_ports}");
     let pids = bundle_pids(&fixture, &runtime);
     assert!(pids.len() >= 8, "{pids:?}");
     // SAFETY: plain syscall.
@@ -218,7 +282,7 @@ fn runs_a_bundle_end_to_end() {
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
         .filter(|event| event["event"] == "service_exit")
         .collect();
-    for id in ["api", "worker"] {
+    for id in ["api", "worker", "indie"] {
         let last = exits.iter().rev().find(|e| e["service"] == id).unwrap();
         assert_eq!(last["code"], 128 + 15, "{id}: {last}");
     }
@@ -233,7 +297,9 @@ fn runs_a_bundle_end_to_end() {
     let migrations = std::fs::read_to_string(fixture.app_data.join("migrations.log")).unwrap();
     assert_eq!(migrations, "first\nalways-2\n");
 
-    // A second start reuses the generated secrets and the ports, and runs no migration again.
+    // A second start reuses the generated secrets and the ports (the API's, although a lower
+    // one of its range is free now), and runs no migration again.
+    drop(holder);
     let mut runtime = fixture.start();
     runtime.wait_ready(&fixture);
     assert_eq!(runtime.json("/ports")["services"], first_ports);
