@@ -2,8 +2,9 @@
 //!
 //! Every route but `GET /healthz` needs `Authorization: Bearer <token>`, the token being
 //! 32 random bytes (hex) written at each start to `<app data>/<ipc.auth_token_path>` with
-//! mode 0600; the port actually bound is written beside it in `ipc-port` (the manifest's port,
-//! or any free one when that is taken).
+//! mode 0600 (removed on exit); the port actually bound is written beside it in `ipc-port`
+//! (the manifest's port, or any free one when that is taken). At most [`MAX_CONNECTIONS`]
+//! connections are served at once (each with a 10 s read timeout); more get a 503.
 //!
 //! | route | answer |
 //! |---|---|
@@ -23,13 +24,40 @@ use serde_json::json;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
+/// At most this many connections are served at once (one thread each); more get a 503.
+pub const MAX_CONNECTIONS: usize = 32;
+
 pub fn serve(listener: TcpListener, runtime: Arc<Runtime>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let active = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
+        for mut stream in listener.incoming().flatten() {
+            if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                active.fetch_sub(1, Ordering::SeqCst);
+                reject(&mut stream);
+                continue;
+            }
             let runtime = Arc::clone(&runtime);
-            std::thread::spawn(move || connection(stream, &runtime));
+            let active = Arc::clone(&active);
+            std::thread::spawn(move || {
+                connection(stream, &runtime);
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
+}
+
+/// A 503 on the accepting thread, bounded in time: the request is drained briefly so that
+/// closing does not reset the connection before the client reads the answer.
+fn reject(stream: &mut TcpStream) {
+    use std::io::Read;
+    let pause = Some(std::time::Duration::from_millis(50));
+    let _ = stream.set_write_timeout(pause);
+    let _ = stream.set_read_timeout(pause);
+    let _ = http::write_response(stream, &Response::error(503, "too many connections"), false);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    let _ = stream.read(&mut sink);
 }
 
 fn connection(mut stream: TcpStream, runtime: &Runtime) {

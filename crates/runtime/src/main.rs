@@ -310,7 +310,9 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
         runtime.plan.manifest.app.name, runtime.plan.manifest.app.version
     );
     let code = supervisor::run(Arc::clone(&runtime), receiver);
+    // The token is only good while this runtime runs.
     let _ = std::fs::remove_file(&port_file);
+    let _ = std::fs::remove_file(&token_path);
     drop(lock);
     Ok(code)
 }

@@ -89,6 +89,26 @@ fn runs_a_bundle_end_to_end() {
     // The control API listens on loopback only.
     assert_eq!(listen_addresses(runtime.port), ["127.0.0.1"]);
 
+    // Idle connections cannot make it start a thread per connection without bound: past 32,
+    // it answers 503 at once; when they close, it serves again.
+    let idle: Vec<TcpStream> = (0..32)
+        .map(|_| TcpStream::connect(("127.0.0.1", runtime.port)).unwrap())
+        .collect();
+    // (The answer comes without a request: read it without writing, which cannot race.)
+    let mut extra = TcpStream::connect(("127.0.0.1", runtime.port)).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    extra.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    drop(idle);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while request(runtime.port, "GET", "/healthz", None, None).0 != 200 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
     // Requests without the token are refused; /healthz is open.
     assert_eq!(request(runtime.port, "GET", "/healthz", None, None).0, 200);
     for path in [
@@ -273,6 +293,7 @@ fn runs_a_bundle_end_to_end() {
         "{}",
         fixture.stderr()
     );
+    assert!(!fixture.app_data.join("runtime/auth-token").exists());
 
     // The stop was graceful: the services died of the SIGTERM, not of the forced SIGKILL.
     let telemetry =
