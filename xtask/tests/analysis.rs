@@ -329,3 +329,89 @@ fn the_analyze_task_reads_exactly_the_definitions_of_its_graph() {
         "cached"
     );
 }
+
+#[test]
+fn only_declared_replacements_can_be_swapped_in() {
+    let repo = repo();
+    // `lite` is defined, but `cache` (sized by the class table) is not one of db's replacements.
+    repo.write(
+        "resources/cache/.vrooli/service.json",
+        resource("cache", 0.9, &[]),
+    );
+    let run = repo.human(&["analyze", "app", "--swap", "db=cache"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("unknown swap target `cache` for `db`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("`db` can be swapped for: lite"),
+        "{}",
+        run.stderr
+    );
+    // A resource that declares no replacements cannot be swapped at all.
+    let run = repo.human(&["analyze", "app", "--swap", "db=lite", "--swap", "lite=db"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("swap cycle: db -> lite -> db"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn swap_chains_resolve_in_any_order() {
+    let repo = repo();
+    // db -> lite -> alpha: the second link's key sorts before the first's.
+    repo.write(
+        "resources/lite/.vrooli/service.json",
+        resource("lite", 0.9, &["alpha"]),
+    );
+    repo.write(
+        "resources/alpha/.vrooli/service.json",
+        resource("alpha", 1.0, &[]),
+    );
+    let result = analysis(
+        &repo,
+        &[
+            "app",
+            "--swap",
+            "lite=alpha",
+            "--swap",
+            "db=lite",
+            "--tier",
+            "desktop",
+        ],
+    );
+    assert_eq!(
+        result["dependencies"]["resources"],
+        serde_json::json!(["alpha"])
+    );
+    assert_eq!(result["tiers"]["tier-2-desktop"]["points"], 100);
+    let alpha = result["dag"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "resource:alpha")
+        .unwrap()
+        .clone();
+    assert_eq!(alpha["replaces"], serde_json::json!(["db"]));
+}
+
+#[test]
+fn bundle_with_a_bad_profile_is_bad_input_and_writes_nothing() {
+    let repo = repo();
+    repo.write(
+        "bundle.toml",
+        "[workspace]\ndefault-profile = \"p\"\n\n[profiles.p]\nscenario = \"app\"\ntier = \"desktop\"\nswaps = { db = \"nosuch\" }\n",
+    );
+    let run = repo.human(&["bundle"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("unknown swap target `nosuch` for `db`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!repo.exists("dist"), "nothing written");
+}

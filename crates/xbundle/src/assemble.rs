@@ -442,7 +442,6 @@ pub fn assemble(
             .iter()
             .filter(|e| !e.optional && e.from == format!("scenario:{scenario}"))
             .filter_map(|e| e.to.strip_prefix("scenario:"))
-            .filter(|dep| analysis.dependencies.scenarios.iter().any(|s| s == dep))
             .map(str::to_string)
             .collect();
         if !api_ports.is_empty() {
@@ -490,9 +489,10 @@ pub fn assemble(
                 }
             }
             for dep in &scenario_deps {
+                let port = dependency_api_port(catalog, &def, dep)?;
                 env.insert(
                     format!("{}_API_URL", env_name(dep)),
-                    format!("http://127.0.0.1:${{{dep}-api.api}}"),
+                    format!("http://127.0.0.1:${{{dep}-api.{port}}}"),
                 );
             }
             if scenario == root {
@@ -594,7 +594,13 @@ pub fn assemble(
                 service.insert("env".into(), json!({"API_URL": format!("http://127.0.0.1:${{{api_id}.{}}}", api_ports[0].0)}));
                 service.insert("dependencies".into(), json!([api_id]));
             }
-            service.insert("health".into(), json!({"type": "http", "path": "/", "port_name": "ui", "interval_ms": 500, "timeout_ms": 2000, "retries": 3}));
+            let path = def
+                .health
+                .endpoints
+                .get("ui")
+                .cloned()
+                .unwrap_or_else(|| "/".into());
+            service.insert("health".into(), json!({"type": "http", "path": path, "port_name": "ui", "interval_ms": 500, "timeout_ms": 2000, "retries": 3}));
             service.insert(
                 "readiness".into(),
                 json!({"type": "dependencies_ready", "timeout_ms": 30000}),
@@ -602,6 +608,19 @@ pub fn assemble(
             service.insert("critical".into(), json!(false));
             services.push(Value::Object(service));
         }
+    }
+    let root_has_api = catalog
+        .get(ServiceKind::Scenario, &root)?
+        .is_some_and(|def| def.ports.keys().any(|name| name != "ui"));
+    if !root_has_api {
+        let def = catalog
+            .get(ServiceKind::Scenario, &root)?
+            .expect("the analysis read it");
+        return Err(def.diagnostic(
+            &["ports"],
+            format!("profile `{}`: scenario {root} declares no API port, so the bundle would hold none of its code", profile.name),
+            "declare the API's port in service.json, e.g. \"ports\": {\"api\": {\"env_var\": \"API_PORT\", \"range\": \"15000-19999\"}}",
+        ));
     }
     if services.is_empty() {
         return Err(config
@@ -664,8 +683,23 @@ pub fn assemble(
             value
         })
         .collect();
-    let swaps: Vec<Value> = analysis
-        .applied_swaps
+    // Chains (postgres=sqlite, sqlite=local-index) appear once, from the resource the scenarios use
+    // to what replaces it in the end.
+    let mut final_swaps: Vec<crate::analysis::AppliedSwap> = analysis
+        .dag
+        .nodes
+        .iter()
+        .flat_map(|node| {
+            node.replaces
+                .iter()
+                .map(move |original| crate::analysis::AppliedSwap {
+                    from: original.clone(),
+                    to: node.name.clone(),
+                })
+        })
+        .collect();
+    final_swaps.sort_by(|a, b| a.from.cmp(&b.from));
+    let swaps: Vec<Value> = final_swaps
         .iter()
         .map(|swap| {
             let option = catalog
@@ -739,6 +773,44 @@ pub fn assemble(
         json,
         files,
     })
+}
+
+/// The port another scenario's API is reached on (its first non-UI port). A required dependency
+/// without a definition or without an API cannot be wired: an error in the depending file.
+fn dependency_api_port(
+    catalog: &Catalog,
+    from: &ServiceDef,
+    dep: &str,
+) -> Result<String, Diagnostic> {
+    let Some(dep_def) = catalog.get(ServiceKind::Scenario, dep)? else {
+        return Err(from.diagnostic(
+            &["dependencies", "scenarios", dep],
+            format!(
+                "{} requires scenario `{dep}`, which has no definition ({})",
+                from.id,
+                catalog.layout.definition_path(ServiceKind::Scenario, dep)
+            ),
+            "add the scenario, or mark the dependency \"required\": false",
+        ));
+    };
+    dep_def
+        .ports
+        .keys()
+        .find(|name| name.as_str() != "ui")
+        .cloned()
+        .ok_or_else(|| {
+            from.diagnostic(
+                &["dependencies", "scenarios", dep],
+                format!(
+                    "{} requires scenario `{dep}`, which declares no API port to reach it on",
+                    from.id
+                ),
+                format!(
+                    "declare an API port in {}, or mark the dependency \"required\": false",
+                    dep_def.file
+                ),
+            )
+        })
 }
 
 /// Puts an analysis error about a profile's scenario or swaps at the right place in bundle.toml.

@@ -17,3 +17,7 @@ pub mod secrets;
 pub mod service;
 pub mod shell;
 pub mod stages;
+
+/// The version and a fingerprint of this crate's sources (see `build.rs`): part of the key of
+/// every pipeline task, so changing how results are computed invalidates cached results.
+pub const IMPLEMENTATION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("XBUNDLE_IMPL_HASH"));

@@ -190,7 +190,10 @@ pub fn specs(context: &Context) -> Vec<TaskSpec> {
         let mut params = BTreeMap::new();
         params.insert("profile".to_string(), profile.name.clone());
         params.insert("settings".to_string(), profile_fingerprint(profile));
-        params.insert("xbundle".to_string(), env!("CARGO_PKG_VERSION").to_string());
+        params.insert(
+            "implementation".to_string(),
+            crate::IMPLEMENTATION.to_string(),
+        );
         params.insert(
             "layout".to_string(),
             format!(

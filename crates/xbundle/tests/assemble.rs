@@ -208,3 +208,87 @@ fn sqlite_replaces_the_postgres_service_and_rewires_database_url() {
     );
     assert_eq!(document["swaps"][0]["original"], "postgres");
 }
+
+/// A temporary tree: `app` depends on `lib` (required); both defined by the given JSON.
+fn tree(app_ports: &str, lib_ports: &str) -> (tempfile::TempDir, Context) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8Path::from_path(dir.path()).unwrap().to_path_buf();
+    let write = |path: &str, text: String| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "scenarios/app/.vrooli/service.json",
+        format!(
+            "{{\"ports\": {app_ports}, \"dependencies\": {{\"scenarios\": {{\"lib\": {{\"required\": true}}}}}}}}"
+        ),
+    );
+    write(
+        "scenarios/lib/.vrooli/service.json",
+        format!("{{\"ports\": {lib_ports}}}"),
+    );
+    write(
+        "platforms/linux-x64.toml",
+        std::fs::read_to_string(self::root().join("platforms/linux-x64.toml")).unwrap(),
+    );
+    let config = BundleConfig::parse(
+        "[profiles.p]\nscenario = \"app\"\ntier = \"desktop\"\n",
+        Utf8Path::new("bundle.toml"),
+    )
+    .unwrap();
+    let context = Context::new(&root, config).unwrap();
+    (dir, context)
+}
+
+#[test]
+fn scenario_links_use_the_dependency_api_port_and_fail_without_one() {
+    let (_dir, context) = tree(
+        r#"{"api": {"range": "15000-15100"}}"#,
+        r#"{"http": {"range": "16000-16100"}}"#,
+    );
+    let json = assemble(&context, "p");
+    let app = by_id(&services(&json), "app-api").unwrap();
+    assert_eq!(
+        app["env"]["LIB_API_URL"],
+        "http://127.0.0.1:${lib-api.http}"
+    );
+    assert!(
+        app["dependencies"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("lib-api"))
+    );
+
+    let (_dir, context) = tree(
+        r#"{"api": {"range": "15000-15100"}}"#,
+        r#"{"ui": {"range": "16000-16100"}}"#,
+    );
+    let err = context
+        .assemble(&Catalog::new(context.layout.clone()), "p")
+        .unwrap_err();
+    assert!(
+        err.message
+            .contains("requires scenario `lib`, which declares no API port"),
+        "{err}"
+    );
+    assert!(
+        err.location()
+            .unwrap()
+            .starts_with("scenarios/app/.vrooli/service.json:"),
+        "{:?}",
+        err.location()
+    );
+
+    let (_dir, context) = tree(
+        r#"{"ui": {"range": "15000-15100"}}"#,
+        r#"{"api": {"range": "16000-16100"}}"#,
+    );
+    let err = context
+        .assemble(&Catalog::new(context.layout.clone()), "p")
+        .unwrap_err();
+    assert!(
+        err.message.contains("scenario app declares no API port"),
+        "{err}"
+    );
+}

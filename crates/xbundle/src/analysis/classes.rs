@@ -210,11 +210,6 @@ impl Class {
     }
 }
 
-/// Whether the table knows `name` (as a member of a class).
-pub fn is_known(name: &str) -> bool {
-    CLASSES.iter().any(|class| class.members.contains(&name))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

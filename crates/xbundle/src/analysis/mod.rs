@@ -9,9 +9,10 @@
 //!   through required edges only; optional nodes appear in the DAG but are not sized or scored
 //!   (a bundle leaves them out). A cycle of scenarios is an error naming every scenario on it.
 //! - **Swaps** `FROM=TO` replace resource FROM by TO wherever a scenario uses it (chains such as
-//!   postgres=sqlite, sqlite=local-index follow through). FROM must be used by the graph; TO must be
-//!   a resource the repository defines, one of FROM's `swappable_with`, or one the class table
-//!   knows.
+//!   postgres=sqlite, sqlite=local-index follow through; a chain back to its start is an error).
+//!   FROM must be used by the graph; TO must be one of FROM's declared replacements
+//!   (`swappable_with`, or the class table's swaps when FROM has no definition), so a swap never
+//!   drops what FROM provides without a substitute.
 //! - **Requirements** sum RAM, disk and CPU over the required nodes, each counted once (a resource
 //!   used by three scenarios counts once); GPU and network take the strongest need. A resource's
 //!   footprint comes from its definition, else from its class ([`classes`]); a scenario's own
@@ -596,11 +597,33 @@ fn validate_swaps(
     swaps: &BTreeMap<String, String>,
     scenario: &str,
 ) -> Result<(), Diagnostic> {
-    // Every name the graph uses, following chains.
+    // A chain that comes back to where it started swaps nothing for nothing.
+    for start in swaps.keys() {
+        let mut chain = vec![start.as_str()];
+        let mut current = start.as_str();
+        while let Some(next) = swaps.get(current) {
+            if chain.contains(&next.as_str()) {
+                chain.push(next);
+                return Err(
+                    Diagnostic::error(format!("swap cycle: {}", chain.join(" -> ")))
+                        .help("each resource can be replaced once; remove one of these swaps"),
+                );
+            }
+            chain.push(next);
+            current = next;
+        }
+    }
+    // Every name the graph uses, following chains of any length.
     let mut used: BTreeSet<String> = traversal.uses.iter().map(|u| u.1.clone()).collect();
-    for (from, to) in swaps {
-        if used.contains(from) {
-            used.insert(to.clone());
+    loop {
+        let before = used.len();
+        for (from, to) in swaps {
+            if used.contains(from) {
+                used.insert(to.clone());
+            }
+        }
+        if used.len() == before {
+            break;
         }
     }
     for (from, to) in swaps {
@@ -620,24 +643,23 @@ fn validate_swaps(
             ))
             .help("name a different replacement"));
         }
+        // Only a declared replacement can take a resource's place: anything else would drop
+        // what the resource provides (a database URL, a cache) without a substitute.
         let from_def = catalog.get(ServiceKind::Resource, from)?;
         let listed = candidates(from_def.as_deref(), from);
-        let defined = catalog.get(ServiceKind::Resource, to)?.is_some();
-        if !(defined || listed.contains(to) || classes::is_known(to)) {
-            let mut diagnostic =
-                Diagnostic::error(format!("unknown swap target `{to}` for `{from}`"));
-            diagnostic = if listed.is_empty() {
+        if !listed.contains(to) {
+            let diagnostic = Diagnostic::error(format!("unknown swap target `{to}` for `{from}`"));
+            return Err(if listed.is_empty() {
                 diagnostic.help(format!(
-                    "define it in {} or pick a resource the class table knows",
-                    catalog.layout.definition_path(ServiceKind::Resource, to)
+                    "`{from}` declares no replacements: list them in deployment.swappable_with of {}",
+                    catalog.layout.definition_path(ServiceKind::Resource, from)
                 ))
             } else {
                 diagnostic.help(format!(
                     "`{from}` can be swapped for: {}",
                     listed.join(", ")
                 ))
-            };
-            return Err(diagnostic);
+            });
         }
     }
     Ok(())

@@ -82,7 +82,10 @@ pub fn specs(layout: &Layout, out: &Utf8PathBuf) -> Vec<TaskSpec> {
             let output = analysis::output_path(out, &scenario);
             let mut params = BTreeMap::new();
             params.insert("scenario".to_string(), scenario.clone());
-            params.insert("xbundle".to_string(), env!("CARGO_PKG_VERSION").to_string());
+            params.insert(
+                "implementation".to_string(),
+                crate::IMPLEMENTATION.to_string(),
+            );
             params.insert("scenarios".to_string(), layout.scenarios.to_string());
             params.insert("resources".to_string(), layout.resources.to_string());
             TaskSpec {

@@ -268,6 +268,11 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             let targets: Vec<String> =
                 match selected.and_then(|name| workspace.config.profile(&name).cloned()) {
                     Some(profile) => {
+                        // A bad profile is bad input (exit 2, nothing written), as for `export`.
+                        let context =
+                            crate::stages::Context::new(&workspace.root, workspace.config.clone())?;
+                        let catalog = crate::analysis::Catalog::new(context.layout.clone());
+                        context.assemble(&catalog, &profile.name)?;
                         let mut targets: Vec<String> = workspace
                             .config
                             .tasks
