@@ -317,6 +317,17 @@ pub fn parse(
         if let Some(scenarios) = dependencies.get("scenarios") {
             def.scenarios = reader.scenarios(scenarios)?;
         }
+        // Names become directory names under scenarios/ and resources/: no paths.
+        let names = def.resources.keys().map(|n| ("resources", n)).chain(def.scenarios.keys().map(|n| ("scenarios", n)));
+        for (kind, name) in names {
+            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) {
+                return Err(reader.error(
+                    &["dependencies", kind, name],
+                    &format!("`{name}` is not a {} name", &kind[..kind.len() - 1]),
+                    "dependencies name a directory under scenarios/ or resources/, without `/` or `..`",
+                ));
+            }
+        }
     }
     if let Some(Value::Object(lifecycle)) = top.get("lifecycle") {
         if let Some(health) = lifecycle.get("health") {
@@ -1198,6 +1209,15 @@ mod tests {
         let err = read("{\"ports\": ").unwrap_err();
         assert!(err.message.contains("not valid JSON"), "{}", err.message);
         assert!(read("[1]").is_err());
+    }
+
+    #[test]
+    fn dependency_names_cannot_be_paths() {
+        for name in ["../etc", "a/b", ".."] {
+            let err = read(&format!("{{\"dependencies\": {{\"scenarios\": {{\"{name}\": {{}}}}}}}}")).unwrap_err();
+            assert!(err.message.contains("is not a scenario name"), "{name}: {}", err.message);
+        }
+        assert!(read("{\"dependencies\": {\"resources\": {\"../x\": {}}}}").is_err());
     }
 
     #[test]
