@@ -1,6 +1,7 @@
 //! Env templates: `${service.port_name}` (another service's allocated port), `${data}` (the app
-//! data directory) and `${bundle}` (the bundle directory), in service and binary `env` values,
-//! `args` and migration commands.
+//! data directory), `${bundle}` (the bundle directory), in service and binary `env` values,
+//! `args` and migration commands; and `${secret.ID}` (the value of a secret the service lists in
+//! its `secrets`), in service `env` values only.
 //!
 //! Parsing is shared by validation (which warns about references to unknown ports) and the
 //! runtime (which substitutes them). A `$` not followed by `{` is literal; an unterminated
@@ -14,6 +15,8 @@ pub enum Piece<'a> {
     Data,
     /// `${bundle}`
     Bundle,
+    /// `${secret.ID}`
+    Secret(&'a str),
     /// `${service.port_name}`
     Port {
         service: &'a str,
@@ -38,6 +41,9 @@ pub fn parse(text: &str) -> Vec<Piece<'_>> {
         pieces.push(match inner {
             "data" => Piece::Data,
             "bundle" => Piece::Bundle,
+            _ if inner.starts_with("secret.") && inner.len() > "secret.".len() => {
+                Piece::Secret(&inner["secret.".len()..])
+            }
             _ => match inner.rsplit_once('.') {
                 Some((service, port)) if !service.is_empty() && !port.is_empty() => {
                     Piece::Port { service, port }
@@ -76,6 +82,10 @@ mod tests {
             ]
         );
         assert_eq!(parse(""), vec![]);
+        assert_eq!(
+            parse("Bearer ${secret.api_key}"),
+            vec![Piece::Text("Bearer "), Piece::Secret("api_key")]
+        );
         assert_eq!(
             parse("${playwright-driver.http}"),
             vec![Piece::Port {

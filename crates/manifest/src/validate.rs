@@ -296,6 +296,24 @@ fn check_service(
     let mut texts: Vec<(String, &str)> = Vec::new();
     for (name, value) in service.env.iter().flatten() {
         texts.push((format!("{path}.env.{name}"), value));
+        // `${secret.ID}`: only in service env, only for secrets the service lists.
+        for piece in template::parse(value) {
+            if let Piece::Secret(id) = piece {
+                if manifest.secret(id).is_none() {
+                    out.error(
+                        format!("{path}.env.{name}"),
+                        format!("`${{secret.{id}}}`: no secret `{id}` in this manifest"),
+                    );
+                } else if !service.secrets.iter().flatten().any(|s| s.as_str() == id) {
+                    out.error(
+                        format!("{path}.env.{name}"),
+                        format!(
+                            "`${{secret.{id}}}`: the service does not list `{id}` in its secrets"
+                        ),
+                    );
+                }
+            }
+        }
     }
     for (platform, binary) in &service.binaries {
         for (arg_index, arg) in binary.args.iter().flatten().enumerate() {

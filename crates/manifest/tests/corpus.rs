@@ -298,3 +298,45 @@ fn semantic_problems_name_the_path() {
         );
     }
 }
+
+#[test]
+fn secret_templates_need_a_listed_secret() {
+    let mut manifest = sample();
+    let secret_id = manifest.secrets.as_ref().unwrap()[0]
+        .id
+        .as_str()
+        .to_string();
+    let env = manifest.services[1]
+        .env
+        .get_or_insert_with(Default::default);
+    env.insert("A".into(), "Bearer ${secret.nope}".into());
+    env.insert("B".into(), format!("${{secret.{secret_id}}}"));
+    manifest.services[1].secrets = Some(Vec::new());
+    let problems: Vec<String> = manifest
+        .validate()
+        .iter()
+        .filter(|p| p.is_error())
+        .map(|p| p.to_string())
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("env.A") && p.contains("no secret `nope`")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("env.B") && p.contains("does not list")),
+        "{problems:#?}"
+    );
+    manifest.services[1].secrets = Some(vec![secret_id.as_str().into()]);
+    manifest.services[1].env.as_mut().unwrap().remove("A");
+    assert!(
+        manifest
+            .validate()
+            .iter()
+            .all(|p| !p.is_error() || !p.path.contains("env")),
+        "a listed secret may be templated"
+    );
+}

@@ -174,6 +174,11 @@ fn handle(mut stream: TcpStream) -> std::io::Result<()> {
         "/health" => ("200 OK", "{\"status\":\"healthy\"}".to_owned()),
         "/api/hello" => {
             let secret_set = std::env::var("API_SECRET").is_ok_and(|v| !v.is_empty());
+            // Whether `${secret.api_secret}` was substituted into AUTH_HEADER (never the value).
+            let templated = match (std::env::var("AUTH_HEADER"), std::env::var("API_SECRET")) {
+                (Ok(header), Ok(secret)) => header == format!("Bearer {secret}"),
+                _ => false,
+            };
             let token_file = std::env::var("SECRET_FILE_TOKEN")
                 .ok()
                 .and_then(|path| std::fs::read_to_string(path).ok())
@@ -181,7 +186,7 @@ fn handle(mut stream: TcpStream) -> std::io::Result<()> {
             (
                 "200 OK",
                 format!(
-                    "{{\"hello\":\"world\",\"pid\":{},\"secret_set\":{secret_set},\"token_file\":{token_file}}}",
+                    "{{\"hello\":\"world\",\"pid\":{},\"secret_set\":{secret_set},\"token_file\":{token_file},\"templated_secret\":{templated}}}",
                     std::process::id()
                 ),
             )

@@ -205,8 +205,19 @@ pub fn backoff(failures: u32) -> Duration {
     (BACKOFF_START * factor).min(BACKOFF_CAP)
 }
 
-/// Substitutes `${service.port}`, `${data}` and `${bundle}`; unknown templates stay as written.
+/// Substitutes `${service.port}`, `${data}` and `${bundle}`; unknown templates (and
+/// `${secret.ID}`, which only service env may use) stay as written.
 pub fn expand(text: &str, runtime: &Runtime, ports: &PortMap) -> String {
+    expand_with_secrets(text, runtime, ports, &|_| None)
+}
+
+/// [`expand`], also substituting `${secret.ID}` with what `secret` gives for ID.
+pub fn expand_with_secrets(
+    text: &str,
+    runtime: &Runtime,
+    ports: &PortMap,
+    secret: &dyn Fn(&str) -> Option<String>,
+) -> String {
     let mut out = String::new();
     for piece in template::parse(text) {
         match piece {
@@ -216,6 +227,10 @@ pub fn expand(text: &str, runtime: &Runtime, ports: &PortMap) -> String {
             Piece::Port { service, port } => match ports.get(service).and_then(|p| p.get(port)) {
                 Some(number) => out.push_str(&number.to_string()),
                 None => out.push_str(&format!("${{{service}.{port}}}")),
+            },
+            Piece::Secret(id) => match secret(id) {
+                Some(value) => out.push_str(&value),
+                None => out.push_str(&format!("${{secret.{id}}}")),
             },
             Piece::Unknown(raw) => out.push_str(raw),
         }
@@ -457,7 +472,22 @@ fn service_env(
             runtime.plan.bundle_dir.to_string_lossy().into_owned(),
         ),
     ];
-    for (key, value) in service.env.iter().flatten().chain(binary_env) {
+    // A service's env may embed the secrets it lists (`${secret.ID}`), never others.
+    let own_secret = |id: &str| -> Option<String> {
+        service
+            .secret_ids()
+            .iter()
+            .any(|own| own.as_str() == id)
+            .then(|| state.secrets.value(id).map(str::to_owned))
+            .flatten()
+    };
+    for (key, value) in service.env.iter().flatten() {
+        env.push((
+            key.clone(),
+            expand_with_secrets(value, runtime, &state.ports, &own_secret),
+        ));
+    }
+    for (key, value) in binary_env {
         env.push((key.clone(), expand(value, runtime, &state.ports)));
     }
     for id in service.secret_ids() {

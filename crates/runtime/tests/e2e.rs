@@ -208,6 +208,10 @@ fn runs_a_bundle_end_to_end() {
     let hello: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(hello["secret_set"], true, "{body}");
     assert_eq!(hello["token_file"], true, "{body}");
+    assert_eq!(
+        hello["templated_secret"], true,
+        "${{secret.api_secret}} substituted: {body}"
+    );
     assert!(
         request(ui_port, "GET", "/", None, None)
             .1

@@ -382,7 +382,17 @@ pub fn assemble(
             template_checks.push((name.clone(), key.clone(), template.clone()));
         }
         service.insert("env".into(), json!(env));
-        let secret_ids = secrets_of(&format!("resource:{name}"));
+        let mut secret_ids = secrets_of(&format!("resource:{name}"));
+        for template in env.values() {
+            secret_ids.extend(
+                secrets::referenced_secrets(template)
+                    .into_iter()
+                    .filter(|id| planned.contains(id))
+                    .map(str::to_string),
+            );
+        }
+        secret_ids.sort();
+        secret_ids.dedup();
         if !secret_ids.is_empty() {
             service.insert("secrets".into(), json!(secret_ids));
         }
@@ -512,15 +522,15 @@ pub fn assemble(
                     secret_ids.extend(secrets_of(&format!("resource:{resource}")));
                 }
             }
-            if scenario == root {
-                for key in decl.env.values() {
-                    secret_ids.extend(
-                        secrets::referenced_secrets(key.get_ref())
-                            .into_iter()
-                            .filter(|id| planned.contains(id))
-                            .map(str::to_string),
-                    );
-                }
+            // A secret its env embeds (`${secret.ID}`, from the profile or from what a resource
+            // provides) must be listed for the runtime to substitute it.
+            for template in env.values() {
+                secret_ids.extend(
+                    secrets::referenced_secrets(template)
+                        .into_iter()
+                        .filter(|id| planned.contains(id))
+                        .map(str::to_string),
+                );
             }
             secret_ids.sort();
             secret_ids.dedup();

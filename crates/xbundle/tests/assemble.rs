@@ -292,3 +292,23 @@ fn scenario_links_use_the_dependency_api_port_and_fail_without_one() {
         "{err}"
     );
 }
+
+#[test]
+fn env_templates_may_embed_bundled_secrets() {
+    let text = "[profiles.p]\nscenario = \"picker-wheel\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\nswaps = { postgres = \"sqlite\", redis = \"in-process\" }\nenv = { SESSION_HEADER = \"Session ${secret.session_secret}\" }\n";
+    let json = assemble(&context(Some(text)), "p");
+    let api = by_id(&services(&json), "picker-wheel-api").unwrap();
+    assert_eq!(
+        api["env"]["SESSION_HEADER"],
+        "Session ${secret.session_secret}"
+    );
+    assert!(
+        api["secrets"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("session_secret"))
+    );
+    // The manifest crate accepts it (and would reject it if the service did not list it).
+    let manifest = manifest::Manifest::from_json(&json).unwrap();
+    assert!(manifest.validate().iter().all(|p| !p.is_error()));
+}

@@ -294,6 +294,12 @@ pub fn fixture_manifest(version: &str, user_secret: bool) -> serde_json::Value {
     } else {
         serde_json::json!(["token"])
     };
+    // `${secret.ID}` in an env template: only for a secret the service lists.
+    let api_env = if user_secret {
+        serde_json::json!({"PORT": "${api.http}", "DB": "file:${data}/x.db", "AUTH_HEADER": "Bearer ${secret.api_secret}"})
+    } else {
+        serde_json::json!({"PORT": "${api.http}", "DB": "file:${data}/x.db"})
+    };
     serde_json::json!({
         "schema_version": "v0.1",
         "target": "desktop",
@@ -320,7 +326,7 @@ pub fn fixture_manifest(version: &str, user_secret: bool) -> serde_json::Value {
             {
                 "id": "api", "type": "api-binary", "critical": true,
                 "binaries": {"linux-x64": {"path": "bin/testsvc", "args": ["api"]}},
-                "env": {"PORT": "${api.http}", "DB": "file:${data}/x.db"},
+                "env": api_env,
                 "secrets": secrets,
                 "ports": {"requested": [{"name": "http", "range": {"min": base + 20, "max": base + 29}}]},
                 "health": {"type": "http", "path": "/health", "port_name": "http", "interval_ms": 200, "retries": 3},
