@@ -19,7 +19,27 @@
 //! `classification`, else inferred (generator → `per_install_generated`, prompt →
 //! `user_prompt`, fetch → `remote_fetch`, otherwise `infrastructure`). Strategies map to classes:
 //! generate → per_install_generated, prompt → user_prompt, delegate → remote_fetch, strip →
-//! excluded. Defaults: generator `{random, 32, alnum}`; target env `UPPER(id)`.
+//! excluded. Defaults: generator `{random, 32, alnum}` (a uuid is 36 long); target env
+//! `UPPER(id)` (`-` becomes `_`).
+//!
+//! Generators: `type` random | uuid | hex | base64, `length` 8..=4096 (a uuid exactly 36),
+//! `charset` for random only: `alnum`, `alpha`, `numeric`, `alnum_symbols`, or a literal set of
+//! two or more characters. A prompt's `format` must be a valid regular expression (the runtime
+//! matches it against the whole value). A `remote_fetch` secret needs a `url` (http:// or
+//! https://) from its declaration's `fetch` block or from the profile; `timeout_ms` defaults to
+//! 5000. Such a secret makes the plan carry a warning: the app cannot start offline.
+//!
+//! **Profile overrides** (`[profiles.NAME.secrets] ID = {…}`) are all validated before anything
+//! is planned, whether or not they take effect: the id must be declared in the scenario's graph,
+//! the class must exist, a generator must be well formed (the same rules as declarations, the
+//! override's fields applied over the declared generator, or over the defaults when it changes
+//! the type), a format must compile, and every field must fit the class the secret ends up with:
+//! `generator` only for `per_install_generated`; `label` and `format` only for `user_prompt`;
+//! `url` and `timeout-ms` only for `remote_fetch`; nothing but `class` for `exclude`
+//! (`description`, `target` and `required` fit every bundled class). An override of a secret the
+//! bundle leaves out anyway (its resource is swapped out, or its node is optional) is not an
+//! error, so that a profile can keep its settings while it tries a swap; it has no effect, and
+//! the plan carries a warning saying so.
 //!
 //! The plan of a bundle keeps the secrets of the nodes it bundles and excludes, with a reason,
 //! those of swapped-out resources, optional (unbundled) nodes, and stripped secrets. An
@@ -28,9 +48,11 @@
 //!
 //! **Invariant:** xbundle never reads a secret's value at build time. Values exist only on the
 //! user's machine, produced by the runtime (generated, prompted or fetched); nothing here has a
-//! value to leak into an artifact, a log line or a JSON message.
+//! value to leak into an artifact, a log line or a JSON message. Fetch URLs are shown through
+//! [`redact_url`] (no `user:pass@`, no query) everywhere but in bundle.json itself.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::str::FromStr;
 
 use serde::Serialize;
@@ -38,7 +60,7 @@ use serde_json::Value;
 
 use crate::analysis::tier::Tier;
 use crate::analysis::{Analysis, Catalog};
-use crate::config::SecretOverride;
+use crate::config::{BundleConfig, GeneratorDecl, Profile, SecretOverride};
 use crate::diagnostic::Diagnostic;
 use crate::service::{ServiceDef, ServiceKind};
 
@@ -60,6 +82,16 @@ pub fn class_id(class: SecretClass) -> &'static str {
 pub enum Handling {
     Class(SecretClass),
     Strip,
+}
+
+impl Handling {
+    /// The class id, or `excluded`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Handling::Class(class) => class_id(class),
+            Handling::Strip => "excluded",
+        }
+    }
 }
 
 impl FromStr for Handling {
@@ -92,6 +124,17 @@ pub enum GeneratorType {
     Base64,
 }
 
+impl GeneratorType {
+    pub fn id(self) -> &'static str {
+        match self {
+            GeneratorType::Random => "random",
+            GeneratorType::Uuid => "uuid",
+            GeneratorType::Hex => "hex",
+            GeneratorType::Base64 => "base64",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Generator {
     #[serde(rename = "type")]
@@ -100,6 +143,123 @@ pub struct Generator {
     /// For `random`: `alnum`, `alpha`, `numeric`, `alnum_symbols`, or a literal set of characters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub charset: Option<String>,
+}
+
+impl Default for Generator {
+    /// `{random, 32, alnum}`.
+    fn default() -> Generator {
+        Generator {
+            kind: GeneratorType::Random,
+            length: 32,
+            charset: Some("alnum".into()),
+        }
+    }
+}
+
+/// The named character sets of `random` generators.
+pub const NAMED_CHARSETS: [&str; 4] = ["alnum", "alpha", "numeric", "alnum_symbols"];
+
+impl Generator {
+    /// Reads and validates a generator written as JSON (`{"type", "length", "charset"}`; every
+    /// field optional). The error says what is wrong, without a location.
+    pub fn from_json(value: &Value) -> Result<Generator, String> {
+        let Value::Object(map) = value else {
+            return Err("a generator must be an object".into());
+        };
+        if let Some(key) = map
+            .keys()
+            .find(|k| !["type", "length", "charset"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "unknown generator field `{key}` (a generator has type, length and charset)"
+            ));
+        }
+        let kind = match map.get("type") {
+            None => GeneratorType::Random,
+            Some(Value::String(kind)) => match kind.as_str() {
+                "random" => GeneratorType::Random,
+                "uuid" => GeneratorType::Uuid,
+                "hex" => GeneratorType::Hex,
+                "base64" => GeneratorType::Base64,
+                other => return Err(format!("unknown generator type `{other}`")),
+            },
+            Some(other) => return Err(format!("generator type must be a string, found {other}")),
+        };
+        let length = match map.get("length") {
+            None if kind == GeneratorType::Uuid => 36,
+            None => 32,
+            Some(value) => {
+                let length = value.as_u64().ok_or_else(|| {
+                    format!("generator length must be a whole number, found {value}")
+                })?;
+                if !(8..=4096).contains(&length) {
+                    return Err(format!("generator length {length} is outside 8..=4096"));
+                }
+                length as u32
+            }
+        };
+        if kind == GeneratorType::Uuid && length != 36 {
+            return Err(format!("a uuid is 36 characters long, not {length}"));
+        }
+        let charset = match map.get("charset") {
+            None => None,
+            Some(Value::String(charset)) => Some(charset.clone()),
+            Some(other) => {
+                return Err(format!("generator charset must be a string, found {other}"));
+            }
+        };
+        if let Some(charset) = &charset {
+            if kind != GeneratorType::Random {
+                return Err(format!(
+                    "charset applies to random generators only (this one is {})",
+                    kind.id()
+                ));
+            }
+            let unique: BTreeSet<char> = charset.chars().collect();
+            if !NAMED_CHARSETS.contains(&charset.as_str()) && unique.len() < 2 {
+                return Err(format!(
+                    "charset `{charset}` is neither a named set (alnum, alpha, numeric, alnum_symbols) nor two or more characters"
+                ));
+            }
+        }
+        Ok(Generator {
+            kind,
+            length,
+            charset: if kind == GeneratorType::Random {
+                Some(charset.unwrap_or_else(|| "alnum".into()))
+            } else {
+                None
+            },
+        })
+    }
+
+    /// A profile's generator override applied to `base` (the declared generator, if any): the
+    /// override's fields replace the base's; when it changes the type, the base is dropped and
+    /// the fields it leaves out take the defaults of the new type. Validated like a declaration.
+    pub fn overridden(base: Option<&Generator>, over: &GeneratorDecl) -> Result<Generator, String> {
+        let keeps_type = match (&over.kind, base) {
+            (None, _) => true,
+            (Some(kind), Some(base)) => kind == base.kind.id(),
+            (Some(_), None) => false,
+        };
+        let mut value = match base {
+            Some(base) if keeps_type => serde_json::to_value(base).expect("generators serialize"),
+            _ => Value::Object(serde_json::Map::new()),
+        };
+        let map = value.as_object_mut().expect("an object");
+        if let Some(kind) = &over.kind {
+            map.insert("type".into(), kind.clone().into());
+        }
+        if let Some(length) = over.length {
+            map.insert("length".into(), length.into());
+        }
+        if let Some(charset) = &over.charset {
+            map.insert("charset".into(), charset.clone().into());
+        } else if map.get("type").and_then(Value::as_str) != Some("random") {
+            map.remove("charset");
+        }
+        Generator::from_json(&value)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -119,11 +279,77 @@ pub struct Fetch {
     pub timeout_ms: u64,
 }
 
+/// Default `timeout_ms` of a fetch.
+pub const FETCH_TIMEOUT_MS: u64 = 5000;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Target {
     #[serde(rename = "type")]
     pub kind: String,
     pub name: String,
+}
+
+/// The default target of a secret: env `UPPER(id)`, `-` written `_`.
+pub fn default_target(id: &str) -> Target {
+    Target {
+        kind: "env".into(),
+        name: id.to_ascii_uppercase().replace('-', "_"),
+    }
+}
+
+/// A URL fit for output: without `user:pass@` and without the query or fragment (either may
+/// carry a credential).
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let sep = if scheme.is_empty() { "" } else { "://" };
+    format!("{scheme}{sep}{host}{path}")
+}
+
+fn check_regex(format: &str) -> Result<(), String> {
+    regex_lite::Regex::new(format)
+        .map(drop)
+        .map_err(|err| format!("format is not a valid regular expression: {err}"))
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let host = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match host {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        _ => Err(format!(
+            "fetch url `{}` is not an http:// or https:// URL",
+            redact_url(url)
+        )),
+    }
+}
+
+fn check_timeout(timeout_ms: u64) -> Result<(), String> {
+    if timeout_ms == 0 {
+        Err("timeout_ms must be at least 1".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_target(kind: &str, name: &str) -> Result<(), String> {
+    if kind != "env" && kind != "file" {
+        return Err(format!(
+            "unknown target type `{kind}` (use \"env\" or \"file\")"
+        ));
+    }
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return Err(format!(
+            "target name `{name}` is not a variable name (it is empty or holds `=`)"
+        ));
+    }
+    Ok(())
 }
 
 /// One declared secret.
@@ -144,12 +370,36 @@ pub struct Declaration {
 
 /// Where a class came from, for `secrets classify`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum ClassSource {
+    /// `[profiles.NAME.secrets] ID = {class = …}`.
+    #[serde(rename = "profile")]
     Profile,
+    /// The declaration's `tiers.<tier>`.
+    #[serde(rename = "per-tier")]
     Tier,
+    /// The declaration's `classification`.
+    #[serde(rename = "declared")]
     Declared,
+    /// Inferred from the declaration's generator, prompt or fetch block.
+    #[serde(rename = "inferred")]
     Inferred,
+}
+
+impl ClassSource {
+    pub fn id(self) -> &'static str {
+        match self {
+            ClassSource::Profile => "profile",
+            ClassSource::Tier => "per-tier",
+            ClassSource::Declared => "declared",
+            ClassSource::Inferred => "inferred",
+        }
+    }
+}
+
+impl fmt::Display for ClassSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
 }
 
 impl Declaration {
@@ -179,79 +429,184 @@ impl Declaration {
         };
         Ok((Handling::Class(inferred), ClassSource::Inferred))
     }
+
+    /// The name of the definition declaring it.
+    pub fn owner_name(&self) -> &str {
+        self.owner
+            .split_once(':')
+            .map_or(self.owner.as_str(), |(_, name)| name)
+    }
+
+    /// `resource postgres` / `scenario picker-wheel`.
+    pub fn owner_words(&self) -> String {
+        self.owner.replacen(':', " ", 1)
+    }
+
+    fn owner_kind(&self) -> ServiceKind {
+        if self.owner.starts_with("scenario:") {
+            ServiceKind::Scenario
+        } else {
+            ServiceKind::Resource
+        }
+    }
+
+    /// The secret as a bundle carries it with `class`, the profile's override (if any) applied.
+    /// Fails only for a `remote_fetch` secret without a URL (the override is assumed to have
+    /// passed [`check_override`]).
+    pub fn resolve(
+        &self,
+        class: SecretClass,
+        profile: Option<&SecretOverride>,
+    ) -> Result<PlannedSecret, String> {
+        let mut secret = PlannedSecret {
+            id: self.id.clone(),
+            class,
+            owner: self.owner.clone(),
+            description: profile
+                .and_then(|p| p.description.clone())
+                .or(self.description.clone()),
+            generator: None,
+            prompt: None,
+            fetch: None,
+            target: profile
+                .and_then(|p| p.target.as_ref())
+                .map_or(self.target.clone(), |t| Target {
+                    kind: t.kind.clone(),
+                    name: t.name.clone(),
+                }),
+            required: profile.and_then(|p| p.required).unwrap_or(self.required),
+        };
+        match class {
+            SecretClass::PerInstallGenerated => {
+                secret.generator = Some(match profile.and_then(|p| p.generator.as_ref()) {
+                    Some(over) => Generator::overridden(self.generator.as_ref(), over)?,
+                    None => self.generator.clone().unwrap_or_default(),
+                });
+            }
+            SecretClass::UserPrompt => {
+                let declared = self.prompt.clone().unwrap_or(Prompt {
+                    label: None,
+                    description: None,
+                    format: None,
+                });
+                secret.prompt = Some(Prompt {
+                    label: profile
+                        .and_then(|p| p.label.clone())
+                        .or(declared.label)
+                        .or_else(|| Some(self.id.replace('_', " "))),
+                    description: profile
+                        .and_then(|p| p.description.clone())
+                        .or(declared.description)
+                        .or(self.description.clone()),
+                    format: profile.and_then(|p| p.format.clone()).or(declared.format),
+                });
+            }
+            SecretClass::RemoteFetch => {
+                let url = profile
+                    .and_then(|p| p.url.clone())
+                    .or(self.fetch.as_ref().map(|f| f.url.clone()))
+                    .ok_or_else(|| {
+                        format!(
+                            "secret `{}` is remote_fetch but has no url to fetch it from",
+                            self.id
+                        )
+                    })?;
+                secret.fetch = Some(Fetch {
+                    url,
+                    timeout_ms: profile
+                        .and_then(|p| p.timeout_ms)
+                        .or(self.fetch.as_ref().map(|f| f.timeout_ms))
+                        .unwrap_or(FETCH_TIMEOUT_MS),
+                });
+            }
+            SecretClass::Infrastructure => {}
+        }
+        Ok(secret)
+    }
 }
 
-fn parse_generator(
-    def: &ServiceDef,
-    path: &[&str],
-    value: &Value,
-) -> Result<Generator, Diagnostic> {
-    let bad = |message: String| {
-        def.diagnostic(path, message, "a generator is {\"type\": \"random\" | \"uuid\" | \"hex\" | \"base64\", \"length\": 8..=4096, \"charset\": \"alnum\"}")
+/// Validates a profile's override of `declaration` for `tier`, whether or not it takes effect:
+/// its class, its generator, its format, its url and target, and that each field fits the class
+/// the secret ends up with. The error says which field and why (the caller adds the profile).
+pub fn check_override(
+    declaration: &Declaration,
+    tier: Tier,
+    over: &SecretOverride,
+) -> Result<Handling, String> {
+    let (handling, source) = declaration.classify(tier, Some(over))?;
+    let id = &declaration.id;
+    let why = match source {
+        ClassSource::Profile => "as the override says".to_string(),
+        ClassSource::Tier => format!("from its declaration's tiers.{tier}"),
+        ClassSource::Declared => "from its declaration's classification".to_string(),
+        ClassSource::Inferred => "inferred from its declaration".to_string(),
     };
-    let Value::Object(map) = value else {
-        return Err(bad("generator must be an object".into()));
-    };
-    let kind = match map.get("type").and_then(Value::as_str).unwrap_or("random") {
-        "random" => GeneratorType::Random,
-        "uuid" => GeneratorType::Uuid,
-        "hex" => GeneratorType::Hex,
-        "base64" => GeneratorType::Base64,
-        other => return Err(bad(format!("unknown generator type `{other}`"))),
-    };
-    let length = match map.get("length") {
-        None => {
-            if kind == GeneratorType::Uuid {
-                36
-            } else {
-                32
+    let fields: [(&str, bool, Option<SecretClass>); 8] = [
+        (
+            "generator",
+            over.generator.is_some(),
+            Some(SecretClass::PerInstallGenerated),
+        ),
+        ("label", over.label.is_some(), Some(SecretClass::UserPrompt)),
+        (
+            "format",
+            over.format.is_some(),
+            Some(SecretClass::UserPrompt),
+        ),
+        ("url", over.url.is_some(), Some(SecretClass::RemoteFetch)),
+        (
+            "timeout-ms",
+            over.timeout_ms.is_some(),
+            Some(SecretClass::RemoteFetch),
+        ),
+        ("description", over.description.is_some(), None),
+        ("target", over.target.is_some(), None),
+        ("required", over.required.is_some(), None),
+    ];
+    for (field, given, fits) in fields {
+        if !given {
+            continue;
+        }
+        match (handling, fits) {
+            (Handling::Strip, _) => {
+                return Err(format!(
+                    "`{field}` has no effect: `{id}` is excluded ({why}); drop the field, or give the secret a class it applies to"
+                ));
             }
-        }
-        Some(value) => {
-            let length = value.as_u64().ok_or_else(|| {
-                bad(format!(
-                    "generator length must be a whole number, found {value}"
-                ))
-            })?;
-            if !(8..=4096).contains(&length) {
-                return Err(bad(format!(
-                    "generator length {length} is outside 8..=4096"
-                )));
+            (Handling::Class(class), Some(fits)) if class != fits => {
+                return Err(format!(
+                    "`{field}` applies to {} secrets only, but `{id}` is {} ({why})",
+                    class_id(fits),
+                    class_id(class)
+                ));
             }
-            length as u32
-        }
-    };
-    if kind == GeneratorType::Uuid && length != 36 {
-        return Err(bad(format!("a uuid is 36 characters long, not {length}")));
-    }
-    let charset = map
-        .get("charset")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    if let Some(charset) = &charset {
-        if kind != GeneratorType::Random {
-            return Err(bad(format!(
-                "charset applies to random generators only (this one is {})",
-                serde_json::to_string(&kind).unwrap_or_default()
-            )));
-        }
-        let named = ["alnum", "alpha", "numeric", "alnum_symbols"].contains(&charset.as_str());
-        let unique: BTreeSet<char> = charset.chars().collect();
-        if !named && unique.len() < 2 {
-            return Err(bad(format!(
-                "charset `{charset}` is neither a named set (alnum, alpha, numeric, alnum_symbols) nor two or more characters"
-            )));
+            _ => {}
         }
     }
-    Ok(Generator {
-        kind,
-        length,
-        charset: if kind == GeneratorType::Random {
-            Some(charset.unwrap_or_else(|| "alnum".into()))
-        } else {
-            None
-        },
-    })
+    if let Some(over) = &over.generator {
+        Generator::overridden(declaration.generator.as_ref(), over)?;
+    }
+    if let Some(format) = &over.format {
+        check_regex(format)?;
+    }
+    if let Some(url) = &over.url {
+        check_url(url)?;
+    }
+    if let Some(timeout_ms) = over.timeout_ms {
+        check_timeout(timeout_ms)?;
+    }
+    if let Some(target) = &over.target {
+        check_target(&target.kind, &target.name)?;
+    }
+    if handling == Handling::Class(SecretClass::RemoteFetch)
+        && over.url.is_none()
+        && declaration.fetch.is_none()
+    {
+        return Err(format!(
+            "`{id}` is remote_fetch ({why}) but has no url: add url = \"https://…\" to the override"
+        ));
+    }
+    Ok(handling)
 }
 
 /// Reads the secret declarations of one definition.
@@ -294,100 +649,127 @@ pub fn declarations(def: &ServiceDef) -> Result<Vec<Declaration>, Diagnostic> {
                 "use letters, digits, `_` and `-`",
             ));
         }
+        let bad = |path: &[&str], message: String, help: &str| {
+            let mut full = vec!["deployment", "secrets", id];
+            full.extend_from_slice(path);
+            def.diagnostic(&full, format!("secret `{id}`: {message}"), help)
+        };
         let handling = |value: &Value, path: &[&str]| -> Result<Handling, Diagnostic> {
             value.as_str().unwrap_or("").parse().map_err(|err: String| {
-                def.diagnostic(path, err, "see the class list in the secrets documentation")
+                bad(path, err, "see the class list in the secrets documentation")
             })
         };
         let classification = map
             .get("classification")
             .or_else(|| map.get("class"))
-            .map(|v| handling(v, &["deployment", "secrets", id, "classification"]))
+            .map(|v| handling(v, &["classification"]))
             .transpose()?;
         let mut tiers = BTreeMap::new();
         if let Some(Value::Object(per_tier)) = map.get("tiers") {
             for (tier, value) in per_tier {
                 let parsed: Tier = tier.parse().map_err(|err: String| {
-                    def.diagnostic(
-                        &["deployment", "secrets", id, "tiers", tier],
+                    bad(
+                        &["tiers", tier],
                         err,
                         "tiers are tier-1-local … tier-5-enterprise",
                     )
                 })?;
-                tiers.insert(
-                    parsed,
-                    handling(value, &["deployment", "secrets", id, "tiers", tier])?,
-                );
+                tiers.insert(parsed, handling(value, &["tiers", tier])?);
             }
         }
         let generator = map
             .get("generator")
-            .map(|g| parse_generator(def, &["deployment", "secrets", id, "generator"], g))
+            .map(|g| {
+                Generator::from_json(g).map_err(|err| {
+                    bad(
+                        &["generator"],
+                        err,
+                        "a generator is {\"type\": \"random\" | \"uuid\" | \"hex\" | \"base64\", \"length\": 8..=4096, \"charset\": \"alnum\"}",
+                    )
+                })
+            })
             .transpose()?;
-        let prompt = map
-            .get("prompt")
-            .and_then(Value::as_object)
-            .map(|p| Prompt {
+        let prompt = match map.get("prompt") {
+            None => None,
+            Some(Value::Object(p)) => Some(Prompt {
                 label: p.get("label").and_then(Value::as_str).map(str::to_string),
                 description: p
                     .get("description")
                     .and_then(Value::as_str)
                     .map(str::to_string),
                 format: p.get("format").and_then(Value::as_str).map(str::to_string),
-            });
+            }),
+            Some(_) => {
+                return Err(bad(
+                    &["prompt"],
+                    "prompt must be an object".into(),
+                    "write {\"label\": \"…\", \"description\": \"…\", \"format\": \"^…$\"}",
+                ));
+            }
+        };
         if let Some(format) = prompt.as_ref().and_then(|p| p.format.as_deref())
-            && let Err(err) = regex_lite::Regex::new(format)
+            && let Err(err) = check_regex(format)
         {
-            return Err(def.diagnostic(
-                &["deployment", "secrets", id, "prompt", "format"],
-                format!("format is not a valid regular expression: {err}"),
+            return Err(bad(
+                &["prompt", "format"],
+                err,
                 "write a regular expression such as ^[A-Za-z0-9]{32,}$",
             ));
         }
         let fetch = match map.get("fetch") {
             None => None,
-            Some(Value::Object(f)) => Some(Fetch {
-                url: f
-                    .get("url")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        def.diagnostic(
-                            &["deployment", "secrets", id, "fetch"],
-                            "a fetch block needs a `url`",
-                            "write {\"url\": \"https://…\"}",
-                        )
-                    })?,
-                timeout_ms: f.get("timeout_ms").and_then(Value::as_u64).unwrap_or(5000),
-            }),
+            Some(Value::Object(f)) => {
+                let help = "write {\"url\": \"https://…\", \"timeout_ms\": 5000}";
+                let Some(url) = f.get("url").and_then(Value::as_str) else {
+                    return Err(bad(&["fetch"], "a fetch block needs a `url`".into(), help));
+                };
+                check_url(url).map_err(|err| bad(&["fetch", "url"], err, help))?;
+                let timeout_ms = match f.get("timeout_ms") {
+                    None => FETCH_TIMEOUT_MS,
+                    Some(value) => {
+                        let timeout = value.as_u64().ok_or_else(|| {
+                            bad(
+                                &["fetch", "timeout_ms"],
+                                format!("timeout_ms must be a whole number, found {value}"),
+                                help,
+                            )
+                        })?;
+                        check_timeout(timeout)
+                            .map_err(|err| bad(&["fetch", "timeout_ms"], err, help))?;
+                        timeout
+                    }
+                };
+                Some(Fetch {
+                    url: url.to_string(),
+                    timeout_ms,
+                })
+            }
             Some(_) => {
-                return Err(def.diagnostic(
-                    &["deployment", "secrets", id, "fetch"],
-                    "fetch must be an object",
+                return Err(bad(
+                    &["fetch"],
+                    "fetch must be an object".into(),
                     "write {\"url\": \"https://…\", \"timeout_ms\": 5000}",
                 ));
             }
         };
         let target = match map.get("target").and_then(Value::as_object) {
-            None => Target {
-                kind: "env".into(),
-                name: id.to_ascii_uppercase().replace('-', "_"),
-            },
+            None => default_target(id),
             Some(t) => {
                 let kind = t.get("type").and_then(Value::as_str).unwrap_or("env");
-                if kind != "env" && kind != "file" {
-                    return Err(def.diagnostic(
-                        &["deployment", "secrets", id, "target"],
-                        format!("unknown target type `{kind}`"),
-                        "use \"env\" or \"file\"",
-                    ));
-                }
+                let name = t
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| default_target(id).name, str::to_string);
+                check_target(kind, &name).map_err(|err| {
+                    bad(
+                        &["target"],
+                        err,
+                        "write {\"type\": \"env\" | \"file\", \"name\": \"VARIABLE\"}",
+                    )
+                })?;
                 Target {
                     kind: kind.to_string(),
-                    name: t
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .map_or_else(|| id.to_ascii_uppercase(), str::to_string),
+                    name,
                 }
             }
         };
@@ -434,13 +816,17 @@ pub struct Excluded {
     pub reason: String,
 }
 
-/// The secrets-manager contract: `{secrets: [...], excluded: [{id, reason}]}`.
+/// The secrets-manager contract: `{secrets: [...], excluded: [{id, reason}]}`, plus warnings.
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
     pub scenario: String,
     pub tier: Tier,
     pub secrets: Vec<PlannedSecret>,
     pub excluded: Vec<Excluded>,
+    /// What the user should know, e.g. that a `remote_fetch` secret keeps the app from starting
+    /// offline (URLs redacted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Infrastructure secrets whose resource stays in the bundle (the plan is invalid if any).
     #[serde(skip)]
     pub violations: Vec<Diagnostic>,
@@ -508,240 +894,220 @@ pub enum NodeState {
     SwappedFor(String),
 }
 
-/// The bundle's secret plan for `analysis` (already carrying the profile's swaps) on `tier`.
+/// The bundle's secret plan for `analysis` (already carrying the profile's swaps) on `tier`,
+/// with a profile's `overrides`. Errors about an override name the secret; the caller adds the
+/// profile (or calls [`plan_for_profile`], which also points into bundle.toml).
 pub fn plan(
     catalog: &Catalog,
     analysis: &Analysis,
     tier: Tier,
     overrides: &BTreeMap<String, SecretOverride>,
 ) -> Result<Plan, Diagnostic> {
-    let declared = collect(catalog, analysis)?;
-    for id in overrides.keys() {
-        if !declared.iter().any(|(d, _)| &d.id == id) {
-            let ids: Vec<&str> = declared.iter().map(|(d, _)| d.id.as_str()).collect();
-            return Err(Diagnostic::error(format!(
-                "the profile overrides secret `{id}`, which nothing in {} declares",
-                analysis.scenario
-            ))
-            .help(format!(
-                "declared secrets: {}",
-                if ids.is_empty() {
-                    "(none)".into()
-                } else {
-                    ids.join(", ")
-                }
-            )));
+    plan_located(catalog, analysis, tier, overrides, &|_, diagnostic| {
+        diagnostic
+    })
+}
+
+/// [`plan`] for a profile of bundle.toml: an error about one of its overrides names the profile
+/// and points at the override's entry in the file.
+pub fn plan_for_profile(
+    catalog: &Catalog,
+    analysis: &Analysis,
+    tier: Tier,
+    config: &BundleConfig,
+    profile: &Profile,
+) -> Result<Plan, Diagnostic> {
+    let overrides: BTreeMap<String, SecretOverride> = profile
+        .decl
+        .secrets
+        .iter()
+        .map(|(id, over)| (id.get_ref().clone(), over.get_ref().clone()))
+        .collect();
+    plan_located(catalog, analysis, tier, &overrides, &|id, diagnostic| {
+        let mut located = Diagnostic::error(format!(
+            "profile `{}`: {}",
+            profile.name, diagnostic.message
+        ));
+        if let Some(key) = profile.decl.secrets.keys().find(|key| key.get_ref() == id) {
+            located = located
+                .in_file(config.path.clone(), &config.source)
+                .at(key.span(), "this override");
         }
+        if let Some(help) = &diagnostic.help {
+            located = located.help(help.clone());
+        }
+        located
+    })
+}
+
+type Locate<'a> = &'a dyn Fn(&str, Diagnostic) -> Diagnostic;
+
+fn plan_located(
+    catalog: &Catalog,
+    analysis: &Analysis,
+    tier: Tier,
+    overrides: &BTreeMap<String, SecretOverride>,
+    locate: Locate<'_>,
+) -> Result<Plan, Diagnostic> {
+    let declared = collect(catalog, analysis)?;
+    // Every override, up front, whether or not it takes effect.
+    for (id, over) in overrides {
+        let Some((declaration, _)) = declared.iter().find(|(d, _)| &d.id == id) else {
+            let ids: Vec<&str> = declared.iter().map(|(d, _)| d.id.as_str()).collect();
+            return Err(locate(
+                id,
+                Diagnostic::error(format!(
+                    "the profile overrides secret `{id}`, which nothing in {} declares",
+                    analysis.scenario
+                ))
+                .help(format!(
+                    "declared secrets: {}",
+                    if ids.is_empty() {
+                        "(none)".into()
+                    } else {
+                        ids.join(", ")
+                    }
+                )),
+            ));
+        };
+        check_override(declaration, tier, over).map_err(|err| {
+            locate(
+                id,
+                Diagnostic::error(format!("override of secret `{id}`: {err}")).help(
+                    "fix the entry in [profiles.NAME.secrets]; see \"Secrets\" in the xbundle documentation for the fields each class takes",
+                ),
+            )
+        })?;
     }
     let mut plan = Plan {
         scenario: analysis.scenario.clone(),
         tier,
         secrets: Vec::new(),
         excluded: Vec::new(),
+        warnings: Vec::new(),
         violations: Vec::new(),
     };
+    // Warnings by secret id, in id order.
+    let mut warnings: Vec<(String, String)> = Vec::new();
     for (declaration, state) in declared {
-        let node_name = declaration
-            .owner
-            .split_once(':')
-            .map_or(declaration.owner.as_str(), |(_, n)| n)
-            .to_string();
-        match &state {
-            NodeState::SwappedFor(new) => {
-                plan.excluded.push(Excluded {
-                    id: declaration.id.clone(),
-                    reason: format!("resource {node_name} is swapped for {new}"),
-                });
-                continue;
-            }
-            NodeState::Optional => {
-                plan.excluded.push(Excluded {
-                    id: declaration.id.clone(),
-                    reason: format!("{} is optional and not bundled", declaration.owner),
-                });
-                continue;
-            }
-            NodeState::Bundled => {}
-        }
+        let node_name = declaration.owner_name().to_string();
         let profile = overrides.get(&declaration.id);
-        let (handling, _) = declaration.classify(tier, profile).map_err(|err| {
-            Diagnostic::error(format!("secret `{}`: {err}", declaration.id))
-                .help("fix the class in [profiles.NAME.secrets] or in the declaration")
-        })?;
+        let left_out = match &state {
+            NodeState::SwappedFor(new) => {
+                Some(format!("resource {node_name} is swapped for {new}"))
+            }
+            NodeState::Optional => Some(format!(
+                "{} is optional and not bundled",
+                declaration.owner_words()
+            )),
+            NodeState::Bundled => None,
+        };
+        if let Some(reason) = left_out {
+            if profile.is_some() {
+                warnings.push((
+                    declaration.id.clone(),
+                    format!(
+                        "the profile's override of secret `{}` has no effect: {reason}",
+                        declaration.id
+                    ),
+                ));
+            }
+            plan.excluded.push(Excluded {
+                id: declaration.id.clone(),
+                reason,
+            });
+            continue;
+        }
+        let (handling, source) = declaration
+            .classify(tier, profile)
+            .expect("overrides are checked above");
         let class = match handling {
             Handling::Strip => {
                 plan.excluded.push(Excluded {
                     id: declaration.id.clone(),
-                    reason: "excluded for this profile".into(),
+                    reason: match source {
+                        ClassSource::Profile => "excluded by the profile".to_string(),
+                        ClassSource::Tier => format!("stripped on {tier} by its declaration"),
+                        ClassSource::Declared | ClassSource::Inferred => {
+                            "stripped by its declaration".to_string()
+                        }
+                    },
                 });
                 continue;
             }
             Handling::Class(class) => class,
         };
         if class == SecretClass::Infrastructure {
-            let def = catalog
-                .get(ServiceKind::Resource, &node_name)
-                .ok()
-                .flatten();
-            let swaps: Vec<String> = def
-                .as_ref()
-                .and_then(|d| d.deployment.as_ref())
-                .map(|d| {
-                    d.swappable_with
-                        .iter()
-                        .map(|s| format!("{node_name}={}", s.id))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let help = if swaps.is_empty() {
-                format!(
-                    "infrastructure secrets never ship in a bundle: remove {node_name} from the bundle, or reclassify `{}` in [profiles.NAME.secrets]",
-                    declaration.id
-                )
-            } else {
-                format!(
-                    "swap it out (e.g. --swap {}, or swaps = {{ {} = \"{}\" }} in the profile), or reclassify `{}` in [profiles.NAME.secrets]",
-                    swaps[0],
-                    node_name,
-                    swaps[0].split_once('=').map_or("", |(_, t)| t),
-                    declaration.id
-                )
-            };
-            plan.violations.push(
-                Diagnostic::error(format!(
-                    "secret `{}` of {} is infrastructure, but {node_name} stays in the bundle",
-                    declaration.id, declaration.owner
-                ))
-                .help(help),
-            );
+            plan.violations
+                .push(infrastructure_violation(catalog, &declaration));
             plan.excluded.push(Excluded {
                 id: declaration.id.clone(),
                 reason: format!("infrastructure: {node_name} must be swapped out"),
             });
             continue;
         }
-        let mut secret = PlannedSecret {
-            id: declaration.id.clone(),
-            class,
-            owner: declaration.owner.clone(),
-            description: profile
-                .and_then(|p| p.description.clone())
-                .or(declaration.description.clone()),
-            generator: None,
-            prompt: None,
-            fetch: None,
-            target: profile.and_then(|p| p.target.as_ref()).map_or(
-                declaration.target.clone(),
-                |t| Target {
-                    kind: t.kind.clone(),
-                    name: t.name.clone(),
-                },
-            ),
-            required: profile
-                .and_then(|p| p.required)
-                .unwrap_or(declaration.required),
-        };
-        match class {
-            SecretClass::PerInstallGenerated => {
-                let mut generator = declaration.generator.clone().unwrap_or(Generator {
-                    kind: GeneratorType::Random,
-                    length: 32,
-                    charset: Some("alnum".into()),
-                });
-                if let Some(over) = profile.and_then(|p| p.generator.as_ref()) {
-                    let mut value = serde_json::to_value(&generator).expect("generators serialize");
-                    if let Some(kind) = &over.kind {
-                        value["type"] = kind.clone().into();
-                    }
-                    if let Some(length) = over.length {
-                        value["length"] = length.into();
-                    }
-                    if let Some(charset) = &over.charset {
-                        value["charset"] = charset.clone().into();
-                    }
-                    if value["type"] != "random" && over.charset.is_none() {
-                        value.as_object_mut().expect("object").remove("charset");
-                        if value["type"] == "uuid" && over.length.is_none() {
-                            value["length"] = 36.into();
-                        }
-                    }
-                    let owner_def = catalog
-                        .get(owner_kind(&declaration.owner), &node_name)?
-                        .expect("the owner is defined");
-                    generator = parse_generator(
-                        &owner_def,
-                        &["deployment", "secrets", &declaration.id],
-                        &value,
-                    )
-                    .map_err(|mut d| {
-                        d.message =
-                            format!("profile generator for `{}`: {}", declaration.id, d.message);
-                        d.file = None;
-                        d.span = None;
-                        d
-                    })?;
-                }
-                secret.generator = Some(generator);
+        let secret = declaration.resolve(class, profile).map_err(|err| {
+            let help = format!(
+                "add a fetch block {{\"url\": \"https://…\"}} to the declaration, or url = \"https://…\" to [profiles.NAME.secrets] {}",
+                declaration.id
+            );
+            match catalog.get(declaration.owner_kind(), &node_name) {
+                Ok(Some(def)) => def.diagnostic(&["deployment", "secrets", &declaration.id], err, help),
+                _ => Diagnostic::error(err).help(help),
             }
-            SecretClass::UserPrompt => {
-                let declared = declaration.prompt.clone().unwrap_or(Prompt {
-                    label: None,
-                    description: None,
-                    format: None,
-                });
-                let prompt = Prompt {
-                    label: profile
-                        .and_then(|p| p.label.clone())
-                        .or(declared.label)
-                        .or_else(|| Some(declaration.id.replace('_', " "))),
-                    description: profile
-                        .and_then(|p| p.description.clone())
-                        .or(declared.description)
-                        .or(declaration.description.clone()),
-                    format: profile.and_then(|p| p.format.clone()).or(declared.format),
-                };
-                if let Some(format) = &prompt.format
-                    && let Err(err) = regex_lite::Regex::new(format)
-                {
-                    return Err(Diagnostic::error(format!(
-                        "secret `{}`: format is not a valid regular expression: {err}",
-                        declaration.id
-                    ))
-                    .help("write a regular expression such as ^[A-Za-z0-9]{32,}$"));
-                }
-                secret.prompt = Some(prompt);
-            }
-            SecretClass::RemoteFetch => {
-                let url = profile
-                    .and_then(|p| p.url.clone())
-                    .or(declaration.fetch.as_ref().map(|f| f.url.clone()));
-                let Some(url) = url else {
-                    return Err(Diagnostic::error(format!("secret `{}` is remote_fetch but has no URL to fetch it from", declaration.id))
-                        .help(format!("add url = \"https://…\" to [profiles.NAME.secrets] {} or a fetch block to its declaration", declaration.id)));
-                };
-                secret.fetch = Some(Fetch {
-                    url,
-                    timeout_ms: profile
-                        .and_then(|p| p.timeout_ms)
-                        .or(declaration.fetch.as_ref().map(|f| f.timeout_ms))
-                        .unwrap_or(5000),
-                });
-            }
-            SecretClass::Infrastructure => unreachable!("handled above"),
+        })?;
+        if let Some(fetch) = &secret.fetch {
+            warnings.push((
+                secret.id.clone(),
+                format!(
+                    "secret `{}` is fetched at run time from {}: the app cannot start offline",
+                    secret.id,
+                    redact_url(&fetch.url)
+                ),
+            ));
         }
         plan.secrets.push(secret);
     }
     plan.secrets.sort_by(|a, b| a.id.cmp(&b.id));
     plan.excluded.sort_by(|a, b| a.id.cmp(&b.id));
+    warnings.sort_by(|a, b| a.0.cmp(&b.0));
+    plan.warnings = warnings.into_iter().map(|(_, text)| text).collect();
     Ok(plan)
 }
 
-fn owner_kind(owner: &str) -> ServiceKind {
-    if owner.starts_with("scenario:") {
-        ServiceKind::Scenario
-    } else {
-        ServiceKind::Resource
+fn infrastructure_violation(catalog: &Catalog, declaration: &Declaration) -> Diagnostic {
+    let node_name = declaration.owner_name();
+    let message = format!(
+        "secret `{}` of {} is infrastructure, but {node_name} stays in the bundle",
+        declaration.id, declaration.owner
+    );
+    if declaration.owner_kind() == ServiceKind::Scenario {
+        return Diagnostic::error(message).help(format!(
+            "a scenario's own secret cannot be infrastructure in a bundle: classify `{}` for this tier (tiers.<tier> in its declaration) or in [profiles.NAME.secrets]",
+            declaration.id
+        ));
     }
+    let swaps: Vec<String> = catalog
+        .get(ServiceKind::Resource, node_name)
+        .ok()
+        .flatten()
+        .and_then(|def| {
+            def.deployment
+                .as_ref()
+                .map(|d| d.swappable_with.iter().map(|s| s.id.clone()).collect())
+        })
+        .unwrap_or_default();
+    let help = match swaps.first() {
+        None => format!(
+            "infrastructure secrets never ship in a bundle: remove {node_name} from the bundle, or reclassify `{}` in [profiles.NAME.secrets]",
+            declaration.id
+        ),
+        Some(to) => format!(
+            "swap it out (e.g. --swap {node_name}={to}, or swaps = {{ {node_name} = \"{to}\" }} in the profile), or reclassify `{}` in [profiles.NAME.secrets]",
+            declaration.id
+        ),
+    };
+    Diagnostic::error(message).help(help)
 }
 
 /// `${secret.ID}` references in an env template.

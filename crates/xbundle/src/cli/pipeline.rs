@@ -12,7 +12,7 @@ use super::{Cli, Workspace};
 use crate::analysis::tier::Tier;
 use crate::analysis::{self, Catalog};
 use crate::diagnostic::{Diagnostic, exit};
-use crate::secrets::{self, Handling};
+use crate::secrets;
 use crate::service::ServiceKind;
 use crate::shell::Shell;
 use crate::stages::{self, Context, checksum_line};
@@ -42,13 +42,29 @@ pub(super) struct SecretsArgs {
 
 #[derive(Debug, Subcommand)]
 enum SecretsCommand {
-    /// The class of one declared secret for a tier
+    /// The class of one declared secret for a tier, and where it comes from
     Classify {
-        resource: String,
+        /// The resource or scenario declaring the secret (resources are searched first)
+        #[arg(value_name = "SCENARIO_OR_RESOURCE")]
+        owner: String,
+        /// The secret's id
         secret: String,
+        /// Tier to classify for
         #[arg(long)]
         tier: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
     },
+}
+
+/// A plan's secret for output: the fetch URL without credentials or query.
+fn shown(secret: &secrets::PlannedSecret) -> serde_json::Value {
+    let mut secret = secret.clone();
+    if let Some(fetch) = &mut secret.fetch {
+        fetch.url = secrets::redact_url(&fetch.url);
+    }
+    serde_json::to_value(&secret).expect("secrets serialize")
 }
 
 pub(super) fn secrets_command(
@@ -57,17 +73,18 @@ pub(super) fn secrets_command(
     shell: &Shell,
 ) -> Result<u8, Diagnostic> {
     if let Some(SecretsCommand::Classify {
-        resource,
+        owner,
         secret,
         tier,
+        json,
     }) = &args.command
     {
-        return classify(cli, resource, secret, tier, shell);
+        return classify(cli, owner, secret, tier, *json, shell);
     }
     let Some(scenario) = &args.scenario else {
         return Err(
             Diagnostic::error("name a scenario: cargo xtask secrets SCENARIO")
-                .help("or: cargo xtask secrets classify RESOURCE SECRET --tier T"),
+                .help("or: cargo xtask secrets classify SCENARIO_OR_RESOURCE SECRET --tier T"),
         );
     };
     let (catalog, mut request) = analysis_request(cli, scenario, &args.tier, &args.swaps)?;
@@ -77,10 +94,22 @@ pub(super) fn secrets_command(
     let plan = secrets::plan(&catalog, &result, tier, &BTreeMap::new())?;
     if args.bundle {
         if let Some(first) = plan.violations.first() {
-            return Err(first.clone());
+            let mut diagnostic = first.clone();
+            if plan.violations.len() > 1 {
+                diagnostic.message.push_str(&format!(
+                    " (and {} more such secrets)",
+                    plan.violations.len() - 1
+                ));
+            }
+            return Err(diagnostic);
         }
-        let value = json!({"secrets": plan.secrets, "excluded": plan.excluded});
-        emit(shell, "secrets", value.clone(), args.json, || {
+        for warning in &plan.warnings {
+            shell.warn(warning);
+        }
+        let shown_secrets: Vec<serde_json::Value> = plan.secrets.iter().map(shown).collect();
+        let value =
+            json!({"secrets": shown_secrets, "excluded": plan.excluded, "warnings": plan.warnings});
+        emit(shell, "secrets", value, args.json, || {
             let mut text = format!(
                 "{scenario} on {tier}: {} secret(s) ship, {} excluded\n",
                 plan.secrets.len(),
@@ -111,8 +140,7 @@ pub(super) fn secrets_command(
         .iter()
         .map(|(declaration, state)| {
             let class = match declaration.classify(tier, None) {
-                Ok((Handling::Class(class), source)) => json!({"class": secrets::class_id(class), "source": source}),
-                Ok((Handling::Strip, source)) => json!({"class": "excluded", "source": source}),
+                Ok((handling, source)) => json!({"class": handling.id(), "source": source}),
                 Err(err) => json!({"class": "invalid", "error": err}),
             };
             json!({"id": declaration.id, "owner": declaration.owner, "classification": class, "bundled": matches!(state, secrets::NodeState::Bundled), "target": declaration.target})
@@ -125,10 +153,12 @@ pub(super) fn secrets_command(
             rows.len()
         );
         for row in &rows {
+            let class = &row["classification"];
             text.push_str(&format!(
-                "  {:<24} {:<22} {}{}\n",
+                "  {:<24} {:<22} {:<10} {}{}\n",
                 row["id"].as_str().unwrap_or(""),
-                row["classification"]["class"].as_str().unwrap_or(""),
+                class["class"].as_str().unwrap_or(""),
+                class["source"].as_str().unwrap_or(""),
                 row["owner"].as_str().unwrap_or(""),
                 if row["bundled"] == true {
                     ""
@@ -142,11 +172,14 @@ pub(super) fn secrets_command(
     Ok(0)
 }
 
+/// `secrets classify OWNER SECRET --tier T`: the secret is looked up in the resource named
+/// OWNER, then in the scenario.
 fn classify(
     cli: &Cli,
-    resource: &str,
+    owner: &str,
     secret: &str,
     tier: &str,
+    pretty: bool,
     shell: &Shell,
 ) -> Result<u8, Diagnostic> {
     let tier: Tier = tier.parse().map_err(|err: String| {
@@ -154,40 +187,107 @@ fn classify(
     })?;
     let layout = super::queries::analysis_layout(cli)?;
     let catalog = Catalog::new(layout);
-    let Some(def) = catalog.get(ServiceKind::Resource, resource)? else {
+    let mut known: Vec<String> = Vec::new();
+    let mut found = None;
+    let mut defined = false;
+    for kind in [ServiceKind::Resource, ServiceKind::Scenario] {
+        let Some(def) = catalog.get(kind, owner)? else {
+            continue;
+        };
+        defined = true;
+        let declarations = secrets::declarations(&def)?;
+        if let Some(declaration) = declarations.iter().find(|d| d.id == secret) {
+            found = Some(declaration.clone());
+            break;
+        }
+        known.extend(
+            declarations
+                .iter()
+                .map(|d| format!("{} ({})", d.id, d.owner)),
+        );
+    }
+    if !defined {
         return Err(Diagnostic::error(format!(
-            "unknown resource `{resource}`: {} does not exist",
-            catalog
-                .layout
-                .definition_path(ServiceKind::Resource, resource)
+            "unknown resource or scenario `{owner}`: neither {} nor {} exists",
+            catalog.layout.definition_path(ServiceKind::Resource, owner),
+            catalog.layout.definition_path(ServiceKind::Scenario, owner)
         ))
-        .help("secrets are declared in a resource's deployment.secrets"));
-    };
-    let declarations = secrets::declarations(&def)?;
-    let Some(declaration) = declarations.iter().find(|d| d.id == secret) else {
-        let ids: Vec<&str> = declarations.iter().map(|d| d.id.as_str()).collect();
-        return Err(Diagnostic::error(format!(
-            "resource `{resource}` declares no secret `{secret}`"
-        ))
-        .help(format!(
-            "its secrets: {}",
-            if ids.is_empty() {
-                "(none)".into()
-            } else {
-                ids.join(", ")
-            }
-        )));
+        .help("secrets are declared in a resource's or a scenario's deployment.secrets"));
+    }
+    let Some(declaration) = found else {
+        return Err(
+            Diagnostic::error(format!("`{owner}` declares no secret `{secret}`")).help(format!(
+                "its secrets: {}",
+                if known.is_empty() {
+                    "(none)".into()
+                } else {
+                    known.join(", ")
+                }
+            )),
+        );
     };
     let (handling, source) = declaration
         .classify(tier, None)
         .map_err(Diagnostic::error)?;
-    let class = match handling {
-        Handling::Class(class) => secrets::class_id(class),
-        Handling::Strip => "excluded",
-    };
-    let value = json!({"resource": resource, "id": secret, "tier": tier, "class": class, "source": source, "generator": declaration.generator, "prompt": declaration.prompt, "target": declaration.target});
-    emit(shell, "classification", value.clone(), false, || {
-        format!("{resource}/{secret} on {tier}: {class} ({source:?})\n")
+    let mut value = json!({"owner": declaration.owner, "id": secret, "tier": tier, "class": handling.id(), "source": source, "target": declaration.target});
+    let mut details = Vec::new();
+    if let secrets::Handling::Class(class) = handling {
+        match declaration.resolve(class, None) {
+            Ok(resolved) => {
+                let shown = shown(&resolved);
+                for key in ["generator", "prompt", "fetch"] {
+                    if let Some(config) = shown.get(key) {
+                        value[key] = config.clone();
+                    }
+                }
+                if let Some(generator) = &resolved.generator {
+                    details.push(format!(
+                        "  generator: {}, length {}{}\n",
+                        generator.kind.id(),
+                        generator.length,
+                        generator
+                            .charset
+                            .as_ref()
+                            .map_or(String::new(), |c| format!(", charset {c}"))
+                    ));
+                }
+                if let Some(prompt) = &resolved.prompt {
+                    for (name, text) in [
+                        ("label", &prompt.label),
+                        ("description", &prompt.description),
+                        ("format", &prompt.format),
+                    ] {
+                        if let Some(text) = text {
+                            details.push(format!("  prompt {name}: {text}\n"));
+                        }
+                    }
+                }
+                if let Some(fetch) = &resolved.fetch {
+                    details.push(format!(
+                        "  fetch: {} (timeout {} ms)\n",
+                        secrets::redact_url(&fetch.url),
+                        fetch.timeout_ms
+                    ));
+                }
+            }
+            Err(err) => {
+                value["note"] = json!(format!("{err}: a profile must give one"));
+                details.push(format!("  note: {err}: a profile must give one\n"));
+            }
+        }
+    }
+    emit(shell, "classification", value, pretty, || {
+        let mut text = format!(
+            "{secret} ({}) on {tier}: {} ({source})\n",
+            declaration.owner_words(),
+            handling.id()
+        );
+        text.push_str(&details.concat());
+        text.push_str(&format!(
+            "  target: {} {}\n",
+            declaration.target.kind, declaration.target.name
+        ));
+        text
     });
     Ok(0)
 }
