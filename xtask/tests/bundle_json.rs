@@ -63,9 +63,24 @@ fn export_writes_bundle_json_with_a_matching_checksum_and_is_byte_stable() {
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
-    // A forced second export (no cache) writes the same bytes.
-    repo.human(&["export", "picker-wheel-desktop", "--force"])
-        .assert_code(0);
+    // A plain second export restores nothing and runs nothing: the outputs are current.
+    let again = repo.json(&["export", "picker-wheel-desktop"]);
+    again.assert_code(0);
+    assert_eq!(again.status("assemble:picker-wheel-desktop"), "cached");
+    assert_eq!(again.restored("assemble:picker-wheel-desktop"), 0);
+    // A forced second export really assembles again (not restored from the cache) and writes
+    // the same bytes.
+    let forced = repo.json(&["export", "picker-wheel-desktop", "--force"]);
+    forced.assert_code(0);
+    assert_eq!(
+        forced.status("assemble:picker-wheel-desktop"),
+        "ran",
+        "{forced}"
+    );
+    assert_eq!(
+        forced.events("exported")[0]["sha256"],
+        checksum.split_whitespace().next().unwrap()
+    );
     assert_eq!(
         repo.read_bytes("dist/picker-wheel-desktop/bundle.json"),
         bytes
