@@ -974,7 +974,7 @@ fn plan_located(
             locate(
                 id,
                 Diagnostic::error(format!("override of secret `{id}`: {err}")).help(
-                    "fix the entry in [profiles.NAME.secrets]; see \"Secrets\" in the xbundle documentation for the fields each class takes",
+                    "fix the entry in [profiles.NAME.secrets]: generator fits per_install_generated, label and format user_prompt, url and timeout-ms remote_fetch; description, target and required fit any class; exclude takes nothing but class",
                 ),
             )
         })?;
