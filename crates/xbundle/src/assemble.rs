@@ -278,12 +278,7 @@ pub fn assemble(
             }));
     }
 
-    let overrides: BTreeMap<String, crate::config::SecretOverride> = decl
-        .secrets
-        .iter()
-        .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
-        .collect();
-    let plan = secrets::plan(catalog, &analysis, tier, &overrides)?;
+    let plan = secrets::plan_for_profile(catalog, &analysis, tier, config, profile)?;
     if let Some(first) = plan.violations.first() {
         let mut diagnostic = first.clone();
         diagnostic.message = format!("profile `{}`: {}", profile.name, diagnostic.message);

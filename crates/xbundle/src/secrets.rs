@@ -1065,6 +1065,16 @@ fn plan_located(
                     redact_url(&fetch.url)
                 ),
             ));
+            if fetch.url.starts_with("https://") {
+                // Keep in step with crates/runtime/src/secrets.rs, which has no TLS client yet.
+                warnings.push((
+                    secret.id.clone(),
+                    format!(
+                        "secret `{}`: today's runtime fetches over http:// only; an https:// URL will be reported unreachable",
+                        secret.id
+                    ),
+                ));
+            }
         }
         plan.secrets.push(secret);
     }

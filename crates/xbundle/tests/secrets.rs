@@ -572,6 +572,7 @@ fn remote_fetch_needs_a_url_and_warns_that_offline_start_is_impossible() {
         plan.warnings,
         [
             "secret `plain` is fetched at run time from https://vault.example/v1/plain: the app cannot start offline",
+            "secret `plain`: today's runtime fetches over http:// only; an https:// URL will be reported unreachable",
             "secret `vault_token` is fetched at run time from http://vault.local:8200/v1/app/token: the app cannot start offline",
         ]
     );
