@@ -318,7 +318,11 @@ pub fn parse(
             def.scenarios = reader.scenarios(scenarios)?;
         }
         // Names become directory names under scenarios/ and resources/: no paths.
-        let names = def.resources.keys().map(|n| ("resources", n)).chain(def.scenarios.keys().map(|n| ("scenarios", n)));
+        let names = def
+            .resources
+            .keys()
+            .map(|n| ("resources", n))
+            .chain(def.scenarios.keys().map(|n| ("scenarios", n)));
         for (kind, name) in names {
             if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) {
                 return Err(reader.error(
@@ -1214,8 +1218,15 @@ mod tests {
     #[test]
     fn dependency_names_cannot_be_paths() {
         for name in ["../etc", "a/b", ".."] {
-            let err = read(&format!("{{\"dependencies\": {{\"scenarios\": {{\"{name}\": {{}}}}}}}}")).unwrap_err();
-            assert!(err.message.contains("is not a scenario name"), "{name}: {}", err.message);
+            let err = read(&format!(
+                "{{\"dependencies\": {{\"scenarios\": {{\"{name}\": {{}}}}}}}}"
+            ))
+            .unwrap_err();
+            assert!(
+                err.message.contains("is not a scenario name"),
+                "{name}: {}",
+                err.message
+            );
         }
         assert!(read("{\"dependencies\": {\"resources\": {\"../x\": {}}}}").is_err());
     }
