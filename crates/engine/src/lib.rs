@@ -11,8 +11,8 @@
 //!
 //! ```text
 //! .xbundle/lock               exclusive lock held by a running build
-//! .xbundle/cache/cas/…        blobs by SHA-256            (see store)
-//! .xbundle/cache/ac/…         action results by task key  (see store)
+//! .xbundle/cache/cas/<sha256> blobs by SHA-256            (see store)
+//! .xbundle/cache/ac/<key>     action results by task key  (see store)
 //! .xbundle/state/stat-cache   path -> stat + digest       (see statcache)
 //! .xbundle/state/clock        the file-system clock probe (see statcache)
 //! .xbundle/state/ledger/…     last key components per task (see ledger)

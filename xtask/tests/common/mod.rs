@@ -177,7 +177,7 @@ impl Repo {
 
     /// The action-cache entry of a key (hex), as laid out by the store.
     pub fn action_entry(&self, key: &str) -> PathBuf {
-        self.join(".xbundle/cache/ac").join(&key[..2]).join(key)
+        self.join(".xbundle/cache/ac").join(key)
     }
 }
 
