@@ -377,20 +377,12 @@ pub fn assemble(
             template_checks.push((name.clone(), key.clone(), template.clone()));
         }
         service.insert("env".into(), json!(env));
-        let mut secret_ids = secrets_of(&format!("resource:{name}"));
-        for template in env.values() {
-            secret_ids.extend(
-                secrets::referenced_secrets(template)
-                    .into_iter()
-                    .filter(|id| planned.contains(id))
-                    .map(str::to_string),
-            );
-        }
-        secret_ids.sort();
-        secret_ids.dedup();
-        if !secret_ids.is_empty() {
-            service.insert("secrets".into(), json!(secret_ids));
-        }
+        insert_secrets(
+            &mut service,
+            secrets_of(&format!("resource:{name}")),
+            &env,
+            &planned,
+        );
         let data_dirs = if spec.data_dirs.is_empty() {
             vec![name.clone()]
         } else {
@@ -517,21 +509,7 @@ pub fn assemble(
                     secret_ids.extend(secrets_of(&format!("resource:{resource}")));
                 }
             }
-            // A secret its env embeds (`${secret.ID}`, from the profile or from what a resource
-            // provides) must be listed for the runtime to substitute it.
-            for template in env.values() {
-                secret_ids.extend(
-                    secrets::referenced_secrets(template)
-                        .into_iter()
-                        .filter(|id| planned.contains(id))
-                        .map(str::to_string),
-                );
-            }
-            secret_ids.sort();
-            secret_ids.dedup();
-            if !secret_ids.is_empty() {
-                service.insert("secrets".into(), json!(secret_ids));
-            }
+            insert_secrets(&mut service, secret_ids, &env, &planned);
             service.insert("data_dirs".into(), json!([scenario]));
             service.insert("log_dir".into(), json!(format!("logs/{api_id}")));
             service.insert("ports".into(), json!({"requested": requested}));
@@ -778,6 +756,30 @@ pub fn assemble(
         json,
         files,
     })
+}
+
+/// Sets a service's `secrets`: `ids`, plus every planned secret its env embeds (`${secret.ID}`,
+/// from the profile or from what a resource provides), which the runtime can substitute only for
+/// secrets the service lists.
+fn insert_secrets(
+    service: &mut serde_json::Map<String, Value>,
+    mut ids: Vec<String>,
+    env: &BTreeMap<String, String>,
+    planned: &BTreeSet<&str>,
+) {
+    for template in env.values() {
+        ids.extend(
+            secrets::referenced_secrets(template)
+                .into_iter()
+                .filter(|id| planned.contains(id))
+                .map(str::to_string),
+        );
+    }
+    ids.sort();
+    ids.dedup();
+    if !ids.is_empty() {
+        service.insert("secrets".into(), json!(ids));
+    }
 }
 
 /// The port another scenario's API is reached on (its first non-UI port). A required dependency
