@@ -120,6 +120,21 @@ impl Manifest {
     }
 }
 
+/// A URL fit for output (logs, status, telemetry, diagnostics): without `user:pass@` and
+/// without the query or fragment (either may carry a credential). Used for `remote_fetch` URLs by
+/// the pipeline and the runtime alike.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let sep = if scheme.is_empty() { "" } else { "://" };
+    format!("{scheme}{sep}{host}{path}")
+}
+
 /// The JSON Schema of [`Manifest`], generated from the types (committed as
 /// `schema/bundle.schema.json` and snapshot-tested).
 pub fn schema() -> serde_json::Value {

@@ -344,19 +344,7 @@ pub fn retry_delay(failures: u32) -> Duration {
     (Duration::from_millis(500) * factor).min(Duration::from_secs(60))
 }
 
-/// A URL fit for logs, status and telemetry: without `user:pass@` and without the query
-/// (either may carry a credential).
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let sep = if scheme.is_empty() { "" } else { "://" };
-    format!("{scheme}{sep}{host}{path}")
-}
+pub use manifest::redact_url;
 
 /// Fetches a `remote_fetch` secret once.
 pub fn fetch(secret: &Secret) -> SecretState {

@@ -297,19 +297,7 @@ pub fn default_target(id: &str) -> Target {
     }
 }
 
-/// A URL fit for output: without `user:pass@` and without the query or fragment (either may
-/// carry a credential).
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let sep = if scheme.is_empty() { "" } else { "://" };
-    format!("{scheme}{sep}{host}{path}")
-}
+pub use manifest::redact_url;
 
 fn check_regex(format: &str) -> Result<(), String> {
     regex_lite::Regex::new(format)
