@@ -62,6 +62,24 @@ pub fn wait_for_stop_signal() -> i32 {
 
 /// Clears the signal mask in a forked child (the runtime and the shim block the stop
 /// signals in every thread; a program must not start with them blocked).
+/// In a forked child, before exec: default signal mask, a process group of its own, and
+/// `signal` when `parent` dies (exits at once if it already has). Only async-signal-safe calls.
+///
+/// # Safety
+/// Call only between fork and exec (from `pre_exec`).
+unsafe fn own_group_dying_with(parent: libc::pid_t, signal: libc::c_int) {
+    reset_signal_mask();
+    // SAFETY: plain syscalls in the forked child.
+    unsafe {
+        libc::setpgid(0, 0);
+        #[cfg(target_os = "linux")]
+        libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0);
+        if libc::getppid() != parent {
+            libc::_exit(1); // the parent died before the death signal was armed
+        }
+    }
+}
+
 pub fn reset_signal_mask() {
     let empty = signal_set(&[]);
     // SAFETY: async-signal-safe; a valid set.
@@ -108,19 +126,7 @@ pub fn spawn(command: &ShimCommand) -> io::Result<Child> {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            reset_signal_mask();
-            libc::setpgid(0, 0);
-            #[cfg(target_os = "linux")]
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGTERM as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            if libc::getppid() != parent {
-                libc::_exit(1); // the runtime died before the death signal was armed
-            }
+            own_group_dying_with(parent, libc::SIGTERM);
             for &fd in &fds {
                 libc::fcntl(fd, libc::F_SETFD, 0);
             }
@@ -255,19 +261,7 @@ pub fn shim_main(args: &[String]) -> ! {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            reset_signal_mask();
-            libc::setpgid(0, 0);
-            #[cfg(target_os = "linux")]
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            if libc::getppid() != me {
-                libc::_exit(1);
-            }
+            own_group_dying_with(me, libc::SIGKILL);
             Ok(())
         });
     }
