@@ -385,18 +385,7 @@ impl Runner {
         } else {
             command.env("XBUNDLE_FSYNC", "0")
         };
-        let started = Instant::now();
-        let output = command.output()?;
-        let ms = millis(started.elapsed());
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            return sanity(format!(
-                "xbundle exited with {}:\n{}{}",
-                output.status,
-                tail(&stdout),
-                tail(&String::from_utf8_lossy(&output.stderr))
-            ));
-        }
+        let (ms, stdout) = timed("xbundle", command)?;
         let finished = stdout
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -436,18 +425,7 @@ impl Runner {
             .env("NINJA_STATUS", NINJA_MARK)
             .quiet()
             .ignore_status();
-        let started = Instant::now();
-        let output = command.output()?;
-        let ms = millis(started.elapsed());
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            return sanity(format!(
-                "ninja exited with {}:\n{}{}",
-                output.status,
-                tail(&stdout),
-                tail(&String::from_utf8_lossy(&output.stderr))
-            ));
-        }
+        let (ms, stdout) = timed("ninja", command)?;
         let edges = stdout
             .lines()
             .filter(|line| line.starts_with(NINJA_MARK))
@@ -524,6 +502,23 @@ impl Runner {
 
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
+}
+
+/// Runs `command`, timing it; a failure is a sanity error showing the end of its output.
+fn timed(tool: &str, command: xshell::Cmd<'_>) -> Result<(f64, String)> {
+    let started = Instant::now();
+    let output = command.output()?;
+    let ms = millis(started.elapsed());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return sanity(format!(
+            "{tool} exited with {}:\n{}{}",
+            output.status,
+            tail(&stdout),
+            tail(&String::from_utf8_lossy(&output.stderr))
+        ));
+    }
+    Ok((ms, stdout))
 }
 
 fn tail(text: &str) -> String {
