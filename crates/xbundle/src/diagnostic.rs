@@ -207,6 +207,17 @@ impl miette::Diagnostic for Rendered {
     }
 }
 
+/// The candidate closest to `name`, when it is close enough to be a likely typo (for "did you
+/// mean" help lines).
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::jaro_winkler(name, candidate), candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
+}
+
 impl From<std::io::Error> for Diagnostic {
     fn from(err: std::io::Error) -> Diagnostic {
         Diagnostic::internal(err.to_string())

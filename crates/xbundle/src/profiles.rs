@@ -271,12 +271,7 @@ pub fn check(catalog: &Catalog, profile: &Profile) -> Result<Analysis, Diagnosti
 pub fn find<'a>(config: &'a BundleConfig, name: &str) -> Result<&'a Profile, Diagnostic> {
     config.profile(name).ok_or_else(|| {
         let names: Vec<&str> = config.profiles.iter().map(|p| p.name.as_str()).collect();
-        let closest = names
-            .iter()
-            .map(|candidate| (strsim::jaro_winkler(name, candidate), *candidate))
-            .filter(|(score, _)| *score > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, candidate)| candidate);
+        let closest = crate::diagnostic::closest(name, names.iter().copied());
         let help = match closest {
             Some(close) => format!("did you mean `{close}`?"),
             None if names.is_empty() => {

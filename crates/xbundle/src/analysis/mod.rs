@@ -274,7 +274,7 @@ fn traverse(catalog: &Catalog, root: &str) -> Result<Traversal, Diagnostic> {
             "unknown scenario `{root}`: {} does not exist",
             catalog.layout.definition_path(ServiceKind::Scenario, root)
         ));
-        diagnostic = match closest(root, &known) {
+        diagnostic = match crate::diagnostic::closest(root, known.iter().map(String::as_str)) {
             Some(close) => diagnostic.help(format!("did you mean `{close}`?")),
             None => diagnostic.help(format!(
                 "scenarios under {}: {}",
@@ -863,15 +863,6 @@ fn list_or_none(names: &[String]) -> String {
     } else {
         names.join(", ")
     }
-}
-
-fn closest(name: &str, candidates: &[String]) -> Option<String> {
-    candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(name, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.clone())
 }
 
 /// Parses `FROM=TO` swap arguments.
