@@ -142,11 +142,11 @@ impl Engine {
         let started = Instant::now();
         let _lock = self.lock(reporter)?;
         // Leftovers of a killed run; nothing else uses this directory while we hold the lock.
+        // Restores create it when they need it, so a no-op run touches nothing here.
         let staging = self.staging_dir();
-        if staging.exists() {
+        if std::fs::read_dir(&staging).is_ok_and(|mut entries| entries.next().is_some()) {
             std::fs::remove_dir_all(&staging)?;
         }
-        std::fs::create_dir_all(&staging)?;
         let (stat_path, clock_path) = self.stat_cache_paths();
         let stats = StatCache::load(&stat_path, &clock_path)?;
         let selected = graph.closure(targets);
