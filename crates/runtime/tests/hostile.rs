@@ -142,6 +142,24 @@ fn paths_from_bundle_json_never_leave_the_bundle_or_the_app_data() {
             },
         ),
         (
+            "ui-dir-symlink",
+            "services[0].binaries.universal.path",
+            |fixture, canary, m| {
+                // A UI directory that is a link to a directory outside the bundle.
+                std::os::unix::fs::symlink(&canary.dir, fixture.bundle.join("site")).unwrap();
+                m["services"][0] = json!({
+                    "id": "ui", "type": "ui-bundle",
+                    "binaries": {"universal": {"path": "site"}},
+                    "ports": {"requested": [{"name": "http", "range": {"min": 1024, "max": 65535}}]},
+                    "health": {"type": "tcp", "port_name": "http"},
+                    "readiness": {"type": "dependencies_ready"}
+                });
+            },
+        ),
+        ("service-id-dotdot", "services[0].id", |_, _, m| {
+            m["services"][0]["id"] = "..".into();
+        }),
+        (
             "cwd-escape",
             "services[0].binaries.linux-x64.cwd",
             |_, _, m| {
