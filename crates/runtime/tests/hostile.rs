@@ -662,6 +662,7 @@ fn a_service_flooding_its_output_without_newlines_stays_bounded() {
     assert!(lines.iter().all(|l| l.len() <= LINE_LIMIT));
     assert!(lines[0].bytes().all(|b| b == b'x'));
     let hwm = proc_status(runtime.child.id(), "VmHWM").unwrap();
+    eprintln!("flood: peak RSS {hwm} kB after 50 MB without a newline and /logs/tail");
     assert!(hwm < RSS_LIMIT_KB, "peak RSS {hwm} kB after /logs/tail");
 
     assert_eq!(runtime.post("/shutdown", "").0, 202);
