@@ -8,6 +8,7 @@
 //! - `migrate NAME`: appends NAME to `$APP_DATA_DIR/migrations.log`.
 //! - `check`: exits 0 (a `command` health check). `crash`: exits 3 at once. `sleeper`: sleeps.
 //! - `flaky`: crashes on runs 1-3 and 5, on run 4 after `FLAKY_STABLE_MS`, then stays up.
+//! - `flood BYTES`: writes BYTES bytes without a newline, then `flood done`, then sleeps.
 //! - `hang NAME`: writes `NAME.pid`, starts a child (`NAME-child.pid`) and never ends (a
 //!   migration or check that hangs).
 //!
@@ -102,6 +103,24 @@ fn main() {
                         std::thread::sleep(Duration::from_secs(1));
                     }
                 }
+            }
+        }
+        Some("flood") => {
+            // BYTES bytes without a newline on stdout, then `flood done` on a line of its own.
+            let total: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1 << 20);
+            let chunk = vec![b'x'; 1 << 16];
+            let mut out = std::io::stdout().lock();
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                out.write_all(&chunk[..n]).unwrap();
+                left -= n;
+            }
+            out.write_all(b"\nflood done\n").unwrap();
+            out.flush().unwrap();
+            drop(out);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
             }
         }
         Some("crash") => {

@@ -3,8 +3,13 @@
 //! Every route but `GET /healthz` needs `Authorization: Bearer <token>`, the token being
 //! 32 random bytes (hex) written at each start to `<app data>/<ipc.auth_token_path>` with
 //! mode 0600 (removed on exit); the port actually bound is written beside it in `ipc-port`
-//! (the manifest's port, or any free one when that is taken). At most [`MAX_CONNECTIONS`]
-//! connections are served at once (each with a 10 s read timeout); more get a 503.
+//! (the manifest's port, or any free one when that is taken).
+//!
+//! Requests are read by the HTTP reactor (`http::serve`): heads bounded while they are read,
+//! a deadline per request, at most [`MAX_PENDING`] incomplete connections (the oldest is
+//! evicted), a few workers for complete requests; so `/healthz`, `/status` and `/shutdown`
+//! answer whatever idle, slow or oversized connections a local peer opens. A body is read
+//! only for an authorised `POST`, at most 64 KiB.
 //!
 //! | route | answer |
 //! |---|---|
@@ -17,56 +22,46 @@
 //! | `POST /secrets` | `{"<id>": "<value>", ...}`: sets `user_prompt` secrets; all checked before any is stored |
 //! | `POST /shutdown` | stops the app (202) |
 
-use crate::http::{self, Request, Response};
+use crate::http::{self, Handler, Request, Response};
 use crate::supervisor::{Event, Runtime};
 use manifest::{SecretClass, ServiceType};
 use serde_json::json;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
-/// At most this many connections are served at once (one thread each); more get a 503.
-pub const MAX_CONNECTIONS: usize = 32;
+/// Incomplete connections held at once; past this, a new one evicts the oldest (503).
+pub const MAX_PENDING: usize = 64;
 
-pub fn serve(listener: TcpListener, runtime: Arc<Runtime>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let active = Arc::new(AtomicUsize::new(0));
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                active.fetch_sub(1, Ordering::SeqCst);
-                reject(&mut stream);
-                continue;
-            }
-            let runtime = Arc::clone(&runtime);
-            let active = Arc::clone(&active);
-            std::thread::spawn(move || {
-                connection(stream, &runtime);
-                active.fetch_sub(1, Ordering::SeqCst);
-            });
+struct Control {
+    runtime: Arc<Runtime>,
+}
+
+impl Handler for Control {
+    /// A body is read only for an authorised POST (`/secrets`): an unauthenticated peer
+    /// cannot make the runtime hold one.
+    fn body_limit(&self, request: &Request) -> usize {
+        if request.method == "POST" && authorized(request, &self.runtime.token) {
+            http::MAX_BODY
+        } else {
+            0
         }
-    });
+    }
+
+    fn handle(&self, request: Request, stream: TcpStream) {
+        let response = route(&request, &self.runtime);
+        http::respond(&stream, &request, &response);
+    }
 }
 
-/// A 503 on the accepting thread, bounded in time: the request is drained briefly so that
-/// closing does not reset the connection before the client reads the answer.
-fn reject(stream: &mut TcpStream) {
-    use std::io::Read;
-    let pause = Some(std::time::Duration::from_millis(50));
-    let _ = stream.set_write_timeout(pause);
-    let _ = stream.set_read_timeout(pause);
-    let _ = http::write_response(stream, &Response::error(503, "too many connections"), false);
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let mut sink = [0u8; 4096];
-    let _ = stream.read(&mut sink);
-}
-
-fn connection(mut stream: TcpStream, runtime: &Runtime) {
-    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-    let response = match http::read_request(&mut stream, false) {
-        Ok(request) => route(&request, runtime),
-        Err(err) => Response::error(400, &err.to_string()),
+/// Serves the control API until the process exits (see `http::serve` for the design).
+pub fn serve(listener: TcpListener, runtime: Arc<Runtime>) -> std::io::Result<()> {
+    let config = http::ServerConfig {
+        name: "control",
+        workers: 4,
+        queue: 32,
+        max_pending: MAX_PENDING,
     };
-    let _ = http::write_response(&mut stream, &response, false);
+    http::serve(listener, config, Arc::new(Control { runtime }))
 }
 
 /// Constant-time comparison of the presented token.

@@ -11,7 +11,8 @@
 //! bind the control API on loopback; allocate ports (stable across runs); start the services
 //! in dependency order ([`supervisor`]). SIGTERM, SIGINT, SIGHUP or `POST /shutdown` stop
 //! everything in reverse order. Exit codes: 0 after a normal stop, 1 when a critical service
-//! failed, 2 for a bad bundle or command line, 3 for an I/O error at start-up.
+//! failed, 2 for a bad bundle or command line (a path of bundle.json that would leave the
+//! bundle or app data directory included: see `confine`), 3 for an I/O error at start-up.
 //!
 //! App data layout: `secrets/<id>` (0600), `runtime/{lock,ports.json,migrations.json}`, the
 //! token file and `ipc-port` beside it, `logs/<service>.log` (or the service's `log_dir`), the
@@ -20,6 +21,7 @@
 //! Platform support: Linux. (Process-tree handling uses `prctl`; other platforms are not
 //! done yet, see `process`.)
 
+mod confine;
 mod control;
 mod health;
 mod http;
@@ -147,17 +149,18 @@ fn main() {
 fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32, String> {
     let app_data = plan.app_data.clone();
     let manifest = &plan.manifest;
-    let io = |what: &str, err: std::io::Error| format!("{what}: {err}");
-    std::fs::create_dir_all(&app_data).map_err(|e| io(&app_data.display().to_string(), e))?;
-    let runtime_dir = app_data.join("runtime");
-    std::fs::create_dir_all(&runtime_dir).map_err(|e| io(&runtime_dir.display().to_string(), e))?;
-    let lock_path = runtime_dir.join("lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| io(&lock_path.display().to_string(), e))?;
+    let paths = &plan.paths;
+    let io = |what: &std::path::Path, err: std::io::Error| format!("{}: {err}", what.display());
+    // Everything below is written beneath the app data directory through `confine::Dir`:
+    // never through a link, whatever is found there.
+    let app = confine::Dir::create_root(&app_data).map_err(|e| io(&app_data, e))?;
+    let runtime_rel = confine::RelPath::of(&["runtime"]);
+    let runtime_dir = app
+        .open_dir(&runtime_rel, true)
+        .map_err(|e| io(&runtime_rel.under(&app_data), e))?;
+    let lock = runtime_dir
+        .open_rw("lock", 0o644)
+        .map_err(|e| io(&runtime_dir.path().join("lock"), e))?;
     if lock.try_lock().is_err() {
         return Err(format!(
             "another xbundle-runtime is running for {}",
@@ -165,24 +168,32 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
         ));
     }
 
-    let telemetry = telemetry::Telemetry::open(&app_data.join(&manifest.telemetry.file));
+    let telemetry = telemetry::Telemetry::open(&app, &paths.telemetry);
     telemetry.event(
         "runtime_start",
         serde_json::json!({"app": manifest.app.name, "version": manifest.app.version, "pid": std::process::id(), "platform": plan.platform}),
     );
-    let migrations =
-        migrations::Migrations::load(runtime_dir.join("migrations.json"), &manifest.app.version);
-    let secrets =
-        secrets::Secrets::load(manifest, &app_data, &telemetry).map_err(|e| io("secrets", e))?;
+    let migrations = migrations::Migrations::load(
+        runtime_dir
+            .try_clone()
+            .map_err(|e| io(runtime_dir.path(), e))?,
+        &manifest.app.version,
+    );
+    let secrets = secrets::Secrets::load(manifest, &app_data, &telemetry)
+        .map_err(|e| format!("secrets: {e}"))?;
 
     // The control API: token first, then the listener (the manifest's port, else any).
     let token: String = secrets::random_bytes(32)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let token_path = app_data.join(&manifest.ipc.auth_token_path);
-    secrets::write_private(&token_path, token.as_bytes())
-        .map_err(|e| io(&token_path.display().to_string(), e))?;
+    let token_dir = app
+        .open_dir(&paths.token.parent(), true)
+        .map_err(|e| io(&paths.token.parent().under(&app_data), e))?;
+    let token_name = paths.token.file_name().unwrap_or("auth-token").to_owned();
+    token_dir
+        .replace(&token_name, token.as_bytes(), 0o600)
+        .map_err(|e| io(&token_dir.path().join(&token_name), e))?;
     let host = if manifest.ipc.host == "localhost" {
         "127.0.0.1"
     } else {
@@ -191,7 +202,7 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
     let listener = match TcpListener::bind((host, manifest.ipc.port)) {
         Ok(listener) => listener,
         Err(err) => {
-            let listener = TcpListener::bind((host, 0)).map_err(|e| io("control API", e))?;
+            let listener = TcpListener::bind((host, 0)).map_err(|e| format!("control API: {e}"))?;
             let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
             eprintln!(
                 "xbundle-runtime: warning: control port {} unavailable ({err}); using {port}",
@@ -206,27 +217,31 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
     };
     let control_port = listener
         .local_addr()
-        .map_err(|e| io("control API", e))?
+        .map_err(|e| format!("control API: {e}"))?
         .port();
-    let port_file = token_path.parent().unwrap_or(&app_data).join("ipc-port");
-    std::fs::write(&port_file, format!("{control_port}\n"))
-        .map_err(|e| io(&port_file.display().to_string(), e))?;
+    token_dir
+        .replace(
+            plan::PORT_FILE,
+            format!("{control_port}\n").as_bytes(),
+            0o644,
+        )
+        .map_err(|e| io(&token_dir.path().join(plan::PORT_FILE), e))?;
 
     // Service ports.
-    let ports_path = runtime_dir.join("ports.json");
-    let allocation = ports::allocate(manifest, &ports::load(&ports_path), control_port);
-    ports::save(&ports_path, &allocation.ports)
-        .map_err(|e| io(&ports_path.display().to_string(), e))?;
+    let allocation = ports::allocate(manifest, &ports::load(&runtime_dir), control_port);
+    ports::save(&runtime_dir, &allocation.ports)
+        .map_err(|e| io(&runtime_dir.path().join(ports::FILE), e))?;
 
     let mut logs = Vec::new();
     let mut services = Vec::new();
     let mut held = allocation.held;
-    for service in &manifest.services {
-        let dir = app_data.join(service.log_dir.as_deref().unwrap_or("logs"));
-        let path = dir.join(format!("{}.log", service.id));
-        logs.push(
-            logs::ServiceLog::open(path.clone()).map_err(|e| io(&path.display().to_string(), e))?,
-        );
+    for (service, log_dir) in manifest.services.iter().zip(&paths.log_dirs) {
+        let name = format!("{}.log", service.id);
+        let log = app
+            .open_dir(log_dir, true)
+            .and_then(|dir| logs::ServiceLog::open(dir, name.clone()))
+            .map_err(|e| io(&log_dir.under(&app_data).join(&name), e))?;
+        logs.push(log);
         let keys: Vec<(String, String)> = held
             .keys()
             .filter(|(id, _)| id == service.id.as_str())
@@ -279,6 +294,7 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
         (!secrets.to_fetch(manifest).is_empty()).then(|| Instant::now() + secrets::retry_delay(1));
     let (sender, receiver) = std::sync::mpsc::channel();
     let runtime = Arc::new(supervisor::Runtime {
+        app,
         token,
         control_port,
         telemetry,
@@ -300,7 +316,7 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
         }),
         plan,
     });
-    control::serve(listener, Arc::clone(&runtime));
+    control::serve(listener, Arc::clone(&runtime)).map_err(|e| format!("control API: {e}"))?;
     std::thread::spawn(move || {
         let signal = process::wait_for_stop_signal();
         let _ = sender.send(supervisor::Event::Shutdown(format!("signal {signal}")));
@@ -311,8 +327,8 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
     );
     let code = supervisor::run(Arc::clone(&runtime), receiver);
     // The token is only good while this runtime runs.
-    let _ = std::fs::remove_file(&port_file);
-    let _ = std::fs::remove_file(&token_path);
+    let _ = token_dir.remove_file(plan::PORT_FILE);
+    let _ = token_dir.remove_file(&token_name);
     drop(lock);
     Ok(code)
 }

@@ -24,6 +24,7 @@
 //! which is the case the old format could not record); else a first install. `app_version` is
 //! still written (when every service has passed its migrations) for older runtimes.
 
+use crate::confine::Dir;
 use crate::logs::ServiceLog;
 use manifest::{Migration, RunOn};
 use serde::{Deserialize, Serialize};
@@ -53,23 +54,29 @@ pub enum StartKind {
 }
 
 pub struct Migrations {
-    path: PathBuf,
+    /// `<app data>/runtime`, where [`FILE`] lives.
+    dir: Dir,
     pub state: MigrationState,
     app_version: String,
     /// The file predates per-service state (see the module docs).
     legacy: bool,
 }
 
+/// The state file in `<app data>/runtime/`.
+pub const FILE: &str = "migrations.json";
+
 impl Migrations {
-    pub fn load(path: PathBuf, app_version: &str) -> Migrations {
-        let mut state: MigrationState = std::fs::read_to_string(&path)
+    /// Loads [`FILE`] from `dir` (not through a link).
+    pub fn load(dir: Dir, app_version: &str) -> Migrations {
+        let mut state: MigrationState = dir
+            .read(FILE, 16 * 1024 * 1024)
             .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
         let legacy = state.services.is_none();
         state.services.get_or_insert_with(BTreeMap::new);
         Migrations {
-            path,
+            dir,
             state,
             app_version: app_version.to_owned(),
             legacy,
@@ -77,18 +84,8 @@ impl Migrations {
     }
 
     fn save(&self) {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let temp = self.path.with_extension("tmp");
-        if std::fs::write(
-            &temp,
-            serde_json::to_vec_pretty(&self.state).unwrap_or_default(),
-        )
-        .is_ok()
-        {
-            let _ = std::fs::rename(temp, &self.path);
-        }
+        let bytes = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
+        let _ = self.dir.replace(FILE, &bytes, 0o644);
     }
 
     /// What this start is for `service`.
@@ -251,14 +248,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xbundle-rt-mig-{}", std::process::id()));
         let path = dir.join("migrations.json");
         let _ = std::fs::remove_dir_all(&dir);
+        let handle = Dir::create_root(&dir).unwrap();
+        let load = |version| Migrations::load(handle.try_clone().unwrap(), version);
         let list = migrations();
-        let mut m = Migrations::load(path.clone(), "1.0");
+        let mut m = load("1.0");
         assert_eq!(versions(m.due("a", &list)), ["1", "2"]);
         m.record("a", "1");
         m.record("a", "2");
         // `b` never got to its migrations on this start.
         m.finish("a", false);
-        let m = Migrations::load(path.clone(), "2.0");
+        let m = load("2.0");
         assert_eq!(m.kind("a"), StartKind::Upgrade);
         assert_eq!(versions(m.due("a", &list)), ["3"]);
         assert_eq!(m.kind("b"), StartKind::FirstInstall);
@@ -270,7 +269,7 @@ mod tests {
             r#"{"app_version": null, "applied": {"a": ["1", "2"]}}"#,
         )
         .unwrap();
-        let m = Migrations::load(path.clone(), "2.0");
+        let m = load("2.0");
         assert_eq!(versions(m.due("a", &list)), ["3"]);
         assert_eq!(versions(m.due("b", &list)), ["1", "2"]);
         std::fs::write(
@@ -278,7 +277,7 @@ mod tests {
             r#"{"app_version": "1.0", "applied": {"a": ["1", "2"]}}"#,
         )
         .unwrap();
-        let m = Migrations::load(path.clone(), "1.0");
+        let m = load("1.0");
         assert_eq!(m.kind("a"), StartKind::Normal);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,11 +1,28 @@
 //! Loading a bundle: bundle.json read and validated (errors name the file, the field and the
-//! problem), the binary of each service picked for the running platform, the start order
-//! computed from `dependencies`, and the `--dry-run` rendering of all that.
+//! problem), every path in it confined (see `confine`), the binary of each service picked for
+//! the running platform, the start order computed from `dependencies`, and the `--dry-run`
+//! rendering of all that.
+//!
+//! Confinement, checked here so that a refused path stops the start (exit code 2) before
+//! anything is written or started, without relying on `manifest::validate`:
+//!
+//! - beneath the bundle directory: the binary (or UI directory) of this platform, its `cwd`,
+//!   relative programs of migrations and `command` checks (`./tool`, resolved against that
+//!   `cwd`; bare names use `PATH`, absolute ones are system programs), and assets;
+//! - beneath the app data directory: `ipc.auth_token_path` (and `ipc-port` beside it),
+//!   `telemetry.file`, each service's log directory and log file (named after its id, which
+//!   must be a plain file name) and `data_dirs`. None of them may be inside `secrets/` or be
+//!   one of the runtime's own files (`runtime/lock`, `runtime/ports.json`,
+//!   `runtime/migrations.json`), and no two of these files may be the same.
+//!
+//! Each path must be relative, `/`-separated and free of `..`; when the directory exists, no
+//! component of it may be a symlink (nor may `runtime/` and `secrets/` in the app data).
 //!
 //! **Invariant:** planning starts nothing and writes nothing; `--dry-run` shows exactly what a
 //! start would do, without secret values (there are none yet) and without allocated ports
 //! (only their ranges: allocation needs the machine's state).
 
+use crate::confine::{self, Dir, Kind, RelPath};
 use manifest::{Manifest, Service, ServiceType};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,8 +51,9 @@ pub enum Launch {
         cwd: PathBuf,
         env: BTreeMap<String, String>,
     },
-    /// A `ui-bundle` whose path is a directory: served by the runtime itself.
-    StaticUi { root: PathBuf },
+    /// A `ui-bundle` whose path is a directory: served by the runtime itself. `rel` is the
+    /// directory beneath the bundle (opened without following links when served).
+    StaticUi { root: PathBuf, rel: RelPath },
     /// No binary for this platform (e.g. only a `build` block): the service cannot start.
     Unavailable { reason: String },
 }
@@ -53,7 +71,29 @@ pub struct Plan {
     pub launches: Vec<Launch>,
     /// Validation warnings, rendered `path: message`.
     pub warnings: Vec<String>,
+    /// The bundle directory, opened: the UI and assets are read beneath it.
+    pub bundle: Dir,
+    /// The confined paths beneath the app data directory.
+    pub paths: AppPaths,
 }
+
+/// The paths bundle.json gives beneath the app data directory, checked.
+#[derive(Debug)]
+pub struct AppPaths {
+    /// `ipc.auth_token_path`; `ipc-port` is written beside it.
+    pub token: RelPath,
+    /// `telemetry.file`.
+    pub telemetry: RelPath,
+    /// Per service (manifest order): its log directory; its log file is `<id>.log`.
+    pub log_dirs: Vec<RelPath>,
+    /// Per service: its `data_dirs`.
+    pub data_dirs: Vec<Vec<RelPath>>,
+    /// Per service: its assets, beneath the bundle directory.
+    pub assets: Vec<Vec<RelPath>>,
+}
+
+/// The name of the file holding the control API's port, beside the token file.
+pub const PORT_FILE: &str = "ipc-port";
 
 /// Why a bundle could not be loaded.
 #[derive(Debug)]
@@ -119,11 +159,29 @@ impl Plan {
         };
         let platform = current_platform();
         let order = start_order(&manifest);
+        let bundle = Dir::open(&bundle_dir)
+            .map_err(|err| LoadError(format!("{}: {err}", bundle_dir.display())))?;
+        // The app data directory is only probed when it exists: planning creates nothing.
+        let app_dir = Dir::open(&app_data).ok();
+        let mut checker = Checker {
+            bundle: &bundle,
+            problems: Vec::new(),
+            assets: Vec::new(),
+        };
         let launches = manifest
             .services
             .iter()
-            .map(|service| launch_for(service, &bundle_dir, platform))
+            .enumerate()
+            .map(|(index, service)| checker.launch(index, service, &bundle_dir, platform))
             .collect();
+        let paths = checker.app_paths(&manifest, app_dir.as_ref());
+        if !checker.problems.is_empty() {
+            return Err(LoadError(format!(
+                "{}: invalid bundle manifest (paths must stay inside the bundle and app data directories):\n{}",
+                manifest_path.display(),
+                checker.problems.join("\n")
+            )));
+        }
         Ok(Plan {
             manifest,
             manifest_path,
@@ -133,6 +191,8 @@ impl Plan {
             order,
             launches,
             warnings,
+            bundle,
+            paths,
         })
     }
 
@@ -154,7 +214,7 @@ impl Plan {
             "control   http://{}:{} (token in {})",
             m.ipc.host,
             m.ipc.port,
-            self.app_data.join(&m.ipc.auth_token_path).display()
+            self.paths.token.under(&self.app_data).display()
         );
         if let Some(range) = m.ports.as_ref().and_then(|p| p.default_range) {
             let _ = writeln!(out, "ports     default {}-{}", range.min, range.max);
@@ -214,7 +274,7 @@ impl Plan {
                     );
                     let _ = writeln!(out, "       cwd     {}", cwd.display());
                 }
-                Launch::StaticUi { root } => {
+                Launch::StaticUi { root, .. } => {
                     let _ = writeln!(
                         out,
                         "       serve   {} (in-process, /api proxied)",
@@ -282,37 +342,246 @@ pub fn env_suffix(id: &str) -> String {
         .collect()
 }
 
-fn launch_for(service: &Service, bundle_dir: &Path, platform: &str) -> Launch {
-    let Some((key, binary)) = service.binary_for(platform) else {
-        let reason = match &service.build {
-            Some(build) => format!(
-                "no binary for {platform} in the manifest (it declares a build from `{}`: the bundle was not built)",
-                build.source_dir
-            ),
-            None => format!("no binary for {platform}"),
-        };
-        return Launch::Unavailable { reason };
-    };
-    // Paths in manifests written on Windows use backslashes.
-    let path = bundle_dir.join(binary.path.replace('\\', "/"));
-    // A ui-bundle is served in-process when its path is a directory (or, before the bundle
-    // is staged, when it is the `universal` entry); otherwise it is a program like any other.
-    let static_ui = path.is_dir() || (!path.exists() && key.as_str() == "universal");
-    if service.kind == ServiceType::UiBundle && static_ui {
-        return Launch::StaticUi { root: path };
+/// Finds the confinement problems of a manifest (`  field: problem` lines).
+struct Checker<'a> {
+    bundle: &'a Dir,
+    problems: Vec<String>,
+    /// Per service, its assets (collected by [`Checker::launch`]).
+    assets: Vec<Vec<RelPath>>,
+}
+
+/// Why an app data path may not be used, if it names what the runtime alone writes.
+fn reserved(rel: &RelPath) -> Option<&'static str> {
+    if rel.starts_with(&["secrets"]) {
+        return Some("is inside `secrets/`, which only the runtime writes");
     }
-    let cwd = match &binary.cwd {
-        Some(cwd) => bundle_dir.join(cwd.replace('\\', "/")),
-        None => path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| bundle_dir.to_path_buf()),
-    };
-    Launch::Program {
-        program: path,
-        args: binary.args.clone().unwrap_or_default(),
-        cwd,
-        env: binary.env.clone().unwrap_or_default(),
+    let own = [
+        ["runtime", "lock"],
+        ["runtime", "ports.json"],
+        ["runtime", "migrations.json"],
+    ];
+    own.iter()
+        .any(|own| *rel == RelPath::of(own))
+        .then_some("is one of the runtime's own files")
+}
+
+impl Checker<'_> {
+    /// A path from bundle.json, lexically checked; `None` (and a problem) when refused.
+    fn rel(&mut self, field: &str, text: &str, root: &str, need_file: bool) -> Option<RelPath> {
+        match RelPath::parse(text) {
+            Ok(rel) if need_file && rel.is_root() => {
+                self.problems.push(format!(
+                    "  {field}: `{text}` names the {root} directory itself, not a file in it"
+                ));
+                None
+            }
+            Ok(rel) => Some(rel),
+            Err(why) => {
+                self.problems.push(format!(
+                    "  {field}: `{text}` {why}; paths in bundle.json stay inside the {root} directory (relative, `/`-separated, no `..`)"
+                ));
+                None
+            }
+        }
+    }
+
+    /// What `rel` names beneath `dir`, a problem when a component is a symlink.
+    fn probe(&mut self, field: &str, dir: &Dir, rel: &RelPath) -> Kind {
+        match dir.probe(rel) {
+            Ok(kind) => kind,
+            Err(err) => {
+                self.problems.push(format!("  {field}: {err}"));
+                Kind::Missing
+            }
+        }
+    }
+
+    /// A relative program with a `/` (resolved against the service's `cwd`) must stay inside
+    /// the bundle; bare names (found on `PATH`) and absolute system programs are left alone.
+    fn program(&mut self, field: &str, command: Option<&String>, cwd: &RelPath) {
+        let Some(program) = command else { return };
+        if !program.contains('/') || program.starts_with('/') {
+            return;
+        }
+        if let Some(rel) = self.rel(field, program, "bundle", true) {
+            let bundle = self.bundle;
+            self.probe(field, bundle, &cwd.join(&rel));
+        }
+    }
+
+    fn launch(
+        &mut self,
+        index: usize,
+        service: &Service,
+        bundle_dir: &Path,
+        platform: &str,
+    ) -> Launch {
+        let field = format!("services[{index}]");
+        if let Err(why) = confine::check_file_name(service.id.as_str()) {
+            self.problems.push(format!(
+                "  {field}.id: `{}` {why}; a service id names its log file, so it must be a plain file name",
+                service.id
+            ));
+        }
+        let bundle = self.bundle;
+        let mut assets = Vec::new();
+        for (n, asset) in service.assets().iter().enumerate() {
+            let asset_field = format!("{field}.assets[{n}].path");
+            if let Some(rel) = self.rel(&asset_field, &asset.path, "bundle", true) {
+                self.probe(&asset_field, bundle, &rel);
+                assets.push(rel);
+            }
+        }
+        self.assets.push(assets);
+        let Some((key, binary)) = service.binary_for(platform) else {
+            let reason = match &service.build {
+                Some(build) => format!(
+                    "no binary for {platform} in the manifest (it declares a build from `{}`: the bundle was not built)",
+                    build.source_dir
+                ),
+                None => format!("no binary for {platform}"),
+            };
+            return Launch::Unavailable { reason };
+        };
+        let binary_field = format!("{field}.binaries.{key}");
+        let path_field = format!("{binary_field}.path");
+        let rel = self
+            .rel(&path_field, &binary.path, "bundle", true)
+            .unwrap_or_default();
+        let kind = self.probe(&path_field, bundle, &rel);
+        let cwd = match binary.cwd.as_deref() {
+            Some("") => RelPath::default(),
+            Some(cwd) => {
+                let cwd_field = format!("{binary_field}.cwd");
+                let rel = self
+                    .rel(&cwd_field, cwd, "bundle", false)
+                    .unwrap_or_default();
+                self.probe(&cwd_field, bundle, &rel);
+                rel
+            }
+            None => rel.parent(),
+        };
+        for (n, migration) in service.migrations().iter().enumerate() {
+            let migration_field = format!("{field}.migrations[{n}].command");
+            self.program(&migration_field, migration.command.first(), &cwd);
+        }
+        if let Some(command) = &service.health.command {
+            self.program(&format!("{field}.health.command"), command.first(), &cwd);
+        }
+        // A ui-bundle is served in-process when its path is a directory (or, before the bundle
+        // is staged, when it is the `universal` entry); otherwise it is a program like any other.
+        let static_ui = kind == Kind::Dir || (kind == Kind::Missing && key.as_str() == "universal");
+        if service.kind == ServiceType::UiBundle && static_ui {
+            return Launch::StaticUi {
+                root: rel.under(bundle_dir),
+                rel,
+            };
+        }
+        Launch::Program {
+            program: rel.under(bundle_dir),
+            args: binary.args.clone().unwrap_or_default(),
+            cwd: cwd.under(bundle_dir),
+            env: binary.env.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The app data paths, checked (lexically, against the reserved names and each other, and
+    /// for symlinks when the app data directory exists).
+    fn app_paths(&mut self, manifest: &Manifest, app_dir: Option<&Dir>) -> AppPaths {
+        let mut files: BTreeMap<RelPath, String> = BTreeMap::new();
+        let mut probes: Vec<(String, RelPath)> = Vec::new();
+        let file = |checker: &mut Checker, field: &str, text: &str| -> Option<RelPath> {
+            let rel = checker.rel(field, text, "app data", true)?;
+            checker.no_reserved(field, &rel);
+            Some(rel)
+        };
+        let mut named = Vec::new();
+        let token = file(self, "ipc.auth_token_path", &manifest.ipc.auth_token_path);
+        if let Some(token) = &token {
+            if token.file_name() == Some(PORT_FILE) {
+                self.problems.push(format!(
+                    "  ipc.auth_token_path: `{token}` is the file the control port is written to"
+                ));
+            }
+            named.push(("ipc.auth_token_path".to_owned(), token.clone()));
+            named.push((
+                "ipc.auth_token_path (its `ipc-port`)".to_owned(),
+                token.parent().child(PORT_FILE),
+            ));
+        }
+        let telemetry = file(self, "telemetry.file", &manifest.telemetry.file);
+        if let Some(telemetry) = &telemetry {
+            named.push(("telemetry.file".to_owned(), telemetry.clone()));
+        }
+        let mut log_dirs = Vec::new();
+        let mut data_dirs = Vec::new();
+        for (index, service) in manifest.services.iter().enumerate() {
+            let field = format!("services[{index}].log_dir");
+            let dir = match service.log_dir.as_deref() {
+                None => RelPath::of(&["logs"]),
+                Some("") => RelPath::default(),
+                Some(text) => match self.rel(&field, text, "app data", false) {
+                    Some(rel) => {
+                        self.no_reserved(&field, &rel);
+                        rel
+                    }
+                    None => RelPath::default(),
+                },
+            };
+            if confine::check_file_name(service.id.as_str()).is_ok() {
+                let log = dir.child(&format!("{}.log", service.id));
+                named.push((format!("services[{index}] (its log file)"), log));
+            }
+            probes.push((field, dir.clone()));
+            log_dirs.push(dir);
+            let mut dirs = Vec::new();
+            for (n, text) in service.data_dirs.iter().flatten().enumerate() {
+                let field = format!("services[{index}].data_dirs[{n}]");
+                if let Some(rel) = self.rel(&field, text, "app data", false) {
+                    self.no_reserved(&field, &rel);
+                    probes.push((field, rel.clone()));
+                    dirs.push(rel);
+                }
+            }
+            data_dirs.push(dirs);
+        }
+        for (field, rel) in &named {
+            if let Some(other) = files.get(rel) {
+                self.problems
+                    .push(format!("  {field}: `{rel}` is also the file of {other}"));
+            } else {
+                files.insert(rel.clone(), field.clone());
+            }
+        }
+        if let Some(app_dir) = app_dir {
+            // The runtime's own places, then what bundle.json names.
+            for own in [
+                &["runtime"][..],
+                &["runtime", "lock"],
+                &["runtime", "ports.json"],
+                &["runtime", "migrations.json"],
+                &["secrets"],
+            ] {
+                self.probe("app data", app_dir, &RelPath::of(own));
+            }
+            for (field, rel) in named.iter().chain(&probes) {
+                self.probe(field, app_dir, rel);
+            }
+        }
+        // (When a path was refused, the plan is not used: any placeholder does.)
+        AppPaths {
+            token: token.unwrap_or_default(),
+            telemetry: telemetry.unwrap_or_default(),
+            log_dirs,
+            data_dirs,
+            assets: std::mem::take(&mut self.assets),
+        }
+    }
+
+    fn no_reserved(&mut self, field: &str, rel: &RelPath) {
+        if let Some(why) = reserved(rel) {
+            self.problems.push(format!("  {field}: `{rel}` {why}"));
+        }
     }
 }
 

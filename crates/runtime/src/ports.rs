@@ -17,10 +17,10 @@
 //! bind, exits, and is restarted with backoff on the same port). The listeners are close-on-exec,
 //! so no service inherits another's socket.
 
+use crate::confine::Dir;
 use manifest::{Manifest, PortRange};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
-use std::path::Path;
 
 pub const DEFAULT_RANGE: PortRange = PortRange {
     min: 20000,
@@ -117,20 +117,21 @@ pub fn allocate(manifest: &Manifest, previous: &PortMap, control_port: u16) -> A
     allocation
 }
 
-pub fn load(path: &Path) -> PortMap {
-    std::fs::read_to_string(path)
+/// The file in `<app data>/runtime/` holding the last run's ports.
+pub const FILE: &str = "ports.json";
+
+/// The last run's ports, from [`FILE`] in `runtime_dir` (not through a link).
+pub fn load(runtime_dir: &Dir) -> PortMap {
+    runtime_dir
+        .read(FILE, 1024 * 1024)
         .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()
 }
 
-pub fn save(path: &Path, ports: &PortMap) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let temp = path.with_extension("tmp");
-    std::fs::write(&temp, serde_json::to_vec_pretty(ports).unwrap_or_default())?;
-    std::fs::rename(temp, path)
+pub fn save(runtime_dir: &Dir, ports: &PortMap) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(ports).unwrap_or_default();
+    runtime_dir.replace(FILE, &bytes, 0o644)
 }
 
 /// Tries to hold a port again (before a restart).

@@ -143,6 +143,8 @@ pub struct State {
 /// Everything the threads share.
 pub struct Runtime {
     pub plan: Plan,
+    /// The app data directory, opened: data dirs are created beneath it (see `confine`).
+    pub app: crate::confine::Dir,
     pub token: String,
     pub control_port: u16,
     pub telemetry: Telemetry,
@@ -526,21 +528,27 @@ fn start(runtime: &Arc<Runtime>, index: usize) {
         fail(runtime, &mut state, index, reason.clone());
         return;
     }
-    for dir in service.data_dirs.iter().flatten() {
-        let _ = std::fs::create_dir_all(runtime.plan.app_data.join(dir));
+    for dir in &runtime.plan.paths.data_dirs[index] {
+        if let Err(err) = runtime.app.open_dir(dir, true) {
+            let reason = format!("data dir {dir}: {err}");
+            fail(runtime, &mut state, index, reason);
+            return;
+        }
     }
-    for asset in service.assets() {
-        let path = runtime.plan.bundle_dir.join(asset.path.replace('\\', "/"));
-        match (std::fs::metadata(&path), asset.size_bytes) {
-            (Ok(meta), Some(size)) if meta.len() != size => {
+    for (asset, rel) in service
+        .assets()
+        .iter()
+        .zip(&runtime.plan.paths.assets[index])
+    {
+        match (runtime.plan.bundle.file_size(rel), asset.size_bytes) {
+            (Ok(len), Some(size)) if len != size => {
                 runtime.telemetry.event(
                     "asset_checksum_mismatch",
-                    json!({"service": service.id, "asset": asset.path, "expected_size": size, "size": meta.len()}),
+                    json!({"service": service.id, "asset": asset.path, "expected_size": size, "size": len}),
                 );
                 log.line(&format!(
-                    "[xbundle-runtime] asset {} has {} bytes, expected {size}",
-                    asset.path,
-                    meta.len()
+                    "[xbundle-runtime] asset {} has {len} bytes, expected {size}",
+                    asset.path
                 ));
             }
             (Err(_), _) => log.line(&format!(
@@ -638,8 +646,16 @@ fn start(runtime: &Arc<Runtime>, index: usize) {
     match program {
         None => {
             // ui-bundle served in-process.
-            let Launch::StaticUi { root } = &launch else {
+            let Launch::StaticUi { root, rel } = &launch else {
                 return;
+            };
+            let root_dir = match runtime.plan.bundle.open_dir(rel, false) {
+                Ok(dir) => dir,
+                Err(err) => {
+                    let reason = format!("UI directory {}: {err}", root.display());
+                    fail(runtime, &mut state, index, reason);
+                    return;
+                }
             };
             let port_name = service
                 .requested_ports()
@@ -656,7 +672,7 @@ fn start(runtime: &Arc<Runtime>, index: usize) {
                 return;
             };
             let api_port = crate::ui::api_port(&runtime.plan.manifest, index, &state.ports);
-            crate::ui::serve(listener, root.clone(), api_port, Arc::clone(&log));
+            crate::ui::serve(listener, root_dir, api_port, Arc::clone(&log));
             log.line(&format!(
                 "[xbundle-runtime] serving {} in-process",
                 root.display()

@@ -1,5 +1,5 @@
-//! Telemetry: events appended as JSON lines to the manifest's `telemetry.file` (relative to
-//! the app data directory), e.g. `{"ts_ms":1764240000000,"event":"service_ready","service":"api"}`.
+//! Telemetry: events appended as JSON lines to the manifest's `telemetry.file` (beneath the
+//! app data directory, opened without following links: see `confine`), e.g. `{"ts_ms":1764240000000,"event":"service_ready","service":"api"}`.
 //!
 //! Events: runtime_start, runtime_stop, app_ready, app_failed, service_start, service_ready,
 //! service_exit, service_restart, service_failed, service_unhealthy, secrets_missing,
@@ -8,10 +8,10 @@
 //! asset_checksum_mismatch, port_fallback. **Invariant:** no event carries a secret value,
 //! only secret ids. Upload (`telemetry.upload_url`) is not done by the runtime.
 
+use crate::confine::{Dir, RelPath};
 use serde_json::{Map, Value};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,11 +20,15 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    pub fn open(path: &Path) -> Telemetry {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path).ok();
+    /// Opens (creating it and its directory) the file at `rel` beneath `app_data`. Telemetry
+    /// is best effort: when the file cannot be opened, events are dropped.
+    pub fn open(app_data: &Dir, rel: &RelPath) -> Telemetry {
+        let file = rel.file_name().and_then(|name| {
+            app_data
+                .open_dir(&rel.parent(), true)
+                .and_then(|dir| dir.open_append(name, 0o644))
+                .ok()
+        });
         Telemetry {
             file: Mutex::new(file),
         }

@@ -3,22 +3,38 @@
 //! (WebSocket upgrades included) are proxied, path unchanged, to the API service.
 //!
 //! The API service is the first `api-binary` among the UI's dependencies (else the first in
-//! the manifest); its port is the one named `http` (else its first). Static files: GET and
-//! HEAD; a path with no file behind it and no extension gets `index.html` (client-side
-//! routing); `..` never leaves the root.
+//! the manifest); its port is the one named `http` (else its first).
+//!
+//! Requests are read by the HTTP reactor (`http::serve`: bounded heads, a deadline per request,
+//! a cap on incomplete connections), static files are answered by its workers, and each
+//! proxied connection gets a thread of its own, at most [`MAX_PROXIED`] at once (then 503).
+//!
+//! **Invariant: nothing outside the UI directory is ever served.** Static files: GET and HEAD.
+//! The path is split on `/` and each segment percent-decoded; a segment that is `..` or that
+//! decodes to one containing `/`, `\` or NUL (`%2e%2e`, `%2f`, `%5c`, `%00`) is refused (400).
+//! The file is then opened beneath the UI directory's handle one component at a time without
+//! following links (see `confine`): a symlink anywhere on the way, even one pointing inside,
+//! gives 404. A directory serves its `index.html`; a path with no file behind it and no
+//! extension gets the root's `index.html` (client-side routing). Files are streamed, never
+//! read whole into memory.
 //!
 //! The proxy forwards the request head as received (with `Connection: close` unless it is an
 //! upgrade), then copies bytes both ways until either side closes, which carries bodies,
 //! streamed responses and WebSocket frames alike.
 
-use crate::http::{self, Response};
+use crate::confine::{self, Dir};
+use crate::http::{self, Handler, Request, Response};
 use crate::logs::ServiceLog;
 use crate::ports::PortMap;
 use manifest::{Manifest, ServiceType};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// At most this many proxied connections at once (each holds two threads while open).
+pub const MAX_PROXIED: usize = 32;
 
 /// The port of the API service the UI at `ui_index` proxies to.
 pub fn api_port(manifest: &Manifest, ui_index: usize, ports: &PortMap) -> Option<u16> {
@@ -38,52 +54,94 @@ pub fn api_port(manifest: &Manifest, ui_index: usize, ports: &PortMap) -> Option
     map.get("http").or_else(|| map.values().next()).copied()
 }
 
+struct Ui {
+    root: Dir,
+    api_port: Option<u16>,
+    log: Arc<ServiceLog>,
+    proxied: Arc<AtomicUsize>,
+}
+
 /// Serves until the process exits.
-pub fn serve(listener: TcpListener, root: PathBuf, api_port: Option<u16>, log: Arc<ServiceLog>) {
-    let root = Arc::new(root);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let root = Arc::clone(&root);
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                if let Err(err) = connection(stream, &root, api_port) {
-                    log.line(&format!("[xbundle-runtime] ui: {err}"));
-                }
-            });
+pub fn serve(listener: TcpListener, root: Dir, api_port: Option<u16>, log: Arc<ServiceLog>) {
+    let ui = Ui {
+        root,
+        api_port,
+        log: Arc::clone(&log),
+        proxied: Arc::new(AtomicUsize::new(0)),
+    };
+    let config = http::ServerConfig {
+        name: "ui",
+        workers: 4,
+        queue: 32,
+        max_pending: 64,
+    };
+    if let Err(err) = http::serve(listener, config, Arc::new(ui)) {
+        log.line(&format!("[xbundle-runtime] ui: cannot serve: {err}"));
+    }
+}
+
+impl Handler for Ui {
+    /// The proxy streams bodies through; static files take none.
+    fn body_limit(&self, _request: &Request) -> usize {
+        0
+    }
+
+    fn handle(&self, request: Request, stream: TcpStream) {
+        let proxied = request.path == "/api"
+            || request.path.starts_with("/api/")
+            || request.path.starts_with("/ws");
+        if proxied {
+            let Some(port) = self.api_port else {
+                http::respond(
+                    &stream,
+                    &request,
+                    &Response::error(502, "no API service to proxy to"),
+                );
+                return;
+            };
+            if self.proxied.fetch_add(1, Ordering::SeqCst) >= MAX_PROXIED {
+                self.proxied.fetch_sub(1, Ordering::SeqCst);
+                http::respond(
+                    &stream,
+                    &request,
+                    &Response::error(503, "too many proxied connections"),
+                );
+                return;
+            }
+            let counter = Arc::clone(&self.proxied);
+            let log = Arc::clone(&self.log);
+            let spawned = std::thread::Builder::new()
+                .name("ui-proxy".into())
+                .spawn(move || {
+                    if let Err(err) = proxy(stream, &request, port) {
+                        log.line(&format!("[xbundle-runtime] ui: {err}"));
+                    }
+                    counter.fetch_sub(1, Ordering::SeqCst);
+                });
+            if spawned.is_err() {
+                self.proxied.fetch_sub(1, Ordering::SeqCst);
+            }
+            return;
         }
-    });
-}
-
-fn connection(mut stream: TcpStream, root: &Path, api_port: Option<u16>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    let request = http::read_request(&mut stream, true)?;
-    let proxied = request.path == "/api"
-        || request.path.starts_with("/api/")
-        || request.path.starts_with("/ws");
-    if proxied {
-        let Some(port) = api_port else {
-            return http::write_response(
-                &mut stream,
-                &Response::error(502, "no API service to proxy to"),
-                false,
+        let head = request.method == "HEAD";
+        if request.method != "GET" && !head {
+            http::respond(
+                &stream,
+                &request,
+                &Response::error(405, "method not allowed"),
             );
-        };
-        return proxy(stream, &request, port);
+            return;
+        }
+        match static_file(&self.root, &request.path) {
+            Ok((file, content_type)) => send_file(&stream, &request, file, content_type),
+            Err(response) => http::respond(&stream, &request, &response),
+        }
     }
-    let head = request.method == "HEAD";
-    if request.method != "GET" && !head {
-        return http::write_response(
-            &mut stream,
-            &Response::error(405, "method not allowed"),
-            false,
-        );
-    }
-    let response = static_file(root, &request.path);
-    http::write_response(&mut stream, &response, head)
 }
 
-fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+fn content_type(name: &str) -> &'static str {
+    let extension = name.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+    match extension {
         "html" | "htm" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
@@ -102,48 +160,99 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn static_file(root: &Path, url_path: &str) -> Response {
-    let mut path = root.to_path_buf();
-    for component in Path::new(url_path.trim_start_matches('/')).components() {
-        match component {
-            Component::Normal(part) => path.push(part),
-            Component::CurDir => {}
-            _ => return Response::error(404, "not found"),
+/// The decoded segments of a request path, or the refusal.
+fn segments(url_path: &str) -> Result<Vec<Vec<u8>>, Response> {
+    let bad = || Response::error(400, "bad path");
+    let rest = url_path.strip_prefix('/').ok_or_else(bad)?;
+    let mut out = Vec::new();
+    for raw in rest.split('/') {
+        let segment = http::percent_decode_segment(raw).ok_or_else(bad)?;
+        if segment.iter().any(|b| matches!(b, b'/' | b'\\' | 0)) || segment == b".." {
+            return Err(bad());
         }
+        if segment.is_empty() || segment == b"." {
+            continue;
+        }
+        out.push(segment);
     }
-    if path.is_dir() {
-        path.push("index.html");
-    }
-    let path = if path.is_file() {
-        path
-    } else if Path::new(url_path).extension().is_none() {
-        root.join("index.html")
-    } else {
-        return Response::error(404, "not found");
-    };
-    match std::fs::read(&path) {
-        Ok(body) => Response {
-            status: 200,
-            content_type: content_type(&path),
-            body,
-            extra_headers: Vec::new(),
-        },
-        Err(_) => Response::error(404, "not found"),
-    }
+    Ok(out)
 }
 
-fn proxy(mut client: TcpStream, request: &http::Request, port: u16) -> std::io::Result<()> {
+/// The file to serve for `url_path`, opened beneath `root` without following links.
+fn static_file(root: &Dir, url_path: &str) -> Result<(File, &'static str), Response> {
+    let not_found = || Response::error(404, "not found");
+    let segments = segments(url_path)?;
+    let opened = open_beneath(root, &segments);
+    let missing = match opened {
+        Ok(found) => return found.ok_or_else(not_found),
+        Err(err) => {
+            matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
+                && !confine::is_symlink_error(&err)
+        }
+    };
+    // Client-side routing: an extension-less path with nothing behind it gets the app.
+    let extension = segments.last().is_some_and(|last| last.contains(&b'.'));
+    if missing && !extension {
+        return open_beneath(root, &[]).ok().flatten().ok_or_else(not_found);
+    }
+    Err(not_found())
+}
+
+/// Opens the file named by `segments` (a directory gives its `index.html`): `Ok(None)` when
+/// it is neither a regular file nor a directory with an `index.html`.
+fn open_beneath(root: &Dir, segments: &[Vec<u8>]) -> std::io::Result<Option<(File, &'static str)>> {
+    let mut dir = root.try_clone()?;
+    let (name, file) = match segments.split_last() {
+        None => ("index.html".to_owned(), dir.open_file_read(b"index.html")?),
+        Some((last, parents)) => {
+            for part in parents {
+                dir = dir.child_dir(part, false)?;
+            }
+            let file = dir.open_file_read(last)?;
+            let kind = file.metadata()?.file_type();
+            if kind.is_dir() {
+                let inner = dir.child_dir(last, false)?;
+                (
+                    "index.html".to_owned(),
+                    inner.open_file_read(b"index.html")?,
+                )
+            } else {
+                (String::from_utf8_lossy(last).into_owned(), file)
+            }
+        }
+    };
+    if !file.metadata()?.is_file() {
+        return Ok(None);
+    }
+    Ok(Some((file, content_type(&name))))
+}
+
+/// Streams a file as the response (within the write deadline).
+fn send_file(stream: &TcpStream, request: &Request, mut file: File, content_type: &str) {
+    let Ok(length) = file.metadata().map(|m| m.len()) else {
+        http::respond(stream, request, &Response::error(404, "not found"));
+        return;
+    };
+    let mut writer = http::DeadlineWriter::new(stream, http::WRITE_DEADLINE);
+    let head = http::response_head(200, content_type, length, &[]);
+    if writer.write_all(head.as_bytes()).is_ok() && request.method != "HEAD" {
+        let _ = std::io::copy(&mut (&mut file).take(length), &mut writer);
+    }
+    http::finish(stream, request.unread);
+}
+
+fn proxy(mut client: TcpStream, request: &Request, port: u16) -> std::io::Result<()> {
     let mut upstream = match TcpStream::connect(("127.0.0.1", port)) {
         Ok(stream) => stream,
         Err(err) => {
-            return http::write_response(
-                &mut client,
+            http::respond(
+                &client,
+                request,
                 &Response::error(502, &format!("API unreachable: {err}")),
-                false,
             );
+            return Ok(());
         }
     };
-    client.set_read_timeout(None)?;
     let upgrade = request.header("upgrade").is_some();
     let head = String::from_utf8_lossy(&request.raw_head);
     let mut out = String::new();
@@ -184,5 +293,34 @@ fn copy(from: &mut TcpStream, to: &mut TcpStream) -> std::io::Result<()> {
             return Ok(());
         }
         to.write_all(&buffer[..read])?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_paths_are_decoded_and_checked_per_segment() {
+        let ok = |p: &str| segments(p).map_err(|r| r.status);
+        assert_eq!(
+            ok("/a/./b%2Ejs//").unwrap(),
+            vec![b"a".to_vec(), b"b.js".to_vec()]
+        );
+        assert!(ok("/").unwrap().is_empty());
+        for bad in [
+            "/..",
+            "/a/../b",
+            "/%2e%2e/x",
+            "/%2E%2E",
+            "/a%2fb",
+            "/a%5cb",
+            "/a\\b",
+            "/%00",
+            "/%zz",
+            "x",
+        ] {
+            assert_eq!(ok(bad), Err(400), "{bad}");
+        }
     }
 }

@@ -41,6 +41,14 @@ pub fn testsvc() -> PathBuf {
     path
 }
 
+/// Puts the `testsvc` example at `path` (a hard link when the file system allows, else a copy).
+pub fn install_testsvc(path: &Path) {
+    let source = testsvc();
+    if std::fs::hard_link(&source, path).is_err() {
+        std::fs::copy(&source, path).unwrap();
+    }
+}
+
 /// `count` consecutive ports that are free now, in a range unlikely to be used.
 pub fn free_range(count: u16) -> u16 {
     let seed = (std::process::id() as u64 * 7919
@@ -72,7 +80,8 @@ impl Fixture {
         let bundle = dir.join("bundle");
         std::fs::create_dir_all(bundle.join("bin")).unwrap();
         std::fs::create_dir_all(bundle.join("ui/assets")).unwrap();
-        std::os::unix::fs::symlink(testsvc(), bundle.join("bin/testsvc")).unwrap();
+        // A copy, not a symlink: the runtime refuses a binary path that crosses a symlink.
+        install_testsvc(&bundle.join("bin/testsvc"));
         std::fs::write(
             bundle.join("ui/index.html"),
             "<!doctype html><title>fixture ui</title>",
@@ -409,4 +418,121 @@ pub fn events(fixture: &Fixture, event: &str) -> Vec<serde_json::Value> {
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
         .filter(|e| e["event"] == event)
         .collect()
+}
+
+/// A tree of files beside a fixture's bundle and app data that no case may change: plain
+/// files, an executable, a nested directory and a symlink. [`Canary::assert_intact`] compares
+/// paths, kinds, modes, contents and link targets with the snapshot taken when it was planted.
+pub struct Canary {
+    pub dir: PathBuf,
+    snapshot: std::collections::BTreeMap<PathBuf, String>,
+}
+
+impl Canary {
+    pub fn plant(dir: PathBuf) -> Canary {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+        std::fs::write(dir.join("victim.txt"), "canary: must stay as it is\n").unwrap();
+        std::fs::write(dir.join("sub/deeper/notes.txt"), "nested canary\n").unwrap();
+        std::fs::write(dir.join("run.sh"), "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(dir.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::os::unix::fs::symlink("victim.txt", dir.join("link")).unwrap();
+        // What a hostile bundle would like to run: it leaves a marker beside the canary.
+        let marker = dir.parent().unwrap().join("pwned");
+        let script = format!("#!/bin/sh\necho pwned > '{}'\nsleep 30\n", marker.display());
+        std::fs::create_dir_all(dir.join("x")).unwrap();
+        for name in ["evil.sh", "testsvc"] {
+            std::fs::write(dir.join("x").join(name), &script).unwrap();
+            std::fs::set_permissions(
+                dir.join("x").join(name),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+        }
+        let snapshot = snapshot(&dir);
+        Canary { dir, snapshot }
+    }
+
+    pub fn assert_intact(&self, context: &str) {
+        let now = snapshot(&self.dir);
+        assert!(
+            now == self.snapshot,
+            "{context}: the canary tree changed:\nbefore {:#?}\nafter {now:#?}",
+            self.snapshot
+        );
+    }
+
+    /// The file the canary's `x/evil.sh` (and `x/testsvc`) would write if run.
+    pub fn marker(&self) -> PathBuf {
+        self.dir.parent().unwrap().join("pwned")
+    }
+}
+
+/// Every entry under `dir` (not following symlinks): kind, mode, contents or link target.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode();
+        let description = if meta.file_type().is_symlink() {
+            format!(
+                "link {mode:o} -> {}",
+                std::fs::read_link(&path).unwrap().display()
+            )
+        } else if meta.is_dir() {
+            out.extend(snapshot(&path));
+            format!("dir {mode:o}")
+        } else {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            format!("file {mode:o} {}", String::from_utf8_lossy(&bytes))
+        };
+        out.insert(path, description);
+    }
+    out
+}
+
+/// Runs the runtime on `fixture` until it exits, for at most `within`: its exit code (`None`
+/// when it was still running and had to be killed) and its stderr.
+pub fn run_to_exit(fixture: &Fixture, within: Duration) -> (Option<i32>, String) {
+    let stderr = std::fs::File::create(fixture.dir.join("runtime.stderr")).unwrap();
+    let mut child = Command::new(RUNTIME)
+        .arg("--bundle")
+        .arg(&fixture.bundle)
+        .arg("--app-data")
+        .arg(&fixture.app_data)
+        .args(["--stop-timeout-ms", "500"])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (code, fixture.stderr())
+}
+
+/// A field of `/proc/<pid>/status` in its first unit (`VmHWM` in kB, `Threads`).
+pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

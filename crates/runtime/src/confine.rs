@@ -1,0 +1,486 @@
+//! Confined paths: every path the runtime takes from bundle.json is resolved beneath its root
+//! (the bundle directory or the app data directory) one component at a time, never following
+//! a symbolic link.
+//!
+//! Two layers, both applied to every such path:
+//!
+//! - **Lexical** ([`RelPath::parse`], [`check_file_name`]): a path in bundle.json is relative
+//!   and `/`-separated. Absolute paths, `..` components, backslashes and NUL bytes are refused;
+//!   `.` and empty components (`./bin/`, `ui//x`) are dropped. A service id, which names its
+//!   log file, must be one plain file name. These rules do not rely on `manifest::validate`
+//!   (defense in depth).
+//! - **On the file system** ([`Dir`]): a directory handle (an fd) from which each component is
+//!   opened with `openat(…, O_NOFOLLOW)`. A component that is a symlink is an error naming it,
+//!   whatever it points to (inside or outside the root); nothing is ever resolved through one.
+//!   Files are created with `O_NOFOLLOW` (temporaries with `O_EXCL` too) and replaced with
+//!   `renameat` within the same handle, so a link planted where a file is expected is never
+//!   written through.
+//!
+//! The roots themselves (`--bundle`, `--app-data`, the default app data directory) are the
+//! user's choice and may be links; what is beneath them is not.
+//!
+//! **Invariant:** no path taken from bundle.json is opened, created, executed or served through
+//! an absolute path, a `..` or a symlink; a refused path stops the start-up (exit code 2, see
+//! `plan`) before anything is written or started.
+//!
+//! What remains: programs are executed by path (exec takes a path), checked at start-up. Whoever
+//! swaps a component of the bundle for a link while the runtime runs could redirect a later
+//! restart; that person can write the bundle, so could replace its programs anyway.
+
+use std::ffi::CString;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// A validated relative path: plain components, no `..`, no separators inside one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct RelPath {
+    parts: Vec<String>,
+}
+
+impl RelPath {
+    /// Checks a path from bundle.json. `.` and empty components are dropped, so the result
+    /// may be the root itself ([`RelPath::is_root`]); callers that need a file refuse that.
+    pub fn parse(text: &str) -> Result<RelPath, String> {
+        if text.is_empty() {
+            return Err("is empty".into());
+        }
+        if text.contains('\0') {
+            return Err("contains a NUL byte".into());
+        }
+        if text.contains('\\') {
+            return Err("contains a backslash".into());
+        }
+        if text.starts_with('/') {
+            return Err("is absolute".into());
+        }
+        let mut parts = Vec::new();
+        for part in text.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => return Err("contains `..`".into()),
+                part => parts.push(part.to_owned()),
+            }
+        }
+        Ok(RelPath { parts })
+    }
+
+    /// A path of fixed, known-good components (the runtime's own names).
+    pub fn of(parts: &[&str]) -> RelPath {
+        RelPath {
+            parts: parts.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    pub fn parts(&self) -> &[String] {
+        &self.parts
+    }
+
+    pub fn join(&self, other: &RelPath) -> RelPath {
+        let mut parts = self.parts.clone();
+        parts.extend(other.parts.iter().cloned());
+        RelPath { parts }
+    }
+
+    /// `self` plus one file name (checked by the caller).
+    pub fn child(&self, name: &str) -> RelPath {
+        let mut parts = self.parts.clone();
+        parts.push(name.to_owned());
+        RelPath { parts }
+    }
+
+    /// The directory part (the root for a single component).
+    pub fn parent(&self) -> RelPath {
+        RelPath {
+            parts: self.parts[..self.parts.len().saturating_sub(1)].to_vec(),
+        }
+    }
+
+    pub fn file_name(&self) -> Option<&str> {
+        self.parts.last().map(String::as_str)
+    }
+
+    pub fn starts_with(&self, prefix: &[&str]) -> bool {
+        self.parts.len() >= prefix.len() && self.parts.iter().zip(prefix).all(|(a, b)| a == b)
+    }
+
+    /// The absolute path beneath `root` (for display and for exec).
+    pub fn under(&self, root: &Path) -> PathBuf {
+        let mut path = root.to_path_buf();
+        path.extend(&self.parts);
+        path
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.parts.is_empty() {
+            f.write_str(".")
+        } else {
+            f.write_str(&self.parts.join("/"))
+        }
+    }
+}
+
+/// Checks that `name` is one plain file name (a service id naming its log file).
+pub fn check_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err("is not a file name".into());
+    }
+    if let Some(bad) = name.chars().find(|c| matches!(c, '/' | '\\' | '\0')) {
+        return Err(format!(
+            "contains {}",
+            match bad {
+                '/' => "`/`",
+                '\\' => "a backslash",
+                _ => "a NUL byte",
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// What a path names, found without following links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Missing,
+    Dir,
+    File,
+    Other,
+}
+
+/// An open directory: the handle every confined operation starts from.
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl fmt::Debug for Dir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Dir({})", self.path.display())
+    }
+}
+
+fn c_name(name: &[u8]) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))
+}
+
+fn last_error() -> io::Error {
+    io::Error::last_os_error()
+}
+
+/// The error for a component that is a symlink.
+pub fn symlink_error(path: &Path) -> io::Error {
+    io::Error::other(format!(
+        "{} is a symbolic link: the runtime follows none beneath the bundle and app data directories (put the file or directory itself there)",
+        path.display()
+    ))
+}
+
+/// Whether an error is [`symlink_error`]'s (or the kernel's refusal to follow one).
+pub fn is_symlink_error(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::ELOOP) || err.to_string().contains("is a symbolic link")
+}
+
+const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+
+impl Dir {
+    /// Opens a root directory. The root is the user's choice, so a link here is followed.
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        let c_path = c_name(path.as_os_str().as_bytes())?;
+        // SAFETY: a valid NUL-terminated path.
+        let fd = unsafe { libc::open(c_path.as_ptr(), DIR_FLAGS) };
+        if fd < 0 {
+            return Err(last_error());
+        }
+        Ok(Dir {
+            // SAFETY: a fresh fd we own.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Creates a root directory (and its parents) if needed, then opens it.
+    pub fn create_root(path: &Path) -> io::Result<Dir> {
+        std::fs::create_dir_all(path)?;
+        Dir::open(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn try_clone(&self) -> io::Result<Dir> {
+        Ok(Dir {
+            fd: self.fd.try_clone()?,
+            path: self.path.clone(),
+        })
+    }
+
+    /// `fstatat` without following a link.
+    fn lstat(&self, name: &[u8]) -> io::Result<libc::stat> {
+        let c = c_name(name)?;
+        // SAFETY: zeroed plain data, filled by the call.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid fd, name and out-pointer.
+        let rc = unsafe {
+            libc::fstatat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                &mut stat,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc < 0 {
+            return Err(last_error());
+        }
+        Ok(stat)
+    }
+
+    /// Turns a failed `O_NOFOLLOW` open of `name` into a clear error when `name` is a link.
+    fn explain(&self, name: &[u8], err: io::Error) -> io::Error {
+        let code = err.raw_os_error();
+        if (code == Some(libc::ELOOP) || code == Some(libc::ENOTDIR))
+            && self
+                .lstat(name)
+                .is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFLNK)
+        {
+            return symlink_error(&self.path.join(std::ffi::OsStr::from_bytes(name)));
+        }
+        err
+    }
+
+    /// `openat(name, flags | O_NOFOLLOW | O_CLOEXEC)` for one component.
+    fn open_raw(&self, name: &[u8], flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+        let c = c_name(name)?;
+        // SAFETY: a valid fd and name.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(self.explain(name, last_error()));
+        }
+        // SAFETY: a fresh fd we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// One child directory, created (mode 0755) when `create` is set and it is missing.
+    pub fn child_dir(&self, name: &[u8], create: bool) -> io::Result<Dir> {
+        if create {
+            let c = c_name(name)?;
+            // SAFETY: a valid fd and name.
+            let rc = unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), 0o755) };
+            if rc < 0 {
+                let err = last_error();
+                if err.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(err);
+                }
+            }
+        }
+        let fd = self.open_raw(name, DIR_FLAGS, 0)?;
+        Ok(Dir {
+            fd,
+            path: self.path.join(std::ffi::OsStr::from_bytes(name)),
+        })
+    }
+
+    /// The directory at `rel` beneath this one (created with its parents when `create`).
+    pub fn open_dir(&self, rel: &RelPath, create: bool) -> io::Result<Dir> {
+        let mut dir = self.try_clone()?;
+        for part in rel.parts() {
+            dir = dir.child_dir(part.as_bytes(), create)?;
+        }
+        Ok(dir)
+    }
+
+    /// What `rel` names, without following links and without writing anything: an error
+    /// when one of its components (the last included) is a symlink.
+    pub fn probe(&self, rel: &RelPath) -> io::Result<Kind> {
+        let Some((last, parents)) = rel.parts().split_last() else {
+            return Ok(Kind::Dir);
+        };
+        let mut dir = self.try_clone()?;
+        for part in parents {
+            dir = match dir.child_dir(part.as_bytes(), false) {
+                Ok(next) => next,
+                Err(err) if is_symlink_error(&err) => return Err(err),
+                Err(err)
+                    if matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) =>
+                {
+                    return Ok(Kind::Missing);
+                }
+                Err(err) => return Err(err),
+            };
+        }
+        match dir.lstat(last.as_bytes()) {
+            Ok(stat) => Ok(match stat.st_mode & libc::S_IFMT {
+                libc::S_IFLNK => return Err(symlink_error(&dir.path.join(last))),
+                libc::S_IFDIR => Kind::Dir,
+                libc::S_IFREG => Kind::File,
+                _ => Kind::Other,
+            }),
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => Ok(Kind::Missing),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The size of the regular file at `rel` (links refused).
+    pub fn file_size(&self, rel: &RelPath) -> io::Result<u64> {
+        let file = self.open_read(rel)?;
+        Ok(file.metadata()?.len())
+    }
+
+    /// Opens the file at `rel` for reading; every component, the last included, must not be a
+    /// link. Never blocks on a FIFO.
+    pub fn open_read(&self, rel: &RelPath) -> io::Result<File> {
+        let Some((last, parents)) = rel.parts().split_last() else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no file name"));
+        };
+        let parents = RelPath {
+            parts: parents.to_vec(),
+        };
+        let dir = self.open_dir(&parents, false)?;
+        dir.open_file_read(last.as_bytes())
+    }
+
+    /// Opens one file of this directory for reading (not a link; never blocks on a FIFO).
+    pub fn open_file_read(&self, name: &[u8]) -> io::Result<File> {
+        let fd = self.open_raw(name, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
+        Ok(File::from(fd))
+    }
+
+    /// Opens (creating it with `mode` if needed) one file of this directory for appending.
+    pub fn open_append(&self, name: &str, mode: libc::mode_t) -> io::Result<File> {
+        let fd = self.open_raw(
+            name.as_bytes(),
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT,
+            mode,
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// Opens (creating it if needed) one file of this directory for reading and writing,
+    /// without truncating it (a lock file).
+    pub fn open_rw(&self, name: &str, mode: libc::mode_t) -> io::Result<File> {
+        let fd = self.open_raw(name.as_bytes(), libc::O_RDWR | libc::O_CREAT, mode)?;
+        Ok(File::from(fd))
+    }
+
+    /// Reads one small file of this directory (not a link), at most `limit` bytes.
+    pub fn read(&self, name: &str, limit: u64) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.open_file_read(name.as_bytes())?
+            .take(limit)
+            .read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Replaces one file of this directory with `contents` (mode `mode`): a fresh temporary
+    /// (`O_EXCL`, never through a link), synced, then renamed over the name, so the file is
+    /// either old or new and a link at the name is replaced, not followed.
+    pub fn replace(&self, name: &str, contents: &[u8], mode: libc::mode_t) -> io::Result<()> {
+        let temp = format!(".{name}.tmp{}", std::process::id());
+        let _ = self.remove_file(&temp);
+        let fd = self.open_raw(
+            temp.as_bytes(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            mode,
+        )?;
+        let mut file = File::from(fd);
+        let written = file.write_all(contents).and_then(|()| file.sync_all());
+        if let Err(err) = written {
+            let _ = self.remove_file(&temp);
+            return Err(err);
+        }
+        self.rename(&temp, name)
+    }
+
+    /// `renameat` within this directory.
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (c_name(from.as_bytes())?, c_name(to.as_bytes())?);
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: a valid fd and names.
+        let rc = unsafe { libc::renameat(fd, from.as_ptr(), fd, to.as_ptr()) };
+        if rc < 0 {
+            return Err(last_error());
+        }
+        Ok(())
+    }
+
+    /// Removes one file (or link: the link itself) of this directory.
+    pub fn remove_file(&self, name: &str) -> io::Result<()> {
+        let c = c_name(name.as_bytes())?;
+        // SAFETY: a valid fd and name.
+        let rc = unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), 0) };
+        if rc < 0 {
+            return Err(last_error());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_rules() {
+        assert_eq!(RelPath::parse("./bin//x/").unwrap().to_string(), "bin/x");
+        assert!(RelPath::parse(".").unwrap().is_root());
+        for bad in ["", "/etc/x", "a/../b", "..", "a\\b", "a\0b", "../x"] {
+            assert!(RelPath::parse(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\0"] {
+            assert!(check_file_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_file_name("api-server_2.x").is_ok());
+    }
+
+    #[test]
+    fn links_are_never_followed() {
+        let root = std::env::temp_dir().join(format!("xbundle-confine-{}", std::process::id()));
+        let outside = root.with_extension("outside");
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&outside);
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("victim"), "v").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("linkdir")).unwrap();
+        std::os::unix::fs::symlink(outside.join("victim"), root.join("real/linkfile")).unwrap();
+        let dir = Dir::open(&root).unwrap();
+        let rel = |t: &str| RelPath::parse(t).unwrap();
+
+        assert_eq!(dir.probe(&rel("real")).unwrap(), Kind::Dir);
+        assert_eq!(dir.probe(&rel("real/none/x")).unwrap(), Kind::Missing);
+        for path in ["linkdir", "linkdir/victim", "real/linkfile"] {
+            let err = dir.probe(&rel(path)).unwrap_err();
+            assert!(is_symlink_error(&err), "{path}: {err}");
+        }
+        assert!(dir.open_dir(&rel("linkdir/new"), true).is_err());
+        assert!(dir.open_read(&rel("real/linkfile")).is_err());
+        let real = dir.open_dir(&rel("real"), false).unwrap();
+        assert!(real.open_append("linkfile", 0o644).is_err());
+        // Replacing a link replaces the link, never its target.
+        real.replace("linkfile", b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read(outside.join("victim")).unwrap(), b"v");
+        assert_eq!(real.read("linkfile", 10).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+        std::fs::remove_dir_all(&root).unwrap();
+        std::fs::remove_dir_all(&outside).unwrap();
+    }
+}
