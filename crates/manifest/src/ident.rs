@@ -72,6 +72,24 @@ pub fn check_env_name(name: &str) -> Result<(), String> {
     }
 }
 
+impl crate::SecretTarget {
+    /// The rule of `name`: an environment variable name for an `env` target; for a `file`
+    /// target a plain file name (one component of [`crate::path`]) that is also a variable
+    /// name (the runtime sets a variable of that name to the file's path).
+    pub fn check(&self) -> Result<(), String> {
+        if self.kind == crate::SecretTargetType::File {
+            crate::RelativePath::name(&self.name).map_err(|err| {
+                let mut shown: String = self.name.chars().take(80).collect();
+                if shown.len() < self.name.len() {
+                    shown.push('…');
+                }
+                format!("`{}`: {err}", shown.escape_debug())
+            })?;
+        }
+        check_env_name(&self.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

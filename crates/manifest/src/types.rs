@@ -371,7 +371,7 @@ impl fmt::Display for SecretTargetType {
 }
 
 /// How a secret reaches a service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SecretTarget {
     #[serde(rename = "type")]
     pub kind: SecretTargetType,

@@ -28,10 +28,7 @@ use crate::ident::{check_env_name, check_id};
 use crate::path::{self, PathStyle, RelativePath};
 use crate::template::{self, Piece};
 use crate::url::FetchUrl;
-use crate::{
-    HealthType, Manifest, ReadinessType, Secret, SecretClass, SecretTargetType, Service,
-    format_regex,
-};
+use crate::{HealthType, Manifest, ReadinessType, Secret, SecretClass, Service, format_regex};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -289,23 +286,8 @@ fn check_secret(out: &mut Findings, path: &str, secret: &Secret) {
             }
         }
     }
-    let target = &secret.target;
-    match target.kind {
-        SecretTargetType::Env => {
-            if let Err(err) = check_env_name(&target.name) {
-                out.error(format!("{path}.target.name"), err);
-            }
-        }
-        SecretTargetType::File => {
-            if let Err(err) = RelativePath::name(&target.name) {
-                out.error(
-                    format!("{path}.target.name"),
-                    format!("`{}`: {err}", quote(&target.name)),
-                );
-            } else if let Err(err) = check_env_name(&target.name) {
-                out.error(format!("{path}.target.name"), err);
-            }
-        }
+    if let Err(err) = secret.target.check() {
+        out.error(format!("{path}.target.name"), err);
     }
 }
 
