@@ -3,7 +3,8 @@
 //! A manifest names files inside the bundle (binaries, their working directories, the UI,
 //! assets, build sources) and inside the app data directory (logs, telemetry, the control
 //! token, data directories). A path that is absolute, starts with a Windows drive (`C:`), uses
-//! `..`, `.` or an empty component (`a//b`, `a/`), or holds NUL or another control character
+//! `..`, `.`, an empty component (`a//b`, `a/`) or one of only dots and spaces (`.. `, which
+//! Windows reads as `..`), or holds NUL or another control character
 //! could name something outside its root, or name different things on different systems, so
 //! [`RelativePath::new`] refuses it. What passes is a sequence of plain components joined by
 //! `/` that stays inside whatever directory it is joined to, as long as no component is a
@@ -47,6 +48,9 @@ pub enum PathError {
     EmptyComponent,
     CurrentDir,
     ParentDir,
+    /// Only dots and spaces, such as `...` or `.. `: Windows drops trailing dots and spaces,
+    /// so it may read them as `.` or `..`.
+    DotsAndSpaces,
     ComponentTooLong,
     /// More than one component where one file name is expected.
     NotAName,
@@ -66,6 +70,9 @@ impl fmt::Display for PathError {
             PathError::EmptyComponent => "an empty component (`//` or a trailing `/`)",
             PathError::CurrentDir => "a `.` component: write the path without it",
             PathError::ParentDir => "a `..` component: it could leave its root",
+            PathError::DotsAndSpaces => {
+                "a component of only dots and spaces (Windows reads `.. ` as `..`)"
+            }
             PathError::ComponentTooLong => "a component longer than 255 bytes",
             PathError::NotAName => "more than one component: a single file name is expected",
         })
@@ -114,6 +121,9 @@ impl<'a> RelativePath<'a> {
                 "" => return Err(PathError::EmptyComponent),
                 "." => return Err(PathError::CurrentDir),
                 ".." => return Err(PathError::ParentDir),
+                _ if component.chars().all(|c| c == '.' || c == ' ') => {
+                    return Err(PathError::DotsAndSpaces);
+                }
                 _ if component.len() > MAX_COMPONENT_BYTES => {
                     return Err(PathError::ComponentTooLong);
                 }
@@ -218,6 +228,9 @@ mod tests {
             ("..", PathError::ParentDir),
             ("../../../x/evil.sh", PathError::ParentDir),
             ("a/../../b", PathError::ParentDir),
+            ("a/.. /b", PathError::DotsAndSpaces),
+            ("...", PathError::DotsAndSpaces),
+            (" ", PathError::DotsAndSpaces),
         ];
         for (path, expected) in cases {
             assert_eq!(RelativePath::new(path), Err(expected), "{path:?}");

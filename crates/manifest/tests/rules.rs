@@ -137,6 +137,7 @@ fn every_path_is_relative_and_confined() {
         ("a/", "empty component"),
         ("", "empty path"),
         ("a\u{0}b", "NUL"),
+        ("a/.. /x", "dots and spaces"),
     ];
     for (pointer, path) in fields {
         for (value, needle) in escapes {

@@ -185,6 +185,8 @@ pub fn override_generator(
     Generator::resolve(kind, length, charset.as_deref()).map_err(|err| err.message)
 }
 
+/// What the plan (the secrets-manager contract, `secrets --bundle --json`) says of a prompted
+/// secret; assembly writes it as bundle.json's `prompt` and `format`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Prompt {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -196,6 +198,8 @@ pub struct Prompt {
     pub format: Option<String>,
 }
 
+/// What the plan says of a fetched secret, its timeout resolved; assembly writes it as
+/// bundle.json's `fetch` ([`manifest::RemoteFetch`]), whose URL rule it has passed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Fetch {
     pub url: String,
