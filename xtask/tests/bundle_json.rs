@@ -520,6 +520,18 @@ fn hostile_values_are_located_errors_and_nothing_is_written() {
             "did you mean `alnum_symbols`?",
             picker,
         ),
+        (
+            picker,
+            picker_json.replace("\"api\": \"/health\"", "\"api\": \"/health\\r\\nX-Injected: 1\""),
+            "an HTTP path holds no space or control character",
+            picker,
+        ),
+        (
+            picker,
+            picker_json.replace("\"api\": {", "\"API/..\": {"),
+            "port name of picker-wheel: `API/..` is not an id",
+            picker,
+        ),
     ];
     for (file, text, message, located) in cases {
         let original = match file {

@@ -178,6 +178,18 @@ impl<'a> FetchUrl<'a> {
     }
 }
 
+/// An `http` health check's `path`: it starts with `/` and holds no space or control character
+/// (it is written into a request line, where either would split it).
+pub fn check_http_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err("an HTTP path starts with `/`".into());
+    }
+    if path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("an HTTP path holds no space or control character".into());
+    }
+    Ok(())
+}
+
 /// [`FetchUrl::parse`] as a plain check.
 pub fn check_fetch_url(url: &str) -> Result<(), UrlError> {
     FetchUrl::parse(url).map(drop)
@@ -229,6 +241,15 @@ mod tests {
         ] {
             let err = FetchUrl::parse(bad).unwrap_err().to_string();
             assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn http_paths() {
+        assert!(check_http_path("/healthz").is_ok());
+        assert!(check_http_path("/a?b=c").is_ok());
+        for bad in ["healthz", "", "/a b", "/a\r\nX-Injected: 1", "http://evil/"] {
+            assert!(check_http_path(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -14,7 +14,8 @@
 //! `infrastructure` secret (it must never be bundled); generators that resolve
 //! ([`crate::generator`]: named or strong literal charsets, lengths) and only on generated
 //! secrets (warning); formats that compile within limits ([`mod@crate::format`]); fetch URLs of
-//! [`crate::url`], positive timeouts, header names and values that cannot split a request;
+//! [`crate::url`], positive timeouts, header names and values that cannot split a request,
+//! health check paths that cannot either;
 //! environment variable names; health and readiness checks have what their type needs (a
 //! declared port, a command, a pattern); migrations have a command and unique versions; a
 //! loopback IPC host; services have a binary or a build; `${secret.ID}` names a secret the
@@ -416,6 +417,14 @@ fn check_service(
         &port_names,
         needs_port,
     );
+    if let Some(http_path) = &health.path
+        && let Err(err) = crate::url::check_http_path(http_path)
+    {
+        out.error(
+            format!("{path}.health.path"),
+            format!("`{}`: {err}", quote(http_path)),
+        );
+    }
     if let Some(program) = health.command.as_ref().and_then(|command| command.first())
         && let Err(err) = path::check_program(program)
     {

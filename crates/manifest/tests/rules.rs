@@ -160,6 +160,17 @@ fn every_path_is_relative_and_confined() {
     let mut manifest = happy();
     manifest["services"][2]["health"] = json!({"type": "command", "command": ["sh", "-c", "true"]});
     assert_eq!(errors(&manifest), Vec::<String>::new(), "a program on PATH");
+    // A health check's path goes into a request line.
+    assert_error(
+        &with("/services/1/health/path", json!("/h\r\nX-Injected: 1")),
+        "services[1].health.path",
+        "control character",
+    );
+    assert_error(
+        &with("/services/1/health/path", json!("healthz")),
+        "services[1].health.path",
+        "starts with `/`",
+    );
     // The app name names the app data directory.
     assert_error(
         &with("/app/name", json!("../x")),

@@ -226,6 +226,12 @@ fn cases(world: &World) -> Vec<(&'static str, Value, &'static str, &'static str)
             "`..`",
         ),
         (
+            "a health path that splits the request",
+            with("/services/0/health/path", json!("/\r\nX-Injected: 1")),
+            "services[0].health.path",
+            "control character",
+        ),
+        (
             "plain http to another host",
             fetched,
             "secrets[0].fetch.url",

@@ -686,10 +686,18 @@ impl Builder<'_> {
                 binary.args = Some(spec.args.clone());
             }
         }
+        let http_path = spec.health_path.clone().unwrap_or("/health".into());
+        manifest::url::check_http_path(&http_path).map_err(|err| {
+            located(
+                &["deployment", "bundle", "health"],
+                format!("resource {name}: health path `{http_path}`: {err}"),
+                "write a path such as \"/health\"",
+            )
+        })?;
         let (health, readiness) = match spec.health.as_deref() {
             Some("http") => (
                 Health {
-                    path: Some(spec.health_path.clone().unwrap_or("/health".into())),
+                    path: Some(http_path),
                     ..check(HealthType::Http, &port_name)
                 },
                 readiness(ReadinessType::HealthSuccess, None, 30000),
@@ -825,12 +833,7 @@ impl Builder<'_> {
         let check_settings = def.health.checks.iter().find(|c| {
             c.target.as_deref().is_some_and(|t| t.contains("API_PORT")) || c.name.contains("api")
         });
-        let path = def
-            .health
-            .endpoints
-            .get("api")
-            .cloned()
-            .unwrap_or_else(|| "/health".into());
+        let path = health_path(def, "api", "/health")?;
         let mut dependencies: Vec<manifest::ServiceId> = used
             .iter()
             .filter(|r| self.graph.mode_of(r) == BundleMode::Service)
@@ -894,12 +897,7 @@ impl Builder<'_> {
             .range
             .or(ui.port.map(|p| (p, p)))
             .unwrap_or(DEFAULT_RANGE);
-        let path = def
-            .health
-            .endpoints
-            .get("ui")
-            .cloned()
-            .unwrap_or_else(|| "/".into());
+        let path = health_path(def, "ui", "/")?;
         let api = api_port.map(|(port, _)| {
             (
                 EnvMap::from([(
@@ -982,6 +980,22 @@ impl Builder<'_> {
         }
         Ok(())
     }
+}
+
+/// The health endpoint a scenario declares for `port` (`lifecycle.health.endpoints`), checked
+/// as an HTTP path, or `default`.
+fn health_path(def: &ServiceDef, port: &str, default: &str) -> Result<String, Diagnostic> {
+    let Some(path) = def.health.endpoints.get(port) else {
+        return Ok(default.to_owned());
+    };
+    manifest::url::check_http_path(path).map_err(|err| {
+        def.diagnostic(
+            &["lifecycle", "health", "endpoints", port],
+            format!("health endpoint `{path}` of {}: {err}", def.id),
+            "write a path such as \"/health\"",
+        )
+    })?;
+    Ok(path.clone())
 }
 
 fn service(id: String, kind: ServiceType) -> Service {
