@@ -19,6 +19,14 @@
 //! Binaries follow the staging layout `bin/<service>/<platform>/<name>[.exe]`; the compile and
 //! stage tasks fill them. The output is deterministic: maps are sorted, nothing depends on time
 //! or on the machine.
+//!
+//! The manifest is built as a typed [`manifest::Manifest`], never as JSON text. Every value that
+//! comes from a definition or from bundle.toml (service and port names, binary names, data
+//! directories, migrations, health paths, env names, the profile's env and secret overrides)
+//! passes the `manifest` crate's rule for it where it enters, so that a bad value is an error at
+//! its file and line; [`manifest::Manifest::validate`] on the result is the safety net, and an
+//! error there is a defect of this module. **Invariant:** no rule of the format is restated
+//! here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
