@@ -380,3 +380,216 @@ fn walk(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     }
     Ok(files)
 }
+
+/// Every entry under `dir` (relative path, mode, contents or link target), `.xbundle` aside.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).unwrap().flatten() {
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if relative == ".xbundle" {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode();
+            let contents = if meta.file_type().is_symlink() {
+                std::fs::read_link(&path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                Vec::new()
+            } else {
+                std::fs::read(&path).unwrap()
+            };
+            out.insert(relative, (mode, contents));
+        }
+    }
+    out
+}
+
+/// Issue 8, items 11, 14, 15, 16 and 17 at `check` and `export`: a hostile or weak value from
+/// bundle.toml or a service.json is an error at its file and line (exit 2), whatever command
+/// meets it, and nothing is written: not in the repository, not in a canary tree beside it.
+#[test]
+fn hostile_values_are_located_errors_and_nothing_is_written() {
+    let outer = tempfile::Builder::new()
+        .prefix("xbundle-hostile-")
+        .tempdir()
+        .unwrap();
+    let repo_dir = outer.path().join("repo");
+    let canary = outer.path().join("canary");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["scenarios", "resources", "platforms"] {
+        copy_tree(&source.join(dir), &repo_dir.join(dir));
+    }
+    std::fs::create_dir_all(canary.join("x")).unwrap();
+    std::fs::write(canary.join("x/evil.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::write(canary.join("x/token"), "keep").unwrap();
+
+    // redis stays a service (its password generated), so its service.json shapes one.
+    let base = "[workspace]\ndefault-profile = \"p\"\n\n[profiles.p]\nscenario = \"picker-wheel\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\nswaps = { postgres = \"sqlite\" }\n";
+    let secrets = "\n[profiles.p.secrets]\nredis_password = { class = \"generate\" }\n";
+    let redis = "resources/redis/.vrooli/service.json";
+    let redis_json = std::fs::read_to_string(source.join(redis)).unwrap();
+    let picker = "scenarios/picker-wheel/.vrooli/service.json";
+    let picker_json = std::fs::read_to_string(source.join(picker)).unwrap();
+
+    // (what is edited, the new text, the message, the file the error must point into)
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "bundle.toml",
+            format!("{base}{secrets}session_secret = {{ target = {{ type = \"file\", name = \"../../canary/x/token\" }} }}\n"),
+            "a `..` component",
+            "bundle.toml",
+        ),
+        (
+            "bundle.toml",
+            format!("{base}env = {{ \"A=B\" = \"x\" }}\n{secrets}"),
+            "`A=B` is not a variable name",
+            "bundle.toml",
+        ),
+        (
+            "bundle.toml",
+            format!("{base}env = {{ TOKEN = \"${{secret.nope}}\" }}\n{secrets}"),
+            "refers to unknown secret `nope`",
+            "bundle.toml",
+        ),
+        (
+            "bundle.toml",
+            format!("{base}{secrets}session_secret = {{ generator = {{ charset = \"alnum_sybmols\" }} }}\n"),
+            "did you mean `alnum_symbols`?",
+            "bundle.toml",
+        ),
+        (
+            "bundle.toml",
+            format!("{base}{secrets}session_secret = {{ generator = {{ length = 32, charset = \"0123456789\" }} }}\n"),
+            "10 distinct characters: 32 of them give 106 bits",
+            "bundle.toml",
+        ),
+        (
+            "bundle.toml",
+            format!("{base}{secrets}session_secret = {{ class = \"remote_fetch\", url = \"http://vault.example/s\" }}\n"),
+            "http:// sends the secret in clear",
+            "bundle.toml",
+        ),
+        (
+            "bundle.toml",
+            format!("{base}{secrets}session_secret = {{ class = \"user_prompt\", format = \"(a{{100}}){{100}}\" }}\n"),
+            "format compiles to more than",
+            "bundle.toml",
+        ),
+        (
+            redis,
+            redis_json.replace("\"redis\"\n      ]", "\"../../canary/x\"\n      ]"),
+            "data directory `../../canary/x`: a `..` component",
+            redis,
+        ),
+        (
+            redis,
+            redis_json.replace("\"binary\": \"redis-server\"", "\"binary\": \"../../canary/x/evil.sh\""),
+            "binary `../../canary/x/evil.sh`",
+            redis,
+        ),
+        (
+            redis,
+            redis_json.replace("\"name\": \"main\"", "\"name\": \"../x\""),
+            "port name: `../x` is not an id",
+            redis,
+        ),
+        (
+            redis,
+            redis_json.replace(
+                "\"mode\": \"service\",",
+                "\"mode\": \"service\", \"migrations\": [{\"version\": \"1\", \"command\": [\"/tmp/evil.sh\"]}],",
+            ),
+            "migration program `/tmp/evil.sh`: absolute path",
+            redis,
+        ),
+        (
+            picker,
+            picker_json.replace("\"charset\": \"alnum\"", "\"charset\": \"alnum_sybmols\""),
+            "did you mean `alnum_symbols`?",
+            picker,
+        ),
+        (
+            picker,
+            picker_json.replace("\"api\": \"/health\"", "\"api\": \"/health\\r\\nX-Injected: 1\""),
+            "an HTTP path holds no space or control character",
+            picker,
+        ),
+        (
+            picker,
+            picker_json.replace("\"api\": {", "\"API/..\": {"),
+            "port name of picker-wheel: `API/..` is not an id",
+            picker,
+        ),
+    ];
+    for (file, text, message, located) in cases {
+        let original = match file {
+            "bundle.toml" => format!("{base}{secrets}"),
+            f if f == redis => redis_json.clone(),
+            _ => picker_json.clone(),
+        };
+        assert_ne!(text, original, "the edit for {message:?} changes nothing");
+        // Fresh copies of the edited files each time.
+        std::fs::write(repo_dir.join(redis), &redis_json).unwrap();
+        std::fs::write(repo_dir.join(picker), &picker_json).unwrap();
+        std::fs::write(repo_dir.join("bundle.toml"), format!("{base}{secrets}")).unwrap();
+        // The unedited profile is valid: the error below is the edit's.
+        let ok = std::process::Command::new(common::BIN)
+            .arg("--root")
+            .arg(&repo_dir)
+            .arg("check")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        std::fs::write(repo_dir.join(file), &text).unwrap();
+        let repo_before = tree(&repo_dir);
+        let canary_before = tree(&canary);
+        for command in ["check", "export", "assemble"] {
+            let output = std::process::Command::new(common::BIN)
+                .current_dir(&repo_dir)
+                .arg("--root")
+                .arg(&repo_dir)
+                .arg(command)
+                .env("NO_COLOR", "1")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{command}: {message}: {stderr}"
+            );
+            assert!(
+                stderr.contains(message),
+                "{command}: expected {message:?} in {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("{located}:")),
+                "{command}: {message}: not located in {located}: {stderr}"
+            );
+            assert_eq!(
+                tree(&repo_dir),
+                repo_before,
+                "{command} wrote into the repository"
+            );
+            assert_eq!(tree(&canary), canary_before, "{command} touched the canary");
+            assert!(!repo_dir.join("dist").exists());
+        }
+    }
+}

@@ -171,11 +171,11 @@ fn secrets_bundle_warns_that_fetched_secrets_need_the_network_without_credential
         &repo,
         "scenarios/picker-wheel/.vrooli/service.json",
         "\"secrets\": [",
-        "\"secrets\": [\n      {\"id\": \"license_key\", \"fetch\": {\"url\": \"http://robot:hunter2@vault.local:8200/v1/license?token=abc123\", \"timeout_ms\": 3000}},",
+        "\"secrets\": [\n      {\"id\": \"license_key\", \"fetch\": {\"url\": \"https://robot:hunter2@vault.local:8200/v1/license?token=abc123\", \"timeout_ms\": 3000}},",
     );
     let mut args = vec!["secrets", "picker-wheel", "--bundle"];
     args.extend(SWAPS);
-    let warning = "secret `license_key` is fetched at run time from http://vault.local:8200/v1/license: the app cannot start offline";
+    let warning = "secret `license_key` is fetched at run time from https://vault.local:8200/v1/license: the app cannot start offline";
 
     let human = repo.human(&args);
     human.assert_code(0);
@@ -204,7 +204,7 @@ fn secrets_bundle_warns_that_fetched_secrets_need_the_network_without_credential
         .unwrap();
     assert_eq!(
         license["fetch"],
-        json!({"url": "http://vault.local:8200/v1/license", "timeout_ms": 3000})
+        json!({"url": "https://vault.local:8200/v1/license", "timeout_ms": 3000})
     );
     assert_eq!(license["class"], "remote_fetch");
 

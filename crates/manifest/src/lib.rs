@@ -7,9 +7,15 @@
 //! `url`, a `remote_fetch` secret a `fetch` block). Optional arrays and maps are `Option`s for
 //! the same reason: `"dependencies": []` and an absent `dependencies` stay distinct.
 //!
-//! **Architecture invariant:** this crate depends only on serde, serde_json,
-//! serde_path_to_error and schemars. It is shared by the pipeline (`xbundle`), which writes
-//! manifests, and by the runtime shipped in every bundle, which reads them.
+//! **Architecture invariant:** this crate owns every rule of the format, for both sides: the
+//! pipeline (`xbundle`), which writes manifests, and the runtime shipped in every bundle, which
+//! reads them, apply the rules through this crate and keep no copy of them. Id character sets
+//! ([`ident`]), path confinement ([`path`]), generators and charsets ([`generator`]), fetch URLs
+//! ([`url`]), secret formats ([`mod@format`]) and env templates ([`template`]) each have one module;
+//! [`Manifest::validate`] applies them all, every problem with its JSON path.
+//!
+//! **Architecture invariant:** it depends only on serde, serde_json, serde_path_to_error,
+//! schemars and regex-lite.
 //!
 //! ```
 //! let json = r#"{"schema_version":"v0.1","target":"desktop",
@@ -23,12 +29,22 @@
 //! assert!(manifest.validate().iter().all(|p| !p.is_error()));
 //! ```
 
+pub mod format;
+pub mod generator;
+pub mod ident;
+pub mod path;
 pub mod template;
 mod types;
+pub mod url;
 mod validate;
 
+pub use format::format_regex;
+pub use generator::{Charset, CharsetError, GeneratorError, GeneratorSpec, NamedCharset};
+pub use ident::{IdError, check_id};
+pub use path::{PathError, PathStyle, RelativePath, check_relative};
 pub use types::*;
-pub use validate::{Problem, Severity};
+pub use url::{FetchUrl, UrlError, check_fetch_url};
+pub use validate::{MAX_PROBLEMS, Problem, Severity};
 
 use std::fmt;
 

@@ -59,6 +59,17 @@ pub fn parse(text: &str) -> Vec<Piece<'_>> {
     pieces
 }
 
+/// The ids of the `${secret.ID}` templates in `text`, in order.
+pub fn secret_refs(text: &str) -> Vec<&str> {
+    parse(text)
+        .into_iter()
+        .filter_map(|piece| match piece {
+            Piece::Secret(id) => Some(id),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +96,10 @@ mod tests {
         assert_eq!(
             parse("Bearer ${secret.api_key}"),
             vec![Piece::Text("Bearer "), Piece::Secret("api_key")]
+        );
+        assert_eq!(
+            secret_refs("${secret.a}:${b.c}${secret.}${secret.d}"),
+            ["a", "d"]
         );
         assert_eq!(
             parse("${playwright-driver.http}"),

@@ -212,6 +212,32 @@ pub enum SecretClass {
     RemoteFetch,
 }
 
+impl SecretClass {
+    /// Every class, in the schema's order.
+    pub const ALL: [SecretClass; 4] = [
+        SecretClass::Infrastructure,
+        SecretClass::PerInstallGenerated,
+        SecretClass::UserPrompt,
+        SecretClass::RemoteFetch,
+    ];
+
+    /// As bundle.json spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretClass::Infrastructure => "infrastructure",
+            SecretClass::PerInstallGenerated => "per_install_generated",
+            SecretClass::UserPrompt => "user_prompt",
+            SecretClass::RemoteFetch => "remote_fetch",
+        }
+    }
+}
+
+impl fmt::Display for SecretClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A secret the services need. Its value never appears in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Secret {
@@ -219,7 +245,7 @@ pub struct Secret {
     pub class: SecretClass,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// A regular expression a value must match.
+    /// A regular expression the whole value must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
     /// Absent means required.
@@ -280,7 +306,8 @@ pub struct Generator {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<u32>,
     /// A named set (`alnum`, `alpha`, `lower`, `upper`, `numeric`, `hex`, `base64`,
-    /// `base64url`, `symbols`) or the literal characters to draw from.
+    /// `base64url`, `alnum_symbols`) or the literal characters to draw from (at least 16
+    /// distinct, or a `length` giving 128 bits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charset: Option<String>,
     #[serde(flatten)]
@@ -291,6 +318,7 @@ pub struct Generator {
 /// the value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RemoteFetch {
+    /// `https://`, or `http://` to a loopback host.
     pub url: String,
     /// Default 5000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,11 +338,40 @@ pub enum SecretTargetType {
     /// An environment variable named `name`.
     Env,
     /// A 0600 file; the service gets its path in `SECRET_FILE_<ID>` (and in `name`, if set).
+    /// `name` must be a plain file name.
     File,
 }
 
+impl SecretTargetType {
+    /// As bundle.json spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretTargetType::Env => "env",
+            SecretTargetType::File => "file",
+        }
+    }
+
+    /// Reads a type as bundle.json spells it.
+    pub fn parse(text: &str) -> Result<SecretTargetType, String> {
+        match text {
+            "env" => Ok(SecretTargetType::Env),
+            "file" => Ok(SecretTargetType::File),
+            other => Err(format!(
+                "unknown target type `{}` (use \"env\" or \"file\")",
+                other.escape_debug()
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SecretTargetType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a secret reaches a service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SecretTarget {
     #[serde(rename = "type")]
     pub kind: SecretTargetType,
@@ -408,7 +465,8 @@ impl Service {
     }
 }
 
-/// How to run a service on one platform. Paths are relative to the bundle root.
+/// How to run a service on one platform. Paths are relative to the bundle root, without
+/// `..`, `.` or empty components; those of `win-*` platforms may separate them with `\\`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Binary {
     #[schemars(length(min = 1))]

@@ -5,16 +5,31 @@
 //! tolerated, because the real manifests of the conformance corpus have them (e.g. a template
 //! `${playwright.http}` naming a service whose id is `playwright-driver`).
 //!
-//! Checked: unique service, secret and port ids; dependencies that exist, are not the service
-//! itself and form no cycle; port ranges with `1 <= min <= max`; reserved ports non-zero;
-//! secrets referenced by services exist; no `infrastructure` secret (it must never be
-//! bundled); generators only on generated secrets; `remote_fetch` secrets say where from;
-//! health and readiness checks have what their type needs (a declared port, a command, a
-//! pattern); migrations have a command and unique versions; a loopback IPC host; services
-//! have a binary or a build; templates name known services and ports (warning).
+//! Checked: unique service, secret and port ids, each an id of [`crate::ident`]; every path
+//! (`ipc.auth_token_path`, `telemetry.file`, binaries' `path` and `cwd`, `build.source_dir`,
+//! `data_dirs`, `log_dir`, `assets[].path`, the programs of migrations and command checks) a
+//! confined relative path of [`crate::path`], `app.name` and a secret's `file` target one file
+//! name; dependencies that exist, are not the service itself and form no cycle; port ranges
+//! with `1 <= min <= max`; reserved ports non-zero; secrets referenced by services exist; no
+//! `infrastructure` secret (it must never be bundled); generators that resolve
+//! ([`crate::generator`]: named or strong literal charsets, lengths) and only on generated
+//! secrets (warning); formats that compile within limits ([`mod@crate::format`]); fetch URLs of
+//! [`crate::url`], positive timeouts, header names and values that cannot split a request,
+//! health check paths that cannot either;
+//! environment variable names; health and readiness checks have what their type needs (a
+//! declared port, a command, a pattern); migrations have a command and unique versions; a
+//! loopback IPC host; services have a binary or a build; `${secret.ID}` names a secret the
+//! service lists; `${service.port}` templates name known services and ports (warning).
+//!
+//! **Invariant:** the report is bounded by the input, whatever the input: at most
+//! [`MAX_PROBLEMS`] problems (the rest counted in one more), messages quote at most a prefix
+//! of what they name, and no check recurses (the dependency walk keeps its own stack).
 
+use crate::ident::{check_env_name, check_id};
+use crate::path::{self, PathStyle, RelativePath};
 use crate::template::{self, Piece};
-use crate::{HealthType, Manifest, ReadinessType, SecretClass, Service};
+use crate::url::FetchUrl;
+use crate::{HealthType, Manifest, ReadinessType, Secret, SecretClass, Service, format_regex};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -50,7 +65,15 @@ impl fmt::Display for Problem {
     }
 }
 
-struct Findings(Vec<Problem>);
+/// Most problems reported for one manifest; the rest are counted in a last problem (an error
+/// if any of them is), so a hostile manifest cannot make its report outgrow it.
+pub const MAX_PROBLEMS: usize = 1000;
+
+struct Findings {
+    problems: Vec<Problem>,
+    dropped: usize,
+    dropped_error: bool,
+}
 
 impl Findings {
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
@@ -60,27 +83,69 @@ impl Findings {
         self.push(Severity::Warning, path.into(), message.into());
     }
     fn push(&mut self, severity: Severity, path: String, message: String) {
-        self.0.push(Problem {
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.dropped += 1;
+            self.dropped_error |= severity == Severity::Error;
+            return;
+        }
+        self.problems.push(Problem {
             severity,
             path,
             message,
         });
     }
+
+    fn finish(mut self) -> Vec<Problem> {
+        if self.dropped > 0 {
+            self.problems.push(Problem {
+                severity: if self.dropped_error {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                path: String::new(),
+                message: format!("and {} more problems", self.dropped),
+            });
+        }
+        self.problems
+    }
 }
 
 pub(crate) fn validate(manifest: &Manifest) -> Vec<Problem> {
-    let mut findings = Findings(Vec::new());
+    let mut findings = Findings {
+        problems: Vec::new(),
+        dropped: 0,
+        dropped_error: false,
+    };
     let out = &mut findings;
 
+    if let Err(err) = RelativePath::name(&manifest.app.name) {
+        out.error(
+            "app.name",
+            format!("names the app data directory, so it must be one file name: {err}"),
+        );
+    }
     if !matches!(
         manifest.ipc.host.as_str(),
         "127.0.0.1" | "localhost" | "::1" | "[::1]"
     ) {
         out.error(
             "ipc.host",
-            format!("`{}` is not a loopback address", manifest.ipc.host),
+            format!("`{}` is not a loopback address", quote(&manifest.ipc.host)),
         );
     }
+    check_path(
+        out,
+        "ipc.auth_token_path",
+        &manifest.ipc.auth_token_path,
+        PathStyle::Portable,
+    );
+    check_path(
+        out,
+        "telemetry.file",
+        &manifest.telemetry.file,
+        PathStyle::Portable,
+    );
     if let Some(ports) = &manifest.ports {
         if let Some(range) = &ports.default_range {
             check_range(out, "ports.default_range", range.min, range.max);
@@ -99,57 +164,28 @@ pub(crate) fn validate(manifest: &Manifest) -> Vec<Problem> {
     let mut secret_ids = BTreeSet::new();
     for (index, secret) in manifest.secrets.iter().flatten().enumerate() {
         let path = format!("secrets[{index}]");
-        if secret.id.as_str().is_empty() {
-            out.error(format!("{path}.id"), "empty id");
+        if let Err(err) = check_id(secret.id.as_str()) {
+            out.error(format!("{path}.id"), err.to_string());
         }
         if !secret_ids.insert(secret.id.as_str()) {
             out.error(
                 format!("{path}.id"),
-                format!("duplicate secret id `{}`", secret.id),
+                format!("duplicate secret id `{}`", quote(secret.id.as_str())),
             );
         }
-        match secret.class {
-            SecretClass::Infrastructure => out.error(
-                format!("{path}.class"),
-                "an `infrastructure` secret is never bundled: swap out the resource that needs it",
-            ),
-            SecretClass::RemoteFetch if secret.fetch.is_none() => out.warning(
-                format!("{path}.fetch"),
-                "a `remote_fetch` secret without `fetch.url` cannot be fetched",
-            ),
-            _ => {}
-        }
-        if secret.generator.is_some() && secret.class != SecretClass::PerInstallGenerated {
-            out.warning(
-                format!("{path}.generator"),
-                "a generator is only used by `per_install_generated` secrets",
-            );
-        }
-        if let Some(length) = secret
-            .generator
-            .as_ref()
-            .and_then(|generator| generator.length)
-            && !(1..=4096).contains(&length)
-        {
-            out.error(
-                format!("{path}.generator.length"),
-                "must be between 1 and 4096",
-            );
-        }
-        if secret.target.name.is_empty() {
-            out.error(format!("{path}.target.name"), "empty name");
-        }
+        check_secret(out, &path, secret);
     }
 
     // Services: ids first, so references can be checked whatever their order.
     let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
     for (index, service) in manifest.services.iter().enumerate() {
-        if service.id.as_str().is_empty() {
-            out.error(format!("services[{index}].id"), "empty id");
-        } else if ids.insert(service.id.as_str(), index).is_some() {
+        if let Err(err) = check_id(service.id.as_str()) {
+            out.error(format!("services[{index}].id"), err.to_string());
+        }
+        if ids.insert(service.id.as_str(), index).is_some() {
             out.error(
                 format!("services[{index}].id"),
-                format!("duplicate service id `{}`", service.id),
+                format!("duplicate service id `{}`", quote(service.id.as_str())),
             );
         }
     }
@@ -160,7 +196,100 @@ pub(crate) fn validate(manifest: &Manifest) -> Vec<Problem> {
         check_service(out, manifest, &ids, &secret_ids, index, service);
     }
     check_cycles(out, manifest, &ids);
-    findings.0
+    findings.finish()
+}
+
+/// At most this many characters of an input string are quoted in a message, so that the
+/// problems of a manifest never outweigh the manifest.
+const QUOTE_CHARS: usize = 80;
+
+/// `text`, shortened to [`QUOTE_CHARS`] characters, control characters escaped.
+fn quote(text: &str) -> String {
+    let mut shown: String = text.chars().take(QUOTE_CHARS).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
+    }
+    shown.escape_debug().to_string()
+}
+
+fn check_path(out: &mut Findings, path: &str, value: &str, style: PathStyle) {
+    if let Err(err) = RelativePath::with_style(value, style) {
+        out.error(path.to_owned(), format!("`{}`: {err}", quote(value)));
+    }
+}
+
+fn check_env_names<'a>(
+    out: &mut Findings,
+    path: &str,
+    names: impl IntoIterator<Item = &'a String>,
+) {
+    for name in names {
+        if let Err(err) = check_env_name(name) {
+            out.error(format!("{path}.{}", quote(name)), err);
+        }
+    }
+}
+
+fn check_secret(out: &mut Findings, path: &str, secret: &Secret) {
+    match secret.class {
+        SecretClass::Infrastructure => out.error(
+            format!("{path}.class"),
+            "an `infrastructure` secret is never bundled: swap out the resource that needs it",
+        ),
+        SecretClass::RemoteFetch if secret.fetch.is_none() => out.warning(
+            format!("{path}.fetch"),
+            "a `remote_fetch` secret without `fetch.url` cannot be fetched",
+        ),
+        _ => {}
+    }
+    match (&secret.generator, secret.class) {
+        (Some(generator), SecretClass::PerInstallGenerated) => {
+            if let Err(err) = generator.resolve() {
+                out.error(format!("{path}.generator.{}", err.field), err.message);
+            }
+        }
+        (Some(_), _) => out.warning(
+            format!("{path}.generator"),
+            "a generator is only used by `per_install_generated` secrets",
+        ),
+        (None, _) => {}
+    }
+    if let Some(format) = &secret.format
+        && let Err(err) = format_regex(format)
+    {
+        out.error(format!("{path}.format"), err);
+    }
+    if let Some(fetch) = &secret.fetch {
+        if let Err(err) = FetchUrl::parse(&fetch.url) {
+            out.error(format!("{path}.fetch.url"), err.to_string());
+        }
+        if fetch.timeout_ms == Some(0) {
+            out.error(
+                format!("{path}.fetch.timeout_ms"),
+                "timeout_ms must be at least 1",
+            );
+        }
+        for (name, value) in fetch.headers.iter().flatten() {
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                out.error(
+                    format!("{path}.fetch.headers"),
+                    format!("`{}` is not an HTTP header name", quote(name)),
+                );
+            } else if value.chars().any(|c| c.is_control() && c != '\t') {
+                out.error(
+                    format!("{path}.fetch.headers.{name}"),
+                    "a header value may not hold control characters (CR, LF, NUL)",
+                );
+            }
+        }
+    }
+    if let Err(err) = secret.target.check() {
+        out.error(format!("{path}.target.name"), err);
+    }
 }
 
 fn check_range(out: &mut Findings, path: &str, min: u16, max: u16) {
@@ -188,17 +317,65 @@ fn check_service(
         out.error(format!("{path}.binaries"), "no binary and no build");
     }
     for (platform, binary) in &service.binaries {
-        if binary.path.is_empty() {
-            out.error(format!("{path}.binaries.{platform}.path"), "empty path");
+        let binary_path = format!("{path}.binaries.{}", quote(platform.as_str()));
+        let style = path::style_for_platform(platform.as_str());
+        check_path(out, &format!("{binary_path}.path"), &binary.path, style);
+        if let Some(cwd) = &binary.cwd {
+            check_path(out, &format!("{binary_path}.cwd"), cwd, style);
         }
+        check_env_names(
+            out,
+            &format!("{binary_path}.env"),
+            binary.env.iter().flatten().map(|(k, _)| k),
+        );
+    }
+    if let Some(build) = &service.build {
+        check_path(
+            out,
+            &format!("{path}.build.source_dir"),
+            &build.source_dir,
+            PathStyle::Portable,
+        );
+    }
+    check_env_names(
+        out,
+        &format!("{path}.env"),
+        service.env.iter().flatten().map(|(k, _)| k),
+    );
+    for (dir_index, dir) in service.data_dirs.iter().flatten().enumerate() {
+        check_path(
+            out,
+            &format!("{path}.data_dirs[{dir_index}]"),
+            dir,
+            PathStyle::Portable,
+        );
+    }
+    if let Some(log_dir) = &service.log_dir {
+        check_path(
+            out,
+            &format!("{path}.log_dir"),
+            log_dir,
+            PathStyle::Portable,
+        );
+    }
+    for (asset_index, asset) in service.assets().iter().enumerate() {
+        check_path(
+            out,
+            &format!("{path}.assets[{asset_index}].path"),
+            &asset.path,
+            PathStyle::Portable,
+        );
     }
     let mut port_names = BTreeSet::new();
     for (port_index, request) in service.requested_ports().iter().enumerate() {
         let port_path = format!("{path}.ports.requested[{port_index}]");
+        if let Err(err) = check_id(request.name.as_str()) {
+            out.error(format!("{port_path}.name"), err.to_string());
+        }
         if !port_names.insert(request.name.as_str()) {
             out.error(
                 format!("{port_path}.name"),
-                format!("duplicate port `{}`", request.name),
+                format!("duplicate port `{}`", quote(request.name.as_str())),
             );
         }
         check_range(
@@ -213,14 +390,20 @@ fn check_service(
         if dependency == &service.id {
             out.error(dep_path, "a service cannot depend on itself");
         } else if !ids.contains_key(dependency.as_str()) {
-            out.error(dep_path, format!("unknown service `{dependency}`"));
+            out.error(
+                dep_path,
+                format!("unknown service `{}`", quote(dependency.as_str())),
+            );
         }
     }
     for (secret_index, secret) in service.secret_ids().iter().enumerate() {
         if !secret_ids.contains(secret.as_str()) {
             out.error(
                 format!("{path}.secrets[{secret_index}]"),
-                format!("unknown secret `{secret}` (not in the top-level `secrets`)"),
+                format!(
+                    "unknown secret `{}` (not in the top-level `secrets`)",
+                    quote(secret.as_str())
+                ),
             );
         }
     }
@@ -234,6 +417,22 @@ fn check_service(
         &port_names,
         needs_port,
     );
+    if let Some(http_path) = &health.path
+        && let Err(err) = crate::url::check_http_path(http_path)
+    {
+        out.error(
+            format!("{path}.health.path"),
+            format!("`{}`: {err}", quote(http_path)),
+        );
+    }
+    if let Some(program) = health.command.as_ref().and_then(|command| command.first())
+        && let Err(err) = path::check_program(program)
+    {
+        out.error(
+            format!("{path}.health.command[0]"),
+            format!("`{}`: {err}", quote(program)),
+        );
+    }
     match health.kind {
         HealthType::Command
             if health
@@ -281,13 +480,29 @@ fn check_service(
     let mut versions = BTreeSet::new();
     for (migration_index, migration) in service.migrations().iter().enumerate() {
         let migration_path = format!("{path}.migrations[{migration_index}]");
-        if migration.command.is_empty() {
-            out.error(format!("{migration_path}.command"), "empty command");
+        match migration.command.first() {
+            None => out.error(format!("{migration_path}.command"), "empty command"),
+            Some(program) => {
+                if let Err(err) = path::check_program(program) {
+                    out.error(
+                        format!("{migration_path}.command[0]"),
+                        format!("`{}`: {err}", quote(program)),
+                    );
+                }
+            }
         }
+        check_env_names(
+            out,
+            &format!("{migration_path}.env"),
+            migration.env.iter().flatten().map(|(k, _)| k),
+        );
         if !versions.insert(migration.version.as_str()) {
             out.error(
                 format!("{migration_path}.version"),
-                format!("duplicate migration version `{}`", migration.version),
+                format!(
+                    "duplicate migration version `{}`",
+                    quote(&migration.version)
+                ),
             );
         }
     }
@@ -295,53 +510,75 @@ fn check_service(
     // Templates (warnings: the corpus has a dangling one).
     let mut texts: Vec<(String, &str)> = Vec::new();
     for (name, value) in service.env.iter().flatten() {
-        texts.push((format!("{path}.env.{name}"), value));
+        let env_path = format!("{path}.env.{}", quote(name));
         // `${secret.ID}`: only in service env, only for secrets the service lists.
         for piece in template::parse(value) {
             if let Piece::Secret(id) = piece {
-                if manifest.secret(id).is_none() {
+                if !secret_ids.contains(id) {
                     out.error(
-                        format!("{path}.env.{name}"),
-                        format!("`${{secret.{id}}}`: no secret `{id}` in this manifest"),
-                    );
-                } else if !service.secrets.iter().flatten().any(|s| s.as_str() == id) {
-                    out.error(
-                        format!("{path}.env.{name}"),
+                        env_path.clone(),
                         format!(
-                            "`${{secret.{id}}}`: the service does not list `{id}` in its secrets"
+                            "`${{secret.{id}}}`: no secret `{id}` in this manifest",
+                            id = quote(id)
+                        ),
+                    );
+                } else if !service.secret_ids().iter().any(|s| s.as_str() == id) {
+                    out.error(
+                        env_path.clone(),
+                        format!(
+                            "`${{secret.{id}}}`: the service does not list `{id}` in its secrets",
+                            id = quote(id)
                         ),
                     );
                 }
             }
         }
+        texts.push((env_path, value));
     }
     for (platform, binary) in &service.binaries {
+        let binary_path = format!("{path}.binaries.{}", quote(platform.as_str()));
         for (arg_index, arg) in binary.args.iter().flatten().enumerate() {
-            texts.push((format!("{path}.binaries.{platform}.args[{arg_index}]"), arg));
+            texts.push((format!("{binary_path}.args[{arg_index}]"), arg));
         }
         for (name, value) in binary.env.iter().flatten() {
-            texts.push((format!("{path}.binaries.{platform}.env.{name}"), value));
+            texts.push((format!("{binary_path}.env.{}", quote(name)), value));
         }
     }
     for (text_path, text) in texts {
         for piece in template::parse(text) {
             match piece {
-                Piece::Port { service: target, port } => match manifest.service(target) {
+                Piece::Port {
+                    service: target,
+                    port,
+                } => match ids.get(target).map(|&i| &manifest.services[i]) {
                     None => out.warning(
                         text_path.clone(),
-                        format!("`${{{target}.{port}}}`: no service `{target}`; left as written"),
+                        format!(
+                            "`${{{target}.{port}}}`: no service `{target}`; left as written",
+                            target = quote(target),
+                            port = quote(port)
+                        ),
                     ),
-                    Some(other) if !other.requested_ports().iter().any(|p| p.name.as_str() == port) => {
+                    Some(other)
+                        if !other
+                            .requested_ports()
+                            .iter()
+                            .any(|p| p.name.as_str() == port) =>
+                    {
                         out.warning(
                             text_path.clone(),
-                            format!("`${{{target}.{port}}}`: service `{target}` requests no port `{port}`; left as written"),
+                            format!(
+                                "`${{{target}.{port}}}`: service `{target}` requests no port `{port}`; left as written",
+                                target = quote(target),
+                                port = quote(port)
+                            ),
                         )
                     }
                     Some(_) => {}
                 },
                 Piece::Unknown(raw) => out.warning(
                     text_path.clone(),
-                    format!("unknown template `{raw}`; left as written"),
+                    format!("unknown template `{}`; left as written", quote(raw)),
                 ),
                 _ => {}
             }
@@ -359,7 +596,7 @@ fn check_port_name(
     match port_name {
         Some(name) if !declared.contains(name.as_str()) => out.error(
             format!("{path}.port_name"),
-            format!("the service requests no port `{name}`"),
+            format!("the service requests no port `{}`", quote(name.as_str())),
         ),
         None if required && declared.is_empty() => {
             out.error(format!("{path}.port_name"), "this check needs a port")
@@ -368,7 +605,14 @@ fn check_port_name(
     }
 }
 
-/// Reports each dependency cycle once, with its path (`a -> b -> a`).
+/// Most dependency cycles reported (one is enough to fix; more only repeat it).
+const MAX_CYCLES: usize = 10;
+/// Most services named in one cycle's message.
+const CYCLE_SHOWN: usize = 8;
+
+/// Reports dependency cycles (each back edge of a depth-first walk, at most [`MAX_CYCLES`]),
+/// with their path (`a -> b -> a`). The walk keeps its own stack, so no manifest, however
+/// long its dependency chains, can exhaust the thread's stack.
 fn check_cycles(out: &mut Findings, manifest: &Manifest, ids: &BTreeMap<&str, usize>) {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -376,17 +620,23 @@ fn check_cycles(out: &mut Findings, manifest: &Manifest, ids: &BTreeMap<&str, us
         Active,
         Done,
     }
-    fn visit(
-        node: usize,
-        manifest: &Manifest,
-        ids: &BTreeMap<&str, usize>,
-        marks: &mut [Mark],
-        stack: &mut Vec<usize>,
-        out: &mut Findings,
-    ) {
-        marks[node] = Mark::Active;
-        stack.push(node);
-        for dependency in manifest.services[node].dependencies() {
+    let services = &manifest.services;
+    let mut marks = vec![Mark::New; services.len()];
+    let mut reported = 0;
+    for root in 0..services.len() {
+        if marks[root] != Mark::New {
+            continue;
+        }
+        // (service, index of the next dependency to look at)
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        marks[root] = Mark::Active;
+        while let Some(&mut (node, ref mut next_dep)) = stack.last_mut() {
+            let Some(dependency) = services[node].dependencies().get(*next_dep) else {
+                marks[node] = Mark::Done;
+                stack.pop();
+                continue;
+            };
+            *next_dep += 1;
             let Some(&next) = ids.get(dependency.as_str()) else {
                 continue;
             };
@@ -394,30 +644,30 @@ fn check_cycles(out: &mut Findings, manifest: &Manifest, ids: &BTreeMap<&str, us
                 continue; // reported as a self-dependency
             }
             match marks[next] {
-                Mark::New => visit(next, manifest, ids, marks, stack, out),
-                Mark::Active => {
-                    let start = stack.iter().position(|&n| n == next).unwrap_or(0);
-                    let mut cycle: Vec<&str> = stack[start..]
+                Mark::New => {
+                    marks[next] = Mark::Active;
+                    stack.push((next, 0));
+                }
+                Mark::Active if reported < MAX_CYCLES => {
+                    reported += 1;
+                    let start = stack.iter().position(|&(n, _)| n == next).unwrap_or(0);
+                    let members = &stack[start..];
+                    let mut names: Vec<String> = members
                         .iter()
-                        .map(|&n| manifest.services[n].id.as_str())
+                        .take(CYCLE_SHOWN)
+                        .map(|&(n, _)| quote(services[n].id.as_str()))
                         .collect();
-                    cycle.push(manifest.services[next].id.as_str());
+                    if members.len() > CYCLE_SHOWN {
+                        names.push(format!("… ({} services in all)", members.len()));
+                    }
+                    names.push(quote(services[next].id.as_str()));
                     out.error(
                         format!("services[{node}].dependencies"),
-                        format!("dependency cycle: {}", cycle.join(" -> ")),
+                        format!("dependency cycle: {}", names.join(" -> ")),
                     );
                 }
-                Mark::Done => {}
+                Mark::Active | Mark::Done => {}
             }
-        }
-        stack.pop();
-        marks[node] = Mark::Done;
-    }
-    let mut marks = vec![Mark::New; manifest.services.len()];
-    let mut stack = Vec::new();
-    for node in 0..manifest.services.len() {
-        if marks[node] == Mark::New {
-            visit(node, manifest, ids, &mut marks, &mut stack, out);
         }
     }
 }

@@ -1,15 +1,22 @@
 //! Secrets: generated once per install, taken from the user, or fetched; stored and injected.
 //!
-//! - `per_install_generated`: generated on first start with the OS CSPRNG (`getrandom`),
-//!   honouring the generator's type (`random` with `length` and `charset`, `uuid` (v4), `hex`,
-//!   `base64` of `length` random bytes), regenerated until it matches `format` (at most 100
-//!   tries), then stored and reused on every later start.
+//! Every rule about what a secret may be is the manifest's (the runtime only loads manifests
+//! that pass [`manifest::Manifest::validate`]); this module runs them:
+//! - `per_install_generated`: generated on first start with the OS CSPRNG (`getrandom`), by the
+//!   generator as [`manifest::Generator::resolve`] reads it: `random` draws `length`
+//!   characters uniformly (rejection sampling, no modulo bias) from a named set of
+//!   [`manifest::NamedCharset`] or a literal set of at least 16 characters (or 128 bits);
+//!   `hex` `length` hex digits; `base64` `length` random bytes, encoded; `uuid` a v4 UUID.
+//!   Regenerated until it matches `format` (at most 100 tries), then stored and reused on
+//!   every later start.
 //! - `user_prompt`: set through `POST /secrets`, checked against `format`, then stored.
 //!
-//! `format` must match the whole value (it is anchored: `^(?:FORMAT)$`), for generated,
-//! user-provided and fetched values alike.
-//! - `remote_fetch`: fetched from `fetch.url` (http only; `user:pass@` becomes Basic auth)
-//!   with a timeout at each start, and kept in memory (a `file` target gets it written, and
+//! `format` must match the whole value (it is anchored: `^(?:FORMAT)$`, compiled with the
+//! manifest's size limits, [`manifest::format_regex`]), for generated, user-provided and
+//! fetched values alike.
+//! - `remote_fetch`: fetched from `fetch.url` by [`fetch`] (https, verified against the
+//!   platform's roots, or http to a loopback host; `user:pass@` becomes Basic auth) with a
+//!   timeout at each start, and kept in memory (a `file` target gets it written, and
 //!   rewritten on each start, to its 0600 file; a failed fetch removes a stale one). A failed
 //!   fetch leaves the secret `unavailable: <why>` and the services needing it held back; the
 //!   supervisor retries it with capped exponential backoff ([`retry_delay`]) and starts them
@@ -19,14 +26,17 @@
 //! **Storage, stated honestly:** values are stored unencrypted in
 //! `<app data>/secrets/<id>`, one file per secret, mode 0600, in a directory of mode 0700,
 //! written to a temporary file and renamed. They are protected by file permissions only (the
-//! user's other programs can read them), not by an OS keychain.
+//! user's other programs can read them), not by an OS keychain. Ids are manifest ids
+//! (`[a-z0-9][a-z0-9_-]*`), so a file name never leaves the directory.
 //!
 //! Injection: an `env` target sets the variable `target.name`; a `file` target gives the
 //! service `SECRET_FILE_<ID>` (and `target.name`) holding the path of a 0600 file with the
 //! value. **Invariant:** no value is ever logged, written to telemetry or returned by the API.
 
+mod fetch;
+
 use crate::telemetry::Telemetry;
-use manifest::{GeneratorType, Manifest, Secret, SecretClass};
+use manifest::{GeneratorSpec, GeneratorType, Manifest, Secret, SecretClass};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -117,30 +127,6 @@ fn random_below(n: usize) -> usize {
     }
 }
 
-const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
-const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-const DIGITS: &str = "0123456789";
-
-/// The characters of a named charset, or the literal characters given.
-pub fn charset(name: &str) -> Vec<char> {
-    let set = match name {
-        "alnum" | "alphanumeric" => format!("{UPPER}{LOWER}{DIGITS}"),
-        "alpha" | "letters" => format!("{UPPER}{LOWER}"),
-        "lower" => LOWER.to_owned(),
-        "upper" => UPPER.to_owned(),
-        "numeric" | "digits" => DIGITS.to_owned(),
-        "hex" => format!("{DIGITS}abcdef"),
-        "base64" => format!("{UPPER}{LOWER}{DIGITS}+/"),
-        "base64url" => format!("{UPPER}{LOWER}{DIGITS}-_"),
-        "symbols" | "ascii" => format!("{UPPER}{LOWER}{DIGITS}!#$%&()*+,-./:;<=>?@[]^_{{|}}~"),
-        literal => literal.to_owned(),
-    };
-    let mut chars: Vec<char> = set.chars().collect();
-    chars.sort_unstable();
-    chars.dedup();
-    chars
-}
-
 pub fn base64(bytes: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
@@ -162,44 +148,22 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// Generates one value for a `per_install_generated` secret.
+/// Generates one value for a `per_install_generated` secret: its generator resolved by the
+/// manifest's rules (validation has already refused one that does not resolve), then values
+/// drawn until one matches `format` (at most 100 tries).
 pub fn generate(secret: &Secret) -> Result<String, String> {
-    let generator = secret.generator.clone().unwrap_or_default();
-    let length = generator.length.unwrap_or(32) as usize;
+    let spec = match &secret.generator {
+        Some(generator) => generator
+            .resolve()
+            .map_err(|err| format!("bad generator: {err}"))?,
+        None => GeneratorSpec::default(),
+    };
     let format = match &secret.format {
         Some(format) => Some(format_regex(format).map_err(|err| format!("bad format: {err}"))?),
         None => None,
     };
     for _ in 0..100 {
-        let value = match generator.kind.unwrap_or_default() {
-            GeneratorType::Random => {
-                let chars = charset(generator.charset.as_deref().unwrap_or("alnum"));
-                if chars.is_empty() {
-                    return Err("empty charset".into());
-                }
-                (0..length)
-                    .map(|_| chars[random_below(chars.len())])
-                    .collect()
-            }
-            GeneratorType::Hex => (0..length)
-                .map(|_| char::from(b"0123456789abcdef"[random_below(16)]))
-                .collect(),
-            GeneratorType::Base64 => base64(&random_bytes(length)),
-            GeneratorType::Uuid => {
-                let mut b = random_bytes(16);
-                b[6] = (b[6] & 0x0f) | 0x40;
-                b[8] = (b[8] & 0x3f) | 0x80;
-                let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                format!(
-                    "{}-{}-{}-{}-{}",
-                    &hex[0..8],
-                    &hex[8..12],
-                    &hex[12..16],
-                    &hex[16..20],
-                    &hex[20..32]
-                )
-            }
-        };
+        let value = generate_value(&spec);
         if format.as_ref().is_none_or(|re| re.is_match(&value)) {
             return Ok(value);
         }
@@ -207,11 +171,43 @@ pub fn generate(secret: &Secret) -> Result<String, String> {
     Err("the generator never produced a value matching `format`".into())
 }
 
-/// A secret's `format` as a regular expression that must match the **whole** value: the
-/// pattern is wrapped as `^(?:PATTERN)$`, so `[a-z]+` accepts `abc` but not `abc!!`, and an
-/// already anchored `^[a-z]+$` means the same as before.
-pub fn format_regex(format: &str) -> Result<regex_lite::Regex, regex_lite::Error> {
-    regex_lite::Regex::new(&format!("^(?:{format})$"))
+/// One value of a resolved generator: `length` characters drawn uniformly from its alphabet
+/// (`random`, `hex`), `length` random bytes base64-encoded, or a version 4 UUID.
+pub fn generate_value(spec: &GeneratorSpec) -> String {
+    let length = spec.length as usize;
+    match spec.kind {
+        GeneratorType::Random | GeneratorType::Hex => {
+            let chars = spec.alphabet().unwrap_or_default();
+            if chars.is_empty() {
+                return String::new(); // resolution never yields an empty set
+            }
+            (0..length)
+                .map(|_| chars[random_below(chars.len())])
+                .collect()
+        }
+        GeneratorType::Base64 => base64(&random_bytes(length)),
+        GeneratorType::Uuid => {
+            let mut b = random_bytes(16);
+            b[6] = (b[6] & 0x0f) | 0x40;
+            b[8] = (b[8] & 0x3f) | 0x80;
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!(
+                "{}-{}-{}-{}-{}",
+                &hex[0..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..32]
+            )
+        }
+    }
+}
+
+/// A secret's `format` as a regular expression that must match the **whole** value, compiled
+/// with the manifest's limits ([`manifest::format_regex`]): `[a-z]+` accepts `abc`, not
+/// `abc!!`.
+pub fn format_regex(format: &str) -> Result<regex_lite::Regex, String> {
+    manifest::format_regex(format)
 }
 
 /// Checks a value against a secret's `format` (whole-value match, see [`format_regex`]).
@@ -220,8 +216,7 @@ pub fn check_format(secret: &Secret, value: &str) -> Result<(), String> {
         return Err("empty value".into());
     }
     if let Some(format) = &secret.format {
-        let re = format_regex(format)
-            .map_err(|err| format!("the manifest's format is not a valid pattern: {err}"))?;
+        let re = format_regex(format).map_err(|err| format!("the manifest's {err}"))?;
         if !re.is_match(value) {
             return Err(format!("does not match the format {format}"));
         }
@@ -346,19 +341,19 @@ pub fn retry_delay(failures: u32) -> Duration {
 
 pub use manifest::redact_url;
 
-/// Fetches a `remote_fetch` secret once.
+/// Fetches a `remote_fetch` secret once (see [`fetch::get`]).
 pub fn fetch(secret: &Secret) -> SecretState {
-    let Some(fetch) = &secret.fetch else {
+    let Some(remote) = &secret.fetch else {
         return SecretState::Unavailable("no fetch.url in the manifest".into());
     };
-    let timeout = Duration::from_millis(fetch.timeout_ms.unwrap_or(5000));
-    let headers: Vec<(String, String)> = fetch
+    let timeout = Duration::from_millis(remote.timeout_ms.unwrap_or(5000));
+    let headers: Vec<(String, String)> = remote
         .headers
         .clone()
         .unwrap_or_default()
         .into_iter()
         .collect();
-    match crate::http::get(&fetch.url, &headers, timeout) {
+    match fetch::get(&remote.url, &headers, timeout) {
         Ok(response) if (200..300).contains(&response.status) => {
             let value = String::from_utf8_lossy(&response.body).trim().to_owned();
             match check_format(secret, &value) {
@@ -369,10 +364,7 @@ pub fn fetch(secret: &Secret) -> SecretState {
         Ok(response) => {
             SecretState::Unavailable(format!("fetch answered HTTP {}", response.status))
         }
-        Err(err) => SecretState::Unavailable(format!(
-            "offline or unreachable ({}): {err}",
-            redact_url(&fetch.url)
-        )),
+        Err(err) => SecretState::Unavailable(format!("offline or unreachable ({err})")),
     }
 }
 
@@ -412,11 +404,26 @@ mod tests {
             "base64 is an alphabet, not the letters b,a,s,e,6,4"
         );
         let value = generate(&secret(
-            serde_json::json!({"type": "random", "length": 12, "charset": "xy"}),
+            serde_json::json!({"type": "random", "length": 128, "charset": "xy"}),
             None,
         ))
         .unwrap();
-        assert!(value.chars().all(|c| c == 'x' || c == 'y'));
+        assert!(value.len() == 128 && value.chars().all(|c| c == 'x' || c == 'y'));
+        let value = generate(&secret(
+            serde_json::json!({"type": "random", "length": 200, "charset": "alnum_symbols"}),
+            None,
+        ))
+        .unwrap();
+        assert!(
+            value.chars().any(|c| !"alnum_symbols".contains(c)),
+            "alnum_symbols is a set of 90, not the letters of its name"
+        );
+        let err = generate(&secret(
+            serde_json::json!({"type": "random", "length": 12, "charset": "xy"}),
+            None,
+        ))
+        .unwrap_err();
+        assert!(err.contains("2 distinct characters"), "{err}");
         let value = generate(&secret(
             serde_json::json!({"type": "hex", "length": 20}),
             None,

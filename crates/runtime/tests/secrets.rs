@@ -100,3 +100,256 @@ fn a_remote_fetch_secret_is_retried_until_it_arrives_and_its_file_follows_the_va
         }
     }
 }
+
+/// A certificate authority made by the test, and server certificates it signs for
+/// `127.0.0.1` and `localhost`.
+struct Authority {
+    cert: rcgen::Certificate,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Authority {
+    fn new(name: &str) -> Authority {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Authority {
+            cert,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A TLS server configuration with a certificate for the loopback host, signed by this CA.
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .unwrap();
+        params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        params.use_authority_key_identifier_extension = true;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone(), self.cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        Arc::new(config)
+    }
+}
+
+/// Serves `value` over TLS on a fresh 127.0.0.1 port; counts the connections it accepts.
+fn serve_tls(config: Arc<rustls::ServerConfig>, value: &str) -> (u16, Arc<Mutex<u32>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(Mutex::new(0));
+    let counter = Arc::clone(&accepted);
+    let value = value.to_owned();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            *counter.lock().unwrap() += 1;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let connection = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, stream);
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            // The handshake happens on the first read; a client that refuses the certificate
+            // ends it here.
+            while !head.ends_with(b"\r\n\r\n") && matches!(tls.read(&mut byte), Ok(1)) {
+                head.push(byte[0]);
+            }
+            if head.ends_with(b"\r\n\r\n") {
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{value}",
+                    value.len()
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        }
+    });
+    (port, accepted)
+}
+
+/// Issue 8, item 15: `remote_fetch` over https, verified against the platform's roots
+/// (`SSL_CERT_FILE` names them here); a server whose certificate no trusted root signed is
+/// refused, retried, reported, and its value never used.
+#[test]
+fn https_fetches_trust_the_platform_roots_and_nothing_else() {
+    let trusted = Authority::new("xbundle test root");
+    let stranger = Authority::new("nobody trusts me");
+    let (good_port, _) = serve_tls(trusted.server_config(), "value-over-tls");
+    let (bad_port, bad_connections) = serve_tls(stranger.server_config(), "value-untrusted");
+
+    let mut svc = testsvc_service("svc", &["worker"], "Worker started successfully");
+    svc["secrets"] = serde_json::json!(["good"]);
+    let mut held = testsvc_service("held", &["worker"], "Worker started successfully");
+    held["secrets"] = serde_json::json!(["bad"]);
+    held["readiness"] = serde_json::json!({"type": "dependencies_ready"});
+    let mut manifest = small_manifest("1.0.0", serde_json::json!([svc, held]));
+    manifest["secrets"] = serde_json::json!([
+        {"id": "good", "class": "remote_fetch",
+         "fetch": {"url": format!("https://127.0.0.1:{good_port}/v1/good?token=t0k3n"), "timeout_ms": 3000},
+         "target": {"type": "file", "name": "GOOD_PATH"}},
+        {"id": "bad", "class": "remote_fetch",
+         "fetch": {"url": format!("https://localhost:{bad_port}/v1/bad"), "timeout_ms": 3000},
+         "target": {"type": "file", "name": "BAD_PATH"}}
+    ]);
+    let fixture = Fixture::new("https-fetch", &manifest);
+    let roots = fixture.dir.join("roots.pem");
+    std::fs::write(&roots, trusted.cert.pem()).unwrap();
+    let runtime = fixture.start_with(&[
+        ("SSL_CERT_FILE", roots.to_str().unwrap()),
+        ("SSL_CERT_DIR", ""),
+    ]);
+
+    // The trusted server's value arrives and its service starts.
+    wait_state(&runtime, &fixture, "svc", "ready");
+    assert_eq!(
+        std::fs::read_to_string(fixture.app_data.join("secrets/good")).unwrap(),
+        "value-over-tls"
+    );
+    // The stranger is tried again and again, never trusted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while *bad_connections.lock().unwrap() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fetch was not retried"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = wait_state(&runtime, &fixture, "held", "blocked");
+    let held = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "held")
+        .unwrap();
+    let missing = held["missing_secrets"][0].as_str().unwrap();
+    assert!(
+        missing.starts_with("bad (offline or unreachable (https://localhost:")
+            && missing.contains("TLS")
+            && missing.to_ascii_lowercase().contains("certificate"),
+        "{missing}"
+    );
+    assert!(!fixture.app_data.join("secrets/bad").exists());
+    let telemetry =
+        std::fs::read_to_string(fixture.app_data.join("telemetry/events.jsonl")).unwrap();
+    assert!(
+        telemetry.contains("\"secret_fetch_failed\"") && telemetry.contains("\"bad\""),
+        "{telemetry}"
+    );
+    let everything = format!(
+        "{telemetry}{status}{}{}",
+        runtime.get("/secrets").1,
+        fixture.stderr()
+    );
+    for needle in ["value-untrusted", "value-over-tls", "t0k3n"] {
+        assert!(!everything.contains(needle), "{needle} in {everything}");
+    }
+}
+
+/// Issue 8, item 14: what the runtime generates has the entropy its charset claims. Many
+/// values per charset, through the real binary: every character belongs to the set, the
+/// distinct characters seen approach the set's size, and the empirical entropy per character
+/// is close to log2(size).
+#[test]
+fn generated_secrets_have_the_entropy_of_their_charset() {
+    // (charset, its characters)
+    let lower = "abcdefghijklmnopqrstuvwxyz";
+    let upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let digits = "0123456789";
+    let symbols = "!#$%&()*+,-./:;<=>?@[]^_{|}~";
+    let sets: Vec<(&str, String)> = vec![
+        ("alnum", format!("{upper}{lower}{digits}")),
+        ("alpha", format!("{upper}{lower}")),
+        ("lower", lower.to_string()),
+        ("upper", upper.to_string()),
+        ("numeric", digits.to_string()),
+        ("hex", format!("{digits}abcdef")),
+        ("base64", format!("{upper}{lower}{digits}+/")),
+        ("base64url", format!("{upper}{lower}{digits}-_")),
+        ("alnum_symbols", format!("{upper}{lower}{digits}{symbols}")),
+        ("symbols", format!("{upper}{lower}{digits}{symbols}")),
+        (
+            "ABCDEFGHJKMNPQRSTVWXYZ23456789",
+            "ABCDEFGHJKMNPQRSTVWXYZ23456789".into(),
+        ),
+    ];
+    const PER_SET: usize = 12;
+    const LENGTH: usize = 1024;
+    let mut secrets = Vec::new();
+    for (index, (charset, _)) in sets.iter().enumerate() {
+        for n in 0..PER_SET {
+            secrets.push(serde_json::json!({
+                "id": format!("s{index}_{n}"), "class": "per_install_generated",
+                "generator": {"type": "random", "length": LENGTH, "charset": charset},
+                "target": {"type": "env", "name": format!("S{index}_{n}")}
+            }));
+        }
+    }
+    let mut manifest = small_manifest(
+        "1.0.0",
+        serde_json::json!([testsvc_service(
+            "svc",
+            &["worker"],
+            "Worker started successfully"
+        )]),
+    );
+    manifest["secrets"] = serde_json::Value::Array(secrets);
+    let fixture = Fixture::new("entropy", &manifest);
+    let mut runtime = fixture.start();
+    runtime.wait_ready(&fixture);
+    assert_eq!(runtime.post("/shutdown", "").0, 202);
+    assert_eq!(runtime.wait_exit(Duration::from_secs(30)), 0);
+
+    for (index, (charset, expected)) in sets.iter().enumerate() {
+        let expected: std::collections::BTreeSet<char> = expected.chars().collect();
+        let mut counts: std::collections::BTreeMap<char, usize> = Default::default();
+        for n in 0..PER_SET {
+            let value =
+                std::fs::read_to_string(fixture.app_data.join(format!("secrets/s{index}_{n}")))
+                    .unwrap();
+            assert_eq!(value.chars().count(), LENGTH, "{charset}");
+            for c in value.chars() {
+                assert!(expected.contains(&c), "{charset}: `{c}` is not in the set");
+                *counts.entry(c).or_default() += 1;
+            }
+        }
+        let total = (PER_SET * LENGTH) as f64;
+        let entropy: f64 = counts
+            .values()
+            .map(|&count| {
+                let p = count as f64 / total;
+                -p * p.log2()
+            })
+            .sum();
+        let ideal = (expected.len() as f64).log2();
+        assert_eq!(
+            counts.len(),
+            expected.len(),
+            "{charset}: {} distinct characters drawn of {}",
+            counts.len(),
+            expected.len()
+        );
+        assert!(
+            (ideal - entropy).abs() < 0.05,
+            "{charset}: {entropy:.3} bits per character, expected {ideal:.3}"
+        );
+    }
+}

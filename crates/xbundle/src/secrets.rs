@@ -22,12 +22,22 @@
 //! excluded. Defaults: generator `{random, 32, alnum}` (a uuid is 36 long); target env
 //! `UPPER(id)` (`-` becomes `_`).
 //!
-//! Generators: `type` random | uuid | hex | base64, `length` 8..=4096 (a uuid exactly 36),
-//! `charset` for random only: `alnum`, `alpha`, `numeric`, `alnum_symbols`, or a literal set of
-//! two or more characters. A prompt's `format` must be a valid regular expression (the runtime
-//! matches it against the whole value). A `remote_fetch` secret needs a `url` (http:// or
-//! https://) from its declaration's `fetch` block or from the profile; `timeout_ms` defaults to
-//! 5000. Such a secret makes the plan carry a warning: the app cannot start offline.
+//! The rules of what a bundle may carry are the `manifest` crate's, applied here to each
+//! value where it enters, so that a mistake is an error at its line in service.json or
+//! bundle.toml (`check`), never a surprise in bundle.json or at run time:
+//! - ids: `[a-z0-9][a-z0-9_-]*` ([`manifest::check_id`]);
+//! - generators ([`manifest::generator`]): `type` random | uuid | hex | base64, `length`
+//!   8..=4096 (a uuid exactly 36), `charset` for random only: a named set (`alnum`, `alpha`,
+//!   `lower`, `upper`, `numeric`, `hex`, `base64`, `base64url`, `alnum_symbols`) or a literal
+//!   set of at least 16 distinct characters or enough of them for 128 bits; a misspelled name
+//!   is an error with "did you mean";
+//! - a prompt's `format` compiles, within size limits, the way the runtime matches it against
+//!   the whole value ([`manifest::format_regex`]);
+//! - a `remote_fetch` secret needs a `url` from its declaration's `fetch` block or from the
+//!   profile: `https://`, or `http://` to a loopback host only ([`manifest::FetchUrl`]);
+//!   `timeout_ms` defaults to 5000. Such a secret makes the plan carry a warning: the app
+//!   cannot start offline;
+//! - a target is `env` (a variable name) or `file` (a plain file name).
 //!
 //! **Profile overrides** (`[profiles.NAME.secrets] ID = {…}`) are all validated before anything
 //! is planned, whether or not they take effect: the id must be declared in the scenario's graph,
@@ -51,7 +61,7 @@
 //! value to leak into an artifact, a log line or a JSON message. Fetch URLs are shown through
 //! [`redact_url`] (no `user:pass@`, no query) everywhere but in bundle.json itself.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -64,17 +74,15 @@ use crate::config::{BundleConfig, GeneratorDecl, Profile, SecretOverride};
 use crate::diagnostic::Diagnostic;
 use crate::service::{ServiceDef, ServiceKind};
 
-/// The four classes are bundle.json's (`secrets[].class`).
-pub use manifest::SecretClass;
+/// The four classes, the generator types, resolved generators and secret targets are
+/// bundle.json's: the `manifest` crate owns them and their rules.
+pub use manifest::{
+    GeneratorSpec as Generator, GeneratorType, SecretClass, SecretTarget as Target,
+};
 
 /// The class as bundle.json spells it.
 pub fn class_id(class: SecretClass) -> &'static str {
-    match class {
-        SecretClass::Infrastructure => "infrastructure",
-        SecretClass::PerInstallGenerated => "per_install_generated",
-        SecretClass::UserPrompt => "user_prompt",
-        SecretClass::RemoteFetch => "remote_fetch",
-    }
+    class.as_str()
 }
 
 /// What a tier does with a secret: a class, or leave it out.
@@ -115,153 +123,70 @@ impl FromStr for Handling {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GeneratorType {
-    Random,
-    Uuid,
-    Hex,
-    Base64,
-}
-
-impl GeneratorType {
-    pub fn id(self) -> &'static str {
-        match self {
-            GeneratorType::Random => "random",
-            GeneratorType::Uuid => "uuid",
-            GeneratorType::Hex => "hex",
-            GeneratorType::Base64 => "base64",
-        }
+/// Reads a generator written as JSON in a declaration (`{"type", "length", "charset"}`; every
+/// field optional) and resolves it by the manifest's rules. The error says what is wrong,
+/// without a location.
+pub fn generator_from_json(value: &Value) -> Result<Generator, String> {
+    let Value::Object(map) = value else {
+        return Err("a generator must be an object".into());
+    };
+    if let Some(key) = map
+        .keys()
+        .find(|k| !["type", "length", "charset"].contains(&k.as_str()))
+    {
+        return Err(format!(
+            "unknown generator field `{key}` (a generator has type, length and charset)"
+        ));
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Generator {
-    #[serde(rename = "type")]
-    pub kind: GeneratorType,
-    pub length: u32,
-    /// For `random`: `alnum`, `alpha`, `numeric`, `alnum_symbols`, or a literal set of characters.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub charset: Option<String>,
-}
-
-impl Default for Generator {
-    /// `{random, 32, alnum}`.
-    fn default() -> Generator {
-        Generator {
-            kind: GeneratorType::Random,
-            length: 32,
-            charset: Some("alnum".into()),
-        }
-    }
-}
-
-/// The named character sets of `random` generators.
-pub const NAMED_CHARSETS: [&str; 4] = ["alnum", "alpha", "numeric", "alnum_symbols"];
-
-impl Generator {
-    /// Reads and validates a generator written as JSON (`{"type", "length", "charset"}`; every
-    /// field optional). The error says what is wrong, without a location.
-    pub fn from_json(value: &Value) -> Result<Generator, String> {
-        let Value::Object(map) = value else {
-            return Err("a generator must be an object".into());
-        };
-        if let Some(key) = map
-            .keys()
-            .find(|k| !["type", "length", "charset"].contains(&k.as_str()))
-        {
-            return Err(format!(
-                "unknown generator field `{key}` (a generator has type, length and charset)"
-            ));
-        }
-        let kind = match map.get("type") {
-            None => GeneratorType::Random,
-            Some(Value::String(kind)) => match kind.as_str() {
-                "random" => GeneratorType::Random,
-                "uuid" => GeneratorType::Uuid,
-                "hex" => GeneratorType::Hex,
-                "base64" => GeneratorType::Base64,
-                other => return Err(format!("unknown generator type `{other}`")),
-            },
-            Some(other) => return Err(format!("generator type must be a string, found {other}")),
-        };
-        let length = match map.get("length") {
-            None if kind == GeneratorType::Uuid => 36,
-            None => 32,
-            Some(value) => {
-                let length = value.as_u64().ok_or_else(|| {
-                    format!("generator length must be a whole number, found {value}")
-                })?;
-                if !(8..=4096).contains(&length) {
-                    return Err(format!("generator length {length} is outside 8..=4096"));
-                }
-                length as u32
-            }
-        };
-        if kind == GeneratorType::Uuid && length != 36 {
-            return Err(format!("a uuid is 36 characters long, not {length}"));
-        }
-        let charset = match map.get("charset") {
-            None => None,
-            Some(Value::String(charset)) => Some(charset.clone()),
-            Some(other) => {
-                return Err(format!("generator charset must be a string, found {other}"));
-            }
-        };
-        if let Some(charset) = &charset {
-            if kind != GeneratorType::Random {
-                return Err(format!(
-                    "charset applies to random generators only (this one is {})",
-                    kind.id()
-                ));
-            }
-            let unique: BTreeSet<char> = charset.chars().collect();
-            if !NAMED_CHARSETS.contains(&charset.as_str()) && unique.len() < 2 {
-                return Err(format!(
-                    "charset `{charset}` is neither a named set (alnum, alpha, numeric, alnum_symbols) nor two or more characters"
-                ));
+    let kind = match map.get("type") {
+        None => None,
+        Some(Value::String(kind)) => Some(GeneratorType::parse(kind)?),
+        Some(other) => return Err(format!("generator type must be a string, found {other}")),
+    };
+    let length = match map.get("length") {
+        None => None,
+        Some(value) => {
+            let length = value
+                .as_u64()
+                .ok_or_else(|| format!("generator length must be a whole number, found {value}"))?;
+            match u32::try_from(length) {
+                Ok(length) => Some(length),
+                Err(_) => return Err(format!("generator length {length} is outside 8..=4096")),
             }
         }
-        Ok(Generator {
-            kind,
-            length,
-            charset: if kind == GeneratorType::Random {
-                Some(charset.unwrap_or_else(|| "alnum".into()))
-            } else {
-                None
-            },
-        })
-    }
-
-    /// A profile's generator override applied to `base` (the declared generator, if any): the
-    /// override's fields replace the base's; when it changes the type, the base is dropped and
-    /// the fields it leaves out take the defaults of the new type. Validated like a declaration.
-    pub fn overridden(base: Option<&Generator>, over: &GeneratorDecl) -> Result<Generator, String> {
-        let keeps_type = match (&over.kind, base) {
-            (None, _) => true,
-            (Some(kind), Some(base)) => kind == base.kind.id(),
-            (Some(_), None) => false,
-        };
-        let mut value = match base {
-            Some(base) if keeps_type => serde_json::to_value(base).expect("generators serialize"),
-            _ => Value::Object(serde_json::Map::new()),
-        };
-        let map = value.as_object_mut().expect("an object");
-        if let Some(kind) = &over.kind {
-            map.insert("type".into(), kind.clone().into());
-        }
-        if let Some(length) = over.length {
-            map.insert("length".into(), length.into());
-        }
-        if let Some(charset) = &over.charset {
-            map.insert("charset".into(), charset.clone().into());
-        } else if map.get("type").and_then(Value::as_str) != Some("random") {
-            map.remove("charset");
-        }
-        Generator::from_json(&value)
-    }
+    };
+    let charset = match map.get("charset") {
+        None => None,
+        Some(Value::String(charset)) => Some(charset.as_str()),
+        Some(other) => return Err(format!("generator charset must be a string, found {other}")),
+    };
+    Generator::resolve(kind, length, charset).map_err(|err| err.message)
 }
 
+/// A profile's generator override applied to `base` (the declared generator, if any): the
+/// override's fields replace the base's; when it changes the type, the base is dropped and the
+/// fields it leaves out take the defaults of the new type. Resolved like a declaration.
+pub fn override_generator(
+    base: Option<&Generator>,
+    over: &GeneratorDecl,
+) -> Result<Generator, String> {
+    let kind = over.kind.as_deref().map(GeneratorType::parse).transpose()?;
+    let base = base.filter(|base| kind.is_none_or(|kind| kind == base.kind));
+    let kind = kind.or(base.map(|base| base.kind));
+    let length = over.length.or(base.map(|base| base.length));
+    let charset = match &over.charset {
+        Some(charset) => Some(charset.clone()),
+        // A base charset only carries over to a random generator.
+        None if kind.unwrap_or_default() == GeneratorType::Random => base
+            .and_then(|base| base.charset.as_ref())
+            .map(|charset| charset.as_str().to_owned()),
+        None => None,
+    };
+    Generator::resolve(kind, length, charset.as_deref()).map_err(|err| err.message)
+}
+
+/// What the plan (the secrets-manager contract, `secrets --bundle --json`) says of a prompted
+/// secret; assembly writes it as bundle.json's `prompt` and `format`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Prompt {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -273,6 +198,8 @@ pub struct Prompt {
     pub format: Option<String>,
 }
 
+/// What the plan says of a fetched secret, its timeout resolved; assembly writes it as
+/// bundle.json's `fetch` ([`manifest::RemoteFetch`]), whose URL rule it has passed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Fetch {
     pub url: String,
@@ -282,40 +209,23 @@ pub struct Fetch {
 /// Default `timeout_ms` of a fetch.
 pub const FETCH_TIMEOUT_MS: u64 = 5000;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Target {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub name: String,
-}
-
 /// The default target of a secret: env `UPPER(id)`, `-` written `_`.
 pub fn default_target(id: &str) -> Target {
     Target {
-        kind: "env".into(),
+        kind: manifest::SecretTargetType::Env,
         name: id.to_ascii_uppercase().replace('-', "_"),
+        extra: Default::default(),
     }
 }
 
 pub use manifest::redact_url;
 
 fn check_regex(format: &str) -> Result<(), String> {
-    regex_lite::Regex::new(format)
-        .map(drop)
-        .map_err(|err| format!("format is not a valid regular expression: {err}"))
+    manifest::format_regex(format).map(drop)
 }
 
 fn check_url(url: &str) -> Result<(), String> {
-    let host = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
-    match host {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
-        _ => Err(format!(
-            "fetch url `{}` is not an http:// or https:// URL",
-            redact_url(url)
-        )),
-    }
+    manifest::check_fetch_url(url).map_err(|err| err.to_string())
 }
 
 fn check_timeout(timeout_ms: u64) -> Result<(), String> {
@@ -326,18 +236,15 @@ fn check_timeout(timeout_ms: u64) -> Result<(), String> {
     }
 }
 
-fn check_target(kind: &str, name: &str) -> Result<(), String> {
-    if kind != "env" && kind != "file" {
-        return Err(format!(
-            "unknown target type `{kind}` (use \"env\" or \"file\")"
-        ));
-    }
-    if name.is_empty() || name.contains(['=', '\0']) {
-        return Err(format!(
-            "target name `{name}` is not a variable name (it is empty or holds `=`)"
-        ));
-    }
-    Ok(())
+/// A target as written (`type` and `name`), checked by the manifest's rules.
+fn target(kind: &str, name: &str) -> Result<Target, String> {
+    let target = Target {
+        kind: manifest::SecretTargetType::parse(kind)?,
+        name: name.to_owned(),
+        extra: Default::default(),
+    };
+    target.check()?;
+    Ok(target)
 }
 
 /// One declared secret.
@@ -458,16 +365,13 @@ impl Declaration {
             fetch: None,
             target: profile
                 .and_then(|p| p.target.as_ref())
-                .map_or(self.target.clone(), |t| Target {
-                    kind: t.kind.clone(),
-                    name: t.name.clone(),
-                }),
+                .map_or(Ok(self.target.clone()), |t| target(&t.kind, &t.name))?,
             required: profile.and_then(|p| p.required).unwrap_or(self.required),
         };
         match class {
             SecretClass::PerInstallGenerated => {
                 secret.generator = Some(match profile.and_then(|p| p.generator.as_ref()) {
-                    Some(over) => Generator::overridden(self.generator.as_ref(), over)?,
+                    Some(over) => override_generator(self.generator.as_ref(), over)?,
                     None => self.generator.clone().unwrap_or_default(),
                 });
             }
@@ -572,7 +476,7 @@ pub fn check_override(
         }
     }
     if let Some(over) = &over.generator {
-        Generator::overridden(declaration.generator.as_ref(), over)?;
+        override_generator(declaration.generator.as_ref(), over)?;
     }
     if let Some(format) = &over.format {
         check_regex(format)?;
@@ -583,8 +487,8 @@ pub fn check_override(
     if let Some(timeout_ms) = over.timeout_ms {
         check_timeout(timeout_ms)?;
     }
-    if let Some(target) = &over.target {
-        check_target(&target.kind, &target.name)?;
+    if let Some(over_target) = &over.target {
+        target(&over_target.kind, &over_target.name)?;
     }
     if handling == Handling::Class(SecretClass::RemoteFetch)
         && over.url.is_none()
@@ -626,15 +530,11 @@ pub fn declarations(def: &ServiceDef) -> Result<Vec<Declaration>, Diagnostic> {
                 "give each secret an id, e.g. \"id\": \"db_password\"",
             ));
         };
-        if id.is_empty()
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if let Err(err) = manifest::check_id(id) {
             return Err(def.diagnostic(
                 &["deployment", "secrets", id],
-                format!("secret id `{id}` is not a plain identifier"),
-                "use letters, digits, `_` and `-`",
+                format!("secret id: {err}"),
+                "secret ids name files and variables of the running app: e.g. \"db_password\"",
             ));
         }
         let bad = |path: &[&str], message: String, help: &str| {
@@ -668,7 +568,7 @@ pub fn declarations(def: &ServiceDef) -> Result<Vec<Declaration>, Diagnostic> {
         let generator = map
             .get("generator")
             .map(|g| {
-                Generator::from_json(g).map_err(|err| {
+                generator_from_json(g).map_err(|err| {
                     bad(
                         &["generator"],
                         err,
@@ -748,17 +648,13 @@ pub fn declarations(def: &ServiceDef) -> Result<Vec<Declaration>, Diagnostic> {
                     .get("name")
                     .and_then(Value::as_str)
                     .map_or_else(|| default_target(id).name, str::to_string);
-                check_target(kind, &name).map_err(|err| {
+                target(kind, &name).map_err(|err| {
                     bad(
                         &["target"],
                         err,
-                        "write {\"type\": \"env\" | \"file\", \"name\": \"VARIABLE\"}",
+                        "write {\"type\": \"env\", \"name\": \"VARIABLE\"} or {\"type\": \"file\", \"name\": \"file-name\"}",
                     )
-                })?;
-                Target {
-                    kind: kind.to_string(),
-                    name,
-                }
+                })?
             }
         };
         out.push(Declaration {
@@ -1053,16 +949,6 @@ fn plan_located(
                     redact_url(&fetch.url)
                 ),
             ));
-            if fetch.url.starts_with("https://") {
-                // Keep in step with crates/runtime/src/secrets.rs, which has no TLS client yet.
-                warnings.push((
-                    secret.id.clone(),
-                    format!(
-                        "secret `{}`: today's runtime fetches over http:// only; an https:// URL will be reported unreachable",
-                        secret.id
-                    ),
-                ));
-            }
         }
         plan.secrets.push(secret);
     }
@@ -1108,15 +994,7 @@ fn infrastructure_violation(catalog: &Catalog, declaration: &Declaration) -> Dia
     Diagnostic::error(message).help(help)
 }
 
-/// `${secret.ID}` references in an env template.
+/// `${secret.ID}` references in an env template (the manifest's template syntax).
 pub fn referenced_secrets(template: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("${secret.") {
-        let after = &rest[start + 9..];
-        let Some(end) = after.find('}') else { break };
-        out.push(&after[..end]);
-        rest = &after[end..];
-    }
-    out
+    manifest::template::secret_refs(template)
 }

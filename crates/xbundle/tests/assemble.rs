@@ -78,6 +78,16 @@ fn golden_picker_wheel_desktop() {
     );
 }
 
+/// The other demo profile: a diamond of scenarios, four swaps, a prompted secret.
+#[test]
+fn golden_notes_desktop() {
+    let context = context(None);
+    insta::assert_snapshot!(
+        "notes-desktop.bundle.json",
+        assemble(&context, "notes-desktop")
+    );
+}
+
 #[test]
 fn assembly_is_deterministic() {
     let first = assemble(&context(None), "notes-desktop");

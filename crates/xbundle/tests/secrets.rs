@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use manifest::Charset;
+use manifest::SecretTargetType::{Env, File};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use xbundle::analysis::tier::Tier;
@@ -226,7 +228,7 @@ fn classification_precedence_profile_then_tier_then_declared_then_inferred() {
              "prompt": {"label": "Layered"}},
             {"id": "gen", "generator": {"type": "uuid"}},
             {"id": "asked", "prompt": {"label": "Asked"}},
-            {"id": "fetched", "fetch": {"url": "http://vault.local/v1/fetched"}},
+            {"id": "fetched", "fetch": {"url": "https://vault.local/v1/fetched"}},
             {"id": "bare"},
         ]),
         &[],
@@ -335,7 +337,7 @@ fn strategies_and_class_names_map_to_classes() {
         {"id": "s_generate", "classification": "infrastructure", "tiers": {"tier-2-desktop": "generate"}},
         {"id": "s_prompt", "tiers": {"tier-2-desktop": "prompt"}},
         {"id": "s_delegate", "tiers": {"tier-2-desktop": "delegate"},
-         "fetch": {"url": "http://vault.local/v1/s"}},
+         "fetch": {"url": "https://vault.local/v1/s"}},
         {"id": "s_strip", "generator": {}, "tiers": {"tier-2-desktop": "strip"}},
     ]));
     let plan = tree
@@ -385,7 +387,8 @@ fn generators_of_every_type_and_the_defaults() {
         "kit",
         json!([
             {"id": "r", "generator": {"type": "random", "length": 20, "charset": "alnum_symbols"}},
-            {"id": "r_literal", "generator": {"type": "random", "length": 12, "charset": "abcdef"}},
+            {"id": "r_literal", "generator": {"type": "random", "length": 12, "charset": "ABCDEFGHJKMNPQRSTVWXYZ23456789"}},
+            {"id": "r_long", "generator": {"type": "random", "length": 50, "charset": "abcdef"}},
             {"id": "u", "generator": {"type": "uuid"}},
             {"id": "u36", "generator": {"type": "uuid", "length": 36}},
             {"id": "h", "generator": {"type": "hex", "length": 64}},
@@ -402,15 +405,28 @@ fn generators_of_every_type_and_the_defaults() {
     let g = |kind, length, charset: Option<&str>| Generator {
         kind,
         length,
-        charset: charset.map(str::to_string),
+        charset: charset.map(|c| Charset::parse(c).unwrap()),
     };
     assert_eq!(
         generator("r"),
         g(GeneratorType::Random, 20, Some("alnum_symbols"))
     );
     assert_eq!(
+        generator("r").charset.unwrap().chars().len(),
+        90,
+        "a named set, not the letters of its name"
+    );
+    assert_eq!(
         generator("r_literal"),
-        g(GeneratorType::Random, 12, Some("abcdef"))
+        g(
+            GeneratorType::Random,
+            12,
+            Some("ABCDEFGHJKMNPQRSTVWXYZ23456789")
+        )
+    );
+    assert_eq!(
+        generator("r_long"),
+        g(GeneratorType::Random, 50, Some("abcdef"))
     );
     assert_eq!(generator("u"), g(GeneratorType::Uuid, 36, None));
     assert_eq!(generator("u36"), g(GeneratorType::Uuid, 36, None));
@@ -470,7 +486,15 @@ fn malformed_generators_are_errors_naming_the_file_and_line() {
         ),
         (
             json!({"charset": "aaaa"}),
-            "charset `aaaa` is neither a named set",
+            "charset `aaaa` is not a named set, and not a literal set",
+        ),
+        (
+            json!({"charset": "alnum_sybmols"}),
+            "did you mean `alnum_symbols`?",
+        ),
+        (
+            json!({"length": 32, "charset": "abcdef"}),
+            "charset `abcdef` has 6 distinct characters: 32 of them give 83 bits of entropy",
         ),
         (json!("random"), "a generator must be an object"),
         (json!({"size": 12}), "unknown generator field `size`"),
@@ -552,7 +576,7 @@ fn prompt_formats_must_be_regular_expressions() {
 #[test]
 fn remote_fetch_needs_a_url_and_warns_that_offline_start_is_impossible() {
     let tree = world(json!([
-        {"id": "vault_token", "fetch": {"url": "http://robot:s3cr3t@vault.local:8200/v1/app/token?version=2&auth=abc", "timeout_ms": 2500}},
+        {"id": "vault_token", "fetch": {"url": "https://robot:s3cr3t@vault.local:8200/v1/app/token?version=2&auth=abc", "timeout_ms": 2500}},
         {"id": "plain", "fetch": {"url": "https://vault.example/v1/plain"}},
     ]));
     let plan = tree
@@ -563,7 +587,7 @@ fn remote_fetch_needs_a_url_and_warns_that_offline_start_is_impossible() {
     let fetch = token.fetch.as_ref().unwrap();
     assert_eq!(fetch.timeout_ms, 2500);
     // bundle.json needs the URL as written; only output is redacted.
-    assert!(fetch.url.starts_with("http://robot:s3cr3t@"));
+    assert!(fetch.url.starts_with("https://robot:s3cr3t@"));
     assert_eq!(
         secret(&plan, "plain").fetch.as_ref().unwrap().timeout_ms,
         5000
@@ -572,8 +596,7 @@ fn remote_fetch_needs_a_url_and_warns_that_offline_start_is_impossible() {
         plan.warnings,
         [
             "secret `plain` is fetched at run time from https://vault.example/v1/plain: the app cannot start offline",
-            "secret `plain`: today's runtime fetches over http:// only; an https:// URL will be reported unreachable",
-            "secret `vault_token` is fetched at run time from http://vault.local:8200/v1/app/token: the app cannot start offline",
+            "secret `vault_token` is fetched at run time from https://vault.local:8200/v1/app/token: the app cannot start offline",
         ]
     );
     assert_eq!(json_of(&plan)["warnings"], json!(plan.warnings));
@@ -587,28 +610,50 @@ fn remote_fetch_needs_a_url_and_warns_that_offline_start_is_impossible() {
         (json!({"timeout_ms": 100}), "a fetch block needs a `url`"),
         (
             json!({"url": "vault.local/x"}),
-            "is not an http:// or https:// URL",
+            "fetch url `vault.local/x`: no scheme",
+        ),
+        // A secret never crosses a network in clear; other schemes are refused.
+        (
+            json!({"url": "http://robot:s3cr3t@vault.local/x?k=abc"}),
+            "fetch url `http://vault.local/x`: http:// sends the secret in clear to a host that is not loopback",
         ),
         (
-            json!({"url": "http://vault.local/x", "timeout_ms": 0}),
+            json!({"url": "ftp://vault.local/x"}),
+            "the scheme `ftp` is not supported",
+        ),
+        (
+            json!({"url": "https://vault.local/x", "timeout_ms": 0}),
             "timeout_ms must be at least 1",
         ),
         (
-            json!({"url": "http://vault.local/x", "timeout_ms": "soon"}),
+            json!({"url": "https://vault.local/x", "timeout_ms": "soon"}),
             "timeout_ms must be a whole number",
         ),
-        (json!("http://vault.local/x"), "fetch must be an object"),
+        (json!("https://vault.local/x"), "fetch must be an object"),
     ] {
         let tree = Tree::new();
         tree.resource("kit", json!([{"id": "t", "fetch": fetch}]), &[]);
         let err = tree.declarations(ServiceKind::Resource, "kit").unwrap_err();
         assert!(err.message.contains(message), "{}", err.message);
         assert!(
+            !err.message.contains("s3cr3t") && !err.message.contains("abc"),
+            "{}",
+            err.message
+        );
+        assert!(
             err.location()
                 .unwrap()
                 .starts_with("resources/kit/.vrooli/service.json:")
         );
     }
+    // Plain http to the machine itself is fine (a local vault agent).
+    let tree = Tree::new();
+    tree.resource(
+        "kit",
+        json!([{"id": "t", "fetch": {"url": "http://127.0.0.1:8200/v1/t"}}]),
+        &[],
+    );
+    assert!(tree.declarations(ServiceKind::Resource, "kit").is_ok());
 
     // remote_fetch by strategy, with no fetch block anywhere: a plan error at the declaration.
     let tree = world(json!([{"id": "t", "tiers": {"tier-2-desktop": "delegate"}}]));
@@ -628,12 +673,12 @@ fn remote_fetch_needs_a_url_and_warns_that_offline_start_is_impossible() {
             "app",
             &[("db", "lite")],
             Tier::Desktop,
-            "t = { url = \"http://vault.local/v1/t\", timeout-ms = 900 }\n",
+            "t = { url = \"https://vault.local/v1/t\", timeout-ms = 900 }\n",
         )
         .unwrap();
     assert_eq!(
         serde_json::to_value(secret(&plan, "t").fetch.as_ref().unwrap()).unwrap(),
-        json!({"url": "http://vault.local/v1/t", "timeout_ms": 900})
+        json!({"url": "https://vault.local/v1/t", "timeout_ms": 900})
     );
 }
 
@@ -654,13 +699,10 @@ fn the_default_target_is_env_upper_id() {
         let t = tree.declaration(ServiceKind::Resource, "kit", id).target;
         (t.kind, t.name)
     };
-    assert_eq!(target("api_token"), ("env".into(), "API_TOKEN".into()));
-    assert_eq!(
-        target("web-hook-key"),
-        ("env".into(), "WEB_HOOK_KEY".into())
-    );
-    assert_eq!(target("named"), ("file".into(), "named.key".into()));
-    assert_eq!(target("typed"), ("env".into(), "TYPED".into()));
+    assert_eq!(target("api_token"), (Env, "API_TOKEN".into()));
+    assert_eq!(target("web-hook-key"), (Env, "WEB_HOOK_KEY".into()));
+    assert_eq!(target("named"), (File, "named.key".into()));
+    assert_eq!(target("typed"), (Env, "TYPED".into()));
 
     let tree = Tree::new();
     tree.resource(
@@ -807,7 +849,7 @@ fn override_world() -> Tree {
         {"id": "session_secret", "classification": "per_install_generated",
          "generator": {"type": "random", "length": 48, "charset": "alnum"}},
         {"id": "admin_key", "prompt": {"label": "Admin key", "format": "^[a-z]+$"}},
-        {"id": "metrics_token", "fetch": {"url": "http://vault.local/v1/metrics"}},
+        {"id": "metrics_token", "fetch": {"url": "https://vault.local/v1/metrics"}},
     ]))
 }
 
@@ -856,7 +898,7 @@ fn profile_overrides_change_class_generator_prompt_target_and_exclusion() {
             Tier::Desktop,
             concat!(
                 "admin_key = { class = \"generate\" }\n",
-                "session_secret = { class = \"remote_fetch\", url = \"http://vault.local/v1/s\" }\n",
+                "session_secret = { class = \"remote_fetch\", url = \"https://vault.local/v1/s\" }\n",
             ),
         )
         .unwrap();
@@ -902,7 +944,7 @@ fn profile_overrides_change_class_generator_prompt_target_and_exclusion() {
 #[test]
 fn every_override_is_validated_up_front() {
     let tree = override_world();
-    let cases: [(&str, &[&str]); 14] = [
+    let cases: [(&str, &[&str]); 19] = [
         (
             "session_secret = { class = \"vaulted\" }\n",
             &[
@@ -952,7 +994,7 @@ fn every_override_is_validated_up_front() {
             ],
         ),
         (
-            "session_secret = { url = \"http://vault.local/x\" }\n",
+            "session_secret = { url = \"https://vault.local/x\" }\n",
             &["`url` applies to remote_fetch secrets only"],
         ),
         (
@@ -964,12 +1006,32 @@ fn every_override_is_validated_up_front() {
             &["format is not a valid regular expression"],
         ),
         (
-            "metrics_token = { class = \"exclude\", url = \"http://vault.local/y\" }\n",
+            "metrics_token = { class = \"exclude\", url = \"https://vault.local/y\" }\n",
             &["`url` has no effect: `metrics_token` is excluded (as the override says)"],
         ),
         (
             "admin_key = { class = \"delegate\" }\n",
             &["`admin_key` is remote_fetch (as the override says) but has no url"],
+        ),
+        (
+            "metrics_token = { url = \"http://vault.example/m\" }\n",
+            &["http:// sends the secret in clear to a host that is not loopback"],
+        ),
+        (
+            "session_secret = { generator = { charset = \"alnum_sybmols\" } }\n",
+            &["did you mean `alnum_symbols`?"],
+        ),
+        (
+            "session_secret = { generator = { length = 16, charset = \"0123456789\" } }\n",
+            &["10 distinct characters: 16 of them give 53 bits"],
+        ),
+        (
+            "admin_key = { format = \"(a{100}){100}\" }\n",
+            &["format compiles to more than 256 KiB"],
+        ),
+        (
+            "admin_key = { target = { type = \"file\", name = \"../../x\" } }\n",
+            &["`../../x`: a `..` component"],
         ),
     ];
     for (toml, needles) in cases {
@@ -1035,7 +1097,7 @@ fn a_valid_override_of_a_secret_the_bundle_leaves_out_is_harmless() {
         [
             "the profile's override of secret `db_password` has no effect: resource db is swapped for lite",
             "the profile's override of secret `llm_key` has no effect: resource llm is optional and not bundled",
-            "secret `metrics_token` is fetched at run time from http://vault.local/v1/metrics: the app cannot start offline",
+            "secret `metrics_token` is fetched at run time from https://vault.local/v1/metrics: the app cannot start offline",
         ],
         "warnings in the order of the secret ids"
     );
