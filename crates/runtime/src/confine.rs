@@ -4,11 +4,11 @@
 //!
 //! Two layers, both applied to every such path:
 //!
-//! - **Lexical** ([`RelPath::parse`], [`check_file_name`]): a path in bundle.json is relative
-//!   and `/`-separated. Absolute paths, `..` components, backslashes and NUL bytes are refused;
-//!   `.` and empty components (`./bin/`, `ui//x`) are dropped. A service id, which names its
-//!   log file, must be one plain file name. These rules do not rely on `manifest::validate`
-//!   (defense in depth).
+//! - **Lexical** ([`RelPath::parse`], [`check_file_name`]): the manifest crate's one rule
+//!   ([`manifest::RelativePath`]): relative, normalized and `/`-separated; absolute paths,
+//!   `..`, `.` and empty components, backslashes and control characters are refused. A service
+//!   id, which names its log file, must be one plain file name. The runtime applies them itself
+//!   where it resolves each path, not only through `manifest::validate` (defense in depth).
 //! - **On the file system** ([`Dir`]): a directory handle (an fd) from which each component is
 //!   opened with `openat(…, O_NOFOLLOW)`. A component that is a symlink is an error naming it,
 //!   whatever it points to (inside or outside the root); nothing is ever resolved through one.
@@ -42,30 +42,14 @@ pub struct RelPath {
 }
 
 impl RelPath {
-    /// Checks a path from bundle.json. `.` and empty components are dropped, so the result
-    /// may be the root itself ([`RelPath::is_root`]); callers that need a file refuse that.
+    /// Checks a path from bundle.json with the manifest's one rule ([`manifest::RelativePath`]:
+    /// relative, normalized, `/`-separated, no `..`, `.`, empty component, backslash or
+    /// control character), so the runtime and `manifest::validate` can never disagree.
     pub fn parse(text: &str) -> Result<RelPath, String> {
-        if text.is_empty() {
-            return Err("is empty".into());
-        }
-        if text.contains('\0') {
-            return Err("contains a NUL byte".into());
-        }
-        if text.contains('\\') {
-            return Err("contains a backslash".into());
-        }
-        if text.starts_with('/') {
-            return Err("is absolute".into());
-        }
-        let mut parts = Vec::new();
-        for part in text.split('/') {
-            match part {
-                "" | "." => {}
-                ".." => return Err("contains `..`".into()),
-                part => parts.push(part.to_owned()),
-            }
-        }
-        Ok(RelPath { parts })
+        let path = manifest::RelativePath::new(text).map_err(|err| err.to_string())?;
+        Ok(RelPath {
+            parts: path.components().map(str::to_owned).collect(),
+        })
     }
 
     /// A path of fixed, known-good components (the runtime's own names).
@@ -129,25 +113,12 @@ impl fmt::Display for RelPath {
     }
 }
 
-/// Checks that `name` is one plain file name (a service id naming its log file).
+/// Checks that `name` is one plain file name (a service id naming its log file), with the
+/// manifest's rule ([`manifest::RelativePath::name`]).
 pub fn check_file_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("is empty".into());
-    }
-    if name == "." || name == ".." {
-        return Err("is not a file name".into());
-    }
-    if let Some(bad) = name.chars().find(|c| matches!(c, '/' | '\\' | '\0')) {
-        return Err(format!(
-            "contains {}",
-            match bad {
-                '/' => "`/`",
-                '\\' => "a backslash",
-                _ => "a NUL byte",
-            }
-        ));
-    }
-    Ok(())
+    manifest::RelativePath::name(name)
+        .map(drop)
+        .map_err(|err| err.to_string())
 }
 
 /// What a path names, found without following links.
@@ -440,9 +411,10 @@ mod tests {
 
     #[test]
     fn lexical_rules() {
-        assert_eq!(RelPath::parse("./bin//x/").unwrap().to_string(), "bin/x");
-        assert!(RelPath::parse(".").unwrap().is_root());
-        for bad in ["", "/etc/x", "a/../b", "..", "a\\b", "a\0b", "../x"] {
+        assert_eq!(RelPath::parse("bin/x").unwrap().to_string(), "bin/x");
+        for bad in [
+            "", "/etc/x", "a/../b", "..", "a\\b", "a\0b", "../x", ".", "./bin", "bin//x", "bin/",
+        ] {
             assert!(RelPath::parse(bad).is_err(), "{bad:?}");
         }
         for bad in ["", ".", "..", "a/b", "a\\b", "a\0"] {

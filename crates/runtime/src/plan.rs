@@ -378,7 +378,7 @@ impl Checker<'_> {
             Ok(rel) => Some(rel),
             Err(why) => {
                 self.problems.push(format!(
-                    "  {field}: `{text}` {why}; paths in bundle.json stay inside the {root} directory (relative, `/`-separated, no `..`)"
+                    "  {field}: `{text}`: {why}; paths in bundle.json stay inside the {root} directory (relative, `/`-separated, no `..`)"
                 ));
                 None
             }
@@ -403,7 +403,9 @@ impl Checker<'_> {
         if !program.contains('/') || program.starts_with('/') {
             return;
         }
-        if let Some(rel) = self.rel(field, program, "bundle", true) {
+        // `./tool` names `tool` in the working directory, as `manifest::path::check_program` reads it.
+        let relative = program.strip_prefix("./").unwrap_or(program);
+        if let Some(rel) = self.rel(field, relative, "bundle", true) {
             let bundle = self.bundle;
             self.probe(field, bundle, &cwd.join(&rel));
         }

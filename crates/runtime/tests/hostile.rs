@@ -245,10 +245,10 @@ fn paths_from_bundle_json_never_leave_the_bundle_or_the_app_data() {
 
 #[test]
 fn relative_slash_separated_paths_are_accepted() {
-    // What the pipeline writes: `/`-separated relative paths, `.` components allowed.
+    // What the pipeline writes: `/`-separated, normalized relative paths.
     let mut service = testsvc_service("svc", &["hang", "svc"], "svc hangs");
-    service["binaries"]["linux-x64"]["path"] = "./bin/testsvc".into();
-    service["binaries"]["linux-x64"]["cwd"] = "bin/".into();
+    service["binaries"]["linux-x64"]["path"] = "bin/testsvc".into();
+    service["binaries"]["linux-x64"]["cwd"] = "bin".into();
     service["log_dir"] = "logs/svc".into();
     service["data_dirs"] = json!(["data/svc"]);
     let fixture = Fixture::new("confine-ok", &small_manifest("1.0.0", json!([service])));
