@@ -189,6 +189,35 @@ pub fn check_program(program: &str) -> Result<(), PathError> {
     check_relative(program.strip_prefix("./").unwrap_or(program))
 }
 
+/// The file the runtime writes its control port to, beside `ipc.auth_token_path`.
+pub const IPC_PORT_FILE: &str = "ipc-port";
+
+/// The app data directory the runtime keeps secret values in; nothing bundle.json names may
+/// lie inside it.
+pub const SECRETS_DIR: &str = "secrets";
+
+/// The runtime's own files in the app data directory; bundle.json may not name them.
+pub const RUNTIME_FILES: [[&str; 2]; 3] = [
+    ["runtime", "lock"],
+    ["runtime", "ports.json"],
+    ["runtime", "migrations.json"],
+];
+
+/// Why an app data path (given by its components) may not be named by bundle.json: it is
+/// inside `secrets/` or is one of the runtime's own files. `None` when it may be used.
+pub fn reserved_in_app_data<'a>(
+    components: impl IntoIterator<Item = &'a str>,
+) -> Option<&'static str> {
+    let components: Vec<&str> = components.into_iter().collect();
+    if components.first() == Some(&SECRETS_DIR) {
+        return Some("is inside `secrets/`, which only the runtime writes");
+    }
+    RUNTIME_FILES
+        .iter()
+        .any(|own| components == own)
+        .then_some("is one of the runtime's own files")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,6 +146,7 @@ pub(crate) fn validate(manifest: &Manifest) -> Vec<Problem> {
         &manifest.telemetry.file,
         PathStyle::Portable,
     );
+    check_app_data_layout(out, manifest);
     if let Some(ports) = &manifest.ports {
         if let Some(range) = &ports.default_range {
             check_range(out, "ports.default_range", range.min, range.max);
@@ -215,6 +216,75 @@ fn quote(text: &str) -> String {
 fn check_path(out: &mut Findings, path: &str, value: &str, style: PathStyle) {
     if let Err(err) = RelativePath::with_style(value, style) {
         out.error(path.to_owned(), format!("`{}`: {err}", quote(value)));
+    }
+}
+
+/// The app data directory's layout: no path bundle.json names there is inside `secrets/` or
+/// one of the runtime's own files, the control token is not named like the port file beside
+/// it, and no two of the files the runtime writes for the manifest (token, port file,
+/// telemetry, each service's log) are the same file.
+fn check_app_data_layout(out: &mut Findings, manifest: &Manifest) {
+    let mut named: BTreeMap<Vec<String>, String> = BTreeMap::new();
+    let mut file = |out: &mut Findings, field: String, components: Vec<String>| {
+        if let Some(other) = named.get(&components) {
+            out.error(
+                field,
+                format!("`{}` is also the file of {other}", components.join("/")),
+            );
+        } else {
+            named.insert(components, field);
+        }
+    };
+    let reserved = |out: &mut Findings, field: String, text: &str| -> Option<Vec<String>> {
+        let path = RelativePath::new(text).ok()?;
+        if let Some(why) = path::reserved_in_app_data(path.components()) {
+            out.error(field, format!("`{}` {why}", quote(text)));
+        }
+        Some(path.components().map(str::to_owned).collect())
+    };
+    if let Some(token) = reserved(
+        out,
+        "ipc.auth_token_path".into(),
+        &manifest.ipc.auth_token_path,
+    ) {
+        if token.last().map(String::as_str) == Some(path::IPC_PORT_FILE) {
+            out.error(
+                "ipc.auth_token_path",
+                format!(
+                    "`{}` is the file the runtime writes the control port to",
+                    token.join("/")
+                ),
+            );
+        }
+        let mut port_file = token.clone();
+        port_file.pop();
+        port_file.push(path::IPC_PORT_FILE.to_owned());
+        file(out, "ipc.auth_token_path".into(), token);
+        file(
+            out,
+            "ipc.auth_token_path (its `ipc-port`)".into(),
+            port_file,
+        );
+    }
+    if let Some(telemetry) = reserved(out, "telemetry.file".into(), &manifest.telemetry.file) {
+        file(out, "telemetry.file".into(), telemetry);
+    }
+    for (index, service) in manifest.services.iter().enumerate() {
+        let field = format!("services[{index}].log_dir");
+        let log_dir = match service.log_dir.as_deref() {
+            None => Some(vec!["logs".to_owned()]),
+            Some("") => Some(Vec::new()),
+            Some(text) => reserved(out, field, text),
+        };
+        if let Some(mut log) = log_dir
+            && RelativePath::name(service.id.as_str()).is_ok()
+        {
+            log.push(format!("{}.log", service.id));
+            file(out, format!("services[{index}] (its log file)"), log);
+        }
+        for (n, dir) in service.data_dirs.iter().flatten().enumerate() {
+            reserved(out, format!("services[{index}].data_dirs[{n}]"), dir);
+        }
     }
 }
 

@@ -191,6 +191,54 @@ fn every_path_is_relative_and_confined() {
     assert_error(&manifest, "secrets[1].target.name", "single file name");
 }
 
+/// The app data layout the runtime relies on: what bundle.json names there never lands in
+/// `secrets/` or over the runtime's own files, and no two of the files the runtime writes for
+/// it are one file (the runtime refuses the same manifests; see runtime/tests/hostile.rs).
+#[test]
+fn app_data_paths_keep_clear_of_the_runtimes_own_files() {
+    assert_error(
+        &with("/ipc/auth_token_path", json!("secrets/token")),
+        "ipc.auth_token_path",
+        "inside `secrets/`",
+    );
+    assert_error(
+        &with("/telemetry/file", json!("runtime/ports.json")),
+        "telemetry.file",
+        "runtime's own files",
+    );
+    assert_error(
+        &with("/services/1/log_dir", json!("secrets")),
+        "services[1].log_dir",
+        "inside `secrets/`",
+    );
+    assert_error(
+        &with("/services/1/data_dirs", json!(["secrets/api"])),
+        "services[1].data_dirs[0]",
+        "inside `secrets/`",
+    );
+    assert_error(
+        &with("/ipc/auth_token_path", json!("runtime/ipc-port")),
+        "ipc.auth_token_path",
+        "control port",
+    );
+    assert_error(
+        &with("/telemetry/file", json!("runtime/auth-token")),
+        "telemetry.file",
+        "also the file of ipc.auth_token_path",
+    );
+    // The api service logs to logs/api/api.log.
+    assert_error(
+        &with("/telemetry/file", json!("logs/api/api.log")),
+        "services[1] (its log file)",
+        "also the file of telemetry.file",
+    );
+    // `runtime/` itself is not reserved: the corpus keeps its token there.
+    assert_eq!(
+        errors(&with("/ipc/auth_token_path", json!("runtime/token"))),
+        Vec::<String>::new()
+    );
+}
+
 #[test]
 fn windows_binaries_may_use_backslashes_and_nothing_else_may() {
     let mut manifest = happy();

@@ -91,10 +91,6 @@ impl RelPath {
         self.parts.last().map(String::as_str)
     }
 
-    pub fn starts_with(&self, prefix: &[&str]) -> bool {
-        self.parts.len() >= prefix.len() && self.parts.iter().zip(prefix).all(|(a, b)| a == b)
-    }
-
     /// The absolute path beneath `root` (for display and for exec).
     pub fn under(&self, root: &Path) -> PathBuf {
         let mut path = root.to_path_buf();

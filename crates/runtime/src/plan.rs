@@ -93,7 +93,7 @@ pub struct AppPaths {
 }
 
 /// The name of the file holding the control API's port, beside the token file.
-pub const PORT_FILE: &str = "ipc-port";
+pub const PORT_FILE: &str = manifest::path::IPC_PORT_FILE;
 
 /// Why a bundle could not be loaded.
 #[derive(Debug)]
@@ -350,19 +350,10 @@ struct Checker<'a> {
     assets: Vec<Vec<RelPath>>,
 }
 
-/// Why an app data path may not be used, if it names what the runtime alone writes.
+/// Why an app data path may not be used, if it names what the runtime alone writes (the
+/// manifest crate's rule, which `validate` applies too).
 fn reserved(rel: &RelPath) -> Option<&'static str> {
-    if rel.starts_with(&["secrets"]) {
-        return Some("is inside `secrets/`, which only the runtime writes");
-    }
-    let own = [
-        ["runtime", "lock"],
-        ["runtime", "ports.json"],
-        ["runtime", "migrations.json"],
-    ];
-    own.iter()
-        .any(|own| *rel == RelPath::of(own))
-        .then_some("is one of the runtime's own files")
+    manifest::path::reserved_in_app_data(rel.parts().iter().map(String::as_str))
 }
 
 impl Checker<'_> {
