@@ -38,8 +38,9 @@ use crate::files::{self, PatternError};
 /// Bound on the product states one comparison visits.
 pub const MAX_STATES: usize = 200_000;
 
-/// Bound on each DFA (and on determinizing it), in bytes.
-const DFA_SIZE_LIMIT: usize = 8 << 20;
+/// Bound on each DFA (and on determinizing it), in bytes. Real pattern sets need kilobytes;
+/// `*a?????????????????` needs 2^18 states.
+const DFA_SIZE_LIMIT: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OverlapError {
@@ -232,13 +233,26 @@ impl PatternSet {
                         (0..=255u8).map(|byte| automata.signature(byte)).collect();
                     Ok(automata)
                 };
-                build().map_err(|err| err.to_string())
+                build().map_err(|err| match err {
+                    OverlapError::TooComplex { reason, .. } => reason,
+                    other => other.to_string(),
+                })
             })
             .as_ref()
             .map_err(|reason| OverlapError::TooComplex {
                 patterns: self.sources.join(", "),
                 reason: reason.clone(),
             })
+    }
+
+    /// Builds this set's automata now (otherwise the first comparison that needs them does):
+    /// says whether the set is too complex to compare, and which set a comparison's error is
+    /// about.
+    pub fn prepare(&self) -> Result<(), OverlapError> {
+        if self.include.is_empty() {
+            return Ok(());
+        }
+        self.automata().map(|_| ())
     }
 }
 
@@ -696,6 +710,19 @@ mod tests {
         assert_eq!(walk_root("**").as_deref(), Some(""));
         assert_eq!(walk_root("{.git,b}/**").as_deref(), Some(""));
         assert_eq!(walk_root("!build"), None);
+    }
+
+    #[test]
+    fn the_search_is_bounded() {
+        // `*a` then 20 single characters: a DFA of 2^20 states, past the size limit.
+        let hard = format!("*a{}", "?".repeat(20));
+        let hard = PatternSet::new("", &[hard]).unwrap();
+        assert!(matches!(
+            witness(&hard, &set("", &["**"])),
+            Err(OverlapError::TooComplex { .. })
+        ));
+        assert!(hard.prepare().is_err());
+        assert!(set("", &["build/**"]).prepare().is_ok());
     }
 
     #[test]
