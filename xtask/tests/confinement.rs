@@ -233,7 +233,13 @@ fn refused(sandbox: &Sandbox, commands: &[&[&str]], env: &[(&str, &Path)], refus
 }
 
 /// The commands that plan: all must refuse a bad definition.
-const PLANNING: &[&[&str]] = &[&["check"], &["bundle"], &["task"], &["graph"]];
+const PLANNING: &[&[&str]] = &[
+    &["check"],
+    &["bundle"],
+    &["task"],
+    &["task", "--dry-run"],
+    &["graph"],
+];
 
 fn task(name: &str, lines: &str) -> String {
     format!("[tasks.{name}]\nrun = \"mkdir -p build && echo {name} > build/{name}.txt\"\n{lines}\n")
@@ -259,6 +265,12 @@ fn outputs_reaching_git_the_state_or_bundle_toml_are_refused() {
             ),
             (4, 24),
             "output `.git/**` reaches `vendor/lib/.git`",
+        ),
+        // In a git worktree or submodule, `.git` is a file a walk would not skip.
+        (
+            task("a", "outputs = [\".g*\"]"),
+            (3, 12),
+            "task:a would overwrite the repository's `.git`: output `.g*` matches `.git`",
         ),
         (
             task("a", "outputs = [\".xbundle/**\"]"),
@@ -430,19 +442,30 @@ fn declared_outputs_overlapping_the_pipelines_are_refused() {
             message: "and assemble:p both write `dist/p/bundle.json`",
         },
     );
+    // The pipeline's outputs in the cache: located at the cache setting.
+    let sandbox = Sandbox::pipeline("[cache]\ndir = \"dist\"\n");
+    refused(
+        &sandbox,
+        PLANNING,
+        &[],
+        Refusal {
+            at: Some((9, 7)),
+            message: "analyze:app would overwrite the cache directory `dist`: matches `dist/analysis/app.json`",
+        },
+    );
     // Next to the pipeline's directory is fine.
     let sandbox = Sandbox::pipeline(&task("site", "outputs = [\"build/**\"]"));
     sandbox.json(&["check"], &[]).assert_code(0);
     sandbox.json(&["bundle"], &[]).assert_code(0);
 }
 
-/// Commands that read `[cache] dir` and could delete it.
+/// Commands that read `[cache] dir` and could delete it (the destructive ones first).
 const CACHE_AND_PLANNING: &[&[&str]] = &[
+    &["cache", "clean"],
+    &["cache", "gc", "--max-size", "0"],
     &["check"],
     &["bundle"],
     &["task"],
-    &["cache", "clean"],
-    &["cache", "gc", "--max-size", "0"],
 ];
 
 #[test]

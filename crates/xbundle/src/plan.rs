@@ -134,16 +134,33 @@ struct Protected {
     set: PatternSet,
     what: String,
     help: String,
+    /// Where the protected path is configured (for a pipeline task, whose outputs are not
+    /// written in the file).
+    span: Option<Range<usize>>,
 }
 
-/// Paths outputs may never match (checked on every path the globs match). The cache is one
-/// when it lies inside the root outside `.xbundle` (there the walk rule covers it).
-fn protected_paths(cache_dir: Option<&Utf8Path>) -> Result<Vec<Protected>, OverlapError> {
-    let mut protected = vec![Protected {
-        set: PatternSet::new("", &[overlap::escape(crate::config::FILE_NAME)])?,
-        what: "`bundle.toml`".into(),
-        help: "outputs may never overwrite the pipeline's own definition: narrow the pattern (e.g. `build/**`), or add \"!bundle.toml\" to `outputs`".into(),
-    }];
+/// Paths outputs may never match (checked on every path the globs match): `bundle.toml`; `.git`
+/// at the root, which is a file in a git worktree or submodule checkout (a walk skips `.git`
+/// directories, not files); the cache when it lies inside the root outside `.xbundle` (there the
+/// walk rule covers it).
+fn protected_paths(
+    config: &BundleConfig,
+    cache_dir: Option<&Utf8Path>,
+) -> Result<Vec<Protected>, OverlapError> {
+    let mut protected = vec![
+        Protected {
+            set: PatternSet::new("", &[overlap::escape(crate::config::FILE_NAME)])?,
+            what: "`bundle.toml`".into(),
+            help: "outputs may never overwrite the pipeline's own definition: narrow the pattern (e.g. `build/**`), or add \"!bundle.toml\" to `outputs`".into(),
+            span: None,
+        },
+        Protected {
+            set: PatternSet::new("", &[overlap::escape(".git")])?,
+            what: "the repository's `.git`".into(),
+            help: "outputs may never reach git's own files: narrow the pattern (e.g. `build/**`), or add \"!.git\" to `outputs`".into(),
+            span: None,
+        },
+    ];
     if let Some(dir) = cache_dir
         && !under(dir.as_str(), crate::config::STATE_DIR)
     {
@@ -154,6 +171,7 @@ fn protected_paths(cache_dir: Option<&Utf8Path>) -> Result<Vec<Protected>, Overl
             help: format!(
                 "outputs may never reach the cache: narrow the pattern, or exclude the cache with \"!{dir}\" (relative to the task's cwd)"
             ),
+            span: config.spans.cache_dir.clone(),
         });
     }
     Ok(protected)
@@ -216,7 +234,7 @@ fn check_ownership(
             .help("simplify the patterns (fewer alternatives and wildcards per pattern)")
     };
     let protected =
-        protected_paths(cache_dir).map_err(|err| Diagnostic::internal(err.to_string()))?;
+        protected_paths(config, cache_dir).map_err(|err| Diagnostic::internal(err.to_string()))?;
     let mut owners = Vec::new();
     for (spec, task) in specs {
         for pattern in &spec.outputs {
@@ -236,7 +254,12 @@ fn check_ownership(
             if let Some(path) =
                 overlap::witness(&outputs, &guard.set).map_err(|err| too_complex(spec, err))?
             {
-                let (diagnostic, pattern) = located(config, spec, task, Some(&path));
+                let (mut diagnostic, pattern) = located(config, spec, task, Some(&path));
+                if task.is_none()
+                    && let Some(span) = &guard.span
+                {
+                    diagnostic = config.diagnostic("", span.clone(), "this directory");
+                }
                 let by = pattern.map_or(String::new(), |p| format!("output `{p}` "));
                 return Err(diagnostic
                     .with_message(format!(
