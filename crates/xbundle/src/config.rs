@@ -529,7 +529,7 @@ impl BundleConfig {
                     format!(
                         "profile `{}`: scenario `{}` is not a scenario name",
                         name.get_ref(),
-                        decl.scenario.get_ref()
+                        decl.scenario.get_ref().escape_debug()
                     ),
                     decl.scenario.span(),
                     "a path, not a name",
@@ -540,7 +540,10 @@ impl BundleConfig {
                 for side in [from, to] {
                     if !is_plain_name(side.get_ref()) {
                         return Err(error(
-                            format!("swap `{}` is not a resource name", side.get_ref()),
+                            format!(
+                                "swap `{}` is not a resource name",
+                                side.get_ref().escape_debug()
+                            ),
                             side.span(),
                             "a path, not a name",
                             "swaps name resources (directories under the resources directory), e.g. postgres = \"sqlite\"",
@@ -626,7 +629,11 @@ impl BundleConfig {
             *span_slot = Some(value.span());
             check_dir(value.get_ref(), rule).map_err(|problem| {
                 error(
-                    format!("{key} `{}` {}", value.get_ref(), problem.message),
+                    format!(
+                        "{key} `{}` {}",
+                        value.get_ref().escape_debug(),
+                        problem.message
+                    ),
                     value.span(),
                     "this path",
                     &problem.help,

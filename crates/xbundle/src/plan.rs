@@ -13,9 +13,10 @@
 //! - **protected paths**: no output reaches a `.git` directory (at any depth) or the state
 //!   directory `.xbundle`. A walk never enters those below its root, so the rule is checked on
 //!   each output pattern's walk root ([`overlap::walk_root`]): `.git`, `sub/.git/hooks/*` and
-//!   `.xbundle/**` are refused, `build/**` is not. No output matches `bundle.toml` or, when the
-//!   cache lies inside the root outside `.xbundle`, anything in the cache directory (checked on
-//!   every path the globs match: walks do enter those);
+//!   `.xbundle/**` are refused, `build/**` is not. No output matches `bundle.toml`, the root's
+//!   `.git` itself (a file in a git worktree, which walks do not skip: `.g*` is refused) or,
+//!   when the cache lies inside the root outside `.xbundle`, anything in the cache directory
+//!   (checked on every path the globs match: walks do reach those);
 //! - **own inputs**: no task's outputs overlap its own inputs (it would read what it writes; a
 //!   task may read its dependencies' outputs);
 //! - **one owner**: no two tasks' outputs overlap, pipeline stages' outputs under `[workspace]
