@@ -26,6 +26,7 @@ pub mod fsutil;
 pub mod graph;
 pub mod key;
 pub mod ledger;
+pub mod overlap;
 pub mod statcache;
 pub mod store;
 pub mod task;

@@ -39,7 +39,16 @@
 //! openrouter_api_key = { class = "user_prompt", label = "OpenRouter API key" }
 //! ```
 //!
-//! `[[assets]]` are accepted and validated by the stage that uses them.
+//! Paths are confined: `[workspace]` directories and `[cache] dir` are relative, normalized
+//! (no `.`, `..` or empty components), inside the root, not the root where outputs would mix
+//! with sources (`out`, `[cache] dir`), never inside `.git`, and (where they exist) reached
+//! without a symbolic link ([`BundleConfig::check_on_disk`]). A profile's `scenario` and the
+//! names in its `swaps` are names, never paths. `XBUNDLE_CACHE_DIR` may point outside the root
+//! (a shared cache) but never at the root, above it, or into `.git` ([`BundleConfig::cache_location`]).
+//!
+//! Settings whose stage does not exist yet are errors that say so, never silently ignored:
+//! `[cache] remote` and `[[assets]]`. A profile's `formats` and `platforms`, which nothing builds
+//! yet, are accepted with one warning per profile ([`Profile::unbuilt_warning`]).
 //!
 //! JSON Schema of the file (for editors, e.g. taplo's `#:schema` or `evenBetterToml.schema.associations`):
 //! `crates/xbundle/schema/bundle-toml.schema.json`, generated from these types by [`json_schema`]
@@ -64,10 +73,10 @@ pub const FILE_NAME: &str = "bundle.toml";
 struct Raw {
     /// Where scenarios, resources and outputs live.
     #[serde(default)]
-    workspace: Workspace,
-    /// The local (and remote) cache.
+    workspace: RawWorkspace,
+    /// The local cache.
     #[serde(default)]
-    cache: CacheSettings,
+    cache: RawCache,
     /// Declared, cached tasks: `[tasks.NAME]` becomes the task `task:NAME`.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, TaskDecl>")]
@@ -76,18 +85,19 @@ struct Raw {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, ProfileDecl>")]
     profiles: BTreeMap<Spanned<String>, Spanned<ProfileDecl>>,
-    /// Downloaded, checksum-verified files (validated by the stage that uses them).
+    /// Not supported yet (the asset stage does not exist): parsed only to say so.
     #[serde(default)]
-    #[schemars(with = "Vec<BTreeMap<String, serde_json::Value>>")]
-    assets: Vec<toml::Value>,
+    #[schemars(skip)]
+    assets: Vec<Spanned<toml::Value>>,
 }
 
 /// One `[profiles.NAME]` entry as written.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ProfileDecl {
-    /// The scenario to bundle: a directory under the scenarios directory.
-    #[schemars(with = "String")]
+    /// The scenario to bundle: the name of a directory under the scenarios directory (a name,
+    /// not a path).
+    #[schemars(with = "String", regex(pattern = r"^[^/\\]+$"))]
     pub scenario: Spanned<String>,
     /// Deployment tier: `tier-1-local` … `tier-5-enterprise`, `1` … `5`, or `local`, `desktop`,
     /// `mobile`, `saas`, `enterprise`.
@@ -174,23 +184,37 @@ pub struct Profile {
 }
 
 /// `[workspace]`: the repository's layout (paths relative to the directory of bundle.toml).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[derive(Debug, Clone)]
 pub struct Workspace {
     /// Where scenarios live (`<dir>/<name>/.vrooli/service.json`).
-    #[serde(default = "default_scenarios")]
-    #[schemars(with = "String")]
     pub scenarios: Utf8PathBuf,
     /// Where resource definitions live.
-    #[serde(default = "default_resources")]
-    #[schemars(with = "String")]
     pub resources: Utf8PathBuf,
     /// Where outputs land.
-    #[serde(default = "default_out")]
-    #[schemars(with = "String")]
     pub out: Utf8PathBuf,
     /// The profile `cargo xtask bundle` builds when none is named.
     pub default_profile: Option<String>,
+}
+
+/// `[workspace]`: the repository's layout (paths relative to the directory of bundle.toml).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "Workspace")]
+struct RawWorkspace {
+    /// Where scenarios live (`<dir>/<name>/.vrooli/service.json`): a relative, normalized path
+    /// inside the root (default `scenarios`).
+    #[schemars(with = "Option<String>")]
+    scenarios: Option<Spanned<String>>,
+    /// Where resource definitions live: a relative, normalized path inside the root (default
+    /// `resources`).
+    #[schemars(with = "Option<String>")]
+    resources: Option<Spanned<String>>,
+    /// Where outputs land: a relative, normalized directory inside the root, not the root
+    /// itself and not inside `.git` (default `dist`).
+    #[schemars(with = "Option<String>")]
+    out: Option<Spanned<String>>,
+    /// The profile `cargo xtask bundle` builds when none is named.
+    default_profile: Option<String>,
 }
 
 fn default_scenarios() -> Utf8PathBuf {
@@ -214,16 +238,35 @@ impl Default for Workspace {
     }
 }
 
+/// Where path settings are written in bundle.toml (`None`: left to the default).
+#[derive(Debug, Clone, Default)]
+pub struct SettingSpans {
+    pub scenarios: Option<Range<usize>>,
+    pub resources: Option<Range<usize>>,
+    pub out: Option<Range<usize>>,
+    pub cache_dir: Option<Range<usize>>,
+}
+
 /// `[cache]`.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[derive(Debug, Clone, Default)]
 pub struct CacheSettings {
-    /// Local cache directory, relative to the root (default `.xbundle/cache`; the
-    /// `XBUNDLE_CACHE_DIR` environment variable overrides it).
-    #[schemars(with = "Option<String>")]
+    /// Local cache directory, relative to the root (validated; `None`: the default).
     pub dir: Option<Utf8PathBuf>,
-    /// Remote cache base URL (bazel-remote layout).
-    pub remote: Option<String>,
+}
+
+/// `[cache]`: where the local cache lives.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(rename = "CacheSettings")]
+struct RawCache {
+    /// Local cache directory: a relative, normalized path inside the root, not the root and not
+    /// inside `.git`; inside `.xbundle` only at or below `.xbundle/cache` (the default). The
+    /// `XBUNDLE_CACHE_DIR` environment variable overrides it.
+    #[schemars(with = "Option<String>")]
+    dir: Option<Spanned<String>>,
+    /// Not supported yet (no remote cache stage): parsed only to say so.
+    #[schemars(skip)]
+    remote: Option<Spanned<String>>,
 }
 
 /// One `[tasks.NAME]` entry as written.
@@ -273,8 +316,14 @@ pub struct DeclaredTask {
     pub command: Command,
     /// Root-relative, `/`-separated; empty for the root.
     pub cwd: String,
+    /// Where `cwd` is written (`None`: the root by default).
+    pub cwd_span: Option<Range<usize>>,
     pub inputs: Vec<String>,
+    /// Where each input pattern is written, in the order of `inputs`.
+    pub input_spans: Vec<Range<usize>>,
     pub outputs: Vec<String>,
+    /// Where each output pattern is written, in the order of `outputs`.
+    pub output_spans: Vec<Range<usize>>,
     /// Task names (without `task:`), with the span of each in the file.
     pub deps: Vec<(String, Range<usize>)>,
     pub env: Vec<String>,
@@ -291,17 +340,27 @@ pub struct BundleConfig {
     pub cache: CacheSettings,
     pub tasks: Vec<DeclaredTask>,
     pub profiles: Vec<Profile>,
-    pub assets: Vec<toml::Value>,
+    /// Where the path settings are written.
+    pub spans: SettingSpans,
 }
 
 impl BundleConfig {
-    /// Reads and validates `path`; `display` is how the file is named in diagnostics.
+    /// Reads and validates `path` (the `bundle.toml` at a repository's root), including
+    /// [`BundleConfig::check_on_disk`]; `display` is how the file is named in diagnostics.
     pub fn load(path: &Utf8Path, display: &Utf8Path) -> Result<BundleConfig, Diagnostic> {
         let source = std::fs::read_to_string(path).map_err(|err| {
             Diagnostic::error(format!("could not read {display}: {err}"))
                 .help("create a bundle.toml at the repository root, or pass --root DIR")
         })?;
-        BundleConfig::parse(&source, display)
+        let config = BundleConfig::parse(&source, display)?;
+        if let Some(root) = path.parent() {
+            config.check_on_disk(if root.as_str().is_empty() {
+                Utf8Path::new(".")
+            } else {
+                root
+            })?;
+        }
+        Ok(config)
     }
 
     pub fn parse(source: &str, display: &Utf8Path) -> Result<BundleConfig, Diagnostic> {
@@ -328,7 +387,7 @@ impl BundleConfig {
                     format!("invalid task name `{}`", name.get_ref()),
                     name.span(),
                     "this name",
-                    "task names use letters, digits, `-`, `_` and `.`",
+                    NAME_HELP_TASK,
                 ));
             }
             let command = match (decl.run, decl.argv) {
@@ -371,11 +430,14 @@ impl BundleConfig {
                     ));
                 }
             };
-            let cwd = match decl.cwd {
+            let cwd = match &decl.cwd {
                 None => String::new(),
                 Some(cwd) => {
                     let value = cwd.get_ref().trim_start_matches("./").trim_end_matches('/');
-                    if value.starts_with('/') || value.split('/').any(|c| c == "..") {
+                    if value.starts_with('/')
+                        || value.contains('\0')
+                        || value.split('/').any(|c| c == "..")
+                    {
                         return Err(error(
                             format!("task `{}` has a cwd outside the repository", name.get_ref()),
                             cwd.span(),
@@ -383,10 +445,23 @@ impl BundleConfig {
                             "cwd is relative to the directory holding bundle.toml and stays inside it",
                         ));
                     }
-                    if value == "." {
+                    if value == "." || value.is_empty() {
                         String::new()
                     } else {
-                        value.to_string()
+                        match normalized(value) {
+                            Some(normal) => normal,
+                            None => {
+                                return Err(error(
+                                    format!(
+                                        "task `{}` has a cwd that is not a normalized path",
+                                        name.get_ref()
+                                    ),
+                                    cwd.span(),
+                                    "this path",
+                                    "write the directory without `.` or empty components, e.g. cwd = \"ui/app\"",
+                                ));
+                            }
+                        }
                     }
                 }
             };
@@ -416,7 +491,10 @@ impl BundleConfig {
                 description: decl.description,
                 command,
                 cwd,
+                cwd_span: decl.cwd.as_ref().map(Spanned::span),
+                input_spans: decl.inputs.iter().map(Spanned::span).collect(),
                 inputs: decl.inputs.into_iter().map(Spanned::into_inner).collect(),
+                output_spans: decl.outputs.iter().map(Spanned::span).collect(),
                 outputs: decl.outputs.into_iter().map(Spanned::into_inner).collect(),
                 deps: decl
                     .deps
@@ -442,10 +520,37 @@ impl BundleConfig {
                     format!("invalid profile name `{}`", name.get_ref()),
                     name.span(),
                     "this name",
-                    "profile names use letters, digits, `-`, `_` and `.`",
+                    NAME_HELP_PROFILE,
                 ));
             }
             let decl = decl.into_inner();
+            if !is_plain_name(decl.scenario.get_ref()) {
+                return Err(error(
+                    format!(
+                        "profile `{}`: scenario `{}` is not a scenario name",
+                        name.get_ref(),
+                        decl.scenario.get_ref().escape_debug()
+                    ),
+                    decl.scenario.span(),
+                    "a path, not a name",
+                    "a profile's scenario is the name of a directory under the scenarios directory (e.g. scenario = \"picker-wheel\"), never a path",
+                ));
+            }
+            for (from, to) in &decl.swaps {
+                for side in [from, to] {
+                    if !is_plain_name(side.get_ref()) {
+                        return Err(error(
+                            format!(
+                                "swap `{}` is not a resource name",
+                                side.get_ref().escape_debug()
+                            ),
+                            side.span(),
+                            "a path, not a name",
+                            "swaps name resources (directories under the resources directory), e.g. postgres = \"sqlite\"",
+                        ));
+                    }
+                }
+            }
             if let Err(message) = decl.tier.get_ref().parse::<crate::analysis::tier::Tier>() {
                 return Err(error(
                     message,
@@ -495,14 +600,193 @@ impl BundleConfig {
                 ),
             ));
         }
+        if let Some(remote) = &raw.cache.remote {
+            return Err(error(
+                "`[cache] remote` is not supported yet".into(),
+                remote.span(),
+                "not used by any stage",
+                "remote caching is planned, not built: remove `remote` (the local cache keeps working); sharing a cache between checkouts works today with XBUNDLE_CACHE_DIR",
+            ));
+        }
+        if let Some(asset) = raw.assets.first() {
+            return Err(error(
+                "`[[assets]]` is not supported yet".into(),
+                asset.span(),
+                "not used by any stage",
+                "the asset-fetching stage is planned, not built: remove the [[assets]] tables until it lands",
+            ));
+        }
+        let mut spans = SettingSpans::default();
+        let setting = |value: &Option<Spanned<String>>,
+                       key: &str,
+                       rule: DirRule,
+                       default: fn() -> Utf8PathBuf,
+                       span_slot: &mut Option<Range<usize>>|
+         -> Result<Utf8PathBuf, Diagnostic> {
+            let Some(value) = value else {
+                return Ok(default());
+            };
+            *span_slot = Some(value.span());
+            check_dir(value.get_ref(), rule).map_err(|problem| {
+                error(
+                    format!(
+                        "{key} `{}` {}",
+                        value.get_ref().escape_debug(),
+                        problem.message
+                    ),
+                    value.span(),
+                    "this path",
+                    &problem.help,
+                )
+            })
+        };
+        let workspace = Workspace {
+            scenarios: setting(
+                &raw.workspace.scenarios,
+                "[workspace] scenarios",
+                DirRule::Read,
+                default_scenarios,
+                &mut spans.scenarios,
+            )?,
+            resources: setting(
+                &raw.workspace.resources,
+                "[workspace] resources",
+                DirRule::Read,
+                default_resources,
+                &mut spans.resources,
+            )?,
+            out: setting(
+                &raw.workspace.out,
+                "[workspace] out",
+                DirRule::Out,
+                default_out,
+                &mut spans.out,
+            )?,
+            default_profile: raw.workspace.default_profile.clone(),
+        };
+        let cache = CacheSettings {
+            dir: match &raw.cache.dir {
+                None => None,
+                Some(_) => Some(setting(
+                    &raw.cache.dir,
+                    "[cache] dir",
+                    DirRule::Cache,
+                    Utf8PathBuf::new,
+                    &mut spans.cache_dir,
+                )?),
+            },
+        };
         Ok(BundleConfig {
             path: display.to_path_buf(),
             source: source.to_string(),
-            workspace: raw.workspace,
-            cache: raw.cache,
+            workspace,
+            cache,
             tasks,
             profiles,
-            assets: raw.assets,
+            spans,
+        })
+    }
+
+    /// Checks the configured directories against the file system under `root`: where they
+    /// exist, no component may be a symbolic link (one could lead anywhere).
+    pub fn check_on_disk(&self, root: &Utf8Path) -> Result<(), Diagnostic> {
+        let mut settings: Vec<(String, &Utf8Path, Option<Range<usize>>)> = vec![
+            (
+                "[workspace] scenarios".into(),
+                &self.workspace.scenarios,
+                self.spans.scenarios.clone(),
+            ),
+            (
+                "[workspace] resources".into(),
+                &self.workspace.resources,
+                self.spans.resources.clone(),
+            ),
+            (
+                "[workspace] out".into(),
+                &self.workspace.out,
+                self.spans.out.clone(),
+            ),
+        ];
+        if let Some(dir) = &self.cache.dir {
+            settings.push(("[cache] dir".into(), dir, self.spans.cache_dir.clone()));
+        }
+        for task in &self.tasks {
+            settings.push((
+                format!("the cwd of task `{}`", task.name),
+                Utf8Path::new(&task.cwd),
+                task.cwd_span.clone(),
+            ));
+        }
+        for (what, path, span) in settings {
+            let found = symlinked_component(root, path).map_err(|err| {
+                Diagnostic::internal(format!("could not inspect {what} `{path}`: {err}"))
+            })?;
+            if let Some(link) = found {
+                let mut diagnostic = Diagnostic::error(format!(
+                    "{what} `{path}` goes through the symbolic link `{link}`"
+                ))
+                .in_file(self.path.clone(), &self.source)
+                .help(
+                    "configured directories are resolved without following links (a link can lead outside the repository): make it a real directory, or name the directory it points to",
+                );
+                if let Some(span) = span {
+                    diagnostic = diagnostic.at(span, "this path");
+                }
+                return Err(diagnostic);
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the cache lives: `XBUNDLE_CACHE_DIR` when set (anywhere but the root, a directory
+    /// holding the root, or `.git`), else `[cache] dir`, else `.xbundle/cache`.
+    pub fn cache_location(&self, root: &Utf8Path) -> Result<CacheLocation, Diagnostic> {
+        let Some(value) = std::env::var_os(CACHE_DIR_VARIABLE).filter(|v| !v.is_empty()) else {
+            let relative = self
+                .cache
+                .dir
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CACHE_DIR.into());
+            return Ok(CacheLocation {
+                absolute: root.join(&relative),
+                inside_root: Some(relative),
+            });
+        };
+        let bad = |value: &str, problem: &str, help: &str| {
+            Diagnostic::error(format!("{CACHE_DIR_VARIABLE}={value} {problem}"))
+                .help(help.to_string())
+        };
+        let shared_help = "point XBUNDLE_CACHE_DIR at a directory of its own, e.g. ~/.cache/xbundle (or unset it to use .xbundle/cache)";
+        let Some(value) = value.to_str() else {
+            return Err(bad(&value.to_string_lossy(), "is not UTF-8", shared_help));
+        };
+        let resolved = resolve_for_comparison(Utf8Path::new(value))
+            .map_err(|err| bad(value, &format!("cannot be resolved: {err}"), shared_help))?;
+        let root = resolve_for_comparison(root)
+            .map_err(|err| Diagnostic::internal(format!("resolving the root {root}: {err}")))?;
+        if resolved == root {
+            return Err(bad(value, "is the repository root", shared_help));
+        }
+        if root.starts_with(&resolved) {
+            return Err(bad(
+                value,
+                &format!("contains the repository ({root})"),
+                shared_help,
+            ));
+        }
+        if resolved.components().any(|c| c.as_str() == ".git") {
+            return Err(bad(value, "is inside a `.git` directory", shared_help));
+        }
+        let inside_root = match resolved.strip_prefix(&root) {
+            Ok(relative) => Some(
+                check_dir(relative.as_str(), DirRule::Cache)
+                    .map_err(|problem| bad(value, &problem.message, &problem.help))?,
+            ),
+            Err(_) => None,
+        };
+        Ok(CacheLocation {
+            absolute: resolved,
+            inside_root,
         })
     }
 
@@ -568,12 +852,249 @@ fn remove_null(value: &mut serde_json::Value) {
     }
 }
 
-/// Task and profile names: letters, digits, `-`, `_` and `.` (they appear in task ids and paths).
+const NAME_HELP_TASK: &str =
+    "task names start with a letter or digit and use letters, digits, `-`, `_` and `.`";
+const NAME_HELP_PROFILE: &str =
+    "profile names start with a letter or digit and use letters, digits, `-`, `_` and `.`";
+
+/// Task and profile names: a letter or digit, then letters, digits, `-`, `_` and `.` (they
+/// appear in task ids and as directory names under `out`, so never `.`, `..` or a path).
 pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
+    name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A scenario or resource name: one directory name under its directory, never a path (not
+/// empty, not `.` or `..`, no `/`, `\` or NUL).
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+/// `value` when it is a normalized relative path (no empty or `.` components); `None` otherwise.
+fn normalized(value: &str) -> Option<String> {
+    value
+        .split('/')
+        .all(|component| !component.is_empty() && component != ".")
+        .then(|| value.to_string())
+}
+
+/// `value` without empty and `.` components (for help lines).
+fn lexically_normalized(value: &str) -> String {
+    let parts: Vec<&str> = value
+        .split('/')
+        .filter(|component| !component.is_empty() && *component != ".")
+        .collect();
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// What a configured directory is for, which decides what it may be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DirRule {
+    /// Read only (`scenarios`, `resources`): the root itself is allowed.
+    Read,
+    /// Outputs land there (`out`).
+    Out,
+    /// The cache (`[cache] dir`, `XBUNDLE_CACHE_DIR` when inside the root).
+    Cache,
+}
+
+struct DirProblem {
+    message: String,
+    help: String,
+}
+
+/// Checks a root-relative directory setting; returns it as a path.
+fn check_dir(value: &str, rule: DirRule) -> Result<Utf8PathBuf, DirProblem> {
+    let problem = |message: &str, help: String| {
+        Err(DirProblem {
+            message: message.to_string(),
+            help,
+        })
+    };
+    if value.is_empty() {
+        return problem("is empty", "give a directory relative to the root".into());
+    }
+    if value.contains('\0') {
+        return problem(
+            "contains a NUL byte",
+            "give a directory relative to the root".into(),
+        );
+    }
+    if value.starts_with('/') {
+        return problem(
+            "is an absolute path",
+            "paths in bundle.toml are relative to the directory holding it and stay inside it, e.g. \"dist\"".into(),
+        );
+    }
+    if value.split('/').any(|component| component == "..") {
+        return problem(
+            "leaves the repository (`..`)",
+            "paths in bundle.toml stay inside the directory holding it; for a cache shared between checkouts set XBUNDLE_CACHE_DIR".into(),
+        );
+    }
+    if value == "." {
+        return match rule {
+            DirRule::Read => Ok(".".into()),
+            DirRule::Out => problem(
+                "is the repository root",
+                "outputs would land over the sources (and be cleaned with them): use a directory of its own, e.g. out = \"dist\"".into(),
+            ),
+            DirRule::Cache => problem(
+                "is the repository root",
+                "the cache needs a directory of its own, e.g. dir = \".xbundle/cache\" (the default)".into(),
+            ),
+        };
+    }
+    let Some(value) = normalized(value) else {
+        return problem(
+            "is not a normalized path",
+            format!(
+                "write it without `.` or empty components: \"{}\"",
+                lexically_normalized(value)
+            ),
+        );
+    };
+    if value.split('/').any(|component| component == ".git") {
+        return problem(
+            "is inside `.git`",
+            "git's own directory is never a place for xbundle's files: choose a directory outside `.git`".into(),
+        );
+    }
+    let first = value.split('/').next().unwrap_or_default();
+    if first == STATE_DIR
+        && !(rule == DirRule::Cache
+            && (value == DEFAULT_CACHE_DIR || value.starts_with(&format!("{DEFAULT_CACHE_DIR}/"))))
+    {
+        return problem(
+            "is inside the state directory `.xbundle`",
+            "`.xbundle` holds the lock, the build state and a staging area emptied on every run: choose a directory outside it (a cache may be `.xbundle/cache`, the default)".into(),
+        );
+    }
+    Ok(value.into())
+}
+
+/// The engine's state directory, relative to the root.
+pub const STATE_DIR: &str = ".xbundle";
+/// The default cache directory, relative to the root.
+pub const DEFAULT_CACHE_DIR: &str = ".xbundle/cache";
+
+/// The first component of `relative` (a normalized path below `root`) that is a symbolic link.
+/// The walk stops at the first component that does not exist or is not a directory (nothing
+/// below it can be followed).
+///
+/// The one place configuration paths are checked against the file system, component by
+/// component with `symlink_metadata` (links are never followed).
+pub fn symlinked_component(
+    root: &Utf8Path,
+    relative: &Utf8Path,
+) -> std::io::Result<Option<Utf8PathBuf>> {
+    let mut path = root.to_path_buf();
+    let mut shown = Utf8PathBuf::new();
+    for component in relative.components() {
+        let camino::Utf8Component::Normal(name) = component else {
+            continue;
+        };
+        path.push(name);
+        shown.push(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(metadata) if metadata.file_type().is_symlink() => return Ok(Some(shown)),
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => return Ok(None),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(None)
+}
+
+/// Where the cache lives for a run.
+#[derive(Debug, Clone)]
+pub struct CacheLocation {
+    pub absolute: Utf8PathBuf,
+    /// Root-relative, when the cache lies inside the root (outputs may never reach it).
+    pub inside_root: Option<Utf8PathBuf>,
+}
+
+/// The environment variable that moves the cache (set by the user, so it may point outside).
+pub const CACHE_DIR_VARIABLE: &str = "XBUNDLE_CACHE_DIR";
+
+/// `path` made absolute (against the current directory) with `.` and `..` removed lexically,
+/// then its longest existing ancestor resolved by the file system (what the path is, whichever
+/// links lead there).
+fn resolve_for_comparison(path: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        let cwd = std::env::current_dir()?;
+        Utf8PathBuf::from_path_buf(cwd)
+            .map_err(|_| std::io::Error::other("the current directory is not UTF-8"))?
+            .join(path)
+    };
+    let mut lexical = Utf8PathBuf::from("/");
+    for component in absolute.components() {
+        match component {
+            camino::Utf8Component::ParentDir => {
+                lexical.pop();
+            }
+            camino::Utf8Component::Normal(name) => lexical.push(name),
+            _ => {}
+        }
+    }
+    let mut existing = lexical.clone();
+    let mut missing = Vec::new();
+    loop {
+        match existing.canonicalize_utf8() {
+            Ok(resolved) => {
+                let mut resolved = resolved;
+                for name in missing.iter().rev() {
+                    resolved.push(name);
+                }
+                return Ok(resolved);
+            }
+            Err(_) => match existing.file_name() {
+                Some(name) => {
+                    missing.push(name.to_string());
+                    existing.pop();
+                }
+                None => return Ok(lexical),
+            },
+        }
+    }
+}
+
+impl Profile {
+    /// One warning line when the profile names platforms or formats, which nothing builds yet.
+    pub fn unbuilt_warning(&self) -> Option<String> {
+        let list = |items: &[Spanned<String>]| {
+            items
+                .iter()
+                .map(|item| item.get_ref().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let platforms = &self.decl.platforms;
+        let formats = &self.decl.formats;
+        let what = match (platforms.is_empty(), formats.is_empty()) {
+            (true, true) => return None,
+            (false, true) => format!("platforms ({})", list(platforms)),
+            (true, false) => format!("formats ({})", list(formats)),
+            (false, false) => format!(
+                "platforms ({}) and formats ({})",
+                list(platforms),
+                list(formats)
+            ),
+        };
+        Some(format!(
+            "profile `{}`: nothing builds its {what} yet; `bundle` writes bundle.json only",
+            self.name
+        ))
+    }
 }
 
 fn syntax_help(message: &str) -> String {
@@ -611,6 +1132,83 @@ mod tests {
         let source = "[tasks.a]\nrun = \"true\"\nargv = [\"true\"]\n";
         let err = BundleConfig::parse(source, Utf8Path::new("bundle.toml")).unwrap_err();
         assert!(err.message.contains("both"), "{}", err.message);
+    }
+
+    #[test]
+    fn directory_settings_are_relative_normalized_and_inside() {
+        let ok = |value: &str, rule| check_dir(value, rule).map(|p| p.to_string()).ok();
+        assert_eq!(ok("dist", DirRule::Out).as_deref(), Some("dist"));
+        assert_eq!(
+            ok("out/bundles", DirRule::Out).as_deref(),
+            Some("out/bundles")
+        );
+        assert_eq!(ok(".", DirRule::Read).as_deref(), Some("."));
+        assert_eq!(
+            ok(".xbundle/cache", DirRule::Cache).as_deref(),
+            Some(".xbundle/cache")
+        );
+        assert_eq!(
+            ok(".xbundle/cache/x", DirRule::Cache).as_deref(),
+            Some(".xbundle/cache/x")
+        );
+        for (value, rule) in [
+            (".", DirRule::Out),
+            (".", DirRule::Cache),
+            ("", DirRule::Read),
+            ("..", DirRule::Read),
+            ("a/../..", DirRule::Read),
+            ("/tmp", DirRule::Cache),
+            ("./dist", DirRule::Out),
+            ("dist/", DirRule::Out),
+            ("a//b", DirRule::Out),
+            ("a/./b", DirRule::Read),
+            (".git", DirRule::Read),
+            ("sub/.git/x", DirRule::Out),
+            (".xbundle", DirRule::Cache),
+            (".xbundle/tmp", DirRule::Cache),
+            (".xbundle/cachex", DirRule::Cache),
+            (".xbundle/cache", DirRule::Out),
+            ("a\0b", DirRule::Read),
+        ] {
+            assert!(ok(value, rule).is_none(), "{value:?} accepted");
+        }
+        let problem = check_dir("./dist/", DirRule::Out).err().unwrap();
+        assert_eq!(
+            problem.help,
+            "write it without `.` or empty components: \"dist\""
+        );
+    }
+
+    #[test]
+    fn names_are_never_paths() {
+        for name in ["picker-wheel", "a.b", "A_1", "0x"] {
+            assert!(is_valid_name(name) && is_plain_name(name), "{name}");
+        }
+        for name in ["", ".", "..", ".hidden", "-x", "_x", "a/b", "a b"] {
+            assert!(!is_valid_name(name), "{name}");
+        }
+        for name in ["", ".", "..", "a/b", "/etc", "a\\b", "a\0"] {
+            assert!(!is_plain_name(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_through_a_symbolic_link_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("real/inner")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("link")).unwrap();
+        std::fs::write(root.join("file"), "").unwrap();
+        let found = |relative: &str| symlinked_component(root, Utf8Path::new(relative)).unwrap();
+        assert_eq!(found("real/inner/missing"), None);
+        assert_eq!(found("link"), Some("link".into()));
+        assert_eq!(found("link/inner"), Some("link".into()));
+        assert_eq!(
+            found("file/below"),
+            None,
+            "not a directory: nothing to follow"
+        );
+        assert_eq!(found("missing/x"), None);
     }
 
     #[test]

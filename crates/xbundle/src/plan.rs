@@ -1,18 +1,44 @@
-//! Planning: turning `bundle.toml` into the engine's task graph, before anything runs.
+//! Planning: turning `bundle.toml` into the engine's task graph, before anything runs, and
+//! every check a definition must pass before anything is built.
 //!
 //! **Invariant:** planning never executes anything. The whole graph exists before the first
 //! task starts, so `--dry-run`, `graph` and `explain` see exactly what a run would do.
+//!
+//! **Invariant:** [`plan`] is the one validation path: every command that plans (`check`,
+//! `bundle`, `task`, `export`, `graph`, `explain`, `cache`) goes through it, so `check` rejects
+//! exactly what a build would. Besides the graph's own rules (known dependencies, no cycles), it
+//! decides who may write where, on every task the plan makes (declared tasks and pipeline
+//! stages), exactly on the globs ([`engine::overlap`]):
+//!
+//! - **protected paths**: no output reaches a `.git` directory (at any depth) or the state
+//!   directory `.xbundle`. A walk never enters those below its root, so the rule is checked on
+//!   each output pattern's walk root ([`overlap::walk_root`]): `.git`, `sub/.git/hooks/*` and
+//!   `.xbundle/**` are refused, `build/**` is not. No output matches `bundle.toml`, the root's
+//!   `.git` itself (a file in a git worktree, which walks do not skip: `.g*` is refused) or,
+//!   when the cache lies inside the root outside `.xbundle`, anything in the cache directory
+//!   (checked on every path the globs match: walks do reach those);
+//! - **own inputs**: no task's outputs overlap its own inputs (it would read what it writes; a
+//!   task may read its dependencies' outputs);
+//! - **one owner**: no two tasks' outputs overlap, pipeline stages' outputs under `[workspace]
+//!   out` included (each run removes and restores its own outputs).
+//!
+//! Each violation is a diagnostic at the offending pattern in bundle.toml (or at `[workspace]
+//! out` / the profile for pipeline stages) with a witness path that both sides match.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::ops::Range;
+
+use engine::overlap::{self, OverlapError, PatternSet};
 use engine::{CommandAction, GraphError, TaskGraph, TaskId, TaskSpec};
 
 use camino::Utf8Path;
 
 use crate::analysis::{self, Layout};
-use crate::config::{BundleConfig, Command};
+use crate::config::{BundleConfig, Command, DeclaredTask};
 use crate::diagnostic::Diagnostic;
+use crate::stages::ProfileResults;
 
 /// Implementation version of declared (`shell`) tasks; bump when how they run changes.
 const SHELL_TASK_VERSION: u32 = 1;
@@ -66,9 +92,22 @@ pub fn declared_specs(config: &BundleConfig) -> Vec<TaskSpec> {
         .collect()
 }
 
+/// A checked plan: the task graph, and each profile's assembly (or why it fails).
+pub struct Plan {
+    pub graph: TaskGraph,
+    pub profiles: ProfileResults,
+}
+
 /// The full task graph of this repository (declared tasks and pipeline stages), or a diagnostic
-/// pointing into bundle.toml.
+/// pointing into bundle.toml. See [`plan`].
 pub fn graph(config: &BundleConfig, root: &Utf8Path) -> Result<TaskGraph, Diagnostic> {
+    plan(config, root).map(|plan| plan.graph)
+}
+
+/// Plans every task and checks the whole definition (module docs); profiles that fail to
+/// assemble are returned, not raised, so `check` can report each one.
+pub fn plan(config: &BundleConfig, root: &Utf8Path) -> Result<Plan, Diagnostic> {
+    let cache = config.cache_location(root)?;
     let layout = Layout {
         root: root.to_path_buf(),
         scenarios: config.workspace.scenarios.clone(),
@@ -77,8 +116,315 @@ pub fn graph(config: &BundleConfig, root: &Utf8Path) -> Result<TaskGraph, Diagno
     let mut specs = declared_specs(config);
     specs.extend(analysis::task::specs(&layout, &config.workspace.out));
     let context = crate::stages::Context::new(root, config.clone())?;
-    specs.extend(crate::stages::specs(&context));
-    TaskGraph::new(specs).map_err(|err| graph_diagnostic(config, err))
+    let (stage_specs, profiles) = crate::stages::plan(&context);
+    specs.extend(stage_specs);
+    let graph = TaskGraph::new(specs).map_err(|err| graph_diagnostic(config, err))?;
+    check_ownership(config, &graph, cache.inside_root.as_deref())?;
+    Ok(Plan { graph, profiles })
+}
+
+/// A task's outputs, compiled, with where the task is written in bundle.toml.
+struct Owner<'a> {
+    spec: &'a TaskSpec,
+    declared: Option<&'a DeclaredTask>,
+    outputs: PatternSet,
+}
+
+/// A path outputs may never match.
+struct Protected {
+    set: PatternSet,
+    what: String,
+    help: String,
+    /// Where the protected path is configured (for a pipeline task, whose outputs are not
+    /// written in the file).
+    span: Option<Range<usize>>,
+}
+
+/// Paths outputs may never match (checked on every path the globs match): `bundle.toml`; `.git`
+/// at the root, which is a file in a git worktree or submodule checkout (a walk skips `.git`
+/// directories, not files); the cache when it lies inside the root outside `.xbundle` (there the
+/// walk rule covers it).
+fn protected_paths(
+    config: &BundleConfig,
+    cache_dir: Option<&Utf8Path>,
+) -> Result<Vec<Protected>, OverlapError> {
+    let mut protected = vec![
+        Protected {
+            set: PatternSet::new("", &[overlap::escape(crate::config::FILE_NAME)])?,
+            what: "`bundle.toml`".into(),
+            help: "outputs may never overwrite the pipeline's own definition: narrow the pattern (e.g. `build/**`), or add \"!bundle.toml\" to `outputs`".into(),
+            span: None,
+        },
+        Protected {
+            set: PatternSet::new("", &[overlap::escape(".git")])?,
+            what: "the repository's `.git`".into(),
+            help: "outputs may never reach git's own files: narrow the pattern (e.g. `build/**`), or add \"!.git\" to `outputs`".into(),
+            span: None,
+        },
+    ];
+    if let Some(dir) = cache_dir
+        && !under(dir.as_str(), crate::config::STATE_DIR)
+    {
+        let escaped = overlap::escape(dir.as_str());
+        protected.push(Protected {
+            set: PatternSet::new("", &[escaped.clone(), format!("{escaped}/**")])?,
+            what: format!("the cache directory `{dir}`"),
+            help: format!(
+                "outputs may never reach the cache: narrow the pattern, or exclude the cache with \"!{dir}\" (relative to the task's cwd)"
+            ),
+            span: config.spans.cache_dir.clone(),
+        });
+    }
+    Ok(protected)
+}
+
+/// Whether root-relative `path` is `dir` or below it.
+fn under(path: &str, dir: &str) -> bool {
+    path == dir || path.starts_with(&format!("{dir}/"))
+}
+
+/// Directories a walk never enters below its root, so an output reaches them only when its
+/// walk root ([`overlap::walk_root`]) lies inside one: any `.git` directory, and the state
+/// directory. Returns the walk root, what it reaches and the help line.
+fn walk_reaches_protected(
+    cwd: &str,
+    pattern: &str,
+) -> Option<(String, &'static str, &'static str)> {
+    let base = overlap::walk_root(pattern)?;
+    let root = match (cwd.is_empty(), base.is_empty()) {
+        (true, _) => base,
+        (false, true) => cwd.to_string(),
+        (false, false) => format!("{cwd}/{base}"),
+    };
+    if root.split('/').any(|component| component == ".git") {
+        return Some((
+            root,
+            "a `.git` directory",
+            "outputs may never reach git's own files: name the build's own directory (e.g. `build/**`)",
+        ));
+    }
+    if under(&root, crate::config::STATE_DIR) {
+        return Some((
+            root,
+            "xbundle's state directory `.xbundle`",
+            "outputs may never reach xbundle's state and cache: name the build's own directory (e.g. `build/**`)",
+        ));
+    }
+    None
+}
+
+/// The three ownership rules of the module docs.
+fn check_ownership(
+    config: &BundleConfig,
+    graph: &TaskGraph,
+    cache_dir: Option<&Utf8Path>,
+) -> Result<(), Diagnostic> {
+    // Declared tasks in the order the file lists them, then the pipeline's tasks by id.
+    let mut specs: Vec<(&TaskSpec, Option<&DeclaredTask>)> = graph
+        .topological()
+        .map(|spec| (spec, declared(config, spec)))
+        .collect();
+    specs.sort_by_key(|(spec, task)| match task {
+        Some(task) => (0, task.span.start, String::new()),
+        None => (1, 0, spec.id.as_str().to_string()),
+    });
+    let too_complex = |spec: &TaskSpec, err: OverlapError| {
+        located(config, spec, declared(config, spec), None)
+            .0
+            .with_message(format!("cannot check the outputs of {}: {err}", spec.id))
+            .help("simplify the patterns (fewer alternatives and wildcards per pattern)")
+    };
+    let protected =
+        protected_paths(config, cache_dir).map_err(|err| Diagnostic::internal(err.to_string()))?;
+    let mut owners = Vec::new();
+    for (spec, task) in specs {
+        for pattern in &spec.outputs {
+            if let Some((root, what, help)) = walk_reaches_protected(&spec.cwd, pattern) {
+                let (diagnostic, _) = located_pattern(config, spec, task, pattern);
+                return Err(diagnostic
+                    .with_message(format!(
+                        "{} would write inside {what}: output `{pattern}` reaches `{root}`",
+                        spec.id
+                    ))
+                    .help(help));
+            }
+        }
+        let outputs =
+            PatternSet::new(&spec.cwd, &spec.outputs).map_err(|err| too_complex(spec, err))?;
+        for guard in &protected {
+            if let Some(path) =
+                overlap::witness(&outputs, &guard.set).map_err(|err| too_complex(spec, err))?
+            {
+                let (mut diagnostic, pattern) = located(config, spec, task, Some(&path));
+                if task.is_none()
+                    && let Some(span) = &guard.span
+                {
+                    diagnostic = config.diagnostic("", span.clone(), "this directory");
+                }
+                let by = pattern.map_or(String::new(), |p| format!("output `{p}` "));
+                return Err(diagnostic
+                    .with_message(format!(
+                        "{} would overwrite {}: {by}matches `{path}`",
+                        spec.id, guard.what,
+                    ))
+                    .help(guard.help.clone()));
+            }
+        }
+        if !spec.inputs.is_empty() {
+            let inputs =
+                PatternSet::new(&spec.cwd, &spec.inputs).map_err(|err| too_complex(spec, err))?;
+            if let Some(path) =
+                overlap::witness(&outputs, &inputs).map_err(|err| too_complex(spec, err))?
+            {
+                let (diagnostic, pattern) = located(config, spec, task, Some(&path));
+                let help = match &pattern {
+                    Some(pattern) => format!(
+                        "a task may not write what it reads: exclude its outputs from its inputs, e.g. add \"!{pattern}\" to `inputs`, or narrow `outputs`"
+                    ),
+                    None => "a task may not write what it reads: move `[workspace] out` away from the files the pipeline reads".into(),
+                };
+                let output = pattern.map_or("its outputs".into(), |p| format!("its output `{p}`"));
+                return Err(diagnostic
+                    .with_message(format!(
+                        "{} reads what it writes: `{path}` matches {output} and its inputs",
+                        spec.id
+                    ))
+                    .help(help));
+            }
+        }
+        owners.push(Owner {
+            spec,
+            declared: task,
+            outputs,
+        });
+    }
+    for (index, second) in owners.iter().enumerate() {
+        for first in &owners[..index] {
+            let found = overlap::witness(&first.outputs, &second.outputs).map_err(|err| {
+                // Name the set that is too complex when one is; else the pair is.
+                match first.outputs.prepare() {
+                    Err(own) => too_complex(first.spec, own),
+                    Ok(()) => too_complex(second.spec, err),
+                }
+            })?;
+            let Some(path) = found else {
+                continue;
+            };
+            // Point at a declared task's pattern: the later one in the file, else the one
+            // that is declared at all.
+            let (at, other) = if second.declared.is_some() || first.declared.is_none() {
+                (second, first)
+            } else {
+                (first, second)
+            };
+            let (diagnostic, pattern) = located(config, at.spec, at.declared, Some(&path));
+            let other_pattern = other
+                .declared
+                .and_then(|task| matching_output(task, &path))
+                .map(|(pattern, _)| pattern.to_string());
+            return Err(diagnostic
+                .with_message(format!(
+                    "{}{} and {}{} both write `{path}`",
+                    at.spec.id,
+                    output_words(pattern.as_deref()),
+                    other.spec.id,
+                    output_words(other_pattern.as_deref()),
+                ))
+                .help(format!(
+                    "every output belongs to one task: each run removes and restores its own outputs, so two owners undo each other; give {} its own files, or exclude the other's with `!`",
+                    at.spec.id
+                )));
+        }
+    }
+    Ok(())
+}
+
+/// ` (output `PATTERN`)`, or nothing.
+fn output_words(pattern: Option<&str>) -> String {
+    pattern.map_or(String::new(), |p| format!(" (output `{p}`)"))
+}
+
+/// The declared task a spec comes from.
+fn declared<'a>(config: &'a BundleConfig, spec: &TaskSpec) -> Option<&'a DeclaredTask> {
+    spec.id
+        .as_str()
+        .strip_prefix("task:")
+        .and_then(|name| config.task(name))
+}
+
+/// The first output pattern of `task` matching root-relative `path`, with its span.
+fn matching_output<'a>(task: &'a DeclaredTask, path: &str) -> Option<(&'a str, Range<usize>)> {
+    let relative = if task.cwd.is_empty() {
+        path
+    } else {
+        path.strip_prefix(&format!("{}/", task.cwd))?
+    };
+    task.outputs
+        .iter()
+        .zip(&task.output_spans)
+        .filter(|(pattern, _)| !pattern.starts_with('!'))
+        .find(|(pattern, _)| {
+            engine::files::Patterns::new(std::slice::from_ref(*pattern))
+                .is_ok_and(|single| single.matches(relative))
+        })
+        .map(|(pattern, span)| (pattern.as_str(), span.clone()))
+}
+
+/// A diagnostic located at output `pattern` of a declared task (else as [`located`]).
+fn located_pattern(
+    config: &BundleConfig,
+    spec: &TaskSpec,
+    task: Option<&DeclaredTask>,
+    pattern: &str,
+) -> (Diagnostic, Option<String>) {
+    if let Some(task) = task
+        && let Some(index) = task.outputs.iter().position(|p| p == pattern)
+    {
+        return (
+            config.diagnostic("", task.output_spans[index].clone(), "this output"),
+            Some(pattern.to_string()),
+        );
+    }
+    located(config, spec, task, None)
+}
+
+/// A diagnostic located where `spec` is defined: the output pattern matching `path` for a
+/// declared task; `[workspace] out` or the profile for a pipeline stage. Also the pattern.
+fn located(
+    config: &BundleConfig,
+    spec: &TaskSpec,
+    task: Option<&DeclaredTask>,
+    path: Option<&str>,
+) -> (Diagnostic, Option<String>) {
+    if let Some(task) = task {
+        if let Some((pattern, span)) = path.and_then(|path| matching_output(task, path)) {
+            return (
+                config.diagnostic("", span, "this output"),
+                Some(pattern.to_string()),
+            );
+        }
+        return (config.diagnostic("", task.span.clone(), "this task"), None);
+    }
+    if let Some(span) = &config.spans.out {
+        return (
+            config.diagnostic("", span.clone(), "the pipeline's outputs land here"),
+            None,
+        );
+    }
+    let profile = config.profiles.iter().find(|profile| {
+        crate::stages::secrets_id(&profile.name) == spec.id
+            || crate::stages::assemble_id(&profile.name) == spec.id
+    });
+    if let Some(profile) = profile {
+        return (
+            config.diagnostic("", profile.name_span.clone(), "this profile"),
+            None,
+        );
+    }
+    (
+        Diagnostic::error("").in_file(config.path.clone(), &config.source),
+        None,
+    )
 }
 
 fn bare(id: &TaskId) -> &str {

@@ -61,6 +61,16 @@ pub fn parse_swap_edits(args: &[String]) -> Result<Vec<SwapEdit>, Diagnostic> {
                     .help("write --swap FROM=TO, e.g. --swap postgres=sqlite"),
             );
         }
+        if let Some(path) = [from, to]
+            .into_iter()
+            .find(|name| !name.is_empty() && !crate::config::is_plain_name(name))
+        {
+            return Err(
+                Diagnostic::error(format!("`{path}` is not a resource name")).help(
+                    "swaps name resources (directories under the resources directory), e.g. --swap postgres=sqlite",
+                ),
+            );
+        }
         if edits.iter().any(|edit| edit.from() == from) {
             return Err(Diagnostic::error(format!("`{from}` is swapped twice"))
                 .help("give one --swap per resource"));
@@ -79,12 +89,13 @@ pub fn parse_swap_edits(args: &[String]) -> Result<Vec<SwapEdit>, Diagnostic> {
     Ok(edits)
 }
 
-/// Profile names: letters, digits, `-`, `_` and `.` (the rule [`BundleConfig::parse`] applies).
+/// Profile names: a letter or digit, then letters, digits, `-`, `_` and `.` (the rule
+/// [`BundleConfig::parse`] applies).
 pub fn validate_name(name: &str) -> Result<(), Diagnostic> {
     if !crate::config::is_valid_name(name) {
         return Err(
             Diagnostic::error(format!("invalid profile name `{name}`")).help(
-                "profile names use letters, digits, `-`, `_` and `.`, e.g. picker-wheel-desktop",
+                "profile names start with a letter or digit and use letters, digits, `-`, `_` and `.`, e.g. picker-wheel-desktop",
             ),
         );
     }
@@ -94,6 +105,13 @@ pub fn validate_name(name: &str) -> Result<(), Diagnostic> {
 /// Appends `[profiles.NAME]` with `scenario` and `tier` (written as the tier's id).
 pub fn create(source: &str, name: &str, scenario: &str, tier: Tier) -> Result<String, Diagnostic> {
     validate_name(name)?;
+    if !crate::config::is_plain_name(scenario) {
+        return Err(
+            Diagnostic::error(format!("`{scenario}` is not a scenario name")).help(
+                "a profile's scenario is the name of a directory under the scenarios directory, never a path",
+            ),
+        );
+    }
     let config = parse(source)?;
     if let Some(existing) = config.profile(name) {
         return Err(config

@@ -324,7 +324,7 @@ pub fn parse(
             .map(|n| ("resources", n))
             .chain(def.scenarios.keys().map(|n| ("scenarios", n)));
         for (kind, name) in names {
-            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) {
+            if !crate::config::is_plain_name(name) {
                 return Err(reader.error(
                     &["dependencies", kind, name],
                     &format!("`{name}` is not a {} name", &kind[..kind.len() - 1]),

@@ -164,15 +164,21 @@ impl Action for ProfileAction {
     }
 }
 
-/// `secrets:<profile>` and `assemble:<profile>` for every profile.
-pub fn specs(context: &Context) -> Vec<TaskSpec> {
+/// Each profile's assembly as planning found it: valid, or why not (what `check` reports and
+/// `bundle` refuses).
+pub type ProfileResults = Vec<(String, Result<Assembly, Diagnostic>)>;
+
+/// `secrets:<profile>` and `assemble:<profile>` for every profile, and each profile's assembly.
+pub fn plan(context: &Context) -> (Vec<TaskSpec>, ProfileResults) {
     let catalog = Catalog::new(context.layout.clone());
     let mut specs = Vec::new();
+    let mut results = Vec::new();
     for profile in &context.config.profiles {
         // Planning reads what the assembly reads (a failing one still records its reads; the
         // task then reports the error when it runs).
-        let inputs = match context.assemble(&catalog, &profile.name) {
-            Ok(assembly) => assembly.files,
+        let assembled = context.assemble(&catalog, &profile.name);
+        let inputs = match &assembled {
+            Ok(assembly) => assembly.files.clone(),
             Err(_) => {
                 let mut files = catalog.recorded();
                 files.extend(
@@ -243,6 +249,7 @@ pub fn specs(context: &Context) -> Vec<TaskSpec> {
             vec![secrets_id(&profile.name)],
             format!("Assemble bundle.json of profile {}", profile.name),
         ));
+        results.push((profile.name.clone(), assembled));
     }
-    specs
+    (specs, results)
 }

@@ -86,7 +86,6 @@ default-profile = "p"
 
 [cache]
 dir = ".cache"
-remote = "http://127.0.0.1:9090"
 
 [profiles.p]
 scenario = "picker-wheel"
@@ -100,10 +99,6 @@ env = { LOG_LEVEL = "info" }
 
 [profiles.p.secrets]
 key = { class = "per_install_generated", generator = { type = "hex", length = 32 }, target = { type = "env", name = "KEY" } }
-
-[[assets]]
-id = "chromium"
-url = "https://example.org/c.zip"
 
 [tasks.a]
 argv = ["true"]
@@ -137,6 +132,11 @@ fn unknown_keys_and_bad_values_are_rejected() {
             "clas",
         ),
         ("[unknown]\n", "unknown"),
+        // Settings no stage uses yet are refused, not silently ignored.
+        ("[cache]\nremote = \"http://127.0.0.1:9090\"\n", "remote"),
+        ("[[assets]]\nid = \"chromium\"\n", "assets"),
+        // A profile's scenario is a name.
+        ("[profiles.p]\nscenario = \"../x\"\ntier = \"2\"\n", "../x"),
     ] {
         let found = errors(&as_json(text));
         assert!(!found.is_empty(), "the schema accepts {what}:\n{text}");

@@ -111,7 +111,19 @@ impl Catalog {
     }
 
     /// The definition of `name`, `None` when the repository has none.
+    ///
+    /// **Invariant:** only `<dir>/<name>/.vrooli/service.json` is ever read: `name` must be a
+    /// plain name (callers check it where it comes from, with a located diagnostic; this is the
+    /// backstop), and no component below the root may be a symbolic link.
     pub fn get(&self, kind: ServiceKind, name: &str) -> Lookup {
+        if !crate::config::is_plain_name(name) {
+            let kind = match kind {
+                ServiceKind::Scenario => "scenario",
+                ServiceKind::Resource => "resource",
+            };
+            return Err(Diagnostic::error(format!("`{name}` is not a {kind} name"))
+                .help("scenarios and resources are named by their directory, never by a path"));
+        }
         let relative = self.layout.definition_path(kind, name);
         let key = (kind, name.to_string());
         if let Some(found) = self.cache.borrow().get(&key) {
@@ -121,6 +133,22 @@ impl Catalog {
             return found.clone();
         }
         let absolute = self.layout.root.join(&relative);
+        match crate::config::symlinked_component(&self.layout.root, &relative) {
+            Ok(None) => {}
+            Ok(Some(link)) => {
+                let found: Lookup = Err(Diagnostic::error(format!(
+                    "{relative} goes through the symbolic link `{link}`"
+                ))
+                .help("definitions are read without following links (a link can lead outside the repository): make it a real directory"));
+                self.cache.borrow_mut().insert(key, found.clone());
+                return found;
+            }
+            Err(err) => {
+                return Err(Diagnostic::error(format!(
+                    "could not read {relative}: {err}"
+                )));
+            }
+        }
         let found = match std::fs::read_to_string(&absolute) {
             Ok(text) => {
                 self.read.borrow_mut().insert(relative.to_string());
@@ -877,6 +905,15 @@ pub fn parse_swaps(pairs: &[String]) -> Result<BTreeMap<String, String>, Diagnos
         if from.is_empty() || to.is_empty() {
             return Err(Diagnostic::error(format!("`{pair}` is not a swap"))
                 .help("write swaps as FROM=TO, e.g. --swap postgres=sqlite"));
+        }
+        if let Some(path) = [from, to]
+            .into_iter()
+            .find(|name| !crate::config::is_plain_name(name))
+        {
+            return Err(
+                Diagnostic::error(format!("`{path}` is not a resource name"))
+                    .help("swaps name resources (directories under the resources directory), e.g. --swap postgres=sqlite"),
+            );
         }
         if swaps.insert(from.to_string(), to.to_string()).is_some() {
             return Err(Diagnostic::error(format!("`{from}` is swapped twice"))

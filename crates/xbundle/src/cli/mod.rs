@@ -224,16 +224,14 @@ fn find_root(explicit: Option<&Utf8Path>) -> Result<Utf8PathBuf, Diagnostic> {
         })
 }
 
+/// Finds the root, reads bundle.toml (with its path checks) and sets up the engine on the cache
+/// [`BundleConfig::cache_location`] allows. Writes nothing.
 fn load(cli: &Cli, force: bool, fail_fast: bool) -> Result<Workspace, Diagnostic> {
     let root = find_root(cli.root.as_deref())?;
     let path = root.join(config::FILE_NAME);
     let config = BundleConfig::load(&path, Utf8Path::new(config::FILE_NAME))?;
     let mut engine_config = EngineConfig::new(root.as_std_path());
-    if let Some(dir) = std::env::var_os("XBUNDLE_CACHE_DIR") {
-        engine_config.cache_dir = dir.into();
-    } else if let Some(dir) = &config.cache.dir {
-        engine_config.cache_dir = root.join(dir).into_std_path_buf();
-    }
+    engine_config.cache_dir = config.cache_location(&root)?.absolute.into_std_path_buf();
     if let Some(jobs) = cli.jobs {
         engine_config.jobs = jobs.max(1);
     }
@@ -260,6 +258,8 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
                     )),
                 );
             }
+            // What `check` validates, `bundle` refuses to build without: one path for both.
+            pipeline::validate(&workspace, shell)?;
             // The profile's pipeline and every declared task (a UI build, codegen, …); with no
             // profile at all, every task.
             let selected = profile
@@ -268,11 +268,9 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             let targets: Vec<String> =
                 match selected.and_then(|name| workspace.config.profile(&name).cloned()) {
                     Some(profile) => {
-                        // A bad profile is bad input (exit 2, nothing written), as for `export`.
-                        let context =
-                            crate::stages::Context::new(&workspace.root, workspace.config.clone())?;
-                        let catalog = crate::analysis::Catalog::new(context.layout.clone());
-                        context.assemble(&catalog, &profile.name)?;
+                        if let Some(warning) = profile.unbuilt_warning() {
+                            shell.warn(&warning);
+                        }
                         let mut targets: Vec<String> = workspace
                             .config
                             .tasks
@@ -337,7 +335,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             let workspace = load(&cli, args.force, false)?;
             pipeline::export(&workspace, &args.profile, shell)
         }
-        Command::Check => pipeline::check(&find_root(cli.root.as_deref())?, shell),
+        Command::Check => pipeline::check(&load(&cli, false, false)?, shell),
         Command::Cache { command } => {
             let workspace = load(&cli, false, false)?;
             cache::cache(&workspace, command, shell)

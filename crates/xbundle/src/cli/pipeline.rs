@@ -12,6 +12,7 @@ use super::{Cli, Workspace};
 use crate::analysis::tier::Tier;
 use crate::analysis::{self, Catalog};
 use crate::diagnostic::{Diagnostic, exit};
+use crate::plan::Plan;
 use crate::secrets;
 use crate::service::ServiceKind;
 use crate::shell::Shell;
@@ -186,6 +187,12 @@ fn classify(
         Diagnostic::error(err).help("pass --tier tier-2-desktop, 2 or desktop")
     })?;
     let layout = super::queries::analysis_layout(cli)?;
+    if !crate::config::is_plain_name(owner) {
+        return Err(
+            Diagnostic::error(format!("`{owner}` is not a scenario or resource name"))
+                .help("name a directory under the resources or scenarios directory, not a path"),
+        );
+    }
     let catalog = Catalog::new(layout);
     let mut known: Vec<String> = Vec::new();
     let mut found = None;
@@ -368,27 +375,55 @@ pub(super) fn export(
     Ok(0)
 }
 
+/// The validation `check` and `bundle` share: the plan (paths, graph, ownership of outputs, see
+/// [`crate::plan`]) and every profile's assembly. Profile problems are all reported; the last
+/// is returned (exit 2). Returns the plan.
+pub(super) fn validate(workspace: &Workspace, shell: &Shell) -> Result<Plan, Diagnostic> {
+    let plan = crate::plan::plan(&workspace.config, &workspace.root)?;
+    refuse_bad_profiles(&plan, shell)?;
+    Ok(plan)
+}
+
+/// Every profile that fails to assemble is an error; all are reported, the last is returned.
+fn refuse_bad_profiles(plan: &Plan, shell: &Shell) -> Result<(), Diagnostic> {
+    let mut problems: Vec<Diagnostic> = plan
+        .profiles
+        .iter()
+        .filter_map(|(_, result)| result.as_ref().err().cloned())
+        .collect();
+    let count = problems.len();
+    let Some(mut last) = problems.pop() else {
+        return Ok(());
+    };
+    for problem in &problems {
+        shell.error(problem);
+    }
+    if count > 1 {
+        last.message = format!("{} ({count} profiles have problems)", last.message);
+    }
+    Err(last)
+}
+
 /// `check`: validates bundle.toml, the task graph and every profile (graph, fitness threshold,
-/// secrets, manifest) without building or writing anything.
-pub(super) fn check(root: &Utf8Path, shell: &Shell) -> Result<u8, Diagnostic> {
+/// secrets, manifest) without building or writing anything: exactly what `bundle` validates.
+pub(super) fn check(workspace: &Workspace, shell: &Shell) -> Result<u8, Diagnostic> {
     let started = std::time::Instant::now();
-    let context = Context::load(root)?;
-    let graph = crate::plan::graph(&context.config, root)?;
-    let catalog = Catalog::new(context.layout.clone());
-    let mut problems = Vec::new();
-    for profile in &context.config.profiles {
-        match context.assemble(&catalog, &profile.name) {
+    let config = &workspace.config;
+    // Graph-level problems (paths, cycles, overlapping outputs) stop here.
+    let plan = crate::plan::plan(config, &workspace.root)?;
+    for (name, result) in &plan.profiles {
+        match result {
             Ok(assembly) => {
                 let report = &assembly.analysis.tiers[&assembly.tier];
                 if shell.is_json() {
-                    shell.json(&json!({"event": "check-profile", "profile": profile.name, "ok": true, "tier": assembly.tier, "fitness": report.score, "services": assembly.manifest.services.len(), "secrets": assembly.plan.secrets.len()}));
+                    shell.json(&json!({"event": "check-profile", "profile": name, "ok": true, "tier": assembly.tier, "fitness": report.score, "services": assembly.manifest.services.len(), "secrets": assembly.plan.secrets.len()}));
                 } else {
                     shell.status(
                         "Checked",
                         GREEN,
                         &format!(
                             "profile {}: {} {:.2}, {} service(s), {} secret(s)",
-                            profile.name,
+                            name,
                             assembly.tier,
                             report.score,
                             assembly.manifest.services.len(),
@@ -397,39 +432,28 @@ pub(super) fn check(root: &Utf8Path, shell: &Shell) -> Result<u8, Diagnostic> {
                     );
                 }
             }
-            Err(diagnostic) => {
+            Err(_) => {
                 if shell.is_json() {
-                    shell.json(
-                        &json!({"event": "check-profile", "profile": profile.name, "ok": false}),
-                    );
+                    shell.json(&json!({"event": "check-profile", "profile": name, "ok": false}));
                 }
-                problems.push(diagnostic);
             }
         }
-    }
-    let count = problems.len();
-    let last = problems.pop();
-    for problem in &problems {
-        shell.error(problem);
-    }
-    if let Some(last) = last {
-        let mut last = last;
-        if count > 1 {
-            last.message = format!("{} (check found {count} problems)", last.message);
+        if let Some(warning) = config.profile(name).and_then(|p| p.unbuilt_warning()) {
+            shell.warn(&warning);
         }
-        return Err(last);
     }
+    refuse_bad_profiles(&plan, shell)?;
     let elapsed = started.elapsed();
     if shell.is_json() {
-        shell.json(&json!({"event": "check-finished", "ok": true, "profiles": context.config.profiles.len(), "tasks": graph.len(), "duration_ms": elapsed.as_millis() as u64}));
+        shell.json(&json!({"event": "check-finished", "ok": true, "profiles": config.profiles.len(), "tasks": plan.graph.len(), "duration_ms": elapsed.as_millis() as u64}));
     } else {
         shell.status(
             "Finished",
             GREEN,
             &format!(
                 "check: bundle.toml, {} task(s) and {} profile(s) are valid in {:.0} ms",
-                graph.len(),
-                context.config.profiles.len(),
+                plan.graph.len(),
+                config.profiles.len(),
                 elapsed.as_secs_f64() * 1000.0
             ),
         );

@@ -69,6 +69,7 @@ fn read(cli: &Cli) -> Result<File, Diagnostic> {
             .help("create a bundle.toml at the repository root, or pass --root DIR")
     })?;
     let config = BundleConfig::parse(&source, Utf8Path::new(config::FILE_NAME))?;
+    config.check_on_disk(&root)?;
     Ok(File {
         root,
         path,

@@ -51,12 +51,36 @@ pub(super) fn analysis_request(
             })
         })
         .transpose()?;
+    let layout = analysis_layout(cli)?;
+    scenario_argument(&layout, scenario)?;
     let request = Request {
         scenario: scenario.to_string(),
         swaps: analysis::parse_swaps(swaps)?,
         tier,
     };
-    Ok((Catalog::new(analysis_layout(cli)?), request))
+    Ok((Catalog::new(layout), request))
+}
+
+/// A SCENARIO argument is a name (a directory under the scenarios directory), never a path.
+pub(super) fn scenario_argument(layout: &Layout, scenario: &str) -> Result<(), Diagnostic> {
+    if config::is_plain_name(scenario) {
+        return Ok(());
+    }
+    let names = layout.scenario_names();
+    let last = scenario
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let help = match names.iter().find(|name| name.as_str() == last) {
+        Some(name) => format!("did you mean `{name}`?"),
+        None => format!(
+            "name a directory under {} (e.g. `{}`), not a path",
+            layout.scenarios,
+            names.first().map_or("picker-wheel", String::as_str)
+        ),
+    };
+    Err(Diagnostic::error(format!("`{scenario}` is not a scenario name")).help(help))
 }
 
 /// Runs the analysis a query asks for.
