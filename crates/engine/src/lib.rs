@@ -18,18 +18,22 @@
 //! .xbundle/state/ledger/…     last key components per task (see ledger)
 //! ```
 
+pub mod cancel;
+pub mod confine;
 pub mod digest;
 pub mod events;
 pub mod exec;
 pub mod files;
 pub mod fsutil;
 pub mod graph;
+pub mod guard;
 pub mod key;
 pub mod ledger;
 pub mod statcache;
 pub mod store;
 pub mod task;
 
+pub use cancel::Cancel;
 pub use digest::Digest;
 pub use events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
 pub use exec::{Engine, EngineConfig, Expected, Probe};

@@ -237,6 +237,7 @@ fn load(cli: &Cli, force: bool, fail_fast: bool) -> Result<Workspace, Diagnostic
     if let Some(jobs) = cli.jobs {
         engine_config.jobs = jobs.max(1);
     }
+    engine_config.protected = vec![config::FILE_NAME.to_string()];
     engine_config.force = force;
     engine_config.fail_fast = fail_fast;
     Ok(Workspace {
