@@ -241,10 +241,9 @@ impl Dir {
     /// not exist; an error when a component is a link or not a directory.
     pub fn open_dir(&self, relative: &str) -> Result<Option<Dir>, ConfineError> {
         if relative.is_empty() {
-            let fd = self.fd.try_clone().map_err(|source| ConfineError::Io {
-                path: self.relative.clone(),
-                source,
-            })?;
+            // A new open file description: a `dup` would share the read position of walks.
+            let fd = rustix::fs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
+                .map_err(|errno| ConfineError::io(&self.relative, errno))?;
             return Ok(Some(self.child(fd, "")));
         }
         check_relative(relative)?;

@@ -450,6 +450,28 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_handle_walks_again_from_its_start() {
+        // Each walk reads its own handle: a second walk from the same directory sees files
+        // created since the first (a shared read position would see nothing).
+        let dir = tree();
+        let root = Dir::open_root(dir.path()).unwrap();
+        let canonical = fs::canonicalize(dir.path()).unwrap();
+        let tree = Tree {
+            root: &root,
+            canonical_root: &canonical,
+            never_enter: &[],
+        };
+        let cwd = root.open_dir("").unwrap().unwrap();
+        let patterns = Patterns::new(&["**/*.gen".to_string()]).unwrap();
+        let (found, _) = expand(&tree, &cwd, &patterns, None, Purpose::Remove).unwrap();
+        assert!(found.is_empty());
+        fs::write(dir.path().join("src/x.gen"), "x").unwrap();
+        let (found, unmatched) = expand(&tree, &cwd, &patterns, None, Purpose::Read).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(unmatched.is_empty());
+    }
+
+    #[test]
     fn skip_removes_outputs_from_inputs() {
         let dir = tree();
         let (found, unmatched) = names(dir.path(), &["**"], &["dist/**"]);
