@@ -98,15 +98,25 @@ fn interrupt(signal: i32, json: bool, slow: &str, tree: &str) -> (Repo, std::pro
         .spawn()
         .expect("spawn xtask");
     wait_for_markers(&repo, &mut child);
-    // The task shells, `tree`'s inner shell and both sleeps.
-    let running = processes_with(&repo, &[slow, tree]);
-    for sleeper in [format!("sleep {slow}"), format!("sleep {tree}")] {
-        assert!(
+    // The task shells, `tree`'s inner shell and both sleeps (the markers are written just
+    // before the sleeps start).
+    let sleepers = [format!("sleep {slow}"), format!("sleep {tree}")];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let running = processes_with(&repo, &[slow, tree]);
+        let all = sleepers.iter().all(|sleeper| {
             running
                 .iter()
-                .any(|(_, cmdline)| cmdline.trim_end() == sleeper),
-            "{sleeper} runs: {running:?}"
+                .any(|(_, cmdline)| cmdline.trim_end() == sleeper)
+        });
+        if all {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sleepers:?} never all ran: {running:?}"
         );
+        sleep(Duration::from_millis(10));
     }
     // SAFETY: signals the child this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);

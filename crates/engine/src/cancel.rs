@@ -123,34 +123,57 @@ fn signal_group(group: i32, signal: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     #[test]
     fn cancel_stops_a_command_and_its_children() {
+        use std::os::unix::process::ExitStatusExt;
         let cancel = Cancel::new();
         let stopper = cancel.clone();
-        let started = Instant::now();
+        let marker = tempfile::tempdir().unwrap();
+        let ready = marker.path().join("started");
+        // The shell waits for its background child: it ends only when the group is signalled.
+        let script = format!("touch {}; sleep 60 & wait", ready.display());
         let handle = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(200));
+            while !ready.exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             stopper.cancel();
         });
         let status = cancel
-            .run(
-                Command::new("sh").args(["-c", "sleep 60 & wait"]),
-                |mut child| child.wait(),
-            )
+            .run(Command::new("sh").args(["-c", &script]), |mut child| {
+                child.wait()
+            })
             .unwrap();
         handle.join().unwrap();
-        assert!(!status.success());
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "stopped, not waited for"
-        );
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
         assert!(cancel.is_cancelled());
         // Nothing new starts.
         let err = cancel
             .run(&mut Command::new("true"), |mut child| child.wait())
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+    }
+
+    #[test]
+    fn a_command_ignoring_sigterm_gets_sigkill_after_the_grace_period() {
+        use std::os::unix::process::ExitStatusExt;
+        let cancel = Cancel::new();
+        let stopper = cancel.clone();
+        let marker = tempfile::tempdir().unwrap();
+        let ready = marker.path().join("trapped");
+        let script = format!("trap '' TERM; touch {}; sleep 60", ready.display());
+        let handle = std::thread::spawn(move || {
+            while !ready.exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            stopper.cancel();
+        });
+        let status = cancel
+            .run(Command::new("sh").args(["-c", &script]), |mut child| {
+                child.wait()
+            })
+            .unwrap();
+        handle.join().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     }
 }

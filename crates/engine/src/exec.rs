@@ -31,7 +31,7 @@ use std::sync::{Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cancel::Cancel;
-use crate::confine::Dir;
+use crate::confine::{ConfineError, Dir};
 use crate::digest::Digest;
 use crate::events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
 use crate::files::{Found, Patterns, Purpose, Tree, expand};
@@ -634,7 +634,12 @@ impl Engine {
                 .store
                 .restore_file(file, &workspace.root, &file.path, &staging)
                 .map_err(|err| match err {
-                    StoreError::Tree(err) => RestoreError::Tree(err.to_string()),
+                    // A link in the way: the user's to fix, named in the task's error.
+                    StoreError::Tree(err @ ConfineError::Symlink { .. }) => {
+                        RestoreError::Tree(err.to_string())
+                    }
+                    // A directory where the entry has a file (or the reverse): the entry does
+                    // not fit this tree; run the task instead.
                     err => RestoreError::Unusable(err.to_string()),
                 })?;
             stats.record(&file.path, stat, file.digest, false);

@@ -4,7 +4,20 @@
 //! `*` stays inside one directory, `**` crosses directories, a leading `!` excludes. A pattern
 //! without glob characters names a file, or a whole directory (as `dir/**`). Walks start at the
 //! longest literal directory prefix of each pattern, so `src/**` never reads outside `src/`.
-//! Directories named `.git` and the engine's own state directory are never entered.
+//! Directories named `.git` and the engine's own state and cache directories are never entered.
+//!
+//! Walks go through [`crate::confine`]: the literal prefix is resolved without following links
+//! (a link there is an error naming it) and no link to a directory is ever entered.
+//!
+//! **Links** matched by a pattern ([`Purpose`]): a link to a regular file inside the workspace
+//! counts as that file (its content is hashed and stored; it is restored as a regular file); a
+//! link leading outside the workspace is an error when read (an input, or an output being
+//! stored), so nothing outside is read into a key or a cache silently; dangling links and links
+//! to directories are left out of inputs and outputs. When old outputs are removed, every
+//! matching link is removed itself, never its target.
+//!
+//! **Names that are not UTF-8** are never skipped silently: a matching one is an error naming it
+//! escaped (`src/\xff.txt`); directories with such names are walked like any other.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -235,7 +248,8 @@ pub fn expand(
     }
     let entered = |relative: &[u8]| {
         let name = relative.rsplit(|&b| b == b'/').next().unwrap_or(relative);
-        name != b".git" && !never_enter.iter().any(|dir| dir.as_bytes() == relative)
+        !name.eq_ignore_ascii_case(b".git")
+            && !never_enter.iter().any(|dir| dir.as_bytes() == relative)
     };
 
     let mut hits = Vec::new();

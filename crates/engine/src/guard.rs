@@ -3,7 +3,8 @@
 //! Defense in depth behind the front end's load-time checks (which reject output patterns that
 //! could match these paths with a located diagnostic): whatever a task definition or a cache
 //! entry says, the engine itself never removes, restores or writes a **protected** path:
-//! - a path with a `.git` component (the repository, a worktree's or submodule's `.git` file);
+//! - a path with a `.git` component, in any case (the repository, a worktree's or submodule's
+//!   `.git` file; `.GIT` is the same directory on a case-insensitive file system);
 //! - a path inside the engine's state directory or its cache directory;
 //! - a path matching one of [`EngineConfig::protected`](crate::exec::EngineConfig::protected)'s
 //!   root-relative patterns (a literal protects a file or a whole directory, as in task globs).
@@ -51,7 +52,10 @@ impl Guard {
 
     /// `Err` (saying why) when the engine must not write or delete the root-relative `path`.
     pub fn check(&self, path: &str) -> Result<(), String> {
-        if path.split('/').any(|component| component == ".git") {
+        if path
+            .split('/')
+            .any(|component| component.eq_ignore_ascii_case(".git"))
+        {
             return Err(format!("`{path}` is inside `.git`"));
         }
         if let Some(dir) = self
