@@ -503,32 +503,23 @@ fn walk_into<E: From<ConfineError>>(
         };
         E::from(ConfineError::Io { path, source })
     };
-    let parent_fd = fd
-        .try_clone()
-        .map_err(|source| io_error(relative, source))?;
-    let mut dir = rustix::fs::Dir::new(fd).map_err(|errno| io_error(relative, errno.into()))?;
+    let entries = match read_entries(&fd) {
+        Ok(entries) => entries,
+        // Removed while we walked: nothing to see there.
+        Err(Errno::NOENT) => return Ok(()),
+        Err(errno) => return Err(io_error(relative, errno.into())),
+    };
     let prefix_len = relative.len();
-    loop {
-        let entry = match dir.read() {
-            None => break,
-            Some(Ok(entry)) => entry,
-            // Removed while we walked: nothing more to see there.
-            Some(Err(Errno::NOENT)) => break,
-            Some(Err(errno)) => return Err(io_error(relative, errno.into())),
-        };
-        let name = entry.file_name();
-        let bytes = name.to_bytes();
-        if bytes == b"." || bytes == b".." {
-            continue;
-        }
+    for (name, kind) in &entries {
+        let name = name.as_c_str();
         relative.truncate(prefix_len);
         if !relative.is_empty() {
             relative.push(b'/');
         }
-        relative.extend_from_slice(bytes);
-        let kind = match Kind::of(entry.file_type()) {
-            Some(kind) => kind,
-            None => match rustix::fs::statat(&parent_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        relative.extend_from_slice(name.to_bytes());
+        let kind = match kind {
+            Some(kind) => *kind,
+            None => match rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(stat) => Kind::of(FileType::from_raw_mode(stat.st_mode)).unwrap_or(Kind::Other),
                 Err(Errno::NOENT) => continue,
                 Err(errno) => return Err(io_error(relative, errno.into())),
@@ -537,11 +528,11 @@ fn walk_into<E: From<ConfineError>>(
         let decision = visit(&Entry {
             relative,
             kind,
-            parent: parent_fd.as_fd(),
+            parent: fd.as_fd(),
             name,
         })?;
         if kind == Kind::Dir && decision == Walk::Enter {
-            match rustix::fs::openat(&parent_fd, name, DIR_FLAGS, Mode::empty()) {
+            match rustix::fs::openat(&fd, name, DIR_FLAGS, Mode::empty()) {
                 Ok(child) => walk_into(child, relative, display_prefix, visit)?,
                 // Removed, or replaced by a link or a file, since it was listed: not entered.
                 Err(Errno::NOENT) | Err(Errno::LOOP) | Err(Errno::NOTDIR) => {}
@@ -551,6 +542,41 @@ fn walk_into<E: From<ConfineError>>(
     }
     relative.truncate(prefix_len);
     Ok(())
+}
+
+/// The entries of the directory `fd` (without `.` and `..`), with their kinds when the file
+/// system reports them.
+#[cfg(target_os = "linux")]
+fn read_entries(fd: &OwnedFd) -> Result<Vec<(std::ffi::CString, Option<Kind>)>, Errno> {
+    // One `getdents64` per 32 KiB of entries, as glibc's readdir does (rustix's `Dir` starts
+    // with a buffer of 32 entries).
+    let mut buffer: Vec<u8> = Vec::with_capacity(32 * 1024);
+    let mut raw = rustix::fs::RawDir::new(fd, buffer.spare_capacity_mut());
+    let mut entries = Vec::new();
+    while let Some(entry) = raw.next() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if matches!(name.to_bytes(), b"." | b"..") {
+            continue;
+        }
+        entries.push((name.to_owned(), Kind::of(entry.file_type())));
+    }
+    Ok(entries)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_entries(fd: &OwnedFd) -> Result<Vec<(std::ffi::CString, Option<Kind>)>, Errno> {
+    let mut dir = rustix::fs::Dir::read_from(fd)?;
+    let mut entries = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if matches!(name.to_bytes(), b"." | b"..") {
+            continue;
+        }
+        entries.push((name.to_owned(), Kind::of(entry.file_type())));
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]

@@ -526,6 +526,7 @@ impl Engine {
         globs: &TaskGlobs,
         deps: BTreeMap<String, Digest>,
         workspace: &Workspace,
+        cwd: Option<&Dir>,
         stats: &StatCache,
     ) -> Result<(KeyComponents, Vec<String>), String> {
         let (inputs, outputs) = (&globs.inputs, &globs.outputs);
@@ -540,18 +541,13 @@ impl Engine {
         };
         let mut unmatched = Vec::new();
         if !inputs.is_empty() {
-            let Some(cwd) = workspace.cwd(spec)? else {
+            let Some(cwd) = cwd else {
                 // No working directory yet: no input can match.
                 return Ok((components, inputs.includes()));
             };
-            let (found, missing) = expand(
-                &workspace.tree(),
-                &cwd,
-                inputs,
-                Some(outputs),
-                Purpose::Read,
-            )
-            .map_err(|err| format!("reading inputs: {err}"))?;
+            let (found, missing) =
+                expand(&workspace.tree(), cwd, inputs, Some(outputs), Purpose::Read)
+                    .map_err(|err| format!("reading inputs: {err}"))?;
             unmatched = missing;
             for file in found {
                 let relative = Self::root_relative(spec, &file.relative);
@@ -576,6 +572,7 @@ impl Engine {
         globs: &TaskGlobs,
         result: &ActionResult,
         workspace: &Workspace,
+        cwd: Option<&Dir>,
         stats: &StatCache,
     ) -> Result<(usize, Vec<String>), RestoreError> {
         let declared = DeclaredOutputs {
@@ -583,11 +580,11 @@ impl Engine {
             outputs: &globs.outputs,
         };
         check_entry(result, &workspace.guard, Some(&declared)).map_err(RestoreError::Unusable)?;
-        let found = match workspace.cwd(spec).map_err(RestoreError::Tree)? {
+        let found = match cwd {
             Some(cwd) => {
                 expand(
                     &workspace.tree(),
-                    &cwd,
+                    cwd,
                     &globs.outputs,
                     None,
                     Purpose::Remove,
@@ -730,14 +727,24 @@ impl Engine {
                 return report;
             }
         };
-        let (components, unmatched) = match self.components(spec, &globs, deps, workspace, stats) {
-            Ok(found) => found,
+        // The working directory, opened once for keying, restoring and running.
+        let cwd = match workspace.cwd(spec) {
+            Ok(cwd) => cwd,
             Err(error) => {
                 let report = fail(error, None, Vec::new());
                 reporter.report(Event::TaskFinished(&report));
                 return report;
             }
         };
+        let (components, unmatched) =
+            match self.components(spec, &globs, deps, workspace, cwd.as_ref(), stats) {
+                Ok(found) => found,
+                Err(error) => {
+                    let report = fail(error, None, Vec::new());
+                    reporter.report(Event::TaskFinished(&report));
+                    return report;
+                }
+            };
         for pattern in &unmatched {
             warn(&format!("input pattern `{pattern}` matches no file"));
         }
@@ -746,54 +753,62 @@ impl Engine {
 
         if !self.config.force {
             match self.store.get_action(&key) {
-                Ok(Some(result)) => match self.materialize(spec, &globs, &result, workspace, stats)
-                {
-                    Ok((restored, modified)) => {
-                        let up_to_date = last_key == Some(key);
-                        if up_to_date {
-                            for problem in &modified {
-                                warn(&format!(
-                                    "output {problem} since the last run; restored from the cache"
-                                ));
+                Ok(Some(result)) => {
+                    match self.materialize(spec, &globs, &result, workspace, cwd.as_ref(), stats) {
+                        Ok((restored, modified)) => {
+                            let up_to_date = last_key == Some(key);
+                            if up_to_date {
+                                for problem in &modified {
+                                    warn(&format!(
+                                        "output {problem} since the last run; restored from the cache"
+                                    ));
+                                }
                             }
+                            let reasons = if up_to_date {
+                                Vec::new()
+                            } else {
+                                let reasons = self.reasons(id, &components, false);
+                                self.record(
+                                    id,
+                                    key,
+                                    components,
+                                    "cached",
+                                    reasons.clone(),
+                                    reporter,
+                                );
+                                reasons
+                            };
+                            self.replay(id, &result, reporter);
+                            let report = TaskReport {
+                                id: id.clone(),
+                                status: TaskStatus::Cached,
+                                duration_ms: started.elapsed().as_millis() as u64,
+                                reasons,
+                                restored,
+                                key: Some(key),
+                                output: Some(result.output_digest()),
+                                error: None,
+                            };
+                            reporter.report(Event::TaskFinished(&report));
+                            return report;
                         }
-                        let reasons = if up_to_date {
-                            Vec::new()
-                        } else {
-                            let reasons = self.reasons(id, &components, false);
-                            self.record(id, key, components, "cached", reasons.clone(), reporter);
-                            reasons
-                        };
-                        self.replay(id, &result, reporter);
-                        let report = TaskReport {
-                            id: id.clone(),
-                            status: TaskStatus::Cached,
-                            duration_ms: started.elapsed().as_millis() as u64,
-                            reasons,
-                            restored,
-                            key: Some(key),
-                            output: Some(result.output_digest()),
-                            error: None,
-                        };
-                        reporter.report(Event::TaskFinished(&report));
-                        return report;
+                        Err(RestoreError::Unusable(problem)) => {
+                            warn(&format!(
+                                "cached result unusable ({problem}); running the task again"
+                            ));
+                            self.store.remove_action(&key);
+                        }
+                        Err(RestoreError::Tree(error)) => {
+                            let report = fail(
+                                format!("restoring from the cache: {error}"),
+                                Some(key),
+                                Vec::new(),
+                            );
+                            reporter.report(Event::TaskFinished(&report));
+                            return report;
+                        }
                     }
-                    Err(RestoreError::Unusable(problem)) => {
-                        warn(&format!(
-                            "cached result unusable ({problem}); running the task again"
-                        ));
-                        self.store.remove_action(&key);
-                    }
-                    Err(RestoreError::Tree(error)) => {
-                        let report = fail(
-                            format!("restoring from the cache: {error}"),
-                            Some(key),
-                            Vec::new(),
-                        );
-                        reporter.report(Event::TaskFinished(&report));
-                        return report;
-                    }
-                },
+                }
                 Ok(None) => {}
                 Err(problem) => warn(&format!("{problem}; running the task again")),
             }
@@ -804,7 +819,7 @@ impl Engine {
             id,
             reasons: &reasons,
         });
-        let outcome = self.run_action(spec, &globs, workspace, stats, reporter);
+        let outcome = self.run_action(spec, &globs, workspace, cwd, stats, reporter);
         if self.cancel.is_cancelled() {
             // Whatever it did, it may have been cut short: nothing of it is kept.
             let report = TaskReport {
@@ -893,11 +908,17 @@ impl Engine {
         spec: &TaskSpec,
         globs: &TaskGlobs,
         workspace: &Workspace,
+        cwd: Option<Dir>,
         stats: &StatCache,
         reporter: &dyn Reporter,
     ) -> Result<ActionResult, String> {
         let started = Instant::now();
-        let Some(cwd) = workspace.cwd(spec)? else {
+        // A restore that failed may have created it since it was opened.
+        let cwd = match cwd {
+            Some(cwd) => Some(cwd),
+            None => workspace.cwd(spec)?,
+        };
+        let Some(cwd) = cwd else {
             return Err(format!(
                 "working directory {} does not exist",
                 workspace.root.join(&spec.cwd).display()
@@ -1057,7 +1078,9 @@ impl Engine {
                     continue;
                 }
             };
-            let found = self.components(spec, &globs, deps, &workspace, &stats);
+            let found = workspace.cwd(spec).and_then(|cwd| {
+                self.components(spec, &globs, deps, &workspace, cwd.as_ref(), &stats)
+            });
             let (components, unmatched) = match found {
                 Ok(found) => found,
                 Err(error) => {
