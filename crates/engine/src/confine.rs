@@ -42,7 +42,7 @@ pub enum ConfineError {
     #[error("`{path}` is not a relative path inside the workspace ({reason})")]
     Invalid { path: String, reason: &'static str },
     #[error(
-        "`{path}` is a symbolic link where a directory is expected; xbundle never writes or deletes through a link (replace the link by a directory, or change the task's paths)"
+        "`{path}` is a symbolic link where a directory is expected; xbundle never follows a link to a directory in a task's paths (replace the link by a directory, or change the task's paths)"
     )]
     Symlink { path: String },
     #[error("`{path}` is not a directory")]

@@ -177,8 +177,17 @@ impl Engine {
             ];
             for relative in candidates.into_iter().flatten() {
                 let relative = relative.to_string_lossy().into_owned();
-                if !own_dirs.contains(&relative) {
-                    own_dirs.push(relative);
+                // A cache at the root itself (refused by the front end): what the store makes
+                // there is still the engine's.
+                let owned = if relative.is_empty() {
+                    vec!["cas".to_string(), "ac".to_string(), "lock".to_string()]
+                } else {
+                    vec![relative]
+                };
+                for relative in owned {
+                    if !own_dirs.contains(&relative) {
+                        own_dirs.push(relative);
+                    }
                 }
             }
         }

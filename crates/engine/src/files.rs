@@ -548,7 +548,7 @@ mod tests {
         let err = try_names(dir.path(), &["build/**"], &[], Purpose::Remove).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "`build` is a symbolic link where a directory is expected; xbundle never writes or deletes through a link (replace the link by a directory, or change the task's paths)"
+            "`build` is a symbolic link where a directory is expected; xbundle never follows a link to a directory in a task's paths (replace the link by a directory, or change the task's paths)"
         );
 
         // A matching name that is not UTF-8 is an error naming it, in a non-UTF-8 directory too.
