@@ -267,6 +267,16 @@ pub fn expand(
                 path: display(cwd, &escape(relative)),
             });
         };
+        if !matches!(kind, Kind::File | Kind::Symlink) {
+            return Ok(());
+        }
+        if skip.is_some_and(|skip| skip.matches(relative)) {
+            // Left out (an input that is also an output): matched, never looked at.
+            for &hit in &hits {
+                matched[patterns.include_sources[hit]] = true;
+            }
+            return Ok(());
+        }
         let absolute = cwd.join(relative);
         let (stat, link) = match kind {
             Kind::File => match stat() {
@@ -297,9 +307,6 @@ pub fn expand(
         for &hit in &hits {
             matched[patterns.include_sources[hit]] = true;
         }
-        if skip.is_some_and(|skip| skip.matches(relative)) {
-            return Ok(());
-        }
         found.push(Found {
             relative: relative.to_string(),
             absolute,
@@ -309,10 +316,9 @@ pub fn expand(
         Ok(())
     };
     for base in roots {
-        if !base.is_empty()
-            && !base
-                .split('/')
-                .all(|component| entered(component.as_bytes()))
+        if base
+            .split('/')
+            .any(|component| component.eq_ignore_ascii_case(".git"))
         {
             continue;
         }
@@ -541,6 +547,10 @@ mod tests {
             "{err}"
         );
         assert!(try_names(dir.path(), &["src/**"], &[], Purpose::Remove).is_ok());
+        // Left out of the inputs as an output: never looked at.
+        let (found, _) =
+            try_names(dir.path(), &["src/**"], &["src/secret.rs"], Purpose::Read).unwrap();
+        assert!(!found.contains(&"src/secret.rs".to_string()));
         fs::remove_file(dir.path().join("src/secret.rs")).unwrap();
 
         // A link where a pattern expects a directory is an error naming it.
