@@ -83,29 +83,36 @@ fn a_pure_cache_hit_after_the_output_directory_became_a_link_writes_nothing_ther
 }
 
 #[test]
-fn a_restore_never_writes_through_a_linked_directory_below_a_wide_pattern() {
-    // `**/*.gen` walks from the root: the walk skips the link, and the restore of
-    // `out/result.gen` refuses to create it through the link.
+fn a_restore_never_writes_through_a_linked_directory_below_the_walk() {
+    // The walk of `gen/**` starts above the link and never enters it; restoring
+    // `gen/sub/result.gen` would have to go through it, and refuses.
     let bundle = r#"
 [tasks.gen]
-run = "mkdir -p out && cp src/in.txt out/result.gen"
+run = "mkdir -p gen/sub && cp src/in.txt gen/sub/result.gen && echo top > gen/top.gen"
 inputs = ["src/in.txt"]
-outputs = ["**/*.gen"]
+outputs = ["gen/**"]
 "#;
     let repo = Repo::in_sandbox(bundle, &[("src/in.txt", "in\n")]);
     repo.json(&["task"]).assert_code(0);
     let canary = Canary::plant(
         &repo.sandbox().join("elsewhere"),
-        &[("out/stale.gen", "stale?\n")],
+        &[("sub/stale.gen", "stale?\n")],
     );
-    fs::remove_dir_all(repo.join("out")).unwrap();
-    symlink(canary.dir.join("out"), repo.join("out")).unwrap();
+    fs::remove_dir_all(repo.join("gen/sub")).unwrap();
+    symlink(canary.dir.join("sub"), repo.join("gen/sub")).unwrap();
 
     let run = repo.json(&["task"]);
     run.assert_code(1);
     let error = error_of(&run, "task:gen");
-    assert!(error.contains("`out` is a symbolic link"), "{error}");
+    assert!(error.contains("`gen/sub` is a symbolic link"), "{error}");
     canary.assert_intact("a restore below a linked directory");
+    // The same link met by a run (forced): the clean-up removes the link itself, never what
+    // it points to, and the task recreates a real directory.
+    let run = repo.json(&["task", "--force"]);
+    run.assert_code(0);
+    assert!(fs::symlink_metadata(repo.join("gen/sub")).unwrap().is_dir());
+    assert_eq!(repo.read("gen/sub/result.gen"), "in\n");
+    canary.assert_intact("a run with a link below the output directory");
 }
 
 #[test]
