@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::{Repo, Run, assert_same_tree};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 fn apply_variant(repo: &Repo, variant: usize) {
     repo.write("src/seed.txt", format!("seed {variant}\n"));
     repo.write(
@@ -106,4 +109,101 @@ outputs = ["out/big.bin"]
     assert_eq!(build.code, 0, "{build}");
     assert_eq!(build.status("task:big"), "ran", "{build}");
     repo.json(&["cache", "verify"]).assert_code(0);
+}
+
+/// Issue 8 item 6: `gc` run from one workspace must not delete blobs that a build in another
+/// workspace sharing the cache (`XBUNDLE_CACHE_DIR`) is writing or restoring.
+#[test]
+fn gc_in_a_loop_beside_builds_in_another_workspace_sharing_the_cache() {
+    const TASKS: usize = 120;
+    let mut bundle = String::new();
+    for i in 0..TASKS {
+        bundle.push_str(&format!(
+            "[tasks.t{i}]\nrun = \"mkdir -p out && echo {i} > out/t{i}.txt\"\noutputs = [\"out/t{i}.txt\"]\n\n"
+        ));
+    }
+    let shared = Repo::empty();
+    let cache = shared.path().join("cache");
+    let env = [("XBUNDLE_CACHE_DIR", cache.to_str().unwrap())];
+    let builder = Repo::new(&bundle, &[]);
+    let collector = Repo::new(&bundle, &[]);
+
+    // gc loops in the collector's workspace while `build` runs in another workspace.
+    let beside_gc = |max_size: &'static str, build: &dyn Fn() -> Run| -> (Run, usize) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let gc = {
+            let (stop, rounds) = (Arc::clone(&stop), Arc::clone(&rounds));
+            let mut command = collector.command();
+            command.env("XBUNDLE_CACHE_DIR", &cache).args([
+                "--message-format",
+                "json",
+                "cache",
+                "gc",
+                "--max-size",
+                max_size,
+            ]);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let output = command.output().expect("run gc");
+                    assert!(output.status.success(), "gc failed: {output:?}");
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        // Let gc get going before the build starts.
+        while rounds.load(Ordering::SeqCst) == 0 {
+            sleep(Duration::from_millis(5));
+        }
+        let run = build();
+        stop.store(true, Ordering::SeqCst);
+        gc.join().expect("the gc loop");
+        (run, rounds.load(Ordering::SeqCst))
+    };
+
+    // Writing: every entry the build publishes names blobs that are there.
+    let (run, rounds) = beside_gc("1G", &|| builder.json_env(&["-j", "2", "task"], &env));
+    run.assert_code(0);
+    assert_eq!(run.counts(), (TASKS as u64, 0, 0, 0), "{run}");
+    assert!(rounds >= 2, "gc ran {rounds} time(s)");
+    let verify = builder.json_env(&["cache", "verify"], &env);
+    assert_eq!(
+        verify.events("cache-verify")[0]["report"]["problems"],
+        serde_json::json!([]),
+        "{verify}"
+    );
+    verify.assert_code(0);
+
+    // Restoring: a fresh checkout restores everything the build stored, even with gc looping.
+    let checkout = Repo::new(&bundle, &[]);
+    let (run, _) = beside_gc("1G", &|| checkout.json_env(&["-j", "2", "task"], &env));
+    run.assert_code(0);
+    assert_eq!(run.counts(), (0, TASKS as u64, 0, 0), "{run}");
+    assert!(problems(&run).is_empty(), "{run}");
+    assert_same_tree(
+        &checkout.snapshot(),
+        &builder.snapshot(),
+        "restored outputs",
+    );
+
+    // Evicting everything beside restores: whatever gc removes, a build either restores
+    // whole entries or runs the tasks; outputs are always right and nothing is reported broken.
+    let second = Repo::new(&bundle, &[]);
+    let (run, _) = beside_gc("0", &|| second.json_env(&["-j", "2", "task"], &env));
+    run.assert_code(0);
+    assert!(problems(&run).is_empty(), "{run}");
+    assert_same_tree(
+        &second.snapshot(),
+        &builder.snapshot(),
+        "outputs beside gc to 0",
+    );
+    builder.json_env(&["cache", "verify"], &env).assert_code(0);
+}
+
+/// The warnings of a run, but for waiting on a lock: waiting is what the locks are for.
+fn problems(run: &Run) -> Vec<String> {
+    run.warnings()
+        .into_iter()
+        .filter(|warning| !warning.starts_with("blocking: waiting"))
+        .collect()
 }

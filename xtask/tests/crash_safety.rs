@@ -9,9 +9,11 @@
 //! leave a tree byte-identical to a clean build of the same variant in a separate copy, and
 //! `cache verify` must find nothing wrong (a `.tmp-*` file left by the kill is never trusted).
 //!
-//! Half of the kills hit the whole process group (the build and its task commands, as when a
-//! CI runner is killed); the others hit only the `xtask` process, and the test waits for the
-//! orphaned task commands to finish before the next build (as when the build tool alone dies).
+//! Half of the kills hit every process of the build (its process group and the process groups
+//! its task commands run in, as when a CI runner is killed); the others hit only the `xtask`
+//! process, and the test waits for the orphaned task commands to finish before the next build
+//! (as when the build tool alone dies). Task commands are found by their working directory,
+//! inside the fixture repository.
 //!
 //! Two schedules: one kills only `--force` builds (every task of the killed build runs and
 //! stores its results), the other kills any build, including ones restoring from the cache.
@@ -160,20 +162,56 @@ fn group_alive(pgid: i32) -> bool {
     })
 }
 
-/// Sends SIGKILL to the build (or its whole process group). A build that already finished is
-/// no longer there to kill, which is fine.
-fn kill(pid: i32, whole_group: bool) {
-    let target = if whole_group { -pid } else { pid };
-    // SAFETY: sends SIGKILL to a process (group) this test spawned and has not reaped yet.
-    let result = unsafe { libc::kill(target, libc::SIGKILL) };
-    if result != 0 {
-        let error = std::io::Error::last_os_error();
-        assert_eq!(
-            error.raw_os_error(),
-            Some(libc::ESRCH),
-            "kill({target}, SIGKILL): {error}"
-        );
+/// Live (not zombie) processes whose working directory is inside `dir`, with their process
+/// groups: the task commands of a build of the repository at `dir`.
+fn processes_in(dir: &Path) -> Vec<(i32, i32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let dir = dir.canonicalize().expect("repository path");
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+            if !cwd.starts_with(&dir) {
+                return None;
+            }
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.len() < 3 || fields[0] == "Z" || fields[0] == "X" {
+                return None;
+            }
+            Some((pid, fields[2].parse().ok()?))
+        })
+        .collect()
+}
+
+/// Sends SIGKILL to the build, or to every process of it (its group and its commands' groups).
+/// A build that already finished is no longer there to kill, which is fine.
+fn kill(pid: i32, whole_build: bool, repo: &Path) {
+    let mut targets = vec![if whole_build { -pid } else { pid }];
+    if whole_build {
+        targets.extend(processes_in(repo).into_iter().map(|(_, group)| -group));
     }
+    for target in targets {
+        // SAFETY: sends SIGKILL to a process (group) of the build this test spawned.
+        let result = unsafe { libc::kill(target, libc::SIGKILL) };
+        if result != 0 {
+            let error = std::io::Error::last_os_error();
+            assert_eq!(
+                error.raw_os_error(),
+                Some(libc::ESRCH),
+                "kill({target}, SIGKILL): {error}"
+            );
+        }
+    }
+}
+
+/// Whether anything of a killed build (its group, or a command in the repository) still runs.
+fn build_alive(pid: i32, repo: &Path) -> bool {
+    group_alive(pid) || !processes_in(repo).is_empty()
 }
 
 /// Kills only forced builds: every task of the killed build runs and stores its results (no
@@ -247,11 +285,11 @@ fn crash_loop(seed: u64, forced_only: bool) {
         } else {
             windows[kind] = windows[kind] * 3 / 4;
         }
-        kill(pid, whole_group);
+        kill(pid, whole_group, repo.path());
         child.wait().expect("reap the killed build");
         // Wait until no command of the killed build can still write into the tree.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while group_alive(pid) {
+        while build_alive(pid, repo.path()) {
             assert!(
                 Instant::now() < deadline,
                 "{context}: task commands still running"
@@ -359,7 +397,7 @@ outputs = ["out/big.bin", "out/small.txt"]
     let caught = loop {
         let temps = temp_files(repo.path());
         if !temps.is_empty() {
-            kill(pid, true);
+            kill(pid, true, repo.path());
             break temps;
         }
         if child.try_wait().expect("try_wait").is_some() {
@@ -369,7 +407,7 @@ outputs = ["out/big.bin", "out/small.txt"]
         sleep(Duration::from_micros(500));
     };
     child.wait().expect("reap the killed build");
-    while group_alive(pid) {
+    while build_alive(pid, repo.path()) {
         sleep(Duration::from_millis(5));
     }
 

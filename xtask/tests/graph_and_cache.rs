@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Repo;
+use common::{Canary, Repo};
 use serde_json::json;
 
 /// A diamond: gen -> left, right -> join. Each task writes one distinct two-byte file and prints
@@ -213,7 +213,12 @@ fn cache_gc_to_zero_then_build_runs_everything() {
         );
     }
     common::assert_same_tree(&repo.snapshot(), &tree, "same outputs");
-    assert_eq!(stats(&repo), before);
+    // The same entries and blobs again. `action_bytes` is left out: an entry records the task's
+    // duration, whose number of digits varies from run to run.
+    let again = stats(&repo);
+    for field in ["actions", "blobs", "blob_bytes"] {
+        assert_eq!(again[field], before[field], "{field}");
+    }
 
     let bad = repo.human(&["cache", "gc", "--max-size", "12 parsecs"]);
     bad.assert_code(2);
@@ -229,8 +234,15 @@ fn cache_clean_removes_cache_and_state() {
 
     let run = repo.human(&["cache", "clean"]);
     run.assert_code(0);
-    assert!(run.stderr.contains("Removed cache "), "{run}");
-    assert!(!repo.exists(".xbundle/cache"));
+    assert!(run.stderr.contains("Removed cache entries in "), "{run}");
+    // The store's entries and the build state are gone; the directories the user could have
+    // named, and the lock files others may be waiting on, stay.
+    assert!(!repo.exists(".xbundle/cache/cas"));
+    assert!(!repo.exists(".xbundle/cache/ac"));
+    assert_eq!(
+        repo.state_files("cache"),
+        [repo.join(".xbundle/cache/lock")]
+    );
     assert!(!repo.exists(".xbundle/state"));
     common::assert_same_tree(&repo.snapshot(), &tree, "clean leaves the tree alone");
 
@@ -268,4 +280,67 @@ fn shared_cache_dir_restores_into_another_workspace() {
         assert_eq!(run.reasons(id), ["no previous run recorded"]);
     }
     common::assert_same_tree(&second.snapshot(), &first.snapshot(), "same tree");
+}
+
+/// Issue 8 item 4: the cache directory is the user's; `cache gc` and `cache clean` remove only
+/// the store's entries in it, and `cache clean` only the engine's files in the state directory.
+#[test]
+fn cache_clean_and_gc_remove_only_what_the_store_created() {
+    let repo = Repo::in_sandbox(DIAMOND, &[]);
+    let cache = repo.sandbox().join("my-cache");
+    // What a user keeps in the directory they named, including names that look like the
+    // store's layout.
+    let canary = Canary::plant(
+        &cache,
+        &[
+            ("cas/README", "mine\n"),
+            ("cas/ab/keep.txt", "mine\n"),
+            ("ac/notes.txt", "mine\n"),
+            ("ac/0123abcd", "mine\n"),
+            ("sub/dir/file", "mine\n"),
+        ],
+    );
+    repo.write(".xbundle/notes.txt", "mine\n");
+    repo.write(".xbundle/state/mine.txt", "mine\n");
+    let env = [("XBUNDLE_CACHE_DIR", cache.to_str().unwrap())];
+    let build = |expected: (u64, u64, u64, u64)| {
+        let run = repo.json_env(&["task"], &env);
+        run.assert_code(0);
+        assert_eq!(run.counts(), expected, "{run}");
+    };
+    build((4, 0, 0, 0));
+
+    let run = repo.json_env(&["cache", "gc", "--max-size", "0"], &env);
+    run.assert_code(0);
+    assert_eq!(
+        run.events("cache-gc")[0]["report"]["removed_blobs"],
+        4,
+        "{run}"
+    );
+    // Only the store's lock file is new.
+    canary.assert_intact_except(&["lock"], "after gc --max-size 0");
+
+    build((4, 0, 0, 0));
+    let run = repo.human_env(&["cache", "clean"], &env);
+    run.assert_code(0);
+    canary.assert_intact_except(&["lock"], "after cache clean");
+    assert_eq!(repo.read(".xbundle/notes.txt"), "mine\n");
+    assert_eq!(repo.read(".xbundle/state/mine.txt"), "mine\n");
+    assert!(!repo.exists(".xbundle/state/stat-cache"));
+    assert!(!repo.exists(".xbundle/state/ledger"));
+
+    // The store works as before in a directory it shares.
+    build((4, 0, 0, 0));
+    let run = repo.json_env(&["cache", "verify"], &env);
+    run.assert_code(0);
+    build((0, 4, 0, 0));
+    for mine in [
+        "cas/README",
+        "cas/ab/keep.txt",
+        "ac/notes.txt",
+        "ac/0123abcd",
+    ] {
+        let path = cache.join(mine);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine\n", "{mine}");
+    }
 }

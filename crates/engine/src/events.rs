@@ -16,8 +16,12 @@ pub enum TaskStatus {
     /// The result came from the cache (restored, or already in the tree).
     Cached,
     Failed,
-    /// Not run because a dependency failed, or `--fail-fast` stopped the run.
+    /// Not run because a dependency failed, `--fail-fast` stopped the run, or the run was
+    /// interrupted before it started.
     Skipped,
+    /// Running when the run was interrupted: its commands were stopped; nothing of it was
+    /// cached or recorded.
+    Stopped,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -51,6 +55,10 @@ pub struct RunSummary {
     pub cached: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Tasks stopped by an interruption (see [`crate::cancel`]).
+    pub stopped: usize,
+    /// The run was cancelled before it finished.
+    pub interrupted: bool,
     pub duration_ms: u64,
     /// Failed task -> why.
     pub failures: Vec<(TaskId, String)>,
@@ -58,7 +66,7 @@ pub struct RunSummary {
 
 impl RunSummary {
     pub fn success(&self) -> bool {
-        self.failed == 0 && self.skipped == 0
+        self.failed == 0 && self.skipped == 0 && self.stopped == 0 && !self.interrupted
     }
 }
 

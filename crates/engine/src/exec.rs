@@ -11,6 +11,17 @@
 //!
 //! A corrupt cache entry or blob is a warning and a miss; an output modified in the tree is a
 //! warning and a restore. Nothing wrong is ever used silently.
+//!
+//! **Invariant:** every removal and every restore in the work tree goes through
+//! [`crate::confine`] (no link is followed on the way to it) and past [`crate::guard`] (never a
+//! `.git` path, the engine's own directories or a protected path); a cache entry is checked
+//! whole before anything of it is written. A task whose outputs sit behind a link fails with an
+//! error naming the link; nothing outside the root is touched.
+//!
+//! **Interruption** ([`Engine::cancel_handle`]): once cancelled, no task starts; running
+//! commands are stopped with their whole process group; a task still running then is reported
+//! [`TaskStatus::Stopped`] and neither cached nor recorded in the ledger, so the next run runs
+//! it again.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
@@ -19,15 +30,18 @@ use std::path::PathBuf;
 use std::sync::{Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::cancel::Cancel;
+use crate::confine::{ConfineError, Dir};
 use crate::digest::Digest;
 use crate::events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
-use crate::files::{Patterns, expand};
-use crate::fsutil::{WorkspaceLock, remove_file_if_exists, sync_at_end_of_run};
+use crate::files::{Found, Patterns, Purpose, Tree, expand};
+use crate::fsutil::{FileLock, LockMode, sync_at_end_of_run};
 use crate::graph::TaskGraph;
+use crate::guard::{DeclaredOutputs, Guard, check_entry};
 use crate::key::{DirtyReason, KeyComponents};
 use crate::ledger::{Ledger, LedgerEntry};
 use crate::statcache::StatCache;
-use crate::store::{ActionResult, OutputFile, Store, StoredStream};
+use crate::store::{ActionResult, OutputFile, Store, StoreError, StoredStream};
 use crate::task::{ActionContext, TaskId, TaskSpec};
 
 /// Where the engine keeps its state, and how a run behaves.
@@ -46,6 +60,10 @@ pub struct EngineConfig {
     pub force: bool,
     /// The environment tasks see and declared variables are read from.
     pub env: BTreeMap<OsString, OsString>,
+    /// Root-relative paths or globs the engine never removes, restores or writes, whatever a
+    /// task or a cache entry says (e.g. `bundle.toml`); `.git` paths and the engine's own
+    /// directories are always protected (see [`crate::guard`]).
+    pub protected: Vec<String>,
 }
 
 impl EngineConfig {
@@ -60,6 +78,7 @@ impl EngineConfig {
             fail_fast: false,
             force: false,
             env: std::env::vars_os().collect(),
+            protected: Vec::new(),
         }
     }
 }
@@ -90,6 +109,39 @@ pub struct Engine {
     config: EngineConfig,
     store: Store,
     ledger: Ledger,
+    cancel: Cancel,
+}
+
+/// What a run or a probe works in: the confined root and the protected paths.
+struct Workspace {
+    root: Dir,
+    canonical_root: PathBuf,
+    guard: Guard,
+}
+
+impl Workspace {
+    fn tree(&self) -> Tree<'_> {
+        Tree {
+            root: &self.root,
+            canonical_root: &self.canonical_root,
+            never_enter: self.guard.own_dirs(),
+        }
+    }
+
+    /// The task's working directory; `Ok(None)` when it does not exist.
+    fn cwd(&self, spec: &TaskSpec) -> Result<Option<Dir>, String> {
+        self.root
+            .open_dir(&spec.cwd)
+            .map_err(|err| format!("working directory: {err}"))
+    }
+}
+
+/// Why a cached result could not be put in place.
+enum RestoreError {
+    /// The entry or a blob is bad: a warning, the entry is removed, the task runs.
+    Unusable(String),
+    /// The work tree refused (a link where a directory is expected, …): the task fails.
+    Tree(String),
 }
 
 impl Engine {
@@ -98,7 +150,53 @@ impl Engine {
             store: Store::open(&config.cache_dir),
             ledger: Ledger::open(config.state_dir.join("state").join("ledger")),
             config,
+            cancel: Cancel::new(),
         }
+    }
+
+    /// The handle that stops this engine's runs (see [`crate::cancel`]); the front end calls
+    /// [`Cancel::cancel`] from its signal handling.
+    pub fn cancel_handle(&self) -> Cancel {
+        self.cancel.clone()
+    }
+
+    /// Opens the root and works out the protected paths.
+    fn workspace(&self) -> io::Result<Workspace> {
+        let root = Dir::open_root(&self.config.root).map_err(io::Error::other)?;
+        let canonical_root =
+            std::fs::canonicalize(&self.config.root).unwrap_or_else(|_| self.config.root.clone());
+        let mut own_dirs = Vec::new();
+        for dir in [&self.config.state_dir, &self.config.cache_dir] {
+            let lexical = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            let canonical = std::fs::canonicalize(dir).ok();
+            let candidates = [
+                lexical.strip_prefix(&self.config.root).ok(),
+                canonical
+                    .as_deref()
+                    .and_then(|c| c.strip_prefix(&canonical_root).ok()),
+            ];
+            for relative in candidates.into_iter().flatten() {
+                let relative = relative.to_string_lossy().into_owned();
+                // A cache at the root itself (refused by the front end): what the store makes
+                // there is still the engine's.
+                let owned = if relative.is_empty() {
+                    vec!["cas".to_string(), "ac".to_string(), "lock".to_string()]
+                } else {
+                    vec![relative]
+                };
+                for relative in owned {
+                    if !own_dirs.contains(&relative) {
+                        own_dirs.push(relative);
+                    }
+                }
+            }
+        }
+        let guard = Guard::new(&self.config.protected, own_dirs).map_err(io::Error::other)?;
+        Ok(Workspace {
+            root,
+            canonical_root,
+            guard,
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -113,13 +211,89 @@ impl Engine {
         &self.config
     }
 
-    fn lock(&self, reporter: &dyn Reporter) -> io::Result<WorkspaceLock> {
-        WorkspaceLock::acquire(&self.config.state_dir.join("lock"), || {
-            reporter.report(Event::Warning {
-                id: None,
-                message: "blocking: waiting for another xbundle run to release the workspace lock",
-            })
-        })
+    /// The workspace lock, then the store's lock (shared: other workspaces' builds may use the
+    /// same cache; `gc`, `verify` and `clean` wait for every build). Always in this order.
+    fn lock(&self, reporter: &dyn Reporter) -> io::Result<(FileLock, FileLock)> {
+        let cancelled = || self.cancel.is_cancelled();
+        let workspace = FileLock::acquire(
+            &self.config.state_dir.join("lock"),
+            LockMode::Exclusive,
+            || {
+                reporter.report(Event::Warning {
+                    id: None,
+                    message: "blocking: waiting for another xbundle run to release the workspace lock",
+                })
+            },
+            &cancelled,
+        )?;
+        let store = self.store.lock(
+            LockMode::Shared,
+            || {
+                reporter.report(Event::Warning {
+                    id: None,
+                    message: "blocking: waiting for cache maintenance (gc, verify, clean) to release the cache lock",
+                })
+            },
+            &cancelled,
+        )?;
+        Ok((workspace, store))
+    }
+
+    /// Checks a cache entry as [`Engine::run`] would before restoring it: the structural rules
+    /// and protected paths always, and `graph`'s declared outputs for the entry's task when the
+    /// graph has it (see [`crate::guard`]). For `cache verify`.
+    pub fn check_entry(
+        &self,
+        result: &ActionResult,
+        graph: Option<&TaskGraph>,
+    ) -> Result<(), String> {
+        let workspace = self.workspace().map_err(|err| err.to_string())?;
+        let spec = graph.and_then(|graph| graph.get(&TaskId::new(result.task.as_str())));
+        match spec {
+            Some(spec) => {
+                let outputs = Patterns::new(&spec.outputs).map_err(|err| err.to_string())?;
+                let declared = DeclaredOutputs {
+                    cwd: &spec.cwd,
+                    outputs: &outputs,
+                };
+                check_entry(result, &workspace.guard, Some(&declared))
+            }
+            None => check_entry(result, &workspace.guard, None),
+        }
+    }
+
+    /// Removes this workspace's build state, and only the engine's own files in it: the stat
+    /// cache, the clock, ledger entries, temporary files (staging, unfinished atomic writes),
+    /// then the directories holding them once empty. The lock file stays (others may be waiting
+    /// on it), and so does anything else found there. Returns how many files were removed.
+    ///
+    /// Call with the workspace lock held.
+    pub fn clean_state(&self) -> io::Result<u64> {
+        let state = self.config.state_dir.join("state");
+        let ledger = self.ledger.dir().to_path_buf();
+        let staging = self.staging_dir();
+        let mut removed = 0;
+        removed += crate::store::remove_own_files(&state, &|name| {
+            matches!(name, "stat-cache" | "clock") || name.starts_with(".tmp-")
+        })?;
+        removed += crate::store::remove_own_files(&ledger, &|name| {
+            name.starts_with(".tmp-") || Digest::from_hex(name).is_some()
+        })?;
+        removed += crate::store::remove_own_files(&staging, &|name| name.starts_with(".tmp-"))?;
+        for dir in [&ledger, &state, &staging] {
+            match std::fs::remove_dir(dir) {
+                Err(err)
+                    if !matches!(
+                        err.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
+                    ) =>
+                {
+                    return Err(err);
+                }
+                _ => {}
+            }
+        }
+        Ok(removed)
     }
 
     /// Where restores stage their temporary copies; emptied at the start of every run.
@@ -140,7 +314,20 @@ impl Engine {
         reporter: &dyn Reporter,
     ) -> io::Result<RunSummary> {
         let started = Instant::now();
-        let _lock = self.lock(reporter)?;
+        let _locks = match self.lock(reporter) {
+            Ok(locks) => locks,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {
+                let summary = RunSummary {
+                    interrupted: true,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    ..RunSummary::default()
+                };
+                reporter.report(Event::BuildFinished(&summary));
+                return Ok(summary);
+            }
+            Err(err) => return Err(err),
+        };
+        let workspace = self.workspace()?;
         // Leftovers of a killed run; nothing else uses this directory while we hold the lock.
         // Restores create it when they need it, so a no-op run touches nothing here.
         let staging = self.staging_dir();
@@ -153,7 +340,7 @@ impl Engine {
         reporter.report(Event::BuildStarted {
             tasks: selected.len(),
         });
-        let mut summary = self.schedule(graph, &selected, &stats, reporter);
+        let mut summary = self.schedule(graph, &selected, &workspace, &stats, reporter);
         if summary.ran > 0
             && let Err(err) = sync_at_end_of_run(&self.config.cache_dir)
         {
@@ -177,6 +364,7 @@ impl Engine {
         &self,
         graph: &TaskGraph,
         selected: &[TaskId],
+        workspace: &Workspace,
         stats: &StatCache,
         reporter: &dyn Reporter,
     ) -> RunSummary {
@@ -242,7 +430,7 @@ impl Engine {
                     loop {
                         let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok((spec, deps)) = job else { break };
-                        let report = self.execute(&spec, deps, stats, reporter);
+                        let report = self.execute(&spec, deps, workspace, stats, reporter);
                         if done_tx.send(report).is_err() {
                             break;
                         }
@@ -252,6 +440,7 @@ impl Engine {
             drop(done_tx);
 
             loop {
+                stopping |= self.cancel.is_cancelled();
                 while !stopping
                     && in_flight < jobs
                     && let Some(id) = ready.pop_front()
@@ -280,6 +469,8 @@ impl Engine {
                 match report.status {
                     TaskStatus::Ran => summary.ran += 1,
                     TaskStatus::Cached => summary.cached += 1,
+                    TaskStatus::Stopped => summary.stopped += 1,
+                    TaskStatus::Skipped if self.cancel.is_cancelled() => summary.skipped += 1,
                     TaskStatus::Failed | TaskStatus::Skipped => {
                         summary.failed += 1;
                         summary
@@ -298,9 +489,12 @@ impl Engine {
             }
             drop(job_tx);
         });
+        summary.interrupted = self.cancel.is_cancelled();
         for id in selected {
             if !reported.contains(id) {
-                let why = if poisoned.contains(id) {
+                let why = if summary.interrupted {
+                    "not started: the run was interrupted"
+                } else if poisoned.contains(id) {
                     "a dependency failed"
                 } else {
                     "not started: the run stopped at the first failure (--fail-fast)"
@@ -326,14 +520,6 @@ impl Engine {
             .collect()
     }
 
-    fn task_cwd(&self, spec: &TaskSpec) -> PathBuf {
-        if spec.cwd.is_empty() {
-            self.config.root.clone()
-        } else {
-            self.config.root.join(&spec.cwd)
-        }
-    }
-
     fn root_relative(spec: &TaskSpec, relative: &str) -> String {
         if spec.cwd.is_empty() {
             relative.to_string()
@@ -348,9 +534,10 @@ impl Engine {
         spec: &TaskSpec,
         globs: &TaskGlobs,
         deps: BTreeMap<String, Digest>,
+        workspace: &Workspace,
+        cwd: Option<&Dir>,
         stats: &StatCache,
     ) -> Result<(KeyComponents, Vec<String>), String> {
-        let cwd = self.task_cwd(spec);
         let (inputs, outputs) = (&globs.inputs, &globs.outputs);
         let mut components = KeyComponents {
             kind: spec.kind.clone(),
@@ -363,13 +550,19 @@ impl Engine {
         };
         let mut unmatched = Vec::new();
         if !inputs.is_empty() {
-            let (found, missing) = expand(&cwd, inputs, Some(outputs), &self.config.state_dir)
-                .map_err(|err| format!("reading inputs: {err}"))?;
+            let Some(cwd) = cwd else {
+                // No working directory yet: no input can match.
+                return Ok((components, inputs.includes()));
+            };
+            let (found, missing) =
+                expand(&workspace.tree(), cwd, inputs, Some(outputs), Purpose::Read)
+                    .map_err(|err| format!("reading inputs: {err}"))?;
             unmatched = missing;
             for file in found {
                 let relative = Self::root_relative(spec, &file.relative);
+                let stat = file.stat.expect("files read are stat'ed");
                 let hashed = stats
-                    .digest_with_metadata(&relative, &file.absolute, &file.metadata)
+                    .digest_with_stat(&relative, &file.absolute, stat)
                     .map_err(|err| format!("reading input {relative}: {err}"))?;
                 components.inputs.insert(relative, hashed.digest);
             }
@@ -379,58 +572,92 @@ impl Engine {
 
     /// Makes the tree hold exactly `result`'s outputs (under the task's output globs).
     /// Returns how many files were written or removed, and what had been changed by hand.
+    ///
+    /// The entry is checked whole first ([`check_entry`]); nothing is written for an entry that
+    /// fails, and nothing is ever written or removed through a link or at a protected path.
     fn materialize(
         &self,
         spec: &TaskSpec,
         globs: &TaskGlobs,
         result: &ActionResult,
+        workspace: &Workspace,
+        cwd: Option<&Dir>,
         stats: &StatCache,
-    ) -> Result<(usize, Vec<String>), String> {
-        let (found, _) = expand(
-            &self.task_cwd(spec),
-            &globs.outputs,
-            None,
-            &self.config.state_dir,
-        )
-        .map_err(|err| err.to_string())?;
-        let mut present: HashMap<String, crate::files::Found> = found
+    ) -> Result<(usize, Vec<String>), RestoreError> {
+        let declared = DeclaredOutputs {
+            cwd: &spec.cwd,
+            outputs: &globs.outputs,
+        };
+        check_entry(result, &workspace.guard, Some(&declared)).map_err(RestoreError::Unusable)?;
+        let found = match cwd {
+            Some(cwd) => {
+                expand(
+                    &workspace.tree(),
+                    cwd,
+                    &globs.outputs,
+                    None,
+                    Purpose::Remove,
+                )
+                .map_err(|err| RestoreError::Tree(err.to_string()))?
+                .0
+            }
+            None => Vec::new(),
+        };
+        let mut present: HashMap<String, Found> = found
             .into_iter()
             .map(|file| (Self::root_relative(spec, &file.relative), file))
             .collect();
+        // Files under the output globs that this result does not have are stale; refuse before
+        // writing anything if one of them is protected.
+        for relative in present.keys() {
+            if !result.outputs.iter().any(|file| &file.path == relative) {
+                workspace.guard.check(relative).map_err(|why| {
+                    RestoreError::Tree(format!("refusing to remove a stale output: {why}"))
+                })?;
+            }
+        }
+        let staging = self.staging_dir();
         let mut written = 0;
         let mut modified = Vec::new();
         for file in &result.outputs {
-            let absolute = self.config.root.join(&file.path);
             let current = match present.remove(&file.path) {
-                Some(found) => stats.digest_with_metadata(&file.path, &absolute, &found.metadata),
-                None => stats.digest(&file.path, &absolute),
+                Some(Found {
+                    stat: Some(stat),
+                    absolute,
+                    ..
+                }) => Some(stats.digest_with_stat(&file.path, &absolute, stat)),
+                _ => None,
             };
-            let intact = matches!(&current, Ok(h) if h.digest == file.digest && h.stat.executable == file.executable);
+            let intact = matches!(&current, Some(Ok(h)) if h.digest == file.digest && h.stat.executable == file.executable);
             if intact {
                 continue;
             }
             modified.push(match current {
-                Ok(_) => format!("{} was modified", file.path),
-                Err(_) => format!("{} was deleted", file.path),
+                Some(Ok(_)) => format!("{} was modified", file.path),
+                _ => format!("{} was deleted", file.path),
             });
-            self.store
-                .restore_file(file, &absolute, &self.staging_dir())
-                .map_err(|err| err.to_string())?;
-            if let Ok(metadata) = std::fs::metadata(&absolute) {
-                stats.record(
-                    &file.path,
-                    crate::statcache::FileStat::of(&metadata),
-                    file.digest,
-                    false,
-                );
-            }
+            let stat = self
+                .store
+                .restore_file(file, &workspace.root, &file.path, &staging)
+                .map_err(|err| match err {
+                    // A link in the way: the user's to fix, named in the task's error.
+                    StoreError::Tree(err @ ConfineError::Symlink { .. }) => {
+                        RestoreError::Tree(err.to_string())
+                    }
+                    // A directory where the entry has a file (or the reverse): the entry does
+                    // not fit this tree; run the task instead.
+                    err => RestoreError::Unusable(err.to_string()),
+                })?;
+            stats.record(&file.path, stat, file.digest, false);
             written += 1;
         }
-        // Files under the output globs that this result does not have are stale.
-        let mut stale: Vec<(String, crate::files::Found)> = present.into_iter().collect();
-        stale.sort_by(|a, b| a.0.cmp(&b.0));
-        for (relative, file) in stale {
-            remove_file_if_exists(&file.absolute).map_err(|err| err.to_string())?;
+        let mut stale: Vec<String> = present.into_keys().collect();
+        stale.sort();
+        for relative in stale {
+            workspace
+                .root
+                .remove_file(&relative)
+                .map_err(|err| RestoreError::Tree(err.to_string()))?;
             modified.push(format!("{relative} is not an output of this version"));
             written += 1;
         }
@@ -464,11 +691,26 @@ impl Engine {
         &self,
         spec: &TaskSpec,
         deps: BTreeMap<String, Digest>,
+        workspace: &Workspace,
         stats: &StatCache,
         reporter: &dyn Reporter,
     ) -> TaskReport {
         let started = Instant::now();
         let id = &spec.id;
+        if self.cancel.is_cancelled() {
+            let report = TaskReport {
+                id: id.clone(),
+                status: TaskStatus::Skipped,
+                duration_ms: 0,
+                reasons: Vec::new(),
+                restored: 0,
+                key: None,
+                output: None,
+                error: Some("not started: the run was interrupted".into()),
+            };
+            reporter.report(Event::TaskFinished(&report));
+            return report;
+        }
         let fail = |error: String, key: Option<Digest>, reasons: Vec<DirtyReason>| TaskReport {
             id: id.clone(),
             status: TaskStatus::Failed,
@@ -494,14 +736,24 @@ impl Engine {
                 return report;
             }
         };
-        let (components, unmatched) = match self.components(spec, &globs, deps, stats) {
-            Ok(found) => found,
+        // The working directory, opened once for keying, restoring and running.
+        let cwd = match workspace.cwd(spec) {
+            Ok(cwd) => cwd,
             Err(error) => {
                 let report = fail(error, None, Vec::new());
                 reporter.report(Event::TaskFinished(&report));
                 return report;
             }
         };
+        let (components, unmatched) =
+            match self.components(spec, &globs, deps, workspace, cwd.as_ref(), stats) {
+                Ok(found) => found,
+                Err(error) => {
+                    let report = fail(error, None, Vec::new());
+                    reporter.report(Event::TaskFinished(&report));
+                    return report;
+                }
+            };
         for pattern in &unmatched {
             warn(&format!("input pattern `{pattern}` matches no file"));
         }
@@ -510,44 +762,62 @@ impl Engine {
 
         if !self.config.force {
             match self.store.get_action(&key) {
-                Ok(Some(result)) => match self.materialize(spec, &globs, &result, stats) {
-                    Ok((restored, modified)) => {
-                        let up_to_date = last_key == Some(key);
-                        if up_to_date {
-                            for problem in &modified {
-                                warn(&format!(
-                                    "output {problem} since the last run; restored from the cache"
-                                ));
+                Ok(Some(result)) => {
+                    match self.materialize(spec, &globs, &result, workspace, cwd.as_ref(), stats) {
+                        Ok((restored, modified)) => {
+                            let up_to_date = last_key == Some(key);
+                            if up_to_date {
+                                for problem in &modified {
+                                    warn(&format!(
+                                        "output {problem} since the last run; restored from the cache"
+                                    ));
+                                }
                             }
+                            let reasons = if up_to_date {
+                                Vec::new()
+                            } else {
+                                let reasons = self.reasons(id, &components, false);
+                                self.record(
+                                    id,
+                                    key,
+                                    components,
+                                    "cached",
+                                    reasons.clone(),
+                                    reporter,
+                                );
+                                reasons
+                            };
+                            self.replay(id, &result, reporter);
+                            let report = TaskReport {
+                                id: id.clone(),
+                                status: TaskStatus::Cached,
+                                duration_ms: started.elapsed().as_millis() as u64,
+                                reasons,
+                                restored,
+                                key: Some(key),
+                                output: Some(result.output_digest()),
+                                error: None,
+                            };
+                            reporter.report(Event::TaskFinished(&report));
+                            return report;
                         }
-                        let reasons = if up_to_date {
-                            Vec::new()
-                        } else {
-                            let reasons = self.reasons(id, &components, false);
-                            self.record(id, key, components, "cached", reasons.clone(), reporter);
-                            reasons
-                        };
-                        self.replay(id, &result, reporter);
-                        let report = TaskReport {
-                            id: id.clone(),
-                            status: TaskStatus::Cached,
-                            duration_ms: started.elapsed().as_millis() as u64,
-                            reasons,
-                            restored,
-                            key: Some(key),
-                            output: Some(result.output_digest()),
-                            error: None,
-                        };
-                        reporter.report(Event::TaskFinished(&report));
-                        return report;
+                        Err(RestoreError::Unusable(problem)) => {
+                            warn(&format!(
+                                "cached result unusable ({problem}); running the task again"
+                            ));
+                            self.store.remove_action(&key);
+                        }
+                        Err(RestoreError::Tree(error)) => {
+                            let report = fail(
+                                format!("restoring from the cache: {error}"),
+                                Some(key),
+                                Vec::new(),
+                            );
+                            reporter.report(Event::TaskFinished(&report));
+                            return report;
+                        }
                     }
-                    Err(problem) => {
-                        warn(&format!(
-                            "cached result unusable ({problem}); running the task again"
-                        ));
-                        self.store.remove_action(&key);
-                    }
-                },
+                }
                 Ok(None) => {}
                 Err(problem) => warn(&format!("{problem}; running the task again")),
             }
@@ -558,7 +828,18 @@ impl Engine {
             id,
             reasons: &reasons,
         });
-        match self.run_action(spec, &globs, stats, reporter) {
+        let outcome = self.run_action(spec, &globs, workspace, cwd, stats, reporter);
+        if self.cancel.is_cancelled() {
+            // Whatever it did, it may have been cut short: nothing of it is kept.
+            let report = TaskReport {
+                status: TaskStatus::Stopped,
+                error: Some("stopped: the run was interrupted".into()),
+                ..fail(String::new(), Some(key), reasons)
+            };
+            reporter.report(Event::TaskFinished(&report));
+            return report;
+        }
+        match outcome {
             Ok(result) => {
                 let output = result.output_digest();
                 if let Err(err) = self.store.put_action(&key, &result) {
@@ -635,30 +916,50 @@ impl Engine {
         &self,
         spec: &TaskSpec,
         globs: &TaskGlobs,
+        workspace: &Workspace,
+        cwd: Option<Dir>,
         stats: &StatCache,
         reporter: &dyn Reporter,
     ) -> Result<ActionResult, String> {
         let started = Instant::now();
-        let cwd = self.task_cwd(spec);
-        if !cwd.is_dir() {
+        // A restore that failed may have created it since it was opened.
+        let cwd = match cwd {
+            Some(cwd) => Some(cwd),
+            None => workspace.cwd(spec)?,
+        };
+        let Some(cwd) = cwd else {
             return Err(format!(
                 "working directory {} does not exist",
-                cwd.display()
+                workspace.root.join(&spec.cwd).display()
             ));
-        }
+        };
         let outputs = &globs.outputs;
-        // Start from a clean slate so the outputs are exactly what this run produced.
-        let (stale, _) = expand(&cwd, outputs, None, &self.config.state_dir)
+        // Start from a clean slate so the outputs are exactly what this run produced. Every
+        // path is checked before the first removal.
+        let (stale, _) = expand(&workspace.tree(), &cwd, outputs, None, Purpose::Remove)
             .map_err(|err| format!("listing old outputs: {err}"))?;
-        for file in stale {
-            remove_file_if_exists(&file.absolute)
-                .map_err(|err| format!("removing old output {}: {err}", file.relative))?;
+        let stale: Vec<String> = stale
+            .into_iter()
+            .map(|file| Self::root_relative(spec, &file.relative))
+            .collect();
+        for relative in &stale {
+            workspace
+                .guard
+                .check(relative)
+                .map_err(|why| format!("refusing to remove an old output: {why}"))?;
+        }
+        for relative in &stale {
+            workspace
+                .root
+                .remove_file(relative)
+                .map_err(|err| format!("removing old output: {err}"))?;
         }
         let context = ActionContext {
             id: &spec.id,
             root: &self.config.root,
-            cwd: &cwd,
+            cwd: cwd.path(),
             env: &self.config.env,
+            cancel: &self.cancel,
         };
         let emit = |stream, bytes: &[u8]| {
             if !bytes.is_empty() {
@@ -681,7 +982,7 @@ impl Engine {
         emit(Stream::Stdout, &printed.stdout);
         emit(Stream::Stderr, &printed.stderr);
 
-        let (produced, missing) = expand(&cwd, outputs, None, &self.config.state_dir)
+        let (produced, missing) = expand(&workspace.tree(), &cwd, outputs, None, Purpose::Read)
             .map_err(|err| format!("collecting outputs: {err}"))?;
         if !missing.is_empty() {
             return Err(format!(
@@ -696,13 +997,20 @@ impl Engine {
             ));
         }
         let mut files = Vec::with_capacity(produced.len());
+        for file in &produced {
+            let relative = Self::root_relative(spec, &file.relative);
+            workspace
+                .guard
+                .check(&relative)
+                .map_err(|why| format!("output {why}; nothing was cached"))?;
+        }
         for file in produced {
             let relative = Self::root_relative(spec, &file.relative);
             let (digest, size) = self
                 .store
                 .put_file(&file.absolute)
                 .map_err(|err| format!("storing output {relative}: {err}"))?;
-            let stat = crate::statcache::FileStat::of(&file.metadata);
+            let stat = file.stat.expect("files read are stat'ed");
             stats.record(&relative, stat, digest, true);
             files.push(OutputFile {
                 path: relative,
@@ -733,6 +1041,7 @@ impl Engine {
 
     /// What a run of `targets` would do, without running or restoring anything.
     pub fn probe(&self, graph: &TaskGraph, targets: &[TaskId]) -> io::Result<Vec<Probe>> {
+        let workspace = self.workspace()?;
         let (stat_path, clock_path) = self.stat_cache_paths();
         let stats = if stat_path.exists() {
             StatCache::load(&stat_path, &clock_path)?
@@ -765,8 +1074,22 @@ impl Engine {
                 .iter()
                 .map(|d| (d.to_string(), outputs[d]))
                 .collect();
-            let globs = TaskGlobs::new(spec);
-            let found = globs.and_then(|globs| self.components(spec, &globs, deps, &stats));
+            let globs = match TaskGlobs::new(spec) {
+                Ok(globs) => globs,
+                Err(error) => {
+                    changing.insert(id.clone());
+                    probes.push(Probe {
+                        id,
+                        expected: Expected::Run(Vec::new()),
+                        key: None,
+                        warnings: vec![error],
+                    });
+                    continue;
+                }
+            };
+            let found = workspace.cwd(spec).and_then(|cwd| {
+                self.components(spec, &globs, deps, &workspace, cwd.as_ref(), &stats)
+            });
             let (components, unmatched) = match found {
                 Ok(found) => found,
                 Err(error) => {
@@ -785,11 +1108,19 @@ impl Engine {
                 .map(|p| format!("input pattern `{p}` matches no file"))
                 .collect();
             let key = components.key();
-            let cached = if self.config.force {
-                None
-            } else {
-                self.store.get_action(&key).ok().flatten()
+            let declared = DeclaredOutputs {
+                cwd: &spec.cwd,
+                outputs: &globs.outputs,
             };
+            let cached =
+                if self.config.force {
+                    None
+                } else {
+                    // An entry that would be refused on restore is a run, and is not read further.
+                    self.store.get_action(&key).ok().flatten().filter(|result| {
+                        check_entry(result, &workspace.guard, Some(&declared)).is_ok()
+                    })
+                };
             let expected = match cached {
                 Some(result) => {
                     outputs.insert(id.clone(), result.output_digest());

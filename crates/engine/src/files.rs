@@ -4,13 +4,29 @@
 //! `*` stays inside one directory, `**` crosses directories, a leading `!` excludes. A pattern
 //! without glob characters names a file, or a whole directory (as `dir/**`). Walks start at the
 //! longest literal directory prefix of each pattern, so `src/**` never reads outside `src/`.
-//! Directories named `.git` and the engine's own state directory are never entered.
+//! Directories named `.git` and the engine's own state and cache directories are never entered.
+//!
+//! Walks go through [`crate::confine`]: the literal prefix is resolved without following links
+//! (a link there is an error naming it) and no link to a directory is ever entered.
+//!
+//! **Links** matched by a pattern ([`Purpose`]): a link to a regular file inside the workspace
+//! counts as that file (its content is hashed and stored; it is restored as a regular file); a
+//! link leading outside the workspace is an error when read (an input, or an output being
+//! stored), so nothing outside is read into a key or a cache silently; dangling links and links
+//! to directories are left out of inputs and outputs. When old outputs are removed, every
+//! matching link is removed itself, never its target.
+//!
+//! **Names that are not UTF-8** are never skipped silently: a matching one is an error naming it
+//! escaped (`src/\xff.txt`); directories with such names are walked like any other.
 
-use std::fs::{self, Metadata};
-use std::io;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::confine::{ConfineError, Dir, Kind, Walk, escape};
+use crate::statcache::FileStat;
 
 /// A set of compiled patterns.
 #[derive(Debug)]
@@ -113,6 +129,46 @@ impl Patterns {
     pub fn matches(&self, relative: &str) -> bool {
         self.include.is_match(relative) && !self.exclude.is_match(relative)
     }
+
+    /// Every include pattern (what matched nothing when nothing was looked at).
+    pub fn includes(&self) -> Vec<String> {
+        self.unmatched(&vec![false; self.sources.len()])
+    }
+
+    /// The include patterns not marked in `matched`.
+    fn unmatched(&self, matched: &[bool]) -> Vec<String> {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter(|(index, source)| !source.starts_with('!') && !matched[*index])
+            .map(|(_, source)| source.clone())
+            .collect()
+    }
+}
+
+/// What a walk may see: the confined workspace root and what it never enters.
+pub struct Tree<'a> {
+    /// The workspace root.
+    pub root: &'a Dir,
+    /// The root's canonical path: a link counts as the file it points to only when that file is
+    /// below it.
+    pub canonical_root: &'a Path,
+    /// Root-relative directories never entered (the engine's state and cache directories when
+    /// they are inside the root). Directories named `.git` are never entered either.
+    pub never_enter: &'a [String],
+}
+
+/// What the files found are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Hashing (inputs, produced outputs): a link to a file inside the root counts as that file,
+    /// a link leading outside the root is an error, other links (dangling, to a directory) are
+    /// left out.
+    Read,
+    /// Removing (stale outputs): every matching file and link is listed; a link is removed
+    /// itself, never its target, and [`Found::stat`] is set only for a link to a file inside the
+    /// root.
+    Remove,
 }
 
 /// A file found by [`expand`].
@@ -120,21 +176,47 @@ impl Patterns {
 pub struct Found {
     /// Relative to the cwd.
     pub relative: String,
+    /// For reading (hashing); writes and deletes go through [`crate::confine`].
     pub absolute: PathBuf,
-    pub metadata: Metadata,
+    /// The file's stat (a link's target's for a link to a file inside the root); `None` for a
+    /// link listed only to be removed.
+    pub stat: Option<FileStat>,
+    /// The entry is a symbolic link.
+    pub link: bool,
 }
 
-/// The files matching `patterns` below `cwd`, sorted by path, minus those `skip` matches;
-/// also the include patterns that matched nothing.
+/// Why a pattern could not be expanded.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpandError {
+    #[error(transparent)]
+    Confine(#[from] ConfineError),
+    #[error(
+        "`{path}` matches a pattern of this task but its name is not valid UTF-8; rename it (xbundle keys, stores and restores UTF-8 paths only)"
+    )]
+    NotUtf8 { path: String },
+    #[error(
+        "`{path}` is a symbolic link to `{target}`, outside the workspace; a task's inputs and outputs must be inside it"
+    )]
+    LinkOutside { path: String, target: String },
+}
+
+/// The files matching `patterns` below the directory `cwd`, sorted by path, minus those `skip`
+/// matches; also the include patterns that matched nothing.
 ///
-/// Cost: one `readdir` per directory under each walk root and one `stat` per file, made
+/// Walks start at the literal prefix of each pattern, resolved without following links (a link
+/// there is an error naming it), and never descend through a link, into `.git` or into
+/// `tree.never_enter`. A matching name that is not UTF-8 is an error ([`ExpandError::NotUtf8`]).
+/// Links are handled as [`Purpose`] says.
+///
+/// Cost: one `readdir` per directory under each walk root and one `fstatat` per matching file,
 /// relative to the directory being read (no path lookup from the root for each file).
 pub fn expand(
-    cwd: &Path,
+    tree: &Tree<'_>,
+    cwd: &Dir,
     patterns: &Patterns,
     skip: Option<&Patterns>,
-    state_dir: &Path,
-) -> io::Result<(Vec<Found>, Vec<String>)> {
+    purpose: Purpose,
+) -> Result<(Vec<Found>, Vec<String>), ExpandError> {
     let mut found: Vec<Found> = Vec::new();
     let mut matched = vec![false; patterns.sources.len()];
     let mut bases: Vec<&String> = patterns.bases.iter().collect();
@@ -149,95 +231,179 @@ pub fn expand(
             roots.push(base);
         }
     }
-    let mut hits = Vec::new();
-    let mut consider = |relative: String, absolute: PathBuf, metadata: Metadata| {
-        patterns.include.matches_into(relative.as_str(), &mut hits);
-        if hits.is_empty() || patterns.exclude.is_match(relative.as_str()) {
-            return;
+    // The directories never entered, relative to `cwd`.
+    let prefix = match cwd.relative() {
+        "" => String::new(),
+        relative => format!("{relative}/"),
+    };
+    let mut never_enter: Vec<&str> = Vec::new();
+    for dir in tree.never_enter {
+        if prefix.starts_with(&format!("{dir}/")) {
+            // The cwd itself is inside the engine's own directories: nothing there is a task's.
+            return Ok((Vec::new(), patterns.unmatched(&matched)));
         }
+        if let Some(inside) = dir.strip_prefix(prefix.as_str()) {
+            never_enter.push(inside);
+        }
+    }
+    let entered = |relative: &[u8]| {
+        let name = relative.rsplit(|&b| b == b'/').next().unwrap_or(relative);
+        !name.eq_ignore_ascii_case(b".git")
+            && !never_enter.iter().any(|dir| dir.as_bytes() == relative)
+    };
+
+    let mut hits = Vec::new();
+    let mut consider = |relative: &[u8],
+                        kind: Kind,
+                        stat: &dyn Fn() -> std::io::Result<FileStat>|
+     -> Result<(), ExpandError> {
+        let path = Path::new(OsStr::from_bytes(relative));
+        patterns.include.matches_into(path, &mut hits);
+        if hits.is_empty() || patterns.exclude.is_match(path) {
+            return Ok(());
+        }
+        let Ok(relative) = std::str::from_utf8(relative) else {
+            return Err(ExpandError::NotUtf8 {
+                path: display(cwd, &escape(relative)),
+            });
+        };
+        if !matches!(kind, Kind::File | Kind::Symlink) {
+            return Ok(());
+        }
+        if skip.is_some_and(|skip| skip.matches(relative)) {
+            // Left out (an input that is also an output): matched, never looked at.
+            for &hit in &hits {
+                matched[patterns.include_sources[hit]] = true;
+            }
+            return Ok(());
+        }
+        let absolute = cwd.join(relative);
+        let (stat, link) = match kind {
+            Kind::File => match stat() {
+                Ok(stat) => (Some(stat), false),
+                // Removed since the directory was read.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(source) => {
+                    return Err(ConfineError::Io {
+                        path: display(cwd, relative),
+                        source,
+                    }
+                    .into());
+                }
+            },
+            Kind::Symlink => match link_target(tree, &absolute) {
+                Target::Inside(stat) => (Some(stat), true),
+                Target::Outside(target) if purpose == Purpose::Read => {
+                    return Err(ExpandError::LinkOutside {
+                        path: display(cwd, relative),
+                        target: target.display().to_string(),
+                    });
+                }
+                Target::Outside(_) | Target::NotAFile if purpose == Purpose::Remove => (None, true),
+                Target::Outside(_) | Target::NotAFile => return Ok(()),
+            },
+            Kind::Dir | Kind::Other => return Ok(()),
+        };
         for &hit in &hits {
             matched[patterns.include_sources[hit]] = true;
         }
-        if skip.is_some_and(|skip| skip.matches(&relative)) {
-            return;
-        }
         found.push(Found {
-            relative,
+            relative: relative.to_string(),
             absolute,
-            metadata,
+            stat,
+            link,
         });
+        Ok(())
     };
     for base in roots {
-        let start = if base.is_empty() {
-            cwd.to_path_buf()
-        } else {
-            cwd.join(base)
-        };
-        let metadata = match fs::metadata(&start) {
-            Ok(metadata) => metadata,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(err),
-        };
-        if metadata.is_file() {
-            consider(base.clone(), start, metadata);
+        if base
+            .split('/')
+            .any(|component| component.eq_ignore_ascii_case(".git"))
+        {
             continue;
         }
-        if !metadata.is_dir() {
+        if !base.is_empty()
+            && never_enter
+                .iter()
+                .any(|dir| base.starts_with(&format!("{dir}/")) || *dir == base.as_str())
+        {
             continue;
         }
-        let mut stack = vec![(start, base.clone())];
-        while let Some((dir, relative_dir)) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                // Removed while we walked: nothing to see there.
-                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(err),
-            };
-            for entry in entries {
-                let entry = entry?;
-                let name = entry.file_name();
-                let Some(name) = name.to_str() else { continue };
-                let relative = if relative_dir.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{relative_dir}/{name}")
-                };
-                let file_type = entry.file_type()?;
-                if file_type.is_dir() {
-                    let path = entry.path();
-                    if name != ".git" && path != state_dir {
-                        stack.push((path, relative));
-                    }
-                } else if file_type.is_file() {
-                    // fstatat relative to the directory: no full path lookup.
-                    match entry.metadata() {
-                        Ok(metadata) => consider(relative, entry.path(), metadata),
-                        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                        Err(err) => return Err(err),
-                    }
-                } else if file_type.is_symlink() {
-                    // Symlinks count as the file they point to; dangling ones and links to
-                    // directories are skipped.
-                    let path = entry.path();
-                    if let Ok(metadata) = fs::metadata(&path)
-                        && metadata.is_file()
-                    {
-                        consider(relative, path, metadata);
-                    }
+        if !base.is_empty() {
+            match cwd.lstat(base)? {
+                None => continue,
+                Some((Kind::Dir, _)) => {}
+                Some((Kind::File, stat)) => {
+                    consider(base.as_bytes(), Kind::File, &|| Ok(stat))?;
+                    continue;
                 }
+                Some((Kind::Symlink, _)) => {
+                    // A literal pattern naming a link: the link is the entry. Anything else
+                    // expects a directory here, and links are not followed.
+                    if patterns.include.is_match(base.as_str()) {
+                        consider(base.as_bytes(), Kind::Symlink, &|| unreachable_stat())?;
+                        continue;
+                    }
+                    return Err(ConfineError::Symlink {
+                        path: display(cwd, base),
+                    }
+                    .into());
+                }
+                Some((Kind::Other, _)) => continue,
             }
         }
+        cwd.walk::<ExpandError>(base, &mut |entry| {
+            match entry.kind {
+                Kind::Dir => {
+                    return Ok(if entered(entry.relative) {
+                        Walk::Enter
+                    } else {
+                        Walk::Skip
+                    });
+                }
+                kind => consider(entry.relative, kind, &|| entry.stat())?,
+            }
+            Ok(Walk::Skip)
+        })?;
     }
     found.sort_unstable_by(|a, b| a.relative.cmp(&b.relative));
     found.dedup_by(|a, b| a.relative == b.relative);
-    let unmatched = patterns
-        .sources
-        .iter()
-        .enumerate()
-        .filter(|(index, source)| !source.starts_with('!') && !matched[*index])
-        .map(|(_, source)| source.clone())
-        .collect();
-    Ok((found, unmatched))
+    Ok((found, patterns.unmatched(&matched)))
+}
+
+fn unreachable_stat() -> std::io::Result<FileStat> {
+    Err(std::io::Error::other("a link has no stat of its own here"))
+}
+
+/// `relative` (below `cwd`) as a root-relative path for messages.
+fn display(cwd: &Dir, relative: &str) -> String {
+    match cwd.relative() {
+        "" => relative.to_string(),
+        prefix => format!("{prefix}/{relative}"),
+    }
+}
+
+enum Target {
+    /// A regular file below the root, with its stat.
+    Inside(FileStat),
+    /// Resolves outside the root.
+    Outside(PathBuf),
+    /// Dangling, or a directory or another non-file below the root.
+    NotAFile,
+}
+
+/// Where the link at `absolute` leads (following every link on the way).
+fn link_target(tree: &Tree<'_>, absolute: &Path) -> Target {
+    let Ok(target) = std::fs::canonicalize(absolute) else {
+        return Target::NotAFile;
+    };
+    if !target.starts_with(tree.canonical_root) {
+        return Target::Outside(target);
+    }
+    match std::fs::metadata(&target) {
+        Ok(metadata) if metadata.is_file() => Target::Inside(FileStat::of(&metadata)),
+        _ => Target::NotAFile,
+    }
 }
 
 /// Checks that `pattern` is a valid glob for [`Patterns`], without building a matcher.
@@ -248,6 +414,7 @@ pub fn validate(pattern: &str) -> Result<(), PatternError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -265,13 +432,29 @@ mod tests {
         dir
     }
 
-    fn names(dir: &Path, patterns: &[&str], skip: &[&str]) -> (Vec<String>, Vec<String>) {
+    fn try_names(
+        dir: &Path,
+        patterns: &[&str],
+        skip: &[&str],
+        purpose: Purpose,
+    ) -> Result<(Vec<String>, Vec<String>), ExpandError> {
         let patterns =
             Patterns::new(&patterns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let skip = Patterns::new(&skip.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        let (found, unmatched) =
-            expand(dir, &patterns, Some(&skip), &dir.join(".xbundle")).unwrap();
-        (found.into_iter().map(|f| f.relative).collect(), unmatched)
+        let root = Dir::open_root(dir).unwrap();
+        let canonical = fs::canonicalize(dir).unwrap();
+        let never_enter = [".xbundle".to_string()];
+        let tree = Tree {
+            root: &root,
+            canonical_root: &canonical,
+            never_enter: &never_enter,
+        };
+        let (found, unmatched) = expand(&tree, &root, &patterns, Some(&skip), purpose)?;
+        Ok((found.into_iter().map(|f| f.relative).collect(), unmatched))
+    }
+
+    fn names(dir: &Path, patterns: &[&str], skip: &[&str]) -> (Vec<String>, Vec<String>) {
+        try_names(dir, patterns, skip, Purpose::Read).unwrap()
     }
 
     #[test]
@@ -287,11 +470,117 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_handle_walks_again_from_its_start() {
+        // Each walk reads its own handle: a second walk from the same directory sees files
+        // created since the first (a shared read position would see nothing).
+        let dir = tree();
+        let root = Dir::open_root(dir.path()).unwrap();
+        let canonical = fs::canonicalize(dir.path()).unwrap();
+        let tree = Tree {
+            root: &root,
+            canonical_root: &canonical,
+            never_enter: &[],
+        };
+        let cwd = root.open_dir("").unwrap().unwrap();
+        let patterns = Patterns::new(&["**/*.gen".to_string()]).unwrap();
+        let (found, _) = expand(&tree, &cwd, &patterns, None, Purpose::Remove).unwrap();
+        assert!(found.is_empty());
+        fs::write(dir.path().join("src/x.gen"), "x").unwrap();
+        let (found, unmatched) = expand(&tree, &cwd, &patterns, None, Purpose::Read).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(unmatched.is_empty());
+    }
+
+    #[test]
     fn skip_removes_outputs_from_inputs() {
         let dir = tree();
         let (found, unmatched) = names(dir.path(), &["**"], &["dist/**"]);
         assert_eq!(found, ["README", "src/a.rs", "src/c.txt", "src/deep/b.rs"]);
         assert!(unmatched.is_empty());
+    }
+
+    #[test]
+    fn links_non_utf8_names_and_own_directories() {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::symlink;
+        let dir = tree();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"s").unwrap();
+        fs::create_dir_all(dir.path().join(".xbundle/cache")).unwrap();
+        fs::write(dir.path().join(".xbundle/cache/blob"), b"b").unwrap();
+        fs::create_dir_all(dir.path().join(".git")).unwrap();
+        fs::write(dir.path().join(".git/config"), b"c").unwrap();
+        symlink("a.rs", dir.path().join("src/inside.rs")).unwrap();
+        symlink(
+            dir.path().join("src/deep"),
+            dir.path().join("src/deep-link"),
+        )
+        .unwrap();
+        symlink("missing", dir.path().join("src/dangling.rs")).unwrap();
+
+        // Links to files inside count as the file; links to directories and dangling links are
+        // left out; `.git` and the engine's directories are never entered.
+        let (found, _) = names(dir.path(), &["**"], &[]);
+        assert_eq!(
+            found,
+            [
+                "README",
+                "dist/out.js",
+                "src/a.rs",
+                "src/c.txt",
+                "src/deep/b.rs",
+                "src/inside.rs"
+            ]
+        );
+        // Removing lists every link (removed itself, never followed).
+        let (found, _) = try_names(dir.path(), &["src/*.rs"], &[], Purpose::Remove).unwrap();
+        assert_eq!(found, ["src/a.rs", "src/dangling.rs", "src/inside.rs"]);
+        // A link leading outside is an error when read, listed when removing.
+        symlink(
+            outside.path().join("secret"),
+            dir.path().join("src/secret.rs"),
+        )
+        .unwrap();
+        let err = try_names(dir.path(), &["src/**"], &[], Purpose::Read).unwrap_err();
+        assert!(
+            matches!(err, ExpandError::LinkOutside { ref path, .. } if path == "src/secret.rs"),
+            "{err}"
+        );
+        assert!(try_names(dir.path(), &["src/**"], &[], Purpose::Remove).is_ok());
+        // Left out of the inputs as an output: never looked at.
+        let (found, _) =
+            try_names(dir.path(), &["src/**"], &["src/secret.rs"], Purpose::Read).unwrap();
+        assert!(!found.contains(&"src/secret.rs".to_string()));
+        fs::remove_file(dir.path().join("src/secret.rs")).unwrap();
+
+        // A link where a pattern expects a directory is an error naming it.
+        symlink(outside.path(), dir.path().join("build")).unwrap();
+        let err = try_names(dir.path(), &["build/**"], &[], Purpose::Remove).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`build` is a symbolic link where a directory is expected; xbundle never follows a link to a directory in a task's paths (replace the link by a directory, or change the task's paths)"
+        );
+
+        // A matching name that is not UTF-8 is an error naming it, in a non-UTF-8 directory too.
+        let name = std::ffi::OsStr::from_bytes(b"\xff.txt");
+        fs::write(dir.path().join("src").join(name), b"x").unwrap();
+        let err = try_names(dir.path(), &["src/**"], &[], Purpose::Read).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("`src/\\xff.txt` matches a pattern"),
+            "{err}"
+        );
+        fs::remove_file(dir.path().join("src").join(name)).unwrap();
+        let weird = dir
+            .path()
+            .join("src")
+            .join(std::ffi::OsStr::from_bytes(b"d\xfe"));
+        fs::create_dir_all(&weird).unwrap();
+        fs::write(weird.join("x.rs"), b"x").unwrap();
+        let err = try_names(dir.path(), &["src/**/*.rs"], &[], Purpose::Read).unwrap_err();
+        assert!(err.to_string().starts_with("`src/d\\xfe/x.rs`"), "{err}");
+        // Not matched: no error.
+        assert!(try_names(dir.path(), &["src/*.txt"], &[], Purpose::Read).is_ok());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Crash-safe file writes and the workspace lock.
+//! Crash-safe file writes of the engine's own files, and file locks.
 //!
 //! Invariant: every file the engine publishes (CAS blob, action-cache entry, stat cache, ledger
 //! entry, restored output) is written to a temporary file in the destination's directory, then
@@ -113,15 +113,38 @@ pub fn remove_file_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
-/// An exclusive advisory lock on a file, released on drop (and by the OS if the process dies).
-pub struct WorkspaceLock {
+/// How a [`FileLock`] is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    /// Several holders at once (builds sharing a cache).
+    Shared,
+    /// One holder (a build in its workspace, cache maintenance).
+    Exclusive,
+}
+
+/// An advisory lock on a file (`flock`), released on drop (and by the OS if the process dies).
+#[derive(Debug)]
+pub struct FileLock {
     _file: File,
     pub path: PathBuf,
 }
 
-impl WorkspaceLock {
-    /// Takes the lock, calling `on_wait` once if another process holds it.
-    pub fn acquire(path: &Path, on_wait: impl FnOnce()) -> io::Result<WorkspaceLock> {
+/// The workspace lock is a [`FileLock`] held exclusively on `<state>/lock`.
+pub type WorkspaceLock = FileLock;
+
+impl FileLock {
+    /// Takes the lock in `mode`, calling `on_wait` once if another process holds it in a
+    /// conflicting mode; while waiting, `cancelled` is polled and ends the wait with an
+    /// [`io::ErrorKind::Interrupted`] error. The lock file is created if needed (never through a
+    /// link at its own name) and never removed: removing a lock file that others wait on would
+    /// let two holders in.
+    pub fn acquire(
+        path: &Path,
+        mode: LockMode,
+        on_wait: impl FnOnce(),
+        cancelled: &dyn Fn() -> bool,
+    ) -> io::Result<FileLock> {
+        use std::os::unix::fs::OpenOptionsExt;
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
@@ -129,16 +152,34 @@ impl WorkspaceLock {
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
-        match file.try_lock() {
+        let try_lock = |file: &File| match mode {
+            LockMode::Shared => file.try_lock_shared(),
+            LockMode::Exclusive => file.try_lock(),
+        };
+        match try_lock(&file) {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 on_wait();
-                file.lock()?;
+                loop {
+                    if cancelled() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Interrupted,
+                            "interrupted while waiting for a lock",
+                        ));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    match try_lock(&file) {
+                        Ok(()) => break,
+                        Err(fs::TryLockError::WouldBlock) => continue,
+                        Err(fs::TryLockError::Error(err)) => return Err(err),
+                    }
+                }
             }
             Err(fs::TryLockError::Error(err)) => return Err(err),
         }
-        Ok(WorkspaceLock {
+        Ok(FileLock {
             _file: file,
             path: path.to_path_buf(),
         })

@@ -7,10 +7,17 @@
 //! **Architecture invariant:** this crate knows nothing of scenarios, tiers, secrets or bundles.
 //! It sees tasks with ids, parameters, globs and an [`task::Action`] to call.
 //!
+//! **Invariant:** the engine writes and deletes in a work tree only through [`confine`] (no
+//! symbolic link is ever followed on the way) and never at a path [`guard`] protects (`.git`,
+//! its own directories, configured paths); cache entries are untrusted input, checked whole
+//! before anything of them is restored. It installs no signal handler: a front end stops a run
+//! through [`Cancel`].
+//!
 //! On-disk layout (all under the workspace's state directory, `.xbundle/` by default):
 //!
 //! ```text
 //! .xbundle/lock               exclusive lock held by a running build
+//! .xbundle/cache/lock         store lock: shared by builds, exclusive for gc/verify/clean
 //! .xbundle/cache/cas/<sha256> blobs by SHA-256            (see store)
 //! .xbundle/cache/ac/<key>     action results by task key  (see store)
 //! .xbundle/state/stat-cache   path -> stat + digest       (see statcache)
@@ -18,12 +25,15 @@
 //! .xbundle/state/ledger/…     last key components per task (see ledger)
 //! ```
 
+pub mod cancel;
+pub mod confine;
 pub mod digest;
 pub mod events;
 pub mod exec;
 pub mod files;
 pub mod fsutil;
 pub mod graph;
+pub mod guard;
 pub mod key;
 pub mod ledger;
 pub mod overlap;
@@ -31,6 +41,7 @@ pub mod statcache;
 pub mod store;
 pub mod task;
 
+pub use cancel::Cancel;
 pub use digest::Digest;
 pub use events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
 pub use exec::{Engine, EngineConfig, Expected, Probe};

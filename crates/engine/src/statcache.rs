@@ -47,6 +47,18 @@ impl FileStat {
             executable: metadata.mode() & 0o111 != 0,
         }
     }
+
+    /// From an `fstatat` result (see [`crate::confine`]).
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // field types vary by target
+    pub fn from_stat(stat: &rustix::fs::Stat) -> FileStat {
+        FileStat {
+            size: stat.st_size as u64,
+            mtime_ns: stat.st_mtime as i64 * 1_000_000_000 + stat.st_mtime_nsec as i64,
+            ctime_ns: stat.st_ctime as i64 * 1_000_000_000 + stat.st_ctime_nsec as i64,
+            inode: stat.st_ino as u64,
+            executable: stat.st_mode as u32 & 0o111 != 0,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -121,16 +133,16 @@ impl StatCache {
     /// when its stat changed or its entry is not trusted.
     pub fn digest(&self, relative: &str, absolute: &Path) -> io::Result<Hashed> {
         let metadata = fs::metadata(absolute)?;
-        self.digest_with_metadata(relative, absolute, &metadata)
+        self.digest_with_stat(relative, absolute, FileStat::of(&metadata))
     }
 
-    pub fn digest_with_metadata(
+    /// [`StatCache::digest`] with the stat already taken (by the walk that found the file).
+    pub fn digest_with_stat(
         &self,
         relative: &str,
         absolute: &Path,
-        metadata: &Metadata,
+        stat: FileStat,
     ) -> io::Result<Hashed> {
-        let stat = FileStat::of(metadata);
         if let Some(entry) = self.lookup(relative)
             && entry.trusted
             && entry.stat == stat

@@ -14,7 +14,19 @@
 //! - An action result is written only after every blob it names is in the CAS.
 //! - Nothing read back is trusted: an action result whose body does not match its header digest,
 //!   or that was written for another key (a file copied or renamed in the store), is corrupt; a blob is streamed through SHA-256 on every restore and a mismatch is an error.
-//!   Corrupt entries are deleted and reported; the caller treats them as misses.
+//!   Corrupt entries are deleted and reported; the caller treats them as misses. An entry that
+//!   parses is still untrusted: its paths are checked before anything is restored (see
+//!   [`crate::guard`]); the body is parsed strictly (unknown fields are corruption).
+//! - Maintenance removes only what the store created (`cas/<sha256>`, `ac/<key>`, the shard
+//!   directories of earlier versions, its `.tmp-*` files, then `cas/` and `ac/` when empty);
+//!   never the cache directory itself, nor anything else a user keeps there.
+//! - Concurrency: the cache may be shared by several workspaces (`XBUNDLE_CACHE_DIR`), whose
+//!   workspace locks are separate. The store has its own lock file, `lock`: every build holds it
+//!   shared for its whole run, `gc`, `verify` and `clean` take it exclusively (waiting with a
+//!   warning). A lock rather than a grace period for young blobs, because it is exact: a blob
+//!   written a second before `gc` or restored an hour after it was written are both safe, and
+//!   `gc` never has to guess how long a build takes. The cost is that `gc` waits for running
+//!   builds to finish.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -25,14 +37,19 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::confine::{ConfineError, Dir};
 use crate::digest::{Digest, Hasher, hash_reader};
-use crate::fsutil::{persist, remove_file_if_exists, temp_beside, write_atomic};
+use crate::fsutil::{
+    FileLock, LockMode, persist, remove_file_if_exists, temp_beside, write_atomic,
+};
+use crate::statcache::FileStat;
 use tempfile::NamedTempFile;
 
 const AC_HEADER: &str = "xbundle-ac-v2";
 
 /// One file of a task's output tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OutputFile {
     /// Root-relative, `/`-separated.
     pub path: String,
@@ -43,6 +60,7 @@ pub struct OutputFile {
 
 /// Captured output stream of a task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StoredStream {
     pub size: u64,
     pub digest: Digest,
@@ -50,6 +68,7 @@ pub struct StoredStream {
 
 /// What a task produced, stored under its key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ActionResult {
     pub task: String,
     /// Sorted by path.
@@ -91,6 +110,10 @@ pub enum StoreError {
     Corrupt { path: PathBuf, problem: String },
     #[error("cache blob {digest} is missing")]
     MissingBlob { digest: Digest },
+    /// The work tree refused the restore (a link where a directory is expected, …): not the
+    /// cache's fault.
+    #[error(transparent)]
+    Tree(#[from] ConfineError),
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -191,41 +214,65 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Writes the blob `file.digest` to `destination` (atomically), verifying size and digest
-    /// while copying. A mismatch deletes the bad blob and leaves `destination` untouched.
+    /// Writes the blob `file.digest` to `relative` below `root` (atomically, through
+    /// [`crate::confine`]: never through a link), verifying size and digest while copying, with
+    /// mode 0755 or 0644. A mismatch deletes the bad blob and leaves the destination untouched.
+    /// Returns the restored file's stat.
     ///
     /// The temporary copy is made in `staging` (a directory of the engine's, emptied at the start
-    /// of every run, so a build killed mid-restore leaves nothing in the work tree), or beside
-    /// `destination` when `staging` is on another file system.
+    /// of every run, so a build killed mid-restore leaves nothing in the work tree), or in the
+    /// destination's directory when `staging` is unusable or on another file system.
     pub fn restore_file(
         &self,
         file: &OutputFile,
-        destination: &Path,
+        root: &Dir,
+        relative: &str,
         staging: &Path,
-    ) -> Result<(), StoreError> {
+    ) -> Result<FileStat, StoreError> {
+        let in_place = || {
+            root.write_file(relative, mode_of(file), |out: &mut File| {
+                self.verified_copy_into(file, out, Path::new(relative))
+            })
+        };
         let temp = match self.verified_copy(file, staging.join("x").as_path()) {
             Ok(temp) => temp,
-            Err(StoreError::Io { .. }) => self.verified_copy(file, destination)?,
+            Err(StoreError::Io { .. }) => return in_place(),
             Err(err) => return Err(err),
         };
-        if let Some(dir) = destination.parent() {
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
-        }
-        match temp.persist(destination) {
-            Ok(_) => Ok(()),
-            Err(err) if err.error.kind() == io::ErrorKind::CrossesDevices => {
-                drop(err);
-                let temp = self.verified_copy(file, destination)?;
-                temp.persist(destination)
-                    .map_err(|err| io_err(destination)(err.error))?;
-                Ok(())
+        match root.rename_into(temp.path(), relative) {
+            Ok(stat) => {
+                // Moved away: nothing left for the temporary file's drop to remove.
+                let _ = temp.into_temp_path().keep();
+                Ok(stat)
             }
-            Err(err) => Err(io_err(destination)(err.error)),
+            Err(ConfineError::Io { source, .. })
+                if source.kind() == io::ErrorKind::CrossesDevices =>
+            {
+                drop(temp);
+                in_place()
+            }
+            Err(err) => Err(err.into()),
         }
     }
 
     /// Copies blob `file.digest` into a temporary file beside `near`, verifying size and digest.
     fn verified_copy(&self, file: &OutputFile, near: &Path) -> Result<NamedTempFile, StoreError> {
+        let mut temp = temp_beside(near).map_err(io_err(near))?;
+        self.verified_copy_into(file, temp.as_file_mut(), near)?;
+        temp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode_of(file)))
+            .map_err(io_err(near))?;
+        Ok(temp)
+    }
+
+    /// Copies blob `file.digest` into `out`, verifying size and digest; a mismatch removes the
+    /// blob.
+    fn verified_copy_into(
+        &self,
+        file: &OutputFile,
+        out: &mut File,
+        out_path: &Path,
+    ) -> Result<(), StoreError> {
         let blob = self.blob_path(&file.digest);
         let mut input = match File::open(&blob) {
             Ok(input) => input,
@@ -236,12 +283,14 @@ impl Store {
             }
             Err(err) => return Err(io_err(&blob)(err)),
         };
-        let mut temp = temp_beside(near).map_err(io_err(near))?;
         let mut tee = Tee {
             reader: &mut input,
-            writer: temp.as_file_mut(),
+            writer: out,
         };
-        let (digest, size) = hash_reader(&mut tee).map_err(io_err(&blob))?;
+        let (digest, size) = hash_reader(&mut tee).map_err(|err| {
+            // A read error is the blob's, a write error the destination's.
+            io_err(out_path)(err)
+        })?;
         if digest != file.digest || size != file.size {
             let _ = remove_file_if_exists(&blob);
             return Err(StoreError::Corrupt {
@@ -254,11 +303,7 @@ impl Store {
                 ),
             });
         }
-        let mode = if file.executable { 0o755 } else { 0o644 };
-        temp.as_file()
-            .set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err(near))?;
-        Ok(temp)
+        Ok(())
     }
 
     /// Stores an action result under `key`. Call only after all its blobs are stored.
@@ -314,8 +359,15 @@ impl Store {
         Ok(stats)
     }
 
-    /// Checks every action result and blob; removes what is corrupt.
-    pub fn verify(&self) -> io::Result<VerifyReport> {
+    /// Checks every action result and blob; removes what is corrupt or unsafe. `check` judges
+    /// each readable action result as untrusted input (see [`crate::guard::check_entry`]);
+    /// what it refuses is reported and removed like a corrupt entry.
+    ///
+    /// Call with the store locked exclusively ([`Store::lock`]).
+    pub fn verify(
+        &self,
+        check: &dyn Fn(&ActionResult) -> Result<(), String>,
+    ) -> io::Result<VerifyReport> {
         let mut report = VerifyReport::default();
         for (path, _, _) in list_files(&self.root.join("cas"), true)? {
             report.blobs_checked += 1;
@@ -337,17 +389,26 @@ impl Store {
         }
         for (path, _, _) in list_files(&self.root.join("ac"), true)? {
             report.actions_checked += 1;
-            let problem = match parse_action(&fs::read(&path)?, key_of(&path).as_ref()) {
+            let bytes = fs::read(&path)?;
+            if is_other_format(&bytes) {
+                // Another version's entry: never read by this one (a plain miss), left alone.
+                continue;
+            }
+            let problem = match parse_action(&bytes, key_of(&path).as_ref()) {
                 Err(problem) => Some(problem),
-                Ok(result) => result
-                    .blobs()
-                    .find(|(digest, size)| !blob_present(&self.blob_path(digest), *size))
-                    .map(|(digest, _)| format!("names missing or damaged blob {}", digest.short())),
+                Ok(result) => check(&result).err().or_else(|| {
+                    result
+                        .blobs()
+                        .find(|(digest, size)| !blob_present(&self.blob_path(digest), *size))
+                        .map(|(digest, _)| {
+                            format!("names missing or damaged blob {}", digest.short())
+                        })
+                }),
             };
             if let Some(problem) = problem {
                 remove_file_if_exists(&path)?;
                 report.problems.push(format!(
-                    "action entry {} {problem}; removed",
+                    "action entry {} is unusable ({problem}); removed",
                     path.display()
                 ));
             }
@@ -355,8 +416,63 @@ impl Store {
         Ok(report)
     }
 
+    /// Removes everything the store created, and nothing else: `cas/<sha256>` blobs,
+    /// `ac/<key>` entries, the same in the two-hex-digit shard directories of earlier versions
+    /// (removed once empty), the store's temporary files (`.tmp-*`), then `cas/` and `ac/` if
+    /// nothing else is left in them. The cache directory itself, its lock file and any other
+    /// file or directory in it stay. Returns how many files were removed.
+    ///
+    /// Call with the store locked exclusively ([`Store::lock`]).
+    pub fn clean(&self) -> io::Result<u64> {
+        let mut removed = 0;
+        for area in ["cas", "ac"] {
+            let dir = self.root.join(area);
+            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                // Missing, or a link the store never made: nothing of ours in it.
+                continue;
+            }
+            for (path, _, _) in list_files(&dir, false)? {
+                remove_file_if_exists(&path)?;
+                removed += 1;
+            }
+            removed += remove_temp_files(&dir)?;
+            if let Ok(entries) = fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    if is_shard(&entry) {
+                        removed += remove_temp_files(&entry.path())?;
+                        remove_dir_if_empty(&entry.path())?;
+                    }
+                }
+            }
+            remove_dir_if_empty(&dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// The store's lock file (`<cache>/lock`): builds hold it shared for their whole run,
+    /// `gc`, `verify` and `clean` exclusively, so maintenance never removes a blob that a build
+    /// in any workspace sharing this cache is writing or restoring.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+
+    /// Takes the store's lock (see [`Store::lock_path`]), calling `on_wait` once if another
+    /// process holds it in a conflicting mode, and polling `cancelled` while waiting.
+    pub fn lock(
+        &self,
+        mode: LockMode,
+        on_wait: impl FnOnce(),
+        cancelled: &dyn Fn() -> bool,
+    ) -> io::Result<FileLock> {
+        FileLock::acquire(&self.lock_path(), mode, on_wait, cancelled)
+    }
+
     /// Evicts least recently used action results until the store fits in `max_bytes`, then
-    /// removes blobs no remaining action result names, and stray temporary files.
+    /// removes blobs no remaining action result names, and stray temporary files. Only files the
+    /// store created are ever removed (see [`Store::clean`]).
+    ///
+    /// Call with the store locked exclusively ([`Store::lock`]): a blob that a build is writing
+    /// is named by no action result yet, and would otherwise be removed under it.
     pub fn gc(&self, max_bytes: u64) -> io::Result<GcReport> {
         let mut actions = list_files(&self.root.join("ac"), true)?;
         // Newest first.
@@ -479,6 +595,11 @@ fn parse_action(bytes: &[u8], expected: Option<&Digest>) -> Result<ActionResult,
     serde_json::from_slice(body).map_err(|err| format!("unreadable body: {err}"))
 }
 
+/// The only modes a restored file gets.
+fn mode_of(file: &OutputFile) -> u32 {
+    if file.executable { 0o755 } else { 0o644 }
+}
+
 fn blob_present(path: &Path, size: u64) -> bool {
     fs::metadata(path).is_ok_and(|m| m.len() == size)
 }
@@ -500,20 +621,80 @@ fn mark_used(path: &Path, open: &File) {
 }
 
 /// Temporary files older than this are leftovers of a killed process: `gc` and `verify` remove
-/// them. Younger ones may belong to a build running right now (the cache can be shared between
-/// workspaces, whose locks are separate), so nothing else touches them.
+/// them. Younger ones may belong to a process of an earlier version that does not take the store
+/// lock, so nothing else touches them (`clean` removes them all).
 const STALE_TEMP: Duration = Duration::from_secs(3600);
 
-/// Every regular file two levels below `dir` (`dir/xx/name`), with size and mtime; temporary
-/// files are skipped, and removed when `remove_stale_temp` and older than [`STALE_TEMP`].
+/// A name the store gives its files: 64 lowercase hex digits.
+fn is_store_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A shard directory of earlier versions: two lowercase hex digits, a real directory.
+fn is_shard(entry: &fs::DirEntry) -> bool {
+    let name = entry.file_name();
+    let name = name.to_str().unwrap_or("");
+    name.len() == 2
+        && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && entry.file_type().is_ok_and(|t| t.is_dir())
+}
+
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with(".tmp-")
+}
+
+/// Removes the store's temporary files directly in `dir`; returns how many.
+fn remove_temp_files(dir: &Path) -> io::Result<u64> {
+    remove_own_files(dir, &is_temp_name)
+}
+
+/// Removes the regular files (not links, not directories) directly in `dir` whose names `own`
+/// accepts; returns how many. A `dir` that is a link or missing holds nothing of ours.
+pub(crate) fn remove_own_files(dir: &Path, own: &dyn Fn(&str) -> bool) -> io::Result<u64> {
+    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)?.flatten() {
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && entry.file_name().to_str().is_some_and(own) {
+            remove_file_if_exists(&entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn remove_dir_if_empty(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
+            ) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Every file the store created in `dir` (`dir/<64 hex>`, and `dir/<2 hex>/<64 hex>` of the
+/// sharded layout of earlier versions, so `gc` and `verify` still see and clean such entries),
+/// with size and mtime. Links, other names and other directories are never listed: they are
+/// not the store's. Temporary files are skipped, and removed when `remove_stale_temp` and
+/// older than [`STALE_TEMP`].
 fn list_files(dir: &Path, remove_stale_temp: bool) -> io::Result<Vec<(PathBuf, u64, SystemTime)>> {
     let mut out = Vec::new();
+    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        // Missing, or a link the store never made.
+        return Ok(out);
+    }
     list_into(dir, remove_stale_temp, true, &mut out)?;
     Ok(out)
 }
 
-/// The files of `dir`, and of its subdirectories when `descend` (the sharded layout of earlier
-/// versions, so `gc` and `verify` still see and clean such entries).
 fn list_into(
     dir: &Path,
     remove_stale_temp: bool,
@@ -528,19 +709,23 @@ fn list_into(
     for entry in entries {
         let entry = entry?;
         let path = entry.path();
+        if descend && is_shard(&entry) {
+            list_into(&path, remove_stale_temp, false, out)?;
+            continue;
+        }
+        // Not following links: a link is never a store file.
         let metadata = match entry.metadata() {
             Ok(metadata) => metadata,
             // Renamed or removed by a concurrent build since the directory was read.
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
             Err(err) => return Err(err),
         };
-        if metadata.is_dir() {
-            if descend {
-                list_into(&path, remove_stale_temp, false, out)?;
-            }
+        if !metadata.is_file() {
             continue;
         }
-        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_temp_name(name) {
             let stale = metadata
                 .modified()
                 .ok()
@@ -551,7 +736,7 @@ fn list_into(
             }
             continue;
         }
-        if metadata.is_file() {
+        if is_store_name(name) {
             out.push((path, metadata.len(), metadata.modified()?));
         }
     }
@@ -574,6 +759,7 @@ impl<R: Read, W: Write> Read for Tee<'_, R, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn result_with(store: &Store, dir: &Path, content: &[u8]) -> ActionResult {
         let file = dir.join("out.txt");
@@ -636,16 +822,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("cache"));
         let result = result_with(&store, dir.path(), b"hello");
+        let root = Dir::open_root(dir.path()).unwrap();
         let destination = dir.path().join("restored.txt");
+        let staging = dir.path().join("staging");
+        fs::create_dir_all(&staging).unwrap();
         store
-            .restore_file(&result.outputs[0], &destination, dir.path())
+            .restore_file(&result.outputs[0], &root, "restored.txt", &staging)
+            .unwrap();
+        assert_eq!(fs::read(&destination).unwrap(), b"hello");
+        assert_eq!(
+            fs::metadata(&destination).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        // Without a usable staging directory, the copy is made beside the destination.
+        fs::remove_file(&destination).unwrap();
+        store
+            .restore_file(
+                &result.outputs[0],
+                &root,
+                "restored.txt",
+                &dir.path().join("none"),
+            )
             .unwrap();
         assert_eq!(fs::read(&destination).unwrap(), b"hello");
 
         fs::write(store.blob_path(&result.outputs[0].digest), b"jello").unwrap();
         fs::remove_file(&destination).unwrap();
         let err = store
-            .restore_file(&result.outputs[0], &destination, dir.path())
+            .restore_file(&result.outputs[0], &root, "restored.txt", &staging)
             .unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert!(!destination.exists(), "nothing half-restored");
@@ -704,6 +908,98 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        assert!(store.verify().unwrap().problems.is_empty());
+        assert!(store.verify(&|_| Ok(())).unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn strict_bodies_and_verify_reports_refused_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let result = result_with(&store, dir.path(), b"hello");
+        let key = Digest::of_bytes(b"key");
+        store.put_action(&key, &result).unwrap();
+        // An unknown field (checksum recomputed): corrupt.
+        let body = serde_json::to_string(&result)
+            .unwrap()
+            .replacen('{', r#"{"mode":511,"#, 1);
+        let mut bytes = format!(
+            "{AC_HEADER} {key} {}\n",
+            entry_checksum(&key, body.as_bytes())
+        );
+        bytes.push_str(&body);
+        fs::write(store.action_path(&key), bytes).unwrap();
+        assert!(matches!(
+            store.get_action(&key),
+            Err(StoreError::Corrupt { .. })
+        ));
+
+        store.put_action(&key, &result).unwrap();
+        let report = store.verify(&|_| Err("refused".into())).unwrap();
+        assert_eq!(report.problems.len(), 1, "{report:?}");
+        assert!(report.problems[0].contains("(refused)"), "{report:?}");
+        assert!(!store.action_path(&key).exists());
+    }
+
+    #[test]
+    fn clean_and_gc_remove_only_what_the_store_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let store = Store::open(&cache);
+        let result = result_with(&store, dir.path(), b"hello");
+        store.put_action(&Digest::of_bytes(b"k"), &result).unwrap();
+        let legacy = cache.join("ac/ab").join(Digest::of_bytes(b"old").to_hex());
+        fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+        fs::write(&legacy, b"old").unwrap();
+        fs::write(cache.join("ac/ab/.tmp-123"), b"t").unwrap();
+        // What a user keeps there.
+        let mine = [
+            "notes.txt",
+            "cas/README",
+            "cas/zz/file",
+            "cas/ab/notes",
+            "ac/0123",
+            "sub/dir/file",
+        ];
+        for path in mine {
+            fs::create_dir_all(cache.join(path).parent().unwrap()).unwrap();
+            fs::write(cache.join(path), path).unwrap();
+        }
+        std::os::unix::fs::symlink(
+            dir.path().join("out.txt"),
+            cache.join("cas").join(Digest::of_bytes(b"l").to_hex()),
+        )
+        .unwrap();
+        store.gc(0).unwrap();
+        for path in mine {
+            assert_eq!(
+                fs::read_to_string(cache.join(path)).unwrap(),
+                path,
+                "gc kept {path}"
+            );
+        }
+        assert!(!legacy.exists());
+        let removed = store.clean().unwrap();
+        assert_eq!(removed, 1, "the shard's temporary file");
+        for path in mine {
+            assert_eq!(
+                fs::read_to_string(cache.join(path)).unwrap(),
+                path,
+                "clean kept {path}"
+            );
+        }
+        assert!(!cache.join("ac/ab").exists(), "an emptied shard goes");
+        assert!(
+            dir.path().join("out.txt").exists(),
+            "a link is not followed"
+        );
+        fs::remove_dir_all(cache.join("sub")).unwrap();
+        for path in mine.iter().filter(|p| !p.starts_with("sub")) {
+            fs::remove_file(cache.join(path)).unwrap();
+        }
+        fs::remove_file(cache.join("cas").join(Digest::of_bytes(b"l").to_hex())).unwrap();
+        fs::remove_dir(cache.join("cas/zz")).unwrap();
+        store.clean().unwrap();
+        assert!(cache.exists(), "never the cache directory itself");
+        assert!(!cache.join("cas").exists() && !cache.join("ac").exists());
     }
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cancel::Cancel;
+
 /// A task's stable id, e.g. `task:ui` or `compile:api@linux-x64`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -85,6 +87,9 @@ pub struct ActionContext<'a> {
     pub cwd: &'a Path,
     /// The environment to run child processes with (the engine's snapshot).
     pub env: &'a BTreeMap<OsString, OsString>,
+    /// The run's cancellation: an action that starts processes runs them through
+    /// [`Cancel`]'s process groups (as [`CommandAction`] does) so an interrupted run stops them.
+    pub cancel: &'a Cancel,
 }
 
 /// What a successful action printed.
@@ -109,6 +114,8 @@ pub trait Action: Send + Sync {
 }
 
 /// Runs a command (`argv`) in the task's cwd with the engine's environment, capturing output.
+/// The command runs in a process group of its own, stopped as a whole when the run is cancelled
+/// (see [`crate::cancel`]).
 #[derive(Debug, Clone)]
 pub struct CommandAction {
     pub argv: Vec<String>,
@@ -129,11 +136,21 @@ impl Action for CommandAction {
             .env_clear()
             .envs(context.env)
             .stdin(std::process::Stdio::null());
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         die_with_parent(&mut command);
-        let output = command.output().map_err(|err| ActionFailure {
-            message: format!("could not start `{program}`: {err}"),
-            ..ActionFailure::default()
-        })?;
+        let output = context
+            .cancel
+            .run(&mut command, std::process::Child::wait_with_output)
+            .map_err(|err| ActionFailure {
+                message: if err.kind() == std::io::ErrorKind::Interrupted {
+                    "not started: the run was interrupted".to_string()
+                } else {
+                    format!("could not start `{program}`: {err}")
+                },
+                ..ActionFailure::default()
+            })?;
         if output.status.success() {
             Ok(ActionOutput {
                 stdout: output.stdout,

@@ -231,6 +231,7 @@ impl Shell {
                     self.status("Skipped", YELLOW, &format!("{id} ({why})"));
                 }
             }
+            TaskStatus::Stopped => self.status("Stopped", YELLOW, &format!("{id} (interrupted)")),
         }
     }
 }
@@ -319,8 +320,29 @@ impl Reporter for Shell {
                         "cached": summary.cached,
                         "failed": summary.failed,
                         "skipped": summary.skipped,
+                        "stopped": summary.stopped,
+                        "interrupted": summary.interrupted,
                         "duration_ms": summary.duration_ms,
                     }));
+                    return;
+                }
+                if summary.interrupted {
+                    // One line, as Ctrl-C users expect; the exit code says which signal.
+                    let mut parts = vec![format!("{} ran", summary.ran)];
+                    if summary.cached > 0 {
+                        parts.push(format!("{} cached", summary.cached));
+                    }
+                    parts.push(format!("{} stopped", summary.stopped));
+                    if summary.failed > 0 {
+                        parts.push(format!("{} failed", summary.failed));
+                    }
+                    self.with_terminal(|| {
+                        let _ = writeln!(
+                            anstream::stderr().lock(),
+                            "{YELLOW}interrupted{YELLOW:#}: {}",
+                            parts.join(", ")
+                        );
+                    });
                     return;
                 }
                 let counts = format!(

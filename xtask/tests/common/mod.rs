@@ -23,9 +23,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_xtask");
 /// developer's shell cannot change a test's outcome.
 pub const TEST_VARIABLES: [&str; 3] = ["XB_TEST_FOO", "XB_TEST_OTHER", "XBUNDLE_CACHE_DIR"];
 
-/// A fixture repository in a temporary directory (removed on drop).
+/// A fixture repository in a temporary directory (removed on drop): the directory itself, or
+/// its `repo/` subdirectory for [`Repo::in_sandbox`] (beside which tests keep canary trees).
 pub struct Repo {
     dir: TempDir,
+    root: PathBuf,
 }
 
 impl Repo {
@@ -45,7 +47,31 @@ impl Repo {
             .prefix("xbundle-test-")
             .tempdir()
             .expect("create a temporary directory");
-        Repo { dir }
+        let root = dir.path().to_path_buf();
+        Repo { dir, root }
+    }
+
+    /// A repository at `<tmp>/repo`, holding `bundle_toml` and `files`; [`Repo::sandbox`] is
+    /// `<tmp>`, where destructive tests plant canary trees beside the repository.
+    pub fn in_sandbox(bundle_toml: &str, files: &[(&str, &str)]) -> Repo {
+        let dir = tempfile::Builder::new()
+            .prefix("xbundle-sandbox-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let root = dir.path().join("repo");
+        fs::create_dir(&root).expect("create repo/");
+        let repo = Repo { dir, root };
+        repo.write("bundle.toml", bundle_toml);
+        for (path, contents) in files {
+            repo.write(path, contents);
+        }
+        repo
+    }
+
+    /// The temporary directory holding the repository (the repository itself unless made by
+    /// [`Repo::in_sandbox`]).
+    pub fn sandbox(&self) -> &Path {
+        self.dir.path()
     }
 
     /// A copy of the static fixture `xtask/tests/fixtures/<name>`.
@@ -68,7 +94,7 @@ impl Repo {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     pub fn join(&self, relative: &str) -> PathBuf {
@@ -527,4 +553,164 @@ pub fn seed(default: u64) -> u64 {
         Ok(text) => text.parse().expect("XBUNDLE_TEST_SEED is a number"),
         Err(_) => default,
     }
+}
+
+/// What a canary snapshot records of one path: everything a stray write or delete would change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    File { bytes: Vec<u8>, mode: u32 },
+    Dir { mode: u32 },
+    Link { target: PathBuf },
+}
+
+/// Every path below `dir` (links not followed), with contents, modes and link targets.
+pub fn full_snapshot(dir: &Path) -> BTreeMap<PathBuf, Node> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let relative = path.strip_prefix(root).expect("below root").to_path_buf();
+            let metadata = fs::symlink_metadata(&path).expect("lstat");
+            let mode = metadata.permissions().mode() & 0o7777;
+            if metadata.file_type().is_symlink() {
+                let target = fs::read_link(&path).expect("read link");
+                out.insert(relative, Node::Link { target });
+            } else if metadata.is_dir() {
+                out.insert(relative, Node::Dir { mode });
+                walk(root, &path, out);
+            } else {
+                let bytes = fs::read(&path).expect("read file");
+                out.insert(relative, Node::File { bytes, mode });
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// A tree of files, an executable, a subdirectory and a link, planted where a test must never
+/// write or delete; [`Canary::assert_intact`] compares it byte for byte, mode for mode.
+pub struct Canary {
+    pub dir: PathBuf,
+    before: BTreeMap<PathBuf, Node>,
+}
+
+impl Canary {
+    /// Plants the canary tree in `dir` (created), plus `extra` files.
+    pub fn plant(dir: &Path, extra: &[(&str, &str)]) -> Canary {
+        let files = [
+            ("precious.txt", "do not touch\n"),
+            ("build/a.txt", "canary a\n"),
+            ("build/deep/b.txt", "canary b\n"),
+            ("x", "canary x\n"),
+        ];
+        for (path, contents) in files.iter().chain(extra) {
+            let path = dir.join(path);
+            fs::create_dir_all(path.parent().expect("parent")).expect("create dir");
+            fs::write(&path, contents).expect("write canary");
+        }
+        let tool = dir.join("tool.sh");
+        fs::write(&tool, "#!/bin/sh\necho canary\n").expect("write canary");
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::os::unix::fs::symlink("precious.txt", dir.join("link")).expect("symlink");
+        Canary {
+            dir: dir.to_path_buf(),
+            before: full_snapshot(dir),
+        }
+    }
+
+    #[track_caller]
+    pub fn assert_intact(&self, context: &str) {
+        self.assert_intact_except(&[], context);
+    }
+
+    /// [`Canary::assert_intact`], ignoring the top-level entries named in `ignored` (files a
+    /// test allows to appear, such as a cache's lock file).
+    #[track_caller]
+    pub fn assert_intact_except(&self, ignored: &[&str], context: &str) {
+        let mut after = full_snapshot(&self.dir);
+        after.retain(|path, _| !ignored.iter().any(|name| path == Path::new(name)));
+        if after != self.before {
+            let mut diff = String::new();
+            for (path, node) in &self.before {
+                match after.get(path) {
+                    None => {
+                        let _ = writeln!(diff, "  removed: {}", path.display());
+                    }
+                    Some(now) if now != node => {
+                        let _ =
+                            writeln!(diff, "  changed: {}: {node:?} -> {now:?}", path.display());
+                    }
+                    Some(_) => {}
+                }
+            }
+            for path in after.keys().filter(|path| !self.before.contains_key(*path)) {
+                let _ = writeln!(diff, "  added: {}", path.display());
+            }
+            panic!(
+                "{context}: the canary tree {} changed:\n{diff}",
+                self.dir.display()
+            );
+        }
+    }
+}
+
+/// SHA-256 of `bytes` in hex (through coreutils' `sha256sum`, so tests need no hashing crate).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("write to sha256sum");
+    let output = child.wait_with_output().expect("sha256sum");
+    String::from_utf8(output.stdout).expect("hex")[..64].to_string()
+}
+
+/// One output file of a forged action-cache entry.
+pub struct ForgedOutput<'a> {
+    pub path: &'a str,
+    pub executable: bool,
+    pub contents: &'a [u8],
+}
+
+/// Writes an action-cache entry under `key` in the cache at `cache`, as an attacker with write
+/// access to a shared cache would: blobs stored under their real digests, the entry's checksum
+/// recomputed, so only the engine's checks of what the entry says stand between it and the tree.
+pub fn forge_entry(cache: &Path, key: &str, task: &str, outputs: &[ForgedOutput<'_>]) {
+    let mut files = Vec::new();
+    for output in outputs {
+        let digest = sha256_hex(output.contents);
+        let blob = cache.join("cas").join(&digest);
+        fs::create_dir_all(blob.parent().expect("cas/")).expect("create cas/");
+        fs::write(&blob, output.contents).expect("write blob");
+        files.push(serde_json::json!({
+            "path": output.path,
+            "executable": output.executable,
+            "size": output.contents.len(),
+            "digest": digest,
+        }));
+    }
+    let body = serde_json::json!({
+        "task": task,
+        "outputs": files,
+        "stdout": null,
+        "stderr": null,
+        "duration_ms": 1,
+        "tools": {},
+    })
+    .to_string();
+    let checksum = sha256_hex(format!("{key}\n{body}").as_bytes());
+    let entry = cache.join("ac").join(key);
+    fs::create_dir_all(entry.parent().expect("ac/")).expect("create ac/");
+    fs::write(entry, format!("xbundle-ac-v2 {key} {checksum}\n{body}")).expect("write entry");
 }

@@ -1,9 +1,19 @@
 //! `task`, `bundle`, `explain`: running the graph, the `--dry-run` plan, explanations.
+//!
+//! Interruption: while a build runs, SIGINT and SIGTERM are caught by a handler thread
+//! (`signal-hook`; the handler itself only writes to a pipe) that cancels the engine's run: no
+//! task starts, running commands are stopped with their process groups, nothing partial is
+//! cached. The build then prints `interrupted: N ran, M stopped` (and an `interrupted` JSON
+//! event) and exits 130 (SIGINT) or 143 (SIGTERM), as a shell reports a process killed by the
+//! signal.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use engine::{Expected, Probe, TaskId, key::summarize};
+use engine::{Cancel, Expected, Probe, TaskId, key::summarize};
 use serde_json::json;
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::{RunArgs, Workspace};
 use crate::diagnostic::{Diagnostic, exit};
@@ -27,12 +37,57 @@ pub(super) fn run_tasks(
         print_plan(&probes, shell);
         return Ok(0);
     }
+    let interrupts = Interrupts::watch(workspace.engine.cancel_handle())?;
     let summary = workspace.engine.run(&graph, &targets, shell)?;
+    if summary.interrupted {
+        let signal = interrupts.received().unwrap_or(SIGINT);
+        let code = 128 + signal as u8;
+        if shell.is_json() {
+            shell.json(&json!({
+                "event": "interrupted",
+                "signal": if signal == SIGTERM { "SIGTERM" } else { "SIGINT" },
+                "exit_code": code,
+                "ran": summary.ran,
+                "cached": summary.cached,
+                "stopped": summary.stopped,
+            }));
+        }
+        return Ok(code);
+    }
     Ok(if summary.success() {
         0
     } else {
         exit::TASK_FAILED
     })
+}
+
+/// SIGINT and SIGTERM, caught for the length of a build (see the module docs).
+struct Interrupts {
+    /// The first signal received, 0 for none.
+    received: Arc<AtomicI32>,
+}
+
+impl Interrupts {
+    fn watch(cancel: Cancel) -> Result<Interrupts, Diagnostic> {
+        let mut signals =
+            signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Diagnostic::from)?;
+        let received = Arc::new(AtomicI32::new(0));
+        let first = Arc::clone(&received);
+        std::thread::spawn(move || {
+            for signal in signals.forever() {
+                let _ = first.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+                cancel.cancel();
+            }
+        });
+        Ok(Interrupts { received })
+    }
+
+    fn received(&self) -> Option<i32> {
+        match self.received.load(Ordering::SeqCst) {
+            0 => None,
+            signal => Some(signal),
+        }
+    }
 }
 
 fn expected_name(expected: &Expected) -> &'static str {

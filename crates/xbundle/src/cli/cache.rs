@@ -1,5 +1,6 @@
 //! `cache stats | gc | verify | clean`.
 
+use engine::fsutil::{FileLock, LockMode};
 use serde_json::json;
 
 use super::{CacheCommand, Workspace};
@@ -85,7 +86,20 @@ pub(super) fn cache(
         }
         CacheCommand::Verify => {
             let _lock = lock(workspace, shell)?;
-            let report = store.verify()?;
+            // Entries are judged as a build would judge them: with their task's declared
+            // outputs when the current graph has the task, by the structural rules otherwise.
+            let graph = match crate::plan::graph(&workspace.config, &workspace.root) {
+                Ok(graph) => Some(graph),
+                Err(diagnostic) => {
+                    shell.warn(&format!(
+                        "the task graph could not be built ({}); entries are checked without their tasks' declared outputs",
+                        diagnostic.message
+                    ));
+                    None
+                }
+            };
+            let engine = &workspace.engine;
+            let report = store.verify(&|result| engine.check_entry(result, graph.as_ref()))?;
             if shell.is_json() {
                 shell.json(&json!({"event": "cache-verify", "report": report}));
             } else {
@@ -108,19 +122,14 @@ pub(super) fn cache(
         CacheCommand::Clean => {
             let _lock = lock(workspace, shell)?;
             let config = workspace.engine.config();
-            for dir in [&config.cache_dir, &config.state_dir.join("state")] {
-                match std::fs::remove_dir_all(dir) {
-                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(err.into());
-                    }
-                    _ => {}
-                }
-            }
+            // Only what the store and the engine created; the directories themselves and
+            // anything else in them stay.
+            let removed = store.clean()? + workspace.engine.clean_state()?;
             shell.status(
                 "Removed",
                 anstyle::AnsiColor::Green.on_default().bold(),
                 &format!(
-                    "cache {} and build state of {}",
+                    "cache entries in {} and the build state of {} ({removed} files)",
                     config.cache_dir.display(),
                     workspace.root
                 ),
@@ -130,15 +139,24 @@ pub(super) fn cache(
     }
 }
 
+/// The workspace lock, then the store's lock, both exclusive: maintenance waits for every build
+/// using this cache, in this workspace or another sharing it (see `engine::store`).
 pub(super) fn lock(
     workspace: &Workspace,
     shell: &Shell,
-) -> Result<engine::fsutil::WorkspaceLock, Diagnostic> {
-    engine::fsutil::WorkspaceLock::acquire(
+) -> Result<(FileLock, FileLock), Diagnostic> {
+    let workspace_lock = FileLock::acquire(
         &workspace.engine.config().state_dir.join("lock"),
+        LockMode::Exclusive,
         || shell.warn("blocking: waiting for another xbundle run to release the workspace lock"),
-    )
-    .map_err(Diagnostic::from)
+        &|| false,
+    )?;
+    let store_lock = workspace.engine.store().lock(
+        LockMode::Exclusive,
+        || shell.warn("blocking: waiting for builds using this cache to release the cache lock"),
+        &|| false,
+    )?;
+    Ok((workspace_lock, store_lock))
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use crate::shell::{MessageFormat, Shell, Verbosity};
     name = "cargo xtask",
     version,
     about = "xbundle: declarative, incremental, content-addressed builds of desktop bundles",
-    after_help = "Exit codes: 0 success, 1 a task failed, 2 bad input (usage, bundle.toml), 3 I/O or internal error."
+    after_help = "Exit codes: 0 success, 1 a task failed, 2 bad input (usage, bundle.toml), 3 I/O or internal error, 130/143 interrupted (SIGINT/SIGTERM)."
 )]
 pub struct Cli {
     /// Repository root (default: the nearest directory upward holding bundle.toml)
@@ -235,6 +235,7 @@ fn load(cli: &Cli, force: bool, fail_fast: bool) -> Result<Workspace, Diagnostic
     if let Some(jobs) = cli.jobs {
         engine_config.jobs = jobs.max(1);
     }
+    engine_config.protected = vec![config::FILE_NAME.to_string()];
     engine_config.force = force;
     engine_config.fail_fast = fail_fast;
     Ok(Workspace {

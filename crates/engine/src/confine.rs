@@ -1,0 +1,740 @@
+//! Confined paths: every write and delete the engine makes in a work tree goes through here.
+//!
+//! A [`Dir`] is an open directory handle (the workspace root, or a directory below it reached
+//! through this module). Paths given to its methods are relative to it, `/`-separated, and
+//! resolved **one component at a time** with `openat(O_NOFOLLOW | O_DIRECTORY)`, so a symbolic
+//! link is never followed on the way: a link where a directory is expected is an error that names
+//! the path ([`ConfineError::Symlink`]), never a detour into the link's target. The last
+//! component is acted on relative to its parent's handle (`unlinkat`, `renameat`, `mkdirat`,
+//! `fstatat(AT_SYMLINK_NOFOLLOW)`), so removing or replacing a link removes or replaces the link
+//! itself, never what it points to.
+//!
+//! **Invariant:** for any tree contents, including links that are created, swapped or removed
+//! while an operation runs, an operation of a [`Dir`] opened at `root` only ever creates,
+//! replaces or removes directory entries whose parent directory is `root` or a real directory
+//! reached from it without following a link. Nothing outside `root` is written or deleted.
+//!
+//! Paths are refused before any system call when they are absolute, hold an empty, `.` or `..`
+//! component, a NUL byte, or (given as bytes) are not valid UTF-8 ([`check_relative`],
+//! [`check_relative_bytes`]). Names that are not UTF-8 are reported escaped (`src/\xff.txt`, see
+//! [`escape`]).
+//!
+//! Reading (hashing inputs and outputs) goes through ordinary paths; what the walk
+//! ([`Dir::walk`]) reports never includes anything reached through a link to a directory.
+
+use std::ffi::{CStr, OsStr};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::statcache::FileStat;
+
+/// A path this module refuses, or an operation that failed; every variant names the path
+/// (relative to the root the [`Dir`] was opened at).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    #[error("`{path}` is not a relative path inside the workspace ({reason})")]
+    Invalid { path: String, reason: &'static str },
+    #[error(
+        "`{path}` is a symbolic link where a directory is expected; xbundle never follows a link to a directory in a task's paths (replace the link by a directory, or change the task's paths)"
+    )]
+    Symlink { path: String },
+    #[error("`{path}` is not a directory")]
+    NotDirectory { path: String },
+    #[error("`{path}` is a directory, not a file")]
+    IsDirectory { path: String },
+    #[error("`{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ConfineError {
+    fn io(path: &str, errno: Errno) -> ConfineError {
+        ConfineError::Io {
+            path: path.to_string(),
+            source: errno.into(),
+        }
+    }
+}
+
+/// Checks that `path` is a normalized relative path: not empty, not absolute, no empty, `.` or
+/// `..` component, no NUL byte.
+pub fn check_relative(path: &str) -> Result<(), ConfineError> {
+    let reason = if path.is_empty() {
+        Some("empty path")
+    } else if path.starts_with('/') {
+        Some("absolute path")
+    } else if path.contains('\0') {
+        Some("NUL byte")
+    } else {
+        path.split('/').find_map(|component| match component {
+            "" => Some("empty component"),
+            "." => Some("`.` component"),
+            ".." => Some("`..` component"),
+            _ => None,
+        })
+    };
+    match reason {
+        Some(reason) => Err(ConfineError::Invalid {
+            path: path.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// [`check_relative`] for a path given as bytes; a path that is not UTF-8 is refused (escaped in
+/// the error).
+pub fn check_relative_bytes(path: &[u8]) -> Result<&str, ConfineError> {
+    let text = std::str::from_utf8(path).map_err(|_| ConfineError::Invalid {
+        path: escape(path),
+        reason: "not valid UTF-8",
+    })?;
+    check_relative(text)?;
+    Ok(text)
+}
+
+/// A path for messages: valid UTF-8 as is, every other byte as `\xNN`.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    text
+}
+
+/// What a directory entry is, as seen without following it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    /// A socket, fifo or device.
+    Other,
+}
+
+impl Kind {
+    fn of(file_type: FileType) -> Option<Kind> {
+        Some(match file_type {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Dir,
+            FileType::Symlink => Kind::Symlink,
+            FileType::Unknown => return None,
+            _ => Kind::Other,
+        })
+    }
+}
+
+/// One entry met by [`Dir::walk`].
+pub struct Entry<'a> {
+    /// Relative to the directory the walk was called on (raw bytes: names need not be UTF-8).
+    pub relative: &'a [u8],
+    pub kind: Kind,
+    parent: BorrowedFd<'a>,
+    name: &'a CStr,
+}
+
+impl Entry<'_> {
+    /// `fstatat` of the entry relative to its (already open) directory, not following a link.
+    pub fn stat(&self) -> io::Result<FileStat> {
+        let stat = rustix::fs::statat(self.parent, self.name, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(FileStat::from_stat(&stat))
+    }
+
+    /// The relative path as a `Path` (for glob matching on raw bytes).
+    pub fn relative_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(self.relative))
+    }
+}
+
+/// Whether [`Dir::walk`] enters a directory it met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    Enter,
+    Skip,
+}
+
+/// An open directory, the anchor of confined operations (see the module docs).
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    /// Relative to the root this handle was reached from ("" for the root itself).
+    relative: String,
+    /// Absolute path, for reading and for messages.
+    path: PathBuf,
+}
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Names of temporary files made by [`Dir::write_file`] in the destination's directory.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Dir {
+    /// Opens the root of a confined tree. `path` itself is trusted (it is the workspace the user
+    /// chose), so links in it are followed; nothing below it is.
+    pub fn open_root(path: &Path) -> Result<Dir, ConfineError> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| ConfineError::io(&path.display().to_string(), errno))?;
+        Ok(Dir {
+            fd,
+            relative: String::new(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Absolute path of this directory (for reading and messages, never for writing).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Path of this directory relative to the root ("" for the root).
+    pub fn relative(&self) -> &str {
+        &self.relative
+    }
+
+    /// `relative` below this directory, as a root-relative path for messages.
+    fn display(&self, relative: &str) -> String {
+        match (self.relative.is_empty(), relative.is_empty()) {
+            (true, _) => relative.to_string(),
+            (false, true) => self.relative.clone(),
+            (false, false) => format!("{}/{relative}", self.relative),
+        }
+    }
+
+    /// The absolute path of `relative` below this directory (for reading only).
+    pub fn join(&self, relative: &str) -> PathBuf {
+        if relative.is_empty() {
+            self.path.clone()
+        } else {
+            self.path.join(relative)
+        }
+    }
+
+    fn child(&self, fd: OwnedFd, relative: &str) -> Dir {
+        Dir {
+            fd,
+            relative: self.display(relative),
+            path: self.join(relative),
+        }
+    }
+
+    /// Opens the directory `relative` (the empty path is this directory). `Ok(None)` when it does
+    /// not exist; an error when a component is a link or not a directory.
+    pub fn open_dir(&self, relative: &str) -> Result<Option<Dir>, ConfineError> {
+        if relative.is_empty() {
+            // A new open file description: a `dup` would share the read position of walks.
+            let fd = rustix::fs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
+                .map_err(|errno| ConfineError::io(&self.relative, errno))?;
+            return Ok(Some(self.child(fd, "")));
+        }
+        check_relative(relative)?;
+        let mut current: Option<OwnedFd> = None;
+        let mut end = 0;
+        for component in relative.split('/') {
+            end += component.len();
+            let parent = current.as_ref().map_or(self.fd.as_fd(), AsFd::as_fd);
+            match rustix::fs::openat(parent, component, DIR_FLAGS, Mode::empty()) {
+                Ok(fd) => current = Some(fd),
+                Err(Errno::NOENT) => return Ok(None),
+                Err(errno) => {
+                    return Err(self.classify(parent, component, &relative[..end], errno));
+                }
+            }
+            end += 1;
+        }
+        let fd = current.expect("a relative path has a component");
+        Ok(Some(self.child(fd, relative)))
+    }
+
+    /// Why opening `name` (reached as `prefix`) as a directory failed.
+    fn classify(
+        &self,
+        parent: BorrowedFd<'_>,
+        name: &str,
+        prefix: &str,
+        errno: Errno,
+    ) -> ConfineError {
+        let path = self.display(prefix);
+        if errno == Errno::LOOP || errno == Errno::NOTDIR {
+            match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
+                    return ConfineError::Symlink { path };
+                }
+                Ok(_) => return ConfineError::NotDirectory { path },
+                Err(_) => {}
+            }
+        }
+        ConfineError::io(&path, errno)
+    }
+
+    /// The directory holding `relative` and the last component's name; `Ok(None)` when the
+    /// parent does not exist.
+    fn parent_of<'p>(&self, relative: &'p str) -> Result<Option<(Dir, &'p str)>, ConfineError> {
+        check_relative(relative)?;
+        let (parent, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+        Ok(self.open_dir(parent)?.map(|dir| (dir, name)))
+    }
+
+    /// Creates the directory `relative` and its missing parents (never through a link) and opens
+    /// it.
+    pub fn create_dir_all(&self, relative: &str) -> Result<Dir, ConfineError> {
+        if relative.is_empty() {
+            return self
+                .open_dir("")
+                .map(|dir| dir.expect("this directory exists"));
+        }
+        check_relative(relative)?;
+        let mut current: Option<OwnedFd> = None;
+        let mut end = 0;
+        for component in relative.split('/') {
+            end += component.len();
+            let parent = current.as_ref().map_or(self.fd.as_fd(), AsFd::as_fd);
+            let opened = match rustix::fs::openat(parent, component, DIR_FLAGS, Mode::empty()) {
+                Err(Errno::NOENT) => {
+                    match rustix::fs::mkdirat(parent, component, Mode::from_raw_mode(0o777)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(errno) => {
+                            return Err(ConfineError::io(&self.display(&relative[..end]), errno));
+                        }
+                    }
+                    rustix::fs::openat(parent, component, DIR_FLAGS, Mode::empty())
+                }
+                other => other,
+            };
+            match opened {
+                Ok(fd) => current = Some(fd),
+                Err(errno) => {
+                    return Err(self.classify(parent, component, &relative[..end], errno));
+                }
+            }
+            end += 1;
+        }
+        let fd = current.expect("a relative path has a component");
+        Ok(self.child(fd, relative))
+    }
+
+    /// What `relative` is, without following a link at any component; `Ok(None)` when it does
+    /// not exist.
+    pub fn lstat(&self, relative: &str) -> Result<Option<(Kind, FileStat)>, ConfineError> {
+        let Some((parent, name)) = self.parent_of(relative)? else {
+            return Ok(None);
+        };
+        match rustix::fs::statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => {
+                let kind = Kind::of(FileType::from_raw_mode(stat.st_mode)).unwrap_or(Kind::Other);
+                Ok(Some((kind, FileStat::from_stat(&stat))))
+            }
+            Err(Errno::NOENT) => Ok(None),
+            Err(errno) => Err(ConfineError::io(&self.display(relative), errno)),
+        }
+    }
+
+    /// Removes the file (or link, never its target) at `relative`. `Ok(false)` when it (or its
+    /// directory) does not exist; a directory there is an error.
+    pub fn remove_file(&self, relative: &str) -> Result<bool, ConfineError> {
+        let Some((parent, name)) = self.parent_of(relative)? else {
+            return Ok(false);
+        };
+        match rustix::fs::unlinkat(&parent.fd, name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(Errno::ISDIR) | Err(Errno::PERM) if self.is_dir(&parent, name) => {
+                Err(ConfineError::IsDirectory {
+                    path: self.display(relative),
+                })
+            }
+            Err(errno) => Err(ConfineError::io(&self.display(relative), errno)),
+        }
+    }
+
+    /// Removes the directory `relative` if it is empty; `Ok(false)` when it is missing or not
+    /// empty.
+    pub fn remove_empty_dir(&self, relative: &str) -> Result<bool, ConfineError> {
+        let Some((parent, name)) = self.parent_of(relative)? else {
+            return Ok(false);
+        };
+        match rustix::fs::unlinkat(&parent.fd, name, AtFlags::REMOVEDIR) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) | Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => Ok(false),
+            Err(Errno::NOTDIR) => {
+                Err(self.classify(parent.fd.as_fd(), name, relative, Errno::NOTDIR))
+            }
+            Err(errno) => Err(ConfineError::io(&self.display(relative), errno)),
+        }
+    }
+
+    fn is_dir(&self, parent: &Dir, name: &str) -> bool {
+        rustix::fs::statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Directory)
+    }
+
+    /// Moves the file at `source` (an absolute path in a directory of the caller's own, such as
+    /// the engine's staging directory) to `relative`, creating missing parent directories. A
+    /// link at `relative` is replaced, never followed. Returns the file's stat in its new place.
+    pub fn rename_into(&self, source: &Path, relative: &str) -> Result<FileStat, ConfineError> {
+        check_relative(relative)?;
+        let (parent, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+        let parent = self.create_dir_all(parent)?;
+        rustix::fs::renameat(rustix::fs::CWD, source, &parent.fd, name).map_err(|errno| {
+            if errno == Errno::ISDIR || errno == Errno::NOTEMPTY || errno == Errno::EXIST {
+                ConfineError::IsDirectory {
+                    path: self.display(relative),
+                }
+            } else {
+                ConfineError::io(&self.display(relative), errno)
+            }
+        })?;
+        parent.stat_name(name, &self.display(relative))
+    }
+
+    /// Writes a new file at `relative` atomically: `fill` writes a temporary file created (with
+    /// `O_EXCL | O_NOFOLLOW`) in the confined parent directory, which is then renamed over
+    /// `relative` with mode `mode`. If `fill` fails, the temporary file is removed and
+    /// `relative` is untouched. Returns the stat of the published file.
+    pub fn write_file<E: From<ConfineError>>(
+        &self,
+        relative: &str,
+        mode: u32,
+        fill: impl FnOnce(&mut File) -> Result<(), E>,
+    ) -> Result<FileStat, E> {
+        check_relative(relative)?;
+        let (parent, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+        let parent = self.create_dir_all(parent)?;
+        let display = self.display(relative);
+        let (temp_name, fd) = loop {
+            let temp_name = format!(
+                ".tmp-xbundle-{}-{}",
+                std::process::id(),
+                TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let flags =
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match rustix::fs::openat(
+                &parent.fd,
+                temp_name.as_str(),
+                flags,
+                Mode::from_raw_mode(0o600),
+            ) {
+                Ok(fd) => break (temp_name, fd),
+                Err(Errno::EXIST) => continue,
+                Err(errno) => return Err(ConfineError::io(&display, errno).into()),
+            }
+        };
+        let mut file = File::from(fd);
+        let written = fill(&mut file).and_then(|()| {
+            let finish = rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
+                .map_err(io::Error::from)
+                .and_then(|()| file.flush());
+            finish.map_err(|source| {
+                ConfineError::Io {
+                    path: display.clone(),
+                    source,
+                }
+                .into()
+            })
+        });
+        if let Err(err) = written {
+            let _ = rustix::fs::unlinkat(&parent.fd, temp_name.as_str(), AtFlags::empty());
+            return Err(err);
+        }
+        drop(file);
+        if let Err(errno) = rustix::fs::renameat(&parent.fd, temp_name.as_str(), &parent.fd, name) {
+            let _ = rustix::fs::unlinkat(&parent.fd, temp_name.as_str(), AtFlags::empty());
+            return Err(ConfineError::io(&display, errno).into());
+        }
+        parent.stat_name(name, &display).map_err(E::from)
+    }
+
+    fn stat_name(&self, name: &str, display: &str) -> Result<FileStat, ConfineError> {
+        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map(|stat| FileStat::from_stat(&stat))
+            .map_err(|errno| ConfineError::io(display, errno))
+    }
+
+    /// Walks the directory `base` (relative to this one; "" for this one) depth first, calling
+    /// `visit` for every entry below it. Directories are entered when `visit` returns
+    /// [`Walk::Enter`], links are reported and never followed. `base` itself must be a real
+    /// directory: a link at any of its components is an error; when it is missing or not a
+    /// directory the walk visits nothing.
+    pub fn walk<E: From<ConfineError>>(
+        &self,
+        base: &str,
+        visit: &mut dyn FnMut(&Entry<'_>) -> Result<Walk, E>,
+    ) -> Result<(), E> {
+        let start = match self.open_dir(base) {
+            Ok(Some(dir)) => dir,
+            Ok(None) | Err(ConfineError::NotDirectory { .. }) => return Ok(()),
+            Err(err) => return Err(err.into()),
+        };
+        let mut relative = base.as_bytes().to_vec();
+        walk_into(start.fd, &mut relative, &self.relative, visit)
+    }
+}
+
+fn walk_into<E: From<ConfineError>>(
+    fd: OwnedFd,
+    relative: &mut Vec<u8>,
+    display_prefix: &str,
+    visit: &mut dyn FnMut(&Entry<'_>) -> Result<Walk, E>,
+) -> Result<(), E> {
+    let io_error = |relative: &[u8], source: io::Error| {
+        let path = match display_prefix {
+            "" => escape(relative),
+            prefix => format!("{prefix}/{}", escape(relative)),
+        };
+        E::from(ConfineError::Io { path, source })
+    };
+    let entries = match read_entries(&fd) {
+        Ok(entries) => entries,
+        // Removed while we walked: nothing to see there.
+        Err(Errno::NOENT) => return Ok(()),
+        Err(errno) => return Err(io_error(relative, errno.into())),
+    };
+    let prefix_len = relative.len();
+    for (name, kind) in &entries {
+        let name = name.as_c_str();
+        relative.truncate(prefix_len);
+        if !relative.is_empty() {
+            relative.push(b'/');
+        }
+        relative.extend_from_slice(name.to_bytes());
+        let kind = match kind {
+            Some(kind) => *kind,
+            None => match rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => Kind::of(FileType::from_raw_mode(stat.st_mode)).unwrap_or(Kind::Other),
+                Err(Errno::NOENT) => continue,
+                Err(errno) => return Err(io_error(relative, errno.into())),
+            },
+        };
+        let decision = visit(&Entry {
+            relative,
+            kind,
+            parent: fd.as_fd(),
+            name,
+        })?;
+        if kind == Kind::Dir && decision == Walk::Enter {
+            match rustix::fs::openat(&fd, name, DIR_FLAGS, Mode::empty()) {
+                Ok(child) => walk_into(child, relative, display_prefix, visit)?,
+                // Removed, or replaced by a link or a file, since it was listed: not entered.
+                Err(Errno::NOENT) | Err(Errno::LOOP) | Err(Errno::NOTDIR) => {}
+                Err(errno) => return Err(io_error(relative, errno.into())),
+            }
+        }
+    }
+    relative.truncate(prefix_len);
+    Ok(())
+}
+
+/// The entries of the directory `fd` (without `.` and `..`), with their kinds when the file
+/// system reports them.
+#[cfg(target_os = "linux")]
+fn read_entries(fd: &OwnedFd) -> Result<Vec<(std::ffi::CString, Option<Kind>)>, Errno> {
+    // One `getdents64` per 32 KiB of entries, as glibc's readdir does (rustix's `Dir` starts
+    // with a buffer of 32 entries).
+    let mut buffer: Vec<u8> = Vec::with_capacity(32 * 1024);
+    let mut raw = rustix::fs::RawDir::new(fd, buffer.spare_capacity_mut());
+    let mut entries = Vec::new();
+    while let Some(entry) = raw.next() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if matches!(name.to_bytes(), b"." | b"..") {
+            continue;
+        }
+        entries.push((name.to_owned(), Kind::of(entry.file_type())));
+    }
+    Ok(entries)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_entries(fd: &OwnedFd) -> Result<Vec<(std::ffi::CString, Option<Kind>)>, Errno> {
+    let mut dir = rustix::fs::Dir::read_from(fd)?;
+    let mut entries = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if matches!(name.to_bytes(), b"." | b"..") {
+            continue;
+        }
+        entries.push((name.to_owned(), Kind::of(entry.file_type())));
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    /// `root/` and a canary directory `outside/` beside it with a file in it.
+    fn setup() -> (tempfile::TempDir, Dir) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("root/real")).unwrap();
+        fs::create_dir_all(dir.path().join("outside")).unwrap();
+        fs::write(dir.path().join("outside/victim"), b"keep").unwrap();
+        symlink(dir.path().join("outside"), dir.path().join("root/link")).unwrap();
+        symlink(
+            dir.path().join("outside/victim"),
+            dir.path().join("root/real/file-link"),
+        )
+        .unwrap();
+        let root = Dir::open_root(&dir.path().join("root")).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn bad_paths_are_refused_before_any_system_call() {
+        for (path, reason) in [
+            ("", "empty path"),
+            ("/etc/passwd", "absolute path"),
+            ("a/../b", "`..` component"),
+            ("..", "`..` component"),
+            ("a//b", "empty component"),
+            ("a/", "empty component"),
+            ("./a", "`.` component"),
+            ("a\0b", "NUL byte"),
+        ] {
+            match check_relative(path) {
+                Err(ConfineError::Invalid { reason: got, .. }) => {
+                    assert_eq!(got, reason, "{path:?}")
+                }
+                other => panic!("{path:?}: {other:?}"),
+            }
+        }
+        let err = check_relative_bytes(b"src/\xff.txt").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`src/\\xff.txt` is not a relative path inside the workspace (not valid UTF-8)"
+        );
+        assert!(check_relative("a/b.c/.hidden").is_ok());
+    }
+
+    #[test]
+    fn links_are_never_followed_when_writing_or_deleting() {
+        let (dir, root) = setup();
+        let victim = dir.path().join("outside/victim");
+        assert!(matches!(
+            root.remove_file("link/victim"),
+            Err(ConfineError::Symlink { ref path }) if path == "link"
+        ));
+        assert!(matches!(
+            root.create_dir_all("link/sub"),
+            Err(ConfineError::Symlink { .. })
+        ));
+        assert!(matches!(
+            root.open_dir("link"),
+            Err(ConfineError::Symlink { .. })
+        ));
+        let written = root.write_file::<ConfineError>("link/new", 0o644, |f| {
+            f.write_all(b"x").map_err(|source| ConfineError::Io {
+                path: "x".into(),
+                source,
+            })
+        });
+        assert!(matches!(written, Err(ConfineError::Symlink { .. })));
+        let staged = dir.path().join("staged");
+        fs::write(&staged, b"new").unwrap();
+        assert!(matches!(
+            root.rename_into(&staged, "link/victim"),
+            Err(ConfineError::Symlink { .. })
+        ));
+        // A link as the last component is replaced itself, never its target.
+        root.rename_into(&staged, "real/file-link").unwrap();
+        assert_eq!(
+            fs::read(dir.path().join("root/real/file-link")).unwrap(),
+            b"new"
+        );
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        // Removing a link removes the link.
+        assert!(root.remove_file("link").unwrap());
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert!(!root.remove_file("missing/x").unwrap());
+        assert!(matches!(
+            root.remove_file("real"),
+            Err(ConfineError::IsDirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn write_file_is_atomic_and_cleans_up_on_failure() {
+        let (dir, root) = setup();
+        let stat = root
+            .write_file::<ConfineError>("a/b/c.txt", 0o755, |f| {
+                f.write_all(b"hello").map_err(|source| ConfineError::Io {
+                    path: "c".into(),
+                    source,
+                })
+            })
+            .unwrap();
+        assert!(stat.executable);
+        assert_eq!(
+            fs::read(dir.path().join("root/a/b/c.txt")).unwrap(),
+            b"hello"
+        );
+        let failed = root.write_file::<ConfineError>("a/b/c.txt", 0o644, |_| {
+            Err(ConfineError::Invalid {
+                path: "c".into(),
+                reason: "test",
+            })
+        });
+        assert!(failed.is_err());
+        assert_eq!(
+            fs::read(dir.path().join("root/a/b/c.txt")).unwrap(),
+            b"hello"
+        );
+        let names: Vec<_> = fs::read_dir(dir.path().join("root/a/b")).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn walk_reports_links_and_never_enters_them() {
+        let (_dir, root) = setup();
+        fs::write(root.join("real/x.txt"), b"x").unwrap();
+        fs::write(root.join("real/\u{e9}.txt"), b"x").unwrap();
+        let mut seen = Vec::new();
+        root.walk::<ConfineError>("", &mut |entry| {
+            seen.push((escape(entry.relative), entry.kind));
+            Ok(Walk::Enter)
+        })
+        .unwrap();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            seen,
+            [
+                ("link".to_string(), Kind::Symlink),
+                ("real".to_string(), Kind::Dir),
+                ("real/file-link".to_string(), Kind::Symlink),
+                ("real/x.txt".to_string(), Kind::File),
+                ("real/\u{e9}.txt".to_string(), Kind::File),
+            ]
+        );
+        let err = root
+            .walk::<ConfineError>("link", &mut |_| Ok(Walk::Enter))
+            .unwrap_err();
+        assert!(
+            matches!(err, ConfineError::Symlink { ref path } if path == "link"),
+            "{err}"
+        );
+        root.walk::<ConfineError>("missing/dir", &mut |_| panic!("nothing to visit"))
+            .unwrap();
+    }
+}
