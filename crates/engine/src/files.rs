@@ -47,7 +47,9 @@ pub struct PatternError {
     pub message: String,
 }
 
-fn compile(pattern: &str) -> Result<Glob, PatternError> {
+/// Compiles one pattern with the options every match in the engine uses (`overlap` builds its
+/// automata from the same globs).
+pub(crate) fn compile(pattern: &str) -> Result<Glob, PatternError> {
     GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)
@@ -58,18 +60,40 @@ fn compile(pattern: &str) -> Result<Glob, PatternError> {
         })
 }
 
-fn is_literal(pattern: &str) -> bool {
+/// A pattern (or component) without glob characters.
+pub(crate) fn is_literal(pattern: &str) -> bool {
     !pattern.contains(['*', '?', '[', ']', '{', '}', '\\'])
+}
+
+/// Splits a leading `!` (an exclude) and trims a leading `./` and a trailing `/`.
+pub(crate) fn split(raw: &str) -> (bool, &str) {
+    let (negated, pattern) = match raw.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
+    (
+        negated,
+        pattern.trim_start_matches("./").trim_end_matches('/'),
+    )
+}
+
+/// Where the walk for an include pattern starts: the whole pattern when it is a literal (a file
+/// or a directory), else its longest literal directory prefix ("" for the cwd itself).
+pub(crate) fn walk_base(pattern: &str) -> String {
+    if is_literal(pattern) {
+        return pattern.to_string();
+    }
+    pattern
+        .split('/')
+        .take_while(|component| is_literal(component))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 impl Patterns {
     /// Splits a leading `!` and checks the pattern stays inside the task's directory.
     fn normalize(raw: &str) -> Result<(bool, &str), PatternError> {
-        let (negated, pattern) = match raw.strip_prefix('!') {
-            Some(rest) => (true, rest),
-            None => (false, raw),
-        };
-        let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
+        let (negated, pattern) = split(raw);
         if pattern.is_empty() || pattern.starts_with('/') || pattern.split('/').any(|c| c == "..") {
             return Err(PatternError {
                 pattern: raw.to_string(),
@@ -94,18 +118,12 @@ impl Patterns {
             }
             include.add(compile(pattern)?);
             include_sources.push(index);
-            let literal_dirs: Vec<&str> = pattern
-                .split('/')
-                .take_while(|component| is_literal(component))
-                .collect();
             if is_literal(pattern) {
                 // A literal names a file or a directory: allow everything below it too.
                 include.add(compile(&format!("{pattern}/**"))?);
                 include_sources.push(index);
-                bases.push(pattern.to_string());
-            } else {
-                bases.push(literal_dirs.join("/"));
             }
+            bases.push(walk_base(pattern));
         }
         let build = |builder: GlobSetBuilder| {
             builder.build().map_err(|err| PatternError {

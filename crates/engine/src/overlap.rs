@@ -26,7 +26,6 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use globset::GlobBuilder;
 use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::nfa::thompson;
 use regex_automata::util::primitives::StateID;
@@ -130,34 +129,9 @@ impl Dfa {
     }
 }
 
-/// Splits the `!` and trims `./` and a trailing `/`, as `files::Patterns` does.
-fn split(raw: &str) -> (bool, &str) {
-    let (negated, pattern) = match raw.strip_prefix('!') {
-        Some(rest) => (true, rest),
-        None => (false, raw),
-    };
-    (
-        negated,
-        pattern.trim_start_matches("./").trim_end_matches('/'),
-    )
-}
-
-/// A pattern without glob characters (the same test as `files::Patterns`).
-fn is_literal(pattern: &str) -> bool {
-    !pattern.contains(['*', '?', '[', ']', '{', '}', '\\'])
-}
-
-/// The regular expression globset matches `pattern` with.
+/// The regular expression globset matches `pattern` with (compiled as `files` compiles it).
 fn regex(pattern: &str) -> Result<String, PatternError> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-        .map(|glob| glob.regex().to_string())
-        .map_err(|err| PatternError {
-            pattern: pattern.to_string(),
-            message: err.kind().to_string(),
-        })
+    files::compile(pattern).map(|glob| glob.regex().to_string())
 }
 
 impl PatternSet {
@@ -168,10 +142,10 @@ impl PatternSet {
         let mut exclude = Vec::new();
         for raw in patterns {
             files::validate(raw)?;
-            let (negated, pattern) = split(raw);
+            let (negated, pattern) = files::split(raw);
             let target = if negated { &mut exclude } else { &mut include };
             target.push(regex(pattern)?);
-            if negated || is_literal(pattern) {
+            if negated || files::is_literal(pattern) {
                 target.push(regex(&format!("{pattern}/**"))?);
             }
         }
@@ -321,20 +295,8 @@ impl Automata {
 /// path with such a component is reached only when the component lies within the walk root;
 /// callers protecting those directories check the root rather than every path the glob matches.
 pub fn walk_root(raw: &str) -> Option<String> {
-    let (negated, pattern) = split(raw);
-    if negated {
-        return None;
-    }
-    if is_literal(pattern) {
-        return Some(pattern.to_string());
-    }
-    Some(
-        pattern
-            .split('/')
-            .take_while(|component| is_literal(component))
-            .collect::<Vec<_>>()
-            .join("/"),
-    )
+    let (negated, pattern) = files::split(raw);
+    (!negated).then(|| files::walk_base(pattern))
 }
 
 /// Escapes `literal` so that it matches exactly that path (as written; not what is below it:

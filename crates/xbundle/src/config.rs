@@ -988,29 +988,24 @@ pub const DEFAULT_CACHE_DIR: &str = ".xbundle/cache";
 /// The walk stops at the first component that does not exist or is not a directory (nothing
 /// below it can be followed).
 ///
-/// The one place configuration paths are checked against the file system, component by
-/// component with `symlink_metadata` (links are never followed).
+/// Configuration paths are checked against the file system with the engine's confined-path
+/// helper ([`engine::confine::Dir`]): every component is opened without following links, as the
+/// engine does when it writes, so what `check` accepts is what a build can use.
 pub fn symlinked_component(
     root: &Utf8Path,
     relative: &Utf8Path,
 ) -> std::io::Result<Option<Utf8PathBuf>> {
-    let mut path = root.to_path_buf();
-    let mut shown = Utf8PathBuf::new();
-    for component in relative.components() {
-        let camino::Utf8Component::Normal(name) = component else {
-            continue;
-        };
-        path.push(name);
-        shown.push(name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(metadata) if metadata.file_type().is_symlink() => return Ok(Some(shown)),
-            Ok(metadata) if metadata.is_dir() => {}
-            Ok(_) => return Ok(None),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err),
-        }
+    use engine::confine::{ConfineError, Dir, Kind};
+    if relative.as_str().is_empty() {
+        return Ok(None);
     }
-    Ok(None)
+    let dir = Dir::open_root(root.as_std_path()).map_err(std::io::Error::other)?;
+    match dir.lstat(relative.as_str()) {
+        Ok(Some((Kind::Symlink, _))) => Ok(Some(relative.to_path_buf())),
+        Ok(_) | Err(ConfineError::NotDirectory { .. }) => Ok(None),
+        Err(ConfineError::Symlink { path }) => Ok(Some(path.into())),
+        Err(err) => Err(std::io::Error::other(err)),
+    }
 }
 
 /// Where the cache lives for a run.
