@@ -40,7 +40,7 @@ pub struct Patterns {
     include_sources: Vec<usize>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("invalid glob `{pattern}`: {message}")]
 pub struct PatternError {
     pub pattern: String,
@@ -92,7 +92,7 @@ pub(crate) fn walk_base(pattern: &str) -> String {
 
 impl Patterns {
     /// Splits a leading `!` and checks the pattern stays inside the task's directory.
-    fn normalize(raw: &str) -> Result<(bool, &str), PatternError> {
+    pub(crate) fn normalize(raw: &str) -> Result<(bool, &str), PatternError> {
         let (negated, pattern) = split(raw);
         if pattern.is_empty() || pattern.starts_with('/') || pattern.split('/').any(|c| c == "..") {
             return Err(PatternError {

@@ -41,7 +41,7 @@ pub const MAX_STATES: usize = 200_000;
 /// `*a?????????????????` needs 2^18 states.
 const DFA_SIZE_LIMIT: usize = 1 << 20;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum OverlapError {
     #[error(transparent)]
     Pattern(#[from] PatternError),
@@ -54,15 +54,15 @@ pub enum OverlapError {
 pub struct PatternSet {
     /// `dir/`, or empty for the root.
     prefix: Vec<u8>,
-    /// The regexes globset matches include (exclude) patterns with; `/**` added where
-    /// `files::Patterns` adds it.
+    /// The include (exclude) globs, split from their `!` and normalized; `/**` added where
+    /// `files::Patterns` adds it. Compiled only when a comparison needs the automata.
     include: Vec<String>,
     exclude: Vec<String>,
     sources: Vec<String>,
     /// Root-relative walk root of each include pattern: every path the set matches is one of
     /// these or below one (a cheap, exact pre-check before any search).
     roots: Vec<String>,
-    automata: OnceLock<Result<Automata, String>>,
+    automata: OnceLock<Result<Automata, OverlapError>>,
 }
 
 /// A set's compiled side of the product.
@@ -136,17 +136,19 @@ fn regex(pattern: &str) -> Result<String, PatternError> {
 
 impl PatternSet {
     /// `patterns` (as a task declares them) relative to `prefix`, a root-relative directory
-    /// (`""` for the root).
+    /// (`""` for the root). The lexical rules are checked here; the glob syntax when the
+    /// automata are built ([`PatternSet::prepare`], or the first comparison that needs them),
+    /// since most sets are told apart by their walk roots and never compiled.
     pub fn new(prefix: &str, patterns: &[String]) -> Result<PatternSet, OverlapError> {
         let mut include = Vec::new();
         let mut exclude = Vec::new();
         for raw in patterns {
-            files::validate(raw)?;
-            let (negated, pattern) = files::split(raw);
+            // The lexical rules now; the glob syntax when (if ever) the automata are built.
+            let (negated, pattern) = files::Patterns::normalize(raw)?;
             let target = if negated { &mut exclude } else { &mut include };
-            target.push(regex(pattern)?);
+            target.push(pattern.to_string());
             if negated || files::is_literal(pattern) {
-                target.push(regex(&format!("{pattern}/**"))?);
+                target.push(format!("{pattern}/**"));
             }
         }
         let prefix = prefix.trim_matches('/');
@@ -181,8 +183,12 @@ impl PatternSet {
     /// Whether some path at or below one of this set's walk roots can be at or below one of
     /// `other`'s (when not, the sets cannot overlap).
     fn roots_meet(&self, other: &PatternSet) -> bool {
+        // Allocation-free: a plan compares every pair of tasks' outputs.
         let nested = |outer: &str, inner: &str| {
-            outer.is_empty() || inner == outer || inner.starts_with(&format!("{outer}/"))
+            outer.is_empty()
+                || inner
+                    .strip_prefix(outer)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         };
         self.roots
             .iter()
@@ -194,9 +200,12 @@ impl PatternSet {
         self.automata
             .get_or_init(|| {
                 let build = || -> Result<Automata, OverlapError> {
-                    let include = Dfa::build(&self.include, &self.sources)?
+                    let regexes = |globs: &[String]| -> Result<Vec<String>, PatternError> {
+                        globs.iter().map(|glob| regex(glob)).collect()
+                    };
+                    let include = Dfa::build(&regexes(&self.include)?, &self.sources)?
                         .expect("only sets with includes are compiled");
-                    let exclude = Dfa::build(&self.exclude, &self.sources)?;
+                    let exclude = Dfa::build(&regexes(&self.exclude)?, &self.sources)?;
                     let mut automata = Automata {
                         prefix: self.prefix.clone(),
                         include,
@@ -207,16 +216,10 @@ impl PatternSet {
                         (0..=255u8).map(|byte| automata.signature(byte)).collect();
                     Ok(automata)
                 };
-                build().map_err(|err| match err {
-                    OverlapError::TooComplex { reason, .. } => reason,
-                    other => other.to_string(),
-                })
+                build()
             })
             .as_ref()
-            .map_err(|reason| OverlapError::TooComplex {
-                patterns: self.sources.join(", "),
-                reason: reason.clone(),
-            })
+            .map_err(Clone::clone)
     }
 
     /// Builds this set's automata now (otherwise the first comparison that needs them does):
@@ -693,8 +696,11 @@ mod tests {
             PatternSet::new("", &strings(&["../x"])),
             Err(OverlapError::Pattern(_))
         ));
+        let unclosed = PatternSet::new("", &strings(&["a[b"])).unwrap();
+        assert!(matches!(unclosed.prepare(), Err(OverlapError::Pattern(_))));
+        let other = PatternSet::new("", &strings(&["**"])).unwrap();
         assert!(matches!(
-            PatternSet::new("", &strings(&["a[b"])),
+            witness(&unclosed, &other),
             Err(OverlapError::Pattern(_))
         ));
     }

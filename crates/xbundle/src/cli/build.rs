@@ -20,25 +20,26 @@ use crate::diagnostic::{Diagnostic, exit};
 use crate::plan;
 use crate::shell::Shell;
 
+/// Runs `names` (none: every task) of `graph`, the workspace's planned graph.
 pub(super) fn run_tasks(
     workspace: &Workspace,
+    graph: &engine::TaskGraph,
     names: &[String],
     args: &RunArgs,
     shell: &Shell,
 ) -> Result<u8, Diagnostic> {
-    let graph = plan::graph(&workspace.config, &workspace.root)?;
     let targets: Vec<TaskId> = if names.is_empty() {
         graph.topological().map(|spec| spec.id.clone()).collect()
     } else {
-        plan::resolve(&graph, names)?
+        plan::resolve(graph, names)?
     };
     if args.dry_run {
-        let probes = workspace.engine.probe(&graph, &targets)?;
+        let probes = workspace.engine.probe(graph, &targets)?;
         print_plan(&probes, shell);
         return Ok(0);
     }
     let interrupts = Interrupts::watch(workspace.engine.cancel_handle())?;
-    let summary = workspace.engine.run(&graph, &targets, shell)?;
+    let summary = workspace.engine.run(graph, &targets, shell)?;
     if summary.interrupted {
         let signal = interrupts.received().unwrap_or(SIGINT);
         let code = 128 + signal as u8;

@@ -260,7 +260,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
                 );
             }
             // What `check` validates, `bundle` refuses to build without: one path for both.
-            pipeline::validate(&workspace, shell)?;
+            let plan = pipeline::validate(&workspace, shell)?;
             // The profile's pipeline and every declared task (a UI build, codegen, …); with no
             // profile at all, every task.
             let selected = profile
@@ -284,11 +284,12 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
                     }
                     None => Vec::new(),
                 };
-            build::run_tasks(&workspace, &targets, run, shell)
+            build::run_tasks(&workspace, &plan.graph, &targets, run, shell)
         }
         Command::Task { names, run } => {
             let workspace = load(&cli, run.force, run.fail_fast)?;
-            build::run_tasks(&workspace, names, run, shell)
+            let graph = plan::graph(&workspace.config, &workspace.root)?;
+            build::run_tasks(&workspace, &graph, names, run, shell)
         }
         Command::Explain { task } => {
             let workspace = load(&cli, false, false)?;
