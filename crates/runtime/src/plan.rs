@@ -16,7 +16,17 @@
 //!   `runtime/migrations.json`), and no two of these files may be the same.
 //!
 //! Each path must be relative, `/`-separated and free of `..`; when the directory exists, no
-//! component of it may be a symlink (nor may `runtime/` and `secrets/` in the app data).
+//! component of it may be a symlink (nor may `runtime/` and `secrets/` in the app data), and
+//! the files appended to (telemetry, logs, `runtime/lock`) must be regular files with no
+//! other hard link (see `confine`).
+//!
+//! bundle.json itself is read from the bundle directory without following a link, as a
+//! regular file, and at most [`manifest::MAX_MANIFEST_BYTES`] of it. An existing app data
+//! directory must be empty or the runtime's own (it holds `runtime/lock`): the runtime
+//! replaces, appends to and deletes files at names bundle.json chooses, so it never adopts a
+//! directory another program made (a bundle named `keyrings`, whose default app data
+//! directory is `~/.local/share/keyrings`, would otherwise replace and then delete
+//! `login.keyring` with `ipc.auth_token_path` naming it).
 //!
 //! **Invariant:** planning starts nothing and writes nothing; `--dry-run` shows exactly what a
 //! start would do, without secret values (there are none yet) and without allocated ports
@@ -130,7 +140,9 @@ impl Plan {
         let bundle_dir = std::path::absolute(bundle_dir)
             .map_err(|err| LoadError(format!("{}: {err}", bundle_dir.display())))?;
         let manifest_path = bundle_dir.join("bundle.json");
-        let text = std::fs::read_to_string(&manifest_path)
+        let bundle = Dir::open(&bundle_dir)
+            .map_err(|err| LoadError(format!("{}: {err}", bundle_dir.display())))?;
+        let text = read_manifest(&bundle)
             .map_err(|err| LoadError(format!("{}: cannot read: {err}", manifest_path.display())))?;
         let manifest = Manifest::from_json(&text)
             .map_err(|err| LoadError(format!("{}: {err}", manifest_path.display())))?;
@@ -159,8 +171,6 @@ impl Plan {
         };
         let platform = current_platform();
         let order = start_order(&manifest);
-        let bundle = Dir::open(&bundle_dir)
-            .map_err(|err| LoadError(format!("{}: {err}", bundle_dir.display())))?;
         // The app data directory is only probed when it exists: planning creates nothing.
         let app_dir = Dir::open(&app_data).ok();
         let mut checker = Checker {
@@ -340,6 +350,16 @@ pub fn env_suffix(id: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Reads `bundle.json` from the bundle directory: a regular file, not a link (nor a FIFO or a
+/// device, which could block or never end), read only up to one byte past
+/// [`manifest::MAX_MANIFEST_BYTES`], so a huge one costs no memory before `from_json`
+/// refuses it; UTF-8.
+fn read_manifest(bundle: &Dir) -> std::io::Result<String> {
+    let bytes = bundle.read("bundle.json", manifest::MAX_MANIFEST_BYTES as u64 + 1)?;
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
 /// Finds the confinement problems of a manifest (`  field: problem` lines).
@@ -547,6 +567,13 @@ impl Checker<'_> {
             }
         }
         if let Some(app_dir) = app_dir {
+            if !owned_by_runtime(app_dir) {
+                self.problems.push(format!(
+                    "  app data: {} exists and holds files xbundle-runtime did not create (there is no runtime/lock): it may be another program's directory, whose files the runtime would overwrite (the default app data directory is named after app.name `{}`); use a new or empty directory (--app-data)",
+                    app_dir.path().display(),
+                    manifest.app.name
+                ));
+            }
             // The runtime's own places, then what bundle.json names.
             for own in [
                 &["runtime"][..],
@@ -559,6 +586,20 @@ impl Checker<'_> {
             }
             for (field, rel) in named.iter().chain(&probes) {
                 self.probe(field, app_dir, rel);
+            }
+            // Files appended to in place (not replaced): a FIFO there would block the start,
+            // a hard link would carry the writes to the file's other names.
+            let appended = named
+                .iter()
+                .filter(|(field, _)| field == "telemetry.file" || field.ends_with("(its log file)"))
+                .map(|(field, rel)| (field.as_str(), rel.clone()))
+                .chain([("app data", RelPath::of(&["runtime", "lock"]))]);
+            for (field, rel) in appended {
+                if let Err(err) = app_dir.probe_own(&rel)
+                    && !confine::is_symlink_error(&err)
+                {
+                    self.problems.push(format!("  {field}: {err}"));
+                }
             }
         }
         // (When a path was refused, the plan is not used: any placeholder does.)
@@ -575,6 +616,32 @@ impl Checker<'_> {
         if let Some(why) = reserved(rel) {
             self.problems.push(format!("  {field}: `{rel}` {why}"));
         }
+    }
+}
+
+/// Whether an existing app data directory is one the runtime may use: empty, or made by the
+/// runtime (it creates `runtime/lock` before writing anything else; a directory whose only
+/// entry is an empty `runtime/` is a start interrupted in between). A directory that holds
+/// anything else may be another program's (two apps named alike, a mistyped `--app-data`),
+/// and the runtime writes and deletes files at names bundle.json chooses.
+fn owned_by_runtime(app_dir: &Dir) -> bool {
+    let runtime = RelPath::of(&["runtime"]);
+    if matches!(app_dir.probe(&runtime.child("lock")), Ok(Kind::File)) {
+        return true;
+    }
+    let entries = |path: &Path| -> Option<Vec<std::ffi::OsString>> {
+        std::fs::read_dir(path)
+            .ok()?
+            .map(|entry| entry.ok().map(|e| e.file_name()))
+            .collect()
+    };
+    match entries(app_dir.path()).as_deref() {
+        Some([]) => true,
+        Some([only]) if only == "runtime" => {
+            matches!(app_dir.probe(&runtime), Ok(Kind::Dir))
+                && entries(&runtime.under(app_dir.path())).is_some_and(|e| e.is_empty())
+        }
+        _ => false,
     }
 }
 

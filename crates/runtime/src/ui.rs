@@ -9,6 +9,11 @@
 //! a cap on incomplete connections), static files are answered by its workers, and each
 //! proxied connection gets a thread of its own, at most [`MAX_PROXIED`] at once (then 503).
 //!
+//! **Only the UI's own origin is answered** ([`same_origin`]): a `Host` naming anything but a
+//! loopback host (a DNS-rebinding page) gets 403, and so does a request for the API (`/api`,
+//! `/ws`, upgrades) whose `Origin` is not this UI's (another site's POST or WebSocket, which
+//! browsers send across sites); clients sending neither header are answered.
+//!
 //! **Invariant: nothing outside the UI directory is ever served.** Static files: GET and HEAD.
 //! The path is split on `/` and each segment percent-decoded; a segment that is `..` or that
 //! decodes to one containing `/`, `\` or NUL (`%2e%2e`, `%2f`, `%5c`, `%00`) is refused (400).
@@ -56,6 +61,8 @@ pub fn api_port(manifest: &Manifest, ui_index: usize, ports: &PortMap) -> Option
 
 struct Ui {
     root: Dir,
+    /// The port this server listens on (its origin's).
+    port: u16,
     api_port: Option<u16>,
     log: Arc<ServiceLog>,
     proxied: Arc<AtomicUsize>,
@@ -63,8 +70,10 @@ struct Ui {
 
 /// Serves until the process exits.
 pub fn serve(listener: TcpListener, root: Dir, api_port: Option<u16>, log: Arc<ServiceLog>) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let ui = Ui {
         root,
+        port,
         api_port,
         log: Arc::clone(&log),
         proxied: Arc::new(AtomicUsize::new(0)),
@@ -90,6 +99,10 @@ impl Handler for Ui {
         let proxied = request.path == "/api"
             || request.path.starts_with("/api/")
             || request.path.starts_with("/ws");
+        if let Err(why) = same_origin(&request, self.port, proxied) {
+            http::respond(&stream, &request, &Response::error(403, why));
+            return;
+        }
         if proxied {
             let Some(port) = self.api_port else {
                 http::respond(
@@ -137,6 +150,46 @@ impl Handler for Ui {
             Err(response) => http::respond(&stream, &request, &response),
         }
     }
+}
+
+/// The host names the UI is reached by: the loopback ones (a `Host` holding any other name is
+/// a DNS-rebinding page's request, whose answer its page could read).
+fn loopback_host(host: &str) -> bool {
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|name| host.eq_ignore_ascii_case(name))
+}
+
+/// Whether a request may be answered: its `Host` (when sent) names a loopback host; and, for
+/// what reaches the API (`/api`, `/ws`, WebSocket upgrades), its `Origin` (when sent) is this
+/// UI's own (`http://127.0.0.1:PORT`, `http://localhost:PORT` or `http://[::1]:PORT`). Browsers
+/// send `Origin` on cross-site POSTs and WebSocket handshakes, which the same-origin policy
+/// does not stop: another site's page could otherwise drive the app's API through the proxy.
+/// Clients that send neither header (curl, the Electron shell's own requests) are answered.
+fn same_origin(request: &Request, port: u16, proxied: bool) -> Result<(), &'static str> {
+    if let Some(host) = request.header("host") {
+        let name = match host.rsplit_once(':') {
+            Some((name, digits))
+                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                name
+            }
+            _ => host,
+        };
+        if !loopback_host(name) {
+            return Err("the UI answers only requests for a loopback host (127.0.0.1, localhost)");
+        }
+    }
+    if proxied && let Some(origin) = request.header("origin") {
+        let own = origin
+            .strip_prefix("http://")
+            .and_then(|rest| rest.rsplit_once(':'))
+            .is_some_and(|(name, p)| loopback_host(name) && p == port.to_string());
+        if !own {
+            return Err("the API is proxied only for this UI's own pages (Origin)");
+        }
+    }
+    Ok(())
 }
 
 fn content_type(name: &str) -> &'static str {
@@ -299,6 +352,59 @@ fn copy(from: &mut TcpStream, to: &mut TcpStream) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_hosts_and_own_origins() {
+        let request = |headers: &[(&str, &str)]| Request {
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Request::default()
+        };
+        for host in [
+            "127.0.0.1:4000",
+            "localhost:4000",
+            "LOCALHOST",
+            "[::1]:4000",
+            "127.0.0.1",
+        ] {
+            assert!(
+                same_origin(&request(&[("Host", host)]), 4000, true).is_ok(),
+                "{host}"
+            );
+        }
+        for host in [
+            "evil.example",
+            "evil.example:4000",
+            "127.0.0.1.evil.example:4000",
+            "localhost.:4000",
+            "",
+        ] {
+            assert!(
+                same_origin(&request(&[("Host", host)]), 4000, false).is_err(),
+                "{host}"
+            );
+        }
+        assert!(same_origin(&request(&[]), 4000, true).is_ok());
+        let own = request(&[
+            ("Host", "127.0.0.1:4000"),
+            ("Origin", "http://localhost:4000"),
+        ]);
+        assert!(same_origin(&own, 4000, true).is_ok());
+        for origin in [
+            "https://evil.example",
+            "null",
+            "http://127.0.0.1:4001",
+            "http://127.0.0.1",
+            "http://evil.example:4000",
+        ] {
+            let foreign = request(&[("Host", "127.0.0.1:4000"), ("Origin", origin)]);
+            assert!(same_origin(&foreign, 4000, true).is_err(), "{origin}");
+            // Static files carry no API: any origin may load them.
+            assert!(same_origin(&foreign, 4000, false).is_ok(), "{origin}");
+        }
+    }
 
     #[test]
     fn request_paths_are_decoded_and_checked_per_segment() {

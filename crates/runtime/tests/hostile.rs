@@ -237,10 +237,67 @@ fn paths_from_bundle_json_never_leave_the_bundle_or_the_app_data() {
                 .unwrap();
             },
         ),
+        // Files the runtime appends to: a hard link there would carry the service's output
+        // into the file's other name (the canary's), a FIFO would block the start for good
+        // (with the stop signals not yet taken).
+        (
+            "app-data-log-hard-link",
+            "services[0] (its log file)",
+            |fixture, canary, _| {
+                own_app_data(fixture);
+                std::fs::create_dir_all(fixture.app_data.join("logs")).unwrap();
+                std::fs::hard_link(
+                    canary.dir.join("victim.txt"),
+                    fixture.app_data.join("logs/svc.log"),
+                )
+                .unwrap();
+            },
+        ),
+        (
+            "app-data-telemetry-fifo",
+            "telemetry.file",
+            |fixture, _, _| {
+                own_app_data(fixture);
+                std::fs::create_dir_all(fixture.app_data.join("telemetry")).unwrap();
+                mkfifo(&fixture.app_data.join("telemetry/events.jsonl"));
+            },
+        ),
+        (
+            "app-data-lock-hard-link",
+            "app data",
+            |fixture, canary, _| {
+                std::fs::create_dir_all(fixture.app_data.join("runtime")).unwrap();
+                std::fs::hard_link(
+                    canary.dir.join("victim.txt"),
+                    fixture.app_data.join("runtime/lock"),
+                )
+                .unwrap();
+            },
+        ),
+        // An app data directory that is another program's (two apps named alike, as the
+        // default `~/.local/share/<app.name>` makes easy): the runtime replaced, then deleted
+        // on exit, a file of its choosing there (a GNOME keyring, with app.name `keyrings`).
+        ("app-data-foreign", "app data", |fixture, _, m| {
+            std::fs::create_dir_all(&fixture.app_data).unwrap();
+            std::fs::write(fixture.app_data.join("login.keyring"), "precious").unwrap();
+            m["ipc"]["auth_token_path"] = "login.keyring".into();
+        }),
     ];
     for (name, field, setup) in cases {
         assert_refused(name, field, *setup);
     }
+}
+
+/// Makes the fixture's app data directory look used by an earlier run (`runtime/lock`).
+fn own_app_data(fixture: &Fixture) {
+    std::fs::create_dir_all(fixture.app_data.join("runtime")).unwrap();
+    std::fs::write(fixture.app_data.join("runtime/lock"), "").unwrap();
+}
+
+fn mkfifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0, "mkfifo");
 }
 
 #[test]
@@ -335,7 +392,7 @@ fn the_ui_server_serves_nothing_outside_its_directory() {
     for path in attempts {
         let mut head = b"GET ".to_vec();
         head.extend_from_slice(path);
-        head.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+        head.extend_from_slice(b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         let (status, body) = raw_request(ui_port, &head);
         let shown = String::from_utf8_lossy(path);
         assert!(
@@ -354,6 +411,73 @@ fn the_ui_server_serves_nothing_outside_its_directory() {
     assert_eq!(runtime.post("/shutdown", "").0, 202);
     assert_eq!(runtime.wait_exit(Duration::from_secs(20)), 0);
     canary.assert_intact("ui requests");
+}
+
+/// The UI server answers only requests for a loopback host, and proxies to the API only for
+/// its own pages: a DNS-rebinding page (`Host: evil.example`, resolving to 127.0.0.1) could
+/// otherwise read the UI and the app's API through it, and another site's page drive the API
+/// with a cross-site POST or WebSocket, which the same-origin policy does not stop. Before,
+/// all of these were answered, the API's replies included.
+#[test]
+fn the_ui_answers_its_own_origin_only() {
+    let fixture = Fixture::new("ui-origin", &fixture_manifest("1.0.0", false));
+    let mut runtime = fixture.start();
+    runtime.wait_ready(&fixture);
+    let ui_port = runtime.json("/ports")["services"]["ui"]["http"]
+        .as_u64()
+        .unwrap() as u16;
+    let send = |head: String| raw_request(ui_port, head.as_bytes());
+    let own = format!("http://127.0.0.1:{ui_port}");
+    // What the UI's own pages (and clients without these headers) send is answered.
+    for (path, host, origin) in [
+        ("/", format!("127.0.0.1:{ui_port}"), None),
+        ("/", format!("localhost:{ui_port}"), None),
+        (
+            "/api/hello",
+            format!("127.0.0.1:{ui_port}"),
+            Some(own.clone()),
+        ),
+        (
+            "/api/hello",
+            format!("localhost:{ui_port}"),
+            Some(format!("http://localhost:{ui_port}")),
+        ),
+    ] {
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
+        let (status, body) = send(format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\n{origin}\r\n"
+        ));
+        assert_eq!(status, 200, "{path} for {host}: {body}");
+    }
+    assert_eq!(send("GET /api/hello HTTP/1.0\r\n\r\n".into()).0, 200);
+
+    let refused = [
+        // DNS rebinding: another name for 127.0.0.1.
+        format!("GET / HTTP/1.1\r\nHost: evil.example:{ui_port}\r\n\r\n"),
+        format!("GET /api/hello HTTP/1.1\r\nHost: evil.example:{ui_port}\r\n\r\n"),
+        "GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1.evil.example\r\n\r\n".to_string(),
+        // Another site's page, through the browser of the user.
+        format!(
+            "POST /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nOrigin: https://evil.example\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+        ),
+        format!(
+            "GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nOrigin: https://evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        ),
+        format!("GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nOrigin: null\r\n\r\n"),
+        format!(
+            "GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nOrigin: http://127.0.0.1:{}\r\n\r\n",
+            ui_port.wrapping_add(1)
+        ),
+    ];
+    for head in refused {
+        let (status, body) = send(head.clone());
+        assert_eq!(status, 403, "{head}: {body}");
+        assert!(!body.contains("hello"), "{head}: the API answered: {body}");
+    }
+    assert_eq!(runtime.post("/shutdown", "").0, 202);
+    assert_eq!(runtime.wait_exit(Duration::from_secs(20)), 0);
 }
 
 /// Trickles a request head that never ends, one byte every 50 ms, for at most `within`;
@@ -474,7 +598,7 @@ fn attacker(
                         String::new()
                     };
                     let head = format!(
-                        "POST /secrets HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 1000000000\r\n\r\n"
+                        "POST /secrets HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 1000000000\r\n\r\n"
                     );
                     let _ = stream.write_all(head.as_bytes());
                     let chunk = vec![b'{'; 1 << 20];
@@ -525,7 +649,11 @@ fn timed_get(port: u16, path: &str, token: Option<&str>) -> (u16, Duration) {
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n"
+        )
+        .ok()?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).ok()?;
         String::from_utf8_lossy(&raw)
