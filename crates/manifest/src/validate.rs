@@ -227,13 +227,14 @@ fn check_path(out: &mut Findings, path: &str, value: &str, style: PathStyle) {
 fn check_app_data_layout(out: &mut Findings, manifest: &Manifest) {
     let mut named: BTreeMap<Vec<String>, String> = BTreeMap::new();
     let mut file = |out: &mut Findings, field: String, components: Vec<String>| {
-        if let Some(other) = named.get(&components) {
+        let key = path::file_key(components.iter().map(String::as_str));
+        if let Some(other) = named.get(&key) {
             out.error(
                 field,
                 format!("`{}` is also the file of {other}", components.join("/")),
             );
         } else {
-            named.insert(components, field);
+            named.insert(key, field);
         }
     };
     let reserved = |out: &mut Findings, field: String, text: &str| -> Option<Vec<String>> {
@@ -248,7 +249,10 @@ fn check_app_data_layout(out: &mut Findings, manifest: &Manifest) {
         "ipc.auth_token_path".into(),
         &manifest.ipc.auth_token_path,
     ) {
-        if token.last().map(String::as_str) == Some(path::IPC_PORT_FILE) {
+        if token
+            .last()
+            .is_some_and(|last| path::file_key([last.as_str()]) == [path::IPC_PORT_FILE])
+        {
             out.error(
                 "ipc.auth_token_path",
                 format!(

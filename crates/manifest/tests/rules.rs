@@ -232,6 +232,33 @@ fn app_data_paths_keep_clear_of_the_runtimes_own_files() {
         "services[1] (its log file)",
         "also the file of telemetry.file",
     );
+    // However it is spelled: case-insensitive file systems (macOS, Windows) and Windows'
+    // trailing dots read these as the runtime's own files, or as one file twice.
+    assert_error(
+        &with("/ipc/auth_token_path", json!("Runtime/LOCK")),
+        "ipc.auth_token_path",
+        "runtime's own files",
+    );
+    assert_error(
+        &with("/telemetry/file", json!("runtime/migrations.json.")),
+        "telemetry.file",
+        "runtime's own files",
+    );
+    assert_error(
+        &with("/services/1/log_dir", json!("Secrets")),
+        "services[1].log_dir",
+        "inside `secrets/`",
+    );
+    assert_error(
+        &with("/telemetry/file", json!("Runtime/Auth-Token")),
+        "telemetry.file",
+        "also the file of ipc.auth_token_path",
+    );
+    assert_error(
+        &with("/ipc/auth_token_path", json!("runtime/IPC-Port")),
+        "ipc.auth_token_path",
+        "control port",
+    );
     // `runtime/` itself is not reserved: the corpus keeps its token there.
     assert_eq!(
         errors(&with("/ipc/auth_token_path", json!("runtime/token"))),

@@ -21,7 +21,11 @@
 //! other hard link (see `confine`).
 //!
 //! bundle.json itself is read from the bundle directory without following a link, as a
-//! regular file, and at most [`manifest::MAX_MANIFEST_BYTES`] of it. An existing app data
+//! regular file, and at most [`manifest::MAX_MANIFEST_BYTES`] of it. The bundle and the app
+//! data directories may not overlap (either inside the other, once their links are
+//! resolved): bundle.json chooses the names the runtime writes in app data, which could then
+//! land where the UI serves them (the control token, secrets) or over the bundle's
+//! programs. An existing app data
 //! directory must be empty or the runtime's own (it holds `runtime/lock`): the runtime
 //! replaces, appends to and deletes files at names bundle.json chooses, so it never adopts a
 //! directory another program made (a bundle named `keyrings`, whose default app data
@@ -169,6 +173,14 @@ impl Plan {
                 .map_err(|err| LoadError(format!("{}: {err}", dir.display())))?,
             None => default_app_data(&manifest.app.name),
         };
+        let (bundle_real, app_data_real) = (resolved(&bundle_dir), resolved(&app_data));
+        if bundle_real.starts_with(&app_data_real) || app_data_real.starts_with(&bundle_real) {
+            return Err(LoadError(format!(
+                "the bundle directory {} and the app data directory {} overlap: bundle.json names the files the runtime writes in app data, so they could land where the UI serves them or over the bundle's programs; keep them apart (--app-data)",
+                bundle_real.display(),
+                app_data_real.display()
+            )));
+        }
         let platform = current_platform();
         let order = start_order(&manifest);
         // The app data directory is only probed when it exists: planning creates nothing.
@@ -501,7 +513,8 @@ impl Checker<'_> {
     /// The app data paths, checked (lexically, against the reserved names and each other, and
     /// for symlinks when the app data directory exists).
     fn app_paths(&mut self, manifest: &Manifest, app_dir: Option<&Dir>) -> AppPaths {
-        let mut files: BTreeMap<RelPath, String> = BTreeMap::new();
+        // Keyed as a case-insensitive file system reads names (`manifest::path::file_key`).
+        let mut files: BTreeMap<Vec<String>, String> = BTreeMap::new();
         let mut probes: Vec<(String, RelPath)> = Vec::new();
         let file = |checker: &mut Checker, field: &str, text: &str| -> Option<RelPath> {
             let rel = checker.rel(field, text, "app data", true)?;
@@ -511,7 +524,10 @@ impl Checker<'_> {
         let mut named = Vec::new();
         let token = file(self, "ipc.auth_token_path", &manifest.ipc.auth_token_path);
         if let Some(token) = &token {
-            if token.file_name() == Some(PORT_FILE) {
+            if token
+                .file_name()
+                .is_some_and(|name| manifest::path::file_key([name]) == [PORT_FILE])
+            {
                 self.problems.push(format!(
                     "  ipc.auth_token_path: `{token}` is the file the control port is written to"
                 ));
@@ -559,11 +575,12 @@ impl Checker<'_> {
             data_dirs.push(dirs);
         }
         for (field, rel) in &named {
-            if let Some(other) = files.get(rel) {
+            let key = manifest::path::file_key(rel.parts().iter().map(String::as_str));
+            if let Some(other) = files.get(&key) {
                 self.problems
                     .push(format!("  {field}: `{rel}` is also the file of {other}"));
             } else {
-                files.insert(rel.clone(), field.clone());
+                files.insert(key, field.clone());
             }
         }
         if let Some(app_dir) = app_dir {
@@ -617,6 +634,37 @@ impl Checker<'_> {
             self.problems.push(format!("  {field}: `{rel}` {why}"));
         }
     }
+}
+
+/// `path` (absolute) with its longest existing prefix resolved (links followed, as the roots
+/// may be links) and the rest normalized lexically: where it is on the file system, for
+/// comparing two roots.
+fn resolved(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    let base = loop {
+        if let Ok(real) = std::fs::canonicalize(&existing) {
+            break real;
+        }
+        match existing.file_name() {
+            Some(name) => {
+                rest.push(name.to_owned());
+                existing.pop();
+            }
+            None => break existing,
+        }
+    };
+    let mut out = base;
+    for part in rest.iter().rev() {
+        match part.to_str() {
+            Some(".") => {}
+            Some("..") => {
+                out.pop();
+            }
+            _ => out.push(part),
+        }
+    }
+    out
 }
 
 /// Whether an existing app data directory is one the runtime may use: empty, or made by the

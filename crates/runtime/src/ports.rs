@@ -117,13 +117,18 @@ pub fn allocate(manifest: &Manifest, previous: &PortMap, control_port: u16) -> A
     allocation
 }
 
+/// The most of a state file of `runtime/` the runtime reads (a larger one, which it never
+/// writes, is read as corrupt: defaults). Parsed JSON of short strings takes some ten times
+/// its size, so this bounds the memory a planted file costs.
+pub const STATE_LIMIT: u64 = 64 * 1024;
+
 /// The file in `<app data>/runtime/` holding the last run's ports.
 pub const FILE: &str = "ports.json";
 
 /// The last run's ports, from [`FILE`] in `runtime_dir` (not through a link).
 pub fn load(runtime_dir: &Dir) -> PortMap {
     runtime_dir
-        .read(FILE, 1024 * 1024)
+        .read(FILE, STATE_LIMIT)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()

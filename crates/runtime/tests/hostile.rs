@@ -288,6 +288,91 @@ fn paths_from_bundle_json_never_leave_the_bundle_or_the_app_data() {
     }
 }
 
+/// The runtime's own state files are read bounded: a `runtime/migrations.json` and a
+/// `runtime/ports.json` planted with 16 MB of short strings each (JSON an attacker who can
+/// write the app data makes in a moment) held 150 MB of the runtime's memory at start.
+#[test]
+fn the_runtimes_own_state_files_are_read_bounded() {
+    let fixture = Fixture::new("state-files", &one_worker());
+    own_app_data(&fixture);
+    let versions: Vec<String> = (0..1_700_000).map(|n| n.to_string()).collect();
+    std::fs::write(
+        fixture.app_data.join("runtime/migrations.json"),
+        json!({"applied": {"svc": versions}}).to_string(),
+    )
+    .unwrap();
+    let ports: serde_json::Map<String, Value> = (0..800_000)
+        .map(|n| (format!("s{n}"), json!({"p": 1})))
+        .collect();
+    std::fs::write(
+        fixture.app_data.join("runtime/ports.json"),
+        Value::Object(ports).to_string(),
+    )
+    .unwrap();
+    let mut runtime = fixture.start();
+    runtime.wait_ready(&fixture);
+    let hwm = proc_status(runtime.child.id(), "VmHWM").unwrap();
+    eprintln!("state files of 16 MB: peak RSS {hwm} kB");
+    assert!(hwm < RSS_LIMIT_KB, "peak RSS {hwm} kB");
+    assert_eq!(runtime.post("/shutdown", "").0, 202);
+    assert_eq!(runtime.wait_exit(Duration::from_secs(20)), 0);
+}
+
+/// The bundle and the app data directory never overlap. With the bundle inside the app data
+/// (a layout self-updating apps like), `ipc.auth_token_path: "bundle/ui/token.txt"` put the
+/// control token where the UI served it to anyone on the loopback; with the app data inside
+/// the UI directory, the UI served the secrets. Either is refused (exit 2) before anything is
+/// written.
+#[test]
+fn the_bundle_and_the_app_data_never_overlap() {
+    let fixture = Fixture::new("overlap", &one_worker());
+    let canary = Canary::plant(fixture.dir.join("canary"));
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.bundle.join("bundle.json")).unwrap())
+            .unwrap();
+    manifest["ipc"]["auth_token_path"] = "bundle/ui/token.txt".into();
+    fixture.write_manifest(&manifest);
+    // The app data directory holding the bundle, used before (so it is the runtime's).
+    std::fs::create_dir_all(fixture.dir.join("runtime")).unwrap();
+    std::fs::write(fixture.dir.join("runtime/lock"), "").unwrap();
+    for app_data in [fixture.dir.clone(), fixture.bundle.join("ui/data")] {
+        let before = snapshot(&fixture.dir);
+        let mut child = std::process::Command::new(RUNTIME)
+            .arg("--bundle")
+            .arg(&fixture.bundle)
+            .arg("--app-data")
+            .arg(&app_data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(code, Some(2), "{}: {stderr}", app_data.display());
+        assert!(stderr.contains("overlap"), "{stderr}");
+        assert!(!fixture.bundle.join("ui/token.txt").exists());
+        assert_eq!(snapshot(&fixture.dir), before, "{}", app_data.display());
+        canary.assert_intact("overlapping app data");
+    }
+}
+
 /// Makes the fixture's app data directory look used by an earlier run (`runtime/lock`).
 fn own_app_data(fixture: &Fixture) {
     std::fs::create_dir_all(fixture.app_data.join("runtime")).unwrap();
@@ -476,6 +561,65 @@ fn the_ui_answers_its_own_origin_only() {
         assert_eq!(status, 403, "{head}: {body}");
         assert!(!body.contains("hello"), "{head}: the API answered: {body}");
     }
+    assert_eq!(runtime.post("/shutdown", "").0, 202);
+    assert_eq!(runtime.wait_exit(Duration::from_secs(20)), 0);
+}
+
+/// Idle proxied connections (WebSockets opened and left silent) cannot keep the app's own
+/// requests from its API: past the cap, the connection idle the longest is closed. Before,
+/// 32 of them made every `/api` request a 503 for as long as they stayed open.
+#[test]
+fn idle_proxied_connections_never_lock_the_api_out() {
+    let fixture = Fixture::new("proxy-idle", &fixture_manifest("1.0.0", false));
+    let mut runtime = fixture.start();
+    runtime.wait_ready(&fixture);
+    let ui_port = runtime.json("/ports")["services"]["ui"]["http"]
+        .as_u64()
+        .unwrap() as u16;
+    let upgrade = b"GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        let mut stream = TcpStream::connect(("127.0.0.1", ui_port)).unwrap();
+        stream.write_all(upgrade).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        idle.push(stream);
+    }
+    // The app's own request is answered.
+    let (status, body) = request(ui_port, "GET", "/api/hello", None, None);
+    assert_eq!(status, 200, "{body}");
+    // The oldest idle ones were closed to make room; at most the cap stay open.
+    let mut open = 0;
+    for stream in &mut idle {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut byte = [0u8; 64];
+        match stream.read(&mut byte) {
+            Ok(0) => {}
+            Err(err)
+                if err.kind() == std::io::ErrorKind::WouldBlock
+                    || err.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                open += 1
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(open <= 32, "{open} idle proxied connections still open");
+    let threads = proc_status(runtime.child.id(), "Threads").unwrap();
+    assert!(threads < 100, "{threads} threads");
     assert_eq!(runtime.post("/shutdown", "").0, 202);
     assert_eq!(runtime.wait_exit(Duration::from_secs(20)), 0);
 }
