@@ -14,8 +14,9 @@
 //!
 //! **Only the UI's own origin is answered** ([`same_origin`]): a `Host` naming anything but a
 //! loopback host (a DNS-rebinding page) gets 403, and so does a request for the API (`/api`,
-//! `/ws`, upgrades) whose `Origin` is not this UI's (another site's POST or WebSocket, which
-//! browsers send across sites); clients sending neither header are answered.
+//! `/ws`, upgrades) whose `Origin` is not this UI's or whose `Sec-Fetch-Site` is not
+//! `same-origin`/`none` (another site's POST, WebSocket, image or link, which browsers send
+//! across sites); clients sending none of these headers are answered.
 //!
 //! **Invariant: nothing outside the UI directory is ever served.** Static files: GET and HEAD.
 //! The path is split on `/` and each segment percent-decoded; a segment that is `..` or that
@@ -227,9 +228,11 @@ fn loopback_host(host: &str) -> bool {
 
 /// Whether a request may be answered: its `Host` (when sent) names a loopback host; and, for
 /// what reaches the API (`/api`, `/ws`, WebSocket upgrades), its `Origin` (when sent) is this
-/// UI's own (`http://127.0.0.1:PORT`, `http://localhost:PORT` or `http://[::1]:PORT`). Browsers
-/// send `Origin` on cross-site POSTs and WebSocket handshakes, which the same-origin policy
-/// does not stop: another site's page could otherwise drive the app's API through the proxy.
+/// UI's own (`http://127.0.0.1:PORT`, `http://localhost:PORT` or `http://[::1]:PORT`) and its
+/// `Sec-Fetch-Site` (when sent) is `same-origin` or `none`. Browsers send these on cross-site
+/// requests the same-origin policy does not stop (POSTs, WebSocket handshakes, GETs of
+/// images and links): another site's page could otherwise drive the app's API through the
+/// proxy.
 /// Clients that send neither header (curl, the Electron shell's own requests) are answered.
 fn same_origin(request: &Request, port: u16, proxied: bool) -> Result<(), &'static str> {
     if let Some(host) = request.header("host") {
@@ -253,6 +256,14 @@ fn same_origin(request: &Request, port: u16, proxied: bool) -> Result<(), &'stat
         if !own {
             return Err("the API is proxied only for this UI's own pages (Origin)");
         }
+    }
+    // Browsers say where a request comes from even when they send no `Origin` (an image or a
+    // link of another page: a GET): another site, or another port of the same host.
+    if proxied
+        && let Some(site) = request.header("sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err("the API is proxied only for this UI's own pages (Sec-Fetch-Site)");
     }
     Ok(())
 }
@@ -489,6 +500,14 @@ mod tests {
             );
         }
         assert!(same_origin(&request(&[]), 4000, true).is_ok());
+        for site in ["cross-site", "same-site"] {
+            let foreign = request(&[("Sec-Fetch-Site", site)]);
+            assert!(same_origin(&foreign, 4000, true).is_err(), "{site}");
+            assert!(same_origin(&foreign, 4000, false).is_ok(), "{site}");
+        }
+        for site in ["same-origin", "none"] {
+            assert!(same_origin(&request(&[("Sec-Fetch-Site", site)]), 4000, true).is_ok());
+        }
         let own = request(&[
             ("Host", "127.0.0.1:4000"),
             ("Origin", "http://localhost:4000"),

@@ -517,6 +517,12 @@ fn the_ui_answers_its_own_origin_only() {
     for (path, host, origin) in [
         ("/", format!("127.0.0.1:{ui_port}"), None),
         ("/", format!("localhost:{ui_port}"), None),
+        // Static files carry no API: any page may load them.
+        (
+            "/",
+            format!("127.0.0.1:{ui_port}"),
+            Some("https://any.example".to_owned()),
+        ),
         (
             "/api/hello",
             format!("127.0.0.1:{ui_port}"),
@@ -551,6 +557,13 @@ fn the_ui_answers_its_own_origin_only() {
             "GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nOrigin: https://evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
         ),
         format!("GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nOrigin: null\r\n\r\n"),
+        // An image or a link on another page (no Origin), another port of this host too.
+        format!(
+            "GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nSec-Fetch-Site: cross-site\r\n\r\n"
+        ),
+        format!(
+            "GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nSec-Fetch-Site: same-site\r\n\r\n"
+        ),
         format!(
             "GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nOrigin: http://127.0.0.1:{}\r\n\r\n",
             ui_port.wrapping_add(1)
