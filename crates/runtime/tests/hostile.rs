@@ -373,6 +373,65 @@ fn the_bundle_and_the_app_data_never_overlap() {
     }
 }
 
+/// A manifest requesting more ports than the runtime has file descriptors (each port's
+/// listener is held until its service spawns): once out of descriptors, every later request
+/// tried the whole of its range, 64 000 binds each, while the start held the stop signals;
+/// 1500 requests under a limit of 128 descriptors kept it there for minutes. Now the start
+/// gives up at once with the system's reason (exit code 3).
+#[test]
+fn running_out_of_descriptors_does_not_stall_the_start() {
+    use std::os::unix::process::CommandExt;
+    let mut service = testsvc_service("svc", &["hang", "svc"], "svc hangs");
+    service["ports"] = json!({"requested": (0..1500)
+        .map(|n| json!({"name": format!("p{n}"), "range": {"min": 1024, "max": 65535}}))
+        .collect::<Vec<_>>()});
+    let fixture = Fixture::new("descriptors", &small_manifest("1.0.0", json!([service])));
+    let mut command = std::process::Command::new(RUNTIME);
+    command
+        .arg("--bundle")
+        .arg(&fixture.bundle)
+        .arg("--app-data")
+        .arg(&fixture.app_data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 128,
+                rlim_max: 128,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    // Generous: the start gives up in milliseconds; stalled, it took minutes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("Too many open files"), "{stderr}");
+}
+
 /// Makes the fixture's app data directory look used by an earlier run (`runtime/lock`).
 fn own_app_data(fixture: &Fixture) {
     std::fs::create_dir_all(fixture.app_data.join("runtime")).unwrap();
