@@ -326,6 +326,17 @@ fn generators_are_what_they_claim() {
         "secrets[1].generator.charset",
         "did you mean `hex`?",
     );
+    // A name in another case is that name misspelled, not the set of its letters: with a
+    // length giving 128 bits, `HEX` passed as the set {E, H, X}.
+    for (charset, name) in [("HEX", "hex"), ("Alnum", "alnum"), ("DIGITS", "digits")] {
+        assert_error(
+            &generator(json!({"length": 128, "charset": charset})),
+            "secrets[1].generator.charset",
+            &format!("did you mean `{name}`?"),
+        );
+    }
+    // A literal set of capitals is still one.
+    assert!(errors(&generator(json!({"charset": "ABCDEFGHIJKLMNOP"}))).is_empty());
     // A literal set needs 16 distinct characters or 128 bits.
     assert_error(
         &generator(json!({"length": 32, "charset": "0123456789"})),
