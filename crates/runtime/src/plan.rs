@@ -677,9 +677,12 @@ fn owned_by_runtime(app_dir: &Dir) -> bool {
     if matches!(app_dir.probe(&runtime.child("lock")), Ok(Kind::File)) {
         return true;
     }
+    // The first two entries say all that is needed (empty, only `runtime`, or more), however
+    // many a directory holds.
     let entries = |path: &Path| -> Option<Vec<std::ffi::OsString>> {
         std::fs::read_dir(path)
             .ok()?
+            .take(2)
             .map(|entry| entry.ok().map(|e| e.file_name()))
             .collect()
     };
