@@ -3,8 +3,12 @@
 //! directory, with a canary tree beside the bundle and the app data that must stay intact:
 //!
 //! - paths from bundle.json never leave the bundle or the app data, and a refused path stops
-//!   the start with exit code 2 before anything is written or started;
-//! - the UI server never serves a file outside its directory;
+//!   the start with exit code 2 before anything is written or started; nor do writes reach
+//!   elsewhere through a hard link or block on a FIFO at an appended file, an app data
+//!   directory another program made, or one overlapping the bundle; the runtime's own state
+//!   files are read bounded, and running out of descriptors does not stall the start;
+//! - the UI server never serves a file outside its directory, answers only its own origin,
+//!   and idle proxied connections never lock the app's requests out of its API;
 //! - HTTP limits hold before authentication, on the control API and the UI port alike, and an
 //!   authorised `/status` answers within 1 s under the stated attacks;
 //! - a service's output is bounded (lines split at 64 KiB, rotation applies).

@@ -1,5 +1,7 @@
 //! Secrets on the real binary: `remote_fetch` from a local HTTP server (127.0.0.1) that is
-//! down at start, retried until it answers; its `file` target follows the fetched value.
+//! down at start, retried until it answers; its `file` target follows the fetched value;
+//! https against the platform's roots; the entropy of generated values; values read and
+//! written through no link; a silent vault; fetched values a process cannot carry.
 
 mod common;
 
