@@ -9,9 +9,10 @@
 //! - `charset` applies to `random` only;
 //! - a charset is a name of [`NamedCharset`] (aliases included) or a literal set of
 //!   printable, non-space characters, each written once. A string that repeats a character,
-//!   or that looks like a name (lowercase letters, digits, `_`) and is within two edits of a
-//!   known name (and closer to it than half its own length), is an unknown name: an error with "did you mean" — never silently read as
-//!   the letters it is spelled with (`alnum_sybmols` is not the set `{a, b, l, …}`);
+//!   or that looks like a name (ASCII letters, digits, `_`) and is, ignoring case, within two
+//!   edits of a known name (and closer to it than half its own length), is an unknown name:
+//!   an error with "did you mean" — never silently read as the letters it is spelled with
+//!   (`alnum_sybmols` is not the set `{a, b, l, …}`, nor `HEX` the set `{E, H, X}`);
 //! - a literal set has at least [`MIN_LITERAL_CHARS`] distinct characters, or `length`
 //!   gives at least [`MIN_ENTROPY_BITS`] bits (`length × log2(distinct characters)`).
 //!
@@ -155,13 +156,13 @@ impl Charset {
         if let Some(named) = NamedCharset::from_name(text) {
             return Ok(Charset::Named(named));
         }
-        let suggestion = closest_name(text);
+        // Names are compared without case: `HEX` or `Alnum` is a name written otherwise, not
+        // the set of its letters.
+        let suggestion = closest_name(&text.to_ascii_lowercase());
         let mut seen = BTreeSet::new();
         let repeated: BTreeSet<char> = text.chars().filter(|c| !seen.insert(*c)).collect();
-        let name_like = !text.is_empty()
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        let name_like =
+            !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !repeated.is_empty()
             || (name_like && suggestion.is_some_and(|(_, d)| d <= 2 && 2 * d < text.len()))
         {

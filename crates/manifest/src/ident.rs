@@ -8,7 +8,8 @@
 //! pipeline derives from a scenario or resource directory name fits.
 //!
 //! An environment variable name (a secret's `env` target, the keys of `env` maps) may not be
-//! empty or hold `=` or NUL: the process environment cannot represent such a name.
+//! empty or hold `=` or NUL: the process environment cannot represent such a name. Nor may an
+//! argument or an environment value hold NUL ([`check_exec_text`]).
 
 use std::fmt;
 
@@ -67,6 +68,19 @@ pub fn check_env_name(name: &str) -> Result<(), String> {
             "`{}` is not a variable name (it is empty or holds `=` or NUL)",
             shown.escape_debug()
         ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a text that reaches a process through `exec` (an argument, an environment value):
+/// no NUL, which neither can carry.
+pub fn check_exec_text(text: &str) -> Result<(), String> {
+    if text.contains('\0') {
+        Err(
+            "holds a NUL character, which a process's arguments and environment cannot carry"
+                .into(),
+        )
     } else {
         Ok(())
     }

@@ -38,7 +38,7 @@ mod types;
 pub mod url;
 mod validate;
 
-pub use format::format_regex;
+pub use format::{format_regex, log_pattern_regex};
 pub use generator::{Charset, CharsetError, GeneratorError, GeneratorSpec, NamedCharset};
 pub use ident::{IdError, check_id};
 pub use path::{PathError, PathStyle, RelativePath, check_relative};
@@ -50,6 +50,13 @@ use std::fmt;
 
 /// The manifest format this crate reads and writes (`schema_version`).
 pub const FORMAT_VERSION: &str = "v0.1";
+
+/// The largest bundle.json accepted, in bytes: 256 KiB, some thirty times the largest
+/// manifest of the conformance corpus. A manifest is untrusted input read by a runtime that
+/// must stay small, and parsed JSON takes many times its size in memory (arrays of `[]`
+/// kept in an `extra` map take about 30 bytes per input byte), so [`Manifest::from_json`]
+/// refuses a longer text and the pipeline never writes one.
+pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
 
 /// A manifest that could not be read: the JSON path of the offending value and the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +91,19 @@ impl fmt::Display for ManifestError {
 impl std::error::Error for ManifestError {}
 
 impl Manifest {
-    /// Parses a manifest. Errors name the field path and the problem; semantic checks the
-    /// types cannot express are [`Manifest::validate`]'s job.
+    /// Parses a manifest of at most [`MAX_MANIFEST_BYTES`]. Errors name the field path and the
+    /// problem; semantic checks the types cannot express are [`Manifest::validate`]'s job.
     pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError {
+                path: String::new(),
+                message: format!(
+                    "the manifest is longer than the limit of {MAX_MANIFEST_BYTES} bytes"
+                ),
+                line: 1,
+                column: 1,
+            });
+        }
         let deserializer = &mut serde_json::Deserializer::from_str(text);
         let manifest: Manifest = serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let path = err.path().to_string();

@@ -203,18 +203,30 @@ pub const RUNTIME_FILES: [[&str; 2]; 3] = [
     ["runtime", "migrations.json"],
 ];
 
+/// A path's components as a file system that ignores case (macOS, Windows) and, on Windows,
+/// trailing dots and spaces reads them: two paths with the same key name the same file
+/// there (`Runtime/LOCK.` is `runtime/lock`). Comparisons of app data paths use it, so a
+/// manifest cannot reach the runtime's own files, or name one file twice, by spelling.
+pub fn file_key<'a>(components: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    components
+        .into_iter()
+        .map(|c| c.trim_end_matches(['.', ' ']).to_lowercase())
+        .collect()
+}
+
 /// Why an app data path (given by its components) may not be named by bundle.json: it is
-/// inside `secrets/` or is one of the runtime's own files. `None` when it may be used.
+/// inside `secrets/` or is one of the runtime's own files, however it is spelled
+/// ([`file_key`]). `None` when it may be used.
 pub fn reserved_in_app_data<'a>(
     components: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'static str> {
-    let components: Vec<&str> = components.into_iter().collect();
-    if components.first() == Some(&SECRETS_DIR) {
+    let key = file_key(components);
+    if key.first().map(String::as_str) == Some(SECRETS_DIR) {
         return Some("is inside `secrets/`, which only the runtime writes");
     }
     RUNTIME_FILES
         .iter()
-        .any(|own| components == own)
+        .any(|own| key == own)
         .then_some("is one of the runtime's own files")
 }
 

@@ -190,6 +190,22 @@ pub fn check_http_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest `fetch.timeout_ms` accepted: one minute. The runtime fetches on a thread of
+/// its own, one secret after the other, so an unbounded timeout to a vault that accepts and
+/// never answers would hold back every later fetch and retry for as long as it says.
+pub const MAX_FETCH_TIMEOUT_MS: u64 = 60_000;
+
+/// A fetch's `timeout_ms`: 1..=[`MAX_FETCH_TIMEOUT_MS`].
+pub fn check_fetch_timeout(timeout_ms: u64) -> Result<(), String> {
+    if (1..=MAX_FETCH_TIMEOUT_MS).contains(&timeout_ms) {
+        Ok(())
+    } else {
+        Err(format!(
+            "timeout_ms must be at least 1 and at most {MAX_FETCH_TIMEOUT_MS} (a fetch waits at most a minute), not {timeout_ms}"
+        ))
+    }
+}
+
 /// [`FetchUrl::parse`] as a plain check.
 pub fn check_fetch_url(url: &str) -> Result<(), UrlError> {
     FetchUrl::parse(url).map(drop)

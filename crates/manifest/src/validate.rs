@@ -14,10 +14,11 @@
 //! `infrastructure` secret (it must never be bundled); generators that resolve
 //! ([`crate::generator`]: named or strong literal charsets, lengths) and only on generated
 //! secrets (warning); formats that compile within limits ([`mod@crate::format`]); fetch URLs of
-//! [`crate::url`], positive timeouts, header names and values that cannot split a request,
+//! [`crate::url`], timeouts of at most a minute, header names and values that cannot split a request,
 //! health check paths that cannot either;
-//! environment variable names; health and readiness checks have what their type needs (a
-//! declared port, a command, a pattern); migrations have a command and unique versions; a
+//! environment variable names, and no NUL in arguments or environment values; health and readiness checks have what their type needs (a
+//! declared port, a command, a pattern that compiles within the limits of
+//! [`mod@crate::format`]); migrations have a command and unique versions; a
 //! loopback IPC host; services have a binary or a build; `${secret.ID}` names a secret the
 //! service lists; `${service.port}` templates name known services and ports (warning).
 //!
@@ -226,13 +227,14 @@ fn check_path(out: &mut Findings, path: &str, value: &str, style: PathStyle) {
 fn check_app_data_layout(out: &mut Findings, manifest: &Manifest) {
     let mut named: BTreeMap<Vec<String>, String> = BTreeMap::new();
     let mut file = |out: &mut Findings, field: String, components: Vec<String>| {
-        if let Some(other) = named.get(&components) {
+        let key = path::file_key(components.iter().map(String::as_str));
+        if let Some(other) = named.get(&key) {
             out.error(
                 field,
                 format!("`{}` is also the file of {other}", components.join("/")),
             );
         } else {
-            named.insert(components, field);
+            named.insert(key, field);
         }
     };
     let reserved = |out: &mut Findings, field: String, text: &str| -> Option<Vec<String>> {
@@ -247,7 +249,10 @@ fn check_app_data_layout(out: &mut Findings, manifest: &Manifest) {
         "ipc.auth_token_path".into(),
         &manifest.ipc.auth_token_path,
     ) {
-        if token.last().map(String::as_str) == Some(path::IPC_PORT_FILE) {
+        if token
+            .last()
+            .is_some_and(|last| path::file_key([last.as_str()]) == [path::IPC_PORT_FILE])
+        {
             out.error(
                 "ipc.auth_token_path",
                 format!(
@@ -284,6 +289,16 @@ fn check_app_data_layout(out: &mut Findings, manifest: &Manifest) {
         }
         for (n, dir) in service.data_dirs.iter().flatten().enumerate() {
             reserved(out, format!("services[{index}].data_dirs[{n}]"), dir);
+        }
+    }
+}
+
+/// Arguments and environment values reach a process through `exec`, which cannot carry a
+/// NUL: a manifest holding one could never start the service (or migration, or check).
+fn check_exec_texts<'a>(out: &mut Findings, texts: impl IntoIterator<Item = (String, &'a String)>) {
+    for (path, text) in texts {
+        if let Err(err) = crate::ident::check_exec_text(text) {
+            out.error(path, err);
         }
     }
 }
@@ -333,11 +348,10 @@ fn check_secret(out: &mut Findings, path: &str, secret: &Secret) {
         if let Err(err) = FetchUrl::parse(&fetch.url) {
             out.error(format!("{path}.fetch.url"), err.to_string());
         }
-        if fetch.timeout_ms == Some(0) {
-            out.error(
-                format!("{path}.fetch.timeout_ms"),
-                "timeout_ms must be at least 1",
-            );
+        if let Some(timeout_ms) = fetch.timeout_ms
+            && let Err(err) = crate::url::check_fetch_timeout(timeout_ms)
+        {
+            out.error(format!("{path}.fetch.timeout_ms"), err);
         }
         for (name, value) in fetch.headers.iter().flatten() {
             let token = !name.is_empty()
@@ -503,6 +517,26 @@ fn check_service(
             format!("`{}`: {err}", quote(program)),
         );
     }
+    let patterns = [
+        (
+            "health",
+            health.kind == HealthType::LogMatch,
+            &health.pattern,
+        ),
+        (
+            "readiness",
+            service.readiness.kind == ReadinessType::LogMatch,
+            &service.readiness.pattern,
+        ),
+    ];
+    for (check, used, pattern) in patterns {
+        if used
+            && let Some(pattern) = pattern
+            && let Err(err) = crate::log_pattern_regex(pattern)
+        {
+            out.error(format!("{path}.{check}.pattern"), err);
+        }
+    }
     match health.kind {
         HealthType::Command
             if health
@@ -576,6 +610,32 @@ fn check_service(
             );
         }
     }
+
+    let mut exec_texts: Vec<(String, &String)> = Vec::new();
+    for (platform, binary) in &service.binaries {
+        let binary_path = format!("{path}.binaries.{}", quote(platform.as_str()));
+        for (n, arg) in binary.args.iter().flatten().enumerate() {
+            exec_texts.push((format!("{binary_path}.args[{n}]"), arg));
+        }
+        for (name, value) in binary.env.iter().flatten() {
+            exec_texts.push((format!("{binary_path}.env.{}", quote(name)), value));
+        }
+    }
+    for (name, value) in service.env.iter().flatten() {
+        exec_texts.push((format!("{path}.env.{}", quote(name)), value));
+    }
+    for (n, part) in service.health.command.iter().flatten().enumerate() {
+        exec_texts.push((format!("{path}.health.command[{n}]"), part));
+    }
+    for (m, migration) in service.migrations().iter().enumerate() {
+        for (n, part) in migration.command.iter().enumerate() {
+            exec_texts.push((format!("{path}.migrations[{m}].command[{n}]"), part));
+        }
+        for (name, value) in migration.env.iter().flatten() {
+            exec_texts.push((format!("{path}.migrations[{m}].env.{}", quote(name)), value));
+        }
+    }
+    check_exec_texts(out, exec_texts);
 
     // Templates (warnings: the corpus has a dangling one).
     let mut texts: Vec<(String, &str)> = Vec::new();

@@ -232,6 +232,33 @@ fn app_data_paths_keep_clear_of_the_runtimes_own_files() {
         "services[1] (its log file)",
         "also the file of telemetry.file",
     );
+    // However it is spelled: case-insensitive file systems (macOS, Windows) and Windows'
+    // trailing dots read these as the runtime's own files, or as one file twice.
+    assert_error(
+        &with("/ipc/auth_token_path", json!("Runtime/LOCK")),
+        "ipc.auth_token_path",
+        "runtime's own files",
+    );
+    assert_error(
+        &with("/telemetry/file", json!("runtime/migrations.json.")),
+        "telemetry.file",
+        "runtime's own files",
+    );
+    assert_error(
+        &with("/services/1/log_dir", json!("Secrets")),
+        "services[1].log_dir",
+        "inside `secrets/`",
+    );
+    assert_error(
+        &with("/telemetry/file", json!("Runtime/Auth-Token")),
+        "telemetry.file",
+        "also the file of ipc.auth_token_path",
+    );
+    assert_error(
+        &with("/ipc/auth_token_path", json!("runtime/IPC-Port")),
+        "ipc.auth_token_path",
+        "control port",
+    );
     // `runtime/` itself is not reserved: the corpus keeps its token there.
     assert_eq!(
         errors(&with("/ipc/auth_token_path", json!("runtime/token"))),
@@ -299,6 +326,17 @@ fn generators_are_what_they_claim() {
         "secrets[1].generator.charset",
         "did you mean `hex`?",
     );
+    // A name in another case is that name misspelled, not the set of its letters: with a
+    // length giving 128 bits, `HEX` passed as the set {E, H, X}.
+    for (charset, name) in [("HEX", "hex"), ("Alnum", "alnum"), ("DIGITS", "digits")] {
+        assert_error(
+            &generator(json!({"length": 128, "charset": charset})),
+            "secrets[1].generator.charset",
+            &format!("did you mean `{name}`?"),
+        );
+    }
+    // A literal set of capitals is still one.
+    assert!(errors(&generator(json!({"charset": "ABCDEFGHIJKLMNOP"}))).is_empty());
     // A literal set needs 16 distinct characters or 128 bits.
     assert_error(
         &generator(json!({"length": 32, "charset": "0123456789"})),
@@ -388,6 +426,86 @@ fn formats_compile_within_limits() {
     );
 }
 
+/// Rules the runtime met alone, after validation had accepted the manifest: a `log_match`
+/// pattern it could not compile (the service failed at readiness), a NUL no process can
+/// receive (the service never started), a format that escapes its anchoring (it accepted
+/// any value), a fetch timeout without bound (the start waited for it), a manifest too large
+/// for a small runtime (a 100 MB string took 200 MB).
+#[test]
+fn what_the_runtime_needs_is_checked_by_validation() {
+    let mut pattern = happy();
+    pattern["services"][0]["readiness"] = json!({"type": "log_match", "pattern": "ready ("});
+    assert_error(
+        &pattern,
+        "services[0].readiness.pattern",
+        "not a valid regular expression",
+    );
+    pattern["services"][0]["readiness"]["pattern"] = json!("(a{100}){100}");
+    assert_error(
+        &pattern,
+        "services[0].readiness.pattern",
+        "compiles to more than",
+    );
+    let mut health = happy();
+    health["services"][0]["health"] = json!({"type": "log_match", "pattern": "[z-a]"});
+    assert_error(
+        &health,
+        "services[0].health.pattern",
+        "not a valid regular expression",
+    );
+
+    for (pointer, path) in [
+        ("/services/1/env", "services[1].env.X"),
+        (
+            "/services/1/migrations/0/env",
+            "services[1].migrations[0].env.X",
+        ),
+    ] {
+        let mut manifest = happy();
+        manifest
+            .pointer_mut(pointer.rsplit_once('/').unwrap().0)
+            .unwrap()[pointer.rsplit_once('/').unwrap().1] = json!({"X": "a\u{0}b"});
+        assert_error(&manifest, path, "NUL");
+    }
+    let mut args = happy();
+    args["services"][1]["binaries"]["linux-x64"]["args"] = json!(["ok", "x\u{0}"]);
+    assert_error(&args, "services[1].binaries.linux-x64.args[1]", "NUL");
+    let mut command = happy();
+    command["services"][1]["migrations"][0]["command"] = json!(["./picker-wheel-api", "\u{0}"]);
+    assert_error(&command, "services[1].migrations[0].command[1]", "NUL");
+
+    for escape in ["[A-Za-z0-9]{32,})|(?:.*", "x)|("] {
+        assert_error(
+            &with("/secrets/0/format", json!(escape)),
+            "secrets[0].format",
+            "not a valid regular expression",
+        );
+    }
+
+    let fetched = |timeout_ms: Value| {
+        let mut manifest = happy();
+        manifest["secrets"][0] = json!({
+            "id": "session_secret", "class": "remote_fetch",
+            "fetch": {"url": "https://vault.example/s", "timeout_ms": timeout_ms},
+            "target": {"type": "env", "name": "SESSION_SECRET"}
+        });
+        manifest
+    };
+    assert_eq!(errors(&fetched(json!(60_000))), Vec::<String>::new());
+    for bad in [json!(0), json!(60_001), json!(u64::MAX)] {
+        assert_error(
+            &fetched(bad.clone()),
+            "secrets[0].fetch.timeout_ms",
+            "at most 60000",
+        );
+    }
+
+    let mut huge = happy();
+    huge["app"]["description"] = json!("x".repeat(manifest::MAX_MANIFEST_BYTES));
+    let err = Manifest::from_json(&huge.to_string()).unwrap_err();
+    assert!(err.to_string().contains("longer than the limit"), "{err}");
+}
+
 #[test]
 fn problems_stay_bounded_whatever_the_input() {
     // Thousands of dangling templates behind a huge key: the report is capped and quotes
@@ -414,7 +532,15 @@ fn problems_stay_bounded_whatever_the_input() {
         .collect();
     let mut manifest = happy();
     manifest["services"] = Value::Array(services);
-    let errors = errors(&manifest);
+    // Over the size `from_json` reads, but `validate` also checks manifests built in memory
+    // (the pipeline's), so it is given one directly.
+    let errors: Vec<String> = serde_json::from_value::<Manifest>(manifest)
+        .unwrap()
+        .validate()
+        .into_iter()
+        .filter(|p| p.is_error())
+        .map(|p| p.message)
+        .collect();
     assert!(
         errors
             .iter()

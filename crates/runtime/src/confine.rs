@@ -14,7 +14,14 @@
 //!   whatever it points to (inside or outside the root); nothing is ever resolved through one.
 //!   Files are created with `O_NOFOLLOW` (temporaries with `O_EXCL` too) and replaced with
 //!   `renameat` within the same handle, so a link planted where a file is expected is never
-//!   written through.
+//!   written through. A file written in place (appended logs and telemetry, the lock:
+//!   [`Dir::open_own`]) must be a regular file with no other hard link: a hard link would
+//!   carry the writes to the file's other name, a FIFO would block the open; either is an
+//!   error naming it, and nothing the runtime did not make is removed. Reads never block on a
+//!   FIFO and take only regular files ([`Dir::read`]).
+//! - Handles are held, not paths: what is written later (secrets, log rotation) goes through
+//!   the directory handle opened at start-up, so a directory swapped for a link while the
+//!   runtime runs is never written through.
 //!
 //! The roots themselves (`--bundle`, `--app-data`, the default app data directory) are the
 //! user's choice and may be links; what is beneath them is not.
@@ -157,6 +164,20 @@ pub fn symlink_error(path: &Path) -> io::Error {
 /// Whether an error is [`symlink_error`]'s (or the kernel's refusal to follow one).
 pub fn is_symlink_error(err: &io::Error) -> bool {
     err.raw_os_error() == Some(libc::ELOOP) || err.to_string().contains("is a symbolic link")
+}
+
+/// The error for a name the runtime would write in place that is not a regular file of its
+/// own.
+fn not_own_error(path: &Path) -> io::Error {
+    io::Error::other(format!(
+        "{} is not a regular file of its own (a FIFO, socket or device, or a file with other hard links, which writing to would change elsewhere): the runtime writes only to files it alone names (remove it)",
+        path.display()
+    ))
+}
+
+/// A regular file with one name: what the runtime writes to in place.
+fn is_own_file(stat: &libc::stat) -> bool {
+    stat.st_mode & libc::S_IFMT == libc::S_IFREG && stat.st_nlink == 1
 }
 
 const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
@@ -332,28 +353,102 @@ impl Dir {
     }
 
     /// Opens (creating it with `mode` if needed) one file of this directory for appending.
+    /// Only a regular file of this directory alone is written to: see [`Dir::open_own`].
     pub fn open_append(&self, name: &str, mode: libc::mode_t) -> io::Result<File> {
-        let fd = self.open_raw(
-            name.as_bytes(),
-            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT,
-            mode,
-        )?;
-        Ok(File::from(fd))
+        self.open_own(name, libc::O_WRONLY | libc::O_APPEND, mode)
     }
 
     /// Opens (creating it if needed) one file of this directory for reading and writing,
-    /// without truncating it (a lock file).
+    /// without truncating it (a lock file). See [`Dir::open_own`].
     pub fn open_rw(&self, name: &str, mode: libc::mode_t) -> io::Result<File> {
-        let fd = self.open_raw(name.as_bytes(), libc::O_RDWR | libc::O_CREAT, mode)?;
-        Ok(File::from(fd))
+        self.open_own(name, libc::O_RDWR, mode)
     }
 
-    /// Reads one small file of this directory (not a link), at most `limit` bytes.
+    /// Opens one file of this directory for writing in place (`flags`: the access mode and
+    /// `O_APPEND`), creating it with `mode` if needed. Whatever is at the name must be a
+    /// regular file with no other name: a FIFO, socket or device (a write open of a FIFO
+    /// blocks until a reader comes; of a device, writes to it) or a file with other hard
+    /// links (writing would change the file at those other names, outside this directory)
+    /// is an error naming it, never opened; the runtime removes no entry it cannot prove it
+    /// made. The file opened is checked again through its handle, so a swap in between is an
+    /// error too, never a write elsewhere.
+    pub fn open_own(&self, name: &str, flags: libc::c_int, mode: libc::mode_t) -> io::Result<File> {
+        let bytes = name.as_bytes();
+        match self.lstat(bytes) {
+            Ok(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                return Err(symlink_error(&self.path.join(name)));
+            }
+            Ok(stat) if !is_own_file(&stat) => return Err(not_own_error(&self.path.join(name))),
+            Ok(_) => {}
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(err) => return Err(err),
+        }
+        // O_NONBLOCK: should a FIFO be swapped in after the check, the open fails rather than
+        // waits (ENXIO); on a regular file it changes nothing.
+        let fd = self.open_raw(bytes, flags | libc::O_CREAT | libc::O_NONBLOCK, mode)?;
+        let file = File::from(fd);
+        // SAFETY: zeroed plain data, filled by the call.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid fd and out-pointer.
+        if unsafe { libc::fstat(file.as_raw_fd(), &mut stat) } < 0 {
+            return Err(last_error());
+        }
+        if !is_own_file(&stat) {
+            return Err(not_own_error(&self.path.join(name)));
+        }
+        // SAFETY: a valid fd; clears O_NONBLOCK for ordinary blocking writes.
+        unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & libc::O_APPEND) };
+        Ok(file)
+    }
+
+    /// Whether the file at `rel` may be written in place by [`Dir::open_own`]: missing, or a
+    /// regular file with no other name, reached through no link. Writes nothing.
+    pub fn probe_own(&self, rel: &RelPath) -> io::Result<()> {
+        match self.probe(rel)? {
+            Kind::Missing => Ok(()),
+            Kind::Dir => Err(io::Error::other(format!(
+                "{} is a directory, where the runtime writes a file",
+                rel.under(&self.path).display()
+            ))),
+            Kind::File | Kind::Other => {
+                let (last, parents) = rel.parts().split_last().expect("not the root");
+                let parent = self.open_dir(
+                    &RelPath {
+                        parts: parents.to_vec(),
+                    },
+                    false,
+                )?;
+                let stat = parent.lstat(last.as_bytes())?;
+                if is_own_file(&stat) {
+                    Ok(())
+                } else {
+                    Err(not_own_error(&rel.under(&self.path)))
+                }
+            }
+        }
+    }
+
+    /// Sets this directory's permission bits (`fchmod` on the handle, never through a path).
+    pub fn set_mode(&self, mode: libc::mode_t) -> io::Result<()> {
+        // SAFETY: a valid fd.
+        if unsafe { libc::fchmod(self.fd.as_raw_fd(), mode) } < 0 {
+            return Err(last_error());
+        }
+        Ok(())
+    }
+
+    /// Reads one small regular file of this directory (not a link, not a FIFO or device), at
+    /// most `limit` bytes.
     pub fn read(&self, name: &str, limit: u64) -> io::Result<Vec<u8>> {
+        let file = self.open_file_read(name.as_bytes())?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other(format!(
+                "{} is not a regular file",
+                self.path.join(name).display()
+            )));
+        }
         let mut bytes = Vec::new();
-        self.open_file_read(name.as_bytes())?
-            .take(limit)
-            .read_to_end(&mut bytes)?;
+        file.take(limit).read_to_end(&mut bytes)?;
         Ok(bytes)
     }
 
@@ -443,6 +538,24 @@ mod tests {
         assert!(dir.open_read(&rel("real/linkfile")).is_err());
         let real = dir.open_dir(&rel("real"), false).unwrap();
         assert!(real.open_append("linkfile", 0o644).is_err());
+        // A hard link to a file outside, a FIFO: neither is written to, nor removed.
+        std::fs::hard_link(outside.join("victim"), root.join("real/hard")).unwrap();
+        let fifo = c_name(root.join("real/fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        for name in ["hard", "fifo"] {
+            let err = real.open_append(name, 0o644).unwrap_err();
+            assert!(
+                err.to_string().contains("not a regular file of its own"),
+                "{err}"
+            );
+            assert!(real.open_rw(name, 0o644).is_err());
+            assert!(dir.probe_own(&rel(&format!("real/{name}"))).is_err());
+        }
+        assert!(dir.probe_own(&rel("real/linkfile")).is_err());
+        assert!(dir.probe_own(&rel("real/new")).is_ok());
+        std::fs::remove_file(root.join("real/hard")).unwrap();
+        std::fs::remove_file(root.join("real/fifo")).unwrap();
         // Replacing a link replaces the link, never its target.
         real.replace("linkfile", b"new", 0o600).unwrap();
         assert_eq!(std::fs::read(outside.join("victim")).unwrap(), b"v");

@@ -39,8 +39,10 @@
 //! and then reads its response slowly holds a worker for up to [`WRITE_DEADLINE`] (responses
 //! of the control API are small and fit in the socket's buffer; static files may not).
 //!
-//! The client (`get`) is for health checks and `remote_fetch`: `http://` URLs only (no TLS in
-//! the runtime; see the crate docs), a total timeout, and responses of at most 4 MiB.
+//! The client (`get`) is for `http` health checks (`remote_fetch` has a client of its own,
+//! `secrets/fetch.rs`): `http://` URLs only, one deadline for the whole exchange (not per
+//! read: a service trickling its answer cannot hold a check past it), and responses of at most
+//! 4 MiB.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -757,6 +759,9 @@ pub fn get(
             format!("cannot resolve `{authority}`"),
         )
     })?;
+    // One deadline for the whole exchange: a server that trickles its answer a byte at a time
+    // cannot hold the caller (a health check) past it, as a per-read timeout would.
+    let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -775,7 +780,12 @@ pub fn get(
     request.push_str("\r\n");
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
-    stream.take(4 * 1024 * 1024).read_to_end(&mut raw)?;
+    DeadlineReader {
+        stream: &stream,
+        deadline,
+    }
+    .take(4 * 1024 * 1024)
+    .read_to_end(&mut raw)?;
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -794,6 +804,24 @@ pub fn get(
         body = dechunk(&body);
     }
     Ok(ClientResponse { status, body })
+}
+
+/// A reader that gives up when its deadline has passed (each read waits at most the time
+/// left).
+struct DeadlineReader<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        (&mut &*self.stream).read(buffer)
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
@@ -816,6 +844,35 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_client_has_one_deadline_not_a_per_read_timeout() {
+        // A server that answers one byte every 50 ms for 30 s: a per-read timeout of 300 ms
+        // never fires; the deadline ends the exchange.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            for _ in 0..600 {
+                if stream.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let started = Instant::now();
+        let result = get(
+            &format!("http://127.0.0.1:{port}/health"),
+            &[],
+            Duration::from_millis(300),
+        );
+        assert!(result.is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "held for {:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn decodes_queries_and_chunks() {

@@ -16,7 +16,9 @@
 //!
 //! App data layout: `secrets/<id>` (0600), `runtime/{lock,ports.json,migrations.json}`, the
 //! token file and `ipc-port` beside it, `logs/<service>.log` (or the service's `log_dir`), the
-//! telemetry file, the services' `data_dirs`.
+//! telemetry file, the services' `data_dirs`. The runtime uses an app data directory only if
+//! it is new, empty, or one it made (`runtime/lock`): another program's directory (the
+//! default is named after `app.name`) is refused, exit code 2 (see `plan`).
 //!
 //! Platform support: Linux. (Process-tree handling uses `prctl`; other platforms are not
 //! done yet, see `process`.)
@@ -179,8 +181,8 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
             .map_err(|e| io(runtime_dir.path(), e))?,
         &manifest.app.version,
     );
-    let secrets = secrets::Secrets::load(manifest, &app_data, &telemetry)
-        .map_err(|e| format!("secrets: {e}"))?;
+    let secrets =
+        secrets::Secrets::load(manifest, &app, &telemetry).map_err(|e| format!("secrets: {e}"))?;
 
     // The control API: token first, then the listener (the manifest's port, else any).
     let token: String = secrets::random_bytes(32)
@@ -290,8 +292,9 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
         .find(|(s, st)| s.is_critical() && st.phase == supervisor::Phase::Failed)
         .map(|(s, st)| format!("critical service `{}` failed: {}", s.id, st.detail));
 
-    let fetch_retry =
-        (!secrets.to_fetch(manifest).is_empty()).then(|| Instant::now() + secrets::retry_delay(1));
+    // `remote_fetch` secrets are fetched by the supervisor, on a thread of its own, from its
+    // first turn: a slow vault holds up neither the start nor a stop signal.
+    let fetch_retry = (!secrets.to_fetch(manifest).is_empty()).then(Instant::now);
     let (sender, receiver) = std::sync::mpsc::channel();
     let runtime = Arc::new(supervisor::Runtime {
         app,
@@ -309,7 +312,7 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
             migrations,
             app_ready_ms: None,
             fetch_retry,
-            fetch_failures: 1,
+            fetch_failures: 0,
             fetching: false,
             shutting_down: false,
             fatal: critical_port_failure,

@@ -69,7 +69,7 @@ impl Migrations {
     /// Loads [`FILE`] from `dir` (not through a link).
     pub fn load(dir: Dir, app_version: &str) -> Migrations {
         let mut state: MigrationState = dir
-            .read(FILE, 16 * 1024 * 1024)
+            .read(FILE, crate::ports::STATE_LIMIT)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();

@@ -16,7 +16,21 @@
 //!   `runtime/migrations.json`), and no two of these files may be the same.
 //!
 //! Each path must be relative, `/`-separated and free of `..`; when the directory exists, no
-//! component of it may be a symlink (nor may `runtime/` and `secrets/` in the app data).
+//! component of it may be a symlink (nor may `runtime/` and `secrets/` in the app data), and
+//! the files appended to (telemetry, logs, `runtime/lock`) must be regular files with no
+//! other hard link (see `confine`).
+//!
+//! bundle.json itself is read from the bundle directory without following a link, as a
+//! regular file, and at most [`manifest::MAX_MANIFEST_BYTES`] of it. The bundle and the app
+//! data directories may not overlap (either inside the other, once their links are
+//! resolved): bundle.json chooses the names the runtime writes in app data, which could then
+//! land where the UI serves them (the control token, secrets) or over the bundle's
+//! programs. An existing app data
+//! directory must be empty or the runtime's own (it holds `runtime/lock`): the runtime
+//! replaces, appends to and deletes files at names bundle.json chooses, so it never adopts a
+//! directory another program made (a bundle named `keyrings`, whose default app data
+//! directory is `~/.local/share/keyrings`, would otherwise replace and then delete
+//! `login.keyring` with `ipc.auth_token_path` naming it).
 //!
 //! **Invariant:** planning starts nothing and writes nothing; `--dry-run` shows exactly what a
 //! start would do, without secret values (there are none yet) and without allocated ports
@@ -130,7 +144,9 @@ impl Plan {
         let bundle_dir = std::path::absolute(bundle_dir)
             .map_err(|err| LoadError(format!("{}: {err}", bundle_dir.display())))?;
         let manifest_path = bundle_dir.join("bundle.json");
-        let text = std::fs::read_to_string(&manifest_path)
+        let bundle = Dir::open(&bundle_dir)
+            .map_err(|err| LoadError(format!("{}: {err}", bundle_dir.display())))?;
+        let text = read_manifest(&bundle)
             .map_err(|err| LoadError(format!("{}: cannot read: {err}", manifest_path.display())))?;
         let manifest = Manifest::from_json(&text)
             .map_err(|err| LoadError(format!("{}: {err}", manifest_path.display())))?;
@@ -157,10 +173,16 @@ impl Plan {
                 .map_err(|err| LoadError(format!("{}: {err}", dir.display())))?,
             None => default_app_data(&manifest.app.name),
         };
+        let (bundle_real, app_data_real) = (resolved(&bundle_dir), resolved(&app_data));
+        if bundle_real.starts_with(&app_data_real) || app_data_real.starts_with(&bundle_real) {
+            return Err(LoadError(format!(
+                "the bundle directory {} and the app data directory {} overlap: bundle.json names the files the runtime writes in app data, so they could land where the UI serves them or over the bundle's programs; keep them apart (--app-data)",
+                bundle_real.display(),
+                app_data_real.display()
+            )));
+        }
         let platform = current_platform();
         let order = start_order(&manifest);
-        let bundle = Dir::open(&bundle_dir)
-            .map_err(|err| LoadError(format!("{}: {err}", bundle_dir.display())))?;
         // The app data directory is only probed when it exists: planning creates nothing.
         let app_dir = Dir::open(&app_data).ok();
         let mut checker = Checker {
@@ -342,6 +364,16 @@ pub fn env_suffix(id: &str) -> String {
         .collect()
 }
 
+/// Reads `bundle.json` from the bundle directory: a regular file, not a link (nor a FIFO or a
+/// device, which could block or never end), read only up to one byte past
+/// [`manifest::MAX_MANIFEST_BYTES`], so a huge one costs no memory before `from_json`
+/// refuses it; UTF-8.
+fn read_manifest(bundle: &Dir) -> std::io::Result<String> {
+    let bytes = bundle.read("bundle.json", manifest::MAX_MANIFEST_BYTES as u64 + 1)?;
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Finds the confinement problems of a manifest (`  field: problem` lines).
 struct Checker<'a> {
     bundle: &'a Dir,
@@ -481,7 +513,8 @@ impl Checker<'_> {
     /// The app data paths, checked (lexically, against the reserved names and each other, and
     /// for symlinks when the app data directory exists).
     fn app_paths(&mut self, manifest: &Manifest, app_dir: Option<&Dir>) -> AppPaths {
-        let mut files: BTreeMap<RelPath, String> = BTreeMap::new();
+        // Keyed as a case-insensitive file system reads names (`manifest::path::file_key`).
+        let mut files: BTreeMap<Vec<String>, String> = BTreeMap::new();
         let mut probes: Vec<(String, RelPath)> = Vec::new();
         let file = |checker: &mut Checker, field: &str, text: &str| -> Option<RelPath> {
             let rel = checker.rel(field, text, "app data", true)?;
@@ -491,7 +524,10 @@ impl Checker<'_> {
         let mut named = Vec::new();
         let token = file(self, "ipc.auth_token_path", &manifest.ipc.auth_token_path);
         if let Some(token) = &token {
-            if token.file_name() == Some(PORT_FILE) {
+            if token
+                .file_name()
+                .is_some_and(|name| manifest::path::file_key([name]) == [PORT_FILE])
+            {
                 self.problems.push(format!(
                     "  ipc.auth_token_path: `{token}` is the file the control port is written to"
                 ));
@@ -539,14 +575,22 @@ impl Checker<'_> {
             data_dirs.push(dirs);
         }
         for (field, rel) in &named {
-            if let Some(other) = files.get(rel) {
+            let key = manifest::path::file_key(rel.parts().iter().map(String::as_str));
+            if let Some(other) = files.get(&key) {
                 self.problems
                     .push(format!("  {field}: `{rel}` is also the file of {other}"));
             } else {
-                files.insert(rel.clone(), field.clone());
+                files.insert(key, field.clone());
             }
         }
         if let Some(app_dir) = app_dir {
+            if !owned_by_runtime(app_dir) {
+                self.problems.push(format!(
+                    "  app data: {} exists and holds files xbundle-runtime did not create (there is no runtime/lock): it may be another program's directory, whose files the runtime would overwrite (the default app data directory is named after app.name `{}`); use a new or empty directory (--app-data)",
+                    app_dir.path().display(),
+                    manifest.app.name
+                ));
+            }
             // The runtime's own places, then what bundle.json names.
             for own in [
                 &["runtime"][..],
@@ -559,6 +603,20 @@ impl Checker<'_> {
             }
             for (field, rel) in named.iter().chain(&probes) {
                 self.probe(field, app_dir, rel);
+            }
+            // Files appended to in place (not replaced): a FIFO there would block the start,
+            // a hard link would carry the writes to the file's other names.
+            let appended = named
+                .iter()
+                .filter(|(field, _)| field == "telemetry.file" || field.ends_with("(its log file)"))
+                .map(|(field, rel)| (field.as_str(), rel.clone()))
+                .chain([("app data", RelPath::of(&["runtime", "lock"]))]);
+            for (field, rel) in appended {
+                if let Err(err) = app_dir.probe_own(&rel)
+                    && !confine::is_symlink_error(&err)
+                {
+                    self.problems.push(format!("  {field}: {err}"));
+                }
             }
         }
         // (When a path was refused, the plan is not used: any placeholder does.)
@@ -575,6 +633,66 @@ impl Checker<'_> {
         if let Some(why) = reserved(rel) {
             self.problems.push(format!("  {field}: `{rel}` {why}"));
         }
+    }
+}
+
+/// `path` (absolute) with its longest existing prefix resolved (links followed, as the roots
+/// may be links) and the rest normalized lexically: where it is on the file system, for
+/// comparing two roots.
+fn resolved(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    let base = loop {
+        if let Ok(real) = std::fs::canonicalize(&existing) {
+            break real;
+        }
+        match existing.file_name() {
+            Some(name) => {
+                rest.push(name.to_owned());
+                existing.pop();
+            }
+            None => break existing,
+        }
+    };
+    let mut out = base;
+    for part in rest.iter().rev() {
+        match part.to_str() {
+            Some(".") => {}
+            Some("..") => {
+                out.pop();
+            }
+            _ => out.push(part),
+        }
+    }
+    out
+}
+
+/// Whether an existing app data directory is one the runtime may use: empty, or made by the
+/// runtime (it creates `runtime/lock` before writing anything else; a directory whose only
+/// entry is an empty `runtime/` is a start interrupted in between). A directory that holds
+/// anything else may be another program's (two apps named alike, a mistyped `--app-data`),
+/// and the runtime writes and deletes files at names bundle.json chooses.
+fn owned_by_runtime(app_dir: &Dir) -> bool {
+    let runtime = RelPath::of(&["runtime"]);
+    if matches!(app_dir.probe(&runtime.child("lock")), Ok(Kind::File)) {
+        return true;
+    }
+    // The first two entries say all that is needed (empty, only `runtime`, or more), however
+    // many a directory holds.
+    let entries = |path: &Path| -> Option<Vec<std::ffi::OsString>> {
+        std::fs::read_dir(path)
+            .ok()?
+            .take(2)
+            .map(|entry| entry.ok().map(|e| e.file_name()))
+            .collect()
+    };
+    match entries(app_dir.path()).as_deref() {
+        Some([]) => true,
+        Some([only]) if only == "runtime" => {
+            matches!(app_dir.probe(&runtime), Ok(Kind::Dir))
+                && entries(&runtime.under(app_dir.path())).is_some_and(|e| e.is_empty())
+        }
+        _ => false,
     }
 }
 

@@ -4,8 +4,10 @@
 //! 20000–24000), skipping reserved ports, the control API's port and ports already given out
 //! in this run. The port a service had on the previous run of the same install
 //! (`<app data>/runtime/ports.json`) is tried first, so ports stay stable while still free.
-//! A candidate counts as free when the runtime can bind it on 127.0.0.1; a failed bind moves
-//! to the next candidate.
+//! A candidate counts as free when the runtime can bind it on 127.0.0.1; a bind refused because
+//! the port is taken (or privileged) moves to the next candidate, any other failure (out of
+//! file descriptors: a manifest may request thousands of ports, each held until its spawn)
+//! ends that request at once rather than trying the rest of its range.
 //!
 //! **The bind-close-spawn race.** The runtime keeps each port's listener bound from
 //! allocation until the moment its service is spawned, so no other program can take it in
@@ -86,13 +88,29 @@ pub fn allocate(manifest: &Manifest, previous: &PortMap, control_port: u16) -> A
                 .into_iter()
                 .chain(range.min.max(1)..=range.max);
             let mut found = None;
+            let mut gave_up = None;
             for port in candidates {
                 if taken.contains(&port) {
                     continue;
                 }
-                if let Some(listener) = bind(port) {
-                    found = Some((port, listener));
-                    break;
+                match TcpListener::bind(("127.0.0.1", port)) {
+                    Ok(listener) => {
+                        found = Some((port, listener));
+                        break;
+                    }
+                    // Taken, or not ours to take: the next candidate may be free.
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
+                        ) => {}
+                    // Out of descriptors and the like: no other port would bind either, and
+                    // scanning the rest of the range (65535 tries per request) only stalls
+                    // the start.
+                    Err(err) => {
+                        gave_up = Some(err);
+                        break;
+                    }
                 }
             }
             match found {
@@ -107,15 +125,23 @@ pub fn allocate(manifest: &Manifest, previous: &PortMap, control_port: u16) -> A
                         .held
                         .insert((service.id.to_string(), name), listener);
                 }
-                None => allocation.failures.push(format!(
-                    "{}.{name}: no free port in {}-{}",
-                    service.id, range.min, range.max
-                )),
+                None => allocation.failures.push(match gave_up {
+                    Some(err) => format!("{}.{name}: cannot bind a port: {err}", service.id),
+                    None => format!(
+                        "{}.{name}: no free port in {}-{}",
+                        service.id, range.min, range.max
+                    ),
+                }),
             }
         }
     }
     allocation
 }
+
+/// The most of a state file of `runtime/` the runtime reads (a larger one, which it never
+/// writes, is read as corrupt: defaults). Parsed JSON of short strings takes some ten times
+/// its size, so this bounds the memory a planted file costs.
+pub const STATE_LIMIT: u64 = 64 * 1024;
 
 /// The file in `<app data>/runtime/` holding the last run's ports.
 pub const FILE: &str = "ports.json";
@@ -123,7 +149,7 @@ pub const FILE: &str = "ports.json";
 /// The last run's ports, from [`FILE`] in `runtime_dir` (not through a link).
 pub fn load(runtime_dir: &Dir) -> PortMap {
     runtime_dir
-        .read(FILE, 1024 * 1024)
+        .read(FILE, STATE_LIMIT)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default()

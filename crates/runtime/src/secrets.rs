@@ -16,18 +16,29 @@
 //! fetched values alike.
 //! - `remote_fetch`: fetched from `fetch.url` by [`fetch`] (https, verified against the
 //!   platform's roots, or http to a loopback host; `user:pass@` becomes Basic auth) with a
-//!   timeout at each start, and kept in memory (a `file` target gets it written, and
-//!   rewritten on each start, to its 0600 file; a failed fetch removes a stale one). A failed
-//!   fetch leaves the secret `unavailable: <why>` and the services needing it held back; the
-//!   supervisor retries it with capped exponential backoff ([`retry_delay`]) and starts them
-//!   once it succeeds. Reasons name the URL without its credentials or query
-//!   ([`redact_url`]).
+//!   timeout (at most a minute) at each start, by the supervisor on a thread of its own from
+//!   its first turn (so a vault that never answers holds up neither the start nor a stop
+//!   signal), and kept in memory (a `file` target gets it written, and rewritten on each
+//!   start, to its 0600 file; a stale one is removed at start). Until a fetch succeeds the
+//!   secret is `unavailable: <why>` ("not fetched yet" at first) and the services needing it
+//!   are held back; the supervisor retries it with capped exponential backoff
+//!   ([`retry_delay`]) and starts them once it succeeds. Reasons name the URL without its
+//!   credentials or query ([`redact_url`]).
+//!
+//! Every value, whatever its class, is checked by [`check_value`] (not empty, at most
+//! [`MAX_VALUE_BYTES`], no NUL: a process cannot receive one, so a service given such a value
+//! could never start); a fetched value must be UTF-8 (never read lossily).
 //!
 //! **Storage, stated honestly:** values are stored unencrypted in
 //! `<app data>/secrets/<id>`, one file per secret, mode 0600, in a directory of mode 0700,
 //! written to a temporary file and renamed. They are protected by file permissions only (the
 //! user's other programs can read them), not by an OS keychain. Ids are manifest ids
-//! (`[a-z0-9][a-z0-9_-]*`), so a file name never leaves the directory.
+//! (`[a-z0-9][a-z0-9_-]*`), so a file name never leaves the directory. The directory is opened
+//! once at start-up without following links, and every value is read and written through that
+//! handle ([`Dir`]): a link at a value's name is never read (the secret is `unavailable`,
+//! never regenerated over it; setting a user value replaces the link itself), a FIFO there
+//! never blocks, and `secrets/` swapped for a link while the runtime runs is never written
+//! through.
 //!
 //! Injection: an `env` target sets the variable `target.name`; a `file` target gives the
 //! service `SECRET_FILE_<ID>` (and `target.name`) holding the path of a 0600 file with the
@@ -35,12 +46,11 @@
 
 mod fetch;
 
+use crate::confine::Dir;
 use crate::telemetry::Telemetry;
 use manifest::{GeneratorSpec, GeneratorType, Manifest, Secret, SecretClass};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A secret's state at run time.
@@ -65,48 +75,55 @@ impl std::fmt::Debug for SecretState {
 
 /// All secrets of the bundle and where they live.
 pub struct Secrets {
-    pub dir: PathBuf,
+    /// `<app data>/secrets`, opened once without following links: every value is read and
+    /// written through this handle, so a link swapped in for the directory (or planted at a
+    /// value's name) is never followed.
+    dir: Dir,
     pub states: BTreeMap<String, SecretState>,
 }
 
+/// The largest value stored, accepted or fetched (what `POST /secrets` and a fetch can
+/// carry); a stored file larger than this is not read.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// The file name of a secret's value: its id (manifest ids are `[a-z0-9][a-z0-9_-]*`; anything
+/// else, which validation refuses, is hex-encoded so it can never be a path).
 fn file_name(id: &str) -> String {
-    if !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if manifest::check_id(id).is_ok() {
         id.to_owned()
     } else {
         id.bytes().map(|b| format!("{b:02x}")).collect()
     }
 }
 
-/// Writes `contents` to `path` with mode 0600 through a temporary file and a rename.
-pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let temp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&temp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)
+/// A stored value, read through the secrets directory's handle: `Ok(None)` when there is
+/// none; an error (naming no value) when what is there cannot be used: a link, not a regular
+/// file, larger than [`MAX_VALUE_BYTES`], or not a value ([`check_value`]).
+fn read_stored(dir: &Dir, id: &str) -> Result<Option<String>, String> {
+    let name = file_name(id);
+    let bytes = match dir.read(&name, MAX_VALUE_BYTES as u64 + 1) {
+        Ok(bytes) => bytes,
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(err) => return Err(format!("stored value unreadable: {err}")),
+    };
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err(format!(
+            "stored value unreadable: {} holds more than {MAX_VALUE_BYTES} bytes",
+            dir.path().join(&name).display()
+        ));
+    }
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let value = String::from_utf8(bytes).map_err(|_| {
+        format!(
+            "stored value unreadable: {} is not UTF-8",
+            dir.path().join(&name).display()
+        )
+    })?;
+    check_value(&value).map_err(|why| format!("stored value unusable: {why}"))?;
+    Ok(Some(value))
 }
-
-/// Creates a directory (and parents) and sets it to mode 0700.
-pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
 /// Uniform random bytes from the OS.
 pub fn random_bytes(len: usize) -> Vec<u8> {
     let mut bytes = vec![0; len];
@@ -210,11 +227,26 @@ pub fn format_regex(format: &str) -> Result<regex_lite::Regex, String> {
     manifest::format_regex(format)
 }
 
-/// Checks a value against a secret's `format` (whole-value match, see [`format_regex`]).
-pub fn check_format(secret: &Secret, value: &str) -> Result<(), String> {
+/// What every value must be, whatever its secret: not empty, at most [`MAX_VALUE_BYTES`], and
+/// without NUL (a process's environment and arguments cannot hold one: a service given such
+/// a value could never start). The message never holds the value.
+pub fn check_value(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("empty value".into());
     }
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(format!("longer than {MAX_VALUE_BYTES} bytes"));
+    }
+    if value.contains('\0') {
+        return Err("holds a NUL character".into());
+    }
+    Ok(())
+}
+
+/// Checks a value ([`check_value`]) and then against a secret's `format` (whole-value match,
+/// see [`format_regex`]).
+pub fn check_format(secret: &Secret, value: &str) -> Result<(), String> {
+    check_value(value)?;
     if let Some(format) = &secret.format {
         let re = format_regex(format).map_err(|err| format!("the manifest's {err}"))?;
         if !re.is_match(value) {
@@ -225,56 +257,56 @@ pub fn check_format(secret: &Secret, value: &str) -> Result<(), String> {
 }
 
 impl Secrets {
-    /// Loads stored secrets, generates missing `per_install_generated` ones, fetches
-    /// `remote_fetch` ones.
-    pub fn load(
-        manifest: &Manifest,
-        app_data: &Path,
-        telemetry: &Telemetry,
-    ) -> std::io::Result<Secrets> {
-        let dir = app_data.join("secrets");
-        private_dir(&dir)?;
+    /// Opens `<app data>/secrets` (created with mode 0700, never through a link), loads
+    /// stored values and generates missing `per_install_generated` ones. `remote_fetch`
+    /// secrets start out [`SecretState::Unavailable`] ("not fetched yet"): the supervisor
+    /// fetches them on a thread of its own, so a slow or silent vault never holds up the
+    /// start (nor a stop signal).
+    pub fn load(manifest: &Manifest, app: &Dir, telemetry: &Telemetry) -> std::io::Result<Secrets> {
+        let dir = app.child_dir(manifest::path::SECRETS_DIR.as_bytes(), true)?;
+        dir.set_mode(0o700)?;
         let mut states = BTreeMap::new();
         let mut generated = Vec::new();
         for secret in manifest.secrets.iter().flatten() {
-            let path = dir.join(file_name(secret.id.as_str()));
-            let stored = std::fs::read_to_string(&path)
-                .ok()
-                .filter(|v| !v.is_empty());
+            let id = secret.id.as_str();
             let state = match secret.class {
-                SecretClass::PerInstallGenerated => match stored {
-                    Some(value) => SecretState::Set(value),
-                    None => match generate(secret) {
+                SecretClass::PerInstallGenerated => match read_stored(&dir, id) {
+                    Ok(Some(value)) => SecretState::Set(value),
+                    // Never regenerated over a value that is there but unreadable: it may be
+                    // what the app's data was made with.
+                    Err(why) => SecretState::Unavailable(why),
+                    Ok(None) => match generate(secret) {
                         Ok(value) => {
-                            write_private(&path, value.as_bytes())?;
-                            generated.push(secret.id.to_string());
+                            dir.replace(&file_name(id), value.as_bytes(), 0o600)?;
+                            generated.push(id.to_owned());
                             SecretState::Set(value)
                         }
                         Err(why) => SecretState::Unavailable(why),
                     },
                 },
-                SecretClass::UserPrompt => {
-                    stored.map(SecretState::Set).unwrap_or(SecretState::Missing)
-                }
+                SecretClass::UserPrompt => match read_stored(&dir, id) {
+                    Ok(Some(value)) => SecretState::Set(value),
+                    Ok(None) => SecretState::Missing,
+                    Err(why) => SecretState::Unavailable(why),
+                },
                 SecretClass::RemoteFetch => {
-                    let state = fetch(secret);
-                    if !matches!(state, SecretState::Set(_)) {
-                        // No stale value from an earlier run for a `file` target.
-                        let _ = std::fs::remove_file(&path);
-                    }
-                    state
+                    // No stale value from an earlier run for a `file` target.
+                    let _ = dir.remove_file(&file_name(id));
+                    SecretState::Unavailable(NOT_FETCHED.into())
                 }
                 SecretClass::Infrastructure => {
                     SecretState::Unavailable("infrastructure secrets are never bundled".into())
                 }
             };
-            if let SecretState::Unavailable(why) = &state {
+            if let SecretState::Unavailable(why) = &state
+                && secret.class != SecretClass::RemoteFetch
+            {
                 telemetry.event(
                     "secret_fetch_failed",
                     serde_json::json!({"secret": secret.id, "reason": why}),
                 );
             }
-            states.insert(secret.id.to_string(), state);
+            states.insert(id.to_owned(), state);
         }
         if !generated.is_empty() {
             telemetry.event(
@@ -298,27 +330,30 @@ impl Secrets {
             return Err("only user_prompt secrets can be set".into());
         }
         check_format(secret, value)?;
-        write_private(
-            &self.dir.join(file_name(secret.id.as_str())),
-            value.as_bytes(),
-        )
-        .map_err(|err| format!("cannot store: {err}"))?;
+        self.dir
+            .replace(&file_name(secret.id.as_str()), value.as_bytes(), 0o600)
+            .map_err(|err| format!("cannot store: {err}"))?;
         self.states
             .insert(secret.id.to_string(), SecretState::Set(value.to_owned()));
         Ok(())
     }
 
     /// The path of the 0600 file holding a secret's value for `file` targets, (re)written
-    /// when it does not hold the current value (remote_fetch values live in memory and may
-    /// change from one fetch to the next).
+    /// through the directory's handle when it does not hold the current value (remote_fetch
+    /// values live in memory and may change from one fetch to the next).
     pub fn file_for(&self, id: &str) -> std::io::Result<PathBuf> {
-        let path = self.dir.join(file_name(id));
+        let name = file_name(id);
         if let Some(value) = self.value(id)
-            && std::fs::read(&path).ok().as_deref() != Some(value.as_bytes())
+            && self
+                .dir
+                .read(&name, MAX_VALUE_BYTES as u64 + 1)
+                .ok()
+                .as_deref()
+                != Some(value.as_bytes())
         {
-            write_private(&path, value.as_bytes())?;
+            self.dir.replace(&name, value.as_bytes(), 0o600)?;
         }
-        Ok(path)
+        Ok(self.dir.path().join(name))
     }
 
     /// The `remote_fetch` secrets still without a value.
@@ -332,6 +367,9 @@ impl Secrets {
             .collect()
     }
 }
+
+/// The reason of a `remote_fetch` secret before its first fetch ended.
+pub const NOT_FETCHED: &str = "not fetched yet";
 
 /// The delay before the `failures`-th retry of a failed fetch: 500 ms, doubling, at most 60 s.
 pub fn retry_delay(failures: u32) -> Duration {
@@ -355,7 +393,11 @@ pub fn fetch(secret: &Secret) -> SecretState {
         .collect();
     match fetch::get(&remote.url, &headers, timeout) {
         Ok(response) if (200..300).contains(&response.status) => {
-            let value = String::from_utf8_lossy(&response.body).trim().to_owned();
+            // Never a lossy reading: a value that is not UTF-8 is refused, not altered.
+            let Ok(text) = String::from_utf8(response.body) else {
+                return SecretState::Unavailable("fetched value rejected: not UTF-8".into());
+            };
+            let value = text.trim().to_owned();
             match check_format(secret, &value) {
                 Ok(()) => SecretState::Set(value),
                 Err(why) => SecretState::Unavailable(format!("fetched value rejected: {why}")),

@@ -846,7 +846,7 @@ fn check_for(runtime: &Runtime, index: usize, for_readiness: bool) -> Result<Che
     };
     let regex = |pattern: &Option<String>| -> Result<regex_lite::Regex, String> {
         let pattern = pattern.as_deref().ok_or("no pattern")?;
-        regex_lite::Regex::new(pattern).map_err(|err| format!("bad pattern: {err}"))
+        manifest::log_pattern_regex(pattern).map_err(|err| format!("bad {err}"))
     };
     if for_readiness {
         let readiness = &service.readiness;

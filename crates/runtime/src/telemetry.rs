@@ -4,7 +4,7 @@
 //! Events: runtime_start, runtime_stop, app_ready, app_failed, service_start, service_ready,
 //! service_exit, service_restart, service_failed, service_unhealthy, secrets_missing,
 //! secrets_generated, secret_set, secret_fetch_failed (at start, then when a retry fails for
-//! a new reason), secret_fetched (a retry succeeded), migration_applied, migration_failed,
+//! a new reason), secret_fetched (a fetch succeeded), migration_applied, migration_failed,
 //! asset_checksum_mismatch, port_fallback. **Invariant:** no event carries a secret value,
 //! only secret ids. Upload (`telemetry.upload_url`) is not done by the runtime.
 

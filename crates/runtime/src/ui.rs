@@ -7,7 +7,16 @@
 //!
 //! Requests are read by the HTTP reactor (`http::serve`: bounded heads, a deadline per request,
 //! a cap on incomplete connections), static files are answered by its workers, and each
-//! proxied connection gets a thread of its own, at most [`MAX_PROXIED`] at once (then 503).
+//! proxied connection gets two threads of its own, at most [`MAX_PROXIED`] connections at
+//! once: a new one past that closes the one idle the longest (as the reactor evicts the
+//! oldest incomplete connection), so idle connections (WebSockets left open, bodies never
+//! sent) cannot keep the app's own requests from its API.
+//!
+//! **Only the UI's own origin is answered** ([`same_origin`]): a `Host` naming anything but a
+//! loopback host (a DNS-rebinding page) gets 403, and so does a request for the API (`/api`,
+//! `/ws`, upgrades) whose `Origin` is not this UI's or whose `Sec-Fetch-Site` is not
+//! `same-origin`/`none` (another site's POST, WebSocket, image or link, which browsers send
+//! across sites); clients sending none of these headers are answered.
 //!
 //! **Invariant: nothing outside the UI directory is ever served.** Static files: GET and HEAD.
 //! The path is split on `/` and each segment percent-decoded; a segment that is `..` or that
@@ -30,11 +39,69 @@ use manifest::{Manifest, ServiceType};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-/// At most this many proxied connections at once (each holds two threads while open).
+/// At most this many proxied connections at once (each holds two threads while open); a new
+/// one past it evicts the one idle the longest.
 pub const MAX_PROXIED: usize = 32;
+
+/// The proxied connections open now: what eviction needs of each.
+#[derive(Default)]
+struct Proxied {
+    next_id: u64,
+    open: Vec<Open>,
+}
+
+/// One proxied connection: its sockets (shut down to evict it) and when bytes last went
+/// through it (milliseconds since the server started).
+struct Open {
+    id: u64,
+    sockets: Vec<TcpStream>,
+    last: Arc<AtomicU64>,
+}
+
+impl Proxied {
+    /// Registers a new connection (its client socket), first evicting the one idle the
+    /// longest when [`MAX_PROXIED`] are open: its sockets are shut down, which ends its
+    /// threads. Returns the new connection's id.
+    fn admit(&mut self, client: TcpStream, last: Arc<AtomicU64>, log: &ServiceLog) -> u64 {
+        if self.open.len() >= MAX_PROXIED
+            && let Some(idlest) =
+                (0..self.open.len()).min_by_key(|&i| self.open[i].last.load(Ordering::Relaxed))
+        {
+            let evicted = self.open.swap_remove(idlest);
+            for socket in &evicted.sockets {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+            log.line("[xbundle-runtime] ui: too many proxied connections: closed the one idle the longest");
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.open.push(Open {
+            id,
+            sockets: vec![client],
+            last,
+        });
+        id
+    }
+
+    /// Adds the upstream socket of connection `id`; `false` when it was evicted meanwhile.
+    fn attach(&mut self, id: u64, upstream: TcpStream) -> bool {
+        match self.open.iter_mut().find(|open| open.id == id) {
+            Some(open) => {
+                open.sockets.push(upstream);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.open.retain(|open| open.id != id);
+    }
+}
 
 /// The port of the API service the UI at `ui_index` proxies to.
 pub fn api_port(manifest: &Manifest, ui_index: usize, ports: &PortMap) -> Option<u16> {
@@ -56,18 +123,25 @@ pub fn api_port(manifest: &Manifest, ui_index: usize, ports: &PortMap) -> Option
 
 struct Ui {
     root: Dir,
+    /// The port this server listens on (its origin's).
+    port: u16,
     api_port: Option<u16>,
     log: Arc<ServiceLog>,
-    proxied: Arc<AtomicUsize>,
+    proxied: Arc<Mutex<Proxied>>,
+    /// The clock of [`Open::last`].
+    started: Instant,
 }
 
 /// Serves until the process exits.
 pub fn serve(listener: TcpListener, root: Dir, api_port: Option<u16>, log: Arc<ServiceLog>) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let ui = Ui {
         root,
+        port,
         api_port,
         log: Arc::clone(&log),
-        proxied: Arc::new(AtomicUsize::new(0)),
+        proxied: Arc::default(),
+        started: Instant::now(),
     };
     let config = http::ServerConfig {
         name: "ui",
@@ -90,6 +164,10 @@ impl Handler for Ui {
         let proxied = request.path == "/api"
             || request.path.starts_with("/api/")
             || request.path.starts_with("/ws");
+        if let Err(why) = same_origin(&request, self.port, proxied) {
+            http::respond(&stream, &request, &Response::error(403, why));
+            return;
+        }
         if proxied {
             let Some(port) = self.api_port else {
                 http::respond(
@@ -99,27 +177,28 @@ impl Handler for Ui {
                 );
                 return;
             };
-            if self.proxied.fetch_add(1, Ordering::SeqCst) >= MAX_PROXIED {
-                self.proxied.fetch_sub(1, Ordering::SeqCst);
-                http::respond(
-                    &stream,
-                    &request,
-                    &Response::error(503, "too many proxied connections"),
-                );
+            let Ok(client) = stream.try_clone() else {
                 return;
-            }
-            let counter = Arc::clone(&self.proxied);
+            };
+            let clock = Clock {
+                started: self.started,
+                last: Arc::new(AtomicU64::new(0)),
+            };
+            clock.touch();
+            let id = lock(&self.proxied).admit(client, Arc::clone(&clock.last), &self.log);
+            let proxied = Arc::clone(&self.proxied);
             let log = Arc::clone(&self.log);
             let spawned = std::thread::Builder::new()
                 .name("ui-proxy".into())
                 .spawn(move || {
-                    if let Err(err) = proxy(stream, &request, port) {
+                    let attach = |upstream: TcpStream| lock(&proxied).attach(id, upstream);
+                    if let Err(err) = proxy(stream, &request, port, &clock, attach) {
                         log.line(&format!("[xbundle-runtime] ui: {err}"));
                     }
-                    counter.fetch_sub(1, Ordering::SeqCst);
+                    lock(&proxied).remove(id);
                 });
             if spawned.is_err() {
-                self.proxied.fetch_sub(1, Ordering::SeqCst);
+                lock(&self.proxied).remove(id);
             }
             return;
         }
@@ -137,6 +216,56 @@ impl Handler for Ui {
             Err(response) => http::respond(&stream, &request, &response),
         }
     }
+}
+
+/// The host names the UI is reached by: the loopback ones (a `Host` holding any other name is
+/// a DNS-rebinding page's request, whose answer its page could read).
+fn loopback_host(host: &str) -> bool {
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|name| host.eq_ignore_ascii_case(name))
+}
+
+/// Whether a request may be answered: its `Host` (when sent) names a loopback host; and, for
+/// what reaches the API (`/api`, `/ws`, WebSocket upgrades), its `Origin` (when sent) is this
+/// UI's own (`http://127.0.0.1:PORT`, `http://localhost:PORT` or `http://[::1]:PORT`) and its
+/// `Sec-Fetch-Site` (when sent) is `same-origin` or `none`. Browsers send these on cross-site
+/// requests the same-origin policy does not stop (POSTs, WebSocket handshakes, GETs of
+/// images and links): another site's page could otherwise drive the app's API through the
+/// proxy.
+/// Clients that send neither header (curl, the Electron shell's own requests) are answered.
+fn same_origin(request: &Request, port: u16, proxied: bool) -> Result<(), &'static str> {
+    if let Some(host) = request.header("host") {
+        let name = match host.rsplit_once(':') {
+            Some((name, digits))
+                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                name
+            }
+            _ => host,
+        };
+        if !loopback_host(name) {
+            return Err("the UI answers only requests for a loopback host (127.0.0.1, localhost)");
+        }
+    }
+    if proxied && let Some(origin) = request.header("origin") {
+        let own = origin
+            .strip_prefix("http://")
+            .and_then(|rest| rest.rsplit_once(':'))
+            .is_some_and(|(name, p)| loopback_host(name) && p == port.to_string());
+        if !own {
+            return Err("the API is proxied only for this UI's own pages (Origin)");
+        }
+    }
+    // Browsers say where a request comes from even when they send no `Origin` (an image or a
+    // link of another page: a GET): another site, or another port of the same host.
+    if proxied
+        && let Some(site) = request.header("sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err("the API is proxied only for this UI's own pages (Sec-Fetch-Site)");
+    }
+    Ok(())
 }
 
 fn content_type(name: &str) -> &'static str {
@@ -241,7 +370,33 @@ fn send_file(stream: &TcpStream, request: &Request, mut file: File, content_type
     http::finish(stream, request.unread);
 }
 
-fn proxy(mut client: TcpStream, request: &Request, port: u16) -> std::io::Result<()> {
+fn lock(proxied: &Mutex<Proxied>) -> std::sync::MutexGuard<'_, Proxied> {
+    proxied.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// When bytes last went through a proxied connection.
+#[derive(Clone)]
+struct Clock {
+    started: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl Clock {
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+    }
+}
+
+/// Forwards one request and then bytes both ways. `attach` registers the upstream socket (so
+/// an eviction shuts it down too); `false` means this connection was evicted already.
+fn proxy(
+    mut client: TcpStream,
+    request: &Request,
+    port: u16,
+    clock: &Clock,
+    attach: impl FnOnce(TcpStream) -> bool,
+) -> std::io::Result<()> {
     let mut upstream = match TcpStream::connect(("127.0.0.1", port)) {
         Ok(stream) => stream,
         Err(err) => {
@@ -253,10 +408,19 @@ fn proxy(mut client: TcpStream, request: &Request, port: u16) -> std::io::Result
             return Ok(());
         }
     };
+    if !attach(upstream.try_clone()?) {
+        return Ok(());
+    }
     let upgrade = request.header("upgrade").is_some();
     let head = String::from_utf8_lossy(&request.raw_head);
     let mut out = String::new();
-    for (n, line) in head.split("\r\n").enumerate() {
+    // Lines end with CRLF or a bare LF (both are read as line ends): the head is rebuilt
+    // with CRLF, so the `Connection` line is found and the added one lands inside the head.
+    for (n, line) in head
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r'))
+        .enumerate()
+    {
         if line.is_empty() {
             continue;
         }
@@ -274,24 +438,26 @@ fn proxy(mut client: TcpStream, request: &Request, port: u16) -> std::io::Result
     upstream.write_all(&request.body)?;
     let mut client_read = client.try_clone()?;
     let mut upstream_write = upstream.try_clone()?;
+    let forward_clock = clock.clone();
     let forward = std::thread::spawn(move || {
-        let _ = copy(&mut client_read, &mut upstream_write);
+        let _ = copy(&mut client_read, &mut upstream_write, &forward_clock);
         let _ = upstream_write.shutdown(Shutdown::Write);
     });
-    let _ = copy(&mut upstream, &mut client);
+    let _ = copy(&mut upstream, &mut client, clock);
     let _ = client.shutdown(Shutdown::Both);
     let _ = upstream.shutdown(Shutdown::Both);
     let _ = forward.join();
     Ok(())
 }
 
-fn copy(from: &mut TcpStream, to: &mut TcpStream) -> std::io::Result<()> {
+fn copy(from: &mut TcpStream, to: &mut TcpStream, clock: &Clock) -> std::io::Result<()> {
     let mut buffer = [0u8; 16 * 1024];
     loop {
         let read = from.read(&mut buffer)?;
         if read == 0 {
             return Ok(());
         }
+        clock.touch();
         to.write_all(&buffer[..read])?;
     }
 }
@@ -299,6 +465,67 @@ fn copy(from: &mut TcpStream, to: &mut TcpStream) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_hosts_and_own_origins() {
+        let request = |headers: &[(&str, &str)]| Request {
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Request::default()
+        };
+        for host in [
+            "127.0.0.1:4000",
+            "localhost:4000",
+            "LOCALHOST",
+            "[::1]:4000",
+            "127.0.0.1",
+        ] {
+            assert!(
+                same_origin(&request(&[("Host", host)]), 4000, true).is_ok(),
+                "{host}"
+            );
+        }
+        for host in [
+            "evil.example",
+            "evil.example:4000",
+            "127.0.0.1.evil.example:4000",
+            "localhost.:4000",
+            "",
+        ] {
+            assert!(
+                same_origin(&request(&[("Host", host)]), 4000, false).is_err(),
+                "{host}"
+            );
+        }
+        assert!(same_origin(&request(&[]), 4000, true).is_ok());
+        for site in ["cross-site", "same-site"] {
+            let foreign = request(&[("Sec-Fetch-Site", site)]);
+            assert!(same_origin(&foreign, 4000, true).is_err(), "{site}");
+            assert!(same_origin(&foreign, 4000, false).is_ok(), "{site}");
+        }
+        for site in ["same-origin", "none"] {
+            assert!(same_origin(&request(&[("Sec-Fetch-Site", site)]), 4000, true).is_ok());
+        }
+        let own = request(&[
+            ("Host", "127.0.0.1:4000"),
+            ("Origin", "http://localhost:4000"),
+        ]);
+        assert!(same_origin(&own, 4000, true).is_ok());
+        for origin in [
+            "https://evil.example",
+            "null",
+            "http://127.0.0.1:4001",
+            "http://127.0.0.1",
+            "http://evil.example:4000",
+        ] {
+            let foreign = request(&[("Host", "127.0.0.1:4000"), ("Origin", origin)]);
+            assert!(same_origin(&foreign, 4000, true).is_err(), "{origin}");
+            // Static files carry no API: any origin may load them.
+            assert!(same_origin(&foreign, 4000, false).is_ok(), "{origin}");
+        }
+    }
 
     #[test]
     fn request_paths_are_decoded_and_checked_per_segment() {

@@ -234,7 +234,7 @@ fn runs_a_bundle_end_to_end() {
     let mut ws = TcpStream::connect(("127.0.0.1", ui_port)).unwrap();
     ws.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     ws.write_all(
-        b"GET /api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        b"GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
     )
     .unwrap();
     let mut buffer = [0u8; 256];

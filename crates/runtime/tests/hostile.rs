@@ -3,8 +3,12 @@
 //! directory, with a canary tree beside the bundle and the app data that must stay intact:
 //!
 //! - paths from bundle.json never leave the bundle or the app data, and a refused path stops
-//!   the start with exit code 2 before anything is written or started;
-//! - the UI server never serves a file outside its directory;
+//!   the start with exit code 2 before anything is written or started; nor do writes reach
+//!   elsewhere through a hard link or block on a FIFO at an appended file, an app data
+//!   directory another program made, or one overlapping the bundle; the runtime's own state
+//!   files are read bounded, and running out of descriptors does not stall the start;
+//! - the UI server never serves a file outside its directory, answers only its own origin,
+//!   and idle proxied connections never lock the app's requests out of its API;
 //! - HTTP limits hold before authentication, on the control API and the UI port alike, and an
 //!   authorised `/status` answers within 1 s under the stated attacks;
 //! - a service's output is bounded (lines split at 64 KiB, rotation applies).
@@ -237,10 +241,211 @@ fn paths_from_bundle_json_never_leave_the_bundle_or_the_app_data() {
                 .unwrap();
             },
         ),
+        // Files the runtime appends to: a hard link there would carry the service's output
+        // into the file's other name (the canary's), a FIFO would block the start for good
+        // (with the stop signals not yet taken).
+        (
+            "app-data-log-hard-link",
+            "services[0] (its log file)",
+            |fixture, canary, _| {
+                own_app_data(fixture);
+                std::fs::create_dir_all(fixture.app_data.join("logs")).unwrap();
+                std::fs::hard_link(
+                    canary.dir.join("victim.txt"),
+                    fixture.app_data.join("logs/svc.log"),
+                )
+                .unwrap();
+            },
+        ),
+        (
+            "app-data-telemetry-fifo",
+            "telemetry.file",
+            |fixture, _, _| {
+                own_app_data(fixture);
+                std::fs::create_dir_all(fixture.app_data.join("telemetry")).unwrap();
+                mkfifo(&fixture.app_data.join("telemetry/events.jsonl"));
+            },
+        ),
+        (
+            "app-data-lock-hard-link",
+            "app data",
+            |fixture, canary, _| {
+                std::fs::create_dir_all(fixture.app_data.join("runtime")).unwrap();
+                std::fs::hard_link(
+                    canary.dir.join("victim.txt"),
+                    fixture.app_data.join("runtime/lock"),
+                )
+                .unwrap();
+            },
+        ),
+        // An app data directory that is another program's (two apps named alike, as the
+        // default `~/.local/share/<app.name>` makes easy): the runtime replaced, then deleted
+        // on exit, a file of its choosing there (a GNOME keyring, with app.name `keyrings`).
+        ("app-data-foreign", "app data", |fixture, _, m| {
+            std::fs::create_dir_all(&fixture.app_data).unwrap();
+            std::fs::write(fixture.app_data.join("login.keyring"), "precious").unwrap();
+            m["ipc"]["auth_token_path"] = "login.keyring".into();
+        }),
     ];
     for (name, field, setup) in cases {
         assert_refused(name, field, *setup);
     }
+}
+
+/// The runtime's own state files are read bounded: a `runtime/migrations.json` and a
+/// `runtime/ports.json` planted with 16 MB of short strings each (JSON an attacker who can
+/// write the app data makes in a moment) held 150 MB of the runtime's memory at start.
+#[test]
+fn the_runtimes_own_state_files_are_read_bounded() {
+    let fixture = Fixture::new("state-files", &one_worker());
+    own_app_data(&fixture);
+    let versions: Vec<String> = (0..1_700_000).map(|n| n.to_string()).collect();
+    std::fs::write(
+        fixture.app_data.join("runtime/migrations.json"),
+        json!({"applied": {"svc": versions}}).to_string(),
+    )
+    .unwrap();
+    let ports: serde_json::Map<String, Value> = (0..800_000)
+        .map(|n| (format!("s{n}"), json!({"p": 1})))
+        .collect();
+    std::fs::write(
+        fixture.app_data.join("runtime/ports.json"),
+        Value::Object(ports).to_string(),
+    )
+    .unwrap();
+    let mut runtime = fixture.start();
+    runtime.wait_ready(&fixture);
+    let hwm = proc_status(runtime.child.id(), "VmHWM").unwrap();
+    eprintln!("state files of 16 MB: peak RSS {hwm} kB");
+    assert!(hwm < RSS_LIMIT_KB, "peak RSS {hwm} kB");
+    assert_eq!(runtime.post("/shutdown", "").0, 202);
+    assert_eq!(runtime.wait_exit(Duration::from_secs(20)), 0);
+}
+
+/// The bundle and the app data directory never overlap. With the bundle inside the app data
+/// (a layout self-updating apps like), `ipc.auth_token_path: "bundle/ui/token.txt"` put the
+/// control token where the UI served it to anyone on the loopback; with the app data inside
+/// the UI directory, the UI served the secrets. Either is refused (exit 2) before anything is
+/// written.
+#[test]
+fn the_bundle_and_the_app_data_never_overlap() {
+    let fixture = Fixture::new("overlap", &one_worker());
+    let canary = Canary::plant(fixture.dir.join("canary"));
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.bundle.join("bundle.json")).unwrap())
+            .unwrap();
+    manifest["ipc"]["auth_token_path"] = "bundle/ui/token.txt".into();
+    fixture.write_manifest(&manifest);
+    // The app data directory holding the bundle, used before (so it is the runtime's).
+    std::fs::create_dir_all(fixture.dir.join("runtime")).unwrap();
+    std::fs::write(fixture.dir.join("runtime/lock"), "").unwrap();
+    for app_data in [fixture.dir.clone(), fixture.bundle.join("ui/data")] {
+        let before = snapshot(&fixture.dir);
+        let mut child = std::process::Command::new(RUNTIME)
+            .arg("--bundle")
+            .arg(&fixture.bundle)
+            .arg("--app-data")
+            .arg(&app_data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(code, Some(2), "{}: {stderr}", app_data.display());
+        assert!(stderr.contains("overlap"), "{stderr}");
+        assert!(!fixture.bundle.join("ui/token.txt").exists());
+        assert_eq!(snapshot(&fixture.dir), before, "{}", app_data.display());
+        canary.assert_intact("overlapping app data");
+    }
+}
+
+/// A manifest requesting more ports than the runtime has file descriptors (each port's
+/// listener is held until its service spawns): once out of descriptors, every later request
+/// tried the whole of its range, 64 000 binds each, while the start held the stop signals;
+/// 1500 requests under a limit of 128 descriptors kept it there for minutes. Now the start
+/// gives up at once with the system's reason (exit code 3).
+#[test]
+fn running_out_of_descriptors_does_not_stall_the_start() {
+    use std::os::unix::process::CommandExt;
+    let mut service = testsvc_service("svc", &["hang", "svc"], "svc hangs");
+    service["ports"] = json!({"requested": (0..1500)
+        .map(|n| json!({"name": format!("p{n}"), "range": {"min": 1024, "max": 65535}}))
+        .collect::<Vec<_>>()});
+    let fixture = Fixture::new("descriptors", &small_manifest("1.0.0", json!([service])));
+    let mut command = std::process::Command::new(RUNTIME);
+    command
+        .arg("--bundle")
+        .arg(&fixture.bundle)
+        .arg("--app-data")
+        .arg(&fixture.app_data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 128,
+                rlim_max: 128,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    // Generous: the start gives up in milliseconds; stalled, it took minutes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("Too many open files"), "{stderr}");
+}
+
+/// Makes the fixture's app data directory look used by an earlier run (`runtime/lock`).
+fn own_app_data(fixture: &Fixture) {
+    std::fs::create_dir_all(fixture.app_data.join("runtime")).unwrap();
+    std::fs::write(fixture.app_data.join("runtime/lock"), "").unwrap();
+}
+
+fn mkfifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0, "mkfifo");
 }
 
 #[test]
@@ -335,7 +540,7 @@ fn the_ui_server_serves_nothing_outside_its_directory() {
     for path in attempts {
         let mut head = b"GET ".to_vec();
         head.extend_from_slice(path);
-        head.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+        head.extend_from_slice(b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         let (status, body) = raw_request(ui_port, &head);
         let shown = String::from_utf8_lossy(path);
         assert!(
@@ -354,6 +559,145 @@ fn the_ui_server_serves_nothing_outside_its_directory() {
     assert_eq!(runtime.post("/shutdown", "").0, 202);
     assert_eq!(runtime.wait_exit(Duration::from_secs(20)), 0);
     canary.assert_intact("ui requests");
+}
+
+/// The UI server answers only requests for a loopback host, and proxies to the API only for
+/// its own pages: a DNS-rebinding page (`Host: evil.example`, resolving to 127.0.0.1) could
+/// otherwise read the UI and the app's API through it, and another site's page drive the API
+/// with a cross-site POST or WebSocket, which the same-origin policy does not stop. Before,
+/// all of these were answered, the API's replies included.
+#[test]
+fn the_ui_answers_its_own_origin_only() {
+    let fixture = Fixture::new("ui-origin", &fixture_manifest("1.0.0", false));
+    let mut runtime = fixture.start();
+    runtime.wait_ready(&fixture);
+    let ui_port = runtime.json("/ports")["services"]["ui"]["http"]
+        .as_u64()
+        .unwrap() as u16;
+    let send = |head: String| raw_request(ui_port, head.as_bytes());
+    let own = format!("http://127.0.0.1:{ui_port}");
+    // What the UI's own pages (and clients without these headers) send is answered.
+    for (path, host, origin) in [
+        ("/", format!("127.0.0.1:{ui_port}"), None),
+        ("/", format!("localhost:{ui_port}"), None),
+        // Static files carry no API: any page may load them.
+        (
+            "/",
+            format!("127.0.0.1:{ui_port}"),
+            Some("https://any.example".to_owned()),
+        ),
+        (
+            "/api/hello",
+            format!("127.0.0.1:{ui_port}"),
+            Some(own.clone()),
+        ),
+        (
+            "/api/hello",
+            format!("localhost:{ui_port}"),
+            Some(format!("http://localhost:{ui_port}")),
+        ),
+    ] {
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
+        let (status, body) = send(format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\n{origin}\r\n"
+        ));
+        assert_eq!(status, 200, "{path} for {host}: {body}");
+    }
+    assert_eq!(send("GET /api/hello HTTP/1.0\r\n\r\n".into()).0, 200);
+
+    let refused = [
+        // DNS rebinding: another name for 127.0.0.1.
+        format!("GET / HTTP/1.1\r\nHost: evil.example:{ui_port}\r\n\r\n"),
+        format!("GET /api/hello HTTP/1.1\r\nHost: evil.example:{ui_port}\r\n\r\n"),
+        "GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1.evil.example\r\n\r\n".to_string(),
+        // Another site's page, through the browser of the user.
+        format!(
+            "POST /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nOrigin: https://evil.example\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+        ),
+        format!(
+            "GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nOrigin: https://evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        ),
+        format!("GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nOrigin: null\r\n\r\n"),
+        // An image or a link on another page (no Origin), another port of this host too.
+        format!(
+            "GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nSec-Fetch-Site: cross-site\r\n\r\n"
+        ),
+        format!(
+            "GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nSec-Fetch-Site: same-site\r\n\r\n"
+        ),
+        format!(
+            "GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1:{ui_port}\r\nOrigin: http://127.0.0.1:{}\r\n\r\n",
+            ui_port.wrapping_add(1)
+        ),
+    ];
+    for head in refused {
+        let (status, body) = send(head.clone());
+        assert_eq!(status, 403, "{head}: {body}");
+        assert!(!body.contains("hello"), "{head}: the API answered: {body}");
+    }
+    assert_eq!(runtime.post("/shutdown", "").0, 202);
+    assert_eq!(runtime.wait_exit(Duration::from_secs(20)), 0);
+}
+
+/// Idle proxied connections (WebSockets opened and left silent) cannot keep the app's own
+/// requests from its API: past the cap, the connection idle the longest is closed. Before,
+/// 32 of them made every `/api` request a 503 for as long as they stayed open.
+#[test]
+fn idle_proxied_connections_never_lock_the_api_out() {
+    let fixture = Fixture::new("proxy-idle", &fixture_manifest("1.0.0", false));
+    let mut runtime = fixture.start();
+    runtime.wait_ready(&fixture);
+    let ui_port = runtime.json("/ports")["services"]["ui"]["http"]
+        .as_u64()
+        .unwrap() as u16;
+    let upgrade = b"GET /api/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        let mut stream = TcpStream::connect(("127.0.0.1", ui_port)).unwrap();
+        stream.write_all(upgrade).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        idle.push(stream);
+    }
+    // The app's own request is answered.
+    let (status, body) = request(ui_port, "GET", "/api/hello", None, None);
+    assert_eq!(status, 200, "{body}");
+    // The oldest idle ones were closed to make room; at most the cap stay open.
+    let mut open = 0;
+    for stream in &mut idle {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut byte = [0u8; 64];
+        match stream.read(&mut byte) {
+            Ok(0) => {}
+            Err(err)
+                if err.kind() == std::io::ErrorKind::WouldBlock
+                    || err.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                open += 1
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(open <= 32, "{open} idle proxied connections still open");
+    let threads = proc_status(runtime.child.id(), "Threads").unwrap();
+    assert!(threads < 100, "{threads} threads");
+    assert_eq!(runtime.post("/shutdown", "").0, 202);
+    assert_eq!(runtime.wait_exit(Duration::from_secs(20)), 0);
 }
 
 /// Trickles a request head that never ends, one byte every 50 ms, for at most `within`;
@@ -474,7 +818,7 @@ fn attacker(
                         String::new()
                     };
                     let head = format!(
-                        "POST /secrets HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 1000000000\r\n\r\n"
+                        "POST /secrets HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: 1000000000\r\n\r\n"
                     );
                     let _ = stream.write_all(head.as_bytes());
                     let chunk = vec![b'{'; 1 << 20];
@@ -525,7 +869,11 @@ fn timed_get(port: u16, path: &str, token: Option<&str>) -> (u16, Duration) {
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n"
+        )
+        .ok()?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).ok()?;
         String::from_utf8_lossy(&raw)

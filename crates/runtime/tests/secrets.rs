@@ -1,11 +1,14 @@
 //! Secrets on the real binary: `remote_fetch` from a local HTTP server (127.0.0.1) that is
-//! down at start, retried until it answers; its `file` target follows the fetched value.
+//! down at start, retried until it answers; its `file` target follows the fetched value;
+//! https against the platform's roots; the entropy of generated values; values read and
+//! written through no link; a silent vault; fetched values a process cannot carry.
 
 mod common;
 
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::unix::fs::FileTypeExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,13 +62,25 @@ fn a_remote_fetch_secret_is_retried_until_it_arrives_and_its_file_follows_the_va
 
     // Offline at start: the service needing it waits with a clear status, the other runs.
     let mut runtime = fixture.start();
-    let status = wait_state(&runtime, &fixture, "svc", "blocked");
-    let svc = &status["services"][0];
-    let missing = svc["missing_secrets"][0].as_str().unwrap();
-    assert!(
-        missing.starts_with("remote (offline or unreachable (http://127.0.0.1:"),
-        "{missing}"
-    );
+    wait_state(&runtime, &fixture, "svc", "blocked");
+    // The first fetch runs on a thread of its own from the start: its reason shows once it
+    // failed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = runtime.json("/status");
+        let missing = status["services"][0]["missing_secrets"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if missing.starts_with("remote (offline or unreachable (http://127.0.0.1:") {
+            break;
+        }
+        assert!(
+            missing == "remote (not fetched yet)" && std::time::Instant::now() < deadline,
+            "{missing}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     wait_state(&runtime, &fixture, "indie", "ready");
     assert!(!secret_file.exists());
 
@@ -351,5 +366,193 @@ fn generated_secrets_have_the_entropy_of_their_charset() {
             (ideal - entropy).abs() < 0.05,
             "{charset}: {entropy:.3} bits per character, expected {ideal:.3}"
         );
+    }
+}
+
+/// The `problem` `GET /secrets` gives for `id` (`None` when the secret is set).
+fn secret_problem(runtime: &Runtime, id: &str) -> Option<String> {
+    let list = runtime.json("/secrets");
+    let entry = list["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap()
+        .clone();
+    if entry["set"] == true {
+        None
+    } else {
+        Some(entry["problem"].as_str().unwrap_or("missing").to_owned())
+    }
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+/// Values live in `<app data>/secrets`, reached through no link: a link planted at a value's
+/// name is never read (it was: the canary's text became the secret) and a FIFO never blocks
+/// the start (it did, for good); a `secrets/` directory swapped for a link while the runtime
+/// runs is never written through (a value set then landed in the link's target); a value a
+/// process cannot carry (NUL) is refused rather than stored (the service then never started).
+#[test]
+fn secrets_are_read_and_written_through_no_link() {
+    let fixture = Fixture::new("secrets-links", &fixture_manifest("1.0.0", true));
+    let canary = Canary::plant(fixture.dir.join("canary"));
+    let secrets = fixture.app_data.join("secrets");
+    std::fs::create_dir_all(fixture.app_data.join("runtime")).unwrap();
+    std::fs::write(fixture.app_data.join("runtime/lock"), "").unwrap();
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::os::unix::fs::symlink(canary.dir.join("victim.txt"), secrets.join("api_secret")).unwrap();
+    mkfifo(&secrets.join("token"));
+
+    let mut runtime = fixture.start();
+    let problem = secret_problem(&runtime, "api_secret").expect("read through a link");
+    assert!(problem.contains("symbolic link"), "{problem}");
+    let problem = secret_problem(&runtime, "token").expect("a FIFO is no value");
+    assert!(problem.contains("not a regular file"), "{problem}");
+    // Not regenerated over what is there: the FIFO is left alone.
+    assert!(
+        std::fs::symlink_metadata(secrets.join("token"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+
+    // A value a process cannot carry is refused, and nothing is stored.
+    let (status, body) = runtime.post("/secrets", r#"{"api_secret": "abcdefgh\u0000ijklmnopqrs"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("NUL"), "{body}");
+    assert!(
+        std::fs::symlink_metadata(secrets.join("api_secret"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // Setting the value replaces the link itself, never its target.
+    let (status, body) = runtime.post("/secrets", r#"{"api_secret": "AAAAbbbbCCCCdddd1"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        std::fs::read_to_string(secrets.join("api_secret")).unwrap(),
+        "AAAAbbbbCCCCdddd1"
+    );
+    canary.assert_intact("a value set over a link");
+
+    // The directory swapped for a link to the canary while the runtime runs.
+    let moved = fixture.app_data.join("secrets.moved");
+    std::fs::rename(&secrets, &moved).unwrap();
+    std::os::unix::fs::symlink(&canary.dir, &secrets).unwrap();
+    let (status, body) = runtime.post("/secrets", r#"{"api_secret": "EEEEffffGGGGhhhh2"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        std::fs::read_to_string(moved.join("api_secret")).unwrap(),
+        "EEEEffffGGGGhhhh2"
+    );
+    canary.assert_intact("a value set with secrets/ swapped for a link");
+
+    assert_eq!(runtime.post("/shutdown", "").0, 202);
+    assert_eq!(runtime.wait_exit(Duration::from_secs(30)), 0);
+    canary.assert_intact("after the run");
+    let stderr = fixture.stderr();
+    for needle in ["AAAAbbbb", "EEEEffff", "canary: must stay"] {
+        assert!(!stderr.contains(needle), "{needle} in {stderr}");
+    }
+}
+
+/// A vault that accepts the connection and never answers, with the longest timeout allowed:
+/// the start does not wait for it (the control API is up at once, the fetch runs on a thread
+/// of its own) and a stop signal is obeyed at once. Before, the start waited for the whole
+/// timeout (unbounded then) with SIGTERM blocked.
+#[test]
+fn a_silent_vault_holds_up_neither_the_start_nor_a_stop() {
+    let vault = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = vault.local_addr().unwrap().port();
+    // Accepts, reads nothing, answers nothing (connections held until the test ends).
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in vault.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let mut svc = testsvc_service("svc", &["worker"], "Worker started successfully");
+    svc["secrets"] = serde_json::json!(["remote"]);
+    let mut indie = testsvc_service("indie", &["sleeper"], "never logged");
+    indie["readiness"] = serde_json::json!({"type": "dependencies_ready"});
+    let mut manifest = small_manifest("1.0.0", serde_json::json!([svc, indie]));
+    manifest["secrets"] = serde_json::json!([{
+        "id": "remote", "class": "remote_fetch",
+        "fetch": {"url": format!("http://127.0.0.1:{port}/secret"), "timeout_ms": 60000},
+        "target": {"type": "env", "name": "REMOTE"}
+    }]);
+    let fixture = Fixture::new("silent-vault", &manifest);
+    let mut runtime = fixture.start();
+    wait_state(&runtime, &fixture, "indie", "ready");
+    let status = wait_state(&runtime, &fixture, "svc", "blocked");
+    assert!(
+        status["services"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("remote"),
+        "{status}"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(runtime.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(runtime.wait_exit(Duration::from_secs(20)), 0);
+}
+
+/// A fetched value is checked like a value set through the API: one holding NUL (which no
+/// process environment can carry) or that is not UTF-8 is refused, never stored or altered.
+#[test]
+fn a_fetched_value_a_process_cannot_carry_is_refused() {
+    for (name, body) in [("nul", &b"abc\0def"[..]), ("latin1", &b"caf\xe9-value"[..])] {
+        let vault = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = vault.local_addr().unwrap().port();
+        let body = body.to_vec();
+        std::thread::spawn(move || {
+            for mut stream in vault.incoming().flatten() {
+                let mut head = [0u8; 1024];
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = stream.read(&mut head);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        let mut svc = testsvc_service("svc", &["worker"], "Worker started successfully");
+        svc["secrets"] = serde_json::json!(["remote"]);
+        let mut manifest = small_manifest("1.0.0", serde_json::json!([svc]));
+        manifest["secrets"] = serde_json::json!([{
+            "id": "remote", "class": "remote_fetch",
+            "fetch": {"url": format!("http://127.0.0.1:{port}/secret"), "timeout_ms": 2000},
+            "target": {"type": "file", "name": "REMOTE_PATH"}
+        }]);
+        let fixture = Fixture::new(&format!("fetched-{name}"), &manifest);
+        let mut runtime = fixture.start();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let problem = loop {
+            let problem = secret_problem(&runtime, "remote");
+            if problem
+                .as_deref()
+                .is_none_or(|p| p.starts_with("fetched value rejected"))
+            {
+                break problem;
+            }
+            assert!(std::time::Instant::now() < deadline, "{problem:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let problem = problem.unwrap_or_else(|| panic!("{name}: the value was accepted"));
+        assert!(
+            problem.contains("NUL") || problem.contains("not UTF-8"),
+            "{name}: {problem}"
+        );
+        assert!(!fixture.app_data.join("secrets/remote").exists(), "{name}");
+        assert_eq!(runtime.post("/shutdown", "").0, 202);
+        assert_eq!(runtime.wait_exit(Duration::from_secs(30)), 0);
     }
 }

@@ -164,7 +164,57 @@ fn cases(world: &World) -> Vec<(&'static str, Value, &'static str, &'static str)
     let mut format = manifest();
     format["secrets"] = json!([{"id": "key", "class": "user_prompt", "format": "(a{100}){100}",
         "target": {"type": "env", "name": "KEY"}}]);
+    // Rules only one side applied: validate let these through, the runtime then failed the
+    // service (a pattern it could not compile, a NUL exec refuses) or waited unbounded.
+    let mut pattern = manifest();
+    pattern["services"][1]["readiness"]["pattern"] = json!("Worker (started");
+    let mut big_pattern = manifest();
+    big_pattern["services"][1]["readiness"]["pattern"] = json!("(a{100}){100}");
+    let mut escaped = format.clone();
+    escaped["secrets"][0]["format"] = json!("[a-z]{16})|(?:.*");
+    let mut slow = fetched.clone();
+    slow["secrets"][0]["fetch"] =
+        json!({"url": "https://vault.example/v1/secret", "timeout_ms": 18446744073709551615u64});
     vec![
+        (
+            "a log_match pattern that does not compile",
+            pattern,
+            "services[1].readiness.pattern",
+            "not a valid regular expression",
+        ),
+        (
+            "an oversized log_match pattern",
+            big_pattern,
+            "services[1].readiness.pattern",
+            "compiles to more than",
+        ),
+        (
+            "a NUL in an env value",
+            with("/services/1/env", json!({"X": "a\u{0}b"})),
+            "services[1].env.X",
+            "NUL",
+        ),
+        (
+            "a NUL in an argument",
+            with(
+                "/services/1/binaries/linux-x64/args",
+                json!(["worker\u{0}"]),
+            ),
+            "services[1].binaries.linux-x64.args[0]",
+            "NUL",
+        ),
+        (
+            "a format that closes its anchoring group",
+            escaped,
+            "secrets[0].format",
+            "not a valid regular expression",
+        ),
+        (
+            "a fetch that may wait forever",
+            slow,
+            "secrets[0].fetch.timeout_ms",
+            "at most 60000",
+        ),
         (
             "absolute ipc.auth_token_path",
             with("/ipc/auth_token_path", json!(format!("{canary}/token"))),
@@ -290,4 +340,95 @@ fn the_runtime_refuses_what_validation_refuses_and_writes_nothing() {
             assert_eq!(now, before, "{name}: the bundle changed");
         }
     }
+}
+
+/// The address space the runtime gets below: a `--dry-run` needs a fraction of it; reading a
+/// 100 MB bundle.json whole (as it did) does not fit, and the allocation failure aborts it.
+const ADDRESS_SPACE_LIMIT: u64 = 96 << 20;
+
+/// Runs the runtime (`--dry-run`) on the bundle as it is (bundle.json not rewritten), with its
+/// address space limited to [`ADDRESS_SPACE_LIMIT`], for at most 10 s: its exit code (`None`:
+/// killed by a signal or the deadline) and stderr.
+fn run_as_is(world: &World) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(RUNTIME);
+    command
+        .arg("--bundle")
+        .arg(world.bundle())
+        .arg("--app-data")
+        .arg(world.app_data())
+        .arg("--dry-run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: ADDRESS_SPACE_LIMIT,
+                rlim_max: ADDRESS_SPACE_LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bundle_json_is_read_bounded_and_never_through_a_link() {
+    let world = World::new("manifest-file");
+    let manifest_path = world.bundle().join("bundle.json");
+    // The same bundle starts within the limit (so the refusals below are the rules' doing).
+    std::fs::write(&manifest_path, manifest().to_string()).unwrap();
+    let (code, stderr) = run_as_is(&world);
+    assert_eq!(code, Some(0), "{stderr}");
+    // 100 MB in one string (written in pieces: the test never holds it): refused before it is
+    // read whole (the runtime held 200 MB for it).
+    {
+        let text = manifest().to_string();
+        let (head, tail) = text.split_at(text.len() - 1);
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&manifest_path).unwrap());
+        use std::io::Write;
+        write!(file, "{head},\"filler\":\"").unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..100 {
+            file.write_all(&chunk).unwrap();
+        }
+        write!(file, "\"{tail}").unwrap();
+    }
+    let (code, stderr) = run_as_is(&world);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("longer than the limit of 262144 bytes"),
+        "{stderr}"
+    );
+    // A link to a manifest elsewhere (the canary's), and a FIFO (which no writer ever opens).
+    std::fs::remove_file(&manifest_path).unwrap();
+    std::fs::write(world.dir.join("canary/bundle.json"), manifest().to_string()).unwrap();
+    let canary = snapshot(&world.dir.join("canary"));
+    std::os::unix::fs::symlink(world.dir.join("canary/bundle.json"), &manifest_path).unwrap();
+    let (code, stderr) = run_as_is(&world);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    std::fs::remove_file(&manifest_path).unwrap();
+    let fifo = std::ffi::CString::new(manifest_path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let (code, stderr) = run_as_is(&world);
+    assert_eq!(code, Some(2), "a FIFO bundle.json: {stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    assert_eq!(snapshot(&world.dir.join("canary")), canary);
+    assert!(!world.app_data().exists());
 }

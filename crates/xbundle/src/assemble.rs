@@ -262,6 +262,15 @@ pub fn assemble(
     };
     check_valid(&manifest, profile)?;
     let json = manifest.to_json_pretty();
+    if json.len() > manifest::MAX_MANIFEST_BYTES {
+        return Err(Diagnostic::error(format!(
+            "profile `{}`: the assembled bundle.json is {} bytes long, over the {} the runtime reads",
+            profile.name,
+            json.len(),
+            manifest::MAX_MANIFEST_BYTES
+        ))
+        .help("bundle fewer services or assets in this profile"));
+    }
     let mut files = catalog.recorded();
     for platform in &platforms {
         files.push(format!("platforms/{}.toml", platform.id));
@@ -663,6 +672,24 @@ impl Builder<'_> {
                 )
             })?;
         }
+        for (key, value) in env.iter().chain(&spec.provides) {
+            manifest::ident::check_exec_text(value).map_err(|err| {
+                located(
+                    &["deployment", "bundle"],
+                    format!("resource {name}: the value of {key}: {err}"),
+                    "remove the NUL (\\u0000) from the value",
+                )
+            })?;
+        }
+        for arg in &spec.args {
+            manifest::ident::check_exec_text(arg).map_err(|err| {
+                located(
+                    &["deployment", "bundle", "args"],
+                    format!("resource {name}: an argument {err}"),
+                    "remove the NUL (\\u0000) from the argument",
+                )
+            })?;
+        }
         let migrations = spec
             .migrations
             .iter()
@@ -682,6 +709,19 @@ impl Builder<'_> {
                         format!("resource {name}: migration program `{program}`: {err}"),
                         "a program is a name on PATH or a path inside the bundle (./tool)",
                     ));
+                }
+                let texts = migration
+                    .command
+                    .iter()
+                    .chain(migration.env.iter().flatten().map(|(_, value)| value));
+                for text in texts {
+                    manifest::ident::check_exec_text(text).map_err(|err| {
+                        located(
+                            &["deployment", "bundle", "migrations"],
+                            format!("resource {name}: migration {}: {err}", migration.version),
+                            "remove the NUL (\\u0000) from its command and env",
+                        )
+                    })?;
                 }
                 Ok(migration)
             })
@@ -819,6 +859,19 @@ impl Builder<'_> {
                             "this variable",
                         )
                         .help("environment variable names may not be empty or hold `=` or NUL")
+                })?;
+                manifest::ident::check_exec_text(template.get_ref()).map_err(|err| {
+                    self.config
+                        .diagnostic(
+                            format!(
+                                "profile `{}`: env {}: {err}",
+                                self.profile.name,
+                                key.get_ref()
+                            ),
+                            template.span(),
+                            "this value",
+                        )
+                        .help("remove the NUL from the value")
                 })?;
                 env.insert(key.get_ref().clone(), template.get_ref().clone());
                 self.templates.push(Template {

@@ -229,11 +229,7 @@ fn check_url(url: &str) -> Result<(), String> {
 }
 
 fn check_timeout(timeout_ms: u64) -> Result<(), String> {
-    if timeout_ms == 0 {
-        Err("timeout_ms must be at least 1".into())
-    } else {
-        Ok(())
-    }
+    manifest::url::check_fetch_timeout(timeout_ms)
 }
 
 /// A target as written (`type` and `name`), checked by the manifest's rules.
