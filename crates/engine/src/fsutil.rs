@@ -1,16 +1,19 @@
-//! Crash-safe file writes of the engine's own files, and file locks.
+//! Crash safety of the engine's own files, and file locks.
 //!
 //! Invariant: every file the engine publishes (CAS blob, action-cache entry, stat cache, ledger
-//! entry, restored output) is written to a temporary file in the destination's directory, then
-//! renamed over the destination. A reader sees the old file or the new one, never half of one,
-//! even if the process is killed with SIGKILL at any instruction. See [`Durability`] for power
-//! loss.
+//! entry, restored output) is written to a temporary file, then renamed over the destination
+//! (through [`crate::confine::TempFile`], never through a link). A reader sees the old file or
+//! the new one, never half of one, even if the process is killed with SIGKILL at any
+//! instruction. See [`Durability`] for power loss. [`temp_beside`] and [`persist`] do the same
+//! for a file a front end names by path (`bundle.toml`, edited by `profile` commands).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
+
+use crate::confine::Dir;
 
 /// How hard the engine works to make cache writes survive a power loss (`XBUNDLE_FSYNC`).
 ///
@@ -82,37 +85,6 @@ pub fn persist(temp: NamedTempFile, destination: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `destination` atomically.
-/// Writes `bytes` to `destination` atomically. The file is readable by everyone (0644), like a
-/// file created normally under the usual umask: temporary files start as 0600, which would
-/// otherwise leak into outputs (a fresh output 0600, the same output restored from the cache
-/// 0644).
-pub fn write_atomic(destination: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut temp = temp_beside(destination)?;
-    temp.write_all(bytes)?;
-    set_mode(temp.as_file(), 0o644)?;
-    persist(temp, destination)
-}
-
-#[cfg(unix)]
-fn set_mode(file: &File, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_: &File, _: u32) -> io::Result<()> {
-    Ok(())
-}
-
-/// Removes a file; a file that is already gone is not an error.
-pub fn remove_file_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-        _ => Ok(()),
-    }
-}
-
 /// How a [`FileLock`] is held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockMode {
@@ -133,27 +105,30 @@ pub struct FileLock {
 pub type WorkspaceLock = FileLock;
 
 impl FileLock {
-    /// Takes the lock in `mode`, calling `on_wait` once if another process holds it in a
-    /// conflicting mode; while waiting, `cancelled` is polled and ends the wait with an
-    /// [`io::ErrorKind::Interrupted`] error. The lock file is created if needed (never through a
-    /// link at its own name) and never removed: removing a lock file that others wait on would
-    /// let two holders in.
-    pub fn acquire(
-        path: &Path,
+    /// Takes the lock on the file `name` of the directory `dir` in `mode`, calling `on_wait`
+    /// once if another process holds it in a conflicting mode; while waiting, `cancelled` is
+    /// polled and ends the wait with an [`io::ErrorKind::Interrupted`] error. The lock file is
+    /// created if needed, never through a link and only as a regular file (see
+    /// [`crate::confine::Dir::open_lock_file`]), and never removed: removing a lock file that
+    /// others wait on would let two holders in.
+    pub fn acquire_in(
+        dir: &Dir,
+        name: &str,
         mode: LockMode,
         on_wait: impl FnOnce(),
         cancelled: &dyn Fn() -> bool,
     ) -> io::Result<FileLock> {
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)?;
+        let file = dir.open_lock_file(name).map_err(io::Error::other)?;
+        FileLock::lock(file, dir.join(name), mode, on_wait, cancelled)
+    }
+
+    fn lock(
+        file: File,
+        path: PathBuf,
+        mode: LockMode,
+        on_wait: impl FnOnce(),
+        cancelled: &dyn Fn() -> bool,
+    ) -> io::Result<FileLock> {
         let try_lock = |file: &File| match mode {
             LockMode::Shared => file.try_lock_shared(),
             LockMode::Exclusive => file.try_lock(),
@@ -179,28 +154,6 @@ impl FileLock {
             }
             Err(fs::TryLockError::Error(err)) => return Err(err),
         }
-        Ok(FileLock {
-            _file: file,
-            path: path.to_path_buf(),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    #[cfg(unix)]
-    fn atomic_writes_are_world_readable() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.json");
-        write_atomic(&path, b"{}").unwrap();
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
-        assert_eq!(fs::read(&path).unwrap(), b"{}");
+        Ok(FileLock { _file: file, path })
     }
 }
