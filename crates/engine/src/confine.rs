@@ -29,6 +29,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -721,8 +722,11 @@ impl Drop for TempFile<'_> {
 /// `XBUNDLE_CACHE_DIR`): links in it are followed, as for [`Dir::open_root`]. Below it, every
 /// component is opened with `O_NOFOLLOW`, so a link where one of the engine's directories is
 /// expected (shipped by a repository, or put in a shared cache by another user) is an error
-/// naming it, never a detour. A place is opened anew for each use, so a link swapped in between
-/// two uses is met, not a stale handle.
+/// naming it, never a detour.
+///
+/// Once opened, the handle is kept (shared by the clones of this `Place`, not by places made
+/// with [`Place::join`]) until [`Place::forget`]: later uses go through the directory that was
+/// checked, whatever is swapped in at its path since; a run forgets its places when it starts.
 #[derive(Clone, Debug)]
 pub struct Place {
     anchor: PathBuf,
@@ -731,6 +735,7 @@ pub struct Place {
     /// Whether the anchor is the workspace root (errors then name root-relative paths; else
     /// absolute ones).
     in_root: bool,
+    opened: Arc<Mutex<Option<Arc<Dir>>>>,
 }
 
 impl Place {
@@ -747,28 +752,30 @@ impl Place {
                 .collect::<Option<Vec<&str>>>()?;
             Some(parts.join("/"))
         });
-        match relative {
-            Some(relative) => Place {
-                anchor: root.to_path_buf(),
-                in_root: true,
-                relative,
-            },
-            None => Place {
-                anchor: path.to_path_buf(),
-                relative: String::new(),
-                in_root: false,
-            },
+        let (anchor, relative, in_root) = match relative {
+            Some(relative) => (root.to_path_buf(), relative, true),
+            None => (path.to_path_buf(), String::new(), false),
+        };
+        Place {
+            anchor,
+            relative,
+            in_root,
+            opened: Arc::default(),
         }
     }
 
     /// The directory `relative` below this one.
     pub fn join(&self, relative: &str) -> Place {
-        let mut place = self.clone();
-        if !place.relative.is_empty() {
-            place.relative.push('/');
+        Place {
+            anchor: self.anchor.clone(),
+            relative: if self.relative.is_empty() {
+                relative.to_string()
+            } else {
+                format!("{}/{relative}", self.relative)
+            },
+            in_root: self.in_root,
+            opened: Arc::default(),
         }
-        place.relative.push_str(relative);
-        place
     }
 
     /// Its absolute path (for messages and for reading by callers that do not write).
@@ -796,9 +803,31 @@ impl Place {
         }
     }
 
+    fn kept(&self) -> Option<Arc<Dir>> {
+        self.opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn keep(&self, dir: Dir) -> Arc<Dir> {
+        let dir = Arc::new(dir);
+        *self.opened.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&dir));
+        dir
+    }
+
+    /// Drops the kept handle: the next use opens the place again (after its directory was
+    /// removed, or at the start of a run).
+    pub fn forget(&self) {
+        *self.opened.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Opens the directory; `Ok(None)` when it (or its anchor) does not exist, an error when a
     /// component below the anchor is a link or not a directory.
-    pub fn open(&self) -> Result<Option<Dir>, ConfineError> {
+    pub fn open(&self) -> Result<Option<Arc<Dir>>, ConfineError> {
+        if let Some(dir) = self.kept() {
+            return Ok(Some(dir));
+        }
         let anchor = match Dir::open_root(&self.anchor) {
             Ok(anchor) => anchor,
             Err(ConfineError::Io { ref source, .. })
@@ -808,23 +837,29 @@ impl Place {
             }
             Err(err) => return Err(err),
         };
-        anchor
-            .open_dir(&self.relative)
-            .map_err(|err| self.name_error(err))
+        match anchor.open_dir(&self.relative) {
+            Ok(Some(dir)) => Ok(Some(self.keep(dir))),
+            Ok(None) => Ok(None),
+            Err(err) => Err(self.name_error(err)),
+        }
     }
 
     /// Opens the directory, creating it and its missing parents first (the anchor with
     /// ordinary paths, everything below it without following links).
-    pub fn create(&self) -> Result<Dir, ConfineError> {
+    pub fn create(&self) -> Result<Arc<Dir>, ConfineError> {
+        if let Some(dir) = self.kept() {
+            return Ok(dir);
+        }
         if let Err(source) = std::fs::create_dir_all(&self.anchor) {
             return Err(ConfineError::Io {
                 path: self.anchor.display().to_string(),
                 source,
             });
         }
-        Dir::open_root(&self.anchor)?
+        let dir = Dir::open_root(&self.anchor)?
             .create_dir_all(&self.relative)
-            .map_err(|err| self.name_error(err))
+            .map_err(|err| self.name_error(err))?;
+        Ok(self.keep(dir))
     }
 }
 

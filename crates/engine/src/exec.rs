@@ -107,8 +107,11 @@ pub struct Probe {
 /// A content-addressed task engine over one workspace.
 pub struct Engine {
     config: EngineConfig,
-    /// The state directory (see [`Place`]: inside the workspace, reached without a link).
+    /// The state directory (see [`Place`]: inside the workspace, reached without a link), its
+    /// `state/` (stat cache, clock) and its staging area `tmp/`.
     state: Place,
+    stat_place: Place,
+    staging: Place,
     store: Store,
     ledger: Ledger,
     cancel: Cancel,
@@ -157,6 +160,8 @@ impl Engine {
         Engine {
             store: Store::at(Place::within(&config.root, &config.cache_dir)),
             ledger: Ledger::open(state.join("state/ledger")),
+            stat_place: state.join("state"),
+            staging: state.join("tmp"),
             state,
             config,
             cancel: Cancel::new(),
@@ -168,9 +173,9 @@ impl Engine {
     pub fn places(&self) -> Vec<Place> {
         let mut places = vec![
             self.state.clone(),
-            self.state.join("state"),
+            self.stat_place.clone(),
             self.ledger.place().clone(),
-            self.staging(),
+            self.staging.clone(),
         ];
         places.extend(self.store.places());
         places
@@ -311,7 +316,7 @@ impl Engine {
     ///
     /// Call with the workspace lock held.
     pub fn clean_state(&self) -> io::Result<u64> {
-        let state = self.state.join("state");
+        let state = self.stat_place.clone();
         let mut removed = 0;
         type Own<'a> = (&'a Place, &'a dyn Fn(&str) -> bool);
         let own_files: [Own<'_>; 3] = [
@@ -322,7 +327,7 @@ impl Engine {
                 matches!(name, crate::statcache::FILE | crate::statcache::CLOCK)
                     || name.starts_with(".tmp-")
             }),
-            (&self.staging(), &|name| name.starts_with(".tmp-")),
+            (&self.staging, &|name| name.starts_with(".tmp-")),
         ];
         for (place, own) in own_files {
             if let Some(dir) = place.open().map_err(io::Error::other)? {
@@ -343,13 +348,21 @@ impl Engine {
     }
 
     /// Where restores stage their temporary copies; emptied at the start of every run.
-    fn staging(&self) -> Place {
-        self.state.join("tmp")
+    fn staging(&self) -> &Place {
+        &self.staging
     }
 
     /// The directory of the stat cache and the clock file.
-    fn stat_place(&self) -> Place {
-        self.state.join("state")
+    fn stat_place(&self) -> &Place {
+        &self.stat_place
+    }
+
+    /// Forgets every place's kept handle (see [`Place`]): a run or a probe opens and checks
+    /// them anew.
+    fn forget_places(&self) {
+        for place in self.places() {
+            place.forget();
+        }
     }
 
     /// Runs `targets` and their dependencies.
@@ -360,6 +373,7 @@ impl Engine {
         reporter: &dyn Reporter,
     ) -> io::Result<RunSummary> {
         let started = Instant::now();
+        self.forget_places();
         let _locks = match self.lock(reporter) {
             Ok(locks) => locks,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {
@@ -669,7 +683,7 @@ impl Engine {
         }
         // Created when the first file is restored (a no-op run creates nothing); when it cannot
         // be, copies are made beside their destination.
-        let mut staging: Option<Option<Dir>> = None;
+        let mut staging: Option<Option<std::sync::Arc<Dir>>> = None;
         let cancelled = || self.cancel.is_cancelled();
         let mut written = 0;
         let mut modified = Vec::new();
@@ -700,7 +714,7 @@ impl Engine {
                     file,
                     &workspace.root,
                     &file.path,
-                    staging.as_ref(),
+                    staging.as_deref(),
                     &cancelled,
                 )
                 .map_err(|err| match err {
@@ -1136,6 +1150,7 @@ impl Engine {
 
     /// What a run of `targets` would do, without running or restoring anything.
     pub fn probe(&self, graph: &TaskGraph, targets: &[TaskId]) -> io::Result<Vec<Probe>> {
+        self.forget_places();
         let workspace = self.workspace()?;
         let stat_dir = self.stat_place().open().map_err(io::Error::other)?;
         let stats = match stat_dir {

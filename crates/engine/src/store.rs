@@ -42,6 +42,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -168,6 +169,8 @@ impl Area {
 #[derive(Clone, Debug)]
 pub struct Store {
     place: Place,
+    cas: Place,
+    ac: Place,
 }
 
 impl Store {
@@ -180,7 +183,11 @@ impl Store {
 
     /// The store at `place` (see [`Place`]: inside a workspace, no link below the root).
     pub fn at(place: Place) -> Store {
-        Store { place }
+        Store {
+            cas: place.join(Area::Cas.name()),
+            ac: place.join(Area::Ac.name()),
+            place,
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -194,11 +201,14 @@ impl Store {
 
     /// The places where the store keeps its files: the cache directory, `cas/` and `ac/`.
     pub fn places(&self) -> [Place; 3] {
-        [
-            self.place.clone(),
-            self.place.join(Area::Cas.name()),
-            self.place.join(Area::Ac.name()),
-        ]
+        [self.place.clone(), self.cas.clone(), self.ac.clone()]
+    }
+
+    fn area_place(&self, area: Area) -> &Place {
+        match area {
+            Area::Cas => &self.cas,
+            Area::Ac => &self.ac,
+        }
     }
 
     /// `cas/<sha256>`. The directories are flat: no two-character shards, whose creation cost a
@@ -213,19 +223,13 @@ impl Store {
     }
 
     /// An area of the store; `Ok(None)` when it does not exist yet.
-    fn area(&self, area: Area) -> Result<Option<Dir>, StoreError> {
-        self.place
-            .join(area.name())
-            .open()
-            .map_err(StoreError::Place)
+    fn area(&self, area: Area) -> Result<Option<Arc<Dir>>, StoreError> {
+        self.area_place(area).open().map_err(StoreError::Place)
     }
 
     /// An area of the store, created if needed.
-    fn area_created(&self, area: Area) -> Result<Dir, StoreError> {
-        self.place
-            .join(area.name())
-            .create()
-            .map_err(StoreError::Place)
+    fn area_created(&self, area: Area) -> Result<Arc<Dir>, StoreError> {
+        self.area_place(area).create().map_err(StoreError::Place)
     }
 
     /// Copies the file at `source` into the CAS, hashing it on the way. Returns its digest and
@@ -651,6 +655,7 @@ impl Store {
                     .remove_empty_dir(area.name())
                     .map_err(io::Error::other)?;
             }
+            self.area_place(area).forget();
         }
         Ok(removed)
     }
@@ -762,7 +767,7 @@ impl Store {
 /// What [`Store::list`] found in an area.
 struct Listing {
     /// The area, when it exists.
-    dir: Option<Dir>,
+    dir: Option<Arc<Dir>>,
     files: Vec<Listed>,
     /// Relative paths at store names that are not regular files, and what they are.
     odd: Vec<(String, &'static str)>,
@@ -842,7 +847,7 @@ fn list_into(
 }
 
 /// Removes `relative` from the listed area.
-fn remove_in(dir: &Option<Dir>, relative: &str) -> io::Result<()> {
+fn remove_in(dir: &Option<Arc<Dir>>, relative: &str) -> io::Result<()> {
     if let Some(dir) = dir {
         dir.remove_file(relative).map_err(io::Error::other)?;
     }

@@ -145,32 +145,44 @@ struct Protected {
 /// [`walk_reaches_protected`]'s rule), so `**/*.o` is an ordinary pattern, not one that "matches
 /// `bundle.toml/x.o`".
 fn protected_paths() -> Result<Vec<Protected>, OverlapError> {
+    // `.GIT` is the same entry on a case-insensitive file system, and the engine refuses every
+    // case of it.
+    let git: Vec<String> = (0..16u8)
+        .map(|bits| {
+            ".git"
+                .chars()
+                .enumerate()
+                .map(|(at, c)| {
+                    if at > 0 && bits & (1 << (at - 1)) != 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        })
+        .collect();
     Ok(vec![
         Protected {
-            set: PatternSet::new("", &[exactly(crate::config::FILE_NAME)])?,
+            set: PatternSet::new("", &exactly(&[crate::config::FILE_NAME.to_string()]))?,
             what: "`bundle.toml`".into(),
             help: "outputs may never overwrite the pipeline's own definition: narrow the pattern (e.g. `build/**`), or add \"!bundle.toml\" to `outputs`".into(),
         },
         Protected {
-            // `.GIT` is the same entry on a case-insensitive file system, and the engine
-            // refuses every case of it.
-            set: PatternSet::new("", &["[.][gG][iI][tT]".to_string()])?,
+            set: PatternSet::new("", &exactly(&git))?,
             what: "the repository's `.git`".into(),
             help: "outputs may never reach git's own files: narrow the pattern (e.g. `build/**`), or add \"!.git\" to `outputs`".into(),
         },
     ])
 }
 
-/// A glob matching exactly the root-relative path `path` (not the directory below it, as a
-/// literal pattern would).
-fn exactly(path: &str) -> String {
-    let escaped = overlap::escape(path);
-    match escaped.char_indices().last() {
-        Some((at, last)) if engine::files::is_literal(&escaped) => {
-            format!("{}[{last}]", &escaped[..at])
-        }
-        _ => escaped,
-    }
+/// Patterns matching exactly the root-relative `paths`, not what is below them (as literal
+/// patterns would). Each stays a literal, so its walk root is the path itself and most output
+/// sets are told apart from it without building an automaton.
+fn exactly(paths: &[String]) -> Vec<String> {
+    let escaped: Vec<String> = paths.iter().map(|path| overlap::escape(path)).collect();
+    let below = escaped.iter().map(|path| format!("!{path}/**"));
+    escaped.iter().cloned().chain(below).collect()
 }
 
 /// Whether root-relative `path` is `dir` or below it.
