@@ -611,6 +611,8 @@ impl Engine {
             deps,
             env: self.env_components(spec),
             tools: spec.tools.clone(),
+            cwd: spec.cwd.clone(),
+            outputs: spec.outputs.clone(),
             ..KeyComponents::default()
         };
         let mut unmatched = Vec::new();

@@ -66,14 +66,11 @@ pub fn declared_specs(config: &BundleConfig) -> Vec<TaskSpec> {
             };
             let mut params = BTreeMap::new();
             params.insert("command".to_string(), command_param);
-            params.insert("cwd".to_string(), task.cwd.clone());
+            // The cwd and the outputs are in every key already (see `engine::key`); which
+            // inputs are declared decides what the task may read.
             params.insert(
                 "inputs".to_string(),
                 serde_json::to_string(&task.inputs).expect("strings serialize"),
-            );
-            params.insert(
-                "outputs".to_string(),
-                serde_json::to_string(&task.outputs).expect("strings serialize"),
             );
             TaskSpec {
                 id: task_id(&task.name),
