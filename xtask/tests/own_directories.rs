@@ -322,3 +322,33 @@ fn a_huge_captured_output_is_replayed_in_bounded_memory() {
         "replaying 48 MiB of output peaked at {peak_kib} KiB of memory"
     );
 }
+
+#[test]
+fn a_file_where_the_engine_keeps_a_directory_is_bad_input() {
+    // The cache directory named by the user is a file; an area of the cache is a file.
+    let repo = Repo::in_sandbox(BUILD, &[("src/in.txt", "in\n")]);
+    let canary = Canary::plant(&repo.sandbox().join("outside"), &[]);
+    let file = canary.dir.join("precious.txt");
+    let env = [("XBUNDLE_CACHE_DIR", file.to_str().unwrap())];
+    for args in COMMANDS {
+        let run = repo.json_env(args, &env);
+        run.assert_code(2);
+        let message = run.diagnostic()["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("`{}` is not a directory", file.display())),
+            "{args:?}\n{run}"
+        );
+        canary.assert_intact(&format!("{args:?} with the cache dir a file"));
+    }
+    repo.write(".xbundle/cache/cas", "mine\n");
+    for args in COMMANDS {
+        let run = repo.json(args);
+        run.assert_code(2);
+        let message = run.diagnostic()["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("`.xbundle/cache/cas` is not a directory"),
+            "{args:?}\n{run}"
+        );
+        assert_eq!(repo.read(".xbundle/cache/cas"), "mine\n");
+    }
+}

@@ -835,6 +835,13 @@ impl Place {
             {
                 return Ok(None);
             }
+            Err(ConfineError::Io { ref source, .. })
+                if source.kind() == io::ErrorKind::NotADirectory =>
+            {
+                return Err(ConfineError::NotDirectory {
+                    path: self.anchor.display().to_string(),
+                });
+            }
             Err(err) => return Err(err),
         };
         match anchor.open_dir(&self.relative) {

@@ -262,7 +262,7 @@ fn check_places(engine: &Engine) -> Result<(), Diagnostic> {
         Err(ConfineError::NotDirectory { path }) => Err(Diagnostic::error(format!(
             "`{path}` is not a directory, where xbundle keeps its own files"
         ))
-        .help("move it away: xbundle creates a directory of its own there")),
+        .help("xbundle keeps its state and its cache in directories of its own: point XBUNDLE_CACHE_DIR or [cache] dir at a directory, or move the file away (xbundle then creates the directory)")),
         Err(err) => Err(Diagnostic::internal(err.to_string())),
     }
 }
