@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use std::ops::Range;
 
-use engine::overlap::{self, OverlapError, PatternSet};
+use engine::overlap::{self, Budget, OverlapError, PatternSet};
 use engine::{CommandAction, GraphError, TaskGraph, TaskId, TaskSpec};
 
 use camino::Utf8Path;
@@ -253,6 +253,9 @@ fn check_ownership(
             .help("simplify the patterns (fewer alternatives and wildcards per pattern)")
     };
     let protected = protected_paths().map_err(|err| Diagnostic::internal(err.to_string()))?;
+    // One budget for every search of the plan: many complex patterns are refused, not compared
+    // for minutes.
+    let budget = Budget::new(overlap::PLAN_STATES);
     let mut owners = Vec::new();
     for (spec, task) in specs {
         for pattern in &spec.outputs {
@@ -278,8 +281,8 @@ fn check_ownership(
         let outputs =
             PatternSet::new(&spec.cwd, &spec.outputs).map_err(|err| too_complex(spec, err))?;
         for guard in &protected {
-            if let Some(path) =
-                overlap::witness(&outputs, &guard.set).map_err(|err| too_complex(spec, err))?
+            if let Some(path) = overlap::witness_within(&outputs, &guard.set, &budget)
+                .map_err(|err| too_complex(spec, err))?
             {
                 let (diagnostic, pattern) = located(config, spec, task, Some(&path));
                 let by = pattern.map_or(String::new(), |p| format!("output `{p}` "));
@@ -294,8 +297,8 @@ fn check_ownership(
         if !spec.inputs.is_empty() {
             let inputs =
                 PatternSet::new(&spec.cwd, &spec.inputs).map_err(|err| too_complex(spec, err))?;
-            if let Some(path) =
-                overlap::witness(&outputs, &inputs).map_err(|err| too_complex(spec, err))?
+            if let Some(path) = overlap::witness_within(&outputs, &inputs, &budget)
+                .map_err(|err| too_complex(spec, err))?
             {
                 let (diagnostic, pattern) = located(config, spec, task, Some(&path));
                 let help = match &pattern {
@@ -321,13 +324,15 @@ fn check_ownership(
     }
     for (index, second) in owners.iter().enumerate() {
         for first in &owners[..index] {
-            let found = overlap::witness(&first.outputs, &second.outputs).map_err(|err| {
-                // Name the set that is too complex when one is; else the pair is.
-                match first.outputs.prepare() {
-                    Err(own) => too_complex(first.spec, own),
-                    Ok(()) => too_complex(second.spec, err),
-                }
-            })?;
+            let found = overlap::witness_within(&first.outputs, &second.outputs, &budget).map_err(
+                |err| {
+                    // Name the set that is too complex when one is; else the pair is.
+                    match first.outputs.prepare() {
+                        Err(own) => too_complex(first.spec, own),
+                        Ok(()) => too_complex(second.spec, err),
+                    }
+                },
+            )?;
             let Some(path) = found else {
                 continue;
             };
