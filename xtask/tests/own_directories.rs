@@ -352,3 +352,65 @@ fn a_file_where_the_engine_keeps_a_directory_is_bad_input() {
         assert_eq!(repo.read(".xbundle/cache/cas"), "mine\n");
     }
 }
+
+/// Runs `check` with a watchdog (see [`run_bounded`]).
+fn check_bounded(repo: &Repo) -> Run {
+    run_bounded(repo, &["check"], &[])
+}
+
+#[test]
+fn definitions_that_are_fifos_or_huge_are_refused_not_waited_on() {
+    // A repository is untrusted input too: bundle.toml, a scenario's service.json and a
+    // platform file are read only as regular files of a sane size, never as a FIFO (which
+    // would hang `check` until someone writes to it).
+    let scenario = r#"{"service": {"name": "app", "version": "1.0.0", "type": "scenario"}, "ports": {"api": {"env_var": "API_PORT", "range": "15000-19999"}}}"#;
+    let bundle = "[workspace]\ndefault-profile = \"p\"\n\n[profiles.p]\nscenario = \"app\"\ntier = \"desktop\"\n";
+    let mkfifo = |path: &Path| {
+        let _ = fs::remove_file(path);
+        let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+        assert!(status.success());
+    };
+    for (fifo, named) in [
+        (
+            "scenarios/app/.vrooli/service.json",
+            "scenarios/app/.vrooli/service.json",
+        ),
+        ("bundle.toml", "bundle.toml"),
+        ("platforms/evil.toml", "platforms/evil.toml"),
+    ] {
+        let repo = Repo::in_sandbox(
+            bundle,
+            &[
+                ("scenarios/app/.vrooli/service.json", scenario),
+                (
+                    "platforms/linux-x64.toml",
+                    &fs::read_to_string(
+                        Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms/linux-x64.toml"),
+                    )
+                    .unwrap(),
+                ),
+            ],
+        );
+        mkfifo(&repo.join(fifo));
+        let run = check_bounded(&repo);
+        run.assert_code(2);
+        let message = run.diagnostic()["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(named) && message.contains("a FIFO, not a regular file"),
+            "{fifo}\n{run}"
+        );
+    }
+    // 17 MiB of comment: more than any definition needs; refused before it is parsed.
+    let repo = Repo::in_sandbox(bundle, &[("scenarios/app/.vrooli/service.json", scenario)]);
+    let mut huge = String::from(bundle);
+    huge.push('#');
+    huge.push_str(&"x".repeat(17 << 20));
+    repo.write("bundle.toml", &huge);
+    let run = check_bounded(&repo);
+    run.assert_code(2);
+    let message = run.diagnostic()["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("bundle.toml") && message.contains("more than"),
+        "{run}"
+    );
+}

@@ -59,12 +59,7 @@ impl Context {
     }
 
     pub fn new(root: &Utf8Path, config: BundleConfig) -> Result<Context, Diagnostic> {
-        let platforms_dir = root.join("platforms");
-        let platforms = if platforms_dir.is_dir() {
-            platform::load_all(&platforms_dir)?
-        } else {
-            Vec::new()
-        };
+        let platforms = platform::load_all(root)?;
         let layout = Layout {
             root: root.to_path_buf(),
             scenarios: config.workspace.scenarios.clone(),
