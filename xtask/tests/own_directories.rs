@@ -119,6 +119,18 @@ fn a_link_in_place_of_one_of_the_engines_directories_is_refused() {
 }
 
 #[test]
+fn a_link_in_place_of_a_lock_file_is_refused() {
+    for lock in [".xbundle/lock", ".xbundle/cache/lock"] {
+        let repo = Repo::in_sandbox(BUILD, &[("src/in.txt", "in\n")]);
+        repo.json(&["task"]).assert_code(0);
+        let canary = plant_victim(&repo.sandbox().join("victim"));
+        fs::remove_file(repo.join(lock)).unwrap();
+        symlink(canary.dir.join("lock"), repo.join(lock)).unwrap();
+        refused_everywhere(&repo, &canary, &[], lock);
+    }
+}
+
+#[test]
 fn a_link_in_place_of_a_configured_or_shared_caches_areas_is_refused() {
     // `[cache] dir` inside the repository: checked at load time up to the directory itself,
     // and by the engine below it.

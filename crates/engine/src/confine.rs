@@ -148,6 +148,17 @@ pub fn check_relative_bytes(path: &[u8]) -> Result<&str, ConfineError> {
     Ok(text)
 }
 
+/// Whether `name` is a temporary file's name this engine gives ([`Dir::temp_file`]:
+/// `.tmp-xbundle-…`) or earlier versions gave (`.tmp-` and six letters or digits): cleaning up
+/// removes only those, never another file that merely starts with `.tmp-`.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(".tmp-xbundle-")
+        || (name.len() == 11
+            && name
+                .strip_prefix(".tmp-")
+                .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_alphanumeric())))
+}
+
 /// A path for messages: valid UTF-8 as is, every other byte as `\xNN`.
 pub fn escape(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len());
@@ -800,6 +811,23 @@ impl Place {
                     anchor.join(path).display().to_string()
                 }
             })
+        }
+    }
+
+    /// How `name` in this directory is named in messages: root-relative inside the workspace,
+    /// absolute elsewhere.
+    pub fn display(&self, name: &str) -> String {
+        let relative = match (self.relative.is_empty(), name.is_empty()) {
+            (true, _) => name.to_string(),
+            (false, true) => self.relative.clone(),
+            (false, false) => format!("{}/{name}", self.relative),
+        };
+        if self.in_root {
+            relative
+        } else if relative.is_empty() {
+            self.anchor.display().to_string()
+        } else {
+            self.anchor.join(relative).display().to_string()
         }
     }
 

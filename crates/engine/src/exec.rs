@@ -31,7 +31,7 @@ use std::sync::{Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cancel::Cancel;
-use crate::confine::{ConfineError, Dir, Kind, Place};
+use crate::confine::{ConfineError, Dir, Kind, Place, is_temp_name};
 use crate::digest::Digest;
 use crate::events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
 use crate::files::{Found, Patterns, Purpose, Tree, expand};
@@ -189,6 +189,22 @@ impl Engine {
         for place in self.places() {
             place.open()?;
         }
+        // The lock files, where they exist, are regular files (a link is never followed).
+        for place in [&self.state, self.store.place()] {
+            if let Some(dir) = place.open()?
+                && let Some((kind, _)) = dir.lstat("lock")?
+                && kind != Kind::File
+            {
+                return Err(ConfineError::NotRegular {
+                    path: place.display("lock"),
+                    what: match kind {
+                        Kind::Symlink => "a symbolic link",
+                        Kind::Dir => "a directory",
+                        _ => "a FIFO, socket or device",
+                    },
+                });
+            }
+        }
         Ok(())
     }
 
@@ -321,13 +337,13 @@ impl Engine {
         type Own<'a> = (&'a Place, &'a dyn Fn(&str) -> bool);
         let own_files: [Own<'_>; 3] = [
             (self.ledger.place(), &|name| {
-                name.starts_with(".tmp-") || Digest::from_hex(name).is_some()
+                is_temp_name(name) || Digest::from_hex(name).is_some()
             }),
             (&state, &|name| {
                 matches!(name, crate::statcache::FILE | crate::statcache::CLOCK)
-                    || name.starts_with(".tmp-")
+                    || is_temp_name(name)
             }),
-            (&self.staging, &|name| name.starts_with(".tmp-")),
+            (&self.staging, &is_temp_name),
         ];
         for (place, own) in own_files {
             if let Some(dir) = place.open().map_err(io::Error::other)? {
@@ -391,13 +407,7 @@ impl Engine {
         // Leftovers of a killed run; nothing else uses this directory while we hold the lock.
         // Restores create it when they need it, so a no-op run touches nothing here.
         if let Some(staging) = self.staging().open().map_err(io::Error::other)? {
-            for (name, kind) in staging.entries().map_err(io::Error::other)? {
-                if kind != Kind::Dir
-                    && let Ok(name) = String::from_utf8(name)
-                {
-                    staging.remove_file(&name).map_err(io::Error::other)?;
-                }
-            }
+            crate::store::remove_own_files(&staging, &is_temp_name)?;
         }
         let stat_dir = self.stat_place().create().map_err(io::Error::other)?;
         let stats = StatCache::load(&stat_dir)?;

@@ -27,7 +27,8 @@
 //!   paths are checked before anything is restored (see [`crate::guard`]); the body is parsed
 //!   strictly (unknown fields are corruption) and bounded ([`MAX_ENTRY_BYTES`]).
 //! - Maintenance removes only what the store created (`cas/<sha256>`, `ac/<key>`, the shard
-//!   directories of earlier versions, its `.tmp-*` files, then `cas/` and `ac/` when empty);
+//!   directories of earlier versions, its temporary files ([`crate::confine::is_temp_name`]),
+//!   then `cas/` and `ac/` when empty);
 //!   never the cache directory itself, nor anything else a user keeps there. `verify` also
 //!   removes what is at a store name but is not a regular file (a link is removed itself).
 //! - Concurrency: the cache may be shared by several workspaces (`XBUNDLE_CACHE_DIR`), whose
@@ -624,7 +625,7 @@ impl Store {
 
     /// Removes everything the store created, and nothing else: `cas/<sha256>` blobs,
     /// `ac/<key>` entries, the same in the two-hex-digit shard directories of earlier versions
-    /// (removed once empty), the store's temporary files (`.tmp-*`), then `cas/` and `ac/` if
+    /// (removed once empty), the store's temporary files (`.tmp-xbundle-*`), then `cas/` and `ac/` if
     /// nothing else is left in them. The cache directory itself, its lock file and any other
     /// file or directory in it stay. Returns how many files were removed.
     ///
@@ -1024,7 +1025,7 @@ fn is_shard_name(name: &str) -> bool {
 }
 
 fn is_temp_name(name: &str) -> bool {
-    name.starts_with(".tmp-")
+    crate::confine::is_temp_name(name)
 }
 
 /// Removes the regular files (not links, not directories) directly in `dir` whose names `own`
@@ -1330,7 +1331,7 @@ mod tests {
         let legacy = cache.join("ac/ab").join(Digest::of_bytes(b"old").to_hex());
         fs::create_dir_all(legacy.parent().unwrap()).unwrap();
         fs::write(&legacy, b"old").unwrap();
-        fs::write(cache.join("ac/ab/.tmp-123"), b"t").unwrap();
+        fs::write(cache.join("ac/ab/.tmp-a1B2c3"), b"t").unwrap();
         // What a user keeps there.
         let mine = [
             "notes.txt",
@@ -1338,6 +1339,8 @@ mod tests {
             "cas/zz/file",
             "cas/ab/notes",
             "ac/0123",
+            "ac/.tmp-notes.txt",
+            "cas/.tmp-mine",
             "sub/dir/file",
         ];
         for path in mine {

@@ -263,6 +263,10 @@ fn check_places(engine: &Engine) -> Result<(), Diagnostic> {
             "`{path}` is not a directory, where xbundle keeps its own files"
         ))
         .help("xbundle keeps its state and its cache in directories of its own: point XBUNDLE_CACHE_DIR or [cache] dir at a directory, or move the file away (xbundle then creates the directory)")),
+        Err(ConfineError::NotRegular { path, what }) => Err(Diagnostic::error(format!(
+            "`{path}` is {what}, where xbundle keeps its lock file"
+        ))
+        .help("remove it (remove the link, if it is one): xbundle creates its lock file itself and never follows a link there")),
         Err(err) => Err(Diagnostic::internal(err.to_string())),
     }
 }
