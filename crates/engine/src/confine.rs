@@ -237,6 +237,12 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
+impl AsFd for Dir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// Names of temporary files made by [`Dir::write_file`] in the destination's directory.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 

@@ -417,7 +417,12 @@ impl Engine {
         });
         let mut summary = self.schedule(graph, &selected, &workspace, &stats, reporter);
         if summary.ran > 0
-            && let Err(err) = sync_at_end_of_run(&self.config.cache_dir)
+            && let Err(err) = self
+                .store
+                .place()
+                .open()
+                .map_err(io::Error::other)
+                .and_then(|dir| dir.map_or(Ok(()), |dir| sync_at_end_of_run(&dir)))
         {
             reporter.report(Event::Warning {
                 id: None,

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+use std::os::fd::AsFd;
+
 use crate::confine::Dir;
 
 /// How hard the engine works to make cache writes survive a power loss (`XBUNDLE_FSYNC`).
@@ -38,29 +40,28 @@ pub fn durability() -> Durability {
     })
 }
 
-/// Flushes the file system holding `path` to disk, if [`durability`] asks for it at the end of
-/// a run.
-pub fn sync_at_end_of_run(path: &Path) -> io::Result<()> {
+/// Flushes the file system holding the directory `dir` to disk, if [`durability`] asks for it
+/// at the end of a run (through the open handle: nothing is opened by path).
+pub fn sync_at_end_of_run(dir: &Dir) -> io::Result<()> {
     if durability() != Durability::EndOfRun {
         return Ok(());
     }
-    let dir = File::open(path)?;
-    sync_filesystem(&dir)
+    sync_filesystem(dir.as_fd())
 }
 
 #[cfg(target_os = "linux")]
-fn sync_filesystem(file: &File) -> io::Result<()> {
+fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: syncfs takes a valid open descriptor, which `file` owns for the call.
-    if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
+    // SAFETY: syncfs takes a valid open descriptor, which `fd` borrows for the call.
+    if unsafe { libc::syncfs(fd.as_raw_fd()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn sync_filesystem(file: &File) -> io::Result<()> {
-    file.sync_all()
+fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fsync(fd).map_err(io::Error::from)
 }
 
 /// Creates a temporary file beside `destination` (creating the directory if needed).
