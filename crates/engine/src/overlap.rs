@@ -94,7 +94,7 @@ impl Dfa {
             return Ok(None);
         }
         let too_complex = |reason: String| OverlapError::TooComplex {
-            patterns: sources.join(", "),
+            patterns: shortened(&sources.join(", ")),
             reason,
         };
         // The syntax options of globset's own matcher (`new_regex` in globset's lib.rs).
@@ -337,6 +337,19 @@ pub fn escape(literal: &str) -> String {
     out
 }
 
+/// `text` cut to about 200 characters for a message (patterns can be megabytes long).
+fn shortened(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.len() <= MAX {
+        return text.to_string();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
+}
+
 /// The literal text at the end of `glob` (after its last glob character): every path it
 /// matches ends with it. Empty when the glob ends with a wildcard, a class, an alternation or
 /// an escape (kept simple: what it returns is always a true suffix).
@@ -554,7 +567,13 @@ fn search(
     limit: usize,
     reason: &str,
 ) -> Result<(Option<String>, usize), OverlapError> {
-    let sources = || format!("{} / {}", a.sources.join(", "), b.sources.join(", "));
+    let sources = || {
+        shortened(&format!(
+            "{} / {}",
+            a.sources.join(", "),
+            b.sources.join(", ")
+        ))
+    };
     let (a, b) = (a.automata()?, b.automata()?);
     let alphabet = alphabet(a, b);
     let start = State {
