@@ -503,3 +503,37 @@ outputs = ["out/copy.txt"]
         assert_eq!(repo.read("out/copy.txt"), content, "round {round}");
     }
 }
+
+/// Where a task's outputs land is part of its key: moving `[workspace] out` (which moves the
+/// pipeline's outputs, not its inputs) and moving it back are a run and then a cache hit, never
+/// a cached entry refused as naming paths outside the task's outputs (and thrown away).
+#[test]
+fn moving_the_outputs_is_a_new_key_and_moving_them_back_a_hit() {
+    let scenario = r#"{"service": {"name": "app", "version": "1.0.0", "type": "scenario"}, "ports": {"api": {"env_var": "API_PORT", "range": "15000-19999"}}}"#;
+    let bundle = |out: &str| {
+        format!(
+            "[workspace]\nout = \"{out}\"\ndefault-profile = \"p\"\n\n[profiles.p]\nscenario = \"app\"\ntier = \"desktop\"\n"
+        )
+    };
+    let repo = Repo::new(
+        &bundle("dist"),
+        &[("scenarios/app/.vrooli/service.json", scenario)],
+    );
+    let first = repo.json(&["task"]);
+    first.assert_code(0);
+    assert_eq!(first.status("analyze:app"), "ran", "{first}");
+    repo.write("bundle.toml", bundle("site"));
+    let moved = repo.json(&["task"]);
+    moved.assert_code(0);
+    assert!(moved.warnings().is_empty(), "{moved}");
+    assert_eq!(moved.status("analyze:app"), "ran", "{moved}");
+    assert!(repo.exists("site/analysis/app.json"));
+    repo.write("bundle.toml", bundle("dist"));
+    std::fs::remove_dir_all(repo.join("dist")).unwrap();
+    let back = repo.json(&["task"]);
+    back.assert_code(0);
+    assert!(back.warnings().is_empty(), "{back}");
+    assert_eq!(back.status("analyze:app"), "cached", "{back}");
+    assert_eq!(back.status("assemble:p"), "cached", "{back}");
+    assert!(repo.exists("dist/analysis/app.json"));
+}

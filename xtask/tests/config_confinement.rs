@@ -290,10 +290,27 @@ fn outputs_reaching_git_the_state_or_bundle_toml_are_refused() {
         (
             format!(
                 "[cache]\ndir = \"cache\"\n\n{}",
-                task("a", "outputs = [\"c*/**\"]")
+                task("a", "outputs = [\"cache/**\"]")
             ),
             (6, 12),
-            "would overwrite the cache directory `cache`: output `c*/**` matches `cache/a`",
+            "task:a would write inside the cache directory `cache`: output `cache/**` reaches `cache`",
+        ),
+        // Any case of `.git`: the same directory on a case-insensitive file system, and what the
+        // engine refuses at run time (so `check` must refuse it too).
+        (
+            task("a", "outputs = [\".GIT/**\"]"),
+            (3, 12),
+            "task:a would write inside a `.git` directory: output `.GIT/**` reaches `.GIT`",
+        ),
+        (
+            task("a", "cwd = \"sub\"\noutputs = [\".Git\"]"),
+            (4, 12),
+            "output `.Git` reaches `sub/.Git`",
+        ),
+        (
+            task("a", "outputs = [\"{.Git,x}\"]"),
+            (3, 12),
+            "task:a would overwrite the repository's `.git`: output `{.Git,x}` matches `.Git`",
         ),
     ] {
         let sandbox = Sandbox::new(&bundle, &[]);
@@ -305,6 +322,52 @@ fn outputs_reaching_git_the_state_or_bundle_toml_are_refused() {
                 at: Some(at),
                 message,
             },
+        );
+    }
+}
+
+/// Patterns that could reach a protected path only below a file (`bundle.toml/x.o`) or inside
+/// a directory no walk enters (`.git`, `.xbundle`, the cache) are ordinary definitions, not
+/// overlaps: accepted by `check`, and their builds never touch those paths.
+#[test]
+fn outputs_that_cannot_reach_a_protected_path_are_accepted() {
+    // Object files beside their sources (the classic C layout), with a cache in the repository.
+    let bundle = "[cache]\ndir = \"cache\"\n\n[tasks.cc]\nrun = \"for f in src/*.c; do cp $f ${f%.c}.o; done\"\ninputs = [\"src/**/*.c\"]\noutputs = [\"**/*.o\"]\n\n[tasks.docs]\nrun = \"mkdir -p doc && echo docs > doc/index.html\"\noutputs = [\"[c-d]*/**/*.html\"]\n";
+    let sandbox = Sandbox::new(
+        bundle,
+        &[
+            ("src/a.c", "int a;\n"),
+            ("src/b.c", "int b;\n"),
+            // Files a walk of `**` would match, were it to enter their directories.
+            (".git/stray.o", "git's\n"),
+            (".xbundle/stray.o", "the state's\n"),
+            ("cache/stray.o", "the cache's\n"),
+            ("cache/x/stray.html", "the cache's\n"),
+        ],
+    );
+    let check = sandbox.json(&["check"], &[]);
+    check.assert_code(0);
+    let run = sandbox.json(&["task"], &[]);
+    run.assert_code(0);
+    assert_eq!(
+        fs::read_to_string(sandbox.path("repo/src/a.o")).unwrap(),
+        "int a;\n"
+    );
+    // Outputs change: the old ones are removed, and only they.
+    fs::remove_file(sandbox.path("repo/src/b.c")).unwrap();
+    sandbox.json(&["task"], &[]).assert_code(0);
+    assert!(!sandbox.path("repo/src/b.o").exists());
+    for (path, contents) in [
+        (".git/stray.o", "git's\n"),
+        (".xbundle/stray.o", "the state's\n"),
+        ("cache/stray.o", "the cache's\n"),
+        ("cache/x/stray.html", "the cache's\n"),
+        ("bundle.toml", bundle),
+    ] {
+        assert_eq!(
+            fs::read_to_string(sandbox.path(&format!("repo/{path}"))).unwrap(),
+            contents,
+            "{path}"
         );
     }
 }
@@ -450,7 +513,7 @@ fn declared_outputs_overlapping_the_pipelines_are_refused() {
         &[],
         Refusal {
             at: Some((9, 7)),
-            message: "analyze:app would overwrite the cache directory `dist`: matches `dist/analysis/app.json`",
+            message: "analyze:app would write inside the cache directory `dist`: output `dist/analysis/app.json` reaches `dist/analysis/app.json`",
         },
     );
     // Next to the pipeline's directory is fine.
@@ -864,6 +927,11 @@ fn check_and_bundle_refuse_the_same_definitions() {
             task("b", "outputs = [\"build/x\"]")
         ),
         format!("{profile}{}", task("a", "outputs = [\"dist/**\"]")),
+        task("a", "outputs = [\".GIT/**\"]"),
+        // Patterns no walk could ever match, or no run resolve.
+        task("a", "outputs = [\"build//x.txt\"]"),
+        task("a", "outputs = [\"build/./x.txt\"]"),
+        task("a", "inputs = [\"src//*.txt\"]"),
         // Paths.
         "[workspace]\nout = \".\"\n".to_string(),
         "[cache]\ndir = \"../victim\"\n".to_string(),

@@ -320,3 +320,37 @@ fn declared_output_not_produced_message_reads_correctly() {
         "declared outputs `out/gone.txt`, `out/missing.txt` were not produced; nothing was cached"
     );
 }
+
+/// What a repository names (a file, a pattern) reaches the terminal written out, never as an
+/// escape sequence, even where colors are on (`CLICOLOR_FORCE`, as on a terminal).
+#[test]
+fn control_characters_from_the_repository_are_written_out() {
+    let bundle = "[tasks.gen]\nrun = \"mkdir -p build && printf x > \\\"build/$(printf 'a\\\\033]0;owned\\\\007b')\\\"\"\ninputs = [\"src/**\"]\noutputs = [\"build/**\"]\n";
+    let repo = Repo::new(bundle, &[("src/in.txt", "in\n")]);
+    let colored = [("CLICOLOR_FORCE", "1")];
+    repo.human_env(&["task"], &colored).assert_code(0);
+    let name = "a\u{1b}]0;owned\u{7}b";
+    assert!(repo.exists(&format!("build/{name}")), "the task made it");
+    // A restore warns about the deleted output, naming it.
+    repo.remove(&format!("build/{name}"));
+    let run = repo.human_env(&["task"], &colored);
+    run.assert_code(0);
+    assert!(run.stderr.contains("was deleted"), "{run}");
+    assert!(
+        !run.stderr.contains('\u{7}') && !run.stderr.contains("\u{1b}]0;"),
+        "a raw escape sequence reached the terminal: {:?}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("a\\x1b]0;owned\\x07b"), "{run}");
+    // A pattern holding one, in a diagnostic.
+    let bundle = "[tasks.gen]\nrun = \"true\"\ninputs = [\"src/\\u001b]0;owned\\u0007[\"]\n";
+    let repo = Repo::new(bundle, &[]);
+    let run = repo.human_env(&["check"], &colored);
+    run.assert_code(2);
+    assert!(
+        !run.stderr.contains('\u{7}') && !run.stderr.contains("\u{1b}]0;"),
+        "{:?}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("\\x1b]0;owned\\x07"), "{run}");
+}

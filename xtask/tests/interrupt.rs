@@ -232,3 +232,57 @@ fn sigterm_stops_every_running_task_tree_and_exits_143() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sigterm_during_a_restore_stops_it_and_leaves_no_partial_output() {
+    // A 96 MiB output: its restore takes long enough to be caught in the middle (the staging
+    // area holds the partial copy meanwhile).
+    let repo = Repo::new(
+        "[tasks.big]\nrun = \"mkdir -p out && head -c 100663296 /dev/zero > out/big.bin\"\ninputs = [\"src/in.txt\"]\noutputs = [\"out/**\"]\n",
+        &[("src/in.txt", "in\n")],
+    );
+    repo.json(&["task"]).assert_code(0);
+    repo.remove("out/big.bin");
+    let mut child = repo
+        .command()
+        .args(["--message-format", "json", "task"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xtask");
+    let staging = repo.join(".xbundle/tmp");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let copying = std::fs::read_dir(&staging).is_ok_and(|mut entries| {
+            entries.any(|entry| entry.is_ok_and(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+        });
+        if copying {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the restore finished before it was seen"
+        );
+        assert!(Instant::now() < deadline, "no restore seen");
+        sleep(Duration::from_millis(2));
+    }
+    // SAFETY: signals the child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let run = common::Run::parse_json(&["task"], child.wait_with_output().expect("wait"));
+    run.assert_code(143);
+    assert_eq!(run.status("task:big"), "stopped", "{run}");
+    assert!(!repo.exists("out/big.bin"), "no partial output");
+    assert_eq!(
+        std::fs::read_dir(&staging).unwrap().count(),
+        0,
+        "the partial copy is removed"
+    );
+    // The next run restores it whole.
+    let run = repo.json(&["task"]);
+    run.assert_code(0);
+    assert_eq!(run.status("task:big"), "cached", "{run}");
+    assert_eq!(
+        std::fs::metadata(repo.join("out/big.bin")).unwrap().len(),
+        100663296
+    );
+}

@@ -24,11 +24,12 @@
 
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -49,6 +50,10 @@ pub enum ConfineError {
     NotDirectory { path: String },
     #[error("`{path}` is a directory, not a file")]
     IsDirectory { path: String },
+    #[error("`{path}` is {what}, not a regular file")]
+    NotRegular { path: String, what: &'static str },
+    #[error("`{path}` holds more than {limit} bytes")]
+    TooLarge { path: String, limit: u64 },
     #[error("`{path}`: {source}")]
     Io {
         path: String,
@@ -63,6 +68,46 @@ impl ConfineError {
             path: path.to_string(),
             source: errno.into(),
         }
+    }
+
+    /// The path the error names.
+    pub fn path(&self) -> &str {
+        match self {
+            ConfineError::Invalid { path, .. }
+            | ConfineError::Symlink { path }
+            | ConfineError::NotDirectory { path }
+            | ConfineError::IsDirectory { path }
+            | ConfineError::NotRegular { path, .. }
+            | ConfineError::TooLarge { path, .. }
+            | ConfineError::Io { path, .. } => path,
+        }
+    }
+
+    /// The same error naming `path(self.path())` instead.
+    fn renamed(mut self, rename: impl FnOnce(&str) -> String) -> ConfineError {
+        let new = rename(self.path());
+        match &mut self {
+            ConfineError::Invalid { path, .. }
+            | ConfineError::Symlink { path }
+            | ConfineError::NotDirectory { path }
+            | ConfineError::IsDirectory { path }
+            | ConfineError::NotRegular { path, .. }
+            | ConfineError::TooLarge { path, .. }
+            | ConfineError::Io { path, .. } => *path = new,
+        }
+        self
+    }
+}
+
+/// What a file type is, in words (for [`ConfineError::NotRegular`]).
+fn kind_words(file_type: FileType) -> &'static str {
+    match file_type {
+        FileType::Symlink => "a symbolic link",
+        FileType::Directory => "a directory",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice | FileType::BlockDevice => "a device",
+        _ => "not a file",
     }
 }
 
@@ -101,6 +146,17 @@ pub fn check_relative_bytes(path: &[u8]) -> Result<&str, ConfineError> {
     })?;
     check_relative(text)?;
     Ok(text)
+}
+
+/// Whether `name` is a temporary file's name this engine gives ([`Dir::temp_file`]:
+/// `.tmp-xbundle-…`) or earlier versions gave (`.tmp-` and six letters or digits): cleaning up
+/// removes only those, never another file that merely starts with `.tmp-`.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(".tmp-xbundle-")
+        || (name.len() == 11
+            && name
+                .strip_prefix(".tmp-")
+                .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_alphanumeric())))
 }
 
 /// A path for messages: valid UTF-8 as is, every other byte as `\xNN`.
@@ -180,6 +236,12 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
+
+impl AsFd for Dir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
 
 /// Names of temporary files made by [`Dir::write_file`] in the destination's directory.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -387,14 +449,19 @@ impl Dir {
             .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Directory)
     }
 
-    /// Moves the file at `source` (an absolute path in a directory of the caller's own, such as
-    /// the engine's staging directory) to `relative`, creating missing parent directories. A
-    /// link at `relative` is replaced, never followed. Returns the file's stat in its new place.
-    pub fn rename_into(&self, source: &Path, relative: &str) -> Result<FileStat, ConfineError> {
+    /// Moves the file `from_name` of the directory `from` (a directory of the caller's own, such
+    /// as the engine's staging area) to `relative`, creating missing parent directories. A link
+    /// at `relative` is replaced, never followed. Returns the file's stat in its new place.
+    pub fn rename_from(
+        &self,
+        from: &Dir,
+        from_name: &str,
+        relative: &str,
+    ) -> Result<FileStat, ConfineError> {
         check_relative(relative)?;
         let (parent, name) = relative.rsplit_once('/').unwrap_or(("", relative));
         let parent = self.create_dir_all(parent)?;
-        rustix::fs::renameat(rustix::fs::CWD, source, &parent.fd, name).map_err(|errno| {
+        rustix::fs::renameat(&from.fd, from_name, &parent.fd, name).map_err(|errno| {
             if errno == Errno::ISDIR || errno == Errno::NOTEMPTY || errno == Errno::EXIST {
                 ConfineError::IsDirectory {
                     path: self.display(relative),
@@ -404,6 +471,33 @@ impl Dir {
             }
         })?;
         parent.stat_name(name, &self.display(relative))
+    }
+
+    /// Creates a new, empty temporary file in this directory (`.tmp-xbundle-<pid>-<n>`, created
+    /// with `O_EXCL | O_NOFOLLOW`, mode 0600), removed again when the [`TempFile`] is dropped
+    /// unless it was published.
+    pub fn temp_file(&self) -> Result<TempFile<'_>, ConfineError> {
+        loop {
+            let name = format!(
+                ".tmp-xbundle-{}-{}",
+                std::process::id(),
+                TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let flags =
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match rustix::fs::openat(&self.fd, name.as_str(), flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => {
+                    return Ok(TempFile {
+                        dir: self,
+                        name,
+                        file: File::from(fd),
+                        published: false,
+                    });
+                }
+                Err(Errno::EXIST) => continue,
+                Err(errno) => return Err(ConfineError::io(&self.display(""), errno)),
+            }
+        }
     }
 
     /// Writes a new file at `relative` atomically: `fill` writes a temporary file created (with
@@ -420,48 +514,149 @@ impl Dir {
         let (parent, name) = relative.rsplit_once('/').unwrap_or(("", relative));
         let parent = self.create_dir_all(parent)?;
         let display = self.display(relative);
-        let (temp_name, fd) = loop {
-            let temp_name = format!(
-                ".tmp-xbundle-{}-{}",
-                std::process::id(),
-                TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
-            let flags =
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            match rustix::fs::openat(
-                &parent.fd,
-                temp_name.as_str(),
-                flags,
-                Mode::from_raw_mode(0o600),
-            ) {
-                Ok(fd) => break (temp_name, fd),
-                Err(Errno::EXIST) => continue,
-                Err(errno) => return Err(ConfineError::io(&display, errno).into()),
+        let mut temp = parent.temp_file()?;
+        fill(temp.file())?;
+        temp.finish(mode).map_err(|source| {
+            E::from(ConfineError::Io {
+                path: display.clone(),
+                source,
+            })
+        })?;
+        temp.publish_into(&parent, name)
+            .map_err(|err| E::from(err.renamed(|_| display.clone())))
+    }
+
+    /// Opens the regular file `relative` for reading: no link is followed at any component, the
+    /// last one included, and nothing but a regular file is opened for good (a FIFO is opened
+    /// without waiting for a writer, then refused like a link, a device or a socket:
+    /// [`ConfineError::NotRegular`]). `Ok(None)` when it (or its directory) does not exist.
+    pub fn open_file(&self, relative: &str) -> Result<Option<(File, FileStat)>, ConfineError> {
+        let Some((parent, name)) = self.parent_of(relative)? else {
+            return Ok(None);
+        };
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let display = || self.display(relative);
+        let fd = match rustix::fs::openat(&parent.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(errno) => {
+                // `O_NOFOLLOW` on a link fails (`ELOOP`, `EMLINK` on some systems): say what it is.
+                return Err(
+                    match rustix::fs::statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(stat)
+                            if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile =>
+                        {
+                            ConfineError::NotRegular {
+                                path: display(),
+                                what: kind_words(FileType::from_raw_mode(stat.st_mode)),
+                            }
+                        }
+                        _ => ConfineError::io(&display(), errno),
+                    },
+                );
             }
         };
-        let mut file = File::from(fd);
-        let written = fill(&mut file).and_then(|()| {
-            let finish = rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
-                .map_err(io::Error::from)
-                .and_then(|()| file.flush());
-            finish.map_err(|source| {
-                ConfineError::Io {
-                    path: display.clone(),
-                    source,
+        let stat = rustix::fs::fstat(&fd).map_err(|errno| ConfineError::io(&display(), errno))?;
+        let file_type = FileType::from_raw_mode(stat.st_mode);
+        if file_type != FileType::RegularFile {
+            return Err(ConfineError::NotRegular {
+                path: display(),
+                what: kind_words(file_type),
+            });
+        }
+        // Reading a regular file never blocks; the descriptor goes back to blocking mode.
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty())
+            .map_err(|errno| ConfineError::io(&display(), errno))?;
+        Ok(Some((File::from(fd), FileStat::from_stat(&stat))))
+    }
+
+    /// The contents of the regular file `relative`, opened as [`Dir::open_file`] does; a file
+    /// holding more than `limit` bytes is refused ([`ConfineError::TooLarge`]) before it is read
+    /// whole. `Ok(None)` when it does not exist.
+    pub fn read_file(&self, relative: &str, limit: u64) -> Result<Option<Vec<u8>>, ConfineError> {
+        let Some((file, stat)) = self.open_file(relative)? else {
+            return Ok(None);
+        };
+        let too_large = || ConfineError::TooLarge {
+            path: self.display(relative),
+            limit,
+        };
+        if stat.size > limit {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::with_capacity(stat.size as usize);
+        file.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| ConfineError::Io {
+                path: self.display(relative),
+                source,
+            })?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large());
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Opens the file `name` of this directory for locking, creating it (mode 0644) if needed:
+    /// never through a link, and only a regular file.
+    pub fn open_lock_file(&self, name: &str) -> Result<File, ConfineError> {
+        check_relative(name)?;
+        let flags = OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY
+            | OFlags::CLOEXEC;
+        let display = || self.display(name);
+        let fd = rustix::fs::openat(&self.fd, name, flags, Mode::from_raw_mode(0o644)).map_err(
+            |errno| match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile => {
+                    ConfineError::NotRegular {
+                        path: display(),
+                        what: kind_words(FileType::from_raw_mode(stat.st_mode)),
+                    }
                 }
-                .into()
-            })
-        });
-        if let Err(err) = written {
-            let _ = rustix::fs::unlinkat(&parent.fd, temp_name.as_str(), AtFlags::empty());
-            return Err(err);
+                _ => ConfineError::io(&display(), errno),
+            },
+        )?;
+        let stat = rustix::fs::fstat(&fd).map_err(|errno| ConfineError::io(&display(), errno))?;
+        let file_type = FileType::from_raw_mode(stat.st_mode);
+        if file_type != FileType::RegularFile {
+            return Err(ConfineError::NotRegular {
+                path: display(),
+                what: kind_words(file_type),
+            });
         }
-        drop(file);
-        if let Err(errno) = rustix::fs::renameat(&parent.fd, temp_name.as_str(), &parent.fd, name) {
-            let _ = rustix::fs::unlinkat(&parent.fd, temp_name.as_str(), AtFlags::empty());
-            return Err(ConfineError::io(&display, errno).into());
+        Ok(File::from(fd))
+    }
+
+    /// The entries of this directory (raw names, without `.` and `..`) and what each is, as seen
+    /// without following links; entries removed while listing are left out.
+    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Kind)>, ConfineError> {
+        // A new open file description: reading entries moves the read position.
+        let fd = rustix::fs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
+            .map_err(|errno| ConfineError::io(&self.relative, errno))?;
+        let listed = match read_entries(&fd) {
+            Ok(listed) => listed,
+            Err(Errno::NOENT) => return Ok(Vec::new()),
+            Err(errno) => return Err(ConfineError::io(&self.relative, errno)),
+        };
+        let mut entries = Vec::with_capacity(listed.len());
+        for (name, kind) in listed {
+            let kind = match kind {
+                Some(kind) => kind,
+                None => match rustix::fs::statat(&fd, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(stat) => {
+                        Kind::of(FileType::from_raw_mode(stat.st_mode)).unwrap_or(Kind::Other)
+                    }
+                    Err(Errno::NOENT) => continue,
+                    Err(errno) => return Err(ConfineError::io(&self.relative, errno)),
+                },
+            };
+            entries.push((name.into_bytes(), kind));
         }
-        parent.stat_name(name, &display).map_err(E::from)
+        Ok(entries)
     }
 
     fn stat_name(&self, name: &str, display: &str) -> Result<FileStat, ConfineError> {
@@ -487,6 +682,225 @@ impl Dir {
         };
         let mut relative = base.as_bytes().to_vec();
         walk_into(start.fd, &mut relative, &self.relative, visit)
+    }
+}
+
+/// A temporary file made by [`Dir::temp_file`]: removed on drop unless published.
+pub struct TempFile<'a> {
+    dir: &'a Dir,
+    name: String,
+    file: File,
+    published: bool,
+}
+
+impl TempFile<'_> {
+    /// The open file, for writing.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Its name in its directory.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sets the mode the file is published with, and flushes it to disk first when
+    /// [`crate::fsutil::durability`] asks for every file.
+    pub fn finish(&mut self, mode: u32) -> io::Result<()> {
+        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
+        self.file.flush()?;
+        if crate::fsutil::durability() == crate::fsutil::Durability::EveryFile {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Renames the file to `relative` below `to` (see [`Dir::rename_from`]); on failure it is
+    /// removed.
+    pub fn publish_into(mut self, to: &Dir, relative: &str) -> Result<FileStat, ConfineError> {
+        let stat = to.rename_from(self.dir, &self.name, relative)?;
+        self.published = true;
+        Ok(stat)
+    }
+}
+
+impl Drop for TempFile<'_> {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = rustix::fs::unlinkat(&self.dir.fd, self.name.as_str(), AtFlags::empty());
+        }
+    }
+}
+
+/// A directory of the engine's own (the state directory, the cache, the areas in them), named
+/// by a trusted **anchor** and a path below it that is resolved without following links.
+///
+/// The anchor is what the user chose (the workspace root, or a cache directory named by
+/// `XBUNDLE_CACHE_DIR`): links in it are followed, as for [`Dir::open_root`]. Below it, every
+/// component is opened with `O_NOFOLLOW`, so a link where one of the engine's directories is
+/// expected (shipped by a repository, or put in a shared cache by another user) is an error
+/// naming it, never a detour.
+///
+/// Once opened, the handle is kept (shared by the clones of this `Place`, not by places made
+/// with [`Place::join`]) until [`Place::forget`]: later uses go through the directory that was
+/// checked, whatever is swapped in at its path since; a run forgets its places when it starts.
+#[derive(Clone, Debug)]
+pub struct Place {
+    anchor: PathBuf,
+    /// Below the anchor ("" for the anchor itself).
+    relative: String,
+    /// Whether the anchor is the workspace root (errors then name root-relative paths; else
+    /// absolute ones).
+    in_root: bool,
+    opened: Arc<Mutex<Option<Arc<Dir>>>>,
+}
+
+impl Place {
+    /// `path` below `root` when it lies there lexically (every component below the root is then
+    /// resolved without following links), else `path` itself as the anchor.
+    pub fn within(root: &Path, path: &Path) -> Place {
+        let relative = path.strip_prefix(root).ok().and_then(|relative| {
+            let parts = relative
+                .components()
+                .map(|component| match component {
+                    std::path::Component::Normal(name) => name.to_str(),
+                    _ => None,
+                })
+                .collect::<Option<Vec<&str>>>()?;
+            Some(parts.join("/"))
+        });
+        let (anchor, relative, in_root) = match relative {
+            Some(relative) => (root.to_path_buf(), relative, true),
+            None => (path.to_path_buf(), String::new(), false),
+        };
+        Place {
+            anchor,
+            relative,
+            in_root,
+            opened: Arc::default(),
+        }
+    }
+
+    /// The directory `relative` below this one.
+    pub fn join(&self, relative: &str) -> Place {
+        Place {
+            anchor: self.anchor.clone(),
+            relative: if self.relative.is_empty() {
+                relative.to_string()
+            } else {
+                format!("{}/{relative}", self.relative)
+            },
+            in_root: self.in_root,
+            opened: Arc::default(),
+        }
+    }
+
+    /// Its absolute path (for messages and for reading by callers that do not write).
+    pub fn path(&self) -> PathBuf {
+        if self.relative.is_empty() {
+            self.anchor.clone()
+        } else {
+            self.anchor.join(&self.relative)
+        }
+    }
+
+    /// Errors name a root-relative path inside the workspace, an absolute one elsewhere.
+    fn name_error(&self, err: ConfineError) -> ConfineError {
+        if self.in_root {
+            err
+        } else {
+            let anchor = self.anchor.clone();
+            err.renamed(|path| {
+                if path.is_empty() {
+                    anchor.display().to_string()
+                } else {
+                    anchor.join(path).display().to_string()
+                }
+            })
+        }
+    }
+
+    /// How `name` in this directory is named in messages: root-relative inside the workspace,
+    /// absolute elsewhere.
+    pub fn display(&self, name: &str) -> String {
+        let relative = match (self.relative.is_empty(), name.is_empty()) {
+            (true, _) => name.to_string(),
+            (false, true) => self.relative.clone(),
+            (false, false) => format!("{}/{name}", self.relative),
+        };
+        if self.in_root {
+            relative
+        } else if relative.is_empty() {
+            self.anchor.display().to_string()
+        } else {
+            self.anchor.join(relative).display().to_string()
+        }
+    }
+
+    fn kept(&self) -> Option<Arc<Dir>> {
+        self.opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn keep(&self, dir: Dir) -> Arc<Dir> {
+        let dir = Arc::new(dir);
+        *self.opened.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&dir));
+        dir
+    }
+
+    /// Drops the kept handle: the next use opens the place again (after its directory was
+    /// removed, or at the start of a run).
+    pub fn forget(&self) {
+        *self.opened.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Opens the directory; `Ok(None)` when it (or its anchor) does not exist, an error when a
+    /// component below the anchor is a link or not a directory.
+    pub fn open(&self) -> Result<Option<Arc<Dir>>, ConfineError> {
+        if let Some(dir) = self.kept() {
+            return Ok(Some(dir));
+        }
+        let anchor = match Dir::open_root(&self.anchor) {
+            Ok(anchor) => anchor,
+            Err(ConfineError::Io { ref source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                return Ok(None);
+            }
+            Err(ConfineError::Io { ref source, .. })
+                if source.kind() == io::ErrorKind::NotADirectory =>
+            {
+                return Err(ConfineError::NotDirectory {
+                    path: self.anchor.display().to_string(),
+                });
+            }
+            Err(err) => return Err(err),
+        };
+        match anchor.open_dir(&self.relative) {
+            Ok(Some(dir)) => Ok(Some(self.keep(dir))),
+            Ok(None) => Ok(None),
+            Err(err) => Err(self.name_error(err)),
+        }
+    }
+
+    /// Opens the directory, creating it and its missing parents first (the anchor with
+    /// ordinary paths, everything below it without following links).
+    pub fn create(&self) -> Result<Arc<Dir>, ConfineError> {
+        if let Some(dir) = self.kept() {
+            return Ok(dir);
+        }
+        if let Err(source) = std::fs::create_dir_all(&self.anchor) {
+            return Err(ConfineError::Io {
+                path: self.anchor.display().to_string(),
+                source,
+            });
+        }
+        let dir = Dir::open_root(&self.anchor)?
+            .create_dir_all(&self.relative)
+            .map_err(|err| self.name_error(err))?;
+        Ok(self.keep(dir))
     }
 }
 
@@ -651,14 +1065,15 @@ mod tests {
             })
         });
         assert!(matches!(written, Err(ConfineError::Symlink { .. })));
-        let staged = dir.path().join("staged");
-        fs::write(&staged, b"new").unwrap();
+        let staging = root.create_dir_all("staging").unwrap();
+        fs::write(dir.path().join("root/staging/staged"), b"new").unwrap();
         assert!(matches!(
-            root.rename_into(&staged, "link/victim"),
+            root.rename_from(&staging, "staged", "link/victim"),
             Err(ConfineError::Symlink { .. })
         ));
         // A link as the last component is replaced itself, never its target.
-        root.rename_into(&staged, "real/file-link").unwrap();
+        root.rename_from(&staging, "staged", "real/file-link")
+            .unwrap();
         assert_eq!(
             fs::read(dir.path().join("root/real/file-link")).unwrap(),
             b"new"

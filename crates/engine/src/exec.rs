@@ -31,7 +31,7 @@ use std::sync::{Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cancel::Cancel;
-use crate::confine::{ConfineError, Dir};
+use crate::confine::{ConfineError, Dir, Kind, Place, is_temp_name};
 use crate::digest::Digest;
 use crate::events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
 use crate::files::{Found, Patterns, Purpose, Tree, expand};
@@ -107,6 +107,11 @@ pub struct Probe {
 /// A content-addressed task engine over one workspace.
 pub struct Engine {
     config: EngineConfig,
+    /// The state directory (see [`Place`]: inside the workspace, reached without a link), its
+    /// `state/` (stat cache, clock) and its staging area `tmp/`.
+    state: Place,
+    stat_place: Place,
+    staging: Place,
     store: Store,
     ledger: Ledger,
     cancel: Cancel,
@@ -140,18 +145,78 @@ impl Workspace {
 enum RestoreError {
     /// The entry or a blob is bad: a warning, the entry is removed, the task runs.
     Unusable(String),
+    /// The entry does not fit the tree as it is now (a directory where it has a file, a
+    /// directory removed under the restore): a warning, the task runs, the entry is kept.
+    Misfit(String),
     /// The work tree refused (a link where a directory is expected, …): the task fails.
     Tree(String),
+    /// The run was cancelled during the restore.
+    Stopped,
 }
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
+        let state = Place::within(&config.root, &config.state_dir);
         Engine {
-            store: Store::open(&config.cache_dir),
-            ledger: Ledger::open(config.state_dir.join("state").join("ledger")),
+            store: Store::at(Place::within(&config.root, &config.cache_dir)),
+            ledger: Ledger::open(state.join("state/ledger")),
+            stat_place: state.join("state"),
+            staging: state.join("tmp"),
+            state,
             config,
             cancel: Cancel::new(),
         }
+    }
+
+    /// Every directory the engine keeps its own files in: the state directory, its `state/`,
+    /// `state/ledger/` and staging `tmp/`, the cache and its `cas/` and `ac/`.
+    pub fn places(&self) -> Vec<Place> {
+        let mut places = vec![
+            self.state.clone(),
+            self.stat_place.clone(),
+            self.ledger.place().clone(),
+            self.staging.clone(),
+        ];
+        places.extend(self.store.places());
+        places
+    }
+
+    /// Checks that every place of [`Engine::places`] that exists is a directory reached without
+    /// following a link (below the workspace root, or below the cache directory the user named).
+    /// Every run and maintenance command relies on it anyway; front ends call this first to say
+    /// so before anything else happens.
+    pub fn check_places(&self) -> Result<(), ConfineError> {
+        for place in self.places() {
+            place.open()?;
+        }
+        // The lock files, where they exist, are regular files (a link is never followed).
+        for place in [&self.state, self.store.place()] {
+            if let Some(dir) = place.open()?
+                && let Some((kind, _)) = dir.lstat("lock")?
+                && kind != Kind::File
+            {
+                return Err(ConfineError::NotRegular {
+                    path: place.display("lock"),
+                    what: match kind {
+                        Kind::Symlink => "a symbolic link",
+                        Kind::Dir => "a directory",
+                        _ => "a FIFO, socket or device",
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The workspace lock (exclusive, on `<state>/lock`): held by a build, and by cache
+    /// maintenance with [`Store::lock`] after it.
+    pub fn lock_workspace(
+        &self,
+        on_wait: impl FnOnce(),
+        cancelled: &dyn Fn() -> bool,
+    ) -> io::Result<FileLock> {
+        let state = self.state.create().map_err(io::Error::other)?;
+        FileLock::acquire_in(&state, "lock", LockMode::Exclusive, on_wait, cancelled)
     }
 
     /// The handle that stops this engine's runs (see [`crate::cancel`]); the front end calls
@@ -215,9 +280,7 @@ impl Engine {
     /// same cache; `gc`, `verify` and `clean` wait for every build). Always in this order.
     fn lock(&self, reporter: &dyn Reporter) -> io::Result<(FileLock, FileLock)> {
         let cancelled = || self.cancel.is_cancelled();
-        let workspace = FileLock::acquire(
-            &self.config.state_dir.join("lock"),
-            LockMode::Exclusive,
+        let workspace = self.lock_workspace(
             || {
                 reporter.report(Event::Warning {
                     id: None,
@@ -269,41 +332,53 @@ impl Engine {
     ///
     /// Call with the workspace lock held.
     pub fn clean_state(&self) -> io::Result<u64> {
-        let state = self.config.state_dir.join("state");
-        let ledger = self.ledger.dir().to_path_buf();
-        let staging = self.staging_dir();
+        let state = self.stat_place.clone();
         let mut removed = 0;
-        removed += crate::store::remove_own_files(&state, &|name| {
-            matches!(name, "stat-cache" | "clock") || name.starts_with(".tmp-")
-        })?;
-        removed += crate::store::remove_own_files(&ledger, &|name| {
-            name.starts_with(".tmp-") || Digest::from_hex(name).is_some()
-        })?;
-        removed += crate::store::remove_own_files(&staging, &|name| name.starts_with(".tmp-"))?;
-        for dir in [&ledger, &state, &staging] {
-            match std::fs::remove_dir(dir) {
-                Err(err)
-                    if !matches!(
-                        err.kind(),
-                        io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
-                    ) =>
-                {
-                    return Err(err);
-                }
-                _ => {}
+        type Own<'a> = (&'a Place, &'a dyn Fn(&str) -> bool);
+        let own_files: [Own<'_>; 3] = [
+            (self.ledger.place(), &|name| {
+                is_temp_name(name) || Digest::from_hex(name).is_some()
+            }),
+            (&state, &|name| {
+                matches!(name, crate::statcache::FILE | crate::statcache::CLOCK)
+                    || is_temp_name(name)
+            }),
+            (&self.staging, &is_temp_name),
+        ];
+        for (place, own) in own_files {
+            if let Some(dir) = place.open().map_err(io::Error::other)? {
+                removed += crate::store::remove_own_files(&dir, own)?;
+            }
+        }
+        // Then the directories, once empty (the ledger before the state holding it).
+        for (parent, name) in [
+            (&state, "ledger"),
+            (&self.state, "state"),
+            (&self.state, "tmp"),
+        ] {
+            if let Some(dir) = parent.open().map_err(io::Error::other)? {
+                dir.remove_empty_dir(name).map_err(io::Error::other)?;
             }
         }
         Ok(removed)
     }
 
     /// Where restores stage their temporary copies; emptied at the start of every run.
-    fn staging_dir(&self) -> PathBuf {
-        self.config.state_dir.join("tmp")
+    fn staging(&self) -> &Place {
+        &self.staging
     }
 
-    fn stat_cache_paths(&self) -> (PathBuf, PathBuf) {
-        let state = self.config.state_dir.join("state");
-        (state.join("stat-cache"), state.join("clock"))
+    /// The directory of the stat cache and the clock file.
+    fn stat_place(&self) -> &Place {
+        &self.stat_place
+    }
+
+    /// Forgets every place's kept handle (see [`Place`]): a run or a probe opens and checks
+    /// them anew.
+    fn forget_places(&self) {
+        for place in self.places() {
+            place.forget();
+        }
     }
 
     /// Runs `targets` and their dependencies.
@@ -314,6 +389,7 @@ impl Engine {
         reporter: &dyn Reporter,
     ) -> io::Result<RunSummary> {
         let started = Instant::now();
+        self.forget_places();
         let _locks = match self.lock(reporter) {
             Ok(locks) => locks,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {
@@ -330,26 +406,30 @@ impl Engine {
         let workspace = self.workspace()?;
         // Leftovers of a killed run; nothing else uses this directory while we hold the lock.
         // Restores create it when they need it, so a no-op run touches nothing here.
-        let staging = self.staging_dir();
-        if std::fs::read_dir(&staging).is_ok_and(|mut entries| entries.next().is_some()) {
-            std::fs::remove_dir_all(&staging)?;
+        if let Some(staging) = self.staging().open().map_err(io::Error::other)? {
+            crate::store::remove_own_files(&staging, &is_temp_name)?;
         }
-        let (stat_path, clock_path) = self.stat_cache_paths();
-        let stats = StatCache::load(&stat_path, &clock_path)?;
+        let stat_dir = self.stat_place().create().map_err(io::Error::other)?;
+        let stats = StatCache::load(&stat_dir)?;
         let selected = graph.closure(targets);
         reporter.report(Event::BuildStarted {
             tasks: selected.len(),
         });
         let mut summary = self.schedule(graph, &selected, &workspace, &stats, reporter);
         if summary.ran > 0
-            && let Err(err) = sync_at_end_of_run(&self.config.cache_dir)
+            && let Err(err) = self
+                .store
+                .place()
+                .open()
+                .map_err(io::Error::other)
+                .and_then(|dir| dir.map_or(Ok(()), |dir| sync_at_end_of_run(&dir)))
         {
             reporter.report(Event::Warning {
                 id: None,
                 message: &format!("could not flush the cache to disk: {err}"),
             });
         }
-        if let Err(err) = stats.save(&stat_path) {
+        if let Err(err) = stats.save(&stat_dir) {
             reporter.report(Event::Warning {
                 id: None,
                 message: &format!("could not save the stat cache: {err}"),
@@ -546,6 +626,8 @@ impl Engine {
             deps,
             env: self.env_components(spec),
             tools: spec.tools.clone(),
+            cwd: spec.cwd.clone(),
+            outputs: spec.outputs.clone(),
             ..KeyComponents::default()
         };
         let mut unmatched = Vec::new();
@@ -616,10 +698,16 @@ impl Engine {
                 })?;
             }
         }
-        let staging = self.staging_dir();
+        // Created when the first file is restored (a no-op run creates nothing); when it cannot
+        // be, copies are made beside their destination.
+        let mut staging: Option<Option<std::sync::Arc<Dir>>> = None;
+        let cancelled = || self.cancel.is_cancelled();
         let mut written = 0;
         let mut modified = Vec::new();
         for file in &result.outputs {
+            if cancelled() {
+                return Err(RestoreError::Stopped);
+            }
             let current = match present.remove(&file.path) {
                 Some(Found {
                     stat: Some(stat),
@@ -636,17 +724,33 @@ impl Engine {
                 Some(Ok(_)) => format!("{} was modified", file.path),
                 _ => format!("{} was deleted", file.path),
             });
+            let staging = staging.get_or_insert_with(|| self.staging().create().ok());
             let stat = self
                 .store
-                .restore_file(file, &workspace.root, &file.path, &staging)
+                .restore_file(
+                    file,
+                    &workspace.root,
+                    &file.path,
+                    staging.as_deref(),
+                    &cancelled,
+                )
                 .map_err(|err| match err {
                     // A link in the way: the user's to fix, named in the task's error.
                     StoreError::Tree(err @ ConfineError::Symlink { .. }) => {
                         RestoreError::Tree(err.to_string())
                     }
-                    // A directory where the entry has a file (or the reverse): the entry does
-                    // not fit this tree; run the task instead.
-                    err => RestoreError::Unusable(err.to_string()),
+                    // The cache's own directories refused: named in the task's error.
+                    err @ StoreError::Place(_) => RestoreError::Tree(err.to_string()),
+                    StoreError::Interrupted => RestoreError::Stopped,
+                    // The entry or its blob is wrong.
+                    err @ (StoreError::Corrupt { .. } | StoreError::MissingBlob { .. }) => {
+                        RestoreError::Unusable(err.to_string())
+                    }
+                    // A directory where the entry has a file (or the reverse), a directory
+                    // removed under the restore, a full disk: run the task instead.
+                    err @ (StoreError::Tree(_) | StoreError::Io { .. }) => {
+                        RestoreError::Misfit(err.to_string())
+                    }
                 })?;
             stats.record(&file.path, stat, file.digest, false);
             written += 1;
@@ -670,13 +774,19 @@ impl Engine {
             (Stream::Stderr, &result.stderr),
         ] {
             let Some(stored) = stored else { continue };
-            match self.store.get_bytes(&stored.digest) {
-                Ok(bytes) => reporter.report(Event::Output {
-                    id,
-                    stream,
-                    bytes: &bytes,
-                    replayed: true,
-                }),
+            // In pieces, after the whole blob was verified: memory stays bounded.
+            let replayed = self
+                .store
+                .stream_bytes(&stored.digest, stored.size, &mut |bytes| {
+                    reporter.report(Event::Output {
+                        id,
+                        stream,
+                        bytes,
+                        replayed: true,
+                    })
+                });
+            match replayed {
+                Ok(()) => {}
                 Err(err) => reporter.report(Event::Warning {
                     id: Some(id),
                     message: &format!("captured output could not be replayed: {err}"),
@@ -807,12 +917,27 @@ impl Engine {
                             ));
                             self.store.remove_action(&key);
                         }
+                        Err(RestoreError::Misfit(problem)) => {
+                            warn(&format!(
+                                "cached result does not fit the tree ({problem}); running the task again"
+                            ));
+                        }
                         Err(RestoreError::Tree(error)) => {
                             let report = fail(
                                 format!("restoring from the cache: {error}"),
                                 Some(key),
                                 Vec::new(),
                             );
+                            reporter.report(Event::TaskFinished(&report));
+                            return report;
+                        }
+                        Err(RestoreError::Stopped) => {
+                            // Cut short: neither recorded nor cached; the next run restores it.
+                            let report = TaskReport {
+                                status: TaskStatus::Stopped,
+                                error: Some("stopped: the run was interrupted".into()),
+                                ..fail(String::new(), Some(key), Vec::new())
+                            };
                             reporter.report(Event::TaskFinished(&report));
                             return report;
                         }
@@ -957,6 +1082,7 @@ impl Engine {
         let context = ActionContext {
             id: &spec.id,
             root: &self.config.root,
+            tree: &workspace.root,
             cwd: cwd.path(),
             env: &self.config.env,
             cancel: &self.cancel,
@@ -1041,12 +1167,18 @@ impl Engine {
 
     /// What a run of `targets` would do, without running or restoring anything.
     pub fn probe(&self, graph: &TaskGraph, targets: &[TaskId]) -> io::Result<Vec<Probe>> {
+        self.forget_places();
         let workspace = self.workspace()?;
-        let (stat_path, clock_path) = self.stat_cache_paths();
-        let stats = if stat_path.exists() {
-            StatCache::load(&stat_path, &clock_path)?
-        } else {
-            StatCache::ephemeral()
+        let stat_dir = self.stat_place().open().map_err(io::Error::other)?;
+        let stats = match stat_dir {
+            Some(dir)
+                if dir
+                    .lstat(crate::statcache::FILE)
+                    .is_ok_and(|found| found.is_some()) =>
+            {
+                StatCache::load(&dir)?
+            }
+            _ => StatCache::ephemeral(),
         };
         let mut outputs: HashMap<TaskId, Digest> = HashMap::new();
         let mut changing: HashSet<TaskId> = HashSet::new();

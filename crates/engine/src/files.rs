@@ -61,7 +61,7 @@ pub(crate) fn compile(pattern: &str) -> Result<Glob, PatternError> {
 }
 
 /// A pattern (or component) without glob characters.
-pub(crate) fn is_literal(pattern: &str) -> bool {
+pub fn is_literal(pattern: &str) -> bool {
     !pattern.contains(['*', '?', '[', ']', '{', '}', '\\'])
 }
 
@@ -98,6 +98,14 @@ impl Patterns {
             return Err(PatternError {
                 pattern: raw.to_string(),
                 message: "patterns must be relative paths inside the task's directory".into(),
+            });
+        }
+        // A walk never produces such a path, and a literal one could never be resolved
+        // ([`crate::confine`] refuses it): refused here, where `check` sees it.
+        if pattern.split('/').any(|c| c.is_empty() || c == ".") {
+            return Err(PatternError {
+                pattern: raw.to_string(),
+                message: "patterns are normalized paths: no empty (`//`) or `.` components".into(),
             });
         }
         Ok((negated, pattern))

@@ -1,16 +1,21 @@
-//! Crash-safe file writes of the engine's own files, and file locks.
+//! Crash safety of the engine's own files, and file locks.
 //!
 //! Invariant: every file the engine publishes (CAS blob, action-cache entry, stat cache, ledger
-//! entry, restored output) is written to a temporary file in the destination's directory, then
-//! renamed over the destination. A reader sees the old file or the new one, never half of one,
-//! even if the process is killed with SIGKILL at any instruction. See [`Durability`] for power
-//! loss.
+//! entry, restored output) is written to a temporary file, then renamed over the destination
+//! (through [`crate::confine::TempFile`], never through a link). A reader sees the old file or
+//! the new one, never half of one, even if the process is killed with SIGKILL at any
+//! instruction. See [`Durability`] for power loss. [`temp_beside`] and [`persist`] do the same
+//! for a file a front end names by path (`bundle.toml`, edited by `profile` commands).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
+
+use std::os::fd::AsFd;
+
+use crate::confine::Dir;
 
 /// How hard the engine works to make cache writes survive a power loss (`XBUNDLE_FSYNC`).
 ///
@@ -35,29 +40,28 @@ pub fn durability() -> Durability {
     })
 }
 
-/// Flushes the file system holding `path` to disk, if [`durability`] asks for it at the end of
-/// a run.
-pub fn sync_at_end_of_run(path: &Path) -> io::Result<()> {
+/// Flushes the file system holding the directory `dir` to disk, if [`durability`] asks for it
+/// at the end of a run (through the open handle: nothing is opened by path).
+pub fn sync_at_end_of_run(dir: &Dir) -> io::Result<()> {
     if durability() != Durability::EndOfRun {
         return Ok(());
     }
-    let dir = File::open(path)?;
-    sync_filesystem(&dir)
+    sync_filesystem(dir.as_fd())
 }
 
 #[cfg(target_os = "linux")]
-fn sync_filesystem(file: &File) -> io::Result<()> {
+fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: syncfs takes a valid open descriptor, which `file` owns for the call.
-    if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
+    // SAFETY: syncfs takes a valid open descriptor, which `fd` borrows for the call.
+    if unsafe { libc::syncfs(fd.as_raw_fd()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn sync_filesystem(file: &File) -> io::Result<()> {
-    file.sync_all()
+fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fsync(fd).map_err(io::Error::from)
 }
 
 /// Creates a temporary file beside `destination` (creating the directory if needed).
@@ -82,37 +86,6 @@ pub fn persist(temp: NamedTempFile, destination: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `destination` atomically.
-/// Writes `bytes` to `destination` atomically. The file is readable by everyone (0644), like a
-/// file created normally under the usual umask: temporary files start as 0600, which would
-/// otherwise leak into outputs (a fresh output 0600, the same output restored from the cache
-/// 0644).
-pub fn write_atomic(destination: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut temp = temp_beside(destination)?;
-    temp.write_all(bytes)?;
-    set_mode(temp.as_file(), 0o644)?;
-    persist(temp, destination)
-}
-
-#[cfg(unix)]
-fn set_mode(file: &File, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_: &File, _: u32) -> io::Result<()> {
-    Ok(())
-}
-
-/// Removes a file; a file that is already gone is not an error.
-pub fn remove_file_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-        _ => Ok(()),
-    }
-}
-
 /// How a [`FileLock`] is held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockMode {
@@ -133,27 +106,30 @@ pub struct FileLock {
 pub type WorkspaceLock = FileLock;
 
 impl FileLock {
-    /// Takes the lock in `mode`, calling `on_wait` once if another process holds it in a
-    /// conflicting mode; while waiting, `cancelled` is polled and ends the wait with an
-    /// [`io::ErrorKind::Interrupted`] error. The lock file is created if needed (never through a
-    /// link at its own name) and never removed: removing a lock file that others wait on would
-    /// let two holders in.
-    pub fn acquire(
-        path: &Path,
+    /// Takes the lock on the file `name` of the directory `dir` in `mode`, calling `on_wait`
+    /// once if another process holds it in a conflicting mode; while waiting, `cancelled` is
+    /// polled and ends the wait with an [`io::ErrorKind::Interrupted`] error. The lock file is
+    /// created if needed, never through a link and only as a regular file (see
+    /// [`crate::confine::Dir::open_lock_file`]), and never removed: removing a lock file that
+    /// others wait on would let two holders in.
+    pub fn acquire_in(
+        dir: &Dir,
+        name: &str,
         mode: LockMode,
         on_wait: impl FnOnce(),
         cancelled: &dyn Fn() -> bool,
     ) -> io::Result<FileLock> {
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)?;
+        let file = dir.open_lock_file(name).map_err(io::Error::other)?;
+        FileLock::lock(file, dir.join(name), mode, on_wait, cancelled)
+    }
+
+    fn lock(
+        file: File,
+        path: PathBuf,
+        mode: LockMode,
+        on_wait: impl FnOnce(),
+        cancelled: &dyn Fn() -> bool,
+    ) -> io::Result<FileLock> {
         let try_lock = |file: &File| match mode {
             LockMode::Shared => file.try_lock_shared(),
             LockMode::Exclusive => file.try_lock(),
@@ -179,28 +155,6 @@ impl FileLock {
             }
             Err(fs::TryLockError::Error(err)) => return Err(err),
         }
-        Ok(FileLock {
-            _file: file,
-            path: path.to_path_buf(),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    #[cfg(unix)]
-    fn atomic_writes_are_world_readable() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.json");
-        write_atomic(&path, b"{}").unwrap();
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
-        assert_eq!(fs::read(&path).unwrap(), b"{}");
+        Ok(FileLock { _file: file, path })
     }
 }

@@ -5,11 +5,12 @@
 //! | hashed                                   | how                                                   |
 //! |------------------------------------------|-------------------------------------------------------|
 //! | task kind and implementation version     | `kind`, `impl_version`                                |
-//! | resolved parameters                      | sorted `name -> value` (e.g. the command line, cwd)   |
+//! | resolved parameters                      | sorted `name -> value` (e.g. the command line)        |
 //! | each declared input file                 | sorted root-relative `/` path -> content SHA-256      |
 //! | each dependency                          | dependency id -> its **output** digest (early cutoff) |
 //! | declared environment variables           | name -> SHA-256 of the value, or "unset"              |
 //! | identities of tools the task runs        | tool name -> identity string (e.g. `rustc -vV`)       |
+//! | where the outputs land                   | the task's cwd and output patterns, in order          |
 //!
 //! Deliberately **not** hashed: modification times, absolute paths, the machine's name, the
 //! dependencies' keys (only their outputs: a dependency rebuilt to identical bytes does not
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{Digest, Hasher};
 
 /// Bumped whenever the canonical encoding changes.
-pub const ENCODING_VERSION: &str = "xbundle-key-v1";
+pub const ENCODING_VERSION: &str = "xbundle-key-v2";
 
 /// Everything that determines a task's result.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +46,13 @@ pub struct KeyComponents {
     pub env: BTreeMap<String, Option<Digest>>,
     /// Tool name -> identity.
     pub tools: BTreeMap<String, String>,
+    /// The task's cwd (root-relative) and output patterns: a cached result names root-relative
+    /// paths, so the same work with its outputs elsewhere is another result (an entry for the
+    /// old place is never looked up, nor refused and thrown away as naming foreign paths).
+    #[serde(default)]
+    pub cwd: String,
+    #[serde(default)]
+    pub outputs: Vec<String>,
 }
 
 impl KeyComponents {
@@ -85,6 +93,11 @@ impl KeyComponents {
             put_str(&mut out, name);
             put_str(&mut out, identity);
         }
+        section(&mut out, b'o', self.outputs.len());
+        put_str(&mut out, &self.cwd);
+        for pattern in &self.outputs {
+            put_str(&mut out, pattern);
+        }
         out
     }
 
@@ -103,6 +116,9 @@ impl KeyComponents {
         diff_maps(&previous.params, &self.params, |name, _| {
             reasons.push(DirtyReason::ParameterChanged(name.clone()))
         });
+        if self.cwd != previous.cwd || self.outputs != previous.outputs {
+            reasons.push(DirtyReason::OutputsChanged);
+        }
         diff_maps(&previous.inputs, &self.inputs, |path, change| {
             reasons.push(match change {
                 Change::Added => DirtyReason::InputAdded(path.clone()),
@@ -173,6 +189,8 @@ pub enum DirtyReason {
     CacheEntryMissing,
     ImplementationChanged,
     ParameterChanged(String),
+    /// The task's cwd or output patterns changed (its outputs land elsewhere).
+    OutputsChanged,
     InputChanged(String),
     InputAdded(String),
     InputRemoved(String),
@@ -192,6 +210,7 @@ impl fmt::Display for DirtyReason {
             }
             DirtyReason::ImplementationChanged => f.write_str("task implementation changed"),
             DirtyReason::ParameterChanged(name) => write!(f, "definition changed ({name})"),
+            DirtyReason::OutputsChanged => f.write_str("declared outputs changed"),
             DirtyReason::InputChanged(path) => write!(f, "input {path} changed"),
             DirtyReason::InputAdded(path) => write!(f, "input {path} added"),
             DirtyReason::InputRemoved(path) => write!(f, "input {path} removed"),
@@ -244,6 +263,8 @@ mod tests {
             .insert("NODE_ENV".into(), Some(Digest::of_bytes(b"production")));
         components.env.insert("UNSET".into(), None);
         components.tools.insert("sh".into(), "dash".into());
+        components.cwd = "web".into();
+        components.outputs = vec!["dist/**".into(), "!dist/tmp".into()];
         components
     }
 
@@ -252,11 +273,11 @@ mod tests {
         // Changing this value means every user's cache is invalidated: bump ENCODING_VERSION.
         assert_eq!(
             sample().key().to_hex(),
-            "7550300607d66f3ed22c592150beca18a7fd4b9ec581907707488afe8bcc1f76"
+            "f36c5d919223e9b90d9066d7b1a8881e600b7863b265243e08a4964e5430f142"
         );
         assert_eq!(
             KeyComponents::default().key().to_hex(),
-            "0bca246e4f8b5bee6a096e5a3f31b3f60a14d6156c0b7182224ed3f032502534"
+            "e08c4ceaa44655092a0df16714fd584f0dd07ced5f971d1419e4955a4f3eb05e"
         );
     }
 
@@ -283,6 +304,8 @@ mod tests {
             .inputs
             .insert("src/a.txt".into(), Digest::of_bytes(b"a"));
         backward.params.insert("run".into(), "cat a b > out".into());
+        backward.cwd = "web".into();
+        backward.outputs = vec!["dist/**".into(), "!dist/tmp".into()];
         assert_eq!(forward.key(), backward.key());
     }
 
@@ -313,11 +336,13 @@ mod tests {
         new.env.insert("UNSET".into(), Some(Digest::EMPTY));
         new.deps.insert("task:gen".into(), Digest::EMPTY);
         new.params.insert("run".into(), "other".into());
+        new.outputs = vec!["out/**".into()];
         let reasons = new.diff(&old);
         assert_eq!(
             reasons,
             vec![
                 DirtyReason::ParameterChanged("run".into()),
+                DirtyReason::OutputsChanged,
                 DirtyReason::InputChanged("src/a.txt".into()),
                 DirtyReason::InputAdded("src/c.txt".into()),
                 DirtyReason::InputRemoved("src/b.txt".into()),

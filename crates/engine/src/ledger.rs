@@ -4,16 +4,17 @@
 //! line holds the key, so a run that only needs "is this the key I last saw?" reads one short
 //! line; the JSON body (components, reasons) is parsed only by `explain` and on a miss.
 
-use std::fs;
-use std::io::{self, BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+use crate::confine::Place;
 use crate::digest::Digest;
-use crate::fsutil::write_atomic;
 use crate::key::{DirtyReason, KeyComponents};
 use crate::task::TaskId;
+
+/// The largest ledger entry read (the key components of a task with a million inputs fit).
+const MAX_ENTRY_BYTES: u64 = 256 << 20;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LedgerEntry {
@@ -28,31 +29,35 @@ pub struct LedgerEntry {
     pub at_unix: u64,
 }
 
+/// The ledger directory, a [`Place`] of the engine's: reached without following a link, its
+/// entries read only when they are regular files.
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    dir: PathBuf,
+    place: Place,
 }
 
 impl Ledger {
-    pub fn open(dir: impl Into<PathBuf>) -> Ledger {
-        Ledger { dir: dir.into() }
+    pub fn open(place: Place) -> Ledger {
+        Ledger { place }
     }
 
-    fn path(&self, id: &TaskId) -> PathBuf {
-        self.dir
-            .join(Digest::of_bytes(id.as_str().as_bytes()).to_hex())
+    fn name(id: &TaskId) -> String {
+        Digest::of_bytes(id.as_str().as_bytes()).to_hex()
     }
 
     /// The last key recorded for `id`, reading only the first line.
     pub fn last_key(&self, id: &TaskId) -> Option<Digest> {
-        let file = fs::File::open(self.path(id)).ok()?;
+        let dir = self.place.open().ok()??;
+        let (file, _) = dir.open_file(&Self::name(id)).ok()??;
         let mut line = String::new();
-        BufReader::new(file).read_line(&mut line).ok()?;
+        BufReader::new(file.take(128)).read_line(&mut line).ok()?;
         Digest::from_hex(line.trim_end())
     }
 
     pub fn get(&self, id: &TaskId) -> Option<LedgerEntry> {
-        let text = fs::read_to_string(self.path(id)).ok()?;
+        let dir = self.place.open().ok()??;
+        let bytes = dir.read_file(&Self::name(id), MAX_ENTRY_BYTES).ok()??;
+        let text = String::from_utf8(bytes).ok()?;
         let (_, body) = text.split_once('\n')?;
         serde_json::from_str(body).ok()
     }
@@ -60,10 +65,20 @@ impl Ledger {
     pub fn put(&self, entry: &LedgerEntry) -> io::Result<()> {
         let mut text = format!("{}\n", entry.key);
         text.push_str(&serde_json::to_string(entry).map_err(io::Error::other)?);
-        write_atomic(&self.path(&entry.id), text.as_bytes())
+        let dir = self.place.create().map_err(io::Error::other)?;
+        dir.write_file(&Self::name(&entry.id), 0o644, |file| {
+            file.write_all(text.as_bytes())
+                .map_err(|err| crate::confine::ConfineError::Io {
+                    path: Self::name(&entry.id),
+                    source: err,
+                })
+        })
+        .map(|_| ())
+        .map_err(io::Error::other)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The ledger directory.
+    pub fn place(&self) -> &Place {
+        &self.place
     }
 }

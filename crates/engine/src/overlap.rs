@@ -15,10 +15,15 @@
 //! every automaton's classes, one representative byte each). A product state accepts when both
 //! includes match, neither exclude does, and the path is well formed.
 //!
+//! Before any automaton is built, two exact pre-checks tell most pairs apart: the sets' walk
+//! roots (`src/**` and `dist/**` never meet) and the literal suffixes their includes require
+//! (`**/*.js` and `**/*.css` never end alike).
+//!
 //! **Invariants:** the answer is exact over the paths a walk can produce (UTF-8, well formed);
 //! every witness is matched by both sets under [`crate::files::Patterns::matches`] (the property
-//! test checks this against brute force); the search is bounded ([`MAX_STATES`], DFA size
-//! limits) and says so ([`OverlapError::TooComplex`]) rather than guessing.
+//! test checks this against brute force); the search is bounded ([`MAX_STATES`] per pair, a
+//! caller's [`Budget`] over a series of pairs, DFA size limits) and says so
+//! ([`OverlapError::TooComplex`]) rather than guessing.
 //!
 //! The module knows nothing of tasks: callers decide what must not overlap (two tasks' outputs,
 //! a task's outputs and its inputs, outputs and protected paths).
@@ -62,6 +67,10 @@ pub struct PatternSet {
     /// Root-relative walk root of each include pattern: every path the set matches is one of
     /// these or below one (a cheap, exact pre-check before any search).
     roots: Vec<String>,
+    /// The literal text every path matched by each include glob ends with (`.js` for
+    /// `**/*.js`, empty for `dist/**`): two sets whose includes' suffixes are pairwise not
+    /// suffixes of one another match no common path (the other cheap, exact pre-check).
+    suffixes: Vec<String>,
     automata: OnceLock<Result<Automata, OverlapError>>,
 }
 
@@ -85,7 +94,7 @@ impl Dfa {
             return Ok(None);
         }
         let too_complex = |reason: String| OverlapError::TooComplex {
-            patterns: sources.join(", "),
+            patterns: shortened(&sources.join(", ")),
             reason,
         };
         // The syntax options of globset's own matcher (`new_regex` in globset's lib.rs).
@@ -161,6 +170,7 @@ impl PatternSet {
                 (false, false) => format!("{prefix}/{root}"),
             })
             .collect();
+        let suffixes = include.iter().map(|glob| literal_suffix(glob)).collect();
         Ok(PatternSet {
             prefix: if prefix.is_empty() {
                 Vec::new()
@@ -171,6 +181,7 @@ impl PatternSet {
             exclude,
             sources: patterns.to_vec(),
             roots,
+            suffixes,
             automata: OnceLock::new(),
         })
     }
@@ -193,6 +204,17 @@ impl PatternSet {
         self.roots
             .iter()
             .any(|a| other.roots.iter().any(|b| nested(a, b) || nested(b, a)))
+    }
+
+    /// Whether some include of this set and some include of `other` can end alike (when not,
+    /// no path ends with both required suffixes, and the sets cannot overlap).
+    fn suffixes_meet(&self, other: &PatternSet) -> bool {
+        self.suffixes.iter().any(|a| {
+            other
+                .suffixes
+                .iter()
+                .any(|b| a.ends_with(b.as_str()) || b.ends_with(a.as_str()))
+        })
     }
 
     /// The automata, built once (only for a set with an include pattern).
@@ -313,6 +335,55 @@ pub fn escape(literal: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// `text` cut to about 200 characters for a message (patterns can be megabytes long).
+fn shortened(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.len() <= MAX {
+        return text.to_string();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &text[..end], text.len() - end)
+}
+
+/// The literal text at the end of `glob` (after its last glob character): every path it
+/// matches ends with it. Empty when the glob ends with a wildcard, a class, an alternation or
+/// an escape (kept simple: what it returns is always a true suffix).
+fn literal_suffix(glob: &str) -> String {
+    let start = glob
+        .rfind(['*', '?', '[', ']', '{', '}', ',', '\\'])
+        .map_or(0, |at| at + 1);
+    glob[start..].to_string()
+}
+
+/// A bound on the product states a series of comparisons may visit together (a plan compares
+/// every pair of tasks: without it, many patterns each just under [`MAX_STATES`] would take
+/// minutes, not be refused).
+pub struct Budget {
+    left: std::cell::Cell<usize>,
+}
+
+/// The [`Budget`] of one plan's comparisons: ten of the largest comparisons one pair may make
+/// (about two seconds of a release build); real plans need a tiny part of it, since most pairs
+/// are told apart without a search. Each search costs the states it visits, and at least its
+/// alphabet (the fixed work of setting it up).
+pub const PLAN_STATES: usize = 10 * MAX_STATES;
+
+impl Budget {
+    pub fn new(states: usize) -> Budget {
+        Budget {
+            left: std::cell::Cell::new(states),
+        }
+    }
+
+    /// The states not spent yet.
+    pub fn left(&self) -> usize {
+        self.left.get()
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -452,10 +523,57 @@ fn alphabet(a: &Automata, b: &Automata) -> Vec<u8> {
 /// The shortest path both sets match (root-relative: it includes the prefixes), or `None` when
 /// no path is matched by both.
 pub fn witness(a: &PatternSet, b: &PatternSet) -> Result<Option<String>, OverlapError> {
-    if a.include.is_empty() || b.include.is_empty() || !a.roots_meet(b) {
+    witness_within(a, b, &Budget::new(MAX_STATES))
+}
+
+/// [`witness`], the states it visits taken from `budget`: once it is spent, every comparison
+/// that needs a search is an error ([`OverlapError::TooComplex`]).
+pub fn witness_within(
+    a: &PatternSet,
+    b: &PatternSet,
+    budget: &Budget,
+) -> Result<Option<String>, OverlapError> {
+    if a.include.is_empty() || b.include.is_empty() || !a.roots_meet(b) || !a.suffixes_meet(b) {
         return Ok(None);
     }
-    let sources = || format!("{} / {}", a.sources.join(", "), b.sources.join(", "));
+    let left = budget.left.get();
+    let (limit, reason) = if left < MAX_STATES {
+        (
+            left,
+            format!(
+                "the comparisons of all the outputs together need more than {PLAN_STATES} states"
+            ),
+        )
+    } else {
+        (
+            MAX_STATES,
+            format!("more than {MAX_STATES} states to compare"),
+        )
+    };
+    let found = search(a, b, limit, &reason);
+    let visited = match &found {
+        Ok((_, visited)) => *visited,
+        Err(_) => limit,
+    };
+    budget.left.set(left.saturating_sub(visited));
+    found.map(|(path, _)| path)
+}
+
+/// The breadth-first search of [`witness`], visiting at most `limit` states (`reason` says why
+/// when it gives up); also how many it visited.
+fn search(
+    a: &PatternSet,
+    b: &PatternSet,
+    limit: usize,
+    reason: &str,
+) -> Result<(Option<String>, usize), OverlapError> {
+    let sources = || {
+        shortened(&format!(
+            "{} / {}",
+            a.sources.join(", "),
+            b.sources.join(", ")
+        ))
+    };
     let (a, b) = (a.automata()?, b.automata()?);
     let alphabet = alphabet(a, b);
     let start = State {
@@ -485,7 +603,7 @@ pub fn witness(a: &PatternSet, b: &PatternSet) -> Result<Option<String>, Overlap
             }
             bytes.reverse();
             let path = String::from_utf8(bytes).expect("the UTF-8 automaton admits only UTF-8");
-            return Ok(Some(path));
+            return Ok((Some(path), nodes.len() + alphabet.len()));
         }
         for &byte in &alphabet {
             let (Some(shape), Some(utf8), Some(side_a), Some(side_b)) = (
@@ -503,17 +621,17 @@ pub fn witness(a: &PatternSet, b: &PatternSet) -> Result<Option<String>, Overlap
                 utf8,
             };
             if seen.insert(next) {
-                if nodes.len() >= MAX_STATES {
+                if nodes.len() >= limit {
                     return Err(OverlapError::TooComplex {
                         patterns: sources(),
-                        reason: format!("more than {MAX_STATES} states to compare"),
+                        reason: reason.to_string(),
                     });
                 }
                 nodes.push((next, index, byte));
             }
         }
     }
-    Ok(None)
+    Ok((None, nodes.len() + alphabet.len()))
 }
 
 #[cfg(test)]
@@ -551,6 +669,46 @@ mod tests {
             assert!(engine_matches(b.0, b.1, path), "{path:?} matches {b:?}");
         }
         found
+    }
+
+    #[test]
+    fn pairs_that_cannot_end_alike_need_no_search_and_a_budget_bounds_the_rest() {
+        let spent = Budget::new(0);
+        // Told apart by the suffixes their includes require: no search, nothing spent.
+        for (a, b) in [
+            (&["**/*.js"][..], &["**/*.css"][..]),
+            (&["**/gen/*.x1", "**/*.x2"], &["**/*.x3"]),
+            (&["src/**/*.min.js"], &["**/*.map"]),
+        ] {
+            assert_eq!(
+                witness_within(&set("", a), &set("", b), &spent).unwrap(),
+                None,
+                "{a:?} / {b:?}"
+            );
+        }
+        // `.js` ends `.min.js`: a search, which a spent budget refuses.
+        let err =
+            witness_within(&set("", &["**/*.js"]), &set("", &["**/*.min.js"]), &spent).unwrap_err();
+        assert!(
+            err.to_string().contains("all the outputs together"),
+            "{err}"
+        );
+        // With a budget, the search finds the overlap; a literal (a file or a directory) has
+        // no suffix of its own.
+        let budget = Budget::new(PLAN_STATES);
+        assert_eq!(
+            overlap(("", &["**/*.js"]), ("", &["**/*.min.js"])).as_deref(),
+            Some(".min.js")
+        );
+        assert!(
+            witness_within(&set("", &["dist"]), &set("", &["**/*.css"]), &budget)
+                .unwrap()
+                .is_some()
+        );
+        // Each search spends what it visits.
+        let small = Budget::new(MAX_STATES + 10);
+        witness_within(&set("", &["**/a*"]), &set("", &["**/*b"]), &small).unwrap();
+        assert!(small.left.get() < MAX_STATES + 10);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! the old values is not detected (ctime cannot be set from user space, so this needs root).
 
 use std::collections::HashMap;
-use std::fs::{self, Metadata, OpenOptions};
+use std::fs::{self, Metadata};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -23,10 +23,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::confine::{ConfineError, Dir};
 use crate::digest::{Digest, hash_reader};
-use crate::fsutil::write_atomic;
 
 const FORMAT: u32 = 2;
+
+/// The stat cache's file in the state directory.
+pub const FILE: &str = "stat-cache";
+/// The clock probe's file in the state directory.
+pub const CLOCK: &str = "clock";
+/// The largest stat cache read (about two million files); a larger one is an empty cache.
+const MAX_BYTES: u64 = 256 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStat {
@@ -98,11 +105,14 @@ pub struct Hashed {
 }
 
 impl StatCache {
-    /// Loads the cache at `path` (an unreadable or foreign file is an empty cache) and takes this
-    /// run's clock by writing to `clock_path`.
-    pub fn load(path: &Path, clock_path: &Path) -> io::Result<StatCache> {
-        let mut base: Vec<(String, Entry)> = fs::read(path)
+    /// Loads the cache `stat-cache` of the directory `dir` (an unreadable, foreign or oversized
+    /// file, or anything but a regular file, is an empty cache) and takes this run's clock by
+    /// writing `clock` there.
+    pub fn load(dir: &Dir) -> io::Result<StatCache> {
+        let mut base: Vec<(String, Entry)> = dir
+            .read_file(FILE, MAX_BYTES)
             .ok()
+            .flatten()
             .and_then(|bytes| postcard::from_bytes::<OnDisk>(&bytes).ok())
             .filter(|on_disk| on_disk.format == FORMAT)
             .map(|on_disk| on_disk.entries)
@@ -114,7 +124,7 @@ impl StatCache {
         Ok(StatCache {
             base,
             overlay: RwLock::new(HashMap::new()),
-            run_clock_ns: file_system_now(clock_path)?,
+            run_clock_ns: file_system_now(dir)?,
             dirty: AtomicBool::new(false),
         })
     }
@@ -198,8 +208,8 @@ impl StatCache {
             .map(|index| self.base[index].1)
     }
 
-    /// Writes the cache back if anything changed.
-    pub fn save(&self, path: &Path) -> io::Result<()> {
+    /// Writes the cache back to `stat-cache` in `dir` if anything changed.
+    pub fn save(&self, dir: &Dir) -> io::Result<()> {
         if !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
@@ -217,23 +227,24 @@ impl StatCache {
             entries: list,
         })
         .map_err(io::Error::other)?;
-        write_atomic(path, &bytes)
+        write_in(dir, FILE, &bytes).map(|_| ())
     }
 }
 
-/// "Now" on the file system's clock: write to a file and read back its mtime.
-fn file_system_now(clock_path: &Path) -> io::Result<i64> {
-    if let Some(dir) = clock_path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(clock_path)?;
-    file.write_all(b"clock\n")?;
-    let metadata = file.metadata()?;
-    Ok(FileStat::of(&metadata).mtime_ns)
+/// Writes `name` in `dir` atomically (mode 0644, never through a link).
+fn write_in(dir: &Dir, name: &str, bytes: &[u8]) -> io::Result<FileStat> {
+    dir.write_file(name, 0o644, |file: &mut fs::File| {
+        file.write_all(bytes).map_err(|source| ConfineError::Io {
+            path: name.to_string(),
+            source,
+        })
+    })
+    .map_err(io::Error::other)
+}
+
+/// "Now" on the file system's clock: write the file `clock` in `dir` and read back its mtime.
+fn file_system_now(dir: &Dir) -> io::Result<i64> {
+    Ok(write_in(dir, CLOCK, b"clock\n")?.mtime_ns)
 }
 
 #[cfg(test)]
@@ -246,25 +257,23 @@ mod tests {
         let file = dir.path().join("a.txt");
         fs::write(&file, b"hello").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let cache_path = dir.path().join("stat");
-        let clock = dir.path().join("clock");
-        let cache = StatCache::load(&cache_path, &clock).unwrap();
+        let state = Dir::open_root(dir.path()).unwrap();
+        let cache = StatCache::load(&state).unwrap();
         let first = cache.digest("a.txt", &file).unwrap();
         assert!(!first.from_cache);
         assert_eq!(first.digest, Digest::of_bytes(b"hello"));
         let second = cache.digest("a.txt", &file).unwrap();
         assert!(second.from_cache, "an old file is trusted after one hash");
-        cache.save(&cache_path).unwrap();
-        let reloaded = StatCache::load(&cache_path, &clock).unwrap();
+        cache.save(&state).unwrap();
+        let reloaded = StatCache::load(&state).unwrap();
         assert!(reloaded.digest("a.txt", &file).unwrap().from_cache);
     }
 
     #[test]
     fn racy_file_is_rehashed_and_change_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let cache_path = dir.path().join("stat");
-        let clock = dir.path().join("clock");
-        let cache = StatCache::load(&cache_path, &clock).unwrap();
+        let state = Dir::open_root(dir.path()).unwrap();
+        let cache = StatCache::load(&state).unwrap();
         // Written after the run's clock: racy, never trusted by this run.
         let file = dir.path().join("b.txt");
         fs::write(&file, b"one").unwrap();

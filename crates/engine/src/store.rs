@@ -6,20 +6,31 @@
 //! cas/abcdef…      blob whose SHA-256 is abcdef…
 //! ac/1234…         action result for task key 1234…: a header line
 //!                  "xbundle-ac-v2 <key> <sha256 of key, newline and body>" then the JSON body
+//! lock             the store lock
 //! ```
 //!
 //! Invariants:
-//! - Every file is published with [`write_atomic`](crate::fsutil::write_atomic) or an equivalent
-//!   temp-then-rename, so no entry is ever visible half-written.
+//! - Every file is published temp-then-rename ([`crate::confine::TempFile`]), so no entry is
+//!   ever visible half-written.
 //! - An action result is written only after every blob it names is in the CAS.
+//! - The cache directory is a [`Place`]: `cas/` and `ac/` (and the cache itself when it lies
+//!   inside the workspace) are reached without following a link, and every file of the store is
+//!   opened with `O_NOFOLLOW` and used only if it is a regular file ([`Dir::open_file`]): a
+//!   link, a FIFO or a device where the store expects a blob or an entry (put there by another
+//!   user of a shared cache) is never followed, read or waited on. It is corrupt: reported,
+//!   removed (the link itself), and a miss.
 //! - Nothing read back is trusted: an action result whose body does not match its header digest,
-//!   or that was written for another key (a file copied or renamed in the store), is corrupt; a blob is streamed through SHA-256 on every restore and a mismatch is an error.
-//!   Corrupt entries are deleted and reported; the caller treats them as misses. An entry that
-//!   parses is still untrusted: its paths are checked before anything is restored (see
-//!   [`crate::guard`]); the body is parsed strictly (unknown fields are corruption).
+//!   or that was written for another key (a file copied or renamed in the store), is corrupt; a
+//!   blob is read only if its size is the one the entry gives, and no further, and is streamed
+//!   through SHA-256 on every restore; a mismatch is an error. Corrupt entries are deleted and
+//!   reported; the caller treats them as misses. An entry that parses is still untrusted: its
+//!   paths are checked before anything is restored (see [`crate::guard`]); the body is parsed
+//!   strictly (unknown fields are corruption) and bounded ([`MAX_ENTRY_BYTES`]).
 //! - Maintenance removes only what the store created (`cas/<sha256>`, `ac/<key>`, the shard
-//!   directories of earlier versions, its `.tmp-*` files, then `cas/` and `ac/` when empty);
-//!   never the cache directory itself, nor anything else a user keeps there.
+//!   directories of earlier versions, its temporary files ([`crate::confine::is_temp_name`]),
+//!   then `cas/` and `ac/` when empty);
+//!   never the cache directory itself, nor anything else a user keeps there. `verify` also
+//!   removes what is at a store name but is not a regular file (a link is removed itself).
 //! - Concurrency: the cache may be shared by several workspaces (`XBUNDLE_CACHE_DIR`), whose
 //!   workspace locks are separate. The store has its own lock file, `lock`: every build holds it
 //!   shared for its whole run, `gc`, `verify` and `clean` take it exclusively (waiting with a
@@ -29,23 +40,27 @@
 //!   builds to finish.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::confine::{ConfineError, Dir};
-use crate::digest::{Digest, Hasher, hash_reader};
-use crate::fsutil::{
-    FileLock, LockMode, persist, remove_file_if_exists, temp_beside, write_atomic,
-};
+use crate::confine::{ConfineError, Dir, Kind, Place};
+use crate::digest::{Digest, Hasher};
+use crate::fsutil::{FileLock, LockMode};
 use crate::statcache::FileStat;
-use tempfile::NamedTempFile;
 
 const AC_HEADER: &str = "xbundle-ac-v2";
+
+/// The largest action entry the store reads (a task with a million output files writes about a
+/// third of this); anything larger is corrupt, and never read whole.
+pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
+
+/// Blobs are copied and replayed in pieces of this size.
+const CHUNK: usize = 1 << 20;
 
 /// One file of a task's output tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +129,12 @@ pub enum StoreError {
     /// cache's fault.
     #[error(transparent)]
     Tree(#[from] ConfineError),
+    /// The cache's own directories refused (a link or a file where `cas/` or `ac/` should be).
+    #[error("the cache: {0}")]
+    Place(ConfineError),
+    /// The run was cancelled while a blob was being copied.
+    #[error("interrupted")]
+    Interrupted,
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -129,38 +150,95 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
+/// The two areas of the store.
+#[derive(Clone, Copy)]
+enum Area {
+    Cas,
+    Ac,
+}
+
+impl Area {
+    fn name(self) -> &'static str {
+        match self {
+            Area::Cas => "cas",
+            Area::Ac => "ac",
+        }
+    }
+}
+
 /// The on-disk CAS and action cache.
 #[derive(Clone, Debug)]
 pub struct Store {
-    root: PathBuf,
+    place: Place,
+    cas: Place,
+    ac: Place,
 }
 
 impl Store {
+    /// The store in the directory `root`, trusted as given (links in its path are followed;
+    /// nothing below it is).
     pub fn open(root: impl Into<PathBuf>) -> Store {
-        Store { root: root.into() }
+        let root = root.into();
+        Store::at(Place::within(&root, &root))
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The store at `place` (see [`Place`]: inside a workspace, no link below the root).
+    pub fn at(place: Place) -> Store {
+        Store {
+            cas: place.join(Area::Cas.name()),
+            ac: place.join(Area::Ac.name()),
+            place,
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.place.path()
+    }
+
+    /// The cache directory as a [`Place`].
+    pub fn place(&self) -> &Place {
+        &self.place
+    }
+
+    /// The places where the store keeps its files: the cache directory, `cas/` and `ac/`.
+    pub fn places(&self) -> [Place; 3] {
+        [self.place.clone(), self.cas.clone(), self.ac.clone()]
+    }
+
+    fn area_place(&self, area: Area) -> &Place {
+        match area {
+            Area::Cas => &self.cas,
+            Area::Ac => &self.ac,
+        }
     }
 
     /// `cas/<sha256>`. The directories are flat: no two-character shards, whose creation cost a
     /// cold build about 15% of its time (ext4 and its peers index large directories well).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("cas").join(digest.to_hex())
+        self.root().join("cas").join(digest.to_hex())
     }
 
     /// `ac/<key>`.
     pub fn action_path(&self, key: &Digest) -> PathBuf {
-        self.root.join("ac").join(key.to_hex())
+        self.root().join("ac").join(key.to_hex())
+    }
+
+    /// An area of the store; `Ok(None)` when it does not exist yet.
+    fn area(&self, area: Area) -> Result<Option<Arc<Dir>>, StoreError> {
+        self.area_place(area).open().map_err(StoreError::Place)
+    }
+
+    /// An area of the store, created if needed.
+    fn area_created(&self, area: Area) -> Result<Arc<Dir>, StoreError> {
+        self.area_place(area).create().map_err(StoreError::Place)
     }
 
     /// Copies the file at `source` into the CAS, hashing it on the way. Returns its digest and
     /// size. The blob is published only under the digest of the bytes actually copied.
     pub fn put_file(&self, source: &Path) -> Result<(Digest, u64), StoreError> {
         let mut input = File::open(source).map_err(io_err(source))?;
-        let staging = self.root.join("cas");
-        let mut temp = temp_beside(&staging.join("x")).map_err(io_err(&staging))?;
+        let cas = self.area_created(Area::Cas)?;
+        let mut temp = cas.temp_file().map_err(StoreError::Place)?;
         let mut hasher = Hasher::new();
         let mut size = 0u64;
         let mut buffer = vec![0u8; 64 * 1024];
@@ -170,140 +248,204 @@ impl Store {
                 break;
             }
             hasher.update(&buffer[..read]);
-            temp.write_all(&buffer[..read]).map_err(io_err(&staging))?;
+            temp.file()
+                .write_all(&buffer[..read])
+                .map_err(io_err(cas.path()))?;
             size += read as u64;
         }
         let digest = hasher.finish();
-        let destination = self.blob_path(&digest);
-        if blob_present(&destination, size) {
-            return Ok((digest, size));
-        }
-        if let Some(dir) = destination.parent() {
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
-        }
-        persist(temp, &destination).map_err(io_err(&destination))?;
+        self.publish_blob(&cas, temp, &digest, size)?;
         Ok((digest, size))
     }
 
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
         let digest = Digest::of_bytes(bytes);
-        let destination = self.blob_path(&digest);
-        if !blob_present(&destination, bytes.len() as u64) {
-            write_atomic(&destination, bytes).map_err(io_err(&destination))?;
+        let cas = self.area_created(Area::Cas)?;
+        if blob_present(&cas, &digest, bytes.len() as u64) {
+            return Ok(digest);
         }
+        let mut temp = cas.temp_file().map_err(StoreError::Place)?;
+        temp.file().write_all(bytes).map_err(io_err(cas.path()))?;
+        self.publish_blob(&cas, temp, &digest, bytes.len() as u64)?;
         Ok(digest)
     }
 
-    /// Reads a whole blob, verifying its digest.
-    pub fn get_bytes(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
-        let path = self.blob_path(digest);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingBlob { digest: *digest });
-            }
-            Err(err) => return Err(io_err(&path)(err)),
-        };
-        if Digest::of_bytes(&bytes) != *digest {
-            let _ = remove_file_if_exists(&path);
-            return Err(StoreError::Corrupt {
-                path,
-                problem: "content does not match its digest".into(),
-            });
+    /// Renames a finished temporary file to `cas/<digest>`, unless that blob is already there.
+    fn publish_blob(
+        &self,
+        cas: &Dir,
+        mut temp: crate::confine::TempFile<'_>,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        if blob_present(cas, digest, size) {
+            return Ok(());
         }
+        temp.finish(0o644).map_err(io_err(cas.path()))?;
+        temp.publish_into(cas, &digest.to_hex())
+            .map_err(StoreError::Place)?;
+        Ok(())
+    }
+
+    /// Opens blob `digest`, which must be a regular file of `size` bytes.
+    fn open_blob(&self, digest: &Digest, size: u64) -> Result<File, StoreError> {
+        let missing = || StoreError::MissingBlob { digest: *digest };
+        let cas = self.area(Area::Cas)?.ok_or_else(missing)?;
+        let name = digest.to_hex();
+        let (file, stat) = match cas.open_file(&name) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(missing()),
+            Err(ConfineError::NotRegular { what, .. }) => {
+                // Not something the store made: never read, removed (a link itself).
+                let _ = cas.remove_file(&name);
+                return Err(StoreError::Corrupt {
+                    path: self.blob_path(digest),
+                    problem: format!("it is {what}, not a regular file"),
+                });
+            }
+            Err(err) => return Err(StoreError::Place(err)),
+        };
+        if stat.size != size {
+            // Damaged, or named by a lying entry: either way not read (it may be huge), and
+            // removed (a blob of the right size is stored again by the next run that makes it).
+            return Err(self.bad_blob(
+                digest,
+                format!("it holds {} bytes, the entry says {size}", stat.size),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Reads a whole blob of `size` bytes, verifying its digest.
+    pub fn get_bytes(&self, digest: &Digest, size: u64) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = Vec::new();
+        self.stream_bytes(digest, size, &mut |chunk| bytes.extend_from_slice(chunk))?;
         Ok(bytes)
+    }
+
+    /// Passes the blob `digest` of `size` bytes to `emit` in pieces of at most 1 MiB (cut after
+    /// a newline where there is one), only after all of it was read and found to match its
+    /// digest; memory stays bounded whatever the size. The pieces are read again from the
+    /// opened file (a blob changed in place between the two reads is reported, after the fact).
+    pub fn stream_bytes(
+        &self,
+        digest: &Digest,
+        size: u64,
+        emit: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), StoreError> {
+        let path = self.blob_path(digest);
+        let mut file = self.open_blob(digest, size)?;
+        let found = copy_verified(&mut file, &mut io::sink(), size, &|| false)
+            .map_err(|err| err.into_store(&path, None))?;
+        if found != *digest {
+            return Err(self.damaged(digest, found));
+        }
+        file.rewind().map_err(io_err(&path))?;
+        let mut hasher = Hasher::new();
+        let mut buffer = vec![0u8; CHUNK];
+        let mut held = 0;
+        let mut input = file.take(size);
+        loop {
+            let read = input.read(&mut buffer[held..]).map_err(io_err(&path))?;
+            hasher.update(&buffer[held..held + read]);
+            held += read;
+            if read == 0 || held == buffer.len() {
+                let cut = if read == 0 {
+                    held
+                } else {
+                    buffer[..held]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(held, |at| at + 1)
+                };
+                if cut > 0 {
+                    emit(&buffer[..cut]);
+                }
+                buffer.copy_within(cut..held, 0);
+                held -= cut;
+            }
+            if read == 0 && held == 0 {
+                break;
+            }
+        }
+        if hasher.finish() != *digest {
+            return Err(self.bad_blob(digest, "it changed while it was read".into()));
+        }
+        Ok(())
+    }
+
+    /// A blob whose content is not its name: removed.
+    fn damaged(&self, digest: &Digest, found: Digest) -> StoreError {
+        self.bad_blob(
+            digest,
+            format!(
+                "content does not match its digest (sha256 {})",
+                found.short()
+            ),
+        )
+    }
+
+    /// A blob that is not what its name or the entry says: removed, and reported corrupt.
+    fn bad_blob(&self, digest: &Digest, problem: String) -> StoreError {
+        if let Ok(Some(cas)) = self.area(Area::Cas) {
+            let _ = cas.remove_file(&digest.to_hex());
+        }
+        StoreError::Corrupt {
+            path: self.blob_path(digest),
+            problem,
+        }
     }
 
     /// Writes the blob `file.digest` to `relative` below `root` (atomically, through
     /// [`crate::confine`]: never through a link), verifying size and digest while copying, with
-    /// mode 0755 or 0644. A mismatch deletes the bad blob and leaves the destination untouched.
-    /// Returns the restored file's stat.
+    /// mode 0755 or 0644. A mismatch deletes a damaged blob and leaves the destination
+    /// untouched. `cancelled` is polled between pieces of a large blob. Returns the restored
+    /// file's stat.
     ///
     /// The temporary copy is made in `staging` (a directory of the engine's, emptied at the start
     /// of every run, so a build killed mid-restore leaves nothing in the work tree), or in the
-    /// destination's directory when `staging` is unusable or on another file system.
+    /// destination's directory when there is none or it is on another file system.
     pub fn restore_file(
         &self,
         file: &OutputFile,
         root: &Dir,
         relative: &str,
-        staging: &Path,
+        staging: Option<&Dir>,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<FileStat, StoreError> {
-        let in_place = || {
-            root.write_file(relative, mode_of(file), |out: &mut File| {
-                self.verified_copy_into(file, out, Path::new(relative))
-            })
-        };
-        let temp = match self.verified_copy(file, staging.join("x").as_path()) {
-            Ok(temp) => temp,
-            Err(StoreError::Io { .. }) => return in_place(),
-            Err(err) => return Err(err),
-        };
-        match root.rename_into(temp.path(), relative) {
-            Ok(stat) => {
-                // Moved away: nothing left for the temporary file's drop to remove.
-                let _ = temp.into_temp_path().keep();
-                Ok(stat)
+        let mut blob = self.open_blob(&file.digest, file.size)?;
+        let blob_path = self.blob_path(&file.digest);
+        let mut copy = |out: &mut File| -> Result<(), StoreError> {
+            // From the start: a second attempt (in place) reads the blob again.
+            blob.rewind().map_err(io_err(&blob_path))?;
+            let found = copy_verified(&mut blob, out, file.size, cancelled)
+                .map_err(|err| err.into_store(&blob_path, Some(relative)))?;
+            if found != file.digest {
+                return Err(self.damaged(&file.digest, found));
             }
+            Ok(())
+        };
+        let in_place = |copy: &mut dyn FnMut(&mut File) -> Result<(), StoreError>| {
+            root.write_file(relative, mode_of(file), |out: &mut File| copy(out))
+        };
+        let Some(staging) = staging else {
+            return in_place(&mut copy);
+        };
+        let mut temp = match staging.temp_file() {
+            Ok(temp) => temp,
+            Err(_) => return in_place(&mut copy),
+        };
+        copy(temp.file())?;
+        temp.finish(mode_of(file)).map_err(io_err(staging.path()))?;
+        match temp.publish_into(root, relative) {
+            Ok(stat) => Ok(stat),
             Err(ConfineError::Io { source, .. })
                 if source.kind() == io::ErrorKind::CrossesDevices =>
             {
-                drop(temp);
-                in_place()
+                in_place(&mut copy)
             }
             Err(err) => Err(err.into()),
         }
-    }
-
-    /// Copies blob `file.digest` into a temporary file beside `near`, verifying size and digest.
-    fn verified_copy(&self, file: &OutputFile, near: &Path) -> Result<NamedTempFile, StoreError> {
-        let mut temp = temp_beside(near).map_err(io_err(near))?;
-        self.verified_copy_into(file, temp.as_file_mut(), near)?;
-        temp.as_file()
-            .set_permissions(fs::Permissions::from_mode(mode_of(file)))
-            .map_err(io_err(near))?;
-        Ok(temp)
-    }
-
-    /// Copies blob `file.digest` into `out`, verifying size and digest; a mismatch removes the
-    /// blob.
-    fn verified_copy_into(
-        &self,
-        file: &OutputFile,
-        out: &mut File,
-        out_path: &Path,
-    ) -> Result<(), StoreError> {
-        let blob = self.blob_path(&file.digest);
-        let mut input = match File::open(&blob) {
-            Ok(input) => input,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingBlob {
-                    digest: file.digest,
-                });
-            }
-            Err(err) => return Err(io_err(&blob)(err)),
-        };
-        let mut tee = Tee {
-            reader: &mut input,
-            writer: out,
-        };
-        let (digest, size) = hash_reader(&mut tee).map_err(|err| {
-            // A read error is the blob's, a write error the destination's.
-            io_err(out_path)(err)
-        })?;
-        if digest != file.digest || size != file.size {
-            let _ = remove_file_if_exists(&blob);
-            return Err(StoreError::Corrupt {
-                path: blob,
-                problem: format!(
-                    "expected {} bytes with sha256 {}, found {size} bytes with sha256 {}",
-                    file.size,
-                    file.digest.short(),
-                    digest.short()
-                ),
-            });
-        }
-        Ok(())
     }
 
     /// Stores an action result under `key`. Call only after all its blobs are stored.
@@ -311,55 +453,82 @@ impl Store {
         let body = serde_json::to_vec(result).expect("action results serialize");
         let mut bytes = format!("{AC_HEADER} {key} {}\n", entry_checksum(key, &body)).into_bytes();
         bytes.extend_from_slice(&body);
+        let ac = self.area_created(Area::Ac)?;
         let path = self.action_path(key);
-        write_atomic(&path, &bytes).map_err(io_err(&path))
+        ac.write_file(&key.to_hex(), 0o644, |out: &mut File| {
+            out.write_all(&bytes).map_err(io_err(&path))
+        })
+        .map(|_| ())
     }
 
     /// Looks up the action result for `key`. A corrupt entry is removed and reported.
     pub fn get_action(&self, key: &Digest) -> Result<Option<ActionResult>, StoreError> {
-        let path = self.action_path(key);
-        let mut file = match File::open(&path) {
-            Ok(file) => file,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(io_err(&path)(err)),
+        let Some(ac) = self.area(Area::Ac)? else {
+            return Ok(None);
         };
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io_err(&path))?;
+        let path = self.action_path(key);
+        let name = key.to_hex();
+        let corrupt = |problem: String| {
+            let _ = ac.remove_file(&name);
+            StoreError::Corrupt {
+                path: path.clone(),
+                problem,
+            }
+        };
+        let (file, stat) = match ac.open_file(&name) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(None),
+            Err(ConfineError::NotRegular { what, .. }) => {
+                return Err(corrupt(format!("it is {what}, not a regular file")));
+            }
+            Err(err) => return Err(StoreError::Place(err)),
+        };
+        if stat.size > MAX_ENTRY_BYTES {
+            return Err(corrupt(format!(
+                "{} bytes, more than any entry the store writes",
+                stat.size
+            )));
+        }
+        let mut bytes = Vec::with_capacity(stat.size as usize);
+        (&file)
+            .take(MAX_ENTRY_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(io_err(&path))?;
         if is_other_format(&bytes) {
             // Written by another version of xbundle: a plain miss, replaced on the next store.
             return Ok(None);
         }
         match parse_action(&bytes, Some(key)) {
             Ok(result) => {
-                mark_used(&path, &file);
+                mark_used(&file, &stat);
                 Ok(Some(result))
             }
-            Err(problem) => {
-                let _ = remove_file_if_exists(&path);
-                Err(StoreError::Corrupt { path, problem })
-            }
+            Err(problem) => Err(corrupt(problem)),
         }
     }
 
     pub fn remove_action(&self, key: &Digest) {
-        let _ = remove_file_if_exists(&self.action_path(key));
+        if let Ok(Some(ac)) = self.area(Area::Ac) {
+            let _ = ac.remove_file(&key.to_hex());
+        }
     }
 
     /// Counts and sizes of what the store holds.
     pub fn stats(&self) -> io::Result<StoreStats> {
         let mut stats = StoreStats::default();
-        for (_, size, _) in list_files(&self.root.join("ac"), false)? {
+        for listed in self.list(Area::Ac, false)?.files {
             stats.actions += 1;
-            stats.action_bytes += size;
+            stats.action_bytes += listed.size;
         }
-        for (_, size, _) in list_files(&self.root.join("cas"), false)? {
+        for listed in self.list(Area::Cas, false)?.files {
             stats.blobs += 1;
-            stats.blob_bytes += size;
+            stats.blob_bytes += listed.size;
         }
         Ok(stats)
     }
 
-    /// Checks every action result and blob; removes what is corrupt or unsafe. `check` judges
+    /// Checks every action result and blob; removes what is corrupt or unsafe (and what sits at
+    /// a store name without being a regular file: a link is removed itself). `check` judges
     /// each readable action result as untrusted input (see [`crate::guard::check_entry`]);
     /// what it refuses is reported and removed like a corrupt entry.
     ///
@@ -369,44 +538,82 @@ impl Store {
         check: &dyn Fn(&ActionResult) -> Result<(), String>,
     ) -> io::Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        for (path, _, _) in list_files(&self.root.join("cas"), true)? {
+        for area in [Area::Cas, Area::Ac] {
+            let listing = self.list(area, true)?;
+            for (relative, what) in &listing.odd {
+                remove_in(&listing.dir, relative)?;
+                report.problems.push(format!(
+                    "{} {} is {what}, not a regular file; removed",
+                    match area {
+                        Area::Cas => "blob",
+                        Area::Ac => "action entry",
+                    },
+                    self.root().join(area.name()).join(relative).display(),
+                ));
+            }
+        }
+        let cas = self.list(Area::Cas, false)?;
+        for listed in &cas.files {
             report.blobs_checked += 1;
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let ok = match Digest::from_hex(name) {
-                Some(expected) => {
-                    let (digest, _) = hash_reader(&mut File::open(&path)?)?;
-                    digest == expected
+            let name = listed.relative.rsplit('/').next().unwrap_or_default();
+            let path = self.root().join("cas").join(&listed.relative);
+            let Some(dir) = &cas.dir else { break };
+            let ok = match (Digest::from_hex(name), dir.open_file(&listed.relative)) {
+                (Some(expected), Ok(Some((mut file, stat)))) => {
+                    copy_verified(&mut file, &mut io::sink(), stat.size, &|| false)
+                        .map_err(|err| err.into_store(&path, None))
+                        .is_ok_and(|found| found == expected)
                 }
-                None => false,
+                // Removed since it was listed.
+                (_, Ok(None)) => continue,
+                _ => false,
             };
             if !ok {
-                remove_file_if_exists(&path)?;
+                remove_in(&cas.dir, &listed.relative)?;
                 report.problems.push(format!(
                     "blob {} does not match its digest; removed",
                     path.display()
                 ));
             }
         }
-        for (path, _, _) in list_files(&self.root.join("ac"), true)? {
+        let ac = self.list(Area::Ac, false)?;
+        for listed in &ac.files {
             report.actions_checked += 1;
-            let bytes = fs::read(&path)?;
+            let path = self.root().join("ac").join(&listed.relative);
+            let Some(dir) = &ac.dir else { break };
+            let bytes = match dir.read_file(&listed.relative, MAX_ENTRY_BYTES) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => continue,
+                Err(err) => {
+                    remove_in(&ac.dir, &listed.relative)?;
+                    report.problems.push(format!(
+                        "action entry {} is unusable ({err}); removed",
+                        path.display()
+                    ));
+                    continue;
+                }
+            };
             if is_other_format(&bytes) {
                 // Another version's entry: never read by this one (a plain miss), left alone.
                 continue;
             }
-            let problem = match parse_action(&bytes, key_of(&path).as_ref()) {
+            let key = Digest::from_hex(listed.relative.rsplit('/').next().unwrap_or_default());
+            let problem = match parse_action(&bytes, key.as_ref()) {
                 Err(problem) => Some(problem),
                 Ok(result) => check(&result).err().or_else(|| {
+                    let cas = cas.dir.as_ref();
                     result
                         .blobs()
-                        .find(|(digest, size)| !blob_present(&self.blob_path(digest), *size))
+                        .find(|(digest, size)| {
+                            !cas.is_some_and(|cas| blob_present(cas, digest, *size))
+                        })
                         .map(|(digest, _)| {
                             format!("names missing or damaged blob {}", digest.short())
                         })
                 }),
             };
             if let Some(problem) = problem {
-                remove_file_if_exists(&path)?;
+                remove_in(&ac.dir, &listed.relative)?;
                 report.problems.push(format!(
                     "action entry {} is unusable ({problem}); removed",
                     path.display()
@@ -418,33 +625,38 @@ impl Store {
 
     /// Removes everything the store created, and nothing else: `cas/<sha256>` blobs,
     /// `ac/<key>` entries, the same in the two-hex-digit shard directories of earlier versions
-    /// (removed once empty), the store's temporary files (`.tmp-*`), then `cas/` and `ac/` if
+    /// (removed once empty), the store's temporary files (`.tmp-xbundle-*`), then `cas/` and `ac/` if
     /// nothing else is left in them. The cache directory itself, its lock file and any other
     /// file or directory in it stay. Returns how many files were removed.
     ///
     /// Call with the store locked exclusively ([`Store::lock`]).
     pub fn clean(&self) -> io::Result<u64> {
         let mut removed = 0;
-        for area in ["cas", "ac"] {
-            let dir = self.root.join(area);
-            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-                // Missing, or a link the store never made: nothing of ours in it.
-                continue;
-            }
-            for (path, _, _) in list_files(&dir, false)? {
-                remove_file_if_exists(&path)?;
+        for area in [Area::Cas, Area::Ac] {
+            let listing = self.list(area, false)?;
+            let Some(dir) = &listing.dir else { continue };
+            for listed in &listing.files {
+                remove_in(&listing.dir, &listed.relative)?;
                 removed += 1;
             }
-            removed += remove_temp_files(&dir)?;
-            if let Ok(entries) = fs::read_dir(&dir) {
-                for entry in entries.flatten() {
-                    if is_shard(&entry) {
-                        removed += remove_temp_files(&entry.path())?;
-                        remove_dir_if_empty(&entry.path())?;
+            removed += remove_own_files(dir, &is_temp_name)?;
+            for (name, kind) in dir.entries().map_err(io::Error::other)? {
+                let Ok(name) = String::from_utf8(name) else {
+                    continue;
+                };
+                if kind == Kind::Dir && is_shard_name(&name) {
+                    if let Some(shard) = dir.open_dir(&name).map_err(io::Error::other)? {
+                        removed += remove_own_files(&shard, &is_temp_name)?;
                     }
+                    dir.remove_empty_dir(&name).map_err(io::Error::other)?;
                 }
             }
-            remove_dir_if_empty(&dir)?;
+            if let Some(cache) = self.place.open().map_err(io::Error::other)? {
+                cache
+                    .remove_empty_dir(area.name())
+                    .map_err(io::Error::other)?;
+            }
+            self.area_place(area).forget();
         }
         Ok(removed)
     }
@@ -453,7 +665,7 @@ impl Store {
     /// `gc`, `verify` and `clean` exclusively, so maintenance never removes a blob that a build
     /// in any workspace sharing this cache is writing or restoring.
     pub fn lock_path(&self) -> PathBuf {
-        self.root.join("lock")
+        self.root().join("lock")
     }
 
     /// Takes the store's lock (see [`Store::lock_path`]), calling `on_wait` once if another
@@ -464,7 +676,8 @@ impl Store {
         on_wait: impl FnOnce(),
         cancelled: &dyn Fn() -> bool,
     ) -> io::Result<FileLock> {
-        FileLock::acquire(&self.lock_path(), mode, on_wait, cancelled)
+        let dir = self.place.create().map_err(io::Error::other)?;
+        FileLock::acquire_in(&dir, "lock", mode, on_wait, cancelled)
     }
 
     /// Evicts least recently used action results until the store fits in `max_bytes`, then
@@ -474,23 +687,31 @@ impl Store {
     /// Call with the store locked exclusively ([`Store::lock`]): a blob that a build is writing
     /// is named by no action result yet, and would otherwise be removed under it.
     pub fn gc(&self, max_bytes: u64) -> io::Result<GcReport> {
-        let mut actions = list_files(&self.root.join("ac"), true)?;
+        let listing = self.list(Area::Ac, true)?;
+        let mut actions = listing.files;
         // Newest first.
-        actions.sort_by_key(|entry| std::cmp::Reverse(entry.2));
+        actions.sort_by_key(|entry| std::cmp::Reverse(entry.modified));
         let mut kept_blobs: HashSet<Digest> = HashSet::new();
         let mut total = 0u64;
         let mut report = GcReport::default();
-        for (path, size, _) in actions {
-            let result = fs::read(&path)
-                .ok()
-                .and_then(|bytes| parse_action(&bytes, key_of(&path).as_ref()).ok());
+        for listed in actions {
+            let result = listing
+                .dir
+                .as_ref()
+                .and_then(|dir| dir.read_file(&listed.relative, MAX_ENTRY_BYTES).ok())
+                .flatten()
+                .and_then(|bytes| {
+                    let key =
+                        Digest::from_hex(listed.relative.rsplit('/').next().unwrap_or_default());
+                    parse_action(&bytes, key.as_ref()).ok()
+                });
             let Some(result) = result else {
-                remove_file_if_exists(&path)?;
+                remove_in(&listing.dir, &listed.relative)?;
                 report.removed_actions += 1;
-                report.freed_bytes += size;
+                report.freed_bytes += listed.size;
                 continue;
             };
-            let new_bytes: u64 = size
+            let new_bytes: u64 = listed.size
                 + result
                     .blobs()
                     .filter(|(digest, _)| !kept_blobs.contains(digest))
@@ -501,23 +722,141 @@ impl Store {
                 kept_blobs.extend(result.blobs().map(|(digest, _)| digest));
                 report.kept_actions += 1;
             } else {
-                remove_file_if_exists(&path)?;
+                remove_in(&listing.dir, &listed.relative)?;
                 report.removed_actions += 1;
-                report.freed_bytes += size;
+                report.freed_bytes += listed.size;
             }
         }
-        for (path, size, _) in list_files(&self.root.join("cas"), true)? {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let cas = self.list(Area::Cas, true)?;
+        for listed in &cas.files {
+            let name = listed.relative.rsplit('/').next().unwrap_or_default();
             let keep = Digest::from_hex(name).is_some_and(|d| kept_blobs.contains(&d));
             if !keep {
-                remove_file_if_exists(&path)?;
+                remove_in(&cas.dir, &listed.relative)?;
                 report.removed_blobs += 1;
-                report.freed_bytes += size;
+                report.freed_bytes += listed.size;
             }
         }
         report.kept_bytes = total;
         Ok(report)
     }
+
+    /// Every file the store created in `area` (`<64 hex>`, and `<2 hex>/<64 hex>` of the
+    /// sharded layout of earlier versions, so `gc` and `verify` still see and clean such
+    /// entries), with size and mtime; also what sits at such a name without being a regular file
+    /// (`odd`). Other names and other directories are never listed: they are not the store's.
+    /// Temporary files are skipped, and removed when `remove_stale_temp` and older than
+    /// [`STALE_TEMP`]. An area that is missing (or not a directory reached without a link)
+    /// holds nothing of the store's.
+    fn list(&self, area: Area, remove_stale_temp: bool) -> io::Result<Listing> {
+        let mut listing = Listing {
+            dir: None,
+            files: Vec::new(),
+            odd: Vec::new(),
+        };
+        let dir = match self.area(area) {
+            Ok(Some(dir)) => dir,
+            Ok(None) | Err(StoreError::Place(_)) => return Ok(listing),
+            Err(err) => return Err(io::Error::other(err)),
+        };
+        list_into(&dir, "", remove_stale_temp, true, &mut listing)?;
+        listing.dir = Some(dir);
+        Ok(listing)
+    }
+}
+
+/// What [`Store::list`] found in an area.
+struct Listing {
+    /// The area, when it exists.
+    dir: Option<Arc<Dir>>,
+    files: Vec<Listed>,
+    /// Relative paths at store names that are not regular files, and what they are.
+    odd: Vec<(String, &'static str)>,
+}
+
+struct Listed {
+    /// Relative to the area: `<hex>` or `<2 hex>/<hex>`.
+    relative: String,
+    size: u64,
+    modified: SystemTime,
+}
+
+fn list_into(
+    dir: &Dir,
+    prefix: &str,
+    remove_stale_temp: bool,
+    descend: bool,
+    listing: &mut Listing,
+) -> io::Result<()> {
+    for (name, kind) in dir.entries().map_err(io::Error::other)? {
+        let Ok(name) = String::from_utf8(name) else {
+            continue;
+        };
+        let relative = format!("{prefix}{name}");
+        if kind == Kind::Dir {
+            if descend
+                && is_shard_name(&name)
+                && let Some(shard) = dir.open_dir(&name).map_err(io::Error::other)?
+            {
+                list_into(
+                    &shard,
+                    &format!("{name}/"),
+                    remove_stale_temp,
+                    false,
+                    listing,
+                )?;
+            }
+            continue;
+        }
+        if is_temp_name(&name) {
+            if remove_stale_temp && kind == Kind::File {
+                let stale = dir.lstat(&name).ok().flatten().is_some_and(|(_, stat)| {
+                    SystemTime::now()
+                        .duration_since(modified(&stat))
+                        .is_ok_and(|age| age > STALE_TEMP)
+                });
+                if stale {
+                    let _ = dir.remove_file(&name);
+                }
+            }
+            continue;
+        }
+        if !is_store_name(&name) {
+            continue;
+        }
+        if kind != Kind::File {
+            listing.odd.push((
+                relative,
+                match kind {
+                    Kind::Symlink => "a symbolic link",
+                    _ => "a FIFO, socket or device",
+                },
+            ));
+            continue;
+        }
+        match dir.lstat(&name).map_err(io::Error::other)? {
+            Some((Kind::File, stat)) => listing.files.push(Listed {
+                relative,
+                size: stat.size,
+                modified: modified(&stat),
+            }),
+            // Renamed or removed by a concurrent build since the directory was read.
+            _ => continue,
+        }
+    }
+    Ok(())
+}
+
+/// Removes `relative` from the listed area.
+fn remove_in(dir: &Option<Arc<Dir>>, relative: &str) -> io::Result<()> {
+    if let Some(dir) = dir {
+        dir.remove_file(relative).map_err(io::Error::other)?;
+    }
+    Ok(())
+}
+
+fn modified(stat: &FileStat) -> SystemTime {
+    u64::try_from(stat.mtime_ns).map_or(UNIX_EPOCH, |ns| UNIX_EPOCH + Duration::from_nanos(ns))
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -555,11 +894,6 @@ fn entry_checksum(key: &Digest, body: &[u8]) -> Digest {
 /// An entry in another (older or newer) entry format: not corrupt, just not ours to read.
 fn is_other_format(bytes: &[u8]) -> bool {
     bytes.starts_with(b"xbundle-ac-v") && !bytes.starts_with(format!("{AC_HEADER} ").as_bytes())
-}
-
-/// The key an action-cache file is stored under (its name).
-fn key_of(path: &Path) -> Option<Digest> {
-    path.file_name()?.to_str().and_then(Digest::from_hex)
 }
 
 /// Parses and checks an action-cache entry; `expected` is the key it was looked up by (an entry
@@ -600,24 +934,79 @@ fn mode_of(file: &OutputFile) -> u32 {
     if file.executable { 0o755 } else { 0o644 }
 }
 
-fn blob_present(path: &Path, size: u64) -> bool {
-    fs::metadata(path).is_ok_and(|m| m.len() == size)
+/// Whether `cas/<digest>` is a regular file of `size` bytes (never following a link).
+fn blob_present(cas: &Dir, digest: &Digest, size: u64) -> bool {
+    matches!(cas.lstat(&digest.to_hex()), Ok(Some((Kind::File, stat))) if stat.size == size)
 }
 
-/// Marks an action result as recently used (for `gc`), at most once an hour: one `fstat` of
-/// the already open entry on the common path.
-fn mark_used(path: &Path, open: &File) {
-    let stale = open
-        .metadata()
-        .and_then(|m| m.modified())
-        .is_ok_and(|modified| {
-            SystemTime::now()
-                .duration_since(modified)
-                .is_ok_and(|age| age > Duration::from_secs(3600))
-        });
-    if stale && let Ok(file) = File::options().write(true).open(path) {
-        let _ = file.set_modified(SystemTime::now());
+/// Marks an action result as recently used (for `gc`), at most once an hour, on the already
+/// open entry (`futimens`; it fails harmlessly on an entry of another user).
+fn mark_used(open: &File, stat: &FileStat) {
+    let now = SystemTime::now();
+    let stale = now
+        .duration_since(modified(stat))
+        .is_ok_and(|age| age > Duration::from_secs(3600));
+    if stale {
+        let _ = open.set_modified(now);
     }
+}
+
+/// Why [`copy_verified`] stopped.
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+    /// The blob ended before `size` bytes.
+    Short(u64),
+    Interrupted,
+}
+
+impl CopyError {
+    fn into_store(self, blob: &Path, destination: Option<&str>) -> StoreError {
+        match self {
+            CopyError::Short(read) => StoreError::Corrupt {
+                path: blob.to_path_buf(),
+                problem: format!("it ended after {read} bytes"),
+            },
+            CopyError::Read(source) => StoreError::Io {
+                path: blob.to_path_buf(),
+                source,
+            },
+            CopyError::Write(source) => StoreError::Io {
+                path: destination.map_or_else(|| blob.to_path_buf(), PathBuf::from),
+                source,
+            },
+            CopyError::Interrupted => StoreError::Interrupted,
+        }
+    }
+}
+
+/// Copies exactly `size` bytes of `input` to `out` (nothing beyond: a blob that grew is not
+/// read further), hashing them, polling `cancelled` between pieces. Returns their digest.
+fn copy_verified(
+    input: &mut File,
+    out: &mut dyn Write,
+    size: u64,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Digest, CopyError> {
+    let mut hasher = Hasher::new();
+    let mut buffer = vec![0u8; (size as usize).clamp(1, CHUNK)];
+    let mut left = size;
+    while left > 0 {
+        if cancelled() {
+            return Err(CopyError::Interrupted);
+        }
+        let want = buffer
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        let read = input.read(&mut buffer[..want]).map_err(CopyError::Read)?;
+        if read == 0 {
+            return Err(CopyError::Short(size - left));
+        }
+        hasher.update(&buffer[..read]);
+        out.write_all(&buffer[..read]).map_err(CopyError::Write)?;
+        left -= read as u64;
+    }
+    Ok(hasher.finish())
 }
 
 /// Temporary files older than this are leftovers of a killed process: `gc` and `verify` remove
@@ -630,135 +1019,34 @@ fn is_store_name(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// A shard directory of earlier versions: two lowercase hex digits, a real directory.
-fn is_shard(entry: &fs::DirEntry) -> bool {
-    let name = entry.file_name();
-    let name = name.to_str().unwrap_or("");
-    name.len() == 2
-        && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        && entry.file_type().is_ok_and(|t| t.is_dir())
+/// A shard directory name of earlier versions: two lowercase hex digits.
+fn is_shard_name(name: &str) -> bool {
+    name.len() == 2 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn is_temp_name(name: &str) -> bool {
-    name.starts_with(".tmp-")
-}
-
-/// Removes the store's temporary files directly in `dir`; returns how many.
-fn remove_temp_files(dir: &Path) -> io::Result<u64> {
-    remove_own_files(dir, &is_temp_name)
+    crate::confine::is_temp_name(name)
 }
 
 /// Removes the regular files (not links, not directories) directly in `dir` whose names `own`
-/// accepts; returns how many. A `dir` that is a link or missing holds nothing of ours.
-pub(crate) fn remove_own_files(dir: &Path, own: &dyn Fn(&str) -> bool) -> io::Result<u64> {
-    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
-        return Ok(0);
-    }
+/// accepts; returns how many.
+pub(crate) fn remove_own_files(dir: &Dir, own: &dyn Fn(&str) -> bool) -> io::Result<u64> {
     let mut removed = 0;
-    for entry in fs::read_dir(dir)?.flatten() {
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_file && entry.file_name().to_str().is_some_and(own) {
-            remove_file_if_exists(&entry.path())?;
+    for (name, kind) in dir.entries().map_err(io::Error::other)? {
+        let Ok(name) = String::from_utf8(name) else {
+            continue;
+        };
+        if kind == Kind::File && own(&name) && dir.remove_file(&name).map_err(io::Error::other)? {
             removed += 1;
         }
     }
     Ok(removed)
 }
 
-fn remove_dir_if_empty(dir: &Path) -> io::Result<()> {
-    match fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(err)
-            if matches!(
-                err.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
-            ) =>
-        {
-            Ok(())
-        }
-        Err(err) => Err(err),
-    }
-}
-
-/// Every file the store created in `dir` (`dir/<64 hex>`, and `dir/<2 hex>/<64 hex>` of the
-/// sharded layout of earlier versions, so `gc` and `verify` still see and clean such entries),
-/// with size and mtime. Links, other names and other directories are never listed: they are
-/// not the store's. Temporary files are skipped, and removed when `remove_stale_temp` and
-/// older than [`STALE_TEMP`].
-fn list_files(dir: &Path, remove_stale_temp: bool) -> io::Result<Vec<(PathBuf, u64, SystemTime)>> {
-    let mut out = Vec::new();
-    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
-        // Missing, or a link the store never made.
-        return Ok(out);
-    }
-    list_into(dir, remove_stale_temp, true, &mut out)?;
-    Ok(out)
-}
-
-fn list_into(
-    dir: &Path,
-    remove_stale_temp: bool,
-    descend: bool,
-    out: &mut Vec<(PathBuf, u64, SystemTime)>,
-) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let path = entry.path();
-        if descend && is_shard(&entry) {
-            list_into(&path, remove_stale_temp, false, out)?;
-            continue;
-        }
-        // Not following links: a link is never a store file.
-        let metadata = match entry.metadata() {
-            Ok(metadata) => metadata,
-            // Renamed or removed by a concurrent build since the directory was read.
-            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(err),
-        };
-        if !metadata.is_file() {
-            continue;
-        }
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if is_temp_name(name) {
-            let stale = metadata
-                .modified()
-                .ok()
-                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
-                .is_some_and(|age| age > STALE_TEMP);
-            if remove_stale_temp && stale {
-                let _ = remove_file_if_exists(&path);
-            }
-            continue;
-        }
-        if is_store_name(name) {
-            out.push((path, metadata.len(), metadata.modified()?));
-        }
-    }
-    Ok(())
-}
-
-struct Tee<'a, R: Read, W: Write> {
-    reader: &'a mut R,
-    writer: &'a mut W,
-}
-
-impl<R: Read, W: Write> Read for Tee<'_, R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.reader.read(buf)?;
-        self.writer.write_all(&buf[..read])?;
-        Ok(read)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     fn result_with(store: &Store, dir: &Path, content: &[u8]) -> ActionResult {
@@ -824,36 +1112,129 @@ mod tests {
         let result = result_with(&store, dir.path(), b"hello");
         let root = Dir::open_root(dir.path()).unwrap();
         let destination = dir.path().join("restored.txt");
-        let staging = dir.path().join("staging");
-        fs::create_dir_all(&staging).unwrap();
+        let staging = root.create_dir_all("staging").unwrap();
+        let never = || false;
         store
-            .restore_file(&result.outputs[0], &root, "restored.txt", &staging)
+            .restore_file(
+                &result.outputs[0],
+                &root,
+                "restored.txt",
+                Some(&staging),
+                &never,
+            )
             .unwrap();
         assert_eq!(fs::read(&destination).unwrap(), b"hello");
         assert_eq!(
             fs::metadata(&destination).unwrap().permissions().mode() & 0o777,
             0o644
         );
-        // Without a usable staging directory, the copy is made beside the destination.
+        assert_eq!(fs::read_dir(staging.path()).unwrap().count(), 0);
+        // Without a staging directory, the copy is made beside the destination.
         fs::remove_file(&destination).unwrap();
         store
-            .restore_file(
-                &result.outputs[0],
-                &root,
-                "restored.txt",
-                &dir.path().join("none"),
-            )
+            .restore_file(&result.outputs[0], &root, "restored.txt", None, &never)
             .unwrap();
         assert_eq!(fs::read(&destination).unwrap(), b"hello");
 
         fs::write(store.blob_path(&result.outputs[0].digest), b"jello").unwrap();
         fs::remove_file(&destination).unwrap();
         let err = store
-            .restore_file(&result.outputs[0], &root, "restored.txt", &staging)
+            .restore_file(
+                &result.outputs[0],
+                &root,
+                "restored.txt",
+                Some(&staging),
+                &never,
+            )
             .unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert!(!destination.exists(), "nothing half-restored");
         assert!(!store.blob_path(&result.outputs[0].digest).exists());
+        assert_eq!(fs::read_dir(staging.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn blobs_are_read_only_as_regular_files_of_the_size_the_entry_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let result = result_with(&store, dir.path(), b"hello");
+        let root = Dir::open_root(dir.path()).unwrap();
+        let blob = store.blob_path(&result.outputs[0].digest);
+        let never = || false;
+        let restore =
+            |file: &OutputFile| store.restore_file(file, &root, "restored.txt", None, &never);
+        // A blob larger than the entry says (a sparse file of a gigabyte): not read at all.
+        let huge = fs::File::options().write(true).open(&blob).unwrap();
+        huge.set_len(1 << 30).unwrap();
+        drop(huge);
+        let err = restore(&result.outputs[0]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds 1073741824 bytes, the entry says 5"),
+            "{err}"
+        );
+        assert!(!blob.exists(), "removed");
+        assert!(!dir.path().join("restored.txt").exists());
+        // A link to a file with the right content: never followed, removed itself.
+        fs::write(dir.path().join("same.txt"), b"hello").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("same.txt"), &blob).unwrap();
+        let err = restore(&result.outputs[0]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a symbolic link, not a regular file"),
+            "{err}"
+        );
+        assert!(fs::symlink_metadata(&blob).is_err());
+        assert_eq!(fs::read(dir.path().join("same.txt")).unwrap(), b"hello");
+        // A FIFO: opened without waiting for a writer, refused.
+        let status = std::process::Command::new("mkfifo")
+            .arg(&blob)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let err = store.get_bytes(&result.outputs[0].digest, 5).unwrap_err();
+        assert!(
+            err.to_string().contains("a FIFO, not a regular file"),
+            "{err}"
+        );
+        // Cancelled: stops between pieces, nothing is written.
+        store.put_bytes(b"hello").unwrap();
+        let err = store
+            .restore_file(&result.outputs[0], &root, "restored.txt", None, &|| true)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Interrupted), "{err}");
+        assert!(!dir.path().join("restored.txt").exists());
+    }
+
+    #[test]
+    fn streams_are_replayed_in_pieces_cut_after_a_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let line = "a line of a long log\n".repeat(1 << 16);
+        let text = format!("{line}{line}no newline at the end");
+        let digest = store.put_bytes(text.as_bytes()).unwrap();
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        store
+            .stream_bytes(&digest, text.len() as u64, &mut |piece| {
+                pieces.push(piece.to_vec())
+            })
+            .unwrap();
+        assert!(pieces.len() > 1, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|piece| piece.len() <= CHUNK));
+        assert!(
+            pieces[..pieces.len() - 1]
+                .iter()
+                .all(|p| p.ends_with(b"\n"))
+        );
+        assert_eq!(pieces.concat(), text.as_bytes());
+        // The wrong size: refused before anything is passed on.
+        let mut called = false;
+        assert!(
+            store
+                .stream_bytes(&digest, 3, &mut |_| called = true)
+                .is_err()
+        );
+        assert!(!called);
     }
 
     #[test]
@@ -950,7 +1331,7 @@ mod tests {
         let legacy = cache.join("ac/ab").join(Digest::of_bytes(b"old").to_hex());
         fs::create_dir_all(legacy.parent().unwrap()).unwrap();
         fs::write(&legacy, b"old").unwrap();
-        fs::write(cache.join("ac/ab/.tmp-123"), b"t").unwrap();
+        fs::write(cache.join("ac/ab/.tmp-a1B2c3"), b"t").unwrap();
         // What a user keeps there.
         let mine = [
             "notes.txt",
@@ -958,6 +1339,8 @@ mod tests {
             "cas/zz/file",
             "cas/ab/notes",
             "ac/0123",
+            "ac/.tmp-notes.txt",
+            "cas/.tmp-mine",
             "sub/dir/file",
         ];
         for path in mine {

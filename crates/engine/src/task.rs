@@ -83,6 +83,9 @@ pub struct ActionContext<'a> {
     pub id: &'a TaskId,
     /// The workspace root (absolute).
     pub root: &'a Path,
+    /// The workspace root, confined: an action of the engine's own kind writes its outputs
+    /// through it ([`crate::confine::Dir::write_file`]), never through a link.
+    pub tree: &'a crate::confine::Dir,
     /// The task's working directory (absolute).
     pub cwd: &'a Path,
     /// The environment to run child processes with (the engine's snapshot).

@@ -348,10 +348,7 @@ impl BundleConfig {
     /// Reads and validates `path` (the `bundle.toml` at a repository's root), including
     /// [`BundleConfig::check_on_disk`]; `display` is how the file is named in diagnostics.
     pub fn load(path: &Utf8Path, display: &Utf8Path) -> Result<BundleConfig, Diagnostic> {
-        let source = std::fs::read_to_string(path).map_err(|err| {
-            Diagnostic::error(format!("could not read {display}: {err}"))
-                .help("create a bundle.toml at the repository root, or pass --root DIR")
-        })?;
+        let source = read_bundle_toml(path, display)?;
         let config = BundleConfig::parse(&source, display)?;
         if let Some(root) = path.parent() {
             config.check_on_disk(if root.as_str().is_empty() {
@@ -1005,6 +1002,64 @@ pub fn symlinked_component(
         Ok(_) | Err(ConfineError::NotDirectory { .. }) => Ok(None),
         Err(ConfineError::Symlink { path }) => Ok(Some(path.into())),
         Err(err) => Err(std::io::Error::other(err)),
+    }
+}
+
+/// The largest definition file read (`bundle.toml`, a `service.json`, a platform file): far
+/// more than any needs; a larger one is refused before it is read whole.
+pub const MAX_DEFINITION_BYTES: u64 = 16 << 20;
+
+/// The text of the repository file `relative` (root-relative, normalized), read as untrusted
+/// input with the engine's confined-path helper: no symbolic link followed on the way or at the
+/// file itself, only a regular file (a FIFO would never end; it is not waited on), at most
+/// [`MAX_DEFINITION_BYTES`], UTF-8. `Ok(None)` when it does not exist; the error says what is
+/// wrong, naming the path (for a link, the link: "`{relative}` goes through the symbolic link
+/// `{link}`").
+pub fn read_definition(root: &Utf8Path, relative: &str) -> Result<Option<String>, String> {
+    use engine::confine::{ConfineError, Dir};
+    let dir = Dir::open_root(root.as_std_path()).map_err(|err| err.to_string())?;
+    match dir.read_file(relative, MAX_DEFINITION_BYTES) {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| format!("`{relative}` is not UTF-8 text")),
+        Err(ConfineError::Symlink { path }) => Err(format!(
+            "`{relative}` goes through the symbolic link `{path}`"
+        )),
+        Err(ConfineError::NotRegular {
+            what: "a symbolic link",
+            ..
+        }) => Err(format!(
+            "`{relative}` goes through the symbolic link `{relative}`"
+        )),
+        Err(ConfineError::NotDirectory { .. }) => Ok(None),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// The text of `path` (a repository's bundle.toml), as [`read_definition`] reads it; `display`
+/// names it in diagnostics.
+pub fn read_bundle_toml(path: &Utf8Path, display: &Utf8Path) -> Result<String, Diagnostic> {
+    let (root, name) = match (path.parent(), path.file_name()) {
+        (Some(root), Some(name)) => (
+            if root.as_str().is_empty() {
+                Utf8Path::new(".")
+            } else {
+                root
+            },
+            name,
+        ),
+        _ => (Utf8Path::new("."), path.as_str()),
+    };
+    let missing = |problem: String| {
+        Diagnostic::error(format!("could not read {display}: {problem}")).help(
+            "create a bundle.toml at the repository root (a regular file), or pass --root DIR",
+        )
+    };
+    match read_definition(root, name) {
+        Ok(Some(source)) => Ok(source),
+        Ok(None) => Err(missing("No such file or directory (os error 2)".into())),
+        Err(problem) => Err(missing(problem)),
     }
 }
 

@@ -131,18 +131,30 @@ impl Diagnostic {
             .with_context_lines(1)
             .with_width(100)
             .with_wrap_lines(false);
+        // What the repository wrote (a file name, a pattern, a line of bundle.toml) never
+        // reaches the terminal as control characters.
         let rendered = Rendered {
-            message: self.to_string(),
+            message: visible(&self.to_string()).into_owned(),
             source: match (&self.file, &self.source) {
-                (Some(file), Some(source)) => Some(NamedSource::new(file.as_str(), source.clone())),
+                (Some(file), Some(source)) => Some(NamedSource::new(
+                    visible(file.as_str()),
+                    same_length_visible(source),
+                )),
                 _ => None,
             },
             labels: self
                 .span
                 .iter()
-                .map(|span| LabeledSpan::new_with_span(self.label.clone(), span.clone()))
+                .map(|span| {
+                    LabeledSpan::new_with_span(
+                        self.label
+                            .as_deref()
+                            .map(|label| visible(label).into_owned()),
+                        span.clone(),
+                    )
+                })
                 .collect(),
-            help: self.help.clone(),
+            help: self.help.as_deref().map(|help| visible(help).into_owned()),
         };
         let mut out = String::new();
         if handler.render_report(&mut out, &rendered).is_err() {
@@ -150,6 +162,42 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// `text` with every control character but newline and tab written out (`\x1b`, `\u{9b}`):
+/// what a repository names (files, patterns, values) is printed, never interpreted by the
+/// terminal (an escape sequence in a file name could retitle the window, or worse).
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.contains(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !hidden(c) {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `source` with every control character but newline, carriage return and tab replaced by as
+/// many `?` as it has bytes: the spans of a diagnostic still point where they did.
+fn same_length_visible(source: &str) -> String {
+    source
+        .chars()
+        .map(|c| {
+            if c.is_control() && !matches!(c, '\n' | '\r' | '\t') {
+                "?".repeat(c.len_utf8())
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl std::ops::Deref for Diagnostic {

@@ -10,13 +10,14 @@
 //! decides who may write where, on every task the plan makes (declared tasks and pipeline
 //! stages), exactly on the globs ([`engine::overlap`]):
 //!
-//! - **protected paths**: no output reaches a `.git` directory (at any depth) or the state
-//!   directory `.xbundle`. A walk never enters those below its root, so the rule is checked on
-//!   each output pattern's walk root ([`overlap::walk_root`]): `.git`, `sub/.git/hooks/*` and
-//!   `.xbundle/**` are refused, `build/**` is not. No output matches `bundle.toml`, the root's
-//!   `.git` itself (a file in a git worktree, which walks do not skip: `.g*` is refused) or,
-//!   when the cache lies inside the root outside `.xbundle`, anything in the cache directory
-//!   (checked on every path the globs match: walks do reach those);
+//! - **protected paths**: no output reaches a `.git` directory (at any depth, in any case: the
+//!   engine refuses `.GIT` too), the state directory `.xbundle` or the cache when it lies inside
+//!   the root. A walk never enters those below its root, so the rule is checked on each output
+//!   pattern's walk root ([`overlap::walk_root`]): `.git`, `sub/.git/hooks/*`, `.xbundle/**` and
+//!   `cache/**` are refused, `build/**` and `**/*.o` are not. No output matches `bundle.toml`
+//!   or the root's `.git` itself (a file in a git worktree, which walks do not skip: `.g*` is
+//!   refused), exactly: nothing is ever below a file, so `**/*.o` does not "match
+//!   `bundle.toml/x.o`";
 //! - **own inputs**: no task's outputs overlap its own inputs (it would read what it writes; a
 //!   task may read its dependencies' outputs);
 //! - **one owner**: no two tasks' outputs overlap, pipeline stages' outputs under `[workspace]
@@ -30,7 +31,7 @@ use std::sync::Arc;
 
 use std::ops::Range;
 
-use engine::overlap::{self, OverlapError, PatternSet};
+use engine::overlap::{self, Budget, OverlapError, PatternSet};
 use engine::{CommandAction, GraphError, TaskGraph, TaskId, TaskSpec};
 
 use camino::Utf8Path;
@@ -65,14 +66,11 @@ pub fn declared_specs(config: &BundleConfig) -> Vec<TaskSpec> {
             };
             let mut params = BTreeMap::new();
             params.insert("command".to_string(), command_param);
-            params.insert("cwd".to_string(), task.cwd.clone());
+            // The cwd and the outputs are in every key already (see `engine::key`); which
+            // inputs are declared decides what the task may read.
             params.insert(
                 "inputs".to_string(),
                 serde_json::to_string(&task.inputs).expect("strings serialize"),
-            );
-            params.insert(
-                "outputs".to_string(),
-                serde_json::to_string(&task.outputs).expect("strings serialize"),
             );
             TaskSpec {
                 id: task_id(&task.name),
@@ -135,47 +133,53 @@ struct Protected {
     set: PatternSet,
     what: String,
     help: String,
-    /// Where the protected path is configured (for a pipeline task, whose outputs are not
-    /// written in the file).
-    span: Option<Range<usize>>,
 }
 
-/// Paths outputs may never match (checked on every path the globs match): `bundle.toml`; `.git`
-/// at the root, which is a file in a git worktree or submodule checkout (a walk skips `.git`
-/// directories, not files); the cache when it lies inside the root outside `.xbundle` (there the
-/// walk rule covers it).
-fn protected_paths(
-    config: &BundleConfig,
-    cache_dir: Option<&Utf8Path>,
-) -> Result<Vec<Protected>, OverlapError> {
-    let mut protected = vec![
+/// Paths outputs may never match, exactly (checked on every path the globs match):
+/// `bundle.toml`, and the root's `.git` in any case, which is a file in a git worktree or
+/// submodule checkout (a walk skips `.git` directories, not files). Only the paths themselves:
+/// nothing is ever below a file, and a walk never enters a `.git` directory (that is
+/// [`walk_reaches_protected`]'s rule), so `**/*.o` is an ordinary pattern, not one that "matches
+/// `bundle.toml/x.o`".
+fn protected_paths() -> Result<Vec<Protected>, OverlapError> {
+    // `.GIT` is the same entry on a case-insensitive file system, and the engine refuses every
+    // case of it.
+    let git: Vec<String> = (0..16u8)
+        .map(|bits| {
+            ".git"
+                .chars()
+                .enumerate()
+                .map(|(at, c)| {
+                    if at > 0 && bits & (1 << (at - 1)) != 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Ok(vec![
         Protected {
-            set: PatternSet::new("", &[overlap::escape(crate::config::FILE_NAME)])?,
+            set: PatternSet::new("", &exactly(&[crate::config::FILE_NAME.to_string()]))?,
             what: "`bundle.toml`".into(),
             help: "outputs may never overwrite the pipeline's own definition: narrow the pattern (e.g. `build/**`), or add \"!bundle.toml\" to `outputs`".into(),
-            span: None,
         },
         Protected {
-            set: PatternSet::new("", &[overlap::escape(".git")])?,
+            set: PatternSet::new("", &exactly(&git))?,
             what: "the repository's `.git`".into(),
             help: "outputs may never reach git's own files: narrow the pattern (e.g. `build/**`), or add \"!.git\" to `outputs`".into(),
-            span: None,
         },
-    ];
-    if let Some(dir) = cache_dir
-        && !under(dir.as_str(), crate::config::STATE_DIR)
-    {
-        let escaped = overlap::escape(dir.as_str());
-        protected.push(Protected {
-            set: PatternSet::new("", &[escaped.clone(), format!("{escaped}/**")])?,
-            what: format!("the cache directory `{dir}`"),
-            help: format!(
-                "outputs may never reach the cache: narrow the pattern, or exclude the cache with \"!{dir}\" (relative to the task's cwd)"
-            ),
-            span: config.spans.cache_dir.clone(),
-        });
-    }
-    Ok(protected)
+    ])
+}
+
+/// Patterns matching exactly the root-relative `paths`, not what is below them (as literal
+/// patterns would). Each stays a literal, so its walk root is the path itself and most output
+/// sets are told apart from it without building an automaton.
+fn exactly(paths: &[String]) -> Vec<String> {
+    let escaped: Vec<String> = paths.iter().map(|path| overlap::escape(path)).collect();
+    let below = escaped.iter().map(|path| format!("!{path}/**"));
+    escaped.iter().cloned().chain(below).collect()
 }
 
 /// Whether root-relative `path` is `dir` or below it.
@@ -184,30 +188,44 @@ fn under(path: &str, dir: &str) -> bool {
 }
 
 /// Directories a walk never enters below its root, so an output reaches them only when its
-/// walk root ([`overlap::walk_root`]) lies inside one: any `.git` directory, and the state
-/// directory. Returns the walk root, what it reaches and the help line.
+/// walk root ([`overlap::walk_root`]) lies inside one: any `.git` directory (in any case, as
+/// the engine's walks and guard see it), the state directory, and the cache when it lies inside
+/// the root (`cache_dir`). Returns the walk root, what it reaches and the help line.
 fn walk_reaches_protected(
     cwd: &str,
     pattern: &str,
-) -> Option<(String, &'static str, &'static str)> {
+    cache_dir: Option<&Utf8Path>,
+) -> Option<(String, String, &'static str)> {
     let base = overlap::walk_root(pattern)?;
     let root = match (cwd.is_empty(), base.is_empty()) {
         (true, _) => base,
         (false, true) => cwd.to_string(),
         (false, false) => format!("{cwd}/{base}"),
     };
-    if root.split('/').any(|component| component == ".git") {
+    if root
+        .split('/')
+        .any(|component| component.eq_ignore_ascii_case(".git"))
+    {
         return Some((
             root,
-            "a `.git` directory",
+            "a `.git` directory".into(),
             "outputs may never reach git's own files: name the build's own directory (e.g. `build/**`)",
         ));
     }
     if under(&root, crate::config::STATE_DIR) {
         return Some((
             root,
-            "xbundle's state directory `.xbundle`",
+            "xbundle's state directory `.xbundle`".into(),
             "outputs may never reach xbundle's state and cache: name the build's own directory (e.g. `build/**`)",
+        ));
+    }
+    if let Some(cache) = cache_dir
+        && under(&root, cache.as_str())
+    {
+        return Some((
+            root,
+            format!("the cache directory `{cache}`"),
+            "outputs may never reach the cache: name the build's own directory (e.g. `build/**`), or move the cache ([cache] dir)",
         ));
     }
     None
@@ -234,13 +252,24 @@ fn check_ownership(
             .with_message(format!("cannot check the outputs of {}: {err}", spec.id))
             .help("simplify the patterns (fewer alternatives and wildcards per pattern)")
     };
-    let protected =
-        protected_paths(config, cache_dir).map_err(|err| Diagnostic::internal(err.to_string()))?;
+    let protected = protected_paths().map_err(|err| Diagnostic::internal(err.to_string()))?;
+    // One budget for every search of the plan: many complex patterns are refused, not compared
+    // for minutes.
+    let budget = Budget::new(overlap::PLAN_STATES);
     let mut owners = Vec::new();
     for (spec, task) in specs {
         for pattern in &spec.outputs {
-            if let Some((root, what, help)) = walk_reaches_protected(&spec.cwd, pattern) {
-                let (diagnostic, _) = located_pattern(config, spec, task, pattern);
+            if let Some((root, what, help)) = walk_reaches_protected(&spec.cwd, pattern, cache_dir)
+            {
+                let (mut diagnostic, _) = located_pattern(config, spec, task, pattern);
+                // A pipeline task's outputs are not written in the file: point at the cache
+                // setting that put the cache in their way.
+                if task.is_none()
+                    && cache_dir.is_some_and(|cache| under(&root, cache.as_str()))
+                    && let Some(span) = &config.spans.cache_dir
+                {
+                    diagnostic = config.diagnostic("", span.clone(), "this directory");
+                }
                 return Err(diagnostic
                     .with_message(format!(
                         "{} would write inside {what}: output `{pattern}` reaches `{root}`",
@@ -252,15 +281,10 @@ fn check_ownership(
         let outputs =
             PatternSet::new(&spec.cwd, &spec.outputs).map_err(|err| too_complex(spec, err))?;
         for guard in &protected {
-            if let Some(path) =
-                overlap::witness(&outputs, &guard.set).map_err(|err| too_complex(spec, err))?
+            if let Some(path) = overlap::witness_within(&outputs, &guard.set, &budget)
+                .map_err(|err| too_complex(spec, err))?
             {
-                let (mut diagnostic, pattern) = located(config, spec, task, Some(&path));
-                if task.is_none()
-                    && let Some(span) = &guard.span
-                {
-                    diagnostic = config.diagnostic("", span.clone(), "this directory");
-                }
+                let (diagnostic, pattern) = located(config, spec, task, Some(&path));
                 let by = pattern.map_or(String::new(), |p| format!("output `{p}` "));
                 return Err(diagnostic
                     .with_message(format!(
@@ -273,8 +297,8 @@ fn check_ownership(
         if !spec.inputs.is_empty() {
             let inputs =
                 PatternSet::new(&spec.cwd, &spec.inputs).map_err(|err| too_complex(spec, err))?;
-            if let Some(path) =
-                overlap::witness(&outputs, &inputs).map_err(|err| too_complex(spec, err))?
+            if let Some(path) = overlap::witness_within(&outputs, &inputs, &budget)
+                .map_err(|err| too_complex(spec, err))?
             {
                 let (diagnostic, pattern) = located(config, spec, task, Some(&path));
                 let help = match &pattern {
@@ -300,13 +324,15 @@ fn check_ownership(
     }
     for (index, second) in owners.iter().enumerate() {
         for first in &owners[..index] {
-            let found = overlap::witness(&first.outputs, &second.outputs).map_err(|err| {
-                // Name the set that is too complex when one is; else the pair is.
-                match first.outputs.prepare() {
-                    Err(own) => too_complex(first.spec, own),
-                    Ok(()) => too_complex(second.spec, err),
-                }
-            })?;
+            let found = overlap::witness_within(&first.outputs, &second.outputs, &budget).map_err(
+                |err| {
+                    // Name the set that is too complex when one is; else the pair is.
+                    match first.outputs.prepare() {
+                        Err(own) => too_complex(first.spec, own),
+                        Ok(()) => too_complex(second.spec, err),
+                    }
+                },
+            )?;
             let Some(path) = found else {
                 continue;
             };

@@ -6,6 +6,9 @@ use serde::Deserialize;
 
 use crate::diagnostic::Diagnostic;
 
+/// Where platform files live, relative to the root.
+const DIR: &str = "platforms";
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Platform {
@@ -18,20 +21,43 @@ pub struct Platform {
     pub formats: Vec<String>,
 }
 
-/// Every `*.toml` in `dir`, sorted by id. A file whose `id` differs from its name is an error.
-pub fn load_all(dir: &Utf8Path) -> Result<Vec<Platform>, Diagnostic> {
+/// Every `*.toml` in `<root>/platforms/`, sorted by id (none when there is no such
+/// directory). A file whose `id` differs from its name is an error. The directory and its files
+/// are read as untrusted input ([`crate::config::read_definition`]): no link followed, only
+/// regular files of a sane size.
+pub fn load_all(root: &Utf8Path) -> Result<Vec<Platform>, Diagnostic> {
+    use engine::confine::{Dir, Kind};
     let mut platforms = Vec::new();
-    let entries = dir.read_dir_utf8().map_err(|err| {
-        Diagnostic::error(format!("could not read {dir}: {err}"))
-            .help("create a platforms/ directory with one TOML file per target platform")
-    })?;
-    for entry in entries {
-        let entry = entry.map_err(Diagnostic::from)?;
-        let path = entry.path();
-        if path.extension() != Some("toml") {
+    let unreadable = |err: String| {
+        Diagnostic::error(format!("could not read {DIR}/: {err}"))
+            .help("platforms/ holds one TOML file per target platform, as a real directory")
+    };
+    let dir = Dir::open_root(root.as_std_path())
+        .and_then(|root| root.open_dir(DIR))
+        .map_err(|err| unreadable(err.to_string()))?;
+    let Some(dir) = dir else {
+        return Ok(platforms);
+    };
+    let mut names: Vec<String> = Vec::new();
+    for (name, kind) in dir.entries().map_err(|err| unreadable(err.to_string()))? {
+        let Ok(name) = String::from_utf8(name) else {
             continue;
+        };
+        if name.ends_with(".toml") && kind != Kind::Dir {
+            names.push(name);
         }
-        let source = std::fs::read_to_string(path).map_err(Diagnostic::from)?;
+    }
+    names.sort();
+    for name in names {
+        let relative = format!("{DIR}/{name}");
+        let path = root.join(&relative);
+        let path = path.as_path();
+        let source = crate::config::read_definition(root, &relative)
+            .map_err(|problem| {
+                Diagnostic::error(format!("could not read {relative}: {problem}"))
+                    .help("a platform file is a regular TOML file in platforms/")
+            })?
+            .unwrap_or_default();
         let platform: Platform = toml::from_str(&source).map_err(|err| {
             let diagnostic = Diagnostic::error(err.message().to_string()).in_file(path, &source);
             match err.span() {
@@ -59,8 +85,8 @@ mod tests {
 
     #[test]
     fn repository_platforms_load() {
-        let dir = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../../platforms");
-        let platforms = load_all(&dir).unwrap();
+        let root = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let platforms = load_all(&root).unwrap();
         let ids: Vec<&str> = platforms.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(
             ids,

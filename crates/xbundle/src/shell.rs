@@ -2,7 +2,10 @@
 //! lines for `--message-format json`. Nothing else in the crate prints.
 //!
 //! Human output goes to stderr (status) and stdout (command results, task stdout); colors follow
-//! the terminal and `NO_COLOR` (through `anstream`). JSON output writes one object per line to
+//! the terminal and `NO_COLOR` (through `anstream`). **Invariant:** status lines, warnings,
+//! errors and diagnostics show control characters written out ([`visible`]): a file name or a
+//! pattern from the repository never reaches the terminal as an escape sequence. What a task
+//! prints is its own output, passed through as it is. JSON output writes one object per line to
 //! stdout; the event schema is documented in `docs/json-events.md`.
 
 use std::io::Write;
@@ -13,7 +16,7 @@ use anstyle::{AnsiColor, Style};
 use engine::{Event, Reporter, Stream, TaskReport, TaskStatus, key::summarize};
 use serde_json::json;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, visible};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum MessageFormat {
@@ -75,7 +78,7 @@ impl Shell {
         }
         self.with_terminal(|| {
             let mut err = anstream::stderr().lock();
-            let _ = writeln!(err, "{style}{verb:>12}{style:#} {message}");
+            let _ = writeln!(err, "{style}{verb:>12}{style:#} {}", visible(message));
         });
     }
 
@@ -90,7 +93,8 @@ impl Shell {
         self.with_terminal(|| {
             let _ = writeln!(
                 anstream::stderr().lock(),
-                "{YELLOW}warning{YELLOW:#}: {message}"
+                "{YELLOW}warning{YELLOW:#}: {}",
+                visible(message)
             );
         });
     }
@@ -221,7 +225,8 @@ impl Shell {
                 self.with_terminal(|| {
                     let _ = writeln!(
                         anstream::stderr().lock(),
-                        "{RED}error{RED:#}: {id} failed: {message}"
+                        "{RED}error{RED:#}: {id} failed: {}",
+                        visible(message)
                     );
                 });
             }
@@ -373,7 +378,7 @@ impl Reporter for Shell {
                         let _ = writeln!(
                             anstream::stderr().lock(),
                             "{RED}error{RED:#}: build failed: {counts}; failed: {}",
-                            failed.join(", ")
+                            visible(&failed.join(", "))
                         );
                     });
                 }

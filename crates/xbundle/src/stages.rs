@@ -59,12 +59,7 @@ impl Context {
     }
 
     pub fn new(root: &Utf8Path, config: BundleConfig) -> Result<Context, Diagnostic> {
-        let platforms_dir = root.join("platforms");
-        let platforms = if platforms_dir.is_dir() {
-            platform::load_all(&platforms_dir)?
-        } else {
-            Vec::new()
-        };
+        let platforms = platform::load_all(root)?;
         let layout = Layout {
             root: root.to_path_buf(),
             scenarios: config.workspace.scenarios.clone(),
@@ -124,37 +119,45 @@ fn failure(diagnostic: Diagnostic) -> ActionFailure {
     }
 }
 
-fn write(path: &Utf8Path, text: &str) -> Result<(), ActionFailure> {
-    let result = (|| {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        engine::fsutil::write_atomic(path.as_std_path(), text.as_bytes())
-    })();
-    result.map_err(|err| ActionFailure {
-        message: format!("writing {path}: {err}"),
+/// Writes `relative` (root-relative) atomically through the confined root: never through a
+/// link, even one swapped in after the engine checked the outputs.
+fn write(
+    tree: &engine::confine::Dir,
+    relative: &Utf8Path,
+    text: &str,
+) -> Result<(), ActionFailure> {
+    tree.write_file(relative.as_str(), 0o644, |file: &mut std::fs::File| {
+        use std::io::Write;
+        file.write_all(text.as_bytes())
+            .map_err(|source| engine::confine::ConfineError::Io {
+                path: relative.to_string(),
+                source,
+            })
+    })
+    .map(|_| ())
+    .map_err(|err| ActionFailure {
+        message: format!("writing {relative}: {err}"),
         ..ActionFailure::default()
     })
 }
 
 impl Action for ProfileAction {
-    fn run(&self, _: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
+    fn run(&self, action: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
         let context = Context::load(&self.root).map_err(failure)?;
         let catalog = Catalog::new(context.layout.clone());
         let assembly = context.assemble(&catalog, &self.profile).map_err(failure)?;
-        let dir = self
-            .root
-            .join(profile_dir(&context.config.workspace.out, &self.profile));
+        let dir = profile_dir(&context.config.workspace.out, &self.profile);
         match self.output {
             Output::Secrets => {
                 let mut text =
                     serde_json::to_string_pretty(&assembly.plan).expect("plans serialize");
                 text.push('\n');
-                write(&dir.join("secrets.json"), &text)?;
+                write(action.tree, &dir.join("secrets.json"), &text)?;
             }
             Output::Manifest => {
-                write(&dir.join("bundle.json"), &assembly.json)?;
+                write(action.tree, &dir.join("bundle.json"), &assembly.json)?;
                 write(
+                    action.tree,
                     &dir.join("bundle.json.sha256"),
                     &checksum_line(&assembly.json),
                 )?;

@@ -132,31 +132,21 @@ impl Catalog {
             }
             return found.clone();
         }
-        let absolute = self.layout.root.join(&relative);
-        match crate::config::symlinked_component(&self.layout.root, &relative) {
-            Ok(None) => {}
-            Ok(Some(link)) => {
-                let found: Lookup = Err(Diagnostic::error(format!(
-                    "{relative} goes through the symbolic link `{link}`"
-                ))
-                .help("definitions are read without following links (a link can lead outside the repository): make it a real directory"));
-                self.cache.borrow_mut().insert(key, found.clone());
-                return found;
-            }
-            Err(err) => {
-                return Err(Diagnostic::error(format!(
-                    "could not read {relative}: {err}"
-                )));
-            }
-        }
-        let found = match std::fs::read_to_string(&absolute) {
-            Ok(text) => {
+        // No link followed, only a regular file of a sane size (a FIFO would hang the
+        // analysis): the repository is untrusted input.
+        let found = match crate::config::read_definition(&self.layout.root, relative.as_str()) {
+            Ok(Some(text)) => {
                 self.read.borrow_mut().insert(relative.to_string());
                 service::parse(&text, &relative, name, kind).map(|def| Some(Rc::new(def)))
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(Diagnostic::error(format!(
-                "could not read {relative}: {err}"
+            Ok(None) => Ok(None),
+            Err(problem) if problem.contains("goes through the symbolic link") => {
+                Err(Diagnostic::error(problem).help(
+                    "definitions are read without following links (a link can lead outside the repository): make it a real directory",
+                ))
+            }
+            Err(problem) => Err(Diagnostic::error(format!(
+                "could not read {relative}: {problem}"
             ))),
         };
         self.cache.borrow_mut().insert(key, found.clone());

@@ -28,7 +28,7 @@ struct AnalyzeAction {
 }
 
 impl Action for AnalyzeAction {
-    fn run(&self, _: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
+    fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
         let catalog = Catalog::new(self.layout.clone());
         let request = Request {
             scenario: self.scenario.clone(),
@@ -43,14 +43,21 @@ impl Action for AnalyzeAction {
         })?;
         let mut json = serde_json::to_string_pretty(&result).expect("analyses serialize");
         json.push('\n');
-        let path = self.layout.root.join(&self.output);
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            engine::fsutil::write_atomic(path.as_std_path(), json.as_bytes())
-        };
-        write().map_err(|err| ActionFailure {
+        // Through the confined root: never through a link, even one swapped in after the
+        // engine checked the outputs.
+        let written =
+            context
+                .tree
+                .write_file(self.output.as_str(), 0o644, |file: &mut std::fs::File| {
+                    use std::io::Write;
+                    file.write_all(json.as_bytes()).map_err(|source| {
+                        engine::confine::ConfineError::Io {
+                            path: self.output.to_string(),
+                            source,
+                        }
+                    })
+                });
+        written.map_err(|err| ActionFailure {
             message: format!("writing {}: {err}", self.output),
             ..ActionFailure::default()
         })?;

@@ -145,9 +145,7 @@ pub(super) fn lock(
     workspace: &Workspace,
     shell: &Shell,
 ) -> Result<(FileLock, FileLock), Diagnostic> {
-    let workspace_lock = FileLock::acquire(
-        &workspace.engine.config().state_dir.join("lock"),
-        LockMode::Exclusive,
+    let workspace_lock = workspace.engine.lock_workspace(
         || shell.warn("blocking: waiting for another xbundle run to release the workspace lock"),
         &|| false,
     )?;

@@ -238,11 +238,37 @@ fn load(cli: &Cli, force: bool, fail_fast: bool) -> Result<Workspace, Diagnostic
     engine_config.protected = vec![config::FILE_NAME.to_string()];
     engine_config.force = force;
     engine_config.fail_fast = fail_fast;
+    let engine = Engine::new(engine_config);
+    check_places(&engine)?;
     Ok(Workspace {
         root,
         config,
-        engine: Engine::new(engine_config),
+        engine,
     })
+}
+
+/// The engine's own directories (state, staging, ledger, cache, `cas/`, `ac/`) where they
+/// exist: a link there (a repository can ship one, another user of a shared cache can make
+/// one) is bad input, refused before anything is read or written.
+fn check_places(engine: &Engine) -> Result<(), Diagnostic> {
+    use engine::confine::ConfineError;
+    let help = "xbundle never follows a link where it keeps its state or its cache (the link could lead anywhere, and xbundle writes and deletes there): remove the link, and xbundle creates a directory of its own; to keep the cache elsewhere, set XBUNDLE_CACHE_DIR or [cache] dir";
+    match engine.check_places() {
+        Ok(()) => Ok(()),
+        Err(ConfineError::Symlink { path }) => Err(Diagnostic::error(format!(
+            "`{path}` is a symbolic link where xbundle keeps its own files"
+        ))
+        .help(help)),
+        Err(ConfineError::NotDirectory { path }) => Err(Diagnostic::error(format!(
+            "`{path}` is not a directory, where xbundle keeps its own files"
+        ))
+        .help("xbundle keeps its state and its cache in directories of its own: point XBUNDLE_CACHE_DIR or [cache] dir at a directory, or move the file away (xbundle then creates the directory)")),
+        Err(ConfineError::NotRegular { path, what }) => Err(Diagnostic::error(format!(
+            "`{path}` is {what}, where xbundle keeps its lock file"
+        ))
+        .help("remove it (remove the link, if it is one): xbundle creates its lock file itself and never follows a link there")),
+        Err(err) => Err(Diagnostic::internal(err.to_string())),
+    }
 }
 
 fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {

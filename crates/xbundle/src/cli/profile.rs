@@ -64,10 +64,7 @@ struct File {
 fn read(cli: &Cli) -> Result<File, Diagnostic> {
     let root = find_root(cli.root.as_deref())?;
     let path = root.join(config::FILE_NAME);
-    let source = std::fs::read_to_string(&path).map_err(|err| {
-        Diagnostic::error(format!("could not read {}: {err}", config::FILE_NAME))
-            .help("create a bundle.toml at the repository root, or pass --root DIR")
-    })?;
+    let source = config::read_bundle_toml(&path, Utf8Path::new(config::FILE_NAME))?;
     let config = BundleConfig::parse(&source, Utf8Path::new(config::FILE_NAME))?;
     config.check_on_disk(&root)?;
     Ok(File {
@@ -147,7 +144,7 @@ fn check_platforms(root: &Utf8Path, platforms: &[String]) -> Result<(), Diagnost
     if platforms.is_empty() {
         return Ok(());
     }
-    let known: Vec<String> = platform::load_all(&root.join("platforms"))?
+    let known: Vec<String> = platform::load_all(root)?
         .into_iter()
         .map(|p| p.id)
         .collect();
