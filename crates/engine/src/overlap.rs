@@ -28,12 +28,13 @@
 //! The module knows nothing of tasks: callers decide what must not overlap (two tasks' outputs,
 //! a task's outputs and its inputs, outputs and protected paths).
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::hybrid::LazyStateID;
+use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::nfa::thompson;
-use regex_automata::util::primitives::StateID;
 use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, MatchKind};
 
@@ -83,10 +84,22 @@ struct Automata {
     signatures: Vec<u32>,
 }
 
+/// One side's automaton: a lazy DFA (regex-automata's `hybrid`, which globset's own regexes
+/// already link), determinized only as far as the search goes. Deliberately not a fully built
+/// (`dense`) DFA: enabling that builder in the shared regex-automata makes every regex globset
+/// compiles (every task's globs, on every run) build a full DFA too, which doubled the cost of
+/// compiling globs in a no-op build.
 struct Dfa {
-    dfa: dense::DFA<Vec<u32>>,
-    start: StateID,
+    dfa: DFA,
+    /// The states found so far. Its capacity bounds the automaton; it is never cleared (that would
+    /// invalidate the states the search holds): needing more is "too complex".
+    cache: RefCell<Cache>,
+    start: LazyStateID,
 }
+
+/// A lazy DFA needed more states than [`DFA_SIZE_LIMIT`] holds.
+#[derive(Debug)]
+struct Overflow;
 
 impl Dfa {
     fn build(regexes: &[String], sources: &[String]) -> Result<Option<Dfa>, OverlapError> {
@@ -98,13 +111,12 @@ impl Dfa {
             reason,
         };
         // The syntax options of globset's own matcher (`new_regex` in globset's lib.rs).
-        let dfa = dense::Builder::new()
+        let dfa = DFA::builder()
             .configure(
-                dense::Config::new()
+                DFA::config()
                     .match_kind(MatchKind::All)
-                    .start_kind(StartKind::Anchored)
-                    .dfa_size_limit(Some(DFA_SIZE_LIMIT))
-                    .determinize_size_limit(Some(DFA_SIZE_LIMIT)),
+                    .cache_capacity(DFA_SIZE_LIMIT)
+                    .minimum_cache_clear_count(Some(0)),
             )
             .syntax(syntax::Config::new().utf8(false).dot_matches_new_line(true))
             .thompson(
@@ -114,23 +126,29 @@ impl Dfa {
             )
             .build_many(regexes)
             .map_err(|err| too_complex(err.to_string()))?;
+        let mut cache = dfa.create_cache();
         let start = dfa
-            .start_state(&start::Config::new().anchored(Anchored::Yes))
+            .start_state(&mut cache, &start::Config::new().anchored(Anchored::Yes))
             .map_err(|err| too_complex(err.to_string()))?;
-        Ok(Some(Dfa { dfa, start }))
+        Ok(Some(Dfa {
+            dfa,
+            cache: RefCell::new(cache),
+            start,
+        }))
     }
 
-    fn next(&self, state: StateID, byte: u8) -> StateID {
-        self.dfa.next_state(state, byte)
-    }
-
-    fn is_dead(&self, state: StateID) -> bool {
-        self.dfa.is_dead_state(state)
+    fn next(&self, state: LazyStateID, byte: u8) -> Result<LazyStateID, Overflow> {
+        self.dfa
+            .next_state(&mut self.cache.borrow_mut(), state, byte)
+            .map_err(|_| Overflow)
     }
 
     /// Whether the input read so far (ending here) is matched.
-    fn matches_at_end(&self, state: StateID) -> bool {
-        self.dfa.is_match_state(self.dfa.next_eoi_state(state))
+    fn matches_at_end(&self, state: LazyStateID) -> Result<bool, Overflow> {
+        self.dfa
+            .next_eoi_state(&mut self.cache.borrow_mut(), state)
+            .map(|end| end.is_match())
+            .map_err(|_| Overflow)
     }
 
     fn class(&self, byte: u8) -> u8 {
@@ -245,8 +263,9 @@ impl PatternSet {
     }
 
     /// Builds this set's automata now (otherwise the first comparison that needs them does):
-    /// says whether the set is too complex to compare, and which set a comparison's error is
-    /// about.
+    /// says whether its globs compile within the size limits, and so which set a comparison's
+    /// error is about. The automata are lazy: how many states a comparison needs shows only
+    /// in the comparison.
     pub fn prepare(&self) -> Result<(), OverlapError> {
         if self.include.is_empty() {
             return Ok(());
@@ -260,39 +279,41 @@ impl Automata {
         Side {
             at: 0,
             include: self.include.start,
-            exclude: self.exclude.as_ref().map_or(StateID::ZERO, |d| d.start),
+            exclude: self.exclude.as_ref().map(|d| d.start),
         }
     }
 
-    fn step(&self, side: Side, byte: u8) -> Option<Side> {
+    fn step(&self, side: Side, byte: u8) -> Result<Option<Side>, Overflow> {
         let at = side.at as usize;
         if at < self.prefix.len() {
-            return (self.prefix[at] == byte).then_some(Side {
+            return Ok((self.prefix[at] == byte).then_some(Side {
                 at: side.at + 1,
                 ..side
-            });
+            }));
         }
-        let next = self.include.next(side.include, byte);
-        if self.include.is_dead(next) {
-            return None;
+        let next = self.include.next(side.include, byte)?;
+        if next.is_dead() {
+            return Ok(None);
         }
-        Some(Side {
+        let exclude = match (&self.exclude, side.exclude) {
+            (Some(dfa), Some(state)) => Some(dfa.next(state, byte)?),
+            _ => None,
+        };
+        Ok(Some(Side {
             at: side.at,
             include: next,
-            exclude: self
-                .exclude
-                .as_ref()
-                .map_or(side.exclude, |d| d.next(side.exclude, byte)),
-        })
+            exclude,
+        }))
     }
 
-    fn accepts(&self, side: Side) -> bool {
-        side.at as usize == self.prefix.len()
-            && self.include.matches_at_end(side.include)
-            && !self
-                .exclude
-                .as_ref()
-                .is_some_and(|d| d.matches_at_end(side.exclude))
+    fn accepts(&self, side: Side) -> Result<bool, Overflow> {
+        if side.at as usize != self.prefix.len() || !self.include.matches_at_end(side.include)? {
+            return Ok(false);
+        }
+        Ok(match (&self.exclude, side.exclude) {
+            (Some(dfa), Some(state)) => !dfa.matches_at_end(state)?,
+            _ => true,
+        })
     }
 
     /// What distinguishes `byte` for this set: its two DFA classes (8 bits each), and itself
@@ -390,8 +411,8 @@ impl Budget {
 struct Side {
     /// Bytes of the prefix read so far.
     at: u32,
-    include: StateID,
-    exclude: StateID,
+    include: LazyStateID,
+    exclude: Option<LazyStateID>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -575,6 +596,10 @@ fn search(
         ))
     };
     let (a, b) = (a.automata()?, b.automata()?);
+    let overflow = |_: Overflow| OverlapError::TooComplex {
+        patterns: sources(),
+        reason: format!("an automaton needs more than {DFA_SIZE_LIMIT} bytes"),
+    };
     let alphabet = alphabet(a, b);
     let start = State {
         a: a.start(),
@@ -592,8 +617,8 @@ fn search(
         let state = nodes[index].0;
         if shape::accepts(state.shape)
             && state.utf8 == utf8::ACCEPT
-            && a.accepts(state.a)
-            && b.accepts(state.b)
+            && a.accepts(state.a).map_err(overflow)?
+            && b.accepts(state.b).map_err(overflow)?
         {
             let mut bytes = Vec::new();
             let mut at = index;
@@ -606,12 +631,15 @@ fn search(
             return Ok((Some(path), nodes.len() + alphabet.len()));
         }
         for &byte in &alphabet {
-            let (Some(shape), Some(utf8), Some(side_a), Some(side_b)) = (
-                shape::next(state.shape, byte),
-                utf8::next(state.utf8, byte),
-                a.step(state.a, byte),
-                b.step(state.b, byte),
-            ) else {
+            let (Some(shape), Some(utf8)) =
+                (shape::next(state.shape, byte), utf8::next(state.utf8, byte))
+            else {
+                continue;
+            };
+            let Some(side_a) = a.step(state.a, byte).map_err(overflow)? else {
+                continue;
+            };
+            let Some(side_b) = b.step(state.b, byte).map_err(overflow)? else {
                 continue;
             };
             let next = State {
@@ -837,14 +865,15 @@ mod tests {
 
     #[test]
     fn the_search_is_bounded() {
-        // `*a` then 20 single characters: a DFA of 2^20 states, past the size limit.
+        // `*a` then 20 single characters: a DFA of 2^20 states, past the size limit. Lazy
+        // automata cannot tell before a search how far it will go: the search says so.
         let hard = format!("*a{}", "?".repeat(20));
         let hard = PatternSet::new("", &[hard]).unwrap();
+        assert!(hard.prepare().is_ok());
         assert!(matches!(
             witness(&hard, &set("", &["**"])),
             Err(OverlapError::TooComplex { .. })
         ));
-        assert!(hard.prepare().is_err());
         assert!(set("", &["build/**"]).prepare().is_ok());
     }
 

@@ -326,7 +326,7 @@ fn check_ownership(
         for first in &owners[..index] {
             let found = overlap::witness_within(&first.outputs, &second.outputs, &budget).map_err(
                 |err| {
-                    // Name the set that is too complex when one is; else the pair is.
+                    // Name the set that does not compile when one does not; else the pair.
                     match first.outputs.prepare() {
                         Err(own) => too_complex(first.spec, own),
                         Ok(()) => too_complex(second.spec, err),
