@@ -960,35 +960,31 @@ fn walk_into<E: From<ConfineError>>(
 
 /// The entries of the directory `fd` (without `.` and `..`), with their kinds when the file
 /// system reports them.
-#[cfg(target_os = "linux")]
 fn read_entries(fd: &OwnedFd) -> Result<Vec<(std::ffi::CString, Option<Kind>)>, Errno> {
-    // One `getdents64` per 32 KiB of entries, as glibc's readdir does (rustix's `Dir` starts
-    // with a buffer of 32 entries).
-    let mut buffer: Vec<u8> = Vec::with_capacity(32 * 1024);
-    let mut raw = rustix::fs::RawDir::new(fd, buffer.spare_capacity_mut());
     let mut entries = Vec::new();
-    while let Some(entry) = raw.next() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if matches!(name.to_bytes(), b"." | b"..") {
-            continue;
+    let mut keep = |name: &CStr, file_type: FileType| {
+        if !matches!(name.to_bytes(), b"." | b"..") {
+            entries.push((name.to_owned(), Kind::of(file_type)));
         }
-        entries.push((name.to_owned(), Kind::of(entry.file_type())));
+    };
+    // Linux: one `getdents64` per 32 KiB of entries, as glibc's readdir does (rustix's `Dir`
+    // starts with a buffer of 32 entries).
+    #[cfg(target_os = "linux")]
+    {
+        let mut buffer: Vec<u8> = Vec::with_capacity(32 * 1024);
+        let mut raw = rustix::fs::RawDir::new(fd, buffer.spare_capacity_mut());
+        while let Some(entry) = raw.next() {
+            let entry = entry?;
+            keep(entry.file_name(), entry.file_type());
+        }
     }
-    Ok(entries)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn read_entries(fd: &OwnedFd) -> Result<Vec<(std::ffi::CString, Option<Kind>)>, Errno> {
-    let mut dir = rustix::fs::Dir::read_from(fd)?;
-    let mut entries = Vec::new();
-    while let Some(entry) = dir.read() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if matches!(name.to_bytes(), b"." | b"..") {
-            continue;
+    #[cfg(not(target_os = "linux"))]
+    {
+        let mut dir = rustix::fs::Dir::read_from(fd)?;
+        while let Some(entry) = dir.read() {
+            let entry = entry?;
+            keep(entry.file_name(), entry.file_type());
         }
-        entries.push((name.to_owned(), Kind::of(entry.file_type())));
     }
     Ok(entries)
 }

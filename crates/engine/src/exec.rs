@@ -1206,23 +1206,13 @@ impl Engine {
                 .iter()
                 .map(|d| (d.to_string(), outputs[d]))
                 .collect();
-            let globs = match TaskGlobs::new(spec) {
-                Ok(globs) => globs,
-                Err(error) => {
-                    changing.insert(id.clone());
-                    probes.push(Probe {
-                        id,
-                        expected: Expected::Run(Vec::new()),
-                        key: None,
-                        warnings: vec![error],
-                    });
-                    continue;
-                }
-            };
-            let found = workspace.cwd(spec).and_then(|cwd| {
-                self.components(spec, &globs, deps, &workspace, cwd.as_ref(), &stats)
+            let found = TaskGlobs::new(spec).and_then(|globs| {
+                let cwd = workspace.cwd(spec)?;
+                let (components, unmatched) =
+                    self.components(spec, &globs, deps, &workspace, cwd.as_ref(), &stats)?;
+                Ok((globs, components, unmatched))
             });
-            let (components, unmatched) = match found {
+            let (globs, components, unmatched) = match found {
                 Ok(found) => found,
                 Err(error) => {
                     changing.insert(id.clone());

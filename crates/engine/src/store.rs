@@ -48,7 +48,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::confine::{ConfineError, Dir, Kind, Place};
+use crate::confine::{ConfineError, Dir, Kind, Place, is_temp_name};
 use crate::digest::{Digest, Hasher};
 use crate::fsutil::{FileLock, LockMode};
 use crate::statcache::FileStat;
@@ -555,10 +555,9 @@ impl Store {
         let cas = self.list(Area::Cas, false)?;
         for listed in &cas.files {
             report.blobs_checked += 1;
-            let name = listed.relative.rsplit('/').next().unwrap_or_default();
             let path = self.root().join("cas").join(&listed.relative);
             let Some(dir) = &cas.dir else { break };
-            let ok = match (Digest::from_hex(name), dir.open_file(&listed.relative)) {
+            let ok = match (listed.digest(), dir.open_file(&listed.relative)) {
                 (Some(expected), Ok(Some((mut file, stat)))) => {
                     copy_verified(&mut file, &mut io::sink(), stat.size, &|| false)
                         .map_err(|err| err.into_store(&path, None))
@@ -581,36 +580,14 @@ impl Store {
             report.actions_checked += 1;
             let path = self.root().join("ac").join(&listed.relative);
             let Some(dir) = &ac.dir else { break };
-            let bytes = match dir.read_file(&listed.relative, MAX_ENTRY_BYTES) {
-                Ok(Some(bytes)) => bytes,
+            let problem = match dir.read_file(&listed.relative, MAX_ENTRY_BYTES) {
                 Ok(None) => continue,
-                Err(err) => {
-                    remove_in(&ac.dir, &listed.relative)?;
-                    report.problems.push(format!(
-                        "action entry {} is unusable ({err}); removed",
-                        path.display()
-                    ));
-                    continue;
-                }
-            };
-            if is_other_format(&bytes) {
                 // Another version's entry: never read by this one (a plain miss), left alone.
-                continue;
-            }
-            let key = Digest::from_hex(listed.relative.rsplit('/').next().unwrap_or_default());
-            let problem = match parse_action(&bytes, key.as_ref()) {
-                Err(problem) => Some(problem),
-                Ok(result) => check(&result).err().or_else(|| {
-                    let cas = cas.dir.as_ref();
-                    result
-                        .blobs()
-                        .find(|(digest, size)| {
-                            !cas.is_some_and(|cas| blob_present(cas, digest, *size))
-                        })
-                        .map(|(digest, _)| {
-                            format!("names missing or damaged blob {}", digest.short())
-                        })
-                }),
+                Ok(Some(bytes)) if is_other_format(&bytes) => continue,
+                Ok(Some(bytes)) => {
+                    entry_problem(&bytes, listed.digest().as_ref(), check, cas.dir.as_deref())
+                }
+                Err(err) => Some(err.to_string()),
             };
             if let Some(problem) = problem {
                 remove_in(&ac.dir, &listed.relative)?;
@@ -700,37 +677,33 @@ impl Store {
                 .as_ref()
                 .and_then(|dir| dir.read_file(&listed.relative, MAX_ENTRY_BYTES).ok())
                 .flatten()
-                .and_then(|bytes| {
-                    let key =
-                        Digest::from_hex(listed.relative.rsplit('/').next().unwrap_or_default());
-                    parse_action(&bytes, key.as_ref()).ok()
-                });
-            let Some(result) = result else {
-                remove_in(&listing.dir, &listed.relative)?;
-                report.removed_actions += 1;
-                report.freed_bytes += listed.size;
-                continue;
-            };
-            let new_bytes: u64 = listed.size
-                + result
-                    .blobs()
-                    .filter(|(digest, _)| !kept_blobs.contains(digest))
-                    .map(|(_, size)| size)
-                    .sum::<u64>();
-            if total + new_bytes <= max_bytes {
-                total += new_bytes;
-                kept_blobs.extend(result.blobs().map(|(digest, _)| digest));
-                report.kept_actions += 1;
-            } else {
-                remove_in(&listing.dir, &listed.relative)?;
-                report.removed_actions += 1;
-                report.freed_bytes += listed.size;
+                .and_then(|bytes| parse_action(&bytes, listed.digest().as_ref()).ok());
+            // An unreadable entry is removed; a readable one is kept while it fits.
+            let with_size = result.map(|result| {
+                let new_bytes = listed.size
+                    + result
+                        .blobs()
+                        .filter(|(digest, _)| !kept_blobs.contains(digest))
+                        .map(|(_, size)| size)
+                        .sum::<u64>();
+                (result, new_bytes)
+            });
+            match with_size {
+                Some((result, new_bytes)) if total + new_bytes <= max_bytes => {
+                    total += new_bytes;
+                    kept_blobs.extend(result.blobs().map(|(digest, _)| digest));
+                    report.kept_actions += 1;
+                }
+                _ => {
+                    remove_in(&listing.dir, &listed.relative)?;
+                    report.removed_actions += 1;
+                    report.freed_bytes += listed.size;
+                }
             }
         }
         let cas = self.list(Area::Cas, true)?;
         for listed in &cas.files {
-            let name = listed.relative.rsplit('/').next().unwrap_or_default();
-            let keep = Digest::from_hex(name).is_some_and(|d| kept_blobs.contains(&d));
+            let keep = listed.digest().is_some_and(|d| kept_blobs.contains(&d));
             if !keep {
                 remove_in(&cas.dir, &listed.relative)?;
                 report.removed_blobs += 1;
@@ -779,6 +752,13 @@ struct Listed {
     relative: String,
     size: u64,
     modified: SystemTime,
+}
+
+impl Listed {
+    /// The digest its name gives (a blob's content, an entry's key).
+    fn digest(&self) -> Option<Digest> {
+        Digest::from_hex(self.relative.rsplit('/').next().unwrap_or_default())
+    }
 }
 
 fn list_into(
@@ -929,6 +909,26 @@ fn parse_action(bytes: &[u8], expected: Option<&Digest>) -> Result<ActionResult,
     serde_json::from_slice(body).map_err(|err| format!("unreadable body: {err}"))
 }
 
+/// Why the action entry `bytes`, found under `key`, is unusable: corrupt, refused by `check`,
+/// or naming a blob that `cas` does not hold intact.
+fn entry_problem(
+    bytes: &[u8],
+    key: Option<&Digest>,
+    check: &dyn Fn(&ActionResult) -> Result<(), String>,
+    cas: Option<&Dir>,
+) -> Option<String> {
+    let result = match parse_action(bytes, key) {
+        Ok(result) => result,
+        Err(problem) => return Some(problem),
+    };
+    check(&result).err().or_else(|| {
+        result
+            .blobs()
+            .find(|(digest, size)| !cas.is_some_and(|cas| blob_present(cas, digest, *size)))
+            .map(|(digest, _)| format!("names missing or damaged blob {}", digest.short()))
+    })
+}
+
 /// The only modes a restored file gets.
 fn mode_of(file: &OutputFile) -> u32 {
     if file.executable { 0o755 } else { 0o644 }
@@ -1016,16 +1016,16 @@ const STALE_TEMP: Duration = Duration::from_secs(3600);
 
 /// A name the store gives its files: 64 lowercase hex digits.
 fn is_store_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    is_lower_hex(name, 64)
 }
 
 /// A shard directory name of earlier versions: two lowercase hex digits.
 fn is_shard_name(name: &str) -> bool {
-    name.len() == 2 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    is_lower_hex(name, 2)
 }
 
-fn is_temp_name(name: &str) -> bool {
-    crate::confine::is_temp_name(name)
+fn is_lower_hex(name: &str, len: usize) -> bool {
+    name.len() == len && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Removes the regular files (not links, not directories) directly in `dir` whose names `own`
