@@ -878,8 +878,8 @@ fn settings_no_stage_uses_are_errors_and_unbuilt_targets_warn() {
     assert_eq!(
         run.warnings(),
         [
-            "profile `p`: nothing builds its platforms (linux-x64) and formats (tar.gz) yet; `bundle` writes bundle.json only",
-            "profile `q`: nothing builds its formats (deb) yet; `bundle` writes bundle.json only",
+            "profile `p`: nothing builds its formats (tar.gz) yet; `bundle` stops at the staged bundle directories",
+            "profile `q`: nothing builds its formats (deb) yet; `bundle` stops at the staged bundle directories",
         ],
         "{run}"
     );
@@ -888,14 +888,14 @@ fn settings_no_stage_uses_are_errors_and_unbuilt_targets_warn() {
     assert_eq!(
         run.warnings(),
         [
-            "profile `p`: nothing builds its platforms (linux-x64) and formats (tar.gz) yet; `bundle` writes bundle.json only"
+            "profile `p`: nothing builds its formats (tar.gz) yet; `bundle` stops at the staged bundle directories"
         ],
         "{run}"
     );
     let human = sandbox.human(&["bundle", "q"], &[]);
     human.assert_code(0);
     assert_eq!(
-        human.stderr.matches("warning: ").count(),
+        human.stderr.matches("nothing builds its formats").count(),
         1,
         "one line for the profile\n{human}"
     );

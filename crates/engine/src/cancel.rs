@@ -81,7 +81,7 @@ impl Cancel {
 
     /// Spawns `command` in a new process group registered for cancellation, runs `wait` on it,
     /// then unregisters it. After a cancellation, the group is killed once `wait` returns.
-    pub(crate) fn run<T>(
+    pub fn run<T>(
         &self,
         command: &mut Command,
         wait: impl FnOnce(Child) -> io::Result<T>,

@@ -95,11 +95,25 @@ pub struct ActionContext<'a> {
     pub cancel: &'a Cancel,
 }
 
-/// What a successful action printed.
+/// What a successful action printed, and what it found out it read.
 #[derive(Debug, Default, Clone)]
 pub struct ActionOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// What the action found out it read, beyond its declared inputs.
+    pub discovered: Discovered,
+}
+
+/// Inputs an action reports when it runs (ninja's depfiles, Shake's tracked reads).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    /// Root-relative, `/`-separated files the action read or looked for. A file absent when
+    /// the run ends is recorded as absent: its appearing re-runs the task.
+    pub files: Vec<String>,
+    /// Root-relative glob patterns (the syntax of `TaskSpec::inputs`, `!` excludes, taken as
+    /// one set) whose *set of matching paths* the result depends on (not their contents: list
+    /// those in `files`). A path appearing or disappearing re-runs the task.
+    pub listings: Vec<String>,
 }
 
 /// A failed action: a one-line message and whatever it printed.
@@ -158,6 +172,7 @@ impl Action for CommandAction {
             Ok(ActionOutput {
                 stdout: output.stdout,
                 stderr: output.stderr,
+                discovered: Discovered::default(),
             })
         } else {
             Err(ActionFailure {
@@ -174,7 +189,7 @@ impl Action for CommandAction {
 /// starts. Known limit: a grandchild already running (e.g. `cat` behind a shell redirect) is not
 /// signalled; it finishes what it was doing, and nothing after it in the script runs.
 #[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut std::process::Command) {
+pub fn die_with_parent(command: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id();
     // SAFETY: the closure runs between fork and exec and only calls async-signal-safe functions
@@ -194,4 +209,4 @@ fn die_with_parent(command: &mut std::process::Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_: &mut std::process::Command) {}
+pub fn die_with_parent(_: &mut std::process::Command) {}

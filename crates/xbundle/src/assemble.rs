@@ -296,7 +296,7 @@ fn profile_tier(config: &BundleConfig, profile: &Profile) -> Result<Tier, Diagno
 }
 
 /// The profile's platforms: named ones must exist; none named means every known platform.
-fn profile_platforms(
+pub fn profile_platforms(
     config: &BundleConfig,
     profile: &Profile,
     known_platforms: &[Platform],

@@ -47,8 +47,8 @@
 //! (a shared cache) but never at the root, above it, or into `.git` ([`BundleConfig::cache_location`]).
 //!
 //! Settings whose stage does not exist yet are errors that say so, never silently ignored:
-//! `[cache] remote` and `[[assets]]`. A profile's `formats` and `platforms`, which nothing builds
-//! yet, are accepted with one warning per profile ([`Profile::unbuilt_warning`]).
+//! `[cache] remote` and `[[assets]]`. A profile's `formats`, which nothing builds yet, are
+//! accepted with one warning per profile ([`Profile::unbuilt_warning`]).
 //!
 //! JSON Schema of the file (for editors, e.g. taplo's `#:schema` or `evenBetterToml.schema.associations`):
 //! `crates/xbundle/schema/bundle-toml.schema.json`, generated from these types by [`json_schema`]
@@ -1119,29 +1119,20 @@ fn resolve_for_comparison(path: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
 }
 
 impl Profile {
-    /// One warning line when the profile names platforms or formats, which nothing builds yet.
+    /// One warning line when the profile names installer formats, which nothing builds yet
+    /// (platforms are built and staged; packaging comes later).
     pub fn unbuilt_warning(&self) -> Option<String> {
-        let list = |items: &[Spanned<String>]| {
-            items
-                .iter()
-                .map(|item| item.get_ref().as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let platforms = &self.decl.platforms;
         let formats = &self.decl.formats;
-        let what = match (platforms.is_empty(), formats.is_empty()) {
-            (true, true) => return None,
-            (false, true) => format!("platforms ({})", list(platforms)),
-            (true, false) => format!("formats ({})", list(formats)),
-            (false, false) => format!(
-                "platforms ({}) and formats ({})",
-                list(platforms),
-                list(formats)
-            ),
-        };
+        if formats.is_empty() {
+            return None;
+        }
+        let list = formats
+            .iter()
+            .map(|item| item.get_ref().as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         Some(format!(
-            "profile `{}`: nothing builds its {what} yet; `bundle` writes bundle.json only",
+            "profile `{}`: nothing builds its formats ({list}) yet; `bundle` stops at the staged bundle directories",
             self.name
         ))
     }

@@ -7,6 +7,8 @@
 
 pub mod analysis;
 pub mod assemble;
+pub mod builds;
+pub mod bundles;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
@@ -16,7 +18,10 @@ pub mod profiles;
 pub mod secrets;
 pub mod service;
 pub mod shell;
+pub mod stage;
 pub mod stages;
+pub mod tool;
+pub mod toolchain;
 
 /// The version and a fingerprint of this crate's sources (see `build.rs`): part of the key of
 /// every pipeline task, so changing how results are computed invalidates cached results.

@@ -90,21 +90,31 @@ pub fn declared_specs(config: &BundleConfig) -> Vec<TaskSpec> {
         .collect()
 }
 
-/// A checked plan: the task graph, and each profile's assembly (or why it fails).
+/// A checked plan: the task graph, each profile's assembly (or why it fails), and each
+/// profile's bundles (which platforms can be staged here, and why not).
 pub struct Plan {
     pub graph: TaskGraph,
     pub profiles: ProfileResults,
+    pub bundles: Vec<crate::bundles::ProfilePlan>,
 }
 
 /// The full task graph of this repository (declared tasks and pipeline stages), or a diagnostic
 /// pointing into bundle.toml. See [`plan`].
-pub fn graph(config: &BundleConfig, root: &Utf8Path) -> Result<TaskGraph, Diagnostic> {
-    plan(config, root).map(|plan| plan.graph)
+pub fn graph(
+    config: &BundleConfig,
+    root: &Utf8Path,
+    tools: &crate::toolchain::Toolchains,
+) -> Result<TaskGraph, Diagnostic> {
+    plan(config, root, tools).map(|plan| plan.graph)
 }
 
 /// Plans every task and checks the whole definition (module docs); profiles that fail to
 /// assemble are returned, not raised, so `check` can report each one.
-pub fn plan(config: &BundleConfig, root: &Utf8Path) -> Result<Plan, Diagnostic> {
+pub fn plan(
+    config: &BundleConfig,
+    root: &Utf8Path,
+    tools: &crate::toolchain::Toolchains,
+) -> Result<Plan, Diagnostic> {
     let cache = config.cache_location(root)?;
     let layout = Layout {
         root: root.to_path_buf(),
@@ -116,9 +126,15 @@ pub fn plan(config: &BundleConfig, root: &Utf8Path) -> Result<Plan, Diagnostic> 
     let context = crate::stages::Context::new(root, config.clone())?;
     let (stage_specs, profiles) = crate::stages::plan(&context);
     specs.extend(stage_specs);
+    let (build_specs, bundles) = crate::bundles::plan(&context, tools);
+    specs.extend(build_specs);
     let graph = TaskGraph::new(specs).map_err(|err| graph_diagnostic(config, err))?;
     check_ownership(config, &graph, cache.inside_root.as_deref())?;
-    Ok(Plan { graph, profiles })
+    Ok(Plan {
+        graph,
+        profiles,
+        bundles,
+    })
 }
 
 /// A task's outputs, compiled, with where the task is written in bundle.toml.

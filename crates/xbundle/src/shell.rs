@@ -31,7 +31,7 @@ pub enum Verbosity {
     Verbose,
 }
 
-const GREEN: Style = AnsiColor::Green.on_default().bold();
+pub const GREEN: Style = AnsiColor::Green.on_default().bold();
 const CYAN: Style = AnsiColor::Cyan.on_default().bold();
 const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
 const RED: Style = AnsiColor::Red.on_default().bold();

@@ -183,7 +183,7 @@ fn ago(at_unix: u64) -> String {
 }
 
 pub(super) fn explain(workspace: &Workspace, name: &str, shell: &Shell) -> Result<u8, Diagnostic> {
-    let graph = plan::graph(&workspace.config, &workspace.root)?;
+    let graph = plan::graph(&workspace.config, &workspace.root, &workspace.tools)?;
     let id = plan::resolve(&graph, &[name.to_string()])?.remove(0);
     let probes = workspace.engine.probe(&graph, std::slice::from_ref(&id))?;
     let probe = probes
@@ -259,4 +259,71 @@ pub(super) fn explain(workspace: &Workspace, name: &str, shell: &Shell) -> Resul
     }
     shell.print(&text);
     Ok(0)
+}
+
+/// The end of a `bundle`: each selected platform's stage (where it is), or why it could not be
+/// made here and how to fix it. The last line says where the stages are.
+pub(super) fn report_bundles(
+    workspace: &Workspace,
+    bundles: &crate::bundles::ProfilePlan,
+    platforms: &[String],
+    succeeded: bool,
+    shell: &Shell,
+) {
+    let selected: Vec<&crate::bundles::PlatformPlan> = bundles.selected(platforms).collect();
+    let mut staged = Vec::new();
+    for platform in &selected {
+        if platform.stage.is_some() {
+            if succeeded {
+                staged.push(platform.dir.to_string());
+            }
+            continue;
+        }
+        for missing in &platform.missing {
+            if shell.is_json() {
+                shell.json(&json!({
+                    "event": "unbuildable",
+                    "profile": bundles.profile,
+                    "platform": platform.platform,
+                    "what": missing.what,
+                    "reason": missing.missing.reason,
+                    "fix": missing.missing.fix,
+                }));
+            } else {
+                shell.warn(&format!(
+                    "{} not staged: {} cannot be built here: {} (fix: {})",
+                    platform.platform, missing.what, missing.missing.reason, missing.missing.fix
+                ));
+            }
+        }
+    }
+    if shell.is_json() {
+        shell.json(&json!({
+            "event": "bundles",
+            "profile": bundles.profile,
+            "root": workspace.root.as_str(),
+            "staged": staged,
+            "not_staged": selected
+                .iter()
+                .filter(|p| p.stage.is_none())
+                .map(|p| p.platform.as_str())
+                .collect::<Vec<_>>(),
+        }));
+    } else if !staged.is_empty() {
+        shell.status(
+            "Staged",
+            crate::shell::GREEN,
+            &format!(
+                "{} of {} platform(s) of {}: {}",
+                staged.len(),
+                selected.len(),
+                bundles.profile,
+                staged
+                    .iter()
+                    .map(|dir| format!("{dir}/"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
 }

@@ -88,7 +88,11 @@ pub(super) fn cache(
             let _lock = lock(workspace, shell)?;
             // Entries are judged as a build would judge them: with their task's declared
             // outputs when the current graph has the task, by the structural rules otherwise.
-            let graph = match crate::plan::graph(&workspace.config, &workspace.root) {
+            let graph = match crate::plan::graph(
+                &workspace.config,
+                &workspace.root,
+                &workspace.tools,
+            ) {
                 Ok(graph) => Some(graph),
                 Err(diagnostic) => {
                     shell.warn(&format!(

@@ -54,10 +54,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a profile's pipeline (analysis, secrets, bundle.json) and every declared task
+    /// Build a profile's bundles: analysis, secrets, bundle.json, builds and a stage per
+    /// platform (dist/<profile>/stage/<platform>/), and every declared task
     Bundle {
         /// Profile to build (default: workspace.default-profile; none: every task)
         profile: Option<String>,
+        /// Only these platforms of the profile (repeatable; default: all of them)
+        #[arg(long = "platform", value_name = "PLATFORM")]
+        platforms: Vec<String>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -197,6 +201,8 @@ struct Workspace {
     root: Utf8PathBuf,
     config: BundleConfig,
     engine: Engine,
+    /// The toolchains found here (probed lazily, cached in the state directory).
+    tools: crate::toolchain::Toolchains,
 }
 
 fn find_root(explicit: Option<&Utf8Path>) -> Result<Utf8PathBuf, Diagnostic> {
@@ -238,12 +244,18 @@ fn load(cli: &Cli, force: bool, fail_fast: bool) -> Result<Workspace, Diagnostic
     engine_config.protected = vec![config::FILE_NAME.to_string()];
     engine_config.force = force;
     engine_config.fail_fast = fail_fast;
+    let tools = crate::toolchain::Toolchains::new(
+        root.as_std_path(),
+        Some(&engine_config.state_dir),
+        engine_config.env.clone(),
+    );
     let engine = Engine::new(engine_config);
     check_places(&engine)?;
     Ok(Workspace {
         root,
         config,
         engine,
+        tools,
     })
 }
 
@@ -273,7 +285,11 @@ fn check_places(engine: &Engine) -> Result<(), Diagnostic> {
 
 fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
     match &cli.command {
-        Command::Bundle { profile, run } => {
+        Command::Bundle {
+            profile,
+            platforms,
+            run,
+        } => {
             let workspace = load(&cli, run.force, run.fail_fast)?;
             if let Some(profile) = profile
                 && workspace.config.profile(profile).is_none()
@@ -292,29 +308,67 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             let selected = profile
                 .clone()
                 .or(workspace.config.workspace.default_profile.clone());
-            let targets: Vec<String> =
-                match selected.and_then(|name| workspace.config.profile(&name).cloned()) {
-                    Some(profile) => {
-                        if let Some(warning) = profile.unbuilt_warning() {
-                            shell.warn(&warning);
-                        }
-                        let mut targets: Vec<String> = workspace
-                            .config
-                            .tasks
-                            .iter()
-                            .map(|t| format!("task:{}", t.name))
-                            .collect();
-                        targets.push(format!("analyze:{}", profile.decl.scenario.get_ref()));
-                        targets.push(crate::stages::assemble_id(&profile.name).to_string());
-                        targets
+            let profile = selected.and_then(|name| workspace.config.profile(&name).cloned());
+            let bundles = match &profile {
+                Some(profile) => plan
+                    .bundles
+                    .iter()
+                    .find(|b| b.profile == profile.name)
+                    .cloned(),
+                None => None,
+            };
+            if let Some(bundles) = &bundles {
+                for platform in platforms {
+                    if !bundles.platforms.iter().any(|p| &p.platform == platform) {
+                        let known: Vec<&String> =
+                            bundles.platforms.iter().map(|p| &p.platform).collect();
+                        return Err(Diagnostic::error(format!(
+                            "profile `{}` has no platform `{platform}`",
+                            bundles.profile
+                        ))
+                        .help(format!(
+                            "its platforms: {}",
+                            names_or_none(known.into_iter())
+                        )));
                     }
-                    None => Vec::new(),
-                };
-            build::run_tasks(&workspace, &plan.graph, &targets, run, shell)
+                }
+            } else if !platforms.is_empty() {
+                return Err(Diagnostic::error("--platform needs a profile")
+                    .help("name a profile, or set [workspace] default-profile in bundle.toml"));
+            }
+            let targets: Vec<String> = match (&profile, &bundles) {
+                (Some(profile), Some(bundles)) => {
+                    if let Some(warning) = profile.unbuilt_warning() {
+                        shell.warn(&warning);
+                    }
+                    let mut targets: Vec<String> = workspace
+                        .config
+                        .tasks
+                        .iter()
+                        .map(|t| format!("task:{}", t.name))
+                        .collect();
+                    targets.push(format!("analyze:{}", profile.decl.scenario.get_ref()));
+                    targets.push(crate::stages::assemble_id(&profile.name).to_string());
+                    targets.extend(bundles.shared.iter().map(ToString::to_string));
+                    for platform in bundles.selected(platforms) {
+                        targets.extend(platform.tasks.iter().map(ToString::to_string));
+                    }
+                    targets
+                }
+                _ => Vec::new(),
+            };
+            workspace.tools.save();
+            let code = build::run_tasks(&workspace, &plan.graph, &targets, run, shell)?;
+            if let Some(bundles) = &bundles
+                && !run.dry_run
+            {
+                build::report_bundles(&workspace, bundles, platforms, code == 0, shell);
+            }
+            Ok(code)
         }
         Command::Task { names, run } => {
             let workspace = load(&cli, run.force, run.fail_fast)?;
-            let graph = plan::graph(&workspace.config, &workspace.root)?;
+            let graph = plan::graph(&workspace.config, &workspace.root, &workspace.tools)?;
             build::run_tasks(&workspace, &graph, names, run, shell)
         }
         Command::Explain { task } => {
@@ -323,7 +377,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
         }
         Command::Graph { format } => {
             let workspace = load(&cli, false, false)?;
-            let graph = plan::graph(&workspace.config, &workspace.root)?;
+            let graph = plan::graph(&workspace.config, &workspace.root, &workspace.tools)?;
             let format = match format {
                 GraphFormatArg::Json => GraphFormat::Json,
                 GraphFormatArg::Dot => GraphFormat::Dot,

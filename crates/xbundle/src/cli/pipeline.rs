@@ -350,7 +350,7 @@ pub(super) fn export(
     let name = profile_name(&context, arg)?;
     // Validate first so a bad profile is a diagnostic (exit 2), not a failed task.
     context.assemble(&Catalog::new(context.layout.clone()), &name)?;
-    let graph = crate::plan::graph(&workspace.config, &workspace.root)?;
+    let graph = crate::plan::graph(&workspace.config, &workspace.root, &workspace.tools)?;
     let summary = workspace
         .engine
         .run(&graph, &[stages::assemble_id(&name)], shell)?;
@@ -379,7 +379,7 @@ pub(super) fn export(
 /// [`crate::plan`]) and every profile's assembly. Profile problems are all reported; the last
 /// is returned (exit 2). Returns the plan.
 pub(super) fn validate(workspace: &Workspace, shell: &Shell) -> Result<Plan, Diagnostic> {
-    let plan = crate::plan::plan(&workspace.config, &workspace.root)?;
+    let plan = crate::plan::plan(&workspace.config, &workspace.root, &workspace.tools)?;
     refuse_bad_profiles(&plan, shell)?;
     Ok(plan)
 }
@@ -410,7 +410,7 @@ pub(super) fn check(workspace: &Workspace, shell: &Shell) -> Result<u8, Diagnost
     let started = std::time::Instant::now();
     let config = &workspace.config;
     // Graph-level problems (paths, cycles, overlapping outputs) stop here.
-    let plan = crate::plan::plan(config, &workspace.root)?;
+    let plan = crate::plan::plan(config, &workspace.root, &workspace.tools)?;
     for (name, result) in &plan.profiles {
         match result {
             Ok(assembly) => {

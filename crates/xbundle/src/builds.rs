@@ -1,0 +1,830 @@
+//! Builds (the seed's Gap 2): the tasks that compile a bundle's services, build its UI and its
+//! runtime, planned from the scenario's layout and run on the engine.
+//!
+//! | task | when | what it runs | discovered inputs |
+//! |---|---|---|---|
+//! | `compile:<scenario>-api@<platform>` | `api/go.mod` | `go list -deps -json`, then `CGO_ENABLED=0 GOOS GOARCH go build -trimpath -buildvcs=false -ldflags=-s -w -buildid=` | the files of every package of the workspace the build uses (`go list`), and each such package directory's `*.go` names (not `*_test.go`) |
+//! | `compile:<scenario>-api@<platform>` | `api/Cargo.toml` | `cargo build --release --target TRIPLE [--locked]` | the workspace's sources from cargo's dep-info (`<bin>.d`) |
+//! | `compile:<scenario>-ui` | `ui/package.json` | `npm ci` when `package-lock.json` changed, then `npm run build` (writes `ui/dist/`) | — (its inputs are the `ui/` tree, without `node_modules/` and `dist/`) |
+//! | `runtime@<platform>` | the runtime's target is installed | `cargo build --release --target TRIPLE` of the `runtime` crate | its dep-info |
+//!
+//! A static `ui/` (no `package.json`) has no task: staging copies it as it is.
+//!
+//! Binaries land at `<out>/.build/bin/<service>/<platform>/<name>[.exe]` (the bundle's own
+//! layout, below `<out>/.build/`), the runtime at `<out>/.build/runtime/<platform>/`. Static
+//! inputs are only what decides *which* files a build reads (`go.mod`, `go.sum`, `Cargo.toml`,
+//! `Cargo.lock`): everything else is discovered, so editing a `_test.go` or a package the
+//! service does not import re-runs nothing, and editing one that it does re-runs its builds for
+//! every platform. Tool identities (`go version` and the `go env` values that change a build,
+//! `rustc -vV`, node and npm versions) are in the keys ([`crate::toolchain`]).
+//!
+//! **Invariant:** a build writes its output only through the engine's confined tree: compilers
+//! write into a private temporary directory, and the result is copied into place.
+//! **Invariant:** a platform that cannot be built here (a missing toolchain or Rust target) has
+//! no task, and [`Unbuildable`] says why and how to fix it; it is never skipped silently.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use engine::{Action, ActionContext, ActionFailure, ActionOutput, Discovered, TaskId, TaskSpec};
+
+use crate::platform::Platform;
+use crate::tool::{Captured, Cmd, failure};
+use crate::toolchain::{Missing, Toolchains};
+
+/// Bump when what a build task produces changes for the same inputs.
+pub const BUILD_VERSION: u32 = 1;
+
+/// How a scenario's API is built, detected from its layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiBuild {
+    Go,
+    Rust,
+}
+
+/// How a scenario's UI is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UiBuild {
+    /// `ui/package.json`: `npm ci` + `npm run build`, shipped from `ui/dist/`.
+    Npm,
+    /// A `ui/` directory without `package.json`: shipped as it is.
+    Static,
+}
+
+/// A scenario's code, as its layout shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub api: Option<ApiBuild>,
+    pub ui: Option<UiBuild>,
+}
+
+/// The files whose presence decides a scenario's builds (what assembly records as read).
+pub fn probed_files(scenario_dir: &Utf8Path) -> [Utf8PathBuf; 3] {
+    [
+        scenario_dir.join("api/go.mod"),
+        scenario_dir.join("api/Cargo.toml"),
+        scenario_dir.join("ui/package.json"),
+    ]
+}
+
+/// Detects the builds of the scenario at `scenario_dir` (root-relative), reading no link.
+pub fn detect(root: &Utf8Path, scenario_dir: &Utf8Path) -> Layout {
+    let tree = engine::confine::Dir::open_root(root.as_std_path()).ok();
+    let is = |relative: &Utf8Path, kind: engine::confine::Kind| {
+        tree.as_ref()
+            .and_then(|tree| tree.lstat(relative.as_str()).ok().flatten())
+            .is_some_and(|(found, _)| found == kind)
+    };
+    use engine::confine::Kind;
+    let api = if is(&scenario_dir.join("api/go.mod"), Kind::File) {
+        Some(ApiBuild::Go)
+    } else if is(&scenario_dir.join("api/Cargo.toml"), Kind::File) {
+        Some(ApiBuild::Rust)
+    } else {
+        None
+    };
+    let ui = if is(&scenario_dir.join("ui/package.json"), Kind::File) {
+        Some(UiBuild::Npm)
+    } else if is(&scenario_dir.join("ui"), Kind::Dir) {
+        Some(UiBuild::Static)
+    } else {
+        None
+    };
+    Layout { api, ui }
+}
+
+pub fn compile_id(service: &str, platform: &str) -> TaskId {
+    TaskId::new(format!("compile:{service}@{platform}"))
+}
+
+pub fn ui_id(service: &str) -> TaskId {
+    TaskId::new(format!("compile:{service}"))
+}
+
+pub fn runtime_id(platform: &str) -> TaskId {
+    TaskId::new(format!("runtime@{platform}"))
+}
+
+/// Where builds put what staging copies: `<out>/.build`.
+pub fn build_dir(out: &Utf8Path) -> Utf8PathBuf {
+    out.join(".build")
+}
+
+/// The compiled binary of `service` for `platform` (root-relative).
+pub fn binary_path(out: &Utf8Path, service: &str, platform: &Platform) -> Utf8PathBuf {
+    build_dir(out).join(bundle_binary(service, platform))
+}
+
+/// A service binary's path inside a bundle: `bin/<service>/<platform>/<service>[.exe]`.
+pub fn bundle_binary(service: &str, platform: &Platform) -> String {
+    format!(
+        "bin/{service}/{}/{service}{}",
+        platform.id, platform.exe_suffix
+    )
+}
+
+/// The runtime's file name on `platform`.
+pub fn runtime_name(platform: &Platform) -> String {
+    format!("xbundle-runtime{}", platform.exe_suffix)
+}
+
+/// The built runtime for `platform` (root-relative).
+pub fn runtime_path(out: &Utf8Path, platform: &Platform) -> Utf8PathBuf {
+    build_dir(out)
+        .join("runtime")
+        .join(&platform.id)
+        .join(runtime_name(platform))
+}
+
+/// Why something a bundle needs cannot be built here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unbuildable {
+    pub what: String,
+    pub platform: String,
+    pub missing: Missing,
+}
+
+/// The Go service build of `scenario` for `platform`.
+pub fn go_spec(
+    tools: &Toolchains,
+    root: &Utf8Path,
+    out: &Utf8Path,
+    service: &str,
+    api_dir: &Utf8Path,
+    platform: &Platform,
+) -> Result<TaskSpec, Missing> {
+    let go = tools.go()?;
+    let output = binary_path(out, service, platform);
+    let mut params = BTreeMap::new();
+    params.insert("goos".into(), platform.goos.clone());
+    params.insert("goarch".into(), platform.goarch.clone());
+    params.insert("package".into(), ".".into());
+    params.insert("flags".into(), GO_FLAGS.join(" "));
+    params.insert("dir".into(), api_dir.to_string());
+    params.insert("output".into(), output.to_string());
+    Ok(TaskSpec {
+        id: compile_id(service, &platform.id),
+        kind: "go-build".into(),
+        impl_version: BUILD_VERSION,
+        params,
+        cwd: String::new(),
+        inputs: vec![
+            api_dir.join("go.mod").to_string(),
+            api_dir.join("go.sum").to_string(),
+        ],
+        outputs: vec![output.to_string()],
+        env: vec!["GOFLAGS".into(), "GOEXPERIMENT".into()],
+        tools: BTreeMap::from([("go".to_string(), go.identity())]),
+        deps: Vec::new(),
+        action: Arc::new(GoBuild {
+            root: root.to_path_buf(),
+            go: go.program,
+            dir: api_dir.to_path_buf(),
+            goos: platform.goos.clone(),
+            goarch: platform.goarch.clone(),
+            output,
+        }),
+        description: Some(format!("Build {service} for {} (Go)", platform.id)),
+    })
+}
+
+/// Flags of every Go build: reproducible (no paths, no VCS stamp, no build id) and small.
+const GO_FLAGS: &[&str] = &["-trimpath", "-buildvcs=false", "-ldflags=-s -w -buildid="];
+
+struct GoBuild {
+    root: Utf8PathBuf,
+    go: PathBuf,
+    dir: Utf8PathBuf,
+    goos: String,
+    goarch: String,
+    output: Utf8PathBuf,
+}
+
+impl GoBuild {
+    fn cmd(&self) -> Cmd {
+        Cmd::new(&self.go)
+            .cwd(self.root.join(&self.dir))
+            .env("CGO_ENABLED", "0")
+            .env("GOOS", &self.goos)
+            .env("GOARCH", &self.goarch)
+            // Never a go.work from above the scenario, never a toolchain download.
+            .env("GOWORK", "off")
+            .env("GOTOOLCHAIN", "local")
+    }
+}
+
+/// The parts of `go list -json` a build's inputs come from.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct GoPackage {
+    dir: String,
+    standard: bool,
+    go_files: Vec<String>,
+    cgo_files: Vec<String>,
+    s_files: Vec<String>,
+    h_files: Vec<String>,
+    c_files: Vec<String>,
+    syso_files: Vec<String>,
+    embed_files: Vec<String>,
+    embed_patterns: Vec<String>,
+    module: Option<GoModule>,
+    error: Option<GoError>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct GoModule {
+    go_mod: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct GoError {
+    err: String,
+}
+
+/// `path` relative to `root`, `/`-separated, when it lies below it.
+fn root_relative(root: &Path, path: &Path) -> Option<String> {
+    let relative = path.strip_prefix(root).ok()?;
+    let text = relative.to_str()?;
+    engine::confine::check_relative(text).ok()?;
+    Some(text.to_string())
+}
+
+/// What `go list -deps -json` says the build reads inside the root.
+fn go_discovered(root: &Path, listing: &[u8]) -> Result<Discovered, String> {
+    let mut discovered = Discovered::default();
+    let mut files = BTreeSet::new();
+    let mut listings = BTreeSet::new();
+    for package in serde_json::Deserializer::from_slice(listing).into_iter::<GoPackage>() {
+        let package = package.map_err(|err| format!("`go list` printed something else: {err}"))?;
+        if let Some(error) = &package.error {
+            return Err(format!("go list: {}", error.err));
+        }
+        if package.standard {
+            continue;
+        }
+        if let Some(module) = &package.module
+            && let Some(go_mod) = root_relative(root, Path::new(&module.go_mod))
+        {
+            files.insert(go_mod.clone());
+            files.insert(go_mod.trim_end_matches(".mod").to_string() + ".sum");
+        }
+        // Packages outside the root (the module cache) are pinned by go.sum.
+        let Some(dir) = root_relative(root, Path::new(&package.dir)) else {
+            continue;
+        };
+        for name in package
+            .go_files
+            .iter()
+            .chain(&package.cgo_files)
+            .chain(&package.s_files)
+            .chain(&package.h_files)
+            .chain(&package.c_files)
+            .chain(&package.syso_files)
+            .chain(&package.embed_files)
+        {
+            if let Some(path) = root_relative(root, &Path::new(&package.dir).join(name)) {
+                files.insert(path);
+            }
+        }
+        let dir_glob = engine::overlap::escape(&dir);
+        listings.insert(format!("{dir_glob}/*.go"));
+        listings.insert(format!("!{dir_glob}/*_test.go"));
+        for pattern in &package.embed_patterns {
+            let pattern = pattern.trim_start_matches("all:");
+            listings.insert(format!("{dir_glob}/{pattern}"));
+            listings.insert(format!("{dir_glob}/{pattern}/**"));
+        }
+    }
+    discovered.files = files.into_iter().collect();
+    discovered.listings = listings.into_iter().collect();
+    Ok(discovered)
+}
+
+impl Action for GoBuild {
+    fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
+        let mut log = Captured::default();
+        let mut list = Captured::default();
+        self.cmd()
+            .args(["list", "-deps", "-json", "."])
+            .run_in(context, &mut list)?;
+        log.stderr.extend_from_slice(&list.stderr);
+        let discovered = go_discovered(context.root, &list.stdout)
+            .map_err(|message| failure(message, &mut log))?;
+        let scratch = scratch_dir().map_err(|message| failure(message, &mut log))?;
+        let built = scratch.path().join("out");
+        self.cmd()
+            .arg("build")
+            .args(GO_FLAGS.iter().copied())
+            .arg("-o")
+            .arg(&built)
+            .arg(".")
+            .run_in(context, &mut log)?;
+        place(context.tree, &built, &self.output, 0o755).map_err(|m| failure(m, &mut log))?;
+        Ok(ActionOutput {
+            stdout: log.stdout,
+            stderr: log.stderr,
+            discovered,
+        })
+    }
+}
+
+/// A private temporary directory for a compiler's output (removed on drop).
+fn scratch_dir() -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix("xbundle-build-")
+        .tempdir()
+        .map_err(|err| format!("could not create a temporary directory: {err}"))
+}
+
+/// Copies `from` (a file a compiler wrote) to `to` (root-relative) through the confined tree.
+pub fn place(
+    tree: &engine::confine::Dir,
+    from: &Path,
+    to: &Utf8Path,
+    mode: u32,
+) -> Result<(), String> {
+    let mut source =
+        std::fs::File::open(from).map_err(|err| format!("reading {}: {err}", from.display()))?;
+    if let Some(parent) = to.parent()
+        && !parent.as_str().is_empty()
+    {
+        tree.create_dir_all(parent.as_str())
+            .map_err(|err| format!("creating {parent}: {err}"))?;
+    }
+    tree.write_file(to.as_str(), mode, |file: &mut std::fs::File| {
+        std::io::copy(&mut source, file)
+            .map(|_| ())
+            .map_err(|source| engine::confine::ConfineError::Io {
+                path: to.to_string(),
+                source,
+            })
+    })
+    .map(|_| ())
+    .map_err(|err| format!("writing {to}: {err}"))
+}
+
+/// Variables that change what cargo builds (in the keys of Rust builds).
+const CARGO_ENV: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_PROFILE_RELEASE_OPT_LEVEL",
+    "CARGO_PROFILE_RELEASE_DEBUG",
+    "CARGO_PROFILE_RELEASE_LTO",
+    "CARGO_PROFILE_RELEASE_STRIP",
+    "CARGO_PROFILE_RELEASE_PANIC",
+    "CARGO_PROFILE_RELEASE_CODEGEN_UNITS",
+];
+
+/// A Rust binary built with cargo for a platform: a service's API or the runtime.
+#[derive(Clone)]
+struct CargoBuild {
+    root: Utf8PathBuf,
+    cargo: PathBuf,
+    /// The package's manifest (absolute: the runtime's may lie outside the root).
+    manifest: PathBuf,
+    /// The binary target to build (`None`: the package's only binary, found with
+    /// `cargo metadata`).
+    bin: Option<String>,
+    triple: String,
+    locked: bool,
+    output: Utf8PathBuf,
+}
+
+/// A Rust service build of `scenario` for `platform`.
+pub fn rust_spec(
+    tools: &Toolchains,
+    root: &Utf8Path,
+    out: &Utf8Path,
+    service: &str,
+    api_dir: &Utf8Path,
+    platform: &Platform,
+) -> Result<TaskSpec, Missing> {
+    let rust = tools.rust()?;
+    rust.can_build(&platform.rust_target, tools.env())?;
+    let output = binary_path(out, service, platform);
+    let lock = api_dir.join("Cargo.lock");
+    let locked = root.join(&lock).is_file();
+    let build = CargoBuild {
+        root: root.to_path_buf(),
+        cargo: rust.cargo.clone(),
+        manifest: root.join(api_dir).join("Cargo.toml").into_std_path_buf(),
+        bin: None,
+        triple: platform.rust_target.clone(),
+        locked,
+        output: output.clone(),
+    };
+    Ok(cargo_spec(
+        compile_id(service, &platform.id),
+        build,
+        vec![api_dir.join("Cargo.toml").to_string(), lock.to_string()],
+        rust.identity(),
+        format!("Build {service} for {} (Rust)", platform.id),
+    ))
+}
+
+fn cargo_spec(
+    id: TaskId,
+    build: CargoBuild,
+    inputs: Vec<String>,
+    identity: String,
+    description: String,
+) -> TaskSpec {
+    let mut params = BTreeMap::new();
+    params.insert("target".into(), build.triple.clone());
+    params.insert("profile".into(), "release".into());
+    params.insert("locked".into(), build.locked.to_string());
+    params.insert("bin".into(), build.bin.clone().unwrap_or_default());
+    params.insert("output".into(), build.output.to_string());
+    TaskSpec {
+        id,
+        kind: "cargo-build".into(),
+        impl_version: BUILD_VERSION,
+        params,
+        cwd: String::new(),
+        inputs,
+        outputs: vec![build.output.to_string()],
+        env: CARGO_ENV.iter().map(|s| s.to_string()).collect(),
+        tools: BTreeMap::from([("rust".to_string(), identity)]),
+        deps: Vec::new(),
+        action: Arc::new(build),
+        description: Some(description),
+    }
+}
+
+impl CargoBuild {
+    /// The binary target's name: the one given, or the package's only binary.
+    fn bin_name(
+        &self,
+        context: &ActionContext<'_>,
+        log: &mut Captured,
+    ) -> Result<String, ActionFailure> {
+        if let Some(bin) = &self.bin {
+            return Ok(bin.clone());
+        }
+        let mut metadata = Captured::default();
+        Cmd::new(&self.cargo)
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
+            .arg("--manifest-path")
+            .arg(&self.manifest)
+            .run_in(context, &mut metadata)?;
+        let metadata: cargo_metadata::Metadata =
+            serde_json::from_slice(&metadata.stdout).map_err(|err| {
+                failure(
+                    format!("`cargo metadata` printed something else: {err}"),
+                    log,
+                )
+            })?;
+        let package = metadata
+            .packages
+            .iter()
+            .find(|p| p.manifest_path.as_std_path() == self.manifest)
+            .or_else(|| metadata.packages.first())
+            .ok_or_else(|| failure("`cargo metadata` lists no package", log))?;
+        let bins: Vec<&str> = package
+            .targets
+            .iter()
+            .filter(|t| t.is_bin())
+            .map(|t| t.name.as_str())
+            .collect();
+        match bins.as_slice() {
+            [one] => Ok(one.to_string()),
+            [] => Err(failure(
+                format!("{} has no binary target", self.manifest.display()),
+                log,
+            )),
+            many => match many.iter().find(|b| **b == package.name.as_str()) {
+                Some(bin) => Ok(bin.to_string()),
+                None => Err(failure(
+                    format!(
+                        "{} has several binaries ({}): name the package's binary after the package",
+                        self.manifest.display(),
+                        many.join(", ")
+                    ),
+                    log,
+                )),
+            },
+        }
+    }
+}
+
+impl Action for CargoBuild {
+    fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
+        let mut log = Captured::default();
+        let bin = self.bin_name(context, &mut log)?;
+        let mut cmd = Cmd::new(&self.cargo)
+            .args([
+                "build",
+                "--release",
+                "--message-format",
+                "short",
+                "--target",
+            ])
+            .arg(&self.triple)
+            .arg("--manifest-path")
+            .arg(&self.manifest)
+            .args(["--bin", bin.as_str()])
+            .cwd(self.root.as_std_path());
+        if self.locked {
+            cmd = cmd.arg("--locked");
+        }
+        cmd.run_in(context, &mut log)?;
+        // Where cargo put it: its target directory, as `cargo metadata` would say; the
+        // default of a package's workspace is `<workspace>/target`.
+        let target_dir =
+            target_dir(&self.cargo, &self.manifest, context).map_err(|m| failure(m, &mut log))?;
+        let exe = if self.triple.contains("windows") {
+            format!("{bin}.exe")
+        } else {
+            bin.clone()
+        };
+        let release = target_dir.join(&self.triple).join("release");
+        place(context.tree, &release.join(&exe), &self.output, 0o755)
+            .map_err(|m| failure(m, &mut log))?;
+        let dep_info = std::fs::read(release.join(format!("{bin}.d"))).map_err(|err| {
+            failure(
+                format!("reading cargo's dep-info of {bin}: {err}"),
+                &mut log,
+            )
+        })?;
+        let discovered = Discovered {
+            files: dep_info_files(context.root, &dep_info),
+            listings: Vec::new(),
+        };
+        Ok(ActionOutput {
+            stdout: log.stdout,
+            stderr: log.stderr,
+            discovered,
+        })
+    }
+}
+
+fn target_dir(
+    cargo: &Path,
+    manifest: &Path,
+    context: &ActionContext<'_>,
+) -> Result<PathBuf, String> {
+    let mut captured = Captured::default();
+    Cmd::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .run_in(context, &mut captured)
+        .map_err(|failure| failure.message)?;
+    let metadata: cargo_metadata::Metadata = serde_json::from_slice(&captured.stdout)
+        .map_err(|err| format!("`cargo metadata` printed something else: {err}"))?;
+    Ok(metadata.target_directory.into_std_path_buf())
+}
+
+/// The in-root files a Makefile-style dep-info names (`out: dep dep \`, `\ ` escapes).
+pub fn dep_info_files(root: &Path, bytes: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut files = BTreeSet::new();
+    // Rules are `target: deps`; continuation lines end in a backslash.
+    let joined = text.replace("\\\n", " ");
+    for line in joined.lines() {
+        let Some((_, deps)) = split_rule(line) else {
+            continue;
+        };
+        let mut current = String::new();
+        let mut chars = deps.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek() == Some(&' ') => {
+                    current.push(' ');
+                    chars.next();
+                }
+                ' ' | '\t' => {
+                    if !current.is_empty() {
+                        push_dep(root, &mut files, std::mem::take(&mut current));
+                    }
+                }
+                _ => current.push(c),
+            }
+        }
+        if !current.is_empty() {
+            push_dep(root, &mut files, current);
+        }
+    }
+    files.into_iter().collect()
+}
+
+/// The target and the dependencies of a rule line (the first `:` not part of an escaped
+/// name or a Windows drive).
+fn split_rule(line: &str) -> Option<(&str, &str)> {
+    let bytes = line.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b':' && (i + 1 == bytes.len() || bytes[i + 1] == b' ' || bytes[i + 1] == b'\t') {
+            return Some((&line[..i], &line[i + 1..]));
+        }
+    }
+    None
+}
+
+fn push_dep(root: &Path, files: &mut BTreeSet<String>, dep: String) {
+    let path = Path::new(&dep);
+    let relative = if path.is_absolute() {
+        root_relative(root, path)
+    } else {
+        engine::confine::check_relative(&dep)
+            .ok()
+            .map(|_| dep.clone())
+    };
+    if let Some(relative) = relative {
+        files.insert(relative);
+    }
+}
+
+/// Where the runtime's sources are: beside this crate's, as it was compiled.
+pub fn runtime_manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/Cargo.toml")
+}
+
+/// The runtime for `platform`, built with cargo from its sources.
+pub fn runtime_spec(
+    tools: &Toolchains,
+    root: &Utf8Path,
+    out: &Utf8Path,
+    platform: &Platform,
+) -> Result<TaskSpec, Missing> {
+    let manifest = runtime_manifest();
+    if !manifest.is_file() {
+        return Err(Missing {
+            reason: format!("the runtime's sources are not at {}", manifest.display()),
+            fix: format!(
+                "name a prebuilt runtime for {} in bundle.toml ([runtime.{}] url and sha256)",
+                platform.id, platform.id
+            ),
+        });
+    }
+    let rust = tools.rust()?;
+    rust.can_build(&platform.rust_target, tools.env())
+        .map_err(|missing| Missing {
+            fix: format!(
+                "{}, or name a prebuilt runtime for {} in bundle.toml ([runtime.{}] url and sha256)",
+                missing.fix, platform.id, platform.id
+            ),
+            ..missing
+        })?;
+    let output = runtime_path(out, platform);
+    // Sources inside the root are discovered from the dep-info; outside it (xbundle used
+    // as a dependency), the fingerprint of the runtime's sources compiled into this binary
+    // stands for them.
+    let manifest = manifest.canonicalize().unwrap_or(manifest);
+    let inside = manifest.starts_with(root.as_std_path());
+    let mut inputs = Vec::new();
+    if inside && let Some(relative) = root_relative(root.as_std_path(), &manifest) {
+        inputs.push(relative);
+        inputs.push("Cargo.lock".into());
+    }
+    let build = CargoBuild {
+        root: root.to_path_buf(),
+        cargo: rust.cargo.clone(),
+        manifest,
+        bin: Some("xbundle-runtime".into()),
+        triple: platform.rust_target.clone(),
+        locked: false,
+        output,
+    };
+    let mut spec = cargo_spec(
+        runtime_id(&platform.id),
+        build,
+        inputs,
+        rust.identity(),
+        format!("Build the runtime for {}", platform.id),
+    );
+    spec.kind = "runtime-build".into();
+    spec.params
+        .insert("sources".into(), env!("XBUNDLE_RUNTIME_HASH").into());
+    Ok(spec)
+}
+
+/// The npm UI build of a scenario: cwd `ui/`, outputs `dist/**`.
+pub fn npm_spec(tools: &Toolchains, service: &str, ui_dir: &Utf8Path) -> Result<TaskSpec, Missing> {
+    let node = tools.node()?;
+    let mut params = BTreeMap::new();
+    params.insert("script".into(), "build".into());
+    Ok(TaskSpec {
+        id: ui_id(service),
+        kind: "npm-build".into(),
+        impl_version: BUILD_VERSION,
+        params,
+        cwd: ui_dir.to_string(),
+        inputs: vec!["**".into(), "!node_modules/**".into(), "!dist/**".into()],
+        outputs: vec!["dist/**".into()],
+        env: vec!["NODE_ENV".into()],
+        tools: BTreeMap::from([("node".to_string(), node.identity())]),
+        deps: Vec::new(),
+        action: Arc::new(NpmBuild { npm: node.npm }),
+        description: Some(format!("Build {service} (npm)")),
+    })
+}
+
+struct NpmBuild {
+    npm: PathBuf,
+}
+
+/// Where `npm ci`'s lockfile digest is kept: it runs again only when the lockfile changed.
+const NPM_STAMP: &str = "node_modules/.xbundle-package-lock.sha256";
+
+impl Action for NpmBuild {
+    fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
+        let mut log = Captured::default();
+        let lock = std::fs::read(context.cwd.join("package-lock.json")).map_err(|err| {
+            failure(
+                format!("reading package-lock.json: {err} (npm ci needs a lockfile: run `npm install` once and commit package-lock.json)"),
+                &mut log,
+            )
+        })?;
+        let digest = engine::Digest::of_bytes(&lock).to_string();
+        let stamp = context.cwd.join(NPM_STAMP);
+        let installed = std::fs::File::open(&stamp)
+            .and_then(|mut f| {
+                let mut text = String::new();
+                f.by_ref().take(128).read_to_string(&mut text).map(|_| text)
+            })
+            .is_ok_and(|text| text.trim() == digest);
+        if !installed {
+            Cmd::new(&self.npm)
+                .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
+                .run_in(context, &mut log)?;
+            std::fs::write(&stamp, format!("{digest}\n"))
+                .map_err(|err| failure(format!("writing {NPM_STAMP}: {err}"), &mut log))?;
+        }
+        Cmd::new(&self.npm)
+            .args(["run", "build"])
+            .run_in(context, &mut log)?;
+        Ok(ActionOutput {
+            stdout: log.stdout,
+            stderr: log.stderr,
+            discovered: Discovered::default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep_info_keeps_files_inside_the_root() {
+        let root = Path::new("/repo");
+        let text = b"/repo/target/x/release/app: /repo/src/main.rs /repo/src/a\\ b.rs \\\n /home/u/.cargo/registry/x.rs src/rel.rs\n\n/repo/src/main.rs:\n";
+        assert_eq!(
+            dep_info_files(root, text),
+            vec!["src/a b.rs", "src/main.rs", "src/rel.rs"]
+        );
+        // Escapes never lead out.
+        assert!(dep_info_files(root, b"x: /repo/../etc/passwd ../up.rs /etc/x\n").is_empty());
+    }
+
+    #[test]
+    fn go_list_gives_the_workspace_files_and_package_listings() {
+        let root = Path::new("/repo");
+        let listing = br#"{"Dir":"/usr/lib/go/src/fmt","Standard":true,"GoFiles":["print.go"]}
+{"Dir":"/repo/api/internal/wheel","GoFiles":["wheel.go"],"Module":{"GoMod":"/repo/api/go.mod"}}
+{"Dir":"/repo/api","GoFiles":["main.go"],"EmbedPatterns":["static"],"EmbedFiles":["static/a.css"],"Module":{"GoMod":"/repo/api/go.mod"}}
+{"Dir":"/root/go/pkg/mod/x@v1","GoFiles":["x.go"],"Module":{"GoMod":"/root/go/pkg/mod/cache/x.mod"}}"#;
+        let found = go_discovered(root, listing).unwrap();
+        assert_eq!(
+            found.files,
+            vec![
+                "api/go.mod",
+                "api/go.sum",
+                "api/internal/wheel/wheel.go",
+                "api/main.go",
+                "api/static/a.css"
+            ]
+        );
+        assert!(
+            found
+                .listings
+                .contains(&"api/internal/wheel/*.go".to_string())
+        );
+        assert!(found.listings.contains(&"!api/*_test.go".to_string()));
+        assert!(found.listings.contains(&"api/static/**".to_string()));
+        let broken = br#"{"Dir":"/repo/api","Error":{"Err":"no Go files"}}"#;
+        assert!(
+            go_discovered(root, broken)
+                .unwrap_err()
+                .contains("no Go files")
+        );
+    }
+}

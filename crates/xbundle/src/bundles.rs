@@ -1,0 +1,255 @@
+//! Planning a profile's bundles: which builds each platform's stage needs, from the layout of
+//! the profile's scenarios (their `api/` and `ui/` directories) and the toolchains found here.
+//!
+//! Planning reads definitions (which scenarios a profile ships: the profile's scenario and the
+//! scenarios it requires, transitively) and looks at the layout; it runs no build and no
+//! analysis. Tool identities come from [`crate::toolchain`]'s cached probes.
+//!
+//! Each platform of a profile either gets a `stage:<profile>@<platform>` task, or is
+//! *unbuildable here* with every reason and its fix ([`PlatformPlan::missing`]): `bundle`
+//! reports it in its summary, never fails on it, never skips it silently.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use engine::{TaskId, TaskSpec};
+
+use crate::analysis::Catalog;
+use crate::builds::{self, ApiBuild, UiBuild, Unbuildable};
+use crate::config::Profile;
+use crate::service::ServiceKind;
+use crate::stage::{self, StagePlan};
+use crate::stages::Context;
+use crate::toolchain::{Missing, Toolchains};
+
+/// What one platform of a profile gets.
+#[derive(Debug, Clone)]
+pub struct PlatformPlan {
+    pub platform: String,
+    /// The tasks of this platform (builds and the stage), for `bundle --platform`; none when
+    /// it cannot be staged here (nothing is built for a bundle that cannot be made).
+    pub tasks: Vec<TaskId>,
+    /// The stage task, when everything it needs can be built here.
+    pub stage: Option<TaskId>,
+    /// Why it cannot be staged here.
+    pub missing: Vec<Unbuildable>,
+    /// Where its stage lands (root-relative).
+    pub dir: Utf8PathBuf,
+}
+
+/// A profile's bundles.
+#[derive(Debug, Clone)]
+pub struct ProfilePlan {
+    pub profile: String,
+    /// Tasks every stageable platform shares (the UI build).
+    pub shared: Vec<TaskId>,
+    pub platforms: Vec<PlatformPlan>,
+}
+
+impl ProfilePlan {
+    /// The platforms `names` selects (all of them when empty).
+    pub fn selected<'a>(&'a self, names: &'a [String]) -> impl Iterator<Item = &'a PlatformPlan> {
+        self.platforms
+            .iter()
+            .filter(move |p| names.is_empty() || names.contains(&p.platform))
+    }
+}
+
+/// The scenarios a bundle of `scenario` ships: it and every scenario it requires,
+/// transitively (a definition that cannot be read ends the walk there; assembly reports it).
+pub fn shipped_scenarios(catalog: &Catalog, scenario: &str) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut queue = vec![scenario.to_string()];
+    while let Some(name) = queue.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if let Ok(Some(def)) = catalog.get(ServiceKind::Scenario, &name) {
+            for (dep, how) in &def.scenarios {
+                if how.required && crate::config::is_plain_name(dep) {
+                    queue.push(dep.clone());
+                }
+            }
+        }
+    }
+    seen.into_iter().collect()
+}
+
+/// The build and stage tasks of every profile (shared builds once), and each profile's plan.
+pub fn plan(context: &Context, tools: &Toolchains) -> (Vec<TaskSpec>, Vec<ProfilePlan>) {
+    let catalog = Catalog::new(context.layout.clone());
+    let mut specs: BTreeMap<TaskId, TaskSpec> = BTreeMap::new();
+    let mut plans = Vec::new();
+    for profile in &context.config.profiles {
+        plans.push(plan_profile(context, tools, &catalog, profile, &mut specs));
+    }
+    (specs.into_values().collect(), plans)
+}
+
+fn plan_profile(
+    context: &Context,
+    tools: &Toolchains,
+    catalog: &Catalog,
+    profile: &Profile,
+    specs: &mut BTreeMap<TaskId, TaskSpec>,
+) -> ProfilePlan {
+    let root = &context.root;
+    let out = &context.config.workspace.out;
+    let scenario = profile.decl.scenario.get_ref().clone();
+    let platforms =
+        crate::assemble::profile_platforms(&context.config, profile, &context.platforms)
+            .unwrap_or_default();
+    let scenarios = shipped_scenarios(catalog, &scenario);
+    let scenarios_dir = &context.layout.scenarios;
+    let mut shared = Vec::new();
+    let mut shared_missing: Vec<Unbuildable> = Vec::new();
+    // The root scenario's UI: one build for every platform.
+    let mut ui = BTreeMap::new();
+    let mut static_ui = Vec::new();
+    let ui_dir = scenarios_dir.join(&scenario).join("ui");
+    let ui_service = format!("{scenario}-ui");
+    let layout = builds::detect(root, &scenarios_dir.join(&scenario));
+    let mut ui_dep = None;
+    let definition = |name: &str| catalog.get(ServiceKind::Scenario, name).ok().flatten();
+    let needs_ui = definition(&scenario).is_some_and(|def| def.ports.contains_key("ui"));
+    match layout.ui {
+        Some(UiBuild::Npm) => match builds::npm_spec(tools, &ui_service, &ui_dir) {
+            Ok(spec) => {
+                ui.insert(format!("ui/{scenario}"), ui_dir.join("dist"));
+                ui_dep = Some(spec.id.clone());
+                shared.push(spec.id.clone());
+                specs.insert(spec.id.clone(), spec);
+            }
+            Err(missing) => shared_missing.push(Unbuildable {
+                what: format!("the UI of {scenario} (npm)"),
+                platform: String::new(),
+                missing,
+            }),
+        },
+        Some(UiBuild::Static) => {
+            ui.insert(format!("ui/{scenario}"), ui_dir.clone());
+            static_ui.push(ui_dir.clone());
+        }
+        None if needs_ui => shared_missing.push(Unbuildable {
+            what: format!("the UI of {scenario}"),
+            platform: String::new(),
+            missing: Missing {
+                reason: format!("{ui_dir}/ does not exist"),
+                fix: format!(
+                    "add the UI's code in {ui_dir}/ (a package.json with a build script, or static files)"
+                ),
+            },
+        }),
+        None => {}
+    }
+    let mut platform_plans = Vec::new();
+    for platform in &platforms {
+        let mut tasks = Vec::new();
+        let mut missing: Vec<Unbuildable> = shared_missing
+            .iter()
+            .map(|m| Unbuildable {
+                platform: platform.id.clone(),
+                ..m.clone()
+            })
+            .collect();
+        let mut deps = vec![crate::stages::assemble_id(&profile.name)];
+        deps.extend(ui_dep.clone());
+        for shipped in &scenarios {
+            let dir = scenarios_dir.join(shipped);
+            let service = format!("{shipped}-api");
+            let api_dir = dir.join("api");
+            let spec = match builds::detect(root, &dir).api {
+                Some(ApiBuild::Go) => {
+                    builds::go_spec(tools, root, out, &service, &api_dir, platform)
+                }
+                Some(ApiBuild::Rust) => {
+                    builds::rust_spec(tools, root, out, &service, &api_dir, platform)
+                }
+                // A scenario whose bundle runs an API (it declares a port besides `ui`) but
+                // that holds no code to build.
+                None if definition(shipped)
+                    .is_some_and(|def| def.ports.keys().any(|port| port != "ui")) =>
+                {
+                    Err(Missing {
+                        reason: format!("{api_dir}/ holds no go.mod or Cargo.toml"),
+                        fix: format!(
+                            "add the API's code in {api_dir}/ (a Go module or a Cargo package)"
+                        ),
+                    })
+                }
+                None => continue,
+            };
+            match spec {
+                Ok(spec) => {
+                    tasks.push(spec.id.clone());
+                    deps.push(spec.id.clone());
+                    specs.insert(spec.id.clone(), spec);
+                }
+                Err(reason) => missing.push(Unbuildable {
+                    what: format!("{service} ({})", api_dir),
+                    platform: platform.id.clone(),
+                    missing: reason,
+                }),
+            }
+        }
+        let runtime = match builds::runtime_spec(tools, root, out, platform) {
+            Ok(spec) => {
+                let path = builds::runtime_path(out, platform);
+                tasks.push(spec.id.clone());
+                deps.push(spec.id.clone());
+                specs.insert(spec.id.clone(), spec);
+                Some(path)
+            }
+            Err(reason) => {
+                missing.push(Unbuildable {
+                    what: "the runtime".into(),
+                    platform: platform.id.clone(),
+                    missing: reason,
+                });
+                None
+            }
+        };
+        let dir = stage::stage_dir(out, &profile.name, &platform.id);
+        let stage = match runtime {
+            Some(runtime) if missing.is_empty() => {
+                let spec = stage::spec(StagePlan {
+                    profile: profile.name.clone(),
+                    platform: platform.clone(),
+                    out: out.clone(),
+                    ui: ui.clone(),
+                    static_ui: static_ui.clone(),
+                    runtime,
+                    deps,
+                });
+                let id = spec.id.clone();
+                tasks.push(id.clone());
+                specs.insert(id.clone(), spec);
+                Some(id)
+            }
+            _ => {
+                tasks.clear();
+                None
+            }
+        };
+        platform_plans.push(PlatformPlan {
+            platform: platform.id.clone(),
+            tasks,
+            stage,
+            missing,
+            dir,
+        });
+    }
+    if platform_plans.iter().all(|p| p.stage.is_none()) {
+        shared.clear();
+    }
+    ProfilePlan {
+        profile: profile.name.clone(),
+        shared,
+        platforms: platform_plans,
+    }
+}
+
+/// A path for messages: root-relative, as the user sees it.
+pub fn shown(path: &Utf8Path) -> String {
+    format!("{path}/")
+}
