@@ -8,6 +8,7 @@
 
 mod build;
 mod cache;
+mod doctor;
 mod pipeline;
 mod profile;
 mod queries;
@@ -122,6 +123,19 @@ enum Command {
     Profile {
         #[command(subcommand)]
         command: profile::ProfileCommand,
+    },
+    /// Toolchains and tools found here, and which platforms of each profile can be staged
+    Doctor {
+        /// Print one JSON object (same as --message-format json)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stage a profile for this machine and start the runtime on it (Ctrl-C stops it)
+    Run {
+        /// Profile to run (default: workspace.default-profile)
+        profile: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Inspect and maintain the local cache
     Cache {
@@ -418,6 +432,21 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             pipeline::export(&workspace, &args.profile, shell)
         }
         Command::Check => pipeline::check(&load(&cli, false, false)?, shell),
+        Command::Doctor { json } => {
+            let workspace = load(&cli, false, false)?;
+            if *json && !shell.is_json() {
+                let json_shell = Shell::new(
+                    crate::shell::MessageFormat::Json,
+                    crate::shell::Verbosity::Normal,
+                );
+                return doctor::doctor(&workspace, &json_shell);
+            }
+            doctor::doctor(&workspace, shell)
+        }
+        Command::Run { profile, run } => {
+            let workspace = load(&cli, run.force, run.fail_fast)?;
+            doctor::run(&workspace, profile.as_deref(), run, shell)
+        }
         Command::Cache { command } => {
             let workspace = load(&cli, false, false)?;
             cache::cache(&workspace, command, shell)
