@@ -26,7 +26,7 @@ function renderList() {
     const item = document.createElement("li");
     const button = document.createElement("button");
     button.textContent = `${wheel.name} (${wheel.options.length})`;
-    button.setAttribute("aria-current", String(view.selected && view.selected.id === wheel.id));
+    button.setAttribute("aria-current", String(Boolean(view.selected && view.selected.id === wheel.id)));
     button.addEventListener("click", () => select(wheel));
     item.append(button);
     list.append(item);
