@@ -3,14 +3,16 @@
 //!
 //! Invariants: what a client sends holds bounded memory and time: the head is at most
 //! [`MAX_HEAD`] bytes, a body at most [`MAX_BODY`] (declared by `Content-Length`; chunked
-//! bodies are refused with 411), each connection has a [`TIMEOUT`] on reads and writes, and at
-//! most [`MAX_CONNECTIONS`] are served at once (past that a client gets 503 at once).
+//! bodies are refused with 411), a request must arrive whole within [`TIMEOUT`] (one deadline
+//! for the request, not per read, so a client trickling bytes is cut off too; writes have the
+//! same timeout), and at most [`MAX_CONNECTIONS`] are served at once (past that a client gets
+//! 503 at once).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_BODY: usize = 64 * 1024;
@@ -190,7 +192,6 @@ pub fn serve(listener: TcpListener, handler: Arc<dyn Fn(&Request) -> Response + 
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        let _ = stream.set_read_timeout(Some(TIMEOUT));
         let _ = stream.set_write_timeout(Some(TIMEOUT));
         if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             active.fetch_sub(1, Ordering::SeqCst);
@@ -218,8 +219,29 @@ impl Drop for Active {
     }
 }
 
+/// Reads from a socket until a deadline: each read waits at most the time left.
+struct Deadline<'a> {
+    stream: &'a TcpStream,
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
 pub fn handle_connection(mut stream: TcpStream, handler: &dyn Fn(&Request) -> Response) {
-    let (response, head_only) = match read_request(&stream) {
+    let deadline = Deadline {
+        stream: &stream,
+        until: Instant::now() + TIMEOUT,
+    };
+    let (response, head_only) = match read_request(deadline) {
         Ok(request) => (handler(&request), request.method == "HEAD"),
         Err(response) => (response, false),
     };
@@ -276,6 +298,23 @@ mod tests {
         assert_eq!(read(big.as_bytes()), Err(413));
         let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
         assert_eq!(read(long.as_bytes()), Err(431));
+    }
+
+    /// A request still incomplete at its deadline is refused, however the bytes trickle.
+    #[test]
+    fn one_deadline_per_request() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        let expired = Deadline {
+            stream: &server,
+            until: Instant::now(),
+        };
+        assert_eq!(
+            read_request(expired),
+            Err(Response::error(400, "unreadable request"))
+        );
     }
 
     #[test]
