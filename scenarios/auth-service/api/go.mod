@@ -1,0 +1,3 @@
+module example.com/auth-service/api
+
+go 1.19

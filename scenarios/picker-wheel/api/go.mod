@@ -1,0 +1,3 @@
+module example.com/picker-wheel/api
+
+go 1.19
