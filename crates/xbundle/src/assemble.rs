@@ -116,7 +116,8 @@ fn env_name(name: &str) -> String {
     name.to_ascii_uppercase().replace(['-', '.'], "_")
 }
 
-/// Build type guessed from the scenario's setup steps.
+/// Build type guessed from the scenario's setup steps, for a scenario whose `api/` holds no
+/// code the pipeline builds (its layout decides otherwise: [`crate::builds::detect`]).
 fn build_type(def: &ServiceDef) -> BuildType {
     let steps: String = def
         .setup_steps
@@ -272,6 +273,15 @@ pub fn assemble(
         .help("bundle fewer services or assets in this profile"));
     }
     let mut files = catalog.recorded();
+    // What decides each shipped scenario's build type (`build.type` in bundle.json).
+    for scenario in scenario_order(&analysis) {
+        let dir = catalog.layout.scenarios.join(&scenario);
+        files.extend(
+            crate::builds::probed_files(&dir)
+                .iter()
+                .map(ToString::to_string),
+        );
+    }
     for platform in &platforms {
         files.push(format!("platforms/{}.toml", platform.id));
     }
@@ -909,7 +919,16 @@ impl Builder<'_> {
             description: def.description.clone(),
             binaries: self.binaries(&id, &id),
             build: Some(Build {
-                kind: build_type(def),
+                kind: match crate::builds::detect(
+                    &self.catalog.layout.root,
+                    &self.catalog.layout.scenarios.join(scenario),
+                )
+                .api
+                {
+                    Some(crate::builds::ApiBuild::Go) => BuildType::Go,
+                    Some(crate::builds::ApiBuild::Rust) => BuildType::Rust,
+                    None => build_type(def),
+                },
                 source_dir: format!("{}/{scenario}/api", self.catalog.layout.scenarios),
                 entry_point: None,
                 output_pattern: Some(id.clone()),

@@ -171,10 +171,8 @@ pub fn go_spec(
         impl_version: BUILD_VERSION,
         params,
         cwd: String::new(),
-        inputs: vec![
-            api_dir.join("go.mod").to_string(),
-            api_dir.join("go.sum").to_string(),
-        ],
+        // go.sum is discovered (absent is recorded as absent).
+        inputs: vec![api_dir.join("go.mod").to_string()],
         outputs: vec![output.to_string()],
         env: vec!["GOFLAGS".into(), "GOEXPERIMENT".into()],
         tools: BTreeMap::from([("go".to_string(), go.identity())]),
@@ -419,10 +417,14 @@ pub fn rust_spec(
         locked,
         output: output.clone(),
     };
+    let mut inputs = vec![api_dir.join("Cargo.toml").to_string()];
+    if locked {
+        inputs.push(lock.to_string());
+    }
     Ok(cargo_spec(
         compile_id(service, &platform.id),
         build,
-        vec![api_dir.join("Cargo.toml").to_string(), lock.to_string()],
+        inputs,
         rust.identity(),
         format!("Build {service} for {} (Rust)", platform.id),
     ))
@@ -765,7 +767,8 @@ impl Action for NpmBuild {
             Cmd::new(&self.npm)
                 .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
                 .run_in(context, &mut log)?;
-            std::fs::write(&stamp, format!("{digest}\n"))
+            std::fs::create_dir_all(context.cwd.join("node_modules"))
+                .and_then(|()| std::fs::write(&stamp, format!("{digest}\n")))
                 .map_err(|err| failure(format!("writing {NPM_STAMP}: {err}"), &mut log))?;
         }
         Cmd::new(&self.npm)

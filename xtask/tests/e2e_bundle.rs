@@ -1,0 +1,217 @@
+//! End to end: `cargo xtask bundle` on the demo `picker-wheel` (a Go API and an npm UI), then
+//! the staged runtime on the host's stage: `/readyz` answers, the UI is served, the Go API
+//! answers through the UI's `/api` proxy, and a wheel written through it survives a restart.
+//!
+//! Needs Go and npm (Debian: golang-go, npm): when missing, the test fails under
+//! `XBUNDLE_REQUIRE_TOOLS=1` (CI) and skips otherwise.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Repo;
+
+fn tool_available(program: &str, args: &[&str], package: &str) -> bool {
+    let found = Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("XBUNDLE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "`{program}` is missing: install the Debian package {package}"
+        );
+        eprintln!("skipped: `{program}` is not installed (Debian package {package})");
+    }
+    found
+}
+
+/// The demo repository's definitions, with one profile: picker-wheel for this machine.
+fn demo() -> Repo {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = Repo::new(
+        "[workspace]\ndefault-profile = \"picker-wheel-desktop\"\n\n[profiles.picker-wheel-desktop]\nscenario = \"picker-wheel\"\ntier = \"tier-2-desktop\"\nplatforms = [\"linux-x64\"]\nswaps = { postgres = \"sqlite\", redis = \"in-process\" }\nmin-fitness = 0.75\n",
+        &[],
+    );
+    for dir in ["scenarios", "resources", "platforms"] {
+        common::copy_tree(&source.join(dir), &repo.join(dir));
+    }
+    // What a developer's earlier builds left in the sources is not part of the repository.
+    for leftover in [
+        "scenarios/picker-wheel/ui/node_modules",
+        "scenarios/picker-wheel/ui/dist",
+    ] {
+        let _ = std::fs::remove_dir_all(repo.join(leftover));
+    }
+    repo
+}
+
+/// One HTTP/1.0 exchange: status and body.
+fn http(port: u16, request: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no head end in {response:?}")))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    Ok((status, body.to_owned()))
+}
+
+fn get(port: u16, path: &str, extra: &str) -> (u16, String) {
+    http(
+        port,
+        &format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{extra}\r\n"),
+    )
+    .unwrap_or_else(|err| panic!("GET {path} on {port}: {err}"))
+}
+
+/// The runtime on a stage: stopped with SIGTERM and reaped on drop.
+struct Runtime {
+    child: Child,
+    app_data: PathBuf,
+}
+
+impl Runtime {
+    fn start(stage: &Path, app_data: &Path) -> Runtime {
+        let child = Command::new(stage.join("runtime/xbundle-runtime"))
+            .arg("--bundle")
+            .arg(stage)
+            .arg("--app-data")
+            .arg(app_data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the staged runtime");
+        Runtime {
+            child,
+            app_data: app_data.to_path_buf(),
+        }
+    }
+
+    fn control(&self) -> (u16, String) {
+        let port = std::fs::read_to_string(self.app_data.join("runtime/ipc-port"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0);
+        let token =
+            std::fs::read_to_string(self.app_data.join("runtime/auth-token")).unwrap_or_default();
+        (port, token.trim().to_string())
+    }
+
+    /// Waits (at most 60 s) for `/readyz`, then returns the UI's port.
+    fn ready(&mut self) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(
+                self.child.try_wait().expect("poll the runtime").is_none(),
+                "the runtime exited before it was ready"
+            );
+            let (port, token) = self.control();
+            if port != 0 && !token.is_empty() {
+                let auth = format!("Authorization: Bearer {token}\r\n");
+                if let Ok((200, _)) = http(
+                    port,
+                    &format!("GET /readyz HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n"),
+                ) {
+                    let (status, ports) = get(port, "/ports", &auth);
+                    assert_eq!(status, 200, "{ports}");
+                    let ports: serde_json::Value =
+                        serde_json::from_str(&ports).expect("JSON ports");
+                    return ports["services"]["picker-wheel-ui"]["ui"]
+                        .as_u64()
+                        .expect("the UI's port") as u16;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the runtime was not ready within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(mut self) {
+        // SAFETY: kill(2) on the child this test started.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().expect("poll").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the runtime did not stop within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn bundle_then_runtime_serves_the_ui_and_the_go_api_and_keeps_a_wheel_across_a_restart() {
+    if !tool_available("go", &["version"], "golang-go")
+        || !tool_available("npm", &["--version"], "npm")
+    {
+        return;
+    }
+    let repo = demo();
+    let run = repo.json(&["bundle"]);
+    run.assert_code(0);
+    let stage = repo.join("dist/picker-wheel-desktop/stage/linux-x64");
+    assert!(stage.join("bundle.json").is_file(), "{run}");
+    let app_data = repo.sandbox().join("app-data");
+
+    let mut runtime = Runtime::start(&stage, &app_data);
+    let ui = runtime.ready();
+    let (status, page) = get(ui, "/", "");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<html") || page.contains("<!doctype"),
+        "{page}"
+    );
+    let origin = format!("Origin: http://127.0.0.1:{ui}\r\n");
+    let body =
+        r#"{"name":"lunch","options":[{"label":"soup","weight":1},{"label":"salad","weight":3}]}"#;
+    let (status, created) = http(
+        ui,
+        &format!(
+            "POST /api/wheels HTTP/1.0\r\nHost: 127.0.0.1:{ui}\r\n{origin}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .expect("POST through the proxy");
+    assert!((200..300).contains(&status), "{status} {created}");
+    let (status, list) = get(ui, "/api/wheels", &origin);
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains("lunch"), "{list}");
+    runtime.stop();
+
+    let mut again = Runtime::start(&stage, &app_data);
+    let ui = again.ready();
+    let origin = format!("Origin: http://127.0.0.1:{ui}\r\n");
+    let (status, list) = get(ui, "/api/wheels", &origin);
+    assert_eq!(status, 200, "{list}");
+    assert!(
+        list.contains("lunch"),
+        "the wheel survives a restart: {list}"
+    );
+    again.stop();
+}
