@@ -27,7 +27,9 @@
 
 pub mod cancel;
 pub mod confine;
+pub mod depfile;
 pub mod digest;
+pub mod discovered;
 pub mod events;
 pub mod exec;
 pub mod files;
@@ -48,5 +50,6 @@ pub use exec::{Engine, EngineConfig, Expected, Probe};
 pub use graph::{GraphError, GraphFormat, TaskGraph};
 pub use key::{DirtyReason, KeyComponents};
 pub use task::{
-    Action, ActionContext, ActionFailure, ActionOutput, CommandAction, TaskId, TaskSpec,
+    Action, ActionContext, ActionFailure, ActionOutput, BlobStore, CommandAction, Discovered,
+    TaskId, TaskSpec,
 };
