@@ -2,18 +2,24 @@
 //!
 //! Each sequence builds a fresh fixture repository, runs the real `xtask` binary, then applies
 //! random steps: edit, add, delete and touch-without-change input files, write files no glob
-//! matches, change env values, change task definitions. After every step it checks:
+//! matches, change env values, change task definitions, edit shared headers, and add or remove
+//! a task's `#include` of one. Some tasks have **discovered inputs**: they read the shared
+//! headers their sources `#include` (no glob matches those) and write a depfile naming them, so
+//! a header is edited in or out of the discovered set, added to it and removed from it. After
+//! every step it checks:
 //!
 //! - **correctness**: every output equals what the model computes, and equals a clean build of a
 //!   copy of the tree (after every step of the first sequences, then at the end of every fifth);
 //! - **minimality**: the tasks that ran are exactly those whose key (definition, inputs, env
-//!   values, dependency outputs) has never been seen before; every other task is `cached`;
+//!   values, dependency outputs) has never been seen before, or whose discovered headers differ
+//!   from those of the last run under that key (one cached result per key); every other task is
+//!   `cached`;
 //! - **early cutoff**: a dependency rebuilt to identical output does not rerun its dependents
 //!   (implied by minimality; the test also requires that this situation occurred many times).
 //!
 //! Reproduce a failure with `STALE_HUNT_SEED=<seed printed> STALE_HUNT_SEQUENCES=1`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +28,8 @@ const TASKS: usize = 24;
 const STEPS: usize = 4;
 const WORDS: [&str; 6] = ["alpha", "beta", "gamma", "delta", "alpha", "omega"];
 const VARS: [&str; 2] = ["HUNT_A", "HUNT_B"];
+/// Shared headers (`shared/hN.txt`), read by tasks with depfiles.
+const HEADERS: usize = 4;
 
 /// xorshift64*: small, seeded, reproducible.
 struct Rng(u64);
@@ -62,6 +70,8 @@ struct Task {
     salt: u32,
     /// File name -> content.
     inputs: BTreeMap<String, String>,
+    /// Reads the headers its sources `#include` and reports them in a depfile (Concat only).
+    depfile: bool,
 }
 
 fn name(index: usize) -> String {
@@ -77,6 +87,12 @@ impl Task {
             .collect();
         let env = self.env.map_or(String::new(), |var| format!("${var}"));
         match self.kind {
+            Kind::Concat if self.depfile => format!(
+                "mkdir -p out && inc=$(sed -n 's/^#include //p' src/*.txt | LC_ALL=C sort -u) && \
+                 {{ cat src/*.txt{deps}; for h in $inc; do cat ../../shared/$h.txt; done; printf 'salt:%s env:%s\\n' {} \"{env}\"; }} > out/result.txt && \
+                 {{ printf 'out/result.txt:'; for h in $inc; do printf ' ../../shared/%s.txt' $h; done; echo; }} > out/deps.d",
+                self.salt
+            ),
             Kind::Concat => format!(
                 "mkdir -p out && {{ cat src/*.txt{deps}; printf 'salt:%s env:%s\\n' {} \"{env}\"; }} > out/result.txt",
                 self.salt
@@ -99,8 +115,13 @@ impl Task {
             .map(|d| format!("{:?}", name(*d)))
             .collect();
         let env: Vec<String> = self.env.iter().map(|v| format!("{v:?}")).collect();
+        let outputs = if self.depfile {
+            "outputs = [\"out/result.txt\", \"out/deps.d\"]\ndepfile = \"out/deps.d\""
+        } else {
+            "outputs = [\"out/result.txt\"]"
+        };
         format!(
-            "[tasks.{}]\ncwd = \"pkg/{}\"\nrun = {:?}\ninputs = [\"src/*.txt\"]\noutputs = [\"out/result.txt\"]\ndeps = [{}]\nenv = [{}]\n\n",
+            "[tasks.{}]\ncwd = \"pkg/{}\"\nrun = {:?}\ninputs = [\"src/*.txt\"]\n{outputs}\ndeps = [{}]\nenv = [{}]\n\n",
             name(index),
             name(index),
             self.command(),
@@ -114,8 +135,11 @@ impl Task {
 struct Model {
     tasks: Vec<Task>,
     env: BTreeMap<&'static str, Option<String>>,
-    /// Per task, every key tuple built so far (what the cache holds).
-    seen: Vec<HashSet<String>>,
+    /// `shared/hN.txt` -> content.
+    headers: BTreeMap<String, String>,
+    /// Per task, every key tuple built so far (what the cache holds), with the discovered
+    /// headers (names and contents) of the last run under that key.
+    seen: Vec<HashMap<String, String>>,
 }
 
 impl Model {
@@ -138,9 +162,14 @@ impl Model {
             } else {
                 None
             };
+            let depfile = kind == Kind::Concat && rng.chance(50);
             let mut inputs = BTreeMap::new();
             for file in 0..1 + rng.below(3) {
-                inputs.insert(format!("f{file}.txt"), random_content(rng));
+                let mut content = random_content(rng);
+                if depfile && rng.chance(70) {
+                    content.push_str(&format!("#include h{}\n", rng.below(HEADERS)));
+                }
+                inputs.insert(format!("f{file}.txt"), content);
             }
             tasks.push(Task {
                 kind,
@@ -148,12 +177,16 @@ impl Model {
                 env,
                 salt: 0,
                 inputs,
+                depfile,
             });
         }
         Model {
             tasks,
             env: VARS.iter().map(|v| (*v, None)).collect(),
-            seen: vec![HashSet::new(); TASKS],
+            headers: (0..HEADERS)
+                .map(|h| (format!("h{h}"), random_content(rng)))
+                .collect(),
+            seen: vec![HashMap::new(); TASKS],
         }
     }
 
@@ -165,17 +198,29 @@ impl Model {
         text
     }
 
-    /// Expected output of every task, and the key tuple of each.
-    fn evaluate(&self) -> (Vec<String>, Vec<String>) {
+    /// Expected output of every task, the key tuple of each and its discovered headers.
+    fn evaluate(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
         let mut outputs: Vec<String> = Vec::new();
+        // What dependents key on: the output files (result.txt, and the depfile's header list).
+        let mut keyed_outputs: Vec<String> = Vec::new();
         let mut tuples = Vec::new();
+        let mut discovered = Vec::new();
         for task in &self.tasks {
             let inputs: String = task.inputs.values().cloned().collect();
             let dep_outputs: String = task.deps.iter().map(|d| outputs[*d].clone()).collect();
             let env_value = task.env.and_then(|v| self.env[v].clone());
+            let included: BTreeSet<&str> = if task.depfile {
+                inputs
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("#include "))
+                    .collect()
+            } else {
+                BTreeSet::new()
+            };
+            let headers: String = included.iter().map(|h| self.headers[*h].clone()).collect();
             let output = match task.kind {
                 Kind::Concat => format!(
-                    "{inputs}{dep_outputs}salt:{} env:{}\n",
+                    "{inputs}{dep_outputs}{headers}salt:{} env:{}\n",
                     task.salt,
                     env_value.clone().unwrap_or_default()
                 ),
@@ -190,11 +235,16 @@ impl Model {
                 task.command(),
                 task.inputs,
                 env_value,
-                task.deps.iter().map(|d| &outputs[*d]).collect::<Vec<_>>()
+                task.deps
+                    .iter()
+                    .map(|d| &keyed_outputs[*d])
+                    .collect::<Vec<_>>()
             ));
+            discovered.push(format!("{included:?}|{headers:?}"));
+            keyed_outputs.push(format!("{output}|{included:?}"));
             outputs.push(output);
         }
-        (outputs, tuples)
+        (outputs, tuples, discovered)
     }
 }
 
@@ -211,6 +261,9 @@ fn write(path: &Path, content: &str) {
 
 fn materialize(model: &Model, root: &Path) {
     write(&root.join("bundle.toml"), &model.bundle_toml());
+    for (header, content) in &model.headers {
+        write(&root.join("shared").join(format!("{header}.txt")), content);
+    }
     for (index, task) in model.tasks.iter().enumerate() {
         for (file, content) in &task.inputs {
             write(
@@ -284,10 +337,18 @@ fn read_outputs(root: &Path) -> Vec<String> {
 
 /// Applies one random edit to the model and the tree; returns a description.
 fn edit(model: &mut Model, root: &Path, rng: &mut Rng) -> String {
-    let index = rng.below(TASKS);
+    let mut index = rng.below(TASKS);
+    let choice = rng.below(11);
+    if choice == 10 {
+        // Pick a task with a depfile, if there is one.
+        let with_depfile: Vec<usize> = (0..TASKS).filter(|i| model.tasks[*i].depfile).collect();
+        if !with_depfile.is_empty() {
+            index = with_depfile[rng.below(with_depfile.len())];
+        }
+    }
     let dir = root.join("pkg").join(name(index)).join("src");
     let task = &mut model.tasks[index];
-    match rng.below(9) {
+    match choice {
         0 | 1 => {
             let file = task
                 .inputs
@@ -346,6 +407,37 @@ fn edit(model: &mut Model, root: &Path, rng: &mut Rng) -> String {
                 name(index),
                 model.tasks[index].salt
             )
+        }
+        9 => {
+            // A shared header: a discovered input of the tasks that include it, and of no other.
+            let header = format!("h{}", rng.below(HEADERS));
+            let content = random_content(rng);
+            write(&root.join("shared").join(format!("{header}.txt")), &content);
+            model.headers.insert(header.clone(), content);
+            format!("edit shared/{header}.txt")
+        }
+        10 if task.depfile => {
+            // Add a header to the discovered set, or remove one from it.
+            let file = task
+                .inputs
+                .keys()
+                .nth(rng.below(task.inputs.len()))
+                .unwrap()
+                .clone();
+            let content = task.inputs[&file].clone();
+            let (content, what) = match content.lines().find(|l| l.starts_with("#include ")) {
+                Some(line) => (
+                    content.replacen(&format!("{line}\n"), "", 1),
+                    format!("remove `{line}` from"),
+                ),
+                None => {
+                    let line = format!("#include h{}", rng.below(HEADERS));
+                    (format!("{content}{line}\n"), format!("add `{line}` to"))
+                }
+            };
+            write(&dir.join(&file), &content);
+            task.inputs.insert(file.clone(), content);
+            format!("{what} {}/{file}", name(index))
         }
         _ => "no change".to_string(),
     }
@@ -410,9 +502,11 @@ fn random_edit_sequences_never_leave_stale_outputs() {
                     log.push(edit(&mut model, root, &mut rng));
                 }
             }
-            let (expected, tuples) = model.evaluate();
+            let (expected, tuples, discovered) = model.evaluate();
             let expected_ran: BTreeSet<usize> = (0..TASKS)
-                .filter(|index| !model.seen[*index].contains(&tuples[*index]))
+                .filter(|index| {
+                    model.seen[*index].get(&tuples[*index]) != Some(&discovered[*index])
+                })
                 .collect();
             let outcome = build(root, &model.env);
             let context =
@@ -460,8 +554,8 @@ fn random_edit_sequences_never_leave_stale_outputs() {
                     }
                 }
             }
-            for (seen, tuple) in model.seen.iter_mut().zip(&tuples) {
-                seen.insert(tuple.clone());
+            for ((seen, tuple), found) in model.seen.iter_mut().zip(&tuples).zip(&discovered) {
+                seen.insert(tuple.clone(), found.clone());
             }
             ran_total += outcome.ran.len();
             cached_total += outcome.cached.len();

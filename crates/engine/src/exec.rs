@@ -3,10 +3,13 @@
 //! Per task, in a worker thread once its dependencies are done:
 //! 1. expand the input globs (minus the task's own outputs) and digest each file through the
 //!    stat cache; build [`KeyComponents`] with the dependencies' output digests; hash the key;
-//! 2. unless `--force`, look the key up in the action cache; on a hit make the tree match the
-//!    stored output manifest (verifying every restored blob) and replay the captured logs;
+//! 2. unless `--force`, look the key up in the action cache; an entry with discovered inputs is
+//!    a hit only if they still hold ([`crate::discovered::check`], reasons otherwise); on a hit
+//!    make the tree match the stored output manifest (verifying every restored blob) and replay
+//!    the captured logs;
 //! 3. otherwise delete whatever the output globs match, run the action, require every output
-//!    glob to match, store outputs and logs in the CAS, then (last) the action result;
+//!    glob to match, store outputs and logs in the CAS, record what the action discovered it
+//!    read ([`crate::discovered::record`]), then (last) the action result;
 //! 4. record the key components in the ledger.
 //!
 //! A corrupt cache entry or blob is a warning and a miss; an output modified in the tree is a
@@ -42,7 +45,7 @@ use crate::key::{DirtyReason, KeyComponents};
 use crate::ledger::{Ledger, LedgerEntry};
 use crate::statcache::StatCache;
 use crate::store::{ActionResult, OutputFile, Store, StoreError, StoredStream};
-use crate::task::{ActionContext, TaskId, TaskSpec};
+use crate::task::{ActionContext, Discovered, TaskId, TaskSpec};
 
 /// Where the engine keeps its state, and how a run behaves.
 #[derive(Clone, Debug)]
@@ -870,8 +873,20 @@ impl Engine {
         let key = components.key();
         let last_key = self.ledger.last_key(id);
 
+        // Set when an entry exists under the key but its discovered inputs changed.
+        let mut discovered_reasons: Option<Vec<DirtyReason>> = None;
         if !self.config.force {
-            match self.store.get_action(&key) {
+            let found = self.store.get_action(&key).map(|found| {
+                found.filter(|result| {
+                    let stale = self.discovered_stale(spec, &globs, result, workspace, stats);
+                    if stale.is_empty() {
+                        return true;
+                    }
+                    discovered_reasons = Some(stale);
+                    false
+                })
+            });
+            match found {
                 Ok(Some(result)) => {
                     match self.materialize(spec, &globs, &result, workspace, cwd.as_ref(), stats) {
                         Ok((restored, modified)) => {
@@ -948,7 +963,8 @@ impl Engine {
             }
         }
 
-        let reasons = self.reasons(id, &components, self.config.force);
+        let reasons =
+            discovered_reasons.unwrap_or_else(|| self.reasons(id, &components, self.config.force));
         reporter.report(Event::TaskStarted {
             id,
             reasons: &reasons,
@@ -964,6 +980,27 @@ impl Engine {
             reporter.report(Event::TaskFinished(&report));
             return report;
         }
+        let outcome = outcome.and_then(|(mut result, found, clock)| {
+            if !found.is_empty() {
+                let tree = workspace.tree();
+                let context = crate::discovered::Context {
+                    tree: &tree,
+                    stats,
+                    cwd: &spec.cwd,
+                    outputs: &globs.outputs,
+                };
+                let recorded =
+                    crate::discovered::record(&context, &found, &components.inputs, clock)
+                        .map_err(|why| format!("{why}; nothing was cached"))?;
+                for path in &recorded.changed_during_run {
+                    warn(&format!(
+                        "discovered input {path} changed while the task ran; the next run runs it again"
+                    ));
+                }
+                result.discovered = Some(recorded.record);
+            }
+            Ok(result)
+        });
         match outcome {
             Ok(result) => {
                 let output = result.output_digest();
@@ -1036,7 +1073,8 @@ impl Engine {
         }
     }
 
-    /// Runs the action and stores what it produced. Nothing is cached on any error.
+    /// Runs the action and stores what it produced. Nothing is cached on any error. Also returns
+    /// what the action discovered it read and the file system's clock when it started.
     fn run_action(
         &self,
         spec: &TaskSpec,
@@ -1045,7 +1083,7 @@ impl Engine {
         cwd: Option<Dir>,
         stats: &StatCache,
         reporter: &dyn Reporter,
-    ) -> Result<ActionResult, String> {
+    ) -> Result<(ActionResult, Discovered, i64), String> {
         let started = Instant::now();
         // A restore that failed may have created it since it was opened.
         let cwd = match cwd {
@@ -1086,7 +1124,11 @@ impl Engine {
             cwd: cwd.path(),
             env: &self.config.env,
             cancel: &self.cancel,
+            blobs: &self.store,
         };
+        // The file system's clock as the action starts: a discovered input at least this new
+        // may have changed while it ran (see [`crate::discovered`]).
+        let clock = self.clock_now(stats);
         let emit = |stream, bytes: &[u8]| {
             if !bytes.is_empty() {
                 reporter.report(Event::Output {
@@ -1155,14 +1197,54 @@ impl Engine {
                 digest,
             }))
         };
-        Ok(ActionResult {
-            task: spec.id.to_string(),
-            outputs: files,
-            stdout: store_stream(&printed.stdout)?,
-            stderr: store_stream(&printed.stderr)?,
-            duration_ms: started.elapsed().as_millis() as u64,
-            tools: spec.tools.clone(),
-        })
+        Ok((
+            ActionResult {
+                task: spec.id.to_string(),
+                outputs: files,
+                stdout: store_stream(&printed.stdout)?,
+                stderr: store_stream(&printed.stderr)?,
+                duration_ms: started.elapsed().as_millis() as u64,
+                tools: spec.tools.clone(),
+                // Filled in by the caller (see `execute`).
+                discovered: None,
+            },
+            printed.discovered,
+            clock,
+        ))
+    }
+
+    /// "Now" on the file system's clock (ns): the mtime of a file created in the staging
+    /// directory; the run's clock (earlier, so stricter) when that cannot be done.
+    fn clock_now(&self, stats: &StatCache) -> i64 {
+        let probe = || -> Option<i64> {
+            let staging = self.staging().create().ok()?;
+            let mut temp = staging.temp_file().ok()?;
+            let metadata = temp.file().metadata().ok()?;
+            Some(crate::statcache::FileStat::of(&metadata).mtime_ns)
+        };
+        probe().unwrap_or_else(|| stats.run_clock_ns())
+    }
+
+    /// Why `result`'s discovered inputs no longer hold (empty: none, or all unchanged).
+    fn discovered_stale(
+        &self,
+        spec: &TaskSpec,
+        globs: &TaskGlobs,
+        result: &ActionResult,
+        workspace: &Workspace,
+        stats: &StatCache,
+    ) -> Vec<DirtyReason> {
+        let Some(record) = &result.discovered else {
+            return Vec::new();
+        };
+        let tree = workspace.tree();
+        let context = crate::discovered::Context {
+            tree: &tree,
+            stats,
+            cwd: &spec.cwd,
+            outputs: &globs.outputs,
+        };
+        crate::discovered::check(&context, record)
     }
 
     /// What a run of `targets` would do, without running or restoring anything.
@@ -1243,6 +1325,11 @@ impl Engine {
                         check_entry(result, &workspace.guard, Some(&declared)).is_ok()
                     })
                 };
+            let mut stale = Vec::new();
+            let cached = cached.filter(|result| {
+                stale = self.discovered_stale(spec, &globs, result, &workspace, &stats);
+                stale.is_empty()
+            });
             let expected = match cached {
                 Some(result) => {
                     outputs.insert(id.clone(), result.output_digest());
@@ -1259,6 +1346,10 @@ impl Engine {
                     } else {
                         Expected::Restore { files: stale }
                     }
+                }
+                None if !stale.is_empty() => {
+                    changing.insert(id.clone());
+                    Expected::Run(stale)
                 }
                 None => {
                     changing.insert(id.clone());

@@ -156,6 +156,16 @@ impl Patterns {
         self.include.is_match(relative) && !self.exclude.is_match(relative)
     }
 
+    /// The first include pattern (as written) that matches `relative`, if it is not excluded.
+    pub fn source_matching(&self, relative: &str) -> Option<&str> {
+        if self.exclude.is_match(relative) {
+            return None;
+        }
+        let hits = self.include.matches(relative);
+        hits.first()
+            .map(|&hit| self.sources[self.include_sources[hit]].as_str())
+    }
+
     /// Every include pattern (what matched nothing when nothing was looked at).
     pub fn includes(&self) -> Vec<String> {
         self.unmatched(&vec![false; self.sources.len()])

@@ -127,6 +127,9 @@ pub fn check_entry(
         }
         paths.insert(path);
     }
+    if let Some(record) = &result.discovered {
+        crate::discovered::check_stored(record)?;
+    }
     for file in &result.outputs {
         let mut path = file.path.as_str();
         while let Some((parent, _)) = path.rsplit_once('/') {
@@ -165,6 +168,7 @@ mod tests {
             stderr: None,
             duration_ms: 0,
             tools: BTreeMap::new(),
+            discovered: None,
         }
     }
 

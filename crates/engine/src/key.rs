@@ -12,6 +12,19 @@
 //! | identities of tools the task runs        | tool name -> identity string (e.g. `rustc -vV`)       |
 //! | where the outputs land                   | the task's cwd and output patterns, in order          |
 //!
+//! **Discovered inputs** (see [`crate::discovered`]) are not in the key: an action reports them
+//! when it runs (e.g. a depfile's dependencies, a Go package's files), so they are recorded with
+//! the action result instead and checked on every lookup of that key:
+//!
+//! | recorded with the result, checked before a hit | how                                      |
+//! |------------------------------------------------|------------------------------------------|
+//! | each discovered file                           | root-relative path -> content SHA-256 through the stat cache, or *absent* |
+//! | each discovered listing (one glob set)         | the sorted set of root-relative paths it matches (names only) |
+//!
+//! A difference is a miss with reasons naming the file or the listing's new or missing path;
+//! the run then replaces the entry. Dependents still key on the task's output digests (early
+//! cutoff is unchanged).
+//!
 //! Deliberately **not** hashed: modification times, absolute paths, the machine's name, the
 //! dependencies' keys (only their outputs: a dependency rebuilt to identical bytes does not
 //! invalidate its dependents), undeclared environment variables, and the values of declared
@@ -198,6 +211,27 @@ pub enum DirtyReason {
     DependencyOutputChanged(String),
     DependenciesChanged(String),
     ToolChanged(String),
+    /// A discovered input (see [`crate::discovered`]) has another digest than when the cached
+    /// result was made.
+    DiscoveredChanged(String),
+    /// A discovered input that was absent is now there.
+    DiscoveredAppeared(String),
+    /// A discovered input that was there is now absent.
+    DiscoveredDisappeared(String),
+    /// A discovered input changed while the task that made the cached result ran.
+    DiscoveredChangedDuringRun(String),
+    /// A path matching a discovered listing is new.
+    ListingAppeared {
+        pattern: String,
+        path: String,
+    },
+    /// A path a discovered listing matched is gone.
+    ListingDisappeared {
+        pattern: String,
+        path: String,
+    },
+    /// A discovered listing could not be evaluated (a link leading outside, …).
+    ListingUnreadable(String),
 }
 
 impl fmt::Display for DirtyReason {
@@ -218,6 +252,29 @@ impl fmt::Display for DirtyReason {
             DirtyReason::DependencyOutputChanged(id) => write!(f, "dependency {id} output changed"),
             DirtyReason::DependenciesChanged(id) => write!(f, "dependency list changed ({id})"),
             DirtyReason::ToolChanged(name) => write!(f, "tool {name} changed"),
+            DirtyReason::DiscoveredChanged(path) => write!(f, "discovered input {path} changed"),
+            DirtyReason::DiscoveredAppeared(path) => {
+                write!(f, "discovered input {path} appeared")
+            }
+            DirtyReason::DiscoveredDisappeared(path) => {
+                write!(f, "discovered input {path} disappeared")
+            }
+            DirtyReason::DiscoveredChangedDuringRun(path) => {
+                write!(f, "discovered input {path} changed while the task last ran")
+            }
+            DirtyReason::ListingAppeared { pattern, path } => {
+                write!(
+                    f,
+                    "a file matching discovered listing {pattern} appeared: {path}"
+                )
+            }
+            DirtyReason::ListingDisappeared { pattern, path } => write!(
+                f,
+                "a file matching discovered listing {pattern} disappeared: {path}"
+            ),
+            DirtyReason::ListingUnreadable(why) => {
+                write!(f, "a discovered listing could not be read ({why})")
+            }
         }
     }
 }

@@ -2,7 +2,11 @@
 //!
 //! It runs a graph of tasks, keys each by the SHA-256 of everything that determines its result
 //! (see [`key`]), stores outputs by content (see [`store`]), restores them on a hit, and says why
-//! anything ran (see [`key::DirtyReason`] and [`ledger`]).
+//! anything ran (see [`key::DirtyReason`] and [`ledger`]). What an action reports it read when
+//! it runs (its [`task::Discovered`] inputs: a depfile's dependencies, a listing of a directory)
+//! is stored with its result and re-checked before that result is used again (see
+//! [`discovered`], [`depfile`]). Actions reach the content-addressed store through
+//! [`task::BlobStore`].
 //!
 //! **Architecture invariant:** this crate knows nothing of scenarios, tiers, secrets or bundles.
 //! It sees tasks with ids, parameters, globs and an [`task::Action`] to call.
@@ -27,7 +31,9 @@
 
 pub mod cancel;
 pub mod confine;
+pub mod depfile;
 pub mod digest;
+pub mod discovered;
 pub mod events;
 pub mod exec;
 pub mod files;
@@ -48,5 +54,6 @@ pub use exec::{Engine, EngineConfig, Expected, Probe};
 pub use graph::{GraphError, GraphFormat, TaskGraph};
 pub use key::{DirtyReason, KeyComponents};
 pub use task::{
-    Action, ActionContext, ActionFailure, ActionOutput, CommandAction, Discovered, TaskId, TaskSpec,
+    Action, ActionContext, ActionFailure, ActionOutput, BlobStore, CommandAction, Discovered,
+    TaskId, TaskSpec,
 };

@@ -153,6 +153,17 @@ impl StatCache {
         absolute: &Path,
         stat: FileStat,
     ) -> io::Result<Hashed> {
+        self.digest_with(relative, stat, &mut || fs::File::open(absolute))
+    }
+
+    /// [`StatCache::digest_with_stat`] where `open` opens the file when it must be read (e.g.
+    /// through [`crate::confine`], never through a link).
+    pub fn digest_with(
+        &self,
+        relative: &str,
+        stat: FileStat,
+        open: &mut dyn FnMut() -> io::Result<fs::File>,
+    ) -> io::Result<Hashed> {
         if let Some(entry) = self.lookup(relative)
             && entry.trusted
             && entry.stat == stat
@@ -163,7 +174,7 @@ impl StatCache {
                 from_cache: true,
             });
         }
-        let mut file = fs::File::open(absolute)?;
+        let mut file = open()?;
         let (digest, _) = hash_reader(&mut file)?;
         // Stat the open file again: if it changed while it was read, record nothing trusted.
         let after = FileStat::of(&file.metadata()?);
@@ -174,6 +185,12 @@ impl StatCache {
             stat: after,
             from_cache: false,
         })
+    }
+
+    /// This run's clock (ns, on the file system's clock): every file written during the run is
+    /// at least this new.
+    pub fn run_clock_ns(&self) -> i64 {
+        self.run_clock_ns
     }
 
     /// Records a digest computed elsewhere (e.g. while writing the file).

@@ -5,7 +5,8 @@
 //! ```text
 //! cas/abcdef…      blob whose SHA-256 is abcdef…
 //! ac/1234…         action result for task key 1234…: a header line
-//!                  "xbundle-ac-v2 <key> <sha256 of key, newline and body>" then the JSON body
+//!                  "xbundle-ac-v3 <key> <sha256 of key, newline and body>" then the JSON body
+//!                  (v2 entries, without discovered inputs, are still read)
 //! lock             the store lock
 //! ```
 //!
@@ -53,7 +54,12 @@ use crate::digest::{Digest, Hasher};
 use crate::fsutil::{FileLock, LockMode};
 use crate::statcache::FileStat;
 
-const AC_HEADER: &str = "xbundle-ac-v2";
+/// The header of the entries this version writes. v3 adds `discovered` (see
+/// [`crate::discovered`]); versions that do not know it see another format (a plain miss) rather
+/// than a body with an unknown field (corrupt, removed).
+const AC_HEADER: &str = "xbundle-ac-v3";
+/// The headers this version reads: its own, and v2 (the same body without `discovered`).
+const AC_HEADERS_READ: [&str; 2] = [AC_HEADER, "xbundle-ac-v2"];
 
 /// The largest action entry the store reads (a task with a million output files writes about a
 /// third of this); anything larger is corrupt, and never read whole.
@@ -92,6 +98,10 @@ pub struct ActionResult {
     pub stderr: Option<StoredStream>,
     pub duration_ms: u64,
     pub tools: BTreeMap<String, String>,
+    /// What the action discovered it read, as it was when the result was made (see
+    /// [`crate::discovered`]); `None` for actions that report nothing (and v2 entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<crate::discovered::DiscoveredRecord>,
 }
 
 impl ActionResult {
@@ -416,6 +426,20 @@ impl Store {
         let mut blob = self.open_blob(&file.digest, file.size)?;
         let blob_path = self.blob_path(&file.digest);
         let mut copy = |out: &mut File| -> Result<(), StoreError> {
+            // A reflink first where the file system has them: the copy shares the blob's
+            // extents and costs no data written; what it holds is read back and verified as a
+            // copy would be. Any failure (no support, another file system): a plain copy.
+            if file.size > 0 {
+                match reflink_verified(&blob, out, file.size, cancelled) {
+                    Ok(Some(found)) if found == file.digest => return Ok(()),
+                    Ok(Some(found)) => return Err(self.damaged(&file.digest, found)),
+                    Err(CopyError::Interrupted) => return Err(StoreError::Interrupted),
+                    Ok(None) | Err(_) => {
+                        out.set_len(0).map_err(io_err(&blob_path))?;
+                        out.rewind().map_err(io_err(&blob_path))?;
+                    }
+                }
+            }
             // From the start: a second attempt (in place) reads the blob again.
             blob.rewind().map_err(io_err(&blob_path))?;
             let found = copy_verified(&mut blob, out, file.size, cancelled)
@@ -873,7 +897,10 @@ fn entry_checksum(key: &Digest, body: &[u8]) -> Digest {
 
 /// An entry in another (older or newer) entry format: not corrupt, just not ours to read.
 fn is_other_format(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"xbundle-ac-v") && !bytes.starts_with(format!("{AC_HEADER} ").as_bytes())
+    bytes.starts_with(b"xbundle-ac-v")
+        && !AC_HEADERS_READ
+            .iter()
+            .any(|header| bytes.starts_with(format!("{header} ").as_bytes()))
 }
 
 /// Parses and checks an action-cache entry; `expected` is the key it was looked up by (an entry
@@ -886,7 +913,10 @@ fn parse_action(bytes: &[u8], expected: Option<&Digest>) -> Result<ActionResult,
     let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "header is not UTF-8")?;
     let body = &bytes[newline + 1..];
     let mut fields = header.split(' ');
-    if fields.next() != Some(AC_HEADER) {
+    if !fields
+        .next()
+        .is_some_and(|tag| AC_HEADERS_READ.contains(&tag))
+    {
         return Err("unknown header".into());
     }
     let key = fields
@@ -1009,6 +1039,166 @@ fn copy_verified(
     Ok(hasher.finish())
 }
 
+/// Clones `blob` into `out` (`FICLONE`) and reads the clone back, hashing it: the digest of what
+/// `out` now holds, or `None` when the file system cannot clone (then `out` is untouched, or
+/// is emptied by the caller). The clone is read through `/proc/self/fd` (`out` is write-only).
+#[cfg(target_os = "linux")]
+fn reflink_verified(
+    blob: &File,
+    out: &File,
+    size: u64,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Option<Digest>, CopyError> {
+    use std::os::fd::AsRawFd;
+    if rustix::fs::ioctl_ficlone(out, blob).is_err() {
+        return Ok(None);
+    }
+    let Ok(mut clone) = File::open(format!("/proc/self/fd/{}", out.as_raw_fd())) else {
+        return Ok(None);
+    };
+    copy_verified(&mut clone, &mut io::sink(), size, cancelled).map(Some)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn reflink_verified(
+    _: &File,
+    _: &File,
+    _: u64,
+    _: &dyn Fn() -> bool,
+) -> Result<Option<Digest>, CopyError> {
+    Ok(None)
+}
+
+/// Whether this file system clones files (`FICLONE`) in `dir`: for reports and tests.
+pub fn reflinks_supported(dir: &Path) -> bool {
+    let Ok(temp) = tempfile::tempdir_in(dir) else {
+        return false;
+    };
+    let source = temp.path().join("a");
+    if std::fs::write(&source, b"reflink probe").is_err() {
+        return false;
+    }
+    let (Ok(source), Ok(target)) = (File::open(&source), File::create(temp.path().join("b")))
+    else {
+        return false;
+    };
+    #[cfg(target_os = "linux")]
+    {
+        rustix::fs::ioctl_ficlone(&target, &source).is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (source, target);
+        false
+    }
+}
+
+/// The store as actions see it ([`crate::task::BlobStore`]): reads through [`Dir::open_file`]
+/// (no link, regular files only) verified against the digest while reading; puts copied into
+/// a temporary file, re-hashed, and published under the digest only if it matches.
+impl crate::task::BlobStore for Store {
+    fn open(&self, digest: &Digest) -> io::Result<Option<Box<dyn Read + Send>>> {
+        let Some(cas) = self.area(Area::Cas).map_err(io::Error::other)? else {
+            return Ok(None);
+        };
+        let name = digest.to_hex();
+        match cas.open_file(&name) {
+            Ok(None) => Ok(None),
+            Ok(Some((file, stat))) => Ok(Some(Box::new(VerifiedBlob {
+                file: file.take(stat.size),
+                size: stat.size,
+                read: 0,
+                hasher: Some(Hasher::new()),
+                expected: *digest,
+                cas,
+            }))),
+            Err(ConfineError::NotRegular { .. }) => {
+                // Not something the store made: removed (a link itself), and not there.
+                let _ = cas.remove_file(&name);
+                Ok(None)
+            }
+            Err(err) => Err(io::Error::other(err)),
+        }
+    }
+
+    fn put(&self, path: &Path, digest: &Digest) -> io::Result<()> {
+        let mut input = File::open(path)?;
+        let cas = self.area_created(Area::Cas).map_err(io::Error::other)?;
+        let mut temp = cas.temp_file().map_err(io::Error::other)?;
+        let mut hasher = Hasher::new();
+        let mut size = 0u64;
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let read = match input.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            hasher.update(&buffer[..read]);
+            temp.file().write_all(&buffer[..read])?;
+            size += read as u64;
+        }
+        let found = hasher.finish();
+        if found != *digest {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} has sha256 {found}, not the expected {digest}; not stored",
+                    path.display()
+                ),
+            ));
+        }
+        self.publish_blob(&cas, temp, digest, size)
+            .map_err(io::Error::other)
+    }
+}
+
+/// A blob being read by an action: at most its size at open, hashed on the way; the end of
+/// the data is an error if it does not match the digest (and the damaged blob is removed).
+struct VerifiedBlob {
+    file: io::Take<File>,
+    size: u64,
+    read: u64,
+    hasher: Option<Hasher>,
+    expected: Digest,
+    cas: Arc<Dir>,
+}
+
+impl Read for VerifiedBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.file.read(buf)?;
+        if read > 0 {
+            self.read += read as u64;
+            if let Some(hasher) = &mut self.hasher {
+                hasher.update(&buf[..read]);
+            }
+            return Ok(read);
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let Some(hasher) = self.hasher.take() else {
+            return Ok(0);
+        };
+        let found = hasher.finish();
+        if self.read != self.size || found != self.expected {
+            let _ = self.cas.remove_file(&self.expected.to_hex());
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "cache blob {} is damaged ({} of {} bytes, sha256 {}); it was removed",
+                    self.expected.short(),
+                    self.read,
+                    self.size,
+                    found.short()
+                ),
+            ));
+        }
+        Ok(0)
+    }
+}
+
 /// Temporary files older than this are leftovers of a killed process: `gc` and `verify` remove
 /// them. Younger ones may belong to a process of an earlier version that does not take the store
 /// lock, so nothing else touches them (`clean` removes them all).
@@ -1065,6 +1255,7 @@ mod tests {
             stderr: None,
             duration_ms: 1,
             tools: BTreeMap::new(),
+            discovered: None,
         }
     }
 
@@ -1204,6 +1395,96 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::Interrupted), "{err}");
         assert!(!dir.path().join("restored.txt").exists());
+    }
+
+    #[test]
+    fn blob_store_puts_verify_and_reads_are_verified() {
+        use crate::task::BlobStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let digest = Digest::of_bytes(b"asset bytes");
+        assert!(BlobStore::open(&store, &digest).unwrap().is_none());
+        let download = dir.path().join("download.tmp");
+        fs::write(&download, b"asset bytes").unwrap();
+        // A wrong digest: refused, nothing stored.
+        let wrong = Digest::of_bytes(b"other");
+        let err = store.put(&download, &wrong).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains(&digest.to_hex()), "{err}");
+        assert!(!store.blob_path(&wrong).exists());
+        // Stored, and again (idempotent).
+        store.put(&download, &digest).unwrap();
+        store.put(&download, &digest).unwrap();
+        let mut read = Vec::new();
+        BlobStore::open(&store, &digest)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut read)
+            .unwrap();
+        assert_eq!(read, b"asset bytes");
+        assert_eq!(
+            fs::read_dir(store.blob_path(&digest).parent().unwrap())
+                .unwrap()
+                .count(),
+            1,
+            "no temporary file left"
+        );
+        // Damaged in place (same size): the read ends in an error, and the blob is removed.
+        fs::write(store.blob_path(&digest), b"asset BYTES").unwrap();
+        let mut reader = BlobStore::open(&store, &digest).unwrap().unwrap();
+        let err = reader.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(!store.blob_path(&digest).exists());
+        // Truncated: the same.
+        store.put(&download, &digest).unwrap();
+        let mut reader = BlobStore::open(&store, &digest).unwrap().unwrap();
+        File::options()
+            .write(true)
+            .open(store.blob_path(&digest))
+            .unwrap()
+            .set_len(3)
+            .unwrap();
+        assert!(reader.read_to_end(&mut Vec::new()).is_err());
+        // A link at the blob's name: never followed, not there.
+        store.put(&download, &digest).unwrap();
+        fs::remove_file(store.blob_path(&digest)).unwrap();
+        std::os::unix::fs::symlink(&download, store.blob_path(&digest)).unwrap();
+        assert!(BlobStore::open(&store, &digest).unwrap().is_none());
+        assert!(fs::symlink_metadata(store.blob_path(&digest)).is_err());
+        assert!(download.exists());
+    }
+
+    #[test]
+    fn restores_copy_where_reflinks_are_not_supported_and_verify_either_way() {
+        // This machine's file system decides which path runs; both verify the content.
+        let dir = tempfile::tempdir().unwrap();
+        eprintln!(
+            "reflinks supported here: {}",
+            reflinks_supported(dir.path())
+        );
+        let store = Store::open(dir.path().join("cache"));
+        let result = result_with(&store, dir.path(), &b"0123456789".repeat(10_000));
+        let root = Dir::open_root(dir.path()).unwrap();
+        let staging = root.create_dir_all("staging").unwrap();
+        let never = || false;
+        let file = &result.outputs[0];
+        store
+            .restore_file(file, &root, "restored.bin", Some(&staging), &never)
+            .unwrap();
+        assert_eq!(
+            fs::read(dir.path().join("restored.bin")).unwrap(),
+            b"0123456789".repeat(10_000)
+        );
+        // A damaged blob of the right size is refused (by the reflink's read-back or the copy).
+        let mut damaged = b"0123456789".repeat(10_000);
+        damaged[5] = b'x';
+        fs::write(store.blob_path(&file.digest), &damaged).unwrap();
+        let err = store
+            .restore_file(file, &root, "again.bin", Some(&staging), &never)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(!dir.path().join("again.bin").exists());
+        assert_eq!(fs::read_dir(staging.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! What a task is: an id, how it is keyed (kind, parameters, inputs, env, tools), what it
 //! produces, and the [`Action`] that produces it.
+//!
+//! An action may report what it found out it read ([`Discovered`]): the engine records it with
+//! the result and re-checks it before trusting that result again (see [`crate::discovered`]).
+//! What an action reports is untrusted text; the engine validates it.
+//!
+//! Actions reach the content-addressed store through [`BlobStore`] (the run's store, whose lock
+//! the build holds shared): reads are verified, writes are atomic, idempotent and re-hashed.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -10,6 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::cancel::Cancel;
+use crate::digest::Digest;
 
 /// A task's stable id, e.g. `task:ui` or `compile:api@linux-x64`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -93,6 +101,8 @@ pub struct ActionContext<'a> {
     /// The run's cancellation: an action that starts processes runs them through
     /// [`Cancel`]'s process groups (as [`CommandAction`] does) so an interrupted run stops them.
     pub cancel: &'a Cancel,
+    /// The run's content-addressed store (e.g. a download already in it is never fetched again).
+    pub blobs: &'a dyn BlobStore,
 }
 
 /// What a successful action printed, and what it found out it read.
@@ -104,7 +114,10 @@ pub struct ActionOutput {
     pub discovered: Discovered,
 }
 
-/// Inputs an action reports when it runs (ninja's depfiles, Shake's tracked reads).
+/// Inputs an action discovered while it ran (like a compiler's depfile). The engine digests
+/// them after the run, stores them with the result, and a later run re-checks them before it
+/// trusts that result (see [`crate::discovered`]). Untrusted text: absolute paths, `..`, empty
+/// or `.` components, NUL and the like fail the task with a message naming the path.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Discovered {
     /// Root-relative, `/`-separated files the action read or looked for. A file absent when
@@ -112,8 +125,26 @@ pub struct Discovered {
     pub files: Vec<String>,
     /// Root-relative glob patterns (the syntax of `TaskSpec::inputs`, `!` excludes, taken as
     /// one set) whose *set of matching paths* the result depends on (not their contents: list
-    /// those in `files`). A path appearing or disappearing re-runs the task.
+    /// those in `files`). A path appearing or disappearing re-runs the task. E.g. a Go package
+    /// directory's `dir/*.go` with `!dir/*_test.go`, so a new file in it re-runs the build.
     pub listings: Vec<String>,
+}
+
+impl Discovered {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.listings.is_empty()
+    }
+}
+
+/// The content-addressed store as actions see it ([`ActionContext::blobs`]).
+pub trait BlobStore: Send + Sync {
+    /// The blob with this digest, if the store holds it: a reader that verifies size and
+    /// digest while reading (an error at the end if the content differs).
+    fn open(&self, digest: &Digest) -> std::io::Result<Option<Box<dyn std::io::Read + Send>>>;
+    /// Adds the file at `path` (a temporary file of the caller's) to the store under its
+    /// digest, which the caller computed; the store re-hashes while copying and refuses a
+    /// mismatch. Idempotent.
+    fn put(&self, path: &std::path::Path, digest: &Digest) -> std::io::Result<()>;
 }
 
 /// A failed action: a one-line message and whatever it printed.
@@ -133,9 +164,14 @@ pub trait Action: Send + Sync {
 /// Runs a command (`argv`) in the task's cwd with the engine's environment, capturing output.
 /// The command runs in a process group of its own, stopped as a whole when the run is cancelled
 /// (see [`crate::cancel`]).
-#[derive(Debug, Clone)]
+///
+/// With a `depfile` (a path relative to the cwd, which the command writes: gcc's `-MD`, rustc's
+/// dep-info, ninja's format), the dependencies it lists are reported as discovered files after a
+/// successful run (see [`crate::depfile`]): a command that exits 0 without writing it fails.
+#[derive(Debug, Clone, Default)]
 pub struct CommandAction {
     pub argv: Vec<String>,
+    pub depfile: Option<String>,
 }
 
 impl Action for CommandAction {
@@ -169,10 +205,20 @@ impl Action for CommandAction {
                 ..ActionFailure::default()
             })?;
         if output.status.success() {
+            let discovered = match &self.depfile {
+                None => Discovered::default(),
+                Some(depfile) => {
+                    crate::depfile::discover(context, depfile).map_err(|message| ActionFailure {
+                        message,
+                        stdout: output.stdout.clone(),
+                        stderr: output.stderr.clone(),
+                    })?
+                }
+            };
             Ok(ActionOutput {
                 stdout: output.stdout,
                 stderr: output.stderr,
-                discovered: Discovered::default(),
+                discovered,
             })
         } else {
             Err(ActionFailure {

@@ -425,6 +425,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
             stderr: None,
             duration_ms: 1,
             tools: BTreeMap::new(),
+            discovered: None,
         };
         let _ = engine.store().put_action(&key, &forged);
         for (at, to) in &case.later_links {

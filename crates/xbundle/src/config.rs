@@ -299,6 +299,11 @@ pub struct TaskDecl {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub env: Vec<Spanned<String>>,
+    /// A Makefile-style depfile the command writes (gcc `-MD`, rustc dep-info), relative to
+    /// cwd and matched by `outputs`: the files it lists are the task's discovered inputs,
+    /// re-checked before the task is cached again.
+    #[schemars(with = "Option<String>")]
+    pub depfile: Option<Spanned<String>>,
 }
 
 /// How a declared task runs.
@@ -327,6 +332,9 @@ pub struct DeclaredTask {
     /// Task names (without `task:`), with the span of each in the file.
     pub deps: Vec<(String, Range<usize>)>,
     pub env: Vec<String>,
+    /// The depfile (relative to `cwd`, normalized, one of the outputs) whose dependencies the
+    /// engine records as discovered inputs.
+    pub depfile: Option<String>,
     /// Span of the task's table, for diagnostics.
     pub span: Range<usize>,
 }
@@ -472,6 +480,35 @@ impl BundleConfig {
                     ));
                 }
             }
+            let depfile = match &decl.depfile {
+                None => None,
+                Some(depfile) => {
+                    let value = depfile.get_ref().trim_start_matches("./");
+                    let located = |message: String, help: &str| {
+                        error(message, depfile.span(), "this depfile", help)
+                    };
+                    if let Err(err) = engine::confine::check_relative(value) {
+                        return Err(located(
+                            format!("task `{}`: depfile {err}", name.get_ref()),
+                            "the depfile is a file the command writes, relative to the task's cwd, e.g. depfile = \"build/main.d\"",
+                        ));
+                    }
+                    let outputs: Vec<String> =
+                        decl.outputs.iter().map(|o| o.get_ref().clone()).collect();
+                    let matched = engine::files::Patterns::new(&outputs)
+                        .is_ok_and(|patterns| patterns.matches(value));
+                    if !matched {
+                        return Err(located(
+                            format!(
+                                "task `{}`: depfile `{value}` is not one of its outputs",
+                                name.get_ref()
+                            ),
+                            "the depfile is written by the task, so it must be matched by `outputs` (add it, e.g. outputs = [\"build/main.o\", \"build/main.d\"])",
+                        ));
+                    }
+                    Some(value.to_string())
+                }
+            };
             for variable in &decl.env {
                 let value = variable.get_ref();
                 if value.is_empty() || value.contains('=') || value.contains('\0') {
@@ -506,6 +543,7 @@ impl BundleConfig {
                     })
                     .collect(),
                 env: decl.env.into_iter().map(Spanned::into_inner).collect(),
+                depfile,
                 span,
             });
         }

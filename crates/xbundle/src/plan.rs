@@ -72,6 +72,10 @@ pub fn declared_specs(config: &BundleConfig) -> Vec<TaskSpec> {
                 "inputs".to_string(),
                 serde_json::to_string(&task.inputs).expect("strings serialize"),
             );
+            // The depfile's dependencies are discovered inputs, recorded with the result.
+            if let Some(depfile) = &task.depfile {
+                params.insert("depfile".to_string(), depfile.clone());
+            }
             TaskSpec {
                 id: task_id(&task.name),
                 kind: "shell".to_string(),
@@ -83,7 +87,10 @@ pub fn declared_specs(config: &BundleConfig) -> Vec<TaskSpec> {
                 env: task.env.clone(),
                 tools: BTreeMap::new(),
                 deps: task.deps.iter().map(|(name, _)| task_id(name)).collect(),
-                action: Arc::new(CommandAction { argv }),
+                action: Arc::new(CommandAction {
+                    argv,
+                    depfile: task.depfile.clone(),
+                }),
                 description: task.description.clone(),
             }
         })
