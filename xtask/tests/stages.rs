@@ -1,0 +1,387 @@
+//! Builds and stages through the real binary: Go services cross-built for four platforms (their
+//! headers read), only what changed rebuilt (discovered inputs: a `_test.go` or a package the
+//! service does not import changes nothing), UI builds, byte-identical clean stagings, and
+//! platforms that cannot be built here reported with their fix.
+//!
+//! Needs Go and npm (Debian: golang-go, npm): when missing, each test fails under
+//! `XBUNDLE_REQUIRE_TOOLS=1` (CI) and skips otherwise.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::Repo;
+
+const SERVICE: &str = r#"{
+  "service": {"name": "app", "version": "1.0.0", "type": "scenario"},
+  "ports": {"api": {"env_var": "API_PORT", "range": "15000-19999"}, "ui": {"env_var": "UI_PORT", "range": "35000-39999"}}
+}"#;
+
+const GO_MOD: &str = "module example.com/app/api\n\ngo 1.19\n";
+
+const MAIN_GO: &str = r#"package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+
+	"example.com/app/api/internal/greet"
+)
+
+func main() {
+	http.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"status":"healthy"}`)
+	})
+	http.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, greet.Hello())
+	})
+	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("API_PORT"), nil); err != nil {
+		os.Exit(1)
+	}
+}
+"#;
+
+const GREET_GO: &str =
+    "package greet\n\n// Hello is the greeting.\nfunc Hello() string { return \"hello\" }\n";
+const GREET_TEST_GO: &str = "package greet\n\nimport \"testing\"\n\nfunc TestHello(t *testing.T) {\n\tif Hello() != \"hello\" {\n\t\tt.Fatal(Hello())\n\t}\n}\n";
+const UNUSED_GO: &str =
+    "package tools\n\n// Unused is imported by nothing.\nfunc Unused() int { return 1 }\n";
+
+const PACKAGE_JSON: &str = r#"{"name": "app-ui", "version": "1.0.0", "private": true, "scripts": {"build": "node build.js"}}
+"#;
+const PACKAGE_LOCK: &str = r#"{"name": "app-ui", "version": "1.0.0", "lockfileVersion": 3, "requires": true, "packages": {"": {"name": "app-ui", "version": "1.0.0"}}}
+"#;
+const BUILD_JS: &str = r#"const fs = require("fs");
+fs.mkdirSync("dist", { recursive: true });
+const page = fs.readFileSync("src/index.html", "utf8");
+fs.writeFileSync("dist/index.html", page.replace("{{title}}", "App"));
+"#;
+
+fn tool_available(program: &str, package: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || std::process::Command::new(program)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("XBUNDLE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "`{program}` is missing: install the Debian package {package}"
+        );
+        eprintln!("skipped: `{program}` is not installed (Debian package {package})");
+    }
+    found
+}
+
+fn platforms() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("the repository's platforms/") {
+        let path = entry.expect("an entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        files.push((
+            format!("platforms/{name}"),
+            std::fs::read_to_string(&path).expect("a platform file"),
+        ));
+    }
+    files
+}
+
+/// A repository with one scenario `app`: a Go API (two packages, tests, an unused package) and
+/// a UI (npm when `npm_ui`, else static), and a profile over `platforms`.
+fn repo(platform_list: &[&str], npm_ui: bool) -> Repo {
+    let list: Vec<String> = platform_list.iter().map(|p| format!("\"{p}\"")).collect();
+    let bundle = format!(
+        "[workspace]\ndefault-profile = \"app-desktop\"\n\n[profiles.app-desktop]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [{}]\n",
+        list.join(", ")
+    );
+    let mut files: Vec<(String, String)> = platforms();
+    for (path, text) in [
+        ("scenarios/app/.vrooli/service.json", SERVICE),
+        ("scenarios/app/api/go.mod", GO_MOD),
+        ("scenarios/app/api/main.go", MAIN_GO),
+        ("scenarios/app/api/internal/greet/greet.go", GREET_GO),
+        (
+            "scenarios/app/api/internal/greet/greet_test.go",
+            GREET_TEST_GO,
+        ),
+        ("scenarios/app/api/tools/unused.go", UNUSED_GO),
+    ] {
+        files.push((path.into(), text.into()));
+    }
+    if npm_ui {
+        for (path, text) in [
+            ("scenarios/app/ui/package.json", PACKAGE_JSON),
+            ("scenarios/app/ui/package-lock.json", PACKAGE_LOCK),
+            ("scenarios/app/ui/build.js", BUILD_JS),
+            (
+                "scenarios/app/ui/src/index.html",
+                "<title>{{title}}</title>\n",
+            ),
+        ] {
+            files.push((path.into(), text.into()));
+        }
+    } else {
+        files.push((
+            "scenarios/app/ui/index.html".into(),
+            "<h1>app</h1>\n".into(),
+        ));
+    }
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    Repo::new(&bundle, &borrowed)
+}
+
+fn ran(run: &common::Run) -> BTreeSet<String> {
+    run.statuses()
+        .into_iter()
+        .filter(|(_, status)| status == "ran")
+        .map(|(id, _)| id)
+        .collect()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+const STAGE: &str = "dist/app-desktop/stage/linux-x64";
+
+#[test]
+fn go_services_are_cross_built_for_every_platform() {
+    if !tool_available("go", "golang-go") {
+        return;
+    }
+    let repo = repo(
+        &["linux-x64", "linux-arm64", "win-x64", "darwin-arm64"],
+        false,
+    );
+    let run = repo.json(&[
+        "task",
+        "compile:app-api@linux-x64",
+        "compile:app-api@linux-arm64",
+        "compile:app-api@win-x64",
+        "compile:app-api@darwin-arm64",
+    ]);
+    run.assert_code(0);
+    use object::{Architecture, BinaryFormat, Object};
+    for (platform, name, format, arch) in [
+        (
+            "linux-x64",
+            "app-api",
+            BinaryFormat::Elf,
+            Architecture::X86_64,
+        ),
+        (
+            "linux-arm64",
+            "app-api",
+            BinaryFormat::Elf,
+            Architecture::Aarch64,
+        ),
+        (
+            "win-x64",
+            "app-api.exe",
+            BinaryFormat::Pe,
+            Architecture::X86_64,
+        ),
+        (
+            "darwin-arm64",
+            "app-api",
+            BinaryFormat::MachO,
+            Architecture::Aarch64,
+        ),
+    ] {
+        let path = format!("dist/.build/bin/app-api/{platform}/{name}");
+        let bytes = repo.read_bytes(&path);
+        let file = object::File::parse(&*bytes).unwrap_or_else(|err| panic!("{path}: {err}"));
+        assert_eq!(file.format(), format, "{path}");
+        assert_eq!(file.architecture(), arch, "{path}");
+    }
+}
+
+#[test]
+fn only_what_changed_is_rebuilt_and_a_no_op_runs_nothing() {
+    if !tool_available("go", "golang-go") || !tool_available("npm", "npm") {
+        return;
+    }
+    let repo = repo(&["linux-x64"], true);
+    let first = repo.json(&["bundle"]);
+    first.assert_code(0);
+    for file in [
+        "bundle.json",
+        "bin/app-api/linux-x64/app-api",
+        "ui/app/index.html",
+        "runtime/xbundle-runtime",
+    ] {
+        assert!(repo.exists(&format!("{STAGE}/{file}")), "{file}\n{first}");
+    }
+    assert_eq!(
+        repo.read(&format!("{STAGE}/ui/app/index.html")),
+        "<title>App</title>\n"
+    );
+    let bundles = first.events("bundles");
+    assert_eq!(common::strings(&bundles[0]["staged"]), [STAGE], "{first}");
+
+    let noop = repo.json(&["bundle"]);
+    noop.assert_code(0);
+    assert_eq!(ran(&noop), set(&[]), "a no-op runs nothing\n{noop}");
+
+    // An imported package: its service's build and the stage, nothing else.
+    repo.write(
+        "scenarios/app/api/internal/greet/greet.go",
+        GREET_GO.replace("\"hello\"", "\"hi\""),
+    );
+    let edited = repo.json(&["bundle"]);
+    edited.assert_code(0);
+    assert_eq!(
+        ran(&edited),
+        set(&["compile:app-api@linux-x64", "stage:app-desktop@linux-x64"]),
+        "{edited}"
+    );
+    assert!(
+        edited
+            .reasons("compile:app-api@linux-x64")
+            .iter()
+            .any(|r| r.contains("scenarios/app/api/internal/greet/greet.go")),
+        "the reason names the discovered file\n{edited}"
+    );
+
+    // A test file and a package nothing imports: nothing.
+    repo.write(
+        "scenarios/app/api/internal/greet/greet_test.go",
+        GREET_TEST_GO.replace("TestHello", "TestHelloAgain"),
+    );
+    repo.write(
+        "scenarios/app/api/tools/unused.go",
+        UNUSED_GO.replace("return 1", "return 2"),
+    );
+    let untouched = repo.json(&["bundle"]);
+    untouched.assert_code(0);
+    assert_eq!(ran(&untouched), set(&[]), "{untouched}");
+
+    // A new file in an imported package re-runs its build (the package's file list changed).
+    repo.write(
+        "scenarios/app/api/internal/greet/more.go",
+        "package greet\n\n// More is more.\nfunc More() string { return \"more\" }\n",
+    );
+    let added = repo.json(&["bundle"]);
+    added.assert_code(0);
+    assert!(
+        ran(&added).contains("compile:app-api@linux-x64"),
+        "a new file in a used package re-runs the build\n{added}"
+    );
+
+    // The UI: its build and the stage.
+    repo.write(
+        "scenarios/app/ui/src/index.html",
+        "<title>{{title}}!</title>\n",
+    );
+    let ui = repo.json(&["bundle"]);
+    ui.assert_code(0);
+    assert_eq!(
+        ran(&ui),
+        set(&["compile:app-ui", "stage:app-desktop@linux-x64"]),
+        "{ui}"
+    );
+    assert_eq!(
+        repo.read(&format!("{STAGE}/ui/app/index.html")),
+        "<title>App!</title>\n"
+    );
+}
+
+fn stage_tree(repo: &Repo) -> Vec<(String, Vec<u8>, bool)> {
+    let mut files = Vec::new();
+    let root = repo.join(STAGE);
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("the stage") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+                files.push((
+                    path.strip_prefix(&root).unwrap().display().to_string(),
+                    std::fs::read(&path).unwrap(),
+                    mode & 0o111 != 0,
+                ));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn two_clean_stagings_are_byte_identical() {
+    if !tool_available("go", "golang-go") {
+        return;
+    }
+    let one = repo(&["linux-x64"], false);
+    let two = repo(&["linux-x64"], false);
+    one.json(&["bundle"]).assert_code(0);
+    two.json(&["bundle"]).assert_code(0);
+    let (a, b) = (stage_tree(&one), stage_tree(&two));
+    assert_eq!(
+        a.iter().map(|f| (&f.0, f.2)).collect::<Vec<_>>(),
+        b.iter().map(|f| (&f.0, f.2)).collect::<Vec<_>>()
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert!(x.1 == y.1, "{} differs between two clean stagings", x.0);
+    }
+    // And after the stage is removed, it comes back from the cache, byte for byte.
+    std::fs::remove_dir_all(one.join("dist")).unwrap();
+    let restored = one.json(&["bundle"]);
+    restored.assert_code(0);
+    assert_eq!(ran(&restored), set(&[]), "{restored}");
+    assert!(stage_tree(&one) == a, "the restored stage differs");
+}
+
+#[test]
+fn platforms_that_cannot_be_built_here_are_reported_with_their_fix() {
+    let repo = repo(&["linux-x64", "win-x64"], false);
+    // No Go on PATH for this run: the API cannot be built anywhere.
+    let run = repo.json_env(&["bundle"], &[("PATH", "/nonexistent")]);
+    run.assert_code(0);
+    let unbuildable = run.events("unbuildable");
+    assert!(
+        unbuildable
+            .iter()
+            .any(|e| e["platform"] == "linux-x64"
+                && e["fix"].as_str().unwrap().contains("golang-go")),
+        "{run}"
+    );
+    let human = repo.human_env(&["bundle"], &[("PATH", "/nonexistent")]);
+    human.assert_code(0);
+    assert!(
+        human.stderr.contains("linux-x64 not staged")
+            && human.stderr.contains("win-x64 not staged"),
+        "{human}"
+    );
+    assert!(!repo.exists(STAGE));
+    // With Go, the win-x64 runtime still names its fix (no Windows target installed here).
+    if tool_available("go", "golang-go") {
+        let run = repo.json(&["bundle"]);
+        run.assert_code(0);
+        let events = run.events("unbuildable");
+        let windows = events
+            .iter()
+            .find(|e| e["platform"] == "win-x64")
+            .unwrap_or_else(|| panic!("win-x64 is reported\n{run}"));
+        assert!(
+            windows["fix"]
+                .as_str()
+                .unwrap()
+                .contains("rustup target add x86_64-pc-windows-msvc"),
+            "{run}"
+        );
+        assert!(repo.exists(&format!("{STAGE}/bundle.json")), "{run}");
+    }
+}
