@@ -307,7 +307,7 @@ fn the_analyze_task_reads_exactly_the_definitions_of_its_graph() {
     assert_eq!(changed.status("analyze:app"), "ran");
     assert_eq!(
         changed.reasons("analyze:app"),
-        ["input resources/db/.vrooli/service.json changed"]
+        ["discovered input resources/db/.vrooli/service.json changed"]
     );
 
     // Defining a resource it sized from the class table changes its inputs too.
@@ -321,7 +321,7 @@ fn the_analyze_task_reads_exactly_the_definitions_of_its_graph() {
     assert_eq!(defined.status("analyze:other"), "ran");
     assert_eq!(
         defined.reasons("analyze:other"),
-        ["input resources/cache/.vrooli/service.json added"]
+        ["discovered input resources/cache/.vrooli/service.json appeared"]
     );
     assert_eq!(
         repo.json(&["task", "analyze:other"])
@@ -400,7 +400,7 @@ fn swap_chains_resolve_in_any_order() {
 }
 
 #[test]
-fn bundle_with_a_bad_profile_is_bad_input_and_writes_nothing() {
+fn bundle_with_a_bad_profile_is_bad_input_and_writes_no_bundle() {
     let repo = repo();
     repo.write(
         "bundle.toml",
@@ -413,5 +413,39 @@ fn bundle_with_a_bad_profile_is_bad_input_and_writes_nothing() {
         "{}",
         run.stderr
     );
-    assert!(!repo.exists("dist"), "nothing written");
+    // The profile is assembled by its task (once, when it runs): the analysis ran, no
+    // secret plan, bundle.json or stage was written.
+    assert!(!repo.exists("dist/p"), "no bundle written");
+}
+
+/// Planning does no pipeline work: it reads no resource definition and assembles nothing, so a
+/// broken definition in a profile's graph leaves `--dry-run` and `graph` working; the profile's
+/// tasks find it when they run (the one assembly of the run), and `check` refuses it.
+#[test]
+fn planning_assembles_nothing_and_the_tasks_find_a_broken_definition() {
+    let repo = repo();
+    repo.write(
+        "bundle.toml",
+        "[workspace]\ndefault-profile = \"p\"\n\n[profiles.p]\nscenario = \"app\"\ntier = \"desktop\"\n",
+    );
+    repo.write(
+        "resources/db/.vrooli/service.json",
+        "{\"service\": {\"name\": ",
+    );
+    let plan = repo.json(&["bundle", "--dry-run"]);
+    plan.assert_code(0);
+    assert!(!plan.events("plan").is_empty(), "{plan}");
+    repo.json(&["graph", "--format", "json"]).assert_code(0);
+
+    let run = repo.human(&["bundle"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("resources/db/.vrooli/service.json"),
+        "the task's failure names the file\n{}",
+        run.stderr
+    );
+    assert!(!repo.exists("dist/p/bundle.json"));
+    let check = repo.json(&["check"]);
+    check.assert_code(2);
+    assert!(!check.events("diagnostic").is_empty(), "{check}");
 }

@@ -234,7 +234,7 @@ fn editing_a_scenario_reassembles_only_the_profiles_that_contain_it() {
     assert_eq!(second.status("assemble:notes-desktop"), "ran");
     assert_eq!(
         second.reasons("assemble:notes-desktop"),
-        ["input scenarios/auth-service/.vrooli/service.json changed"]
+        ["discovered input scenarios/auth-service/.vrooli/service.json changed"]
     );
     assert_eq!(second.status("assemble:picker-wheel-desktop"), "cached");
     assert_eq!(second.restored("assemble:picker-wheel-desktop"), 0);

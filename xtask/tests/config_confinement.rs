@@ -942,12 +942,6 @@ fn check_and_bundle_refuse_the_same_definitions() {
         // Settings nothing uses.
         "[cache]\nremote = \"http://127.0.0.1:1\"\n".to_string(),
         "[[assets]]\nid = \"x\"\n".to_string(),
-        // Profiles: a bad one that is not the default one still fails both.
-        format!("{profile}[profiles.broken]\nscenario = \"nosuch\"\ntier = \"desktop\"\n"),
-        profile.replace(
-            "tier = \"desktop\"",
-            "tier = \"desktop\"\nswaps = { db = \"lite\" }",
-        ),
     ];
     for bundle in cases {
         let sandbox = Sandbox::new(&bundle, &[("scenarios/app/.vrooli/service.json", SCENARIO)]);
@@ -962,5 +956,43 @@ fn check_and_bundle_refuse_the_same_definitions() {
                 "{command} wrote something:\n{bundle}"
             );
         }
+    }
+    // Profiles are assembled by their tasks (planning assembles nothing): `check` refuses a bad
+    // profile, default or not, and writes nothing; `bundle` refuses the bad profile it builds
+    // (exit 2, the located problem in the task's failure) and writes no bundle for it.
+    let cases = [
+        (
+            format!("{profile}[profiles.broken]\nscenario = \"nosuch\"\ntier = \"desktop\"\n"),
+            "broken",
+        ),
+        (
+            profile.replace(
+                "tier = \"desktop\"",
+                "tier = \"desktop\"\nswaps = { db = \"lite\" }",
+            ),
+            "p",
+        ),
+    ];
+    for (bundle, bad) in cases {
+        let sandbox = Sandbox::new(&bundle, &[("scenarios/app/.vrooli/service.json", SCENARIO)]);
+        let before = sandbox.snapshot();
+        let run = sandbox.json(&["check"], &[]);
+        assert_eq!(run.code, 2, "`check` must refuse:\n{bundle}\n{run}");
+        assert!(!run.events("diagnostic").is_empty(), "{run}");
+        assert_eq!(
+            sandbox.snapshot(),
+            before,
+            "check wrote something:\n{bundle}"
+        );
+        let run = sandbox.json(&["bundle", bad], &[]);
+        assert_eq!(run.code, 2, "`bundle {bad}` must refuse:\n{bundle}\n{run}");
+        let failed = run.task(&format!("secrets:{bad}"));
+        assert_eq!(failed["status"], "failed", "{run}");
+        assert!(
+            !sandbox
+                .path(&format!("repo/dist/{bad}/bundle.json"))
+                .exists(),
+            "{run}"
+        );
     }
 }

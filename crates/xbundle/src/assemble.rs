@@ -385,6 +385,32 @@ fn check_min_fitness(
         }))
 }
 
+/// The secret plan of `profile` alone (what `secrets:<profile>` writes): the analysis with the
+/// profile's swaps, its fitness gate and the plan, without building the manifest. Returns the
+/// plan and the files read (or looked for).
+pub fn profile_secret_plan(
+    catalog: &Catalog,
+    config: &BundleConfig,
+    profile: &Profile,
+) -> Result<(Plan, Vec<String>), Diagnostic> {
+    let tier = profile_tier(config, profile)?;
+    let request = Request {
+        scenario: profile.decl.scenario.get_ref().clone(),
+        swaps: profile
+            .decl
+            .swaps
+            .iter()
+            .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
+            .collect(),
+        tier: Some(tier),
+    };
+    let analysis =
+        analyze(catalog, &request).map_err(|err| locate_in_profile(config, profile, err))?;
+    check_min_fitness(config, profile, &analysis, tier)?;
+    let plan = secret_plan(catalog, config, profile, &analysis, tier)?;
+    Ok((plan, catalog.recorded()))
+}
+
 /// The profile's secret plan; an infrastructure secret that would ship is an error.
 fn secret_plan(
     catalog: &Catalog,

@@ -34,6 +34,22 @@ pub mod exit {
     pub const TASK_FAILED: u8 = 1;
     pub const BAD_INPUT: u8 = 2;
     pub const INTERNAL: u8 = 3;
+
+    /// The exit code of a run that did not succeed: bad input when a task that reads the
+    /// definitions (analysis, secrets, assembly) failed, since its failure is a definition
+    /// problem found when it ran; else a task failed.
+    pub fn code_of_failures(summary: &engine::RunSummary) -> u8 {
+        let definition = |id: &engine::TaskId| {
+            ["analyze:", "secrets:", "assemble:"]
+                .iter()
+                .any(|prefix| id.as_str().starts_with(prefix))
+        };
+        if summary.failures.iter().any(|(id, _)| definition(id)) {
+            BAD_INPUT
+        } else {
+            TASK_FAILED
+        }
+    }
 }
 
 impl Diagnostic {

@@ -39,7 +39,6 @@ use camino::Utf8Path;
 use crate::analysis::{self, Layout};
 use crate::config::{BundleConfig, Command, DeclaredTask};
 use crate::diagnostic::Diagnostic;
-use crate::stages::ProfileResults;
 
 /// Implementation version of declared (`shell`) tasks; bump when how they run changes.
 const SHELL_TASK_VERSION: u32 = 1;
@@ -97,11 +96,10 @@ pub fn declared_specs(config: &BundleConfig) -> Vec<TaskSpec> {
         .collect()
 }
 
-/// A checked plan: the task graph, each profile's assembly (or why it fails), and each
-/// profile's bundles (which platforms can be staged here, and why not).
+/// A checked plan: the task graph, and each profile's bundles (which platforms can be staged
+/// here, and why not).
 pub struct Plan {
     pub graph: TaskGraph,
-    pub profiles: ProfileResults,
     pub bundles: Vec<crate::bundles::ProfilePlan>,
 }
 
@@ -131,17 +129,12 @@ pub fn plan(
     let mut specs = declared_specs(config);
     specs.extend(analysis::task::specs(&layout, &config.workspace.out));
     let context = crate::stages::Context::new(root, config.clone())?;
-    let (stage_specs, profiles) = crate::stages::plan(&context);
-    specs.extend(stage_specs);
+    specs.extend(crate::stages::plan(&context));
     let (build_specs, bundles) = crate::bundles::plan(&context, tools);
     specs.extend(build_specs);
     let graph = TaskGraph::new(specs).map_err(|err| graph_diagnostic(config, err))?;
     check_ownership(config, &graph, cache.inside_root.as_deref())?;
-    Ok(Plan {
-        graph,
-        profiles,
-        bundles,
-    })
+    Ok(Plan { graph, bundles })
 }
 
 /// A task's outputs, compiled, with where the task is written in bundle.toml.

@@ -1,7 +1,10 @@
 //! The per-profile pipeline tasks: `secrets:<profile>` (the bundle's secret plan) and
 //! `assemble:<profile>` (`bundle.json` and its checksum), under `<out>/<profile>/`.
 //!
-//! Their inputs are the definition files the assembly read and the platform files it used; the
+//! Their inputs are discovered: the definition files the assembly read (or looked for and did
+//! not find), the files that decided each service's build type, and the platform files (with
+//! the listing of `platforms/*.toml`, so a new platform re-runs a profile that takes them all).
+//! Planning assembles nothing: an assembly happens once per run, when its task runs. The
 //! profile's own settings enter the key as a parameter (not bundle.toml as a whole, so editing
 //! one profile, or a task, leaves the other profiles' assemblies cached).
 
@@ -73,8 +76,9 @@ impl Context {
         })
     }
 
-    pub fn assemble(&self, catalog: &Catalog, profile: &str) -> Result<Assembly, Diagnostic> {
-        let Some(profile) = self.config.profile(profile) else {
+    /// The profile named `name`, or a diagnostic listing the profiles.
+    pub fn profile(&self, name: &str) -> Result<&crate::config::Profile, Diagnostic> {
+        let Some(profile) = self.config.profile(name) else {
             let names: Vec<&str> = self
                 .config
                 .profiles
@@ -82,7 +86,7 @@ impl Context {
                 .map(|p| p.name.as_str())
                 .collect();
             return Err(
-                Diagnostic::error(format!("unknown profile `{profile}`")).help(format!(
+                Diagnostic::error(format!("unknown profile `{name}`")).help(format!(
                     "profiles in bundle.toml: {}",
                     if names.is_empty() {
                         "(none)".into()
@@ -92,6 +96,11 @@ impl Context {
                 )),
             );
         };
+        Ok(profile)
+    }
+
+    pub fn assemble(&self, catalog: &Catalog, profile: &str) -> Result<Assembly, Diagnostic> {
+        let profile = self.profile(profile)?;
         catalog.start_recording();
         assemble(catalog, &self.config, profile, &self.platforms)
     }
@@ -109,12 +118,15 @@ struct ProfileAction {
     output: Output,
 }
 
-fn failure(diagnostic: Diagnostic) -> ActionFailure {
+/// A definition problem found while the task ran: the one-line message, and the whole
+/// diagnostic (file, line, snippet, help) as what the task printed.
+pub fn failure(diagnostic: Diagnostic) -> ActionFailure {
     ActionFailure {
         message: match &diagnostic.help {
             Some(help) => format!("{diagnostic} (help: {help})"),
             None => diagnostic.to_string(),
         },
+        stderr: diagnostic.render(false).into_bytes(),
         ..ActionFailure::default()
     }
 }
@@ -145,56 +157,67 @@ impl Action for ProfileAction {
     fn run(&self, action: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
         let context = Context::load(&self.root).map_err(failure)?;
         let catalog = Catalog::new(context.layout.clone());
-        let assembly = context.assemble(&catalog, &self.profile).map_err(failure)?;
         let dir = profile_dir(&context.config.workspace.out, &self.profile);
-        match self.output {
+        let files = match self.output {
             Output::Secrets => {
-                let mut text =
-                    serde_json::to_string_pretty(&assembly.plan).expect("plans serialize");
+                // The plan alone: the one assembly of a run is the manifest's.
+                let profile = context.profile(&self.profile).map_err(failure)?;
+                catalog.start_recording();
+                let (plan, files) =
+                    crate::assemble::profile_secret_plan(&catalog, &context.config, profile)
+                        .map_err(failure)?;
+                let mut text = serde_json::to_string_pretty(&plan).expect("plans serialize");
                 text.push('\n');
                 write(action.tree, &dir.join("secrets.json"), &text)?;
+                files
             }
             Output::Manifest => {
+                let assembly = context.assemble(&catalog, &self.profile).map_err(failure)?;
                 write(action.tree, &dir.join("bundle.json"), &assembly.json)?;
                 write(
                     action.tree,
                     &dir.join("bundle.json.sha256"),
                     &checksum_line(&assembly.json),
                 )?;
+                assembly.files
             }
-        }
-        Ok(ActionOutput::default())
+        };
+        Ok(ActionOutput {
+            discovered: engine::Discovered {
+                files,
+                listings: vec!["platforms/*.toml".to_string()],
+            },
+            ..ActionOutput::default()
+        })
     }
 }
 
-/// Each profile's assembly as planning found it: valid, or why not (what `check` reports and
-/// `bundle` refuses).
+/// Every profile's assembly, or why it fails (what `check` reports). Only `check`, `assemble`
+/// and `profile` commands assemble outside a task.
 pub type ProfileResults = Vec<(String, Result<Assembly, Diagnostic>)>;
 
-/// `secrets:<profile>` and `assemble:<profile>` for every profile, and each profile's assembly.
-pub fn plan(context: &Context) -> (Vec<TaskSpec>, ProfileResults) {
+/// Assembles every profile (for `check`).
+pub fn assemble_all(context: &Context) -> ProfileResults {
     let catalog = Catalog::new(context.layout.clone());
+    context
+        .config
+        .profiles
+        .iter()
+        .map(|profile| {
+            (
+                profile.name.clone(),
+                context.assemble(&catalog, &profile.name),
+            )
+        })
+        .collect()
+}
+
+/// `secrets:<profile>` and `assemble:<profile>` for every profile. Nothing is read or
+/// assembled: their inputs are discovered when they run.
+pub fn plan(context: &Context) -> Vec<TaskSpec> {
     let mut specs = Vec::new();
-    let mut results = Vec::new();
     for profile in &context.config.profiles {
-        // Planning reads what the assembly reads (a failing one still records its reads; the
-        // task then reports the error when it runs).
-        let assembled = context.assemble(&catalog, &profile.name);
-        let inputs = match &assembled {
-            Ok(assembly) => assembly.files.clone(),
-            Err(_) => {
-                let mut files = catalog.recorded();
-                files.extend(
-                    context
-                        .platforms
-                        .iter()
-                        .map(|p| format!("platforms/{}.toml", p.id)),
-                );
-                files.sort();
-                files.dedup();
-                files
-            }
-        };
+        let inputs: Vec<String> = Vec::new();
         let dir = profile_dir(&context.config.workspace.out, &profile.name);
         let mut params = BTreeMap::new();
         params.insert("profile".to_string(), profile.name.clone());
@@ -252,7 +275,6 @@ pub fn plan(context: &Context) -> (Vec<TaskSpec>, ProfileResults) {
             vec![secrets_id(&profile.name)],
             format!("Assemble bundle.json of profile {}", profile.name),
         ));
-        results.push((profile.name.clone(), assembled));
     }
-    (specs, results)
+    specs
 }

@@ -127,16 +127,15 @@ impl Catalog {
         let relative = self.layout.definition_path(kind, name);
         let key = (kind, name.to_string());
         if let Some(found) = self.cache.borrow().get(&key) {
-            if matches!(found, Ok(Some(_)) | Err(_)) {
-                self.read.borrow_mut().insert(relative.to_string());
-            }
+            self.read.borrow_mut().insert(relative.to_string());
             return found.clone();
         }
         // No link followed, only a regular file of a sane size (a FIFO would hang the
         // analysis): the repository is untrusted input.
+        // Looked for is read: a definition appearing later changes the result.
+        self.read.borrow_mut().insert(relative.to_string());
         let found = match crate::config::read_definition(&self.layout.root, relative.as_str()) {
             Ok(Some(text)) => {
-                self.read.borrow_mut().insert(relative.to_string());
                 service::parse(&text, &relative, name, kind).map(|def| Some(Rc::new(def)))
             }
             Ok(None) => Ok(None),
@@ -158,7 +157,8 @@ impl Catalog {
         self.read.borrow_mut().clear();
     }
 
-    /// The root-relative files consulted since `start_recording`, sorted.
+    /// The root-relative files consulted since `start_recording` (read, or looked for and not
+    /// found), sorted.
     pub fn recorded(&self) -> Vec<String> {
         self.read.borrow().iter().cloned().collect()
     }

@@ -1,9 +1,9 @@
 //! The `analyze:<scenario>` pipeline task: writes `<out>/analysis/<scenario>.json`.
 //!
-//! Its inputs are exactly the definition files the analysis read (found by running the analysis
-//! at plan time, which only reads files): editing an unrelated scenario leaves it cached, editing
-//! any definition in its graph (or adding a definition for a resource it used the class table
-//! for, which changes the set of files) re-runs it.
+//! Its inputs are discovered: exactly the definition files the analysis read, and those it
+//! looked for and did not find (a resource it sized with the class table). Editing an unrelated
+//! scenario leaves it cached; editing any definition in its graph, or adding a definition for a
+//! resource it used the class table for, re-runs it. Planning analyzes nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,13 +34,7 @@ impl Action for AnalyzeAction {
             scenario: self.scenario.clone(),
             ..Request::default()
         };
-        let result = analysis::analyze(&catalog, &request).map_err(|diagnostic| ActionFailure {
-            message: match &diagnostic.help {
-                Some(help) => format!("{diagnostic} (help: {help})"),
-                None => diagnostic.to_string(),
-            },
-            ..ActionFailure::default()
-        })?;
+        let result = analysis::analyze(&catalog, &request).map_err(crate::stages::failure)?;
         let mut json = serde_json::to_string_pretty(&result).expect("analyses serialize");
         json.push('\n');
         // Through the confined root: never through a link, even one swapped in after the
@@ -61,31 +55,24 @@ impl Action for AnalyzeAction {
             message: format!("writing {}: {err}", self.output),
             ..ActionFailure::default()
         })?;
-        Ok(ActionOutput::default())
+        Ok(ActionOutput {
+            discovered: engine::Discovered {
+                files: catalog.recorded(),
+                listings: Vec::new(),
+            },
+            ..ActionOutput::default()
+        })
     }
 }
 
-/// One `analyze:<scenario>` task per scenario of the layout.
+/// One `analyze:<scenario>` task per scenario of the layout (nothing is read: the inputs are
+/// discovered when the task runs).
 pub fn specs(layout: &Layout, out: &Utf8PathBuf) -> Vec<TaskSpec> {
-    let catalog = Catalog::new(layout.clone());
     layout
         .scenario_names()
         .into_iter()
         .map(|scenario| {
-            let request = Request {
-                scenario: scenario.clone(),
-                ..Request::default()
-            };
-            // A failing analysis still records what it read; the task reports the error.
-            let _ = analysis::analyze(&catalog, &request);
-            let mut inputs = catalog.recorded();
-            let own = layout
-                .definition_path(crate::service::ServiceKind::Scenario, &scenario)
-                .to_string();
-            if !inputs.contains(&own) {
-                inputs.push(own);
-                inputs.sort();
-            }
+            let inputs = Vec::new();
             let output = analysis::output_path(out, &scenario);
             let mut params = BTreeMap::new();
             params.insert("scenario".to_string(), scenario.clone());

@@ -58,7 +58,7 @@ pub(super) fn run_tasks(
     Ok(if summary.success() {
         0
     } else {
-        exit::TASK_FAILED
+        exit::code_of_failures(&summary)
     })
 }
 

@@ -213,10 +213,7 @@ pub(super) fn run(
         ))
         .help("`cargo xtask doctor` lists what this machine can build"));
     }
-    let mut targets: Vec<String> = vec![
-        format!("analyze:{}", profile.decl.scenario.get_ref()),
-        crate::stages::assemble_id(&profile.name).to_string(),
-    ];
+    let mut targets: Vec<String> = vec![crate::stages::assemble_id(&profile.name).to_string()];
     targets.extend(bundles.shared.iter().map(ToString::to_string));
     targets.extend(platform.tasks.iter().map(ToString::to_string));
     workspace.tools.save();

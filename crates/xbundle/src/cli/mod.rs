@@ -361,7 +361,16 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
                         .iter()
                         .map(|t| format!("task:{}", t.name))
                         .collect();
-                    targets.push(format!("analyze:{}", profile.decl.scenario.get_ref()));
+                    // A scenario that does not exist has no analysis task: the profile's own
+                    // tasks say what is wrong with it.
+                    let analyze = format!("analyze:{}", profile.decl.scenario.get_ref());
+                    if plan
+                        .graph
+                        .get(&engine::TaskId::new(analyze.clone()))
+                        .is_some()
+                    {
+                        targets.push(analyze);
+                    }
                     targets.push(crate::stages::assemble_id(&profile.name).to_string());
                     targets.extend(bundles.shared.iter().map(ToString::to_string));
                     for platform in bundles.selected(platforms) {

@@ -348,14 +348,16 @@ pub(super) fn export(
 ) -> Result<u8, Diagnostic> {
     let context = Context::new(&workspace.root, workspace.config.clone())?;
     let name = profile_name(&context, arg)?;
-    // Validate first so a bad profile is a diagnostic (exit 2), not a failed task.
+    // `export` promises to write nothing for a bad profile, not even the secret plan its first
+    // task would write: it validates the profile first (an assembly outside the task, which
+    // `bundle` never does).
     context.assemble(&Catalog::new(context.layout.clone()), &name)?;
     let graph = crate::plan::graph(&workspace.config, &workspace.root, &workspace.tools)?;
     let summary = workspace
         .engine
         .run(&graph, &[stages::assemble_id(&name)], shell)?;
     if !summary.success() {
-        return Ok(exit::TASK_FAILED);
+        return Ok(exit::code_of_failures(&summary));
     }
     let dir = workspace
         .root
@@ -375,19 +377,16 @@ pub(super) fn export(
     Ok(0)
 }
 
-/// The validation `check` and `bundle` share: the plan (paths, graph, ownership of outputs, see
-/// [`crate::plan`]) and every profile's assembly. Profile problems are all reported; the last
-/// is returned (exit 2). Returns the plan.
-pub(super) fn validate(workspace: &Workspace, shell: &Shell) -> Result<Plan, Diagnostic> {
-    let plan = crate::plan::plan(&workspace.config, &workspace.root, &workspace.tools)?;
-    refuse_bad_profiles(&plan, shell)?;
-    Ok(plan)
+/// The validation `check`, `bundle` and `run` share: the plan (paths, graph, ownership of
+/// outputs, see [`crate::plan`]). Profiles are assembled by their tasks (`bundle`, `run`) or by
+/// `check`, never twice in a run. Returns the plan.
+pub(super) fn validate(workspace: &Workspace, _shell: &Shell) -> Result<Plan, Diagnostic> {
+    crate::plan::plan(&workspace.config, &workspace.root, &workspace.tools)
 }
 
 /// Every profile that fails to assemble is an error; all are reported, the last is returned.
-fn refuse_bad_profiles(plan: &Plan, shell: &Shell) -> Result<(), Diagnostic> {
-    let mut problems: Vec<Diagnostic> = plan
-        .profiles
+fn refuse_bad_profiles(profiles: &stages::ProfileResults, shell: &Shell) -> Result<(), Diagnostic> {
+    let mut problems: Vec<Diagnostic> = profiles
         .iter()
         .filter_map(|(_, result)| result.as_ref().err().cloned())
         .collect();
@@ -411,7 +410,9 @@ pub(super) fn check(workspace: &Workspace, shell: &Shell) -> Result<u8, Diagnost
     let config = &workspace.config;
     // Graph-level problems (paths, cycles, overlapping outputs) stop here.
     let plan = crate::plan::plan(config, &workspace.root, &workspace.tools)?;
-    for (name, result) in &plan.profiles {
+    let context = Context::new(&workspace.root, config.clone())?;
+    let profiles = stages::assemble_all(&context);
+    for (name, result) in &profiles {
         match result {
             Ok(assembly) => {
                 let report = &assembly.analysis.tiers[&assembly.tier];
@@ -442,7 +443,7 @@ pub(super) fn check(workspace: &Workspace, shell: &Shell) -> Result<u8, Diagnost
             shell.warn(&warning);
         }
     }
-    refuse_bad_profiles(&plan, shell)?;
+    refuse_bad_profiles(&profiles, shell)?;
     let elapsed = started.elapsed();
     if shell.is_json() {
         shell.json(&json!({"event": "check-finished", "ok": true, "profiles": config.profiles.len(), "tasks": plan.graph.len(), "duration_ms": elapsed.as_millis() as u64}));
