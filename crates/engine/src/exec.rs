@@ -1086,6 +1086,7 @@ impl Engine {
             cwd: cwd.path(),
             env: &self.config.env,
             cancel: &self.cancel,
+            blobs: &self.store,
         };
         let emit = |stream, bytes: &[u8]| {
             if !bytes.is_empty() {

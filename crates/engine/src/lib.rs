@@ -48,5 +48,5 @@ pub use exec::{Engine, EngineConfig, Expected, Probe};
 pub use graph::{GraphError, GraphFormat, TaskGraph};
 pub use key::{DirtyReason, KeyComponents};
 pub use task::{
-    Action, ActionContext, ActionFailure, ActionOutput, CommandAction, TaskId, TaskSpec,
+    Action, ActionContext, ActionFailure, ActionOutput, BlobStore, CommandAction, TaskId, TaskSpec,
 };

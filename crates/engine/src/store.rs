@@ -1009,6 +1009,93 @@ fn copy_verified(
     Ok(hasher.finish())
 }
 
+/// The store as actions see it ([`crate::task::BlobStore`]): blobs found by digest and read
+/// through a verifying reader, files added under a digest the caller computed (re-hashed while
+/// copied, a mismatch refused and nothing published).
+impl crate::task::BlobStore for Store {
+    fn open(&self, digest: &Digest) -> io::Result<Option<Box<dyn Read + Send>>> {
+        let Some(cas) = self.area(Area::Cas).map_err(io::Error::other)? else {
+            return Ok(None);
+        };
+        match cas.open_file(&digest.to_hex()) {
+            Ok(Some((file, stat))) => Ok(Some(Box::new(VerifyingReader {
+                store: self.clone(),
+                file: file.take(stat.size),
+                size: stat.size,
+                read: 0,
+                hasher: Some(Hasher::new()),
+                digest: *digest,
+            }))),
+            Ok(None) => Ok(None),
+            // A link or FIFO at a store name is never read: a miss (`verify` removes it).
+            Err(ConfineError::NotRegular { .. }) => Ok(None),
+            Err(err) => Err(io::Error::other(err)),
+        }
+    }
+
+    fn put(&self, path: &Path, digest: &Digest) -> io::Result<()> {
+        let mut input = File::open(path)?;
+        let cas = self.area_created(Area::Cas).map_err(io::Error::other)?;
+        let size = input.metadata()?.len();
+        if blob_present(&cas, digest, size) {
+            return Ok(());
+        }
+        let mut temp = cas.temp_file().map_err(io::Error::other)?;
+        let mut hasher = Hasher::new();
+        let mut copied = 0u64;
+        let mut buffer = vec![0u8; CHUNK];
+        loop {
+            let read = input.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            temp.file().write_all(&buffer[..read])?;
+            copied += read as u64;
+        }
+        let found = hasher.finish();
+        if found != *digest {
+            return Err(io::Error::other(format!(
+                "refusing to store {}: its content has sha256 {found}, not {digest}",
+                path.display()
+            )));
+        }
+        self.publish_blob(&cas, temp, digest, copied)
+            .map_err(io::Error::other)
+    }
+}
+
+/// A blob read for an action: the digest is checked when the end is reached, and a blob that
+/// does not match is removed and reported as an error (never a silent short or wrong read).
+struct VerifyingReader {
+    store: Store,
+    file: io::Take<File>,
+    size: u64,
+    read: u64,
+    hasher: Option<Hasher>,
+    digest: Digest,
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.file.read(buf)?;
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(&buf[..read]);
+        }
+        self.read += read as u64;
+        if read == 0
+            && !buf.is_empty()
+            && let Some(hasher) = self.hasher.take()
+        {
+            let found = hasher.finish();
+            if self.read != self.size || found != self.digest {
+                return Err(io::Error::other(self.store.damaged(&self.digest, found)));
+            }
+        }
+        Ok(read)
+    }
+}
+
 /// Temporary files older than this are leftovers of a killed process: `gc` and `verify` remove
 /// them. Younger ones may belong to a process of an earlier version that does not take the store
 /// lock, so nothing else touches them (`clean` removes them all).

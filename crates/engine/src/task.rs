@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::cancel::Cancel;
+use crate::digest::Digest;
 
 /// A task's stable id, e.g. `task:ui` or `compile:api@linux-x64`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -93,6 +94,19 @@ pub struct ActionContext<'a> {
     /// The run's cancellation: an action that starts processes runs them through
     /// [`Cancel`]'s process groups (as [`CommandAction`] does) so an interrupted run stops them.
     pub cancel: &'a Cancel,
+    /// The engine's CAS, for actions that keep or find content by digest (downloads).
+    pub blobs: &'a dyn BlobStore,
+}
+
+/// What every action gets in [`ActionContext`] as `blobs`: the engine's content-addressed store.
+pub trait BlobStore: Send + Sync {
+    /// The blob with this digest, if the store holds it: a reader that verifies size and
+    /// digest while reading (an error at the end if the content differs).
+    fn open(&self, digest: &Digest) -> std::io::Result<Option<Box<dyn std::io::Read + Send>>>;
+    /// Adds the file at `path` (a temporary file of the caller's) to the store under its
+    /// digest, which the caller computed; the store re-hashes while copying and refuses a
+    /// mismatch. Idempotent.
+    fn put(&self, path: &std::path::Path, digest: &Digest) -> std::io::Result<()>;
 }
 
 /// What a successful action printed.

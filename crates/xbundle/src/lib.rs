@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod assemble;
+pub mod assets;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;

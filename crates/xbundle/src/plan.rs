@@ -116,6 +116,7 @@ pub fn plan(config: &BundleConfig, root: &Utf8Path) -> Result<Plan, Diagnostic> 
     let context = crate::stages::Context::new(root, config.clone())?;
     let (stage_specs, profiles) = crate::stages::plan(&context);
     specs.extend(stage_specs);
+    specs.extend(crate::assets::specs(config, &context.platforms)?);
     let graph = TaskGraph::new(specs).map_err(|err| graph_diagnostic(config, err))?;
     check_ownership(config, &graph, cache.inside_root.as_deref())?;
     Ok(Plan { graph, profiles })
