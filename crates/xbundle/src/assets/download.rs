@@ -260,8 +260,9 @@ fn one_request(
             Ok(read) => read,
             Err(err) => {
                 return Err(transient(format!(
-                    "{shown}: the transfer broke off after {} bytes ({err})",
-                    progress.received
+                    "{shown}: the transfer broke off after {}{} bytes ({err})",
+                    progress.received,
+                    total.map_or(String::new(), |total| format!(" of {total}"))
                 )));
             }
         };

@@ -20,9 +20,9 @@
 //! fetch of the same content, by any profile, platform or workspace sharing the cache), it is
 //! taken from there and nothing is downloaded; otherwise it is downloaded ([`download`]: hashed
 //! while it arrives, retried, resumed, bounded), compared with the SHA-256 (a mismatch names
-//! both digests and leaves no file and no cache entry), and kept in the CAS: an unpacked
-//! asset's archive is `put` there explicitly, a single file is stored by the engine as the
-//! task's output, under the same digest. With `--offline` (or `XBUNDLE_OFFLINE=1`) a blob the
+//! both digests and leaves no file and no cache entry), and `put` into the CAS (the archive,
+//! for an unpacked asset). Fetches of one digest take turns within a process, so one file
+//! named for two platforms is downloaded once. With `--offline` (or `XBUNDLE_OFFLINE=1`) a blob the
 //! CAS does not hold is an error that says so; `file://` URLs are read all the same.
 //! Unpacking ([`unpack`]) writes through the engine's confined tree and refuses escaping
 //! entries and links, devices, FIFOs and absurd sizes or counts.
@@ -322,6 +322,14 @@ pub fn tree_digest(files: &[Unpacked]) -> Result<(String, u64), String> {
     ))
 }
 
+/// The lock of one digest's fetches in this process.
+fn digest_lock(digest: &Digest) -> Arc<std::sync::Mutex<()>> {
+    static LOCKS: std::sync::Mutex<BTreeMap<Digest, Arc<std::sync::Mutex<()>>>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    Arc::clone(locks.entry(*digest).or_default())
+}
+
 /// The work of one fetch task (module docs).
 struct FetchAction {
     source: Source,
@@ -383,6 +391,10 @@ impl FetchAction {
         let expected = Digest::from_hex(&self.source.sha256)
             .ok_or_else(|| failure("the configured sha256 is not a digest"))?;
         let shown = manifest::redact_url(&self.source.url);
+        // One fetch of a digest at a time in this process: the same file for two platforms is
+        // downloaded once, the other fetch finds it in the CAS.
+        let lock = digest_lock(&expected);
+        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
         let dir = context
             .tree
             .create_dir_all(self.out_dir.as_str())
@@ -440,6 +452,12 @@ impl FetchAction {
         }
         let mode = if self.executable { 0o755 } else { 0o644 };
         temp.finish(mode).map_err(|err| failure(err.to_string()))?;
+        if !from_cache {
+            context
+                .blobs
+                .put(&dir.join(temp.name()), &expected)
+                .map_err(|err| failure(format!("keeping {shown} in the cache: {err}")))?;
+        }
         let files_base = format!("{FILES_DIR}/{}", self.dest);
         let entry = match self.unpack {
             None => {
@@ -456,12 +474,6 @@ impl FetchAction {
                 }
             }
             Some(kind) => {
-                if !from_cache {
-                    context
-                        .blobs
-                        .put(&dir.join(temp.name()), &expected)
-                        .map_err(|err| failure(format!("keeping {shown} in the cache: {err}")))?;
-                }
                 let (archive, stat) = dir
                     .open_file(temp.name())
                     .map_err(|err| failure(err.to_string()))?
