@@ -4,7 +4,8 @@
 //! from memory; every request is logged (path and `Range` header) so tests can count them.
 //!
 //! What a route can do ([`Behaviour`]): serve (with or without `Range` support), answer a
-//! status first, cut the body after some bytes, stall without answering, redirect.
+//! status first, cut the body after some bytes, stall without answering or in the middle of a
+//! body, redirect.
 
 #![allow(dead_code)]
 
@@ -32,6 +33,10 @@ pub enum Behaviour {
     },
     /// Read the request, never answer (until the server stops).
     Stall,
+    /// Announce the whole length, send `after` bytes, then hang (until the server stops).
+    Hang {
+        after: u64,
+    },
     /// `302` to another path.
     Redirect {
         to: String,
@@ -216,13 +221,20 @@ fn serve(stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> std::io:
             stream.write_all(head.as_bytes())?;
             let body = &route.body[start as usize..];
             let send = match (behaviour, misbehave) {
-                (Behaviour::Cut { after, .. }, true) => &body[..(*after as usize).min(body.len())],
+                (Behaviour::Cut { after, .. }, true) | (Behaviour::Hang { after }, _) => {
+                    &body[..(*after as usize).min(body.len())]
+                }
                 _ => body,
             };
             for chunk in send.chunks(1 << 20) {
                 stream.write_all(chunk)?;
             }
             stream.flush()?;
+            if let Behaviour::Hang { .. } = behaviour {
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
             let _ = stream.shutdown(std::net::Shutdown::Both);
             Ok(())
         }

@@ -665,6 +665,89 @@ fn bad_asset_settings_are_located_errors() {
     );
 }
 
+#[test]
+fn a_damaged_cache_blob_is_fetched_again_never_used() {
+    let server = Server::start();
+    let body = payload(64_000, 12);
+    server.route("/a.bin", body.clone(), Behaviour::Serve);
+    let fixture = Fixture::new(&asset("a", &server.url("/a.bin"), &sha256(&body), ""));
+    fixture.run(&["bundle", "p"], &[]).assert_code(0);
+    // The blob damaged in place (same size), then the task forced to run again.
+    let blob = fixture.repo.blob_with(&body);
+    let mut damaged = body.clone();
+    damaged[100] ^= 0xff;
+    std::fs::write(&blob, &damaged).unwrap();
+    let run = fixture.run(&["task", "--force", "fetch:a@linux-x64"], &[]);
+    run.assert_code(0);
+    assert_eq!(server.count("/a.bin"), 2, "downloaded again");
+    assert_eq!(
+        fixture
+            .repo
+            .read_bytes("dist/.build/assets/a/linux-x64/files/assets/a/a.bin"),
+        body
+    );
+    assert!(!fixture.cached(&damaged));
+    assert!(fixture.cached(&body));
+}
+
+#[test]
+fn a_fetch_killed_mid_download_leaves_nothing_the_next_run_trusts() {
+    let server = Server::start();
+    let body = payload(500_000, 11);
+    server.route(
+        "/slow.bin",
+        body.clone(),
+        Behaviour::Hang { after: 200_000 },
+    );
+    let fixture = Fixture::new(&asset("slow", &server.url("/slow.bin"), &sha256(&body), ""));
+    let mut command = fixture.repo.command();
+    command
+        .env_remove("XBUNDLE_OFFLINE")
+        .env("XBUNDLE_FETCH_TIMEOUT_MS", "60000")
+        .args(["-q", "bundle", "p"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().unwrap();
+    // Killed once the partial download is on disk.
+    let dir = fixture.repo.join("dist/.build/assets/slow/linux-x64");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let partial = std::fs::read_dir(&dir).ok().and_then(|entries| {
+            entries
+                .flatten()
+                .find(|entry| entry.metadata().is_ok_and(|m| m.len() >= 200_000))
+        });
+        if partial.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no partial download");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: a plain kill of our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    assert!(!fixture.cached(&body[..200_000]));
+    server.route("/slow.bin", body.clone(), Behaviour::Serve);
+    let run = fixture.run(&["bundle", "p"], &[]);
+    run.assert_code(0);
+    assert_eq!(run.status("fetch:slow@linux-x64"), "ran");
+    assert_eq!(
+        fixture.fetched_files("slow"),
+        [
+            "linux-x64/asset.json",
+            "linux-x64/files/assets/slow/slow.bin"
+        ],
+        "the partial download is gone"
+    );
+    assert_eq!(
+        fixture
+            .repo
+            .read_bytes("dist/.build/assets/slow/linux-x64/files/assets/slow/slow.bin"),
+        body
+    );
+    fixture.canary.assert_intact("a killed download");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Archives.
 
