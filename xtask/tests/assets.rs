@@ -137,6 +137,12 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
+/// What `xbundle::assets::fetched` (the stage's reader) finds for `id` on linux-x64.
+fn staged(fixture: &Fixture, id: &str) -> xbundle::assets::Fetched {
+    let tree = engine::confine::Dir::open_root(fixture.repo.path()).unwrap();
+    xbundle::assets::fetched(&tree, camino::Utf8Path::new("dist"), id, "linux-x64").unwrap()
+}
+
 /// The error message of a failed task.
 fn error_of(run: &Run, id: &str) -> String {
     run.task(id)["error"]
@@ -176,6 +182,13 @@ fn a_good_download_lands_with_its_entry_and_is_cached() {
     assert_eq!(entry["url"], server.url("/model.bin"));
     assert!(fixture.cached(&body), "the download is in the CAS");
     assert_eq!(server.count("/model.bin"), 1);
+    // What staging reads back: the files' directory and the bundle.json entry.
+    let fetched = staged(&fixture, "model");
+    assert_eq!(
+        fetched.files.as_str(),
+        "dist/.build/assets/model/linux-x64/files"
+    );
+    assert_eq!(serde_json::to_value(&fetched.entry).unwrap(), entry);
     fixture.canary.assert_intact("a good download");
 }
 
@@ -877,6 +890,7 @@ fn archives_unpack_into_the_bundle_with_a_tree_digest() {
     assert_eq!(entry["unpacked"], true);
     assert_eq!(entry["sha256"], sha256(listing.as_bytes()));
     assert_eq!(entry["size_bytes"], 10 + 6 * 3);
+    assert_eq!(staged(&fixture, "pack").entry.unpacked, Some(true));
 
     let archive = zip_of(&[
         ("bin/tool", b"#!/bin/sh\n", 0o100755),
