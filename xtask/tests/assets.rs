@@ -1063,6 +1063,10 @@ fn hostile_archives_are_refused_and_leave_nothing() {
             Vec::<String>::new(),
             "{what}: nothing half-written"
         );
+        assert!(
+            !fixture.repo.exists("dist/.build/assets/pack"),
+            "{what}: not even an empty directory"
+        );
         fixture.canary.assert_intact(what);
         assert!(!Path::new("/tmp/xbundle-evil.txt").exists());
     }

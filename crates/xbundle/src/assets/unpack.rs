@@ -22,7 +22,8 @@
 //!
 //! **Invariant:** nothing is written outside the base directory, and a refused or broken
 //! archive leaves nothing behind: every file written is removed again, then the directories
-//! made for them when empty (only what this unpacking created).
+//! that held what the archive named, the base and its parents (below the tree given) when
+//! empty: only empty directories, so nothing this unpacking did not write is removed.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -77,6 +78,7 @@ pub fn unpack(
         dirs: Vec::new(),
         links: Vec::new(),
         written: Vec::new(),
+        touched: Vec::new(),
     };
     let result = match kind {
         Unpack::TarGz => unpack_tar(archive, &mut writer),
@@ -120,6 +122,9 @@ struct Writer<'a> {
     links: Vec<Link>,
     /// Every file written (root-relative), for the roll back.
     written: Vec<String>,
+    /// Every path an entry named (relative to the base), written or not: the directories made
+    /// for them are removed by the roll back when empty.
+    touched: Vec<String>,
 }
 
 /// An entry name made a path relative to the base: `./` prefixes and a trailing `/` are
@@ -200,6 +205,7 @@ impl Writer<'_> {
     }
 
     fn count(&mut self, path: &str) -> Result<(), String> {
+        self.touched.push(path.to_string());
         self.entries += 1;
         if self.entries > self.limits.max_entries {
             return Err(format!(
@@ -370,14 +376,19 @@ impl Writer<'_> {
             let _ = self.tree.remove_file(&path);
         }
         let mut dirs: Vec<String> = self.dirs.iter().map(|dir| self.full(dir)).collect();
-        for path in self.files.keys().chain(self.links.iter().map(|l| &l.path)) {
+        for path in &self.touched {
             let mut parts: Vec<&str> = path.split('/').collect();
             while parts.len() > 1 {
                 parts.pop();
                 dirs.push(self.full(&parts.join("/")));
             }
         }
-        dirs.push(self.base.to_string());
+        // The base and the directories above it that were made for it.
+        let mut parts: Vec<&str> = self.base.split('/').collect();
+        while !parts.is_empty() {
+            dirs.push(parts.join("/"));
+            parts.pop();
+        }
         dirs.sort_by_key(|dir| std::cmp::Reverse(dir.matches('/').count()));
         dirs.dedup();
         for dir in dirs {
@@ -539,6 +550,103 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    /// A zip of stored entries, written with the zip crate's own writer.
+    fn zip_of(entries: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let mut writer = zip::ZipWriter::new(file.as_file_mut());
+        for (name, data) in entries {
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
+            writer.start_file(*name, options).unwrap();
+            writer.write_all(data).unwrap();
+        }
+        writer.finish().unwrap();
+        file
+    }
+
+    fn run(
+        archive: &tempfile::NamedTempFile,
+        limits: Limits,
+    ) -> (tempfile::TempDir, Result<Vec<Unpacked>, String>) {
+        let root = tempfile::tempdir().unwrap();
+        let tree = Dir::open_root(root.path()).unwrap();
+        let result = unpack(
+            Unpack::Zip,
+            File::open(archive.path()).unwrap(),
+            &tree,
+            "out/files",
+            limits,
+        );
+        (root, result)
+    }
+
+    fn files_below(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|entry| {
+                    if entry.file_type().unwrap().is_dir() {
+                        1 + files_below(&entry.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+    }
+
+    #[test]
+    fn bounds_count_entries_and_written_bytes() {
+        let names: Vec<String> = (0..10).map(|n| format!("d{n}/f")).collect();
+        let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        let archive = zip_of(&entries);
+        let (root, result) = run(
+            &archive,
+            Limits {
+                max_bytes: 1000,
+                max_entries: 9,
+            },
+        );
+        assert!(
+            result.unwrap_err().contains("more than 9"),
+            "refused up front"
+        );
+        assert_eq!(files_below(root.path()), 0);
+        let (_, result) = run(
+            &archive,
+            Limits {
+                max_bytes: 1000,
+                max_entries: 10,
+            },
+        );
+        assert_eq!(result.unwrap().len(), 10);
+        // Exactly at the byte limit is fine; one byte more is refused, and rolled back whole.
+        let archive = zip_of(&[("a", &[1; 6]), ("b/c", &[2; 4])]);
+        let (_, result) = run(
+            &archive,
+            Limits {
+                max_bytes: 10,
+                max_entries: 10,
+            },
+        );
+        let files = result.unwrap();
+        assert_eq!(files.iter().map(|f| f.size).sum::<u64>(), 10);
+        assert_eq!(files[1].digest, Digest::of_bytes(&[2; 4]));
+        let (root, result) = run(
+            &archive,
+            Limits {
+                max_bytes: 9,
+                max_entries: 10,
+            },
+        );
+        assert!(result.unwrap_err().contains("more than 9 bytes"));
+        assert_eq!(
+            files_below(root.path()),
+            0,
+            "nothing left, not even directories"
+        );
     }
 
     #[test]
