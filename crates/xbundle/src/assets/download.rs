@@ -254,35 +254,69 @@ fn one_request(
     }
     transfer.set_total(total);
     let mut body = response.body_mut().as_reader();
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let read = match body.read(&mut buffer) {
-            Ok(read) => read,
-            Err(err) => {
-                return Err(transient(format!(
-                    "{shown}: the transfer broke off after {}{} bytes ({err})",
-                    progress.received,
-                    total.map_or(String::new(), |total| format!(" of {total}"))
-                )));
-            }
-        };
-        if read == 0 {
-            break;
-        }
-        if progress.received + read as u64 > settings.max_size {
-            return Err(fatal(format!(
-                "{shown} sends more than the limit of {} bytes (max-size)",
-                settings.max_size
-            )));
-        }
-        progress.hasher.update(&buffer[..read]);
-        progress
-            .out
-            .write_all(&buffer[..read])
-            .map_err(|err| fatal(format!("writing the download: {err}")))?;
-        progress.received += read as u64;
-        transfer.set_position(progress.received);
+    // Two threads: this one reads the socket, a second hashes and writes what arrived, so the
+    // hashing overlaps the network (the buffers go round between them).
+    const BUFFERS: usize = 6;
+    const BUFFER: usize = 256 * 1024;
+    let (full_send, full_receive) = std::sync::mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    let (empty_send, empty_receive) = std::sync::mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
+        let _ = empty_send.send(vec![0u8; BUFFER]);
     }
+    let hasher = &mut progress.hasher;
+    let out = &mut *progress.out;
+    let received = &mut progress.received;
+    let read_result = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> std::io::Result<()> {
+            for chunk in full_receive {
+                hasher.update(&chunk);
+                out.write_all(&chunk)?;
+                let _ = empty_send.send(chunk);
+            }
+            Ok(())
+        });
+        let read_result = (|| -> Result<(), Failure> {
+            loop {
+                // The writer stopped (a write failed): its error is reported below.
+                let Ok(mut buffer) = empty_receive.recv() else {
+                    return Ok(());
+                };
+                buffer.resize(BUFFER, 0);
+                let read = match body.read(&mut buffer) {
+                    Ok(read) => read,
+                    Err(err) => {
+                        return Err(transient(format!(
+                            "{shown}: the transfer broke off after {}{} bytes ({err})",
+                            *received,
+                            total.map_or(String::new(), |total| format!(" of {total}"))
+                        )));
+                    }
+                };
+                if read == 0 {
+                    return Ok(());
+                }
+                if *received + read as u64 > settings.max_size {
+                    return Err(fatal(format!(
+                        "{shown} sends more than the limit of {} bytes (max-size)",
+                        settings.max_size
+                    )));
+                }
+                buffer.truncate(read);
+                if full_send.send(buffer).is_err() {
+                    return Ok(());
+                }
+                *received += read as u64;
+                transfer.set_position(*received);
+            }
+        })();
+        drop(full_send);
+        match writer.join() {
+            Ok(Ok(())) => read_result,
+            Ok(Err(err)) => Err(fatal(format!("writing the download: {err}"))),
+            Err(_) => Err(fatal("the download's writer failed".into())),
+        }
+    });
+    read_result?;
     if let Some(total) = total
         && progress.received < total
     {
