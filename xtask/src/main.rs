@@ -1,11 +1,21 @@
-//! `cargo xtask`: the product is `xbundle::cli::main()`; `cargo xtask bench` is its benchmark.
+//! `cargo xtask`: the product is `xbundle::cli::main()`; `cargo xtask bench` is its benchmark
+//! (`cargo xtask bench downloads`: asset download throughput against curl).
 
 mod bench;
+mod bench_downloads;
+mod testserver;
 
 fn main() -> std::process::ExitCode {
     let mut args = std::env::args_os().skip(1);
     match args.next() {
-        Some(first) if first == "bench" => bench::main(args.collect()),
+        Some(first) if first == "bench" => {
+            let rest: Vec<_> = args.collect();
+            if rest.first().is_some_and(|mode| mode == "downloads") {
+                bench_downloads::main(rest[1..].to_vec())
+            } else {
+                bench::main(rest)
+            }
+        }
         _ => xbundle::cli::main(),
     }
 }

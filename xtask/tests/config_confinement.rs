@@ -845,10 +845,11 @@ fn settings_no_stage_uses_are_errors_and_unbuilt_targets_warn() {
             (2, 10),
             "`[cache] remote` is not supported yet",
         ),
+        // Assets are fetched now: a bad value is refused at its line.
         (
-            "[workspace]\n\n[[assets]]\nid = \"chromium\"\nurl = \"https://example.org/c.zip\"\n",
-            (3, 1),
-            "`[[assets]]` is not supported yet",
+            "[workspace]\n\n[[assets]]\nid = \"chromium\"\nurl = \"https://example.org/c.zip\"\nsha256 = \"abc\"\n",
+            (6, 10),
+            "`abc` is not a SHA-256 (64 hex digits)",
         ),
     ] {
         let sandbox = Sandbox::new(bundle, &[]);

@@ -34,6 +34,7 @@ pub mod generator;
 pub mod ident;
 pub mod path;
 pub mod template;
+pub mod tree;
 mod types;
 pub mod url;
 mod validate;
@@ -44,7 +45,7 @@ pub use ident::{IdError, check_id};
 pub use path::{PathError, PathStyle, RelativePath, check_relative};
 pub use types::*;
 pub use url::{FetchUrl, UrlError, check_fetch_url};
-pub use validate::{MAX_PROBLEMS, Problem, Severity};
+pub use validate::{MAX_PROBLEMS, Problem, Severity, is_sha256};
 
 use std::fmt;
 

@@ -642,19 +642,25 @@ pub struct Migration {
     pub extra: Extra,
 }
 
-/// A file the service needs, checked before it starts.
+/// A file (or an unpacked directory) the service needs, verified before it starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Asset {
     /// Relative to the bundle root.
     #[schemars(length(min = 1))]
     pub path: String,
+    /// The file's SHA-256 (64 lowercase hex digits), or for an unpacked directory its tree
+    /// digest ([`crate::tree`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The file's size, or the total of an unpacked directory's files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
     /// Extension: where the pipeline fetched it from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Extension: `path` is a directory unpacked from an archive, and `sha256` its tree digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpacked: Option<bool>,
     #[serde(flatten)]
     pub extra: Extra,
 }

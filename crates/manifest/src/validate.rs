@@ -214,6 +214,14 @@ fn quote(text: &str) -> String {
     shown.escape_debug().to_string()
 }
 
+/// 64 lowercase hex digits: what an asset's `sha256` must be for the runtime to verify it.
+pub fn is_sha256(value: &str) -> bool {
+    value.len() == 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn check_path(out: &mut Findings, path: &str, value: &str, style: PathStyle) {
     if let Err(err) = RelativePath::with_style(value, style) {
         out.error(path.to_owned(), format!("`{}`: {err}", quote(value)));
@@ -449,6 +457,18 @@ fn check_service(
             &asset.path,
             PathStyle::Portable,
         );
+        if let Some(digest) = &asset.sha256
+            && !is_sha256(digest)
+        {
+            // The corpus carries placeholders; the runtime refuses to start on one.
+            out.warning(
+                format!("{path}.assets[{asset_index}].sha256"),
+                format!(
+                    "`{}` is not a SHA-256 (64 lowercase hex digits): the runtime cannot verify this asset",
+                    quote(digest)
+                ),
+            );
+        }
     }
     let mut port_names = BTreeSet::new();
     for (port_index, request) in service.requested_ports().iter().enumerate() {

@@ -216,7 +216,7 @@ impl Dir {
     }
 
     /// `fstatat` without following a link.
-    fn lstat(&self, name: &[u8]) -> io::Result<libc::stat> {
+    pub(crate) fn lstat(&self, name: &[u8]) -> io::Result<libc::stat> {
         let c = c_name(name)?;
         // SAFETY: zeroed plain data, filled by the call.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
@@ -470,6 +470,42 @@ impl Dir {
             return Err(err);
         }
         self.rename(&temp, name)
+    }
+
+    /// The entries of this directory (without `.` and `..`), each with its `lstat` (links are
+    /// reported as links, never followed); entries removed while listing are left out.
+    pub fn list(&self) -> io::Result<Vec<(Vec<u8>, libc::stat)>> {
+        // A new open file description: reading entries moves its position.
+        let fd = self.open_raw(b".", DIR_FLAGS, 0)?;
+        // SAFETY: a valid fd we own; fdopendir takes it over (closed by closedir).
+        let stream = unsafe { libc::fdopendir(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+        if stream.is_null() {
+            return Err(last_error());
+        }
+        let mut names = Vec::new();
+        loop {
+            // SAFETY: a valid stream; the entry stays valid until the next readdir.
+            let entry = unsafe { libc::readdir(stream) };
+            if entry.is_null() {
+                break;
+            }
+            // SAFETY: d_name is NUL-terminated.
+            let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        // SAFETY: a valid stream, closed once.
+        unsafe { libc::closedir(stream) };
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            match self.lstat(&name) {
+                Ok(stat) => entries.push((name, stat)),
+                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(entries)
     }
 
     /// `renameat` within this directory.

@@ -6,15 +6,16 @@
 //! ```
 //!
 //! Start-up: load and validate the manifest (errors name the file, the field and the
-//! problem); lock the app data directory (one runtime per install); open telemetry; load the
-//! migration state; load, generate or fetch secrets; write the control API token (0600);
+//! problem); lock the app data directory (one runtime per install); open telemetry; verify the
+//! bundle's assets (SHA-256, size, tree digests: once, then only what changed, see `assets`; a
+//! mismatch is exit code 2); load the migration state; load, generate or fetch secrets; write the control API token (0600);
 //! bind the control API on loopback; allocate ports (stable across runs); start the services
 //! in dependency order ([`supervisor`]). SIGTERM, SIGINT, SIGHUP or `POST /shutdown` stop
 //! everything in reverse order. Exit codes: 0 after a normal stop, 1 when a critical service
 //! failed, 2 for a bad bundle or command line (a path of bundle.json that would leave the
 //! bundle or app data directory included: see `confine`), 3 for an I/O error at start-up.
 //!
-//! App data layout: `secrets/<id>` (0600), `runtime/{lock,ports.json,migrations.json}`, the
+//! App data layout: `secrets/<id>` (0600), `runtime/{lock,ports.json,migrations.json,assets.json}`, the
 //! token file and `ipc-port` beside it, `logs/<service>.log` (or the service's `log_dir`), the
 //! telemetry file, the services' `data_dirs`. The runtime uses an app data directory only if
 //! it is new, empty, or one it made (`runtime/lock`): another program's directory (the
@@ -23,6 +24,7 @@
 //! Platform support: Linux. (Process-tree handling uses `prctl`; other platforms are not
 //! done yet, see `process`.)
 
+mod assets;
 mod confine;
 mod control;
 mod health;
@@ -175,6 +177,27 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
         "runtime_start",
         serde_json::json!({"app": manifest.app.name, "version": manifest.app.version, "pid": std::process::id(), "platform": plan.platform}),
     );
+    // The bundle's assets, before anything runs: a damaged bundle is refused (exit 2).
+    match assets::verify(
+        manifest,
+        &paths.assets,
+        &plan.bundle,
+        &plan.bundle_dir,
+        &runtime_dir,
+    ) {
+        Ok(report) => telemetry.event(
+            "assets_verified",
+            serde_json::json!({"hashed": report.hashed, "known": report.known}),
+        ),
+        Err(refusal) => {
+            telemetry.event(
+                "asset_checksum_mismatch",
+                serde_json::json!({"service": refusal.service, "asset": refusal.path, "expected": refusal.expected, "found": refusal.found}),
+            );
+            eprintln!("xbundle-runtime: error: {}", refusal.message);
+            return Ok(2);
+        }
+    }
     let migrations = migrations::Migrations::load(
         runtime_dir
             .try_clone()

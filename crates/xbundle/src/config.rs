@@ -46,9 +46,10 @@
 //! names in its `swaps` are names, never paths. `XBUNDLE_CACHE_DIR` may point outside the root
 //! (a shared cache) but never at the root, above it, or into `.git` ([`BundleConfig::cache_location`]).
 //!
-//! Settings whose stage does not exist yet are errors that say so, never silently ignored:
-//! `[cache] remote` and `[[assets]]`. A profile's `formats`, which nothing builds yet, are
-//! accepted with one warning per profile ([`Profile::unbuilt_warning`]).
+//! `[[assets]]` and `[runtime.<platform>]` (files fetched by URL and SHA-256) are described and
+//! checked in [`crate::assets::config`]. Settings whose stage does not exist yet are errors that
+//! say so, never silently ignored: `[cache] remote`. A profile's `formats`, which nothing builds
+//! yet, are accepted with one warning per profile ([`Profile::unbuilt_warning`]).
 //!
 //! JSON Schema of the file (for editors, e.g. taplo's `#:schema` or `evenBetterToml.schema.associations`):
 //! `crates/xbundle/schema/bundle-toml.schema.json`, generated from these types by [`json_schema`]
@@ -62,6 +63,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::assets::config::{Asset, AssetDecl, PrebuiltRuntime, RuntimeDecl};
 use crate::diagnostic::Diagnostic;
 
 pub const FILE_NAME: &str = "bundle.toml";
@@ -85,10 +87,16 @@ struct Raw {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, ProfileDecl>")]
     profiles: BTreeMap<Spanned<String>, Spanned<ProfileDecl>>,
-    /// Not supported yet (the asset stage does not exist): parsed only to say so.
+    /// Files fetched by URL and verified by SHA-256 (`fetch:<id>@<platform>`), optionally
+    /// unpacked, that land in the bundles of the profiles that use them.
     #[serde(default)]
-    #[schemars(skip)]
-    assets: Vec<Spanned<toml::Value>>,
+    #[schemars(with = "Vec<AssetDecl>")]
+    assets: Vec<Spanned<AssetDecl>>,
+    /// Prebuilt runtimes, `[runtime.<platform>]`, for platforms whose Rust target cannot be
+    /// built here (`fetch:runtime@<platform>`).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RuntimeDecl>")]
+    runtime: BTreeMap<Spanned<String>, Spanned<RuntimeDecl>>,
 }
 
 /// One `[profiles.NAME]` entry as written.
@@ -129,6 +137,10 @@ pub struct ProfileDecl {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, SecretOverride>")]
     pub secrets: BTreeMap<Spanned<String>, Spanned<SecretOverride>>,
+    /// The `[[assets]]` this profile's bundles carry, by id (default: every asset whose
+    /// platforms meet the profile's).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub assets: Option<Vec<Spanned<String>>>,
 }
 
 /// `[profiles.NAME.secrets] ID = {…}`: how one declared secret is handled in this profile.
@@ -348,6 +360,10 @@ pub struct BundleConfig {
     pub cache: CacheSettings,
     pub tasks: Vec<DeclaredTask>,
     pub profiles: Vec<Profile>,
+    /// `[[assets]]`, in the order the file lists them.
+    pub assets: Vec<Asset>,
+    /// `[runtime.<platform>]`: prebuilt runtimes, by platform.
+    pub runtimes: Vec<PrebuiltRuntime>,
     /// Where the path settings are written.
     pub spans: SettingSpans,
 }
@@ -643,13 +659,34 @@ impl BundleConfig {
                 "remote caching is planned, not built: remove `remote` (the local cache keeps working); sharing a cache between checkouts works today with XBUNDLE_CACHE_DIR",
             ));
         }
-        if let Some(asset) = raw.assets.first() {
-            return Err(error(
-                "`[[assets]]` is not supported yet".into(),
-                asset.span(),
-                "not used by any stage",
-                "the asset-fetching stage is planned, not built: remove the [[assets]] tables until it lands",
-            ));
+        let (assets, runtimes) = crate::assets::config::parse(raw.assets, raw.runtime)
+            .map_err(|problem| crate::assets::config::diagnostic(problem, display, source))?;
+        for profile in &profiles {
+            for id in profile.decl.assets.iter().flatten() {
+                if !assets.iter().any(|asset| &asset.id == id.get_ref()) {
+                    return Err(error(
+                        format!(
+                            "profile `{}`: unknown asset `{}`",
+                            profile.name,
+                            id.get_ref().escape_debug()
+                        ),
+                        id.span(),
+                        "no [[assets]] entry has this id",
+                        &format!(
+                            "assets: {}",
+                            if assets.is_empty() {
+                                "(none)".to_string()
+                            } else {
+                                assets
+                                    .iter()
+                                    .map(|a| a.id.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            }
+                        ),
+                    ));
+                }
+            }
         }
         let mut spans = SettingSpans::default();
         let setting = |value: &Option<Spanned<String>>,
@@ -718,6 +755,8 @@ impl BundleConfig {
             cache,
             tasks,
             profiles,
+            assets,
+            runtimes,
             spans,
         })
     }

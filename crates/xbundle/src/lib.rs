@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod assemble;
+pub mod assets;
 pub mod builds;
 pub mod bundles;
 pub mod cli;

@@ -132,6 +132,7 @@ pub fn plan(
     specs.extend(crate::stages::plan(&context));
     let (build_specs, bundles) = crate::bundles::plan(&context, tools);
     specs.extend(build_specs);
+    specs.extend(crate::assets::specs(config, &context.platforms)?);
     let graph = TaskGraph::new(specs).map_err(|err| graph_diagnostic(config, err))?;
     check_ownership(config, &graph, cache.inside_root.as_deref())?;
     Ok(Plan { graph, bundles })

@@ -1,5 +1,6 @@
 //! The one output layer: cargo-style status lines, warnings, diagnostics, progress, and JSON
-//! lines for `--message-format json`. Nothing else in the crate prints.
+//! lines for `--message-format json`. Nothing else in the crate prints: a task's long transfer
+//! (a download) shows its bar through [`Transfer`], drawn with the running shell's bars.
 //!
 //! Human output goes to stderr (status) and stdout (command results, task stdout); colors follow
 //! the terminal and `NO_COLOR` (through `anstream`). **Invariant:** status lines, warnings,
@@ -44,17 +45,84 @@ pub struct Shell {
     pub verbosity: Verbosity,
     color: bool,
     progress: Mutex<Option<indicatif::ProgressBar>>,
+    /// Every bar of this shell draws through it (the run's bar, downloads' bars: [`Transfer`]),
+    /// so they share the terminal; hidden unless human output goes to a terminal.
+    bars: indicatif::MultiProgress,
+}
+
+/// Where [`Transfer`] bars draw while a run is under way: the running shell's bars, registered
+/// at the run's start and taken away at its end (actions run on the engine's worker threads and
+/// have no shell of their own; the engine itself never prints).
+static TRANSFER_BARS: Mutex<Option<indicatif::MultiProgress>> = Mutex::new(None);
+
+/// A byte-count progress bar for a long transfer (a download) inside a task: drawn on the
+/// terminal of the run's shell when there is one, otherwise nothing.
+pub struct Transfer(Option<indicatif::ProgressBar>);
+
+impl Transfer {
+    /// A bar labelled `label` (a task id); `total` bytes when known.
+    pub fn start(label: &str, total: Option<u64>) -> Transfer {
+        let bars = TRANSFER_BARS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(bars) = bars else {
+            return Transfer(None);
+        };
+        let bar = bars.add(indicatif::ProgressBar::new(total.unwrap_or(0)));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>12.cyan.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix("Fetching");
+        bar.set_message(visible(label).into_owned());
+        Transfer(Some(bar))
+    }
+
+    /// The total, once known (or known again, after a restart).
+    pub fn set_total(&self, total: Option<u64>) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total.unwrap_or(0));
+        }
+    }
+
+    /// Bytes received so far.
+    pub fn set_position(&self, bytes: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_position(bytes);
+        }
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        if let Some(bar) = self.0.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 impl Shell {
     pub fn new(format: MessageFormat, verbosity: Verbosity) -> Shell {
         let color =
             anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never;
+        let shows_bars = format == MessageFormat::Human
+            && verbosity != Verbosity::Quiet
+            && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let bars = indicatif::MultiProgress::with_draw_target(if shows_bars {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        });
         Shell {
             format,
             verbosity,
             color,
             progress: Mutex::new(None),
+            bars,
         }
     }
 
@@ -64,11 +132,7 @@ impl Shell {
 
     /// Runs `write` with the progress bar (if any) hidden.
     fn with_terminal(&self, write: impl FnOnce()) {
-        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        match progress.as_ref() {
-            Some(bar) => bar.suspend(write),
-            None => write(),
-        }
+        self.bars.suspend(write)
     }
 
     /// A right-aligned, 12-column status verb and a message, on stderr.
@@ -136,7 +200,7 @@ impl Shell {
         {
             return;
         }
-        let bar = indicatif::ProgressBar::new(tasks as u64);
+        let bar = self.bars.add(indicatif::ProgressBar::new(tasks as u64));
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{prefix:>12.cyan.bold} [{bar:30}] {pos}/{len} {wide_msg}",
@@ -249,6 +313,10 @@ impl Reporter for Shell {
     fn report(&self, event: Event<'_>) {
         match event {
             Event::BuildStarted { tasks } => {
+                if !self.bars.is_hidden() {
+                    *TRANSFER_BARS.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(self.bars.clone());
+                }
                 if self.is_json() {
                     self.json(&json!({"event": "build-started", "tasks": tasks}));
                 } else {
@@ -316,6 +384,10 @@ impl Reporter for Shell {
                 }
             }
             Event::BuildFinished(summary) => {
+                TRANSFER_BARS
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
                 self.finish_progress();
                 if self.is_json() {
                     self.json(&json!({

@@ -134,6 +134,7 @@ fn unknown_keys_and_bad_values_are_rejected() {
         ("[unknown]\n", "unknown"),
         // Settings no stage uses yet are refused, not silently ignored.
         ("[cache]\nremote = \"http://127.0.0.1:9090\"\n", "remote"),
+        // An asset needs a url and a sha256.
         ("[[assets]]\nid = \"chromium\"\n", "assets"),
         // A profile's scenario is a name.
         ("[profiles.p]\nscenario = \"../x\"\ntier = \"2\"\n", "../x"),

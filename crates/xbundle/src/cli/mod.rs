@@ -13,6 +13,8 @@ mod pipeline;
 mod profile;
 mod queries;
 
+pub(crate) use cache::parse_size;
+
 use std::process::ExitCode;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -155,6 +157,10 @@ struct RunArgs {
     /// Stop starting tasks at the first failure
     #[arg(long)]
     fail_fast: bool,
+    /// Download nothing: a `fetch:` task whose asset is not in the cache fails (also
+    /// XBUNDLE_OFFLINE=1)
+    #[arg(long)]
+    offline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +253,17 @@ fn find_root(explicit: Option<&Utf8Path>) -> Result<Utf8PathBuf, Diagnostic> {
 /// Finds the root, reads bundle.toml (with its path checks) and sets up the engine on the cache
 /// [`BundleConfig::cache_location`] allows. Writes nothing.
 fn load(cli: &Cli, force: bool, fail_fast: bool) -> Result<Workspace, Diagnostic> {
+    load_with(cli, force, fail_fast, false)
+}
+
+/// [`load`], for a run that may not download (`--offline`: the engine's environment gets
+/// `XBUNDLE_OFFLINE=1`, which fetch tasks read; it enters no key).
+fn load_with(
+    cli: &Cli,
+    force: bool,
+    fail_fast: bool,
+    offline: bool,
+) -> Result<Workspace, Diagnostic> {
     let root = find_root(cli.root.as_deref())?;
     let path = root.join(config::FILE_NAME);
     let config = BundleConfig::load(&path, Utf8Path::new(config::FILE_NAME))?;
@@ -258,6 +275,11 @@ fn load(cli: &Cli, force: bool, fail_fast: bool) -> Result<Workspace, Diagnostic
     engine_config.protected = vec![config::FILE_NAME.to_string()];
     engine_config.force = force;
     engine_config.fail_fast = fail_fast;
+    if offline {
+        engine_config
+            .env
+            .insert(crate::assets::OFFLINE_VARIABLE.into(), "1".into());
+    }
     let tools = crate::toolchain::Toolchains::new(
         root.as_std_path(),
         Some(&engine_config.state_dir),
@@ -304,7 +326,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             platforms,
             run,
         } => {
-            let workspace = load(&cli, run.force, run.fail_fast)?;
+            let workspace = load_with(&cli, run.force, run.fail_fast, run.offline)?;
             if let Some(profile) = profile
                 && workspace.config.profile(profile).is_none()
             {
@@ -390,7 +412,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             Ok(code)
         }
         Command::Task { names, run } => {
-            let workspace = load(&cli, run.force, run.fail_fast)?;
+            let workspace = load_with(&cli, run.force, run.fail_fast, run.offline)?;
             let graph = plan::graph(&workspace.config, &workspace.root, &workspace.tools)?;
             build::run_tasks(&workspace, &graph, names, run, shell)
         }
