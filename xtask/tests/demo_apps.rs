@@ -444,6 +444,19 @@ fn auth_service_rust_api_builds_offline_and_its_tokens_survive_a_restart() {
             .0,
         400
     );
+    // A second API on the same data directory would lose the first one's tokens: refused.
+    let second = Command::new(&binary)
+        .env("API_PORT", free_port().to_string())
+        .env("DATA_DIR", &data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("start a second API");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && stderr.contains("another auth-service-api uses"),
+        "{}: {stderr}",
+        second.status
+    );
     // No signal handler: killed outright, what it answered for is on disk.
     drop(server);
     assert_only(&data, &["tokens.json"]);

@@ -11,8 +11,11 @@
 //! handler: SIGTERM ends it) leaves the previous set or the new one. A token is answered for
 //! only once it is on disk, so it survives a restart. A token is valid while the clock is
 //! before its expiry; expired ones are dropped when the file is loaded and whenever a token is
-//! issued. At most [`MAX_TOKENS`] live at once. A state file that cannot be read is an error
-//! at start, never overwritten; a system without `/dev/urandom` stops the API at start.
+//! issued. At most [`MAX_TOKENS`] live at once. The temporary file is always created afresh
+//! (never opened through a link planted at its predictable name). One process at a time owns a
+//! data directory (an exclusive lock on the directory itself, on Unix), so two APIs started on
+//! it cannot lose each other's tokens. A state file that cannot be read is an error at start,
+//! never overwritten; a system without `/dev/urandom` stops the API at start.
 //!
 //! Lookups go through a `HashMap`, whose per-process random hash keys keep the time a lookup
 //! takes from telling an attacker anything about the stored tokens.
@@ -122,6 +125,8 @@ fn from_json(text: &str, now: u64) -> Result<Tokens, String> {
 
 pub struct Store {
     dir: PathBuf,
+    /// The data directory, open and exclusively locked while the store lives (Unix).
+    _owner: Option<fs::File>,
     limit: usize,
     tokens: Mutex<Tokens>,
 }
@@ -135,7 +140,7 @@ pub enum Error {
 
 impl Store {
     /// Loads the tokens of `dir` (created if missing); no state file is no tokens.
-    /// Temporary files of a save killed midway are removed.
+    /// Temporary files of a save killed midway (and links by their names) are removed.
     pub fn open(dir: &Path) -> Result<Store, String> {
         Store::open_limited(dir, MAX_TOKENS, now())
     }
@@ -144,10 +149,23 @@ impl Store {
         random_token()
             .map_err(|e| format!("cannot read random bytes from {RANDOM_SOURCE}: {e}"))?;
         fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let owner = if cfg!(unix) {
+            let handle = fs::File::open(dir).map_err(|e| format!("open {}: {e}", dir.display()))?;
+            handle.try_lock().map_err(|e| match e {
+                fs::TryLockError::WouldBlock => format!(
+                    "another auth-service-api uses {}: stop it first",
+                    dir.display()
+                ),
+                fs::TryLockError::Error(e) => format!("lock {}: {e}", dir.display()),
+            })?;
+            Some(handle)
+        } else {
+            None
+        };
         let entries = fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
         for entry in entries.flatten() {
             let ours = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
-            if ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+            if ours && entry.file_type().is_ok_and(|t| !t.is_dir()) {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -164,6 +182,7 @@ impl Store {
         };
         Ok(Store {
             dir: dir.to_owned(),
+            _owner: owner,
             limit,
             tokens: Mutex::new(tokens),
         })
@@ -179,8 +198,10 @@ impl Store {
             .dir
             .join(format!("{TEMP_PREFIX}{}", std::process::id()));
         let written = (|| {
+            // A fresh file, never one already there (a link would be written through).
+            let _ = fs::remove_file(&temp);
             let mut options = fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
+            options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut file = options.open(&temp)?;
@@ -550,6 +571,43 @@ mod tests {
         again.issue("later", 100, T0 + 100).unwrap();
         let text = fs::read_to_string(dir.0.join(STATE_FILE)).unwrap();
         assert!(!text.contains(&kept) && text.contains("later"), "{text}");
+    }
+
+    /// A link planted at the temporary file's name (it is predictable: the pid) is neither
+    /// written through at a save nor followed at start; the file it points to is untouched.
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_temporary_name_is_not_written_through() {
+        let dir = TempDir::new("link");
+        let data = dir.0.join("data");
+        let canary = dir.0.join("canary");
+        fs::create_dir_all(&data).unwrap();
+        fs::write(&canary, "canary").unwrap();
+        let planted = data.join(format!("{TEMP_PREFIX}1"));
+        std::os::unix::fs::symlink(&canary, &planted).unwrap();
+        let store = Store::open_limited(&data, MAX_TOKENS, T0).unwrap();
+        assert!(fs::symlink_metadata(&planted).is_err(), "removed at start");
+        let temp = data.join(format!("{TEMP_PREFIX}{}", std::process::id()));
+        std::os::unix::fs::symlink(&canary, &temp).unwrap();
+        let (token, _) = store.issue("a", 10, T0).unwrap();
+        assert_eq!(fs::read_to_string(&canary).unwrap(), "canary");
+        assert!(fs::read_to_string(data.join(STATE_FILE))
+            .unwrap()
+            .contains(&token));
+        assert!(fs::symlink_metadata(&temp).is_err());
+    }
+
+    /// Two APIs on one data directory would each rewrite the file from their own memory and
+    /// lose the other's tokens: the second is refused while the first runs.
+    #[cfg(unix)]
+    #[test]
+    fn one_process_owns_a_data_directory() {
+        let dir = TempDir::new("owner");
+        let first = Store::open_limited(&dir.0, MAX_TOKENS, T0).unwrap();
+        let err = Store::open_limited(&dir.0, MAX_TOKENS, T0).err().unwrap();
+        assert!(err.contains("another auth-service-api uses"), "{err}");
+        drop(first);
+        Store::open_limited(&dir.0, MAX_TOKENS, T0).unwrap();
     }
 
     #[test]
