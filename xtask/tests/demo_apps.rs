@@ -1,9 +1,9 @@
 //! The demo scenarios' code works with the toolchains the bundle pipeline uses, built the way
-//! the pipeline builds it: the Go APIs (`scenarios/picker-wheel/api`, `scenarios/auth-service/api`)
-//! vet, pass their tests and cross-compile with `CGO_ENABLED=0` for linux/amd64, linux/arm64,
-//! windows/amd64 and darwin/arm64 (each binary's header checked); the Rust API
-//! (`scenarios/notes-app/api`, a standalone package) passes its tests and builds offline from
-//! its committed lock file; picker-wheel's npm UI installs offline and builds to byte-identical
+//! the pipeline builds it: the Go API (`scenarios/picker-wheel/api`) vets, passes its tests and
+//! cross-compiles with `CGO_ENABLED=0` for linux/amd64, linux/arm64, windows/amd64 and
+//! darwin/arm64 (each binary's header checked); the Rust APIs (`scenarios/notes-app/api`,
+//! `scenarios/auth-service/api`, standalone packages sharing identical copies of their `http`
+//! and `json` modules) pass their tests and build offline from their committed lock files; picker-wheel's npm UI installs offline and builds to byte-identical
 //! `dist/` trees. Each API, started on a free loopback port with a temporary `DATA_DIR`, keeps
 //! what was written through HTTP across a restart. The sources are left byte-for-byte as they
 //! were (the builds write only to temporary directories).
@@ -345,59 +345,11 @@ fn picker_wheel_go_api_builds_for_every_platform_and_keeps_its_wheels() {
     );
 }
 
-#[test]
-fn auth_service_go_api_builds_for_every_platform_and_keeps_its_key() {
-    if !have("go", "golang-go") {
-        return;
-    }
-    let dir = source("scenarios/auth-service/api");
-    let before = files(&dir);
-    let tmp = temp();
-    let binary = check_go_api(&dir, "auth-service-api", &tmp.path().join("bin"));
-    let data = tmp.path().join("data");
-
-    let server = Server::start(&binary, &data, &[], tmp.path().join("first.log"));
-    let (status, issued) = server.call("POST", "/api/tokens", Some(r#"{"subject":"alice"}"#));
-    assert_eq!(status, 201, "{issued}");
-    let token = field(&issued, "token");
-    server.terminate();
-    assert_only(&data, &["signing.key"]);
-
-    // The kept key verifies the token after a restart; a secret given by the runtime is
-    // another key, which refuses it.
-    let body = format!(r#"{{"token":"{token}"}}"#);
-    let again = Server::start(&binary, &data, &[], tmp.path().join("second.log"));
-    let (status, checked) = again.call("POST", "/api/tokens/verify", Some(&body));
-    assert_eq!(status, 200, "{checked}");
-    assert_eq!(field(&checked, "subject"), "alice");
-    again.terminate();
-    let secret = tmp.path().join("jwt.key");
-    fs::write(&secret, "0123456789abcdef".repeat(4)).unwrap();
-    let secret = secret.to_str().unwrap();
-    let other = Server::start(
-        &binary,
-        &data,
-        &[("SECRET_FILE_JWT_SECRET", secret)],
-        tmp.path().join("third.log"),
-    );
-    assert_eq!(other.call("POST", "/api/tokens/verify", Some(&body)).0, 401);
-    other.terminate();
-
-    assert!(
-        before == files(&dir),
-        "the build wrote into {}",
-        dir.display()
-    );
-}
-
-#[test]
-fn notes_app_rust_api_builds_offline_and_keeps_its_notes_across_a_kill() {
-    let dir = source("scenarios/notes-app/api");
-    let before = files(&dir);
-    let tmp = temp();
+/// `cargo test`, then `cargo build --release` of the standalone package in `dir`, locked and
+/// offline (it has no dependencies), into a temporary target directory; returns the binary.
+fn check_rust_api(dir: &Path, name: &str, target: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = dir.join("Cargo.toml");
-    let target = tmp.path().join("target");
     let cargo = |args: &[&str]| {
         let mut command = Command::new(&cargo);
         command
@@ -405,14 +357,22 @@ fn notes_app_rust_api_builds_offline_and_keeps_its_notes_across_a_kill() {
             .arg("--manifest-path")
             .arg(&manifest)
             .args(["--locked", "--offline", "--quiet"])
-            .env("CARGO_TARGET_DIR", &target)
+            .env("CARGO_TARGET_DIR", target)
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_BUILD_TARGET");
         run(&mut command);
     };
     cargo(&["test"]);
     cargo(&["build", "--release"]);
-    let binary = target.join("release/notes-app-api");
+    target.join("release").join(name)
+}
+
+#[test]
+fn notes_app_rust_api_builds_offline_and_keeps_its_notes_across_a_kill() {
+    let dir = source("scenarios/notes-app/api");
+    let before = files(&dir);
+    let tmp = temp();
+    let binary = check_rust_api(&dir, "notes-app-api", &tmp.path().join("target"));
     let data = tmp.path().join("data");
 
     let server = Server::start(&binary, &data, &[], tmp.path().join("first.log"));
@@ -443,6 +403,104 @@ fn notes_app_rust_api_builds_offline_and_keeps_its_notes_across_a_kill() {
         "the build wrote into {}",
         dir.display()
     );
+}
+
+#[test]
+fn auth_service_rust_api_builds_offline_and_its_tokens_survive_a_restart() {
+    let dir = source("scenarios/auth-service/api");
+    let before = files(&dir);
+    assert!(
+        !dir.join("go.mod").exists(),
+        "auth-service is a Rust package: a go.mod beside its Cargo.toml makes the build ambiguous"
+    );
+    let tmp = temp();
+    let binary = check_rust_api(&dir, "auth-service-api", &tmp.path().join("target"));
+    let data = tmp.path().join("data");
+
+    let server = Server::start(&binary, &data, &[], tmp.path().join("first.log"));
+    let (status, health) = server.call("GET", "/health", None);
+    assert_eq!(
+        (status, field(&health, "status").as_str()),
+        (200, "healthy")
+    );
+    let (status, issued) = server.call(
+        "POST",
+        "/api/tokens",
+        Some(r#"{"subject":"alice","ttl_seconds":600}"#),
+    );
+    assert_eq!(status, 201, "{issued}");
+    let token = field(&issued, "token");
+    assert_eq!(field(&issued, "subject"), "alice");
+    let (status, short) = server.call(
+        "POST",
+        "/api/tokens",
+        Some(r#"{"subject":"bob","ttl_seconds":1}"#),
+    );
+    assert_eq!(status, 201, "{short}");
+    let short = field(&short, "token");
+    assert_eq!(
+        server
+            .call("POST", "/api/tokens", Some(r#"{"ttl_seconds":5}"#))
+            .0,
+        400
+    );
+    // A second API on the same data directory would lose the first one's tokens: refused.
+    let second = Command::new(&binary)
+        .env("API_PORT", free_port().to_string())
+        .env("DATA_DIR", &data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("start a second API");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && stderr.contains("another auth-service-api uses"),
+        "{}: {stderr}",
+        second.status
+    );
+    // No signal handler: killed outright, what it answered for is on disk.
+    drop(server);
+    assert_only(&data, &["tokens.json"]);
+    // bob's one-second token expires while the API is down (expiry is in whole seconds).
+    std::thread::sleep(Duration::from_millis(2100));
+
+    let again = Server::start(&binary, &data, &[], tmp.path().join("second.log"));
+    let verify = |token: &str| {
+        again.call(
+            "POST",
+            "/api/tokens/verify",
+            Some(&format!(r#"{{"token":"{token}"}}"#)),
+        )
+    };
+    let (status, checked) = verify(&token);
+    assert_eq!(status, 200, "{checked}");
+    assert_eq!(field(&checked, "subject"), "alice");
+    let (status, refused) = verify(&"0".repeat(64));
+    assert_eq!(status, 401, "an unknown token: {refused}");
+    assert_eq!(verify("not hex").0, 401);
+    assert_eq!(verify(&short).0, 401, "an expired token");
+    assert_eq!(
+        again.call("GET", "/api/tokens/verify", None).0,
+        405,
+        "verify is a POST"
+    );
+    drop(again);
+
+    assert!(
+        before == files(&dir),
+        "the build wrote into {}",
+        dir.display()
+    );
+}
+
+/// The two standalone Rust APIs carry the same `http` and `json` modules (copied, since they
+/// share no crate): the copies are identical.
+#[test]
+fn the_rust_apis_copied_modules_are_identical() {
+    for module in ["http.rs", "json.rs"] {
+        let notes = fs::read(source("scenarios/notes-app/api/src").join(module)).unwrap();
+        let auth = fs::read(source("scenarios/auth-service/api/src").join(module)).unwrap();
+        assert!(notes == auth, "the two copies of {module} differ");
+    }
 }
 
 /// Copies picker-wheel's UI sources (not a developer's `node_modules/` or `dist/`) to `to`.

@@ -1,3 +1,6 @@
+// One of two identical copies: scenarios/notes-app/api/src/json.rs and
+// scenarios/auth-service/api/src/json.rs (two standalone packages share no crate without a path
+// dependency, which is not wanted between scenarios): change both copies, byte for byte.
 //! A small JSON value, parser and writer (the API has no dependencies).
 //!
 //! Invariants: the parser accepts exactly RFC 8259 JSON text (one value, surrounding

@@ -1,3 +1,0 @@
-module example.com/auth-service/api
-
-go 1.19
