@@ -40,6 +40,26 @@ fn demo() -> Repo {
     for dir in ["scenarios", "resources", "platforms"] {
         common::copy_tree(&source.join(dir), &repo.join(dir));
     }
+    // An asset the runtime verifies (sha256 and size) before it starts anything.
+    let data = b"spin the wheel\n";
+    let file = repo.sandbox().join("wheel-sounds.txt");
+    std::fs::write(&file, data).unwrap();
+    let digest = String::from_utf8_lossy(
+        &Command::new("sha256sum")
+            .arg(&file)
+            .output()
+            .expect("sha256sum")
+            .stdout,
+    )[..64]
+        .to_string();
+    let toml = repo.read("bundle.toml");
+    repo.write(
+        "bundle.toml",
+        format!(
+            "{toml}\n[[assets]]\nid = \"sounds\"\nurl = \"file://{}\"\nsha256 = \"{digest}\"\n",
+            file.display()
+        ),
+    );
     // What a developer's earlier builds left in the sources is not part of the repository.
     for leftover in [
         "scenarios/picker-wheel/ui/node_modules",
@@ -178,6 +198,11 @@ fn bundle_then_runtime_serves_the_ui_and_the_go_api_and_keeps_a_wheel_across_a_r
     let stage = repo.join("dist/picker-wheel-desktop/stage/linux-x64");
     assert!(stage.join("bundle.json").is_file(), "{run}");
     let app_data = repo.sandbox().join("app-data");
+    assert!(
+        repo.read("dist/picker-wheel-desktop/stage/linux-x64/bundle.json")
+            .contains("wheel-sounds.txt"),
+        "the staged bundle.json lists the asset"
+    );
 
     let mut runtime = Runtime::start(&stage, &app_data);
     let ui = runtime.ready();

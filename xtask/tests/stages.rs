@@ -385,3 +385,90 @@ fn platforms_that_cannot_be_built_here_are_reported_with_their_fix() {
         assert!(repo.exists(&format!("{STAGE}/bundle.json")), "{run}");
     }
 }
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let output = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(bytes)?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&output.stdout)[..64].to_string()
+}
+
+/// Two platforms, one with a prebuilt runtime named in bundle.toml, and an asset: both stages
+/// are made; an edit of the Go service re-runs its build on each platform and both stages,
+/// nothing else; the staged bundle.json lists the asset with its digest and size.
+#[test]
+fn every_platform_is_staged_with_its_assets_and_an_edit_rebuilds_each() {
+    if !tool_available("go", "golang-go") {
+        return;
+    }
+    let repo = repo(&["linux-x64", "linux-arm64"], false);
+    let files = repo.sandbox().join("downloads");
+    std::fs::create_dir_all(&files).unwrap();
+    let runtime = b"#!/bin/sh\n# a stand-in for the arm64 runtime\n".to_vec();
+    let data = b"the model weights\n".to_vec();
+    std::fs::write(files.join("runtime-arm64"), &runtime).unwrap();
+    std::fs::write(files.join("model.bin"), &data).unwrap();
+    let toml = repo.read("bundle.toml");
+    repo.write(
+        "bundle.toml",
+        format!(
+            "{toml}\n[[assets]]\nid = \"model\"\nurl = \"file://{}\"\nsha256 = \"{}\"\n\n[runtime.linux-arm64]\nurl = \"file://{}\"\nsha256 = \"{}\"\n",
+            files.join("model.bin").display(),
+            sha256_hex(&data),
+            files.join("runtime-arm64").display(),
+            sha256_hex(&runtime),
+        ),
+    );
+    let first = repo.json(&["bundle"]);
+    first.assert_code(0);
+    let arm = "dist/app-desktop/stage/linux-arm64";
+    for stage in [STAGE, arm] {
+        let manifest: serde_json::Value =
+            serde_json::from_str(&repo.read(&format!("{stage}/bundle.json"))).unwrap();
+        let api = manifest["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == "app-api")
+            .expect("the API service");
+        let asset = &api["assets"][0];
+        assert_eq!(asset["sha256"], sha256_hex(&data), "{stage}");
+        assert_eq!(asset["size_bytes"], data.len() as u64, "{stage}");
+        let path = asset["path"].as_str().unwrap();
+        assert_eq!(repo.read_bytes(&format!("{stage}/{path}")), data);
+    }
+    assert_eq!(
+        repo.read_bytes(&format!("{arm}/runtime/xbundle-runtime")),
+        runtime
+    );
+    use object::{Architecture, Object};
+    let arm_api = repo.read_bytes(&format!("{arm}/bin/app-api/linux-arm64/app-api"));
+    assert_eq!(
+        object::File::parse(&*arm_api).unwrap().architecture(),
+        Architecture::Aarch64
+    );
+
+    repo.write(
+        "scenarios/app/api/main.go",
+        MAIN_GO.replace("healthy", "healthy\\n"),
+    );
+    let edited = repo.json(&["bundle"]);
+    edited.assert_code(0);
+    assert_eq!(
+        ran(&edited),
+        set(&[
+            "compile:app-api@linux-x64",
+            "compile:app-api@linux-arm64",
+            "stage:app-desktop@linux-x64",
+            "stage:app-desktop@linux-arm64",
+        ]),
+        "{edited}"
+    );
+}

@@ -35,6 +35,9 @@ pub struct PlatformPlan {
     pub missing: Vec<Unbuildable>,
     /// Where its stage lands (root-relative).
     pub dir: Utf8PathBuf,
+    /// The fetch tasks of its assets: run by `bundle` even when the stage cannot be made here
+    /// (a download does not depend on this machine's toolchains).
+    pub fetches: Vec<TaskId>,
 }
 
 /// A profile's bundles.
@@ -192,7 +195,35 @@ fn plan_profile(
                 }),
             }
         }
+        let fetches: Vec<TaskId> =
+            crate::assets::profile_assets(&context.config, &profile.name, &context.platforms)
+                .into_iter()
+                .filter(|(_, on)| on == &platform.id)
+                .map(|(asset, on)| crate::assets::fetch_id(&asset.id, &on))
+                .collect();
+        let assets: Vec<String> =
+            crate::assets::profile_assets(&context.config, &profile.name, &context.platforms)
+                .into_iter()
+                .filter(|(_, on)| on == &platform.id)
+                .map(|(asset, _)| asset.id.clone())
+                .collect();
+        deps.extend(fetches.iter().cloned());
+        let prebuilt = context
+            .config
+            .runtimes
+            .iter()
+            .any(|runtime| runtime.platform == platform.id);
         let runtime = match builds::runtime_spec(tools, root, out, platform) {
+            // A prebuilt runtime named for the platform is the user's choice for it.
+            _ if prebuilt => {
+                deps.push(crate::assets::runtime_fetch_id(&platform.id));
+                tasks.push(crate::assets::runtime_fetch_id(&platform.id));
+                Some(crate::assets::runtime_file(
+                    out,
+                    &platform.id,
+                    &platform.exe_suffix,
+                ))
+            }
             Ok(spec) => {
                 let path = builds::runtime_path(out, platform);
                 tasks.push(spec.id.clone());
@@ -219,6 +250,7 @@ fn plan_profile(
                     ui: ui.clone(),
                     static_ui: static_ui.clone(),
                     runtime,
+                    assets,
                     deps,
                 });
                 let id = spec.id.clone();
@@ -237,6 +269,7 @@ fn plan_profile(
             stage,
             missing,
             dir,
+            fetches,
         });
     }
     if platform_plans.iter().all(|p| p.stage.is_none()) {

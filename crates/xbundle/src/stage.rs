@@ -5,7 +5,10 @@
 //! bundle.json                              the profile's manifest
 //! bin/<service>/<platform>/<name>[.exe]    each service's binary (compile tasks)
 //! ui/<scenario>/…                          the UI (npm's dist/, or a static ui/ as it is)
-//! runtime/xbundle-runtime[.exe]            the supervisor (runtime@<platform>)
+//! runtime/xbundle-runtime[.exe]            the supervisor (runtime@<platform>, or a prebuilt
+//!                                          one, fetch:runtime@<platform>)
+//! <dest>…                                  each asset (fetch:<asset>@<platform>), listed with
+//!                                          its sha256 and size in the root API's `assets`
 //! ```
 //!
 //! It depends on the profile's `assemble:` task and on every build its services need, so it
@@ -56,6 +59,8 @@ pub struct StagePlan {
     pub static_ui: Vec<Utf8PathBuf>,
     /// The runtime binary to ship (root-relative).
     pub runtime: Utf8PathBuf,
+    /// The profile's assets on this platform (their `fetch:` tasks are dependencies).
+    pub assets: Vec<String>,
     pub deps: Vec<TaskId>,
 }
 
@@ -69,6 +74,7 @@ pub fn spec(plan: StagePlan) -> TaskSpec {
         serde_json::to_string(&plan.ui).expect("maps serialize"),
     );
     params.insert("runtime".into(), plan.runtime.to_string());
+    params.insert("assets".into(), plan.assets.join(","));
     params.insert("implementation".into(), crate::IMPLEMENTATION.to_string());
     let inputs = plan
         .static_ui
@@ -118,7 +124,7 @@ impl Action for Stage {
             .ok_or_else(|| failure(format!("{manifest_path} is missing")))?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| failure(format!("{manifest_path} is not UTF-8")))?;
-        let manifest = manifest::Manifest::from_json(text)
+        let mut manifest = manifest::Manifest::from_json(text)
             .map_err(|err| failure(format!("{manifest_path}: {err}")))?;
         let platform = manifest::PlatformKey::new(plan.platform.id.clone());
         for service in &manifest.services {
@@ -155,6 +161,31 @@ impl Action for Stage {
             0o755,
         )
         .map_err(failure)?;
+        let mut entries = Vec::new();
+        for asset in &plan.assets {
+            let fetched = crate::assets::fetched(tree, &plan.out, asset, &plan.platform.id)
+                .map_err(failure)?;
+            copy_tree(tree, &fetched.files, &self.dir).map_err(failure)?;
+            entries.push(fetched.entry);
+        }
+        let bytes = if entries.is_empty() {
+            bytes
+        } else {
+            // The assets belong to the app's own API (the first service when it has none).
+            let api = format!("{}-api", manifest.app.name);
+            let index = manifest
+                .services
+                .iter()
+                .position(|service| service.id.as_str() == api)
+                .unwrap_or(0);
+            let Some(service) = manifest.services.get_mut(index) else {
+                return Err(failure(format!(
+                    "{manifest_path} has no service to carry assets"
+                )));
+            };
+            service.assets.get_or_insert_with(Vec::new).extend(entries);
+            manifest.to_json_pretty().into_bytes()
+        };
         write_bytes(tree, &self.dir.join("bundle.json"), &bytes).map_err(failure)?;
         Ok(ActionOutput::default())
     }

@@ -216,6 +216,7 @@ pub(super) fn run(
     let mut targets: Vec<String> = vec![crate::stages::assemble_id(&profile.name).to_string()];
     targets.extend(bundles.shared.iter().map(ToString::to_string));
     targets.extend(platform.tasks.iter().map(ToString::to_string));
+    targets.extend(platform.fetches.iter().map(ToString::to_string));
     workspace.tools.save();
     let code = super::build::run_tasks(workspace, &plan.graph, &targets, args, shell)?;
     if code != 0 || args.dry_run {

@@ -397,6 +397,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
                     targets.extend(bundles.shared.iter().map(ToString::to_string));
                     for platform in bundles.selected(platforms) {
                         targets.extend(platform.tasks.iter().map(ToString::to_string));
+                        targets.extend(platform.fetches.iter().map(ToString::to_string));
                     }
                     targets
                 }
