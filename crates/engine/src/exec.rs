@@ -413,6 +413,12 @@ impl Engine {
             crate::store::remove_own_files(&staging, &is_temp_name)?;
         }
         let stat_dir = self.stat_place().create().map_err(io::Error::other)?;
+        // Likewise the unfinished atomic writes of a run killed while it wrote the clock, the
+        // stat cache or a ledger entry (no other process writes there while we hold the lock).
+        crate::store::remove_own_files(&stat_dir, &is_temp_name)?;
+        if let Some(ledger) = self.ledger.place().open().map_err(io::Error::other)? {
+            crate::store::remove_own_files(&ledger, &is_temp_name)?;
+        }
         let stats = StatCache::load(&stat_dir)?;
         let selected = graph.closure(targets);
         reporter.report(Event::BuildStarted {
