@@ -12,6 +12,9 @@
 //!    read ([`crate::discovered::record`]), then (last) the action result;
 //! 4. record the key components in the ledger.
 //!
+//! A run starts by removing the leftovers of a killed one: the staging area's files and the
+//! unfinished atomic writes (`.tmp-xbundle-*`) in `state/` and `state/ledger/`.
+//!
 //! A corrupt cache entry or blob is a warning and a miss; an output modified in the tree is a
 //! warning and a restore. Nothing wrong is ever used silently.
 //!
@@ -995,9 +998,17 @@ impl Engine {
                     cwd: &spec.cwd,
                     outputs: &globs.outputs,
                 };
-                let recorded =
-                    crate::discovered::record(&context, &found, &components.inputs, clock)
-                        .map_err(|why| format!("{why}; nothing was cached"))?;
+                let output_dirs = crate::discovered::output_dirs(
+                    result.outputs.iter().map(|file| file.path.as_str()),
+                );
+                let recorded = crate::discovered::record(
+                    &context,
+                    &found,
+                    &components.inputs,
+                    clock,
+                    &output_dirs,
+                )
+                .map_err(|why| format!("{why}; nothing was cached"))?;
                 for path in &recorded.changed_during_run {
                     warn(&format!(
                         "discovered input {path} changed while the task ran; the next run runs it again"
