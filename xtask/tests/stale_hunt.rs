@@ -87,10 +87,11 @@ impl Task {
             .collect();
         let env = self.env.map_or(String::new(), |var| format!("${var}"));
         match self.kind {
+            // Builtins only (one `cat`, like the other kinds): the headers named by
+            // `#include` lines, in order, are read after the sources and dependency outputs.
             Kind::Concat if self.depfile => format!(
-                "mkdir -p out && inc=$(sed -n 's/^#include //p' src/*.txt | LC_ALL=C sort -u) && \
-                 {{ cat src/*.txt{deps}; for h in $inc; do cat ../../shared/$h.txt; done; printf 'salt:%s env:%s\\n' {} \"{env}\"; }} > out/result.txt && \
-                 {{ printf 'out/result.txt:'; for h in $inc; do printf ' ../../shared/%s.txt' $h; done; echo; }} > out/deps.d",
+                "mkdir -p out && hs= && for f in src/*.txt; do while IFS= read -r l; do case \"$l\" in '#include '*) hs=\"$hs ../../shared/${{l#'#include '}}.txt\";; esac; done < \"$f\"; done && \
+                 {{ cat src/*.txt{deps} $hs; printf 'salt:%s env:%s\\n' {} \"{env}\"; }} > out/result.txt && echo \"out/result.txt:$hs\" > out/deps.d",
                 self.salt
             ),
             Kind::Concat => format!(
@@ -209,15 +210,19 @@ impl Model {
             let inputs: String = task.inputs.values().cloned().collect();
             let dep_outputs: String = task.deps.iter().map(|d| outputs[*d].clone()).collect();
             let env_value = task.env.and_then(|v| self.env[v].clone());
-            let included: BTreeSet<&str> = if task.depfile {
+            // In order, with repeats (what the command reads); the depfile lists the same.
+            let included: Vec<&str> = if task.depfile {
                 inputs
                     .lines()
                     .filter_map(|line| line.strip_prefix("#include "))
                     .collect()
             } else {
-                BTreeSet::new()
+                Vec::new()
             };
             let headers: String = included.iter().map(|h| self.headers[*h].clone()).collect();
+            // What the engine records: each header once, with its content.
+            let discovered_set: BTreeMap<&str, &String> =
+                included.iter().map(|h| (*h, &self.headers[*h])).collect();
             let output = match task.kind {
                 Kind::Concat => format!(
                     "{inputs}{dep_outputs}{headers}salt:{} env:{}\n",
@@ -240,7 +245,7 @@ impl Model {
                     .map(|d| &keyed_outputs[*d])
                     .collect::<Vec<_>>()
             ));
-            discovered.push(format!("{included:?}|{headers:?}"));
+            discovered.push(format!("{discovered_set:?}"));
             keyed_outputs.push(format!("{output}|{included:?}"));
             outputs.push(output);
         }

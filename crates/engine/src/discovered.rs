@@ -34,16 +34,17 @@
 //! **Changed while the task ran:** before an action starts, the engine takes the file system's
 //! clock (a probe file, like the stat cache's racy-clean rule). A discovered file whose mtime or
 //! ctime is not older than that clock (or, for an absent file, whose nearest existing directory
-//! changed since) may have been read in another version than the one digested afterwards. It is
+//! changed since, unless the task wrote its own outputs below that directory) may have been
+//! read in another version than the one digested afterwards. It is
 //! recorded as *changed during the run*: the result is stored, the task warns, and the next
 //! lookup is a miss ([`DirtyReason::DiscoveredChangedDuringRun`]), so a later run never trusts
 //! such an entry. This errs on the safe side: a file written just before the task started, in
-//! the same tick of a coarse file-system clock, and an absent file in a directory the task
-//! itself changed (e.g. created its output directory in it) count too, at the cost of one more
-//! run. Known limit: a listing has no such check (a file added to a listed directory while the
-//! task ran, and present when it ends, is in the recorded set).
+//! the same tick of a coarse file-system clock counts too, at the cost of one more run. Known
+//! limits: a file the task read and someone deleted while it ran, from a directory the task
+//! writes its outputs into, is recorded absent; a listing has no such check (a file added to a
+//! listed directory while the task ran, and present when it ends, is in the recorded set).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -279,20 +280,44 @@ fn state(context: &Context<'_>, path: &str) -> Result<State, String> {
 }
 
 /// Whether `path` (absent) may have been removed while the task ran: its nearest existing
-/// directory changed at or after `clock`.
-fn absent_racy(root: &Dir, path: &str, clock: i64) -> bool {
+/// directory changed at or after `clock`, and not only because the task wrote its outputs there
+/// (`output_dirs`: the directories holding them, and theirs up to the root).
+fn absent_racy(root: &Dir, path: &str, clock: i64, output_dirs: &HashSet<String>) -> bool {
     let mut current = path;
-    while let Some((parent, _)) = current.rsplit_once('/') {
+    let nearest = loop {
+        let Some((parent, _)) = current.rsplit_once('/') else {
+            break "";
+        };
         match root.lstat(parent) {
-            Ok(Some((Kind::Dir, stat))) => return stat.mtime_ns >= clock || stat.ctime_ns >= clock,
+            Ok(Some((Kind::Dir, _))) => break parent,
             Ok(None) => current = parent,
             _ => return true,
         }
+    };
+    if output_dirs.contains(nearest) {
+        return false;
     }
-    match root.lstat("") {
-        Ok(Some((_, stat))) => stat.mtime_ns >= clock || stat.ctime_ns >= clock,
+    match root.lstat(nearest) {
+        Ok(Some((Kind::Dir, stat))) => stat.mtime_ns >= clock || stat.ctime_ns >= clock,
         _ => true,
     }
+}
+
+/// The directories holding `outputs` (root-relative files) and their ancestors, the root ("")
+/// included.
+pub fn output_dirs<'a>(outputs: impl IntoIterator<Item = &'a str>) -> HashSet<String> {
+    let mut dirs = HashSet::new();
+    for path in outputs {
+        let mut current = path;
+        while let Some((parent, _)) = current.rsplit_once('/') {
+            if !dirs.insert(parent.to_string()) {
+                break;
+            }
+            current = parent;
+        }
+        dirs.insert(String::new());
+    }
+    dirs
 }
 
 /// The paths `patterns` match below the root, minus the task's outputs, sorted and unique.
@@ -327,12 +352,14 @@ pub struct Recorded {
 }
 
 /// Records `discovered` after a successful run that started at `clock` (the file system's
-/// clock, ns). `declared` are the task's declared inputs (already in its key: left out).
+/// clock, ns). `declared` are the task's declared inputs (already in its key: left out);
+/// `output_dirs` where it wrote its outputs ([`output_dirs`]).
 pub fn record(
     context: &Context<'_>,
     discovered: &Discovered,
     declared: &BTreeMap<String, Digest>,
     clock: i64,
+    output_dirs: &HashSet<String>,
 ) -> Result<Recorded, String> {
     validate(discovered)?;
     let paths: BTreeSet<&str> = discovered
@@ -347,7 +374,7 @@ pub fn record(
         let state = state(context, path)
             .map_err(|why| format!("discovered input {}: {why}", shown(path)))?;
         let racy = match state {
-            State::Absent => absent_racy(context.tree.root, path, clock),
+            State::Absent => absent_racy(context.tree.root, path, clock, output_dirs),
             State::Present(_, stat) => stat.mtime_ns >= clock || stat.ctime_ns >= clock,
         };
         if racy {
@@ -493,7 +520,15 @@ mod tests {
         fn record(&self, discovered: &Discovered) -> Result<Recorded, String> {
             // The task started after the end of time: nothing changed while it ran, unless a
             // test gives its own clock.
-            self.with(|context| record(context, discovered, &BTreeMap::new(), i64::MAX))
+            self.with(|context| {
+                record(
+                    context,
+                    discovered,
+                    &BTreeMap::new(),
+                    i64::MAX,
+                    &HashSet::new(),
+                )
+            })
         }
 
         fn check(&self, record: &DiscoveredRecord) -> Vec<String> {
@@ -667,7 +702,15 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         fx.write("inc/a.h", "new");
         let recorded = fx
-            .with(|context| record(context, &files(&["inc/a.h"]), &BTreeMap::new(), clock))
+            .with(|context| {
+                record(
+                    context,
+                    &files(&["inc/a.h"]),
+                    &BTreeMap::new(),
+                    clock,
+                    &HashSet::new(),
+                )
+            })
             .unwrap();
         assert_eq!(recorded.changed_during_run, ["inc/a.h"]);
         // Even though a.h now has the digest recorded, the entry is a miss.
@@ -681,9 +724,31 @@ mod tests {
         let clock = FileStat::of(&fs::metadata(&probe).unwrap()).mtime_ns;
         fs::remove_file(fx.dir.path().join("inc/b.h")).unwrap();
         let recorded = fx
-            .with(|context| record(context, &files(&["inc/b.h"]), &BTreeMap::new(), clock))
+            .with(|context| {
+                record(
+                    context,
+                    &files(&["inc/b.h"]),
+                    &BTreeMap::new(),
+                    clock,
+                    &HashSet::new(),
+                )
+            })
             .unwrap();
         assert_eq!(recorded.changed_during_run, ["inc/b.h"]);
+        // Unless the task's own outputs, written there, explain the directory's change.
+        let recorded = fx
+            .with(|context| {
+                let dirs = output_dirs(["inc/gen/x.h"]);
+                record(
+                    context,
+                    &files(&["inc/b.h"]),
+                    &BTreeMap::new(),
+                    clock,
+                    &dirs,
+                )
+            })
+            .unwrap();
+        assert!(recorded.changed_during_run.is_empty());
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //!    read ([`crate::discovered::record`]), then (last) the action result;
 //! 4. record the key components in the ledger.
 //!
+//! A run starts by removing the leftovers of a killed one: the staging area's files and the
+//! unfinished atomic writes (`.tmp-xbundle-*`) in `state/` and `state/ledger/`.
+//!
 //! A corrupt cache entry or blob is a warning and a miss; an output modified in the tree is a
 //! warning and a restore. Nothing wrong is ever used silently.
 //!
@@ -413,8 +416,8 @@ impl Engine {
             crate::store::remove_own_files(&staging, &is_temp_name)?;
         }
         let stat_dir = self.stat_place().create().map_err(io::Error::other)?;
-        // Unfinished atomic writes of a killed run (the stat cache, the clock, ledger
-        // entries): only this workspace's runs write there, and we hold its lock.
+        // Likewise the unfinished atomic writes of a run killed while it wrote the clock, the
+        // stat cache or a ledger entry (no other process writes there while we hold the lock).
         crate::store::remove_own_files(&stat_dir, &is_temp_name)?;
         if let Some(ledger) = self.ledger.place().open().map_err(io::Error::other)? {
             crate::store::remove_own_files(&ledger, &is_temp_name)?;
@@ -995,9 +998,17 @@ impl Engine {
                     cwd: &spec.cwd,
                     outputs: &globs.outputs,
                 };
-                let recorded =
-                    crate::discovered::record(&context, &found, &components.inputs, clock)
-                        .map_err(|why| format!("{why}; nothing was cached"))?;
+                let output_dirs = crate::discovered::output_dirs(
+                    result.outputs.iter().map(|file| file.path.as_str()),
+                );
+                let recorded = crate::discovered::record(
+                    &context,
+                    &found,
+                    &components.inputs,
+                    clock,
+                    &output_dirs,
+                )
+                .map_err(|why| format!("{why}; nothing was cached"))?;
                 for path in &recorded.changed_during_run {
                     warn(&format!(
                         "discovered input {path} changed while the task ran; the next run runs it again"

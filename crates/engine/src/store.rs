@@ -1398,6 +1398,31 @@ mod tests {
     }
 
     #[test]
+    fn entries_of_the_previous_version_are_still_read() {
+        // An entry written before discovered inputs existed: v2 header, no `discovered` field.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let result = result_with(&store, dir.path(), b"hello");
+        let key = Digest::of_bytes(b"v2 key");
+        let body = serde_json::to_string(&result).unwrap();
+        assert!(!body.contains("discovered"), "{body}");
+        let entry = format!(
+            "xbundle-ac-v2 {key} {}\n{body}",
+            entry_checksum(&key, body.as_bytes())
+        );
+        fs::create_dir_all(store.action_path(&key).parent().unwrap()).unwrap();
+        fs::write(store.action_path(&key), entry).unwrap();
+        assert_eq!(store.get_action(&key).unwrap(), Some(result.clone()));
+        // This version writes v3, with the discovered inputs when there are some.
+        let mut with = result;
+        with.discovered = Some(crate::discovered::DiscoveredRecord::default());
+        store.put_action(&key, &with).unwrap();
+        let bytes = fs::read_to_string(store.action_path(&key)).unwrap();
+        assert!(bytes.starts_with("xbundle-ac-v3 "), "{bytes}");
+        assert_eq!(store.get_action(&key).unwrap(), Some(with));
+    }
+
+    #[test]
     fn blob_store_puts_verify_and_reads_are_verified() {
         use crate::task::BlobStore;
         let dir = tempfile::tempdir().unwrap();
