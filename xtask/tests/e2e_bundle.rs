@@ -240,3 +240,108 @@ fn bundle_then_runtime_serves_the_ui_and_the_go_api_and_keeps_a_wheel_across_a_r
     );
     again.stop();
 }
+
+/// A directory of links to every program of /usr/bin except Go's and Node's, for a `PATH` that
+/// looks like a machine with only Rust installed.
+fn only_rust_path(dir: &Path) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for entry in std::fs::read_dir("/usr/bin").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if ["go", "gofmt", "node", "nodejs", "npm", "npx", "corepack"].contains(&name.as_str()) {
+            continue;
+        }
+        let _ = std::os::unix::fs::symlink(entry.path(), bin.join(&name));
+    }
+    let cargo_bin = Path::new(&std::env::var("HOME").unwrap()).join(".cargo/bin");
+    format!("{}:{}:/bin", bin.display(), cargo_bin.display())
+}
+
+/// The README's main job on a machine with only Rust: `cargo xtask bundle` builds the default
+/// profile (notes-desktop: two Rust APIs and a static UI) completely, and `run` starts its host
+/// stage, whose notes API answers through the UI, until Ctrl-C stops it.
+#[test]
+fn the_default_profile_builds_and_runs_with_only_rust() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = Repo::new(
+        &std::fs::read_to_string(source.join("bundle.toml")).unwrap(),
+        &[],
+    );
+    for dir in ["scenarios", "resources", "platforms", "demo"] {
+        common::copy_tree(&source.join(dir), &repo.join(dir));
+    }
+    for leftover in [
+        "scenarios/picker-wheel/ui/node_modules",
+        "scenarios/picker-wheel/ui/dist",
+        "scenarios/notes-app/api/target",
+        "scenarios/auth-service/api/target",
+        "demo/greeting/build",
+    ] {
+        let _ = std::fs::remove_dir_all(repo.join(leftover));
+    }
+    let path = only_rust_path(repo.sandbox());
+    let run = repo.json_env(&["bundle"], &[("PATH", &path)]);
+    run.assert_code(0);
+    let bundles = run.events("bundles");
+    assert_eq!(bundles[0]["profile"], "notes-desktop", "{run}");
+    assert_eq!(
+        common::strings(&bundles[0]["staged"]),
+        ["dist/notes-desktop/stage/linux-x64"],
+        "{run}"
+    );
+
+    let mut child = repo
+        .command()
+        .arg("run")
+        .env("PATH", &path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start `xtask run`");
+    let app_data = repo.join(".xbundle/run/notes-desktop");
+    let mut runtime = Runtime {
+        child: Command::new("true").spawn().unwrap(),
+        app_data: app_data.clone(),
+    };
+    // `run` becomes the runtime (the same process), so its readiness is the runtime's.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ui = loop {
+        assert!(child.try_wait().unwrap().is_none(), "`run` exited early");
+        let (port, token) = runtime.control();
+        if port != 0 && !token.is_empty() {
+            let auth = format!("Authorization: Bearer {token}\r\n");
+            if let Ok((200, _)) = http(
+                port,
+                &format!("GET /readyz HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n"),
+            ) {
+                let (_, ports) = get(port, "/ports", &auth);
+                let ports: serde_json::Value = serde_json::from_str(&ports).unwrap();
+                break ports["services"]["notes-app-ui"]["ui"].as_u64().unwrap() as u16;
+            }
+        }
+        assert!(Instant::now() < deadline, "not ready within 120 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let origin = format!("Origin: http://127.0.0.1:{ui}\r\n");
+    let body = r#"{"title":"groceries","body":"milk"}"#;
+    let (status, created) = http(
+        ui,
+        &format!(
+            "POST /api/notes HTTP/1.0\r\nHost: 127.0.0.1:{ui}\r\n{origin}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .unwrap();
+    assert!((200..300).contains(&status), "{status} {created}");
+    // Ctrl-C reaches the runtime, which stops its services and exits.
+    // SAFETY: kill(2) on the child this test started.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "`run` did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    runtime.child.kill().ok();
+}
