@@ -472,3 +472,67 @@ fn every_platform_is_staged_with_its_assets_and_an_edit_rebuilds_each() {
         "{edited}"
     );
 }
+
+/// A profile says how a service is built when its layout does not: another directory and a
+/// main package below it; the build block of bundle.json records it. A bad override is a
+/// located error.
+#[test]
+fn a_profile_overrides_how_a_service_is_built() {
+    if !tool_available("go", "golang-go") {
+        return;
+    }
+    let repo = repo(&["linux-x64"], false);
+    // The module moves to server/, its main package to server/cmd/api.
+    for (from, to) in [
+        ("api/go.mod", "server/go.mod"),
+        (
+            "api/internal/greet/greet.go",
+            "server/internal/greet/greet.go",
+        ),
+    ] {
+        let text = repo.read(&format!("scenarios/app/{from}"));
+        repo.write(&format!("scenarios/app/{to}"), text);
+    }
+    repo.write("scenarios/app/server/cmd/api/main.go", MAIN_GO);
+    std::fs::remove_dir_all(repo.join("scenarios/app/api")).unwrap();
+    let toml = repo.read("bundle.toml");
+    repo.write(
+        "bundle.toml",
+        format!("{toml}\n[profiles.app-desktop.builds.app-api]\ntype = \"go\"\ndir = \"scenarios/app/server\"\npackage = \"./cmd/api\"\n"),
+    );
+    let run = repo.json(&["bundle"]);
+    run.assert_code(0);
+    assert!(
+        repo.exists(&format!("{STAGE}/bin/app-api/linux-x64/app-api")),
+        "{run}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&repo.read(&format!("{STAGE}/bundle.json"))).unwrap();
+    let build = &manifest["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "app-api")
+        .unwrap()["build"];
+    assert_eq!(build["type"], "go");
+    assert_eq!(build["source_dir"], "scenarios/app/server");
+
+    repo.write(
+        "bundle.toml",
+        format!("{toml}\n[profiles.app-desktop.builds.app-api]\ntype = \"java\"\n"),
+    );
+    let bad = repo.human(&["check"]);
+    bad.assert_code(2);
+    assert!(
+        bad.stderr
+            .contains("build type `java` of app-api is not go, rust or none")
+            && bad.stderr.contains("bundle.toml:"),
+        "{}",
+        bad.stderr
+    );
+    repo.write(
+        "bundle.toml",
+        format!("{toml}\n[profiles.app-desktop.builds.app-api]\ndir = \"../elsewhere\"\n"),
+    );
+    repo.human(&["check"]).assert_code(2);
+}

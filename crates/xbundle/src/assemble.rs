@@ -80,6 +80,7 @@ pub fn profile_fingerprint(profile: &Profile) -> String {
         version: Option<&'a str>,
         env: BTreeMap<&'a str, &'a str>,
         secrets: BTreeMap<&'a str, String>,
+        builds: BTreeMap<&'a str, &'a crate::config::BuildOverride>,
     }
     let decl = &profile.decl;
     serde_json::to_string(&Fingerprint {
@@ -107,6 +108,11 @@ pub fn profile_fingerprint(profile: &Profile) -> String {
             .secrets
             .iter()
             .map(|(k, v)| (k.get_ref().as_str(), format!("{:?}", v.get_ref())))
+            .collect(),
+        builds: decl
+            .builds
+            .iter()
+            .map(|(k, v)| (k.get_ref().as_str(), v.get_ref()))
             .collect(),
     })
     .expect("fingerprints serialize")
@@ -944,24 +950,29 @@ impl Builder<'_> {
         Ok(Service {
             description: def.description.clone(),
             binaries: self.binaries(&id, &id),
-            build: Some(Build {
-                kind: match crate::builds::detect(
+            build: {
+                let chosen = crate::bundles::build_of(
                     &self.catalog.layout.root,
                     &self.catalog.layout.scenarios.join(scenario),
-                )
-                .api
-                {
-                    Some(crate::builds::ApiBuild::Go) => BuildType::Go,
-                    Some(crate::builds::ApiBuild::Rust) => BuildType::Rust,
-                    None => build_type(def),
-                },
-                source_dir: format!("{}/{scenario}/api", self.catalog.layout.scenarios),
-                entry_point: None,
-                output_pattern: Some(id.clone()),
-                args: None,
-                env: None,
-                extra: Default::default(),
-            }),
+                    self.profile,
+                    &id,
+                );
+                let kind = match chosen.kind {
+                    Some(crate::builds::ApiBuild::Go) => Some(BuildType::Go),
+                    Some(crate::builds::ApiBuild::Rust) => Some(BuildType::Rust),
+                    None if chosen.none => None,
+                    None => Some(build_type(def)),
+                };
+                kind.map(|kind| Build {
+                    kind,
+                    source_dir: chosen.dir.to_string(),
+                    entry_point: chosen.package.clone().or(chosen.bin.clone()),
+                    output_pattern: Some(id.clone()),
+                    args: None,
+                    env: None,
+                    extra: Default::default(),
+                })
+            },
             env: Some(env),
             secrets,
             data_dirs: Some(vec![scenario.to_owned()]),

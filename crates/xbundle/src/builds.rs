@@ -70,6 +70,24 @@ pub fn probed_files(scenario_dir: &Utf8Path) -> [Utf8PathBuf; 3] {
     ]
 }
 
+/// How the API in `api_dir` (root-relative) is built: `go.mod` or `Cargo.toml` there.
+pub fn detect_api(root: &Utf8Path, api_dir: &Utf8Path) -> Option<ApiBuild> {
+    let tree = engine::confine::Dir::open_root(root.as_std_path()).ok()?;
+    let is_file = |name: &str| {
+        matches!(
+            tree.lstat(api_dir.join(name).as_str()),
+            Ok(Some((engine::confine::Kind::File, _)))
+        )
+    };
+    if is_file("go.mod") {
+        Some(ApiBuild::Go)
+    } else if is_file("Cargo.toml") {
+        Some(ApiBuild::Rust)
+    } else {
+        None
+    }
+}
+
 /// Detects the builds of the scenario at `scenario_dir` (root-relative), reading no link.
 pub fn detect(root: &Utf8Path, scenario_dir: &Utf8Path) -> Layout {
     let tree = engine::confine::Dir::open_root(root.as_std_path()).ok();
@@ -154,6 +172,7 @@ pub fn go_spec(
     out: &Utf8Path,
     service: &str,
     api_dir: &Utf8Path,
+    package: &str,
     platform: &Platform,
 ) -> Result<TaskSpec, Missing> {
     let go = tools.go()?;
@@ -161,7 +180,7 @@ pub fn go_spec(
     let mut params = BTreeMap::new();
     params.insert("goos".into(), platform.goos.clone());
     params.insert("goarch".into(), platform.goarch.clone());
-    params.insert("package".into(), ".".into());
+    params.insert("package".into(), package.into());
     params.insert("flags".into(), GO_FLAGS.join(" "));
     params.insert("dir".into(), api_dir.to_string());
     params.insert("output".into(), output.to_string());
@@ -183,6 +202,7 @@ pub fn go_spec(
             dir: api_dir.to_path_buf(),
             goos: platform.goos.clone(),
             goarch: platform.goarch.clone(),
+            package: package.to_string(),
             output,
         }),
         description: Some(format!("Build {service} for {} (Go)", platform.id)),
@@ -198,6 +218,8 @@ struct GoBuild {
     dir: Utf8PathBuf,
     goos: String,
     goarch: String,
+    /// The main package, relative to `dir` (`.`, `./cmd/server`).
+    package: String,
     output: Utf8PathBuf,
 }
 
@@ -308,7 +330,7 @@ impl Action for GoBuild {
         let mut log = Captured::default();
         let mut list = Captured::default();
         self.cmd()
-            .args(["list", "-deps", "-json", "."])
+            .args(["list", "-deps", "-json", self.package.as_str()])
             .run_in(context, &mut list)?;
         log.stderr.extend_from_slice(&list.stderr);
         let discovered = go_discovered(context.root, &list.stdout)
@@ -320,7 +342,7 @@ impl Action for GoBuild {
             .args(GO_FLAGS.iter().copied())
             .arg("-o")
             .arg(&built)
-            .arg(".")
+            .arg(&self.package)
             .run_in(context, &mut log)?;
         place(context.tree, &built, &self.output, 0o755).map_err(|m| failure(m, &mut log))?;
         Ok(ActionOutput {
@@ -401,6 +423,7 @@ pub fn rust_spec(
     out: &Utf8Path,
     service: &str,
     api_dir: &Utf8Path,
+    bin: Option<&str>,
     platform: &Platform,
 ) -> Result<TaskSpec, Missing> {
     let rust = tools.rust()?;
@@ -412,7 +435,7 @@ pub fn rust_spec(
         root: root.to_path_buf(),
         cargo: rust.cargo.clone(),
         manifest: root.join(api_dir).join("Cargo.toml").into_std_path_buf(),
-        bin: None,
+        bin: bin.map(str::to_string),
         triple: platform.rust_target.clone(),
         locked,
         output: output.clone(),

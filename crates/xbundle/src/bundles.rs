@@ -160,14 +160,29 @@ fn plan_profile(
         for shipped in &scenarios {
             let dir = scenarios_dir.join(shipped);
             let service = format!("{shipped}-api");
-            let api_dir = dir.join("api");
-            let spec = match builds::detect(root, &dir).api {
-                Some(ApiBuild::Go) => {
-                    builds::go_spec(tools, root, out, &service, &api_dir, platform)
-                }
-                Some(ApiBuild::Rust) => {
-                    builds::rust_spec(tools, root, out, &service, &api_dir, platform)
-                }
+            let chosen = build_of(root, &dir, profile, &service);
+            let api_dir = chosen.dir.clone();
+            let spec = match chosen.kind {
+                Some(ApiBuild::Go) => builds::go_spec(
+                    tools,
+                    root,
+                    out,
+                    &service,
+                    &api_dir,
+                    chosen.package.as_deref().unwrap_or("."),
+                    platform,
+                ),
+                Some(ApiBuild::Rust) => builds::rust_spec(
+                    tools,
+                    root,
+                    out,
+                    &service,
+                    &api_dir,
+                    chosen.bin.as_deref(),
+                    platform,
+                ),
+                // `type = "none"`: an asset provides the binary.
+                None if chosen.none => continue,
                 // A scenario whose bundle runs an API (it declares a port besides `ui`) but
                 // that holds no code to build.
                 None if definition(shipped)
@@ -176,18 +191,36 @@ fn plan_profile(
                     Err(Missing {
                         reason: format!("{api_dir}/ holds no go.mod or Cargo.toml"),
                         fix: format!(
-                            "add the API's code in {api_dir}/ (a Go module or a Cargo package)"
+                            "add the API's code in {api_dir}/ (a Go module or a Cargo package), or set its build in bundle.toml ([profiles.{}.builds.{service}])",
+                            profile.name
                         ),
                     })
                 }
                 None => continue,
             };
             match spec {
-                Ok(spec) => {
-                    tasks.push(spec.id.clone());
-                    deps.push(spec.id.clone());
-                    specs.insert(spec.id.clone(), spec);
-                }
+                Ok(spec) => match specs.get(&spec.id) {
+                    // Two profiles building one service differently would make one task of
+                    // two builds.
+                    Some(other) if other.params != spec.params || other.inputs != spec.inputs => {
+                        missing.push(Unbuildable {
+                            what: format!("{service} ({api_dir})"),
+                            platform: platform.id.clone(),
+                            missing: Missing {
+                                reason: format!(
+                                    "another profile builds {service} differently ({})",
+                                    spec.id
+                                ),
+                                fix: "give every profile that ships it the same [profiles.*.builds] settings".into(),
+                            },
+                        });
+                    }
+                    _ => {
+                        tasks.push(spec.id.clone());
+                        deps.push(spec.id.clone());
+                        specs.insert(spec.id.clone(), spec);
+                    }
+                },
                 Err(reason) => missing.push(Unbuildable {
                     what: format!("{service} ({})", api_dir),
                     platform: platform.id.clone(),
@@ -279,6 +312,49 @@ fn plan_profile(
         profile: profile.name.clone(),
         shared,
         platforms: platform_plans,
+    }
+}
+
+/// How a service is built: its profile's `[profiles.*.builds.<service>]`, else its layout.
+pub struct ChosenBuild {
+    pub kind: Option<ApiBuild>,
+    /// `type = "none"`: nothing builds it.
+    pub none: bool,
+    pub dir: Utf8PathBuf,
+    pub package: Option<String>,
+    pub bin: Option<String>,
+}
+
+pub fn build_of(
+    root: &Utf8Path,
+    scenario_dir: &Utf8Path,
+    profile: &Profile,
+    service: &str,
+) -> ChosenBuild {
+    let decl = profile
+        .decl
+        .builds
+        .iter()
+        .find(|(name, _)| name.get_ref() == service)
+        .map(|(_, build)| build.get_ref().clone())
+        .unwrap_or_default();
+    let dir = decl
+        .dir
+        .as_deref()
+        .map(Utf8PathBuf::from)
+        .unwrap_or_else(|| scenario_dir.join("api"));
+    let kind = match decl.kind.as_deref() {
+        Some("go") => Some(ApiBuild::Go),
+        Some("rust") => Some(ApiBuild::Rust),
+        Some(_) => None,
+        None => builds::detect_api(root, &dir),
+    };
+    ChosenBuild {
+        kind,
+        none: decl.kind.as_deref() == Some("none"),
+        dir,
+        package: decl.package,
+        bin: decl.bin,
     }
 }
 

@@ -141,6 +141,28 @@ pub struct ProfileDecl {
     /// platforms meet the profile's).
     #[schemars(with = "Option<Vec<String>>")]
     pub assets: Option<Vec<Spanned<String>>>,
+    /// How a service of the bundle is built, instead of what its scenario's layout says, by
+    /// service id (e.g. `picker-wheel-api`).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, BuildOverride>")]
+    pub builds: BTreeMap<Spanned<String>, Spanned<BuildOverride>>,
+}
+
+/// `[profiles.NAME.builds.SERVICE]`: how one service is built (default: detected from the
+/// scenario's layout, `api/go.mod` or `api/Cargo.toml`).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BuildOverride {
+    /// `go`, `rust`, or `none` (nothing builds it: its binary comes from an asset whose `dest`
+    /// is its path in the bundle, `bin/<service>/<platform>/<service>[.exe]`).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// The source directory, relative to the root (default: the scenario's `api/`).
+    pub dir: Option<String>,
+    /// Go: the main package, relative to `dir` (`.` by default, or e.g. `./cmd/server`).
+    pub package: Option<String>,
+    /// Rust: the binary target (default: the package's only binary).
+    pub bin: Option<String>,
 }
 
 /// `[profiles.NAME.secrets] ID = {…}`: how one declared secret is handled in this profile.
@@ -602,6 +624,10 @@ impl BundleConfig {
                     }
                 }
             }
+            for (service, build) in &decl.builds {
+                check_build_override(name.get_ref(), service, build)
+                    .map_err(|(message, span, help)| error(message, span, "here", help))?;
+            }
             if let Err(message) = decl.tier.get_ref().parse::<crate::analysis::tier::Tier>() {
                 return Err(error(
                     message,
@@ -965,6 +991,83 @@ fn lexically_normalized(value: &str) -> String {
     } else {
         parts.join("/")
     }
+}
+
+/// A profile's build override: a service id, a known type, a confined directory, a package
+/// inside it, a binary name.
+fn check_build_override(
+    profile: &str,
+    service: &Spanned<String>,
+    build: &Spanned<BuildOverride>,
+) -> Result<(), (String, Range<usize>, &'static str)> {
+    if manifest::check_id(service.get_ref()).is_err() {
+        return Err((
+            format!(
+                "profile `{profile}`: `{}` is not a service id",
+                service.get_ref().escape_debug()
+            ),
+            service.span(),
+            "builds are keyed by the bundle's service ids, e.g. [profiles.p.builds.picker-wheel-api]",
+        ));
+    }
+    let decl = build.get_ref();
+    if let Some(kind) = &decl.kind
+        && !matches!(kind.as_str(), "go" | "rust" | "none")
+    {
+        return Err((
+            format!(
+                "profile `{profile}`: build type `{}` of {} is not go, rust or none",
+                kind.escape_debug(),
+                service.get_ref()
+            ),
+            build.span(),
+            "type = \"go\", \"rust\" or \"none\" (its binary then comes from an asset)",
+        ));
+    }
+    if let Some(dir) = &decl.dir
+        && let Err(problem) = check_dir(dir, DirRule::Read)
+    {
+        return Err((
+            format!(
+                "profile `{profile}`: build dir `{}` of {} {}",
+                dir.escape_debug(),
+                service.get_ref(),
+                problem.message
+            ),
+            build.span(),
+            "dir is the source directory, relative to the root, e.g. \"scenarios/picker-wheel/server\"",
+        ));
+    }
+    if let Some(package) = &decl.package {
+        let inner = package.strip_prefix("./").unwrap_or(package);
+        let ok = package == "."
+            || (package.starts_with("./") && engine::confine::check_relative(inner).is_ok());
+        if !ok {
+            return Err((
+                format!(
+                    "profile `{profile}`: Go package `{}` of {} is not a path below its dir",
+                    package.escape_debug(),
+                    service.get_ref()
+                ),
+                build.span(),
+                "package = \".\" or \"./cmd/server\": a directory below the build's dir",
+            ));
+        }
+    }
+    if let Some(bin) = &decl.bin
+        && !is_plain_name(bin)
+    {
+        return Err((
+            format!(
+                "profile `{profile}`: binary `{}` of {} is not a name",
+                bin.escape_debug(),
+                service.get_ref()
+            ),
+            build.span(),
+            "bin names a binary target of the package, e.g. bin = \"server\"",
+        ));
+    }
+    Ok(())
 }
 
 /// What a configured directory is for, which decides what it may be.

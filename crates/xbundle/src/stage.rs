@@ -127,6 +127,14 @@ impl Action for Stage {
         let mut manifest = manifest::Manifest::from_json(text)
             .map_err(|err| failure(format!("{manifest_path}: {err}")))?;
         let platform = manifest::PlatformKey::new(plan.platform.id.clone());
+        // Assets first: one may be a service's binary (a build of `type = "none"`).
+        let mut entries = Vec::new();
+        for asset in &plan.assets {
+            let fetched = crate::assets::fetched(tree, &plan.out, asset, &plan.platform.id)
+                .map_err(failure)?;
+            copy_tree(tree, &fetched.files, &self.dir).map_err(failure)?;
+            entries.push(fetched.entry);
+        }
         for service in &manifest.services {
             let Some(binary) = service.binaries.get(&platform) else {
                 continue;
@@ -140,6 +148,9 @@ impl Action for Stage {
                     ))
                 })?;
                 copy_tree(tree, from, &to).map_err(failure)?;
+            } else if matches!(tree.lstat(to.as_str()), Ok(Some((Kind::File, _)))) {
+                // An asset put it there: a binary, so executable.
+                copy_file(tree, &to, &to, 0o755).map_err(failure)?;
             } else {
                 let from = builds::build_dir(&plan.out).join(&binary.path);
                 match tree.lstat(from.as_str()) {
@@ -161,13 +172,6 @@ impl Action for Stage {
             0o755,
         )
         .map_err(failure)?;
-        let mut entries = Vec::new();
-        for asset in &plan.assets {
-            let fetched = crate::assets::fetched(tree, &plan.out, asset, &plan.platform.id)
-                .map_err(failure)?;
-            copy_tree(tree, &fetched.files, &self.dir).map_err(failure)?;
-            entries.push(fetched.entry);
-        }
         let bytes = if entries.is_empty() {
             bytes
         } else {
