@@ -400,15 +400,18 @@ fn sha256_hex(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&output.stdout)[..64].to_string()
 }
 
-/// Two platforms, one with a prebuilt runtime named in bundle.toml, and an asset: both stages
-/// are made; an edit of the Go service re-runs its build on each platform and both stages,
+/// Four platforms, three with a prebuilt runtime named in bundle.toml, and an asset: every
+/// stage is made; an edit of the Go service re-runs its build on each platform and every stage,
 /// nothing else; the staged bundle.json lists the asset with its digest and size.
 #[test]
 fn every_platform_is_staged_with_its_assets_and_an_edit_rebuilds_each() {
     if !tool_available("go", "golang-go") {
         return;
     }
-    let repo = repo(&["linux-x64", "linux-arm64"], false);
+    let repo = repo(
+        &["linux-x64", "linux-arm64", "win-x64", "darwin-arm64"],
+        false,
+    );
     let files = repo.sandbox().join("downloads");
     std::fs::create_dir_all(&files).unwrap();
     let runtime = b"#!/bin/sh\n# a stand-in for the arm64 runtime\n".to_vec();
@@ -419,17 +422,27 @@ fn every_platform_is_staged_with_its_assets_and_an_edit_rebuilds_each() {
     repo.write(
         "bundle.toml",
         format!(
-            "{toml}\n[[assets]]\nid = \"model\"\nurl = \"file://{}\"\nsha256 = \"{}\"\n\n[runtime.linux-arm64]\nurl = \"file://{}\"\nsha256 = \"{}\"\n",
+            "{toml}\n[[assets]]\nid = \"model\"\nurl = \"file://{}\"\nsha256 = \"{}\"\n{}",
             files.join("model.bin").display(),
             sha256_hex(&data),
-            files.join("runtime-arm64").display(),
-            sha256_hex(&runtime),
+            ["linux-arm64", "win-x64", "darwin-arm64"]
+                .iter()
+                .map(|platform| format!(
+                    "\n[runtime.{platform}]\nurl = \"file://{}\"\nsha256 = \"{}\"\n",
+                    files.join("runtime-arm64").display(),
+                    sha256_hex(&runtime)
+                ))
+                .collect::<String>(),
         ),
     );
     let first = repo.json(&["bundle"]);
     first.assert_code(0);
     let arm = "dist/app-desktop/stage/linux-arm64";
-    for stage in [STAGE, arm] {
+    let windows = "dist/app-desktop/stage/win-x64";
+    let mac = "dist/app-desktop/stage/darwin-arm64";
+    assert!(repo.exists(&format!("{windows}/bin/app-api/win-x64/app-api.exe")));
+    assert!(repo.exists(&format!("{mac}/bin/app-api/darwin-arm64/app-api")));
+    for stage in [STAGE, arm, windows, mac] {
         let manifest: serde_json::Value =
             serde_json::from_str(&repo.read(&format!("{stage}/bundle.json"))).unwrap();
         let api = manifest["services"]
@@ -466,8 +479,12 @@ fn every_platform_is_staged_with_its_assets_and_an_edit_rebuilds_each() {
         set(&[
             "compile:app-api@linux-x64",
             "compile:app-api@linux-arm64",
+            "compile:app-api@win-x64",
+            "compile:app-api@darwin-arm64",
             "stage:app-desktop@linux-x64",
             "stage:app-desktop@linux-arm64",
+            "stage:app-desktop@win-x64",
+            "stage:app-desktop@darwin-arm64",
         ]),
         "{edited}"
     );

@@ -158,3 +158,21 @@ impl FileLock {
         Ok(FileLock { _file: file, path })
     }
 }
+
+/// Makes `destination` (a new, empty file) hold what `source` holds from its current offset:
+/// a reflink (`FICLONE`, shared extents on btrfs, XFS and the like) where the file system
+/// allows it, a copy otherwise. Returns whether it was a reflink.
+pub fn clone_or_copy(destination: &mut File, source: &mut File) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::io::Seek;
+        if source.stream_position()? == 0
+            && rustix::fs::ioctl_ficlone(&*destination, &*source).is_ok()
+        {
+            destination.seek(io::SeekFrom::End(0))?;
+            return Ok(true);
+        }
+    }
+    io::copy(source, destination)?;
+    Ok(false)
+}

@@ -377,7 +377,7 @@ pub fn place(
             .map_err(|err| format!("creating {parent}: {err}"))?;
     }
     tree.write_file(to.as_str(), mode, |file: &mut std::fs::File| {
-        std::io::copy(&mut source, file)
+        engine::fsutil::clone_or_copy(file, &mut source)
             .map(|_| ())
             .map_err(|source| engine::confine::ConfineError::Io {
                 path: to.to_string(),
@@ -483,16 +483,13 @@ fn cargo_spec(
 }
 
 impl CargoBuild {
-    /// The binary target's name: the one given, or the package's only binary.
-    fn bin_name(
+    /// `cargo metadata` of the package's workspace (no dependencies, offline).
+    fn metadata(
         &self,
         context: &ActionContext<'_>,
         log: &mut Captured,
-    ) -> Result<String, ActionFailure> {
-        if let Some(bin) = &self.bin {
-            return Ok(bin.clone());
-        }
-        let mut metadata = Captured::default();
+    ) -> Result<cargo_metadata::Metadata, ActionFailure> {
+        let mut captured = Captured::default();
         Cmd::new(&self.cargo)
             .args([
                 "metadata",
@@ -503,14 +500,24 @@ impl CargoBuild {
             ])
             .arg("--manifest-path")
             .arg(&self.manifest)
-            .run_in(context, &mut metadata)?;
-        let metadata: cargo_metadata::Metadata =
-            serde_json::from_slice(&metadata.stdout).map_err(|err| {
-                failure(
-                    format!("`cargo metadata` printed something else: {err}"),
-                    log,
-                )
-            })?;
+            .run_in(context, &mut captured)?;
+        serde_json::from_slice(&captured.stdout).map_err(|err| {
+            failure(
+                format!("`cargo metadata` printed something else: {err}"),
+                log,
+            )
+        })
+    }
+
+    /// The binary target's name: the one given, or the package's only binary.
+    fn bin_name(
+        &self,
+        metadata: &cargo_metadata::Metadata,
+        log: &mut Captured,
+    ) -> Result<String, ActionFailure> {
+        if let Some(bin) = &self.bin {
+            return Ok(bin.clone());
+        }
         let package = metadata
             .packages
             .iter()
@@ -533,7 +540,7 @@ impl CargoBuild {
                 Some(bin) => Ok(bin.to_string()),
                 None => Err(failure(
                     format!(
-                        "{} has several binaries ({}): name the package's binary after the package",
+                        "{} has several binaries ({}): name the package's binary after the package, or set bin in [profiles.*.builds]",
                         self.manifest.display(),
                         many.join(", ")
                     ),
@@ -547,7 +554,8 @@ impl CargoBuild {
 impl Action for CargoBuild {
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
         let mut log = Captured::default();
-        let bin = self.bin_name(context, &mut log)?;
+        let metadata = self.metadata(context, &mut log)?;
+        let bin = self.bin_name(&metadata, &mut log)?;
         let mut cmd = Cmd::new(&self.cargo)
             .args([
                 "build",
@@ -565,10 +573,9 @@ impl Action for CargoBuild {
             cmd = cmd.arg("--locked");
         }
         cmd.run_in(context, &mut log)?;
-        // Where cargo put it: its target directory, as `cargo metadata` would say; the
-        // default of a package's workspace is `<workspace>/target`.
-        let target_dir =
-            target_dir(&self.cargo, &self.manifest, context).map_err(|m| failure(m, &mut log))?;
+        // Where cargo put it: its target directory, as `cargo metadata` says (the workspace's
+        // `target/` unless configured otherwise).
+        let target_dir = metadata.target_directory.clone().into_std_path_buf();
         let exe = if self.triple.contains("windows") {
             format!("{bin}.exe")
         } else {
@@ -583,8 +590,16 @@ impl Action for CargoBuild {
                 &mut log,
             )
         })?;
+        // The sources cargo's dep-info names, and the manifests of the workspace's members
+        // (a member's dependencies or features change what is built).
+        let mut files = dep_info_files(context.root, &dep_info);
+        files.extend(metadata.packages.iter().filter_map(|package| {
+            root_relative(context.root, package.manifest_path.as_std_path())
+        }));
+        files.sort();
+        files.dedup();
         let discovered = Discovered {
-            files: dep_info_files(context.root, &dep_info),
+            files,
             listings: Vec::new(),
         };
         Ok(ActionOutput {
@@ -593,29 +608,6 @@ impl Action for CargoBuild {
             discovered,
         })
     }
-}
-
-fn target_dir(
-    cargo: &Path,
-    manifest: &Path,
-    context: &ActionContext<'_>,
-) -> Result<PathBuf, String> {
-    let mut captured = Captured::default();
-    Cmd::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
-        .arg("--manifest-path")
-        .arg(manifest)
-        .run_in(context, &mut captured)
-        .map_err(|failure| failure.message)?;
-    let metadata: cargo_metadata::Metadata = serde_json::from_slice(&captured.stdout)
-        .map_err(|err| format!("`cargo metadata` printed something else: {err}"))?;
-    Ok(metadata.target_directory.into_std_path_buf())
 }
 
 /// The in-root files a Makefile-style dep-info names (`out: dep dep \`, `\ ` escapes).

@@ -229,8 +229,9 @@ pub fn copy_file(tree: &Dir, from: &Utf8Path, to: &Utf8Path, mode: u32) -> Resul
         .map_err(|err| format!("reading {from}: {err}"))?
         .ok_or_else(|| format!("{from} is missing"))?;
     ensure_parent(tree, to)?;
+    // A reflink where the file system allows it: staging shares the blocks it copies.
     tree.write_file(to.as_str(), mode, |file: &mut std::fs::File| {
-        std::io::copy(&mut source, file)
+        engine::fsutil::clone_or_copy(file, &mut source)
             .map(|_| ())
             .map_err(io_error(to))
     })
