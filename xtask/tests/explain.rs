@@ -74,7 +74,7 @@ fn explain_names_the_changed_input_env_or_dependency() {
     let text = explain_human(&repo, "gen", &FOO_A);
     assert!(
         text.starts_with(
-            "task:gen\n  up to date: its inputs, env, definition and dependencies are unchanged since the last run\n"
+            "task:gen\n  up to date: its inputs (declared and discovered), env, definition and dependencies are unchanged since the last run\n"
         ),
         "{text}"
     );

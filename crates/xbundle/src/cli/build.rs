@@ -211,7 +211,7 @@ pub(super) fn explain(workspace: &Workspace, name: &str, shell: &Shell) -> Resul
     }
     let mut text = format!("{id}\n");
     match &probe.expected {
-        Expected::UpToDate => text.push_str("  up to date: its inputs, env, definition and dependencies are unchanged since the last run\n"),
+        Expected::UpToDate => text.push_str("  up to date: its inputs (declared and discovered), env, definition and dependencies are unchanged since the last run\n"),
         Expected::Restore { files } => text.push_str(&format!(
             "  would be restored from the cache ({files} file(s)): this exact state was built before\n"
         )),
