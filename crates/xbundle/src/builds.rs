@@ -250,6 +250,10 @@ struct GoPackage {
     syso_files: Vec<String>,
     embed_files: Vec<String>,
     embed_patterns: Vec<String>,
+    /// Files left out by build constraints: editing one (its `//go:build` line) can bring
+    /// it in, so they are inputs too.
+    ignored_go_files: Vec<String>,
+    ignored_other_files: Vec<String>,
     module: Option<GoModule>,
     error: Option<GoError>,
 }
@@ -257,7 +261,21 @@ struct GoPackage {
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 struct GoModule {
+    path: String,
+    version: String,
     go_mod: String,
+    replace: Option<Box<GoModule>>,
+}
+
+impl GoModule {
+    /// A version from the module cache (pinned by go.sum), rather than a directory's files
+    /// (the main module, or a `replace` with a local path).
+    fn is_versioned(&self) -> bool {
+        match &self.replace {
+            Some(replace) => !replace.version.is_empty(),
+            None => !self.version.is_empty(),
+        }
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -293,9 +311,18 @@ fn go_discovered(root: &Path, listing: &[u8]) -> Result<Discovered, String> {
             files.insert(go_mod.clone());
             files.insert(go_mod.trim_end_matches(".mod").to_string() + ".sum");
         }
-        // Packages outside the root (the module cache) are pinned by go.sum.
+        // Packages outside the root from the module cache are pinned by go.sum; any other
+        // (a `replace` with a local path, GOPATH) is code no key covers, read from outside
+        // the repository: refused.
         let Some(dir) = root_relative(root, Path::new(&package.dir)) else {
-            continue;
+            if package.module.as_ref().is_some_and(GoModule::is_versioned) {
+                continue;
+            }
+            let module = package.module.as_ref().map_or("", |m| m.path.as_str());
+            return Err(format!(
+                "the Go package in {} (module `{module}`) lies outside the repository, and not in the module cache: xbundle builds only what it can track (move the module into the repository, or require a published version instead of a `replace` with a local path)",
+                package.dir
+            ));
         };
         for name in package
             .go_files
@@ -306,6 +333,8 @@ fn go_discovered(root: &Path, listing: &[u8]) -> Result<Discovered, String> {
             .chain(&package.c_files)
             .chain(&package.syso_files)
             .chain(&package.embed_files)
+            .chain(&package.ignored_go_files)
+            .chain(&package.ignored_other_files)
         {
             if let Some(path) = root_relative(root, &Path::new(&package.dir).join(name)) {
                 files.insert(path);
@@ -572,10 +601,16 @@ impl Action for CargoBuild {
         if self.locked {
             cmd = cmd.arg("--locked");
         }
-        cmd.run_in(context, &mut log)?;
-        // Where cargo put it: its target directory, as `cargo metadata` says (the workspace's
-        // `target/` unless configured otherwise).
+        // Where cargo puts it: its target directory, as `cargo metadata` says (the workspace's
+        // `target/` unless configured otherwise). Inside the repository, cargo would write
+        // (and this task read) through any link in what a release build of this target
+        // writes: refused first.
         let target_dir = metadata.target_directory.clone().into_std_path_buf();
+        if let Some(relative) = root_relative(context.root, &target_dir) {
+            no_link_below(context.tree, &relative, &self.triple)
+                .map_err(|m| failure(m, &mut log))?;
+        }
+        cmd.run_in(context, &mut log)?;
         let exe = if self.triple.contains("windows") {
             format!("{bin}.exe")
         } else {
@@ -607,6 +642,41 @@ impl Action for CargoBuild {
             stderr: log.stderr,
             discovered,
         })
+    }
+}
+
+/// Fails when cargo's target directory `relative` (root-relative), or what a release build
+/// for `triple` writes below it (`release/`, `<triple>/`; not the incremental caches, which
+/// only a debug build fills), is reached through a symbolic link: cargo would write where the
+/// link leads.
+fn no_link_below(tree: &engine::confine::Dir, relative: &str, triple: &str) -> Result<(), String> {
+    use engine::confine::{ConfineError, Kind, Walk};
+    let mut link = None;
+    let written = [
+        format!("{relative}/release"),
+        format!("{relative}/{triple}"),
+    ];
+    tree.walk(relative, &mut |entry| -> Result<Walk, ConfineError> {
+        let path = String::from_utf8_lossy(entry.relative);
+        let wanted = written
+            .iter()
+            .any(|dir| *path == **dir || path.starts_with(&format!("{dir}/")));
+        match entry.kind {
+            Kind::Dir if wanted && !path.ends_with("/incremental") => Ok(Walk::Enter),
+            Kind::Dir => Ok(Walk::Skip),
+            Kind::Symlink => {
+                link = Some(String::from_utf8_lossy(entry.relative).into_owned());
+                Ok(Walk::Skip)
+            }
+            _ => Ok(Walk::Skip),
+        }
+    })
+    .map_err(|err| format!("cargo's target directory {relative}: {err}"))?;
+    match link {
+        Some(link) => Err(format!(
+            "`{link}` is a symbolic link in cargo's target directory: cargo would write where it leads (remove the link; cargo makes its directories itself)"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -819,7 +889,7 @@ mod tests {
         let listing = br#"{"Dir":"/usr/lib/go/src/fmt","Standard":true,"GoFiles":["print.go"]}
 {"Dir":"/repo/api/internal/wheel","GoFiles":["wheel.go"],"Module":{"GoMod":"/repo/api/go.mod"}}
 {"Dir":"/repo/api","GoFiles":["main.go"],"EmbedPatterns":["static"],"EmbedFiles":["static/a.css"],"Module":{"GoMod":"/repo/api/go.mod"}}
-{"Dir":"/root/go/pkg/mod/x@v1","GoFiles":["x.go"],"Module":{"GoMod":"/root/go/pkg/mod/cache/x.mod"}}"#;
+{"Dir":"/root/go/pkg/mod/x@v1","GoFiles":["x.go"],"Module":{"Path":"x","Version":"v1.0.0","GoMod":"/root/go/pkg/mod/cache/x.mod"}}"#;
         let found = go_discovered(root, listing).unwrap();
         assert_eq!(
             found.files,
@@ -838,6 +908,15 @@ mod tests {
         );
         assert!(found.listings.contains(&"!api/*_test.go".to_string()));
         assert!(found.listings.contains(&"api/static/**".to_string()));
+        // A local `replace` outside the root: code no key covers.
+        let replaced = br#"{"Dir":"/elsewhere/m","GoFiles":["m.go"],"Module":{"Path":"m","Version":"v0.0.0","Replace":{"Path":"/elsewhere/m","Version":""}}}"#;
+        assert!(
+            go_discovered(root, replaced)
+                .unwrap_err()
+                .contains("outside the repository")
+        );
+        let versioned = br#"{"Dir":"/cache/m@v1","GoFiles":["m.go"],"Module":{"Path":"m","Version":"v0.0.0","Replace":{"Path":"m2","Version":"v1.0.0"}}}"#;
+        assert!(go_discovered(root, versioned).is_ok());
         let broken = br#"{"Dir":"/repo/api","Error":{"Err":"no Go files"}}"#;
         assert!(
             go_discovered(root, broken)

@@ -200,6 +200,34 @@ pub(super) fn run(
                 "add \"{host}\" to the profile's platforms in bundle.toml"
             ))
         })?;
+    let app_data = workspace
+        .engine
+        .config()
+        .state_dir
+        .join("run")
+        .join(&profile.name);
+    // Made through the confined root, never through a link: the runtime writes the app's
+    // data, secrets and logs there, so a link on the way (say a planted `.xbundle/run`)
+    // would carry them out of the repository.
+    let relative = app_data
+        .strip_prefix(workspace.root.as_std_path())
+        .ok()
+        .and_then(|relative| relative.to_str())
+        .ok_or_else(|| {
+            Diagnostic::internal(format!(
+                "the state directory {} is not below the repository",
+                app_data.display()
+            ))
+        })?;
+    if !args.dry_run {
+        engine::confine::Dir::open_root(workspace.root.as_std_path())
+            .and_then(|root| root.create_dir_all(relative))
+            .map_err(|err| {
+                Diagnostic::error(format!("cannot make the app data directory: {err}")).help(
+                    "xbundle never follows a link where it keeps its state: remove the link, and xbundle creates a directory of its own",
+                )
+            })?;
+    }
     if platform.stage.is_none() {
         let reasons: Vec<String> = platform
             .missing
@@ -229,13 +257,6 @@ pub(super) fn run(
         .find(|p| p.id == host)
         .expect("the host platform exists");
     let runtime = stage.join(crate::stage::staged_runtime(host_platform));
-    let app_data = workspace
-        .engine
-        .config()
-        .state_dir
-        .join("run")
-        .join(&profile.name);
-    std::fs::create_dir_all(app_data.parent().expect("has a parent")).map_err(Diagnostic::from)?;
     shell.status(
         "Running",
         GREEN,
