@@ -180,7 +180,7 @@ fn go_code_from_outside_the_repository_is_refused() {
 /// cargo writes into its target directory, the package's `target/` inside the repository:
 /// a link there (a repository can ship one) made it write outside. Refused before cargo runs.
 #[test]
-fn a_link_in_cargos_target_directory_is_refused() {
+fn cargo_builds_in_a_target_directory_of_its_own_and_never_through_a_link() {
     let (repo, canary) = sandbox(
         &[
             (
@@ -191,21 +191,33 @@ fn a_link_in_cargos_target_directory_is_refused() {
         ],
         &[],
     );
-    for link in ["target", "target/x86_64-unknown-linux-gnu"] {
-        let at = repo.join(&format!("scenarios/app/api/{link}"));
+    // Service builds use a target directory of xbundle's own (`.xbundle/cargo/<service>`):
+    // a link there is refused.
+    for link in [
+        ".xbundle/cargo/app-api",
+        ".xbundle/cargo/app-api/x86_64-unknown-linux-gnu",
+    ] {
+        let at = repo.join(link);
         std::fs::create_dir_all(at.parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(repo.sandbox().join("canary/build"), &at).unwrap();
         let run = repo.human(&["task", COMPILE]);
         run.assert_code(1);
         assert!(
-            run.stderr.contains(&format!("scenarios/app/api/{link}"))
-                && run.stderr.contains("symbolic link"),
+            run.stderr.contains(link) && run.stderr.contains("symbolic link"),
             "{link}\n{run}"
         );
         assert!(!repo.exists(BINARY), "{link}");
         canary.assert_intact(link);
         std::fs::remove_file(&at).unwrap();
     }
+    // A `target/` the repository ships (here a link out of it) is never cargo's directory:
+    // nothing planted there is built from or shipped, and nothing is written through it.
+    let planted = repo.join("scenarios/app/api/target");
+    std::os::unix::fs::symlink(repo.sandbox().join("canary/build"), &planted).unwrap();
+    repo.json(&["task", COMPILE]).assert_code(0);
+    canary.assert_intact("a planted target/");
+    std::fs::remove_file(&planted).unwrap();
+    std::fs::remove_dir_all(repo.join(".xbundle/cargo")).unwrap();
     // Without the link, it builds.
     repo.json(&["task", COMPILE]).assert_code(0);
     assert!(repo.exists(BINARY));

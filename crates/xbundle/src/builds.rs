@@ -442,6 +442,10 @@ struct CargoBuild {
     bin: Option<String>,
     triple: String,
     locked: bool,
+    /// Cargo's target directory, when xbundle chooses it (service builds: one of its own in
+    /// the state directory, so neither a `target/` shipped in the repository nor one shared
+    /// with other tools decides what is built, and nothing is written into the sources).
+    target_dir: Option<PathBuf>,
     output: Utf8PathBuf,
 }
 
@@ -467,6 +471,9 @@ pub fn rust_spec(
         bin: bin.map(str::to_string),
         triple: platform.rust_target.clone(),
         locked,
+        target_dir: tools
+            .state_dir()
+            .map(|state| state.join("cargo").join(service)),
         output: output.clone(),
     };
     let mut inputs = vec![api_dir.join("Cargo.toml").to_string()];
@@ -601,11 +608,17 @@ impl Action for CargoBuild {
         if self.locked {
             cmd = cmd.arg("--locked");
         }
+        if let Some(dir) = &self.target_dir {
+            cmd = cmd.arg("--target-dir").arg(dir);
+        }
         // Where cargo puts it: its target directory, as `cargo metadata` says (the workspace's
         // `target/` unless configured otherwise). Inside the repository, cargo would write
         // (and this task read) through any link in what a release build of this target
         // writes: refused first.
-        let target_dir = metadata.target_directory.clone().into_std_path_buf();
+        let target_dir = self
+            .target_dir
+            .clone()
+            .unwrap_or_else(|| metadata.target_directory.clone().into_std_path_buf());
         if let Some(relative) = root_relative(context.root, &target_dir) {
             no_link_below(context.tree, &relative, &self.triple)
                 .map_err(|m| failure(m, &mut log))?;
@@ -788,6 +801,8 @@ pub fn runtime_spec(
         bin: Some("xbundle-runtime".into()),
         triple: platform.rust_target.clone(),
         locked: false,
+        // The runtime's own workspace target directory, shared with its developers' builds.
+        target_dir: None,
         output,
     };
     let mut spec = cargo_spec(

@@ -206,6 +206,12 @@ impl Toolchains {
         &self.env
     }
 
+    /// The state directory builds may keep their own caches in (cargo's target directories of
+    /// service builds), when there is one.
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref().and_then(Path::parent)
+    }
+
     fn var(&self, name: &str) -> Option<String> {
         self.env
             .get(&OsString::from(name))
