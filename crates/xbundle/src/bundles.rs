@@ -137,7 +137,20 @@ fn plan_profile(
             what: format!("the UI of {scenario}"),
             platform: String::new(),
             missing: Missing {
-                reason: format!("{ui_dir}/ does not exist"),
+                reason: match engine::confine::Dir::open_root(root.as_std_path())
+                    .map(|tree| tree.lstat(ui_dir.as_str()))
+                {
+                    Ok(Ok(None)) => format!("{ui_dir}/ does not exist"),
+                    Ok(Ok(Some((engine::confine::Kind::Dir, _)))) => {
+                        format!("{ui_dir}/ holds nothing to ship")
+                    }
+                    Ok(Ok(Some((engine::confine::Kind::Symlink, _)))) => format!(
+                        "{ui_dir} is a symbolic link (xbundle never follows links in a repository)"
+                    ),
+                    Ok(Ok(Some(_))) => format!("{ui_dir} is not a directory"),
+                    // A link on the way (never followed) or unreadable.
+                    Ok(Err(err)) | Err(err) => err.to_string(),
+                },
                 fix: format!(
                     "add the UI's code in {ui_dir}/ (a package.json with a build script, or static files)"
                 ),
