@@ -553,3 +553,48 @@ fn a_profile_overrides_how_a_service_is_built() {
     );
     repo.human(&["check"]).assert_code(2);
 }
+
+/// A no-op `bundle` invokes no toolchain: tool identities come from the probe cache, and every
+/// task is a hit. Each tool here is a wrapper that logs its calls before running the real one.
+#[test]
+fn a_no_op_bundle_invokes_no_toolchain() {
+    if !tool_available("go", "golang-go") || !tool_available("npm", "npm") {
+        return;
+    }
+    let repo = repo(&["linux-x64"], true);
+    let wrappers = repo.sandbox().join("wrappers");
+    std::fs::create_dir_all(&wrappers).unwrap();
+    let log = repo.sandbox().join("calls.log");
+    let path = std::env::var("PATH").unwrap();
+    for tool in ["go", "npm", "node", "cargo", "rustc"] {
+        let real = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+        if real.is_empty() {
+            continue;
+        }
+        let script = wrappers.join(tool);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"{tool} $*\" >> '{}'\nexec '{real}' \"$@\"\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let env_path = format!("{}:{path}", wrappers.display());
+    repo.json_env(&["bundle"], &[("PATH", &env_path)])
+        .assert_code(0);
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(calls.contains("go "), "the first build ran go:\n{calls}");
+    let noop = repo.json_env(&["bundle"], &[("PATH", &env_path)]);
+    noop.assert_code(0);
+    assert_eq!(ran(&noop), set(&[]), "{noop}");
+    let after = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(after, calls, "a no-op invoked a toolchain");
+}
