@@ -598,3 +598,64 @@ fn a_no_op_bundle_invokes_no_toolchain() {
     let after = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(after, calls, "a no-op invoked a toolchain");
 }
+
+/// `doctor` says what this machine has and which platforms of each profile can be staged, and
+/// why not with the fix; `--json` gives the same as one object.
+#[test]
+fn doctor_lists_toolchains_and_what_each_profile_can_stage_here() {
+    let repo = repo(&["linux-x64", "win-x64"], false);
+    let run = repo.json(&["doctor"]);
+    run.assert_code(0);
+    let doctor = &run.events("doctor")[0];
+    assert_eq!(doctor["rust"]["found"], true, "{run}");
+    let host = doctor["rust"]["host"].as_str().unwrap().to_string();
+    assert!(
+        common::strings(&doctor["rust"]["targets"]).contains(&host),
+        "{run}"
+    );
+    assert!(
+        doctor["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "dot"),
+        "{run}"
+    );
+    let platforms = doctor["profiles"][0]["platforms"].as_array().unwrap();
+    let windows = platforms
+        .iter()
+        .find(|p| p["platform"] == "win-x64")
+        .unwrap();
+    assert_eq!(windows["stageable"], false, "{run}");
+    assert!(
+        windows["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["fix"]
+                .as_str()
+                .unwrap()
+                .contains("rustup target add x86_64-pc-windows-msvc")),
+        "{run}"
+    );
+    if tool_available("go", "golang-go") {
+        let linux = platforms
+            .iter()
+            .find(|p| p["platform"] == "linux-x64")
+            .unwrap();
+        assert_eq!(linux["stageable"], true, "{run}");
+    }
+    // Human: the same facts, one line each; `--json` is the JSON form.
+    let human = repo.human(&["doctor"]);
+    human.assert_code(0);
+    assert!(human.stderr.contains("Found rust"), "{human}");
+    assert!(
+        human
+            .stderr
+            .contains("win-x64: the runtime cannot be built here"),
+        "{human}"
+    );
+    let json = repo.command().args(["doctor", "--json"]).output().unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON object");
+    assert_eq!(value["event"], "doctor");
+}

@@ -272,7 +272,9 @@ pub fn plan(context: &Context) -> Vec<TaskSpec> {
                 dir.join("bundle.json").to_string(),
                 dir.join("bundle.json.sha256").to_string(),
             ],
-            vec![secrets_id(&profile.name)],
+            // Independent of the secret plan's task: `export` runs this one alone, and a
+            // profile that fails to assemble then writes nothing at all.
+            Vec::new(),
             format!("Assemble bundle.json of profile {}", profile.name),
         ));
     }

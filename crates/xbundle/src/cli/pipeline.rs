@@ -348,10 +348,8 @@ pub(super) fn export(
 ) -> Result<u8, Diagnostic> {
     let context = Context::new(&workspace.root, workspace.config.clone())?;
     let name = profile_name(&context, arg)?;
-    // `export` promises to write nothing for a bad profile, not even the secret plan its first
-    // task would write: it validates the profile first (an assembly outside the task, which
-    // `bundle` never does).
-    context.assemble(&Catalog::new(context.layout.clone()), &name)?;
+    // One assembly, in the task (which depends on no other): a bad profile fails it, exit 2
+    // with the located diagnostic, and nothing is written.
     let graph = crate::plan::graph(&workspace.config, &workspace.root, &workspace.tools)?;
     let summary = workspace
         .engine
