@@ -253,8 +253,17 @@ fn only_rust_path(dir: &Path) -> String {
         }
         let _ = std::os::unix::fs::symlink(entry.path(), bin.join(&name));
     }
-    let cargo_bin = Path::new(&std::env::var("HOME").unwrap()).join(".cargo/bin");
-    format!("{}:{}:/bin", bin.display(), cargo_bin.display())
+    // Rust: the directory of the cargo running these tests (its toolchain's, with rustc), and
+    // rustup's proxies where they are.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let toolchain = Path::new(&cargo)
+        .parent()
+        .map(|dir| dir.display().to_string())
+        .unwrap_or_default();
+    let rustup = std::env::var("HOME")
+        .map(|home| format!("{home}/.cargo/bin"))
+        .unwrap_or_default();
+    format!("{}:{toolchain}:{rustup}:/bin", bin.display())
 }
 
 /// The README's main job on a machine with only Rust: `cargo xtask bundle` builds the default
