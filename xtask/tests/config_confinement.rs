@@ -876,23 +876,17 @@ fn settings_no_stage_uses_are_errors_and_unbuilt_targets_warn() {
     );
     let run = sandbox.json(&["check"], &[]);
     run.assert_code(0);
+    // tar.gz and zip are written; installers are not yet.
     assert_eq!(
         run.warnings(),
         [
-            "profile `p`: nothing builds its formats (tar.gz) yet; `bundle` stops at the staged bundle directories",
             "profile `q`: nothing builds its formats (deb) yet; `bundle` stops at the staged bundle directories",
         ],
         "{run}"
     );
     let run = sandbox.json(&["bundle"], &[]);
     run.assert_code(0);
-    assert_eq!(
-        run.warnings(),
-        [
-            "profile `p`: nothing builds its formats (tar.gz) yet; `bundle` stops at the staged bundle directories"
-        ],
-        "{run}"
-    );
+    assert!(run.warnings().is_empty(), "{run}");
     let human = sandbox.human(&["bundle", "q"], &[]);
     human.assert_code(0);
     assert_eq!(

@@ -241,7 +241,11 @@ fn only_what_changed_is_rebuilt_and_a_no_op_runs_nothing() {
     edited.assert_code(0);
     assert_eq!(
         ran(&edited),
-        set(&["compile:app-api@linux-x64", "stage:app-desktop@linux-x64"]),
+        set(&[
+            "compile:app-api@linux-x64",
+            "stage:app-desktop@linux-x64",
+            "package:app-desktop@linux-x64:tar.gz",
+        ]),
         "{edited}"
     );
     assert!(
@@ -286,7 +290,11 @@ fn only_what_changed_is_rebuilt_and_a_no_op_runs_nothing() {
     ui.assert_code(0);
     assert_eq!(
         ran(&ui),
-        set(&["compile:app-ui", "stage:app-desktop@linux-x64"]),
+        set(&[
+            "compile:app-ui",
+            "stage:app-desktop@linux-x64",
+            "package:app-desktop@linux-x64:tar.gz",
+        ]),
         "{ui}"
     );
     assert_eq!(
@@ -485,6 +493,11 @@ fn every_platform_is_staged_with_its_assets_and_an_edit_rebuilds_each() {
             "stage:app-desktop@linux-arm64",
             "stage:app-desktop@win-x64",
             "stage:app-desktop@darwin-arm64",
+            // Each platform's portable archive (linux: tar.gz; windows, macOS: zip).
+            "package:app-desktop@linux-x64:tar.gz",
+            "package:app-desktop@linux-arm64:tar.gz",
+            "package:app-desktop@win-x64:zip",
+            "package:app-desktop@darwin-arm64:zip",
         ]),
         "{edited}"
     );
@@ -658,4 +671,95 @@ fn doctor_lists_toolchains_and_what_each_profile_can_stage_here() {
     let json = repo.command().args(["doctor", "--json"]).output().unwrap();
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON object");
     assert_eq!(value["event"], "doctor");
+}
+
+/// Portable archives of a stage: tar.gz and zip with sorted entries, owners 0:0, modes 0755 or
+/// 0644, every time SOURCE_DATE_EPOCH; two checkouts in different paths give the same bytes.
+#[test]
+fn stages_are_packaged_reproducibly_as_tar_gz_and_zip() {
+    if !tool_available("go", "golang-go") {
+        return;
+    }
+    let make = || {
+        let repo = repo(&["linux-x64"], false);
+        let toml = repo.read("bundle.toml");
+        repo.write(
+            "bundle.toml",
+            toml.replace(
+                "platforms = [",
+                "formats = [\"tar.gz\", \"zip\"]\nplatforms = [",
+            ),
+        );
+        repo
+    };
+    let (one, two) = (make(), make());
+    let epoch = ("SOURCE_DATE_EPOCH", "1700000000");
+    one.json_env(&["bundle"], &[epoch]).assert_code(0);
+    two.json_env(&["bundle"], &[epoch]).assert_code(0);
+    let tgz = "dist/app-desktop/packages/app-desktop-linux-x64.tar.gz";
+    let zip = "dist/app-desktop/packages/app-desktop-linux-x64.zip";
+    for archive in [tgz, zip] {
+        assert!(
+            one.read_bytes(archive) == two.read_bytes(archive),
+            "{archive} differs between two checkouts"
+        );
+    }
+    let bytes = one.read_bytes(tgz);
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+    let mut names = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        let header = entry.header();
+        let name = entry.path().unwrap().display().to_string();
+        assert_eq!(header.mtime().unwrap(), 1_700_000_000, "{name}");
+        assert_eq!(
+            (header.uid().unwrap(), header.gid().unwrap()),
+            (0, 0),
+            "{name}"
+        );
+        let mode = header.mode().unwrap();
+        if name.ends_with("bin/app-api/linux-x64/app-api")
+            || name.ends_with("/runtime/xbundle-runtime")
+        {
+            assert_eq!(mode, 0o755, "{name}");
+        } else if name.ends_with("bundle.json") {
+            assert_eq!(mode, 0o644, "{name}");
+        }
+        names.push(name);
+    }
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "entries are sorted");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("app-desktop-linux-x64/")),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"app-desktop-linux-x64/bundle.json".to_string()),
+        "{names:?}"
+    );
+    // The zip says the same.
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(one.read_bytes(zip))).unwrap();
+    let mut api = zip
+        .by_name("app-desktop-linux-x64/bin/app-api/linux-x64/app-api")
+        .unwrap();
+    assert_eq!(api.unix_mode().map(|m| m & 0o777), Some(0o755));
+    let time = api.last_modified().unwrap();
+    assert_eq!((time.year(), time.month(), time.day()), (2023, 11, 14));
+    let mut first = Vec::new();
+    std::io::Read::read_to_end(&mut api, &mut first).unwrap();
+    assert_eq!(
+        first,
+        one.read_bytes(&format!("{STAGE}/bin/app-api/linux-x64/app-api"))
+    );
+    drop(api);
+    // Another SOURCE_DATE_EPOCH is another archive.
+    let again = one.json_env(&["bundle"], &[("SOURCE_DATE_EPOCH", "1800000000")]);
+    again.assert_code(0);
+    assert!(
+        ran(&again).contains("package:app-desktop@linux-x64:tar.gz"),
+        "{again}"
+    );
 }

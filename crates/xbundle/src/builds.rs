@@ -233,6 +233,8 @@ impl GoBuild {
             // Never a go.work from above the scenario, never a toolchain download.
             .env("GOWORK", "off")
             .env("GOTOOLCHAIN", "local")
+            // Only packaging's timestamps follow it (it is in their keys, not in this one).
+            .env_remove("SOURCE_DATE_EPOCH")
     }
 }
 
@@ -604,6 +606,9 @@ impl Action for CargoBuild {
             .arg("--manifest-path")
             .arg(&self.manifest)
             .args(["--bin", bin.as_str()])
+            // Not in this task's key, so not in what it builds (ring's build script reruns
+            // when it changes, which would rebuild it for every packaging epoch).
+            .env_remove("SOURCE_DATE_EPOCH")
             .cwd(self.root.as_std_path());
         if self.locked {
             cmd = cmd.arg("--locked");
@@ -866,6 +871,7 @@ impl Action for NpmBuild {
         if !installed {
             Cmd::new(&self.npm)
                 .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
+                .env_remove("SOURCE_DATE_EPOCH")
                 .run_in(context, &mut log)?;
             std::fs::create_dir_all(context.cwd.join("node_modules"))
                 .and_then(|()| std::fs::write(&stamp, format!("{digest}\n")))
@@ -873,6 +879,7 @@ impl Action for NpmBuild {
         }
         Cmd::new(&self.npm)
             .args(["run", "build"])
+            .env_remove("SOURCE_DATE_EPOCH")
             .run_in(context, &mut log)?;
         Ok(ActionOutput {
             stdout: log.stdout,

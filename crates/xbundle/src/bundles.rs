@@ -302,6 +302,32 @@ fn plan_profile(
                 let id = spec.id.clone();
                 tasks.push(id.clone());
                 specs.insert(id.clone(), spec);
+                // The portable archives among the profile's formats (default: the platform's).
+                let formats: Vec<String> = if profile.decl.formats.is_empty() {
+                    platform.formats.clone()
+                } else {
+                    profile
+                        .decl
+                        .formats
+                        .iter()
+                        .map(|f| f.get_ref().clone())
+                        .collect()
+                };
+                for format in formats
+                    .iter()
+                    .filter(|f| crate::package::FORMATS.contains(&f.as_str()))
+                {
+                    let package = crate::package::spec(
+                        out,
+                        &profile.name,
+                        &platform.id,
+                        format,
+                        stage::stage_dir(out, &profile.name, &platform.id),
+                        id.clone(),
+                    );
+                    tasks.push(package.id.clone());
+                    specs.insert(package.id.clone(), package);
+                }
                 Some(id)
             }
             _ => {

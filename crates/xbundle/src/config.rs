@@ -1299,18 +1299,20 @@ fn resolve_for_comparison(path: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
 }
 
 impl Profile {
-    /// One warning line when the profile names installer formats, which nothing builds yet
-    /// (platforms are built and staged; packaging comes later).
+    /// One warning line when the profile names installer formats nothing builds yet (tar.gz
+    /// and zip are written; the installers come later).
     pub fn unbuilt_warning(&self) -> Option<String> {
-        let formats = &self.decl.formats;
+        let formats: Vec<&str> = self
+            .decl
+            .formats
+            .iter()
+            .map(|item| item.get_ref().as_str())
+            .filter(|format| !crate::package::FORMATS.contains(format))
+            .collect();
         if formats.is_empty() {
             return None;
         }
-        let list = formats
-            .iter()
-            .map(|item| item.get_ref().as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = formats.join(", ");
         Some(format!(
             "profile `{}`: nothing builds its formats ({list}) yet; `bundle` stops at the staged bundle directories",
             self.name
