@@ -763,3 +763,28 @@ fn stages_are_packaged_reproducibly_as_tar_gz_and_zip() {
         "{again}"
     );
 }
+
+/// A link inside a UI directory is never followed into a bundle: the stage fails naming it, and
+/// nothing of the link's target is shipped.
+#[test]
+fn a_link_inside_the_ui_is_refused_not_shipped() {
+    if !tool_available("go", "golang-go") {
+        return;
+    }
+    let repo = repo(&["linux-x64"], false);
+    let secret = repo.sandbox().join("outside-secret.txt");
+    std::fs::write(&secret, "not for the bundle\n").unwrap();
+    std::os::unix::fs::symlink(&secret, repo.join("scenarios/app/ui/leak.txt")).unwrap();
+    let run = repo.json(&["bundle"]);
+    run.assert_code(1);
+    let stage = run.task("stage:app-desktop@linux-x64");
+    assert_eq!(stage["status"], "failed", "{run}");
+    assert!(
+        stage["error"]
+            .as_str()
+            .unwrap()
+            .contains("scenarios/app/ui/leak.txt"),
+        "{run}"
+    );
+    assert!(!repo.exists(&format!("{STAGE}/ui/app/leak.txt")));
+}

@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use engine::confine::{ConfineError, Dir, Kind, Walk};
+use engine::confine::{ConfineError, Dir};
 use engine::{Action, ActionContext, ActionFailure, ActionOutput, TaskId, TaskSpec};
 
 /// Bump when what packaging produces changes for the same inputs.
@@ -80,65 +80,13 @@ struct Package {
     output: Utf8PathBuf,
 }
 
-/// A file or directory of the stage, in archive order.
-struct Entry {
-    /// Below the stage, `/`-separated.
-    path: String,
-    dir: bool,
-    executable: bool,
-}
+use crate::stage::{TreeEntry as Entry, regular_tree};
 
 fn failure(message: String) -> ActionFailure {
     ActionFailure {
         message,
         ..ActionFailure::default()
     }
-}
-
-/// The stage's entries, sorted by path; a link or special file is an error naming it.
-fn entries(tree: &Dir, stage: &Utf8Path) -> Result<Vec<Entry>, String> {
-    let mut found = Vec::new();
-    let mut problem = None;
-    let prefix = format!("{stage}/");
-    tree.walk(stage.as_str(), &mut |entry| -> Result<Walk, ConfineError> {
-        let relative = String::from_utf8_lossy(entry.relative).into_owned();
-        let path = relative
-            .strip_prefix(&prefix)
-            .unwrap_or(&relative)
-            .to_string();
-        match entry.kind {
-            Kind::Dir => {
-                found.push(Entry {
-                    path,
-                    dir: true,
-                    executable: true,
-                });
-                Ok(Walk::Enter)
-            }
-            Kind::File => {
-                let executable = entry.stat().is_ok_and(|stat| stat.executable);
-                found.push(Entry {
-                    path,
-                    dir: false,
-                    executable,
-                });
-                Ok(Walk::Skip)
-            }
-            Kind::Symlink | Kind::Other => {
-                problem.get_or_insert(format!("{relative} is a link or a special file"));
-                Ok(Walk::Skip)
-            }
-        }
-    })
-    .map_err(|err| format!("reading {stage}: {err}"))?;
-    if let Some(problem) = problem {
-        return Err(problem);
-    }
-    if found.is_empty() {
-        return Err(format!("{stage} is empty"));
-    }
-    found.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(found)
 }
 
 fn read(tree: &Dir, stage: &Utf8Path, path: &str) -> Result<Vec<u8>, String> {
@@ -296,7 +244,7 @@ impl Action for Package {
                 })?,
         };
         let tree = context.tree;
-        let entries = entries(tree, &self.stage).map_err(failure)?;
+        let entries = regular_tree(tree, &self.stage).map_err(failure)?;
         let bytes = match self.format.as_str() {
             "tar.gz" => tar_gz(tree, &self.stage, &self.top, epoch, &entries),
             "zip" => zip(tree, &self.stage, &self.top, epoch, &entries),

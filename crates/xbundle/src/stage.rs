@@ -239,23 +239,47 @@ pub fn copy_file(tree: &Dir, from: &Utf8Path, to: &Utf8Path, mode: u32) -> Resul
     .map_err(|err| format!("writing {to}: {err}"))
 }
 
-/// Copies every file below `from` to the same place below `to`; a link or a special file in
-/// it is an error naming it.
-fn copy_tree(tree: &Dir, from: &Utf8Path, to: &Utf8Path) -> Result<(), String> {
-    let mut files: Vec<(String, u32)> = Vec::new();
+/// An entry of a tree read by [`regular_tree`].
+pub struct TreeEntry {
+    /// Below the tree's directory, `/`-separated.
+    pub path: String,
+    pub dir: bool,
+    pub executable: bool,
+}
+
+/// Every directory and regular file below `from` (root-relative), sorted by path, read through
+/// the confined tree; a link or a special file is an error naming it, and so is an empty tree.
+pub fn regular_tree(tree: &Dir, from: &Utf8Path) -> Result<Vec<TreeEntry>, String> {
+    let mut found = Vec::new();
     let mut problem: Option<String> = None;
+    let prefix = format!("{from}/");
     tree.walk(from.as_str(), &mut |entry| -> Result<Walk, ConfineError> {
         let relative = String::from_utf8_lossy(entry.relative).into_owned();
+        let path = relative
+            .strip_prefix(&prefix)
+            .unwrap_or(&relative)
+            .to_string();
         match entry.kind {
-            Kind::Dir => Ok(Walk::Enter),
+            Kind::Dir => {
+                found.push(TreeEntry {
+                    path,
+                    dir: true,
+                    executable: true,
+                });
+                Ok(Walk::Enter)
+            }
             Kind::File => {
                 let executable = entry.stat().is_ok_and(|s| s.executable);
-                files.push((relative, if executable { 0o755 } else { 0o644 }));
+                found.push(TreeEntry {
+                    path,
+                    dir: false,
+                    executable,
+                });
                 Ok(Walk::Skip)
             }
             Kind::Symlink | Kind::Other => {
                 problem.get_or_insert(format!(
-                    "{relative} is a link or a special file: a bundle's UI holds regular files only"
+                    "{relative} is a link or a special file: a bundle holds regular files only"
                 ));
                 Ok(Walk::Skip)
             }
@@ -265,16 +289,21 @@ fn copy_tree(tree: &Dir, from: &Utf8Path, to: &Utf8Path) -> Result<(), String> {
     if let Some(problem) = problem {
         return Err(problem);
     }
-    if files.is_empty() {
-        return Err(format!("{from} holds no file (was the UI built?)"));
+    if !found.iter().any(|entry| !entry.dir) {
+        return Err(format!("{from} holds no file (was it built?)"));
     }
-    files.sort();
-    for (relative, mode) in files {
-        let below = relative
-            .strip_prefix(from.as_str())
-            .map(|r| r.trim_start_matches('/'))
-            .unwrap_or(&relative);
-        copy_file(tree, Utf8Path::new(&relative), &to.join(below), mode)?;
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}
+
+/// Copies every file below `from` to the same place below `to`; a link or a special file in
+/// it is an error naming it.
+fn copy_tree(tree: &Dir, from: &Utf8Path, to: &Utf8Path) -> Result<(), String> {
+    for entry in regular_tree(tree, from)? {
+        if !entry.dir {
+            let mode = if entry.executable { 0o755 } else { 0o644 };
+            copy_file(tree, &from.join(&entry.path), &to.join(&entry.path), mode)?;
+        }
     }
     Ok(())
 }
