@@ -123,7 +123,7 @@ fn env_name(name: &str) -> String {
 }
 
 /// Build type guessed from the scenario's setup steps, for a scenario whose `api/` holds no
-/// code the pipeline builds (its layout decides otherwise: [`crate::builds::detect`]).
+/// code the pipeline builds (its layout decides otherwise: [`crate::builds::detect_api`]).
 fn build_type(def: &ServiceDef) -> BuildType {
     let steps: String = def
         .setup_steps

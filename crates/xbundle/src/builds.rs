@@ -54,13 +54,6 @@ pub enum UiBuild {
     Static,
 }
 
-/// A scenario's code, as its layout shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    pub api: Option<ApiBuild>,
-    pub ui: Option<UiBuild>,
-}
-
 /// The files whose presence decides a scenario's builds (what assembly records as read).
 pub fn probed_files(scenario_dir: &Utf8Path) -> [Utf8PathBuf; 3] {
     [
@@ -70,48 +63,44 @@ pub fn probed_files(scenario_dir: &Utf8Path) -> [Utf8PathBuf; 3] {
     ]
 }
 
+/// What is at `relative` (root-relative), seen without following a link on the way; an error
+/// (a link where a directory is expected, an unreadable root) as its message.
+pub fn entry_kind(
+    root: &Utf8Path,
+    relative: &Utf8Path,
+) -> Result<Option<engine::confine::Kind>, String> {
+    let tree = engine::confine::Dir::open_root(root.as_std_path()).map_err(|e| e.to_string())?;
+    tree.lstat(relative.as_str())
+        .map(|found| found.map(|(kind, _)| kind))
+        .map_err(|err| err.to_string())
+}
+
+fn is(root: &Utf8Path, relative: &Utf8Path, kind: engine::confine::Kind) -> bool {
+    entry_kind(root, relative).is_ok_and(|found| found == Some(kind))
+}
+
 /// How the API in `api_dir` (root-relative) is built: `go.mod` or `Cargo.toml` there.
 pub fn detect_api(root: &Utf8Path, api_dir: &Utf8Path) -> Option<ApiBuild> {
-    let tree = engine::confine::Dir::open_root(root.as_std_path()).ok()?;
-    let is_file = |name: &str| {
-        matches!(
-            tree.lstat(api_dir.join(name).as_str()),
-            Ok(Some((engine::confine::Kind::File, _)))
-        )
-    };
-    if is_file("go.mod") {
+    use engine::confine::Kind;
+    if is(root, &api_dir.join("go.mod"), Kind::File) {
         Some(ApiBuild::Go)
-    } else if is_file("Cargo.toml") {
+    } else if is(root, &api_dir.join("Cargo.toml"), Kind::File) {
         Some(ApiBuild::Rust)
     } else {
         None
     }
 }
 
-/// Detects the builds of the scenario at `scenario_dir` (root-relative), reading no link.
-pub fn detect(root: &Utf8Path, scenario_dir: &Utf8Path) -> Layout {
-    let tree = engine::confine::Dir::open_root(root.as_std_path()).ok();
-    let is = |relative: &Utf8Path, kind: engine::confine::Kind| {
-        tree.as_ref()
-            .and_then(|tree| tree.lstat(relative.as_str()).ok().flatten())
-            .is_some_and(|(found, _)| found == kind)
-    };
+/// How the UI in `ui_dir` (root-relative) is built: `package.json` there, or a plain directory.
+pub fn detect_ui(root: &Utf8Path, ui_dir: &Utf8Path) -> Option<UiBuild> {
     use engine::confine::Kind;
-    let api = if is(&scenario_dir.join("api/go.mod"), Kind::File) {
-        Some(ApiBuild::Go)
-    } else if is(&scenario_dir.join("api/Cargo.toml"), Kind::File) {
-        Some(ApiBuild::Rust)
-    } else {
-        None
-    };
-    let ui = if is(&scenario_dir.join("ui/package.json"), Kind::File) {
+    if is(root, &ui_dir.join("package.json"), Kind::File) {
         Some(UiBuild::Npm)
-    } else if is(&scenario_dir.join("ui"), Kind::Dir) {
+    } else if is(root, ui_dir, Kind::Dir) {
         Some(UiBuild::Static)
     } else {
         None
-    };
-    Layout { api, ui }
+    }
 }
 
 pub fn compile_id(service: &str, platform: &str) -> TaskId {
@@ -401,22 +390,7 @@ pub fn place(
 ) -> Result<(), String> {
     let mut source =
         std::fs::File::open(from).map_err(|err| format!("reading {}: {err}", from.display()))?;
-    if let Some(parent) = to.parent()
-        && !parent.as_str().is_empty()
-    {
-        tree.create_dir_all(parent.as_str())
-            .map_err(|err| format!("creating {parent}: {err}"))?;
-    }
-    tree.write_file(to.as_str(), mode, |file: &mut std::fs::File| {
-        engine::fsutil::clone_or_copy(file, &mut source)
-            .map(|_| ())
-            .map_err(|source| engine::confine::ConfineError::Io {
-                path: to.to_string(),
-                source,
-            })
-    })
-    .map(|_| ())
-    .map_err(|err| format!("writing {to}: {err}"))
+    crate::stage::write_from(tree, &mut source, to, mode)
 }
 
 /// Variables that change what cargo builds (in the keys of Rust builds).

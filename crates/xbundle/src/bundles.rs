@@ -50,6 +50,19 @@ pub struct ProfilePlan {
 }
 
 impl ProfilePlan {
+    /// The tasks that make the selected platforms' bundles (`names` empty: every platform):
+    /// the profile's assembly, the shared builds, each platform's builds, stage, archives and
+    /// fetches.
+    pub fn targets(&self, names: &[String]) -> Vec<String> {
+        let mut targets = vec![crate::stages::assemble_id(&self.profile).to_string()];
+        targets.extend(self.shared.iter().map(ToString::to_string));
+        for platform in self.selected(names) {
+            targets.extend(platform.tasks.iter().map(ToString::to_string));
+            targets.extend(platform.fetches.iter().map(ToString::to_string));
+        }
+        targets
+    }
+
     /// The platforms `names` selects (all of them when empty).
     pub fn selected<'a>(&'a self, names: &'a [String]) -> impl Iterator<Item = &'a PlatformPlan> {
         self.platforms
@@ -111,11 +124,10 @@ fn plan_profile(
     let mut static_ui = Vec::new();
     let ui_dir = scenarios_dir.join(&scenario).join("ui");
     let ui_service = format!("{scenario}-ui");
-    let layout = builds::detect(root, &scenarios_dir.join(&scenario));
     let mut ui_dep = None;
     let definition = |name: &str| catalog.get(ServiceKind::Scenario, name).ok().flatten();
     let needs_ui = definition(&scenario).is_some_and(|def| def.ports.contains_key("ui"));
-    match layout.ui {
+    match builds::detect_ui(root, &ui_dir) {
         Some(UiBuild::Npm) => match builds::npm_spec(tools, &ui_service, &ui_dir) {
             Ok(spec) => {
                 ui.insert(format!("ui/{scenario}"), ui_dir.join("dist"));
@@ -137,19 +149,17 @@ fn plan_profile(
             what: format!("the UI of {scenario}"),
             platform: String::new(),
             missing: Missing {
-                reason: match engine::confine::Dir::open_root(root.as_std_path())
-                    .map(|tree| tree.lstat(ui_dir.as_str()))
-                {
-                    Ok(Ok(None)) => format!("{ui_dir}/ does not exist"),
-                    Ok(Ok(Some((engine::confine::Kind::Dir, _)))) => {
+                reason: match builds::entry_kind(root, &ui_dir) {
+                    Ok(None) => format!("{ui_dir}/ does not exist"),
+                    Ok(Some(engine::confine::Kind::Dir)) => {
                         format!("{ui_dir}/ holds nothing to ship")
                     }
-                    Ok(Ok(Some((engine::confine::Kind::Symlink, _)))) => format!(
+                    Ok(Some(engine::confine::Kind::Symlink)) => format!(
                         "{ui_dir} is a symbolic link (xbundle never follows links in a repository)"
                     ),
-                    Ok(Ok(Some(_))) => format!("{ui_dir} is not a directory"),
+                    Ok(Some(_)) => format!("{ui_dir} is not a directory"),
                     // A link on the way (never followed) or unreadable.
-                    Ok(Err(err)) | Err(err) => err.to_string(),
+                    Err(err) => err,
                 },
                 fix: format!(
                     "add the UI's code in {ui_dir}/ (a package.json with a build script, or static files)"
@@ -158,6 +168,20 @@ fn plan_profile(
         }),
         None => {}
     }
+    // How each shipped scenario's API is built, and whether its bundle runs one (a port
+    // besides `ui`): the same on every platform.
+    let apis: Vec<(String, ChosenBuild, bool)> = scenarios
+        .iter()
+        .map(|shipped| {
+            let service = format!("{shipped}-api");
+            let chosen = build_of(root, &scenarios_dir.join(shipped), profile, &service);
+            let runs_api =
+                definition(shipped).is_some_and(|def| def.ports.keys().any(|port| port != "ui"));
+            (service, chosen, runs_api)
+        })
+        .collect();
+    let profile_assets =
+        crate::assets::profile_assets(&context.config, &profile.name, &context.platforms);
     let mut platform_plans = Vec::new();
     for platform in &platforms {
         let mut tasks = Vec::new();
@@ -170,18 +194,15 @@ fn plan_profile(
             .collect();
         let mut deps = vec![crate::stages::assemble_id(&profile.name)];
         deps.extend(ui_dep.clone());
-        for shipped in &scenarios {
-            let dir = scenarios_dir.join(shipped);
-            let service = format!("{shipped}-api");
-            let chosen = build_of(root, &dir, profile, &service);
-            let api_dir = chosen.dir.clone();
+        for (service, chosen, runs_api) in &apis {
+            let api_dir = &chosen.dir;
             let spec = match chosen.kind {
                 Some(ApiBuild::Go) => builds::go_spec(
                     tools,
                     root,
                     out,
-                    &service,
-                    &api_dir,
+                    service,
+                    api_dir,
                     chosen.package.as_deref().unwrap_or("."),
                     platform,
                 ),
@@ -189,8 +210,8 @@ fn plan_profile(
                     tools,
                     root,
                     out,
-                    &service,
-                    &api_dir,
+                    service,
+                    api_dir,
                     chosen.bin.as_deref(),
                     platform,
                 ),
@@ -198,17 +219,13 @@ fn plan_profile(
                 None if chosen.none => continue,
                 // A scenario whose bundle runs an API (it declares a port besides `ui`) but
                 // that holds no code to build.
-                None if definition(shipped)
-                    .is_some_and(|def| def.ports.keys().any(|port| port != "ui")) =>
-                {
-                    Err(Missing {
-                        reason: format!("{api_dir}/ holds no go.mod or Cargo.toml"),
-                        fix: format!(
-                            "add the API's code in {api_dir}/ (a Go module or a Cargo package), or set its build in bundle.toml ([profiles.{}.builds.{service}])",
-                            profile.name
-                        ),
-                    })
-                }
+                None if *runs_api => Err(Missing {
+                    reason: format!("{api_dir}/ holds no go.mod or Cargo.toml"),
+                    fix: format!(
+                        "add the API's code in {api_dir}/ (a Go module or a Cargo package), or set its build in bundle.toml ([profiles.{}.builds.{service}])",
+                        profile.name
+                    ),
+                }),
                 None => continue,
             };
             match spec {
@@ -241,49 +258,43 @@ fn plan_profile(
                 }),
             }
         }
-        let fetches: Vec<TaskId> =
-            crate::assets::profile_assets(&context.config, &profile.name, &context.platforms)
-                .into_iter()
-                .filter(|(_, on)| on == &platform.id)
-                .map(|(asset, on)| crate::assets::fetch_id(&asset.id, &on))
-                .collect();
-        let assets: Vec<String> =
-            crate::assets::profile_assets(&context.config, &profile.name, &context.platforms)
-                .into_iter()
-                .filter(|(_, on)| on == &platform.id)
-                .map(|(asset, _)| asset.id.clone())
-                .collect();
+        let (fetches, assets): (Vec<TaskId>, Vec<String>) = profile_assets
+            .iter()
+            .filter(|(_, on)| on == &platform.id)
+            .map(|(asset, on)| (crate::assets::fetch_id(&asset.id, on), asset.id.clone()))
+            .unzip();
         deps.extend(fetches.iter().cloned());
         let prebuilt = context
             .config
             .runtimes
             .iter()
             .any(|runtime| runtime.platform == platform.id);
-        let runtime = match builds::runtime_spec(tools, root, out, platform) {
-            // A prebuilt runtime named for the platform is the user's choice for it.
-            _ if prebuilt => {
-                deps.push(crate::assets::runtime_fetch_id(&platform.id));
-                tasks.push(crate::assets::runtime_fetch_id(&platform.id));
-                Some(crate::assets::runtime_file(
-                    out,
-                    &platform.id,
-                    &platform.exe_suffix,
-                ))
-            }
-            Ok(spec) => {
-                let path = builds::runtime_path(out, platform);
-                tasks.push(spec.id.clone());
-                deps.push(spec.id.clone());
-                specs.insert(spec.id.clone(), spec);
-                Some(path)
-            }
-            Err(reason) => {
-                missing.push(Unbuildable {
-                    what: "the runtime".into(),
-                    platform: platform.id.clone(),
-                    missing: reason,
-                });
-                None
+        // A prebuilt runtime named for the platform is the user's choice for it.
+        let runtime = if prebuilt {
+            deps.push(crate::assets::runtime_fetch_id(&platform.id));
+            tasks.push(crate::assets::runtime_fetch_id(&platform.id));
+            Some(crate::assets::runtime_file(
+                out,
+                &platform.id,
+                &platform.exe_suffix,
+            ))
+        } else {
+            match builds::runtime_spec(tools, root, out, platform) {
+                Ok(spec) => {
+                    let path = builds::runtime_path(out, platform);
+                    tasks.push(spec.id.clone());
+                    deps.push(spec.id.clone());
+                    specs.insert(spec.id.clone(), spec);
+                    Some(path)
+                }
+                Err(reason) => {
+                    missing.push(Unbuildable {
+                        what: "the runtime".into(),
+                        platform: platform.id.clone(),
+                        missing: reason,
+                    });
+                    None
+                }
             }
         };
         let dir = stage::stage_dir(out, &profile.name, &platform.id);

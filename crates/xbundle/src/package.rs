@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use engine::confine::{ConfineError, Dir};
+use engine::confine::Dir;
 use engine::{Action, ActionContext, ActionFailure, ActionOutput, TaskId, TaskSpec};
 
 /// Bump when what packaging produces changes for the same inputs.
@@ -251,17 +251,7 @@ impl Action for Package {
             other => Err(format!("no writer for the format `{other}`")),
         }
         .map_err(failure)?;
-        if let Some(parent) = self.output.parent() {
-            tree.create_dir_all(parent.as_str())
-                .map_err(|err| failure(format!("creating {parent}: {err}")))?;
-        }
-        tree.write_file(self.output.as_str(), 0o644, |file: &mut std::fs::File| {
-            file.write_all(&bytes).map_err(|source| ConfineError::Io {
-                path: self.output.to_string(),
-                source,
-            })
-        })
-        .map_err(|err| failure(format!("writing {}: {err}", self.output)))?;
+        crate::stage::write_bytes(tree, &self.output, &bytes).map_err(failure)?;
         Ok(ActionOutput::default())
     }
 }

@@ -36,7 +36,7 @@ use engine::{CommandAction, GraphError, TaskGraph, TaskId, TaskSpec};
 
 use camino::Utf8Path;
 
-use crate::analysis::{self, Layout};
+use crate::analysis;
 use crate::config::{BundleConfig, Command, DeclaredTask};
 use crate::diagnostic::Diagnostic;
 
@@ -101,6 +101,9 @@ pub fn declared_specs(config: &BundleConfig) -> Vec<TaskSpec> {
 pub struct Plan {
     pub graph: TaskGraph,
     pub bundles: Vec<crate::bundles::ProfilePlan>,
+    /// What planning loaded (configuration, platforms, layout), for the commands that go on
+    /// to assemble or stage.
+    pub context: crate::stages::Context,
 }
 
 /// The full task graph of this repository (declared tasks and pipeline stages), or a diagnostic
@@ -113,29 +116,31 @@ pub fn graph(
     plan(config, root, tools).map(|plan| plan.graph)
 }
 
-/// Plans every task and checks the whole definition (module docs); profiles that fail to
-/// assemble are returned, not raised, so `check` can report each one.
+/// Plans every task and checks the whole definition (module docs). Assembles nothing: `check`
+/// assembles every profile from the returned context, builds assemble in their tasks.
 pub fn plan(
     config: &BundleConfig,
     root: &Utf8Path,
     tools: &crate::toolchain::Toolchains,
 ) -> Result<Plan, Diagnostic> {
     let cache = config.cache_location(root)?;
-    let layout = Layout {
-        root: root.to_path_buf(),
-        scenarios: config.workspace.scenarios.clone(),
-        resources: config.workspace.resources.clone(),
-    };
-    let mut specs = declared_specs(config);
-    specs.extend(analysis::task::specs(&layout, &config.workspace.out));
     let context = crate::stages::Context::new(root, config.clone())?;
+    let mut specs = declared_specs(config);
+    specs.extend(analysis::task::specs(
+        &context.layout,
+        &config.workspace.out,
+    ));
     specs.extend(crate::stages::plan(&context));
     let (build_specs, bundles) = crate::bundles::plan(&context, tools);
     specs.extend(build_specs);
     specs.extend(crate::assets::specs(config, &context.platforms)?);
     let graph = TaskGraph::new(specs).map_err(|err| graph_diagnostic(config, err))?;
     check_ownership(config, &graph, cache.inside_root.as_deref())?;
-    Ok(Plan { graph, bundles })
+    Ok(Plan {
+        graph,
+        bundles,
+        context,
+    })
 }
 
 /// A task's outputs, compiled, with where the task is written in bundle.toml.

@@ -212,11 +212,31 @@ fn ensure_parent(tree: &Dir, to: &Utf8Path) -> Result<(), String> {
     Ok(())
 }
 
-fn write_bytes(tree: &Dir, to: &Utf8Path, bytes: &[u8]) -> Result<(), String> {
+/// Writes `bytes` to `to` (root-relative) through the confined tree: its directories made
+/// without following a link, the file written beside it and renamed into place.
+pub fn write_bytes(tree: &Dir, to: &Utf8Path, bytes: &[u8]) -> Result<(), String> {
     ensure_parent(tree, to)?;
     tree.write_file(to.as_str(), 0o644, |file: &mut std::fs::File| {
         use std::io::Write;
         file.write_all(bytes).map_err(io_error(to))
+    })
+    .map(|_| ())
+    .map_err(|err| format!("writing {to}: {err}"))
+}
+
+/// Writes what `source` holds to `to` (root-relative) like [`write_bytes`], as a reflink where
+/// the file system allows it (staging and builds then share the blocks they copy).
+pub fn write_from(
+    tree: &Dir,
+    source: &mut std::fs::File,
+    to: &Utf8Path,
+    mode: u32,
+) -> Result<(), String> {
+    ensure_parent(tree, to)?;
+    tree.write_file(to.as_str(), mode, |file: &mut std::fs::File| {
+        engine::fsutil::clone_or_copy(file, source)
+            .map(|_| ())
+            .map_err(io_error(to))
     })
     .map(|_| ())
     .map_err(|err| format!("writing {to}: {err}"))
@@ -228,15 +248,7 @@ pub fn copy_file(tree: &Dir, from: &Utf8Path, to: &Utf8Path, mode: u32) -> Resul
         .open_file(from.as_str())
         .map_err(|err| format!("reading {from}: {err}"))?
         .ok_or_else(|| format!("{from} is missing"))?;
-    ensure_parent(tree, to)?;
-    // A reflink where the file system allows it: staging shares the blocks it copies.
-    tree.write_file(to.as_str(), mode, |file: &mut std::fs::File| {
-        engine::fsutil::clone_or_copy(file, &mut source)
-            .map(|_| ())
-            .map_err(io_error(to))
-    })
-    .map(|_| ())
-    .map_err(|err| format!("writing {to}: {err}"))
+    write_from(tree, &mut source, to, mode)
 }
 
 /// An entry of a tree read by [`regular_tree`].

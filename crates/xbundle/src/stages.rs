@@ -138,17 +138,8 @@ fn write(
     relative: &Utf8Path,
     text: &str,
 ) -> Result<(), ActionFailure> {
-    tree.write_file(relative.as_str(), 0o644, |file: &mut std::fs::File| {
-        use std::io::Write;
-        file.write_all(text.as_bytes())
-            .map_err(|source| engine::confine::ConfineError::Io {
-                path: relative.to_string(),
-                source,
-            })
-    })
-    .map(|_| ())
-    .map_err(|err| ActionFailure {
-        message: format!("writing {relative}: {err}"),
+    crate::stage::write_bytes(tree, relative, text.as_bytes()).map_err(|message| ActionFailure {
+        message,
         ..ActionFailure::default()
     })
 }

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -177,6 +177,11 @@ pub struct Toolchains {
     /// `<state>/tools`, where probes are cached; `None`: not cached.
     cache_dir: Option<PathBuf>,
     cache: Mutex<(ProbeFile, bool)>,
+    /// Each toolchain as this process found it: planning asks once per platform, and the
+    /// answer (PATH search, stats, cache lookup) does not change within a run.
+    go: OnceLock<Result<Go, Missing>>,
+    rust: OnceLock<Result<Rust, Missing>>,
+    node: OnceLock<Result<Node, Missing>>,
 }
 
 impl Toolchains {
@@ -199,6 +204,9 @@ impl Toolchains {
             root: root.to_path_buf(),
             cache_dir,
             cache: Mutex::new((cached, false)),
+            go: OnceLock::new(),
+            rust: OnceLock::new(),
+            node: OnceLock::new(),
         }
     }
 
@@ -259,6 +267,10 @@ impl Toolchains {
     }
 
     pub fn go(&self) -> Result<Go, Missing> {
+        self.go.get_or_init(|| self.probe_go()).clone()
+    }
+
+    fn probe_go(&self) -> Result<Go, Missing> {
         let missing = |reason: String| Missing {
             reason,
             fix: "install Go (Debian: apt-get install golang-go; or https://go.dev/dl)".into(),
@@ -305,6 +317,10 @@ impl Toolchains {
     }
 
     pub fn rust(&self) -> Result<Rust, Missing> {
+        self.rust.get_or_init(|| self.probe_rust()).clone()
+    }
+
+    fn probe_rust(&self) -> Result<Rust, Missing> {
         let missing = |reason: String| Missing {
             reason,
             fix: "install Rust with rustup (https://rustup.rs)".into(),
@@ -379,6 +395,10 @@ impl Toolchains {
     }
 
     pub fn node(&self) -> Result<Node, Missing> {
+        self.node.get_or_init(|| self.probe_node()).clone()
+    }
+
+    fn probe_node(&self) -> Result<Node, Missing> {
         let missing = |reason: String| Missing {
             reason,
             fix: "install Node.js and npm (Debian: apt-get install nodejs npm)".into(),

@@ -178,7 +178,7 @@ pub(super) fn run(
         .iter()
         .find(|b| b.profile == profile.name)
         .expect("every profile is planned");
-    let context = crate::stages::Context::new(&workspace.root, workspace.config.clone())?;
+    let context = &plan.context;
     let host = host_platform(&context.platforms).ok_or_else(|| {
         Diagnostic::error(format!(
             "no platform in platforms/ describes this machine ({} {})",
@@ -241,10 +241,7 @@ pub(super) fn run(
         ))
         .help("`cargo xtask doctor` lists what this machine can build"));
     }
-    let mut targets: Vec<String> = vec![crate::stages::assemble_id(&profile.name).to_string()];
-    targets.extend(bundles.shared.iter().map(ToString::to_string));
-    targets.extend(platform.tasks.iter().map(ToString::to_string));
-    targets.extend(platform.fetches.iter().map(ToString::to_string));
+    let targets = bundles.targets(std::slice::from_ref(&host));
     workspace.tools.save();
     let code = super::build::run_tasks(workspace, &plan.graph, &targets, args, shell)?;
     if code != 0 || args.dry_run {

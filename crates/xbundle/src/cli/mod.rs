@@ -394,12 +394,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
                         targets.push(analyze);
                     }
                     targets.push(crate::stages::secrets_id(&profile.name).to_string());
-                    targets.push(crate::stages::assemble_id(&profile.name).to_string());
-                    targets.extend(bundles.shared.iter().map(ToString::to_string));
-                    for platform in bundles.selected(platforms) {
-                        targets.extend(platform.tasks.iter().map(ToString::to_string));
-                        targets.extend(platform.fetches.iter().map(ToString::to_string));
-                    }
+                    targets.extend(bundles.targets(platforms));
                     targets
                 }
                 _ => Vec::new(),

@@ -346,14 +346,14 @@ pub(super) fn export(
     arg: &ProfileArg,
     shell: &Shell,
 ) -> Result<u8, Diagnostic> {
-    let context = Context::new(&workspace.root, workspace.config.clone())?;
-    let name = profile_name(&context, arg)?;
+    let plan = crate::plan::plan(&workspace.config, &workspace.root, &workspace.tools)?;
+    let context = &plan.context;
+    let name = profile_name(context, arg)?;
     // One assembly, in the task (which depends on no other): a bad profile fails it, exit 2
     // with the located diagnostic, and nothing is written.
-    let graph = crate::plan::graph(&workspace.config, &workspace.root, &workspace.tools)?;
     let summary = workspace
         .engine
-        .run(&graph, &[stages::assemble_id(&name)], shell)?;
+        .run(&plan.graph, &[stages::assemble_id(&name)], shell)?;
     if !summary.success() {
         return Ok(exit::code_of_failures(&summary));
     }
@@ -408,8 +408,7 @@ pub(super) fn check(workspace: &Workspace, shell: &Shell) -> Result<u8, Diagnost
     let config = &workspace.config;
     // Graph-level problems (paths, cycles, overlapping outputs) stop here.
     let plan = crate::plan::plan(config, &workspace.root, &workspace.tools)?;
-    let context = Context::new(&workspace.root, config.clone())?;
-    let profiles = stages::assemble_all(&context);
+    let profiles = stages::assemble_all(&plan.context);
     for (name, result) in &profiles {
         match result {
             Ok(assembly) => {
