@@ -530,7 +530,7 @@ fn tail(text: &str) -> String {
     out
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let middle = sorted.len() / 2;
@@ -599,6 +599,14 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The release `xtask` that `cargo build --release -p xtask` in `workspace` makes (its
+/// target directory: `CARGO_TARGET_DIR`, relative to the workspace, or `target/`).
+pub(crate) fn release_xtask(workspace: &Path) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
+    target.join("release").join("xtask")
+}
+
 fn run(options: &Options) -> Result<()> {
     let load_before = load_average();
     let sh = Shell::new()?;
@@ -610,9 +618,7 @@ fn run(options: &Options) -> Result<()> {
 
     progress("building the release binary (cargo build --release -p xtask)");
     cmd!(sh, "cargo build --release -p xtask").run()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
-    let xtask = target.join("release").join("xtask");
+    let xtask = release_xtask(&workspace);
     if !xtask.is_file() {
         return Err(Failure::Other(format!("{} was not built", xtask.display())));
     }

@@ -92,7 +92,7 @@ fn rerun_in_release(args: &[OsString]) -> ExitCode {
         eprintln!("bench downloads: the release build failed");
         return ExitCode::from(1);
     }
-    let status = Command::new(root.join("target/release/xtask"))
+    let status = Command::new(crate::bench::release_xtask(&root))
         .args(["bench", "downloads"])
         .args(args)
         .status();
@@ -131,11 +131,6 @@ fn payload(len: usize) -> Vec<u8> {
     }
     bytes.truncate(len);
     bytes
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn run(options: &Options) -> Result<(), String> {
@@ -200,7 +195,8 @@ fn run(options: &Options) -> Result<(), String> {
         }
         task.push(megabytes / fetch_task(dir.path(), round, &url, &digest)?);
     }
-    let (curl, client, task) = (median(&mut curl), median(&mut client), median(&mut task));
+    let median = crate::bench::median;
+    let (curl, client, task) = (median(&curl), median(&client), median(&task));
     let ratio = client / curl;
     println!(
         "asset downloads, {} MiB from 127.0.0.1, median of {} round(s):\n  curl                  {curl:>8.0} MB/s\n  xbundle client        {client:>8.0} MB/s  ({:.0}% of curl; goal >= 90%)\n  whole fetch: task     {task:>8.0} MB/s  (download + CAS put + engine output store)",

@@ -52,12 +52,7 @@ pub fn listing(files: &[TreeFile]) -> Result<String, String> {
         if previous == Some(file.path.as_str()) {
             return Err(format!("`{}` is listed twice", file.path));
         }
-        if file.sha256.len() != 64
-            || !file
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if !crate::is_sha256(&file.sha256) {
             return Err(format!(
                 "`{}`: `{}` is not a SHA-256",
                 file.path, file.sha256

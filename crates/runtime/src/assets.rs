@@ -32,6 +32,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::confine::{Dir, Kind, RelPath};
+use crate::secrets::hex;
 
 /// Where the record of verified assets lives, in `runtime/`.
 pub const STATE_FILE: &str = "assets.json";
@@ -79,10 +80,6 @@ struct Found {
     /// Relative to the asset (empty for a file asset).
     path: String,
     stat: libc::stat,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn sha256(bytes: &[u8]) -> String {

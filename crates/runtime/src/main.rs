@@ -208,10 +208,7 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
         secrets::Secrets::load(manifest, &app, &telemetry).map_err(|e| format!("secrets: {e}"))?;
 
     // The control API: token first, then the listener (the manifest's port, else any).
-    let token: String = secrets::random_bytes(32)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let token = secrets::hex(&secrets::random_bytes(32));
     let token_dir = app
         .open_dir(&paths.token.parent(), true)
         .map_err(|e| io(&paths.token.parent().under(&app_data), e))?;

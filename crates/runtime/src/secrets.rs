@@ -92,7 +92,7 @@ fn file_name(id: &str) -> String {
     if manifest::check_id(id).is_ok() {
         id.to_owned()
     } else {
-        id.bytes().map(|b| format!("{b:02x}")).collect()
+        hex(id.as_bytes())
     }
 }
 
@@ -207,7 +207,7 @@ pub fn generate_value(spec: &GeneratorSpec) -> String {
             let mut b = random_bytes(16);
             b[6] = (b[6] & 0x0f) | 0x40;
             b[8] = (b[8] & 0x3f) | 0x80;
-            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            let hex = hex(&b);
             format!(
                 "{}-{}-{}-{}-{}",
                 &hex[0..8],
@@ -408,6 +408,11 @@ pub fn fetch(secret: &Secret) -> SecretState {
         }
         Err(err) => SecretState::Unavailable(format!("offline or unreachable ({err})")),
     }
+}
+
+/// Lowercase hexadecimal of `bytes` (tokens, file names of odd ids, digests).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -535,29 +535,8 @@ fn start(runtime: &Arc<Runtime>, index: usize) {
             return;
         }
     }
-    for (asset, rel) in service
-        .assets()
-        .iter()
-        .zip(&runtime.plan.paths.assets[index])
-    {
-        match (runtime.plan.bundle.file_size(rel), asset.size_bytes) {
-            (Ok(len), Some(size)) if len != size => {
-                runtime.telemetry.event(
-                    "asset_checksum_mismatch",
-                    json!({"service": service.id, "asset": asset.path, "expected_size": size, "size": len}),
-                );
-                log.line(&format!(
-                    "[xbundle-runtime] asset {} has {len} bytes, expected {size}",
-                    asset.path
-                ));
-            }
-            (Err(_), _) => log.line(&format!(
-                "[xbundle-runtime] asset {} is missing",
-                asset.path
-            )),
-            _ => {}
-        }
-    }
+    // Assets were verified (digest and size, trees for unpacked ones) before anything
+    // started: `assets::verify`.
     let (program, args, cwd, binary_env) = match &launch {
         Launch::Program {
             program,

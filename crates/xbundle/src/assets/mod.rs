@@ -144,15 +144,6 @@ pub fn profile_assets<'a>(
     pairs
 }
 
-/// The fetch tasks a profile's bundles need (its assets; prebuilt runtimes are the
-/// coordinator's `runtime@` choice, see [`runtime_fetch_id`]).
-pub fn profile_task_ids(config: &BundleConfig, profile: &str, known: &[Platform]) -> Vec<TaskId> {
-    profile_assets(config, profile, known)
-        .into_iter()
-        .map(|(asset, platform)| fetch_id(&asset.id, &platform))
-        .collect()
-}
-
 /// Every fetch task of the configuration: each asset on every platform it is named for, and on
 /// every platform of the profiles that use it; each prebuilt runtime. A platform with no file
 /// in `platforms/` is an error at its line.
@@ -192,7 +183,6 @@ pub fn specs(config: &BundleConfig, known: &[Platform]) -> Result<Vec<TaskSpec>,
     for asset in &config.assets {
         for platform in &pairs[&asset.id] {
             specs.push(spec(
-                config,
                 &asset.id,
                 platform,
                 FetchAction {
@@ -211,7 +201,6 @@ pub fn specs(config: &BundleConfig, known: &[Platform]) -> Result<Vec<TaskSpec>,
             return Err(unknown(&runtime.platform, runtime.platform_span.clone()));
         };
         specs.push(spec(
-            config,
             config::RUNTIME_ID,
             &platform.id,
             FetchAction {
@@ -227,7 +216,7 @@ pub fn specs(config: &BundleConfig, known: &[Platform]) -> Result<Vec<TaskSpec>,
     Ok(specs)
 }
 
-fn spec(config: &BundleConfig, id: &str, platform: &str, action: FetchAction) -> TaskSpec {
+fn spec(id: &str, platform: &str, action: FetchAction) -> TaskSpec {
     let mut params = BTreeMap::new();
     params.insert("url".to_string(), action.source.url.clone());
     params.insert("sha256".to_string(), action.source.sha256.clone());
@@ -248,7 +237,6 @@ fn spec(config: &BundleConfig, id: &str, platform: &str, action: FetchAction) ->
         "implementation".to_string(),
         crate::IMPLEMENTATION.to_string(),
     );
-    let _ = config;
     TaskSpec {
         id: fetch_id(id, platform),
         kind: "fetch".to_string(),
@@ -417,7 +405,6 @@ impl FetchAction {
                 }
             }
         }
-        let mut size = None;
         if !from_cache {
             if offline(context) && !self.source.url.starts_with("file://") {
                 return Err(failure(format!(
@@ -448,7 +435,6 @@ impl FetchAction {
                     downloaded.size, downloaded.digest
                 )));
             }
-            size = Some(downloaded.size);
         }
         let mode = if self.executable { 0o755 } else { 0o644 };
         temp.finish(mode).map_err(|err| failure(err.to_string()))?;
@@ -467,7 +453,7 @@ impl FetchAction {
                 manifest::Asset {
                     path: self.dest.clone(),
                     sha256: Some(expected.to_hex()),
-                    size_bytes: Some(size.unwrap_or(stat.size)),
+                    size_bytes: Some(stat.size),
                     url: Some(shown.clone()),
                     unpacked: None,
                     extra: Default::default(),

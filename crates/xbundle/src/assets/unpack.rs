@@ -25,7 +25,7 @@
 //! that held what the archive named, the base and its parents (below the tree given) when
 //! empty: only empty directories, so nothing this unpacking did not write is removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 
@@ -75,8 +75,8 @@ pub fn unpack(
         entries: 0,
         bytes: 0,
         files: BTreeMap::new(),
-        dirs: Vec::new(),
-        links: Vec::new(),
+        dirs: BTreeSet::new(),
+        links: BTreeMap::new(),
         written: Vec::new(),
         touched: Vec::new(),
     };
@@ -100,15 +100,6 @@ pub fn unpack(
     }
 }
 
-/// A link to resolve once every file is written.
-struct Link {
-    /// Where it is (relative to the base).
-    path: String,
-    /// What it leads to, resolved lexically (relative to the base).
-    target: String,
-    executable: bool,
-}
-
 struct Writer<'a> {
     tree: &'a Dir,
     base: &'a str,
@@ -118,8 +109,10 @@ struct Writer<'a> {
     /// Files written, by path relative to the base.
     files: BTreeMap<String, Unpacked>,
     /// Directories named by the archive (relative to the base).
-    dirs: Vec<String>,
-    links: Vec<Link>,
+    dirs: BTreeSet<String>,
+    /// Links to resolve once every file is written: where each is (relative to the base) ->
+    /// what it leads to, resolved lexically (relative to the base).
+    links: BTreeMap<String, String>,
     /// Every file written (root-relative), for the roll back.
     written: Vec<String>,
     /// Every path an entry named (relative to the base), written or not: the directories made
@@ -218,8 +211,8 @@ impl Writer<'_> {
 
     fn taken(&self, path: &str) -> Result<(), String> {
         if self.files.contains_key(path)
-            || self.links.iter().any(|link| link.path == path)
-            || self.dirs.iter().any(|dir| dir == path)
+            || self.links.contains_key(path)
+            || self.dirs.contains(path)
         {
             return Err(format!("entry `{path}` appears twice in the archive"));
         }
@@ -232,7 +225,7 @@ impl Writer<'_> {
         self.tree
             .create_dir_all(&self.full(path))
             .map_err(|err| err.to_string())?;
-        self.dirs.push(path.to_string());
+        self.dirs.insert(path.to_string());
         Ok(())
     }
 
@@ -293,11 +286,7 @@ impl Writer<'_> {
         self.count(path)?;
         self.taken(path)?;
         let target = link_target(path, target)?;
-        self.links.push(Link {
-            path: path.to_string(),
-            target,
-            executable: false,
-        });
+        self.links.insert(path.to_string(), target);
         Ok(())
     }
 
@@ -314,25 +303,16 @@ impl Writer<'_> {
                 "hard link `{path}` leads to `{target}`, which is not a file unpacked before it"
             ));
         }
-        self.links.push(Link {
-            path: path.to_string(),
-            target,
-            executable: false,
-        });
+        self.links.insert(path.to_string(), target);
         Ok(())
     }
 
     /// Every link becomes a copy of the file it leads to (through links, at most
     /// [`MAX_LINK_HOPS`]).
     fn resolve_links(&mut self) -> Result<(), String> {
-        let links: BTreeMap<String, String> = self
-            .links
-            .iter()
-            .map(|link| (link.path.clone(), link.target.clone()))
-            .collect();
-        for index in 0..self.links.len() {
-            let path = self.links[index].path.clone();
-            let mut target = self.links[index].target.clone();
+        let links = std::mem::take(&mut self.links);
+        for (path, target) in &links {
+            let mut target = target.clone();
             let mut hops = 0;
             while let Some(next) = links.get(&target) {
                 hops += 1;
@@ -343,7 +323,7 @@ impl Writer<'_> {
             }
             let Some(file) = self.files.get(&target) else {
                 return Err(
-                    if self.dirs.iter().any(|dir| dir == &target)
+                    if self.dirs.contains(&target)
                         || self
                             .files
                             .keys()
@@ -359,13 +339,13 @@ impl Writer<'_> {
                     },
                 );
             };
-            let executable = file.executable || self.links[index].executable;
+            let executable = file.executable;
             let (mut input, _) = self
                 .tree
                 .open_file(&self.full(&target))
                 .map_err(|err| err.to_string())?
                 .ok_or_else(|| format!("`{target}` vanished while unpacking"))?;
-            self.write(&path, executable, &mut input)?;
+            self.write(path, executable, &mut input)?;
         }
         Ok(())
     }
@@ -389,7 +369,11 @@ impl Writer<'_> {
             dirs.push(parts.join("/"));
             parts.pop();
         }
-        dirs.sort_by_key(|dir| std::cmp::Reverse(dir.matches('/').count()));
+        // Deepest first; equal paths next to each other so each is tried once.
+        dirs.sort_by(|a, b| {
+            let depth = |dir: &String| dir.matches('/').count();
+            depth(b).cmp(&depth(a)).then_with(|| a.cmp(b))
+        });
         dirs.dedup();
         for dir in dirs {
             let _ = self.tree.remove_empty_dir(&dir);
