@@ -222,6 +222,23 @@ pub enum Walk {
     Skip,
 }
 
+/// The directory holding a path's last component: this one, or one opened below it.
+enum Parent<'a> {
+    This(&'a Dir),
+    Opened(Dir),
+}
+
+impl std::ops::Deref for Parent<'_> {
+    type Target = Dir;
+
+    fn deref(&self) -> &Dir {
+        match self {
+            Parent::This(dir) => dir,
+            Parent::Opened(dir) => dir,
+        }
+    }
+}
+
 /// An open directory, the anchor of confined operations (see the module docs).
 #[derive(Debug)]
 pub struct Dir {
@@ -349,11 +366,19 @@ impl Dir {
     }
 
     /// The directory holding `relative` and the last component's name; `Ok(None)` when the
-    /// parent does not exist.
-    fn parent_of<'p>(&self, relative: &'p str) -> Result<Option<(Dir, &'p str)>, ConfineError> {
+    /// parent does not exist. A plain name's directory is this one (no new handle: `statat`,
+    /// `openat` and `unlinkat` share no read position).
+    fn parent_of<'s, 'p>(
+        &'s self,
+        relative: &'p str,
+    ) -> Result<Option<(Parent<'s>, &'p str)>, ConfineError> {
         check_relative(relative)?;
-        let (parent, name) = relative.rsplit_once('/').unwrap_or(("", relative));
-        Ok(self.open_dir(parent)?.map(|dir| (dir, name)))
+        match relative.rsplit_once('/') {
+            None => Ok(Some((Parent::This(self), relative))),
+            Some((parent, name)) => Ok(self
+                .open_dir(parent)?
+                .map(|dir| (Parent::Opened(dir), name))),
+        }
     }
 
     /// Creates the directory `relative` and its missing parents (never through a link) and opens

@@ -327,6 +327,7 @@ impl Store {
     }
 
     /// Reads a whole blob of `size` bytes, verifying its digest.
+    #[cfg(test)]
     pub fn get_bytes(&self, digest: &Digest, size: u64) -> Result<Vec<u8>, StoreError> {
         let mut bytes = Vec::new();
         self.stream_bytes(digest, size, &mut |chunk| bytes.extend_from_slice(chunk))?;
@@ -335,8 +336,9 @@ impl Store {
 
     /// Passes the blob `digest` of `size` bytes to `emit` in pieces of at most 1 MiB (cut after
     /// a newline where there is one), only after all of it was read and found to match its
-    /// digest; memory stays bounded whatever the size. The pieces are read again from the
-    /// opened file (a blob changed in place between the two reads is reported, after the fact).
+    /// digest; memory stays bounded whatever the size. A blob of one piece is read once; a
+    /// larger one is read again from the opened file for its pieces (a blob changed in place
+    /// between the two reads is reported, after the fact).
     pub fn stream_bytes(
         &self,
         digest: &Digest,
@@ -345,6 +347,19 @@ impl Store {
     ) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
         let mut file = self.open_blob(digest, size)?;
+        if size <= CHUNK as u64 {
+            // One piece (what the loop below emits for it too): read and verified once.
+            let mut bytes = Vec::with_capacity(size as usize);
+            let found = copy_verified(&mut file, &mut bytes, size, &|| false)
+                .map_err(|err| err.into_store(&path, None))?;
+            if found != *digest {
+                return Err(self.damaged(digest, found));
+            }
+            if !bytes.is_empty() {
+                emit(&bytes);
+            }
+            return Ok(());
+        }
         let found = copy_verified(&mut file, &mut io::sink(), size, &|| false)
             .map_err(|err| err.into_store(&path, None))?;
         if found != *digest {
@@ -1070,6 +1085,7 @@ fn reflink_verified(
 }
 
 /// Whether this file system clones files (`FICLONE`) in `dir`: for reports and tests.
+#[cfg(test)]
 pub fn reflinks_supported(dir: &Path) -> bool {
     let Ok(temp) = tempfile::tempdir_in(dir) else {
         return false;
