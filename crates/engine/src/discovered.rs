@@ -283,13 +283,18 @@ fn state(context: &Context<'_>, path: &str) -> Result<State, String> {
 /// directory changed at or after `clock`, and not only because the task wrote its outputs there
 /// (`output_dirs`: the directories holding them, and theirs up to the root).
 fn absent_racy(root: &Dir, path: &str, clock: i64, output_dirs: &HashSet<String>) -> bool {
+    // The nearest existing directory above `path`, with its stat (the root's own, `fstat`, when
+    // nothing below it exists).
     let mut current = path;
-    let nearest = loop {
+    let (nearest, stat) = loop {
         let Some((parent, _)) = current.rsplit_once('/') else {
-            break "";
+            match rustix::fs::fstat(root) {
+                Ok(stat) => break ("", crate::statcache::FileStat::from_stat(&stat)),
+                Err(_) => return true,
+            }
         };
         match root.lstat(parent) {
-            Ok(Some((Kind::Dir, _))) => break parent,
+            Ok(Some((Kind::Dir, stat))) => break (parent, stat),
             Ok(None) => current = parent,
             _ => return true,
         }
@@ -297,10 +302,7 @@ fn absent_racy(root: &Dir, path: &str, clock: i64, output_dirs: &HashSet<String>
     if output_dirs.contains(nearest) {
         return false;
     }
-    match root.lstat(nearest) {
-        Ok(Some((Kind::Dir, stat))) => stat.mtime_ns >= clock || stat.ctime_ns >= clock,
-        _ => true,
-    }
+    stat.mtime_ns >= clock || stat.ctime_ns >= clock
 }
 
 /// The directories holding `outputs` (root-relative files) and their ancestors, the root ("")
@@ -687,6 +689,29 @@ mod tests {
             fx.check(&record),
             ["discovered input linkdir/secret.h changed"]
         );
+    }
+
+    #[test]
+    fn an_absent_top_level_file_is_not_a_change_during_the_run() {
+        let fx = Fixture::new();
+        fx.write("inc/a.h", "a");
+        // The root was last changed before the task started.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let probe = tempfile::NamedTempFile::new().unwrap();
+        let clock = FileStat::of(&probe.as_file().metadata().unwrap()).mtime_ns;
+        let recorded = fx
+            .with(|context| {
+                record(
+                    context,
+                    &files(&["config.txt"]),
+                    &BTreeMap::new(),
+                    clock,
+                    &HashSet::new(),
+                )
+            })
+            .unwrap();
+        assert!(recorded.changed_during_run.is_empty(), "{recorded:?}");
+        assert!(fx.check(&recorded.record).is_empty());
     }
 
     #[test]
