@@ -24,7 +24,7 @@
 
 use crate::http::{self, Handler, Request, Response};
 use crate::supervisor::{Event, Runtime};
-use manifest::{SecretClass, ServiceType};
+use manifest::SecretClass;
 use serde_json::json;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -185,15 +185,7 @@ fn status(runtime: &Runtime) -> Response {
 fn ports(runtime: &Runtime) -> Response {
     let state = runtime.lock();
     let manifest = &runtime.plan.manifest;
-    let ui = manifest
-        .services
-        .iter()
-        .find(|s| s.kind == ServiceType::UiBundle)
-        .and_then(|ui| {
-            let ports = state.ports.get(ui.id.as_str())?;
-            let port = ports.get("http").or_else(|| ports.values().next())?;
-            Some(format!("http://127.0.0.1:{port}/"))
-        });
+    let ui = crate::ui::ui_url(manifest, &state.ports);
     Response::json(
         200,
         &json!({ "control": runtime.control_port, "services": state.ports, "ui_url": ui }),

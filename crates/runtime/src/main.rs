@@ -3,7 +3,12 @@
 //!
 //! ```text
 //! xbundle-runtime --bundle DIR [--app-data DIR] [--dry-run] [--stop-timeout-ms N]
+//!                 [--open-ui] [--no-browser]
 //! ```
+//!
+//! `--open-ui` (what installed launchers pass) opens the UI's address in the user's browser
+//! once the app is ready (`xdg-open`, `open` or `start`; `XBUNDLE_BROWSER` names another
+//! program); `--no-browser` cancels it. Either way the address is printed when ready.
 //!
 //! Start-up: load and validate the manifest (errors name the file, the field and the
 //! problem); lock the app data directory (one runtime per install); open telemetry; verify the
@@ -51,20 +56,22 @@ pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
 pub const DEFAULT_READINESS_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
 
-const USAGE: &str =
-    "usage: xbundle-runtime --bundle DIR [--app-data DIR] [--dry-run] [--stop-timeout-ms N]";
+const USAGE: &str = "usage: xbundle-runtime --bundle DIR [--app-data DIR] [--dry-run] [--stop-timeout-ms N] [--open-ui] [--no-browser]";
 
 struct Args {
     bundle: PathBuf,
     app_data: Option<PathBuf>,
     dry_run: bool,
     stop_timeout: Duration,
+    /// Open the UI in the browser when ready (`--open-ui`, unless `--no-browser`).
+    open_ui: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut bundle = None;
     let mut app_data = None;
     let mut dry_run = false;
+    let (mut open_ui, mut no_browser) = (false, false);
     let mut stop_timeout = Duration::from_millis(DEFAULT_STOP_TIMEOUT_MS);
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -82,6 +89,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--bundle" => bundle = Some(PathBuf::from(value("--bundle")?)),
             "--app-data" => app_data = Some(PathBuf::from(value("--app-data")?)),
             "--dry-run" => dry_run = true,
+            "--open-ui" => open_ui = true,
+            "--no-browser" => no_browser = true,
             "--stop-timeout-ms" => {
                 let text = value("--stop-timeout-ms")?;
                 stop_timeout = Duration::from_millis(
@@ -97,6 +106,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         app_data,
         dry_run,
         stop_timeout,
+        open_ui: open_ui && !no_browser,
     })
 }
 
@@ -141,7 +151,7 @@ fn main() {
     for warning in &plan.warnings {
         eprintln!("xbundle-runtime: warning: {warning}");
     }
-    match start(plan, started, args.stop_timeout) {
+    match start(plan, started, args.stop_timeout, args.open_ui) {
         Ok(code) => std::process::exit(code),
         Err(err) => {
             eprintln!("xbundle-runtime: error: {err}");
@@ -150,7 +160,12 @@ fn main() {
     }
 }
 
-fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32, String> {
+fn start(
+    plan: plan::Plan,
+    started: Instant,
+    stop_grace: Duration,
+    open_ui: bool,
+) -> Result<i32, String> {
     let app_data = plan.app_data.clone();
     let manifest = &plan.manifest;
     let paths = &plan.paths;
@@ -325,6 +340,7 @@ fn start(plan: plan::Plan, started: Instant, stop_grace: Duration) -> Result<i32
         events: sender.clone(),
         started,
         stop_grace,
+        open_ui,
         state: Mutex::new(supervisor::State {
             services,
             secrets,

@@ -152,6 +152,8 @@ pub struct Runtime {
     pub events: Sender<Event>,
     pub started: Instant,
     pub stop_grace: Duration,
+    /// Open the UI in the user's browser once the app is ready.
+    pub open_ui: bool,
     pub state: Mutex<State>,
 }
 
@@ -433,6 +435,12 @@ fn note_app_ready(runtime: &Runtime, state: &mut State) {
             .telemetry
             .event("app_ready", json!({ "after_ms": ms }));
         eprintln!("xbundle-runtime: ready after {ms} ms");
+        if let Some(url) = crate::ui::ui_url(&runtime.plan.manifest, &state.ports) {
+            eprintln!("xbundle-runtime: UI at {url}");
+            if runtime.open_ui {
+                crate::ui::open_in_browser(&url);
+            }
+        }
     }
 }
 

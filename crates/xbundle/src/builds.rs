@@ -374,7 +374,7 @@ impl Action for GoBuild {
 }
 
 /// A private temporary directory for a compiler's output (removed on drop).
-fn scratch_dir() -> Result<tempfile::TempDir, String> {
+pub(crate) fn scratch_dir() -> Result<tempfile::TempDir, String> {
     tempfile::Builder::new()
         .prefix("xbundle-build-")
         .tempdir()

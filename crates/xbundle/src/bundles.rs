@@ -96,8 +96,11 @@ pub fn plan(context: &Context, tools: &Toolchains) -> (Vec<TaskSpec>, Vec<Profil
     let catalog = Catalog::new(context.layout.clone());
     let mut specs: BTreeMap<TaskId, TaskSpec> = BTreeMap::new();
     let mut plans = Vec::new();
+    let epoch = crate::package::epoch::source_date_epoch(&context.root);
     for profile in &context.config.profiles {
-        plans.push(plan_profile(context, tools, &catalog, profile, &mut specs));
+        plans.push(plan_profile(
+            context, tools, &catalog, profile, epoch, &mut specs,
+        ));
     }
     (specs.into_values().collect(), plans)
 }
@@ -107,6 +110,7 @@ fn plan_profile(
     tools: &Toolchains,
     catalog: &Catalog,
     profile: &Profile,
+    epoch: u64,
     specs: &mut BTreeMap<TaskId, TaskSpec>,
 ) -> ProfilePlan {
     let root = &context.root;
@@ -313,7 +317,7 @@ fn plan_profile(
                 let id = spec.id.clone();
                 tasks.push(id.clone());
                 specs.insert(id.clone(), spec);
-                // The portable archives among the profile's formats (default: the platform's).
+                // The profile's formats (default: the platform's) that apply to the platform.
                 let formats: Vec<String> = if profile.decl.formats.is_empty() {
                     platform.formats.clone()
                 } else {
@@ -324,18 +328,26 @@ fn plan_profile(
                         .map(|f| f.get_ref().clone())
                         .collect()
                 };
-                for format in formats
-                    .iter()
-                    .filter(|f| crate::package::FORMATS.contains(&f.as_str()))
-                {
-                    let package = crate::package::spec(
-                        out,
-                        &profile.name,
-                        &platform.id,
-                        format,
-                        stage::stage_dir(out, &profile.name, &platform.id),
-                        id.clone(),
-                    );
+                for format in formats.iter().filter(|f| {
+                    crate::package::FORMATS.contains(&f.as_str())
+                        && crate::package::applies(f, platform)
+                }) {
+                    let package = crate::package::spec(crate::package::PackagePlan {
+                        profile: profile.name.clone(),
+                        platform: platform.clone(),
+                        format: format.clone(),
+                        out: out.clone(),
+                        stage_dir: stage::stage_dir(out, &profile.name, &platform.id),
+                        stage: id.clone(),
+                        installer: profile
+                            .decl
+                            .installer
+                            .as_ref()
+                            .map(|i| i.get_ref().clone())
+                            .unwrap_or_default(),
+                        epoch,
+                        sign: context.config.sign.get(format).cloned(),
+                    });
                     tasks.push(package.id.clone());
                     specs.insert(package.id.clone(), package);
                 }

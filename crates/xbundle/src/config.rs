@@ -97,6 +97,14 @@ struct Raw {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, RuntimeDecl>")]
     runtime: BTreeMap<Spanned<String>, Spanned<RuntimeDecl>>,
+    /// Signing hooks, by artifact format (`msi`, `deb`, `pkg`, …): a command template run on
+    /// each artifact of that format before checksums and update manifests are written.
+    /// `{in}` is the unsigned file, `{out}` where the signed one goes (default: signed in
+    /// place); any other `{name}` is the value of the environment variable
+    /// `XBUNDLE_SIGN_<NAME>` (secrets come only from the environment).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    sign: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 /// One `[profiles.NAME]` entry as written.
@@ -146,6 +154,78 @@ pub struct ProfileDecl {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, BuildOverride>")]
     pub builds: BTreeMap<Spanned<String>, Spanned<BuildOverride>>,
+    /// What the installers say about the app (`[profiles.NAME.installer]`): package name,
+    /// maintainer, icon, dependencies. Every key has a default taken from bundle.json's `app`.
+    #[schemars(with = "Option<InstallerDecl>")]
+    pub installer: Option<Spanned<InstallerDecl>>,
+    /// An Electron distribution (a directory holding Electron, relative to the root): when set,
+    /// electron-builder is run on the generated wrapper project; otherwise the project is
+    /// written under `<out>/<profile>/electron/` and the native formats are the installers.
+    #[schemars(with = "Option<String>")]
+    pub electron_dist: Option<Spanned<String>>,
+    /// Where the app's updates are published (`[profiles.NAME.publish] url`): the base URL
+    /// of the electron-updater `generic` provider and of the update manifests' files.
+    #[schemars(with = "Option<PublishDecl>")]
+    pub publish: Option<Spanned<PublishDecl>>,
+    /// The thin client (`cargo xtask thin-client`): the wrapper without runtime or services,
+    /// pointing at a deployed scenario.
+    #[schemars(with = "Option<ThinDecl>")]
+    pub thin: Option<Spanned<ThinDecl>>,
+}
+
+/// `[profiles.NAME.installer]`: what the installers say about the app. Defaults come from the
+/// staged bundle.json's `app` (name, version, description).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct InstallerDecl {
+    /// Package name (deb, rpm, the launcher's command): lowercase letters, digits, `+`, `-`
+    /// and `.`, starting with a letter or digit (default: the app's name).
+    pub name: Option<String>,
+    /// The name menus show (default: the app's name).
+    pub display_name: Option<String>,
+    /// One line (default: the app's description).
+    pub description: Option<String>,
+    /// `Name <email>` (default: `<name> maintainers <maintainers@<name>.invalid>`).
+    pub maintainer: Option<String>,
+    /// Who publishes the app (rpm's Vendor, the msi's Manufacturer; default: the maintainer's
+    /// name).
+    pub vendor: Option<String>,
+    /// The app's web page.
+    pub homepage: Option<String>,
+    /// License name, e.g. `MIT` (default: `UNLICENSED`).
+    pub license: Option<String>,
+    /// The app's icon, a `.svg` or `.png` file relative to the root (default: a generated
+    /// icon with the app's initial).
+    pub icon: Option<String>,
+    /// freedesktop.org menu categories, `;`-separated (default `Utility;`).
+    pub category: Option<String>,
+    /// Reverse-DNS identifier (macOS package and Electron appId; default `org.xbundle.<name>`).
+    pub identifier: Option<String>,
+    /// deb `Depends` entries (e.g. `libc6 (>= 2.31)`).
+    #[serde(default)]
+    pub depends: Vec<String>,
+    /// rpm `Requires` entries.
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// The msi's UpgradeCode, a GUID (default: derived from the identifier, stable).
+    pub upgrade_code: Option<String>,
+}
+
+/// `[profiles.NAME.publish]`: where updates are published.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PublishDecl {
+    /// Base URL of the published artifacts (`https://…/`); update manifests name files
+    /// relative to it.
+    pub url: Option<String>,
+}
+
+/// `[profiles.NAME.thin]`: the thin client's settings.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ThinDecl {
+    /// The deployed scenario's URL (`https://…`); `cargo xtask thin-client --url` overrides it.
+    pub url: Option<String>,
 }
 
 /// `[profiles.NAME.builds.SERVICE]`: how one service is built (default: detected from the
@@ -388,6 +468,8 @@ pub struct BundleConfig {
     pub runtimes: Vec<PrebuiltRuntime>,
     /// Where the path settings are written.
     pub spans: SettingSpans,
+    /// `[sign]`: signing command templates, by format.
+    pub sign: BTreeMap<String, String>,
 }
 
 impl BundleConfig {
@@ -636,6 +718,8 @@ impl BundleConfig {
                     "use tier-1-local … tier-5-enterprise, 1 … 5, or local, desktop, mobile, saas, enterprise",
                 ));
             }
+            crate::package::settings::check_profile(name.get_ref(), &decl)
+                .map_err(|(message, span, help)| error(message, span, "here", &help))?;
             if let Some(min) = &decl.min_fitness
                 && !(0.0..=1.0).contains(min.get_ref())
             {
@@ -774,7 +858,10 @@ impl BundleConfig {
                 )?),
             },
         };
+        let sign = crate::package::settings::check_sign(&raw.sign)
+            .map_err(|(message, span, help)| error(message, span, "here", &help))?;
         Ok(BundleConfig {
+            sign,
             path: display.to_path_buf(),
             source: source.to_string(),
             workspace,
@@ -970,6 +1057,16 @@ pub fn is_valid_name(name: &str) -> bool {
 /// empty, not `.` or `..`, no `/`, `\` or NUL).
 pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+/// `value` when it is a relative path inside the root, normalized (no empty, `.` or `..`
+/// components, no `\\` or NUL); `None` otherwise.
+pub fn normalized_relative(value: &str) -> Option<String> {
+    if value.starts_with('/') || value.contains(['\0', '\\']) || value.split('/').any(|c| c == "..")
+    {
+        return None;
+    }
+    normalized(value)
 }
 
 /// `value` when it is a normalized relative path (no empty or `.` components); `None` otherwise.

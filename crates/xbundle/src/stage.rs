@@ -224,6 +224,32 @@ pub fn write_bytes(tree: &Dir, to: &Utf8Path, bytes: &[u8]) -> Result<(), String
     .map_err(|err| format!("writing {to}: {err}"))
 }
 
+/// Writes a new file at `to` (root-relative) like [`write_bytes`], with what `fill` writes
+/// into it (streamed: a large archive never sits in memory); if `fill` fails, nothing is left.
+pub fn write_with(
+    tree: &Dir,
+    to: &Utf8Path,
+    mode: u32,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<(), String>,
+) -> Result<(), String> {
+    ensure_parent(tree, to)?;
+    let mut problem = None;
+    let written = tree.write_file(to.as_str(), mode, |file: &mut std::fs::File| {
+        fill(file).map_err(|message| {
+            problem = Some(message);
+            ConfineError::Io {
+                path: to.to_string(),
+                source: std::io::Error::other("the writer failed"),
+            }
+        })
+    });
+    match (written, problem) {
+        (_, Some(problem)) => Err(problem),
+        (Ok(_), None) => Ok(()),
+        (Err(err), None) => Err(format!("writing {to}: {err}")),
+    }
+}
+
 /// Writes what `source` holds to `to` (root-relative) like [`write_bytes`], as a reflink where
 /// the file system allows it (staging and builds then share the blocks they copy).
 pub fn write_from(

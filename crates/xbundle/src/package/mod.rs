@@ -1,0 +1,669 @@
+//! Installers and archives of a stage: `package:<profile>@<platform>:<format>` writes
+//! `<out>/<profile>/packages/<profile>-<platform>.<format>` from the staged bundle directory,
+//! natively (no packaging tool is run, so every format builds on any host), for the formats of
+//! the profile (default: the platform's list) that apply to the platform ([`applies`]).
+//!
+//! | format | writer | what it installs |
+//! |---|---|---|
+//! | `tar.gz`, `zip` | [`archive`] | the stage below one top-level directory `<profile>-<platform>/` |
+//!
+//! Installers lay the stage out as an installed app ([`Payload`]); on Linux ([`linux_payload`]):
+//! the bundle under `/opt/<name>/`, a launcher `/usr/bin/<name>` that starts the runtime and
+//! opens the UI in the browser (`--no-browser`: only start it), a desktop entry, an icon and a
+//! copyright file under `/usr/share`. The app's data lives in the user's home (the runtime's
+//! app data directory), which no installer touches, so uninstalling leaves it.
+//!
+//! What the installers say about the app ([`Meta`]) comes from the staged bundle.json's `app`
+//! and the profile's `[profiles.NAME.installer]` (checked at load time by [`settings`]).
+//!
+//! **Reproducible:** entries sorted by path; directories listed once; owners 0:0 with no names;
+//! modes 0755 (directories and executables) or 0644; every timestamp the profile's epoch
+//! (`SOURCE_DATE_EPOCH`, else the last commit's time, else 1980-01-01: a task parameter, so it
+//! is in the key); compression at fixed levels without names or times. The same stage gives
+//! the same bytes on any machine and from any checkout path.
+//!
+//! **Signing:** a `[sign] <format>` template runs on the written artifact before it is
+//! published ([`sign`]); checksums and update manifests are made later, from the signed file.
+//!
+//! **Invariant:** the stage is read through the engine's confined tree; a link in it is an error.
+
+pub mod archive;
+pub mod epoch;
+pub mod launcher;
+pub mod settings;
+pub mod sign;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use engine::confine::Dir;
+use engine::{Action, ActionContext, ActionFailure, ActionOutput, TaskId, TaskSpec};
+
+use crate::config::InstallerDecl;
+use crate::platform::Platform;
+use crate::stage::{TreeEntry, regular_tree};
+
+/// Bump when what packaging produces changes for the same inputs.
+pub const PACKAGE_VERSION: u32 = 2;
+
+/// Every format bundle.toml may name.
+pub const KNOWN: &[&str] = &["tar.gz", "zip", "deb", "rpm", "msi", "pkg"];
+
+/// The formats written today (a known format not in this list is planned nowhere, and named
+/// by `check`'s warning).
+pub const FORMATS: &[&str] = &["tar.gz", "zip"];
+
+/// 1980-01-01T00:00:00Z: the timestamp when neither `SOURCE_DATE_EPOCH` nor a commit says.
+pub const DEFAULT_EPOCH: u64 = 315_532_800;
+
+/// Whether `format` makes sense for `platform`: portable archives everywhere, each installer
+/// on its own system.
+pub fn applies(format: &str, platform: &Platform) -> bool {
+    match format {
+        "deb" | "rpm" => platform.goos == "linux",
+        "msi" => platform.goos == "windows",
+        "pkg" => platform.goos == "darwin",
+        _ => true,
+    }
+}
+
+pub fn package_id(profile: &str, platform: &str, format: &str) -> TaskId {
+    TaskId::new(format!("package:{profile}@{platform}:{format}"))
+}
+
+/// Where an artifact lands (root-relative).
+pub fn package_path(out: &Utf8Path, profile: &str, platform: &str, format: &str) -> Utf8PathBuf {
+    out.join(profile)
+        .join("packages")
+        .join(format!("{profile}-{platform}.{format}"))
+}
+
+/// One package task's inputs.
+#[derive(Debug, Clone)]
+pub struct PackagePlan {
+    pub profile: String,
+    pub platform: Platform,
+    pub format: String,
+    pub out: Utf8PathBuf,
+    /// The stage directory (root-relative) and its task.
+    pub stage_dir: Utf8PathBuf,
+    pub stage: TaskId,
+    pub installer: InstallerDecl,
+    /// Every timestamp in the artifact (seconds since 1970).
+    pub epoch: u64,
+    /// The `[sign]` template for this format.
+    pub sign: Option<String>,
+}
+
+pub fn spec(plan: PackagePlan) -> TaskSpec {
+    let output = package_path(&plan.out, &plan.profile, &plan.platform.id, &plan.format);
+    let mut params = BTreeMap::new();
+    params.insert("format".to_string(), plan.format.clone());
+    params.insert("stage".to_string(), plan.stage_dir.to_string());
+    params.insert("epoch".to_string(), plan.epoch.to_string());
+    params.insert(
+        "platform".to_string(),
+        serde_json::to_string(&(
+            &plan.platform.id,
+            &plan.platform.goos,
+            &plan.platform.goarch,
+            &plan.platform.rust_target,
+            &plan.platform.exe_suffix,
+        ))
+        .unwrap_or_default(),
+    );
+    params.insert(
+        "installer".to_string(),
+        serde_json::to_string(&plan.installer).unwrap_or_default(),
+    );
+    let mut env = Vec::new();
+    if let Some(template) = &plan.sign {
+        params.insert("sign".to_string(), template.clone());
+        env.extend(sign::variables(template));
+    }
+    TaskSpec {
+        id: package_id(&plan.profile, &plan.platform.id, &plan.format),
+        kind: "package".into(),
+        impl_version: PACKAGE_VERSION,
+        params,
+        cwd: String::new(),
+        inputs: plan.installer.icon.iter().cloned().collect(),
+        outputs: vec![output.to_string()],
+        env,
+        tools: BTreeMap::new(),
+        deps: vec![plan.stage.clone()],
+        description: Some(format!(
+            "Package {} for {} as {}",
+            plan.profile, plan.platform.id, plan.format
+        )),
+        action: Arc::new(Package { plan, output }),
+    }
+}
+
+fn failure(message: String) -> ActionFailure {
+    ActionFailure {
+        message,
+        ..ActionFailure::default()
+    }
+}
+
+/// What the installers say about the app: bundle.json's `app`, then the profile's
+/// `[profiles.NAME.installer]`.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// The package name (`[a-z0-9][a-z0-9+.-]+`): deb and rpm name, launcher command,
+    /// directory under `/opt`.
+    pub name: String,
+    pub display_name: String,
+    pub version: String,
+    pub description: String,
+    /// `Name <email>`.
+    pub maintainer: String,
+    pub vendor: String,
+    pub homepage: Option<String>,
+    pub license: String,
+    /// freedesktop.org categories, `;`-terminated.
+    pub category: String,
+    /// Reverse-DNS identifier.
+    pub identifier: String,
+    pub depends: Vec<String>,
+    pub requires: Vec<String>,
+    /// The msi's UpgradeCode (a GUID, upper case).
+    pub upgrade_code: String,
+    pub icon: Icon,
+    /// Every timestamp (seconds since 1970).
+    pub epoch: u64,
+}
+
+/// The app's icon: the profile's file, or a generated SVG.
+#[derive(Debug, Clone)]
+pub struct Icon {
+    pub bytes: Vec<u8>,
+    /// `svg` or `png`.
+    pub ext: &'static str,
+    /// A PNG's width and height (from its header); `None` for an SVG.
+    pub size: Option<(u32, u32)>,
+}
+
+/// A GUID derived from `seed` (stable: the same seed, the same GUID), upper case.
+pub fn stable_guid(seed: &str) -> String {
+    let digest = engine::digest::Digest::of_bytes(seed.as_bytes()).to_hex();
+    let hex = digest.to_ascii_uppercase();
+    // A version-5-shaped GUID (name-based) built from SHA-256 instead of SHA-1.
+    format!(
+        "{}-{}-5{}-{}{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        ["8", "9", "A", "B"][usize::from(hex.as_bytes()[16] % 4)],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+/// Turns `text` into the first letter, upper case (for the generated icon).
+fn initial(text: &str) -> char {
+    text.chars()
+        .find(char::is_ascii_alphanumeric)
+        .map_or('A', |c| c.to_ascii_uppercase())
+}
+
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" || &bytes[12..16] != b"IHDR" {
+        return None;
+    }
+    let width = u32::from_be_bytes(bytes[16..20].try_into().ok()?);
+    let height = u32::from_be_bytes(bytes[20..24].try_into().ok()?);
+    Some((width, height))
+}
+
+impl Meta {
+    /// Reads the staged bundle.json's `app` and applies `installer` over it.
+    pub fn resolve(
+        tree: &Dir,
+        stage: &Utf8Path,
+        installer: &InstallerDecl,
+        epoch: u64,
+    ) -> Result<Meta, String> {
+        let manifest_path = stage.join("bundle.json");
+        let bytes = tree
+            .read_file(manifest_path.as_str(), 64 << 20)
+            .map_err(|err| format!("reading {manifest_path}: {err}"))?
+            .ok_or_else(|| format!("{manifest_path} is missing (was the stage built?)"))?;
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|err| format!("reading {manifest_path}: {err}"))?;
+        let app = |key: &str| {
+            manifest["app"][key]
+                .as_str()
+                .map(str::to_string)
+                .filter(|v| !v.trim().is_empty())
+        };
+        let app_name = app("name").ok_or_else(|| format!("{manifest_path} has no app.name"))?;
+        let name = match &installer.name {
+            Some(name) => name.clone(),
+            None => {
+                let lowered = app_name.to_ascii_lowercase();
+                if !settings::is_package_name(&lowered) {
+                    return Err(format!(
+                        "the app's name `{}` is not a package name; set [profiles.<profile>.installer] name = \"…\" (lowercase letters, digits, `+`, `-`, `.`)",
+                        app_name.escape_debug()
+                    ));
+                }
+                lowered
+            }
+        };
+        let version = app("version").unwrap_or_else(|| "0.0.0".into());
+        if !version.starts_with(|c: char| c.is_ascii_digit())
+            || !version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.~-".contains(c))
+        {
+            return Err(format!(
+                "the app's version `{}` cannot be a package version: it must start with a digit and hold only letters, digits, `.`, `+`, `~` and `-` (set the profile's version = \"1.2.0\")",
+                version.escape_debug()
+            ));
+        }
+        let display_name = installer.display_name.clone().unwrap_or(app_name);
+        let description = installer
+            .description
+            .clone()
+            .or_else(|| app("description"))
+            .unwrap_or_else(|| display_name.clone());
+        let maintainer = installer
+            .maintainer
+            .clone()
+            .unwrap_or_else(|| format!("{name} maintainers <maintainers@{name}.invalid>"));
+        let vendor = installer.vendor.clone().unwrap_or_else(|| {
+            maintainer
+                .split('<')
+                .next()
+                .unwrap_or(&maintainer)
+                .trim()
+                .to_string()
+        });
+        let identifier = installer.identifier.clone().unwrap_or_else(|| {
+            format!(
+                "org.xbundle.{}",
+                name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+            )
+        });
+        let upgrade_code = installer
+            .upgrade_code
+            .clone()
+            .map(|code| code.to_ascii_uppercase())
+            .unwrap_or_else(|| stable_guid(&format!("upgrade-code:{identifier}")));
+        let icon = match &installer.icon {
+            Some(path) => {
+                let bytes = tree
+                    .read_file(path, 16 << 20)
+                    .map_err(|err| format!("reading the icon {path}: {err}"))?
+                    .ok_or_else(|| format!("the icon {path} is missing"))?;
+                if path.ends_with(".png") {
+                    let size = png_size(&bytes)
+                        .ok_or_else(|| format!("the icon {path} is not a PNG image"))?;
+                    Icon {
+                        bytes,
+                        ext: "png",
+                        size: Some(size),
+                    }
+                } else {
+                    Icon {
+                        bytes,
+                        ext: "svg",
+                        size: None,
+                    }
+                }
+            }
+            None => Icon {
+                bytes: launcher::default_icon(initial(&display_name)).into_bytes(),
+                ext: "svg",
+                size: None,
+            },
+        };
+        Ok(Meta {
+            name,
+            display_name,
+            version,
+            description,
+            maintainer,
+            vendor,
+            homepage: installer.homepage.clone(),
+            license: installer
+                .license
+                .clone()
+                .unwrap_or_else(|| "UNLICENSED".into()),
+            category: installer
+                .category
+                .clone()
+                .map(|c| if c.ends_with(';') { c } else { format!("{c};") })
+                .unwrap_or_else(|| "Utility;".into()),
+            identifier,
+            depends: installer.depends.clone(),
+            requires: installer.requires.clone(),
+            upgrade_code,
+            icon,
+            epoch,
+        })
+    }
+}
+
+/// What a writer gets: the stage (read through the confined tree), its entries and the app.
+pub struct Input<'a> {
+    pub tree: &'a Dir,
+    /// The stage directory, root-relative.
+    pub stage: &'a Utf8Path,
+    /// Every directory and file of the stage, sorted by path.
+    pub entries: Vec<TreeEntry>,
+    pub meta: Meta,
+    pub platform: &'a Platform,
+    /// The archives' top-level directory, `<profile>-<platform>`.
+    pub top: String,
+}
+
+impl Input<'_> {
+    /// Opens a stage file (`path` below the stage) with its size.
+    pub fn open(&self, path: &str) -> Result<(std::fs::File, u64), String> {
+        let relative = self.stage.join(path);
+        let (file, stat) = self
+            .tree
+            .open_file(relative.as_str())
+            .map_err(|err| format!("reading {relative}: {err}"))?
+            .ok_or_else(|| format!("{relative} disappeared"))?;
+        Ok((file, stat.size))
+    }
+
+    /// Reads a stage file whole.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, String> {
+        let (mut file, size) = self.open(path)?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.read_to_end(&mut bytes)
+            .map_err(|err| format!("reading {}: {err}", self.stage.join(path)))?;
+        Ok(bytes)
+    }
+}
+
+/// An artifact's file system image: what an installer puts where.
+#[derive(Debug, Clone, Default)]
+pub struct Payload {
+    /// Sorted by path; every directory listed once, before what it holds.
+    pub entries: Vec<PayloadEntry>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PayloadEntry {
+    /// Relative to the file system's root (`opt/notes-app/bundle.json`), `/`-separated.
+    pub path: String,
+    pub kind: PayloadKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum PayloadKind {
+    Dir,
+    File {
+        source: Source,
+        size: u64,
+        mode: u32,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A file of the stage (below the stage directory).
+    Stage(String),
+    /// Generated content (a launcher, a desktop entry…).
+    Bytes(Arc<[u8]>),
+}
+
+impl Payload {
+    /// Adds a directory and its missing parents.
+    pub fn dir(&mut self, path: &str) {
+        let mut at = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(part);
+            if !self.entries.iter().any(|e| e.path == at) {
+                self.entries.push(PayloadEntry {
+                    path: at.clone(),
+                    kind: PayloadKind::Dir,
+                });
+            }
+        }
+    }
+
+    /// Adds generated content at `path` (and its directories).
+    pub fn bytes(&mut self, path: &str, bytes: impl Into<Arc<[u8]>>, mode: u32) {
+        let bytes = bytes.into();
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            self.dir(parent);
+        }
+        self.entries.push(PayloadEntry {
+            path: path.to_string(),
+            kind: PayloadKind::File {
+                size: bytes.len() as u64,
+                source: Source::Bytes(bytes),
+                mode,
+            },
+        });
+    }
+
+    /// Adds the whole stage below `at`.
+    pub fn stage(&mut self, input: &Input<'_>, at: &str) -> Result<(), String> {
+        self.dir(at);
+        for entry in &input.entries {
+            let path = format!("{at}/{}", entry.path);
+            if entry.dir {
+                self.entries.push(PayloadEntry {
+                    path,
+                    kind: PayloadKind::Dir,
+                });
+            } else {
+                let relative = input.stage.join(&entry.path);
+                let (_, stat) = input
+                    .tree
+                    .lstat(relative.as_str())
+                    .map_err(|err| format!("reading {relative}: {err}"))?
+                    .ok_or_else(|| format!("{relative} disappeared"))?;
+                self.entries.push(PayloadEntry {
+                    path,
+                    kind: PayloadKind::File {
+                        source: Source::Stage(entry.path.clone()),
+                        size: stat.size,
+                        mode: mode(entry.executable),
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Sorts the entries by path (a directory sorts before what it holds).
+    pub fn sort(&mut self) {
+        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+
+    /// The total size of the files.
+    pub fn size(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|entry| match &entry.kind {
+                PayloadKind::File { size, .. } => *size,
+                PayloadKind::Dir => 0,
+            })
+            .sum()
+    }
+
+    /// Streams a file's content into `to` (exactly its recorded size: a stage file that changed
+    /// length since is an error, never a corrupt archive).
+    pub fn copy(
+        input: &Input<'_>,
+        source: &Source,
+        size: u64,
+        to: &mut dyn std::io::Write,
+    ) -> Result<(), String> {
+        match source {
+            Source::Bytes(bytes) => to
+                .write_all(bytes)
+                .map_err(|err| format!("writing the artifact: {err}")),
+            Source::Stage(path) => {
+                let (file, actual) = input.open(path)?;
+                if actual != size {
+                    return Err(format!(
+                        "{} changed while it was packaged",
+                        input.stage.join(path)
+                    ));
+                }
+                let copied = std::io::copy(&mut file.take(size), to)
+                    .map_err(|err| format!("packaging {}: {err}", input.stage.join(path)))?;
+                if copied != size {
+                    return Err(format!(
+                        "{} changed while it was packaged",
+                        input.stage.join(path)
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// 0755 for directories and executables, 0644 for the rest.
+pub fn mode(executable: bool) -> u32 {
+    if executable { 0o755 } else { 0o644 }
+}
+
+/// The Linux layout shared by deb and rpm: the bundle under `/opt/<name>/`, the launcher
+/// `/usr/bin/<name>`, the desktop entry, the icon and the copyright file under `/usr/share`.
+pub fn linux_payload(input: &Input<'_>) -> Result<Payload, String> {
+    let meta = &input.meta;
+    let name = &meta.name;
+    let mut payload = Payload::default();
+    payload.stage(input, &format!("opt/{name}"))?;
+    let runtime = format!(
+        "/opt/{name}/{}",
+        crate::stage::staged_runtime(input.platform)
+    );
+    payload.bytes(
+        &format!("usr/bin/{name}"),
+        launcher::unix_launcher(meta, &runtime, &format!("/opt/{name}")).into_bytes(),
+        0o755,
+    );
+    payload.bytes(
+        &format!("usr/share/applications/{name}.desktop"),
+        launcher::desktop_entry(meta).into_bytes(),
+        0o644,
+    );
+    let icon_dir = match meta.icon.size {
+        Some((w, h)) => format!("usr/share/icons/hicolor/{w}x{h}/apps"),
+        None => "usr/share/icons/hicolor/scalable/apps".to_string(),
+    };
+    payload.bytes(
+        &format!("{icon_dir}/{name}.{}", meta.icon.ext),
+        meta.icon.bytes.clone(),
+        0o644,
+    );
+    payload.bytes(
+        &format!("usr/share/doc/{name}/copyright"),
+        launcher::copyright(meta).into_bytes(),
+        0o644,
+    );
+    payload.sort();
+    Ok(payload)
+}
+
+struct Package {
+    plan: PackagePlan,
+    output: Utf8PathBuf,
+}
+
+/// Writes one format into `file`.
+fn write_format(input: &Input<'_>, format: &str, file: &mut std::fs::File) -> Result<(), String> {
+    match format {
+        "tar.gz" => archive::tar_gz(input, file),
+        "zip" => archive::zip(input, file),
+        other => Err(format!("no writer for the format `{other}`")),
+    }
+}
+
+impl Action for Package {
+    fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
+        let plan = &self.plan;
+        let tree = context.tree;
+        let entries = regular_tree(tree, &plan.stage_dir).map_err(failure)?;
+        let meta =
+            Meta::resolve(tree, &plan.stage_dir, &plan.installer, plan.epoch).map_err(failure)?;
+        let input = Input {
+            tree,
+            stage: &plan.stage_dir,
+            entries,
+            meta,
+            platform: &plan.platform,
+            top: format!("{}-{}", plan.profile, plan.platform.id),
+        };
+        match &plan.sign {
+            None => crate::stage::write_with(tree, &self.output, 0o644, |file| {
+                write_format(&input, &plan.format, file)
+            })
+            .map_err(failure)?,
+            Some(template) => {
+                let scratch = crate::builds::scratch_dir().map_err(failure)?;
+                let unsigned = scratch
+                    .path()
+                    .join(format!("unsigned.{}", plan.format.replace('/', "_")));
+                let mut file = std::fs::File::create(&unsigned)
+                    .map_err(|err| failure(format!("writing {}: {err}", unsigned.display())))?;
+                write_format(&input, &plan.format, &mut file).map_err(failure)?;
+                drop(file);
+                let signed = sign::run(context, template, &unsigned, &plan.format)?;
+                let mut signed = std::fs::File::open(&signed)
+                    .map_err(|err| failure(format!("reading the signed artifact: {err}")))?;
+                crate::stage::write_from(tree, &mut signed, &self.output, 0o644)
+                    .map_err(failure)?;
+            }
+        }
+        Ok(ActionOutput::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_guids_are_guids_and_stable() {
+        let a = stable_guid("upgrade-code:org.xbundle.notes-app");
+        assert!(settings::is_guid(&a), "{a}");
+        assert_eq!(a, stable_guid("upgrade-code:org.xbundle.notes-app"));
+        assert_ne!(a, stable_guid("upgrade-code:org.xbundle.other"));
+    }
+
+    #[test]
+    fn formats_apply_to_their_systems() {
+        let platform = |goos: &str| Platform {
+            id: format!("{goos}-x64"),
+            rust_target: String::new(),
+            goos: goos.into(),
+            goarch: "amd64".into(),
+            exe_suffix: String::new(),
+            formats: Vec::new(),
+        };
+        assert!(applies("deb", &platform("linux")));
+        assert!(!applies("deb", &platform("windows")));
+        assert!(applies("msi", &platform("windows")));
+        assert!(applies("pkg", &platform("darwin")));
+        assert!(!applies("pkg", &platform("linux")));
+        assert!(applies("zip", &platform("darwin")));
+    }
+
+    #[test]
+    fn png_sizes_come_from_the_header() {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        png.extend(256u32.to_be_bytes());
+        png.extend(128u32.to_be_bytes());
+        assert_eq!(png_size(&png), Some((256, 128)));
+        assert_eq!(png_size(b"<svg/>"), None);
+    }
+}
