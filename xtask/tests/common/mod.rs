@@ -714,3 +714,26 @@ pub fn forge_entry(cache: &Path, key: &str, task: &str, outputs: &[ForgedOutput<
     fs::create_dir_all(entry.parent().expect("ac/")).expect("create ac/");
     fs::write(entry, format!("xbundle-ac-v2 {key} {checksum}\n{body}")).expect("write entry");
 }
+
+/// Whether `program` is on PATH; if not, a failure naming the Debian `package` under
+/// `XBUNDLE_REQUIRE_TOOLS=1` (as CI runs), else a note that the test skipped.
+#[allow(dead_code)]
+pub fn have_tool(program: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let candidate = dir.join(program);
+            std::fs::metadata(&candidate).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
+    });
+    if !found {
+        assert!(
+            std::env::var("XBUNDLE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "`{program}` is required for this test (XBUNDLE_REQUIRE_TOOLS=1): install the Debian package {package}"
+        );
+        eprintln!("skipped: `{program}` is not installed (Debian package {package})");
+    }
+    found
+}
