@@ -542,13 +542,14 @@ pub fn linux_payload(input: &Input<'_>) -> Result<Payload, String> {
     let name = &meta.name;
     let mut payload = Payload::default();
     payload.stage(input, &format!("opt/{name}"))?;
-    let runtime = format!(
-        "/opt/{name}/{}",
-        crate::stage::staged_runtime(input.platform)
-    );
     payload.bytes(
         &format!("usr/bin/{name}"),
-        launcher::unix_launcher(meta, &runtime, &format!("/opt/{name}")).into_bytes(),
+        launcher::unix_launcher(
+            meta,
+            &format!("../../opt/{name}"),
+            &crate::stage::staged_runtime(input.platform),
+        )
+        .into_bytes(),
         0o755,
     );
     payload.bytes(
