@@ -218,3 +218,56 @@ fn restart_backoff_doubles_and_resets_after_a_stable_run() {
     runtime.post("/shutdown", "");
     assert_eq!(runtime.wait_exit(Duration::from_secs(30)), 0);
 }
+
+/// `--open-ui` opens the UI's address (the one `/ports` reports) in the browser once the app is
+/// ready, exactly once; `--no-browser` cancels it. `XBUNDLE_BROWSER` stands in for the browser.
+#[test]
+fn open_ui_opens_the_ui_address_once_ready_and_no_browser_cancels_it() {
+    for (name, args, opens) in [
+        ("open-ui", &["--open-ui"][..], true),
+        ("no-browser", &["--open-ui", "--no-browser"][..], false),
+    ] {
+        let fixture = Fixture::new(name, &fixture_manifest("1.0.0", false));
+        let opened = fixture.dir.join("opened");
+        let browser = fixture.dir.join("browser.sh");
+        std::fs::write(
+            &browser,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{}'\n",
+                opened.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut runtime =
+            fixture.start_args(args, &[("XBUNDLE_BROWSER", browser.to_str().unwrap())]);
+        runtime.wait_ready(&fixture);
+        let ui_url = runtime.json("/ports")["ui_url"]
+            .as_str()
+            .expect("a UI address")
+            .to_string();
+        // The browser is started without waiting for it: give it a moment to write.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while opens && !opened.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !opens {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert!(
+            fixture.stderr().contains(&format!("UI at {ui_url}")),
+            "{}",
+            fixture.stderr()
+        );
+        let (status, _) = runtime.post("/shutdown", "");
+        assert_eq!(status, 202, "shutdown accepted");
+        assert_eq!(runtime.wait_exit(Duration::from_secs(15)), 0);
+        let opened = std::fs::read_to_string(&opened).unwrap_or_default();
+        if opens {
+            assert_eq!(opened, format!("{ui_url}\n"), "{name}: opened once, the UI");
+        } else {
+            assert_eq!(opened, "", "{name}: --no-browser opens nothing");
+        }
+    }
+}

@@ -111,6 +111,11 @@ impl Fixture {
 
     /// Starts the runtime with extra environment variables.
     pub fn start_with(&self, env: &[(&str, &str)]) -> Runtime {
+        self.start_args(&[], env)
+    }
+
+    /// Starts the runtime with extra arguments and environment variables.
+    pub fn start_args(&self, args: &[&str], env: &[(&str, &str)]) -> Runtime {
         // A stale port file from an earlier run must not be mistaken for this one's.
         let _ = std::fs::remove_file(self.app_data.join("runtime/ipc-port"));
         let stderr = std::fs::File::create(self.dir.join("runtime.stderr")).unwrap();
@@ -120,6 +125,7 @@ impl Fixture {
             .arg("--app-data")
             .arg(&self.app_data)
             .args(["--stop-timeout-ms", "3000"])
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
