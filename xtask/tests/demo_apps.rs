@@ -11,6 +11,8 @@
 //! A missing tool (go, node, npm) skips its part with a message, or fails naming the Debian
 //! package under `XBUNDLE_REQUIRE_TOOLS=1` (as CI runs).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -23,25 +25,6 @@ fn source(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(relative)
-}
-
-/// Whether `tool` runs here; if not, a failure naming `package` under
-/// `XBUNDLE_REQUIRE_TOOLS=1`, else a note that the test skipped.
-fn have(tool: &str, package: &str) -> bool {
-    let runs = Command::new(tool)
-        .arg(if tool == "go" { "version" } else { "--version" })
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !runs {
-        assert!(
-            std::env::var("XBUNDLE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "`{tool}` is required for this test (XBUNDLE_REQUIRE_TOOLS=1): install Debian's `{package}`"
-        );
-        eprintln!("skipped: `{tool}` is not installed (Debian package `{package}`)");
-    }
-    runs
 }
 
 /// Runs `command` to success, or fails with its command line and output.
@@ -302,7 +285,7 @@ fn assert_only(data: &Path, names: &[&str]) {
 
 #[test]
 fn picker_wheel_go_api_builds_for_every_platform_and_keeps_its_wheels() {
-    if !have("go", "golang-go") {
+    if !common::have_tool("go", "golang-go") {
         return;
     }
     let dir = source("scenarios/picker-wheel/api");
@@ -525,7 +508,7 @@ fn copy_ui(from: &Path, to: &Path) {
 
 #[test]
 fn picker_wheel_ui_installs_offline_and_builds_the_same_bytes_twice() {
-    if !have("node", "nodejs") || !have("npm", "npm") {
+    if !common::have_tool("node", "nodejs") || !common::have_tool("npm", "npm") {
         return;
     }
     let dir = source("scenarios/picker-wheel/ui");

@@ -15,21 +15,6 @@ use std::time::{Duration, Instant};
 
 use common::Repo;
 
-fn tool_available(program: &str, args: &[&str], package: &str) -> bool {
-    let found = Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("XBUNDLE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "`{program}` is missing: install the Debian package {package}"
-        );
-        eprintln!("skipped: `{program}` is not installed (Debian package {package})");
-    }
-    found
-}
-
 /// The demo repository's definitions, with one profile: picker-wheel for this machine.
 fn demo() -> Repo {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -187,9 +172,7 @@ impl Drop for Runtime {
 
 #[test]
 fn bundle_then_runtime_serves_the_ui_and_the_go_api_and_keeps_a_wheel_across_a_restart() {
-    if !tool_available("go", &["version"], "golang-go")
-        || !tool_available("npm", &["--version"], "npm")
-    {
+    if !common::have_tool("go", "golang-go") || !common::have_tool("npm", "npm") {
         return;
     }
     let repo = demo();

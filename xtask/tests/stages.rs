@@ -59,25 +59,6 @@ const page = fs.readFileSync("src/index.html", "utf8");
 fs.writeFileSync("dist/index.html", page.replace("{{title}}", "App"));
 "#;
 
-fn tool_available(program: &str, package: &str) -> bool {
-    let found = std::process::Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-        || std::process::Command::new(program)
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("XBUNDLE_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "`{program}` is missing: install the Debian package {package}"
-        );
-        eprintln!("skipped: `{program}` is not installed (Debian package {package})");
-    }
-    found
-}
-
 fn platforms() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms");
     let mut files = Vec::new();
@@ -155,7 +136,7 @@ const STAGE: &str = "dist/app-desktop/stage/linux-x64";
 
 #[test]
 fn go_services_are_cross_built_for_every_platform() {
-    if !tool_available("go", "golang-go") {
+    if !common::have_tool("go", "golang-go") {
         return;
     }
     let repo = repo(
@@ -207,7 +188,7 @@ fn go_services_are_cross_built_for_every_platform() {
 
 #[test]
 fn only_what_changed_is_rebuilt_and_a_no_op_runs_nothing() {
-    if !tool_available("go", "golang-go") || !tool_available("npm", "npm") {
+    if !common::have_tool("go", "golang-go") || !common::have_tool("npm", "npm") {
         return;
     }
     let repo = repo(&["linux-x64"], true);
@@ -329,7 +310,7 @@ fn stage_tree(repo: &Repo) -> Vec<(String, Vec<u8>, bool)> {
 
 #[test]
 fn two_clean_stagings_are_byte_identical() {
-    if !tool_available("go", "golang-go") {
+    if !common::have_tool("go", "golang-go") {
         return;
     }
     let one = repo(&["linux-x64"], false);
@@ -375,7 +356,7 @@ fn platforms_that_cannot_be_built_here_are_reported_with_their_fix() {
     );
     assert!(!repo.exists(STAGE));
     // With Go, the win-x64 runtime still names its fix (no Windows target installed here).
-    if tool_available("go", "golang-go") {
+    if common::have_tool("go", "golang-go") {
         let run = repo.json(&["bundle"]);
         run.assert_code(0);
         let events = run.events("unbuildable");
@@ -413,7 +394,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// nothing else; the staged bundle.json lists the asset with its digest and size.
 #[test]
 fn every_platform_is_staged_with_its_assets_and_an_edit_rebuilds_each() {
-    if !tool_available("go", "golang-go") {
+    if !common::have_tool("go", "golang-go") {
         return;
     }
     let repo = repo(
@@ -508,7 +489,7 @@ fn every_platform_is_staged_with_its_assets_and_an_edit_rebuilds_each() {
 /// located error.
 #[test]
 fn a_profile_overrides_how_a_service_is_built() {
-    if !tool_available("go", "golang-go") {
+    if !common::have_tool("go", "golang-go") {
         return;
     }
     let repo = repo(&["linux-x64"], false);
@@ -571,7 +552,7 @@ fn a_profile_overrides_how_a_service_is_built() {
 /// task is a hit. Each tool here is a wrapper that logs its calls before running the real one.
 #[test]
 fn a_no_op_bundle_invokes_no_toolchain() {
-    if !tool_available("go", "golang-go") || !tool_available("npm", "npm") {
+    if !common::have_tool("go", "golang-go") || !common::have_tool("npm", "npm") {
         return;
     }
     let repo = repo(&["linux-x64"], true);
@@ -651,7 +632,7 @@ fn doctor_lists_toolchains_and_what_each_profile_can_stage_here() {
                 .contains("rustup target add x86_64-pc-windows-msvc")),
         "{run}"
     );
-    if tool_available("go", "golang-go") {
+    if common::have_tool("go", "golang-go") {
         let linux = platforms
             .iter()
             .find(|p| p["platform"] == "linux-x64")
@@ -677,7 +658,7 @@ fn doctor_lists_toolchains_and_what_each_profile_can_stage_here() {
 /// 0644, every time SOURCE_DATE_EPOCH; two checkouts in different paths give the same bytes.
 #[test]
 fn stages_are_packaged_reproducibly_as_tar_gz_and_zip() {
-    if !tool_available("go", "golang-go") {
+    if !common::have_tool("go", "golang-go") {
         return;
     }
     let make = || {
@@ -768,7 +749,7 @@ fn stages_are_packaged_reproducibly_as_tar_gz_and_zip() {
 /// nothing of the link's target is shipped.
 #[test]
 fn a_link_inside_the_ui_is_refused_not_shipped() {
-    if !tool_available("go", "golang-go") {
+    if !common::have_tool("go", "golang-go") {
         return;
     }
     let repo = repo(&["linux-x64"], false);
