@@ -462,6 +462,55 @@ fn copy(from: &mut TcpStream, to: &mut TcpStream, clock: &Clock) -> std::io::Res
     }
 }
 
+/// The address of the app's UI (its first `ui-bundle` service's `http` port).
+pub fn ui_url(manifest: &Manifest, ports: &PortMap) -> Option<String> {
+    let ui = manifest
+        .services
+        .iter()
+        .find(|s| s.kind == ServiceType::UiBundle)?;
+    let ports = ports.get(ui.id.as_str())?;
+    let port = ports.get("http").or_else(|| ports.values().next())?;
+    Some(format!("http://127.0.0.1:{port}/"))
+}
+
+/// Opens `url` in the user's browser without waiting for it: `XBUNDLE_BROWSER` when set (a
+/// program given the URL as its one argument), else the system's opener (`xdg-open` on Linux,
+/// `open` on macOS, `cmd /c start` on Windows). A failure is reported, never fatal.
+pub fn open_in_browser(url: &str) {
+    let mut command = match std::env::var_os("XBUNDLE_BROWSER").filter(|v| !v.is_empty()) {
+        Some(program) => {
+            let mut command = std::process::Command::new(program);
+            command.arg(url);
+            command
+        }
+        None if cfg!(target_os = "macos") => {
+            let mut command = std::process::Command::new("open");
+            command.arg(url);
+            command
+        }
+        None if cfg!(windows) => {
+            let mut command = std::process::Command::new("cmd");
+            command.args(["/c", "start", "", url]);
+            command
+        }
+        None => {
+            let mut command = std::process::Command::new("xdg-open");
+            command.arg(url);
+            command
+        }
+    };
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    match command.spawn() {
+        // Reaped by a thread, so no zombie is left while the app runs.
+        Ok(mut child) => {
+            std::thread::spawn(move || child.wait());
+        }
+        Err(err) => eprintln!("xbundle-runtime: could not open the browser at {url}: {err}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,54 +598,5 @@ mod tests {
         ] {
             assert_eq!(ok(bad), Err(400), "{bad}");
         }
-    }
-}
-
-/// The address of the app's UI (its first `ui-bundle` service's `http` port).
-pub fn ui_url(manifest: &Manifest, ports: &PortMap) -> Option<String> {
-    let ui = manifest
-        .services
-        .iter()
-        .find(|s| s.kind == ServiceType::UiBundle)?;
-    let ports = ports.get(ui.id.as_str())?;
-    let port = ports.get("http").or_else(|| ports.values().next())?;
-    Some(format!("http://127.0.0.1:{port}/"))
-}
-
-/// Opens `url` in the user's browser without waiting for it: `XBUNDLE_BROWSER` when set (a
-/// program given the URL as its one argument), else the system's opener (`xdg-open` on Linux,
-/// `open` on macOS, `cmd /c start` on Windows). A failure is reported, never fatal.
-pub fn open_in_browser(url: &str) {
-    let mut command = match std::env::var_os("XBUNDLE_BROWSER").filter(|v| !v.is_empty()) {
-        Some(program) => {
-            let mut command = std::process::Command::new(program);
-            command.arg(url);
-            command
-        }
-        None if cfg!(target_os = "macos") => {
-            let mut command = std::process::Command::new("open");
-            command.arg(url);
-            command
-        }
-        None if cfg!(windows) => {
-            let mut command = std::process::Command::new("cmd");
-            command.args(["/c", "start", "", url]);
-            command
-        }
-        None => {
-            let mut command = std::process::Command::new("xdg-open");
-            command.arg(url);
-            command
-        }
-    };
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null());
-    match command.spawn() {
-        // Reaped by a thread, so no zombie is left while the app runs.
-        Ok(mut child) => {
-            std::thread::spawn(move || child.wait());
-        }
-        Err(err) => eprintln!("xbundle-runtime: could not open the browser at {url}: {err}"),
     }
 }
