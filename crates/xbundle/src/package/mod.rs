@@ -7,6 +7,7 @@
 //! | format | writer | what it installs |
 //! |---|---|---|
 //! | `tar.gz`, `zip` | [`archive`] | the stage below one top-level directory `<profile>-<platform>/` |
+//! | `pkg` | [`pkg`] | `/Applications/<display name>.app` (Info.plist, the launcher in `Contents/MacOS`, the stage in `Contents/Resources/app`) |
 //! | `msi` | [`msi`] (Debian's `wixl`, when installed) | the stage under `Program Files\<display name>\`, a Start-menu shortcut |
 //!
 //! Installers lay the stage out as an installed app ([`Payload`]); on Linux ([`linux_payload`]):
@@ -33,6 +34,7 @@ pub mod archive;
 pub mod epoch;
 pub mod launcher;
 pub mod msi;
+pub mod pkg;
 pub mod settings;
 pub mod sign;
 
@@ -56,7 +58,7 @@ pub const KNOWN: &[&str] = &["tar.gz", "zip", "deb", "rpm", "msi", "pkg"];
 
 /// The formats written today (a known format not in this list is planned nowhere, and named
 /// by `check`'s warning).
-pub const FORMATS: &[&str] = &["tar.gz", "zip", "msi"];
+pub const FORMATS: &[&str] = &["tar.gz", "zip", "msi", "pkg"];
 
 /// 1980-01-01T00:00:00Z: the timestamp when neither `SOURCE_DATE_EPOCH` nor a commit says.
 pub const DEFAULT_EPOCH: u64 = 315_532_800;
@@ -592,6 +594,7 @@ fn write_format(
 ) -> Result<(), String> {
     match format {
         "msi" => msi::write(context, input, file),
+        "pkg" => pkg::write(input, file),
         "tar.gz" => archive::tar_gz(input, file),
         "zip" => archive::zip(input, file),
         other => Err(format!("no writer for the format `{other}`")),
