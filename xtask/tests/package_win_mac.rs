@@ -718,7 +718,7 @@ fn what_an_msi_cannot_carry_fails_the_msi_alone_with_the_reason() {
     // A display name outside Windows-1252, and a version MSI cannot order.
     for (installer, expected) in [
         (INSTALLER.replace("Notes & Co", "ノート"), "Windows-1252"),
-        (format!("{INSTALLER}"), "cannot be an msi ProductVersion"),
+        (INSTALLER.to_string(), "cannot be an msi ProductVersion"),
     ] {
         let repo = repo(&installer);
         if expected.contains("ProductVersion") {
