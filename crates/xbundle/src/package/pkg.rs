@@ -409,3 +409,47 @@ pub fn write(input: &Input<'_>, file: &mut std::fs::File) -> Result<(), String> 
         .flush()
         .map_err(|err| format!("writing the pkg: {err}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names_are_valid_bundle_names() {
+        assert_eq!(app_name("Notes & Co", "notes"), "Notes & Co.app");
+        assert_eq!(app_name("a/b:c", "notes"), "a-b-c.app");
+        assert_eq!(app_name("..", "notes"), "notes.app");
+        assert_eq!(app_name(".hidden", "notes"), "notes.app");
+        assert_eq!(app_name("  ", "notes"), "notes.app");
+        assert_eq!(app_name("ノート", "notes"), "ノート.app");
+        assert_eq!(app_name("line\nbreak", "notes"), "line-break.app");
+    }
+
+    #[test]
+    fn xml_text_is_escaped() {
+        assert_eq!(xml("a&b<c>\"d'\u{7}"), "a&amp;b&lt;c&gt;&quot;d&apos; ");
+    }
+
+    #[test]
+    fn an_icns_wraps_a_png_of_a_known_size() {
+        let icns = icns_from_png(b"PNG", (256, 256)).unwrap();
+        assert_eq!(&icns[..4], b"icns");
+        assert_eq!(u32::from_be_bytes(icns[4..8].try_into().unwrap()), 19);
+        assert_eq!(&icns[8..12], b"ic08");
+        assert_eq!(u32::from_be_bytes(icns[12..16].try_into().unwrap()), 11);
+        assert_eq!(&icns[16..], b"PNG");
+        assert!(icns_from_png(b"PNG", (200, 200)).is_none());
+        assert!(icns_from_png(b"PNG", (256, 128)).is_none());
+    }
+
+    #[test]
+    fn install_size_follows_pkgbuild() {
+        let mut payload = Payload::default();
+        payload.bytes("a/b", vec![0; 513], 0o644);
+        payload.bytes("a/c", Vec::new(), 0o644);
+        payload.sort();
+        // One directory block, two blocks for 513 bytes, none for an empty file: 3 blocks,
+        // 1.5 KiB rounded up.
+        assert_eq!(install_kbytes(&payload), 2);
+    }
+}
