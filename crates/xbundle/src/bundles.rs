@@ -7,7 +7,9 @@
 //!
 //! Each platform of a profile either gets a `stage:<profile>@<platform>` task, or is
 //! *unbuildable here* with every reason and its fix ([`PlatformPlan::missing`]): `bundle`
-//! reports it in its summary, never fails on it, never skips it silently.
+//! reports it in its summary, never fails on it, never skips it silently. A staged platform's
+//! package that needs a tool missing here (the msi, Debian's `wixl`) is reported the same way,
+//! and the platform's other tasks still run.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,7 +33,8 @@ pub struct PlatformPlan {
     pub tasks: Vec<TaskId>,
     /// The stage task, when everything it needs can be built here.
     pub stage: Option<TaskId>,
-    /// Why it cannot be staged here.
+    /// Why it cannot be staged here; with a stage, which of its packages cannot be made here
+    /// (the msi without wixl) and why.
     pub missing: Vec<Unbuildable>,
     /// Where its stage lands (root-relative).
     pub dir: Utf8PathBuf,
@@ -332,7 +335,24 @@ fn plan_profile(
                     crate::package::FORMATS.contains(&f.as_str())
                         && crate::package::applies(f, platform)
                 }) {
-                    let package = crate::package::spec(crate::package::PackagePlan {
+                    // The msi needs wixl (its identity is part of the key); without it the
+                    // msi is unbuildable here, and the rest of the platform is still made.
+                    let wixl = if format == "msi" {
+                        match tools.wixl() {
+                            Ok(wixl) => Some(wixl),
+                            Err(reason) => {
+                                missing.push(Unbuildable {
+                                    what: format!("the {format} installer"),
+                                    platform: platform.id.clone(),
+                                    missing: reason,
+                                });
+                                continue;
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    let mut package = crate::package::spec(crate::package::PackagePlan {
                         profile: profile.name.clone(),
                         platform: platform.clone(),
                         format: format.clone(),
@@ -348,6 +368,9 @@ fn plan_profile(
                         epoch,
                         sign: context.config.sign.get(format).cloned(),
                     });
+                    if let Some(wixl) = wixl {
+                        package.tools.insert("wixl".to_string(), wixl.identity());
+                    }
                     tasks.push(package.id.clone());
                     specs.insert(package.id.clone(), package);
                 }

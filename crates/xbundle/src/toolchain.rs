@@ -137,6 +137,24 @@ impl Node {
     }
 }
 
+/// Debian's `wixl` (msitools), which writes the msi installers.
+#[derive(Debug, Clone)]
+pub struct Wixl {
+    pub program: PathBuf,
+    /// `wixl --version`'s line, e.g. `0.101`.
+    pub version: String,
+}
+
+impl Wixl {
+    /// The identity that enters the key of every msi package task.
+    pub fn identity(&self) -> String {
+        format!("wixl {}", self.version)
+    }
+}
+
+/// How to install wixl, for messages.
+pub const WIXL_FIX: &str = "install wixl (Debian: apt-get install wixl; it comes with msitools)";
+
 /// An optional tool `doctor` reports on.
 #[derive(Debug, Clone, Serialize)]
 pub struct Optional {
@@ -151,7 +169,11 @@ pub const OPTIONAL_TOOLS: &[(&str, &str, &str)] = &[
     ("dot", "graphviz", "`dag`/`graph --format svg`"),
     ("dpkg-deb", "dpkg", "checking .deb installers"),
     ("rpm", "rpm", "checking .rpm installers"),
-    ("wixl", "wixl", ".msi installers"),
+    (
+        "wixl",
+        "wixl",
+        "Windows .msi installers (`package:*@win-*:msi`)",
+    ),
     ("lintian", "lintian", "linting .deb installers"),
     ("curl", "curl", "the download benchmark's reference"),
 ];
@@ -182,6 +204,7 @@ pub struct Toolchains {
     go: OnceLock<Result<Go, Missing>>,
     rust: OnceLock<Result<Rust, Missing>>,
     node: OnceLock<Result<Node, Missing>>,
+    wixl: OnceLock<Result<Wixl, Missing>>,
 }
 
 impl Toolchains {
@@ -207,6 +230,7 @@ impl Toolchains {
             go: OnceLock::new(),
             rust: OnceLock::new(),
             node: OnceLock::new(),
+            wixl: OnceLock::new(),
         }
     }
 
@@ -430,6 +454,33 @@ impl Toolchains {
             npm,
             node_version: lines.first().cloned().unwrap_or_default(),
             npm_version: lines.get(1).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// wixl, for msi installers (planning asks only when a profile has an msi to make; the
+    /// answer is cached like the toolchains', so a no-op build runs no `wixl --version`).
+    pub fn wixl(&self) -> Result<Wixl, Missing> {
+        self.wixl.get_or_init(|| self.probe_wixl()).clone()
+    }
+
+    fn probe_wixl(&self) -> Result<Wixl, Missing> {
+        let missing = |reason: String| Missing {
+            reason,
+            fix: WIXL_FIX.into(),
+        };
+        let program =
+            which("wixl", &self.env).ok_or_else(|| missing("`wixl` is not on PATH".into()))?;
+        let lines = self
+            .cached("wixl", file_fingerprint(&program), || {
+                let version = Cmd::new(&program).arg("--version").probe(Some(&self.env))?;
+                Ok(vec![
+                    String::from_utf8_lossy(&version.stdout).trim().to_string(),
+                ])
+            })
+            .map_err(missing)?;
+        Ok(Wixl {
+            program,
+            version: lines.first().cloned().unwrap_or_default(),
         })
     }
 

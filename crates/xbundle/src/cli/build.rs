@@ -273,22 +273,26 @@ pub(super) fn report_bundles(
     let selected: Vec<&crate::bundles::PlatformPlan> = bundles.selected(platforms).collect();
     let mut staged = Vec::new();
     for platform in &selected {
-        if platform.stage.is_some() {
-            if succeeded {
-                staged.push(platform.dir.to_string());
-            }
-            continue;
+        if platform.stage.is_some() && succeeded {
+            staged.push(platform.dir.to_string());
         }
+        // Without a stage: why it could not be staged; with one: the packages it could not get.
         for missing in &platform.missing {
             if shell.is_json() {
                 shell.json(&json!({
                     "event": "unbuildable",
                     "profile": bundles.profile,
                     "platform": platform.platform,
+                    "staged": platform.stage.is_some(),
                     "what": missing.what,
                     "reason": missing.missing.reason,
                     "fix": missing.missing.fix,
                 }));
+            } else if platform.stage.is_some() {
+                shell.warn(&format!(
+                    "{}: {} cannot be built here: {} (fix: {})",
+                    platform.platform, missing.what, missing.missing.reason, missing.missing.fix
+                ));
             } else {
                 shell.warn(&format!(
                     "{} not staged: {} cannot be built here: {} (fix: {})",

@@ -1,11 +1,14 @@
 //! Installers and archives of a stage: `package:<profile>@<platform>:<format>` writes
 //! `<out>/<profile>/packages/<profile>-<platform>.<format>` from the staged bundle directory,
-//! natively (no packaging tool is run, so every format builds on any host), for the formats of
+//! natively (no packaging tool is run, so every format builds on any host; the msi alone needs
+//! Debian's `wixl`, and is *unbuildable here*, with its fix, where it is missing), for the formats of
 //! the profile (default: the platform's list) that apply to the platform ([`applies`]).
 //!
 //! | format | writer | what it installs |
 //! |---|---|---|
 //! | `tar.gz`, `zip` | [`archive`] | the stage below one top-level directory `<profile>-<platform>/` |
+//! | `pkg` | [`pkg`] | `/Applications/<display name>.app` (Info.plist, the launcher in `Contents/MacOS`, the stage in `Contents/Resources/app`) |
+//! | `msi` | [`msi`] (Debian's `wixl`, when installed) | the stage under `Program Files\<display name>\`, a Start-menu shortcut |
 //!
 //! Installers lay the stage out as an installed app ([`Payload`]); on Linux ([`linux_payload`]):
 //! the bundle under `/opt/<name>/`, a launcher `/usr/bin/<name>` that starts the runtime and
@@ -30,6 +33,8 @@
 pub mod archive;
 pub mod epoch;
 pub mod launcher;
+pub mod msi;
+pub mod pkg;
 pub mod settings;
 pub mod sign;
 
@@ -53,7 +58,7 @@ pub const KNOWN: &[&str] = &["tar.gz", "zip", "deb", "rpm", "msi", "pkg"];
 
 /// The formats written today (a known format not in this list is planned nowhere, and named
 /// by `check`'s warning).
-pub const FORMATS: &[&str] = &["tar.gz", "zip"];
+pub const FORMATS: &[&str] = &["tar.gz", "zip", "msi", "pkg"];
 
 /// 1980-01-01T00:00:00Z: the timestamp when neither `SOURCE_DATE_EPOCH` nor a commit says.
 pub const DEFAULT_EPOCH: u64 = 315_532_800;
@@ -580,9 +585,16 @@ struct Package {
     output: Utf8PathBuf,
 }
 
-/// Writes one format into `file`.
-fn write_format(input: &Input<'_>, format: &str, file: &mut std::fs::File) -> Result<(), String> {
+/// Writes one format into `file` (`context`: for the formats that run a tool).
+fn write_format(
+    context: &ActionContext<'_>,
+    input: &Input<'_>,
+    format: &str,
+    file: &mut std::fs::File,
+) -> Result<(), String> {
     match format {
+        "msi" => msi::write(context, input, file),
+        "pkg" => pkg::write(input, file),
         "tar.gz" => archive::tar_gz(input, file),
         "zip" => archive::zip(input, file),
         other => Err(format!("no writer for the format `{other}`")),
@@ -606,7 +618,7 @@ impl Action for Package {
         };
         match &plan.sign {
             None => crate::stage::write_with(tree, &self.output, 0o644, |file| {
-                write_format(&input, &plan.format, file)
+                write_format(context, &input, &plan.format, file)
             })
             .map_err(failure)?,
             Some(template) => {
@@ -616,7 +628,7 @@ impl Action for Package {
                     .join(format!("unsigned.{}", plan.format.replace('/', "_")));
                 let mut file = std::fs::File::create(&unsigned)
                     .map_err(|err| failure(format!("writing {}: {err}", unsigned.display())))?;
-                write_format(&input, &plan.format, &mut file).map_err(failure)?;
+                write_format(context, &input, &plan.format, &mut file).map_err(failure)?;
                 drop(file);
                 let signed = sign::run(context, template, &unsigned, &plan.format)?;
                 let mut signed = std::fs::File::open(&signed)
