@@ -234,11 +234,23 @@ export class Runtime {
       runtime.keep(text);
       options.onOutput?.(text);
     };
-    child.stdout?.on("data", forward);
-    child.stderr?.on("data", forward);
+    const ended = [child.stdout, child.stderr].map(
+      (stream) =>
+        new Promise<void>((resolve) => {
+          if (stream === null) {
+            resolve();
+            return;
+          }
+          stream.on("data", forward);
+          stream.on("end", () => resolve());
+          stream.on("error", () => resolve());
+        }),
+    );
     const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
     for (;;) {
       if (runtime.exitCode !== undefined) {
+        // What it printed last may still be on its way (a service it left could hold the pipe).
+        await Promise.race([Promise.all(ended), sleep(500)]);
         throw new RuntimeError(`the runtime exited (${runtime.describeExit()}) before its control API answered${runtime.printed()}`);
       }
       const token = readText(tokenFile);
