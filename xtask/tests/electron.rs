@@ -566,6 +566,29 @@ fn thin_client_refuses_urls_that_are_not_http_with_exit_2_and_writes_nothing() {
         .assert_code(2);
     common::assert_same_tree(&repo.snapshot(), &before, "no URL");
     canary.assert_intact("no URL");
+    // In bundle.toml, the same rule, located.
+    repo.write(
+        "bundle.toml",
+        format!("{BUNDLE_TOML}\n[profiles.notes-desktop.thin]\nurl = \"https://notes.example.org/\\\"x\"\n"),
+    );
+    let before = repo.snapshot();
+    for args in [
+        vec!["check"],
+        vec!["thin-client", PROFILE],
+        vec!["bundle", "--dry-run"],
+    ] {
+        let run = repo.json(&args);
+        run.assert_code(2);
+        let diagnostic = run.diagnostic();
+        let message = diagnostic["message"].as_str().unwrap();
+        assert!(
+            message.contains("[thin] url") && message.contains("which a URL cannot hold"),
+            "{run}"
+        );
+        assert_eq!(diagnostic["file"], "bundle.toml", "{run}");
+        common::assert_same_tree(&repo.snapshot(), &before, "a bad URL in bundle.toml");
+    }
+    canary.assert_intact("a bad URL in bundle.toml");
 }
 
 #[test]
