@@ -47,9 +47,12 @@ pub struct PlatformPlan {
 #[derive(Debug, Clone)]
 pub struct ProfilePlan {
     pub profile: String,
-    /// Tasks every stageable platform shares (the UI build).
+    /// Tasks every stageable platform shares (the UI build, the Electron project).
     pub shared: Vec<TaskId>,
     pub platforms: Vec<PlatformPlan>,
+    /// The thin client's tasks (`[profiles.NAME.thin] url`, or `thin-client --url`), each
+    /// with its platform (`None`: the thin project itself).
+    pub thin: Vec<(Option<String>, TaskId)>,
 }
 
 impl ProfilePlan {
@@ -63,6 +66,15 @@ impl ProfilePlan {
             targets.extend(platform.tasks.iter().map(ToString::to_string));
             targets.extend(platform.fetches.iter().map(ToString::to_string));
         }
+        targets.extend(
+            self.thin
+                .iter()
+                .filter(|(on, _)| {
+                    on.as_ref()
+                        .is_none_or(|p| names.is_empty() || names.contains(p))
+                })
+                .map(|(_, id)| id.to_string()),
+        );
         targets
     }
 
@@ -367,12 +379,28 @@ fn plan_profile(
                             .unwrap_or_default(),
                         epoch,
                         sign: context.config.sign.get(format).cloned(),
+                        thin: false,
                     });
                     if let Some(wixl) = wixl {
                         package.tools.insert("wixl".to_string(), wixl.identity());
                     }
                     tasks.push(package.id.clone());
                     specs.insert(package.id.clone(), package);
+                }
+                // `electron-dist`: electron-builder packages the Electron app too.
+                if let Some(dist) = &profile.decl.electron_dist {
+                    let builder = crate::electron::builder::spec(
+                        root,
+                        crate::electron::builder::BuilderPlan {
+                            profile: profile.name.clone(),
+                            platform: platform.clone(),
+                            out: out.clone(),
+                            dist: dist.get_ref().clone(),
+                            stage: id.clone(),
+                        },
+                    );
+                    tasks.push(builder.id.clone());
+                    specs.insert(builder.id.clone(), builder);
                 }
                 Some(id)
             }
@@ -392,11 +420,54 @@ fn plan_profile(
     }
     if platform_plans.iter().all(|p| p.stage.is_none()) {
         shared.clear();
+    } else {
+        // The Electron wrapper of the profile's bundles (every platform: the project is the
+        // same on any machine).
+        let electron = crate::electron::spec(crate::electron::ElectronPlan {
+            profile: profile.name.clone(),
+            out: out.clone(),
+            platforms: platforms.clone(),
+            installer: profile
+                .decl
+                .installer
+                .as_ref()
+                .map(|i| i.get_ref().clone())
+                .unwrap_or_default(),
+            publish: profile
+                .decl
+                .publish
+                .as_ref()
+                .and_then(|p| p.get_ref().url.clone()),
+        });
+        shared.push(electron.id.clone());
+        specs.insert(electron.id.clone(), electron);
+    }
+    // The thin client, when the profile names its URL (no build: every platform).
+    let mut thin = Vec::new();
+    if let Some(url) = profile
+        .decl
+        .thin
+        .as_ref()
+        .and_then(|t| t.get_ref().url.clone())
+    {
+        let (thin_specs, ids) = crate::electron::thin::plan(
+            profile,
+            &platforms,
+            out,
+            &url,
+            epoch,
+            &context.config.sign,
+        );
+        thin = ids;
+        for spec in thin_specs {
+            specs.insert(spec.id.clone(), spec);
+        }
     }
     ProfilePlan {
         profile: profile.name.clone(),
         shared,
         platforms: platform_plans,
+        thin,
     }
 }
 

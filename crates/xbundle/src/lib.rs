@@ -13,6 +13,7 @@ pub mod bundles;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
+pub mod electron;
 pub mod package;
 pub mod plan;
 pub mod platform;

@@ -12,6 +12,7 @@ mod doctor;
 mod pipeline;
 mod profile;
 mod queries;
+mod thin;
 
 pub(crate) use cache::parse_size;
 
@@ -139,6 +140,9 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// The thin client: the Electron wrapper without runtime or services, pointing at a
+    /// deployed app (dist/<profile>/thin/), and its packages
+    ThinClient(thin::ThinArgs),
     /// Inspect and maintain the local cache
     Cache {
         #[command(subcommand)]
@@ -475,6 +479,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             let workspace = load(&cli, run.force, run.fail_fast)?;
             doctor::run(&workspace, profile.as_deref(), run, shell)
         }
+        Command::ThinClient(args) => thin::thin_client(&cli, args, shell),
         Command::Cache { command } => {
             let workspace = load(&cli, false, false)?;
             cache::cache(&workspace, command, shell)

@@ -10,6 +10,11 @@
 //! | `pkg` | [`pkg`] | `/Applications/<display name>.app` (Info.plist, the launcher in `Contents/MacOS`, the stage in `Contents/Resources/app`) |
 //! | `msi` | [`msi`] (Debian's `wixl`, when installed) | the stage under `Program Files\<display name>\`, a Start-menu shortcut |
 //!
+//! A thin payload (the thin client's, [`crate::electron::thin`]: `thin.json`, a launcher that
+//! opens the deployed URL, the thin Electron project; no runtime) goes through the same writers:
+//! `PackagePlan::thin` / `Input::thin` say so; the app block is then read from `thin.json`,
+//! and the Linux launcher runs the payload's `launch` instead of the runtime.
+//!
 //! Installers lay the stage out as an installed app ([`Payload`]); on Linux ([`linux_payload`]):
 //! the bundle under `/opt/<name>/`, a launcher `/usr/bin/<name>` that starts the runtime and
 //! opens the UI in the browser (`--no-browser`: only start it), a desktop entry, an icon and a
@@ -100,10 +105,23 @@ pub struct PackagePlan {
     pub epoch: u64,
     /// The `[sign]` template for this format.
     pub sign: Option<String>,
+    /// The stage is a thin client's payload (see the module docs).
+    pub thin: bool,
 }
 
 pub fn spec(plan: PackagePlan) -> TaskSpec {
-    let output = package_path(&plan.out, &plan.profile, &plan.platform.id, &plan.format);
+    let (id, output) = if plan.thin {
+        use crate::electron::thin;
+        (
+            thin::package_id(&plan.profile, &plan.platform.id, &plan.format),
+            thin::package_path(&plan.out, &plan.profile, &plan.platform.id, &plan.format),
+        )
+    } else {
+        (
+            package_id(&plan.profile, &plan.platform.id, &plan.format),
+            package_path(&plan.out, &plan.profile, &plan.platform.id, &plan.format),
+        )
+    };
     let mut params = BTreeMap::new();
     params.insert("format".to_string(), plan.format.clone());
     params.insert("stage".to_string(), plan.stage_dir.to_string());
@@ -129,7 +147,7 @@ pub fn spec(plan: PackagePlan) -> TaskSpec {
         env.extend(sign::variables(template));
     }
     TaskSpec {
-        id: package_id(&plan.profile, &plan.platform.id, &plan.format),
+        id,
         kind: "package".into(),
         impl_version: PACKAGE_VERSION,
         params,
@@ -232,7 +250,17 @@ impl Meta {
         installer: &InstallerDecl,
         epoch: u64,
     ) -> Result<Meta, String> {
-        let manifest_path = stage.join("bundle.json");
+        Meta::resolve_file(tree, &stage.join("bundle.json"), installer, epoch)
+    }
+
+    /// [`Meta::resolve`] from the `app` block of `manifest_path` (bundle.json, or a thin
+    /// payload's `thin.json`, whose `app.display_name` is the default display name).
+    pub fn resolve_file(
+        tree: &Dir,
+        manifest_path: &Utf8Path,
+        installer: &InstallerDecl,
+        epoch: u64,
+    ) -> Result<Meta, String> {
         let bytes = tree
             .read_file(manifest_path.as_str(), 64 << 20)
             .map_err(|err| format!("reading {manifest_path}: {err}"))?
@@ -270,7 +298,11 @@ impl Meta {
                 version.escape_debug()
             ));
         }
-        let display_name = installer.display_name.clone().unwrap_or(app_name);
+        let display_name = installer
+            .display_name
+            .clone()
+            .or_else(|| app("display_name"))
+            .unwrap_or(app_name);
         let description = installer
             .description
             .clone()
@@ -363,8 +395,10 @@ pub struct Input<'a> {
     pub entries: Vec<TreeEntry>,
     pub meta: Meta,
     pub platform: &'a Platform,
-    /// The archives' top-level directory, `<profile>-<platform>`.
+    /// The archives' top-level directory, `<profile>-<platform>` (`<profile>-thin-<platform>`).
     pub top: String,
+    /// The stage is a thin client's payload: no runtime, its launcher opens a URL.
+    pub thin: bool,
 }
 
 impl Input<'_> {
@@ -547,16 +581,16 @@ pub fn linux_payload(input: &Input<'_>) -> Result<Payload, String> {
     let name = &meta.name;
     let mut payload = Payload::default();
     payload.stage(input, &format!("opt/{name}"))?;
-    payload.bytes(
-        &format!("usr/bin/{name}"),
+    let launcher = if input.thin {
+        crate::electron::thin::installed_launcher(meta, &format!("../../opt/{name}"))
+    } else {
         launcher::unix_launcher(
             meta,
             &format!("../../opt/{name}"),
             &crate::stage::staged_runtime(input.platform),
         )
-        .into_bytes(),
-        0o755,
-    );
+    };
+    payload.bytes(&format!("usr/bin/{name}"), launcher.into_bytes(), 0o755);
     payload.bytes(
         &format!("usr/share/applications/{name}.desktop"),
         launcher::desktop_entry(meta).into_bytes(),
@@ -606,15 +640,25 @@ impl Action for Package {
         let plan = &self.plan;
         let tree = context.tree;
         let entries = regular_tree(tree, &plan.stage_dir).map_err(failure)?;
+        let manifest = plan.stage_dir.join(if plan.thin {
+            crate::electron::thin::MANIFEST
+        } else {
+            "bundle.json"
+        });
         let meta =
-            Meta::resolve(tree, &plan.stage_dir, &plan.installer, plan.epoch).map_err(failure)?;
+            Meta::resolve_file(tree, &manifest, &plan.installer, plan.epoch).map_err(failure)?;
         let input = Input {
             tree,
             stage: &plan.stage_dir,
             entries,
             meta,
             platform: &plan.platform,
-            top: format!("{}-{}", plan.profile, plan.platform.id),
+            top: if plan.thin {
+                format!("{}-thin-{}", plan.profile, plan.platform.id)
+            } else {
+                format!("{}-{}", plan.profile, plan.platform.id)
+            },
+            thin: plan.thin,
         };
         match &plan.sign {
             None => crate::stage::write_with(tree, &self.output, 0o644, |file| {

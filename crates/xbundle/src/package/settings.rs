@@ -191,6 +191,17 @@ pub fn check_profile(profile: &str, decl: &ProfileDecl) -> Result<(), Problem> {
             ));
         }
     }
+    // The thin client's URL is written into its launchers: the stricter rule.
+    if let Some(thin) = &decl.thin
+        && let Some(url) = &thin.get_ref().url
+        && let Err(problem) = crate::electron::thin::check_url(url)
+    {
+        return Err((
+            format!("profile `{profile}`: [thin] url: {problem}"),
+            thin.span(),
+            "e.g. url = \"https://notes.example.org/\"".into(),
+        ));
+    }
     Ok(())
 }
 
