@@ -53,6 +53,7 @@ default-profile = "notes-desktop"
 scenario = "notes"
 tier = "desktop"
 platforms = ["linux-x64", "linux-arm64", "win-x64", "darwin-arm64"]
+formats = ["tar.gz", "zip", "msi", "pkg"]
 
 [profiles.notes-desktop.installer]
 identifier = "org.example.notes"
@@ -507,6 +508,74 @@ fn thin_client_writes_the_project_without_runtime_and_packages_whose_launcher_op
         cmd.contains("start \"\" \"https://notes.example.org/app?team=1&x=%%20\""),
         "{cmd}"
     );
+    // The msi's Start-menu shortcut starts launch.cmd, not a runtime (there is none).
+    let msi = repo
+        .join(THIN)
+        .join("packages/notes-desktop-thin-win-x64.msi");
+    if common::have_tool("wixl", "wixl") && common::have_tool("msiinfo", "msitools") {
+        let export = |table: &str| {
+            let output = Command::new("msiinfo")
+                .args(["export"])
+                .arg(&msi)
+                .arg(table)
+                .output()
+                .unwrap();
+            assert_success(&output, "msiinfo export");
+            String::from_utf8(output.stdout).unwrap()
+        };
+        let files = export("File");
+        let launch_id = files
+            .lines()
+            .find(|line| {
+                line.split('\t')
+                    .nth(2)
+                    .is_some_and(|n| n.ends_with("launch.cmd"))
+            })
+            .and_then(|line| line.split('\t').next())
+            .unwrap_or_else(|| panic!("launch.cmd in the msi's File table:\n{files}"));
+        let shortcuts = export("Shortcut");
+        let row = shortcuts
+            .lines()
+            .find(|line| line.starts_with("StartMenuShortcut"))
+            .unwrap_or_else(|| panic!("a Start-menu shortcut:\n{shortcuts}"));
+        assert!(row.contains(&format!("[#{launch_id}]")), "{row}");
+        assert!(!row.contains("--bundle"), "{row}");
+    }
+    // The pkg's app launcher runs the payload's own launcher.
+    let pkg = repo
+        .join(THIN)
+        .join("packages/notes-desktop-thin-darwin-arm64.pkg");
+    if common::have_tool("bsdtar", "libarchive-tools") {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new("bsdtar")
+            .arg("-xf")
+            .arg(&pkg)
+            .arg("-C")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_success(&output, "bsdtar -xf pkg");
+        let payload = dir.path().join("notes-thin.pkg/Payload");
+        let unpacked = dir.path().join("payload");
+        fs::create_dir(&unpacked).unwrap();
+        let output = Command::new("bsdtar")
+            .arg("-xf")
+            .arg(&payload)
+            .arg("-C")
+            .arg(&unpacked)
+            .output()
+            .unwrap();
+        assert_success(&output, "bsdtar -xf Payload");
+        // The payload is relative to the install location, /Applications.
+        let app = fs::read_dir(&unpacked)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|e| e == "app"))
+            .expect("an app bundle in the payload");
+        let launcher = fs::read_to_string(app.join("Contents/MacOS/notes-thin")).unwrap();
+        assert!(launcher.contains("/launch"), "{launcher}");
+        assert!(!launcher.contains("xbundle-runtime"), "{launcher}");
+    }
     // Reproducible: another checkout gives the same package bytes.
     let other = repo.copy_without_state();
     fs::remove_dir_all(other.join("dist")).unwrap();

@@ -264,7 +264,9 @@ impl Folder {
 struct Source<'a> {
     arch: &'a Arch,
     upgrade_code: &'a str,
-    runtime: &'a str,
+    /// What the shortcut starts (below the install directory), and with which arguments.
+    target: &'a str,
+    arguments: &'a str,
     shortcut: &'a str,
     description: &'a str,
     icon: bool,
@@ -295,17 +297,18 @@ fn emit_folder(
             attr(name),
             attr(from),
         ));
-        if below == source.runtime {
+        if below == source.target {
             let icon = if source.icon {
                 " Icon=\"AppIcon.ico\""
             } else {
                 ""
             };
             wxs.push_str(&format!(
-                "{indent}  <Shortcut Id=\"StartMenuShortcut\" Directory=\"ProgramMenuFolder\" Name=\"{}\" Description=\"{}\" Target=\"[#{}]\" Arguments=\"--bundle &quot;[INSTALLDIR].&quot; --open-ui\" WorkingDirectory=\"INSTALLDIR\"{icon}/>\n",
+                "{indent}  <Shortcut Id=\"StartMenuShortcut\" Directory=\"ProgramMenuFolder\" Name=\"{}\" Description=\"{}\" Target=\"[#{}]\"{} WorkingDirectory=\"INSTALLDIR\"{icon}/>\n",
                 attr(source.shortcut),
                 attr(source.description),
                 wix_id("f", below),
+                source.arguments,
             ));
         }
         wxs.push_str(&format!("{indent}</Component>\n"));
@@ -419,7 +422,15 @@ pub fn write(
     let vendor = setting("vendor", &meta.vendor)?;
     let description = setting("description", &meta.description)?;
     let folder = folder_name(&display, &meta.name);
-    let runtime = crate::stage::staged_runtime(input.platform);
+    // The shortcut starts the runtime on the bundle, or a thin client's own launcher.
+    let (runtime, arguments) = if input.thin {
+        (crate::electron::thin::WINDOWS_LAUNCHER.to_string(), "")
+    } else {
+        (
+            crate::stage::staged_runtime(input.platform),
+            " Arguments=\"--bundle &quot;[INSTALLDIR].&quot; --open-ui\"",
+        )
+    };
     let wixl = crate::tool::which("wixl", context.env)
         .ok_or_else(|| format!("`wixl` is not on PATH ({WIXL_FIX})"))?;
 
@@ -564,7 +575,8 @@ pub fn write(
         &Source {
             arch: &arch,
             upgrade_code: &meta.upgrade_code,
-            runtime: &runtime,
+            target: &runtime,
+            arguments,
             shortcut: &folder,
             description: &description,
             icon,

@@ -315,11 +315,15 @@ pub fn write(input: &Input<'_>, file: &mut std::fs::File) -> Result<(), String> 
     payload.stage(input, &format!("{contents}/Resources/app"))?;
     payload.bytes(
         &format!("{contents}/MacOS/{}", meta.name),
-        launcher::unix_launcher(
-            meta,
-            "../Resources/app",
-            &crate::stage::staged_runtime(input.platform),
-        )
+        if input.thin {
+            crate::electron::thin::installed_launcher(meta, "../Resources/app")
+        } else {
+            launcher::unix_launcher(
+                meta,
+                "../Resources/app",
+                &crate::stage::staged_runtime(input.platform),
+            )
+        }
         .into_bytes(),
         0o755,
     );
