@@ -472,11 +472,12 @@ fn every_platform_is_staged_with_its_assets_and_an_edit_rebuilds_each() {
         "stage:app-desktop@linux-arm64",
         "stage:app-desktop@win-x64",
         "stage:app-desktop@darwin-arm64",
-        // Each platform's portable archive (linux: tar.gz; windows, macOS: zip).
+        // Each platform's default formats (linux: tar.gz; windows: zip; macOS: zip and pkg).
         "package:app-desktop@linux-x64:tar.gz",
         "package:app-desktop@linux-arm64:tar.gz",
         "package:app-desktop@win-x64:zip",
         "package:app-desktop@darwin-arm64:zip",
+        "package:app-desktop@darwin-arm64:pkg",
     ]);
     // win-x64's default formats hold the msi, made where wixl is installed.
     if common::have_tool("wixl", "wixl") {
