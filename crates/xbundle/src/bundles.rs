@@ -8,6 +8,12 @@
 //! Each platform of a profile either gets a `stage:<profile>@<platform>` task, or is
 //! *unbuildable here* with every reason and its fix ([`PlatformPlan::missing`]): `bundle`
 //! reports it in its summary, never fails on it, never skips it silently.
+//!
+//! A stageable platform gets a `package:` task per format, and the profile one
+//! `publish:<profile>` after all of them ([`crate::publish`]), which `bundle` runs when it
+//! builds every stageable platform (a `--platform` subset is a part of a release, not one).
+//! The artifacts' epoch is read once, and only when a package task is planned; a bad
+//! `SOURCE_DATE_EPOCH` is then a planning error ([`crate::package::epoch`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,6 +23,7 @@ use engine::{TaskId, TaskSpec};
 use crate::analysis::Catalog;
 use crate::builds::{self, ApiBuild, UiBuild, Unbuildable};
 use crate::config::Profile;
+use crate::diagnostic::Diagnostic;
 use crate::service::ServiceKind;
 use crate::stage::{self, StagePlan};
 use crate::stages::Context;
@@ -38,6 +45,8 @@ pub struct PlatformPlan {
     /// The fetch tasks of its assets: run by `bundle` even when the stage cannot be made here
     /// (a download does not depend on this machine's toolchains).
     pub fetches: Vec<TaskId>,
+    /// Its artifacts (one per package task), for the release and `bundle`'s table.
+    pub artifacts: Vec<crate::publish::Artifact>,
 }
 
 /// A profile's bundles.
@@ -47,12 +56,15 @@ pub struct ProfilePlan {
     /// Tasks every stageable platform shares (the UI build).
     pub shared: Vec<TaskId>,
     pub platforms: Vec<PlatformPlan>,
+    /// `publish:<profile>`, when any platform has an artifact, and the files it writes.
+    pub publish: Option<TaskId>,
+    pub release: Vec<Utf8PathBuf>,
 }
 
 impl ProfilePlan {
     /// The tasks that make the selected platforms' bundles (`names` empty: every platform):
     /// the profile's assembly, the shared builds, each platform's builds, stage, archives and
-    /// fetches.
+    /// fetches, and the release's files when every stageable platform is selected.
     pub fn targets(&self, names: &[String]) -> Vec<String> {
         let mut targets = vec![crate::stages::assemble_id(&self.profile).to_string()];
         targets.extend(self.shared.iter().map(ToString::to_string));
@@ -60,7 +72,20 @@ impl ProfilePlan {
             targets.extend(platform.tasks.iter().map(ToString::to_string));
             targets.extend(platform.fetches.iter().map(ToString::to_string));
         }
+        if let Some(publish) = self.publishes(names) {
+            targets.push(publish.to_string());
+        }
         targets
+    }
+
+    /// `publish:<profile>` when `names` selects every platform that has artifacts.
+    pub fn publishes(&self, names: &[String]) -> Option<&TaskId> {
+        let all = self
+            .platforms
+            .iter()
+            .filter(|p| !p.artifacts.is_empty())
+            .all(|p| names.is_empty() || names.contains(&p.platform));
+        self.publish.as_ref().filter(|_| all)
     }
 
     /// The platforms `names` selects (all of them when empty).
@@ -91,18 +116,46 @@ pub fn shipped_scenarios(catalog: &Catalog, scenario: &str) -> Vec<String> {
     seen.into_iter().collect()
 }
 
-/// The build and stage tasks of every profile (shared builds once), and each profile's plan.
-pub fn plan(context: &Context, tools: &Toolchains) -> (Vec<TaskSpec>, Vec<ProfilePlan>) {
+/// The artifacts' epoch, read on first use (a plan without package tasks reads neither
+/// `SOURCE_DATE_EPOCH` nor the last commit).
+struct Epoch<'a> {
+    root: &'a Utf8Path,
+    value: Option<Result<u64, crate::package::epoch::BadEpoch>>,
+}
+
+impl Epoch<'_> {
+    fn get(&mut self) -> Option<u64> {
+        let root = self.root;
+        self.value
+            .get_or_insert_with(|| crate::package::epoch::source_date_epoch(root))
+            .as_ref()
+            .ok()
+            .copied()
+    }
+}
+
+/// The build, stage, package and publish tasks of every profile (shared builds once), and each
+/// profile's plan; an error only for a bad `SOURCE_DATE_EPOCH`.
+pub fn plan(
+    context: &Context,
+    tools: &Toolchains,
+) -> Result<(Vec<TaskSpec>, Vec<ProfilePlan>), Diagnostic> {
     let catalog = Catalog::new(context.layout.clone());
     let mut specs: BTreeMap<TaskId, TaskSpec> = BTreeMap::new();
     let mut plans = Vec::new();
-    let epoch = crate::package::epoch::source_date_epoch(&context.root);
+    let mut epoch = Epoch {
+        root: &context.root,
+        value: None,
+    };
     for profile in &context.config.profiles {
         plans.push(plan_profile(
-            context, tools, &catalog, profile, epoch, &mut specs,
+            context, tools, &catalog, profile, &mut epoch, &mut specs,
         ));
     }
-    (specs.into_values().collect(), plans)
+    if let Some(Err(bad)) = epoch.value {
+        return Err(Diagnostic::error(bad.to_string()).help(bad.help()));
+    }
+    Ok((specs.into_values().collect(), plans))
 }
 
 fn plan_profile(
@@ -110,7 +163,7 @@ fn plan_profile(
     tools: &Toolchains,
     catalog: &Catalog,
     profile: &Profile,
-    epoch: u64,
+    epoch: &mut Epoch<'_>,
     specs: &mut BTreeMap<TaskId, TaskSpec>,
 ) -> ProfilePlan {
     let root = &context.root;
@@ -302,6 +355,7 @@ fn plan_profile(
             }
         };
         let dir = stage::stage_dir(out, &profile.name, &platform.id);
+        let mut artifacts = Vec::new();
         let stage = match runtime {
             Some(runtime) if missing.is_empty() => {
                 let spec = stage::spec(StagePlan {
@@ -332,6 +386,16 @@ fn plan_profile(
                     crate::package::FORMATS.contains(&f.as_str())
                         && crate::package::applies(f, platform)
                 }) {
+                    // A bad SOURCE_DATE_EPOCH fails the whole plan (see `plan`).
+                    let Some(epoch) = epoch.get() else { break };
+                    let sign = context.config.sign.get(format).cloned();
+                    artifacts.push(crate::publish::Artifact {
+                        platform: platform.clone(),
+                        format: format.clone(),
+                        path: crate::package::package_path(out, &profile.name, &platform.id, format),
+                        task: crate::package::package_id(&profile.name, &platform.id, format),
+                        signed: sign.is_some(),
+                    });
                     let package = crate::package::spec(crate::package::PackagePlan {
                         profile: profile.name.clone(),
                         platform: platform.clone(),
@@ -346,7 +410,7 @@ fn plan_profile(
                             .map(|i| i.get_ref().clone())
                             .unwrap_or_default(),
                         epoch,
-                        sign: context.config.sign.get(format).cloned(),
+                        sign,
                     });
                     tasks.push(package.id.clone());
                     specs.insert(package.id.clone(), package);
@@ -365,15 +429,41 @@ fn plan_profile(
             missing,
             dir,
             fetches,
+            artifacts,
         });
     }
     if platform_plans.iter().all(|p| p.stage.is_none()) {
         shared.clear();
     }
+    // The release: every artifact of the stageable platforms, after all of them.
+    let mut release = Vec::new();
+    let publish = platform_plans
+        .iter()
+        .find(|p| !p.artifacts.is_empty())
+        .and_then(|first| Some((first, first.stage.clone()?, epoch.get()?)))
+        .map(|(first, stage, epoch)| {
+            let spec = crate::publish::spec(crate::publish::PublishPlan {
+                profile: profile.name.clone(),
+                out: out.clone(),
+                artifacts: platform_plans
+                    .iter()
+                    .flat_map(|p| p.artifacts.iter().cloned())
+                    .collect(),
+                manifest: first.dir.join("bundle.json"),
+                stage,
+                epoch,
+            });
+            let id = spec.id.clone();
+            release = spec.outputs.iter().map(Utf8PathBuf::from).collect();
+            specs.insert(id.clone(), spec);
+            id
+        });
     ProfilePlan {
         profile: profile.name.clone(),
         shared,
         platforms: platform_plans,
+        publish,
+        release,
     }
 }
 

@@ -9,8 +9,15 @@
 //!
 //! The package task runs the hook on a private copy of the artifact and publishes the signed
 //! file atomically; a signer that fails, or writes nothing, fails the task and nothing is
-//! cached. Checksums and update manifests (`publish:<profile>`) are made from the published,
-//! signed file.
+//! cached, and the previously published artifact stays as it was (the task replaces its output
+//! itself: [`engine::Action::replaces_outputs`]). Checksums and update manifests
+//! (`publish:<profile>`) are made from the published, signed file.
+//!
+//! **Invariant:** a secret's value never reaches a message, a log or the cache: the key holds
+//! its digest, messages name the variable and show the template, and what a failing signer
+//! printed is shown with every value the template used replaced by `***` (a signer that echoes
+//! its arguments, `sh -x`, does not leak the key). A signer that succeeds prints nothing
+//! anywhere: its output is dropped, never cached.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -133,6 +140,7 @@ pub fn run(
         unsigned.with_file_name(format!("signed.{}", format.replace('/', "_")))
     };
     let mut argv: Vec<OsString> = Vec::new();
+    let mut secrets: Vec<Vec<u8>> = Vec::new();
     for word in &words {
         let mut arg = OsString::new();
         for piece in word {
@@ -141,7 +149,11 @@ pub fn run(
                 Piece::In => arg.push(unsigned),
                 Piece::Out => arg.push(&signed),
                 Piece::Env(name) => match context.env.get(std::ffi::OsStr::new(name)) {
-                    Some(value) => arg.push(value),
+                    Some(value) => {
+                        use std::os::unix::ffi::OsStrExt;
+                        secrets.push(value.as_bytes().to_vec());
+                        arg.push(value)
+                    }
                     None => {
                         return Err(failure(format!(
                             "[sign] {format}: the template needs the environment variable {name}, which is not set (secrets for signing come only from the environment)"
@@ -165,8 +177,7 @@ pub fn run(
         .run(&mut command, std::process::Child::wait_with_output)
         .map_err(|err| {
             failure(format!(
-                "[sign] {format}: could not run the signer `{}`: {err}",
-                argv[0].to_string_lossy()
+                "[sign] {format}: could not run the signer (`{template}`): {err}"
             ))
         })?;
     if !output.status.success() {
@@ -175,8 +186,8 @@ pub fn run(
                 "[sign] {format}: the signer (`{template}`) exited with {}; nothing was published or cached",
                 output.status
             ),
-            stdout: output.stdout,
-            stderr: output.stderr,
+            stdout: redact(&output.stdout, &secrets),
+            stderr: redact(&output.stderr, &secrets),
         });
     }
     match std::fs::symlink_metadata(&signed) {
@@ -190,9 +201,40 @@ pub fn run(
     Ok(signed)
 }
 
+/// `bytes` with every occurrence of each non-empty secret replaced by `***` (longest first, so
+/// a secret holding another is hidden whole).
+fn redact(bytes: &[u8], secrets: &[Vec<u8>]) -> Vec<u8> {
+    let mut secrets: Vec<&Vec<u8>> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    'scan: while at < bytes.len() {
+        for secret in &secrets {
+            if bytes[at..].starts_with(secret) {
+                out.extend_from_slice(b"***");
+                at += secret.len();
+                continue 'scan;
+            }
+        }
+        out.push(bytes[at]);
+        at += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted_from_what_a_signer_printed() {
+        let secrets = vec![b"hunter2".to_vec(), b"hunter2-long".to_vec(), Vec::new()];
+        assert_eq!(
+            redact(b"+ sign -k hunter2-long -p hunter2 x", &secrets),
+            b"+ sign -k *** -p *** x"
+        );
+        assert_eq!(redact(b"nothing here", &secrets), b"nothing here");
+    }
 
     #[test]
     fn templates_split_into_words_and_placeholders() {
