@@ -170,7 +170,11 @@ pub fn run(
         .env_clear()
         .envs(context.env)
         .current_dir(context.root)
-        .stdin(std::process::Stdio::null());
+        .stdin(std::process::Stdio::null())
+        // Captured, never inherited: a signer's chatter would reach the terminal unredacted
+        // (and break `--message-format json`'s stdout).
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     engine::task::die_with_parent(&mut command);
     let output = context
         .cancel
