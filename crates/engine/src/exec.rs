@@ -1197,7 +1197,8 @@ impl Engine {
                 .map_err(|why| format!("output {why}; nothing was cached"))?;
             let unchanged = |old: &FileStat| {
                 file.stat.is_some_and(|new| {
-                    (new.inode, new.mtime_ns, new.ctime_ns) == (old.inode, old.mtime_ns, old.ctime_ns)
+                    (new.inode, new.mtime_ns, new.ctime_ns)
+                        == (old.inode, old.mtime_ns, old.ctime_ns)
                 })
             };
             if stale

@@ -392,7 +392,12 @@ fn plan_profile(
                     artifacts.push(crate::publish::Artifact {
                         platform: platform.clone(),
                         format: format.clone(),
-                        path: crate::package::package_path(out, &profile.name, &platform.id, format),
+                        path: crate::package::package_path(
+                            out,
+                            &profile.name,
+                            &platform.id,
+                            format,
+                        ),
                         task: crate::package::package_id(&profile.name, &platform.id, format),
                         signed: sign.is_some(),
                     });

@@ -633,7 +633,8 @@ mod tests {
             epoch: 0,
         };
         let manifests = plan.manifests();
-        let names = |name: &str| -> Vec<&str> { manifests[name].iter().map(|a| a.name()).collect() };
+        let names =
+            |name: &str| -> Vec<&str> { manifests[name].iter().map(|a| a.name()).collect() };
         assert_eq!(manifests.len(), 2);
         assert_eq!(
             names("latest-mac.yml"),
@@ -674,13 +675,102 @@ mod tests {
         assert_eq!(yaml_string("1.2.0"), "\"1.2.0\"");
         assert_eq!(yaml_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
         assert_eq!(yaml_string("x\ny\u{7}"), "\"x\\ny\\x07\"");
-        assert_eq!(yaml_string("\u{85}\u{2028}\u{feff}"), "\"\\x85\\u2028\\uFEFF\"");
+        assert_eq!(
+            yaml_string("\u{85}\u{2028}\u{feff}"),
+            "\"\\x85\\u2028\\uFEFF\""
+        );
         assert_eq!(yaml_string("é😀"), "\"é😀\"");
     }
 
     #[test]
     fn checksum_lines_escape_names_as_coreutils_does() {
-        assert_eq!(checksum_line("ab", "p-linux-x64.tar.gz"), "ab  p-linux-x64.tar.gz\n");
+        assert_eq!(
+            checksum_line("ab", "p-linux-x64.tar.gz"),
+            "ab  p-linux-x64.tar.gz\n"
+        );
         assert_eq!(checksum_line("ab", "a\\b\nc"), "\\ab  a\\\\b\\nc\n");
+        // What `sha256sum -c` itself accepts, for names a profile could never produce too.
+        let dir = tempfile::tempdir().unwrap();
+        let mut sums = String::new();
+        for (index, name) in [
+            "plain.tar.gz",
+            "two  spaces",
+            "back\\slash",
+            "new\nline",
+            " lead",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let bytes = format!("artifact {index}");
+            std::fs::write(dir.path().join(name), &bytes).unwrap();
+            sums.push_str(&checksum_line(
+                &Digests::of_bytes(bytes.as_bytes()).sha256_hex(),
+                name,
+            ));
+        }
+        std::fs::write(dir.path().join("SHA256SUMS"), sums).unwrap();
+        let check = std::process::Command::new("sha256sum")
+            .args(["--check", "--strict", "SHA256SUMS"])
+            .current_dir(dir.path())
+            .output()
+            .expect("coreutils' sha256sum");
+        assert!(check.status.success(), "{check:?}");
+    }
+
+    #[test]
+    fn manifests_read_back_as_written_whatever_the_strings() {
+        let mut tricky: Vec<String> = (0u32..0x250)
+            .chain([0x2028, 0x2029, 0xfeff, 0xfffe, 0xffff, 0x1f600])
+            .filter_map(char::from_u32)
+            .map(|c| format!("a{c}b"))
+            .collect();
+        tricky.extend(
+            [
+                "",
+                "1.0",
+                "true",
+                "~",
+                "null",
+                "- x",
+                "#x",
+                "x: y",
+                "'q'",
+                "2024-01-02",
+                "{a}",
+                "[a]",
+                "*a",
+                "&a",
+                "!a",
+                "|",
+                ">",
+                "%x",
+                "@x",
+                "`x",
+                " lead",
+                "trail ",
+            ]
+            .map(String::from),
+        );
+        for text in &tricky {
+            let digests = Digests::of_bytes(text.as_bytes());
+            let yaml = manifest_yaml(text, &[(text.clone(), digests.clone())], text);
+            let docs = yaml_rust2::YamlLoader::load_from_str(&yaml)
+                .unwrap_or_else(|err| panic!("{text:?}: {err}\n{yaml}"));
+            let doc = &docs[0];
+            assert_eq!(doc["version"].as_str(), Some(text.as_str()), "{yaml}");
+            assert_eq!(doc["releaseDate"].as_str(), Some(text.as_str()), "{yaml}");
+            assert_eq!(
+                doc["files"][0]["url"].as_str(),
+                Some(text.as_str()),
+                "{yaml}"
+            );
+            assert_eq!(doc["path"].as_str(), Some(text.as_str()), "{yaml}");
+            assert_eq!(
+                doc["files"][0]["sha512"].as_str(),
+                Some(digests.sha512_base64().as_str())
+            );
+            assert_eq!(doc["files"][0]["size"].as_i64(), Some(digests.size as i64));
+        }
     }
 }

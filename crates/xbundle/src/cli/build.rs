@@ -446,7 +446,10 @@ fn report_artifacts(
             ),
         );
     }
-    let released: Vec<&str> = produced[packaged..].iter().map(|f| f.path.as_str()).collect();
+    let released: Vec<&str> = produced[packaged..]
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
     if !released.is_empty() {
         shell.status("Published", crate::shell::GREEN, &released.join(", "));
     } else if bundles.publish.is_some() && !publishes {
