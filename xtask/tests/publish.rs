@@ -174,7 +174,9 @@ fn artifacts(repo: &Repo) -> Vec<String> {
 
 /// `(platform, format)` of an artifact name `app-desktop-<platform>.<format>`.
 fn split_name(name: &str) -> (String, String) {
-    let rest = name.strip_prefix("app-desktop-").expect("the profile's prefix");
+    let rest = name
+        .strip_prefix("app-desktop-")
+        .expect("the profile's prefix");
     let platform = PLATFORMS
         .iter()
         .find(|p| rest.starts_with(&format!("{p}.")))
@@ -257,7 +259,11 @@ fn check_release(repo: &Repo, epoch: u64, release_date: &str, signed: &[&str]) -
     for (manifest, listed) in &wanted {
         let yaml = parse_yaml(&repo.read(&format!("{PACKAGES}/{manifest}")));
         assert_eq!(yaml["version"].as_str(), Some("1.2.3"), "{manifest}");
-        assert_eq!(yaml["releaseDate"].as_str(), Some(release_date), "{manifest}");
+        assert_eq!(
+            yaml["releaseDate"].as_str(),
+            Some(release_date),
+            "{manifest}"
+        );
         let files = yaml["files"].as_vec().expect("files[]");
         let mut urls: Vec<String> = Vec::new();
         for file in files {
@@ -333,7 +339,12 @@ fn the_release_describes_the_signed_bytes() {
     let run = repo.json_env(&["bundle"], &[("SOURCE_DATE_EPOCH", "1700000000")]);
     run.assert_code(0);
     assert_eq!(run.status(PUBLISH), "ran", "{run}");
-    let names = check_release(&repo, 1_700_000_000, "2023-11-14T22:13:20.000Z", &["tar.gz", "zip"]);
+    let names = check_release(
+        &repo,
+        1_700_000_000,
+        "2023-11-14T22:13:20.000Z",
+        &["tar.gz", "zip"],
+    );
     for name in &names {
         let (_, format) = split_name(name);
         if format == "tar.gz" || format == "zip" {
@@ -363,7 +374,10 @@ fn bundle_ends_with_a_table_of_the_artifacts() {
         .unwrap_or_else(|| panic!("{run}"));
     let packaged = lines
         .iter()
-        .position(|l| l.trim_start().starts_with("Packaged 5 artifact(s) of app-desktop"))
+        .position(|l| {
+            l.trim_start()
+                .starts_with("Packaged 5 artifact(s) of app-desktop")
+        })
         .unwrap_or_else(|| panic!("{run}"));
     assert!(packaged > staged, "{run}");
     let header: Vec<&str> = lines[packaged + 1].split_whitespace().collect();
@@ -382,7 +396,10 @@ fn bundle_ends_with_a_table_of_the_artifacts() {
         // Human-readable: "1.14 KiB" for a file of a kilobyte or two.
         assert_eq!(cells[3], "KiB", "{row}");
         let shown: f64 = cells[2].parse().unwrap();
-        assert!((shown * 1024.0 - size as f64).abs() < 10.24, "{row}: {size} bytes");
+        assert!(
+            (shown * 1024.0 - size as f64).abs() < 10.24,
+            "{row}: {size} bytes"
+        );
     }
     let published = lines
         .iter()
@@ -490,12 +507,21 @@ fn a_failing_signer_publishes_nothing_caches_nothing_and_keeps_the_last_artifact
     std::fs::remove_file(repo.sandbox().join("fail-signing")).unwrap();
     let fixed = repo.json_env(&["bundle"], &epoch);
     fixed.assert_code(0);
-    assert_eq!(fixed.status("package:app-desktop@linux-x64:tar.gz"), "ran", "{fixed}");
+    assert_eq!(
+        fixed.status("package:app-desktop@linux-x64:tar.gz"),
+        "ran",
+        "{fixed}"
+    );
     assert_eq!(fixed.status(PUBLISH), "ran", "{fixed}");
     let second = repo.read_bytes(&tgz);
     assert!(second.ends_with(b"SIGNED"));
     assert_ne!(second, first, "made from the new stage");
-    check_release(&repo, 1_700_000_000, "2023-11-14T22:13:20.000Z", &["tar.gz"]);
+    check_release(
+        &repo,
+        1_700_000_000,
+        "2023-11-14T22:13:20.000Z",
+        &["tar.gz"],
+    );
     canary.assert_intact("after a failing signer");
 }
 
@@ -546,12 +572,17 @@ fn signing_keys_come_from_the_environment_and_never_show() {
     assert_eq!(missing.status(PUBLISH), "skipped");
     runs.push(missing);
 
-    let keys = ["first-secret-5d1e77", "second-secret-0b9a3c", "refused-9f2c41"];
+    let keys = [
+        "first-secret-5d1e77",
+        "second-secret-0b9a3c",
+        "refused-9f2c41",
+    ];
     let signed = repo.json_env(&["bundle"], &[epoch, ("XBUNDLE_SIGN_KEY", keys[0])]);
     signed.assert_code(0);
-    assert!(repo
-        .read_bytes(&format!("{PACKAGES}/app-desktop-linux-x64.tar.gz"))
-        .ends_with(b"SIGNED"));
+    assert!(
+        repo.read_bytes(&format!("{PACKAGES}/app-desktop-linux-x64.tar.gz"))
+            .ends_with(b"SIGNED")
+    );
     runs.push(signed);
     let same = repo.json_env(&["bundle"], &[epoch, ("XBUNDLE_SIGN_KEY", keys[0])]);
     same.assert_code(0);
@@ -562,7 +593,10 @@ fn signing_keys_come_from_the_environment_and_never_show() {
     other.assert_code(0);
     assert_eq!(other.status(package), "ran", "{other}");
     assert!(
-        other.reasons(package).iter().any(|r| r == "env XBUNDLE_SIGN_KEY changed"),
+        other
+            .reasons(package)
+            .iter()
+            .any(|r| r == "env XBUNDLE_SIGN_KEY changed"),
         "{other}"
     );
     runs.push(other);
@@ -626,7 +660,12 @@ fn bad_signing_templates_are_located_diagnostics() {
         ("exe = \"sign {in}\"\n", "unknown format"),
     ] {
         let (repo, _canary) = release(&binaries, &[line]);
-        let at = repo.read("bundle.toml").lines().position(|l| l == line.trim_end()).unwrap() + 1;
+        let at = repo
+            .read("bundle.toml")
+            .lines()
+            .position(|l| l == line.trim_end())
+            .unwrap()
+            + 1;
         for args in [&["check"][..], &["bundle"][..]] {
             let run = repo.json(args);
             run.assert_code(2);
@@ -645,7 +684,14 @@ fn bad_signing_templates_are_located_diagnostics() {
 /// `git` with a fixed identity and date, no user or system configuration.
 fn git(dir: &Path, args: &[&str], date: &str) {
     let output = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -664,7 +710,11 @@ fn commit_all(repo: &Repo, date: &str) {
     }
     std::fs::write(repo.join(".gitignore"), "/dist/\n/.xbundle/\n").unwrap();
     git(repo.path(), &["add", "-A"], date);
-    git(repo.path(), &["commit", "-q", "--allow-empty", "-m", "a commit"], date);
+    git(
+        repo.path(),
+        &["commit", "-q", "--allow-empty", "-m", "a commit"],
+        date,
+    );
 }
 
 /// Every entry's mtime in a tar.gz.
@@ -736,7 +786,10 @@ fn the_epoch_is_the_last_commits_time_read_once_per_commit() {
     bundle_without_epoch(&repo, &path).assert_code(0);
     assert_eq!(show_calls(&log), 1);
     let mtimes = tar_mtimes(&repo.read_bytes(&tgz));
-    assert!(!mtimes.is_empty() && mtimes.iter().all(|t| *t == 1_600_000_000), "{mtimes:?}");
+    assert!(
+        !mtimes.is_empty() && mtimes.iter().all(|t| *t == 1_600_000_000),
+        "{mtimes:?}"
+    );
     check_release(&repo, 1_600_000_000, "2020-09-13T12:26:40.000Z", &[]);
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(
         repo.read_bytes(&format!("{PACKAGES}/app-desktop-darwin-x64.zip")),
@@ -745,7 +798,13 @@ fn the_epoch_is_the_last_commits_time_read_once_per_commit() {
     for index in 0..zip.len() {
         let time = zip.by_index(index).unwrap().last_modified().unwrap();
         assert_eq!(
-            (time.year(), time.month(), time.day(), time.hour(), time.minute()),
+            (
+                time.year(),
+                time.month(),
+                time.day(),
+                time.hour(),
+                time.minute()
+            ),
             (2020, 9, 13, 12, 26)
         );
     }
@@ -797,19 +856,34 @@ fn source_date_epoch_overrides_the_commit_and_a_bad_one_is_refused() {
         Run::parse_json(args, command.output().expect("run xtask"))
     };
     run(&["bundle"], Some("1700000000")).assert_code(0);
-    assert_eq!(show_calls(&log), 0, "git ran although SOURCE_DATE_EPOCH was set");
+    assert_eq!(
+        show_calls(&log),
+        0,
+        "git ran although SOURCE_DATE_EPOCH was set"
+    );
     let mtimes = tar_mtimes(&repo.read_bytes(&format!("{PACKAGES}/app-desktop-linux-x64.tar.gz")));
     assert!(mtimes.iter().all(|t| *t == 1_700_000_000), "{mtimes:?}");
     check_release(&repo, 1_700_000_000, "2023-11-14T22:13:20.000Z", &[]);
 
     let before = repo.snapshot();
-    for bad in ["", "yesterday", "-1", "1.5", " 1700000000", "1700000000\n", "99999999999999999999"] {
+    for bad in [
+        "",
+        "yesterday",
+        "-1",
+        "1.5",
+        " 1700000000",
+        "1700000000\n",
+        "99999999999999999999",
+    ] {
         for args in [&["bundle"][..], &["check"][..]] {
             let refused = run(args, Some(bad));
             refused.assert_code(2);
             let diagnostic = refused.diagnostic();
             let message = diagnostic["message"].as_str().unwrap();
-            assert!(message.starts_with("SOURCE_DATE_EPOCH="), "{bad:?}: {refused}");
+            assert!(
+                message.starts_with("SOURCE_DATE_EPOCH="),
+                "{bad:?}: {refused}"
+            );
             let help = diagnostic["help"].as_str().unwrap();
             assert!(help.contains("seconds since 1970"), "{refused}");
             assert!(help.contains("unset it"), "{refused}");
@@ -833,7 +907,12 @@ fn two_checkout_paths_give_identical_releases() {
     std::fs::remove_dir(two.path()).unwrap();
     git(
         one.sandbox(),
-        &["clone", "-q", &one.path().display().to_string(), &two.path().display().to_string()],
+        &[
+            "clone",
+            "-q",
+            &one.path().display().to_string(),
+            &two.path().display().to_string(),
+        ],
         "@1600000000 +0000",
     );
     assert_ne!(one.path(), two.path());
@@ -842,17 +921,38 @@ fn two_checkout_paths_give_identical_releases() {
     bundle_without_epoch(&two, &path).assert_code(0);
     let names = artifacts(&one);
     assert_eq!(names, artifacts(&two));
-    for file in names
-        .iter()
-        .map(|n| format!("{PACKAGES}/{n}"))
-        .chain([
-            format!("{PACKAGES}/SHA256SUMS"),
-            format!("{PACKAGES}/latest-mac.yml"),
-            "dist/app-desktop/release.json".to_string(),
-        ])
-    {
-        assert!(one.read_bytes(&file) == two.read_bytes(&file), "{file} differs");
+    for file in names.iter().map(|n| format!("{PACKAGES}/{n}")).chain([
+        format!("{PACKAGES}/SHA256SUMS"),
+        format!("{PACKAGES}/latest-mac.yml"),
+        "dist/app-desktop/release.json".to_string(),
+    ]) {
+        assert!(
+            one.read_bytes(&file) == two.read_bytes(&file),
+            "{file} differs"
+        );
     }
     check_release(&two, 1_600_000_000, "2020-09-13T12:26:40.000Z", &["tar.gz"]);
     canary.assert_intact("after two checkouts");
+}
+
+/// bundle.toml in a subdirectory of a repository: the epoch is still the last commit's time.
+#[test]
+fn the_epoch_comes_from_the_repository_around_a_subdirectory() {
+    if !common::have_tool("git", "git") {
+        return;
+    }
+    let binaries = Binaries::new();
+    let (repo, canary) = release(&binaries, &[]);
+    let date = "@1610000000 +0000";
+    git(repo.sandbox(), &["init", "-q", "-b", "main"], date);
+    std::fs::write(
+        repo.sandbox().join(".gitignore"),
+        "/repo/dist/\n/repo/.xbundle/\n",
+    )
+    .unwrap();
+    git(repo.sandbox(), &["add", "-A"], date);
+    git(repo.sandbox(), &["commit", "-q", "-m", "outer"], date);
+    bundle_without_epoch(&repo, &std::env::var("PATH").unwrap()).assert_code(0);
+    check_release(&repo, 1_610_000_000, "2021-01-07T06:13:20.000Z", &[]);
+    canary.assert_intact("after bundling in a subdirectory");
 }

@@ -9,8 +9,8 @@
 //! to write ([`BadEpoch`]; the CLI reports it like any bad input, exit code 2).
 //!
 //! **Invariant:** the commit time costs no process on a no-op: the commit id is read from
-//! `.git` (HEAD, the branch's ref file or `packed-refs`; a worktree's `.git` file and
-//! `commondir` are followed), and its time is cached in `.xbundle/tools/commit-time` beside it
+//! `.git` (of the root or the nearest directory above it; HEAD, the branch's ref file or
+//! `packed-refs`; a worktree's `.git` file and `commondir` are followed), and its time is cached in `.xbundle/tools/commit-time` beside it
 //! (`<commit id> <seconds>`); only a new commit runs `git show -s --format=%ct <id>`, once.
 //! Without git or a commit, the epoch is 1980-01-01 ([`DEFAULT_EPOCH`]).
 
@@ -106,10 +106,14 @@ fn is_commit_id(text: &str) -> bool {
     (text.len() == 40 || text.len() == 64) && text.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-/// The checkout's git directory and common directory.
+/// The checkout's git directory and common directory: the `.git` of the root or of the
+/// nearest directory above it (bundle.toml may live in a subdirectory of a repository).
 fn git_dirs(root: &Path) -> Option<(PathBuf, PathBuf)> {
-    let dot_git = root.join(".git");
-    let meta = std::fs::symlink_metadata(&dot_git).ok()?;
+    let (top, meta) = root.ancestors().find_map(|dir| {
+        let meta = std::fs::symlink_metadata(dir.join(".git")).ok()?;
+        Some((dir, meta))
+    })?;
+    let dot_git = top.join(".git");
     let git_dir = if meta.is_dir() {
         dot_git
     } else if meta.is_file() {
@@ -118,7 +122,7 @@ fn git_dirs(root: &Path) -> Option<(PathBuf, PathBuf)> {
         if target.is_absolute() {
             target
         } else {
-            root.join(target)
+            top.join(target)
         }
     } else {
         return None;
