@@ -956,3 +956,44 @@ fn the_epoch_comes_from_the_repository_around_a_subdirectory() {
     check_release(&repo, 1_610_000_000, "2021-01-07T06:13:20.000Z", &[]);
     canary.assert_intact("after bundling in a subdirectory");
 }
+
+/// A signing script of the repository is an input of the package tasks it signs: editing it
+/// signs again (the release then describes the new bytes); other tasks are untouched.
+#[test]
+fn editing_the_signing_script_signs_again() {
+    let binaries = Binaries::new();
+    let sign = "zip = \"sh ./tools/sign.sh {in} {out}\"\n";
+    let (repo, canary) = release(&binaries, &[sign]);
+    repo.write(
+        "tools/sign.sh",
+        "cat \"$1\" > \"$2\" && printf SIGNED-1 >> \"$2\"\n",
+    );
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    repo.json_env(&["bundle"], &epoch).assert_code(0);
+    let zip = format!("{PACKAGES}/app-desktop-win-x64.zip");
+    assert!(repo.read_bytes(&zip).ends_with(b"SIGNED-1"));
+    repo.write(
+        "tools/sign.sh",
+        "cat \"$1\" > \"$2\" && printf SIGNED-2 >> \"$2\"\n",
+    );
+    let again = repo.json_env(&["bundle"], &epoch);
+    again.assert_code(0);
+    for platform in ["darwin-x64", "darwin-arm64", "win-x64"] {
+        let id = format!("package:app-desktop@{platform}:zip");
+        assert_eq!(again.status(&id), "ran", "{again}");
+        assert!(
+            again
+                .reasons(&id)
+                .iter()
+                .any(|r| r == "input tools/sign.sh changed"),
+            "{again}"
+        );
+    }
+    assert_eq!(
+        again.status("package:app-desktop@linux-x64:tar.gz"),
+        "cached"
+    );
+    assert!(repo.read_bytes(&zip).ends_with(b"SIGNED-2"));
+    check_release(&repo, 1_700_000_000, "2023-11-14T22:13:20.000Z", &["zip"]);
+    canary.assert_intact("after re-signing");
+}

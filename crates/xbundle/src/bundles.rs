@@ -417,6 +417,18 @@ fn plan_profile(
                         epoch,
                         sign,
                     });
+                    let mut package = package;
+                    if let Some(template) = context.config.sign.get(format) {
+                        // A signing script of the repository is an input: editing it signs
+                        // again.
+                        package
+                            .inputs
+                            .extend(crate::package::sign::repository_files(
+                                root,
+                                template,
+                                &[out.as_str(), crate::config::STATE_DIR],
+                            ));
+                    }
                     tasks.push(package.id.clone());
                     specs.insert(package.id.clone(), package);
                 }

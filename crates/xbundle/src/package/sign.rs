@@ -13,6 +13,10 @@
 //! itself: [`engine::Action::replaces_outputs`]). Checksums and update manifests
 //! (`publish:<profile>`) are made from the published, signed file.
 //!
+//! The repository's files a template names with a relative path (`./tools/sign.sh`,
+//! `certs/app.p12`: [`repository_files`]) are inputs of the package task, so editing a signing
+//! script signs again; the signing tool itself (`osslsigncode`) is not in the key.
+//!
 //! **Invariant:** a secret's value never reaches a message, a log or the cache: the key holds
 //! its digest, messages name the variable and show the template, and what a failing signer
 //! printed is shown with every value the template used replaced by `***` (a signer that echoes
@@ -115,6 +119,44 @@ pub fn variables(template: &str) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// The repository's files a template names (a signing script, a certificate): every word
+/// without a placeholder that is a relative path with a `/` (`./sign.sh`, `certs/app.p12`) and
+/// names a regular file of the root, reached through no link, outside `skip` (the output
+/// directory, where other tasks' files live). They are the package task's inputs, so changing
+/// the script signs again; their digests enter the key, never their content.
+pub fn repository_files(root: &camino::Utf8Path, template: &str, skip: &[&str]) -> Vec<String> {
+    let Ok(words) = parse(template) else {
+        return Vec::new();
+    };
+    let Ok(tree) = engine::confine::Dir::open_root(root.as_std_path()) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for word in words {
+        let [Piece::Text(text)] = word.as_slice() else {
+            continue;
+        };
+        let path = text.strip_prefix("./").unwrap_or(text);
+        if !text.contains('/')
+            || path.starts_with(['/', '-'])
+            || path
+                .split('/')
+                .any(|part| part.is_empty() || part == "." || part == ".." || part == ".git")
+            || skip
+                .iter()
+                .any(|dir| path == *dir || path.starts_with(&format!("{dir}/")))
+        {
+            continue;
+        }
+        if let Ok(Some((engine::confine::Kind::File, _))) = tree.lstat(path) {
+            files.push(engine::overlap::escape(path));
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
 }
 
 fn failure(message: String) -> ActionFailure {
@@ -229,6 +271,23 @@ fn redact(bytes: &[u8], secrets: &[Vec<u8>]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repository_files_are_plain_relative_files_outside_the_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = camino::Utf8Path::from_path(dir.path()).unwrap();
+        for file in ["tools/sign.sh", "certs/a[1].p12", "dist/x.sh", "plain"] {
+            std::fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+            std::fs::write(root.join(file), "x").unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/passwd", root.join("tools/link")).unwrap();
+        let files = repository_files(
+            root,
+            "sh ./tools/sign.sh -k certs/a[1].p12 dist/x.sh tools/link plain ../x tools/missing /etc/passwd {in} {out}",
+            &["dist"],
+        );
+        assert_eq!(files, ["certs/a\\[1\\].p12", "tools/sign.sh"]);
+    }
 
     #[test]
     fn secrets_are_redacted_from_what_a_signer_printed() {
