@@ -1028,3 +1028,36 @@ fn editing_the_signing_script_signs_again() {
     check_release(&repo, 1_700_000_000, "2023-11-14T22:13:20.000Z", &["zip"]);
     canary.assert_intact("after re-signing");
 }
+
+/// electron-updater refuses a version that is not semantic versioning: a release whose update
+/// manifests would carry one fails, says how to fix it and writes nothing; the artifacts stay.
+#[test]
+fn a_version_electron_updater_cannot_read_is_refused() {
+    let binaries = Binaries::new();
+    let (repo, canary) = release(&binaries, &[]);
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    repo.write(
+        "scenarios/app/.vrooli/service.json",
+        SERVICE.replace("1.2.3", "1.2"),
+    );
+    let run = repo.json_env(&["bundle"], &epoch);
+    run.assert_code(1);
+    let publish = run.task(PUBLISH);
+    assert_eq!(publish["status"], "failed", "{run}");
+    let error = publish["error"].as_str().unwrap();
+    assert!(
+        error.contains("`1.2` is not semantic versioning"),
+        "{error}"
+    );
+    assert!(error.contains("latest-mac.yml"), "{error}");
+    assert!(error.contains("version = \"1.2.0\""), "{error}");
+    assert!(!repo.exists(&format!("{PACKAGES}/SHA256SUMS")));
+    assert!(!repo.exists(&format!("{PACKAGES}/latest-mac.yml")));
+    assert!(!repo.exists("dist/app-desktop/release.json"));
+    assert!(repo.exists(&format!("{PACKAGES}/app-desktop-darwin-x64.zip")));
+    // The fix publishes.
+    repo.write("scenarios/app/.vrooli/service.json", SERVICE);
+    repo.json_env(&["bundle"], &epoch).assert_code(0);
+    check_release(&repo, 1_700_000_000, "2023-11-14T22:13:20.000Z", &[]);
+    canary.assert_intact("after a refused version");
+}

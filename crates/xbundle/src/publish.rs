@@ -470,6 +470,15 @@ impl Action for Publish {
         let plan = &self.plan;
         let tree = context.tree;
         let version = self.version(tree).map_err(failure)?;
+        // Checked before anything is written: a refused release writes nothing.
+        let manifests = plan.manifests();
+        if !manifests.is_empty() && semver::Version::parse(&version).is_err() {
+            return Err(failure(format!(
+                "the app's version `{}` is not semantic versioning (MAJOR.MINOR.PATCH, e.g. 1.2.0), which electron-updater requires of {}: set the profile's version = \"1.2.0\" (or the scenario's service.version)",
+                version.escape_debug(),
+                manifests.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
         let release_date = crate::package::archive::iso8601(plan.epoch);
         let base = plan.out.join(&plan.profile);
         let relative = |path: &Utf8Path| {
@@ -507,14 +516,6 @@ impl Action for Publish {
         }
         let checksums = write(&packages.join(CHECKSUMS), &sums)?;
 
-        let manifests = plan.manifests();
-        if !manifests.is_empty() && semver::Version::parse(&version).is_err() {
-            return Err(failure(format!(
-                "the app's version `{}` is not semantic versioning (MAJOR.MINOR.PATCH, e.g. 1.2.0), which electron-updater requires of {}: set the profile's version = \"1.2.0\" (or the scenario's service.version)",
-                version.escape_debug(),
-                manifests.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
         let mut update_manifests = Vec::new();
         for (name, listed) in &manifests {
             let files: Vec<(String, Digests)> = listed
