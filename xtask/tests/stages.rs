@@ -226,6 +226,7 @@ fn only_what_changed_is_rebuilt_and_a_no_op_runs_nothing() {
             "compile:app-api@linux-x64",
             "stage:app-desktop@linux-x64",
             "package:app-desktop@linux-x64:tar.gz",
+            "publish:app-desktop",
         ]),
         "{edited}"
     );
@@ -275,6 +276,7 @@ fn only_what_changed_is_rebuilt_and_a_no_op_runs_nothing() {
             "compile:app-ui",
             "stage:app-desktop@linux-x64",
             "package:app-desktop@linux-x64:tar.gz",
+            "publish:app-desktop",
         ]),
         "{ui}"
     );
@@ -478,6 +480,8 @@ fn every_platform_is_staged_with_its_assets_and_an_edit_rebuilds_each() {
         "package:app-desktop@win-x64:zip",
         "package:app-desktop@darwin-arm64:zip",
         "package:app-desktop@darwin-arm64:pkg",
+        // The release: checksums and update manifests of the new artifacts.
+        "publish:app-desktop",
     ]);
     // win-x64's default formats hold the msi, made where wixl is installed.
     if common::have_tool("wixl", "wixl") {

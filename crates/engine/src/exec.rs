@@ -46,7 +46,7 @@ use crate::graph::TaskGraph;
 use crate::guard::{DeclaredOutputs, Guard, check_entry};
 use crate::key::{DirtyReason, KeyComponents};
 use crate::ledger::{Ledger, LedgerEntry};
-use crate::statcache::StatCache;
+use crate::statcache::{FileStat, StatCache};
 use crate::store::{ActionResult, OutputFile, Store, StoreError, StoredStream};
 use crate::task::{ActionContext, Discovered, TaskId, TaskSpec};
 
@@ -1115,24 +1115,31 @@ impl Engine {
         };
         let outputs = &globs.outputs;
         // Start from a clean slate so the outputs are exactly what this run produced. Every
-        // path is checked before the first removal.
+        // path is checked before the first removal. An action that replaces its outputs itself
+        // keeps the old ones (not links) until it has: each must then be a new file.
         let (stale, _) = expand(&workspace.tree(), &cwd, outputs, None, Purpose::Remove)
             .map_err(|err| format!("listing old outputs: {err}"))?;
-        let stale: Vec<String> = stale
+        let keep = spec.action.replaces_outputs();
+        let stale: Vec<(String, Option<FileStat>)> = stale
             .into_iter()
-            .map(|file| Self::root_relative(spec, &file.relative))
+            .map(|file| {
+                let kept = if keep && !file.link { file.stat } else { None };
+                (Self::root_relative(spec, &file.relative), kept)
+            })
             .collect();
-        for relative in &stale {
+        for (relative, _) in &stale {
             workspace
                 .guard
                 .check(relative)
                 .map_err(|why| format!("refusing to remove an old output: {why}"))?;
         }
-        for relative in &stale {
-            workspace
-                .root
-                .remove_file(relative)
-                .map_err(|err| format!("removing old output: {err}"))?;
+        for (relative, kept) in &stale {
+            if kept.is_none() {
+                workspace
+                    .root
+                    .remove_file(relative)
+                    .map_err(|err| format!("removing old output: {err}"))?;
+            }
         }
         let context = ActionContext {
             id: &spec.id,
@@ -1188,6 +1195,20 @@ impl Engine {
                 .guard
                 .check(&relative)
                 .map_err(|why| format!("output {why}; nothing was cached"))?;
+            let unchanged = |old: &FileStat| {
+                file.stat.is_some_and(|new| {
+                    (new.inode, new.mtime_ns, new.ctime_ns)
+                        == (old.inode, old.mtime_ns, old.ctime_ns)
+                })
+            };
+            if stale
+                .iter()
+                .any(|(path, kept)| *path == relative && kept.as_ref().is_some_and(unchanged))
+            {
+                return Err(format!(
+                    "declared output `{relative}` was not replaced by this run; nothing was cached"
+                ));
+            }
         }
         for file in produced {
             let relative = Self::root_relative(spec, &file.relative);

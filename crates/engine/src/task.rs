@@ -159,6 +159,16 @@ pub struct ActionFailure {
 /// covers; anything else they read is a bug in how the task is declared.
 pub trait Action: Send + Sync {
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure>;
+
+    /// Whether the action replaces each of its outputs itself, atomically (a new file written
+    /// beside it and renamed over it). The engine then leaves the previous outputs in place
+    /// while the action runs instead of removing them first, so a failed run keeps the last good
+    /// ones (a published artifact is never missing because a re-signing failed). A link at an
+    /// output's name is still removed first, and an output the action did not replace (the same
+    /// file as before) fails the run: nothing stale is ever cached as new.
+    fn replaces_outputs(&self) -> bool {
+        false
+    }
 }
 
 /// Runs a command (`argv`) in the task's cwd with the engine's environment, capturing output.

@@ -260,3 +260,87 @@ fn actions_reach_the_store_and_fetch_nothing_it_holds() {
         b"a large asset".repeat(1000)
     );
 }
+
+/// An action that replaces its output itself (`replaces_outputs`): writes `out.bin` beside and
+/// renames it over, fails while `fail` exists, or leaves the old file alone while `lazy` does.
+struct Replacing;
+
+impl Action for Replacing {
+    fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
+        let root = context.root;
+        if root.join("fail").exists() {
+            return Err(ActionFailure {
+                message: "failed on purpose".into(),
+                ..ActionFailure::default()
+            });
+        }
+        if !root.join("lazy").exists() {
+            let input = std::fs::read(root.join("in.txt")).unwrap();
+            std::fs::write(root.join(".out.bin.new"), input).unwrap();
+            std::fs::rename(root.join(".out.bin.new"), root.join("out.bin")).unwrap();
+        }
+        Ok(ActionOutput::default())
+    }
+
+    fn replaces_outputs(&self) -> bool {
+        true
+    }
+}
+
+/// An action that replaces its outputs keeps the last good ones through a failed run (which
+/// caches nothing), and one that leaves an old output in place fails instead of caching it.
+#[test]
+fn outputs_an_action_replaces_stay_until_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("in.txt"), "one\n").unwrap();
+    settle();
+    let engine = engine(root);
+    let mut spec = spec(Arc::new(Replacing), &["out.bin"]);
+    spec.inputs = vec!["in.txt".into()];
+    let graph = TaskGraph::new(vec![spec]).unwrap();
+    assert_eq!(run(&engine, &graph).0, TaskStatus::Ran);
+    assert_eq!(std::fs::read(root.join("out.bin")).unwrap(), b"one\n");
+
+    // A failed run: the last output stays, and nothing was cached (it runs again).
+    std::fs::write(root.join("in.txt"), "two\n").unwrap();
+    std::fs::write(root.join("fail"), "").unwrap();
+    settle();
+    assert_eq!(run(&engine, &graph).0, TaskStatus::Failed);
+    assert_eq!(std::fs::read(root.join("out.bin")).unwrap(), b"one\n");
+    assert_eq!(run(&engine, &graph).0, TaskStatus::Failed);
+    std::fs::remove_file(root.join("fail")).unwrap();
+    settle();
+    assert_eq!(run(&engine, &graph).0, TaskStatus::Ran);
+    assert_eq!(std::fs::read(root.join("out.bin")).unwrap(), b"two\n");
+
+    // An action that claims success without replacing its output caches nothing stale.
+    std::fs::write(root.join("in.txt"), "three\n").unwrap();
+    std::fs::write(root.join("lazy"), "").unwrap();
+    settle();
+    assert_eq!(run(&engine, &graph).0, TaskStatus::Failed);
+    assert_eq!(std::fs::read(root.join("out.bin")).unwrap(), b"two\n");
+    std::fs::remove_file(root.join("lazy")).unwrap();
+    settle();
+    assert_eq!(run(&engine, &graph).0, TaskStatus::Ran);
+    assert_eq!(std::fs::read(root.join("out.bin")).unwrap(), b"three\n");
+
+    // A link at the output's name is removed first, never written through.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("target"), "outside\n").unwrap();
+    std::fs::remove_file(root.join("out.bin")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("target"), root.join("out.bin")).unwrap();
+    std::fs::write(root.join("in.txt"), "four\n").unwrap();
+    settle();
+    assert_eq!(run(&engine, &graph).0, TaskStatus::Ran);
+    assert!(
+        !std::fs::symlink_metadata(root.join("out.bin"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read(outside.path().join("target")).unwrap(),
+        b"outside\n"
+    );
+}

@@ -10,6 +10,12 @@
 //! reports it in its summary, never fails on it, never skips it silently. A staged platform's
 //! package that needs a tool missing here (the msi, Debian's `wixl`) is reported the same way,
 //! and the platform's other tasks still run.
+//!
+//! A stageable platform gets a `package:` task per format, and the profile one
+//! `publish:<profile>` after all of them ([`crate::publish`]), which `bundle` runs when it
+//! builds every stageable platform (a `--platform` subset is a part of a release, not one).
+//! The artifacts' epoch is read once, and only when a package task is planned; a bad
+//! `SOURCE_DATE_EPOCH` is then a planning error ([`crate::package::epoch`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +25,7 @@ use engine::{TaskId, TaskSpec};
 use crate::analysis::Catalog;
 use crate::builds::{self, ApiBuild, UiBuild, Unbuildable};
 use crate::config::Profile;
+use crate::diagnostic::Diagnostic;
 use crate::service::ServiceKind;
 use crate::stage::{self, StagePlan};
 use crate::stages::Context;
@@ -41,6 +48,8 @@ pub struct PlatformPlan {
     /// The fetch tasks of its assets: run by `bundle` even when the stage cannot be made here
     /// (a download does not depend on this machine's toolchains).
     pub fetches: Vec<TaskId>,
+    /// Its artifacts (one per package task), for the release and `bundle`'s table.
+    pub artifacts: Vec<crate::publish::Artifact>,
 }
 
 /// A profile's bundles.
@@ -53,12 +62,15 @@ pub struct ProfilePlan {
     /// The thin client's tasks (`[profiles.NAME.thin] url`, or `thin-client --url`), each
     /// with its platform (`None`: the thin project itself).
     pub thin: Vec<(Option<String>, TaskId)>,
+    /// `publish:<profile>`, when any platform has an artifact, and the files it writes.
+    pub publish: Option<TaskId>,
+    pub release: Vec<Utf8PathBuf>,
 }
 
 impl ProfilePlan {
     /// The tasks that make the selected platforms' bundles (`names` empty: every platform):
     /// the profile's assembly, the shared builds, each platform's builds, stage, archives and
-    /// fetches.
+    /// fetches, and the release's files when every stageable platform is selected.
     pub fn targets(&self, names: &[String]) -> Vec<String> {
         let mut targets = vec![crate::stages::assemble_id(&self.profile).to_string()];
         targets.extend(self.shared.iter().map(ToString::to_string));
@@ -75,7 +87,20 @@ impl ProfilePlan {
                 })
                 .map(|(_, id)| id.to_string()),
         );
+        if let Some(publish) = self.publishes(names) {
+            targets.push(publish.to_string());
+        }
         targets
+    }
+
+    /// `publish:<profile>` when `names` selects every platform that has artifacts.
+    pub fn publishes(&self, names: &[String]) -> Option<&TaskId> {
+        let all = self
+            .platforms
+            .iter()
+            .filter(|p| !p.artifacts.is_empty())
+            .all(|p| names.is_empty() || names.contains(&p.platform));
+        self.publish.as_ref().filter(|_| all)
     }
 
     /// The platforms `names` selects (all of them when empty).
@@ -106,18 +131,46 @@ pub fn shipped_scenarios(catalog: &Catalog, scenario: &str) -> Vec<String> {
     seen.into_iter().collect()
 }
 
-/// The build and stage tasks of every profile (shared builds once), and each profile's plan.
-pub fn plan(context: &Context, tools: &Toolchains) -> (Vec<TaskSpec>, Vec<ProfilePlan>) {
+/// The artifacts' epoch, read on first use (a plan without package tasks reads neither
+/// `SOURCE_DATE_EPOCH` nor the last commit).
+struct Epoch<'a> {
+    root: &'a Utf8Path,
+    value: Option<Result<u64, crate::package::epoch::BadEpoch>>,
+}
+
+impl Epoch<'_> {
+    fn get(&mut self) -> Option<u64> {
+        let root = self.root;
+        self.value
+            .get_or_insert_with(|| crate::package::epoch::source_date_epoch(root))
+            .as_ref()
+            .ok()
+            .copied()
+    }
+}
+
+/// The build, stage, package and publish tasks of every profile (shared builds once), and each
+/// profile's plan; an error only for a bad `SOURCE_DATE_EPOCH`.
+pub fn plan(
+    context: &Context,
+    tools: &Toolchains,
+) -> Result<(Vec<TaskSpec>, Vec<ProfilePlan>), Diagnostic> {
     let catalog = Catalog::new(context.layout.clone());
     let mut specs: BTreeMap<TaskId, TaskSpec> = BTreeMap::new();
     let mut plans = Vec::new();
-    let epoch = crate::package::epoch::source_date_epoch(&context.root);
+    let mut epoch = Epoch {
+        root: &context.root,
+        value: None,
+    };
     for profile in &context.config.profiles {
         plans.push(plan_profile(
-            context, tools, &catalog, profile, epoch, &mut specs,
+            context, tools, &catalog, profile, &mut epoch, &mut specs,
         ));
     }
-    (specs.into_values().collect(), plans)
+    if let Some(Err(bad)) = epoch.value {
+        return Err(Diagnostic::error(bad.to_string()).help(bad.help()));
+    }
+    Ok((specs.into_values().collect(), plans))
 }
 
 fn plan_profile(
@@ -125,7 +178,7 @@ fn plan_profile(
     tools: &Toolchains,
     catalog: &Catalog,
     profile: &Profile,
-    epoch: u64,
+    epoch: &mut Epoch<'_>,
     specs: &mut BTreeMap<TaskId, TaskSpec>,
 ) -> ProfilePlan {
     let root = &context.root;
@@ -317,6 +370,7 @@ fn plan_profile(
             }
         };
         let dir = stage::stage_dir(out, &profile.name, &platform.id);
+        let mut artifacts = Vec::new();
         let stage = match runtime {
             Some(runtime) if missing.is_empty() => {
                 let spec = stage::spec(StagePlan {
@@ -364,6 +418,21 @@ fn plan_profile(
                     } else {
                         None
                     };
+                    // A bad SOURCE_DATE_EPOCH fails the whole plan (see `plan`).
+                    let Some(epoch) = epoch.get() else { break };
+                    let sign = context.config.sign.get(format).cloned();
+                    artifacts.push(crate::publish::Artifact {
+                        platform: platform.clone(),
+                        format: format.clone(),
+                        path: crate::package::package_path(
+                            out,
+                            &profile.name,
+                            &platform.id,
+                            format,
+                        ),
+                        task: crate::package::package_id(&profile.name, &platform.id, format),
+                        signed: sign.is_some(),
+                    });
                     let mut package = crate::package::spec(crate::package::PackagePlan {
                         profile: profile.name.clone(),
                         platform: platform.clone(),
@@ -378,11 +447,22 @@ fn plan_profile(
                             .map(|i| i.get_ref().clone())
                             .unwrap_or_default(),
                         epoch,
-                        sign: context.config.sign.get(format).cloned(),
+                        sign,
                         thin: false,
                     });
                     if let Some(wixl) = wixl {
                         package.tools.insert("wixl".to_string(), wixl.identity());
+                    }
+                    if let Some(template) = context.config.sign.get(format) {
+                        // A signing script of the repository is an input: editing it signs
+                        // again.
+                        package
+                            .inputs
+                            .extend(crate::package::sign::repository_files(
+                                root,
+                                template,
+                                &[out.as_str(), crate::config::STATE_DIR],
+                            ));
                     }
                     tasks.push(package.id.clone());
                     specs.insert(package.id.clone(), package);
@@ -416,6 +496,7 @@ fn plan_profile(
             missing,
             dir,
             fetches,
+            artifacts,
         });
     }
     if platform_plans.iter().all(|p| p.stage.is_none()) {
@@ -449,6 +530,8 @@ fn plan_profile(
         .thin
         .as_ref()
         .and_then(|t| t.get_ref().url.clone())
+        // A bad SOURCE_DATE_EPOCH fails the whole plan (see `plan`).
+        && let Some(epoch) = epoch.get()
     {
         let (thin_specs, ids) = crate::electron::thin::plan(
             profile,
@@ -463,11 +546,36 @@ fn plan_profile(
             specs.insert(spec.id.clone(), spec);
         }
     }
+    // The release: every artifact of the stageable platforms, after all of them.
+    let mut release = Vec::new();
+    let publish = platform_plans
+        .iter()
+        .find(|p| !p.artifacts.is_empty())
+        .and_then(|first| Some((first, first.stage.clone()?, epoch.get()?)))
+        .map(|(first, stage, epoch)| {
+            let spec = crate::publish::spec(crate::publish::PublishPlan {
+                profile: profile.name.clone(),
+                out: out.clone(),
+                artifacts: platform_plans
+                    .iter()
+                    .flat_map(|p| p.artifacts.iter().cloned())
+                    .collect(),
+                manifest: first.dir.join("bundle.json"),
+                stage,
+                epoch,
+            });
+            let id = spec.id.clone();
+            release = spec.outputs.iter().map(Utf8PathBuf::from).collect();
+            specs.insert(id.clone(), spec);
+            id
+        });
     ProfilePlan {
         profile: profile.name.clone(),
         shared,
         platforms: platform_plans,
         thin,
+        publish,
+        release,
     }
 }
 

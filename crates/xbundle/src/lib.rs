@@ -18,6 +18,7 @@ pub mod package;
 pub mod plan;
 pub mod platform;
 pub mod profiles;
+pub mod publish;
 pub mod secrets;
 pub mod service;
 pub mod shell;

@@ -131,7 +131,7 @@ pub fn plan(
         &config.workspace.out,
     ));
     specs.extend(crate::stages::plan(&context));
-    let (build_specs, bundles) = crate::bundles::plan(&context, tools);
+    let (build_specs, bundles) = crate::bundles::plan(&context, tools)?;
     specs.extend(build_specs);
     specs.extend(crate::assets::specs(config, &context.platforms)?);
     let graph = TaskGraph::new(specs).map_err(|err| graph_diagnostic(config, err))?;

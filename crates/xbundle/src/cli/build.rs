@@ -330,4 +330,140 @@ pub(super) fn report_bundles(
             ),
         );
     }
+    if succeeded {
+        report_artifacts(workspace, bundles, platforms, shell);
+    }
+}
+
+/// One file `bundle` produced, for its closing table and `artifact` events.
+struct Produced {
+    /// `package`, `checksums`, `update-manifest` or `release`.
+    kind: &'static str,
+    platform: Option<String>,
+    format: Option<String>,
+    path: String,
+    size: u64,
+}
+
+/// The closing table of a successful `bundle`: every artifact of the selected platforms
+/// (format, platform, size, path), then the release's files when it published them; in JSON,
+/// one `artifact` event per file. Sizes come from one `lstat` per file (no hashing: a no-op
+/// stays a no-op).
+fn report_artifacts(
+    workspace: &Workspace,
+    bundles: &crate::bundles::ProfilePlan,
+    platforms: &[String],
+    shell: &Shell,
+) {
+    let Ok(tree) = engine::confine::Dir::open_root(workspace.root.as_std_path()) else {
+        return;
+    };
+    let size = |path: &str| match tree.lstat(path) {
+        Ok(Some((engine::confine::Kind::File, stat))) => Some(stat.size),
+        _ => None,
+    };
+    let mut produced = Vec::new();
+    for platform in bundles.selected(platforms) {
+        for artifact in &platform.artifacts {
+            if let Some(size) = size(artifact.path.as_str()) {
+                produced.push(Produced {
+                    kind: "package",
+                    platform: Some(artifact.platform.id.clone()),
+                    format: Some(artifact.format.clone()),
+                    path: artifact.path.to_string(),
+                    size,
+                });
+            }
+        }
+    }
+    let packaged = produced.len();
+    let publishes = bundles.publishes(platforms).is_some();
+    if publishes {
+        for path in bundles.release.iter().map(ToString::to_string) {
+            let kind = if path.ends_with(crate::publish::CHECKSUMS) {
+                "checksums"
+            } else if path.ends_with(".yml") {
+                "update-manifest"
+            } else {
+                "release"
+            };
+            if let Some(size) = size(&path) {
+                produced.push(Produced {
+                    kind,
+                    platform: None,
+                    format: None,
+                    path,
+                    size,
+                });
+            }
+        }
+    }
+    if shell.is_json() {
+        for file in &produced {
+            shell.json(&json!({
+                "event": "artifact",
+                "profile": bundles.profile,
+                "kind": file.kind,
+                "platform": file.platform,
+                "format": file.format,
+                "path": file.path,
+                "size": file.size,
+            }));
+        }
+        return;
+    }
+    if packaged == 0 {
+        return;
+    }
+    let rows: Vec<[String; 4]> = produced[..packaged]
+        .iter()
+        .map(|file| {
+            [
+                file.format.clone().unwrap_or_default(),
+                file.platform.clone().unwrap_or_default(),
+                indicatif::HumanBytes(file.size).to_string(),
+                file.path.clone(),
+            ]
+        })
+        .collect();
+    let header = ["format", "platform", "size", "path"].map(String::from);
+    let width = |column: usize| {
+        rows.iter()
+            .chain(std::iter::once(&header))
+            .map(|row| row[column].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (format_width, platform_width, size_width) = (width(0), width(1), width(2));
+    shell.status(
+        "Packaged",
+        crate::shell::GREEN,
+        &format!("{packaged} artifact(s) of {}:", bundles.profile),
+    );
+    for row in std::iter::once(&header).chain(&rows) {
+        shell.status(
+            "",
+            crate::shell::GREEN,
+            &format!(
+                "{:<format_width$}  {:<platform_width$}  {:>size_width$}  {}",
+                row[0], row[1], row[2], row[3]
+            ),
+        );
+    }
+    let released: Vec<&str> = produced[packaged..]
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    if !released.is_empty() {
+        shell.status("Published", crate::shell::GREEN, &released.join(", "));
+    } else if bundles.publish.is_some() && !publishes {
+        shell.status(
+            "Unpublished",
+            crate::shell::GREEN,
+            &format!(
+                "--platform builds a part of {}'s release: its checksums, update manifests and release.json are written when every platform is built",
+                bundles.profile
+            ),
+        );
+    }
 }

@@ -636,6 +636,12 @@ fn write_format(
 }
 
 impl Action for Package {
+    /// The artifact is written beside itself and renamed over it (after signing): a failed run
+    /// keeps the last good one.
+    fn replaces_outputs(&self) -> bool {
+        true
+    }
+
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
         let plan = &self.plan;
         let tree = context.tree;
