@@ -1,5 +1,5 @@
 //! What installers add around the bundle: the launcher that starts the runtime and opens the
-//! UI, the desktop entry, a generated icon and the copyright file.
+//! UI, its manual page, the desktop entry, a generated icon and the copyright file.
 //!
 //! The launcher runs `xbundle-runtime --bundle DIR --open-ui` with the user's arguments
 //! after it: the runtime starts the app's services, and once they are ready opens the UI's
@@ -31,6 +31,77 @@ pub fn unix_launcher(meta: &Meta, bundle: &str, runtime: &str) -> String {
         bundle = sh_quote(bundle),
         runtime = sh_quote(runtime),
     )
+}
+
+/// Text for a roff line: backslashes doubled as `\e`, hyphens as `\-`, and a line that would
+/// start with a control character (`.` or `'`) made literal.
+fn roff(text: &str) -> String {
+    let escaped = text
+        .replace(['\n', '\r'], " ")
+        .replace('\\', "\\e")
+        .replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
+}
+
+/// The launcher's manual page (`man 1 <name>`), in roff (`thin`: a thin client's launcher,
+/// which only opens the deployed app).
+pub fn man_page(meta: &Meta, thin: bool) -> String {
+    let (synopsis, paragraphs) = super::deb::description(meta, thin);
+    let (year, month, day, ..) = super::archive::civil(meta.epoch);
+    let mut page = format!(
+        ".TH {upper} 1 \"{year:04}-{month:02}-{day:02}\" \"{name} {version}\" \"User Commands\"\n\
+         .SH NAME\n{name} \\- {synopsis}\n\
+         .SH SYNOPSIS\n.B {name}\n{options}\
+         .SH DESCRIPTION\n",
+        upper = roff(&meta.name.to_ascii_uppercase()),
+        name = roff(&meta.name),
+        version = roff(&meta.version),
+        synopsis = roff(&synopsis),
+        options = if thin {
+            ""
+        } else {
+            "[\\fB\\-\\-no\\-browser\\fR]\n"
+        },
+    );
+    for (index, paragraph) in paragraphs.iter().enumerate() {
+        if index > 0 {
+            page.push_str(".PP\n");
+        }
+        page.push_str(&roff(paragraph));
+        page.push('\n');
+    }
+    if thin {
+        page.push_str(&format!(
+            ".SH FILES\n.TP\n.I /opt/{name}\nThe client: its launcher and its project.\n",
+            name = roff(&meta.name),
+        ));
+    } else {
+        page.push_str(&format!(
+            ".SH OPTIONS\n.TP\n.B \\-\\-no\\-browser\n\
+             Start the app's services without opening the browser (the address of the user \
+             interface is printed once they are ready).\n\
+             .SH FILES\n.TP\n.I /opt/{name}\nThe app: its runtime, services and user interface.\n",
+            name = roff(&meta.name),
+        ));
+    }
+    page
+}
+
+/// `bytes` compressed as `gzip -n -9` writes them (no name, no time), for manual pages and
+/// changelogs.
+pub fn gzip_best(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gzip = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(3)
+        .write(Vec::new(), flate2::Compression::best());
+    // Writing into memory cannot fail.
+    let _ = gzip.write_all(bytes);
+    gzip.finish().unwrap_or_default()
 }
 
 /// A freedesktop.org desktop entry that runs the launcher `meta.name`.
@@ -74,8 +145,10 @@ pub fn copyright(meta: &Meta) -> String {
     if let Some(homepage) = &meta.homepage {
         text.push_str(&format!("Source: {homepage}\n"));
     }
+    // A notice with the year (of the epoch), as copyright notices are written.
+    let (year, ..) = super::archive::civil(meta.epoch);
     text.push_str(&format!(
-        "\nFiles: *\nCopyright: {}\nLicense: {}\n",
+        "\nFiles: *\nCopyright: {year} {}\nLicense: {}\n",
         meta.vendor, meta.license
     ));
     if meta.license == "UNLICENSED" {
@@ -140,6 +213,17 @@ mod tests {
             String::from_utf8(output.stdout).unwrap(),
             format!("--bundle\n{}\n--open-ui\n--no-browser\n", bundle.display())
         );
+    }
+
+    #[test]
+    fn roff_text_stays_text() {
+        assert_eq!(roff(".hidden"), "\\&.hidden");
+        assert_eq!(roff("a-b \\ c"), "a\\-b \\e c");
+        let page = man_page(&meta(), false);
+        assert!(page.contains("no\\-browser"), "{page}");
+        assert!(!man_page(&meta(), true).contains("no\\-browser"));
+        assert!(page.starts_with(".TH NOTES\\-APP 1 "), "{page}");
+        assert!(page.contains("\n.SH NAME\nnotes\\-app \\- "), "{page}");
     }
 
     #[test]

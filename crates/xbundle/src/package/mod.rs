@@ -7,6 +7,8 @@
 //! | format | writer | what it installs |
 //! |---|---|---|
 //! | `tar.gz`, `zip` | [`archive`] | the stage below one top-level directory `<profile>-<platform>/` |
+//! | `deb` | [`deb`] (`ar`, `tar`, gzip -6) | [`linux_payload`], a changelog and lintian overrides; control file, no maintainer scripts |
+//! | `rpm` | [`rpm`](mod@rpm) (the `rpm` crate, zstd payload) | [`linux_payload`]; owns only the app's own directories |
 //! | `pkg` | [`pkg`] | `/Applications/<display name>.app` (Info.plist, the launcher in `Contents/MacOS`, the stage in `Contents/Resources/app`) |
 //! | `msi` | [`msi`] (Debian's `wixl`, when installed) | the stage under `Program Files\<display name>\`, a Start-menu shortcut |
 //!
@@ -17,8 +19,8 @@
 //!
 //! Installers lay the stage out as an installed app ([`Payload`]); on Linux ([`linux_payload`]):
 //! the bundle under `/opt/<name>/`, a launcher `/usr/bin/<name>` that starts the runtime and
-//! opens the UI in the browser (`--no-browser`: only start it), a desktop entry, an icon and a
-//! copyright file under `/usr/share`. The app's data lives in the user's home (the runtime's
+//! opens the UI in the browser (`--no-browser`: only start it), its manual page, a desktop
+//! entry, an icon and a copyright file under `/usr/share`. The app's data lives in the user's home (the runtime's
 //! app data directory), which no installer touches, so uninstalling leaves it.
 //!
 //! What the installers say about the app ([`Meta`]) comes from the staged bundle.json's `app`
@@ -36,10 +38,12 @@
 //! **Invariant:** the stage is read through the engine's confined tree; a link in it is an error.
 
 pub mod archive;
+pub mod deb;
 pub mod epoch;
 pub mod launcher;
 pub mod msi;
 pub mod pkg;
+pub mod rpm;
 pub mod settings;
 pub mod sign;
 
@@ -56,14 +60,14 @@ use crate::platform::Platform;
 use crate::stage::{TreeEntry, regular_tree};
 
 /// Bump when what packaging produces changes for the same inputs.
-pub const PACKAGE_VERSION: u32 = 2;
+pub const PACKAGE_VERSION: u32 = 3;
 
 /// Every format bundle.toml may name.
 pub const KNOWN: &[&str] = &["tar.gz", "zip", "deb", "rpm", "msi", "pkg"];
 
 /// The formats written today (a known format not in this list is planned nowhere, and named
 /// by `check`'s warning).
-pub const FORMATS: &[&str] = &["tar.gz", "zip", "msi", "pkg"];
+pub const FORMATS: &[&str] = &["tar.gz", "zip", "deb", "rpm", "msi", "pkg"];
 
 /// 1980-01-01T00:00:00Z: the timestamp when neither `SOURCE_DATE_EPOCH` nor a commit says.
 pub const DEFAULT_EPOCH: u64 = 315_532_800;
@@ -575,7 +579,8 @@ pub fn mode(executable: bool) -> u32 {
 }
 
 /// The Linux layout shared by deb and rpm: the bundle under `/opt/<name>/`, the launcher
-/// `/usr/bin/<name>`, the desktop entry, the icon and the copyright file under `/usr/share`.
+/// `/usr/bin/<name>`, its manual page, the desktop entry, the icon and the copyright file under
+/// `/usr/share`.
 pub fn linux_payload(input: &Input<'_>) -> Result<Payload, String> {
     let meta = &input.meta;
     let name = &meta.name;
@@ -591,6 +596,11 @@ pub fn linux_payload(input: &Input<'_>) -> Result<Payload, String> {
         )
     };
     payload.bytes(&format!("usr/bin/{name}"), launcher.into_bytes(), 0o755);
+    payload.bytes(
+        &format!("usr/share/man/man1/{name}.1.gz"),
+        launcher::gzip_best(launcher::man_page(meta, input.thin).as_bytes()),
+        0o644,
+    );
     payload.bytes(
         &format!("usr/share/applications/{name}.desktop"),
         launcher::desktop_entry(meta).into_bytes(),
@@ -631,6 +641,8 @@ fn write_format(
         "pkg" => pkg::write(input, file),
         "tar.gz" => archive::tar_gz(input, file),
         "zip" => archive::zip(input, file),
+        "deb" => deb::deb(input, file),
+        "rpm" => rpm::rpm(input, file),
         other => Err(format!("no writer for the format `{other}`")),
     }
 }
