@@ -157,6 +157,24 @@ pub fn check_profile(profile: &str, decl: &ProfileDecl) -> Result<(), Problem> {
                 );
             }
         }
+        // rpm's form: `name` or `name OP version`.
+        for entry in &installer.requires {
+            let words: Vec<&str> = entry.split_whitespace().collect();
+            let well_formed = match words.as_slice() {
+                [_] => true,
+                [_, op, _] => ["<", "<=", "=", ">=", ">"].contains(op),
+                _ => false,
+            };
+            if !well_formed {
+                return at(
+                    format!(
+                        "profile `{profile}`: installer requires entry `{}` is not `name` or `name OP version`",
+                        entry.escape_debug()
+                    ),
+                    "OP is one of <, <=, =, >=, > with spaces around it, e.g. requires = [\"glibc >= 2.31\"]",
+                );
+            }
+        }
     }
     if let Some(dist) = &decl.electron_dist
         && normalized_relative(dist.get_ref()).is_none()
