@@ -226,6 +226,8 @@ fn only_what_changed_is_rebuilt_and_a_no_op_runs_nothing() {
             "compile:app-api@linux-x64",
             "stage:app-desktop@linux-x64",
             "package:app-desktop@linux-x64:tar.gz",
+            "package:app-desktop@linux-x64:deb",
+            "package:app-desktop@linux-x64:rpm",
             "publish:app-desktop",
         ]),
         "{edited}"
@@ -276,6 +278,8 @@ fn only_what_changed_is_rebuilt_and_a_no_op_runs_nothing() {
             "compile:app-ui",
             "stage:app-desktop@linux-x64",
             "package:app-desktop@linux-x64:tar.gz",
+            "package:app-desktop@linux-x64:deb",
+            "package:app-desktop@linux-x64:rpm",
             "publish:app-desktop",
         ]),
         "{ui}"
@@ -474,9 +478,14 @@ fn every_platform_is_staged_with_its_assets_and_an_edit_rebuilds_each() {
         "stage:app-desktop@linux-arm64",
         "stage:app-desktop@win-x64",
         "stage:app-desktop@darwin-arm64",
-        // Each platform's default formats (linux: tar.gz; windows: zip; macOS: zip and pkg).
+        // Each platform's default formats (linux: tar.gz, deb, rpm; windows: zip; macOS: zip
+        // and pkg).
         "package:app-desktop@linux-x64:tar.gz",
+        "package:app-desktop@linux-x64:deb",
+        "package:app-desktop@linux-x64:rpm",
         "package:app-desktop@linux-arm64:tar.gz",
+        "package:app-desktop@linux-arm64:deb",
+        "package:app-desktop@linux-arm64:rpm",
         "package:app-desktop@win-x64:zip",
         "package:app-desktop@darwin-arm64:zip",
         "package:app-desktop@darwin-arm64:pkg",
