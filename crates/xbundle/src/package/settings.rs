@@ -22,6 +22,48 @@ pub fn is_package_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c))
 }
 
+/// A Debian relation as a binary package's `Depends` holds it: alternatives `a | b`, each a
+/// package name (with an optional `:arch` qualifier) and an optional `(OP version)`, `OP` one
+/// of `<<`, `<=`, `=`, `>=`, `>>`.
+pub fn is_debian_relation(entry: &str) -> bool {
+    entry.split('|').all(|alternative| {
+        let alternative = alternative.trim();
+        let (name, rest) = match alternative.find(|c: char| c == '(' || c.is_whitespace()) {
+            Some(at) => (&alternative[..at], alternative[at..].trim()),
+            None => (alternative, ""),
+        };
+        let name = match name.split_once(':') {
+            Some((name, arch))
+                if !arch.is_empty()
+                    && arch.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+            {
+                name
+            }
+            Some(_) => "",
+            None => name,
+        };
+        let version_ok = |inner: &str| {
+            let inner = inner.trim();
+            ["<<", "<=", ">=", ">>", "="]
+                .iter()
+                .find(|op| inner.starts_with(**op))
+                .is_some_and(|op| {
+                    let version = inner[op.len()..].trim();
+                    version.starts_with(|c: char| c.is_ascii_digit())
+                        && version
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || ".+~-:".contains(c))
+                })
+        };
+        is_package_name(name)
+            && (rest.is_empty()
+                || rest
+                    .strip_prefix('(')
+                    .and_then(|r| r.strip_suffix(')'))
+                    .is_some_and(version_ok))
+    })
+}
+
 /// A GUID as an msi writes it: 8-4-4-4-12 hex digits.
 pub fn is_guid(value: &str) -> bool {
     let groups: Vec<&str> = value.split('-').collect();
@@ -157,6 +199,17 @@ pub fn check_profile(profile: &str, decl: &ProfileDecl) -> Result<(), Problem> {
                 );
             }
         }
+        for entry in &installer.depends {
+            if !is_debian_relation(entry) {
+                return at(
+                    format!(
+                        "profile `{profile}`: installer depends entry `{}` is not a Debian relation",
+                        entry.escape_debug()
+                    ),
+                    "a package name, optionally `(OP version)` with OP one of <<, <=, =, >=, >>, and `|` between alternatives, e.g. depends = [\"libc6 (>= 2.31)\", \"xdg-utils | sensible-utils\"]",
+                );
+            }
+        }
         // rpm's form: `name` or `name OP version`.
         for entry in &installer.requires {
             let words: Vec<&str> = entry.split_whitespace().collect();
@@ -250,4 +303,33 @@ pub fn check_sign(
         templates.insert(format.get_ref().clone(), template.get_ref().clone());
     }
     Ok(templates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_relations_are_recognized() {
+        for good in [
+            "libc6",
+            "libc6 (>= 2.31)",
+            "xdg-utils | sensible-utils",
+            "python3:any (>> 3.9~)",
+            "foo (= 1:2.0-1)",
+        ] {
+            assert!(is_debian_relation(good), "{good}");
+        }
+        for bad in [
+            "Libc6",
+            "libc6 (>= )",
+            "libc6 (=> 2.31)",
+            "libc6 >= 2.31",
+            "libc6 (>= 2.31",
+            "a | ",
+            "x",
+        ] {
+            assert!(!is_debian_relation(bad), "{bad}");
+        }
+    }
 }
