@@ -50,6 +50,9 @@ func main() {
 
 const INDEX_HTML: &str = "<!doctype html><title>App</title><h1>the packaged ui</h1>\n";
 
+/// A UI file whose installed path is longer than a tar header's 100 bytes.
+const LONG_UI_FILE: &str = "assets/a-directory-name-long-enough-to-need-a-gnu-long-name-entry-in-the-tar-stream/and-a-script-too.js";
+
 const EPOCH: &str = "1700000000"; // 2023-11-14T22:13:20Z
 
 const DEB: &str = "dist/app-desktop/packages/app-desktop-linux-x64.deb";
@@ -87,6 +90,10 @@ fn app_repo(platforms: &[&str], profile_extra: &str, tail: &str) -> Repo {
         ("scenarios/app/api/go.mod", GO_MOD),
         ("scenarios/app/api/main.go", MAIN_GO),
         ("scenarios/app/ui/index.html", INDEX_HTML),
+        (
+            &format!("scenarios/app/ui/{LONG_UI_FILE}"),
+            "console.log(\"long\");\n",
+        ),
     ] {
         files.push((path.into(), text.into()));
     }
@@ -248,6 +255,7 @@ fn dpkg_deb_and_lintian_accept_the_deb() {
         "./usr/share/man/man1/notes-app.1.gz",
         "./usr/share/doc/notes-app/copyright",
         "./usr/share/doc/notes-app/changelog.gz",
+        &format!("./opt/notes-app/ui/app/{LONG_UI_FILE}"),
     ] {
         assert!(names.contains(&expected), "{expected} in {names:?}");
     }
@@ -324,6 +332,7 @@ fn rpm_reads_the_rpm() {
         "/usr/share/icons/hicolor/scalable/apps/notes-app.svg",
         "/usr/share/man/man1/notes-app.1.gz",
         "/usr/share/doc/notes-app/copyright",
+        &format!("/opt/notes-app/ui/app/{LONG_UI_FILE}"),
     ] {
         assert!(files.contains(&expected), "{expected} in {files:?}");
     }
@@ -359,6 +368,15 @@ fn rpm_reads_the_rpm() {
         assert_eq!(mode, want, "{line}");
     }
 
+    // The manual page is documentation, the copyright file the license.
+    assert_eq!(
+        tool("rpm", &["-qdp"], &rpm).trim(),
+        "/usr/share/man/man1/notes-app.1.gz"
+    );
+    assert_eq!(
+        tool("rpm", &["-qLp"], &rpm).trim(),
+        "/usr/share/doc/notes-app/copyright"
+    );
     let requires = tool("rpm", &["-qp", "--requires"], &rpm);
     assert!(requires.contains("xdg-utils >= 1.1"), "{requires}");
     assert!(requires.contains("libc.so.6(GLIBC_2."), "{requires}");
@@ -467,6 +485,11 @@ fn the_extracted_deb_runs_the_app_through_its_launcher() {
             Err(_) => panic!("the runtime did not say where its UI is within 60 s:\n{seen}"),
         }
     };
+    // dpkg read the long name whole.
+    assert_eq!(
+        std::fs::read_to_string(root.join(format!("opt/notes-app/ui/app/{LONG_UI_FILE}"))).unwrap(),
+        "console.log(\"long\");\n"
+    );
     let (status, page) = get(port, "/").expect("GET /");
     assert_eq!((status, page.as_str()), (200, INDEX_HTML));
     let (status, body) = get(port, "/api/hello").expect("GET /api/hello");
@@ -555,6 +578,10 @@ fn bad_installer_settings_are_located_diagnostics() {
         (
             "requires = [\"glibc => 2.31\"]",
             "installer requires entry `glibc => 2.31`",
+        ),
+        (
+            "depends = [\"libc6 >= 2.31\"]",
+            "installer depends entry `libc6 >= 2.31` is not a Debian relation",
         ),
     ] {
         let repo = app_repo(
