@@ -1,8 +1,10 @@
 //! `cargo xtask`: the product is `xbundle::cli::main()`; `cargo xtask bench` is its benchmark
-//! (`cargo xtask bench downloads`: asset download throughput against curl).
+//! (`cargo xtask bench downloads`: asset download throughput against curl; `cargo xtask bench
+//! package`: the deb and tar.gz writers against dpkg-deb and tar | gzip).
 
 mod bench;
 mod bench_downloads;
+mod bench_package;
 mod testserver;
 
 fn main() -> std::process::ExitCode {
@@ -12,6 +14,8 @@ fn main() -> std::process::ExitCode {
             let rest: Vec<_> = args.collect();
             if rest.first().is_some_and(|mode| mode == "downloads") {
                 bench_downloads::main(rest[1..].to_vec())
+            } else if rest.first().is_some_and(|mode| mode == "package") {
+                bench_package::main(rest[1..].to_vec())
             } else {
                 bench::main(rest)
             }
