@@ -423,7 +423,9 @@ impl Drop for Launched {
 /// The deb extracted with `dpkg -x` into a temporary root: its launcher, started with
 /// `--no-browser` and a home in the sandbox, brings the app up; the UI is served and the Go
 /// API answers through it; SIGTERM stops it cleanly, its services with it. The app's data is
-/// in the sandbox's home, and the canary beside the repository is untouched.
+/// in the sandbox's home. Installed with `dpkg -i --root` and removed with `dpkg -r`, the
+/// package leaves nothing and the user's data stays. The canary beside the repository is
+/// untouched.
 #[test]
 fn the_extracted_deb_runs_the_app_through_its_launcher() {
     if !have_deb_tools() || !common::have_tool("dpkg", "dpkg") {
@@ -526,6 +528,46 @@ fn the_extracted_deb_runs_the_app_through_its_launcher() {
         "the API service stopped with the app"
     );
     canary.assert_intact("running the extracted package");
+
+    // Installed and removed by dpkg in a root of its own: removing leaves nothing of the
+    // package, and the user's data (in the home) stays.
+    let dpkg_root = repo.sandbox().join("dpkg root");
+    std::fs::create_dir_all(dpkg_root.join("var/lib/dpkg/info")).unwrap();
+    std::fs::create_dir_all(dpkg_root.join("var/lib/dpkg/updates")).unwrap();
+    std::fs::write(dpkg_root.join("var/lib/dpkg/status"), "").unwrap();
+    let log = repo.sandbox().join("dpkg.log");
+    let dpkg = |args: &[&str]| {
+        let output = Command::new("dpkg")
+            .arg("--root")
+            .arg(&dpkg_root)
+            .arg(format!("--log={}", log.display()))
+            // The fake root has no libc6 to satisfy Depends.
+            .arg("--force-depends")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dpkg");
+        assert!(output.status.success(), "dpkg {args:?}: {output:?}");
+    };
+    dpkg(&["-i", repo.join(DEB).to_str().unwrap()]);
+    assert!(dpkg_root.join("usr/bin/notes-app").is_file());
+    assert!(dpkg_root.join("opt/notes-app/bundle.json").is_file());
+    let data = common::full_snapshot(&home);
+    assert!(!data.is_empty(), "the app wrote its data in the home");
+    dpkg(&["-r", "notes-app"]);
+    for gone in [
+        "opt/notes-app",
+        "usr/bin/notes-app",
+        "usr/share/doc/notes-app",
+    ] {
+        assert!(!dpkg_root.join(gone).exists(), "{gone} was removed");
+    }
+    assert_eq!(
+        common::full_snapshot(&home),
+        data,
+        "the user's data is left alone"
+    );
+    canary.assert_intact("installing and removing the package");
 }
 
 /// Two clean builds of the same profile in two checkouts give the same deb and rpm, byte for
