@@ -422,6 +422,7 @@ fn ours(repo: &Path, writer: Writer, out: &Path) -> Result<f64, String> {
         meta,
         platform: &platform,
         top: "bench-linux-x64".into(),
+        thin: false,
     };
     let mut file = std::fs::File::create(out).map_err(|err| format!("{}: {err}", out.display()))?;
     match writer {

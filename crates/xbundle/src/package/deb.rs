@@ -678,6 +678,7 @@ mod tests {
                 meta: meta(),
                 platform: &platform,
                 top: "notes-linux-x64".into(),
+                thin: false,
             };
             let payload = linux_payload(&input).unwrap();
             let file = stage_dir.join("ui/index.html");
