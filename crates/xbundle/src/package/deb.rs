@@ -218,7 +218,8 @@ pub(crate) fn description(meta: &Meta, thin: bool) -> (String, Vec<String>) {
             .collect::<String>()
             .to_ascii_lowercase()
     };
-    if !text.is_empty() && plain(&text) != plain(&synopsis) && plain(&text) != plain(&name) {
+    // The description, unless it says nothing more than the synopsis or a name (one word).
+    if text.contains(' ') && plain(&text) != plain(&synopsis) {
         paragraphs.push(text.clone());
     }
     let display = meta
@@ -726,6 +727,40 @@ mod tests {
         assert_eq!(debian_arch("amd64"), "amd64");
         assert_eq!(debian_arch("386"), "i386");
         assert_eq!(debian_arch("arm"), "armhf");
+    }
+
+    #[test]
+    fn synopses_follow_lintian_rules() {
+        let mut meta = meta();
+        // A name alone: a generic synopsis, no repeated paragraph.
+        meta.description = "notes".into();
+        let (synopsis, paragraphs) = description(&meta, false);
+        assert_eq!(synopsis, "Desktop application Notes with a web interface");
+        assert_eq!(paragraphs.len(), 1, "{paragraphs:?}");
+        // Starting with the package's name: generic synopsis, the text kept below.
+        meta.description = "notes-app keeps your notes. Offline.".into();
+        let (synopsis, paragraphs) = description(&meta, false);
+        assert!(synopsis.starts_with("Desktop application"), "{synopsis}");
+        assert_eq!(paragraphs[0], "notes-app keeps your notes. Offline.");
+        // The first sentence, without its period, at most 72 characters.
+        meta.description = format!("Take notes {}. More.", "quickly ".repeat(20));
+        let (synopsis, _) = description(&meta, false);
+        assert!(
+            synopsis.len() <= 72 && synopsis.ends_with("..."),
+            "{synopsis}"
+        );
+        meta.description = "Take notes on this computer.".into();
+        let (synopsis, paragraphs) = description(&meta, true);
+        assert_eq!(synopsis, "Take notes on this computer");
+        assert_eq!(
+            paragraphs.len(),
+            1,
+            "the same text is not repeated: {paragraphs:?}"
+        );
+        assert!(
+            paragraphs[0].contains("opens the deployed app"),
+            "{paragraphs:?}"
+        );
     }
 
     #[test]
