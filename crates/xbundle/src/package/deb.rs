@@ -729,6 +729,34 @@ mod tests {
         assert_eq!(debian_arch("arm"), "armhf");
     }
 
+    /// The glibc a dynamically linked binary needs is read from its headers; a truncated or
+    /// corrupted ELF file (a hostile asset) gives nothing, never a panic or a huge read.
+    #[test]
+    fn glibc_needs_come_from_elf_headers_and_bad_files_give_none() {
+        // A small dynamically linked program of the system's (coreutils').
+        let exe = std::fs::read("/usr/bin/true").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("elf");
+        std::fs::write(&path, &exe).unwrap();
+        let info = elf_info(std::fs::File::open(&path).unwrap()).expect("this test is an ELF");
+        let (major, minor) = info.glibc.expect("linked against glibc");
+        assert!(major == 2 && minor >= 2, "GLIBC_{major}.{minor}");
+        assert!(!info.is_static);
+        let mut cuts: Vec<usize> = (0..64).map(|i| i * 37).collect();
+        cuts.extend((1..64).map(|i| exe.len() * i / 64));
+        for cut in cuts {
+            std::fs::write(&path, &exe[..cut.min(exe.len())]).unwrap();
+            let _ = elf_info(std::fs::File::open(&path).unwrap());
+        }
+        // Header fields pointing far beyond the file.
+        let mut corrupt = exe[..4096.min(exe.len())].to_vec();
+        for offset in [0x20, 0x28, 0x3a, 0x3c] {
+            corrupt[offset..offset + 2].copy_from_slice(&[0xff, 0xff]);
+        }
+        std::fs::write(&path, &corrupt).unwrap();
+        assert!(elf_info(std::fs::File::open(&path).unwrap()).is_none_or(|i| i.glibc.is_none()));
+    }
+
     #[test]
     fn synopses_follow_lintian_rules() {
         let mut meta = meta();
