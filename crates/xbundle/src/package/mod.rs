@@ -20,8 +20,9 @@
 //! Installers lay the stage out as an installed app ([`Payload`]); on Linux ([`linux_payload`]):
 //! the bundle under `/opt/<name>/`, a launcher `/usr/bin/<name>` that starts the runtime and
 //! opens the UI in the browser (`--no-browser`: only start it), its manual page, a desktop
-//! entry, an icon and a copyright file under `/usr/share`. The app's data lives in the user's home (the runtime's
-//! app data directory), which no installer touches, so uninstalling leaves it.
+//! entry, an icon and a copyright file under `/usr/share`. The app's data lives in the user's
+//! home (the runtime's app data directory), which no installer touches, so uninstalling leaves
+//! it.
 //!
 //! What the installers say about the app ([`Meta`]) comes from the staged bundle.json's `app`
 //! and the profile's `[profiles.NAME.installer]` (checked at load time by [`settings`]).
