@@ -48,8 +48,8 @@
 //!
 //! `[[assets]]` and `[runtime.<platform>]` (files fetched by URL and SHA-256) are described and
 //! checked in [`crate::assets::config`]. Settings whose stage does not exist yet are errors that
-//! say so, never silently ignored: `[cache] remote`. A profile's `formats`, which nothing builds
-//! yet, are accepted with one warning per profile ([`Profile::unbuilt_warning`]).
+//! say so, never silently ignored: `[cache] remote`. A profile's `formats` must be known
+//! ([`crate::package::KNOWN`], checked by [`crate::package::settings`]).
 //!
 //! JSON Schema of the file (for editors, e.g. taplo's `#:schema` or `evenBetterToml.schema.associations`):
 //! `crates/xbundle/schema/bundle-toml.schema.json`, generated from these types by [`json_schema`]
@@ -1392,28 +1392,6 @@ fn resolve_for_comparison(path: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
                 None => return Ok(lexical),
             },
         }
-    }
-}
-
-impl Profile {
-    /// One warning line when the profile names installer formats nothing builds yet (tar.gz
-    /// and zip are written; the installers come later).
-    pub fn unbuilt_warning(&self) -> Option<String> {
-        let formats: Vec<&str> = self
-            .decl
-            .formats
-            .iter()
-            .map(|item| item.get_ref().as_str())
-            .filter(|format| !crate::package::FORMATS.contains(format))
-            .collect();
-        if formats.is_empty() {
-            return None;
-        }
-        let list = formats.join(", ");
-        Some(format!(
-            "profile `{}`: nothing builds its formats ({list}) yet; `bundle` stops at the staged bundle directories",
-            self.name
-        ))
     }
 }
 

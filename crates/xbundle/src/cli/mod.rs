@@ -378,9 +378,6 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             }
             let targets: Vec<String> = match (&profile, &bundles) {
                 (Some(profile), Some(bundles)) => {
-                    if let Some(warning) = profile.unbuilt_warning() {
-                        shell.warn(&warning);
-                    }
                     let mut targets: Vec<String> = workspace
                         .config
                         .tasks

@@ -436,9 +436,6 @@ pub(super) fn check(workspace: &Workspace, shell: &Shell) -> Result<u8, Diagnost
                 }
             }
         }
-        if let Some(warning) = config.profile(name).and_then(|p| p.unbuilt_warning()) {
-            shell.warn(&warning);
-        }
     }
     refuse_bad_profiles(&profiles, shell)?;
     let elapsed = started.elapsed();
