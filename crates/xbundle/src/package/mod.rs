@@ -272,10 +272,13 @@ impl Meta {
             .ok_or_else(|| format!("{manifest_path} is missing (was the stage built?)"))?;
         let manifest: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|err| format!("reading {manifest_path}: {err}"))?;
+        // bundle.json's text comes from service.json, where nothing refuses a line break or a
+        // terminal escape: each control character becomes a space, so no installer (a control
+        // file, a desktop entry, an rpm header) receives one.
         let app = |key: &str| {
             manifest["app"][key]
                 .as_str()
-                .map(str::to_string)
+                .map(|v| v.replace(char::is_control, " "))
                 .filter(|v| !v.trim().is_empty())
         };
         let app_name = app("name").ok_or_else(|| format!("{manifest_path} has no app.name"))?;
