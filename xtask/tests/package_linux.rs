@@ -593,19 +593,29 @@ fn packages_are_reproducible_and_dated_by_source_date_epoch() {
         dates
     };
     assert_eq!(dates(&one), ["2023-11-14"]);
-    let later = one.json_env(&["bundle"], &[("SOURCE_DATE_EPOCH", "1800000000")]);
+    let later = one.json_env(&["bundle"], &[("SOURCE_DATE_EPOCH", "1750000000")]);
     later.assert_code(0);
     assert_eq!(
         later.status("package:app-desktop@linux-x64:deb"),
         "ran",
         "{later}"
     );
-    assert_eq!(dates(&one), ["2027-01-15"]);
+    assert_eq!(dates(&one), ["2025-06-15"]);
     assert!(one.read_bytes(DEB) != two.read_bytes(DEB));
     // A no-op after packaging runs nothing.
-    let noop = one.json_env(&["bundle"], &[("SOURCE_DATE_EPOCH", "1800000000")]);
+    let noop = one.json_env(&["bundle"], &[("SOURCE_DATE_EPOCH", "1750000000")]);
     noop.assert_code(0);
     assert_eq!(noop.counts().0, 0, "{noop}");
+    // An epoch in the future: the rpm crate would put the clock's time in its place, so the
+    // rpm is refused with the reason; the deb, which carries any epoch, is made.
+    let future = one.json_env(&["bundle"], &[("SOURCE_DATE_EPOCH", "4000000000")]);
+    assert_eq!(
+        future.status("package:app-desktop@linux-x64:rpm"),
+        "failed",
+        "{future}"
+    );
+    assert_eq!(future.status("package:app-desktop@linux-x64:deb"), "ran");
+    assert!(future.to_string().contains("in the future"), "{future}");
 }
 
 /// Bad installer settings are located diagnostics at load time (exit 2), and nothing is

@@ -106,7 +106,8 @@ pub fn gzip_best(bytes: &[u8]) -> Vec<u8> {
 
 /// A freedesktop.org desktop entry that runs the launcher `meta.name`.
 pub fn desktop_entry(meta: &Meta) -> String {
-    let one_line = |text: &str| text.replace(['\n', '\r'], " ");
+    // One line, and a backslash written as `\\` (the spec reads `\n`, `\s`… as escapes).
+    let one_line = |text: &str| text.replace(['\n', '\r'], " ").replace('\\', "\\\\");
     format!(
         "[Desktop Entry]\n\
          Type=Application\n\
@@ -224,6 +225,13 @@ mod tests {
         assert!(!man_page(&meta(), true).contains("no\\-browser"));
         assert!(page.starts_with(".TH NOTES\\-APP 1 "), "{page}");
         assert!(page.contains("\n.SH NAME\nnotes\\-app \\- "), "{page}");
+    }
+
+    #[test]
+    fn desktop_entries_keep_backslashes_literal() {
+        let mut meta = meta();
+        meta.display_name = r"C:\new".into();
+        assert!(desktop_entry(&meta).contains("Name=C:\\\\new\n"));
     }
 
     #[test]

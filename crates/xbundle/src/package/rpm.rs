@@ -26,10 +26,10 @@
 //!   cookie; the same stage gives the same bytes.
 //!
 //! **Limits:** the `rpm` crate holds the payload in memory while it builds (the stage's files
-//! and their compressed copy), so packaging needs about twice the stage's size in memory; it
-//! takes the build time from the clock when the epoch lies in the future (a
-//! `SOURCE_DATE_EPOCH` later than now is not reproducible), and epochs past 2106 are clamped
-//! (rpm's times are 32-bit).
+//! and their compressed copy), so packaging needs about twice the stage's size in memory. The
+//! crate takes the build time from the clock when the epoch is not in the past, so an epoch in
+//! the future (or past 2106: rpm's times are 32-bit) fails the rpm with the reason instead of
+//! writing one no second build reproduces.
 
 use std::io::{Read, Write};
 
@@ -101,7 +101,20 @@ pub fn rpm(input: &Input<'_>, file: &mut std::fs::File) -> Result<(), String> {
     let (version, release) = rpm_version(&meta.version);
     let arch = rpm_arch(&input.platform.rust_target, &input.platform.goarch);
     let (summary, paragraphs) = super::deb::description(meta, input.thin);
-    let epoch = u32::try_from(meta.epoch).unwrap_or(u32::MAX);
+    // The rpm crate takes the clock instead of an epoch that is not in the past: refuse such
+    // an epoch rather than write an rpm no second build reproduces.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let epoch = match u32::try_from(meta.epoch) {
+        Ok(epoch) if u64::from(epoch) < now => epoch,
+        _ => {
+            return Err(format!(
+                "the rpm cannot carry the epoch {} (SOURCE_DATE_EPOCH or the last commit's time): it is in the future, and rpm would put the clock's time in its place, so no second build would give the same bytes; set SOURCE_DATE_EPOCH to a past time",
+                meta.epoch
+            ));
+        }
+    };
     let config = rpm::BuildConfig::v4()
         .compression(rpm::CompressionWithLevel::Zstd(ZSTD_LEVEL))
         .source_date(epoch);
