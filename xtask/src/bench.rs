@@ -599,6 +599,33 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// Builds the release `xtask` and runs `xtask bench MODE ARGS…` with it (a benchmark run from
+/// a debug build measures the release code); its exit code.
+pub(crate) fn rerun_in_release(mode: &str, args: &[std::ffi::OsString]) -> std::process::ExitCode {
+    use std::process::{Command, ExitCode};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    eprintln!("building the release binary (cargo build --release -p xtask)");
+    let built = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "-p", "xtask"])
+        .current_dir(&root)
+        .status();
+    if !built.is_ok_and(|status| status.success()) {
+        eprintln!("bench {mode}: the release build failed");
+        return ExitCode::from(1);
+    }
+    let status = Command::new(release_xtask(&root))
+        .args(["bench", mode])
+        .args(args)
+        .status();
+    match status {
+        Ok(status) => ExitCode::from(status.code().unwrap_or(1) as u8),
+        Err(err) => {
+            eprintln!("bench {mode}: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// The release `xtask` that `cargo build --release -p xtask` in `workspace` makes (its
 /// target directory: `CARGO_TARGET_DIR`, relative to the workspace, or `target/`).
 pub(crate) fn release_xtask(workspace: &Path) -> PathBuf {

@@ -100,34 +100,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
     }
     if cfg!(debug_assertions) {
-        return rerun_in_release(&args);
+        return crate::bench::rerun_in_release("package", &args);
     }
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench package: {err}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn rerun_in_release(args: &[OsString]) -> ExitCode {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    eprintln!("building the release binary (cargo build --release -p xtask)");
-    let built = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "-p", "xtask"])
-        .current_dir(&root)
-        .status();
-    if !built.is_ok_and(|status| status.success()) {
-        eprintln!("bench package: the release build failed");
-        return ExitCode::from(1);
-    }
-    let status = Command::new(crate::bench::release_xtask(&root))
-        .args(["bench", "package"])
-        .args(args)
-        .status();
-    match status {
-        Ok(status) => ExitCode::from(status.code().unwrap_or(1) as u8),
         Err(err) => {
             eprintln!("bench package: {err}");
             ExitCode::from(1)
