@@ -283,6 +283,8 @@ pub struct TreeEntry {
     pub path: String,
     pub dir: bool,
     pub executable: bool,
+    /// A file's size when it was listed (0 for a directory).
+    pub size: u64,
 }
 
 /// Every directory and regular file below `from` (root-relative), sorted by path, read through
@@ -303,15 +305,17 @@ pub fn regular_tree(tree: &Dir, from: &Utf8Path) -> Result<Vec<TreeEntry>, Strin
                     path,
                     dir: true,
                     executable: true,
+                    size: 0,
                 });
                 Ok(Walk::Enter)
             }
             Kind::File => {
-                let executable = entry.stat().is_ok_and(|s| s.executable);
+                let stat = entry.stat().ok();
                 found.push(TreeEntry {
                     path,
                     dir: false,
-                    executable,
+                    executable: stat.is_some_and(|s| s.executable),
+                    size: stat.map_or(0, |s| s.size),
                 });
                 Ok(Walk::Skip)
             }

@@ -9,7 +9,7 @@ use super::{DEFAULT_EPOCH, Input, Payload, PayloadKind, Source};
 /// The stage under `<top>/` as a payload (directories first, sorted).
 fn portable(input: &Input<'_>) -> Result<Payload, String> {
     let mut payload = Payload::default();
-    payload.stage(input, &input.top)?;
+    payload.stage(input, &input.top);
     payload.sort();
     Ok(payload)
 }

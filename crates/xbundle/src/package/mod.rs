@@ -498,7 +498,7 @@ impl Payload {
     }
 
     /// Adds the whole stage below `at`.
-    pub fn stage(&mut self, input: &Input<'_>, at: &str) -> Result<(), String> {
+    pub fn stage(&mut self, input: &Input<'_>, at: &str) {
         self.dir(at);
         for entry in &input.entries {
             let path = format!("{at}/{}", entry.path);
@@ -508,23 +508,18 @@ impl Payload {
                     kind: PayloadKind::Dir,
                 });
             } else {
-                let relative = input.stage.join(&entry.path);
-                let (_, stat) = input
-                    .tree
-                    .lstat(relative.as_str())
-                    .map_err(|err| format!("reading {relative}: {err}"))?
-                    .ok_or_else(|| format!("{relative} disappeared"))?;
                 self.entries.push(PayloadEntry {
                     path,
                     kind: PayloadKind::File {
                         source: Source::Stage(entry.path.clone()),
-                        size: stat.size,
+                        // The size the walk saw: a file that changes before it is copied is
+                        // an error then (`Payload::copy`), never a corrupt artifact.
+                        size: entry.size,
                         mode: mode(entry.executable),
                     },
                 });
             }
         }
-        Ok(())
     }
 
     /// Sorts the entries by path (a directory sorts before what it holds).
@@ -589,7 +584,7 @@ pub fn linux_payload(input: &Input<'_>) -> Result<Payload, String> {
     let meta = &input.meta;
     let name = &meta.name;
     let mut payload = Payload::default();
-    payload.stage(input, &format!("opt/{name}"))?;
+    payload.stage(input, &format!("opt/{name}"));
     let launcher = if input.thin {
         crate::electron::thin::installed_launcher(meta, &format!("../../opt/{name}"))
     } else {

@@ -435,7 +435,7 @@ pub fn write(
         .ok_or_else(|| format!("`wixl` is not on PATH ({WIXL_FIX})"))?;
 
     let mut payload = Payload::default();
-    payload.stage(input, "stage")?;
+    payload.stage(input, "stage");
     payload.sort();
     // Check every name before any work: Windows must be able to hold it.
     for entry in &payload.entries {

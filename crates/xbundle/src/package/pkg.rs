@@ -312,7 +312,7 @@ pub fn write(input: &Input<'_>, file: &mut std::fs::File) -> Result<(), String> 
         .size
         .and_then(|size| icns_from_png(&meta.icon.bytes, size));
     let mut payload = Payload::default();
-    payload.stage(input, &format!("{contents}/Resources/app"))?;
+    payload.stage(input, &format!("{contents}/Resources/app"));
     payload.bytes(
         &format!("{contents}/MacOS/{}", meta.name),
         if input.thin {
