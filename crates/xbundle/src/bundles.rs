@@ -386,21 +386,7 @@ fn plan_profile(
                 let id = spec.id.clone();
                 tasks.push(id.clone());
                 specs.insert(id.clone(), spec);
-                // The profile's formats (default: the platform's) that apply to the platform.
-                let formats: Vec<String> = if profile.decl.formats.is_empty() {
-                    platform.formats.clone()
-                } else {
-                    profile
-                        .decl
-                        .formats
-                        .iter()
-                        .map(|f| f.get_ref().clone())
-                        .collect()
-                };
-                for format in formats.iter().filter(|f| {
-                    crate::package::FORMATS.contains(&f.as_str())
-                        && crate::package::applies(f, platform)
-                }) {
+                for format in &crate::package::formats(profile, platform) {
                     // The msi needs wixl (its identity is part of the key); without it the
                     // msi is unbuildable here, and the rest of the platform is still made.
                     let wixl = if format == "msi" {

@@ -348,27 +348,6 @@ impl Action for Thin {
     }
 }
 
-/// The formats a profile packages for `platform` (its `formats`, default the platform's) that
-/// are written today and apply to it.
-fn formats(profile: &Profile, platform: &Platform) -> Vec<String> {
-    let listed: Vec<String> = if profile.decl.formats.is_empty() {
-        platform.formats.clone()
-    } else {
-        profile
-            .decl
-            .formats
-            .iter()
-            .map(|f| f.get_ref().clone())
-            .collect()
-    };
-    listed
-        .into_iter()
-        .filter(|f| {
-            crate::package::FORMATS.contains(&f.as_str()) && crate::package::applies(f, platform)
-        })
-        .collect()
-}
-
 /// The thin client's tasks for a profile with a URL: `thin:<profile>` and its packages, with
 /// each task's platform (`None` for the project task).
 pub fn plan(
@@ -395,7 +374,7 @@ pub fn plan(
     let mut ids = vec![(None, project.id.clone())];
     let mut specs = vec![];
     for platform in platforms {
-        for format in formats(profile, platform) {
+        for format in crate::package::formats(profile, platform) {
             let package = crate::package::spec(PackagePlan {
                 profile: profile.name.clone(),
                 platform: platform.clone(),

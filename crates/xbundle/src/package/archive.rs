@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::{DEFAULT_EPOCH, Input, Payload, PayloadKind, Source};
+use super::{DEFAULT_EPOCH, Exact, Input, Payload, PayloadKind, Source};
 
 /// The stage under `<top>/` as a payload (directories first, sorted).
 fn portable(input: &Input<'_>) -> Result<Payload, String> {
@@ -30,14 +30,8 @@ pub fn tar_header(mode: u32, size: u64, dir: bool, epoch: u64) -> tar::Header {
     header
 }
 
-/// Writes `payload` as a tar stream into `to`, each path prefixed with `prefix` (e.g. `./`),
-/// directories with a trailing `/`.
-pub fn write_tar<W: Write>(
-    input: &Input<'_>,
-    payload: &Payload,
-    prefix: &str,
-    to: W,
-) -> Result<W, String> {
+/// Writes `payload` as a tar stream into `to`, directories with a trailing `/`.
+pub fn write_tar<W: Write>(input: &Input<'_>, payload: &Payload, to: W) -> Result<W, String> {
     let epoch = input.meta.epoch;
     let mut builder = tar::Builder::new(to);
     builder.mode(tar::HeaderMode::Deterministic);
@@ -47,22 +41,21 @@ pub fn write_tar<W: Write>(
             PayloadKind::Dir => builder
                 .append_data(
                     &mut tar_header(0o755, 0, true, epoch),
-                    format!("{prefix}{}/", entry.path),
+                    format!("{}/", entry.path),
                     std::io::empty(),
                 )
                 .map_err(io)?,
             PayloadKind::File { source, size, mode } => {
                 let mut header = tar_header(*mode, *size, false, epoch);
-                let name = format!("{prefix}{}", entry.path);
+                let name = entry.path.as_str();
                 match source {
                     Source::Bytes(bytes) => builder
-                        .append_data(&mut header, &name, &bytes[..])
+                        .append_data(&mut header, name, &bytes[..])
                         .map_err(io)?,
-                    Source::Stage(_) => {
-                        // Stream the file through a pipe-like reader of exactly `size` bytes.
-                        let mut reader = StageReader::new(input, source, *size)?;
+                    Source::Stage(path) => {
+                        let mut reader = Exact::open(input, path, *size)?;
                         builder
-                            .append_data(&mut header, &name, &mut reader)
+                            .append_data(&mut header, name, &mut reader)
                             .map_err(io)?;
                         reader.finish()?;
                     }
@@ -71,53 +64,6 @@ pub fn write_tar<W: Write>(
         }
     }
     builder.into_inner().map_err(io)
-}
-
-/// Reads a stage file of a known size, failing (instead of padding) when it is shorter.
-struct StageReader {
-    file: std::io::Take<std::fs::File>,
-    path: String,
-    left: u64,
-}
-
-impl StageReader {
-    fn new(input: &Input<'_>, source: &Source, size: u64) -> Result<StageReader, String> {
-        let Source::Stage(path) = source else {
-            unreachable!("only stage files are streamed")
-        };
-        let (file, actual) = input.open(path)?;
-        let shown = input.stage.join(path).to_string();
-        if actual != size {
-            return Err(format!("{shown} changed while it was packaged"));
-        }
-        Ok(StageReader {
-            file: std::io::Read::take(file, size),
-            path: shown,
-            left: size,
-        })
-    }
-
-    fn finish(&self) -> Result<(), String> {
-        if self.left == 0 {
-            Ok(())
-        } else {
-            Err(format!("{} changed while it was packaged", self.path))
-        }
-    }
-}
-
-impl std::io::Read for StageReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read(buf)?;
-        if n == 0 && self.left > 0 && !buf.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("{} changed while it was packaged", self.path),
-            ));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 /// A gzip stream with no name and no time, at level 6.
@@ -130,7 +76,7 @@ pub fn gzip<W: Write>(to: W) -> flate2::write::GzEncoder<W> {
 pub fn tar_gz(input: &Input<'_>, file: &mut std::fs::File) -> Result<(), String> {
     let payload = portable(input)?;
     let buffered = std::io::BufWriter::with_capacity(1 << 20, file);
-    let gzip = write_tar(input, &payload, "", gzip(buffered))?;
+    let gzip = write_tar(input, &payload, gzip(buffered))?;
     let mut buffered = gzip
         .finish()
         .map_err(|err| format!("writing the archive: {err}"))?;

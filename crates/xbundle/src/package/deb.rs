@@ -35,9 +35,9 @@
 //! same inputs give the same package on any machine (tests compare two builds byte for byte).
 //! A stage file whose size changed while it was packaged is an error, never a corrupt member.
 
-use std::io::{BufReader, Read, Seek, Write};
+use std::io::{Read, Seek, Write};
 
-use super::{Input, Meta, Payload, PayloadKind, Source, archive, linux_payload};
+use super::{Exact, Input, Meta, Payload, PayloadKind, Source, archive, linux_payload};
 
 /// Writes the deb of `input` into `file`.
 pub fn deb(input: &Input<'_>, file: &mut std::fs::File) -> Result<(), String> {
@@ -441,53 +441,6 @@ fn write_data_tar<W: Write>(input: &Input<'_>, payload: &Payload, to: W) -> Resu
     builder
         .into_inner()
         .map_err(|err| format!("writing the package: {err}"))
-}
-
-/// A stage file read in large blocks, exactly `size` bytes of it: shorter is an error (a tar
-/// entry would be padded with zeros), longer is cut and then an error.
-pub(crate) struct Exact {
-    file: std::io::Take<BufReader<std::fs::File>>,
-    shown: String,
-    left: u64,
-}
-
-impl Exact {
-    pub(crate) fn open(input: &Input<'_>, path: &str, size: u64) -> Result<Exact, String> {
-        let (file, actual) = input.open(path)?;
-        let shown = input.stage.join(path).to_string();
-        if actual != size {
-            return Err(format!("{shown} changed while it was packaged"));
-        }
-        Ok(Exact {
-            file: BufReader::with_capacity(256 << 10, file).take(size),
-            shown,
-            left: size,
-        })
-    }
-
-    /// Checks that every byte was read and that the file did not grow.
-    pub(crate) fn finish(self) -> Result<(), String> {
-        let mut file = self.file.into_inner();
-        let mut probe = [0u8; 1];
-        if self.left != 0 || file.read(&mut probe).map_err(|e| e.to_string())? != 0 {
-            return Err(format!("{} changed while it was packaged", self.shown));
-        }
-        Ok(())
-    }
-}
-
-impl Read for Exact {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read(buf)?;
-        if n == 0 && self.left > 0 && !buf.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("{} changed while it was packaged", self.shown),
-            ));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 /// The control member: `./`, `./control` and, when given, `./md5sums`, gzip-compressed.

@@ -49,7 +49,7 @@ pub mod settings;
 pub mod sign;
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::sync::Arc;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -82,6 +82,25 @@ pub fn applies(format: &str, platform: &Platform) -> bool {
         "pkg" => platform.goos == "darwin",
         _ => true,
     }
+}
+
+/// The formats a profile's packages of `platform` come in: the profile's `formats` (default:
+/// the platform's list) that are written and apply to the platform.
+pub fn formats(profile: &crate::config::Profile, platform: &Platform) -> Vec<String> {
+    let listed: Vec<String> = if profile.decl.formats.is_empty() {
+        platform.formats.clone()
+    } else {
+        profile
+            .decl
+            .formats
+            .iter()
+            .map(|f| f.get_ref().clone())
+            .collect()
+    };
+    listed
+        .into_iter()
+        .filter(|f| FORMATS.contains(&f.as_str()) && applies(f, platform))
+        .collect()
 }
 
 pub fn package_id(profile: &str, platform: &str, format: &str) -> TaskId {
@@ -420,15 +439,6 @@ impl Input<'_> {
             .ok_or_else(|| format!("{relative} disappeared"))?;
         Ok((file, stat.size))
     }
-
-    /// Reads a stage file whole.
-    pub fn read(&self, path: &str) -> Result<Vec<u8>, String> {
-        let (mut file, size) = self.open(path)?;
-        let mut bytes = Vec::with_capacity(size as usize);
-        file.read_to_end(&mut bytes)
-            .map_err(|err| format!("reading {}: {err}", self.stage.join(path)))?;
-        Ok(bytes)
-    }
 }
 
 /// An artifact's file system image: what an installer puts where.
@@ -551,25 +561,77 @@ impl Payload {
                 .write_all(bytes)
                 .map_err(|err| format!("writing the artifact: {err}")),
             Source::Stage(path) => {
-                let (file, actual) = input.open(path)?;
-                if actual != size {
-                    return Err(format!(
-                        "{} changed while it was packaged",
-                        input.stage.join(path)
-                    ));
-                }
-                let copied = std::io::copy(&mut file.take(size), to)
+                let mut reader = Exact::open(input, path, size)?;
+                std::io::copy(&mut reader, to)
                     .map_err(|err| format!("packaging {}: {err}", input.stage.join(path)))?;
-                if copied != size {
-                    return Err(format!(
-                        "{} changed while it was packaged",
-                        input.stage.join(path)
-                    ));
-                }
-                Ok(())
+                reader.finish()
             }
         }
     }
+}
+
+/// A stage file read in large blocks, exactly `size` bytes of it: shorter is an error (a tar
+/// entry would be padded with zeros), longer is cut and then an error.
+pub(crate) struct Exact {
+    file: std::io::Take<BufReader<std::fs::File>>,
+    shown: String,
+    left: u64,
+}
+
+impl Exact {
+    pub(crate) fn open(input: &Input<'_>, path: &str, size: u64) -> Result<Exact, String> {
+        let (file, actual) = input.open(path)?;
+        let shown = input.stage.join(path).to_string();
+        if actual != size {
+            return Err(format!("{shown} changed while it was packaged"));
+        }
+        Ok(Exact {
+            file: BufReader::with_capacity(256 << 10, file).take(size),
+            shown,
+            left: size,
+        })
+    }
+
+    /// Checks that every byte was read and that the file did not grow.
+    pub(crate) fn finish(self) -> Result<(), String> {
+        let mut file = self.file.into_inner();
+        let mut probe = [0u8; 1];
+        if self.left != 0 || file.read(&mut probe).map_err(|e| e.to_string())? != 0 {
+            return Err(format!("{} changed while it was packaged", self.shown));
+        }
+        Ok(())
+    }
+}
+
+impl Read for Exact {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} changed while it was packaged", self.shown),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// `text` escaped for XML text and attribute values (control characters become spaces).
+pub(crate) fn xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// 0755 for directories and executables, 0644 for the rest.

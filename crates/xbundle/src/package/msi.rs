@@ -214,19 +214,7 @@ fn wix_id(prefix: &str, path: &str) -> String {
 /// `text` as an XML attribute value for wixl: XML-escaped, and `$` hidden from its
 /// preprocessor (which would expand `$(…)` and drop a lone `$`).
 fn attr(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '$' => out.push_str("$(var.xbundleDollar)"),
-            c => out.push(c),
-        }
-    }
-    out
+    super::xml(text).replace('$', "$(var.xbundleDollar)")
 }
 
 /// A directory of the install tree.

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use super::{Input, Payload, PayloadKind, archive::gzip, launcher};
+use super::{Input, Payload, PayloadKind, archive::gzip, launcher, xml};
 
 /// Where the app bundle installs.
 const INSTALL_LOCATION: &str = "/Applications";
@@ -41,23 +41,6 @@ const INSTALL_LOCATION: &str = "/Applications";
 /// The largest values the odc headers' octal fields hold.
 const ODC_MAX_INODE: usize = 0o777_777;
 const ODC_MAX_SIZE: u64 = 0o777_7777_7777;
-
-/// `text` escaped for XML text and attribute values (control characters become spaces).
-pub(crate) fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The app bundle's directory name: `<display name>.app`, `/` and `:` made `-`.
 fn app_name(display: &str, name: &str) -> String {

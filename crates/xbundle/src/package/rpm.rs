@@ -33,7 +33,8 @@
 
 use std::io::{Read, Write};
 
-use super::deb::{Exact, scan_elves};
+use super::Exact;
+use super::deb::scan_elves;
 use super::{Input, Meta, PayloadKind, Source, linux_payload};
 
 /// The zstd level of the payload.
