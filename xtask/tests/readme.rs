@@ -214,6 +214,7 @@ fn run_step(root: &Path, path: &str, step: &Step) -> (Option<i32>, String) {
         child.env_remove(name);
     }
     let mut child = child.spawn().expect("start sh");
+    let group = Group(child.id() as i32);
     let deadline = Instant::now() + Duration::from_secs(600);
     if command.contains("Ctrl-C") {
         // Runs until its expected last line is printed: the line's text before any wildcard.
@@ -229,19 +230,28 @@ fn run_step(root: &Path, path: &str, step: &Step) -> (Option<i32>, String) {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        // SAFETY: kill(2) on the child's own process group.
-        unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+        group.signal(libc::SIGINT);
     }
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if Instant::now() > deadline {
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            panic!("`{command}` did not finish within 600 s");
-        }
+        assert!(
+            Instant::now() < deadline,
+            "`{command}` did not finish within 600 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
+    // Everything the command started ends with it: a Ctrl-C'd `run` stops its runtime (which
+    // stops its services) before it exits.
+    let stopped_by = Instant::now() + Duration::from_secs(30);
+    while group.alive() {
+        assert!(
+            Instant::now() < stopped_by,
+            "`{command}` left processes running 30 s after it exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut printed = String::new();
     std::fs::File::open(&log_path)
         .unwrap()
@@ -253,6 +263,28 @@ fn run_step(root: &Path, path: &str, step: &Step) -> (Option<i32>, String) {
         status.code().or(status.signal().map(|signal| 128 + signal)),
         printed,
     )
+}
+
+/// A command's process group, killed when the test ends however it ends (no runtime is left
+/// running after a failed assertion).
+struct Group(i32);
+
+impl Group {
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the group the test started.
+        unsafe { libc::kill(-self.0, signal) };
+    }
+
+    fn alive(&self) -> bool {
+        // SAFETY: signal 0 only checks that the group has a process.
+        unsafe { libc::kill(-self.0, 0) == 0 }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
 }
 
 /// For a command stopped with Ctrl-C: the text its output must hold before SIGINT is sent.
