@@ -26,6 +26,7 @@ pub mod stage;
 pub mod stages;
 pub mod tool;
 pub mod toolchain;
+pub mod units;
 
 /// The version and a fingerprint of this crate's sources (see `build.rs`): part of the key of
 /// every pipeline task, so changing how results are computed invalidates cached results.

@@ -104,7 +104,10 @@ fn expected_text(expected: &Expected) -> String {
     match expected {
         Expected::UpToDate => "up to date".into(),
         Expected::Restore { files: 0 } => "cached (outputs already in place)".into(),
-        Expected::Restore { files } => format!("cached, restores {files} file(s)"),
+        Expected::Restore { files } => format!(
+            "cached, restores {}",
+            crate::units::count(*files as usize, "file")
+        ),
         Expected::Run(reasons) => format!("runs: {}", summarize(reasons)),
         Expected::DependsOnChanges(ids) => format!(
             "runs if {} change{} output",
@@ -153,8 +156,8 @@ fn print_plan(probes: &[Probe], shell: &Shell) {
         .max()
         .unwrap_or(0);
     let mut text = format!(
-        "Plan: {} task(s), nothing will run (--dry-run)\n",
-        probes.len()
+        "Plan: {}, nothing will run (--dry-run)\n",
+        crate::units::count(probes.len(), "task")
     );
     for probe in probes {
         text.push_str(&format!(
@@ -213,7 +216,8 @@ pub(super) fn explain(workspace: &Workspace, name: &str, shell: &Shell) -> Resul
     match &probe.expected {
         Expected::UpToDate => text.push_str("  up to date: its inputs (declared and discovered), env, definition and dependencies are unchanged since the last run\n"),
         Expected::Restore { files } => text.push_str(&format!(
-            "  would be restored from the cache ({files} file(s)): this exact state was built before\n"
+            "  would be restored from the cache ({}): this exact state was built before\n",
+            crate::units::count(*files as usize, "file")
         )),
         Expected::Run(reasons) => {
             text.push_str("  would run because:\n");
@@ -313,25 +317,75 @@ pub(super) fn report_bundles(
                 .map(|p| p.platform.as_str())
                 .collect::<Vec<_>>(),
         }));
-    } else if !staged.is_empty() {
-        shell.status(
-            "Staged",
-            crate::shell::GREEN,
-            &format!(
-                "{} of {} platform(s) of {}: {}",
-                staged.len(),
-                selected.len(),
-                bundles.profile,
-                staged
-                    .iter()
-                    .map(|dir| format!("{dir}/"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        );
+    } else {
+        if succeeded {
+            let manifest =
+                crate::stages::profile_dir(&workspace.config.workspace.out, &bundles.profile)
+                    .join("bundle.json");
+            if is_file(workspace, manifest.as_str()) {
+                shell.status(
+                    "Assembled",
+                    crate::shell::GREEN,
+                    &shown_path(workspace, manifest.as_str()),
+                );
+            }
+        }
+        for platform in &selected {
+            if platform.stage.is_some() {
+                if succeeded {
+                    shell.status(
+                        "Staged",
+                        crate::shell::GREEN,
+                        &format!(
+                            "{} in {}/",
+                            platform.platform,
+                            shown_path(workspace, platform.dir.as_str())
+                        ),
+                    );
+                }
+            } else {
+                let what: Vec<&str> = platform.missing.iter().map(|m| m.what.as_str()).collect();
+                shell.status(
+                    "Skipped",
+                    crate::shell::YELLOW,
+                    &format!(
+                        "{}: not staged here ({} cannot be built here)",
+                        platform.platform,
+                        if what.is_empty() {
+                            "something it needs".to_string()
+                        } else {
+                            what.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
     }
     if succeeded {
         report_artifacts(workspace, bundles, platforms, shell);
+    }
+}
+
+/// Whether the root-relative `path` is a regular file (one `lstat`, no link followed).
+fn is_file(workspace: &Workspace, path: &str) -> bool {
+    engine::confine::Dir::open_root(workspace.root.as_std_path())
+        .is_ok_and(|tree| matches!(tree.lstat(path), Ok(Some((engine::confine::Kind::File, _)))))
+}
+
+/// A root-relative path as the closing report shows it: relative to the current directory
+/// when that is shorter than the absolute path (`dist/x` at the root, `../dist/x` one level
+/// down), else absolute.
+fn shown_path(workspace: &Workspace, path: &str) -> String {
+    let absolute = workspace.root.join(path);
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| pathdiff::diff_paths(absolute.as_std_path(), cwd))
+        .and_then(|relative| relative.to_str().map(str::to_string));
+    match relative {
+        Some(relative) if !relative.is_empty() && relative.len() < absolute.as_str().len() => {
+            relative
+        }
+        _ => absolute.into_string(),
     }
 }
 
@@ -421,8 +475,8 @@ fn report_artifacts(
             [
                 file.format.clone().unwrap_or_default(),
                 file.platform.clone().unwrap_or_default(),
-                indicatif::HumanBytes(file.size).to_string(),
-                file.path.clone(),
+                crate::units::bytes(file.size),
+                shown_path(workspace, &file.path),
             ]
         })
         .collect();
@@ -438,7 +492,11 @@ fn report_artifacts(
     shell.status(
         "Packaged",
         crate::shell::GREEN,
-        &format!("{packaged} artifact(s) of {}:", bundles.profile),
+        &format!(
+            "{} of {}:",
+            crate::units::count(packaged, "artifact"),
+            bundles.profile
+        ),
     );
     for row in std::iter::once(&header).chain(&rows) {
         shell.status(
@@ -450,9 +508,9 @@ fn report_artifacts(
             ),
         );
     }
-    let released: Vec<&str> = produced[packaged..]
+    let released: Vec<String> = produced[packaged..]
         .iter()
-        .map(|f| f.path.as_str())
+        .map(|f| shown_path(workspace, &f.path))
         .collect();
     if !released.is_empty() {
         shell.status("Published", crate::shell::GREEN, &released.join(", "));

@@ -17,6 +17,7 @@ use crate::secrets;
 use crate::service::ServiceKind;
 use crate::shell::Shell;
 use crate::stages::{self, Context, checksum_line};
+use crate::units;
 
 const GREEN: Style = AnsiColor::Green.on_default().bold();
 
@@ -94,14 +95,7 @@ pub(super) fn secrets_command(
     let result = analysis::analyze(&catalog, &request)?;
     let plan = secrets::plan(&catalog, &result, tier, &BTreeMap::new())?;
     if args.bundle {
-        if let Some(first) = plan.violations.first() {
-            let mut diagnostic = first.clone();
-            if plan.violations.len() > 1 {
-                diagnostic.message.push_str(&format!(
-                    " (and {} more such secrets)",
-                    plan.violations.len() - 1
-                ));
-            }
+        if let Some(diagnostic) = secrets::violations_error(&plan.violations, None) {
             return Err(diagnostic);
         }
         for warning in &plan.warnings {
@@ -111,11 +105,21 @@ pub(super) fn secrets_command(
         let value =
             json!({"secrets": shown_secrets, "excluded": plan.excluded, "warnings": plan.warnings});
         emit(shell, "secrets", value, args.json, || {
-            let mut text = format!(
-                "{scenario} on {tier}: {} secret(s) ship, {} excluded\n",
-                plan.secrets.len(),
-                plan.excluded.len()
+            shell.outcome(
+                "Planned",
+                GREEN,
+                &format!(
+                    "{scenario} on {tier}: {} {}, {} excluded",
+                    units::count(plan.secrets.len(), "secret"),
+                    if plan.secrets.len() == 1 {
+                        "ships"
+                    } else {
+                        "ship"
+                    },
+                    plan.excluded.len()
+                ),
             );
+            let mut text = String::new();
             for secret in &plan.secrets {
                 text.push_str(&format!(
                     "  {:<24} {:<22} -> {} {}\n",
@@ -149,10 +153,12 @@ pub(super) fn secrets_command(
         .collect();
     let value = json!({"scenario": scenario, "tier": tier, "secrets": rows});
     emit(shell, "secrets", value.clone(), args.json, || {
-        let mut text = format!(
-            "{scenario}: {} declared secret(s), classified for {tier}\n",
-            rows.len()
+        shell.outcome(
+            "Classified",
+            GREEN,
+            &format!("{scenario} on {tier}: {}", secrets_by_source(&rows)),
         );
+        let mut text = String::new();
         for row in &rows {
             let class = &row["classification"];
             text.push_str(&format!(
@@ -171,6 +177,35 @@ pub(super) fn secrets_command(
         text
     });
     Ok(0)
+}
+
+/// How many secrets `rows` lists, by where each one's class comes from: `4 declared and
+/// 1 inferred secrets`, `1 declared secret`, `no secrets`.
+fn secrets_by_source(rows: &[serde_json::Value]) -> String {
+    let mut by_source: BTreeMap<&str, usize> = BTreeMap::new();
+    for row in rows {
+        let source = row["classification"]["source"]
+            .as_str()
+            .unwrap_or("invalid");
+        *by_source.entry(source).or_default() += 1;
+    }
+    let order = ["profile", "per-tier", "declared", "inferred", "invalid"];
+    let mut parts: Vec<String> = order
+        .iter()
+        .filter_map(|source| by_source.get(source).map(|n| format!("{n} {source}")))
+        .collect();
+    parts.extend(
+        by_source
+            .iter()
+            .filter(|(source, _)| !order.contains(source))
+            .map(|(source, n)| format!("{n} {source}")),
+    );
+    let words = match parts.split_last() {
+        None => return "no secrets".to_string(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    };
+    format!("{words} {}", units::noun(rows.len(), "secret"))
 }
 
 /// `secrets classify OWNER SECRET --tier T`: the secret is looked up in the resource named
@@ -284,11 +319,16 @@ fn classify(
         }
     }
     emit(shell, "classification", value, pretty, || {
-        let mut text = format!(
-            "{secret} ({}) on {tier}: {} ({source})\n",
-            declaration.owner_words(),
-            handling.id()
+        shell.outcome(
+            "Classified",
+            GREEN,
+            &format!(
+                "{secret} ({}) on {tier}: {} ({source})",
+                declaration.owner_words(),
+                handling.id()
+            ),
         );
+        let mut text = String::new();
         text.push_str(&details.concat());
         text.push_str(&format!(
             "  target: {} {}\n",
@@ -420,12 +460,12 @@ pub(super) fn check(workspace: &Workspace, shell: &Shell) -> Result<u8, Diagnost
                         "Checked",
                         GREEN,
                         &format!(
-                            "profile {}: {} {:.2}, {} service(s), {} secret(s)",
+                            "profile {}: {} {}, {}, {}",
                             name,
                             assembly.tier,
-                            report.score,
-                            assembly.manifest.services.len(),
-                            assembly.plan.secrets.len()
+                            units::score(report.score),
+                            units::count(assembly.manifest.services.len(), "service"),
+                            units::count(assembly.plan.secrets.len(), "secret")
                         ),
                     );
                 }
@@ -446,10 +486,10 @@ pub(super) fn check(workspace: &Workspace, shell: &Shell) -> Result<u8, Diagnost
             "Finished",
             GREEN,
             &format!(
-                "check: bundle.toml, {} task(s) and {} profile(s) are valid in {:.0} ms",
-                plan.graph.len(),
-                config.profiles.len(),
-                elapsed.as_secs_f64() * 1000.0
+                "check: bundle.toml, {} and {} are valid in {}",
+                units::count(plan.graph.len(), "task"),
+                units::count(config.profiles.len(), "profile"),
+                units::duration_ms(elapsed.as_millis() as u64)
             ),
         );
     }

@@ -445,7 +445,14 @@ fn show_text(
             report
                 .blockers
                 .iter()
-                .map(|b| format!("{} ({} points: {})", b.node, b.points, b.reason))
+                .map(|b| {
+                    format!(
+                        "{} ({}: {})",
+                        b.node,
+                        crate::units::points(b.points),
+                        b.reason
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
         ));
@@ -456,7 +463,14 @@ fn show_text(
             analysis
                 .swaps
                 .iter()
-                .map(|s| format!("--swap {}={} ({})", s.from, s.to, s.impact))
+                .map(|s| {
+                    format!(
+                        "--swap {}={} ({})",
+                        s.from,
+                        s.to,
+                        crate::units::impact(s.impact_points)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
         ));

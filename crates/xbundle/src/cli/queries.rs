@@ -11,7 +11,7 @@ use crate::analysis::tier::Tier;
 use crate::analysis::{self, Analysis, Catalog, Layout, Request};
 use crate::config::{self, BundleConfig};
 use crate::diagnostic::Diagnostic;
-use crate::shell::Shell;
+use crate::shell::{GREEN, Shell};
 
 /// The layout for analysis commands: from bundle.toml when there is one (found as for other
 /// commands), else `scenarios/` and `resources/` under `--root` or the current directory.
@@ -124,6 +124,7 @@ pub(super) fn analyze(
     let (result, tier) = run_analysis(cli, scenario, &args.tier, &args.swaps)?;
     let value = serde_json::to_value(&result).expect("analyses serialize");
     emit(shell, "analysis", value, json, || {
+        shell.outcome("Analyzed", GREEN, &render::header(&result));
         render::summary(&result, tier)
     });
     Ok(0)
@@ -165,11 +166,8 @@ pub(super) fn fitness(
         .collect();
     let value = json!({"scenario": result.scenario, "fitness": fitness, "tiers": result.tiers});
     emit(shell, "fitness", value, json, || {
-        format!(
-            "{}\n{}",
-            result.scenario,
-            render::fitness_table(&result, tier)
-        )
+        shell.outcome("Fitness", GREEN, &render::header(&result));
+        render::fitness_table(&result, tier)
     });
     Ok(0)
 }
