@@ -84,10 +84,9 @@ fn secrets_lists_every_declared_secret_with_its_class_and_source() {
         ],
         "{run}"
     );
-    assert!(
-        run.stdout
-            .starts_with("picker-wheel: 5 declared secret(s), classified for tier-2-desktop\n")
-    );
+    assert!(run.stdout.starts_with(
+        "  Classified picker-wheel on tier-2-desktop: 4 declared and 1 inferred secrets\n"
+    ));
 
     let run = repo.human(&["secrets", "picker-wheel", "--json"]);
     run.assert_code(0);
@@ -140,9 +139,9 @@ fn secrets_bundle_json_is_the_contract_for_picker_wheel_with_its_swaps() {
     let human = repo.human(&args);
     human.assert_code(0);
     assert!(
-        human
-            .stdout
-            .starts_with("picker-wheel on tier-2-desktop: 2 secret(s) ship, 3 excluded\n"),
+        human.stdout.starts_with(
+            "     Planned picker-wheel on tier-2-desktop: 2 secrets ship, 3 excluded\n"
+        ),
         "{human}"
     );
     assert!(
@@ -155,12 +154,18 @@ fn secrets_bundle_json_is_the_contract_for_picker_wheel_with_its_swaps() {
     // Without the swaps, the infrastructure secrets fail the plan, naming the swap.
     let run = repo.human(&["secrets", "picker-wheel", "--bundle"]);
     run.assert_code(2);
-    assert!(
-        run.stderr.contains(
-            "secret `postgres_password` of resource:postgres is infrastructure, but postgres stays in the bundle (and 2 more such secrets)"
-        ),
-        "{run}"
-    );
+    for (secret, resource) in [
+        ("postgres_password", "postgres"),
+        ("postgres_user", "postgres"),
+        ("redis_password", "redis"),
+    ] {
+        assert!(
+            run.stderr.contains(&format!(
+                "secret `{secret}` of resource:{resource} is infrastructure, but {resource} stays in the bundle"
+            )),
+            "{run}"
+        );
+    }
     assert!(run.stderr.contains("--swap postgres=sqlite"), "{run}");
 }
 
@@ -240,7 +245,7 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
     run.assert_code(0);
     assert_eq!(
         run.stdout,
-        "qdrant_api_key (resource qdrant) on tier-2-desktop: user_prompt (per-tier)\n  prompt label: qdrant api key\n  prompt description: API key of the Qdrant server\n  target: env QDRANT_API_KEY\n"
+        "  Classified qdrant_api_key (resource qdrant) on tier-2-desktop: user_prompt (per-tier)\n  prompt label: qdrant api key\n  prompt description: API key of the Qdrant server\n  target: env QDRANT_API_KEY\n"
     );
     let run = repo.human(&[
         "secrets",
@@ -253,7 +258,7 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
     run.assert_code(0);
     assert_eq!(
         run.stdout,
-        "qdrant_api_key (resource qdrant) on tier-5-enterprise: infrastructure (declared)\n  target: env QDRANT_API_KEY\n"
+        "  Classified qdrant_api_key (resource qdrant) on tier-5-enterprise: infrastructure (declared)\n  target: env QDRANT_API_KEY\n"
     );
     let run = repo.human(&[
         "secrets",
@@ -306,7 +311,7 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
     run.assert_code(0);
     assert_eq!(
         run.stdout,
-        "jwt_secret (scenario picker-wheel) on tier-2-desktop: per_install_generated (inferred)\n  generator: hex, length 64\n  target: file jwt.key\n"
+        "  Classified jwt_secret (scenario picker-wheel) on tier-2-desktop: per_install_generated (inferred)\n  generator: hex, length 64\n  target: file jwt.key\n"
     );
     // `--message-format json`: one `classification` event.
     let events = repo.json(&[

@@ -10,7 +10,7 @@
 //! the seed's contract (`score` 0..1, `points` and `impact_points` in whole points, `impact`
 //! as `"+25"`): these helpers are for human text only.
 
-/// A size: `512 B`, `1.5 KiB`, `3.2 MiB`.
+/// A size: `512 B`, `1.50 KiB`, `3.25 MiB`.
 pub fn bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
@@ -22,7 +22,7 @@ pub fn bytes(bytes: u64) -> String {
     if unit == 0 {
         format!("{bytes} B")
     } else {
-        format!("{value:.1} {}", UNITS[unit])
+        format!("{value:.2} {}", UNITS[unit])
     }
 }
 
@@ -79,8 +79,8 @@ mod tests {
     fn sizes_durations_counts_and_scores() {
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(1023), "1023 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 << 20), "3.0 MiB");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(3 << 20), "3.00 MiB");
         assert_eq!(duration_ms(0), "0 ms");
         assert_eq!(duration_ms(999), "999 ms");
         assert_eq!(duration_ms(1250), "1.25 s");
