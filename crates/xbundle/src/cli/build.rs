@@ -106,7 +106,7 @@ fn expected_text(expected: &Expected) -> String {
         Expected::Restore { files: 0 } => "cached (outputs already in place)".into(),
         Expected::Restore { files } => format!(
             "cached, restores {}",
-            crate::units::count(*files as usize, "file")
+            crate::units::count(*files, "file")
         ),
         Expected::Run(reasons) => format!("runs: {}", summarize(reasons)),
         Expected::DependsOnChanges(ids) => format!(
@@ -217,7 +217,7 @@ pub(super) fn explain(workspace: &Workspace, name: &str, shell: &Shell) -> Resul
         Expected::UpToDate => text.push_str("  up to date: its inputs (declared and discovered), env, definition and dependencies are unchanged since the last run\n"),
         Expected::Restore { files } => text.push_str(&format!(
             "  would be restored from the cache ({}): this exact state was built before\n",
-            crate::units::count(*files as usize, "file")
+            crate::units::count(*files, "file")
         )),
         Expected::Run(reasons) => {
             text.push_str("  would run because:\n");

@@ -86,7 +86,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormatArg::Dot)]
         format: GraphFormatArg,
     },
-    /// Analyze a scenario: dependencies, requirements, fitness per tier, swap suggestions
+    /// Analyze a scenario: dependencies, requirements, fitness per tier (0.00 to 1.00), swap
+    /// suggestions (each with the fitness it adds, on the same scale)
     Analyze {
         /// Scenario name (its directory under the scenarios directory)
         scenario: String,
@@ -105,7 +106,7 @@ enum Command {
         #[arg(long = "swap", value_name = "FROM=TO")]
         swaps: Vec<String>,
     },
-    /// A scenario's fitness per deployment tier
+    /// A scenario's fitness per deployment tier (0.00 to 1.00, the scale of min-fitness)
     Fitness {
         scenario: String,
         #[command(flatten)]
