@@ -7,8 +7,8 @@
 //! event) and exits 130 (SIGINT) or 143 (SIGTERM), as a shell reports a process killed by the
 //! signal.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use engine::{Cancel, Expected, Probe, TaskId, key::summarize};
@@ -39,7 +39,20 @@ pub(super) fn run_tasks(
         return Ok(0);
     }
     let interrupts = Interrupts::watch(workspace.engine.cancel_handle())?;
-    let summary = workspace.engine.run(graph, &targets, shell)?;
+    Ok(run_targets(workspace, graph, &targets, &interrupts, shell)?.0)
+}
+
+/// Runs `targets` (and their dependencies) with `interrupts` already watching this engine's
+/// cancel handle: the exit code (0, the failures' code, or 128 + the signal after an
+/// `interrupted` event) and the run's summary. One build, or one round of `watch`.
+pub(super) fn run_targets(
+    workspace: &Workspace,
+    graph: &engine::TaskGraph,
+    targets: &[TaskId],
+    interrupts: &Interrupts,
+    shell: &Shell,
+) -> Result<(u8, engine::RunSummary), Diagnostic> {
+    let summary = workspace.engine.run(graph, targets, shell)?;
     if summary.interrupted {
         let signal = interrupts.received().unwrap_or(SIGINT);
         let code = 128 + signal as u8;
@@ -53,37 +66,51 @@ pub(super) fn run_tasks(
                 "stopped": summary.stopped,
             }));
         }
-        return Ok(code);
+        return Ok((code, summary));
     }
-    Ok(if summary.success() {
+    let code = if summary.success() {
         0
     } else {
         exit::code_of_failures(&summary)
-    })
+    };
+    Ok((code, summary))
 }
 
-/// SIGINT and SIGTERM, caught for the length of a build (see the module docs).
-struct Interrupts {
+/// SIGINT and SIGTERM, caught for the length of a build (see the module docs), or of a whole
+/// `watch` session, whose rounds each [`Interrupts::retarget`] to their own engine.
+pub(super) struct Interrupts {
     /// The first signal received, 0 for none.
     received: Arc<AtomicI32>,
+    /// The run a signal cancels.
+    cancel: Arc<Mutex<Cancel>>,
 }
 
 impl Interrupts {
-    fn watch(cancel: Cancel) -> Result<Interrupts, Diagnostic> {
+    pub(super) fn watch(cancel: Cancel) -> Result<Interrupts, Diagnostic> {
         let mut signals =
             signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Diagnostic::from)?;
         let received = Arc::new(AtomicI32::new(0));
-        let first = Arc::clone(&received);
+        let cancel = Arc::new(Mutex::new(cancel));
+        let (first, target) = (Arc::clone(&received), Arc::clone(&cancel));
         std::thread::spawn(move || {
             for signal in signals.forever() {
                 let _ = first.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
-                cancel.cancel();
+                target.lock().unwrap_or_else(|e| e.into_inner()).cancel();
             }
         });
-        Ok(Interrupts { received })
+        Ok(Interrupts { received, cancel })
     }
 
-    fn received(&self) -> Option<i32> {
+    /// From now on a signal cancels `cancel`'s run (cancelled at once if one already came).
+    pub(super) fn retarget(&self, cancel: Cancel) {
+        let mut target = self.cancel.lock().unwrap_or_else(|e| e.into_inner());
+        if self.received().is_some() {
+            cancel.cancel();
+        }
+        *target = cancel;
+    }
+
+    pub(super) fn received(&self) -> Option<i32> {
         match self.received.load(Ordering::SeqCst) {
             0 => None,
             signal => Some(signal),

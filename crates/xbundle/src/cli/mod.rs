@@ -13,6 +13,7 @@ mod pipeline;
 mod profile;
 mod queries;
 mod thin;
+mod watch;
 
 pub(crate) use cache::parse_size;
 
@@ -76,6 +77,9 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Build what `bundle PROFILE` (or `task TASK`) would, then again whenever an input
+    /// changes (one round at a time; Ctrl-C stops)
+    Watch(watch::WatchArgs),
     /// Say why a task would run, or why it last ran
     Explain {
         /// Task name or id
@@ -377,30 +381,13 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
                 return Err(Diagnostic::error("--platform needs a profile")
                     .help("name a profile, or set [workspace] default-profile in bundle.toml"));
             }
-            let targets: Vec<String> = match (&profile, &bundles) {
-                (Some(profile), Some(bundles)) => {
-                    let mut targets: Vec<String> = workspace
-                        .config
-                        .tasks
-                        .iter()
-                        .map(|t| format!("task:{}", t.name))
-                        .collect();
-                    // A scenario that does not exist has no analysis task: the profile's own
-                    // tasks say what is wrong with it.
-                    let analyze = format!("analyze:{}", profile.decl.scenario.get_ref());
-                    if plan
-                        .graph
-                        .get(&engine::TaskId::new(analyze.clone()))
-                        .is_some()
-                    {
-                        targets.push(analyze);
-                    }
-                    targets.push(crate::stages::secrets_id(&profile.name).to_string());
-                    targets.extend(bundles.targets(platforms));
-                    targets
-                }
-                _ => Vec::new(),
-            };
+            let targets = bundle_targets(
+                &workspace,
+                &plan,
+                profile.as_ref(),
+                bundles.as_ref(),
+                platforms,
+            );
             workspace.tools.save();
             let code = build::run_tasks(&workspace, &plan.graph, &targets, run, shell)?;
             if let Some(bundles) = &bundles
@@ -415,6 +402,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             let graph = plan::graph(&workspace.config, &workspace.root, &workspace.tools)?;
             build::run_tasks(&workspace, &graph, names, run, shell)
         }
+        Command::Watch(args) => watch::watch(&cli, args, shell),
         Command::Explain { task } => {
             let workspace = load(&cli, false, false)?;
             build::explain(&workspace, task, shell)
@@ -483,6 +471,39 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             cache::cache(&workspace, command, shell)
         }
     }
+}
+
+/// What `bundle` builds for `profile` (its pipeline on `platforms`, all when empty, and every
+/// declared task); with no profile, nothing named: every task. `watch PROFILE` builds the same.
+fn bundle_targets(
+    workspace: &Workspace,
+    plan: &plan::Plan,
+    profile: Option<&config::Profile>,
+    bundles: Option<&crate::bundles::ProfilePlan>,
+    platforms: &[String],
+) -> Vec<String> {
+    let (Some(profile), Some(bundles)) = (profile, bundles) else {
+        return Vec::new();
+    };
+    let mut targets: Vec<String> = workspace
+        .config
+        .tasks
+        .iter()
+        .map(|t| format!("task:{}", t.name))
+        .collect();
+    // A scenario that does not exist has no analysis task: the profile's own tasks say what
+    // is wrong with it.
+    let analyze = format!("analyze:{}", profile.decl.scenario.get_ref());
+    if plan
+        .graph
+        .get(&engine::TaskId::new(analyze.clone()))
+        .is_some()
+    {
+        targets.push(analyze);
+    }
+    targets.push(crate::stages::secrets_id(&profile.name).to_string());
+    targets.extend(bundles.targets(platforms));
+    targets
 }
 
 fn format_name(format: GraphFormat) -> &'static str {
