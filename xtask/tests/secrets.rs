@@ -115,7 +115,13 @@ fn secrets_lists_every_declared_secret_with_its_class_and_source() {
 #[test]
 fn secrets_bundle_json_is_the_contract_for_picker_wheel_with_its_swaps() {
     let repo = demo();
-    let mut args = vec!["secrets", "picker-wheel", "--bundle", "--message-format", "json"];
+    let mut args = vec![
+        "secrets",
+        "picker-wheel",
+        "--bundle",
+        "--message-format",
+        "json",
+    ];
     args.extend(SWAPS);
     let run = repo.human(&args);
     run.assert_code(0);
@@ -273,7 +279,8 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
         "qdrant_api_key",
         "--tier",
         "mobile",
-        "--message-format", "json",
+        "--message-format",
+        "json",
     ]);
     run.assert_code(0);
     assert_eq!(
@@ -291,7 +298,8 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
         "session_secret",
         "--tier",
         "tier-2-desktop",
-        "--message-format", "json",
+        "--message-format",
+        "json",
     ]);
     run.assert_code(0);
     assert_eq!(

@@ -32,7 +32,17 @@ pub(super) struct InitArgs {}
 
 /// The platforms this project ships in its own platforms/: (id, rust target, GOOS, GOARCH,
 /// executable suffix, default formats).
-const PLATFORMS: [(&str, &str, &str, &str, &str, &[&str]); 5] = [
+/// (id, rust target, GOOS, GOARCH, executable suffix, default formats).
+type PlatformRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
+const PLATFORMS: [PlatformRow; 5] = [
     (
         "darwin-arm64",
         "aarch64-apple-darwin",
@@ -78,7 +88,7 @@ const PLATFORMS: [(&str, &str, &str, &str, &str, &[&str]); 5] = [
 /// The platforms a scaffolded profile targets: one per desktop operating system.
 const PROFILE_PLATFORMS: [&str; 3] = ["linux-x64", "win-x64", "darwin-arm64"];
 
-fn platform_text(platform: &(&str, &str, &str, &str, &str, &[&str])) -> String {
+fn platform_text(platform: &PlatformRow) -> String {
     let (id, rust, goos, goarch, suffix, formats) = platform;
     let formats: Vec<String> = formats.iter().map(|f| format!("\"{f}\"")).collect();
     format!(

@@ -31,9 +31,13 @@ pub(super) enum ProfileCommand {
     /// List the profiles of bundle.toml
     List,
     /// Show one profile and its fitness for its tier after its swaps
-    Show { name: String },
+    Show {
+        /// Profile name (a [profiles.NAME] of bundle.toml)
+        name: String,
+    },
     /// Add a profile to bundle.toml
     Create {
+        /// Name of the new profile (written as [profiles.NAME])
         name: String,
         /// The scenario to bundle (a directory under the scenarios directory)
         #[arg(long)]
@@ -50,6 +54,7 @@ pub(super) enum ProfileCommand {
     },
     /// Change a profile in bundle.toml
     Set {
+        /// Profile name (a [profiles.NAME] of bundle.toml)
         name: String,
         /// Swap a resource (FROM=TO), or remove a swap (FROM=); repeatable
         #[arg(long = "swap", value_name = "FROM=TO")]
