@@ -110,6 +110,15 @@ pub fn scenario(
     if known.iter().any(|s| s == name) {
         return Ok(());
     }
+    if !crate::config::is_plain_name(name) {
+        return Err(
+            Diagnostic::error(format!("`{name}` is not a scenario name")).help(format!(
+                "name a directory under {}, not a path; {}",
+                layout.scenarios,
+                help(name, "scenarios", known.iter().map(String::as_str))
+            )),
+        );
+    }
     if let Some(profile) = config.and_then(|c| c.profile(name)) {
         return Err(Diagnostic::error(format!(
             "`{name}` is a profile, not a scenario (a scenario under {} is expected here)",

@@ -1,12 +1,13 @@
-//! `profile list | show NAME | create NAME --scenario S --tier T [--swap FROM=TO] [--platform P] |
-//! set NAME --swap FROM=TO |
-//! set NAME --platform P`: profiles in bundle.toml, edited in place.
+//! `profile list | show NAME | create NAME --scenario S --tier T [--swap FROM=TO]…
+//! [--platform P]… | set NAME --swap FROM=TO | set NAME --platform P`: profiles in bundle.toml,
+//! edited in place.
 //!
 //! This module wires arguments, reading, writing and output; the text editing is
 //! [`crate::profiles`]. Every edit builds the whole new text, re-parses it, validates the
 //! edited profile against the repository (its scenario exists, its swaps apply, as `analyze`
-//! checks them, then as `check` assembles it: [`would_pass_check`]) and only then replaces bundle.toml, atomically (temporary file, then rename,
-//! keeping the file's permissions). On any error nothing is written.
+//! checks them; then the plan and the profile's assembly, as `check` runs them:
+//! [`would_pass_check`]) and only then replaces bundle.toml, atomically (temporary file, then
+//! rename, keeping the file's permissions). On any error nothing is written.
 
 use std::io::Write as _;
 
