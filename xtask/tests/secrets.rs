@@ -349,9 +349,8 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
         "{run}"
     );
     assert!(
-        run.stderr.contains(
-            "its secrets: postgres_password (resource:postgres), postgres_user (resource:postgres)"
-        ),
+        run.stderr
+            .contains("its secrets: postgres_password, postgres_user"),
         "{run}"
     );
     let events = repo.json(&["secrets", "classify", "postgres", "pg_root", "--tier", "2"]);
