@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod electron;
+pub mod names;
 pub mod package;
 pub mod plan;
 pub mod platform;

@@ -1020,7 +1020,7 @@ fn infrastructure_violation(catalog: &Catalog, declaration: &Declaration) -> Dia
             declaration.id
         ),
         Some(to) => format!(
-            "swap it out (e.g. --swap {node_name}={to}, or swaps = {{ {node_name} = \"{to}\" }} in the profile), or reclassify `{}` in [profiles.NAME.secrets]",
+            "swap it out (swaps = {{ {node_name} = \"{to}\" }} in the profile, or `cargo xtask profile set NAME --swap {node_name}={to}`), or reclassify `{}` in [profiles.NAME.secrets]",
             declaration.id
         ),
     };

@@ -131,10 +131,9 @@ fn expected_text(expected: &Expected) -> String {
     match expected {
         Expected::UpToDate => "up to date".into(),
         Expected::Restore { files: 0 } => "cached (outputs already in place)".into(),
-        Expected::Restore { files } => format!(
-            "cached, restores {}",
-            crate::units::count(*files, "file")
-        ),
+        Expected::Restore { files } => {
+            format!("cached, restores {}", crate::units::count(*files, "file"))
+        }
         Expected::Run(reasons) => format!("runs: {}", summarize(reasons)),
         Expected::DependsOnChanges(ids) => format!(
             "runs if {} change{} output",

@@ -37,9 +37,6 @@ pub(super) struct SecretsArgs {
     /// The bundle-safe plan: {secrets, excluded}; fails if an infrastructure secret would ship
     #[arg(long)]
     bundle: bool,
-    /// Print JSON
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,9 +51,6 @@ enum SecretsCommand {
         /// Tier to classify for
         #[arg(long)]
         tier: String,
-        /// Print JSON
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -78,10 +72,9 @@ pub(super) fn secrets_command(
         owner,
         secret,
         tier,
-        json,
     }) = &args.command
     {
-        return classify(cli, owner, secret, tier, *json, shell);
+        return classify(cli, owner, secret, tier, shell);
     }
     let Some(scenario) = &args.scenario else {
         return Err(
@@ -104,7 +97,7 @@ pub(super) fn secrets_command(
         let shown_secrets: Vec<serde_json::Value> = plan.secrets.iter().map(shown).collect();
         let value =
             json!({"secrets": shown_secrets, "excluded": plan.excluded, "warnings": plan.warnings});
-        emit(shell, "secrets", value, args.json, || {
+        emit(shell, "secrets", value, || {
             shell.outcome(
                 "Planned",
                 GREEN,
@@ -152,7 +145,7 @@ pub(super) fn secrets_command(
         })
         .collect();
     let value = json!({"scenario": scenario, "tier": tier, "secrets": rows});
-    emit(shell, "secrets", value.clone(), args.json, || {
+    emit(shell, "secrets", value.clone(), || {
         shell.outcome(
             "Classified",
             GREEN,
@@ -215,12 +208,9 @@ fn classify(
     owner: &str,
     secret: &str,
     tier: &str,
-    pretty: bool,
     shell: &Shell,
 ) -> Result<u8, Diagnostic> {
-    let tier: Tier = tier.parse().map_err(|err: String| {
-        Diagnostic::error(err).help("pass --tier tier-2-desktop, 2 or desktop")
-    })?;
+    let tier = crate::names::tier(tier)?;
     let layout = super::queries::analysis_layout(cli)?;
     if !crate::config::is_plain_name(owner) {
         return Err(
@@ -242,30 +232,27 @@ fn classify(
             found = Some(declaration.clone());
             break;
         }
-        known.extend(
-            declarations
-                .iter()
-                .map(|d| format!("{} ({})", d.id, d.owner)),
-        );
+        known.extend(declarations.iter().map(|d| d.id.clone()));
     }
     if !defined {
+        let mut names = catalog.layout.resource_names();
+        names.extend(catalog.layout.scenario_names());
         return Err(Diagnostic::error(format!(
             "unknown resource or scenario `{owner}`: neither {} nor {} exists",
             catalog.layout.definition_path(ServiceKind::Resource, owner),
             catalog.layout.definition_path(ServiceKind::Scenario, owner)
         ))
-        .help("secrets are declared in a resource's or a scenario's deployment.secrets"));
+        .help(crate::names::help(
+            owner,
+            "resources and scenarios",
+            names.iter().map(String::as_str),
+        )));
     }
     let Some(declaration) = found else {
         return Err(
-            Diagnostic::error(format!("`{owner}` declares no secret `{secret}`")).help(format!(
-                "its secrets: {}",
-                if known.is_empty() {
-                    "(none)".into()
-                } else {
-                    known.join(", ")
-                }
-            )),
+            Diagnostic::error(format!("`{owner}` declares no secret `{secret}`")).help(
+                crate::names::help(secret, "its secrets", known.iter().map(String::as_str)),
+            ),
         );
     };
     let (handling, source) = declaration
@@ -318,7 +305,7 @@ fn classify(
             }
         }
     }
-    emit(shell, "classification", value, pretty, || {
+    emit(shell, "classification", value, || {
         shell.outcome(
             "Classified",
             GREEN,
@@ -354,14 +341,19 @@ pub(super) struct ExportArgs {
     pub(super) force: bool,
 }
 
+/// The profile named (or the default one), checked to exist: a near miss is answered before
+/// anything runs.
 fn profile_name(context: &Context, arg: &ProfileArg) -> Result<String, Diagnostic> {
-    arg.profile
+    let name = arg
+        .profile
         .clone()
         .or_else(|| context.config.workspace.default_profile.clone())
         .ok_or_else(|| {
             Diagnostic::error("no profile named and bundle.toml has no workspace.default-profile")
                 .help("pass a profile name; `cargo xtask profile list` shows them")
-        })
+        })?;
+    crate::names::profile(&context.config, &context.root, &name)?;
+    Ok(name)
 }
 
 /// `assemble [PROFILE]`: bundle.json on stdout, nothing written.

@@ -60,7 +60,7 @@ pub(super) struct WatchArgs {
     #[arg(long, value_name = "MS", default_value_t = 200)]
     debounce: u64,
     #[command(flatten)]
-    run: RunArgs,
+    pub(super) run: RunArgs,
 }
 
 /// Runs the watch loop until a signal; returns its exit code (128 + the signal).
