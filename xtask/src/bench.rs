@@ -375,7 +375,7 @@ impl Runner {
         } = self;
         let mut command = cmd!(
             sh,
-            "{xtask} --root {root} {jobs...} --message-format json task"
+            "{xtask} --root {root} --message-format json task {jobs...}"
         )
         .env_remove("XBUNDLE_CACHE_DIR")
         .quiet()

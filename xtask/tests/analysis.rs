@@ -109,7 +109,11 @@ fn analyze_prints_the_seed_contract_and_the_dag() {
         "{}",
         human.stdout
     );
-    assert!(human.stdout.contains("db -> lite  +40"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("db -> lite  +0.40"),
+        "{}",
+        human.stdout
+    );
 }
 
 #[test]

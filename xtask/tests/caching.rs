@@ -253,7 +253,7 @@ outputs = ["out/other.txt"]
     assert!(
         human
             .stdout
-            .contains("Plan: 3 task(s), nothing will run (--dry-run)"),
+            .contains("Plan: 3 tasks, nothing will run (--dry-run)"),
         "{human}"
     );
     assert!(

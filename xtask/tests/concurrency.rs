@@ -21,7 +21,7 @@ fn apply_variant(repo: &Repo, variant: usize) {
 
 fn spawn(repo: &Repo, jobs: &str) -> Child {
     repo.command()
-        .args(["-j", jobs, "--message-format", "json", "task"])
+        .args(["--message-format", "json", "task", "-j", jobs])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -29,7 +29,7 @@ fn spawn(repo: &Repo, jobs: &str) -> Child {
 }
 
 fn finish(child: Child, jobs: &str) -> Run {
-    let args = ["-j", jobs, "task"];
+    let args = ["task", "-j", jobs];
     Run::parse_json(&args, child.wait_with_output().expect("wait"))
 }
 
@@ -162,7 +162,7 @@ fn gc_in_a_loop_beside_builds_in_another_workspace_sharing_the_cache() {
     };
 
     // Writing: every entry the build publishes names blobs that are there.
-    let (run, rounds) = beside_gc("1G", &|| builder.json_env(&["-j", "2", "task"], &env));
+    let (run, rounds) = beside_gc("1G", &|| builder.json_env(&["task", "-j", "2"], &env));
     run.assert_code(0);
     assert_eq!(run.counts(), (TASKS as u64, 0, 0, 0), "{run}");
     assert!(rounds >= 2, "gc ran {rounds} time(s)");
@@ -176,7 +176,7 @@ fn gc_in_a_loop_beside_builds_in_another_workspace_sharing_the_cache() {
 
     // Restoring: a fresh checkout restores everything the build stored, even with gc looping.
     let checkout = Repo::new(&bundle, &[]);
-    let (run, _) = beside_gc("1G", &|| checkout.json_env(&["-j", "2", "task"], &env));
+    let (run, _) = beside_gc("1G", &|| checkout.json_env(&["task", "-j", "2"], &env));
     run.assert_code(0);
     assert_eq!(run.counts(), (0, TASKS as u64, 0, 0), "{run}");
     assert!(problems(&run).is_empty(), "{run}");
@@ -189,7 +189,7 @@ fn gc_in_a_loop_beside_builds_in_another_workspace_sharing_the_cache() {
     // Evicting everything beside restores: whatever gc removes, a build either restores
     // whole entries or runs the tasks; outputs are always right and nothing is reported broken.
     let second = Repo::new(&bundle, &[]);
-    let (run, _) = beside_gc("0", &|| second.json_env(&["-j", "2", "task"], &env));
+    let (run, _) = beside_gc("0", &|| second.json_env(&["task", "-j", "2"], &env));
     run.assert_code(0);
     assert!(problems(&run).is_empty(), "{run}");
     assert_same_tree(

@@ -270,7 +270,7 @@ fn crash_loop(seed: u64, forced_only: bool) {
 
         let mut command = repo.command();
         command
-            .args(["-j", &jobs, "--message-format", "json", "task"])
+            .args(["--message-format", "json", "task", "-j", &jobs])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0);

@@ -35,7 +35,7 @@ outputs = ["out/ok2.txt"]
 
 fn check_failed_run(jobs: &str) {
     let repo = Repo::new(BUNDLE, &[]);
-    let run = repo.json(&["-j", jobs, "task"]);
+    let run = repo.json(&["task", "-j", jobs]);
     run.assert_code(1);
     assert_eq!(
         run.statuses(),
@@ -81,13 +81,13 @@ fn check_failed_run(jobs: &str) {
     assert!(!repo.exists("out/mixed.txt"));
 
     // A failure is never cached: it runs (and fails) again; the rest is cached.
-    let again = repo.json(&["-j", jobs, "task"]);
+    let again = repo.json(&["task", "-j", jobs]);
     again.assert_code(1);
     assert_eq!(again.status("task:bad"), "failed");
     assert_eq!(again.started(), ["task:bad"], "{again}");
     assert_eq!(again.counts(), (0, 2, 1, 3), "{again}");
 
-    let human = repo.human(&["-j", jobs, "task"]);
+    let human = repo.human(&["task", "-j", jobs]);
     human.assert_code(1);
     assert!(
         human
@@ -165,7 +165,7 @@ run = "exit 1"
 #[test]
 fn fail_fast_with_one_job_starts_nothing_after_the_failure() {
     let repo = Repo::new(FAIL_FAST, &[]);
-    let run = repo.json(&["-j", "1", "task", "--fail-fast"]);
+    let run = repo.json(&["task", "-j", "1", "--fail-fast"]);
     run.assert_code(1);
     let failure = run
         .events

@@ -159,8 +159,8 @@ fn cache_stats_counts_entries_and_blobs() {
 
     let human = repo.human(&["cache", "stats"]);
     human.assert_code(0);
-    assert!(human.stdout.contains("  action results: 4 ("), "{human}");
-    assert!(human.stdout.contains("  blobs: 4 (8 B)\n"), "{human}");
+    assert!(human.stdout.contains(": 4 action results ("), "{human}");
+    assert!(human.stdout.contains(" and 4 blobs (8 B), "), "{human}");
 
     // A no-op run adds nothing.
     repo.json(&["task"]).assert_code(0);

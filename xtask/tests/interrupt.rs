@@ -92,7 +92,7 @@ fn interrupt(signal: i32, json: bool, slow: &str, tree: &str) -> (Repo, std::pro
         command.args(["--message-format", "json"]);
     }
     let mut child = command
-        .args(["-j", "2", "task"])
+        .args(["task", "-j", "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -214,7 +214,7 @@ fn sigterm_stops_every_running_task_tree_and_exits_143() {
     std::fs::remove_file(repo.join("tree.marker")).unwrap();
     let mut child = repo
         .command()
-        .args(["-j", "2", "task"])
+        .args(["task", "-j", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

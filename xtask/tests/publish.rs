@@ -381,7 +381,7 @@ fn bundle_ends_with_a_table_of_the_artifacts() {
         .iter()
         .position(|l| {
             l.trim_start().starts_with(&format!(
-                "Packaged {} artifact(s) of app-desktop",
+                "Packaged {} artifacts of app-desktop",
                 names.len()
             ))
         })

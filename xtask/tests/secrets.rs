@@ -30,9 +30,20 @@ fn edit(repo: &Repo, path: &str, from: &str, to: &str) {
     repo.write(path, text.replacen(from, to, 1));
 }
 
-/// Parses the stdout of a `--json` run (one pretty JSON document).
+/// The payload of the command's one result event (`{"event": E, E: payload}`) in
+/// `--message-format json` output.
 fn document(run: &common::Run) -> Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("not JSON ({err}):\n{run}"))
+    run.stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line)
+                .unwrap_or_else(|err| panic!("not JSON ({err}):\n{run}"))
+        })
+        .find_map(|event| {
+            let kind = event["event"].as_str()?.to_string();
+            event.get(&kind).cloned()
+        })
+        .unwrap_or_else(|| panic!("no result event:\n{run}"))
 }
 
 const SWAPS: [&str; 4] = ["--swap", "postgres=sqlite", "--swap", "redis=in-process"];
@@ -84,12 +95,11 @@ fn secrets_lists_every_declared_secret_with_its_class_and_source() {
         ],
         "{run}"
     );
-    assert!(
-        run.stdout
-            .starts_with("picker-wheel: 5 declared secret(s), classified for tier-2-desktop\n")
-    );
+    assert!(run.stdout.starts_with(
+        "  Classified picker-wheel on tier-2-desktop: 4 declared and 1 inferred secrets\n"
+    ));
 
-    let run = repo.human(&["secrets", "picker-wheel", "--json"]);
+    let run = repo.human(&["secrets", "picker-wheel", "--message-format", "json"]);
     run.assert_code(0);
     let value = document(&run);
     assert_eq!(value["tier"], "tier-2-desktop");
@@ -104,7 +114,13 @@ fn secrets_lists_every_declared_secret_with_its_class_and_source() {
 #[test]
 fn secrets_bundle_json_is_the_contract_for_picker_wheel_with_its_swaps() {
     let repo = demo();
-    let mut args = vec!["secrets", "picker-wheel", "--bundle", "--json"];
+    let mut args = vec![
+        "secrets",
+        "picker-wheel",
+        "--bundle",
+        "--message-format",
+        "json",
+    ];
     args.extend(SWAPS);
     let run = repo.human(&args);
     run.assert_code(0);
@@ -140,9 +156,9 @@ fn secrets_bundle_json_is_the_contract_for_picker_wheel_with_its_swaps() {
     let human = repo.human(&args);
     human.assert_code(0);
     assert!(
-        human
-            .stdout
-            .starts_with("picker-wheel on tier-2-desktop: 2 secret(s) ship, 3 excluded\n"),
+        human.stdout.starts_with(
+            "     Planned picker-wheel on tier-2-desktop: 2 secrets ship, 3 excluded\n"
+        ),
         "{human}"
     );
     assert!(
@@ -155,12 +171,18 @@ fn secrets_bundle_json_is_the_contract_for_picker_wheel_with_its_swaps() {
     // Without the swaps, the infrastructure secrets fail the plan, naming the swap.
     let run = repo.human(&["secrets", "picker-wheel", "--bundle"]);
     run.assert_code(2);
-    assert!(
-        run.stderr.contains(
-            "secret `postgres_password` of resource:postgres is infrastructure, but postgres stays in the bundle (and 2 more such secrets)"
-        ),
-        "{run}"
-    );
+    for (secret, resource) in [
+        ("postgres_password", "postgres"),
+        ("postgres_user", "postgres"),
+        ("redis_password", "redis"),
+    ] {
+        assert!(
+            run.stderr.contains(&format!(
+                "secret `{secret}` of resource:{resource} is infrastructure, but {resource} stays in the bundle"
+            )),
+            "{run}"
+        );
+    }
     assert!(run.stderr.contains("--swap postgres=sqlite"), "{run}");
 }
 
@@ -191,7 +213,7 @@ fn secrets_bundle_warns_that_fetched_secrets_need_the_network_without_credential
     let plan = &events.events("secrets")[0]["secrets"];
     assert_eq!(plan["warnings"], json!([warning]));
 
-    args.push("--json");
+    args.extend(["--message-format", "json"]);
     let pretty = repo.human(&args);
     pretty.assert_code(0);
     let value = document(&pretty);
@@ -240,7 +262,7 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
     run.assert_code(0);
     assert_eq!(
         run.stdout,
-        "qdrant_api_key (resource qdrant) on tier-2-desktop: user_prompt (per-tier)\n  prompt label: qdrant api key\n  prompt description: API key of the Qdrant server\n  target: env QDRANT_API_KEY\n"
+        "  Classified qdrant_api_key (resource qdrant) on tier-2-desktop: user_prompt (per-tier)\n  prompt label: qdrant api key\n  prompt description: API key of the Qdrant server\n  target: env QDRANT_API_KEY\n"
     );
     let run = repo.human(&[
         "secrets",
@@ -253,7 +275,7 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
     run.assert_code(0);
     assert_eq!(
         run.stdout,
-        "qdrant_api_key (resource qdrant) on tier-5-enterprise: infrastructure (declared)\n  target: env QDRANT_API_KEY\n"
+        "  Classified qdrant_api_key (resource qdrant) on tier-5-enterprise: infrastructure (declared)\n  target: env QDRANT_API_KEY\n"
     );
     let run = repo.human(&[
         "secrets",
@@ -262,7 +284,8 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
         "qdrant_api_key",
         "--tier",
         "mobile",
-        "--json",
+        "--message-format",
+        "json",
     ]);
     run.assert_code(0);
     assert_eq!(
@@ -270,11 +293,6 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
         json!({"owner": "resource:qdrant", "id": "qdrant_api_key", "tier": "tier-3-mobile",
                "class": "excluded", "source": "per-tier",
                "target": {"type": "env", "name": "QDRANT_API_KEY"}})
-    );
-    assert!(
-        run.stdout.contains("\n  \"class\""),
-        "pretty: {}",
-        run.stdout
     );
 
     // A scenario's secret (no resource of that name): found in the scenario.
@@ -285,7 +303,8 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
         "session_secret",
         "--tier",
         "tier-2-desktop",
-        "--json",
+        "--message-format",
+        "json",
     ]);
     run.assert_code(0);
     assert_eq!(
@@ -306,7 +325,7 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
     run.assert_code(0);
     assert_eq!(
         run.stdout,
-        "jwt_secret (scenario picker-wheel) on tier-2-desktop: per_install_generated (inferred)\n  generator: hex, length 64\n  target: file jwt.key\n"
+        "  Classified jwt_secret (scenario picker-wheel) on tier-2-desktop: per_install_generated (inferred)\n  generator: hex, length 64\n  target: file jwt.key\n"
     );
     // `--message-format json`: one `classification` event.
     let events = repo.json(&[
@@ -335,9 +354,8 @@ fn secrets_classify_resources_and_scenarios_human_and_json() {
         "{run}"
     );
     assert!(
-        run.stderr.contains(
-            "its secrets: postgres_password (resource:postgres), postgres_user (resource:postgres)"
-        ),
+        run.stderr
+            .contains("its secrets: postgres_password, postgres_user"),
         "{run}"
     );
     let events = repo.json(&["secrets", "classify", "postgres", "pg_root", "--tier", "2"]);

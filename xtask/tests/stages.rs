@@ -664,7 +664,11 @@ fn doctor_lists_toolchains_and_what_each_profile_can_stage_here() {
             .contains("win-x64: the runtime cannot be built here"),
         "{human}"
     );
-    let json = repo.command().args(["doctor", "--json"]).output().unwrap();
+    let json = repo
+        .command()
+        .args(["doctor", "--message-format", "json"])
+        .output()
+        .unwrap();
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON object");
     assert_eq!(value["event"], "doctor");
 }

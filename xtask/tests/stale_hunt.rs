@@ -288,9 +288,9 @@ struct Outcome {
 fn build(root: &Path, env: &BTreeMap<&'static str, Option<String>>) -> Outcome {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
     command
-        .args(["--message-format", "json", "-j", "2", "--root"])
+        .args(["--message-format", "json", "--root"])
         .arg(root)
-        .arg("task")
+        .args(["task", "-j", "2"])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("XBUNDLE_FSYNC", "0");

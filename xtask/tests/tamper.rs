@@ -304,7 +304,7 @@ fn cache_verify_reports_damage_once_and_removes_it() {
     let again = repo.human(&["cache", "verify"]);
     again.assert_code(0);
     assert_eq!(
-        again.stdout, "checked 0 action result(s) and 2 blob(s): 0 problem(s)\n",
+        again.stdout, "    Verified 0 action results and 2 blobs: 0 problems\n",
         "{again}"
     );
 
@@ -325,7 +325,7 @@ fn cache_verify_human_output_lists_each_problem() {
     assert!(
         verify
             .stdout
-            .ends_with("checked 1 action result(s) and 3 blob(s): 2 problem(s)\n"),
+            .ends_with("     Checked 1 action result and 3 blobs: 2 problems\n"),
         "{verify}"
     );
     assert_eq!(verify.stderr.matches("warning: ").count(), 2, "{verify}");

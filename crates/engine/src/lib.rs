@@ -27,6 +27,7 @@
 //! .xbundle/state/stat-cache   path -> stat + digest       (see statcache)
 //! .xbundle/state/clock        the file-system clock probe (see statcache)
 //! .xbundle/state/ledger/…     last key components per task (see ledger)
+//! .xbundle/tmp/               staging of restores (emptied at the start of each run)
 //! ```
 
 pub mod cancel;

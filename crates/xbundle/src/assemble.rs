@@ -361,7 +361,14 @@ fn check_min_fitness(
         .swaps
         .iter()
         .take(3)
-        .map(|s| format!("{}={} ({})", s.from, s.to, s.impact))
+        .map(|s| {
+            format!(
+                "{}={} ({})",
+                s.from,
+                s.to,
+                crate::units::impact(s.impact_points)
+            )
+        })
         .collect();
     let blockers: Vec<String> = report.blockers.iter().map(|b| b.node.clone()).collect();
     Err(config
@@ -426,15 +433,8 @@ fn secret_plan(
     tier: Tier,
 ) -> Result<Plan, Diagnostic> {
     let plan = secrets::plan_for_profile(catalog, analysis, tier, config, profile)?;
-    if let Some(first) = plan.violations.first() {
-        let mut diagnostic = first.clone();
-        diagnostic.message = format!("profile `{}`: {}", profile.name, diagnostic.message);
-        if plan.violations.len() > 1 {
-            diagnostic.message.push_str(&format!(
-                " (and {} more such secrets)",
-                plan.violations.len() - 1
-            ));
-        }
+    let context = format!("profile `{}`", profile.name);
+    if let Some(diagnostic) = secrets::violations_error(&plan.violations, Some(&context)) {
         return Err(diagnostic);
     }
     Ok(plan)

@@ -1,9 +1,13 @@
 //! `xbundle`: the bundle pipeline and its command line.
 //!
-//! Today it reads `bundle.toml` ([`config`]), plans declared tasks into the engine's graph
-//! ([`plan`]), and drives runs, explanations, graphs and cache maintenance ([`cli`]) through one
-//! output layer ([`shell`]). Later stages (analysis, secrets, assembly, compilation, staging,
-//! packaging) become further task kinds planned the same way.
+//! It reads `bundle.toml` ([`config`]) and plans it into the engine's graph ([`plan`]): declared
+//! tasks and the pipeline's task kinds, each a module: scenario analysis ([`analysis`]), secret
+//! plans ([`secrets`]), bundle.json assembly ([`assemble`], [`profiles`], [`stages`]), fetched
+//! assets ([`assets`]), service builds ([`builds`]), stages per platform ([`bundles`],
+//! [`stage`]), installers ([`package`]), the Electron wrapper ([`electron`]) and releases
+//! ([`publish`]). [`cli`] drives builds, `watch`, explanations, queries and cache maintenance
+//! through one output layer ([`shell`]). The engine below knows none of this (see
+//! ARCHITECTURE.md).
 
 pub mod analysis;
 pub mod assemble;
@@ -14,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod electron;
+pub mod names;
 pub mod package;
 pub mod plan;
 pub mod platform;
@@ -26,6 +31,7 @@ pub mod stage;
 pub mod stages;
 pub mod tool;
 pub mod toolchain;
+pub mod units;
 
 /// The version and a fingerprint of this crate's sources (see `build.rs`): part of the key of
 /// every pipeline task, so changing how results are computed invalidates cached results.

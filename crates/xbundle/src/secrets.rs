@@ -955,6 +955,43 @@ fn plan_located(
     Ok(plan)
 }
 
+/// The error for a plan's violations (see [`Plan::violations`]), `None` when it has none. One
+/// violation is its own diagnostic; several make one error that names every secret, one per
+/// line, with every distinct help line (never "and N more": each must be fixed, so each is
+/// shown). `context` (e.g. "profile `x`") prefixes the message.
+pub fn violations_error(violations: &[Diagnostic], context: Option<&str>) -> Option<Diagnostic> {
+    let prefix = context.map_or(String::new(), |context| format!("{context}: "));
+    match violations {
+        [] => None,
+        [one] => {
+            let mut diagnostic = one.clone();
+            diagnostic.message = format!("{prefix}{}", diagnostic.message);
+            Some(diagnostic)
+        }
+        all => {
+            let mut message = format!(
+                "{prefix}{} infrastructure secrets would ship, but their resources stay in the bundle:",
+                all.len()
+            );
+            let mut helps: Vec<&str> = Vec::new();
+            for violation in all {
+                message.push_str(&format!("\n  - {}", violation.message));
+                if let Some(help) = violation.help.as_deref()
+                    && !helps.contains(&help)
+                {
+                    helps.push(help);
+                }
+            }
+            let diagnostic = Diagnostic::error(message);
+            Some(if helps.is_empty() {
+                diagnostic
+            } else {
+                diagnostic.help(helps.join("\n"))
+            })
+        }
+    }
+}
+
 fn infrastructure_violation(catalog: &Catalog, declaration: &Declaration) -> Diagnostic {
     let node_name = declaration.owner_name();
     let message = format!(
@@ -983,7 +1020,7 @@ fn infrastructure_violation(catalog: &Catalog, declaration: &Declaration) -> Dia
             declaration.id
         ),
         Some(to) => format!(
-            "swap it out (e.g. --swap {node_name}={to}, or swaps = {{ {node_name} = \"{to}\" }} in the profile), or reclassify `{}` in [profiles.NAME.secrets]",
+            "swap it out (swaps = {{ {node_name} = \"{to}\" }} in the profile, or `cargo xtask profile set NAME --swap {node_name}={to}`), or reclassify `{}` in [profiles.NAME.secrets]",
             declaration.id
         ),
     };

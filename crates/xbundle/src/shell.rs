@@ -33,9 +33,9 @@ pub enum Verbosity {
 }
 
 pub const GREEN: Style = AnsiColor::Green.on_default().bold();
-const CYAN: Style = AnsiColor::Cyan.on_default().bold();
-const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
-const RED: Style = AnsiColor::Red.on_default().bold();
+pub const CYAN: Style = AnsiColor::Cyan.on_default().bold();
+pub const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
+pub const RED: Style = AnsiColor::Red.on_default().bold();
 
 /// Progress bars appear on a terminal when a run has at least this many tasks.
 const PROGRESS_THRESHOLD: usize = 8;
@@ -143,6 +143,20 @@ impl Shell {
         self.with_terminal(|| {
             let mut err = anstream::stderr().lock();
             let _ = writeln!(err, "{style}{verb:>12}{style:#} {}", visible(message));
+        });
+    }
+
+    /// A command's result as a status line (the same 12-column verb) on stdout, where the
+    /// result of a query belongs (`cache stats`, `cache verify`, the header of a table): shown
+    /// under `--quiet` too, not in JSON (the command writes its own event).
+    pub fn outcome(&self, verb: &str, style: Style, message: &str) {
+        if self.is_json() {
+            return;
+        }
+        self.with_terminal(|| {
+            let mut out = anstream::stdout().lock();
+            let _ = writeln!(out, "{style}{verb:>12}{style:#} {}", visible(message));
+            let _ = out.flush();
         });
     }
 
@@ -306,7 +320,7 @@ impl Shell {
 }
 
 fn seconds(ms: u64) -> String {
-    format!("{:.2}s", ms as f64 / 1000.0)
+    crate::units::duration_ms(ms)
 }
 
 impl Reporter for Shell {

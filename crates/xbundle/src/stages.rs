@@ -76,27 +76,9 @@ impl Context {
         })
     }
 
-    /// The profile named `name`, or a diagnostic listing the profiles.
+    /// The profile named `name`, or [`crate::names::unknown_profile`]'s diagnostic.
     pub fn profile(&self, name: &str) -> Result<&crate::config::Profile, Diagnostic> {
-        let Some(profile) = self.config.profile(name) else {
-            let names: Vec<&str> = self
-                .config
-                .profiles
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect();
-            return Err(
-                Diagnostic::error(format!("unknown profile `{name}`")).help(format!(
-                    "profiles in bundle.toml: {}",
-                    if names.is_empty() {
-                        "(none)".into()
-                    } else {
-                        names.join(", ")
-                    }
-                )),
-            );
-        };
-        Ok(profile)
+        crate::names::profile(&self.config, &self.root, name)
     }
 
     pub fn assemble(&self, catalog: &Catalog, profile: &str) -> Result<Assembly, Diagnostic> {

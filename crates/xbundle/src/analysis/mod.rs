@@ -69,19 +69,28 @@ impl Layout {
 
     /// Names of every scenario directory holding a service.json, sorted.
     pub fn scenario_names(&self) -> Vec<String> {
+        self.names(ServiceKind::Scenario)
+    }
+
+    /// Names of every resource directory holding a service.json, sorted.
+    pub fn resource_names(&self) -> Vec<String> {
+        self.names(ServiceKind::Resource)
+    }
+
+    fn names(&self, kind: ServiceKind) -> Vec<String> {
+        let dir = match kind {
+            ServiceKind::Scenario => &self.scenarios,
+            ServiceKind::Resource => &self.resources,
+        };
         let mut names: Vec<String> = self
             .root
-            .join(&self.scenarios)
+            .join(dir)
             .read_dir_utf8()
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
                     .map(|entry| entry.file_name().to_string())
-                    .filter(|name| {
-                        self.root
-                            .join(self.definition_path(ServiceKind::Scenario, name))
-                            .is_file()
-                    })
+                    .filter(|name| self.root.join(self.definition_path(kind, name)).is_file())
                     .collect()
             })
             .unwrap_or_default();
@@ -292,14 +301,11 @@ fn traverse(catalog: &Catalog, root: &str) -> Result<Traversal, Diagnostic> {
             "unknown scenario `{root}`: {} does not exist",
             catalog.layout.definition_path(ServiceKind::Scenario, root)
         ));
-        diagnostic = match crate::diagnostic::closest(root, known.iter().map(String::as_str)) {
-            Some(close) => diagnostic.help(format!("did you mean `{close}`?")),
-            None => diagnostic.help(format!(
-                "scenarios under {}: {}",
-                catalog.layout.scenarios,
-                list_or_none(&known)
-            )),
-        };
+        diagnostic = diagnostic.help(crate::names::help(
+            root,
+            &format!("scenarios under {}", catalog.layout.scenarios),
+            known.iter().map(String::as_str),
+        ));
         return Err(diagnostic);
     };
     let mut traversal = Traversal {
@@ -650,9 +656,10 @@ fn validate_swaps(
             return Err(Diagnostic::error(format!(
                 "scenario `{scenario}` does not use resource `{from}`, so it cannot be swapped"
             ))
-            .help(format!(
-                "resources it uses: {}",
-                list_or_none(&original.into_iter().cloned().collect::<Vec<_>>())
+            .help(crate::names::help(
+                from,
+                "resources it uses",
+                original.into_iter().map(String::as_str),
             )));
         }
         if from == to {
@@ -673,9 +680,10 @@ fn validate_swaps(
                     catalog.layout.definition_path(ServiceKind::Resource, from)
                 ))
             } else {
-                diagnostic.help(format!(
-                    "`{from}` can be swapped for: {}",
-                    listed.join(", ")
+                diagnostic.help(crate::names::help(
+                    to,
+                    &format!("`{from}` can be swapped for"),
+                    listed.iter().map(String::as_str),
                 ))
             });
         }
@@ -872,14 +880,6 @@ fn build_dag(
     Dag {
         nodes: dag_nodes,
         edges: edges.into_iter().collect(),
-    }
-}
-
-fn list_or_none(names: &[String]) -> String {
-    if names.is_empty() {
-        "(none)".into()
-    } else {
-        names.join(", ")
     }
 }
 

@@ -1,5 +1,11 @@
 //! Renderings of an analysis: the human summary, the fitness table, and the DAG as JSON, DOT,
 //! Mermaid or SVG (through Graphviz's `dot` when installed).
+//!
+//! **Invariant:** human output shows fitness on one scale, 0.00 to 1.00 (the scale of
+//! `min-fitness` in bundle.toml): tier scores, a blocker's own fitness and a swap's impact
+//! (`+0.10`: the tier's score rises by 0.10) all go through [`crate::units`]. The JSON keeps the
+//! seed's contract (`impact: "+10"` in points). The swaps an analysis applied are always named
+//! ([`applied`]), so a score is never shown without what it was computed for.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -14,6 +20,29 @@ fn cores(value: f64) -> String {
     format!("{value:.2}")
 }
 
+/// What the scores were computed for: `swaps applied: postgres=sqlite, redis=in-process` or
+/// `no swaps applied`.
+pub fn applied(analysis: &Analysis) -> String {
+    if analysis.applied_swaps.is_empty() {
+        return "no swaps applied".to_string();
+    }
+    let swaps: Vec<String> = analysis
+        .applied_swaps
+        .iter()
+        .map(|s| format!("{}={}", s.from, s.to))
+        .collect();
+    format!("swaps applied: {}", swaps.join(", "))
+}
+
+/// The header of `analyze` and `fitness`: the scenario, the swaps applied, and the scale.
+pub fn header(analysis: &Analysis) -> String {
+    format!(
+        "{} ({}; fitness 0.00-1.00, 1.00 = fully fit)",
+        analysis.scenario,
+        applied(analysis)
+    )
+}
+
 /// The fitness lines of every tier (or one).
 pub fn fitness_table(analysis: &Analysis, only: Option<Tier>) -> String {
     let mut text = String::new();
@@ -23,7 +52,12 @@ pub fn fitness_table(analysis: &Analysis, only: Option<Tier>) -> String {
         }
         let report = analysis.tiers.get(tier);
         let status = report.map_or("", |r| r.status);
-        let _ = write!(text, "    {:<18} {score:.2}  {status}", tier.id());
+        let _ = write!(
+            text,
+            "    {:<18} {}  {status}",
+            tier.id(),
+            crate::units::score(*score)
+        );
         if let Some(report) = report
             && !report.blockers.is_empty()
         {
@@ -33,7 +67,7 @@ pub fn fitness_table(analysis: &Analysis, only: Option<Tier>) -> String {
                 .map(|b| {
                     let name = b.node.split_once(':').map_or(b.node.as_str(), |(_, n)| n);
                     if b.supported {
-                        format!("{name} ({})", b.points)
+                        format!("{name} ({})", crate::units::points(b.points))
                     } else {
                         format!("{name} (unsupported)")
                     }
@@ -46,17 +80,9 @@ pub fn fitness_table(analysis: &Analysis, only: Option<Tier>) -> String {
     text
 }
 
+/// The body of `analyze` (under its [`header`]).
 pub fn summary(analysis: &Analysis, only: Option<Tier>) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "{}", analysis.scenario);
-    if !analysis.applied_swaps.is_empty() {
-        let swaps: Vec<String> = analysis
-            .applied_swaps
-            .iter()
-            .map(|s| format!("{}={}", s.from, s.to))
-            .collect();
-        let _ = writeln!(text, "  swaps applied: {}", swaps.join(", "));
-    }
     let list = |names: &[String]| {
         if names.is_empty() {
             "(none)".to_string()
@@ -104,13 +130,21 @@ pub fn summary(analysis: &Analysis, only: Option<Tier>) -> String {
     let mut current: Option<Tier> = None;
     for swap in &analysis.swaps {
         if current != Some(swap.tier) {
-            let _ = writeln!(text, "  swaps that would help {}:", swap.tier);
+            let _ = writeln!(
+                text,
+                "  swaps that would help {} (fitness gained):",
+                swap.tier
+            );
             current = Some(swap.tier);
         }
         let _ = writeln!(
             text,
             "    {} -> {}  {} ({:+} MB RAM, {:+} MB disk)",
-            swap.from, swap.to, swap.impact, swap.ram_mb_delta, swap.disk_mb_delta
+            swap.from,
+            swap.to,
+            crate::units::impact(swap.impact_points),
+            swap.ram_mb_delta,
+            swap.disk_mb_delta
         );
     }
     for warning in &analysis.warnings {

@@ -7,8 +7,8 @@
 //! event) and exits 130 (SIGINT) or 143 (SIGTERM), as a shell reports a process killed by the
 //! signal.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use engine::{Cancel, Expected, Probe, TaskId, key::summarize};
@@ -39,7 +39,20 @@ pub(super) fn run_tasks(
         return Ok(0);
     }
     let interrupts = Interrupts::watch(workspace.engine.cancel_handle())?;
-    let summary = workspace.engine.run(graph, &targets, shell)?;
+    Ok(run_targets(workspace, graph, &targets, &interrupts, shell)?.0)
+}
+
+/// Runs `targets` (and their dependencies) with `interrupts` already watching this engine's
+/// cancel handle: the exit code (0, the failures' code, or 128 + the signal after an
+/// `interrupted` event) and the run's summary. One build, or one round of `watch`.
+pub(super) fn run_targets(
+    workspace: &Workspace,
+    graph: &engine::TaskGraph,
+    targets: &[TaskId],
+    interrupts: &Interrupts,
+    shell: &Shell,
+) -> Result<(u8, engine::RunSummary), Diagnostic> {
+    let summary = workspace.engine.run(graph, targets, shell)?;
     if summary.interrupted {
         let signal = interrupts.received().unwrap_or(SIGINT);
         let code = 128 + signal as u8;
@@ -53,37 +66,51 @@ pub(super) fn run_tasks(
                 "stopped": summary.stopped,
             }));
         }
-        return Ok(code);
+        return Ok((code, summary));
     }
-    Ok(if summary.success() {
+    let code = if summary.success() {
         0
     } else {
         exit::code_of_failures(&summary)
-    })
+    };
+    Ok((code, summary))
 }
 
-/// SIGINT and SIGTERM, caught for the length of a build (see the module docs).
-struct Interrupts {
+/// SIGINT and SIGTERM, caught for the length of a build (see the module docs), or of a whole
+/// `watch` session, whose rounds each [`Interrupts::retarget`] to their own engine.
+pub(super) struct Interrupts {
     /// The first signal received, 0 for none.
     received: Arc<AtomicI32>,
+    /// The run a signal cancels.
+    cancel: Arc<Mutex<Cancel>>,
 }
 
 impl Interrupts {
-    fn watch(cancel: Cancel) -> Result<Interrupts, Diagnostic> {
+    pub(super) fn watch(cancel: Cancel) -> Result<Interrupts, Diagnostic> {
         let mut signals =
             signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(Diagnostic::from)?;
         let received = Arc::new(AtomicI32::new(0));
-        let first = Arc::clone(&received);
+        let cancel = Arc::new(Mutex::new(cancel));
+        let (first, target) = (Arc::clone(&received), Arc::clone(&cancel));
         std::thread::spawn(move || {
             for signal in signals.forever() {
                 let _ = first.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
-                cancel.cancel();
+                target.lock().unwrap_or_else(|e| e.into_inner()).cancel();
             }
         });
-        Ok(Interrupts { received })
+        Ok(Interrupts { received, cancel })
     }
 
-    fn received(&self) -> Option<i32> {
+    /// From now on a signal cancels `cancel`'s run (cancelled at once if one already came).
+    pub(super) fn retarget(&self, cancel: Cancel) {
+        let mut target = self.cancel.lock().unwrap_or_else(|e| e.into_inner());
+        if self.received().is_some() {
+            cancel.cancel();
+        }
+        *target = cancel;
+    }
+
+    pub(super) fn received(&self) -> Option<i32> {
         match self.received.load(Ordering::SeqCst) {
             0 => None,
             signal => Some(signal),
@@ -104,7 +131,9 @@ fn expected_text(expected: &Expected) -> String {
     match expected {
         Expected::UpToDate => "up to date".into(),
         Expected::Restore { files: 0 } => "cached (outputs already in place)".into(),
-        Expected::Restore { files } => format!("cached, restores {files} file(s)"),
+        Expected::Restore { files } => {
+            format!("cached, restores {}", crate::units::count(*files, "file"))
+        }
         Expected::Run(reasons) => format!("runs: {}", summarize(reasons)),
         Expected::DependsOnChanges(ids) => format!(
             "runs if {} change{} output",
@@ -153,8 +182,8 @@ fn print_plan(probes: &[Probe], shell: &Shell) {
         .max()
         .unwrap_or(0);
     let mut text = format!(
-        "Plan: {} task(s), nothing will run (--dry-run)\n",
-        probes.len()
+        "Plan: {}, nothing will run (--dry-run)\n",
+        crate::units::count(probes.len(), "task")
     );
     for probe in probes {
         text.push_str(&format!(
@@ -213,7 +242,8 @@ pub(super) fn explain(workspace: &Workspace, name: &str, shell: &Shell) -> Resul
     match &probe.expected {
         Expected::UpToDate => text.push_str("  up to date: its inputs (declared and discovered), env, definition and dependencies are unchanged since the last run\n"),
         Expected::Restore { files } => text.push_str(&format!(
-            "  would be restored from the cache ({files} file(s)): this exact state was built before\n"
+            "  would be restored from the cache ({}): this exact state was built before\n",
+            crate::units::count(*files, "file")
         )),
         Expected::Run(reasons) => {
             text.push_str("  would run because:\n");
@@ -313,25 +343,75 @@ pub(super) fn report_bundles(
                 .map(|p| p.platform.as_str())
                 .collect::<Vec<_>>(),
         }));
-    } else if !staged.is_empty() {
-        shell.status(
-            "Staged",
-            crate::shell::GREEN,
-            &format!(
-                "{} of {} platform(s) of {}: {}",
-                staged.len(),
-                selected.len(),
-                bundles.profile,
-                staged
-                    .iter()
-                    .map(|dir| format!("{dir}/"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        );
+    } else {
+        if succeeded {
+            let manifest =
+                crate::stages::profile_dir(&workspace.config.workspace.out, &bundles.profile)
+                    .join("bundle.json");
+            if is_file(workspace, manifest.as_str()) {
+                shell.status(
+                    "Assembled",
+                    crate::shell::GREEN,
+                    &shown_path(workspace, manifest.as_str()),
+                );
+            }
+        }
+        for platform in &selected {
+            if platform.stage.is_some() {
+                if succeeded {
+                    shell.status(
+                        "Staged",
+                        crate::shell::GREEN,
+                        &format!(
+                            "{} in {}/",
+                            platform.platform,
+                            shown_path(workspace, platform.dir.as_str())
+                        ),
+                    );
+                }
+            } else {
+                let what: Vec<&str> = platform.missing.iter().map(|m| m.what.as_str()).collect();
+                shell.status(
+                    "Skipped",
+                    crate::shell::YELLOW,
+                    &format!(
+                        "{}: not staged here ({} cannot be built here)",
+                        platform.platform,
+                        if what.is_empty() {
+                            "something it needs".to_string()
+                        } else {
+                            what.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
     }
     if succeeded {
         report_artifacts(workspace, bundles, platforms, shell);
+    }
+}
+
+/// Whether the root-relative `path` is a regular file (one `lstat`, no link followed).
+fn is_file(workspace: &Workspace, path: &str) -> bool {
+    engine::confine::Dir::open_root(workspace.root.as_std_path())
+        .is_ok_and(|tree| matches!(tree.lstat(path), Ok(Some((engine::confine::Kind::File, _)))))
+}
+
+/// A root-relative path as the closing report shows it: relative to the current directory
+/// when that is shorter than the absolute path (`dist/x` at the root, `../dist/x` one level
+/// down), else absolute.
+fn shown_path(workspace: &Workspace, path: &str) -> String {
+    let absolute = workspace.root.join(path);
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| pathdiff::diff_paths(absolute.as_std_path(), cwd))
+        .and_then(|relative| relative.to_str().map(str::to_string));
+    match relative {
+        Some(relative) if !relative.is_empty() && relative.len() < absolute.as_str().len() => {
+            relative
+        }
+        _ => absolute.into_string(),
     }
 }
 
@@ -421,8 +501,8 @@ fn report_artifacts(
             [
                 file.format.clone().unwrap_or_default(),
                 file.platform.clone().unwrap_or_default(),
-                indicatif::HumanBytes(file.size).to_string(),
-                file.path.clone(),
+                crate::units::bytes(file.size),
+                shown_path(workspace, &file.path),
             ]
         })
         .collect();
@@ -438,7 +518,11 @@ fn report_artifacts(
     shell.status(
         "Packaged",
         crate::shell::GREEN,
-        &format!("{packaged} artifact(s) of {}:", bundles.profile),
+        &format!(
+            "{} of {}:",
+            crate::units::count(packaged, "artifact"),
+            bundles.profile
+        ),
     );
     for row in std::iter::once(&header).chain(&rows) {
         shell.status(
@@ -450,9 +534,9 @@ fn report_artifacts(
             ),
         );
     }
-    let released: Vec<&str> = produced[packaged..]
+    let released: Vec<String> = produced[packaged..]
         .iter()
-        .map(|f| f.path.as_str())
+        .map(|f| shown_path(workspace, &f.path))
         .collect();
     if !released.is_empty() {
         shell.status("Published", crate::shell::GREEN, &released.join(", "));

@@ -1,26 +1,18 @@
 //! `cache stats | gc | verify | clean`.
+//!
+//! Human output is cargo-style status lines, as every other command's: what a query found
+//! (`Cache`, `Verified`/`Checked`) on stdout through [`Shell::outcome`], what a maintenance
+//! command did (`Removed`) on stderr through [`Shell::status`]; sizes and counts through
+//! [`crate::units`]. JSON output is one event per command (`cache-stats`, `cache-gc`,
+//! `cache-verify`), unchanged.
 
 use engine::fsutil::{FileLock, LockMode};
 use serde_json::json;
 
 use super::{CacheCommand, Workspace};
 use crate::diagnostic::{Diagnostic, exit};
-use crate::shell::Shell;
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+use crate::shell::{GREEN, Shell, YELLOW};
+use crate::units::{bytes, count};
 
 /// Parses sizes such as `500M`, `2G`, `1.5GiB`, `1000` (bytes). K/M/G/T are powers of 1024.
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -55,15 +47,19 @@ pub(super) fn cache(
             if shell.is_json() {
                 shell.json(&json!({"event": "cache-stats", "dir": store.root(), "stats": stats}));
             } else {
-                shell.print(&format!(
-                    "cache: {}\n  action results: {} ({})\n  blobs: {} ({})\n  total: {}\n",
-                    store.root().display(),
-                    stats.actions,
-                    human_bytes(stats.action_bytes),
-                    stats.blobs,
-                    human_bytes(stats.blob_bytes),
-                    human_bytes(stats.action_bytes + stats.blob_bytes)
-                ));
+                shell.outcome(
+                    "Cache",
+                    GREEN,
+                    &format!(
+                        "{}: {} ({}) and {} ({}), {} in total",
+                        store.root().display(),
+                        count(stats.actions as usize, "action result"),
+                        bytes(stats.action_bytes),
+                        count(stats.blobs as usize, "blob"),
+                        bytes(stats.blob_bytes),
+                        bytes(stats.action_bytes + stats.blob_bytes)
+                    ),
+                );
             }
             Ok(0)
         }
@@ -73,14 +69,18 @@ pub(super) fn cache(
             if shell.is_json() {
                 shell.json(&json!({"event": "cache-gc", "report": report}));
             } else {
-                shell.print(&format!(
-                    "removed {} action result(s) and {} blob(s), freed {}; {} entries ({}) kept\n",
-                    report.removed_actions,
-                    report.removed_blobs,
-                    human_bytes(report.freed_bytes),
-                    report.kept_actions,
-                    human_bytes(report.kept_bytes)
-                ));
+                shell.status(
+                    "Removed",
+                    GREEN,
+                    &format!(
+                        "{} and {}, {} freed; kept {} ({})",
+                        count(report.removed_actions as usize, "action result"),
+                        count(report.removed_blobs as usize, "blob"),
+                        bytes(report.freed_bytes),
+                        count(report.kept_actions as usize, "action result"),
+                        bytes(report.kept_bytes)
+                    ),
+                );
             }
             Ok(0)
         }
@@ -110,12 +110,17 @@ pub(super) fn cache(
                 for problem in &report.problems {
                     shell.warn(problem);
                 }
-                shell.print(&format!(
-                    "checked {} action result(s) and {} blob(s): {} problem(s)\n",
-                    report.actions_checked,
-                    report.blobs_checked,
-                    report.problems.len()
-                ));
+                let checked = format!(
+                    "{} and {}: {}",
+                    count(report.actions_checked as usize, "action result"),
+                    count(report.blobs_checked as usize, "blob"),
+                    count(report.problems.len(), "problem")
+                );
+                if report.problems.is_empty() {
+                    shell.outcome("Verified", GREEN, &checked);
+                } else {
+                    shell.outcome("Checked", YELLOW, &checked);
+                }
             }
             Ok(if report.problems.is_empty() {
                 0
@@ -131,11 +136,12 @@ pub(super) fn cache(
             let removed = store.clean()? + workspace.engine.clean_state()?;
             shell.status(
                 "Removed",
-                anstyle::AnsiColor::Green.on_default().bold(),
+                GREEN,
                 &format!(
-                    "cache entries in {} and the build state of {} ({removed} files)",
+                    "cache entries in {} and the build state of {} ({})",
                     config.cache_dir.display(),
-                    workspace.root
+                    workspace.root,
+                    count(removed as usize, "file")
                 ),
             );
             Ok(0)

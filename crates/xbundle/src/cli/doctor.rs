@@ -167,12 +167,7 @@ pub(super) fn run(
             Diagnostic::error("no profile to run")
                 .help("name a profile, or set [workspace] default-profile in bundle.toml")
         })?;
-    let profile = workspace.config.profile(&name).ok_or_else(|| {
-        Diagnostic::error(format!("unknown profile `{name}`")).help(format!(
-            "profiles in bundle.toml: {}",
-            super::names_or_none(workspace.config.profiles.iter().map(|p| &p.name))
-        ))
-    })?;
+    let profile = crate::names::profile(&workspace.config, &workspace.root, &name)?;
     let bundles = plan
         .bundles
         .iter()

@@ -8,18 +8,21 @@
 
 mod build;
 mod cache;
+mod completions;
 mod doctor;
+mod init;
 mod pipeline;
 mod profile;
 mod queries;
 mod thin;
+mod watch;
 
 pub(crate) use cache::parse_size;
 
 use std::process::ExitCode;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use engine::{Engine, EngineConfig, GraphFormat};
 use serde_json::json;
 
@@ -31,25 +34,27 @@ use crate::shell::{MessageFormat, Shell, Verbosity};
 
 #[derive(Debug, Parser)]
 #[command(
-    name = "cargo xtask",
+    name = "cargo-xtask",
     version,
     about = "xbundle: declarative, incremental, content-addressed builds of desktop bundles",
-    after_help = "Exit codes: 0 success, 1 a task failed, 2 bad input (usage, bundle.toml), 3 I/O or internal error, 130/143 interrupted (SIGINT/SIGTERM)."
+    after_help = "Global options (--root, -q, -v, --message-format) go before or after the command.\nExit codes: 0 success, 1 a task failed, 2 bad input (usage, bundle.toml), 3 I/O or internal error, 130/143 interrupted (SIGINT/SIGTERM).",
+    after_long_help = "Global options (--root, -q, -v, --message-format) go before or after the command.\nExit codes: 0 success, 1 a task failed, 2 bad input (usage, bundle.toml), 3 I/O or internal error, 130/143 interrupted (SIGINT/SIGTERM).\n\nExamples:\n  cargo xtask bundle                 build the default profile\n  cargo xtask profile list           the profiles of bundle.toml\n  cargo xtask help bundle            one command's options and an example"
 )]
 pub struct Cli {
-    /// Repository root (default: the nearest directory upward holding bundle.toml)
+    /// Repository root (default: the nearest directory upward holding bundle.toml) [global]
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<Utf8PathBuf>,
-    /// Number of parallel jobs (default: number of cores)
-    #[arg(short = 'j', long, global = true, value_name = "N")]
+    /// The parallel jobs of the command that runs tasks (set from its `-j`)
+    #[arg(skip)]
     jobs: Option<usize>,
-    /// Print only errors
+    /// Print only errors [global]
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// Say why each task runs, and list fresh tasks
+    /// Say why each task runs, and list fresh tasks [global]
     #[arg(short, long, global = true)]
     verbose: bool,
-    /// Output format: human status lines, or one JSON object per line on stdout
+    /// Output format: human status lines, or one JSON object per line on stdout (every
+    /// command) [global]
     #[arg(long, global = true, value_enum, default_value_t = MessageFormat::Human)]
     message_format: MessageFormat,
     #[command(subcommand)]
@@ -60,6 +65,9 @@ pub struct Cli {
 enum Command {
     /// Build a profile's bundles: analysis, secrets, bundle.json, builds and a stage per
     /// platform (dist/<profile>/stage/<platform>/), and every declared task
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask bundle                              the default profile (workspace.default-profile)\n  cargo xtask bundle notes-desktop --platform linux-x64\n  cargo xtask bundle --dry-run                    what would run, and what is cached"
+    )]
     Bundle {
         /// Profile to build (default: workspace.default-profile; none: every task)
         profile: Option<String>,
@@ -70,70 +78,101 @@ enum Command {
         run: RunArgs,
     },
     /// Run declared tasks and their dependencies (all of them when none is named)
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask task                  every declared task\n  cargo xtask task greeting -j 2    one task and its dependencies, two at a time"
+    )]
     Task {
-        /// Task names (`ui`) or ids (`task:ui`)
+        /// Task names (`ui`) or ids (`task:ui`); none: every declared task
         names: Vec<String>,
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Build what `bundle PROFILE` (or `task TASK`) would, then again whenever an input
+    /// changes (one round at a time; Ctrl-C stops)
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask watch                    what `cargo xtask bundle` builds, on every change\n  cargo xtask watch greeting -v        one task, saying why each round runs it"
+    )]
+    Watch(watch::WatchArgs),
     /// Say why a task would run, or why it last ran
+    #[command(after_long_help = "Example:\n  cargo xtask explain greeting")]
     Explain {
-        /// Task name or id
+        /// Task name (`ui`) or id (`task:ui`, `assemble:notes-desktop`)
         task: String,
     },
     /// Print the task graph
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask graph --format mermaid\n  cargo xtask graph | dot -Tsvg > graph.svg"
+    )]
     Graph {
+        /// Output format (with --message-format json: a `graph` event carrying it)
         #[arg(long, value_enum, default_value_t = GraphFormatArg::Dot)]
         format: GraphFormatArg,
     },
-    /// Analyze a scenario: dependencies, requirements, fitness per tier, swap suggestions
+    /// Analyze a scenario: dependencies, requirements, fitness per tier (0.00 to 1.00), swap
+    /// suggestions (each with the fitness it adds, on the same scale)
+    #[command(
+        after_long_help = "Example:\n  cargo xtask analyze picker-wheel --tier desktop --swap postgres=sqlite"
+    )]
     Analyze {
         /// Scenario name (its directory under the scenarios directory)
         scenario: String,
         #[command(flatten)]
         analysis: AnalysisArgs,
-        /// Print the analysis as JSON (the seed's contract plus the DAG and blockers)
-        #[arg(long)]
-        json: bool,
     },
     /// Print a scenario's dependency DAG
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask dag notes-app --format mermaid\n  cargo xtask dag notes-app --format svg --swap postgres=sqlite > notes.svg"
+    )]
     Dag {
+        /// Scenario name (its directory under the scenarios directory)
         scenario: String,
-        #[arg(long, value_enum, default_value_t = DagFormat::Json)]
-        format: DagFormat,
+        /// Output format (default: json; with --message-format json: a `dag` event carrying
+        /// the DAG, or the text of an explicit --format)
+        #[arg(long, value_enum)]
+        format: Option<DagFormat>,
         /// Apply a swap first (FROM=TO); repeatable
         #[arg(long = "swap", value_name = "FROM=TO")]
         swaps: Vec<String>,
     },
-    /// A scenario's fitness per deployment tier
+    /// A scenario's fitness per deployment tier (0.00 to 1.00, the scale of min-fitness)
+    #[command(
+        after_long_help = "Example:\n  cargo xtask fitness notes-app --swap postgres=sqlite --swap redis=in-process"
+    )]
     Fitness {
+        /// Scenario name (its directory under the scenarios directory)
         scenario: String,
         #[command(flatten)]
         analysis: AnalysisArgs,
-        /// Print {tier: score} as JSON
-        #[arg(long)]
-        json: bool,
     },
     /// Secrets of a scenario, classified per tier; `--bundle` for the bundle-safe plan
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask secrets notes-app --tier desktop\n  cargo xtask secrets notes-app --bundle --swap postgres=sqlite --swap redis=in-process\n  cargo xtask secrets classify postgres postgres_password --tier desktop"
+    )]
     Secrets(pipeline::SecretsArgs),
     /// Print a profile's bundle.json (nothing is written)
+    #[command(after_long_help = "Example:\n  cargo xtask assemble notes-desktop")]
     Assemble(pipeline::ProfileArg),
     /// Write dist/<profile>/bundle.json and bundle.json.sha256 (cached)
+    #[command(after_long_help = "Example:\n  cargo xtask export notes-desktop")]
     Export(pipeline::ExportArgs),
     /// Validate bundle.toml, the task graph and every profile without building (pre-commit, CI)
+    #[command(after_long_help = "Example:\n  cargo xtask check")]
     Check,
     /// List, show, create and change profiles in bundle.toml
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask profile list\n  cargo xtask profile show notes-desktop\n  cargo xtask profile create wheel --scenario picker-wheel --tier desktop --swap postgres=sqlite\n  cargo xtask profile set wheel --platform win-x64"
+    )]
     Profile {
         #[command(subcommand)]
         command: profile::ProfileCommand,
     },
     /// Toolchains and tools found here, and which platforms of each profile can be staged
-    Doctor {
-        /// Print one JSON object (same as --message-format json)
-        #[arg(long)]
-        json: bool,
-    },
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask doctor\n  cargo xtask doctor --message-format json"
+    )]
+    Doctor,
     /// Stage a profile for this machine and start the runtime on it (Ctrl-C stops it)
+    #[command(after_long_help = "Example:\n  cargo xtask run notes-desktop")]
     Run {
         /// Profile to run (default: workspace.default-profile)
         profile: Option<String>,
@@ -142,16 +181,49 @@ enum Command {
     },
     /// The thin client: the Electron wrapper without runtime or services, pointing at a
     /// deployed app (dist/<profile>/thin/), and its packages
+    #[command(
+        after_long_help = "Example:\n  cargo xtask thin-client notes-desktop --url https://notes.example.org/"
+    )]
     ThinClient(thin::ThinArgs),
     /// Inspect and maintain the local cache
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask cache stats\n  cargo xtask cache gc --max-size 2G"
+    )]
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, powershell)
+    #[command(after_long_help = completions::EXAMPLES)]
+    Completions(completions::CompletionsArgs),
+    /// Write bundle.toml (one profile per scenario found) and platforms/ in an existing
+    /// repository; never overwrites a file
+    #[command(
+        after_long_help = "Example:\n  cd my-vrooli-checkout && cargo xtask init && cargo xtask check"
+    )]
+    Init(init::InitArgs),
 }
 
+impl Command {
+    /// The options of a command that runs tasks.
+    fn run_args(&self) -> Option<&RunArgs> {
+        match self {
+            Command::Bundle { run, .. } | Command::Task { run, .. } | Command::Run { run, .. } => {
+                Some(run)
+            }
+            Command::ThinClient(args) => Some(&args.run),
+            Command::Watch(args) => Some(&args.run),
+            _ => None,
+        }
+    }
+}
+
+/// The options of the commands that run tasks (`bundle`, `task`, `run`, `thin-client`, `watch`).
 #[derive(Debug, Args)]
 struct RunArgs {
+    /// Number of parallel jobs (default: number of cores)
+    #[arg(short = 'j', long, value_name = "N")]
+    jobs: Option<usize>,
     /// Print the plan with each task's expected cache status; run nothing
     #[arg(long)]
     dry_run: bool,
@@ -200,9 +272,15 @@ enum GraphFormatArg {
     Mermaid,
 }
 
+/// How users call the command line: every usage line says it.
+const BIN_NAME: &str = "cargo xtask";
+
 /// Runs the command line of this process.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `cargo xtask` in every usage line, whatever the binary is called.
+    let matches = Cli::command().bin_name(BIN_NAME).get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    cli.jobs = cli.command.run_args().and_then(|run| run.jobs);
     let verbosity = if cli.quiet {
         Verbosity::Quiet
     } else if cli.verbose {
@@ -331,15 +409,8 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             run,
         } => {
             let workspace = load_with(&cli, run.force, run.fail_fast, run.offline)?;
-            if let Some(profile) = profile
-                && workspace.config.profile(profile).is_none()
-            {
-                return Err(
-                    Diagnostic::error(format!("unknown profile `{profile}`")).help(format!(
-                        "profiles in bundle.toml: {}",
-                        names_or_none(workspace.config.profiles.iter().map(|p| &p.name))
-                    )),
-                );
+            if let Some(profile) = profile {
+                crate::names::profile(&workspace.config, &workspace.root, profile)?;
             }
             // What `check` validates, `bundle` refuses to build without: one path for both.
             let plan = pipeline::validate(&workspace, shell)?;
@@ -360,46 +431,35 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             if let Some(bundles) = &bundles {
                 for platform in platforms {
                     if !bundles.platforms.iter().any(|p| &p.platform == platform) {
-                        let known: Vec<&String> =
-                            bundles.platforms.iter().map(|p| &p.platform).collect();
+                        let known = bundles.platforms.iter().map(|p| p.platform.as_str());
+                        let declared = plan.context.platforms.iter().any(|p| &p.id == platform);
+                        // A platform of platforms/ the profile does not target is no typo.
+                        let help = if declared {
+                            format!(
+                                "add it to the profile: `cargo xtask profile set {} --platform {platform}`",
+                                bundles.profile
+                            )
+                        } else {
+                            crate::names::help(platform, "its platforms", known)
+                        };
                         return Err(Diagnostic::error(format!(
                             "profile `{}` has no platform `{platform}`",
                             bundles.profile
                         ))
-                        .help(format!(
-                            "its platforms: {}",
-                            names_or_none(known.into_iter())
-                        )));
+                        .help(help));
                     }
                 }
             } else if !platforms.is_empty() {
                 return Err(Diagnostic::error("--platform needs a profile")
                     .help("name a profile, or set [workspace] default-profile in bundle.toml"));
             }
-            let targets: Vec<String> = match (&profile, &bundles) {
-                (Some(profile), Some(bundles)) => {
-                    let mut targets: Vec<String> = workspace
-                        .config
-                        .tasks
-                        .iter()
-                        .map(|t| format!("task:{}", t.name))
-                        .collect();
-                    // A scenario that does not exist has no analysis task: the profile's own
-                    // tasks say what is wrong with it.
-                    let analyze = format!("analyze:{}", profile.decl.scenario.get_ref());
-                    if plan
-                        .graph
-                        .get(&engine::TaskId::new(analyze.clone()))
-                        .is_some()
-                    {
-                        targets.push(analyze);
-                    }
-                    targets.push(crate::stages::secrets_id(&profile.name).to_string());
-                    targets.extend(bundles.targets(platforms));
-                    targets
-                }
-                _ => Vec::new(),
-            };
+            let targets = bundle_targets(
+                &workspace,
+                &plan,
+                profile.as_ref(),
+                bundles.as_ref(),
+                platforms,
+            );
             workspace.tools.save();
             let code = build::run_tasks(&workspace, &plan.graph, &targets, run, shell)?;
             if let Some(bundles) = &bundles
@@ -414,6 +474,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             let graph = plan::graph(&workspace.config, &workspace.root, &workspace.tools)?;
             build::run_tasks(&workspace, &graph, names, run, shell)
         }
+        Command::Watch(args) => watch::watch(&cli, args, shell),
         Command::Explain { task } => {
             let workspace = load(&cli, false, false)?;
             build::explain(&workspace, task, shell)
@@ -438,21 +499,17 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             }
             Ok(0)
         }
-        Command::Analyze {
-            scenario,
-            analysis,
-            json,
-        } => queries::analyze(&cli, scenario, analysis, *json, shell),
+        Command::Analyze { scenario, analysis } => {
+            queries::analyze(&cli, scenario, analysis, shell)
+        }
         Command::Dag {
             scenario,
             format,
             swaps,
         } => queries::dag(&cli, scenario, *format, swaps, shell),
-        Command::Fitness {
-            scenario,
-            analysis,
-            json,
-        } => queries::fitness(&cli, scenario, analysis, *json, shell),
+        Command::Fitness { scenario, analysis } => {
+            queries::fitness(&cli, scenario, analysis, shell)
+        }
         Command::Profile { command } => profile::run(&cli, command, shell),
         Command::Secrets(args) => pipeline::secrets_command(&cli, args, shell),
         Command::Assemble(arg) => pipeline::assemble(&find_root(cli.root.as_deref())?, arg, shell),
@@ -461,17 +518,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             pipeline::export(&workspace, &args.profile, shell)
         }
         Command::Check => pipeline::check(&load(&cli, false, false)?, shell),
-        Command::Doctor { json } => {
-            let workspace = load(&cli, false, false)?;
-            if *json && !shell.is_json() {
-                let json_shell = Shell::new(
-                    crate::shell::MessageFormat::Json,
-                    crate::shell::Verbosity::Normal,
-                );
-                return doctor::doctor(&workspace, &json_shell);
-            }
-            doctor::doctor(&workspace, shell)
-        }
+        Command::Doctor => doctor::doctor(&load(&cli, false, false)?, shell),
         Command::Run { profile, run } => {
             let workspace = load(&cli, run.force, run.fail_fast)?;
             doctor::run(&workspace, profile.as_deref(), run, shell)
@@ -481,7 +528,42 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             let workspace = load(&cli, false, false)?;
             cache::cache(&workspace, command, shell)
         }
+        Command::Completions(args) => completions::completions(args, shell),
+        Command::Init(args) => init::init(&cli, args, shell),
     }
+}
+
+/// What `bundle` builds for `profile` (its pipeline on `platforms`, all when empty, and every
+/// declared task); with no profile, nothing named: every task. `watch PROFILE` builds the same.
+fn bundle_targets(
+    workspace: &Workspace,
+    plan: &plan::Plan,
+    profile: Option<&config::Profile>,
+    bundles: Option<&crate::bundles::ProfilePlan>,
+    platforms: &[String],
+) -> Vec<String> {
+    let (Some(profile), Some(bundles)) = (profile, bundles) else {
+        return Vec::new();
+    };
+    let mut targets: Vec<String> = workspace
+        .config
+        .tasks
+        .iter()
+        .map(|t| format!("task:{}", t.name))
+        .collect();
+    // A scenario that does not exist has no analysis task: the profile's own tasks say what
+    // is wrong with it.
+    let analyze = format!("analyze:{}", profile.decl.scenario.get_ref());
+    if plan
+        .graph
+        .get(&engine::TaskId::new(analyze.clone()))
+        .is_some()
+    {
+        targets.push(analyze);
+    }
+    targets.push(crate::stages::secrets_id(&profile.name).to_string());
+    targets.extend(bundles.targets(platforms));
+    targets
 }
 
 fn format_name(format: GraphFormat) -> &'static str {
@@ -489,15 +571,6 @@ fn format_name(format: GraphFormat) -> &'static str {
         GraphFormat::Json => "json",
         GraphFormat::Dot => "dot",
         GraphFormat::Mermaid => "mermaid",
-    }
-}
-
-fn names_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
-    let names: Vec<&str> = names.map(String::as_str).collect();
-    if names.is_empty() {
-        "(none)".into()
-    } else {
-        names.join(", ")
     }
 }
 

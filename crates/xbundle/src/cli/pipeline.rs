@@ -17,6 +17,7 @@ use crate::secrets;
 use crate::service::ServiceKind;
 use crate::shell::Shell;
 use crate::stages::{self, Context, checksum_line};
+use crate::units;
 
 const GREEN: Style = AnsiColor::Green.on_default().bold();
 
@@ -36,9 +37,6 @@ pub(super) struct SecretsArgs {
     /// The bundle-safe plan: {secrets, excluded}; fails if an infrastructure secret would ship
     #[arg(long)]
     bundle: bool,
-    /// Print JSON
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,9 +51,6 @@ enum SecretsCommand {
         /// Tier to classify for
         #[arg(long)]
         tier: String,
-        /// Print JSON
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -77,10 +72,9 @@ pub(super) fn secrets_command(
         owner,
         secret,
         tier,
-        json,
     }) = &args.command
     {
-        return classify(cli, owner, secret, tier, *json, shell);
+        return classify(cli, owner, secret, tier, shell);
     }
     let Some(scenario) = &args.scenario else {
         return Err(
@@ -94,14 +88,7 @@ pub(super) fn secrets_command(
     let result = analysis::analyze(&catalog, &request)?;
     let plan = secrets::plan(&catalog, &result, tier, &BTreeMap::new())?;
     if args.bundle {
-        if let Some(first) = plan.violations.first() {
-            let mut diagnostic = first.clone();
-            if plan.violations.len() > 1 {
-                diagnostic.message.push_str(&format!(
-                    " (and {} more such secrets)",
-                    plan.violations.len() - 1
-                ));
-            }
+        if let Some(diagnostic) = secrets::violations_error(&plan.violations, None) {
             return Err(diagnostic);
         }
         for warning in &plan.warnings {
@@ -110,12 +97,22 @@ pub(super) fn secrets_command(
         let shown_secrets: Vec<serde_json::Value> = plan.secrets.iter().map(shown).collect();
         let value =
             json!({"secrets": shown_secrets, "excluded": plan.excluded, "warnings": plan.warnings});
-        emit(shell, "secrets", value, args.json, || {
-            let mut text = format!(
-                "{scenario} on {tier}: {} secret(s) ship, {} excluded\n",
-                plan.secrets.len(),
-                plan.excluded.len()
+        emit(shell, "secrets", value, || {
+            shell.outcome(
+                "Planned",
+                GREEN,
+                &format!(
+                    "{scenario} on {tier}: {} {}, {} excluded",
+                    units::count(plan.secrets.len(), "secret"),
+                    if plan.secrets.len() == 1 {
+                        "ships"
+                    } else {
+                        "ship"
+                    },
+                    plan.excluded.len()
+                ),
             );
+            let mut text = String::new();
             for secret in &plan.secrets {
                 text.push_str(&format!(
                     "  {:<24} {:<22} -> {} {}\n",
@@ -148,11 +145,13 @@ pub(super) fn secrets_command(
         })
         .collect();
     let value = json!({"scenario": scenario, "tier": tier, "secrets": rows});
-    emit(shell, "secrets", value.clone(), args.json, || {
-        let mut text = format!(
-            "{scenario}: {} declared secret(s), classified for {tier}\n",
-            rows.len()
+    emit(shell, "secrets", value.clone(), || {
+        shell.outcome(
+            "Classified",
+            GREEN,
+            &format!("{scenario} on {tier}: {}", secrets_by_source(&rows)),
         );
+        let mut text = String::new();
         for row in &rows {
             let class = &row["classification"];
             text.push_str(&format!(
@@ -173,6 +172,35 @@ pub(super) fn secrets_command(
     Ok(0)
 }
 
+/// How many secrets `rows` lists, by where each one's class comes from: `4 declared and
+/// 1 inferred secrets`, `1 declared secret`, `no secrets`.
+fn secrets_by_source(rows: &[serde_json::Value]) -> String {
+    let mut by_source: BTreeMap<&str, usize> = BTreeMap::new();
+    for row in rows {
+        let source = row["classification"]["source"]
+            .as_str()
+            .unwrap_or("invalid");
+        *by_source.entry(source).or_default() += 1;
+    }
+    let order = ["profile", "per-tier", "declared", "inferred", "invalid"];
+    let mut parts: Vec<String> = order
+        .iter()
+        .filter_map(|source| by_source.get(source).map(|n| format!("{n} {source}")))
+        .collect();
+    parts.extend(
+        by_source
+            .iter()
+            .filter(|(source, _)| !order.contains(source))
+            .map(|(source, n)| format!("{n} {source}")),
+    );
+    let words = match parts.split_last() {
+        None => return "no secrets".to_string(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    };
+    format!("{words} {}", units::noun(rows.len(), "secret"))
+}
+
 /// `secrets classify OWNER SECRET --tier T`: the secret is looked up in the resource named
 /// OWNER, then in the scenario.
 fn classify(
@@ -180,12 +208,9 @@ fn classify(
     owner: &str,
     secret: &str,
     tier: &str,
-    pretty: bool,
     shell: &Shell,
 ) -> Result<u8, Diagnostic> {
-    let tier: Tier = tier.parse().map_err(|err: String| {
-        Diagnostic::error(err).help("pass --tier tier-2-desktop, 2 or desktop")
-    })?;
+    let tier = crate::names::tier(tier)?;
     let layout = super::queries::analysis_layout(cli)?;
     if !crate::config::is_plain_name(owner) {
         return Err(
@@ -207,30 +232,27 @@ fn classify(
             found = Some(declaration.clone());
             break;
         }
-        known.extend(
-            declarations
-                .iter()
-                .map(|d| format!("{} ({})", d.id, d.owner)),
-        );
+        known.extend(declarations.iter().map(|d| d.id.clone()));
     }
     if !defined {
+        let mut names = catalog.layout.resource_names();
+        names.extend(catalog.layout.scenario_names());
         return Err(Diagnostic::error(format!(
             "unknown resource or scenario `{owner}`: neither {} nor {} exists",
             catalog.layout.definition_path(ServiceKind::Resource, owner),
             catalog.layout.definition_path(ServiceKind::Scenario, owner)
         ))
-        .help("secrets are declared in a resource's or a scenario's deployment.secrets"));
+        .help(crate::names::help(
+            owner,
+            "resources and scenarios",
+            names.iter().map(String::as_str),
+        )));
     }
     let Some(declaration) = found else {
         return Err(
-            Diagnostic::error(format!("`{owner}` declares no secret `{secret}`")).help(format!(
-                "its secrets: {}",
-                if known.is_empty() {
-                    "(none)".into()
-                } else {
-                    known.join(", ")
-                }
-            )),
+            Diagnostic::error(format!("`{owner}` declares no secret `{secret}`")).help(
+                crate::names::help(secret, "its secrets", known.iter().map(String::as_str)),
+            ),
         );
     };
     let (handling, source) = declaration
@@ -283,12 +305,17 @@ fn classify(
             }
         }
     }
-    emit(shell, "classification", value, pretty, || {
-        let mut text = format!(
-            "{secret} ({}) on {tier}: {} ({source})\n",
-            declaration.owner_words(),
-            handling.id()
+    emit(shell, "classification", value, || {
+        shell.outcome(
+            "Classified",
+            GREEN,
+            &format!(
+                "{secret} ({}) on {tier}: {} ({source})",
+                declaration.owner_words(),
+                handling.id()
+            ),
         );
+        let mut text = String::new();
         text.push_str(&details.concat());
         text.push_str(&format!(
             "  target: {} {}\n",
@@ -314,14 +341,19 @@ pub(super) struct ExportArgs {
     pub(super) force: bool,
 }
 
+/// The profile named (or the default one), checked to exist: a near miss is answered before
+/// anything runs.
 fn profile_name(context: &Context, arg: &ProfileArg) -> Result<String, Diagnostic> {
-    arg.profile
+    let name = arg
+        .profile
         .clone()
         .or_else(|| context.config.workspace.default_profile.clone())
         .ok_or_else(|| {
             Diagnostic::error("no profile named and bundle.toml has no workspace.default-profile")
                 .help("pass a profile name; `cargo xtask profile list` shows them")
-        })
+        })?;
+    crate::names::profile(&context.config, &context.root, &name)?;
+    Ok(name)
 }
 
 /// `assemble [PROFILE]`: bundle.json on stdout, nothing written.
@@ -420,12 +452,12 @@ pub(super) fn check(workspace: &Workspace, shell: &Shell) -> Result<u8, Diagnost
                         "Checked",
                         GREEN,
                         &format!(
-                            "profile {}: {} {:.2}, {} service(s), {} secret(s)",
+                            "profile {}: {} {}, {}, {}",
                             name,
                             assembly.tier,
-                            report.score,
-                            assembly.manifest.services.len(),
-                            assembly.plan.secrets.len()
+                            units::score(report.score),
+                            units::count(assembly.manifest.services.len(), "service"),
+                            units::count(assembly.plan.secrets.len(), "secret")
                         ),
                     );
                 }
@@ -446,10 +478,10 @@ pub(super) fn check(workspace: &Workspace, shell: &Shell) -> Result<u8, Diagnost
             "Finished",
             GREEN,
             &format!(
-                "check: bundle.toml, {} task(s) and {} profile(s) are valid in {:.0} ms",
-                plan.graph.len(),
-                config.profiles.len(),
-                elapsed.as_secs_f64() * 1000.0
+                "check: bundle.toml, {} and {} are valid in {}",
+                units::count(plan.graph.len(), "task"),
+                units::count(config.profiles.len(), "profile"),
+                units::duration_ms(elapsed.as_millis() as u64)
             ),
         );
     }

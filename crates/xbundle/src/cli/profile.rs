@@ -1,11 +1,13 @@
-//! `profile list | show NAME | create NAME --scenario S --tier T | set NAME --swap FROM=TO |
-//! set NAME --platform P`: profiles in bundle.toml, edited in place.
+//! `profile list | show NAME | create NAME --scenario S --tier T [--swap FROM=TO]…
+//! [--platform P]… | set NAME --swap FROM=TO | set NAME --platform P`: profiles in bundle.toml,
+//! edited in place.
 //!
 //! This module wires arguments, reading, writing and output; the text editing is
 //! [`crate::profiles`]. Every edit builds the whole new text, re-parses it, validates the
 //! edited profile against the repository (its scenario exists, its swaps apply, as `analyze`
-//! checks them) and only then replaces bundle.toml, atomically (temporary file, then rename,
-//! keeping the file's permissions). On any error nothing is written.
+//! checks them; then the plan and the profile's assembly, as `check` runs them:
+//! [`would_pass_check`]) and only then replaces bundle.toml, atomically (temporary file, then
+//! rename, keeping the file's permissions). On any error nothing is written.
 
 use std::io::Write as _;
 
@@ -30,9 +32,13 @@ pub(super) enum ProfileCommand {
     /// List the profiles of bundle.toml
     List,
     /// Show one profile and its fitness for its tier after its swaps
-    Show { name: String },
+    Show {
+        /// Profile name (a [profiles.NAME] of bundle.toml)
+        name: String,
+    },
     /// Add a profile to bundle.toml
     Create {
+        /// Name of the new profile (written as [profiles.NAME])
         name: String,
         /// The scenario to bundle (a directory under the scenarios directory)
         #[arg(long)]
@@ -40,9 +46,16 @@ pub(super) enum ProfileCommand {
         /// Deployment tier (tier-2-desktop, 2, desktop, …); written as its id
         #[arg(long)]
         tier: String,
+        /// Swap a resource (FROM=TO); repeatable
+        #[arg(long = "swap", value_name = "FROM=TO")]
+        swaps: Vec<String>,
+        /// A target platform (a file platforms/PLATFORM.toml); repeatable
+        #[arg(long = "platform", value_name = "PLATFORM")]
+        platforms: Vec<String>,
     },
     /// Change a profile in bundle.toml
     Set {
+        /// Profile name (a [profiles.NAME] of bundle.toml)
         name: String,
         /// Swap a resource (FROM=TO), or remove a swap (FROM=); repeatable
         #[arg(long = "swap", value_name = "FROM=TO")]
@@ -86,29 +99,41 @@ fn catalog(file: &File) -> Catalog {
 pub(super) fn run(cli: &Cli, command: &ProfileCommand, shell: &Shell) -> Result<u8, Diagnostic> {
     match command {
         ProfileCommand::List => list(&read(cli)?, shell),
-        ProfileCommand::Show { name } => show(&read(cli)?, name, shell),
+        ProfileCommand::Show { name } => {
+            let file = read(cli)?;
+            crate::names::profile(&file.config, &file.root, name)?;
+            show(&file, name, shell)
+        }
         ProfileCommand::Create {
             name,
             scenario,
             tier,
+            swaps,
+            platforms,
         } => {
-            let tier = tier.parse::<Tier>().map_err(|message| {
-                Diagnostic::error(message)
-                    .help("pass --tier tier-2-desktop, --tier 2 or --tier desktop")
-            })?;
+            let tier = crate::names::tier(tier)?;
             let file = read(cli)?;
-            let text = profiles::create(&file.source, name, scenario, tier)?;
-            commit(
-                &file,
-                name,
-                text,
-                "Created",
-                vec![
-                    format!("scenario {scenario}"),
-                    format!("tier {}", tier.id()),
-                ],
-                shell,
-            )
+            crate::names::scenario(
+                &crate::names::layout(&file.config, &file.root),
+                Some(&file.config),
+                scenario,
+            )?;
+            let edits = profiles::parse_swap_edits(swaps)?;
+            check_platforms(&file.root, platforms)?;
+            let mut text = profiles::create(&file.source, name, scenario, tier)?;
+            if !edits.is_empty() {
+                text = profiles::set_swaps(&text, name, &edits)?;
+            }
+            if !platforms.is_empty() {
+                text = profiles::add_platforms(&text, name, platforms)?;
+            }
+            let mut changes = vec![
+                format!("scenario {scenario}"),
+                format!("tier {}", tier.id()),
+            ];
+            changes.extend(edits.iter().map(SwapEdit::to_string));
+            changes.extend(platforms.iter().map(|p| format!("platform {p}")));
+            commit(&file, name, text, "Created", changes, shell)
         }
         ProfileCommand::Set {
             name,
@@ -123,7 +148,7 @@ pub(super) fn run(cli: &Cli, command: &ProfileCommand, shell: &Shell) -> Result<
             }
             let edits = profiles::parse_swap_edits(swaps)?;
             let file = read(cli)?;
-            profiles::find(&file.config, name)?;
+            crate::names::profile(&file.config, &file.root, name)?;
             check_platforms(&file.root, platforms)?;
             let mut text = file.source.clone();
             if !edits.is_empty() {
@@ -154,12 +179,8 @@ fn check_platforms(root: &Utf8Path, platforms: &[String]) -> Result<(), Diagnost
                 "unknown platform `{wanted}`: platforms/{wanted}.toml does not exist"
             ))
             .help(format!(
-                "known platforms: {}; add one by adding a file to platforms/",
-                if known.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    known.join(", ")
-                }
+                "{}; a new platform is a file in platforms/",
+                crate::names::help(wanted, "known platforms", known.iter().map(String::as_str))
             )));
         }
     }
@@ -185,6 +206,7 @@ fn commit(
         .profile(name)
         .ok_or_else(|| Diagnostic::internal(format!("profile `{name}` vanished while editing")))?;
     profiles::check(&catalog(file), profile)?;
+    would_pass_check(file, &config, name, verb == "Created")?;
     let changed = text != file.source;
     if changed {
         write_keeping_mode(&file.path, &text)?;
@@ -208,6 +230,41 @@ fn commit(
         );
     }
     Ok(0)
+}
+
+/// The validation `cargo xtask check` runs (the plan, then the profile's assembly: fitness
+/// threshold, secrets, manifest), on the edited configuration, before anything is written: an
+/// edit never leaves a bundle.toml that `check` rejects because of this profile.
+fn would_pass_check(
+    file: &File,
+    config: &BundleConfig,
+    name: &str,
+    creating: bool,
+) -> Result<(), Diagnostic> {
+    let explain = |mut diagnostic: Diagnostic| {
+        diagnostic.message = format!(
+            "profile `{name}` would not pass `cargo xtask check` (nothing was written): {}",
+            diagnostic.message
+        );
+        if creating {
+            // The profile does not exist yet: `profile set` cannot fix it, `create` can.
+            let help = diagnostic.help.take().unwrap_or_default();
+            diagnostic.help = Some(format!(
+                "{help}\n`profile create {name} --scenario … --tier … --swap FROM=TO` creates it with its swaps"
+            ));
+        }
+        diagnostic
+    };
+    let tools = crate::toolchain::Toolchains::new(
+        file.root.as_std_path(),
+        None,
+        engine::EngineConfig::new(file.root.as_std_path()).env,
+    );
+    let plan = crate::plan::plan(config, &file.root, &tools).map_err(explain)?;
+    plan.context
+        .assemble(&Catalog::new(plan.context.layout.clone()), name)
+        .map_err(explain)?;
+    Ok(())
 }
 
 /// Replaces `path` by a temporary file renamed over it, with the old file's permissions (a
@@ -445,7 +502,14 @@ fn show_text(
             report
                 .blockers
                 .iter()
-                .map(|b| format!("{} ({} points: {})", b.node, b.points, b.reason))
+                .map(|b| {
+                    format!(
+                        "{} ({}: {})",
+                        b.node,
+                        crate::units::points(b.points),
+                        b.reason
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
         ));
@@ -456,7 +520,14 @@ fn show_text(
             analysis
                 .swaps
                 .iter()
-                .map(|s| format!("--swap {}={} ({})", s.from, s.to, s.impact))
+                .map(|s| {
+                    format!(
+                        "--swap {}={} ({})",
+                        s.from,
+                        s.to,
+                        crate::units::impact(s.impact_points)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
         ));

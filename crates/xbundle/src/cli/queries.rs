@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use camino::Utf8Path;
+use clap::ValueEnum as _;
 use serde_json::json;
 
 use super::{AnalysisArgs, Cli, find_root};
@@ -11,11 +12,16 @@ use crate::analysis::tier::Tier;
 use crate::analysis::{self, Analysis, Catalog, Layout, Request};
 use crate::config::{self, BundleConfig};
 use crate::diagnostic::Diagnostic;
-use crate::shell::Shell;
+use crate::shell::{GREEN, Shell};
 
 /// The layout for analysis commands: from bundle.toml when there is one (found as for other
 /// commands), else `scenarios/` and `resources/` under `--root` or the current directory.
 pub(super) fn analysis_layout(cli: &Cli) -> Result<Layout, Diagnostic> {
+    Ok(analysis_setting(cli)?.0)
+}
+
+/// [`analysis_layout`] and bundle.toml when there is one (for the profiles' names).
+pub(super) fn analysis_setting(cli: &Cli) -> Result<(Layout, Option<BundleConfig>), Diagnostic> {
     let root = match &cli.root {
         Some(root) => find_root(Some(root))?,
         None => match find_root(None) {
@@ -24,16 +30,20 @@ pub(super) fn analysis_layout(cli: &Cli) -> Result<Layout, Diagnostic> {
         },
     };
     let path = root.join(config::FILE_NAME);
-    let workspace = if path.is_file() {
-        BundleConfig::load(&path, Utf8Path::new(config::FILE_NAME))?.workspace
+    let config = if path.is_file() {
+        Some(BundleConfig::load(&path, Utf8Path::new(config::FILE_NAME))?)
     } else {
-        config::Workspace::default()
+        None
     };
-    Ok(Layout {
+    let workspace = config
+        .as_ref()
+        .map_or_else(config::Workspace::default, |c| c.workspace.clone());
+    let layout = Layout {
         root,
         scenarios: workspace.scenarios,
         resources: workspace.resources,
-    })
+    };
+    Ok((layout, config))
 }
 
 pub(super) fn analysis_request(
@@ -42,17 +52,10 @@ pub(super) fn analysis_request(
     tier: &Option<String>,
     swaps: &[String],
 ) -> Result<(Catalog, Request), Diagnostic> {
-    let tier = tier
-        .as_deref()
-        .map(|text| {
-            text.parse::<Tier>().map_err(|err| {
-                Diagnostic::error(err)
-                    .help("pass --tier tier-2-desktop, --tier 2 or --tier desktop")
-            })
-        })
-        .transpose()?;
-    let layout = analysis_layout(cli)?;
+    let tier = tier.as_deref().map(crate::names::tier).transpose()?;
+    let (layout, config) = analysis_setting(cli)?;
     scenario_argument(&layout, scenario)?;
+    crate::names::scenario(&layout, config.as_ref(), scenario)?;
     let request = Request {
         scenario: scenario.to_string(),
         swaps: analysis::parse_swaps(swaps)?,
@@ -94,21 +97,15 @@ fn run_analysis(
     Ok((analysis::analyze(&catalog, &request)?, request.tier))
 }
 
-/// Prints `value`: a JSON event, pretty JSON (`--json`), or the human text.
+/// Prints `value`: a JSON event (`--message-format json`), or the human text.
 pub(super) fn emit(
     shell: &Shell,
     event: &str,
     value: serde_json::Value,
-    pretty: bool,
     human: impl FnOnce() -> String,
 ) {
     if shell.is_json() {
         shell.json(&json!({"event": event, event: value}));
-    } else if pretty {
-        shell.print(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&value).expect("values serialize")
-        ));
     } else {
         shell.print(&human());
     }
@@ -118,12 +115,12 @@ pub(super) fn analyze(
     cli: &Cli,
     scenario: &str,
     args: &AnalysisArgs,
-    json: bool,
     shell: &Shell,
 ) -> Result<u8, Diagnostic> {
     let (result, tier) = run_analysis(cli, scenario, &args.tier, &args.swaps)?;
     let value = serde_json::to_value(&result).expect("analyses serialize");
-    emit(shell, "analysis", value, json, || {
+    emit(shell, "analysis", value, || {
+        shell.outcome("Analyzed", GREEN, &render::header(&result));
         render::summary(&result, tier)
     });
     Ok(0)
@@ -132,21 +129,34 @@ pub(super) fn analyze(
 pub(super) fn dag(
     cli: &Cli,
     scenario: &str,
-    format: DagFormat,
+    format: Option<DagFormat>,
     swaps: &[String],
     shell: &Shell,
 ) -> Result<u8, Diagnostic> {
     let (result, _) = run_analysis(cli, scenario, &None, swaps)?;
+    let text = |format: DagFormat| -> Result<String, Diagnostic> {
+        Ok(match format {
+            DagFormat::Json => render::json(&result.dag),
+            DagFormat::Dot => render::dot(&result.dag),
+            DagFormat::Mermaid => render::mermaid(&result.dag),
+            DagFormat::Svg => render::svg(&result.dag)?,
+        })
+    };
     if shell.is_json() {
-        shell.json(&json!({"event": "dag", "scenario": result.scenario, "dag": result.dag}));
+        // An explicit --format is kept: the event carries its text, as `graph`'s does.
+        let mut event = json!({"event": "dag", "scenario": result.scenario});
+        match format {
+            None | Some(DagFormat::Json) => event["dag"] = json!(result.dag),
+            Some(format) => {
+                event["format"] =
+                    json!(format.to_possible_value().map(|v| v.get_name().to_string()));
+                event["text"] = json!(text(format)?);
+            }
+        }
+        shell.json(&event);
         return Ok(0);
     }
-    shell.print(&match format {
-        DagFormat::Json => render::json(&result.dag),
-        DagFormat::Dot => render::dot(&result.dag),
-        DagFormat::Mermaid => render::mermaid(&result.dag),
-        DagFormat::Svg => render::svg(&result.dag)?,
-    });
+    shell.print(&text(format.unwrap_or(DagFormat::Json))?);
     Ok(0)
 }
 
@@ -154,7 +164,6 @@ pub(super) fn fitness(
     cli: &Cli,
     scenario: &str,
     args: &AnalysisArgs,
-    json: bool,
     shell: &Shell,
 ) -> Result<u8, Diagnostic> {
     let (result, tier) = run_analysis(cli, scenario, &args.tier, &args.swaps)?;
@@ -164,12 +173,9 @@ pub(super) fn fitness(
         .filter(|(t, _)| tier.is_none_or(|only| only == **t))
         .collect();
     let value = json!({"scenario": result.scenario, "fitness": fitness, "tiers": result.tiers});
-    emit(shell, "fitness", value, json, || {
-        format!(
-            "{}\n{}",
-            result.scenario,
-            render::fitness_table(&result, tier)
-        )
+    emit(shell, "fitness", value, || {
+        shell.outcome("Fitness", GREEN, &render::header(&result));
+        render::fitness_table(&result, tier)
     });
     Ok(0)
 }

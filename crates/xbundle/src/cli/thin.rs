@@ -8,7 +8,7 @@
 use clap::Args;
 use serde_json::json;
 
-use super::{Cli, RunArgs, load_with, names_or_none};
+use super::{Cli, RunArgs, load_with};
 use crate::config::ThinDecl;
 use crate::diagnostic::Diagnostic;
 use crate::electron::thin;
@@ -22,19 +22,12 @@ pub struct ThinArgs {
     #[arg(long, value_name = "URL")]
     url: Option<String>,
     #[command(flatten)]
-    run: RunArgs,
+    pub(super) run: RunArgs,
 }
 
 pub(super) fn thin_client(cli: &Cli, args: &ThinArgs, shell: &Shell) -> Result<u8, Diagnostic> {
     let mut workspace = load_with(cli, args.run.force, args.run.fail_fast, args.run.offline)?;
-    let Some(profile) = workspace.config.profile(&args.profile).cloned() else {
-        return Err(
-            Diagnostic::error(format!("unknown profile `{}`", args.profile)).help(format!(
-                "profiles in bundle.toml: {}",
-                names_or_none(workspace.config.profiles.iter().map(|p| &p.name))
-            )),
-        );
-    };
+    let profile = crate::names::profile(&workspace.config, &workspace.root, &args.profile)?.clone();
     let configured = profile
         .decl
         .thin
