@@ -361,3 +361,94 @@ outputs = ["w.out"]
         );
     }
 }
+
+/// Runs the binary (human output, stderr to a file) and returns its exit code, its stderr file
+/// and its peak resident memory in KiB (`wait4`).
+fn run_measured(repo: &Repo, args: &[&str]) -> (i32, std::path::PathBuf, i64) {
+    let stderr_path = repo.join("stderr.log");
+    let mut command = repo.command();
+    command
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
+    // Reaped below by `wait4`, which also reports the child's resource usage.
+    #[allow(clippy::zombie_processes)]
+    let child = command.spawn().expect("spawn xtask");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, with valid pointers to locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4");
+    assert!(libc::WIFEXITED(status), "exited");
+    (libc::WEXITSTATUS(status), stderr_path, usage.ru_maxrss)
+}
+
+/// The bytes of task `id`'s lines in a stderr file, without their prefixes and newlines, and
+/// the other lines.
+fn task_bytes(path: &std::path::Path, id: &str) -> (u64, Vec<String>) {
+    let prefix = format!("{id}: ");
+    let mut bytes = 0;
+    let mut other = Vec::new();
+    for line in BufReader::new(std::fs::File::open(path).unwrap()).lines() {
+        let line = line.unwrap();
+        match line.strip_prefix(&prefix) {
+            Some(text) => bytes += text.len() as u64,
+            None => other.push(line),
+        }
+    }
+    (bytes, other)
+}
+
+#[test]
+fn a_flood_without_newlines_is_printed_whole_in_bounded_memory() {
+    // 80 MiB on one line, grouped: held whole, this would take over 160 MiB (the shell's
+    // copy and the cache's); it is printed in bounded pieces (groups marked "continued") and
+    // the cache keeps a bounded part.
+    const SIZE: u64 = 80 << 20;
+    let repo = Repo::new(
+        &format!(
+            "[tasks.flood]\nrun = \"head -c {SIZE} /dev/zero | tr '\\\\0' x; echo x > flood.out\"\noutputs = [\"flood.out\"]\n"
+        ),
+        &[],
+    );
+    let (code, stderr, peak_kib) = run_measured(&repo, &["task", "--log-order", "grouped"]);
+    let (bytes, other) = task_bytes(&stderr, "task:flood");
+    assert_eq!(code, 0, "{other:#?}");
+    assert_eq!(bytes, SIZE, "every byte is printed once");
+    assert!(
+        other
+            .iter()
+            .any(|line| line == "      Output task:flood (continued)"),
+        "{other:#?}"
+    );
+    assert!(
+        peak_kib < 64 << 10,
+        "printing 80 MiB of output peaked at {peak_kib} KiB of memory"
+    );
+}
+
+#[test]
+fn errors_only_keeps_the_end_of_a_flood_from_a_failing_task() {
+    const SIZE: u64 = 8 << 20;
+    let repo = Repo::new(
+        &format!(
+            "[tasks.flood]\nrun = \"head -c {SIZE} /dev/zero | tr '\\\\0' '\\\\n'; echo the-error; exit 1\"\noutputs = [\"flood.out\"]\n"
+        ),
+        &[],
+    );
+    let (code, stderr, peak_kib) = run_measured(&repo, &["task", "--output-logs", "errors-only"]);
+    assert_eq!(code, 1);
+    let text = std::fs::read_to_string(&stderr).unwrap();
+    assert!(text.contains("task:flood: the-error\n"), "the end is kept");
+    assert!(
+        text.contains("earlier line(s) not kept in memory]"),
+        "what was left out is said"
+    );
+    assert!(text.contains("error: task:flood failed"));
+    assert!(
+        peak_kib < 64 << 10,
+        "holding 8 Mi lines peaked at {peak_kib} KiB of memory"
+    );
+}

@@ -116,7 +116,7 @@ struct Pending {
     partial: [Vec<u8>; 2],
     /// Whole lines held until the task ends (grouped, errors-only).
     lines: Vec<Vec<u8>>,
-    /// Bytes in `lines`.
+    /// What `lines` cost ([`held_size`]).
     held: usize,
     /// Lines `errors-only` left out to stay within [`MAX_HELD`].
     left_out: usize,
@@ -274,7 +274,7 @@ impl Shell {
             self.print_lines(id, &lines);
             return;
         }
-        pending.held += lines.iter().map(Vec::len).sum::<usize>();
+        pending.held += lines.iter().map(|line| held_size(line)).sum::<usize>();
         pending.lines.extend(lines);
         if pending.held <= MAX_HELD {
             return;
@@ -288,7 +288,7 @@ impl Shell {
                 if pending.held <= MAX_HELD / 2 {
                     break;
                 }
-                pending.held -= line.len();
+                pending.held -= held_size(line);
                 dropped += 1;
             }
             pending.lines.drain(..dropped);
@@ -589,6 +589,11 @@ impl Shell {
             TaskStatus::Stopped => self.status("Stopped", YELLOW, &format!("{id} (interrupted)")),
         }
     }
+}
+
+/// What a held line costs, its allocation included (many short lines are not free).
+fn held_size(line: &[u8]) -> usize {
+    line.len() + 64
 }
 
 fn stream_index(stream: Stream) -> usize {
