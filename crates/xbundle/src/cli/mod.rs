@@ -165,13 +165,10 @@ struct RunArgs {
     /// XBUNDLE_OFFLINE=1)
     #[arg(long)]
     offline: bool,
-    /// Whose output to print (on stderr, each line prefixed with its task's id): full (tasks
-    /// that ran, and replayed output of tasks restored from the cache), new-only (tasks that
-    /// ran), errors-only (failed tasks), none
+    /// Whose task output to print (on stderr, each line prefixed with its task's id)
     #[arg(long, value_enum, value_name = "WHICH", default_value_t = OutputLogs::Full)]
     output_logs: OutputLogs,
-    /// Task output order: stream (each line as it comes), grouped (each task's lines together
-    /// when it ends), auto (stream on a terminal outside CI, grouped otherwise)
+    /// Order of task output: as it comes, or grouped per task
     #[arg(long, value_enum, value_name = "ORDER", default_value_t = LogOrder::Auto)]
     log_order: LogOrder,
 }
