@@ -253,6 +253,93 @@ mod tests {
         assert_eq!(cmd.display(), "GOOS=linux go build -o 'a b'");
     }
 
+    /// What a task's commands reported, and a context to run them in.
+    #[derive(Default)]
+    struct Printed(std::sync::Mutex<Vec<(engine::Stream, String)>>);
+
+    impl engine::OutputSink for Printed {
+        fn output(&self, stream: engine::Stream, bytes: &[u8]) {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            self.0.lock().unwrap().push((stream, text));
+        }
+    }
+
+    struct NoBlobs;
+
+    impl engine::BlobStore for NoBlobs {
+        fn open(
+            &self,
+            _: &engine::Digest,
+        ) -> std::io::Result<Option<Box<dyn std::io::Read + Send>>> {
+            Ok(None)
+        }
+        fn put(&self, _: &Path, _: &engine::Digest) -> std::io::Result<()> {
+            Err(std::io::Error::other("no store here"))
+        }
+    }
+
+    fn in_task<T>(run: impl FnOnce(&ActionContext<'_>) -> T) -> (T, Vec<(engine::Stream, String)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = engine::confine::Dir::open_root(dir.path()).unwrap();
+        let env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+        let printed = Printed::default();
+        let id = engine::TaskId::new("task:t");
+        let cancel = engine::Cancel::new();
+        let context = ActionContext {
+            id: &id,
+            root: dir.path(),
+            tree: &tree,
+            cwd: dir.path(),
+            env: &env,
+            cancel: &cancel,
+            blobs: &NoBlobs,
+            output: &printed,
+        };
+        let result = run(&context);
+        (result, printed.0.into_inner().unwrap())
+    }
+
+    #[test]
+    fn a_tasks_command_reports_its_output_to_the_task_and_data_stays_data() {
+        use engine::Stream::{Stderr, Stdout};
+        let (result, mut printed) = in_task(|context| {
+            Cmd::new("sh")
+                .args(["-c", "echo out; echo err >&2"])
+                .run_in(context)
+        });
+        result.unwrap();
+        printed.sort_by_key(|(stream, _)| *stream == Stderr);
+        assert_eq!(
+            printed,
+            [(Stdout, "out\n".to_string()), (Stderr, "err\n".to_string())]
+        );
+
+        let (data, printed) = in_task(|context| {
+            Cmd::new("sh")
+                .args(["-c", "echo '{\"json\": 1}'; echo note >&2"])
+                .read_in(context)
+        });
+        assert_eq!(data.unwrap(), b"{\"json\": 1}\n");
+        assert_eq!(printed, [(Stderr, "note\n".to_string())]);
+
+        // A failure names the command; what it printed before was reported, once.
+        let (result, printed) = in_task(|context| {
+            Cmd::new("sh")
+                .args(["-c", "echo partial; exit 4"])
+                .run_in(context)
+        });
+        let failure = result.unwrap_err();
+        assert!(
+            failure
+                .message
+                .contains("`sh -c 'echo partial; exit 4'` exited with"),
+            "{}",
+            failure.message
+        );
+        assert!(failure.stdout.is_empty() && failure.stderr.is_empty());
+        assert_eq!(printed, [(Stdout, "partial\n".to_string())]);
+    }
+
     #[test]
     fn a_failing_probe_names_the_command_and_status() {
         let err = Cmd::new("sh")
