@@ -340,27 +340,38 @@ outputs = ["out/x.txt"]
     let first = repo.json(&["task"]);
     first.assert_code(0);
     assert_eq!(first.status("task:hello"), "ran");
+    // The two streams are read concurrently: their relative order is the arrival order.
+    let mut events = output_events(&first);
+    events.sort();
     assert_eq!(
-        output_events(&first),
+        events,
         [
-            (
-                "stdout".to_string(),
-                false,
-                "hello from the task\n".to_string()
-            ),
             (
                 "stderr".to_string(),
                 false,
                 "a note on stderr\n".to_string()
             ),
+            (
+                "stdout".to_string(),
+                false,
+                "hello from the task\n".to_string()
+            ),
         ]
     );
 
+    // Up to date (nothing restored): a true no-op prints nothing, as cargo and ninja.
     let second = repo.json(&["task"]);
     second.assert_code(0);
     assert_eq!(second.status("task:hello"), "cached");
+    assert_eq!(output_events(&second), [], "{second}");
+
+    // A restore replays it, marked as replayed.
+    repo.remove("out/x.txt");
+    let third = repo.json(&["task"]);
+    third.assert_code(0);
+    assert_eq!(third.status("task:hello"), "cached");
     assert_eq!(
-        output_events(&second),
+        output_events(&third),
         [
             (
                 "stdout".to_string(),
@@ -371,12 +382,18 @@ outputs = ["out/x.txt"]
         ]
     );
 
-    // A restore replays it too, and so does human output.
+    // And so does human output: on stderr, each line prefixed with the task's id, under a
+    // "Replaying" line.
     repo.remove("out/x.txt");
     let human = repo.human(&["task"]);
     human.assert_code(0);
-    assert_eq!(human.stdout, "hello from the task\n", "{human}");
-    assert!(human.stderr.contains("a note on stderr\n"), "{human}");
+    assert_eq!(human.stdout, "", "{human}");
+    assert!(
+        human
+            .stderr
+            .contains("Replaying task:hello (cached output)\ntask:hello: hello from the task\ntask:hello: a note on stderr\n"),
+        "{human}"
+    );
     assert!(
         human
             .stderr

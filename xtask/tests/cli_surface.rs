@@ -503,6 +503,12 @@ fn help_says_cargo_xtask_describes_positionals_and_has_an_example() {
             runs_tasks.contains(&words[0]) && path.len() == 1,
             "{words:?}: -j belongs to the commands that run tasks only"
         );
+        // `watch` builds on every change: a plan-only option would be one it refuses.
+        assert_eq!(
+            text.contains("--dry-run"),
+            has_jobs && words[0] != "watch",
+            "{words:?}: --dry-run belongs to the commands that run tasks once"
+        );
     }
 }
 

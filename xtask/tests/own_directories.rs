@@ -326,6 +326,8 @@ fn a_huge_captured_output_is_replayed_in_bounded_memory() {
     let body = body.to_string();
     let checksum = common::sha256_hex(format!("{key}\n{body}").as_bytes());
     fs::write(&entry, format!("xbundle-ac-v2 {key} {checksum}\n{body}")).unwrap();
+    // A restore replays the captured output (an up-to-date task prints nothing).
+    repo.remove("build/a.txt");
 
     let (code, stderr, peak_kib) = run_measured(&repo, &["task"], &[]);
     assert_eq!(code, 0, "{stderr}");

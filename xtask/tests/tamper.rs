@@ -255,6 +255,8 @@ fn corrupt_log_blob_is_a_warning_on_replay() {
     let repo = built("hello\n");
     let blob = repo.blob_with(b"generated\n");
     flip_bytes(&blob);
+    // A restore replays the captured output (an up-to-date task prints nothing).
+    repo.remove("out/side.txt");
     let run = repo.json(&["task"]);
     run.assert_code(0);
     assert_eq!(run.status("task:gen"), "cached");
@@ -262,7 +264,11 @@ fn corrupt_log_blob_is_a_warning_on_replay() {
         run.events("task-output").is_empty(),
         "nothing wrong is replayed\n{run}"
     );
-    let warnings = run.warnings();
+    let warnings: Vec<_> = run
+        .warnings()
+        .into_iter()
+        .filter(|warning| !warning.contains("was deleted since the last run"))
+        .collect();
     assert_eq!(warnings.len(), 1, "{run}");
     assert!(
         warnings[0].starts_with("task:gen: captured output could not be replayed: cache entry ")

@@ -79,7 +79,10 @@ pub enum Event<'a> {
         id: &'a TaskId,
         reasons: &'a [DirtyReason],
     },
-    /// What a task printed: live after it ran, or replayed from the cache.
+    /// What a task printed: live, as it prints it (whole lines, except the last line of a
+    /// stream that ends without a newline and pieces of an overlong line: see
+    /// [`crate::output`]), or replayed from the cache when its result was restored (pieces cut
+    /// after a newline where one is near). Each byte is reported once.
     Output {
         id: &'a TaskId,
         stream: Stream,

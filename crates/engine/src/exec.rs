@@ -6,8 +6,10 @@
 //! 2. unless `--force`, look the key up in the action cache; an entry with discovered inputs is
 //!    a hit only if they still hold ([`crate::discovered::check`], reasons otherwise); on a hit
 //!    make the tree match the stored output manifest (verifying every restored blob) and replay
-//!    the captured logs;
-//! 3. otherwise delete whatever the output globs match, run the action, require every output
+//!    the captured logs, unless nothing was restored and the key is the one last recorded (a
+//!    true no-op prints nothing);
+//! 3. otherwise delete whatever the output globs match, run the action (what it prints is
+//!    reported live, line by line, see [`crate::output`], and kept for the cache), require every output
 //!    glob to match, store outputs and logs in the CAS, record what the action discovered it
 //!    read ([`crate::discovered::record`]), then (last) the action result;
 //! 4. record the key components in the ledger.
@@ -46,6 +48,7 @@ use crate::graph::TaskGraph;
 use crate::guard::{DeclaredOutputs, Guard, check_entry};
 use crate::key::{DirtyReason, KeyComponents};
 use crate::ledger::{Ledger, LedgerEntry};
+use crate::output::{OutputSink, TaskOutput};
 use crate::statcache::{FileStat, StatCache};
 use crate::store::{ActionResult, OutputFile, Store, StoreError, StoredStream};
 use crate::task::{ActionContext, Discovered, TaskId, TaskSpec};
@@ -921,7 +924,11 @@ impl Engine {
                                 );
                                 reasons
                             };
-                            self.replay(id, &result, reporter);
+                            // A true no-op (the outputs already in place, the same key as
+                            // last time) prints nothing, as cargo and ninja; a restore replays.
+                            if !up_to_date || restored > 0 {
+                                self.replay(id, &result, reporter);
+                            }
                             let report = TaskReport {
                                 id: id.clone(),
                                 status: TaskStatus::Cached,
@@ -1141,6 +1148,8 @@ impl Engine {
                     .map_err(|err| format!("removing old output: {err}"))?;
             }
         }
+        // What the action prints is reported as it comes, and kept for the cache.
+        let printed = TaskOutput::new(&spec.id, reporter);
         let context = ActionContext {
             id: &spec.id,
             root: &self.config.root,
@@ -1149,30 +1158,27 @@ impl Engine {
             env: &self.config.env,
             cancel: &self.cancel,
             blobs: &self.store,
+            output: &printed,
         };
         // The file system's clock as the action starts: a discovered input at least this new
         // may have changed while it ran (see [`crate::discovered`]).
         let clock = self.clock_now(stats);
-        let emit = |stream, bytes: &[u8]| {
-            if !bytes.is_empty() {
-                reporter.report(Event::Output {
-                    id: &spec.id,
-                    stream,
-                    bytes,
-                    replayed: false,
-                });
-            }
+        // What the action printed without reporting it live goes out when it ends.
+        let finish = |stdout: &[u8], stderr: &[u8]| {
+            printed.output(Stream::Stdout, stdout);
+            printed.output(Stream::Stderr, stderr);
         };
-        let printed = match spec.action.run(&context) {
-            Ok(printed) => printed,
+        let discovered = match spec.action.run(&context) {
+            Ok(done) => {
+                finish(&done.stdout, &done.stderr);
+                done.discovered
+            }
             Err(failure) => {
-                emit(Stream::Stdout, &failure.stdout);
-                emit(Stream::Stderr, &failure.stderr);
+                finish(&failure.stdout, &failure.stderr);
                 return Err(failure.message);
             }
         };
-        emit(Stream::Stdout, &printed.stdout);
-        emit(Stream::Stderr, &printed.stderr);
+        let (stdout, stderr) = printed.into_kept();
 
         let (produced, missing) = expand(&workspace.tree(), &cwd, outputs, None, Purpose::Read)
             .map_err(|err| format!("collecting outputs: {err}"))?;
@@ -1239,14 +1245,14 @@ impl Engine {
             ActionResult {
                 task: spec.id.to_string(),
                 outputs: files,
-                stdout: store_stream(&printed.stdout)?,
-                stderr: store_stream(&printed.stderr)?,
+                stdout: store_stream(&stdout)?,
+                stderr: store_stream(&stderr)?,
                 duration_ms: started.elapsed().as_millis() as u64,
                 tools: spec.tools.clone(),
                 // Filled in by the caller (see `execute`).
                 discovered: None,
             },
-            printed.discovered,
+            discovered,
             clock,
         ))
     }

@@ -43,6 +43,7 @@ pub mod graph;
 pub mod guard;
 pub mod key;
 pub mod ledger;
+pub mod output;
 pub mod overlap;
 pub mod statcache;
 pub mod store;
@@ -54,6 +55,7 @@ pub use events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
 pub use exec::{Engine, EngineConfig, Expected, Probe};
 pub use graph::{GraphError, GraphFormat, TaskGraph};
 pub use key::{DirtyReason, KeyComponents};
+pub use output::{Forward, OutputSink};
 pub use task::{
     Action, ActionContext, ActionFailure, ActionOutput, BlobStore, CommandAction, Discovered,
     TaskId, TaskSpec,

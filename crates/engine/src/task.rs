@@ -103,11 +103,25 @@ pub struct ActionContext<'a> {
     pub cancel: &'a Cancel,
     /// The run's content-addressed store (e.g. a download already in it is never fetched again).
     pub blobs: &'a dyn BlobStore,
+    /// Where the action reports what it prints, as it prints it (see [`crate::output`]): the
+    /// engine reports it live and keeps it for the cache's replay. Commands run through
+    /// [`crate::output::run_command`] report theirs here line by line.
+    pub output: &'a dyn crate::output::OutputSink,
 }
 
-/// What a successful action printed, and what it found out it read.
+impl ActionContext<'_> {
+    /// Reports `bytes` the task printed on `stream` now (see [`ActionContext::output`]).
+    pub fn print(&self, stream: crate::events::Stream, bytes: &[u8]) {
+        self.output.output(stream, bytes);
+    }
+}
+
+/// What a successful action found out it read, and what it printed that it did not report
+/// live through [`ActionContext::output`] (reported when it ends).
 #[derive(Debug, Default, Clone)]
 pub struct ActionOutput {
+    /// Printed by the action itself and not reported live; reported when it ends. What went to
+    /// [`ActionContext::output`] must not be repeated here.
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     /// What the action found out it read, beyond its declared inputs.
@@ -147,10 +161,13 @@ pub trait BlobStore: Send + Sync {
     fn put(&self, path: &std::path::Path, digest: &Digest) -> std::io::Result<()>;
 }
 
-/// A failed action: a one-line message and whatever it printed.
+/// A failed action: a one-line message and whatever it printed that it did not report live
+/// through [`ActionContext::output`] (e.g. a whole diagnostic; reported when it ends).
 #[derive(Debug, Default, Clone)]
 pub struct ActionFailure {
     pub message: String,
+    /// Not reported live; reported when the action ends. What went to
+    /// [`ActionContext::output`] must not be repeated here.
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
@@ -171,9 +188,9 @@ pub trait Action: Send + Sync {
     }
 }
 
-/// Runs a command (`argv`) in the task's cwd with the engine's environment, capturing output.
-/// The command runs in a process group of its own, stopped as a whole when the run is cancelled
-/// (see [`crate::cancel`]).
+/// Runs a command (`argv`) in the task's cwd with the engine's environment, its output
+/// reported live line by line ([`crate::output::run_command`]). The command runs in a process
+/// group of its own, stopped as a whole when the run is cancelled (see [`crate::cancel`]).
 ///
 /// With a `depfile` (a path relative to the cwd, which the command writes: gcc's `-MD`, rustc's
 /// dep-info, ninja's format), the dependencies it lists are reported as discovered files after a
@@ -197,46 +214,37 @@ impl Action for CommandAction {
             .args(args)
             .current_dir(context.cwd)
             .env_clear()
-            .envs(context.env)
-            .stdin(std::process::Stdio::null());
-        command
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+            .envs(context.env);
         die_with_parent(&mut command);
-        let output = context
-            .cancel
-            .run(&mut command, std::process::Child::wait_with_output)
-            .map_err(|err| ActionFailure {
-                message: if err.kind() == std::io::ErrorKind::Interrupted {
-                    "not started: the run was interrupted".to_string()
-                } else {
-                    format!("could not start `{program}`: {err}")
-                },
+        let finished =
+            crate::output::run_command(context, &mut command, crate::output::Forward::Both)
+                .map_err(|err| ActionFailure {
+                    message: if err.kind() == std::io::ErrorKind::Interrupted {
+                        "not started: the run was interrupted".to_string()
+                    } else {
+                        format!("could not start `{program}`: {err}")
+                    },
+                    ..ActionFailure::default()
+                })?;
+        if !finished.status.success() {
+            return Err(ActionFailure {
+                message: format!("command exited with {}", finished.status),
                 ..ActionFailure::default()
-            })?;
-        if output.status.success() {
-            let discovered = match &self.depfile {
-                None => Discovered::default(),
-                Some(depfile) => {
-                    crate::depfile::discover(context, depfile).map_err(|message| ActionFailure {
-                        message,
-                        stdout: output.stdout.clone(),
-                        stderr: output.stderr.clone(),
-                    })?
-                }
-            };
-            Ok(ActionOutput {
-                stdout: output.stdout,
-                stderr: output.stderr,
-                discovered,
-            })
-        } else {
-            Err(ActionFailure {
-                message: format!("command exited with {}", output.status),
-                stdout: output.stdout,
-                stderr: output.stderr,
-            })
+            });
         }
+        let discovered = match &self.depfile {
+            None => Discovered::default(),
+            Some(depfile) => {
+                crate::depfile::discover(context, depfile).map_err(|message| ActionFailure {
+                    message,
+                    ..ActionFailure::default()
+                })?
+            }
+        };
+        Ok(ActionOutput {
+            discovered,
+            ..ActionOutput::default()
+        })
     }
 }
 

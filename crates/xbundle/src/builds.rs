@@ -32,7 +32,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use engine::{Action, ActionContext, ActionFailure, ActionOutput, Discovered, TaskId, TaskSpec};
 
 use crate::platform::Platform;
-use crate::tool::{Captured, Cmd, failure};
+use crate::tool::{Cmd, failure};
 use crate::toolchain::{Missing, Toolchains};
 
 /// Bump when what a build task produces changes for the same inputs.
@@ -347,15 +347,12 @@ fn go_discovered(root: &Path, listing: &[u8]) -> Result<Discovered, String> {
 
 impl Action for GoBuild {
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
-        let mut log = Captured::default();
-        let mut list = Captured::default();
-        self.cmd()
+        let list = self
+            .cmd()
             .args(["list", "-deps", "-json", self.package.as_str()])
-            .run_in(context, &mut list)?;
-        log.stderr.extend_from_slice(&list.stderr);
-        let discovered = go_discovered(context.root, &list.stdout)
-            .map_err(|message| failure(message, &mut log))?;
-        let scratch = scratch_dir().map_err(|message| failure(message, &mut log))?;
+            .read_in(context)?;
+        let discovered = go_discovered(context.root, &list).map_err(failure)?;
+        let scratch = scratch_dir().map_err(failure)?;
         let built = scratch.path().join("out");
         self.cmd()
             .arg("build")
@@ -363,12 +360,11 @@ impl Action for GoBuild {
             .arg("-o")
             .arg(&built)
             .arg(&self.package)
-            .run_in(context, &mut log)?;
-        place(context.tree, &built, &self.output, 0o755).map_err(|m| failure(m, &mut log))?;
+            .run_in(context)?;
+        place(context.tree, &built, &self.output, 0o755).map_err(failure)?;
         Ok(ActionOutput {
-            stdout: log.stdout,
-            stderr: log.stderr,
             discovered,
+            ..ActionOutput::default()
         })
     }
 }
@@ -499,10 +495,8 @@ impl CargoBuild {
     fn metadata(
         &self,
         context: &ActionContext<'_>,
-        log: &mut Captured,
     ) -> Result<cargo_metadata::Metadata, ActionFailure> {
-        let mut captured = Captured::default();
-        Cmd::new(&self.cargo)
+        let captured = Cmd::new(&self.cargo)
             .args([
                 "metadata",
                 "--format-version",
@@ -512,21 +506,13 @@ impl CargoBuild {
             ])
             .arg("--manifest-path")
             .arg(&self.manifest)
-            .run_in(context, &mut captured)?;
-        serde_json::from_slice(&captured.stdout).map_err(|err| {
-            failure(
-                format!("`cargo metadata` printed something else: {err}"),
-                log,
-            )
-        })
+            .read_in(context)?;
+        serde_json::from_slice(&captured)
+            .map_err(|err| failure(format!("`cargo metadata` printed something else: {err}")))
     }
 
     /// The binary target's name: the one given, or the package's only binary.
-    fn bin_name(
-        &self,
-        metadata: &cargo_metadata::Metadata,
-        log: &mut Captured,
-    ) -> Result<String, ActionFailure> {
+    fn bin_name(&self, metadata: &cargo_metadata::Metadata) -> Result<String, ActionFailure> {
         if let Some(bin) = &self.bin {
             return Ok(bin.clone());
         }
@@ -535,7 +521,7 @@ impl CargoBuild {
             .iter()
             .find(|p| p.manifest_path.as_std_path() == self.manifest)
             .or_else(|| metadata.packages.first())
-            .ok_or_else(|| failure("`cargo metadata` lists no package", log))?;
+            .ok_or_else(|| failure("`cargo metadata` lists no package"))?;
         let bins: Vec<&str> = package
             .targets
             .iter()
@@ -544,20 +530,17 @@ impl CargoBuild {
             .collect();
         match bins.as_slice() {
             [one] => Ok(one.to_string()),
-            [] => Err(failure(
-                format!("{} has no binary target", self.manifest.display()),
-                log,
-            )),
+            [] => Err(failure(format!(
+                "{} has no binary target",
+                self.manifest.display()
+            ))),
             many => match many.iter().find(|b| **b == package.name.as_str()) {
                 Some(bin) => Ok(bin.to_string()),
-                None => Err(failure(
-                    format!(
-                        "{} has several binaries ({}): name the package's binary after the package, or set bin in [profiles.*.builds]",
-                        self.manifest.display(),
-                        many.join(", ")
-                    ),
-                    log,
-                )),
+                None => Err(failure(format!(
+                    "{} has several binaries ({}): name the package's binary after the package, or set bin in [profiles.*.builds]",
+                    self.manifest.display(),
+                    many.join(", ")
+                ))),
             },
         }
     }
@@ -565,9 +548,8 @@ impl CargoBuild {
 
 impl Action for CargoBuild {
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
-        let mut log = Captured::default();
-        let metadata = self.metadata(context, &mut log)?;
-        let bin = self.bin_name(&metadata, &mut log)?;
+        let metadata = self.metadata(context)?;
+        let bin = self.bin_name(&metadata)?;
         let mut cmd = Cmd::new(&self.cargo)
             .args([
                 "build",
@@ -599,24 +581,18 @@ impl Action for CargoBuild {
             .clone()
             .unwrap_or_else(|| metadata.target_directory.clone().into_std_path_buf());
         if let Some(relative) = root_relative(context.root, &target_dir) {
-            no_link_below(context.tree, &relative, &self.triple)
-                .map_err(|m| failure(m, &mut log))?;
+            no_link_below(context.tree, &relative, &self.triple).map_err(failure)?;
         }
-        cmd.run_in(context, &mut log)?;
+        cmd.run_in(context)?;
         let exe = if self.triple.contains("windows") {
             format!("{bin}.exe")
         } else {
             bin.clone()
         };
         let release = target_dir.join(&self.triple).join("release");
-        place(context.tree, &release.join(&exe), &self.output, 0o755)
-            .map_err(|m| failure(m, &mut log))?;
-        let dep_info = std::fs::read(release.join(format!("{bin}.d"))).map_err(|err| {
-            failure(
-                format!("reading cargo's dep-info of {bin}: {err}"),
-                &mut log,
-            )
-        })?;
+        place(context.tree, &release.join(&exe), &self.output, 0o755).map_err(failure)?;
+        let dep_info = std::fs::read(release.join(format!("{bin}.d")))
+            .map_err(|err| failure(format!("reading cargo's dep-info of {bin}: {err}")))?;
         // The sources cargo's dep-info names, and the manifests of the workspace's members
         // (a member's dependencies or features change what is built).
         let mut files = dep_info_files(context.root, &dep_info);
@@ -630,9 +606,8 @@ impl Action for CargoBuild {
             listings: Vec::new(),
         };
         Ok(ActionOutput {
-            stdout: log.stdout,
-            stderr: log.stderr,
             discovered,
+            ..ActionOutput::default()
         })
     }
 }
@@ -827,11 +802,9 @@ const NPM_STAMP: &str = "node_modules/.xbundle-package-lock.sha256";
 
 impl Action for NpmBuild {
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
-        let mut log = Captured::default();
         let lock = std::fs::read(context.cwd.join("package-lock.json")).map_err(|err| {
             failure(
                 format!("reading package-lock.json: {err} (npm ci needs a lockfile: run `npm install` once and commit package-lock.json)"),
-                &mut log,
             )
         })?;
         let digest = engine::Digest::of_bytes(&lock).to_string();
@@ -846,20 +819,16 @@ impl Action for NpmBuild {
             Cmd::new(&self.npm)
                 .args(["ci", "--no-audit", "--no-fund", "--prefer-offline"])
                 .env_remove("SOURCE_DATE_EPOCH")
-                .run_in(context, &mut log)?;
+                .run_in(context)?;
             std::fs::create_dir_all(context.cwd.join("node_modules"))
                 .and_then(|()| std::fs::write(&stamp, format!("{digest}\n")))
-                .map_err(|err| failure(format!("writing {NPM_STAMP}: {err}"), &mut log))?;
+                .map_err(|err| failure(format!("writing {NPM_STAMP}: {err}")))?;
         }
         Cmd::new(&self.npm)
             .args(["run", "build"])
             .env_remove("SOURCE_DATE_EPOCH")
-            .run_in(context, &mut log)?;
-        Ok(ActionOutput {
-            stdout: log.stdout,
-            stderr: log.stderr,
-            discovered: Discovered::default(),
-        })
+            .run_in(context)?;
+        Ok(ActionOutput::default())
     }
 }
 

@@ -2,19 +2,32 @@
 //! lines for `--message-format json`. Nothing else in the crate prints: a task's long transfer
 //! (a download) shows its bar through [`Transfer`], drawn with the running shell's bars.
 //!
-//! Human output goes to stderr (status) and stdout (command results, task stdout); colors follow
-//! the terminal and `NO_COLOR` (through `anstream`). **Invariant:** status lines, warnings,
-//! errors and diagnostics show control characters written out ([`visible`]): a file name or a
-//! pattern from the repository never reaches the terminal as an escape sequence. What a task
-//! prints is its own output, passed through as it is. JSON output writes one object per line to
-//! stdout; the event schema is documented in `docs/json-events.md`.
+//! Human output goes to stderr (status lines and what tasks print) and stdout (command results:
+//! graph, explain, plans); colors follow the terminal and `NO_COLOR` (through `anstream`).
+//! **Invariant:** status lines, warnings, errors and diagnostics show control characters
+//! written out ([`visible`]): a file name or a pattern from the repository never reaches the
+//! terminal as an escape sequence. What a task prints is its own output, passed through as it
+//! is. JSON output writes one object per line to stdout; the event schema is documented in
+//! `docs/json-events.md`.
+//!
+//! What tasks print (the engine's `Event::Output`, see [`TaskLogs`]) goes to stderr, as cargo
+//! sends compilers' and build scripts' output there: stdout stays the command's result. Each
+//! line is prefixed with its task's id (`task:ui: line`, the prefix dimmed with colours), in
+//! one of two orders (`--log-order`): `stream`, each line as it arrives, above the progress
+//! bar; `grouped`, a task's lines together under one header when it ends (in GitHub Actions,
+//! a `::group::` each). Which tasks' output is shown is `--output-logs` (turborepo's
+//! semantics): `full`, tasks that ran and, marked as replayed, tasks restored from the cache;
+//! `new-only`, tasks that ran; `errors-only`, tasks that failed or were stopped; `none`.
+//! **Invariant:** nothing buffered is lost: a task's lines are printed when it ends, however it
+//! ends (failed, stopped by an interruption), and whatever is left when the build ends.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
-use engine::{Event, Reporter, Stream, TaskReport, TaskStatus, key::summarize};
+use engine::{Event, Reporter, Stream, TaskId, TaskReport, TaskStatus, key::summarize};
 use serde_json::json;
 
 use crate::diagnostic::{Diagnostic, visible};
@@ -23,6 +36,32 @@ use crate::diagnostic::{Diagnostic, visible};
 pub enum MessageFormat {
     Human,
     Json,
+}
+
+/// Whose output a build prints (`--output-logs`, turborepo's semantics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputLogs {
+    /// Tasks that ran, and the replayed output of tasks restored from the cache
+    #[default]
+    Full,
+    /// Only tasks that ran
+    NewOnly,
+    /// Only tasks that failed (or were stopped by an interruption), when they end
+    ErrorsOnly,
+    /// No task output
+    None,
+}
+
+/// How task output is ordered (`--log-order`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogOrder {
+    /// Each line as it arrives, prefixed with its task's id
+    Stream,
+    /// A task's lines together, under one header, when it ends
+    Grouped,
+    /// `stream` when stderr is a terminal and `CI` is unset, `grouped` otherwise
+    #[default]
+    Auto,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,6 +75,14 @@ pub const GREEN: Style = AnsiColor::Green.on_default().bold();
 pub const CYAN: Style = AnsiColor::Cyan.on_default().bold();
 pub const YELLOW: Style = AnsiColor::Yellow.on_default().bold();
 pub const RED: Style = AnsiColor::Red.on_default().bold();
+const DIM: Style = Style::new().dimmed();
+
+/// A task's line longer than this is printed in pieces of this size.
+const MAX_LINE: usize = 64 * 1024;
+
+/// The most of one task's lines held in memory (grouped order, errors-only); see
+/// [`Shell::task_output`].
+const MAX_HELD: usize = 4 * 1024 * 1024;
 
 /// Progress bars appear on a terminal when a run has at least this many tasks.
 const PROGRESS_THRESHOLD: usize = 8;
@@ -48,6 +95,56 @@ pub struct Shell {
     /// Every bar of this shell draws through it (the run's bar, downloads' bars: [`Transfer`]),
     /// so they share the terminal; hidden unless human output goes to a terminal.
     bars: indicatif::MultiProgress,
+    /// What tasks print, on its way to the terminal.
+    logs: Mutex<TaskLogs>,
+}
+
+/// The rendering of tasks' output (module docs): the options, and per task the line each
+/// stream has begun and, in grouped order or `errors-only`, the lines held until it ends.
+#[derive(Debug)]
+pub struct TaskLogs {
+    logs: OutputLogs,
+    grouped: bool,
+    /// `GITHUB_ACTIONS=true`: groups are wrapped in `::group::` / `::endgroup::`.
+    github: bool,
+    tasks: HashMap<TaskId, Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// The unfinished last line of stdout and of stderr.
+    partial: [Vec<u8>; 2],
+    /// Whole lines held until the task ends (grouped, errors-only).
+    lines: Vec<Vec<u8>>,
+    /// What `lines` cost ([`held_size`]).
+    held: usize,
+    /// Lines `errors-only` left out to stay within [`MAX_HELD`].
+    left_out: usize,
+    /// A group of its lines was printed already (grouped order, over [`MAX_HELD`]).
+    continued: bool,
+    /// Its output is replayed from the cache.
+    replayed: bool,
+    /// The "Replaying" line was printed (stream order).
+    announced: bool,
+}
+
+impl TaskLogs {
+    fn new(logs: OutputLogs, order: LogOrder) -> TaskLogs {
+        let env = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+        let grouped = match order {
+            LogOrder::Stream => false,
+            LogOrder::Grouped => true,
+            LogOrder::Auto => {
+                !std::io::IsTerminal::is_terminal(&std::io::stderr()) || env("CI").is_some()
+            }
+        };
+        TaskLogs {
+            logs,
+            grouped,
+            github: env("GITHUB_ACTIONS").is_some_and(|value| value == "true"),
+            tasks: HashMap::new(),
+        }
+    }
 }
 
 /// Where [`Transfer`] bars draw while a run is under way: the running shell's bars, registered
@@ -123,6 +220,195 @@ impl Shell {
             color,
             progress: Mutex::new(None),
             bars,
+            logs: Mutex::new(TaskLogs::new(OutputLogs::Full, LogOrder::Auto)),
+        }
+    }
+
+    /// Sets whose task output a build prints and in what order (`--output-logs`,
+    /// `--log-order`; module docs).
+    pub fn set_task_logs(&self, logs: OutputLogs, order: LogOrder) {
+        *self.logs.lock().unwrap_or_else(|e| e.into_inner()) = TaskLogs::new(logs, order);
+    }
+
+    /// A piece of what task `id` printed (human output).
+    fn task_output(&self, id: &TaskId, stream: Stream, bytes: &[u8], replayed: bool) {
+        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        let shown = match logs.logs {
+            OutputLogs::Full => true,
+            OutputLogs::NewOnly | OutputLogs::ErrorsOnly => !replayed,
+            OutputLogs::None => false,
+        };
+        if !shown {
+            return;
+        }
+        let errors_only = logs.logs == OutputLogs::ErrorsOnly;
+        let hold = logs.grouped || errors_only;
+        let github = logs.github;
+        let pending = logs.tasks.entry(id.clone()).or_default();
+        pending.replayed |= replayed;
+        let partial = &mut pending.partial[stream_index(stream)];
+        partial.extend_from_slice(bytes);
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        if let Some(last) = partial.iter().rposition(|&b| b == b'\n') {
+            let rest = partial.split_off(last + 1);
+            let whole = std::mem::replace(partial, rest);
+            lines.extend(whole.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec));
+        }
+        // An overlong line (or output without newlines) goes in bounded pieces.
+        while partial.len() >= MAX_LINE {
+            let rest = partial.split_off(MAX_LINE);
+            let mut piece = std::mem::replace(partial, rest);
+            piece.push(b'\n');
+            lines.push(piece);
+        }
+        if lines.is_empty() {
+            return;
+        }
+        if !hold {
+            let announce = pending.replayed && !pending.announced;
+            pending.announced |= announce;
+            drop(logs);
+            if announce {
+                self.status("Replaying", CYAN, &format!("{id} (cached output)"));
+            }
+            self.print_lines(id, &lines);
+            return;
+        }
+        pending.held += lines.iter().map(|line| held_size(line)).sum::<usize>();
+        pending.lines.extend(lines);
+        if pending.held <= MAX_HELD {
+            return;
+        }
+        // Memory stays bounded: a grouped task's lines so far are printed as a group (the
+        // next one says it continues); errors-only keeps the last ones (an error is usually
+        // at the end) and says how many lines it left out.
+        if errors_only {
+            let mut dropped = 0;
+            for line in &pending.lines {
+                if pending.held <= MAX_HELD / 2 {
+                    break;
+                }
+                pending.held -= held_size(line);
+                dropped += 1;
+            }
+            pending.lines.drain(..dropped);
+            pending.left_out += dropped;
+            return;
+        }
+        let lines = std::mem::take(&mut pending.lines);
+        pending.held = 0;
+        let (replayed, continued) = (pending.replayed, pending.continued);
+        pending.continued = true;
+        drop(logs);
+        self.print_group(id, &lines, replayed, continued, github);
+    }
+
+    /// The end of task `id` (`status`, `None` at the end of the build): its unfinished lines
+    /// and what was held for it are printed, when its output is to be shown.
+    fn task_output_ends(&self, id: &TaskId, status: Option<TaskStatus>) {
+        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut pending) = logs.tasks.remove(id) else {
+            return;
+        };
+        let failed = !matches!(status, Some(TaskStatus::Ran | TaskStatus::Cached));
+        let errors_only = logs.logs == OutputLogs::ErrorsOnly;
+        if errors_only && !failed {
+            return;
+        }
+        let grouped = logs.grouped || errors_only;
+        let github = logs.github;
+        drop(logs);
+        let mut lines = std::mem::take(&mut pending.lines);
+        if pending.left_out > 0 {
+            let note = format!(
+                "[xbundle: {} earlier line(s) not kept in memory]\n",
+                pending.left_out
+            );
+            lines.insert(0, note.into_bytes());
+        }
+        for partial in &mut pending.partial {
+            if !partial.is_empty() {
+                partial.push(b'\n');
+                lines.push(std::mem::take(partial));
+            }
+        }
+        if lines.is_empty() {
+            return;
+        }
+        if !grouped {
+            if pending.replayed && !pending.announced {
+                self.status("Replaying", CYAN, &format!("{id} (cached output)"));
+            }
+            self.print_lines(id, &lines);
+            return;
+        }
+        self.print_group(id, &lines, pending.replayed, pending.continued, github);
+    }
+
+    /// A group of task `id`'s lines under one header (a `::group::` in GitHub Actions).
+    fn print_group(
+        &self,
+        id: &TaskId,
+        lines: &[Vec<u8>],
+        replayed: bool,
+        continued: bool,
+        github: bool,
+    ) {
+        let shown = visible(id.as_str());
+        let what = match (replayed, continued) {
+            (true, false) => " (cached output)",
+            (true, true) => " (cached output, continued)",
+            (false, true) => " (continued)",
+            (false, false) => "",
+        };
+        let style = if self.color { CYAN } else { Style::new() };
+        let verb = if replayed { "Replaying" } else { "Output" };
+        self.with_terminal(|| {
+            let mut err = std::io::stderr().lock();
+            let _ = if github {
+                writeln!(err, "::group::{shown}{what}")
+            } else {
+                writeln!(err, "{style}{verb:>12}{style:#} {shown}{what}")
+            };
+            self.write_lines(&mut err, id, lines);
+            if github {
+                let _ = writeln!(err, "::endgroup::");
+            }
+            let _ = err.flush();
+        });
+    }
+
+    /// Prints whatever is still held (the build ended, or was interrupted).
+    fn flush_task_output(&self) {
+        let ids: Vec<TaskId> = {
+            let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ids: Vec<TaskId> = logs.tasks.keys().cloned().collect();
+            ids.sort();
+            ids
+        };
+        for id in ids {
+            self.task_output_ends(&id, None);
+        }
+    }
+
+    /// Lines of task `id`, prefixed, on stderr, together.
+    fn print_lines(&self, id: &TaskId, lines: &[Vec<u8>]) {
+        self.with_terminal(|| {
+            let mut err = std::io::stderr().lock();
+            self.write_lines(&mut err, id, lines);
+            let _ = err.flush();
+        });
+    }
+
+    fn write_lines(&self, out: &mut impl Write, id: &TaskId, lines: &[Vec<u8>]) {
+        let shown = visible(id.as_str());
+        for line in lines {
+            let _ = if self.color {
+                write!(out, "{DIM}{shown}:{DIM:#} ")
+            } else {
+                write!(out, "{shown}: ")
+            };
+            let _ = out.write_all(line);
         }
     }
 
@@ -319,6 +605,18 @@ impl Shell {
     }
 }
 
+/// What a held line costs, its allocation included (many short lines are not free).
+fn held_size(line: &[u8]) -> usize {
+    line.len() + 64
+}
+
+fn stream_index(stream: Stream) -> usize {
+    match stream {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+    }
+}
+
 fn seconds(ms: u64) -> String {
     crate::units::duration_ms(ms)
 }
@@ -370,14 +668,7 @@ impl Reporter for Shell {
                 if self.verbosity == Verbosity::Quiet {
                     return;
                 }
-                self.with_terminal(|| match stream {
-                    Stream::Stdout => {
-                        let _ = std::io::stdout().lock().write_all(bytes);
-                    }
-                    Stream::Stderr => {
-                        let _ = std::io::stderr().lock().write_all(bytes);
-                    }
-                });
+                self.task_output(id, stream, bytes, replayed);
             }
             Event::Warning { id, message } => {
                 if self.is_json() {
@@ -394,6 +685,7 @@ impl Reporter for Shell {
                 if self.is_json() {
                     self.task_finished_json(report);
                 } else {
+                    self.task_output_ends(&report.id, Some(report.status));
                     self.task_finished_human(report);
                 }
             }
@@ -403,6 +695,7 @@ impl Reporter for Shell {
                     .unwrap_or_else(|e| e.into_inner())
                     .take();
                 self.finish_progress();
+                self.flush_task_output();
                 if self.is_json() {
                     self.json(&json!({
                         "event": "build-finished",

@@ -1,22 +1,25 @@
 //! Running external tools (go, cargo, npm, node…): one small helper that builds the command,
-//! quotes it for messages, captures its output, and runs it in the engine's cancellable process
-//! groups when a task runs it.
+//! quotes it for messages, and, when a task runs it, runs it through the engine's
+//! [`engine::output::run_command`] (its cancellable process groups, its output reported live,
+//! line by line; the same path as declared tasks' commands). Outside a task ([`Cmd::probe`]),
+//! the output is captured.
 //!
 //! Why not `xshell` (the design card's first choice): a task's command must run in a process
 //! group of its own registered with the run's [`engine::Cancel`] (so an interrupted build stops
 //! the compiler's whole tree), with the engine's environment snapshot and not the process's, and
-//! with both output streams captured for the cache's replay. xshell owns process spawning and
+//! with both output streams reported live to the task's output. xshell owns process spawning and
 //! offers none of these hooks; this helper is the few lines that do.
 //!
 //! **Invariant:** every failure message names the command line, quoted so it can be pasted
-//! into a shell, and the exit status; what the tool printed travels with the failure.
+//! into a shell, and the exit status; what the tool printed was reported live, as it printed
+//! it, whether it succeeded or not.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use engine::{ActionContext, ActionFailure};
+use engine::{ActionContext, ActionFailure, Forward};
 
 /// A command to run: a program, its arguments, environment changes and a working directory.
 #[derive(Debug, Clone)]
@@ -27,7 +30,7 @@ pub struct Cmd {
     cwd: Option<PathBuf>,
 }
 
-/// What a finished command printed.
+/// What a finished command printed ([`Cmd::probe`]).
 #[derive(Debug, Default)]
 pub struct Captured {
     pub stdout: Vec<u8>,
@@ -134,50 +137,54 @@ impl Cmd {
     }
 
     /// Runs the command as part of a task: the engine's environment, a process group stopped
-    /// with the run, output captured. Its output is appended to `log` whether it succeeds or
-    /// not, so a task running several commands reports all they printed.
-    pub fn run_in(
+    /// with the run, and what it prints reported live, line by line, to the task's output
+    /// ([`engine::output::run_command`], the one way a task's command runs).
+    pub fn run_in(&self, context: &ActionContext<'_>) -> Result<(), ActionFailure> {
+        self.run_with(context, Forward::Both).map(drop)
+    }
+
+    /// [`Cmd::run_in`] for a command whose stdout is data (`cargo metadata`, `go list -json`):
+    /// returns its stdout, not printed; its stderr is reported live.
+    pub fn read_in(&self, context: &ActionContext<'_>) -> Result<Vec<u8>, ActionFailure> {
+        self.run_with(context, Forward::StderrOnly)
+    }
+
+    fn run_with(
         &self,
         context: &ActionContext<'_>,
-        log: &mut Captured,
-    ) -> Result<(), ActionFailure> {
+        forward: Forward,
+    ) -> Result<Vec<u8>, ActionFailure> {
         let mut command = self.command(Some(context.env));
         if self.cwd.is_none() {
             command.current_dir(context.cwd);
         }
         engine::task::die_with_parent(&mut command);
-        let output = context
-            .cancel
-            .run(&mut command, std::process::Child::wait_with_output)
-            .map_err(|err| ActionFailure {
-                message: if err.kind() == std::io::ErrorKind::Interrupted {
+        let finished =
+            engine::output::run_command(context, &mut command, forward).map_err(|err| {
+                failure(if err.kind() == std::io::ErrorKind::Interrupted {
                     "not started: the run was interrupted".to_string()
                 } else {
                     format!("could not run `{}`: {err}", self.display())
-                },
-                stdout: std::mem::take(&mut log.stdout),
-                stderr: std::mem::take(&mut log.stderr),
+                })
             })?;
-        log.stdout.extend_from_slice(&output.stdout);
-        log.stderr.extend_from_slice(&output.stderr);
-        if output.status.success() {
-            Ok(())
+        if finished.status.success() {
+            Ok(finished.stdout)
         } else {
-            Err(ActionFailure {
-                message: format!("`{}` exited with {}", self.display(), output.status),
-                stdout: std::mem::take(&mut log.stdout),
-                stderr: std::mem::take(&mut log.stderr),
-            })
+            Err(failure(format!(
+                "`{}` exited with {}",
+                self.display(),
+                finished.status
+            )))
         }
     }
 }
 
-/// A failure of the task's own making (not a command's), with what the commands printed.
-pub fn failure(message: impl Into<String>, log: &mut Captured) -> ActionFailure {
+/// A failure of the task's own making (not a command's): what its commands printed was
+/// already reported live.
+pub fn failure(message: impl Into<String>) -> ActionFailure {
     ActionFailure {
         message: message.into(),
-        stdout: std::mem::take(&mut log.stdout),
-        stderr: std::mem::take(&mut log.stderr),
+        ..ActionFailure::default()
     }
 }
 
@@ -244,6 +251,93 @@ mod tests {
             .env("GOOS", "linux")
             .args(["build", "-o", "a b"]);
         assert_eq!(cmd.display(), "GOOS=linux go build -o 'a b'");
+    }
+
+    /// What a task's commands reported, and a context to run them in.
+    #[derive(Default)]
+    struct Printed(std::sync::Mutex<Vec<(engine::Stream, String)>>);
+
+    impl engine::OutputSink for Printed {
+        fn output(&self, stream: engine::Stream, bytes: &[u8]) {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            self.0.lock().unwrap().push((stream, text));
+        }
+    }
+
+    struct NoBlobs;
+
+    impl engine::BlobStore for NoBlobs {
+        fn open(
+            &self,
+            _: &engine::Digest,
+        ) -> std::io::Result<Option<Box<dyn std::io::Read + Send>>> {
+            Ok(None)
+        }
+        fn put(&self, _: &Path, _: &engine::Digest) -> std::io::Result<()> {
+            Err(std::io::Error::other("no store here"))
+        }
+    }
+
+    fn in_task<T>(run: impl FnOnce(&ActionContext<'_>) -> T) -> (T, Vec<(engine::Stream, String)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = engine::confine::Dir::open_root(dir.path()).unwrap();
+        let env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+        let printed = Printed::default();
+        let id = engine::TaskId::new("task:t");
+        let cancel = engine::Cancel::new();
+        let context = ActionContext {
+            id: &id,
+            root: dir.path(),
+            tree: &tree,
+            cwd: dir.path(),
+            env: &env,
+            cancel: &cancel,
+            blobs: &NoBlobs,
+            output: &printed,
+        };
+        let result = run(&context);
+        (result, printed.0.into_inner().unwrap())
+    }
+
+    #[test]
+    fn a_tasks_command_reports_its_output_to_the_task_and_data_stays_data() {
+        use engine::Stream::{Stderr, Stdout};
+        let (result, mut printed) = in_task(|context| {
+            Cmd::new("sh")
+                .args(["-c", "echo out; echo err >&2"])
+                .run_in(context)
+        });
+        result.unwrap();
+        printed.sort_by_key(|(stream, _)| *stream == Stderr);
+        assert_eq!(
+            printed,
+            [(Stdout, "out\n".to_string()), (Stderr, "err\n".to_string())]
+        );
+
+        let (data, printed) = in_task(|context| {
+            Cmd::new("sh")
+                .args(["-c", "echo '{\"json\": 1}'; echo note >&2"])
+                .read_in(context)
+        });
+        assert_eq!(data.unwrap(), b"{\"json\": 1}\n");
+        assert_eq!(printed, [(Stderr, "note\n".to_string())]);
+
+        // A failure names the command; what it printed before was reported, once.
+        let (result, printed) = in_task(|context| {
+            Cmd::new("sh")
+                .args(["-c", "echo partial; exit 4"])
+                .run_in(context)
+        });
+        let failure = result.unwrap_err();
+        assert!(
+            failure
+                .message
+                .contains("`sh -c 'echo partial; exit 4'` exited with"),
+            "{}",
+            failure.message
+        );
+        assert!(failure.stdout.is_empty() && failure.stderr.is_empty());
+        assert_eq!(printed, [(Stdout, "partial\n".to_string())]);
     }
 
     #[test]

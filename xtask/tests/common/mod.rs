@@ -20,8 +20,15 @@ use tempfile::TempDir;
 pub const BIN: &str = env!("CARGO_BIN_EXE_xtask");
 
 /// Environment variables the tests set on purpose; removed from every child by default so the
-/// developer's shell cannot change a test's outcome.
-pub const TEST_VARIABLES: [&str; 3] = ["XB_TEST_FOO", "XB_TEST_OTHER", "XBUNDLE_CACHE_DIR"];
+/// developer's shell (or a CI runner: `CI`, `GITHUB_ACTIONS` change how task output is laid
+/// out) cannot change a test's outcome.
+pub const TEST_VARIABLES: [&str; 5] = [
+    "XB_TEST_FOO",
+    "XB_TEST_OTHER",
+    "XBUNDLE_CACHE_DIR",
+    "CI",
+    "GITHUB_ACTIONS",
+];
 
 /// A fixture repository in a temporary directory (removed on drop): the directory itself, or
 /// its `repo/` subdirectory for [`Repo::in_sandbox`] (beside which tests keep canary trees).

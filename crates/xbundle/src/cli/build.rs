@@ -38,6 +38,7 @@ pub(super) fn run_tasks(
         print_plan(&probes, shell);
         return Ok(0);
     }
+    shell.set_task_logs(args.output_logs, args.log_order);
     let interrupts = Interrupts::watch(workspace.engine.cancel_handle())?;
     Ok(run_targets(workspace, graph, &targets, &interrupts, shell)?.0)
 }

@@ -30,7 +30,7 @@ use crate::analysis::render::DagFormat;
 use crate::config::{self, BundleConfig};
 use crate::diagnostic::Diagnostic;
 use crate::plan;
-use crate::shell::{MessageFormat, Shell, Verbosity};
+use crate::shell::{LogOrder, MessageFormat, OutputLogs, Shell, Verbosity};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -206,27 +206,43 @@ enum Command {
 
 impl Command {
     /// The options of a command that runs tasks.
-    fn run_args(&self) -> Option<&RunArgs> {
+    fn run_args(&self) -> Option<&BuildArgs> {
         match self {
             Command::Bundle { run, .. } | Command::Task { run, .. } | Command::Run { run, .. } => {
-                Some(run)
+                Some(&run.build)
             }
-            Command::ThinClient(args) => Some(&args.run),
+            Command::ThinClient(args) => Some(&args.run.build),
             Command::Watch(args) => Some(&args.run),
             _ => None,
         }
     }
 }
 
-/// The options of the commands that run tasks (`bundle`, `task`, `run`, `thin-client`, `watch`).
+/// The options of the commands that run tasks once (`bundle`, `task`, `run`, `thin-client`):
+/// how to build, and `--dry-run`.
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Number of parallel jobs (default: number of cores)
-    #[arg(short = 'j', long, value_name = "N")]
-    jobs: Option<usize>,
     /// Print the plan with each task's expected cache status; run nothing
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    build: BuildArgs,
+}
+
+impl std::ops::Deref for RunArgs {
+    type Target = BuildArgs;
+
+    fn deref(&self) -> &BuildArgs {
+        &self.build
+    }
+}
+
+/// How to build: the options of every command that runs tasks, `watch` included.
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// Number of parallel jobs (default: number of cores)
+    #[arg(short = 'j', long, value_name = "N")]
+    jobs: Option<usize>,
     /// Ignore cache reads (results are still stored)
     #[arg(long)]
     force: bool,
@@ -237,6 +253,12 @@ struct RunArgs {
     /// XBUNDLE_OFFLINE=1)
     #[arg(long)]
     offline: bool,
+    /// Whose task output to print (on stderr, each line prefixed with its task's id)
+    #[arg(long, value_enum, value_name = "WHICH", default_value_t = OutputLogs::Full)]
+    output_logs: OutputLogs,
+    /// Order of task output: as it comes, or grouped per task
+    #[arg(long, value_enum, value_name = "ORDER", default_value_t = LogOrder::Auto)]
+    log_order: LogOrder,
 }
 
 #[derive(Debug, Args)]

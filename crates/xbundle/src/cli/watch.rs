@@ -41,7 +41,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use serde_json::json;
 
 use super::build::{self, Interrupts};
-use super::{Cli, RunArgs, Workspace};
+use super::{BuildArgs, Cli, Workspace};
 use crate::diagnostic::Diagnostic;
 use crate::plan;
 use crate::shell::{GREEN, Shell};
@@ -60,15 +60,11 @@ pub(super) struct WatchArgs {
     #[arg(long, value_name = "MS", default_value_t = 200)]
     debounce: u64,
     #[command(flatten)]
-    pub(super) run: RunArgs,
+    pub(super) run: BuildArgs,
 }
 
 /// Runs the watch loop until a signal; returns its exit code (128 + the signal).
 pub(super) fn watch(cli: &Cli, args: &WatchArgs, shell: &Shell) -> Result<u8, Diagnostic> {
-    if args.run.dry_run {
-        return Err(Diagnostic::error("`watch` builds: it has no --dry-run")
-            .help("`cargo xtask bundle --dry-run` or `cargo xtask task --dry-run` shows a plan"));
-    }
     let root = super::find_root(cli.root.as_deref())?;
     let root = root.canonicalize_utf8().map_err(Diagnostic::from)?;
     let (sender, events) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
@@ -82,6 +78,7 @@ pub(super) fn watch(cli: &Cli, args: &WatchArgs, shell: &Shell) -> Result<u8, Di
     watcher
         .watch(root.as_std_path(), RecursiveMode::Recursive)
         .map_err(watch_error)?;
+    shell.set_task_logs(args.run.output_logs, args.run.log_order);
     let interrupts = Interrupts::watch(Cancel::new())?;
     let mut ignore = Ignore::new(root.as_std_path());
     shell.status("Watching", GREEN, &format!("{root} (Ctrl-C to stop)"));

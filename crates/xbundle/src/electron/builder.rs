@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use super::{ELECTRON, ELECTRON_BUILDER, TYPESCRIPT, builder_arch, builder_os, failure};
 use crate::platform::Platform;
-use crate::tool::{Captured, Cmd};
+use crate::tool::Cmd;
 
 /// Bump when what this task produces changes for the same inputs.
 pub const BUILDER_VERSION: u32 = 1;
@@ -242,11 +242,10 @@ impl Action for Builder {
         )
         .map_err(|err| failure(format!("writing {}: {err}", config_file.display())))?;
 
-        let mut log = Captured::default();
         Cmd::new(&tsc)
             .args(["-p".as_ref(), app.as_os_str()])
             .cwd(&app)
-            .run_in(context, &mut log)?;
+            .run_in(context)?;
         Cmd::new(&builder)
             .arg("--projectDir")
             .arg(&app)
@@ -258,14 +257,13 @@ impl Action for Builder {
             .env("ELECTRON_SKIP_BINARY_DOWNLOAD", "1")
             .env("CSC_IDENTITY_AUTO_DISCOVERY", "false")
             .cwd(&app)
-            .run_in(context, &mut log)?;
+            .run_in(context)?;
 
         let mut artifacts: Vec<PathBuf> = std::fs::read_dir(&out)
             .map_err(|err| {
-                crate::tool::failure(
-                    format!("electron-builder wrote no output directory ({err})"),
-                    &mut log,
-                )
+                crate::tool::failure(format!(
+                    "electron-builder wrote no output directory ({err})"
+                ))
             })?
             .filter_map(Result::ok)
             .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
@@ -275,7 +273,6 @@ impl Action for Builder {
         if artifacts.is_empty() {
             return Err(crate::tool::failure(
                 "electron-builder produced no installer",
-                &mut log,
             ));
         }
         for artifact in artifacts {
@@ -284,13 +281,10 @@ impl Action for Builder {
                 .and_then(|n| n.to_str())
                 .filter(|n| !n.starts_with('.'))
                 .ok_or_else(|| {
-                    crate::tool::failure(
-                        format!(
-                            "electron-builder wrote an odd file name: {}",
-                            artifact.display()
-                        ),
-                        &mut log,
-                    )
+                    crate::tool::failure(format!(
+                        "electron-builder wrote an odd file name: {}",
+                        artifact.display()
+                    ))
                 })?
                 .to_string();
             let mut file = std::fs::File::open(&artifact)
@@ -298,10 +292,6 @@ impl Action for Builder {
             crate::stage::write_from(context.tree, &mut file, &self.output.join(name), 0o644)
                 .map_err(failure)?;
         }
-        Ok(ActionOutput {
-            stdout: log.stdout,
-            stderr: log.stderr,
-            ..ActionOutput::default()
-        })
+        Ok(ActionOutput::default())
     }
 }

@@ -51,7 +51,7 @@ use engine::ActionContext;
 use engine::digest::Hasher;
 
 use super::{DEFAULT_EPOCH, Input, Payload, PayloadKind, stable_guid};
-use crate::tool::{Captured, Cmd};
+use crate::tool::Cmd;
 use crate::toolchain::WIXL_FIX;
 
 /// How the msi names an architecture.
@@ -378,25 +378,6 @@ fn set_mtime(path: &Path, epoch: u64) -> Result<(), String> {
         .map_err(|err| format!("setting the time of {}: {err}", path.display()))
 }
 
-/// A command's failure as one message, with the first lines it printed.
-fn command_failure(failure: engine::ActionFailure) -> String {
-    let printed = String::from_utf8_lossy(&failure.stderr);
-    let lines: Vec<&str> = printed
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .take(5)
-        .collect();
-    if lines.is_empty() {
-        failure.message
-    } else {
-        format!(
-            "{}: {}",
-            failure.message,
-            crate::diagnostic::visible(&lines.join(" | "))
-        )
-    }
-}
-
 /// Writes the msi of `input` into `file` (module docs).
 pub fn write(
     context: &ActionContext<'_>,
@@ -590,7 +571,7 @@ pub fn write(
         engine::digest::Digest::of_bytes(wxs.as_bytes()).to_hex()
     ));
 
-    let mut log = Captured::default();
+    // What wixl prints is reported live, as the task's output.
     Cmd::new(&wixl)
         .args([
             "-D",
@@ -603,8 +584,8 @@ pub fn write(
         ])
         .env("TZ", "UTC")
         .cwd(scratch.path())
-        .run_in(context, &mut log)
-        .map_err(command_failure)?;
+        .run_in(context)
+        .map_err(|failure| failure.message)?;
 
     // wixl's random package code and wall-clock times, made the derived code and the epoch.
     let built = scratch.path().join("app.msi");
