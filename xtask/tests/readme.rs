@@ -301,7 +301,7 @@ fn wanted_line(step: &Step) -> String {
 /// Durations, the copy's path and ports as `[..]`, for `SNAPSHOTS=overwrite`.
 fn redact(actual: &str) -> String {
     let patterns = [
-        r"\d+(\.\d+)?(ms|s)\b",
+        r"\d+(\.\d+)? ?(ms|s)\b",
         r"\d+m \d+s\b",
         r"\[ROOT\][^ )]*",
         r"127\.0\.0\.1:\d+",
