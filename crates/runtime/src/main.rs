@@ -13,9 +13,11 @@
 //! Start-up: load and validate the manifest (errors name the file, the field and the
 //! problem); lock the app data directory (one runtime per install); open telemetry; verify the
 //! bundle's assets (SHA-256, size, tree digests: once, then only what changed, see `assets`; a
-//! mismatch is exit code 2); load the migration state; load, generate or fetch secrets; write the control API token (0600);
-//! bind the control API on loopback; allocate ports (stable across runs); start the services
-//! in dependency order ([`supervisor`]). SIGTERM, SIGINT, SIGHUP or `POST /shutdown` stop
+//! mismatch is exit code 2); load the migration state; load or generate secrets; write the
+//! control API token (0600); bind the control API on loopback; allocate ports (stable across
+//! runs); start the services in dependency order ([`supervisor`]). `remote_fetch` secrets are
+//! not fetched during start-up: the supervisor fetches them on a thread of its own from its
+//! first turn, and the services that need them wait for them. SIGTERM, SIGINT, SIGHUP or `POST /shutdown` stop
 //! everything in reverse order. Exit codes: 0 after a normal stop, 1 when a critical service
 //! failed, 2 for a bad bundle or command line (a path of bundle.json that would leave the
 //! bundle or app data directory included: see `confine`), 3 for an I/O error at start-up.

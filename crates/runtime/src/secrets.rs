@@ -14,7 +14,7 @@
 //! `format` must match the whole value (it is anchored: `^(?:FORMAT)$`, compiled with the
 //! manifest's size limits, [`manifest::format_regex`]), for generated, user-provided and
 //! fetched values alike.
-//! - `remote_fetch`: fetched from `fetch.url` by [`fetch`] (https, verified against the
+//! - `remote_fetch`: fetched from `fetch.url` by [`fetch()`] (https, verified against the
 //!   platform's roots, or http to a loopback host; `user:pass@` becomes Basic auth) with a
 //!   timeout (at most a minute) at each start, by the supervisor on a thread of its own from
 //!   its first turn (so a vault that never answers holds up neither the start nor a stop

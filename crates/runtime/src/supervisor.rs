@@ -3,8 +3,8 @@
 //! everything in reverse order.
 //!
 //! One thread (the caller of [`run`]) owns every decision; the other threads (process
-//! waiters, readiness and health monitors, migration runners, the control API, the signal
-//! watcher) only send it [`Event`]s. The state the control API reads is behind one mutex,
+//! waiters, readiness and health monitors, migration runners, the `remote_fetch` fetcher, the
+//! control API, the signal watcher) only send it [`Event`]s. The state the control API reads is behind one mutex,
 //! never held while a child process runs: a service's migrations run on a thread of their own
 //! (the service stays `starting`, detail `running migration V`), and a stop signals the
 //! running migration's tree like a service's.
