@@ -10,7 +10,7 @@
 //! `{ a = "b", c = "d" }` grows to `{ a = "b", c = "d", e = "f" }`, and a one-per-line array stays
 //! one per line). A new profile is placed after the last existing one (at the end of the file
 //! when there is none). The result of every edit still parses with [`BundleConfig::parse`]
-//! (checked by [`finish`]); whether its scenario and swaps make sense is [`check`]'s job, which
+//! (checked by `finish`); whether its scenario and swaps make sense is [`check`]'s job, which
 //! needs the repository's definitions.
 
 use camino::Utf8Path;

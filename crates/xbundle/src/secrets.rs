@@ -185,8 +185,8 @@ pub fn override_generator(
     Generator::resolve(kind, length, charset.as_deref()).map_err(|err| err.message)
 }
 
-/// What the plan (the secrets-manager contract, `secrets --bundle --json`) says of a prompted
-/// secret; assembly writes it as bundle.json's `prompt` and `format`.
+/// What the plan (the secrets-manager contract, `secrets --bundle --message-format json`) says
+/// of a prompted secret; assembly writes it as bundle.json's `prompt` and `format`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Prompt {
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,7 +16,7 @@
 //! so staging copies `files/` into `stage/<platform>/` as it is, and puts the entry into the
 //! bundle.json of the stage ([`fetched`]).
 //!
-//! The action ([`action`]): if the engine's CAS holds the blob of the SHA-256 (any earlier
+//! The action (`FetchAction`): if the engine's CAS holds the blob of the SHA-256 (any earlier
 //! fetch of the same content, by any profile, platform or workspace sharing the cache), it is
 //! taken from there and nothing is downloaded; otherwise it is downloaded ([`download`]: hashed
 //! while it arrives, retried, resumed, bounded), compared with the SHA-256 (a mismatch names
@@ -24,7 +24,7 @@
 //! for an unpacked asset). Fetches of one digest take turns within a process, so one file
 //! named for two platforms is downloaded once. With `--offline` (or `XBUNDLE_OFFLINE=1`) a blob the
 //! CAS does not hold is an error that says so; `file://` URLs are read all the same.
-//! Unpacking ([`unpack`]) writes through the engine's confined tree and refuses escaping
+//! Unpacking (`unpack`) writes through the engine's confined tree and refuses escaping
 //! entries and links, devices, FIFOs and absurd sizes or counts.
 //!
 //! For an unpacked directory the entry's `sha256` is the tree digest of `manifest::tree`,
