@@ -20,7 +20,7 @@
 //! On-disk layout (all under the workspace's state directory, `.xbundle/` by default):
 //!
 //! ```text
-//! .xbundle/lock               exclusive lock held by a running build
+//! .xbundle/lock               exclusive lock held by a running build or cache maintenance
 //! .xbundle/cache/lock         store lock: shared by builds, exclusive for gc/verify/clean
 //! .xbundle/cache/cas/<sha256> blobs by SHA-256            (see store)
 //! .xbundle/cache/ac/<key>     action results by task key  (see store)

@@ -5,7 +5,8 @@
 //! task starts, so `--dry-run`, `graph` and `explain` see exactly what a run would do.
 //!
 //! **Invariant:** [`plan`] is the one validation path: every command that plans (`check`,
-//! `bundle`, `task`, `export`, `graph`, `explain`, `cache`) goes through it, so `check` rejects
+//! `bundle`, `task`, `watch`, `run`, `thin-client`, `export`, `graph`, `explain`, `cache`,
+//! `doctor`, and `profile create | set` before they write) goes through it, so `check` rejects
 //! exactly what a build would. Besides the graph's own rules (known dependencies, no cycles), it
 //! decides who may write where, on every task the plan makes (declared tasks and pipeline
 //! stages), exactly on the globs ([`engine::overlap`]):

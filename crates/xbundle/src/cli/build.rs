@@ -1,11 +1,16 @@
-//! `task`, `bundle`, `explain`: running the graph, the `--dry-run` plan, explanations.
+//! `task`, `bundle`, `explain`: running the graph (`run_tasks`; `run_targets` is one build, and
+//! one round of `watch`), the `--dry-run` plan, explanations, and the end of a `bundle`: each
+//! platform's stage and artifacts and where they are, or why it could not be made here
+//! (`report_bundles`). Task output is rendered by the shell as `--output-logs` and
+//! `--log-order` say.
 //!
 //! Interruption: while a build runs, SIGINT and SIGTERM are caught by a handler thread
 //! (`signal-hook`; the handler itself only writes to a pipe) that cancels the engine's run: no
 //! task starts, running commands are stopped with their process groups, nothing partial is
-//! cached. The build then prints `interrupted: N ran, M stopped` (and an `interrupted` JSON
-//! event) and exits 130 (SIGINT) or 143 (SIGTERM), as a shell reports a process killed by the
-//! signal.
+//! cached; what the tasks printed is not lost. The build then prints
+//! `interrupted: N ran, M stopped` (with the cached and failed counts when there are any; an
+//! `interrupted` JSON event with `--message-format json`) and exits 130 (SIGINT) or 143
+//! (SIGTERM), as a shell reports a process killed by the signal.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,6 @@
-//! `secrets`, `assemble`, `export`, `check`: the profile-level commands.
+//! `secrets` (a scenario's secrets per tier, `--bundle` for the bundle-safe plan, `secrets
+//! classify`), `assemble`, `export`, `check`: the profile-level commands, and `validate`, the
+//! plan `check`, `bundle` and `run` share.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! `profile list | show NAME | create NAME --scenario S --tier T [--swap FROM=TO]…
-//! [--platform P]… | set NAME --swap FROM=TO | set NAME --platform P`: profiles in bundle.toml,
-//! edited in place.
+//! [--platform P]… | set NAME [--swap FROM=TO]… [--platform P]…`: profiles in bundle.toml,
+//! edited in place (`--swap FROM=` removes a swap).
 //!
 //! This module wires arguments, reading, writing and output; the text editing is
 //! [`crate::profiles`]. Every edit builds the whole new text, re-parses it, validates the
