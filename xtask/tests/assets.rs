@@ -465,6 +465,31 @@ fn offline_runs_use_the_cache_and_fail_clearly_without_it() {
 }
 
 #[test]
+fn run_offline_downloads_nothing_either() {
+    // `run` stages like `bundle` (here with a service and a runtime that come as assets), and
+    // honours --offline the same way: with nothing cached, the fetches fail and nothing is
+    // requested.
+    let server = Server::start();
+    let body = payload(30_000, 11);
+    server.route("/a.bin", body.clone(), Behaviour::Serve);
+    let extra = format!(
+        "{}\n[profiles.p.builds.app-api]\ntype = \"none\"\n\n[runtime.linux-x64]\nurl = \"{}\"\nsha256 = \"{}\"\n",
+        asset("a", &server.url("/a.bin"), &sha256(&body), ""),
+        server.url("/runtime.bin"),
+        sha256(b"not fetched"),
+    );
+    let fixture = Fixture::new(&extra);
+    let run = fixture.run(&["run", "p", "--offline"], &[]);
+    run.assert_code(1);
+    assert!(
+        error_of(&run, "fetch:a@linux-x64").contains("offline"),
+        "{run}"
+    );
+    assert_eq!(server.count("/a.bin"), 0);
+    assert_eq!(server.count("/runtime.bin"), 0);
+}
+
+#[test]
 fn other_profiles_platforms_and_runs_download_nothing() {
     let server = Server::start();
     let body = payload(100_000, 9);

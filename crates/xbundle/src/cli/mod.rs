@@ -542,7 +542,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
         Command::Check => pipeline::check(&load(&cli, false, false)?, shell),
         Command::Doctor => doctor::doctor(&load(&cli, false, false)?, shell),
         Command::Run { profile, run } => {
-            let workspace = load(&cli, run.force, run.fail_fast)?;
+            let workspace = load_with(&cli, run.force, run.fail_fast, run.offline)?;
             doctor::run(&workspace, profile.as_deref(), run, shell)
         }
         Command::ThinClient(args) => thin::thin_client(&cli, args, shell),
