@@ -241,3 +241,80 @@ outputs = ["c.out"]
         assert_eq!(stderr.matches(line).count(), 1, "{line:?} once: {stderr}");
     }
 }
+
+#[test]
+fn many_parallel_tasks_flooding_short_lines_never_split_a_line() {
+    // 8 tasks × 5000 lines at once, stream order: every line arrives whole, under its own
+    // task's prefix, once.
+    const TASKS: usize = 8;
+    const LINES: usize = 5000;
+    let mut toml = String::new();
+    for t in 0..TASKS {
+        toml.push_str(&format!(
+            "[tasks.t{t}]\nrun = \"i=0; while [ $i -lt {LINES} ]; do echo t{t}-line-$i-abcdefghijklmnopqrstuvwxyz; i=$((i+1)); done; echo x > t{t}.out\"\noutputs = [\"t{t}.out\"]\n\n"
+        ));
+    }
+    let repo = Repo::new(&toml, &[]);
+    let mut command = repo.command();
+    command.args(["task", "-j", "8", "--log-order", "stream"]);
+    let output = output_within_deadline(command);
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let mut seen = vec![0usize; TASKS];
+    for line in stderr.lines() {
+        let Some((prefix, text)) = line.split_once(": ") else {
+            continue;
+        };
+        let Some(t) = prefix.strip_prefix("task:t") else {
+            continue;
+        };
+        let t: usize = t.parse().unwrap_or_else(|_| panic!("{line:?}"));
+        let expected = format!("t{t}-line-{}-abcdefghijklmnopqrstuvwxyz", seen[t]);
+        assert_eq!(text, expected, "lines in order and whole");
+        seen[t] += 1;
+    }
+    assert_eq!(seen, vec![LINES; TASKS]);
+}
+
+#[test]
+fn sigterm_in_stream_order_prints_everything_once_with_the_unfinished_line() {
+    let repo = Repo::new(
+        r#"
+[tasks.w]
+run = "echo before; printf 'half a line'; touch started; while true; do sleep 0.05; done"
+outputs = ["w.out"]
+"#,
+        &[],
+    );
+    let mut child = repo
+        .command()
+        .args(["task", "--log-order", "stream"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xtask");
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut { stderr }, &mut text).unwrap();
+        text
+    });
+    let started = Instant::now();
+    while !repo.exists("started") {
+        assert!(child.try_wait().unwrap().is_none(), "xtask ended early");
+        assert!(started.elapsed() < DEADLINE, "the task never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: signals the child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert_eq!(stderr.matches("task:w: before\n").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("task:w: half a line\n").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("interrupted: 0 ran, 1 stopped"), "{stderr}");
+}
