@@ -266,8 +266,8 @@ fn assert_group(stderr: &str, header: &str, lines: &[&str]) {
 fn grouped_order_keeps_each_tasks_lines_together() {
     // The default when stderr is not a terminal (here, a pipe) is grouped.
     for args in [
-        &["-j", "2", "task"][..],
-        &["-j", "2", "task", "--log-order", "grouped"],
+        &["task", "-j", "2"][..],
+        &["task", "-j", "2", "--log-order", "grouped"],
     ] {
         let repo = Repo::new(INTERLEAVED, &[]);
         let mut command = repo.command();

@@ -13,15 +13,24 @@
 //! bytes per stream (what is beyond is reported live but not replayed from the cache; the kept
 //! copy then ends with a line saying how much was left out).
 //!
+//! A command that exits while a process it started in the background still holds its output
+//! pipes (`server &`, `sleep 600 &`) does not hang the build, as it would cargo or ninja (both
+//! read to the end of the pipes): the pipes get [`LINGER`] to close after the command exited,
+//! then what is left of the command's process group is killed, reading stops, and the task's
+//! stderr says so. A background process that redirected its output is not concerned.
+//!
 //! **Invariants:** every byte a command writes to a forwarded stream is reported exactly once,
 //! in order per stream, whether the command succeeds, fails or is stopped by a cancellation
-//! (the readers run until the pipes close, which a stopped process group does); nothing is
-//! reported again when the action ends. A line is never split between two reports unless it
-//! is longer than [`MAX_LINE`].
+//! (the readers run until the pipes close, which a stopped process group does, or until
+//! [`LINGER`] after the command exited); nothing is reported again when the action ends. A line
+//! is never split between two reports unless it is longer than [`MAX_LINE`].
 
 use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use crate::events::{Event, Reporter, Stream};
 use crate::task::{ActionContext, TaskId};
@@ -31,6 +40,13 @@ pub const MAX_LINE: usize = 64 * 1024;
 
 /// The most a task's output kept for the cache holds, per stream.
 pub const MAX_KEPT: usize = 16 * 1024 * 1024;
+
+/// How long a command's output pipes may stay open after it exited (held by a process it left
+/// in the background) before that process's group is killed and reading stops.
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// What a stopped reader still reads of what is already in its pipe (a pipe's buffer).
+const DRAIN_AFTER_STOP: usize = 64 * 1024;
 
 /// Where an action reports what it prints, as it prints it.
 pub trait OutputSink: Sync {
@@ -84,28 +100,168 @@ pub fn run_command(
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let sink = context.output;
-        let (data, errors) = std::thread::scope(|scope| {
-            let err_reader = scope.spawn(|| forward_lines(stderr, Stream::Stderr, sink));
-            let out = match forward {
-                Forward::Both => forward_lines(stdout, Stream::Stdout, sink).map(|()| Vec::new()),
-                Forward::StderrOnly => {
-                    let mut data = Vec::new();
-                    let mut stdout = stdout;
-                    stdout.read_to_end(&mut data).map(|_| data)
+        let stop = StopPipe::new()?;
+        let (done, readers_done) = mpsc::channel::<()>();
+        let (status, data, errors, lingered) = std::thread::scope(|scope| {
+            let err_done = Done(done.clone());
+            let stop_fd = stop.read.as_fd();
+            let err_reader = scope.spawn(move || {
+                let _done = err_done;
+                forward_lines(Stoppable::new(stderr, stop_fd), Stream::Stderr, sink)
+            });
+            let out_done = Done(done);
+            let out_reader = scope.spawn(move || {
+                let _done = out_done;
+                let mut stdout = Stoppable::new(stdout, stop_fd);
+                match forward {
+                    Forward::Both => {
+                        forward_lines(stdout, Stream::Stdout, sink).map(|()| Vec::new())
+                    }
+                    Forward::StderrOnly => {
+                        let mut data = Vec::new();
+                        stdout.read_to_end(&mut data).map(|_| data)
+                    }
                 }
-            };
-            let err = err_reader
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("output reader panicked")));
-            (out, err)
+            });
+            let status = child.wait();
+            // The pipes close when the command exits, unless a process it left in the
+            // background holds them: that one gets LINGER, then its group is killed and
+            // reading stops (cargo and ninja would wait for it forever).
+            let deadline = Instant::now() + LINGER;
+            let mut lingered = false;
+            for _ in 0..2 {
+                match readers_done.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(()) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        lingered = true;
+                        // SAFETY: kill(2) on the process group of the command this function
+                        // spawned (registered with the run's Cancel); no memory is involved.
+                        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                        stop.stop();
+                        break;
+                    }
+                }
+            }
+            let errors = joined(err_reader);
+            let data = joined(out_reader);
+            (status, data, errors, lingered)
         });
-        let status = child.wait()?;
+        if lingered {
+            sink.output(
+                Stream::Stderr,
+                format!(
+                    "[xbundle: the command exited but a process it started still held its output {}s later; that process was killed]\n",
+                    LINGER.as_secs()
+                )
+                .as_bytes(),
+            );
+        }
+        let status = status?;
         errors?;
         Ok(Finished {
             status,
             stdout: data?,
         })
     })
+}
+
+fn joined<T>(reader: std::thread::ScopedJoinHandle<'_, io::Result<T>>) -> io::Result<T> {
+    reader
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("output reader panicked")))
+}
+
+/// Sends on drop: a reader thread says it ended, however it ended.
+struct Done(mpsc::Sender<()>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// A pipe whose read end becomes readable when the readers of a command are to stop.
+struct StopPipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl StopPipe {
+    fn new() -> io::Result<StopPipe> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two-element array with two new descriptors on success.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned by nobody else.
+        Ok(unsafe {
+            StopPipe {
+                read: OwnedFd::from_raw_fd(fds[0]),
+                write: OwnedFd::from_raw_fd(fds[1]),
+            }
+        })
+    }
+
+    fn stop(&self) {
+        // SAFETY: writes one byte from a local to a descriptor this struct owns.
+        unsafe { libc::write(self.write.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+    }
+}
+
+/// A pipe reader that ends (as at end of file) once the stop pipe is readable, after at most
+/// [`DRAIN_AFTER_STOP`] more bytes of what its pipe already holds.
+struct Stoppable<'a, R> {
+    inner: R,
+    stop: BorrowedFd<'a>,
+    after_stop: usize,
+}
+
+impl<'a, R> Stoppable<'a, R> {
+    fn new(inner: R, stop: BorrowedFd<'a>) -> Stoppable<'a, R> {
+        Stoppable {
+            inner,
+            stop,
+            after_stop: 0,
+        }
+    }
+}
+
+impl<R: Read + AsFd> Read for Stoppable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.inner.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.stop.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        loop {
+            // SAFETY: poll(2) on a two-element array of valid pollfd structs.
+            if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } >= 0 {
+                break;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+        let stopped = fds[1].revents != 0;
+        if fds[0].revents == 0 || (stopped && self.after_stop >= DRAIN_AFTER_STOP) {
+            return Ok(0);
+        }
+        // Readable, closed or failed: read says which, without blocking.
+        let read = self.inner.read(buf)?;
+        if stopped {
+            self.after_stop += read;
+        }
+        Ok(read)
+    }
 }
 
 /// Reads `reader` to its end, forwarding each complete line (and the last partial one) to

@@ -18,6 +18,10 @@
 //! a `::group::` each). Which tasks' output is shown is `--output-logs` (turborepo's
 //! semantics): `full`, tasks that ran and, marked as replayed, tasks restored from the cache;
 //! `new-only`, tasks that ran; `errors-only`, tasks that failed or were stopped; `none`.
+//! `-q` (only errors) narrows `full` and `new-only` to `errors-only`: why a task failed is
+//! an error, as cargo `-q` still shows rustc's diagnostics.
+//! A task's line that carries an escape sequence ends with an SGR reset, so a colour or
+//! attribute it leaves open (`\e[8m` hides text) never reaches the lines printed after it.
 //! **Invariant:** nothing buffered is lost: a task's lines are printed when it ends, however it
 //! ends (failed, stopped by an interruption), and whatever is left when the build ends.
 
@@ -220,14 +224,18 @@ impl Shell {
             color,
             progress: Mutex::new(None),
             bars,
-            logs: Mutex::new(TaskLogs::new(OutputLogs::Full, LogOrder::Auto)),
+            logs: Mutex::new(TaskLogs::new(
+                quiet_logs(OutputLogs::Full, verbosity),
+                LogOrder::Auto,
+            )),
         }
     }
 
     /// Sets whose task output a build prints and in what order (`--output-logs`,
     /// `--log-order`; module docs).
     pub fn set_task_logs(&self, logs: OutputLogs, order: LogOrder) {
-        *self.logs.lock().unwrap_or_else(|e| e.into_inner()) = TaskLogs::new(logs, order);
+        *self.logs.lock().unwrap_or_else(|e| e.into_inner()) =
+            TaskLogs::new(quiet_logs(logs, self.verbosity), order);
     }
 
     /// A piece of what task `id` printed (human output).
@@ -408,7 +416,16 @@ impl Shell {
             } else {
                 write!(out, "{shown}: ")
             };
-            let _ = out.write_all(line);
+            // Lines end with a newline (whole lines, pieces given one, notes).
+            let (text, newline) = match line.strip_suffix(b"\n") {
+                Some(text) => (text, &b"\n"[..]),
+                None => (&line[..], &b""[..]),
+            };
+            let _ = out.write_all(text);
+            if text.contains(&0x1b) {
+                let _ = out.write_all(b"\x1b[0m");
+            }
+            let _ = out.write_all(newline);
         }
     }
 
@@ -605,6 +622,16 @@ impl Shell {
     }
 }
 
+/// `-q` prints only errors: of tasks' output, only failing tasks' (module docs).
+fn quiet_logs(logs: OutputLogs, verbosity: Verbosity) -> OutputLogs {
+    match logs {
+        OutputLogs::Full | OutputLogs::NewOnly if verbosity == Verbosity::Quiet => {
+            OutputLogs::ErrorsOnly
+        }
+        logs => logs,
+    }
+}
+
 /// What a held line costs, its allocation included (many short lines are not free).
 fn held_size(line: &[u8]) -> usize {
     line.len() + 64
@@ -663,9 +690,6 @@ impl Reporter for Shell {
                         "replayed": replayed,
                         "text": String::from_utf8_lossy(bytes),
                     }));
-                    return;
-                }
-                if self.verbosity == Verbosity::Quiet {
                     return;
                 }
                 self.task_output(id, stream, bytes, replayed);
