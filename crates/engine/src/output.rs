@@ -1,6 +1,7 @@
 //! What a task prints, live: the [`OutputSink`] an action reports its output to
-//! ([`crate::ActionContext::output`]), and [`run_command`], the one way a command of a task is
-//! run (the engine's [`crate::CommandAction`] and the front end's own tool runner both use it).
+//! ([`crate::ActionContext::output`]), and [`run_command`], how a task's commands run (the
+//! engine's [`crate::CommandAction`] and the front end's own tool runner both use it; only a
+//! signing hook, whose output may hold a secret, is captured and redacted instead).
 //!
 //! [`run_command`] spawns the command in its own process group registered with the run's
 //! [`crate::Cancel`], reads stdout and stderr concurrently (one thread each) and forwards each
@@ -8,7 +9,7 @@
 //! stream ends, and a line longer than [`MAX_LINE`] is forwarded in pieces of that size, so
 //! memory stays bounded whatever the command prints.
 //!
-//! The engine's sink ([`TaskOutput`]) reports each piece at once as an
+//! The engine's sink (`TaskOutput`) reports each piece at once as an
 //! [`Event::Output`] (`replayed: false`) and keeps a copy for the cache, at most [`MAX_KEPT`]
 //! bytes per stream (what is beyond is reported live but not replayed from the cache; the kept
 //! copy then ends with a line saying how much was left out).

@@ -12,7 +12,9 @@
 //!
 //! **Invariant:** every failure message names the command line, quoted so it can be pasted
 //! into a shell, and the exit status; what the tool printed was reported live, as it printed
-//! it, whether it succeeded or not.
+//! it, whether it succeeded or not, except the stdout of [`Cmd::read_in`], which is data
+//! (`go list -json`, `cargo metadata`) returned to the caller. The `[sign]` hook
+//! (`package::sign`) runs its signer itself, to redact secrets from what it prints.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
