@@ -11,7 +11,8 @@
 //! - fish: clap's script for a command `cargo` whose one subcommand is `xtask` (fish adds
 //!   completions to cargo's own, it replaces nothing);
 //! - zsh: clap's `_xbundle_cargo_xtask` function, and a `cargo` completion that calls it for
-//!   `cargo xtask …` and `_cargo` (cargo's own) otherwise;
+//!   `cargo xtask …` and `_cargo` (cargo's own) otherwise; sourced before `compinit` (no
+//!   `compdef`), it registers nothing and says to run `compinit` first, without an error;
 //! - powershell: clap's script for the `cargo` command with the `xtask` subcommand.
 //!
 //! Nothing is written: the script goes to stdout.
@@ -114,7 +115,12 @@ _xbundle_cargo() {
         _files
     fi
 }
-compdef _xbundle_cargo cargo
+# Sourced before `compinit` there is no `compdef`: say so rather than fail.
+if (( $+functions[compdef] )); then
+    compdef _xbundle_cargo cargo
+else
+    print -u2 "cargo xtask completions: no compdef yet; run 'autoload -U compinit && compinit' before sourcing this script"
+fi
 "#;
 
 /// The completion script for `target`.
@@ -127,9 +133,13 @@ fn script(shell: ShellArg) -> String {
             text
         }
         ShellArg::Zsh => {
-            let mut text = generate(Target::Zsh, as_cargo_xtask(), "xbundle_cargo_xtask");
+            let text = generate(Target::Zsh, as_cargo_xtask(), "xbundle_cargo_xtask");
             // clap's script ends by registering itself (or expects autoload); the wrapper is
-            // what makes `cargo xtask` use it.
+            // what makes `cargo xtask` use it. Both registrations wait for `compinit`.
+            let mut text = text.replace(
+                "\n    compdef _xbundle_cargo_xtask xbundle_cargo_xtask\n",
+                "\n    (( ! $+functions[compdef] )) || compdef _xbundle_cargo_xtask xbundle_cargo_xtask\n",
+            );
             text.push_str(ZSH_WRAPPER);
             text
         }

@@ -10,6 +10,8 @@
 //!   and macOS; each is assembled as `check` assembles it before it is written as a profile
 //!   (with the analysis' swap suggestions if it fails without them); a scenario whose profile
 //!   would still fail is written commented out, with the reason, so `check` accepts the file;
+//! - nothing is written outside the repository: `platforms` that is a symbolic link (or a
+//!   file) is refused like an existing file;
 //! - platforms/ gets the platform files this project ships (the same five, the same values).
 
 use std::collections::BTreeMap;
@@ -249,9 +251,12 @@ pub(super) fn init(cli: &Cli, _args: &InitArgs, shell: &Shell) -> Result<u8, Dia
             .help("this repository is set up already: `cargo xtask check` validates it; to start over, move the file away first"));
         }
     }
-    if occupied(&root.join("platforms")) && !root.join("platforms").is_dir() {
+    // Not `is_dir()`, which follows a link: platforms/ must be a directory of the repository,
+    // never a link (to outside it, the files would be written there).
+    let platforms_dir = std::fs::symlink_metadata(root.join("platforms"));
+    if platforms_dir.as_ref().is_ok_and(|m| !m.is_dir()) {
         return Err(Diagnostic::error(format!(
-            "{} is not a directory (nothing was written)",
+            "{} is not a directory (a file or a symbolic link; nothing was written)",
             root.join("platforms")
         ))
         .help("move it away: platforms/ holds one TOML file per target platform"));

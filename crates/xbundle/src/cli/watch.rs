@@ -19,7 +19,12 @@
 //!   updates) and removals; reads (inotify's open and close-nowrite, which every round makes
 //!   on its inputs) never start a round.
 //! - **Debounced.** A round starts once no relevant change came for `--debounce MS` (200 by
-//!   default) after the first.
+//!   default) after the first; events that start nothing (reads, `.git`, outputs) do not
+//!   postpone it, and a signal is answered within [`POLL`] however long the debounce.
+//! - **Inside the root only.** Links are not followed (a link to a directory outside the root
+//!   is not watched); a directory created or moved in counts with every file below it when the
+//!   debounce ends (its files may have no event of their own); the root removed or renamed
+//!   ends the watch with an error.
 //! - **Ctrl-C** (SIGINT; SIGTERM likewise) during a round cancels it exactly as it cancels
 //!   `bundle` (its `interrupted` line, exit 130/143); between rounds it ends the watch at once
 //!   with the same code. The handler is installed once for the whole session and retargeted to
@@ -74,7 +79,10 @@ pub(super) fn watch(cli: &Cli, args: &WatchArgs, shell: &Shell) -> Result<u8, Di
             "on Linux, a large tree may need more inotify watches: raise fs.inotify.max_user_watches (sysctl)",
         )
     };
-    let mut watcher = notify::recommended_watcher(sender).map_err(watch_error)?;
+    // Links are not followed: a link inside the root to a directory outside it (or to `/`)
+    // is not walked, and changes out there start nothing.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = notify::RecommendedWatcher::new(sender, config).map_err(watch_error)?;
     watcher
         .watch(root.as_std_path(), RecursiveMode::Recursive)
         .map_err(watch_error)?;
@@ -272,7 +280,9 @@ fn report(
 }
 
 /// Waits for changes that could be inputs, then for `debounce` without another; `None` when a
-/// signal came first. Events that arrived during the round are the first looked at.
+/// signal came first. Events that arrived during the round are the first looked at. Events
+/// that are not changes of inputs neither start nor postpone the round; a signal is answered
+/// within [`POLL`] (debounce or not); the root gone is an error.
 fn wait_for_changes(
     events: &Receiver<notify::Result<notify::Event>>,
     ignore: &Ignore,
@@ -281,19 +291,57 @@ fn wait_for_changes(
     shell: &Shell,
 ) -> Result<Option<BTreeSet<String>>, Diagnostic> {
     let mut changed = BTreeSet::new();
+    // Directories created or moved in: their files may have no event of their own (written
+    // before the watcher watched the directory, or moved in with it); listed once the
+    // debounce is over, when the watcher watches them.
+    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut deadline: Option<Instant> = None;
     loop {
         if interrupts.received().is_some() {
             return Ok(None);
         }
-        let wait = if changed.is_empty() { POLL } else { debounce };
+        if std::fs::metadata(&ignore.root).map_or(true, |m| !m.is_dir()) {
+            return Err(Diagnostic::error(format!(
+                "{} is no longer there (removed or renamed): nothing left to watch",
+                ignore.root.display()
+            ))
+            .help("run `cargo xtask watch` again in the repository"));
+        }
+        let now = Instant::now();
+        if let Some(at) = deadline
+            && now >= at
+        {
+            for dir in std::mem::take(&mut dirs) {
+                ignore.files_below(&dir, &mut changed);
+            }
+            if !changed.is_empty() {
+                return Ok(Some(changed));
+            }
+            deadline = None;
+        }
+        let wait = deadline.map_or(POLL, |at| at.saturating_duration_since(now).min(POLL));
         match events.recv_timeout(wait) {
             Ok(Ok(event)) if is_change(&event.kind) => {
+                let before = (changed.len(), dirs.len());
                 changed.extend(event.paths.iter().filter_map(|path| ignore.relevant(path)));
+                if matches!(
+                    event.kind,
+                    EventKind::Create(_) | EventKind::Modify(notify::event::ModifyKind::Name(_))
+                ) {
+                    dirs.extend(
+                        event
+                            .paths
+                            .iter()
+                            .filter(|path| ignore.new_dir(path))
+                            .cloned(),
+                    );
+                }
+                if (changed.len(), dirs.len()) != before {
+                    deadline = Some(Instant::now() + debounce);
+                }
             }
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) | Err(RecvTimeoutError::Timeout) => {}
             Ok(Err(err)) => shell.warn(&format!("watching for changes: {err}")),
-            Err(RecvTimeoutError::Timeout) if !changed.is_empty() => return Ok(Some(changed)),
-            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(Diagnostic::internal("the file watcher stopped"));
             }
@@ -371,6 +419,35 @@ impl Ignore {
                 self.output_dirs.push(join(&cwd, &base));
             }
             self.outputs.push((cwd, patterns));
+        }
+    }
+
+    /// Whether `path` is a directory (not a link) under the root whose files may be inputs.
+    fn new_dir(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+            && path.strip_prefix(&self.root).is_ok_and(|relative| {
+                let relative = relative.to_string_lossy();
+                !relative.is_empty()
+                    && !relative.split('/').any(|c| c == ".git")
+                    && !self
+                        .own
+                        .iter()
+                        .any(|dir| *relative == **dir || relative.starts_with(&format!("{dir}/")))
+            })
+    }
+
+    /// Adds the files below `dir` (links not followed) that [`Ignore::relevant`] keeps.
+    fn files_below(&self, dir: &Path, changed: &mut BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if self.new_dir(&path) {
+                self.files_below(&path, changed);
+            } else if let Some(relative) = self.relevant(&path) {
+                changed.insert(relative);
+            }
         }
     }
 
