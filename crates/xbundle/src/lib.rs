@@ -29,6 +29,7 @@ pub mod service;
 pub mod shell;
 pub mod stage;
 pub mod stages;
+pub mod timings;
 pub mod tool;
 pub mod toolchain;
 pub mod units;

@@ -11,6 +11,9 @@
 //! `interrupted: N ran, M stopped` (with the cached and failed counts when there are any; an
 //! `interrupted` JSON event with `--message-format json`) and exits 130 (SIGINT) or 143
 //! (SIGTERM), as a shell reports a process killed by the signal.
+//!
+//! `--timings` wraps the shell in a [`crate::timings::Recorder`] for the run and writes its
+//! HTML report afterwards, whatever the outcome (failed and interrupted runs included).
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,7 +48,7 @@ pub(super) fn run_tasks(
     }
     shell.set_task_logs(args.output_logs, args.log_order);
     let interrupts = Interrupts::watch(workspace.engine.cancel_handle())?;
-    Ok(run_targets(workspace, graph, &targets, &interrupts, shell)?.0)
+    Ok(run_targets(workspace, graph, &targets, &interrupts, args.timings, shell)?.0)
 }
 
 /// Runs `targets` (and their dependencies) with `interrupts` already watching this engine's
@@ -56,9 +59,17 @@ pub(super) fn run_targets(
     graph: &engine::TaskGraph,
     targets: &[TaskId],
     interrupts: &Interrupts,
+    timings: bool,
     shell: &Shell,
 ) -> Result<(u8, engine::RunSummary), Diagnostic> {
-    let summary = workspace.engine.run(graph, targets, shell)?;
+    let summary = if timings {
+        let recorder = crate::timings::Recorder::new(shell);
+        let summary = workspace.engine.run(graph, targets, &recorder)?;
+        report_timings(workspace, graph, &recorder, &summary, shell);
+        summary
+    } else {
+        workspace.engine.run(graph, targets, shell)?
+    };
     if summary.interrupted {
         let signal = interrupts.received().unwrap_or(SIGINT);
         let code = 128 + signal as u8;
@@ -80,6 +91,37 @@ pub(super) fn run_targets(
         exit::code_of_failures(&summary)
     };
     Ok((code, summary))
+}
+
+/// `--timings`: writes the run's report (see [`crate::timings`]) and says where it is (a
+/// `Timings` status line, or a `timings` JSON event); a report that cannot be written is a
+/// warning, never a failed build.
+fn report_timings(
+    workspace: &Workspace,
+    graph: &engine::TaskGraph,
+    recorder: &crate::timings::Recorder<'_>,
+    summary: &engine::RunSummary,
+    shell: &Shell,
+) {
+    let out = &workspace.config.workspace.out;
+    match crate::timings::write(recorder, graph, summary.duration_ms, &workspace.root, out) {
+        Ok(path) => {
+            if shell.is_json() {
+                shell.json(&json!({
+                    "event": "timings",
+                    "path": path.as_str(),
+                    "tasks": recorder.tasks().len(),
+                }));
+            } else {
+                shell.status(
+                    "Timings",
+                    crate::shell::GREEN,
+                    &format!("report in {}", shown_path(workspace, path.as_str())),
+                );
+            }
+        }
+        Err(why) => shell.warn(&format!("--timings: the report was not written: {why}")),
+    }
 }
 
 /// SIGINT and SIGTERM, caught for the length of a build (see the module docs), or of a whole

@@ -259,6 +259,10 @@ struct BuildArgs {
     /// Order of task output: as it comes, or grouped per task
     #[arg(long, value_enum, value_name = "ORDER", default_value_t = LogOrder::Auto)]
     log_order: LogOrder,
+    /// Write an HTML report of the run (timeline, cache hits and why, critical path) to
+    /// <out>/xbundle-timings/timings.html
+    #[arg(long)]
+    timings: bool,
 }
 
 #[derive(Debug, Args)]

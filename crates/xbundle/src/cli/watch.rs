@@ -146,7 +146,12 @@ fn round(
     workspace.tools.save();
     interrupts.retarget(workspace.engine.cancel_handle());
     Ok(build::run_targets(
-        &workspace, &graph, &targets, interrupts, shell,
+        &workspace,
+        &graph,
+        &targets,
+        interrupts,
+        run.timings,
+        shell,
     )?)
 }
 
