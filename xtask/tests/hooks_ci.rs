@@ -188,7 +188,11 @@ fn a_foreign_hook_or_a_link_is_refused_and_left_as_it_was() {
     repo.human(&["hooks", "install"]).assert_code(2);
     repo.human(&["hooks", "uninstall"]).assert_code(2);
     assert!(repo.join(".git/hooks/pre-commit").is_symlink());
-    canary.assert_intact("hooks refused a foreign hook and a link");
+    // core.hooksPath naming a link to a directory outside: refused, nothing written there.
+    git_ok(repo.path(), &["config", "core.hooksPath", "linked-hooks"]);
+    std::os::unix::fs::symlink(canary.dir.join("build"), repo.join("linked-hooks")).unwrap();
+    repo.human(&["hooks", "install"]).assert_code(2);
+    canary.assert_intact("hooks refused a foreign hook and links");
 }
 
 #[test]
