@@ -41,6 +41,16 @@ pub(super) fn run_tasks(
     } else {
         plan::resolve(graph, names)?
     };
+    let targets = if args.affected {
+        let selected =
+            super::affected::select(workspace, graph, &targets, args.base.as_deref(), shell)?;
+        if selected.is_empty() {
+            return Ok(0);
+        }
+        selected
+    } else {
+        targets
+    };
     if args.dry_run {
         let probes = workspace.engine.probe(graph, &targets)?;
         print_plan(&probes, shell);

@@ -6,10 +6,13 @@
 //! }
 //! ```
 
+mod affected;
 mod build;
 mod cache;
+mod ci;
 mod completions;
 mod doctor;
+mod hooks;
 mod init;
 mod pipeline;
 mod profile;
@@ -202,6 +205,22 @@ enum Command {
         after_long_help = "Example:\n  cd my-vrooli-checkout && cargo xtask init && cargo xtask check"
     )]
     Init(init::InitArgs),
+    /// Install or remove the git pre-commit hook that runs `cargo xtask check`
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask hooks install      a failing `check` blocks the commit\n  cargo xtask hooks uninstall    removes the hook, if xbundle wrote it"
+    )]
+    Hooks {
+        #[command(subcommand)]
+        command: hooks::HooksCommand,
+    },
+    /// Write a CI workflow: `check`, a build per platform with the remote cache, a publish job
+    #[command(
+        after_long_help = "Example:\n  cargo xtask ci github    writes .github/workflows/xbundle.yml"
+    )]
+    Ci {
+        #[command(subcommand)]
+        command: ci::CiCommand,
+    },
 }
 
 impl Command {
@@ -225,6 +244,15 @@ struct RunArgs {
     /// Print the plan with each task's expected cache status; run nothing
     #[arg(long)]
     dry_run: bool,
+    /// Run only the tasks whose inputs changed since a git ref, and the tasks downstream of
+    /// them: git's changed files (commits since the base, staged, unstaged and untracked
+    /// files) against each task's input globs and its recorded discovered inputs
+    #[arg(long)]
+    affected: bool,
+    /// The ref --affected compares with (default: the merge-base of HEAD and origin/HEAD, else
+    /// HEAD: the uncommitted changes)
+    #[arg(long, value_name = "REF", requires = "affected")]
+    base: Option<String>,
     #[command(flatten)]
     build: BuildArgs,
 }
@@ -556,6 +584,8 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
         }
         Command::Completions(args) => completions::completions(args, shell),
         Command::Init(args) => init::init(&cli, args, shell),
+        Command::Hooks { command } => hooks::hooks(&cli, command, shell),
+        Command::Ci { command } => ci::ci(&load(&cli, false, false)?, command, shell),
     }
 }
 
