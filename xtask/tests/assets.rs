@@ -249,9 +249,11 @@ fn server_errors_are_retried_until_it_answers() {
             "dest = \"assets/gone.bin\""
         )
     ));
-    let run = fixture.run(&["bundle", "p"], &[]);
+    // Nothing here stalls: a generous timeout, so a loaded machine cannot turn one of the
+    // three attempts into a timeout (the test is about the status codes).
+    let run = fixture.run(&["bundle", "p"], &[("XBUNDLE_FETCH_TIMEOUT_MS", "10000")]);
     run.assert_code(1);
-    assert_eq!(run.status("fetch:flaky@linux-x64"), "ran");
+    assert_eq!(run.status("fetch:flaky@linux-x64"), "ran", "{run}");
     assert_eq!(server.count("/flaky.bin"), 3, "two 503s, then the body");
     let error = error_of(&run, "fetch:gone@linux-x64");
     assert!(error.contains("404"), "{error}");

@@ -311,6 +311,10 @@ pub fn tree_digest(files: &[Unpacked]) -> Result<(String, u64), String> {
 }
 
 /// The lock of one digest's fetches in this process.
+/// Held while a fetch creates its directory under `assets/`, and while a failed one removes
+/// its empty directories, so no fetch removes a directory another is creating its own in.
+static ASSET_DIRS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn digest_lock(digest: &Digest) -> Arc<std::sync::Mutex<()>> {
     static LOCKS: std::sync::Mutex<BTreeMap<Digest, Arc<std::sync::Mutex<()>>>> =
         std::sync::Mutex::new(BTreeMap::new());
@@ -362,12 +366,16 @@ impl Action for FetchAction {
         let result = self.fetch(context);
         if result.is_err() {
             // Nothing of a failed fetch stays: its files are gone already (temporary files,
-            // rolled-back unpacking); the directories it made go too when empty.
-            let mut dir = self.out_dir.clone();
-            for _ in 0..4 {
-                if context.tree.remove_empty_dir(dir.as_str()).ok() != Some(true) || !dir.pop() {
-                    break;
-                }
+            // rolled-back unpacking); its directory and the asset's go too when empty. Under
+            // `ASSET_DIRS`, as every fetch's creation of its directory: `assets/<id>/` is shared
+            // with the asset's other platforms, which may be creating theirs in it right now
+            // (an empty parent removed under a concurrent fetch made its mkdir fail with
+            // ENOENT). `assets/` itself is left: other assets' fetches share it.
+            let _dirs = ASSET_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+            if context.tree.remove_empty_dir(self.out_dir.as_str()).ok() == Some(true)
+                && let Some(asset_dir) = self.out_dir.parent()
+            {
+                let _ = context.tree.remove_empty_dir(asset_dir.as_str());
             }
         }
         result
@@ -383,10 +391,13 @@ impl FetchAction {
         // downloaded once, the other fetch finds it in the CAS.
         let lock = digest_lock(&expected);
         let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = context
-            .tree
-            .create_dir_all(self.out_dir.as_str())
-            .map_err(|err| failure(err.to_string()))?;
+        let dir = {
+            let _dirs = ASSET_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+            context
+                .tree
+                .create_dir_all(self.out_dir.as_str())
+                .map_err(|err| failure(err.to_string()))?
+        };
         let mut temp = dir.temp_file().map_err(|err| failure(err.to_string()))?;
         let mut from_cache = false;
         // An unreadable cache is a miss: the download is verified all the same.
