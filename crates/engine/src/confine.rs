@@ -551,6 +551,22 @@ impl Dir {
             .map_err(|err| E::from(err.renamed(|_| display.clone())))
     }
 
+    /// Creates the new regular file `relative` (`O_CREAT | O_EXCL | O_NOFOLLOW`, mode `mode`):
+    /// never replacing anything, not even a dangling link, its directories made as
+    /// [`Dir::create_dir_all`] makes them. `Ok(None)` when something is already at that name.
+    pub fn create_new_file(&self, relative: &str, mode: u32) -> Result<Option<File>, ConfineError> {
+        check_relative(relative)?;
+        let (parent, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+        let parent = self.create_dir_all(parent)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::openat(&parent.fd, name, flags, Mode::from_raw_mode(mode)) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(Errno::EXIST) => Ok(None),
+            Err(errno) => Err(ConfineError::io(&self.display(relative), errno)),
+        }
+    }
+
     /// Opens the regular file `relative` for reading: no link is followed at any component, the
     /// last one included, and nothing but a regular file is opened for good (a FIFO is opened
     /// without waiting for a writer, then refused like a link, a device or a socket:
@@ -1034,6 +1050,42 @@ mod tests {
         .unwrap();
         let root = Dir::open_root(&dir.path().join("root")).unwrap();
         (dir, root)
+    }
+
+    #[test]
+    fn create_new_file_never_replaces_and_never_follows_a_link() {
+        let (dir, root) = setup();
+        // A new file, its directories made.
+        let mut file = root
+            .create_new_file("made/new.txt", 0o644)
+            .unwrap()
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"new").unwrap();
+        assert_eq!(
+            fs::read(dir.path().join("root/made/new.txt")).unwrap(),
+            b"new"
+        );
+        // Something already there: a file, or a link (even to a file that exists outside).
+        assert!(
+            root.create_new_file("made/new.txt", 0o644)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            root.create_new_file("real/file-link", 0o644)
+                .unwrap()
+                .is_none()
+        );
+        // A link on the way: refused, nothing written outside.
+        assert!(matches!(
+            root.create_new_file("link/victim2", 0o644),
+            Err(ConfineError::Symlink { .. })
+        ));
+        assert!(!dir.path().join("outside/victim2").exists());
+        assert_eq!(
+            fs::read(dir.path().join("outside/victim")).unwrap(),
+            b"keep"
+        );
     }
 
     #[test]

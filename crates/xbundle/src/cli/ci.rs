@@ -21,7 +21,9 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::Workspace;
-use super::hooks::{MARKER, existing_own, own_dir, write_replacing};
+use engine::confine::{Dir, Kind};
+
+use super::hooks::{MARKER, existing_own, refused, write_replacing};
 use crate::diagnostic::Diagnostic;
 use crate::shell::{GREEN, Shell};
 
@@ -158,21 +160,18 @@ pub(super) fn ci(
         );
     }
     let text = workflow(&pairs, workspace.config.workspace.out.as_str());
-    let root = workspace.root.as_std_path();
-    for dir in [".github", ".github/workflows"] {
-        own_dir(&root.join(dir))?;
-    }
-    let path = root.join(WORKFLOW);
+    let tree = Dir::open_root(workspace.root.as_std_path()).map_err(refused)?;
     if !force {
-        existing_own(&path, "workflow")?;
-    } else if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_file()) {
+        existing_own(&tree, WORKFLOW, "workflow")?;
+    } else if let Some((kind, _)) = tree.lstat(WORKFLOW).map_err(refused)?
+        && kind != Kind::File
+    {
         return Err(Diagnostic::error(format!(
-            "{} is not a regular file; nothing was written",
-            path.display()
+            "{WORKFLOW} is not a regular file; nothing was written"
         ))
         .help("move it away: xbundle never writes through a link"));
     }
-    write_replacing(&path, &text, 0o644)?;
+    write_replacing(&tree, WORKFLOW, &text, 0o644)?;
     if shell.is_json() {
         shell.json(&json!({"event": "workflow", "path": WORKFLOW, "builds": pairs.len()}));
     } else {

@@ -7,24 +7,23 @@
 //! - A hook is ours only when it is a regular file holding [`MARKER`] as a whole line. Anything
 //!   else at `pre-commit` (another tool's hook, a link, a directory) is foreign: install and
 //!   uninstall refuse with exit 2 and write or delete nothing.
-//! - Nothing is written through a link: a hooks directory or a `pre-commit` that is a link is
-//!   refused, and the hook is written to a new temporary file in the hooks directory, then
-//!   renamed over (a rename replaces a name, never a link's target), so a half-written hook
-//!   never exists.
+//! - Nothing is written through a link: the hook is written through the confined tree below
+//!   the work tree's top level (`engine::confine::Dir`: no link followed at any component, a
+//!   new temporary file renamed over, so a half-written hook never exists); a hooks directory
+//!   outside the work tree, or a link on the way, is refused.
 //! - `uninstall` deletes only a hook [`is_ours`] proved ours.
 
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use clap::Subcommand;
+use engine::confine::{ConfineError, Dir, Kind};
 use serde_json::json;
 
 use super::{Cli, find_root};
 use crate::diagnostic::Diagnostic;
 use crate::shell::{GREEN, Shell};
+use crate::tool::Cmd;
 
 /// The line that marks a file written by xbundle (a hook here, a workflow in `ci`).
 pub(super) const MARKER: &str =
@@ -43,103 +42,106 @@ pub(super) fn is_ours(text: &str) -> bool {
     text.lines().any(|line| line.trim_end() == MARKER)
 }
 
-/// What is at `path`, read without following a link: `None` when nothing is there, `Some`
-/// when it is a regular file xbundle wrote, an error (exit 2) naming it otherwise.
-pub(super) fn existing_own(path: &Path, what: &str) -> Result<Option<()>, Diagnostic> {
-    let metadata = match std::fs::symlink_metadata(path) {
-        Ok(metadata) => metadata,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(Diagnostic::internal(format!("{}: {err}", path.display()))),
-    };
+/// The most of a hook or workflow read to look for [`MARKER`].
+const READ_LIMIT: u64 = 1 << 20;
+
+/// A refusal of the confined tree (a link or a non-directory on the way) as a diagnostic.
+pub(super) fn refused(err: ConfineError) -> Diagnostic {
+    match err {
+        ConfineError::Symlink { path } => Diagnostic::error(format!(
+            "{path} is a symbolic link; xbundle never writes through a link"
+        ))
+        .help("make it a plain directory or file (or remove it: xbundle creates it)"),
+        ConfineError::NotDirectory { path } | ConfineError::NotRegular { path, .. } => {
+            Diagnostic::error(format!("{path} is not what xbundle writes there"))
+                .help("move it away: xbundle creates what it needs")
+        }
+        other => Diagnostic::internal(other.to_string()),
+    }
+}
+
+/// What is at `relative` below `dir`, resolved without following a link: `None` when nothing
+/// is there, `Some` when it is a regular file xbundle wrote, an error (exit 2) naming it
+/// otherwise (another tool's file, a link, a directory).
+pub(super) fn existing_own(
+    dir: &Dir,
+    relative: &str,
+    what: &str,
+) -> Result<Option<()>, Diagnostic> {
     let foreign = || {
         Diagnostic::error(format!(
             "{} exists and xbundle did not write it; nothing was written or removed",
-            path.display()
+            dir.join(relative).display()
         ))
         .help(format!(
             "xbundle replaces only a {what} it wrote (one holding the line `{MARKER}`): move it away, or merge the command in by hand"
         ))
     };
-    if !metadata.file_type().is_file() {
-        return Err(foreign());
-    }
-    let text = std::fs::read(path)
-        .map_err(|err| Diagnostic::internal(format!("{}: {err}", path.display())))?;
-    if is_ours(&String::from_utf8_lossy(&text)) {
-        Ok(Some(()))
-    } else {
-        Err(foreign())
-    }
-}
-
-/// Writes `text` at `path` (mode `mode`) through a temporary file in the same directory and a
-/// rename: never through a link, never half-written.
-pub(super) fn write_replacing(path: &Path, text: &str, mode: u32) -> Result<(), Diagnostic> {
-    let dir = path.parent().expect("a file has a directory");
-    let io = |err: std::io::Error| Diagnostic::internal(format!("{}: {err}", path.display()));
-    let mut file = tempfile::Builder::new()
-        .prefix(".xbundle-tmp-")
-        .tempfile_in(dir)
-        .map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(io)?;
-    file.as_file().sync_all().map_err(io)?;
-    file.persist(path).map_err(|err| io(err.error))?;
-    Ok(())
-}
-
-/// Refuses a link (or a non-directory) where a directory xbundle writes in must be; creates it
-/// when missing.
-pub(super) fn own_dir(dir: &Path) -> Result<(), Diagnostic> {
-    match std::fs::symlink_metadata(dir) {
-        Ok(metadata) if metadata.file_type().is_dir() => Ok(()),
-        Ok(_) => Err(Diagnostic::error(format!(
-            "{} is a link or not a directory; xbundle never writes through a link",
-            dir.display()
-        ))
-        .help("make it a plain directory (or remove it: xbundle creates it)")),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)
-                .map_err(|err| Diagnostic::internal(format!("{}: {err}", dir.display())))?;
-            own_dir(dir)
+    match dir.lstat(relative).map_err(refused)? {
+        None => Ok(None),
+        Some((Kind::File, _)) => {
+            let text = dir
+                .read_file(relative, READ_LIMIT)
+                .map_err(|_| foreign())?
+                .unwrap_or_default();
+            if is_ours(&String::from_utf8_lossy(&text)) {
+                Ok(Some(()))
+            } else {
+                Err(foreign())
+            }
         }
-        Err(err) => Err(Diagnostic::internal(format!("{}: {err}", dir.display()))),
+        Some(_) => Err(foreign()),
     }
 }
 
-/// `git` run in `dir`, its trimmed stdout.
+/// Writes `text` at `relative` below `dir` (mode `mode`) through the confined tree: its
+/// directories are made without following a link, and the file is a new temporary file renamed
+/// over (never through a link, never half-written).
+pub(super) fn write_replacing(
+    dir: &Dir,
+    relative: &str,
+    text: &str,
+    mode: u32,
+) -> Result<(), Diagnostic> {
+    dir.write_file(relative, mode, |file: &mut std::fs::File| {
+        file.write_all(text.as_bytes())
+            .map_err(|source| ConfineError::Io {
+                path: dir.join(relative).display().to_string(),
+                source,
+            })
+    })
+    .map(drop)
+    .map_err(refused)
+}
+
+/// `git` run in `dir`, its trimmed stdout (through the one tool runner, which names the
+/// command line in errors).
 pub(super) fn git(dir: &Utf8Path, args: &[&str]) -> Result<String, Diagnostic> {
-    let output = Command::new("git")
+    let captured = Cmd::new("git")
         .args(args)
-        .current_dir(dir)
-        .output()
+        .cwd(dir.as_std_path())
+        .probe(None)
         .map_err(|err| {
-            Diagnostic::error(format!("could not run git: {err}"))
-                .help("install git, and run this inside a git repository")
+            Diagnostic::error(err)
+                .help("install git, and run this inside a git repository (`git init`)")
         })?;
-    if !output.status.success() {
-        return Err(Diagnostic::error(format!(
-            "`git {}` failed in {dir}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-        .help("run this inside a git repository (`git init`)"));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
+    Ok(String::from_utf8_lossy(&captured.stdout)
         .trim_end_matches(['\n', '\r'])
         .to_string())
 }
 
+/// The git work tree holding `root`: its top level, canonical.
+fn top_level(root: &Utf8Path) -> Result<Utf8PathBuf, Diagnostic> {
+    let top = git(root, &["rev-parse", "--show-toplevel"])?;
+    Utf8Path::new(&top)
+        .canonicalize_utf8()
+        .map_err(|err| Diagnostic::internal(format!("{top}: {err}")))
+}
+
 /// The hook's text: `cargo xtask check` from the repository's top level, with `--root` when
 /// bundle.toml lives in a subdirectory.
-fn hook_text(root: &Utf8Path) -> Result<String, Diagnostic> {
-    let top = git(root, &["rev-parse", "--show-toplevel"])?;
-    let top = Utf8Path::new(&top)
-        .canonicalize_utf8()
-        .map_err(|err| Diagnostic::internal(format!("{top}: {err}")))?;
-    let relative = root.strip_prefix(&top).map_err(|_| {
+fn hook_text(root: &Utf8Path, top: &Utf8Path) -> Result<String, Diagnostic> {
+    let relative = root.strip_prefix(top).map_err(|_| {
         Diagnostic::error(format!("{root} is not inside the git work tree {top}"))
             .help("run this in the repository's work tree")
     })?;
@@ -160,15 +162,30 @@ fn hook_text(root: &Utf8Path) -> Result<String, Diagnostic> {
 
 pub(super) fn hooks(cli: &Cli, command: &HooksCommand, shell: &Shell) -> Result<u8, Diagnostic> {
     let root = find_root(cli.root.as_deref())?;
-    let dir = git(&root, &["rev-parse", "--git-path", "hooks"])?;
-    let dir = root.as_std_path().join(dir);
-    let hook: PathBuf = dir.join("pre-commit");
+    let top = top_level(&root)?;
+    // git's own answer, so `core.hooksPath` is honoured; written only inside the work tree
+    // (the confined tree below its top level: no link followed on the way).
+    let hooks = git(
+        &root,
+        &["rev-parse", "--path-format=absolute", "--git-path", "hooks"],
+    )?;
+    let relative = Utf8Path::new(&hooks)
+        .strip_prefix(&top)
+        .map_err(|_| {
+            Diagnostic::error(format!(
+                "git's hooks directory {hooks} is outside the work tree {top}; xbundle writes only inside the repository"
+            ))
+            .help("point core.hooksPath inside the repository, or install the hook by hand")
+        })?
+        .join("pre-commit");
+    let relative = relative.as_str();
+    let tree = Dir::open_root(top.as_std_path()).map_err(refused)?;
+    let hook = tree.join(relative);
     match command {
         HooksCommand::Install => {
-            let text = hook_text(&root)?;
-            own_dir(&dir)?;
-            let replaced = existing_own(&hook, "hook")?.is_some();
-            write_replacing(&hook, &text, 0o755)?;
+            let text = hook_text(&root, &top)?;
+            let replaced = existing_own(&tree, relative, "hook")?.is_some();
+            write_replacing(&tree, relative, &text, 0o755)?;
             if shell.is_json() {
                 shell.json(&json!({"event": "hook", "action": "installed", "path": hook, "replaced": replaced}));
             } else {
@@ -183,13 +200,8 @@ pub(super) fn hooks(cli: &Cli, command: &HooksCommand, shell: &Shell) -> Result<
             }
         }
         HooksCommand::Uninstall => {
-            let removed = match existing_own(&hook, "hook")? {
-                Some(()) => {
-                    std::fs::remove_file(&hook).map_err(|err| {
-                        Diagnostic::internal(format!("{}: {err}", hook.display()))
-                    })?;
-                    true
-                }
+            let removed = match existing_own(&tree, relative, "hook")? {
+                Some(()) => tree.remove_file(relative).map_err(refused)?,
                 None => false,
             };
             if shell.is_json() {

@@ -4,8 +4,9 @@
 //! Invariants:
 //! - nothing is ever overwritten: every file to write is checked first (any that exists, or a
 //!   symbolic link in its place, is refused, exit 2, naming it, nothing written), then each is
-//!   created with `create_new` (O_EXCL), so a file that appears meanwhile is not replaced
-//!   either; if one creation fails, the files this run created (and only those) are removed;
+//!   created through the confined tree (`Dir::create_new_file`: `O_EXCL | O_NOFOLLOW`, no link
+//!   followed on the way), so a file that appears meanwhile is not replaced either; if one
+//!   creation fails, the files this run created (and only those) are removed;
 //! - one profile per scenario found, `<scenario>-desktop` on the desktop tier for Linux, Windows
 //!   and macOS; each is assembled as `check` assembles it before it is written as a profile
 //!   (with the analysis' swap suggestions if it fails without them); a scenario whose profile
@@ -28,6 +29,7 @@ use crate::config::{self, BundleConfig};
 use crate::diagnostic::Diagnostic;
 use crate::platform::Platform;
 use crate::shell::{GREEN, Shell};
+use engine::confine::{Dir, Kind};
 
 #[derive(Debug, Args)]
 pub(super) struct InitArgs {}
@@ -218,9 +220,10 @@ fn scaffold_profile(
     }
 }
 
-/// The file exists, or something (a link, a directory) is in its place.
-fn occupied(path: &Utf8Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok()
+/// Something (a file, a link, a directory) is at `relative`, or a link or a file is where one
+/// of its directories must be: in either case init writes nothing there.
+fn occupied(tree: &Dir, relative: &str) -> bool {
+    !matches!(tree.lstat(relative), Ok(None))
 }
 
 pub(super) fn init(cli: &Cli, _args: &InitArgs, shell: &Shell) -> Result<u8, Diagnostic> {
@@ -233,6 +236,17 @@ pub(super) fn init(cli: &Cli, _args: &InitArgs, shell: &Shell) -> Result<u8, Dia
         scenarios: "scenarios".into(),
         resources: "resources".into(),
     };
+    let tree =
+        Dir::open_root(root.as_std_path()).map_err(|err| Diagnostic::internal(err.to_string()))?;
+    // Not `is_dir()`, which follows a link: platforms/ must be a directory of the repository,
+    // never a link (to outside it, the files would be written there).
+    if !matches!(tree.lstat("platforms"), Ok(None | Some((Kind::Dir, _)))) {
+        return Err(Diagnostic::error(format!(
+            "{} is not a directory (a file or a symbolic link; nothing was written)",
+            root.join("platforms")
+        ))
+        .help("move it away: platforms/ holds one TOML file per target platform"));
+    }
     // Everything this run would write, checked before anything is written.
     let mut files: Vec<(Utf8PathBuf, String)> = Vec::new();
     for platform in &PLATFORMS {
@@ -243,23 +257,13 @@ pub(super) fn init(cli: &Cli, _args: &InitArgs, shell: &Shell) -> Result<u8, Dia
     }
     files.push((config::FILE_NAME.into(), String::new()));
     for (relative, _) in &files {
-        if occupied(&root.join(relative)) {
+        if occupied(&tree, relative.as_str()) {
             return Err(Diagnostic::error(format!(
                 "{} already exists; `cargo xtask init` never overwrites a file (nothing was written)",
                 root.join(relative)
             ))
             .help("this repository is set up already: `cargo xtask check` validates it; to start over, move the file away first"));
         }
-    }
-    // Not `is_dir()`, which follows a link: platforms/ must be a directory of the repository,
-    // never a link (to outside it, the files would be written there).
-    let platforms_dir = std::fs::symlink_metadata(root.join("platforms"));
-    if platforms_dir.as_ref().is_ok_and(|m| !m.is_dir()) {
-        return Err(Diagnostic::error(format!(
-            "{} is not a directory (a file or a symbolic link; nothing was written)",
-            root.join("platforms")
-        ))
-        .help("move it away: platforms/ holds one TOML file per target platform"));
     }
     let scenarios = layout.scenario_names();
     if scenarios.is_empty() {
@@ -300,17 +304,11 @@ pub(super) fn init(cli: &Cli, _args: &InitArgs, shell: &Shell) -> Result<u8, Dia
     if let Some(last) = files.last_mut() {
         last.1 = toml;
     }
-    std::fs::create_dir_all(root.join("platforms"))
-        .map_err(|err| Diagnostic::internal(format!("could not create {root}/platforms: {err}")))?;
-    let mut created: Vec<Utf8PathBuf> = Vec::new();
+    let mut created: Vec<&str> = Vec::new();
     for (relative, text) in &files {
         let path = root.join(relative);
-        let failed = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Some(
+        let failed = match tree.create_new_file(relative.as_str(), 0o644) {
+            Ok(None) => Some(
                 Diagnostic::error(format!("{path} appeared while init ran (nothing was kept)"))
                     .help(
                         "another process writes here: run `cargo xtask init` again once it is done",
@@ -319,9 +317,9 @@ pub(super) fn init(cli: &Cli, _args: &InitArgs, shell: &Shell) -> Result<u8, Dia
             Err(err) => Some(Diagnostic::internal(format!(
                 "could not create {path}: {err} (nothing was kept)"
             ))),
-            Ok(mut file) => {
+            Ok(Some(mut file)) => {
                 // Created by this run: removed with the others if anything fails.
-                created.push(path.clone());
+                created.push(relative.as_str());
                 file.write_all(text.as_bytes()).err().map(|err| {
                     Diagnostic::internal(format!(
                         "could not write {path}: {err} (nothing was kept)"
@@ -330,8 +328,8 @@ pub(super) fn init(cli: &Cli, _args: &InitArgs, shell: &Shell) -> Result<u8, Dia
             }
         };
         if let Some(diagnostic) = failed {
-            for path in &created {
-                let _ = std::fs::remove_file(path);
+            for relative in &created {
+                let _ = tree.remove_file(relative);
             }
             return Err(diagnostic);
         }
