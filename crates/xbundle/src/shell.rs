@@ -644,6 +644,22 @@ fn stream_index(stream: Stream) -> usize {
     }
 }
 
+/// A run's counts as the closing status line says them: `3 ran, 5 cached`, then the failed and
+/// skipped tasks when there are any (the one wording, for `bundle`, `task` and `watch` rounds).
+pub fn run_counts(summary: &engine::RunSummary) -> String {
+    let mut parts = vec![
+        format!("{} ran", summary.ran),
+        format!("{} cached", summary.cached),
+    ];
+    if summary.failed > 0 {
+        parts.push(format!("{} failed", summary.failed));
+    }
+    if summary.skipped > 0 {
+        parts.push(format!("{} skipped", summary.skipped));
+    }
+    parts.join(", ")
+}
+
 fn seconds(ms: u64) -> String {
     crate::units::duration_ms(ms)
 }
@@ -754,19 +770,8 @@ impl Reporter for Shell {
                     return;
                 }
                 let counts = format!(
-                    "{} ran, {} cached{}{} in {}",
-                    summary.ran,
-                    summary.cached,
-                    if summary.failed > 0 {
-                        format!(", {} failed", summary.failed)
-                    } else {
-                        String::new()
-                    },
-                    if summary.skipped > 0 {
-                        format!(", {} skipped", summary.skipped)
-                    } else {
-                        String::new()
-                    },
+                    "{} in {}",
+                    run_counts(summary),
                     seconds(summary.duration_ms)
                 );
                 if summary.success() {

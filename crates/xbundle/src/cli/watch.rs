@@ -253,20 +253,13 @@ fn report(
         return;
     }
     let what = match outcome {
-        Ok((_, summary)) => {
-            let mut parts = vec![format!("{} ran", summary.ran)];
-            if summary.failed > 0 {
-                parts.push(format!("{} failed", summary.failed));
-            }
-            if summary.skipped > 0 {
-                parts.push(format!("{} skipped", summary.skipped));
-            }
-            parts.push(format!("{} cached", summary.cached));
-            parts.join(", ")
-        }
+        Ok((_, summary)) => crate::shell::run_counts(summary),
         Err(_) => "did not build (the error above)".to_string(),
     };
-    let mut line = format!("round {number}: {what} in {:.2}s", elapsed.as_secs_f64());
+    let mut line = format!(
+        "round {number}: {what} in {}",
+        crate::units::duration_ms(elapsed.as_millis() as u64)
+    );
     if !changed.is_empty() {
         const SHOWN: usize = 3;
         let mut names: Vec<&str> = changed.iter().take(SHOWN).map(String::as_str).collect();
