@@ -8,19 +8,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::watching::{BOUND, Watching, changed};
 use common::{Canary, Repo};
 use serde_json::Value;
-
-/// The bound on any one wait for the binary.
-const BOUND: Duration = Duration::from_secs(60);
-
-/// How long the tests watch for a round that must not come: many times the debounce.
-const QUIET: Duration = Duration::from_millis(1200);
 
 const BUNDLE: &str = r#"
 [tasks.a]
@@ -45,117 +38,8 @@ inputs = ["u/in.txt"]
 outputs = ["u.out"]
 "#;
 
-/// A running `xtask watch`, its JSON events arriving on a channel.
-struct Watching {
-    child: Child,
-    events: Receiver<Value>,
-    stderr: std::thread::JoinHandle<String>,
-    /// Every event so far (for failure messages).
-    seen: Vec<Value>,
-}
-
-/// What one round reported: its `watch-round` event and each task's final status.
-struct Round {
-    event: Value,
-    statuses: BTreeMap<String, String>,
-}
-
-impl Watching {
-    fn start(repo: &Repo, args: &[&str]) -> Watching {
-        let mut child = repo
-            .command()
-            .args(["--message-format", "json", "watch", "--debounce", "50"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn xtask watch");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let (sender, events) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let line = line.expect("stdout is UTF-8");
-                let event: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|err| panic!("stdout line is not JSON ({err}): {line}"));
-                if sender.send(event).is_err() {
-                    return;
-                }
-            }
-        });
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                text.push_str(&line);
-                text.push('\n');
-            }
-            text
-        });
-        Watching {
-            child,
-            events,
-            stderr,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The events until the next `watch-round`, as a [`Round`].
-    fn next_round(&mut self) -> Round {
-        let deadline = Instant::now() + BOUND;
-        let mut statuses = BTreeMap::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let event = match self.events.recv_timeout(left) {
-                Ok(event) => event,
-                Err(err) => panic!("no round ({err:?}); events so far: {:#?}", self.seen),
-            };
-            self.seen.push(event.clone());
-            match event["event"].as_str() {
-                Some("task-finished") => {
-                    statuses.insert(
-                        event["id"].as_str().unwrap().to_string(),
-                        event["status"].as_str().unwrap().to_string(),
-                    );
-                }
-                Some("watch-round") => return Round { event, statuses },
-                _ => {}
-            }
-        }
-    }
-
-    /// Nothing at all is reported for [`QUIET`]: no round started.
-    fn assert_quiet(&mut self, context: &str) {
-        match self.events.recv_timeout(QUIET) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(event) => panic!("{context}: unexpected {event}; before: {:#?}", self.seen),
-            Err(err) => panic!("{context}: the watch ended ({err:?})"),
-        }
-    }
-
-    /// Sends `signal`, then returns the exit code, the remaining events and stderr.
-    fn stop(mut self, signal: i32) -> (i32, Vec<Value>, String) {
-        // SAFETY: signals the child this test spawned and has not reaped.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-        let deadline = Instant::now() + BOUND;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the watch did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let rest: Vec<Value> = self.events.iter().collect();
-        let stderr = self.stderr.join().expect("stderr reader");
-        (status.code().expect("exited, not killed"), rest, stderr)
-    }
-}
-
 fn statuses(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     common::statuses(pairs)
-}
-
-fn changed(round: &Round) -> Vec<String> {
-    common::strings(&round.event["changed"])
 }
 
 #[test]
@@ -170,7 +54,7 @@ fn two_edits_make_two_rounds_of_exactly_the_affected_tasks() {
         ],
     );
     let canary = Canary::plant(&repo.sandbox().join("canary"), &[]);
-    let mut watch = Watching::start(&repo, &["both"]);
+    let mut watch = Watching::start(&repo, "50", &["both"]);
 
     let first = watch.next_round();
     assert_eq!(
@@ -282,7 +166,7 @@ outputs = ["x.out"]
     let repo = Repo::in_sandbox(bundle, &[("s/in.txt", "s1\n"), ("x/in.txt", "x1\n")]);
     let gate = repo.sandbox().join("gate");
     let started = repo.sandbox().join("started");
-    let mut watch = Watching::start(&repo, &[]);
+    let mut watch = Watching::start(&repo, "50", &[]);
     let first = watch.next_round();
     assert_eq!(
         first.statuses,
@@ -357,7 +241,7 @@ outputs = ["s.out"]
 "#;
     let repo = Repo::in_sandbox(bundle, &[("s/in.txt", "s1\n")]);
     std::fs::write(repo.sandbox().join("gate"), "").unwrap();
-    let watch = Watching::start(&repo, &["slow"]);
+    let watch = Watching::start(&repo, "50", &["slow"]);
     let deadline = Instant::now() + BOUND;
     while !repo.sandbox().join("started").exists() {
         assert!(Instant::now() < deadline, "slow never started");
