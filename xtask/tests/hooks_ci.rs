@@ -7,7 +7,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::{Canary, Repo};
@@ -82,25 +82,11 @@ fn init_git(dir: &Path) {
     git_ok(dir, &["commit", "-q", "-m", "initial"]);
 }
 
-/// A directory with a `cargo` whose `cargo xtask` is the binary under test.
-fn shim_dir(sandbox: &Path) -> PathBuf {
-    let dir = sandbox.join("shim");
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = format!(
-        "#!/bin/sh\nif [ \"$1\" = xtask ]; then shift; exec '{}' \"$@\"; fi\necho 'not the shim' >&2; exit 97\n",
-        common::BIN
-    );
-    let shim = dir.join("cargo");
-    std::fs::write(&shim, script).unwrap();
-    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 /// `git commit -am` with the shim first on PATH: the hook's `cargo xtask` is the binary.
 fn commit(repo: &Repo, message: &str) -> std::process::Output {
     let path = format!(
         "{}:{}",
-        shim_dir(repo.sandbox()).display(),
+        common::cargo_shim(repo.sandbox()).display(),
         std::env::var("PATH").unwrap_or_default()
     );
     Command::new("git")

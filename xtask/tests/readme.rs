@@ -141,7 +141,7 @@ fn the_readme_tour_prints_what_the_readme_shows() {
     let readme = readme();
     let steps = console_steps(&readme);
     let repo = demo_copy();
-    let shim = shim_dir(repo.sandbox());
+    let shim = common::cargo_shim(repo.sandbox());
     let path = format!(
         "{}:{}",
         shim.display(),
@@ -346,21 +346,4 @@ fn demo_copy() -> Repo {
         let _ = std::fs::remove_dir_all(repo.join(leftover));
     }
     repo
-}
-
-/// A directory with a `cargo` that runs the binary under test for `cargo xtask …` and the real
-/// cargo for anything else (xbundle's own Rust builds).
-fn shim_dir(sandbox: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = sandbox.join("shim");
-    std::fs::create_dir_all(&dir).unwrap();
-    let real = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let script = format!(
-        "#!/bin/sh\nif [ \"$1\" = xtask ]; then shift; exec '{}' \"$@\"; fi\nexec '{real}' \"$@\"\n",
-        common::BIN
-    );
-    let shim = dir.join("cargo");
-    std::fs::write(&shim, script).unwrap();
-    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
 }

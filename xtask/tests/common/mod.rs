@@ -746,3 +746,20 @@ pub fn have_tool(program: &str, package: &str) -> bool {
     }
     found
 }
+
+/// A directory with a `cargo` that runs the binary under test for `cargo xtask …` and the real
+/// cargo for anything else (xbundle's own Rust builds): put first on PATH, `cargo xtask` in a
+/// README line or a git hook reaches the binary under test.
+pub fn cargo_shim(sandbox: &Path) -> PathBuf {
+    let dir = sandbox.join("shim");
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = xtask ]; then shift; exec '{}' \"$@\"; fi\nexec '{real}' \"$@\"\n",
+        BIN
+    );
+    let shim = dir.join("cargo");
+    std::fs::write(&shim, script).unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
