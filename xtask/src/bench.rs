@@ -601,6 +601,26 @@ fn load_average() -> String {
 
 /// Builds the release `xtask` and runs `xtask bench MODE ARGS…` with it (a benchmark run from
 /// a debug build measures the release code); its exit code.
+/// The end of a bench subcommand whose arguments are parsed: from a debug build, the same
+/// command again in release ([`rerun_in_release`]); else `run`, a failure reported as
+/// `bench MODE: why` and exit 1.
+pub(crate) fn run_released(
+    mode: &str,
+    args: &[std::ffi::OsString],
+    run: impl FnOnce() -> Result<(), String>,
+) -> std::process::ExitCode {
+    if cfg!(debug_assertions) {
+        return rerun_in_release(mode, args);
+    }
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench {mode}: {err}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 pub(crate) fn rerun_in_release(mode: &str, args: &[std::ffi::OsString]) -> std::process::ExitCode {
     use std::process::{Command, ExitCode};
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

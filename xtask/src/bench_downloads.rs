@@ -69,16 +69,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             }
         }
     }
-    if cfg!(debug_assertions) {
-        return crate::bench::rerun_in_release("downloads", &args);
-    }
-    match run(&options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench downloads: {err}");
-            ExitCode::from(1)
-        }
-    }
+    crate::bench::run_released("downloads", &args, || run(&options))
 }
 
 /// A directory of this run's, removed at the end.

@@ -99,16 +99,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             }
         }
     }
-    if cfg!(debug_assertions) {
-        return crate::bench::rerun_in_release("package", &args);
-    }
-    match run(&options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bench package: {err}");
-            ExitCode::from(1)
-        }
-    }
+    crate::bench::run_released("package", &args, || run(&options))
 }
 
 fn progress(message: &str) {
