@@ -21,6 +21,21 @@ pub struct Platform {
     pub formats: Vec<String>,
 }
 
+#[cfg(test)]
+impl Platform {
+    /// A platform for unit tests: only its id and Go names set.
+    pub(crate) fn for_test(id: &str, goos: &str, goarch: &str) -> Platform {
+        Platform {
+            id: id.into(),
+            rust_target: String::new(),
+            goos: goos.into(),
+            goarch: goarch.into(),
+            exe_suffix: String::new(),
+            formats: Vec::new(),
+        }
+    }
+}
+
 /// Every `*.toml` in `<root>/platforms/`, sorted by id (none when there is no such
 /// directory). A file whose `id` differs from its name is an error. The directory and its files
 /// are read as untrusted input ([`crate::config::read_definition`]): no link followed, only

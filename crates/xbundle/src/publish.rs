@@ -569,14 +569,7 @@ mod tests {
     use super::*;
 
     fn platform(id: &str, goos: &str, goarch: &str) -> Platform {
-        Platform {
-            id: id.into(),
-            rust_target: String::new(),
-            goos: goos.into(),
-            goarch: goarch.into(),
-            exe_suffix: String::new(),
-            formats: Vec::new(),
-        }
+        Platform::for_test(id, goos, goarch)
     }
 
     #[test]
