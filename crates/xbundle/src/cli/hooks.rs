@@ -9,8 +9,9 @@
 //!   uninstall refuse with exit 2 and write or delete nothing.
 //! - Nothing is written through a link: the hook is written through the confined tree below
 //!   the work tree's top level (`engine::confine::Dir`: no link followed at any component, a
-//!   new temporary file renamed over, so a half-written hook never exists); a hooks directory
-//!   outside the work tree, or a link on the way, is refused.
+//!   new temporary file renamed over, so a half-written hook never exists), or, for a hooks
+//!   directory git names outside the work tree, below that directory's parent; a link on the
+//!   way, at the hooks directory or at the hook is refused.
 //! - `uninstall` deletes only a hook [`is_ours`] proved ours.
 
 use std::io::Write as _;
@@ -130,6 +131,21 @@ pub(super) fn git(dir: &Utf8Path, args: &[&str]) -> Result<String, Diagnostic> {
         .to_string())
 }
 
+/// `path` with its `.` and `..` components applied as text (no link resolved).
+fn lexical(path: &Utf8Path) -> Utf8PathBuf {
+    let mut out = Utf8PathBuf::new();
+    for component in path.components() {
+        match component {
+            camino::Utf8Component::CurDir => {}
+            camino::Utf8Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_str()),
+        }
+    }
+    out
+}
+
 /// The git work tree holding `root`: its top level, canonical.
 fn top_level(root: &Utf8Path) -> Result<Utf8PathBuf, Diagnostic> {
     let top = git(root, &["rev-parse", "--show-toplevel"])?;
@@ -163,23 +179,31 @@ fn hook_text(root: &Utf8Path, top: &Utf8Path) -> Result<String, Diagnostic> {
 pub(super) fn hooks(cli: &Cli, command: &HooksCommand, shell: &Shell) -> Result<u8, Diagnostic> {
     let root = find_root(cli.root.as_deref())?;
     let top = top_level(&root)?;
-    // git's own answer, so `core.hooksPath` is honoured; written only inside the work tree
-    // (the confined tree below its top level: no link followed on the way).
-    let hooks = git(
-        &root,
-        &["rev-parse", "--path-format=absolute", "--git-path", "hooks"],
-    )?;
-    let relative = Utf8Path::new(&hooks)
-        .strip_prefix(&top)
-        .map_err(|_| {
-            Diagnostic::error(format!(
-                "git's hooks directory {hooks} is outside the work tree {top}; xbundle writes only inside the repository"
-            ))
-            .help("point core.hooksPath inside the repository, or install the hook by hand")
-        })?
-        .join("pre-commit");
+    // git's own answer, so `core.hooksPath` is honoured. Inside the work tree, the hook is
+    // written through the confined tree below its top level (no link followed on the way);
+    // elsewhere (a linked worktree's common `.git`, a `core.hooksPath` the user points outside)
+    // below the hooks directory's parent, the place git names: the hooks directory itself and
+    // the hook are never a link.
+    // As git says it (relative to the root, or absolute), made absolute without resolving a
+    // link: `--path-format=absolute` would resolve one, hiding a hooks directory that is a link.
+    let hooks = lexical(&root.join(git(&root, &["rev-parse", "--git-path", "hooks"])?));
+    let (anchor, relative) = match hooks.strip_prefix(&top) {
+        Ok(inside) => (top.clone(), inside.join("pre-commit")),
+        Err(_) => match (hooks.parent(), hooks.file_name()) {
+            (Some(parent), Some(name)) => (
+                parent.to_path_buf(),
+                Utf8PathBuf::from(name).join("pre-commit"),
+            ),
+            _ => {
+                return Err(Diagnostic::error(format!(
+                    "git names {hooks} as its hooks directory; xbundle cannot write there"
+                ))
+                .help("point core.hooksPath at a directory of its own"));
+            }
+        },
+    };
     let relative = relative.as_str();
-    let tree = Dir::open_root(top.as_std_path()).map_err(refused)?;
+    let tree = Dir::open_root(anchor.as_std_path()).map_err(refused)?;
     let hook = tree.join(relative);
     match command {
         HooksCommand::Install => {
