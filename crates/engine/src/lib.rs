@@ -45,6 +45,7 @@ pub mod key;
 pub mod ledger;
 pub mod output;
 pub mod overlap;
+pub mod remote;
 pub mod statcache;
 pub mod store;
 pub mod task;
