@@ -46,6 +46,7 @@ pub mod ledger;
 pub mod output;
 pub mod overlap;
 pub mod remote;
+pub mod remote_exec;
 pub mod statcache;
 pub mod store;
 pub mod task;

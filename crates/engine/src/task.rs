@@ -186,6 +186,14 @@ pub trait Action: Send + Sync {
     fn replaces_outputs(&self) -> bool {
         false
     }
+
+    /// The command to send to a remote executor instead of running the action here, when the
+    /// action can run anywhere its declared inputs are (no depfile, no reads the engine cannot
+    /// see) and its task opted in; `None` (the default) runs it here. See
+    /// [`crate::remote_exec`].
+    fn remote_command(&self) -> Option<crate::remote_exec::RemoteCommand> {
+        None
+    }
 }
 
 /// Runs a command (`argv`) in the task's cwd with the engine's environment, its output
@@ -199,9 +207,20 @@ pub trait Action: Send + Sync {
 pub struct CommandAction {
     pub argv: Vec<String>,
     pub depfile: Option<String>,
+    /// The task opted in to remote execution (`remote = true`); honoured only without a
+    /// depfile, whose reads a remote worker would not report.
+    pub remote: bool,
 }
 
 impl Action for CommandAction {
+    fn remote_command(&self) -> Option<crate::remote_exec::RemoteCommand> {
+        (self.remote && self.depfile.is_none() && !self.argv.is_empty()).then(|| {
+            crate::remote_exec::RemoteCommand {
+                argv: self.argv.clone(),
+            }
+        })
+    }
+
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
         let Some((program, args)) = self.argv.split_first() else {
             return Err(ActionFailure {

@@ -90,6 +90,8 @@ pub fn declared_specs(config: &BundleConfig) -> Vec<TaskSpec> {
                 action: Arc::new(CommandAction {
                     argv,
                     depfile: task.depfile.clone(),
+                    // `[tasks.*] remote = true` comes with remote execution's configuration.
+                    remote: false,
                 }),
                 description: task.description.clone(),
             }
