@@ -122,6 +122,29 @@ def lay_out(cas, directory_digest, path):
         raise ValueError("input roots with symbolic links are refused")
 
 
+def upload_file(cas, path):
+    with open(path, "rb") as file:
+        return cas.write(file.read())
+
+
+def directory_message(cas, path, tree):
+    """The Directory of `path` (files uploaded), its subdirectories added to `tree.children`."""
+    directory = re.Directory()
+    for name in sorted(os.listdir(path)):
+        child = os.path.join(path, name)
+        if os.path.islink(child):
+            continue
+        if os.path.isfile(child):
+            node = directory.files.add(name=name, is_executable=os.access(child, os.X_OK))
+            node.digest.CopyFrom(upload_file(cas, child))
+        elif os.path.isdir(child):
+            message = directory_message(cas, child, tree)
+            tree.children.append(message)
+            node = directory.directories.add(name=name)
+            node.digest.CopyFrom(digest_of(message.SerializeToString()))
+    return directory
+
+
 def execute(cas, action_digest, work_dir):
     action = cas.message(action_digest, re.Action)
     command = cas.message(action.command_digest, re.Command)
@@ -151,12 +174,16 @@ def execute(cas, action_digest, work_dir):
         result.execution_metadata.worker = "xbundle-test-worker"
         for output in sorted(outputs):
             path = os.path.join(cwd, output)
-            if os.path.islink(path) or not os.path.isfile(path):
+            if os.path.islink(path):
                 continue
-            with open(path, "rb") as file:
-                data = file.read()
-            node = result.output_files.add(path=output, is_executable=os.access(path, os.X_OK))
-            node.digest.CopyFrom(cas.write(data))
+            if os.path.isfile(path):
+                node = result.output_files.add(path=output, is_executable=os.access(path, os.X_OK))
+                node.digest.CopyFrom(upload_file(cas, path))
+            elif os.path.isdir(path):
+                tree = re.Tree()
+                tree.root.CopyFrom(directory_message(cas, path, tree))
+                node = result.output_directories.add(path=output)
+                node.tree_digest.CopyFrom(cas.write(tree.SerializeToString()))
         return result
     finally:
         shutil.rmtree(root, ignore_errors=True)
