@@ -71,8 +71,15 @@ impl HttpCache {
         }
     }
 
+    /// `url` below the base, for messages (which name the server already).
+    fn shown<'a>(&self, url: &'a str) -> &'a str {
+        url.strip_prefix(&self.base)
+            .map_or(url, |rest| rest.trim_start_matches('/'))
+    }
+
     /// A request that failed before a status: unreachable, timed out, TLS.
     fn failed(&self, method: &str, url: &str, err: &ureq::Error) -> RemoteError {
+        let url = self.shown(url);
         let why = match err {
             ureq::Error::Timeout(what) => format!("timed out ({what})"),
             ureq::Error::Io(err) => err.to_string(),
@@ -81,7 +88,8 @@ impl HttpCache {
         RemoteError::Unavailable(format!("{method} {url}: {why}"))
     }
 
-    fn status(method: &str, url: &str, status: StatusCode) -> RemoteError {
+    fn status(&self, method: &str, url: &str, status: StatusCode) -> RemoteError {
+        let url = self.shown(url);
         let hint = match status.as_u16() {
             401 | 403 => {
                 " (check XBUNDLE_REMOTE_CACHE_TOKEN, or XBUNDLE_REMOTE_CACHE_USER and XBUNDLE_REMOTE_CACHE_PASSWORD)"
@@ -143,17 +151,18 @@ impl RemoteBackend for HttpCache {
         match response.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Ok(None),
-            status => return Err(Self::status("GET", &url, status)),
+            status => return Err(self.status("GET", &url, status)),
         }
         if let Some(length) = response.body().content_length()
             && length > max
         {
             return Err(RemoteError::Garbage(format!(
-                "GET {url}: an entry of {length} bytes, more than any entry is"
+                "GET {}: an entry of {length} bytes, more than any entry is",
+                self.shown(&url)
             )));
         }
         let mut bytes = Vec::new();
-        copy_bounded(response.body_mut(), &mut bytes, max, &url)?;
+        copy_bounded(response.body_mut(), &mut bytes, max, self.shown(&url))?;
         Ok(Some(bytes))
     }
 
@@ -170,7 +179,7 @@ impl RemoteBackend for HttpCache {
             .map_err(|err| self.failed("PUT", &url, &err))?;
         match response.status().as_u16() {
             200 | 201 | 204 => Ok(()),
-            _ => Err(Self::status("PUT", &url, response.status())),
+            _ => Err(self.status("PUT", &url, response.status())),
         }
     }
 
@@ -194,7 +203,7 @@ impl RemoteBackend for HttpCache {
                     }
                 }
                 StatusCode::NOT_FOUND => missing.push(*digest),
-                status => return Err(Self::status("HEAD", &url, status)),
+                status => return Err(self.status("HEAD", &url, status)),
             }
         }
         Ok(missing)
@@ -211,16 +220,17 @@ impl RemoteBackend for HttpCache {
         match response.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Ok(false),
-            status => return Err(Self::status("GET", &url, status)),
+            status => return Err(self.status("GET", &url, status)),
         }
         if let Some(length) = response.body().content_length()
             && length != size
         {
             return Err(RemoteError::Garbage(format!(
-                "GET {url}: a blob of {length} bytes, the entry says {size}"
+                "GET {}: a blob of {length} bytes, the entry says {size}",
+                self.shown(&url)
             )));
         }
-        copy_bounded(response.body_mut(), out, size, &url)?;
+        copy_bounded(response.body_mut(), out, size, self.shown(&url))?;
         Ok(true)
     }
 
@@ -233,7 +243,7 @@ impl RemoteBackend for HttpCache {
             .map_err(|err| self.failed("PUT", &url, &err))?;
         match response.status().as_u16() {
             200 | 201 | 204 => Ok(()),
-            _ => Err(Self::status("PUT", &url, response.status())),
+            _ => Err(self.status("PUT", &url, response.status())),
         }
     }
 }
