@@ -841,9 +841,10 @@ fn symlinked_configured_directories_are_refused() {
 fn settings_no_stage_uses_are_errors_and_unbuilt_targets_warn() {
     for (bundle, at, message) in [
         (
-            "[cache]\nremote = \"http://127.0.0.1:9092\"\n",
+            // A remote cache URL is checked (its scheme, no credentials in it).
+            "[cache]\nremote = \"ftp://127.0.0.1:9092\"\n",
             (2, 10),
-            "`[cache] remote` is not supported yet",
+            "`[cache] remote` has the scheme `ftp`",
         ),
         // Assets are fetched now: a bad value is refused at its line.
         (
@@ -928,8 +929,8 @@ fn check_and_bundle_refuse_the_same_definitions() {
             "scenario = \"app\"",
             "scenario = \"../canary/scenarios/app\"",
         ),
-        // Settings nothing uses.
-        "[cache]\nremote = \"http://127.0.0.1:1\"\n".to_string(),
+        // Settings nothing could use.
+        "[cache]\nremote = \"http://user:password@127.0.0.1:1\"\n".to_string(),
         "[[assets]]\nid = \"x\"\n".to_string(),
     ];
     for bundle in cases {

@@ -46,6 +46,9 @@ pub struct TaskReport {
     /// Its output digest, when it succeeded.
     pub output: Option<Digest>,
     pub error: Option<String>,
+    /// For a cached task, where the result came from: `local` (the local store), or the remote
+    /// backend's name (`http`, `reapi`: fetched, verified and put in the local store first).
+    pub source: Option<&'static str>,
 }
 
 /// The end of a run.
@@ -60,6 +63,8 @@ pub struct RunSummary {
     /// The run was cancelled before it finished.
     pub interrupted: bool,
     pub duration_ms: u64,
+    /// Results uploaded to the remote cache in this run (see [`crate::remote`]).
+    pub uploaded: usize,
     /// Failed task -> why.
     pub failures: Vec<(TaskId, String)>,
 }

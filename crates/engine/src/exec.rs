@@ -49,6 +49,7 @@ use crate::guard::{DeclaredOutputs, Guard, check_entry};
 use crate::key::{DirtyReason, KeyComponents};
 use crate::ledger::{Ledger, LedgerEntry};
 use crate::output::{OutputSink, TaskOutput};
+use crate::remote::{RemoteCache, Session};
 use crate::statcache::{FileStat, StatCache};
 use crate::store::{ActionResult, OutputFile, Store, StoreError, StoredStream};
 use crate::task::{ActionContext, Discovered, TaskId, TaskSpec};
@@ -73,6 +74,8 @@ pub struct EngineConfig {
     /// task or a cache entry says (e.g. `bundle.toml`); `.git` paths and the engine's own
     /// directories are always protected (see [`crate::guard`]).
     pub protected: Vec<String>,
+    /// The remote tier behind the local store (see [`crate::remote`]), if any.
+    pub remote: Option<RemoteCache>,
 }
 
 impl EngineConfig {
@@ -88,6 +91,7 @@ impl EngineConfig {
             force: false,
             env: std::env::vars_os().collect(),
             protected: Vec::new(),
+            remote: None,
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct Engine {
     store: Store,
     ledger: Ledger,
     cancel: Cancel,
+    /// The remote tier's state in the current run.
+    remote: Option<Session>,
 }
 
 /// What a run or a probe works in: the confined root and the protected paths.
@@ -172,6 +178,7 @@ impl Engine {
             stat_place: state.join("state"),
             staging: state.join("tmp"),
             state,
+            remote: config.remote.clone().map(Session::new),
             config,
             cancel: Cancel::new(),
         }
@@ -430,7 +437,28 @@ impl Engine {
         reporter.report(Event::BuildStarted {
             tasks: selected.len(),
         });
-        let mut summary = self.schedule(graph, &selected, &workspace, &stats, reporter);
+        if let Some(session) = &self.remote {
+            session.begin();
+        }
+        // Uploads run beside the tasks, on a thread of their own; the run waits for them here,
+        // at its end, never before.
+        let mut summary = std::thread::scope(|scope| {
+            if let Some(session) = &self.remote
+                && session.writes()
+            {
+                let queue = session.open_queue();
+                scope.spawn(move || {
+                    let stop = || self.cancel.is_cancelled();
+                    session.upload_all(&self.store, queue, &stop, reporter);
+                });
+            }
+            let summary = self.schedule(graph, &selected, &workspace, &stats, reporter);
+            if let Some(session) = &self.remote {
+                session.close_queue();
+            }
+            summary
+        });
+        summary.uploaded = self.remote.as_ref().map_or(0, Session::uploaded);
         if summary.ran > 0
             && let Err(err) = self
                 .store
@@ -493,6 +521,7 @@ impl Engine {
                 key: None,
                 output: None,
                 error: Some(why.to_string()),
+                source: None,
             }));
         };
         // Marks `id` done; returns dependents that became ready.
@@ -832,6 +861,7 @@ impl Engine {
                 key: None,
                 output: None,
                 error: Some("not started: the run was interrupted".into()),
+                source: None,
             };
             reporter.report(Event::TaskFinished(&report));
             return report;
@@ -845,6 +875,7 @@ impl Engine {
             key,
             output: None,
             error: Some(error),
+            source: None,
         };
         let warn = |message: &str| {
             reporter.report(Event::Warning {
@@ -898,6 +929,24 @@ impl Engine {
                     false
                 })
             });
+            // A local miss: the remote tier, whose entry (checked, its blobs fetched and
+            // verified, written to the local store) is then restored as a local hit.
+            let mut source = "local";
+            let found = match found {
+                Ok(None) if discovered_reasons.is_none() => Ok(self
+                    .remote_fetch(spec, &globs, &key, workspace, stats, reporter)
+                    .and_then(|fetched| match fetched {
+                        Ok(result) => {
+                            source = self.remote.as_ref().map_or("remote", Session::source);
+                            Some(result)
+                        }
+                        Err(stale) => {
+                            discovered_reasons = Some(stale);
+                            None
+                        }
+                    })),
+                found => found,
+            };
             match found {
                 Ok(Some(result)) => {
                     match self.materialize(spec, &globs, &result, workspace, cwd.as_ref(), stats) {
@@ -938,6 +987,7 @@ impl Engine {
                                 key: Some(key),
                                 output: Some(result.output_digest()),
                                 error: None,
+                                source: Some(source),
                             };
                             reporter.report(Event::TaskFinished(&report));
                             return report;
@@ -1028,8 +1078,13 @@ impl Engine {
         match outcome {
             Ok(result) => {
                 let output = result.output_digest();
-                if let Err(err) = self.store.put_action(&key, &result) {
-                    warn(&format!("could not write the cache entry: {err}"));
+                match self.store.put_action(&key, &result) {
+                    Err(err) => warn(&format!("could not write the cache entry: {err}")),
+                    Ok(()) => {
+                        if let Some(session) = &self.remote {
+                            session.queue(key, result);
+                        }
+                    }
                 }
                 self.record(id, key, components, "ran", reasons.clone(), reporter);
                 let report = TaskReport {
@@ -1041,6 +1096,7 @@ impl Engine {
                     key: Some(key),
                     output: Some(output),
                     error: None,
+                    source: None,
                 };
                 reporter.report(Event::TaskFinished(&report));
                 report
@@ -1051,6 +1107,45 @@ impl Engine {
                 report
             }
         }
+    }
+
+    /// The remote tier's entry for `key`, checked as a local one, its blobs fetched into the
+    /// local store and verified, then written to the local store: `None` on a miss (or with no
+    /// remote tier, or once it is off), `Some(Err(reasons))` when its discovered inputs no longer
+    /// hold here.
+    #[allow(clippy::too_many_arguments)]
+    fn remote_fetch(
+        &self,
+        spec: &TaskSpec,
+        globs: &TaskGlobs,
+        key: &Digest,
+        workspace: &Workspace,
+        stats: &StatCache,
+        reporter: &dyn Reporter,
+    ) -> Option<Result<ActionResult, Vec<DirtyReason>>> {
+        let session = self.remote.as_ref()?;
+        let declared = DeclaredOutputs {
+            cwd: &spec.cwd,
+            outputs: &globs.outputs,
+        };
+        let check = |result: &ActionResult| check_entry(result, &workspace.guard, Some(&declared));
+        let result = session.lookup(key, &check, reporter)?;
+        let stale = self.discovered_stale(spec, globs, &result, workspace, stats);
+        if !stale.is_empty() {
+            return Some(Err(stale));
+        }
+        if !session.fetch_blobs(&self.store, &result, reporter) {
+            return None;
+        }
+        if let Err(err) = self.store.put_action(key, &result) {
+            reporter.report(Event::Warning {
+                id: Some(&spec.id),
+                message: &format!(
+                    "could not write the cache entry fetched from the remote cache: {err}"
+                ),
+            });
+        }
+        Some(Ok(result))
     }
 
     fn reasons(&self, id: &TaskId, components: &KeyComponents, forced: bool) -> Vec<DirtyReason> {

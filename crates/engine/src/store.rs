@@ -119,7 +119,8 @@ impl ActionResult {
         hasher.finish()
     }
 
-    fn blobs(&self) -> impl Iterator<Item = (Digest, u64)> + '_ {
+    /// Every blob the entry names (outputs, then the captured streams), with its size.
+    pub fn blobs(&self) -> impl Iterator<Item = (Digest, u64)> + '_ {
         self.outputs
             .iter()
             .map(|file| (file.digest, file.size))
@@ -157,6 +158,46 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// Why [`Store::put_blob_from`] stored nothing.
+#[derive(Debug)]
+pub enum BlobFetchError<E> {
+    /// The source failed.
+    Source(E),
+    /// The bytes are not the blob: too many, too few, or another digest.
+    Mismatch(String),
+    /// The store could not keep it.
+    Store(StoreError),
+}
+
+/// A writer that hashes what passes and refuses anything past `limit` bytes.
+struct BoundedWriter<'a> {
+    out: &'a mut File,
+    hasher: Hasher,
+    written: u64,
+    limit: u64,
+}
+
+impl Write for BoundedWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.written + bytes.len() as u64 > self.limit {
+            // Counted, so the caller sees more than the limit arrived.
+            self.written += bytes.len() as u64;
+            return Err(io::Error::other(format!(
+                "more than the {} bytes expected",
+                self.limit
+            )));
+        }
+        let written = self.out.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        self.written += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 
@@ -487,11 +528,103 @@ impl Store {
         }
     }
 
-    /// Stores an action result under `key`. Call only after all its blobs are stored.
-    pub fn put_action(&self, key: &Digest, result: &ActionResult) -> Result<(), StoreError> {
+    /// The bytes of the entry [`Store::put_action`] writes for `result` under `key` (what a
+    /// remote cache stores too).
+    pub fn encode_action(key: &Digest, result: &ActionResult) -> Vec<u8> {
         let body = serde_json::to_vec(result).expect("action results serialize");
         let mut bytes = format!("{AC_HEADER} {key} {}\n", entry_checksum(key, &body)).into_bytes();
         bytes.extend_from_slice(&body);
+        bytes
+    }
+
+    /// Decodes entry bytes from elsewhere (a remote cache) with the rules of a local read: at
+    /// most [`MAX_ENTRY_BYTES`], written for exactly `key`, the checksum, the strict body.
+    /// `Ok(None)`: an entry of another format (a miss). The paths are not checked here (see
+    /// [`crate::guard::check_entry`]).
+    pub fn decode_action(bytes: &[u8], key: &Digest) -> Result<Option<ActionResult>, String> {
+        if bytes.len() as u64 > MAX_ENTRY_BYTES {
+            return Err(format!(
+                "{} bytes, more than any entry the store writes",
+                bytes.len()
+            ));
+        }
+        if is_other_format(bytes) {
+            return Ok(None);
+        }
+        parse_action(bytes, Some(key)).map(Some)
+    }
+
+    /// Whether the CAS holds blob `digest` as a regular file of `size` bytes.
+    pub fn has_blob(&self, digest: &Digest, size: u64) -> bool {
+        matches!(self.area(Area::Cas), Ok(Some(cas)) if blob_present(&cas, digest, size))
+    }
+
+    /// Opens blob `digest` of `size` bytes for reading (for uploads); the caller verifies what
+    /// it reads (see [`crate::remote`]).
+    pub fn open_blob_for_upload(&self, digest: &Digest, size: u64) -> Result<File, StoreError> {
+        self.open_blob(digest, size)
+    }
+
+    /// Stores blob `digest` of `size` bytes from what `fill` writes (a download): the bytes go
+    /// to a temporary file, hashed on the way, and more than `size` of them is refused as it
+    /// comes; the blob is published only if exactly `size` bytes with that digest arrived.
+    /// Anything else leaves nothing in the store. `fill` answers `Ok(false)` when the source
+    /// does not have the blob.
+    pub fn put_blob_from<E>(
+        &self,
+        digest: &Digest,
+        size: u64,
+        fill: impl FnOnce(&mut dyn Write) -> Result<bool, E>,
+    ) -> Result<bool, BlobFetchError<E>> {
+        let cas = self
+            .area_created(Area::Cas)
+            .map_err(BlobFetchError::Store)?;
+        if blob_present(&cas, digest, size) {
+            return Ok(true);
+        }
+        let mut temp = cas
+            .temp_file()
+            .map_err(|err| BlobFetchError::Store(StoreError::Place(err)))?;
+        let mut out = BoundedWriter {
+            out: temp.file(),
+            hasher: Hasher::new(),
+            written: 0,
+            limit: size,
+        };
+        let found = fill(&mut out);
+        let (written, found_digest) = (out.written, out.hasher.finish());
+        if written > size {
+            return Err(BlobFetchError::Mismatch(format!(
+                "blob {} has more than the {size} bytes the entry says",
+                digest.short()
+            )));
+        }
+        match found {
+            Ok(false) => return Ok(false),
+            Ok(true) => {}
+            Err(err) => return Err(BlobFetchError::Source(err)),
+        }
+        if written != size {
+            return Err(BlobFetchError::Mismatch(format!(
+                "blob {} has {written} bytes, the entry says {size}",
+                digest.short()
+            )));
+        }
+        if found_digest != *digest {
+            return Err(BlobFetchError::Mismatch(format!(
+                "blob {} does not match its digest (its bytes hash to {})",
+                digest.short(),
+                found_digest.short()
+            )));
+        }
+        self.publish_blob(&cas, temp, digest, size)
+            .map_err(BlobFetchError::Store)?;
+        Ok(true)
+    }
+
+    /// Stores an action result under `key`. Call only after all its blobs are stored.
+    pub fn put_action(&self, key: &Digest, result: &ActionResult) -> Result<(), StoreError> {
+        let bytes = Store::encode_action(key, result);
         let ac = self.area_created(Area::Ac)?;
         let path = self.action_path(key);
         ac.write_file(&key.to_hex(), 0o644, |out: &mut File| {
@@ -1273,6 +1406,89 @@ mod tests {
             tools: BTreeMap::new(),
             discovered: None,
         }
+    }
+
+    /// Names of everything in `cas/` (temporary files included).
+    fn cas_names(store: &Store) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(store.root().join("cas"))
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn blobs_from_elsewhere_are_kept_only_when_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let digest = Digest::of_bytes(b"remote bytes");
+        let fill = |bytes: &'static [u8]| {
+            move |out: &mut dyn Write| -> Result<bool, io::Error> {
+                // In two writes, as a download comes.
+                let (a, b) = bytes.split_at(bytes.len() / 2);
+                out.write_all(a)?;
+                out.write_all(b)?;
+                Ok(true)
+            }
+        };
+        // Other bytes of the same size, fewer, more: nothing kept, no temporary file left.
+        for (bytes, problem) in [
+            (&b"remote BYTES"[..], "does not match its digest"),
+            (&b"remote"[..], "has 6 bytes"),
+            (&b"remote bytes and more"[..], "more than the 12 bytes"),
+        ] {
+            match store.put_blob_from(&digest, 12, fill(bytes)) {
+                Err(BlobFetchError::Mismatch(found)) => assert!(found.contains(problem), "{found}"),
+                other => panic!("{other:?}"),
+            }
+            assert!(cas_names(&store).is_empty(), "{:?}", cas_names(&store));
+        }
+        // Absent at the source: nothing kept.
+        assert!(
+            !store
+                .put_blob_from(&digest, 12, |_| Ok::<_, io::Error>(false))
+                .unwrap()
+        );
+        assert!(cas_names(&store).is_empty());
+        // The source failing: its error, nothing kept.
+        let failed = store.put_blob_from(&digest, 12, |out| {
+            out.write_all(b"remo")?;
+            Err(io::Error::other("connection reset"))
+        });
+        assert!(matches!(failed, Err(BlobFetchError::Source(_))));
+        assert!(cas_names(&store).is_empty());
+        // The exact bytes: kept under their digest, readable as any blob.
+        assert!(
+            store
+                .put_blob_from(&digest, 12, fill(b"remote bytes"))
+                .unwrap()
+        );
+        assert_eq!(cas_names(&store), [digest.to_hex()]);
+        assert_eq!(store.get_bytes(&digest, 12).unwrap(), b"remote bytes");
+        assert!(store.has_blob(&digest, 12));
+    }
+
+    #[test]
+    fn decoded_entries_follow_the_local_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let result = result_with(&store, dir.path(), b"hello");
+        let key = Digest::of_bytes(b"key");
+        let bytes = Store::encode_action(&key, &result);
+        assert_eq!(Store::decode_action(&bytes, &key).unwrap(), Some(result));
+        // Under another key, with a body changed, in another format.
+        assert!(Store::decode_action(&bytes, &Digest::of_bytes(b"other")).is_err());
+        let mut changed = bytes.clone();
+        *changed.last_mut().unwrap() = b' ';
+        assert!(Store::decode_action(&changed, &key).is_err());
+        assert_eq!(
+            Store::decode_action(b"xbundle-ac-v9 whatever\n{}", &key).unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //!
 //! [cache]
 //! dir = ".xbundle/cache"       # local cache (default; XBUNDLE_CACHE_DIR overrides)
+//! remote = "https://cache.example.com/xbundle"   # a shared cache (bazel-remote HTTP layout)
+//! remote-read-only = true      # fetch from it, never upload (default false)
+//! remote-timeout = 30          # seconds: connect and read timeout (default 30, connect 10)
 //!
 //! [tasks.ui]                   # a declared, cached task: id `task:ui`
 //! description = "Build the UI"
@@ -47,8 +50,9 @@
 //! (a shared cache) but never at the root, above it, or into `.git` ([`BundleConfig::cache_location`]).
 //!
 //! `[[assets]]` and `[runtime.<platform>]` (files fetched by URL and SHA-256) are described and
-//! checked in [`crate::assets::config`]. Settings whose stage does not exist yet are errors that
-//! say so, never silently ignored: `[cache] remote`. A profile's `formats` must be known
+//! checked in [`crate::assets::config`]. `[cache] remote` is checked here (an `http`, `https`,
+//! `grpc` or `grpcs` URL with a host, no credentials in it: they come from the environment, see
+//! [`crate::remote`]). A profile's `formats` must be known
 //! ([`crate::package::KNOWN`], checked by [`crate::package::settings`]).
 //!
 //! JSON Schema of the file (for editors, e.g. taplo's `#:schema` or `evenBetterToml.schema.associations`):
@@ -366,6 +370,11 @@ pub struct SettingSpans {
 pub struct CacheSettings {
     /// Local cache directory, relative to the root (validated; `None`: the default).
     pub dir: Option<Utf8PathBuf>,
+    /// The remote cache's URL (validated by [`crate::remote::check_url`]).
+    pub remote: Option<String>,
+    pub remote_read_only: bool,
+    /// Connect and read timeout, in seconds (validated: more than 0, at most an hour).
+    pub remote_timeout: Option<f64>,
 }
 
 /// `[cache]`: where the local cache lives.
@@ -378,9 +387,20 @@ struct RawCache {
     /// `XBUNDLE_CACHE_DIR` environment variable overrides it.
     #[schemars(with = "Option<String>")]
     dir: Option<Spanned<String>>,
-    /// Not supported yet (no remote cache stage): parsed only to say so.
-    #[schemars(skip)]
+    /// A remote cache shared by a team's machines: `http://` or `https://` (the bazel-remote
+    /// HTTP layout: bazel-remote, nginx with WebDAV, …), `grpc://` or `grpcs://` (the Remote
+    /// Execution API). No credentials in the URL: bearer or basic auth come from
+    /// XBUNDLE_REMOTE_CACHE_TOKEN or XBUNDLE_REMOTE_CACHE_USER and XBUNDLE_REMOTE_CACHE_PASSWORD.
+    /// XBUNDLE_REMOTE_CACHE and `--remote-cache URL` override it, `--no-remote-cache` turns it off.
+    #[schemars(with = "Option<String>")]
     remote: Option<Spanned<String>>,
+    /// Only fetch from the remote cache, never upload (default false; also
+    /// `--remote-cache-read-only`).
+    remote_read_only: Option<bool>,
+    /// Connect and read timeout of the remote cache, in seconds (default 30; connecting at most
+    /// 10).
+    #[schemars(with = "Option<f64>")]
+    remote_timeout: Option<Spanned<f64>>,
 }
 
 /// One `[tasks.NAME]` entry as written.
@@ -761,12 +781,24 @@ impl BundleConfig {
                 ),
             ));
         }
-        if let Some(remote) = &raw.cache.remote {
+        if let Some(remote) = &raw.cache.remote
+            && let Err(problem) = crate::remote::check_url(remote.get_ref())
+        {
             return Err(error(
-                "`[cache] remote` is not supported yet".into(),
+                format!("`[cache] remote` {problem}"),
                 remote.span(),
-                "not used by any stage",
-                "remote caching is planned, not built: remove `remote` (the local cache keeps working); sharing a cache between checkouts works today with XBUNDLE_CACHE_DIR",
+                "here",
+                crate::remote::URL_HELP,
+            ));
+        }
+        if let Some(timeout) = &raw.cache.remote_timeout
+            && let Err(problem) = crate::remote::check_timeout(*timeout.get_ref())
+        {
+            return Err(error(
+                format!("`[cache] remote-timeout` {problem}"),
+                timeout.span(),
+                "here",
+                "give the seconds to wait for the remote cache, e.g. remote-timeout = 30",
             ));
         }
         let (assets, runtimes) = crate::assets::config::parse(raw.assets, raw.runtime)
@@ -857,6 +889,9 @@ impl BundleConfig {
                     &mut spans.cache_dir,
                 )?),
             },
+            remote: raw.cache.remote.as_ref().map(|url| url.get_ref().clone()),
+            remote_read_only: raw.cache.remote_read_only.unwrap_or(false),
+            remote_timeout: raw.cache.remote_timeout.as_ref().map(|t| *t.get_ref()),
         };
         let sign = crate::package::settings::check_sign(&raw.sign)
             .map_err(|(message, span, help)| error(message, span, "here", &help))?;

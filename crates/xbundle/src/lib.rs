@@ -24,6 +24,7 @@ pub mod plan;
 pub mod platform;
 pub mod profiles;
 pub mod publish;
+pub mod remote;
 pub mod secrets;
 pub mod service;
 pub mod shell;

@@ -574,6 +574,7 @@ impl Shell {
             "key": report.key,
             "output": report.output,
             "error": report.error,
+            "source": report.source,
         }));
     }
 
@@ -747,6 +748,7 @@ impl Reporter for Shell {
                         "stopped": summary.stopped,
                         "interrupted": summary.interrupted,
                         "duration_ms": summary.duration_ms,
+                        "uploaded": summary.uploaded,
                     }));
                     return;
                 }
@@ -774,6 +776,17 @@ impl Reporter for Shell {
                     run_counts(summary),
                     seconds(summary.duration_ms)
                 );
+                if summary.uploaded > 0 {
+                    self.status(
+                        "Uploaded",
+                        CYAN,
+                        &format!(
+                            "{} result{} to the remote cache",
+                            summary.uploaded,
+                            if summary.uploaded == 1 { "" } else { "s" }
+                        ),
+                    );
+                }
                 if summary.success() {
                     self.status("Finished", GREEN, &counts);
                 } else {

@@ -68,8 +68,8 @@ pub struct Timed {
     pub lane: usize,
     /// Why it ran, or was restored.
     pub reasons: Vec<String>,
-    /// Where a cached result came from: `local` (the only store today; `http` and `reapi`
-    /// when remote caches exist); none for a task that did not come from a cache.
+    /// Where a cached result came from ([`engine::TaskReport::source`]): `local`, `http` or
+    /// `reapi`; none for a task that did not come from a cache.
     pub source: Option<&'static str>,
     pub restored: usize,
     pub error: Option<String>,
@@ -133,7 +133,11 @@ impl Reporter for Recorder<'_> {
                     duration_ms,
                     lane: 0,
                     reasons: report.reasons.iter().map(ToString::to_string).collect(),
-                    source: (report.status == TaskStatus::Cached).then_some("local"),
+                    source: if report.status == TaskStatus::Cached {
+                        report.source
+                    } else {
+                        None
+                    },
                     restored: report.restored,
                     error: report.error.clone(),
                 });

@@ -132,8 +132,8 @@ fn unknown_keys_and_bad_values_are_rejected() {
             "clas",
         ),
         ("[unknown]\n", "unknown"),
-        // Settings no stage uses yet are refused, not silently ignored.
-        ("[cache]\nremote = \"http://127.0.0.1:9090\"\n", "remote"),
+        // The remote cache's settings have types.
+        ("[cache]\nremote-read-only = \"yes\"\n", "yes"),
         // An asset needs a url and a sha256.
         ("[[assets]]\nid = \"chromium\"\n", "assets"),
         // A profile's scenario is a name.

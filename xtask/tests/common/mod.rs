@@ -24,10 +24,15 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_xtask");
 /// Environment variables the tests set on purpose; removed from every child by default so the
 /// developer's shell (or a CI runner: `CI`, `GITHUB_ACTIONS` change how task output is laid
 /// out) cannot change a test's outcome.
-pub const TEST_VARIABLES: [&str; 5] = [
+pub const TEST_VARIABLES: [&str; 10] = [
     "XB_TEST_FOO",
     "XB_TEST_OTHER",
     "XBUNDLE_CACHE_DIR",
+    "XBUNDLE_REMOTE_CACHE",
+    "XBUNDLE_REMOTE_CACHE_TOKEN",
+    "XBUNDLE_REMOTE_CACHE_USER",
+    "XBUNDLE_REMOTE_CACHE_PASSWORD",
+    "XBUNDLE_REMOTE_CACHE_HMAC_KEY",
     "CI",
     "GITHUB_ACTIONS",
 ];

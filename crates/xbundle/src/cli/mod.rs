@@ -291,6 +291,17 @@ struct BuildArgs {
     /// <out>/xbundle-timings/timings.html
     #[arg(long)]
     timings: bool,
+    /// Share results through this remote cache (http://, https://: the bazel-remote layout;
+    /// overrides XBUNDLE_REMOTE_CACHE and [cache] remote); credentials from
+    /// XBUNDLE_REMOTE_CACHE_TOKEN or XBUNDLE_REMOTE_CACHE_USER and XBUNDLE_REMOTE_CACHE_PASSWORD
+    #[arg(long, value_name = "URL", conflicts_with = "no_remote_cache")]
+    remote_cache: Option<String>,
+    /// Fetch from the remote cache, never upload to it (also [cache] remote-read-only)
+    #[arg(long, conflicts_with = "no_remote_cache")]
+    remote_cache_read_only: bool,
+    /// Use no remote cache in this run, whatever bundle.toml says
+    #[arg(long)]
+    no_remote_cache: bool,
 }
 
 #[derive(Debug, Args)]
@@ -411,6 +422,37 @@ fn load_with(
     engine_config.protected = vec![config::FILE_NAME.to_string()];
     engine_config.force = force;
     engine_config.fail_fast = fail_fast;
+    // The remote tier, for the commands that run tasks (nothing connects before a lookup).
+    if let Some(build) = cli.command.run_args()
+        && let Some(url) = &build.remote_cache
+        && let Err(problem) = crate::remote::check_url(url)
+    {
+        // Checked here rather than by clap, whose message would repeat the URL (and any
+        // credentials in it).
+        return Err(
+            Diagnostic::error(format!("--remote-cache {problem}")).help(crate::remote::URL_HELP)
+        );
+    }
+    if let Some(build) = cli.command.run_args()
+        && !build.no_remote_cache
+        && build.remote_cache.is_none()
+        && let Err(problem) = crate::remote::url_variable()
+    {
+        return Err(
+            Diagnostic::error(format!("{} {problem}", crate::remote::URL_VARIABLE))
+                .help(crate::remote::URL_HELP),
+        );
+    }
+    if let Some(build) = cli.command.run_args()
+        && let Some(settings) = crate::remote::Settings::resolve(
+            &config.cache,
+            build.remote_cache.as_deref(),
+            build.remote_cache_read_only,
+            build.no_remote_cache,
+        )
+    {
+        engine_config.remote = Some(crate::remote::connect(&settings));
+    }
     if offline {
         engine_config
             .env
