@@ -167,6 +167,13 @@ pub struct ReapiBackend {
     runtime: tokio::runtime::Runtime,
 }
 
+/// The server and instance only: never the token.
+impl std::fmt::Debug for ReapiBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReapiBackend({})", self.describe())
+    }
+}
+
 impl ReapiBackend {
     /// Connects and reads the server's capabilities once. Fails when the URL is not a REAPI
     /// endpoint, the server cannot be reached within the connect timeout, or it does not offer

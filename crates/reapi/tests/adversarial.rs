@@ -1,7 +1,9 @@
 //! The REAPI backend against a lying server: a small fake REAPI server (tonic's server side, in
 //! this process, on 127.0.0.1) that answers wrong bytes, too many or too few bytes, answers
 //! about what was not asked, action results without a valid entry pointer, error statuses,
-//! silence, and lacks SHA-256. Each lie is `Garbage` or `Unavailable`, never accepted.
+//! silence, and lacks SHA-256. Each lie is `Garbage` or `Unavailable`, never accepted. The same
+//! fake, honest, serves the tests of grpcs:// (a CA made by the test) and of many threads
+//! calling one backend at once.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -341,6 +343,11 @@ struct Server {
 
 impl Server {
     fn start(sha256: bool) -> Server {
+        Server::start_with(sha256, None)
+    }
+
+    /// With `tls`, serves grpcs:// with that identity, under the name `localhost`.
+    fn start_with(sha256: bool, tls: Option<tonic::transport::Identity>) -> Server {
         let fake = Fake {
             lie: Arc::new(Mutex::new(Lie::None)),
             sha256,
@@ -356,8 +363,18 @@ impl Server {
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
-        let url = format!("grpc://{}", listener.local_addr().unwrap());
-        let router = tonic::transport::Server::builder()
+        let port = listener.local_addr().unwrap().port();
+        let url = match tls {
+            Some(_) => format!("grpcs://localhost:{port}"),
+            None => format!("grpc://127.0.0.1:{port}"),
+        };
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(identity) = tls {
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .unwrap();
+        }
+        let router = builder
             .add_service(re::capabilities_server::CapabilitiesServer::new(
                 fake.clone(),
             ))
@@ -423,11 +440,11 @@ fn entry_result() -> ActionResult {
     }
 }
 
-fn is_garbage<T: std::fmt::Debug>(result: &Result<T, RemoteError>) -> bool {
+fn is_garbage<T>(result: &Result<T, RemoteError>) -> bool {
     matches!(result, Err(RemoteError::Garbage(_)))
 }
 
-fn is_unavailable<T: std::fmt::Debug>(result: &Result<T, RemoteError>) -> bool {
+fn is_unavailable<T>(result: &Result<T, RemoteError>) -> bool {
     matches!(result, Err(RemoteError::Unavailable(_)))
 }
 
@@ -591,4 +608,103 @@ fn the_bearer_token_goes_with_every_call_and_is_never_shown() {
     server.lie(Lie::Status(Code::Unauthenticated));
     let error = backend.get_action(&key, 100).unwrap_err().to_string();
     assert!(!error.contains("s3cret"), "{error}");
+}
+
+/// A CA made by the test, and an identity for `localhost` it signs; the CA's PEM.
+fn authority() -> (tonic::transport::Identity, Vec<u8>) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "xbundle test CA");
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(params, ca_key);
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .extended_key_usages
+        .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    params.use_authority_key_identifier_extension = true;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let identity = tonic::transport::Identity::from_pem(cert.pem(), key.serialize_pem());
+    (identity, ca.pem().into_bytes())
+}
+
+#[test]
+fn grpcs_works_with_a_trusted_ca_and_refuses_an_unknown_one() {
+    let (identity, ca) = authority();
+    let server = Server::start_with(true, Some(identity));
+    let backend = server
+        .connect(ReapiOptions {
+            ca_certificate: Some(ca),
+            ..ReapiOptions::default()
+        })
+        .unwrap();
+    assert!(backend.describe().starts_with("grpcs://localhost:"));
+    let data = bytes(100 << 10, 9);
+    let digest = put(&backend, &data);
+    let mut out = Vec::new();
+    assert!(
+        backend
+            .get_blob(&digest, data.len() as u64, &mut out)
+            .unwrap()
+    );
+    assert_eq!(out, data);
+    // The platform's roots do not include the test's CA: refused, never sent in clear.
+    let result = server.connect(ReapiOptions {
+        connect_timeout: Duration::from_secs(5),
+        ..ReapiOptions::default()
+    });
+    assert!(is_unavailable(&result), "{:?}", result.err());
+    // A grpc:// client on a TLS port gets no answer it accepts.
+    let plain = server
+        .url
+        .replacen("grpcs://localhost", "grpc://127.0.0.1", 1);
+    let result = ReapiBackend::connect(
+        &plain,
+        ReapiOptions {
+            connect_timeout: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(2),
+            ..ReapiOptions::default()
+        },
+    );
+    assert!(is_unavailable(&result), "{:?}", result.err());
+}
+
+#[test]
+fn many_threads_share_one_backend() {
+    let server = Server::start(true);
+    let backend = Arc::new(server.backend());
+    let threads: Vec<_> = (0..8u8)
+        .map(|thread| {
+            let backend = Arc::clone(&backend);
+            std::thread::spawn(move || {
+                for round in 0..10u8 {
+                    // Every fourth blob through ByteStream.
+                    let len = if round % 4 == 0 { 70 << 10 } else { 500 };
+                    let data = bytes(len, thread.wrapping_mul(16) ^ round);
+                    let digest = put(&backend, &data);
+                    let mut out = Vec::new();
+                    assert!(backend.get_blob(&digest, len as u64, &mut out).unwrap());
+                    assert_eq!(out, data);
+                    let key = Digest::of_bytes(&[thread, round]);
+                    backend
+                        .put_action(&key, &data[..100], &entry_result())
+                        .unwrap();
+                    assert_eq!(
+                        backend.get_action(&key, 1 << 20).unwrap().as_deref(),
+                        Some(&data[..100])
+                    );
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
 }
