@@ -49,6 +49,8 @@ const BATCH_OVERHEAD: u64 = 16 << 10;
 const WRITE_CHUNK: usize = 1 << 20;
 /// Digests per FindMissingBlobs request (about 80 bytes each: well under the message limit).
 const FIND_MISSING_CHUNK: usize = 4096;
+/// Empty ByteStream Read messages tolerated in one read (a server has no reason to send any).
+const MAX_EMPTY_MESSAGES: u32 = 16;
 const SHA256: i32 = re::digest_function::Value::Sha256 as i32;
 
 /// How to reach the server, beside its URL.
@@ -633,8 +635,17 @@ impl ReapiBackend {
             Err(status) => return Err(self.status_error(name, &status)),
         };
         let mut sink = Checked::new(self, name, digest, size, out);
+        let mut empty = 0;
         loop {
             match self.timed(name, stream.message())? {
+                Ok(Some(message)) if message.data.is_empty() => {
+                    // Each message is bounded by the call timeout; a stream of empty ones would
+                    // never end.
+                    empty += 1;
+                    if empty > MAX_EMPTY_MESSAGES {
+                        return Err(self.garbage(name, "a stream of empty messages"));
+                    }
+                }
                 Ok(Some(message)) => sink.push(&message.data)?,
                 Ok(None) => break,
                 Err(status) if status.code() == Code::NotFound && sink.received == 0 => {
@@ -873,6 +884,12 @@ impl RemoteBackend for ReapiBackend {
         size: u64,
         out: &mut dyn Write,
     ) -> Result<bool, RemoteError> {
+        if i64::try_from(size).is_err() {
+            return Err(RemoteError::Garbage(format!(
+                "blob {} cannot have {size} bytes",
+                digest.short()
+            )));
+        }
         if size == 0 {
             return if *digest == Digest::EMPTY {
                 Ok(true)

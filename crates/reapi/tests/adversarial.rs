@@ -41,6 +41,8 @@ enum Lie {
     Status(Code),
     /// Every call but Capabilities never answers.
     Stall,
+    /// ByteStream Read sends empty messages, quickly, for ever.
+    EmptyForever,
 }
 
 #[derive(Clone)]
@@ -286,6 +288,12 @@ impl bs::byte_stream_server::ByteStream for Fake {
             .get(&hash)
             .cloned()
             .ok_or_else(|| Status::not_found("no such blob"))?;
+        if self.lie() == Lie::EmptyForever {
+            let forever = tokio_stream::iter(std::iter::repeat_with(|| {
+                Ok(bs::ReadResponse { data: Vec::new() })
+            }));
+            return Ok(Response::new(Box::pin(forever)));
+        }
         let chunks: Vec<Result<bs::ReadResponse, Status>> = self
             .tamper(data)
             .chunks(16 << 10)
@@ -510,6 +518,19 @@ fn answers_about_what_was_not_asked_are_garbage() {
     let digest = put(&backend, &data);
     server.lie(Lie::OtherDigest);
     assert!(is_garbage(&backend.get_blob(&digest, 100, &mut Vec::new())));
+    // A stream of empty messages, each in time, never ends the read: refused.
+    let large = bytes(100 << 10, 5);
+    let large_digest = put(&backend, &large);
+    server.lie(Lie::EmptyForever);
+    let result = backend.get_blob(&large_digest, large.len() as u64, &mut Vec::new());
+    assert!(is_garbage(&result), "{result:?}");
+    // A size no blob can have (an untrusted entry's) is refused before anything is sent.
+    server.lie(Lie::Status(Code::Internal));
+    assert!(is_garbage(&backend.get_blob(
+        &digest,
+        u64::MAX,
+        &mut Vec::new()
+    )));
     server.lie(Lie::UnaskedMissing);
     assert!(is_garbage(&backend.find_missing(&[(digest, 100)])));
     server.lie(Lie::ShortCommit);
