@@ -193,6 +193,33 @@ fn action_entries_round_trip_and_absent_keys_are_none() {
 }
 
 #[test]
+fn an_entry_whose_outputs_are_not_in_the_cas_is_a_miss() {
+    // BuildGrid hides, and drops, an action result whose output or log blobs it does not hold
+    // (REAPI lets servers do so): the engine must upload the blobs before the entry.
+    let Some(server) = buildgrid::shared() else {
+        return;
+    };
+    let backend = connect(server, "");
+    let entry = real_entry("outputs not uploaded");
+    backend
+        .put_action(&entry.key, &entry.bytes, &entry.result)
+        .unwrap();
+    assert_eq!(backend.get_action(&entry.key, 1 << 20).unwrap(), None);
+    // That lookup dropped the entry: uploading the blobs now does not bring it back.
+    for blob in &entry.blobs {
+        put(&backend, blob);
+    }
+    assert_eq!(backend.get_action(&entry.key, 1 << 20).unwrap(), None);
+    backend
+        .put_action(&entry.key, &entry.bytes, &entry.result)
+        .unwrap();
+    assert_eq!(
+        backend.get_action(&entry.key, 1 << 20).unwrap().as_deref(),
+        Some(&entry.bytes[..])
+    );
+}
+
+#[test]
 fn instance_names_keep_entries_and_blobs_apart() {
     let Some(server) = buildgrid::shared() else {
         return;
