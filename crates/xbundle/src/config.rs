@@ -11,6 +11,7 @@
 //! remote = "https://cache.example.com/xbundle"   # a shared cache (bazel-remote HTTP layout)
 //! remote-read-only = true      # fetch from it, never upload (default false)
 //! remote-timeout = 30          # seconds: connect and read timeout (default 30, connect 10)
+//! remote-instance = "main"     # the REAPI instance name of a grpc(s):// cache (default "")
 //!
 //! [tasks.ui]                   # a declared, cached task: id `task:ui`
 //! description = "Build the UI"
@@ -375,6 +376,8 @@ pub struct CacheSettings {
     pub remote_read_only: bool,
     /// Connect and read timeout, in seconds (validated: more than 0, at most an hour).
     pub remote_timeout: Option<f64>,
+    /// The REAPI instance name (`grpc://`, `grpcs://`; validated), `""` by default.
+    pub remote_instance: String,
 }
 
 /// `[cache]`: where the local cache lives.
@@ -401,6 +404,11 @@ struct RawCache {
     /// 10).
     #[schemars(with = "Option<f64>")]
     remote_timeout: Option<Spanned<f64>>,
+    /// The Remote Execution API instance name of a `grpc://` or `grpcs://` cache (default: the
+    /// server's default instance, ""); `/`-separated words, no `..`, no `blobs`, `uploads`,
+    /// `actions` or `operations` component.
+    #[schemars(with = "Option<String>")]
+    remote_instance: Option<Spanned<String>>,
 }
 
 /// One `[tasks.NAME]` entry as written.
@@ -801,6 +809,16 @@ impl BundleConfig {
                 "give the seconds to wait for the remote cache, e.g. remote-timeout = 30",
             ));
         }
+        if let Some(instance) = &raw.cache.remote_instance
+            && let Err(problem) = crate::remote::check_instance(instance.get_ref())
+        {
+            return Err(error(
+                format!("`[cache] remote-instance` {problem}"),
+                instance.span(),
+                "here",
+                "give the REAPI instance name the server serves, e.g. remote-instance = \"main\"",
+            ));
+        }
         let (assets, runtimes) = crate::assets::config::parse(raw.assets, raw.runtime)
             .map_err(|problem| crate::assets::config::diagnostic(problem, display, source))?;
         for profile in &profiles {
@@ -892,6 +910,12 @@ impl BundleConfig {
             remote: raw.cache.remote.as_ref().map(|url| url.get_ref().clone()),
             remote_read_only: raw.cache.remote_read_only.unwrap_or(false),
             remote_timeout: raw.cache.remote_timeout.as_ref().map(|t| *t.get_ref()),
+            remote_instance: raw
+                .cache
+                .remote_instance
+                .as_ref()
+                .map(|name| name.get_ref().clone())
+                .unwrap_or_default(),
         };
         let sign = crate::package::settings::check_sign(&raw.sign)
             .map_err(|(message, span, help)| error(message, span, "here", &help))?;

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod remote;
 pub mod watching;
 
 use std::collections::BTreeMap;

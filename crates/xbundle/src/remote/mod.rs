@@ -8,12 +8,13 @@
 //!   ([`TOKEN_VARIABLE`], [`USER_VARIABLE`] and [`PASSWORD_VARIABLE`]), and are never printed;
 //! - nothing here connects: the first request is the first lookup of a run (`check`,
 //!   `--dry-run` and `explain` never reach the server);
-//! - `grpc://` and `grpcs://` are valid settings whose backend (the REAPI crate) is not wired
-//!   into this build yet: a run says so in the remote tier's one warning and builds locally.
+//! - `grpc://` and `grpcs://` reach the Remote Execution API backend (the `reapi` crate), which
+//!   connects on the first call of a run: a run whose every task is up to date never dials, and
+//!   a server that cannot be reached is the remote tier's one warning, then a local build.
 
 pub mod http;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use engine::Digest;
@@ -62,6 +63,51 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if uri.query().is_some() || url.contains('#') {
         return Err("has a query or a fragment".into());
     }
+    if url.starts_with("grpc") {
+        // No path (the instance name is `remote-instance`), a port where one is needed.
+        reapi::ReapiUrl::parse(url)?;
+    }
+    Ok(())
+}
+
+/// Why `name` is not a REAPI instance name: `/`-separated components of letters, digits, `-`,
+/// `_` and `.`, none empty, `.` or `..`, none of the words the API reserves in resource names
+/// (`blobs`, `uploads`, `actions`, `actionResults`, `operations`, `capabilities`,
+/// `compressed-blobs`), at most 256 bytes. `""` is the server's default instance.
+pub fn check_instance(name: &str) -> Result<(), String> {
+    const RESERVED: [&str; 7] = [
+        "blobs",
+        "uploads",
+        "actions",
+        "actionResults",
+        "operations",
+        "capabilities",
+        "compressed-blobs",
+    ];
+    if name.is_empty() {
+        return Ok(());
+    }
+    if name.len() > 256 {
+        return Err("is longer than 256 bytes".into());
+    }
+    for component in name.split('/') {
+        if component.is_empty() || component == "." || component == ".." {
+            return Err(format!("{name:?} has an empty, `.` or `..` component"));
+        }
+        if RESERVED.contains(&component) {
+            return Err(format!(
+                "{name:?} uses `{component}`, a word the Remote Execution API reserves in resource names"
+            ));
+        }
+        if let Some(bad) = component
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(format!(
+                "{name:?} holds {bad:?}: use letters, digits, `-`, `_`, `.` and `/`"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -82,6 +128,8 @@ pub struct Settings {
     pub url: String,
     pub read_only: bool,
     pub timeout: Duration,
+    /// The REAPI instance name (`grpc://`, `grpcs://` only).
+    pub instance: String,
 }
 
 impl Settings {
@@ -107,6 +155,7 @@ impl Settings {
             timeout: config
                 .remote_timeout
                 .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64),
+            instance: config.remote_instance.clone(),
         })
     }
 }
@@ -138,8 +187,16 @@ fn authorization() -> Option<String> {
 /// The engine's remote tier for `settings` (the URL was checked with [`check_url`]).
 pub fn connect(settings: &Settings) -> RemoteCache {
     let backend: Arc<dyn RemoteBackend> = if settings.url.starts_with("grpc") {
-        Arc::new(NotWired {
+        Arc::new(LazyReapi {
             url: settings.url.clone(),
+            options: reapi::ReapiOptions {
+                instance: settings.instance.clone(),
+                token: variable(TOKEN_VARIABLE),
+                ca_certificate: None,
+                connect_timeout: CONNECT_TIMEOUT.min(settings.timeout),
+                call_timeout: settings.timeout,
+            },
+            backend: OnceLock::new(),
         })
     } else {
         Arc::new(http::HttpCache::new(
@@ -153,51 +210,72 @@ pub fn connect(settings: &Settings) -> RemoteCache {
         .signing_key(variable(HMAC_KEY_VARIABLE).map(String::into_bytes))
 }
 
-/// A `grpc://` or `grpcs://` cache in a build without the REAPI backend: every call refuses, so
-/// the run warns once and builds locally.
-struct NotWired {
+/// A `grpc://` or `grpcs://` cache, connected (its Capabilities read) on the first call of a run
+/// and never again: a connection that failed answers every later call with the same error (the
+/// engine's tier is off after the first one anyway).
+struct LazyReapi {
     url: String,
+    options: reapi::ReapiOptions,
+    backend: OnceLock<Result<reapi::ReapiBackend, String>>,
 }
 
-impl NotWired {
-    fn refuse<T>(&self) -> Result<T, RemoteError> {
-        Err(RemoteError::Unavailable(
-            "REAPI (grpc://, grpcs://) caches are not supported by this build yet; use an http:// or https:// cache".into(),
-        ))
+impl LazyReapi {
+    fn get(&self) -> Result<&reapi::ReapiBackend, RemoteError> {
+        self.backend
+            .get_or_init(|| {
+                reapi::ReapiBackend::connect(&self.url, self.options.clone())
+                    .map_err(|error| error.to_string())
+            })
+            .as_ref()
+            .map_err(|message| RemoteError::Unavailable(message.clone()))
     }
 }
 
-impl RemoteBackend for NotWired {
+impl RemoteBackend for LazyReapi {
     fn source(&self) -> &'static str {
         "reapi"
     }
 
     fn describe(&self) -> String {
-        self.url.clone()
+        match self.backend.get() {
+            Some(Ok(backend)) => backend.describe(),
+            _ if self.options.instance.is_empty() => self.url.clone(),
+            _ => format!("{} (instance {})", self.url, self.options.instance),
+        }
     }
 
-    fn get_action(&self, _: &Digest, _: u64) -> Result<Option<Vec<u8>>, RemoteError> {
-        self.refuse()
+    fn get_action(&self, key: &Digest, max: u64) -> Result<Option<Vec<u8>>, RemoteError> {
+        self.get()?.get_action(key, max)
     }
 
-    fn put_action(&self, _: &Digest, _: &[u8], _: &ActionResult) -> Result<(), RemoteError> {
-        self.refuse()
+    fn put_action(
+        &self,
+        key: &Digest,
+        entry: &[u8],
+        result: &ActionResult,
+    ) -> Result<(), RemoteError> {
+        self.get()?.put_action(key, entry, result)
     }
 
-    fn find_missing(&self, _: &[(Digest, u64)]) -> Result<Vec<Digest>, RemoteError> {
-        self.refuse()
+    fn find_missing(&self, blobs: &[(Digest, u64)]) -> Result<Vec<Digest>, RemoteError> {
+        self.get()?.find_missing(blobs)
     }
 
     fn get_blob(
         &self,
-        _: &Digest,
-        _: u64,
-        _: &mut dyn std::io::Write,
+        digest: &Digest,
+        size: u64,
+        out: &mut dyn std::io::Write,
     ) -> Result<bool, RemoteError> {
-        self.refuse()
+        self.get()?.get_blob(digest, size, out)
     }
 
-    fn put_blob(&self, _: &Digest, _: u64, _: &mut dyn std::io::Read) -> Result<(), RemoteError> {
-        self.refuse()
+    fn put_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        body: &mut dyn std::io::Read,
+    ) -> Result<(), RemoteError> {
+        self.get()?.put_blob(digest, size, body)
     }
 }
