@@ -796,7 +796,7 @@ impl Engine {
                         RestoreError::Misfit(err.to_string())
                     }
                 })?;
-            stats.record(&file.path, stat, file.digest, false);
+            stats.record(&file.path, stat, file.digest, None);
             written += 1;
         }
         let mut stale: Vec<String> = present.into_keys().collect();
@@ -1311,6 +1311,8 @@ impl Engine {
                 ));
             }
         }
+        // Read before the outputs are: each is trusted by the stat cache when older than this.
+        let read_after = stats.clock();
         for file in produced {
             let relative = Self::root_relative(spec, &file.relative);
             let (digest, size) = self
@@ -1318,7 +1320,7 @@ impl Engine {
                 .put_file(&file.absolute)
                 .map_err(|err| format!("storing output {relative}: {err}"))?;
             let stat = file.stat.expect("files read are stat'ed");
-            stats.record(&relative, stat, digest, true);
+            stats.record(&relative, stat, digest, Some(read_after));
             files.push(OutputFile {
                 path: relative,
                 executable: stat.executable,
@@ -1352,16 +1354,10 @@ impl Engine {
         ))
     }
 
-    /// "Now" on the file system's clock (ns): the mtime of a file created in the staging
-    /// directory; the run's clock (earlier, so stricter) when that cannot be done.
+    /// "Now" on the file system's clock (ns): a new reading of the stat cache's probe file (no
+    /// file created per task); `i64::MIN` (everything counts as changed) when it cannot be read.
     fn clock_now(&self, stats: &StatCache) -> i64 {
-        let probe = || -> Option<i64> {
-            let staging = self.staging().create().ok()?;
-            let mut temp = staging.temp_file().ok()?;
-            let metadata = temp.file().metadata().ok()?;
-            Some(crate::statcache::FileStat::of(&metadata).mtime_ns)
-        };
-        probe().unwrap_or_else(|| stats.run_clock_ns())
+        stats.clock().ns()
     }
 
     /// Why `result`'s discovered inputs no longer hold (empty: none, or all unchanged).
@@ -1506,17 +1502,17 @@ impl Engine {
     }
 }
 
-/// A task's globs, compiled once per run of the task.
+/// A task's globs, compiled once per process for each distinct list ([`Patterns::shared`]).
 struct TaskGlobs {
-    inputs: Patterns,
-    outputs: Patterns,
+    inputs: std::sync::Arc<Patterns>,
+    outputs: std::sync::Arc<Patterns>,
 }
 
 impl TaskGlobs {
     fn new(spec: &TaskSpec) -> Result<TaskGlobs, String> {
         Ok(TaskGlobs {
-            inputs: Patterns::new(&spec.inputs).map_err(|e| e.to_string())?,
-            outputs: Patterns::new(&spec.outputs).map_err(|e| e.to_string())?,
+            inputs: Patterns::shared(&spec.inputs).map_err(|e| e.to_string())?,
+            outputs: Patterns::shared(&spec.outputs).map_err(|e| e.to_string())?,
         })
     }
 }

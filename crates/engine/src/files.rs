@@ -19,14 +19,19 @@
 //! **Names that are not UTF-8** are never skipped silently: a matching one is an error naming it
 //! escaped (`src/\xff.txt`); directories with such names are walked like any other.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::confine::{ConfineError, Dir, Kind, Walk, escape};
 use crate::statcache::FileStat;
+
+/// The most pattern lists [`Patterns::shared`] keeps compiled.
+const SHARED_MAX: usize = 4096;
 
 /// A set of compiled patterns.
 #[derive(Debug)]
@@ -146,6 +151,30 @@ impl Patterns {
             bases,
             include_sources,
         })
+    }
+
+    /// [`Patterns::new`], compiled once per process for each distinct list: tasks of a
+    /// generated or repetitive graph share their patterns (`src/*.txt`), and compiling a glob
+    /// set (regexes, Aho-Corasick automata) costs far more than matching with it. The cache
+    /// holds at most [`SHARED_MAX`] lists (cleared whole when full); an error is not cached.
+    pub fn shared(patterns: &[String]) -> Result<Arc<Patterns>, PatternError> {
+        static SHARED: Mutex<Option<HashMap<Vec<String>, Arc<Patterns>>>> = Mutex::new(None);
+        {
+            let cache = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(found) = cache.as_ref().and_then(|cache| cache.get(patterns)) {
+                return Ok(Arc::clone(found));
+            }
+        }
+        // Compiled outside the lock: two threads may compile the same list, one copy is kept.
+        let compiled = Arc::new(Patterns::new(patterns)?);
+        let mut cache = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = cache.get_or_insert_with(HashMap::new);
+        if cache.len() >= SHARED_MAX {
+            cache.clear();
+        }
+        Ok(Arc::clone(
+            cache.entry(patterns.to_vec()).or_insert(compiled),
+        ))
     }
 
     pub fn is_empty(&self) -> bool {

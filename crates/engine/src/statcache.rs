@@ -3,37 +3,64 @@
 //! Each entry maps a root-relative path to the `(size, mtime ns, ctime ns, inode)` seen when the
 //! file was hashed, and the digest. A lookup whose stat matches returns the stored digest.
 //!
-//! Racy-clean rule (after git): at the start of every run the engine writes a byte to a clock
-//! file and reads back its mtime, so the run knows "now" on the file system's own (possibly
-//! coarse) clock. An entry is trusted only if the file's mtime is strictly older than the clock
-//! of the run that hashed it. A file written in the same timestamp tick as the hashing could be
-//! rewritten without its stat changing, so such an entry is stored untrusted and re-hashed on
-//! the next lookup (and trusted once that later run sees it old enough).
+//! Racy-clean rule (after git): a digest is trusted only if the file's mtime is strictly older
+//! than a reading of the file system's own (possibly coarse) clock taken **before the read that
+//! computed it** began. A later write to the file then gets an mtime at least that clock, so its
+//! stat differs; a file written in the same timestamp tick as its hashing could be rewritten
+//! without its stat changing, so such an entry is stored untrusted and re-hashed on the next
+//! lookup (and trusted once a later read sees it old enough).
+//!
+//! The clock ([`Clock`]) is read by writing a byte to a probe file in the state directory and
+//! reading back its mtime (the file is queried before each write, so a kernel with multigrain
+//! timestamps stamps it with a fine-grained time). The probe file is created once per run, when
+//! first needed (a temporary name, `.tmp-xbundle-…-clock`: removed when the cache is dropped,
+//! or by the next run's cleanup after a kill), so reading the clock allocates no inode (new
+//! inodes are costly on ext4 after many deletions). It is read lazily, when a file must be hashed and no reading yet is newer
+//! than its mtime: a no-op run, which hashes nothing, writes nothing at all (no clock, no cache).
+//! A digest computed elsewhere ([`StatCache::record`]) is trusted only against a [`Clock`] its
+//! caller took before that read.
+//!
+//! On disk (`stat-cache`, format 3): the magic `xbstat3\n`, then one record per path in strictly
+//! ascending byte order (`u16` path length, the path, `size`, `mtime ns`, `ctime ns`, `inode` as
+//! little-endian 64-bit numbers, a flags byte: 1 executable, 2 trusted, the 32 raw digest bytes),
+//! then the record count (`u64`) and `xbstat3E`. The file is loaded with one read and searched in
+//! place (an index of record offsets; no allocation per entry), and written by streaming the
+//! merge of the loaded records and this run's changes into a temporary file renamed over it.
+//! A file that is not exactly this (another format, truncated, unsorted, oversized, not a regular
+//! file) is an empty cache: every file is hashed again, nothing is trusted wrongly.
 //!
 //! Known limit: a tool that rewrites a file and then resets its mtime, size, ctime and inode to
 //! the old values is not detected (ctime cannot be set from user space, so this needs root).
 
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::confine::{ConfineError, Dir};
 use crate::digest::{Digest, hash_reader};
 
-const FORMAT: u32 = 2;
-
 /// The stat cache's file in the state directory.
 pub const FILE: &str = "stat-cache";
-/// The clock probe's file in the state directory.
+/// The clock probe's file in the state directory (written by older versions; removed by
+/// `clean_state`).
 pub const CLOCK: &str = "clock";
 /// The largest stat cache read (about two million files); a larger one is an empty cache.
 const MAX_BYTES: u64 = 256 << 20;
+const MAGIC: &[u8; 8] = b"xbstat3\n";
+const MAGIC_END: &[u8; 8] = b"xbstat3E";
+/// A record without its path: length, size, mtime, ctime, inode, flags, digest.
+const FIXED: usize = 2 + 8 * 4 + 1 + 32;
+const EXECUTABLE: u8 = 1;
+const TRUSTED: u8 = 2;
+/// How long a clock reading is reused for a file at least as new, before reading it again.
+const REREAD_AFTER: Duration = Duration::from_millis(2);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStat {
@@ -68,30 +95,178 @@ impl FileStat {
     }
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug)]
 struct Entry {
     stat: FileStat,
-    /// Raw SHA-256 (32 bytes on disk, not 64 hex characters).
+    /// Raw SHA-256.
     digest: [u8; 32],
     trusted: bool,
 }
 
-#[derive(Serialize, Deserialize)]
-struct OnDisk {
-    format: u32,
-    /// Sorted by path.
-    entries: Vec<(String, Entry)>,
+/// A reading of the file system's clock (ns): every file written after it was taken has an
+/// mtime at least this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Clock(i64);
+
+impl Clock {
+    /// Trusts nothing.
+    pub const NEVER: Clock = Clock(i64::MIN);
+
+    pub fn ns(self) -> i64 {
+        self.0
+    }
 }
+
+/// The loaded file: its bytes, the offset of each record in path order, and an open-addressing
+/// hash table of indexes into `offsets` (`u32::MAX`: empty slot; a power of two, at least twice
+/// the record count), so a lookup reads one or two records instead of a binary search's twenty.
+#[derive(Default)]
+struct Base {
+    bytes: Vec<u8>,
+    offsets: Vec<u32>,
+    table: Vec<u32>,
+}
+
+/// FNV-1a, 64 bits: paths are short, and the table only needs a spread, not a defence (a
+/// collision costs a comparison, never a wrong answer).
+fn hash(path: &[u8]) -> u64 {
+    path.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Base {
+    /// Parses a whole file; `None` unless it is exactly format 3 with sorted, unique paths.
+    fn parse(bytes: Vec<u8>) -> Option<Base> {
+        let body_end = bytes.len().checked_sub(16)?;
+        if bytes.len() > u32::MAX as usize
+            || !bytes.starts_with(MAGIC)
+            || &bytes[body_end + 8..] != MAGIC_END
+        {
+            return None;
+        }
+        let count = u64::from_le_bytes(bytes[body_end..body_end + 8].try_into().ok()?);
+        let mut offsets = Vec::with_capacity(count.min(bytes.len() as u64 / FIXED as u64) as usize);
+        let mut at = MAGIC.len();
+        let mut previous: Option<&[u8]> = None;
+        while at < body_end {
+            let len = u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?) as usize;
+            let end = at.checked_add(FIXED + len)?;
+            if end > body_end {
+                return None;
+            }
+            let path = &bytes[at + 2..at + 2 + len];
+            if previous.is_some_and(|previous| previous >= path) {
+                return None;
+            }
+            previous = Some(path);
+            offsets.push(at as u32);
+            at = end;
+        }
+        if at != body_end || offsets.len() as u64 != count {
+            return None;
+        }
+        let mut base = Base {
+            bytes,
+            offsets,
+            table: Vec::new(),
+        };
+        base.table = vec![u32::MAX; (base.offsets.len() * 2).next_power_of_two()];
+        let mask = base.table.len() - 1;
+        for (index, &offset) in base.offsets.iter().enumerate() {
+            let mut slot = hash(base.path(offset)) as usize & mask;
+            while base.table[slot] != u32::MAX {
+                slot = (slot + 1) & mask;
+            }
+            base.table[slot] = index as u32;
+        }
+        Some(base)
+    }
+
+    fn path(&self, offset: u32) -> &[u8] {
+        let at = offset as usize;
+        let len = u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]]) as usize;
+        &self.bytes[at + 2..at + 2 + len]
+    }
+
+    fn entry(&self, offset: u32) -> Entry {
+        let at = offset as usize;
+        let len = u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]]) as usize;
+        let fields = &self.bytes[at + 2 + len..at + FIXED + len];
+        let number =
+            |i: usize| u64::from_le_bytes(fields[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let flags = fields[32];
+        Entry {
+            stat: FileStat {
+                size: number(0),
+                mtime_ns: number(1) as i64,
+                ctime_ns: number(2) as i64,
+                inode: number(3),
+                executable: flags & EXECUTABLE != 0,
+            },
+            digest: fields[33..65].try_into().expect("32 bytes"),
+            trusted: flags & TRUSTED != 0,
+        }
+    }
+
+    fn lookup(&self, relative: &str) -> Option<Entry> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let mask = self.table.len() - 1;
+        let mut slot = hash(relative.as_bytes()) as usize & mask;
+        loop {
+            let index = self.table[slot];
+            if index == u32::MAX {
+                return None;
+            }
+            let offset = self.offsets[index as usize];
+            if self.path(offset) == relative.as_bytes() {
+                return Some(self.entry(offset));
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+}
+
+fn write_record(out: &mut impl Write, path: &[u8], entry: &Entry) -> io::Result<()> {
+    let Ok(len) = u16::try_from(path.len()) else {
+        // Longer than any path a file system takes: not cached (hashed again next time).
+        return Ok(());
+    };
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(path)?;
+    let stat = &entry.stat;
+    for number in [
+        stat.size,
+        stat.mtime_ns as u64,
+        stat.ctime_ns as u64,
+        stat.inode,
+    ] {
+        out.write_all(&number.to_le_bytes())?;
+    }
+    let flags =
+        if stat.executable { EXECUTABLE } else { 0 } | if entry.trusted { TRUSTED } else { 0 };
+    out.write_all(&[flags])?;
+    out.write_all(&entry.digest)
+}
+
+/// The clock's probe file, open, and its name in the state directory.
+type Probe = (fs::File, String);
 
 /// Path -> (stat, digest), shared by all worker threads of a run.
 ///
-/// What was loaded stays in a sorted vector searched without locking; what this run records goes
-/// to an overlay behind a read-write lock, which a no-op run only ever reads.
+/// What was loaded stays in one buffer searched without locking; what this run records goes to
+/// an overlay behind a read-write lock, which a no-op run only ever reads.
 pub struct StatCache {
-    base: Vec<(String, Entry)>,
+    base: Base,
     overlay: RwLock<HashMap<String, Entry>>,
-    /// This run's clock, in ns, on the file system's clock.
-    run_clock_ns: i64,
+    /// Where the clock is read (`None`: an ephemeral cache, which trusts nothing).
+    dir: Option<Arc<Dir>>,
+    /// The newest clock reading (`i64::MIN`: none yet).
+    clock_ns: AtomicI64,
+    /// When the newest reading was taken, and the open probe file with its name in `dir`.
+    clock_read: Mutex<(Option<Instant>, Option<Probe>)>,
     dirty: AtomicBool,
 }
 
@@ -106,25 +281,21 @@ pub struct Hashed {
 
 impl StatCache {
     /// Loads the cache `stat-cache` of the directory `dir` (an unreadable, foreign or oversized
-    /// file, or anything but a regular file, is an empty cache) and takes this run's clock by
-    /// writing `clock` there.
-    pub fn load(dir: &Dir) -> io::Result<StatCache> {
-        let mut base: Vec<(String, Entry)> = dir
+    /// file, or anything but a regular file, is an empty cache). Writes nothing: the clock is
+    /// read in `dir` when first needed.
+    pub fn load(dir: &Arc<Dir>) -> io::Result<StatCache> {
+        let base = dir
             .read_file(FILE, MAX_BYTES)
             .ok()
             .flatten()
-            .and_then(|bytes| postcard::from_bytes::<OnDisk>(&bytes).ok())
-            .filter(|on_disk| on_disk.format == FORMAT)
-            .map(|on_disk| on_disk.entries)
+            .and_then(Base::parse)
             .unwrap_or_default();
-        if !base.is_sorted_by(|a, b| a.0 < b.0) {
-            base.sort_by(|a, b| a.0.cmp(&b.0));
-            base.dedup_by(|a, b| a.0 == b.0);
-        }
         Ok(StatCache {
             base,
             overlay: RwLock::new(HashMap::new()),
-            run_clock_ns: file_system_now(dir)?,
+            dir: Some(Arc::clone(dir)),
+            clock_ns: AtomicI64::new(i64::MIN),
+            clock_read: Mutex::new((None, None)),
             dirty: AtomicBool::new(false),
         })
     }
@@ -132,9 +303,11 @@ impl StatCache {
     /// An empty cache that trusts nothing it records (for one-off hashing).
     pub fn ephemeral() -> StatCache {
         StatCache {
-            base: Vec::new(),
+            base: Base::default(),
             overlay: RwLock::new(HashMap::new()),
-            run_clock_ns: i64::MIN,
+            dir: None,
+            clock_ns: AtomicI64::new(i64::MIN),
+            clock_read: Mutex::new((None, None)),
             dirty: AtomicBool::new(false),
         }
     }
@@ -174,12 +347,14 @@ impl StatCache {
                 from_cache: true,
             });
         }
+        // Read before the file is: its digest is trusted against this reading.
+        let clock = self.clock_newer_than(stat.mtime_ns);
         let mut file = open()?;
         let (digest, _) = hash_reader(&mut file)?;
         // Stat the open file again: if it changed while it was read, record nothing trusted.
         let after = FileStat::of(&file.metadata()?);
-        let trusted = after == stat && stat.mtime_ns < self.run_clock_ns;
-        self.record(relative, after, digest, trusted);
+        let read_after = (after == stat).then_some(clock);
+        self.record(relative, after, digest, read_after);
         Ok(Hashed {
             digest,
             stat: after,
@@ -187,18 +362,53 @@ impl StatCache {
         })
     }
 
-    /// This run's clock (ns, on the file system's clock): every file written during the run is
-    /// at least this new.
-    pub fn run_clock_ns(&self) -> i64 {
-        self.run_clock_ns
+    /// A new reading of the file system's clock ([`Clock::NEVER`] when it cannot be read, or
+    /// for an ephemeral cache). Take it before reading a file whose digest is then
+    /// [`StatCache::record`]ed.
+    pub fn clock(&self) -> Clock {
+        let Some(dir) = &self.dir else {
+            return Clock::NEVER;
+        };
+        let mut read = self.clock_read.lock().unwrap_or_else(|e| e.into_inner());
+        let ns = file_system_now(dir, &mut read.1).unwrap_or(i64::MIN);
+        read.0 = Some(Instant::now());
+        let newest = self.clock_ns.fetch_max(ns, Ordering::AcqRel).max(ns);
+        Clock(newest)
     }
 
-    /// Records a digest computed elsewhere (e.g. while writing the file).
-    pub fn record(&self, relative: &str, stat: FileStat, digest: Digest, trusted: bool) {
+    /// A reading newer than `mtime_ns` if one can be had: the newest one, or a new one (at most
+    /// one every [`REREAD_AFTER`] for files newer than every reading, e.g. from the future).
+    fn clock_newer_than(&self, mtime_ns: i64) -> Clock {
+        let newest = self.clock_ns.load(Ordering::Acquire);
+        if newest > mtime_ns || self.dir.is_none() {
+            return Clock(newest);
+        }
+        let recent = self
+            .clock_read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .is_some_and(|at| at.elapsed() < REREAD_AFTER);
+        if recent && newest != i64::MIN {
+            return Clock(newest);
+        }
+        self.clock()
+    }
+
+    /// Records a digest computed elsewhere (e.g. while writing or storing the file); trusted
+    /// only when `read_after` is a [`Clock`] taken before the read (or write) that computed it
+    /// began and `stat` is older than it.
+    pub fn record(
+        &self,
+        relative: &str,
+        stat: FileStat,
+        digest: Digest,
+        read_after: Option<Clock>,
+    ) {
         let entry = Entry {
             stat,
             digest: *digest.as_bytes(),
-            trusted: trusted && stat.mtime_ns < self.run_clock_ns,
+            trusted: read_after.is_some_and(|clock| stat.mtime_ns < clock.0),
         };
         let unchanged = self.lookup(relative).is_some_and(|old| {
             old.stat == entry.stat && old.digest == entry.digest && old.trusted == entry.trusted
@@ -219,49 +429,88 @@ impl StatCache {
                 return Some(*entry);
             }
         }
-        self.base
-            .binary_search_by(|(path, _)| path.as_str().cmp(relative))
-            .ok()
-            .map(|index| self.base[index].1)
+        self.base.lookup(relative)
     }
 
-    /// Writes the cache back to `stat-cache` in `dir` if anything changed.
+    /// Writes the cache back to `stat-cache` in `dir` if anything changed (atomically: a
+    /// temporary file renamed over it).
     pub fn save(&self, dir: &Dir) -> io::Result<()> {
         if !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
         let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
-        let mut list: Vec<(String, Entry)> = self
-            .base
+        let mut changed: Vec<(&[u8], &Entry)> = overlay
             .iter()
-            .filter(|(path, _)| !overlay.contains_key(path))
-            .cloned()
-            .chain(overlay.iter().map(|(k, v)| (k.clone(), *v)))
+            .map(|(path, entry)| (path.as_bytes(), entry))
             .collect();
-        list.sort_by(|a, b| a.0.cmp(&b.0));
-        let bytes = postcard::to_stdvec(&OnDisk {
-            format: FORMAT,
-            entries: list,
+        changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let base = &self.base;
+        dir.write_file(FILE, 0o644, |file: &mut fs::File| {
+            let io = |source| ConfineError::Io {
+                path: FILE.to_string(),
+                source,
+            };
+            let mut out = BufWriter::with_capacity(1 << 16, file);
+            out.write_all(MAGIC).map_err(io)?;
+            let mut count = 0u64;
+            let mut changed = changed.iter().peekable();
+            let mut write = |out: &mut BufWriter<&mut fs::File>, path: &[u8], entry: &Entry| {
+                count += u64::from(path.len() <= u16::MAX as usize);
+                write_record(out, path, entry)
+            };
+            for &offset in &base.offsets {
+                let path = base.path(offset);
+                while let Some((new_path, entry)) = changed.next_if(|(new, _)| *new < path) {
+                    write(&mut out, new_path, entry).map_err(io)?;
+                }
+                match changed.next_if(|(new, _)| *new == path) {
+                    Some((new_path, entry)) => write(&mut out, new_path, entry).map_err(io)?,
+                    None => write(&mut out, path, &base.entry(offset)).map_err(io)?,
+                }
+            }
+            for (new_path, entry) in changed {
+                write(&mut out, new_path, entry).map_err(io)?;
+            }
+            out.write_all(&count.to_le_bytes()).map_err(io)?;
+            out.write_all(MAGIC_END).map_err(io)?;
+            out.flush().map_err(io)
         })
-        .map_err(io::Error::other)?;
-        write_in(dir, FILE, &bytes).map(|_| ())
+        .map(|_| ())
+        .map_err(io::Error::other)
     }
 }
 
-/// Writes `name` in `dir` atomically (mode 0644, never through a link).
-fn write_in(dir: &Dir, name: &str, bytes: &[u8]) -> io::Result<FileStat> {
-    dir.write_file(name, 0o644, |file: &mut fs::File| {
-        file.write_all(bytes).map_err(|source| ConfineError::Io {
-            path: name.to_string(),
-            source,
-        })
-    })
-    .map_err(io::Error::other)
+impl Drop for StatCache {
+    fn drop(&mut self) {
+        let read = self.clock_read.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let (Some(dir), Some((_, name))) = (&self.dir, read.1.take()) {
+            let _ = dir.remove_file(&name);
+        }
+    }
 }
 
-/// "Now" on the file system's clock: write the file `clock` in `dir` and read back its mtime.
-fn file_system_now(dir: &Dir) -> io::Result<i64> {
-    Ok(write_in(dir, CLOCK, b"clock\n")?.mtime_ns)
+/// "Now" on the file system's clock: a byte written to the probe file `probe` in `dir` (created
+/// on first use), then its mtime. The file is stat'ed before each write (and the write then
+/// stamped with a fine-grained time by a kernel with multigrain timestamps).
+fn file_system_now(dir: &Dir, probe: &mut Option<Probe>) -> io::Result<i64> {
+    use std::os::unix::fs::FileExt;
+    if probe.is_none() {
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let name = format!(
+            ".tmp-xbundle-{}-{}-clock",
+            std::process::id(),
+            PROBES.fetch_add(1, Ordering::Relaxed)
+        );
+        let file = dir
+            .create_new_file(&name, 0o600)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::AlreadyExists, name.clone()))?;
+        *probe = Some((file, name));
+    }
+    let (file, _) = probe.as_ref().expect("created above");
+    file.metadata()?;
+    file.write_at(b"c", 0)?;
+    Ok(FileStat::of(&file.metadata()?).mtime_ns)
 }
 
 #[cfg(test)]
@@ -274,7 +523,7 @@ mod tests {
         let file = dir.path().join("a.txt");
         fs::write(&file, b"hello").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let state = Dir::open_root(dir.path()).unwrap();
+        let state = Arc::new(Dir::open_root(dir.path()).unwrap());
         let cache = StatCache::load(&state).unwrap();
         let first = cache.digest("a.txt", &file).unwrap();
         assert!(!first.from_cache);
@@ -289,7 +538,7 @@ mod tests {
     #[test]
     fn racy_file_is_rehashed_and_change_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let state = Dir::open_root(dir.path()).unwrap();
+        let state = Arc::new(Dir::open_root(dir.path()).unwrap());
         let cache = StatCache::load(&state).unwrap();
         // Written after the run's clock: racy, never trusted by this run.
         let file = dir.path().join("b.txt");
@@ -301,5 +550,147 @@ mod tests {
         assert!(!second.from_cache);
         assert_ne!(first.digest, second.digest);
         assert_eq!(second.digest, Digest::of_bytes(b"two"));
+    }
+
+    fn stat(n: u64) -> FileStat {
+        FileStat {
+            size: n,
+            mtime_ns: n as i64 * 10,
+            ctime_ns: n as i64 * 20,
+            inode: n + 7,
+            executable: n.is_multiple_of(2),
+        }
+    }
+
+    /// A saved cache of `paths` (each trusted), and its bytes.
+    fn saved(paths: &[&str]) -> (tempfile::TempDir, Arc<Dir>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(Dir::open_root(dir.path()).unwrap());
+        let cache = StatCache::load(&state).unwrap();
+        for (n, path) in paths.iter().enumerate() {
+            let digest = Digest::of_bytes(path.as_bytes());
+            cache.record(path, stat(n as u64), digest, Some(Clock(i64::MAX)));
+        }
+        cache.save(&state).unwrap();
+        let bytes = fs::read(dir.path().join(FILE)).unwrap();
+        (dir, state, bytes)
+    }
+
+    #[test]
+    fn saved_entries_load_back_merged_with_changes_in_path_order() {
+        let (dir, state, _) = saved(&["b/two", "a/one", "c/three"]);
+        let cache = StatCache::load(&state).unwrap();
+        let entry = cache.lookup("a/one").unwrap();
+        assert_eq!(entry.stat, stat(1));
+        assert!(entry.trusted);
+        assert_eq!(entry.digest, *Digest::of_bytes(b"a/one").as_bytes());
+        // Replace one, add two (before and after every loaded path), save, load again.
+        cache.record("b/two", stat(9), Digest::of_bytes(b"new"), None);
+        cache.record(
+            "0first",
+            stat(4),
+            Digest::of_bytes(b"0"),
+            Some(Clock(i64::MAX)),
+        );
+        cache.record(
+            "z/last",
+            stat(5),
+            Digest::of_bytes(b"z"),
+            Some(Clock(i64::MAX)),
+        );
+        cache.save(&state).unwrap();
+        let reloaded = StatCache::load(&state).unwrap();
+        let paths: Vec<&[u8]> = reloaded
+            .base
+            .offsets
+            .iter()
+            .map(|&offset| reloaded.base.path(offset))
+            .collect();
+        assert_eq!(
+            paths,
+            [&b"0first"[..], b"a/one", b"b/two", b"c/three", b"z/last"]
+        );
+        let replaced = reloaded.lookup("b/two").unwrap();
+        assert_eq!(replaced.stat, stat(9));
+        assert!(!replaced.trusted, "recorded without a clock: not trusted");
+        assert_eq!(replaced.digest, *Digest::of_bytes(b"new").as_bytes());
+        assert_eq!(reloaded.lookup("c/three").unwrap().stat, stat(2));
+        assert!(reloaded.lookup("c/thre").is_none());
+        drop(dir);
+    }
+
+    #[test]
+    fn anything_but_an_exact_file_is_an_empty_cache() {
+        let (dir, state, bytes) = saved(&["a/one", "b/two"]);
+        let path = dir.path().join(FILE);
+        let empty = |bytes: &[u8], what: &str| {
+            fs::write(&path, bytes).unwrap();
+            let cache = StatCache::load(&state).unwrap();
+            assert!(cache.base.offsets.is_empty(), "{what} was trusted");
+            assert!(cache.lookup("a/one").is_none(), "{what}");
+        };
+        for len in 0..bytes.len() {
+            empty(&bytes[..len], &format!("the first {len} bytes"));
+        }
+        let mut longer = bytes.clone();
+        longer.insert(MAGIC.len(), 0);
+        empty(&longer, "a stray byte");
+        // The two records swapped: the order is checked.
+        let first = MAGIC.len();
+        let record = FIXED + "a/one".len();
+        let mut swapped = bytes[..first].to_vec();
+        swapped.extend_from_slice(&bytes[first + record..first + 2 * record]);
+        swapped.extend_from_slice(&bytes[first..first + record]);
+        swapped.extend_from_slice(&bytes[first + 2 * record..]);
+        assert_eq!(swapped.len(), bytes.len());
+        empty(&swapped, "unsorted records");
+        // Format 2 (postcard: a varint 2, then the entries) and other formats.
+        empty(&[2, 1, 5, b'a', b'/', b'o', b'n', b'e'], "format 2");
+        empty(b"xbstat4\n", "another magic");
+        // The real file still loads.
+        fs::write(&path, &bytes).unwrap();
+        assert!(StatCache::load(&state).unwrap().lookup("a/one").is_some());
+    }
+
+    #[test]
+    fn lookups_that_hash_nothing_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.txt");
+        fs::write(&file, b"hello").unwrap();
+        // Older than any clock reading to come, on any kernel's timestamp granularity.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let state_path = dir.path().join("state");
+        fs::create_dir(&state_path).unwrap();
+        let state = Arc::new(Dir::open_root(&state_path).unwrap());
+        let cache = StatCache::load(&state).unwrap();
+        assert!(!cache.digest("a.txt", &file).unwrap().from_cache);
+        cache.save(&state).unwrap();
+        // Dropping the cache removes its clock probe.
+        drop(cache);
+        let listing = || {
+            let mut names: Vec<_> = fs::read_dir(&state_path)
+                .unwrap()
+                .map(|entry| {
+                    let entry = entry.unwrap();
+                    (
+                        entry.file_name(),
+                        entry.metadata().unwrap().modified().unwrap(),
+                    )
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listing();
+        assert_eq!(before.len(), 1, "only the stat cache: {before:?}");
+        let again = StatCache::load(&state).unwrap();
+        assert!(again.digest("a.txt", &file).unwrap().from_cache);
+        again.save(&state).unwrap();
+        drop(again);
+        assert_eq!(
+            listing(),
+            before,
+            "a run that hashed nothing wrote something"
+        );
     }
 }
