@@ -10,6 +10,9 @@
 //! Invariants:
 //! - every call is bounded by the connect and read timeouts; no redirect is followed (a
 //!   redirect could carry the credentials elsewhere);
+//! - a body is bounded in time as well as in size: past a grace of the read timeout it must
+//!   arrive at [`MIN_RATE`] on average, so a server trickling a byte per read timeout (or a
+//!   chunked body that never ends) is a failure, not a build that never finishes;
 //! - reads are bounded: an entry never past the caller's `max`, a blob never past its size
 //!   (a `Content-Length` over either is refused before the body is read);
 //! - blobs go up streamed, with their exact `Content-Length` (never whole in memory);
@@ -18,16 +21,22 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::Digest;
 use engine::remote::{RemoteBackend, RemoteError};
 use engine::store::ActionResult;
 use ureq::http::StatusCode;
 
+/// The slowest a response body may arrive on average (bytes per second), once the read timeout
+/// has passed since its first byte was asked for.
+pub const MIN_RATE: u64 = 16 * 1024;
+
 /// The HTTP backend of [`engine::remote::RemoteCache`].
 pub struct HttpCache {
     agent: ureq::Agent,
+    /// The read timeout: also the grace before [`MIN_RATE`] applies to a body.
+    timeout: Duration,
     /// Without a trailing `/`.
     base: String,
     /// The `Authorization` header's value, if any.
@@ -55,6 +64,7 @@ impl HttpCache {
             .into();
         HttpCache {
             agent,
+            timeout,
             base: base.trim_end_matches('/').to_string(),
             authorization,
         }
@@ -108,16 +118,19 @@ impl HttpCache {
     }
 }
 
-/// Copies at most `limit` bytes of `body` to `out`: `Err` naming what arrived past it.
+/// Copies at most `limit` bytes of `body` to `out`: `Err` naming what arrived past it, or when
+/// the body arrives slower than [`MIN_RATE`] after a grace of `grace`.
 fn copy_bounded(
     body: &mut ureq::Body,
     out: &mut dyn Write,
     limit: u64,
     url: &str,
+    grace: Duration,
 ) -> Result<u64, RemoteError> {
     let mut reader = body.with_config().limit(u64::MAX).reader().take(limit + 1);
     let mut buffer = vec![0u8; 64 * 1024];
     let mut total = 0u64;
+    let started = Instant::now();
     loop {
         let read = reader.read(&mut buffer).map_err(|err| {
             RemoteError::Unavailable(format!("GET {url}: the transfer broke off ({err})"))
@@ -126,6 +139,13 @@ fn copy_bounded(
             return Ok(total);
         }
         total += read as u64;
+        let elapsed = started.elapsed();
+        if elapsed > grace + Duration::from_secs_f64(total as f64 / MIN_RATE as f64) {
+            return Err(RemoteError::Unavailable(format!(
+                "GET {url}: the server is too slow ({total} bytes in {:.0} s)",
+                elapsed.as_secs_f64()
+            )));
+        }
         if total > limit {
             return Err(RemoteError::Garbage(format!(
                 "GET {url}: more than the {limit} bytes expected"
@@ -162,7 +182,13 @@ impl RemoteBackend for HttpCache {
             )));
         }
         let mut bytes = Vec::new();
-        copy_bounded(response.body_mut(), &mut bytes, max, self.shown(&url))?;
+        copy_bounded(
+            response.body_mut(),
+            &mut bytes,
+            max,
+            self.shown(&url),
+            self.timeout,
+        )?;
         Ok(Some(bytes))
     }
 
@@ -230,7 +256,13 @@ impl RemoteBackend for HttpCache {
                 self.shown(&url)
             )));
         }
-        copy_bounded(response.body_mut(), out, size, self.shown(&url))?;
+        copy_bounded(
+            response.body_mut(),
+            out,
+            size,
+            self.shown(&url),
+            self.timeout,
+        )?;
         Ok(true)
     }
 
