@@ -180,3 +180,62 @@ fn a_build_killed_mid_upload_leaves_a_sound_store() {
     assert_correct(&repo, "killed\n");
     assert_local_store_sound(&repo);
 }
+
+/// SIGINT while an upload waits on a server that took the request and never answers (with the
+/// longest remote-timeout there is): the build stops at once, as it does with no remote cache
+/// (nothing is lost: the local store has everything before it is queued), and the next run is
+/// correct.
+#[test]
+fn sigint_does_not_wait_for_a_stalled_upload() {
+    let fake = Fake::start(|method, _| match method {
+        "PUT" => None,
+        _ => Some(response("404 Not Found", b"")),
+    });
+    let repo = Repo::new(
+        &BUNDLE.replace("remote-timeout = 2", "remote-timeout = 3600"),
+        &[("src/in.txt", "interrupted\n")],
+    );
+    let mut child = repo
+        .command()
+        .args(["task", "--remote-cache", &fake.url()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    while !repo.exists("dist/pack.txt") || fake.requests() < 2 {
+        assert!(waited < 2000, "the upload never started");
+        std::thread::sleep(Duration::from_millis(10));
+        waited += 1;
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Not a speed check: the alternative is an hour.
+    let mut status = None;
+    for _ in 0..2000 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if status.is_none() {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("the build did not stop on SIGINT while an upload was stalled");
+    }
+    // 0 when every task had finished (only an upload was cut short), else 130.
+    let code = status.unwrap().code();
+    assert!(matches!(code, Some(0 | 130)), "{code:?}");
+    assert_local_store_sound(&repo);
+    let run = repo.json(&["task"]);
+    run.assert_code(0);
+    assert_correct(&repo, "interrupted\n");
+}

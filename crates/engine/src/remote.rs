@@ -29,7 +29,9 @@
 //! - a task that ran is queued for upload once its entry is in the local store; the background
 //!   thread uploads the blobs the server lacks ([`RemoteBackend::find_missing`]), each re-hashed
 //!   as it is read (a local blob that no longer matches its digest is never sent whole), and
-//!   the entry only after all of them; the run waits for the queue before it ends;
+//!   the entry only after all of them; the run waits for the queue before it ends, except when
+//!   it is interrupted: then a call in flight is abandoned ([`Session::detached`]), so a
+//!   stalled server never holds up an interrupted build;
 //! - the first [`RemoteError`], or anything fetched that fails a check, turns the tier off for
 //!   the rest of the run with one warning ([`Session::fail`]).
 
@@ -377,7 +379,7 @@ impl Session {
             if !self.writes() || stop() {
                 continue;
             }
-            match self.upload(store, &key, &result) {
+            match self.upload(store, &key, &result, stop) {
                 Ok(()) => {
                     self.uploaded.fetch_add(1, Ordering::SeqCst);
                 }
@@ -386,6 +388,37 @@ impl Session {
                     id: None,
                     message: &format!("not uploaded to the remote cache: {problem}"),
                 }),
+                Err(UploadError::Stopped) => {}
+            }
+        }
+    }
+
+    /// Runs `call` on the backend on a thread of its own and waits for it while `stop` says
+    /// no: once it says yes (the run was interrupted), the call is abandoned (it ends by its
+    /// own timeout, or with the process), so a stalled server never holds up an interrupted
+    /// build. Nothing is lost: the local store had everything before it was queued, and an
+    /// abandoned call is the last one of its upload (the entry goes up only after its blobs).
+    fn detached<T: Send + 'static>(
+        &self,
+        stop: &dyn Fn() -> bool,
+        call: impl FnOnce(&dyn RemoteBackend) -> T + Send + 'static,
+    ) -> Result<T, UploadError> {
+        let backend = self.cache.backend.clone();
+        let (send, receive) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("xbundle-upload".into())
+            .spawn(move || {
+                let _ = send.send(call(&*backend));
+            })
+            .map_err(|err| UploadError::Local(format!("could not start an upload: {err}")))?;
+        loop {
+            match receive.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(answer) => return Ok(answer),
+                Err(mpsc::RecvTimeoutError::Timeout) if stop() => return Err(UploadError::Stopped),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(UploadError::Local("an upload thread panicked".into()));
+                }
             }
         }
     }
@@ -395,25 +428,35 @@ impl Session {
         store: &Store,
         key: &Digest,
         result: &ActionResult,
+        stop: &dyn Fn() -> bool,
     ) -> Result<(), UploadError> {
-        let backend = &*self.cache.backend;
         let mut blobs: Vec<(Digest, u64)> = result.blobs().collect();
         blobs.sort();
         blobs.dedup();
-        let missing = backend.find_missing(&blobs).map_err(UploadError::Remote)?;
-        for (digest, size) in blobs.iter().filter(|(digest, _)| missing.contains(digest)) {
+        let asked = blobs.clone();
+        let missing = self
+            .detached(stop, move |backend| backend.find_missing(&asked))?
+            .map_err(UploadError::Remote)?;
+        for (digest, size) in blobs
+            .into_iter()
+            .filter(|(digest, _)| missing.contains(digest))
+        {
             let file = store
-                .open_blob_for_upload(digest, *size)
+                .open_blob_for_upload(&digest, size)
                 .map_err(|err| UploadError::Local(err.to_string()))?;
             let mut body = VerifyingReader {
-                inner: file.take(*size),
+                inner: file.take(size),
                 hasher: Some(Hasher::new()),
-                expected: *digest,
-                left: *size,
+                expected: digest,
+                left: size,
                 damaged: false,
             };
-            backend.put_blob(digest, *size, &mut body).map_err(|err| {
-                if body.damaged {
+            let (sent, damaged) = self.detached(stop, move |backend| {
+                let sent = backend.put_blob(&digest, size, &mut body);
+                (sent, body.damaged)
+            })?;
+            sent.map_err(|err| {
+                if damaged {
                     // The reader refused: the server is not at fault.
                     UploadError::Local(format!("local blob {} is damaged", digest.short()))
                 } else {
@@ -422,15 +465,19 @@ impl Session {
             })?;
         }
         let entry = self.cache.seal(Store::encode_action(key, result));
-        backend
-            .put_action(key, &entry, result)
-            .map_err(UploadError::Remote)
+        let (key, result) = (*key, result.clone());
+        self.detached(stop, move |backend| {
+            backend.put_action(&key, &entry, &result)
+        })?
+        .map_err(UploadError::Remote)
     }
 }
 
 enum UploadError {
     Remote(RemoteError),
     Local(String),
+    /// The run was interrupted while the call was in flight.
+    Stopped,
 }
 
 /// Reads a local blob for upload, hashing it: at its end, an error instead of the end of the
