@@ -239,3 +239,33 @@ fn sigint_does_not_wait_for_a_stalled_upload() {
     run.assert_code(0);
     assert_correct(&repo, "interrupted\n");
 }
+
+/// A server that redirects every request (to another host, or to a `file://` URL): no redirect
+/// is followed, so the credentials never reach the other host and no local file is read; one
+/// warning naming the status, and a correct build.
+#[test]
+fn redirects_are_never_followed() {
+    let elsewhere = Fake::start(|_, _| Some(response("404 Not Found", b"")));
+    for target in [elsewhere.url(), "file:///etc".to_string()] {
+        let fake = Fake::start(move |_, path| {
+            Some(
+                format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}{}\r\n\
+                     Content-Length: 0\r\n\r\n",
+                    path.trim_start_matches("/cache")
+                )
+                .into_bytes(),
+            )
+        });
+        let repo = workspace("moved\n");
+        let run = build(
+            &repo,
+            &fake.url(),
+            &[],
+            &[("XBUNDLE_REMOTE_CACHE_TOKEN", "s3cr3t-token")],
+        );
+        assert_degraded(&run, &repo, "moved\n", &fake.url(), "answered 307");
+        assert!(!format!("{run}").contains("s3cr3t"), "{run}");
+    }
+    assert_eq!(elsewhere.requests(), 0, "a redirect was followed");
+}
