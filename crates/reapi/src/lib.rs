@@ -10,7 +10,8 @@
 //!   entries are stored as real REAPI action-cache entries (see [`action`]).
 //! - Every call is bounded: the connection by the connect timeout, each unary call by the call
 //!   timeout, and each message of a ByteStream transfer by the call timeout (a stalled stream
-//!   fails, a long healthy one does not).
+//!   fails, a long healthy one does not); past a grace of the call timeout, a ByteStream read
+//!   must average [`MIN_RATE`], so a server trickling a byte per message fails too.
 //! - Nothing a server answers is trusted: a blob is never read past its size, and every blob
 //!   read is re-hashed against its digest here too (a wrong size or digest is
 //!   [`RemoteError::Garbage`], even though the engine checks again); an answer naming what was
@@ -51,6 +52,10 @@ const WRITE_CHUNK: usize = 1 << 20;
 const FIND_MISSING_CHUNK: usize = 4096;
 /// Empty ByteStream Read messages tolerated in one read (a server has no reason to send any).
 const MAX_EMPTY_MESSAGES: u32 = 16;
+
+/// The slowest a ByteStream read may arrive on average (bytes per second), once the call
+/// timeout has passed since it began.
+pub const MIN_RATE: u64 = 16 * 1024;
 const SHA256: i32 = re::digest_function::Value::Sha256 as i32;
 
 /// How to reach the server, beside its URL.
@@ -636,7 +641,19 @@ impl ReapiBackend {
         };
         let mut sink = Checked::new(self, name, digest, size, out);
         let mut empty = 0;
+        let started = std::time::Instant::now();
         loop {
+            let elapsed = started.elapsed();
+            let allowed =
+                self.call_timeout + Duration::from_secs_f64(sink.received as f64 / MIN_RATE as f64);
+            if elapsed > allowed {
+                return Err(RemoteError::Unavailable(format!(
+                    "{}: {name}: the server is too slow ({} bytes in {:.0} s)",
+                    self.describe(),
+                    sink.received,
+                    elapsed.as_secs_f64()
+                )));
+            }
             match self.timed(name, stream.message())? {
                 Ok(Some(message)) if message.data.is_empty() => {
                     // Each message is bounded by the call timeout; a stream of empty ones would

@@ -43,6 +43,8 @@ enum Lie {
     Stall,
     /// ByteStream Read sends empty messages, quickly, for ever.
     EmptyForever,
+    /// ByteStream Read sends one byte every 100 ms (each message well within the timeout).
+    Trickle,
 }
 
 #[derive(Clone)]
@@ -288,6 +290,20 @@ impl bs::byte_stream_server::ByteStream for Fake {
             .get(&hash)
             .cloned()
             .ok_or_else(|| Status::not_found("no such blob"))?;
+        if self.lie() == Lie::Trickle {
+            let (send, receive) = tokio::sync::mpsc::channel(1);
+            tokio::spawn(async move {
+                for byte in data {
+                    let message = Ok(bs::ReadResponse { data: vec![byte] });
+                    if send.send(message).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+            let trickle = tokio_stream::wrappers::ReceiverStream::new(receive);
+            return Ok(Response::new(Box::pin(trickle)));
+        }
         if self.lie() == Lie::EmptyForever {
             let forever = tokio_stream::iter(std::iter::repeat_with(|| {
                 Ok(bs::ReadResponse { data: Vec::new() })
@@ -728,4 +744,17 @@ fn many_threads_share_one_backend() {
     for thread in threads {
         thread.join().unwrap();
     }
+}
+
+#[test]
+fn a_byte_stream_that_trickles_is_bounded() {
+    let server = Server::start(true);
+    let backend = server.backend();
+    let large = bytes(100 << 10, 7);
+    let digest = put(&backend, &large);
+    server.lie(Lie::Trickle);
+    // A byte every 100 ms, the call timeout 800 ms: without a bound on the whole, 10 000 s.
+    let result = backend.get_blob(&digest, large.len() as u64, &mut Vec::new());
+    assert!(is_unavailable(&result), "{result:?}");
+    assert!(format!("{result:?}").contains("too slow"), "{result:?}");
 }
