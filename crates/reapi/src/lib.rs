@@ -22,6 +22,7 @@
 //!   be called from inside another tokio runtime.
 
 pub mod action;
+pub mod execute;
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -165,6 +166,8 @@ pub struct ReapiBackend {
     call_timeout: Duration,
     /// The largest blob sent or read through the batch calls; larger ones go through ByteStream.
     batch_limit: u64,
+    /// The server said it executes actions (`execution_capabilities.exec_enabled`).
+    exec_enabled: bool,
     channel: Channel,
     runtime: tokio::runtime::Runtime,
 }
@@ -234,6 +237,7 @@ impl ReapiBackend {
             authorization,
             call_timeout: options.call_timeout,
             batch_limit: 0,
+            exec_enabled: false,
             channel,
             runtime,
         };
@@ -278,6 +282,10 @@ impl ReapiBackend {
             limit => limit.min(GRPC_MESSAGE_LIMIT),
         };
         backend.batch_limit = limit.saturating_sub(BATCH_OVERHEAD);
+        backend.exec_enabled = capabilities
+            .execution_capabilities
+            .as_ref()
+            .is_some_and(|execution| execution.exec_enabled);
         Ok(backend)
     }
 
