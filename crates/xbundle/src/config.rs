@@ -375,6 +375,13 @@ pub struct CacheSettings {
     pub remote_read_only: bool,
     /// Connect and read timeout, in seconds (validated: more than 0, at most an hour).
     pub remote_timeout: Option<f64>,
+    /// The remote executor's URL (`grpc://`, `grpcs://`; validated).
+    pub remote_executor: Option<String>,
+    /// The REAPI instance name of the remote executor (`None`: the server's default).
+    pub remote_instance: Option<String>,
+    /// Platform properties remote actions ask for (`None`: derived from this host, see
+    /// [`crate::remote::exec::host_platform`]).
+    pub remote_platform: Option<BTreeMap<String, String>>,
 }
 
 /// `[cache]`: where the local cache lives.
@@ -401,6 +408,17 @@ struct RawCache {
     /// 10).
     #[schemars(with = "Option<f64>")]
     remote_timeout: Option<Spanned<f64>>,
+    /// A Remote Execution API server that runs the tasks declared `remote = true`:
+    /// `grpc://HOST:PORT` or `grpcs://HOST[:PORT]` (BuildGrid, Buildbarn, BuildBuddy, EngFlow,
+    /// NativeLink). `--remote-executor URL` overrides it. A bearer token comes from
+    /// XBUNDLE_REMOTE_CACHE_TOKEN. When it cannot be reached, tasks run locally (one warning).
+    #[schemars(with = "Option<String>")]
+    remote_executor: Option<Spanned<String>>,
+    /// The REAPI instance name on the remote executor (default: the server's default instance).
+    remote_instance: Option<String>,
+    /// Platform properties every remote action asks for, e.g. `{ OSFamily = "linux", ISA =
+    /// "x86-64" }` (default: this host's, as REAPI's lexicon names them).
+    remote_platform: Option<BTreeMap<String, String>>,
 }
 
 /// One `[tasks.NAME]` entry as written.
@@ -438,6 +456,12 @@ pub struct TaskDecl {
     /// re-checked before the task is cached again.
     #[schemars(with = "Option<String>")]
     pub depfile: Option<Spanned<String>>,
+    /// The task may run on the remote executor (`--remote-executor`, `[cache] remote-executor`):
+    /// it reads only its declared inputs and its dependencies' outputs, and writes only its
+    /// declared outputs (default false; not with a depfile, whose reads a remote worker would not
+    /// report).
+    #[schemars(with = "Option<bool>")]
+    pub remote: Option<Spanned<bool>>,
 }
 
 /// How a declared task runs.
@@ -469,6 +493,8 @@ pub struct DeclaredTask {
     /// The depfile (relative to `cwd`, normalized, one of the outputs) whose dependencies the
     /// engine records as discovered inputs.
     pub depfile: Option<String>,
+    /// `remote = true`: the task may run on the remote executor.
+    pub remote: bool,
     /// Span of the task's table, for diagnostics.
     pub span: Range<usize>,
 }
@@ -649,6 +675,18 @@ impl BundleConfig {
                     Some(value.to_string())
                 }
             };
+            let remote = decl.remote.as_ref().is_some_and(|remote| *remote.get_ref());
+            if remote && let (Some(flag), Some(_)) = (&decl.remote, &depfile) {
+                return Err(error(
+                    format!(
+                        "task `{}` has a depfile and `remote = true`: a remote worker does not report what the depfile lists",
+                        name.get_ref()
+                    ),
+                    flag.span(),
+                    "remote execution asked for here",
+                    "remove `remote = true` (the task runs locally) or the depfile (declare every input instead)",
+                ));
+            }
             for variable in &decl.env {
                 let value = variable.get_ref();
                 if value.is_empty() || value.contains('=') || value.contains('\0') {
@@ -684,6 +722,7 @@ impl BundleConfig {
                     .collect(),
                 env: decl.env.into_iter().map(Spanned::into_inner).collect(),
                 depfile,
+                remote,
                 span,
             });
         }
@@ -791,6 +830,16 @@ impl BundleConfig {
                 crate::remote::URL_HELP,
             ));
         }
+        if let Some(url) = &raw.cache.remote_executor
+            && let Err(problem) = crate::remote::exec::check_url(url.get_ref())
+        {
+            return Err(error(
+                format!("`[cache] remote-executor` {problem}"),
+                url.span(),
+                "this URL",
+                crate::remote::exec::URL_HELP,
+            ));
+        }
         if let Some(timeout) = &raw.cache.remote_timeout
             && let Err(problem) = crate::remote::check_timeout(*timeout.get_ref())
         {
@@ -892,6 +941,13 @@ impl BundleConfig {
             remote: raw.cache.remote.as_ref().map(|url| url.get_ref().clone()),
             remote_read_only: raw.cache.remote_read_only.unwrap_or(false),
             remote_timeout: raw.cache.remote_timeout.as_ref().map(|t| *t.get_ref()),
+            remote_executor: raw
+                .cache
+                .remote_executor
+                .as_ref()
+                .map(|url| url.get_ref().clone()),
+            remote_instance: raw.cache.remote_instance.clone(),
+            remote_platform: raw.cache.remote_platform.clone(),
         };
         let sign = crate::package::settings::check_sign(&raw.sign)
             .map_err(|(message, span, help)| error(message, span, "here", &help))?;

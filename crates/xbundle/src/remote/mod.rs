@@ -11,6 +11,7 @@
 //! - `grpc://` and `grpcs://` are valid settings whose backend (the REAPI crate) is not wired
 //!   into this build yet: a run says so in the remote tier's one warning and builds locally.
 
+pub mod exec;
 pub mod http;
 
 use std::sync::Arc;
@@ -119,7 +120,7 @@ pub fn url_variable() -> Result<Option<String>, String> {
     }
 }
 
-fn variable(name: &str) -> Option<String> {
+pub(crate) fn variable(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
