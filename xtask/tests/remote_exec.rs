@@ -220,3 +220,43 @@ remote = true
         "{run}"
     );
 }
+
+#[test]
+fn a_command_failing_remotely_fails_the_task_with_its_stderr() {
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let repo = Repo::new(
+        r#"
+[tasks.broken]
+run = "mkdir -p out && echo half > out/x.txt && echo 'it broke remotely' >&2 && exit 4"
+outputs = ["out/**"]
+remote = true
+"#,
+        &[],
+    );
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json(&["task", "--remote-executor", &server.url()]);
+    assert_ne!(run.code, 0, "{run}");
+    assert_eq!(run.status("task:broken"), "failed", "{run}");
+    let error = run.task("task:broken")["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(error.contains("exit status: 4"), "{run}");
+    assert!(
+        run.warnings().is_empty(),
+        "a failing command is not an executor failure: {run}"
+    );
+    assert_eq!(executed_lines(&server.worker_log()) - before, 1);
+    let stderr: String = run
+        .events("task-output")
+        .iter()
+        .filter(|event| event["stream"] == "stderr")
+        .map(|event| event["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(stderr.contains("it broke remotely"), "{run}");
+    // Nothing of the failed run was put in the tree.
+    assert!(!repo.exists("out/x.txt"));
+}

@@ -575,7 +575,7 @@ impl ReapiExecutor {
             let tree = re::Tree::decode(bytes.as_slice()).map_err(|error| {
                 self.garbage(format!("the tree of output {:?}: {error}", directory.path))
             })?;
-            self.flatten(&tree, &prefix, &mut files)?;
+            flatten(&tree, &prefix, &mut files).map_err(|problem| self.garbage(problem))?;
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         for pair in files.windows(2) {
@@ -585,71 +585,64 @@ impl ReapiExecutor {
         }
         Ok(files)
     }
+}
 
-    /// The files of an output directory's `Tree`, below `prefix`.
-    fn flatten(
-        &self,
-        tree: &re::Tree,
-        prefix: &str,
-        files: &mut Vec<OutputFile>,
-    ) -> Result<(), RemoteError> {
-        let children: HashMap<String, &re::Directory> = tree
-            .children
-            .iter()
-            .map(|child| (crate::action::digest_of(&child.encode_to_vec()).hash, child))
-            .collect();
-        let root = tree
-            .root
-            .as_ref()
-            .ok_or_else(|| self.garbage(format!("the tree of {prefix:?} has no root")))?;
-        let mut pending = vec![(prefix.to_string(), root, 0usize)];
-        while let Some((path, directory, depth)) = pending.pop() {
-            if depth > MAX_DEPTH {
-                return Err(self.garbage(format!("the tree of {prefix:?} is too deep")));
-            }
-            if !directory.symlinks.is_empty() {
-                return Err(
-                    self.garbage(format!("symbolic links in output {path:?} (not supported)"))
-                );
-            }
-            let name_ok = |name: &str| {
-                !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
-            };
-            for file in &directory.files {
-                if !name_ok(&file.name) {
-                    return Err(self.garbage(format!("a file named {:?} in {path:?}", file.name)));
-                }
-                let (digest, size) = file.digest.as_ref().and_then(from_re).ok_or_else(|| {
-                    self.garbage(format!("{path}/{} has no SHA-256 digest", file.name))
-                })?;
-                files.push(OutputFile {
-                    path: format!("{path}/{}", file.name),
-                    executable: file.is_executable,
-                    size,
-                    digest,
-                });
-            }
-            for node in &directory.directories {
-                if !name_ok(&node.name) {
-                    return Err(
-                        self.garbage(format!("a directory named {:?} in {path:?}", node.name))
-                    );
-                }
-                let child = node
-                    .digest
-                    .as_ref()
-                    .and_then(|digest| children.get(&digest.hash))
-                    .ok_or_else(|| {
-                        self.garbage(format!(
-                            "the tree of {prefix:?} lacks directory {path}/{}",
-                            node.name
-                        ))
-                    })?;
-                pending.push((format!("{path}/{}", node.name), child, depth + 1));
-            }
+/// The files of an output directory's `Tree`, below `prefix`.
+fn flatten(tree: &re::Tree, prefix: &str, files: &mut Vec<OutputFile>) -> Result<(), String> {
+    let children: HashMap<String, &re::Directory> = tree
+        .children
+        .iter()
+        .map(|child| (crate::action::digest_of(&child.encode_to_vec()).hash, child))
+        .collect();
+    let root = tree
+        .root
+        .as_ref()
+        .ok_or_else(|| format!("the tree of {prefix:?} has no root"))?;
+    let mut pending = vec![(prefix.to_string(), root, 0usize)];
+    while let Some((path, directory, depth)) = pending.pop() {
+        if depth > MAX_DEPTH {
+            return Err(format!("the tree of {prefix:?} is too deep"));
         }
-        Ok(())
+        if !directory.symlinks.is_empty() {
+            return Err(format!("symbolic links in output {path:?} (not supported)"));
+        }
+        let name_ok = |name: &str| {
+            !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+        };
+        for file in &directory.files {
+            if !name_ok(&file.name) {
+                return Err(format!("a file named {:?} in {path:?}", file.name));
+            }
+            let (digest, size) = file
+                .digest
+                .as_ref()
+                .and_then(from_re)
+                .ok_or_else(|| format!("{path}/{} has no SHA-256 digest", file.name))?;
+            files.push(OutputFile {
+                path: format!("{path}/{}", file.name),
+                executable: file.is_executable,
+                size,
+                digest,
+            });
+        }
+        for node in &directory.directories {
+            if !name_ok(&node.name) {
+                return Err(format!("a directory named {:?} in {path:?}", node.name));
+            }
+            let child = node
+                .digest
+                .as_ref()
+                .and_then(|digest| children.get(&digest.hash))
+                .ok_or_else(|| {
+                    format!(
+                        "the tree of {prefix:?} lacks directory {path}/{}",
+                        node.name
+                    )
+                })?;
+            pending.push((format!("{path}/{}", node.name), child, depth + 1));
+        }
     }
+    Ok(())
 }
 
 /// A stream failure worth resuming with `WaitExecution`.
@@ -704,6 +697,100 @@ impl RemoteExecutor for ReapiExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file_node(name: &str) -> re::FileNode {
+        re::FileNode {
+            name: name.to_string(),
+            digest: Some(crate::action::digest_of(name.as_bytes())),
+            is_executable: false,
+            node_properties: None,
+        }
+    }
+
+    fn tree_with(root: re::Directory, children: Vec<re::Directory>) -> re::Tree {
+        re::Tree {
+            root: Some(root),
+            children,
+        }
+    }
+
+    #[test]
+    fn output_trees_are_flattened_and_hostile_ones_refused() {
+        let sub = re::Directory {
+            files: vec![file_node("y.txt")],
+            ..Default::default()
+        };
+        let good = tree_with(
+            re::Directory {
+                files: vec![file_node("x.txt")],
+                directories: vec![re::DirectoryNode {
+                    name: "sub".into(),
+                    digest: Some(crate::action::digest_of(&sub.encode_to_vec())),
+                }],
+                ..Default::default()
+            },
+            vec![sub.clone()],
+        );
+        let mut files = Vec::new();
+        flatten(&good, "out", &mut files).unwrap();
+        let mut paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, ["out/sub/y.txt", "out/x.txt"]);
+
+        for name in ["..", ".", "", "a/b", "a\0b"] {
+            let name = name.to_string();
+            let bad_file = tree_with(
+                re::Directory {
+                    files: vec![file_node(&name)],
+                    ..Default::default()
+                },
+                Vec::new(),
+            );
+            assert!(
+                flatten(&bad_file, "out", &mut Vec::new()).is_err(),
+                "{name:?}"
+            );
+            let bad_dir = tree_with(
+                re::Directory {
+                    directories: vec![re::DirectoryNode {
+                        name: name.clone(),
+                        digest: Some(crate::action::digest_of(&sub.encode_to_vec())),
+                    }],
+                    ..Default::default()
+                },
+                vec![sub.clone()],
+            );
+            assert!(
+                flatten(&bad_dir, "out", &mut Vec::new()).is_err(),
+                "{name:?}"
+            );
+        }
+        // A directory the tree does not hold, a symbolic link, no root.
+        let missing = tree_with(
+            re::Directory {
+                directories: vec![re::DirectoryNode {
+                    name: "sub".into(),
+                    digest: Some(crate::action::digest_of(b"not a directory")),
+                }],
+                ..Default::default()
+            },
+            Vec::new(),
+        );
+        assert!(flatten(&missing, "out", &mut Vec::new()).is_err());
+        let link = tree_with(
+            re::Directory {
+                symlinks: vec![re::SymlinkNode {
+                    name: "l".into(),
+                    target: "/etc".into(),
+                    node_properties: None,
+                }],
+                ..Default::default()
+            },
+            Vec::new(),
+        );
+        assert!(flatten(&link, "out", &mut Vec::new()).is_err());
+        assert!(flatten(&re::Tree::default(), "out", &mut Vec::new()).is_err());
+    }
 
     fn file(path: &str, bytes: &[u8], executable: bool) -> InputFile {
         InputFile {
