@@ -82,6 +82,19 @@ pub struct BuildGrid {
 impl BuildGrid {
     /// Starts a server with the cache services for [`INSTANCES`], and waits until it answers.
     pub fn start(bgd: &Path) -> BuildGrid {
+        BuildGrid::start_with(bgd, config_text)
+    }
+
+    /// Starts a server that also executes (Execution service, an SQL scheduler on the
+    /// PostgreSQL database at `sql_url`, which must be migrated already: [`migrate`]) for the
+    /// default instance `""` only, and waits until it answers.
+    pub fn start_execution(bgd: &Path, sql_url: &str) -> BuildGrid {
+        BuildGrid::start_with(bgd, |port, storage| {
+            execution_config_text(port, storage, sql_url)
+        })
+    }
+
+    fn start_with(bgd: &Path, config_text: impl FnOnce(u16, &Path) -> String) -> BuildGrid {
         // One start at a time in this process: between `free_port` and the server's bind,
         // another server started at the same moment could be handed the same port (and gRPC
         // binds with SO_REUSEPORT, so both would seem to listen).
@@ -153,7 +166,14 @@ rm -rf -- "$4"
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        for instance in INSTANCES {
+        let instances: &[&str] = if std::fs::read_to_string(self.dir.join("server.yml"))
+            .is_ok_and(|config| config.contains("!execution"))
+        {
+            &[""]
+        } else {
+            &INSTANCES
+        };
+        for &instance in instances {
             let output = self
                 .bgd_command("capabilities", instance)
                 .output()
@@ -232,6 +252,38 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Applies BuildGrid's database migrations to the (empty) database at `sql_url`.
+pub fn migrate(bgd: &Path, sql_url: &str) {
+    let output = Command::new(bgd)
+        .args(["migrate", "apply", sql_url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("bgd migrate apply");
+    assert!(
+        output.status.success(),
+        "bgd migrate apply {sql_url} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn execution_config_text(port: u16, storage: &Path, sql_url: &str) -> String {
+    format!(
+        "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n\
+         authorization:\n  method: none\n\
+         connections:\n  - !sql-connection &sql\n    connection-string: {sql_url}\n\
+         storages:\n  - !disk-storage &storage\n    path: \"{}\"\n\
+         caches:\n  - !lru-action-cache &cache\n    storage: *storage\n    \
+         max-cached-refs: 100000\n    allow-updates: true\n    cache-failed-actions: false\n\
+         schedulers:\n  - !sql-scheduler &scheduler\n    sql: *sql\n    action-cache: *cache\n    \
+         storage: *storage\n\
+         instances:\n  - name: \"\"\n    services:\n      - !action-cache\n        cache: *cache\n      \
+         - !execution\n        scheduler: *scheduler\n      - !cas\n        storage: *storage\n      \
+         - !bytestream\n        storage: *storage\n",
+        storage.display()
+    )
+}
+
 fn config_text(port: u16, storage: &Path) -> String {
     // Each instance its own storage and action cache, so instance names are kept apart.
     let mut storages = String::new();
@@ -258,4 +310,117 @@ fn config_text(port: u16, storage: &Path) -> String {
         "server:\n  - !channel\n    address: \"127.0.0.1:{port}\"\n    insecure-mode: true\n\
          storages:\n{storages}caches:\n{caches}instances:\n{instances}"
     )
+}
+
+/// `test-support/reapi_worker.py`, found above the including crate's manifest directory.
+pub fn worker_script() -> PathBuf {
+    let mut dir = Some(Path::new(env!("CARGO_MANIFEST_DIR")));
+    while let Some(here) = dir {
+        let script = here.join("test-support/reapi_worker.py");
+        if script.is_file() {
+            return script;
+        }
+        dir = here.parent();
+    }
+    panic!(
+        "test-support/reapi_worker.py not found above {}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+}
+
+/// A process run under a `sh` supervisor holding a lifeline pipe: when the pipe closes (the
+/// guard dropped, or the test process gone, even by SIGKILL), the supervisor kills the process
+/// and runs `cleanup` (a shell line).
+pub struct Supervised {
+    supervisor: Child,
+    lifeline: Option<ChildStdin>,
+    pub log: PathBuf,
+}
+
+impl Supervised {
+    /// Runs `program args…` with its output in `log`; `cleanup` runs after it is killed.
+    pub fn spawn(
+        program: &Path,
+        args: &[&str],
+        log: &Path,
+        cleanup: &str,
+        env: &[(&str, &str)],
+    ) -> Supervised {
+        let script = format!(
+            "\"$@\" </dev/null &\npid=$!\nread _ignored\nkill \"$pid\" 2>/dev/null\nwait \"$pid\" 2>/dev/null\n{cleanup}\n"
+        );
+        let log_file = std::fs::File::create(log).expect("a log file");
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut supervisor = command.spawn().expect("sh, to supervise a test process");
+        let lifeline = supervisor.stdin.take();
+        Supervised {
+            supervisor,
+            lifeline,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Some(mut lifeline) = self.lifeline.take() {
+            let _ = lifeline.write_all(b"\n");
+        }
+        let _ = self.supervisor.wait();
+    }
+}
+
+/// The test worker (`reapi_worker.py`, run by the Python of `bgd`'s venv) serving `server`
+/// with the platform `OSFamily=linux`, `ISA=x86-64`; returns once it printed `worker ready`.
+/// `cleanup` (a shell line) runs after the worker is killed.
+pub fn start_worker(server: &BuildGrid, work_dir: &Path, cleanup: &str) -> Supervised {
+    let python = server.bgd.with_file_name("python");
+    let script = worker_script();
+    let remote = format!("http://127.0.0.1:{}", server.port);
+    let log = work_dir.join("worker.log");
+    let worker = Supervised::spawn(
+        &python,
+        &[
+            "-u",
+            script.to_str().unwrap(),
+            "--remote",
+            &remote,
+            "--property",
+            "OSFamily=linux",
+            "--property",
+            "ISA=x86-64",
+            "--work-dir",
+            work_dir.to_str().unwrap(),
+        ],
+        &log,
+        cleanup,
+        &[],
+    );
+    let started = Instant::now();
+    while !worker.log_text().contains("worker ready") {
+        assert!(
+            started.elapsed() < START_BOUND,
+            "the test worker did not start; its log:\n{}\nthe server's log:\n{}",
+            worker.log_text(),
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    worker
 }

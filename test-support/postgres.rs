@@ -15,6 +15,7 @@ pub struct TempPostgres {
     bin: PathBuf,
     pub port: u16,
     as_postgres: bool,
+    detached: bool,
 }
 
 /// The directory holding `initdb` and `pg_ctl` (the newest installed version), if any.
@@ -61,6 +62,7 @@ impl TempPostgres {
             bin: bin.to_path_buf(),
             dir,
             as_postgres,
+            detached: false,
         };
         let data = postgres.data();
         postgres.run(
@@ -120,6 +122,30 @@ impl TempPostgres {
         )
     }
 
+    /// Gives up stopping the cluster on drop: returns a shell line that stops it and removes
+    /// its directory, for a supervisor that outlives a `static` (statics are never dropped).
+    pub fn detach(mut self) -> String {
+        let data = self.data();
+        let stop = format!(
+            "{} -D {} -m immediate stop >/dev/null 2>&1",
+            shell_quote(self.bin.join("pg_ctl").to_str().unwrap()),
+            shell_quote(data.to_str().unwrap())
+        );
+        let stop = if self.as_postgres {
+            format!("su postgres -s /bin/sh -c {}", shell_quote(&stop))
+        } else {
+            stop
+        };
+        // The cluster's directory outlives this value; an empty stand-in is removed instead.
+        let dir = std::mem::replace(
+            &mut self.dir,
+            tempfile::tempdir().expect("a temporary directory"),
+        )
+        .keep();
+        self.detached = true;
+        format!("{stop}; rm -rf -- {}", shell_quote(dir.to_str().unwrap()))
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -157,6 +183,9 @@ impl TempPostgres {
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         let data = self.data();
         let program = self.bin.join("pg_ctl");
         let args = ["-D", data.to_str().unwrap(), "-m", "immediate", "stop"];

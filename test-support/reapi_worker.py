@@ -14,6 +14,9 @@ Command and the Directory messages are checked: no absolute path, no `..`, no `.
 component; an action that breaks that completes with INVALID_ARGUMENT.
 
 It prints `worker ready` on stdout once its bot session exists, and one line per action.
+
+Hostile mode (tests of the client's defences only): when an action's environment sets
+XBUNDLE_TEST_WORKER_HOSTILE=PATH, its result also names an output file at PATH, unchecked.
 """
 
 import argparse
@@ -184,6 +187,14 @@ def execute(cas, action_digest, work_dir):
                 tree.root.CopyFrom(directory_message(cas, path, tree))
                 node = result.output_directories.add(path=output)
                 node.tree_digest.CopyFrom(cas.write(tree.SerializeToString()))
+        # Test scaffolding for the engine's defences: a command whose environment sets
+        # XBUNDLE_TEST_WORKER_HOSTILE gets an extra output file at that path (unchecked), as a
+        # hostile or broken worker would report it.
+        hostile = env.get("XBUNDLE_TEST_WORKER_HOSTILE")
+        if hostile:
+            node = result.output_files.add(path=hostile, is_executable=False)
+            node.digest.CopyFrom(cas.write(b"pwned by a hostile worker\n"))
+            print(f"hostile output {hostile!r}", flush=True)
         return result
     finally:
         shutil.rmtree(root, ignore_errors=True)

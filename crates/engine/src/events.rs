@@ -49,6 +49,9 @@ pub struct TaskReport {
     /// For a cached task, where the result came from: `local` (the local store), or the remote
     /// backend's name (`http`, `reapi`: fetched, verified and put in the local store first).
     pub source: Option<&'static str>,
+    /// For a task that ran, where: `local`, or `remote` (by the remote executor, see
+    /// [`crate::remote_exec`]); `None` for every other status.
+    pub executed: Option<&'static str>,
 }
 
 /// The end of a run.

@@ -50,8 +50,11 @@ use crate::key::{DirtyReason, KeyComponents};
 use crate::ledger::{Ledger, LedgerEntry};
 use crate::output::{OutputSink, TaskOutput};
 use crate::remote::{RemoteCache, Session};
+use crate::remote_exec::{
+    BlobSource, ExecSession, ExecuteRequest, InputFile, LocalSlots, RemoteExecution,
+};
 use crate::statcache::{FileStat, StatCache};
-use crate::store::{ActionResult, OutputFile, Store, StoreError, StoredStream};
+use crate::store::{ActionResult, BlobFetchError, OutputFile, Store, StoreError, StoredStream};
 use crate::task::{ActionContext, Discovered, TaskId, TaskSpec};
 
 /// Where the engine keeps its state, and how a run behaves.
@@ -76,6 +79,8 @@ pub struct EngineConfig {
     pub protected: Vec<String>,
     /// The remote tier behind the local store (see [`crate::remote`]), if any.
     pub remote: Option<RemoteCache>,
+    /// A remote executor for tasks that can run remotely (see [`crate::remote_exec`]), if any.
+    pub executor: Option<RemoteExecution>,
 }
 
 impl EngineConfig {
@@ -92,6 +97,7 @@ impl EngineConfig {
             env: std::env::vars_os().collect(),
             protected: Vec::new(),
             remote: None,
+            executor: None,
         }
     }
 }
@@ -130,6 +136,10 @@ pub struct Engine {
     cancel: Cancel,
     /// The remote tier's state in the current run.
     remote: Option<Session>,
+    /// The remote executor's state in the current run.
+    executor: Option<ExecSession>,
+    /// Bounds the tasks running locally when `-j` also counts remote ones.
+    local_slots: LocalSlots,
 }
 
 /// What a run or a probe works in: the confined root and the protected paths.
@@ -179,6 +189,11 @@ impl Engine {
             staging: state.join("tmp"),
             state,
             remote: config.remote.clone().map(Session::new),
+            executor: config.executor.clone().map(ExecSession::new),
+            local_slots: LocalSlots::new(match &config.executor {
+                Some(execution) => execution.local_jobs.min(config.jobs),
+                None => config.jobs,
+            }),
             config,
             cancel: Cancel::new(),
         }
@@ -440,6 +455,9 @@ impl Engine {
         if let Some(session) = &self.remote {
             session.begin();
         }
+        if let Some(session) = &self.executor {
+            session.begin();
+        }
         // Uploads run beside the tasks, on a thread of their own; the run waits for them here,
         // at its end, never before.
         let mut summary = std::thread::scope(|scope| {
@@ -522,6 +540,7 @@ impl Engine {
                 output: None,
                 error: Some(why.to_string()),
                 source: None,
+                executed: None,
             }));
         };
         // Marks `id` done; returns dependents that became ready.
@@ -862,6 +881,7 @@ impl Engine {
                 output: None,
                 error: Some("not started: the run was interrupted".into()),
                 source: None,
+                executed: None,
             };
             reporter.report(Event::TaskFinished(&report));
             return report;
@@ -876,6 +896,7 @@ impl Engine {
             output: None,
             error: Some(error),
             source: None,
+            executed: None,
         };
         let warn = |message: &str| {
             reporter.report(Event::Warning {
@@ -988,6 +1009,7 @@ impl Engine {
                                 output: Some(result.output_digest()),
                                 error: None,
                                 source: Some(source),
+                                executed: None,
                             };
                             reporter.report(Event::TaskFinished(&report));
                             return report;
@@ -1035,7 +1057,75 @@ impl Engine {
             id,
             reasons: &reasons,
         });
-        let outcome = self.run_action(spec, &globs, workspace, cwd, stats, reporter);
+        if let Some(remote) = self.execute_remotely(spec, &globs, &components, workspace, reporter)
+        {
+            let result = match remote {
+                RemoteOutcome::Ran(result) => *result,
+                RemoteOutcome::Failed(error) => {
+                    let report = fail(error, Some(key), reasons);
+                    reporter.report(Event::TaskFinished(&report));
+                    return report;
+                }
+            };
+            match self.materialize(spec, &globs, &result, workspace, cwd.as_ref(), stats) {
+                Ok(_) => {
+                    let output = result.output_digest();
+                    match self.store.put_action(&key, &result) {
+                        Err(err) => warn(&format!("could not write the cache entry: {err}")),
+                        Ok(()) => {
+                            if let Some(session) = &self.remote {
+                                session.queue(key, result);
+                            }
+                        }
+                    }
+                    self.record(id, key, components, "ran", reasons.clone(), reporter);
+                    let report = TaskReport {
+                        id: id.clone(),
+                        status: TaskStatus::Ran,
+                        duration_ms: started.elapsed().as_millis() as u64,
+                        reasons,
+                        restored: 0,
+                        key: Some(key),
+                        output: Some(output),
+                        error: None,
+                        source: None,
+                        executed: Some("remote"),
+                    };
+                    reporter.report(Event::TaskFinished(&report));
+                    return report;
+                }
+                Err(RestoreError::Tree(error)) => {
+                    let report = fail(
+                        format!("putting the remote result in place: {error}"),
+                        Some(key),
+                        reasons,
+                    );
+                    reporter.report(Event::TaskFinished(&report));
+                    return report;
+                }
+                Err(RestoreError::Stopped) => {
+                    let report = TaskReport {
+                        status: TaskStatus::Stopped,
+                        error: Some("stopped: the run was interrupted".into()),
+                        ..fail(String::new(), Some(key), reasons)
+                    };
+                    reporter.report(Event::TaskFinished(&report));
+                    return report;
+                }
+                Err(RestoreError::Unusable(problem) | RestoreError::Misfit(problem)) => {
+                    warn(&format!(
+                        "the remote result could not be put in place ({problem}); running the task here"
+                    ));
+                }
+            }
+        }
+        // Local runs take a local slot: `-j` may exceed the cores when tasks also run remotely.
+        let slot = self.local_slots.acquire(&|| self.cancel.is_cancelled());
+        let outcome = match &slot {
+            Some(_) => self.run_action(spec, &globs, workspace, cwd, stats, reporter),
+            None => Err("not started: the run was interrupted".to_string()),
+        };
+        drop(slot);
         if self.cancel.is_cancelled() {
             // Whatever it did, it may have been cut short: nothing of it is kept.
             let report = TaskReport {
@@ -1097,6 +1187,7 @@ impl Engine {
                     output: Some(output),
                     error: None,
                     source: None,
+                    executed: Some("local"),
                 };
                 reporter.report(Event::TaskFinished(&report));
                 report
@@ -1146,6 +1237,225 @@ impl Engine {
             });
         }
         Some(Ok(result))
+    }
+
+    /// Runs the task on the remote executor when one is on and the task can run remotely:
+    /// `None` means run it here (not eligible, or the executor failed: one warning for the run,
+    /// see [`ExecSession::fail`]). The result's outputs (those the output globs match) and
+    /// captured streams are fetched verified into the local store and the result is checked
+    /// like a cache entry ([`check_entry`]); it is not stored yet.
+    fn execute_remotely(
+        &self,
+        spec: &TaskSpec,
+        globs: &TaskGlobs,
+        components: &KeyComponents,
+        workspace: &Workspace,
+        reporter: &dyn Reporter,
+    ) -> Option<RemoteOutcome> {
+        let session = self.executor.as_ref().filter(|session| session.is_on())?;
+        let command = spec.action.remote_command()?;
+        let started = Instant::now();
+        let id = &spec.id;
+        let local = |why: String| {
+            reporter.report(Event::Warning {
+                id: Some(id),
+                message: &format!("cannot run remotely ({why}); running it here"),
+            });
+            None
+        };
+        // What the command may write: the literal directory of each output glob.
+        let mut output_paths = Vec::new();
+        for pattern in &spec.outputs {
+            let (negated, pattern) = crate::files::split(pattern);
+            if negated {
+                continue;
+            }
+            let base = crate::files::walk_base(pattern);
+            if base.is_empty() {
+                return local(format!(
+                    "output pattern `{pattern}` names no directory to collect"
+                ));
+            }
+            output_paths.push(Self::root_relative(spec, &base));
+        }
+        // The input root: the dependencies' outputs, then the declared inputs (as keyed).
+        let mut inputs: BTreeMap<String, InputFile> = BTreeMap::new();
+        let mut on_disk: HashMap<Digest, String> = HashMap::new();
+        for dep in &spec.deps {
+            let result = self
+                .ledger
+                .last_key(dep)
+                .and_then(|key| self.store.get_action(&key).ok().flatten());
+            let Some(result) = result else {
+                return local(format!(
+                    "the result of dependency {dep} is not in the cache"
+                ));
+            };
+            for file in result.outputs {
+                inputs.insert(
+                    file.path.clone(),
+                    InputFile {
+                        path: file.path,
+                        digest: file.digest,
+                        size: file.size,
+                        executable: file.executable,
+                    },
+                );
+            }
+        }
+        for (path, digest) in &components.inputs {
+            let stat = match workspace.root.lstat(path) {
+                Ok(Some((Kind::File, stat))) => stat,
+                _ => return local(format!("input {path} is no longer a regular file")),
+            };
+            on_disk.insert(*digest, path.clone());
+            inputs.insert(
+                path.clone(),
+                InputFile {
+                    path: path.clone(),
+                    digest: *digest,
+                    size: stat.size,
+                    executable: stat.executable,
+                },
+            );
+        }
+        let inputs: Vec<InputFile> = inputs.into_values().collect();
+        let mut env = BTreeMap::new();
+        for name in &spec.env {
+            if let Some(value) = self.config.env.get(&OsString::from(name)) {
+                let Some(value) = value.to_str() else {
+                    return local(format!("the value of {name} is not UTF-8"));
+                };
+                env.insert(name.clone(), value.to_string());
+            }
+        }
+        let execution = &session.config;
+        let request = ExecuteRequest {
+            task: id.as_str(),
+            argv: &command.argv,
+            env: &env,
+            working_directory: &spec.cwd,
+            inputs: &inputs,
+            output_paths: &output_paths,
+            platform: &execution.platform,
+            timeout: execution.timeout,
+        };
+        let blobs = InputBlobs {
+            store: &self.store,
+            root: &workspace.root,
+            on_disk,
+        };
+        let response = match execution.executor.execute(&request, &blobs) {
+            Ok(response) => response,
+            Err(err) => {
+                session.fail(&err.to_string(), reporter);
+                return None;
+            }
+        };
+        // The outputs the globs match; anything else the command wrote is not the task's.
+        let in_cwd = |path: &str| -> Option<String> {
+            if spec.cwd.is_empty() {
+                Some(path.to_string())
+            } else {
+                path.strip_prefix(spec.cwd.as_str())?
+                    .strip_prefix('/')
+                    .map(str::to_string)
+            }
+        };
+        let mut matched: HashSet<String> = HashSet::new();
+        let mut outputs = Vec::new();
+        if response.exit_code == 0 {
+            for file in response.outputs {
+                let Some(relative) = in_cwd(&file.path) else {
+                    continue;
+                };
+                if let Some(source) = globs.outputs.source_matching(&relative) {
+                    matched.insert(source.to_string());
+                    outputs.push(file);
+                }
+            }
+        }
+        let result = ActionResult {
+            task: id.to_string(),
+            outputs,
+            stdout: response.stdout,
+            stderr: response.stderr,
+            duration_ms: started.elapsed().as_millis() as u64,
+            tools: spec.tools.clone(),
+            discovered: None,
+        };
+        let declared = DeclaredOutputs {
+            cwd: &spec.cwd,
+            outputs: &globs.outputs,
+        };
+        if let Err(problem) = check_entry(&result, &workspace.guard, Some(&declared)) {
+            session.fail(&format!("unusable result ({problem})"), reporter);
+            return None;
+        }
+        for (digest, size) in result.blobs() {
+            let fetched = self.store.put_blob_from(&digest, size, |out| {
+                execution.blobs.get_blob(&digest, size, out)
+            });
+            let problem = match fetched {
+                Ok(true) => continue,
+                Ok(false) => format!("blob {} of the result is not on the server", digest.short()),
+                Err(BlobFetchError::Source(err)) => err.to_string(),
+                Err(BlobFetchError::Mismatch(problem)) => problem,
+                Err(BlobFetchError::Store(err)) => {
+                    reporter.report(Event::Warning {
+                        id: Some(id),
+                        message: &format!(
+                            "could not keep a blob of the remote result: {err}; running the task here"
+                        ),
+                    });
+                    return None;
+                }
+            };
+            session.fail(&problem, reporter);
+            return None;
+        }
+        // What it printed, as a local run shows it.
+        for (stream, stored) in [
+            (Stream::Stdout, &result.stdout),
+            (Stream::Stderr, &result.stderr),
+        ] {
+            let Some(stored) = stored else { continue };
+            let _ = self
+                .store
+                .stream_bytes(&stored.digest, stored.size, &mut |bytes| {
+                    reporter.report(Event::Output {
+                        id,
+                        stream,
+                        bytes,
+                        replayed: false,
+                    })
+                });
+        }
+        if response.exit_code != 0 {
+            return Some(RemoteOutcome::Failed(format!(
+                "command exited with exit status: {} (on the remote executor)",
+                response.exit_code
+            )));
+        }
+        let missing: Vec<String> = globs
+            .outputs
+            .includes()
+            .into_iter()
+            .filter(|pattern| !matched.contains(pattern))
+            .collect();
+        if !missing.is_empty() {
+            return Some(RemoteOutcome::Failed(format!(
+                "declared output{} {} {} not produced; nothing was cached",
+                if missing.len() == 1 { "" } else { "s" },
+                missing
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if missing.len() == 1 { "was" } else { "were" },
+            )));
+        }
+        Some(RemoteOutcome::Ran(Box::new(result)))
     }
 
     fn reasons(&self, id: &TaskId, components: &KeyComponents, forced: bool) -> Vec<DirtyReason> {
@@ -1499,6 +1809,45 @@ impl Engine {
             });
         }
         Ok(probes)
+    }
+}
+
+/// What a remote execution came to (see [`Engine::execute_remotely`]).
+enum RemoteOutcome {
+    /// It ran and exited 0: the result, its blobs in the local store, checked.
+    Ran(Box<ActionResult>),
+    /// It ran and failed: the task's error (what it printed was reported).
+    Failed(String),
+}
+
+/// The input files of a remote execution, read for upload: from the local store, else from
+/// the work tree (confined), each verified against its digest while it is read.
+struct InputBlobs<'a> {
+    store: &'a Store,
+    root: &'a Dir,
+    on_disk: HashMap<Digest, String>,
+}
+
+impl BlobSource for InputBlobs<'_> {
+    fn open(&self, digest: &Digest, size: u64) -> io::Result<Box<dyn io::Read + '_>> {
+        use crate::task::BlobStore as _;
+        if let Some(reader) = self.store.open(digest)? {
+            return Ok(reader);
+        }
+        let path = self.on_disk.get(digest).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no file holds blob {}", digest.short()),
+            )
+        })?;
+        let (file, _) = self
+            .root
+            .open_file(path)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{path} is gone")))?;
+        Ok(Box::new(crate::remote::VerifyingReader::new(
+            file, *digest, size,
+        )))
     }
 }
 

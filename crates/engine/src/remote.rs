@@ -483,12 +483,25 @@ enum UploadError {
 /// Reads a local blob for upload, hashing it: at its end, an error instead of the end of the
 /// body when the bytes do not match the digest (the request is then broken off, so the server
 /// never gets a complete wrong blob).
-struct VerifyingReader<R> {
+pub(crate) struct VerifyingReader<R> {
     inner: R,
     hasher: Option<Hasher>,
     expected: Digest,
     left: u64,
     damaged: bool,
+}
+
+impl<R> VerifyingReader<R> {
+    /// Reads at most `size` bytes of `inner`, checked against `expected` at the end.
+    pub(crate) fn new(inner: R, expected: Digest, size: u64) -> VerifyingReader<R> {
+        VerifyingReader {
+            inner,
+            hasher: Some(Hasher::new()),
+            expected,
+            left: size,
+            damaged: false,
+        }
+    }
 }
 
 impl<R: Read> Read for VerifyingReader<R> {

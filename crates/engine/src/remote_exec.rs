@@ -92,3 +92,125 @@ pub trait RemoteExecutor: Send + Sync {
         blobs: &dyn BlobSource,
     ) -> Result<ExecuteResponse, RemoteError>;
 }
+
+/// Remote execution as the engine is configured with it ([`crate::exec::EngineConfig`]).
+#[derive(Clone)]
+pub struct RemoteExecution {
+    pub executor: std::sync::Arc<dyn RemoteExecutor>,
+    /// Where the executor's outputs and captured streams are fetched from (the same server's
+    /// CAS), each blob verified into the local store.
+    pub blobs: std::sync::Arc<dyn crate::remote::RemoteBackend>,
+    /// Platform properties every action asks for.
+    pub platform: BTreeMap<String, String>,
+    /// The bound of one remote execution (the action's timeout).
+    pub timeout: Option<Duration>,
+    /// How many tasks may run locally at once while others run remotely (`-j` bounds the
+    /// tasks in flight, remote ones included); the local core count by default.
+    pub local_jobs: usize,
+}
+
+impl std::fmt::Debug for RemoteExecution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteExecution({})", self.executor.describe())
+    }
+}
+
+/// One run's use of the executor: on until the first failure.
+pub(crate) struct ExecSession {
+    pub(crate) config: RemoteExecution,
+    off: std::sync::atomic::AtomicBool,
+}
+
+impl ExecSession {
+    pub(crate) fn new(config: RemoteExecution) -> ExecSession {
+        ExecSession {
+            config,
+            off: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Starts a run: the executor is on again.
+    pub(crate) fn begin(&self) {
+        self.off.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_on(&self) -> bool {
+        !self.off.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Turns remote execution off for the rest of the run; the first call warns, naming the
+    /// server.
+    pub(crate) fn fail(&self, problem: &str, reporter: &dyn crate::events::Reporter) {
+        if !self.off.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            reporter.report(crate::events::Event::Warning {
+                id: None,
+                message: &format!(
+                    "remote executor {}: {problem}; running tasks locally for the rest of this run",
+                    self.config.executor.describe()
+                ),
+            });
+        }
+    }
+}
+
+/// At most `limit` holders at once: the local slots of a run whose `-j` also counts remote
+/// tasks. Waiting stops when the run is cancelled.
+pub(crate) struct LocalSlots {
+    limit: usize,
+    used: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+pub(crate) struct LocalSlot<'a>(&'a LocalSlots);
+
+impl LocalSlots {
+    pub(crate) fn new(limit: usize) -> LocalSlots {
+        LocalSlots {
+            limit: limit.max(1),
+            used: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// A slot, or `None` when `cancelled` became true while waiting.
+    pub(crate) fn acquire(&self, cancelled: &dyn Fn() -> bool) -> Option<LocalSlot<'_>> {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= self.limit {
+            if cancelled() {
+                return None;
+            }
+            used = self
+                .freed
+                .wait_timeout(used, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *used += 1;
+        Some(LocalSlot(self))
+    }
+}
+
+impl Drop for LocalSlot<'_> {
+    fn drop(&mut self) {
+        let mut used = self.0.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_slots_bound_the_holders() {
+        let slots = LocalSlots::new(2);
+        let never = || false;
+        let a = slots.acquire(&never).unwrap();
+        let _b = slots.acquire(&never).unwrap();
+        // A third waits; cancelled, it gives up.
+        assert!(slots.acquire(&|| true).is_none());
+        drop(a);
+        assert!(slots.acquire(&never).is_some());
+    }
+}

@@ -23,6 +23,7 @@
 //!   be called from inside another tokio runtime.
 
 pub mod action;
+pub mod execute;
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -170,6 +171,8 @@ pub struct ReapiBackend {
     call_timeout: Duration,
     /// The largest blob sent or read through the batch calls; larger ones go through ByteStream.
     batch_limit: u64,
+    /// The server said it executes actions (`execution_capabilities.exec_enabled`).
+    exec_enabled: bool,
     channel: Channel,
     runtime: tokio::runtime::Runtime,
 }
@@ -239,6 +242,7 @@ impl ReapiBackend {
             authorization,
             call_timeout: options.call_timeout,
             batch_limit: 0,
+            exec_enabled: false,
             channel,
             runtime,
         };
@@ -283,6 +287,10 @@ impl ReapiBackend {
             limit => limit.min(GRPC_MESSAGE_LIMIT),
         };
         backend.batch_limit = limit.saturating_sub(BATCH_OVERHEAD);
+        backend.exec_enabled = capabilities
+            .execution_capabilities
+            .as_ref()
+            .is_some_and(|execution| execution.exec_enabled);
         Ok(backend)
     }
 

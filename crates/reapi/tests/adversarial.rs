@@ -1,7 +1,10 @@
 //! The REAPI backend against a lying server: a small fake REAPI server (tonic's server side, in
 //! this process, on 127.0.0.1) that answers wrong bytes, too many or too few bytes, answers
 //! about what was not asked, action results without a valid entry pointer, error statuses,
-//! silence, and lacks SHA-256. Each lie is `Garbage` or `Unavailable`, never accepted. The same
+//! silence, and lacks SHA-256. Each lie is `Garbage` or `Unavailable`, never accepted. Its
+//! Execution service (for `ReapiExecutor`) breaks the operation stream (resumed with
+//! WaitExecution), never finishes (bounded), names outputs outside the requested paths, answers
+//! the wrong message type or an operation error, or is not offered at all. The same
 //! fake, honest, serves the tests of grpcs:// (a CA made by the test) and of many threads
 //! calling one backend at once.
 
@@ -47,9 +50,28 @@ enum Lie {
     Trickle,
 }
 
+/// What the fake's Execution service does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Exec {
+    /// Not offered (`execEnabled: false`).
+    Off,
+    /// The Execute stream breaks after a first operation; WaitExecution finishes it.
+    BreakThenWait,
+    /// Neither stream ever says done.
+    NeverDone,
+    /// Done, with this output path in the result.
+    Output(&'static str),
+    /// Done, with a response that is not an ExecuteResponse.
+    WrongType,
+    /// Done, with an operation error.
+    OperationError,
+}
+
 #[derive(Clone)]
 struct Fake {
     lie: Arc<Mutex<Lie>>,
+    exec: Arc<Mutex<Exec>>,
+    waits: Arc<Mutex<u32>>,
     sha256: bool,
     blobs: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     actions: Arc<Mutex<HashMap<String, re::ActionResult>>>,
@@ -118,6 +140,11 @@ impl re::capabilities_server::Capabilities for Fake {
             cache_capabilities: Some(re::CacheCapabilities {
                 digest_functions: vec![function as i32],
                 max_batch_total_size_bytes: FAKE_BATCH,
+                ..Default::default()
+            }),
+            execution_capabilities: Some(re::ExecutionCapabilities {
+                digest_function: function as i32,
+                exec_enabled: *self.exec.lock().unwrap() != Exec::Off,
                 ..Default::default()
             }),
             ..Default::default()
@@ -359,6 +386,101 @@ impl bs::byte_stream_server::ByteStream for Fake {
 }
 
 /// A running fake server (its own runtime; stops when dropped).
+use bazel_remote_apis::google::longrunning::{Operation, operation};
+use bazel_remote_apis::google::protobuf::Any;
+use prost::Message as _;
+
+/// The blob every fake execution names as its output.
+const OUTPUT: &[u8] = b"made remotely\n";
+
+impl Fake {
+    fn operation(&self, done: bool) -> Operation {
+        let exec = *self.exec.lock().unwrap();
+        let path = match exec {
+            Exec::Output(path) => path,
+            _ => "out/x.txt",
+        };
+        let response = re::ExecuteResponse {
+            result: Some(re::ActionResult {
+                output_files: vec![re::OutputFile {
+                    path: path.to_string(),
+                    digest: Some(reapi::action::digest_of(OUTPUT)),
+                    ..Default::default()
+                }],
+                exit_code: 0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let result = match exec {
+            _ if !done => None,
+            Exec::WrongType => Some(operation::Result::Response(Any {
+                type_url: "type.googleapis.com/google.protobuf.Empty".into(),
+                value: Vec::new(),
+            })),
+            Exec::OperationError => Some(operation::Result::Error(rpc::Status {
+                code: Code::ResourceExhausted as i32,
+                message: "no workers".into(),
+                details: Vec::new(),
+            })),
+            _ => Some(operation::Result::Response(Any {
+                type_url: "type.googleapis.com/build.bazel.remote.execution.v2.ExecuteResponse"
+                    .into(),
+                value: response.encode_to_vec(),
+            })),
+        };
+        Operation {
+            name: "operations/fake-1".into(),
+            metadata: None,
+            done,
+            result,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl re::execution_server::Execution for Fake {
+    type ExecuteStream = Boxed<Operation>;
+    type WaitExecutionStream = Boxed<Operation>;
+
+    async fn execute(
+        &self,
+        request: Request<re::ExecuteRequest>,
+    ) -> Result<Response<Self::ExecuteStream>, Status> {
+        self.enter(&request).await?;
+        self.blobs
+            .lock()
+            .unwrap()
+            .insert(Digest::of_bytes(OUTPUT).to_hex(), OUTPUT.to_vec());
+        let exec = *self.exec.lock().unwrap();
+        let messages: Vec<Result<Operation, Status>> = match exec {
+            Exec::BreakThenWait => vec![
+                Ok(self.operation(false)),
+                Err(Status::unavailable("connection reset")),
+            ],
+            Exec::NeverDone => vec![Ok(self.operation(false))],
+            _ => vec![Ok(self.operation(false)), Ok(self.operation(true))],
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
+    }
+
+    async fn wait_execution(
+        &self,
+        request: Request<re::WaitExecutionRequest>,
+    ) -> Result<Response<Self::WaitExecutionStream>, Status> {
+        *self.waits.lock().unwrap() += 1;
+        if request.get_ref().name != "operations/fake-1" {
+            return Err(Status::not_found("no such operation"));
+        }
+        let exec = *self.exec.lock().unwrap();
+        let messages = match exec {
+            Exec::NeverDone => vec![Ok(self.operation(false))],
+            _ => vec![Ok(self.operation(true))],
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
+    }
+}
+
 struct Server {
     fake: Fake,
     url: String,
@@ -374,6 +496,8 @@ impl Server {
     fn start_with(sha256: bool, tls: Option<tonic::transport::Identity>) -> Server {
         let fake = Fake {
             lie: Arc::new(Mutex::new(Lie::None)),
+            exec: Arc::new(Mutex::new(Exec::Off)),
+            waits: Default::default(),
             sha256,
             blobs: Default::default(),
             actions: Default::default(),
@@ -410,7 +534,8 @@ impl Server {
                     fake.clone(),
                 ),
             )
-            .add_service(bs::byte_stream_server::ByteStreamServer::new(fake.clone()));
+            .add_service(bs::byte_stream_server::ByteStreamServer::new(fake.clone()))
+            .add_service(re::execution_server::ExecutionServer::new(fake.clone()));
         runtime.spawn(
             router.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
@@ -757,4 +882,86 @@ fn a_byte_stream_that_trickles_is_bounded() {
     let result = backend.get_blob(&digest, large.len() as u64, &mut Vec::new());
     assert!(is_unavailable(&result), "{result:?}");
     assert!(format!("{result:?}").contains("too slow"), "{result:?}");
+}
+
+/// The fake as an executor, its Execution service doing `exec`.
+fn executor(exec: Exec) -> (Server, Result<reapi::execute::ReapiExecutor, RemoteError>) {
+    let server = Server::start(true);
+    *server.fake.exec.lock().unwrap() = exec;
+    let backend = server.backend();
+    let executor = reapi::execute::ReapiExecutor::new(Arc::new(backend))
+        .map(|executor| executor.with_default_timeout(Duration::from_secs(10)));
+    (server, executor)
+}
+
+fn run_fake(
+    executor: &reapi::execute::ReapiExecutor,
+) -> Result<engine::remote_exec::ExecuteResponse, RemoteError> {
+    use engine::remote_exec::{BlobSource, ExecuteRequest, RemoteExecutor};
+    struct Nothing;
+    impl BlobSource for Nothing {
+        fn open(&self, _: &Digest, _: u64) -> std::io::Result<Box<dyn std::io::Read + '_>> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+    }
+    let argv = vec!["make".to_string()];
+    let env = std::collections::BTreeMap::new();
+    let outputs = vec!["out".to_string()];
+    executor.execute(
+        &ExecuteRequest {
+            task: "fake",
+            argv: &argv,
+            env: &env,
+            working_directory: "",
+            inputs: &[],
+            output_paths: &outputs,
+            platform: &env,
+            timeout: None,
+        },
+        &Nothing,
+    )
+}
+
+#[test]
+fn a_server_that_does_not_execute_is_refused() {
+    let (_server, executor) = executor(Exec::Off);
+    assert!(matches!(executor, Err(RemoteError::Unavailable(m)) if m.contains("execEnabled")));
+}
+
+#[test]
+fn a_broken_operation_stream_is_resumed_with_wait_execution() {
+    let (server, executor) = executor(Exec::BreakThenWait);
+    let response = run_fake(&executor.unwrap()).unwrap();
+    assert_eq!(response.outputs.len(), 1);
+    assert_eq!(response.outputs[0].path, "out/x.txt");
+    assert_eq!(response.outputs[0].digest, Digest::of_bytes(OUTPUT));
+    assert_eq!(*server.fake.waits.lock().unwrap(), 1);
+}
+
+#[test]
+fn an_operation_never_done_gives_up_after_bounded_waits() {
+    let (server, executor) = executor(Exec::NeverDone);
+    let result = run_fake(&executor.unwrap());
+    assert!(is_unavailable(&result), "{result:?}");
+    assert!(*server.fake.waits.lock().unwrap() <= 6);
+}
+
+#[test]
+fn hostile_or_malformed_execute_answers_are_refused() {
+    for (exec, garbage) in [
+        (Exec::Output("../escape.txt"), true),
+        (Exec::Output("/etc/passwd"), true),
+        (Exec::Output(".git/config"), true),
+        (Exec::Output("out//x"), true),
+        (Exec::WrongType, true),
+        (Exec::OperationError, false),
+    ] {
+        let (_server, executor) = executor(exec);
+        let result = run_fake(&executor.unwrap());
+        if garbage {
+            assert!(is_garbage(&result), "{exec:?}: {result:?}");
+        } else {
+            assert!(is_unavailable(&result), "{exec:?}: {result:?}");
+        }
+    }
 }

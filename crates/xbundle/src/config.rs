@@ -378,6 +378,11 @@ pub struct CacheSettings {
     pub remote_timeout: Option<f64>,
     /// The REAPI instance name (`grpc://`, `grpcs://`; validated), `""` by default.
     pub remote_instance: String,
+    /// The remote executor's URL (`grpc://`, `grpcs://`; validated).
+    pub remote_executor: Option<String>,
+    /// Platform properties remote actions ask for (`None`: derived from this host, see
+    /// [`crate::remote::exec::host_platform`]).
+    pub remote_platform: Option<BTreeMap<String, String>>,
 }
 
 /// `[cache]`: where the local cache lives.
@@ -404,11 +409,20 @@ struct RawCache {
     /// 10).
     #[schemars(with = "Option<f64>")]
     remote_timeout: Option<Spanned<f64>>,
-    /// The Remote Execution API instance name of a `grpc://` or `grpcs://` cache (default: the
+    /// The Remote Execution API instance name of a `grpc://` or `grpcs://` cache and of the remote executor (default: the
     /// server's default instance, ""); `/`-separated words, no `..`, no `blobs`, `uploads`,
     /// `actions` or `operations` component.
     #[schemars(with = "Option<String>")]
     remote_instance: Option<Spanned<String>>,
+    /// A Remote Execution API server that runs the tasks declared `remote = true`:
+    /// `grpc://HOST:PORT` or `grpcs://HOST[:PORT]` (BuildGrid, Buildbarn, BuildBuddy, EngFlow,
+    /// NativeLink). `--remote-executor URL` overrides it. A bearer token comes from
+    /// XBUNDLE_REMOTE_CACHE_TOKEN. When it cannot be reached, tasks run locally (one warning).
+    #[schemars(with = "Option<String>")]
+    remote_executor: Option<Spanned<String>>,
+    /// Platform properties every remote action asks for, e.g. `{ OSFamily = "linux", ISA =
+    /// "x86-64" }` (default: this host's, as REAPI's lexicon names them).
+    remote_platform: Option<BTreeMap<String, String>>,
 }
 
 /// One `[tasks.NAME]` entry as written.
@@ -446,6 +460,12 @@ pub struct TaskDecl {
     /// re-checked before the task is cached again.
     #[schemars(with = "Option<String>")]
     pub depfile: Option<Spanned<String>>,
+    /// The task may run on the remote executor (`--remote-executor`, `[cache] remote-executor`):
+    /// it reads only its declared inputs and its dependencies' outputs, and writes only its
+    /// declared outputs (default false; not with a depfile, whose reads a remote worker would not
+    /// report).
+    #[schemars(with = "Option<bool>")]
+    pub remote: Option<Spanned<bool>>,
 }
 
 /// How a declared task runs.
@@ -477,6 +497,8 @@ pub struct DeclaredTask {
     /// The depfile (relative to `cwd`, normalized, one of the outputs) whose dependencies the
     /// engine records as discovered inputs.
     pub depfile: Option<String>,
+    /// `remote = true`: the task may run on the remote executor.
+    pub remote: bool,
     /// Span of the task's table, for diagnostics.
     pub span: Range<usize>,
 }
@@ -657,6 +679,18 @@ impl BundleConfig {
                     Some(value.to_string())
                 }
             };
+            let remote = decl.remote.as_ref().is_some_and(|remote| *remote.get_ref());
+            if remote && let (Some(flag), Some(_)) = (&decl.remote, &depfile) {
+                return Err(error(
+                    format!(
+                        "task `{}` has a depfile and `remote = true`: a remote worker does not report what the depfile lists",
+                        name.get_ref()
+                    ),
+                    flag.span(),
+                    "remote execution asked for here",
+                    "remove `remote = true` (the task runs locally) or the depfile (declare every input instead)",
+                ));
+            }
             for variable in &decl.env {
                 let value = variable.get_ref();
                 if value.is_empty() || value.contains('=') || value.contains('\0') {
@@ -692,6 +726,7 @@ impl BundleConfig {
                     .collect(),
                 env: decl.env.into_iter().map(Spanned::into_inner).collect(),
                 depfile,
+                remote,
                 span,
             });
         }
@@ -797,6 +832,16 @@ impl BundleConfig {
                 remote.span(),
                 "here",
                 crate::remote::URL_HELP,
+            ));
+        }
+        if let Some(url) = &raw.cache.remote_executor
+            && let Err(problem) = crate::remote::exec::check_url(url.get_ref())
+        {
+            return Err(error(
+                format!("`[cache] remote-executor` {problem}"),
+                url.span(),
+                "this URL",
+                crate::remote::exec::URL_HELP,
             ));
         }
         if let Some(timeout) = &raw.cache.remote_timeout
@@ -916,6 +961,12 @@ impl BundleConfig {
                 .as_ref()
                 .map(|name| name.get_ref().clone())
                 .unwrap_or_default(),
+            remote_executor: raw
+                .cache
+                .remote_executor
+                .as_ref()
+                .map(|url| url.get_ref().clone()),
+            remote_platform: raw.cache.remote_platform.clone(),
         };
         let sign = crate::package::settings::check_sign(&raw.sign)
             .map_err(|(message, span, help)| error(message, span, "here", &help))?;

@@ -90,8 +90,8 @@ pub fn declared_specs(config: &BundleConfig) -> Vec<TaskSpec> {
                 action: Arc::new(CommandAction {
                     argv,
                     depfile: task.depfile.clone(),
-                    // `[tasks.*] remote = true` comes with remote execution's configuration.
-                    remote: false,
+                    // Not in the key: a remote run gives the same outputs as a local one.
+                    remote: task.remote,
                 }),
                 description: task.description.clone(),
             }

@@ -575,6 +575,7 @@ impl Shell {
             "output": report.output,
             "error": report.error,
             "source": report.source,
+            "executed": report.executed,
         }));
     }
 
@@ -583,10 +584,14 @@ impl Shell {
         match report.status {
             TaskStatus::Ran => {
                 if self.verbosity == Verbosity::Verbose {
+                    let place = match report.executed {
+                        Some("remote") => " (remotely)",
+                        _ => "",
+                    };
                     self.status(
                         "Finished",
                         GREEN,
-                        &format!("{id} in {}", seconds(report.duration_ms)),
+                        &format!("{id} in {}{place}", seconds(report.duration_ms)),
                     );
                 }
             }

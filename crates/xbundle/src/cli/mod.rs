@@ -302,6 +302,12 @@ struct BuildArgs {
     /// Use no remote cache in this run, whatever bundle.toml says
     #[arg(long)]
     no_remote_cache: bool,
+    /// Run the tasks declared `remote = true` on this Remote Execution API server
+    /// (grpc://HOST:PORT, grpcs://HOST[:PORT]; overrides [cache] remote-executor); unreachable:
+    /// one warning, and they run locally. -j may then exceed the local cores: local tasks still
+    /// run at most one per core
+    #[arg(long, value_name = "URL")]
+    remote_executor: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -452,6 +458,16 @@ fn load_with(
         )
     {
         engine_config.remote = Some(crate::remote::connect(&settings));
+    }
+    if let Some(build) = cli.command.run_args() {
+        if let Some(url) = &build.remote_executor
+            && let Err(problem) = crate::remote::exec::check_url(url)
+        {
+            return Err(Diagnostic::error(format!("--remote-executor {problem}"))
+                .help(crate::remote::exec::URL_HELP));
+        }
+        engine_config.executor =
+            crate::remote::exec::resolve(&config.cache, build.remote_executor.as_deref());
     }
     if offline {
         engine_config

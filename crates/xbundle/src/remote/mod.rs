@@ -12,6 +12,7 @@
 //!   connects on the first call of a run: a run whose every task is up to date never dials, and
 //!   a server that cannot be reached is the remote tier's one warning, then a local build.
 
+pub mod exec;
 pub mod http;
 
 use std::sync::{Arc, OnceLock};
@@ -168,7 +169,7 @@ pub fn url_variable() -> Result<Option<String>, String> {
     }
 }
 
-fn variable(name: &str) -> Option<String> {
+pub(crate) fn variable(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 

@@ -1,0 +1,262 @@
+//! Remote execution (`--remote-executor`) against a real BuildGrid with its Execution and Bots
+//! services (PostgreSQL scheduler, started in a temporary cluster) and the test worker
+//! (`test-support/reapi_worker.py`), one set per test binary: tasks declared `remote = true`
+//! run on the worker and their outputs land byte-identical to a local build; an executor that
+//! cannot be reached costs one warning and a correct local build; a worker naming an output
+//! outside the repository or in `.git` is refused and touches nothing.
+
+#[path = "../../test-support/buildgrid.rs"]
+mod buildgrid;
+mod common;
+#[path = "../../test-support/postgres.rs"]
+mod postgres;
+#[path = "../../test-support/reapi_exec.rs"]
+mod reapi_exec;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{Canary, Repo, Run};
+
+/// `gen` reads inputs in subdirectories and runs an executable input; `use` reads only its
+/// dependency's outputs. Both may run remotely.
+const BUNDLE: &str = r#"
+[tasks.gen]
+run = "mkdir -p out/sub && cat src/a.txt src/deep/b.txt > out/joined.txt && ./tools/mk.sh && echo built gen"
+inputs = ["src/**", "tools/mk.sh"]
+outputs = ["out/**"]
+env = ["GREETING", "XBUNDLE_TEST_WORKER_HOSTILE"]
+remote = true
+
+[tasks.use]
+run = "mkdir -p dist && cat out/joined.txt out/sub/greeting.txt > dist/final.txt && cp out/sub/mk-copy.sh dist/tool.sh"
+deps = ["gen"]
+outputs = ["dist/final.txt", "dist/tool.sh"]
+remote = true
+"#;
+
+const OUTPUTS: [&str; 5] = [
+    "out/joined.txt",
+    "out/sub/greeting.txt",
+    "out/sub/mk-copy.sh",
+    "dist/final.txt",
+    "dist/tool.sh",
+];
+
+fn plant(repo: &Repo) {
+    repo.write("src/a.txt", "alpha\n");
+    repo.write("src/deep/b.txt", "beta\n");
+    repo.write(
+        "tools/mk.sh",
+        "#!/bin/sh\nset -e\ncp tools/mk.sh out/sub/mk-copy.sh\necho \"$GREETING\" > out/sub/greeting.txt\n",
+    );
+    std::fs::set_permissions(
+        repo.join("tools/mk.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+}
+
+fn workspace() -> Repo {
+    let repo = Repo::in_sandbox(BUNDLE, &[]);
+    plant(&repo);
+    repo
+}
+
+fn outputs(repo: &Repo) -> BTreeMap<String, (Vec<u8>, u32)> {
+    OUTPUTS
+        .iter()
+        .map(|path| {
+            let mode = std::fs::metadata(repo.join(path))
+                .unwrap_or_else(|_| panic!("{path} exists"))
+                .permissions()
+                .mode()
+                & 0o777;
+            (path.to_string(), (repo.read_bytes(path), mode))
+        })
+        .collect()
+}
+
+/// What a local build of a fresh copy leaves.
+fn local_outputs() -> BTreeMap<String, (Vec<u8>, u32)> {
+    let repo = workspace();
+    let run = repo.json_env(&["task"], &[("GREETING", "hello")]);
+    run.assert_code(0);
+    assert_eq!(run.task("task:gen")["executed"], "local", "{run}");
+    outputs(&repo)
+}
+
+/// The tests sharing the worker take turns, so each can count the actions it ran.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+fn executed_lines(log: &str) -> usize {
+    log.lines()
+        .filter(|line| line.starts_with("executed "))
+        .count()
+}
+
+fn build(repo: &Repo, url: &str, env: &[(&str, &str)]) -> Run {
+    let mut all = vec![("GREETING", "hello")];
+    all.extend_from_slice(env);
+    repo.json_env(&["task", "-j", "8", "--remote-executor", url], &all)
+}
+
+#[test]
+fn tasks_run_remotely_and_their_outputs_match_a_local_build() {
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let repo = workspace();
+    let before = executed_lines(&server.worker_log());
+    let run = build(&repo, &server.url(), &[]);
+    run.assert_code(0);
+    for id in ["task:gen", "task:use"] {
+        assert_eq!(run.status(id), "ran", "{run}");
+        assert_eq!(run.task(id)["executed"], "remote", "{run}");
+    }
+    assert!(run.warnings().is_empty(), "{run}");
+    assert_eq!(
+        executed_lines(&server.worker_log()) - before,
+        2,
+        "the worker ran both tasks:\n{}",
+        server.worker_log()
+    );
+    // What the command printed is shown as a local run shows it.
+    let printed: String = run
+        .events("task-output")
+        .iter()
+        .filter(|event| event["id"] == "task:gen" && event["replayed"] == false)
+        .map(|event| event["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(printed.contains("built gen"), "{run}");
+    assert_eq!(outputs(&repo), local_outputs());
+    assert_eq!(outputs(&repo)["dist/tool.sh"].1 & 0o111, 0o111);
+    // The result is in the local cache like any other: a second run is a no-op.
+    let again = build(&repo, &server.url(), &[]);
+    again.assert_code(0);
+    assert_eq!(again.status("task:gen"), "cached", "{again}");
+    assert_eq!(again.status("task:use"), "cached", "{again}");
+}
+
+#[test]
+fn an_unreachable_executor_is_one_warning_and_a_local_build() {
+    // A port nobody listens on.
+    let url = format!("grpc://127.0.0.1:{}", buildgrid::free_port());
+    let repo = workspace();
+    let run = build(&repo, &url, &[]);
+    run.assert_code(0);
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(warnings[0].contains("remote executor"), "{run}");
+    for id in ["task:gen", "task:use"] {
+        assert_eq!(run.status(id), "ran", "{run}");
+        assert_eq!(run.task(id)["executed"], "local", "{run}");
+    }
+    assert_eq!(outputs(&repo), local_outputs());
+}
+
+#[test]
+fn a_worker_naming_outputs_outside_the_repository_or_in_git_is_refused() {
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    for hostile in [
+        "../canary/pwned.txt",
+        "out/../../canary/x",
+        ".git/hooks/pre-commit",
+    ] {
+        let repo = workspace();
+        std::fs::create_dir_all(repo.join(".git/hooks")).unwrap();
+        let canary = Canary::plant(&repo.sandbox().join("canary"), &[]);
+        let run = build(
+            &repo,
+            &server.url(),
+            &[("XBUNDLE_TEST_WORKER_HOSTILE", hostile)],
+        );
+        run.assert_code(0);
+        let warnings = run.warnings();
+        assert_eq!(warnings.len(), 1, "{hostile}: {run}");
+        assert!(
+            warnings[0].contains("remote executor") && warnings[0].contains("output"),
+            "{run}"
+        );
+        assert_eq!(
+            run.task("task:gen")["executed"],
+            "local",
+            "{hostile}: {run}"
+        );
+        canary.assert_intact(hostile);
+        assert!(!repo.exists(".git/hooks/pre-commit"), "{hostile}");
+        assert!(!repo.sandbox().join("pwned.txt").exists());
+        assert_eq!(outputs(&repo), local_outputs(), "{hostile}");
+    }
+}
+
+#[test]
+fn remote_with_a_depfile_is_refused() {
+    let repo = Repo::new(
+        r#"
+[tasks.cc]
+run = "touch out.o out.d"
+outputs = ["out.o", "out.d"]
+depfile = "out.d"
+remote = true
+"#,
+        &[],
+    );
+    let run = repo.json(&["task"]);
+    run.assert_code(2);
+    let message = run.diagnostic()["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        message.contains("depfile") && message.contains("remote"),
+        "{run}"
+    );
+}
+
+#[test]
+fn a_command_failing_remotely_fails_the_task_with_its_stderr() {
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let repo = Repo::new(
+        r#"
+[tasks.broken]
+run = "mkdir -p out && echo half > out/x.txt && echo 'it broke remotely' >&2 && exit 4"
+outputs = ["out/**"]
+remote = true
+"#,
+        &[],
+    );
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json(&["task", "--remote-executor", &server.url()]);
+    assert_ne!(run.code, 0, "{run}");
+    assert_eq!(run.status("task:broken"), "failed", "{run}");
+    let error = run.task("task:broken")["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(error.contains("exit status: 4"), "{run}");
+    assert!(
+        run.warnings().is_empty(),
+        "a failing command is not an executor failure: {run}"
+    );
+    assert_eq!(executed_lines(&server.worker_log()) - before, 1);
+    let stderr: String = run
+        .events("task-output")
+        .iter()
+        .filter(|event| event["stream"] == "stderr")
+        .map(|event| event["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(stderr.contains("it broke remotely"), "{run}");
+    // Nothing of the failed run was put in the tree.
+    assert!(!repo.exists("out/x.txt"));
+}
