@@ -1069,30 +1069,14 @@ impl Engine {
             };
             match self.materialize(spec, &globs, &result, workspace, cwd.as_ref(), stats) {
                 Ok(_) => {
-                    let output = result.output_digest();
-                    match self.store.put_action(&key, &result) {
-                        Err(err) => warn(&format!("could not write the cache entry: {err}")),
-                        Ok(()) => {
-                            if let Some(session) = &self.remote {
-                                session.queue(key, result);
-                            }
-                        }
-                    }
-                    self.record(id, key, components, "ran", reasons.clone(), reporter);
-                    let report = TaskReport {
-                        id: id.clone(),
-                        status: TaskStatus::Ran,
-                        duration_ms: started.elapsed().as_millis() as u64,
+                    let ran = Ran {
+                        key,
+                        components,
                         reasons,
-                        restored: 0,
-                        key: Some(key),
-                        output: Some(output),
-                        error: None,
-                        source: None,
-                        executed: Some("remote"),
+                        started,
+                        executed: "remote",
                     };
-                    reporter.report(Event::TaskFinished(&report));
-                    return report;
+                    return self.finish_ran(id, ran, result, &warn, reporter);
                 }
                 Err(RestoreError::Tree(error)) => {
                     let report = fail(
@@ -1167,30 +1151,14 @@ impl Engine {
         });
         match outcome {
             Ok(result) => {
-                let output = result.output_digest();
-                match self.store.put_action(&key, &result) {
-                    Err(err) => warn(&format!("could not write the cache entry: {err}")),
-                    Ok(()) => {
-                        if let Some(session) = &self.remote {
-                            session.queue(key, result);
-                        }
-                    }
-                }
-                self.record(id, key, components, "ran", reasons.clone(), reporter);
-                let report = TaskReport {
-                    id: id.clone(),
-                    status: TaskStatus::Ran,
-                    duration_ms: started.elapsed().as_millis() as u64,
+                let ran = Ran {
+                    key,
+                    components,
                     reasons,
-                    restored: 0,
-                    key: Some(key),
-                    output: Some(output),
-                    error: None,
-                    source: None,
-                    executed: Some("local"),
+                    started,
+                    executed: "local",
                 };
-                reporter.report(Event::TaskFinished(&report));
-                report
+                self.finish_ran(id, ran, result, &warn, reporter)
             }
             Err(error) => {
                 let report = fail(error, Some(key), reasons);
@@ -1473,6 +1441,49 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A task that ran (here or remotely), its result in place: stored under its key (and
+    /// queued for the remote cache), recorded in the ledger, reported.
+    fn finish_ran(
+        &self,
+        id: &TaskId,
+        ran: Ran,
+        result: ActionResult,
+        warn: &dyn Fn(&str),
+        reporter: &dyn Reporter,
+    ) -> TaskReport {
+        let Ran {
+            key,
+            components,
+            reasons,
+            started,
+            executed,
+        } = ran;
+        let output = result.output_digest();
+        match self.store.put_action(&key, &result) {
+            Err(err) => warn(&format!("could not write the cache entry: {err}")),
+            Ok(()) => {
+                if let Some(session) = &self.remote {
+                    session.queue(key, result);
+                }
+            }
+        }
+        self.record(id, key, components, "ran", reasons.clone(), reporter);
+        let report = TaskReport {
+            id: id.clone(),
+            status: TaskStatus::Ran,
+            duration_ms: started.elapsed().as_millis() as u64,
+            reasons,
+            restored: 0,
+            key: Some(key),
+            output: Some(output),
+            error: None,
+            source: None,
+            executed: Some(executed),
+        };
+        reporter.report(Event::TaskFinished(&report));
+        report
     }
 
     fn record(
@@ -1852,6 +1863,16 @@ impl BlobSource for InputBlobs<'_> {
 }
 
 /// A task's globs, compiled once per process for each distinct list ([`Patterns::shared`]).
+/// What [`Engine::finish_ran`] needs of a task that ran, besides its result.
+struct Ran {
+    key: Digest,
+    components: KeyComponents,
+    reasons: Vec<DirtyReason>,
+    started: Instant,
+    /// `local` or `remote` (`TaskReport::executed`).
+    executed: &'static str,
+}
+
 struct TaskGlobs {
     inputs: std::sync::Arc<Patterns>,
     outputs: std::sync::Arc<Patterns>,
