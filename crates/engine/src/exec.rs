@@ -831,24 +831,26 @@ impl Engine {
         Ok((written, modified))
     }
 
-    fn replay(&self, id: &TaskId, result: &ActionResult, reporter: &dyn Reporter) {
+    /// Reports the captured output of `result`: `replayed` for a restore, not for a task that
+    /// just ran elsewhere (a remote execution).
+    fn replay(&self, id: &TaskId, result: &ActionResult, replayed: bool, reporter: &dyn Reporter) {
         for (stream, stored) in [
             (Stream::Stdout, &result.stdout),
             (Stream::Stderr, &result.stderr),
         ] {
             let Some(stored) = stored else { continue };
             // In pieces, after the whole blob was verified: memory stays bounded.
-            let replayed = self
+            let streamed = self
                 .store
                 .stream_bytes(&stored.digest, stored.size, &mut |bytes| {
                     reporter.report(Event::Output {
                         id,
                         stream,
                         bytes,
-                        replayed: true,
+                        replayed,
                     })
                 });
-            match replayed {
+            match streamed {
                 Ok(()) => {}
                 Err(err) => reporter.report(Event::Warning {
                     id: Some(id),
@@ -997,7 +999,7 @@ impl Engine {
                             // A true no-op (the outputs already in place, the same key as
                             // last time) prints nothing, as cargo and ninja; a restore replays.
                             if !up_to_date || restored > 0 {
-                                self.replay(id, &result, reporter);
+                                self.replay(id, &result, true, reporter);
                             }
                             let report = TaskReport {
                                 id: id.clone(),
@@ -1383,22 +1385,7 @@ impl Engine {
             return None;
         }
         // What it printed, as a local run shows it.
-        for (stream, stored) in [
-            (Stream::Stdout, &result.stdout),
-            (Stream::Stderr, &result.stderr),
-        ] {
-            let Some(stored) = stored else { continue };
-            let _ = self
-                .store
-                .stream_bytes(&stored.digest, stored.size, &mut |bytes| {
-                    reporter.report(Event::Output {
-                        id,
-                        stream,
-                        bytes,
-                        replayed: false,
-                    })
-                });
-        }
+        self.replay(id, &result, false, reporter);
         if response.exit_code != 0 {
             return Some(RemoteOutcome::Failed(format!(
                 "command exited with exit status: {} (on the remote executor)",
