@@ -260,3 +260,216 @@ remote = true
     // Nothing of the failed run was put in the tree.
     assert!(!repo.exists("out/x.txt"));
 }
+
+// Go compile tasks: remote by default when an executor is set.
+
+const GO_SERVICE: &str = r#"{
+  "service": {"name": "app", "version": "1.0.0", "type": "scenario"},
+  "ports": {"api": {"env_var": "API_PORT", "range": "15000-19999"}}
+}"#;
+
+const GO_MAIN: &str = r#"package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+
+	"example.com/app/api/internal/greet"
+)
+
+func main() {
+	http.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, greet.Hello())
+	})
+	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("API_PORT"), nil); err != nil {
+		os.Exit(1)
+	}
+}
+"#;
+
+const GO_GREET: &str = "package greet\n\nfunc Hello() string { return \"hello\" }\n";
+
+const GO_COMPILE: &str = "compile:app-api@linux-x64";
+const GO_BINARY: &str = "dist/.build/bin/app-api/linux-x64/app-api";
+
+/// A repository with one scenario `app` whose API is a Go module (two packages), a profile on
+/// linux-x64, and `cache` as its `[cache]` table's body.
+fn go_repo(cache: &str) -> Repo {
+    let platform = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms/linux-x64.toml"),
+    )
+    .expect("the repository's platforms/linux-x64.toml");
+    let bundle = format!(
+        "[workspace]\ndefault-profile = \"app-desktop\"\n\n[cache]\n{cache}\n\n[profiles.app-desktop]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\n"
+    );
+    Repo::in_sandbox(
+        &bundle,
+        &[
+            ("platforms/linux-x64.toml", &platform),
+            ("scenarios/app/.vrooli/service.json", GO_SERVICE),
+            (
+                "scenarios/app/api/go.mod",
+                "module example.com/app/api\n\ngo 1.19\n",
+            ),
+            ("scenarios/app/api/main.go", GO_MAIN),
+            ("scenarios/app/api/internal/greet/greet.go", GO_GREET),
+            ("scenarios/app/ui/index.html", "<h1>app</h1>\n"),
+        ],
+    )
+}
+
+/// The Go binary a local build (no executor) of a fresh repository gives.
+fn go_local_binary(greeting: &str) -> Vec<u8> {
+    let repo = go_repo("");
+    repo.write(
+        "scenarios/app/api/internal/greet/greet.go",
+        GO_GREET.replace("hello", greeting),
+    );
+    let run = repo.json(&["task", GO_COMPILE]);
+    run.assert_code(0);
+    assert_eq!(run.task(GO_COMPILE)["executed"], "local", "{run}");
+    repo.read_bytes(GO_BINARY)
+}
+
+#[test]
+fn a_go_service_compiles_remotely_by_default_and_matches_a_local_build() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let repo = go_repo("");
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json(&["task", GO_COMPILE, "--remote-executor", &server.url()]);
+    run.assert_code(0);
+    assert_eq!(run.status(GO_COMPILE), "ran", "{run}");
+    assert_eq!(run.task(GO_COMPILE)["executed"], "remote", "{run}");
+    assert!(run.warnings().is_empty(), "{run}");
+    assert_eq!(
+        executed_lines(&server.worker_log()) - before,
+        1,
+        "{}",
+        server.worker_log()
+    );
+    let remote = repo.read_bytes(GO_BINARY);
+    assert!(
+        remote == go_local_binary("hello"),
+        "the remote binary differs from a local build"
+    );
+    let mode = std::fs::metadata(repo.join(GO_BINARY))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "the binary is executable");
+
+    // The discovered inputs were recorded: a no-op runs nothing, an imported package's edit
+    // builds again (remotely), a file of a package the build does not use changes nothing.
+    let again = repo.json(&["task", GO_COMPILE, "--remote-executor", &server.url()]);
+    again.assert_code(0);
+    assert_eq!(again.status(GO_COMPILE), "cached", "{again}");
+    repo.write("scenarios/app/api/tools/unused.go", "package tools\n");
+    let unused = repo.json(&["task", GO_COMPILE, "--remote-executor", &server.url()]);
+    assert_eq!(unused.status(GO_COMPILE), "cached", "{unused}");
+    repo.write(
+        "scenarios/app/api/internal/greet/greet.go",
+        GO_GREET.replace("hello", "hi"),
+    );
+    let edited = repo.json(&["task", GO_COMPILE, "--remote-executor", &server.url()]);
+    edited.assert_code(0);
+    assert_eq!(edited.status(GO_COMPILE), "ran", "{edited}");
+    assert_eq!(edited.task(GO_COMPILE)["executed"], "remote", "{edited}");
+    assert!(repo.read_bytes(GO_BINARY) == go_local_binary("hi"));
+}
+
+#[test]
+fn remote_execute_empty_keeps_compile_tasks_local() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let repo = go_repo("remote-execute = []");
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json(&["task", GO_COMPILE, "--remote-executor", &server.url()]);
+    run.assert_code(0);
+    assert_eq!(run.task(GO_COMPILE)["executed"], "local", "{run}");
+    assert!(run.warnings().is_empty(), "{run}");
+    assert_eq!(executed_lines(&server.worker_log()), before);
+}
+
+#[test]
+fn an_unknown_remote_execute_kind_is_a_diagnostic_with_its_line() {
+    let repo = go_repo("remote-execute = [\"compile\", \"ui\"]");
+    let before = repo.snapshot();
+    let run = repo.json(&["task", GO_COMPILE]);
+    run.assert_code(2);
+    let diagnostic = run.diagnostic();
+    let message = diagnostic["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("remote-execute") && message.contains("`ui`"),
+        "{run}"
+    );
+    assert_eq!(diagnostic["line"], 5, "{run}");
+    common::assert_same_tree(&repo.snapshot(), &before, "a bad setting writes nothing");
+}
+
+/// A `go` first on PATH that reports another version and runs the real one otherwise: the key
+/// holds that version, which the worker's Go is not.
+fn go_shim(sandbox: &std::path::Path) -> std::path::PathBuf {
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|dir| dir.join("go"))
+        .find(|candidate| candidate.is_file())
+        .expect("go on PATH");
+    let dir = sandbox.join("go-shim");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shim = dir.join("go");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = version ]; then echo 'go version go1.99.9 linux/amd64'; exit 0; fi\nexec '{}' \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[test]
+fn a_worker_with_another_go_is_one_warning_and_a_local_build() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let repo = go_repo("");
+    let shim = go_shim(repo.sandbox());
+    let path = std::env::join_paths(
+        std::iter::once(shim).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json_env(
+        &["task", GO_COMPILE, "--remote-executor", &server.url()],
+        &[("PATH", path.to_str().unwrap())],
+    );
+    run.assert_code(0);
+    assert_eq!(run.status(GO_COMPILE), "ran", "{run}");
+    assert_eq!(run.task(GO_COMPILE)["executed"], "local", "{run}");
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(
+        warnings[0].contains("cannot run") && warnings[0].contains("go1.99.9"),
+        "{run}"
+    );
+    // The worker was asked (and said no): its answer was not cached as the task's result.
+    assert_eq!(executed_lines(&server.worker_log()) - before, 1);
+    assert!(repo.read_bytes(GO_BINARY) == go_local_binary("hello"));
+}

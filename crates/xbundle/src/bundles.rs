@@ -277,6 +277,7 @@ fn plan_profile(
                     api_dir,
                     chosen.package.as_deref().unwrap_or("."),
                     platform,
+                    context.config.cache.executes_remotely("compile"),
                 ),
                 Some(ApiBuild::Rust) => builds::rust_spec(
                     tools,
