@@ -3,7 +3,11 @@
 //! (`test-support/reapi_worker.py`), one set per test binary: tasks declared `remote = true`
 //! run on the worker and their outputs land byte-identical to a local build; an executor that
 //! cannot be reached costs one warning and a correct local build; a worker naming an output
-//! outside the repository or in `.git` is refused and touches nothing.
+//! outside the repository or in `.git` is refused and touches nothing. Pipeline tasks by
+//! default (`[cache] remote-execute`): a Go service compiled remotely and package tasks written
+//! remotely are byte-identical to local builds; a worker whose Go is not the key's answers
+//! "cannot run" (one warning, built here); signed packages stay here; the worker's hidden
+//! package command refuses plans leading out of its root.
 
 #[path = "../../test-support/buildgrid.rs"]
 mod buildgrid;
@@ -296,12 +300,17 @@ const GO_BINARY: &str = "dist/.build/bin/app-api/linux-x64/app-api";
 /// A repository with one scenario `app` whose API is a Go module (two packages), a profile on
 /// linux-x64, and `cache` as its `[cache]` table's body.
 fn go_repo(cache: &str) -> Repo {
+    go_repo_with(cache, "")
+}
+
+/// [`go_repo`] with `profile_extra` lines in the profile's table.
+fn go_repo_with(cache: &str, profile_extra: &str) -> Repo {
     let platform = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms/linux-x64.toml"),
     )
     .expect("the repository's platforms/linux-x64.toml");
     let bundle = format!(
-        "[workspace]\ndefault-profile = \"app-desktop\"\n\n[cache]\n{cache}\n\n[profiles.app-desktop]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\n"
+        "[workspace]\ndefault-profile = \"app-desktop\"\n\n[cache]\n{cache}\n\n[profiles.app-desktop]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\n{profile_extra}\n"
     );
     Repo::in_sandbox(
         &bundle,
@@ -472,4 +481,171 @@ fn a_worker_with_another_go_is_one_warning_and_a_local_build() {
     // The worker was asked (and said no): its answer was not cached as the task's result.
     assert_eq!(executed_lines(&server.worker_log()) - before, 1);
     assert!(repo.read_bytes(GO_BINARY) == go_local_binary("hello"));
+}
+
+// Package tasks: unsigned, non-msi formats remote by default, through xbundle's own binary.
+
+const TAR_GZ: &str = "package:app-desktop@linux-x64:tar.gz";
+const DEB: &str = "package:app-desktop@linux-x64:deb";
+const TAR_GZ_FILE: &str = "dist/app-desktop/packages/app-desktop-linux-x64.tar.gz";
+const DEB_FILE: &str = "dist/app-desktop/packages/app-desktop-linux-x64.deb";
+const EPOCH: (&str, &str) = ("SOURCE_DATE_EPOCH", "1700000000");
+
+fn package_repo(cache: &str, profile_extra: &str) -> Repo {
+    go_repo_with(
+        cache,
+        &format!("formats = [\"tar.gz\", \"deb\"]\n{profile_extra}"),
+    )
+}
+
+#[test]
+fn package_tasks_run_remotely_and_match_a_local_build() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let local = package_repo("", "");
+    let run = local.json_env(&["task", TAR_GZ, DEB], &[EPOCH]);
+    run.assert_code(0);
+    assert_eq!(run.task(TAR_GZ)["executed"], "local", "{run}");
+
+    let _turn = one_at_a_time();
+    let repo = package_repo("", "");
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json_env(
+        &["task", TAR_GZ, DEB, "--remote-executor", &server.url()],
+        &[EPOCH],
+    );
+    run.assert_code(0);
+    assert!(run.warnings().is_empty(), "{run}");
+    for id in [TAR_GZ, DEB, GO_COMPILE] {
+        assert_eq!(run.status(id), "ran", "{run}");
+        assert_eq!(run.task(id)["executed"], "remote", "{id}: {run}");
+    }
+    // The two packages ran on the worker (the compile may be an answer of the server's own
+    // action cache, when another test sent the same action).
+    assert!(
+        executed_lines(&server.worker_log()) - before >= 2,
+        "{}",
+        server.worker_log()
+    );
+    for file in [TAR_GZ_FILE, DEB_FILE] {
+        assert!(
+            repo.read_bytes(file) == local.read_bytes(file),
+            "{file}: the remote artifact differs from a local build"
+        );
+    }
+    // Nothing of the worker's input root (the binary, the plan) lands in the tree.
+    assert!(!repo.exists(".xbundle-remote"));
+}
+
+#[test]
+fn signed_packages_stay_here_and_say_why() {
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let _turn = one_at_a_time();
+    let repo = package_repo("", "");
+    let toml = repo.read("bundle.toml");
+    repo.write(
+        "bundle.toml",
+        format!("{toml}\n[sign]\n\"tar.gz\" = \"cp {{in}} {{out}}\"\n"),
+    );
+    let run = repo.json_env(
+        &["task", TAR_GZ, "--remote-executor", &server.url()],
+        &[EPOCH],
+    );
+    run.assert_code(0);
+    assert_eq!(run.task(TAR_GZ)["executed"], "local", "{run}");
+    let warnings = run.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("signed") && w.contains("never leave")),
+        "{run}"
+    );
+}
+
+/// A package plan as the package task serializes it (`signed`: with a `[sign]` template).
+fn package_plan(stage_dir: &str, out: &str, format: &str, signed: bool) -> String {
+    serde_json::json!({
+        "profile": "app-desktop",
+        "platform": {"id": "linux-x64", "rust-target": "x86_64-unknown-linux-gnu", "goos": "linux",
+                     "goarch": "amd64", "exe-suffix": "", "formats": ["tar.gz"]},
+        "format": format,
+        "out": out,
+        "stage_dir": stage_dir,
+        "stage": "stage:app-desktop@linux-x64",
+        "installer": {},
+        "epoch": 1700000000u64,
+        "sign": if signed { serde_json::json!("cp {in} {out}") } else { serde_json::Value::Null },
+        "thin": false,
+    })
+    .to_string()
+}
+
+#[test]
+fn the_workers_package_command_refuses_plans_that_lead_out_of_its_root() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let work = sandbox.path().join("work");
+    std::fs::create_dir_all(work.join("stage")).unwrap();
+    let canary = Canary::plant(&sandbox.path().join("canary"), &[]);
+    std::fs::write(
+        sandbox.path().join("outside.json"),
+        package_plan("stage", "dist", "tar.gz", false),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(sandbox.path().join("outside.json"), work.join("link.json"))
+        .unwrap();
+    let plant = |name: &str, text: String| std::fs::write(work.join(name), text).unwrap();
+    plant(
+        "up-stage.json",
+        package_plan("../canary", "dist", "tar.gz", false),
+    );
+    plant(
+        "up-out.json",
+        package_plan("stage", "../canary", "tar.gz", false),
+    );
+    plant(
+        "abs-out.json",
+        package_plan("stage", "/tmp", "tar.gz", false),
+    );
+    plant("signed.json", package_plan("stage", "dist", "tar.gz", true));
+    plant("msi.json", package_plan("stage", "dist", "msi", false));
+    plant("garbage.json", "{\"profile\": 1}".into());
+    let outside = sandbox.path().join("outside.json");
+    let before = common::full_snapshot(&work);
+    for (plan, why) in [
+        ("../outside.json", "`..`"),
+        (outside.to_str().unwrap(), "absolute"),
+        ("link.json", "a link"),
+        ("up-stage.json", "a stage out of the root"),
+        ("up-out.json", "an output out of the root"),
+        ("abs-out.json", "an absolute output"),
+        ("signed.json", "signed"),
+        ("msi.json", "msi"),
+        ("garbage.json", "not a plan"),
+        ("missing.json", "missing"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("__package-remote")
+            .arg(plan)
+            .current_dir(&work)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{why}: {stderr}");
+        assert!(!stderr.trim().is_empty(), "{why}: says why");
+        assert!(
+            common::full_snapshot(&work) == before,
+            "{why}: nothing written"
+        );
+        canary.assert_intact(why);
+    }
 }
