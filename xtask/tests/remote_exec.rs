@@ -649,3 +649,107 @@ fn the_workers_package_command_refuses_plans_that_lead_out_of_its_root() {
         canary.assert_intact(why);
     }
 }
+
+#[test]
+fn an_unreachable_executor_builds_pipeline_tasks_here_with_one_warning() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let url = format!("grpc://127.0.0.1:{}", buildgrid::free_port());
+    let local = package_repo("", "");
+    local.json_env(&["task", TAR_GZ], &[EPOCH]).assert_code(0);
+    let repo = package_repo("", "");
+    let run = repo.json_env(&["task", TAR_GZ, "--remote-executor", &url], &[EPOCH]);
+    run.assert_code(0);
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(warnings[0].contains("remote executor"), "{run}");
+    for id in [GO_COMPILE, TAR_GZ] {
+        assert_eq!(run.status(id), "ran", "{run}");
+        assert_eq!(run.task(id)["executed"], "local", "{id}: {run}");
+    }
+    assert!(repo.read_bytes(GO_BINARY) == local.read_bytes(GO_BINARY));
+    assert!(repo.read_bytes(TAR_GZ_FILE) == local.read_bytes(TAR_GZ_FILE));
+}
+
+/// A module proxy in a directory (`GOPROXY=file://…`) serving `example.com/dep` v1.0.0.
+fn module_proxy(dir: &std::path::Path) {
+    use std::io::Write;
+    let at = dir.join("example.com/dep/@v");
+    std::fs::create_dir_all(&at).unwrap();
+    let go_mod = "module example.com/dep\n\ngo 1.19\n";
+    std::fs::write(at.join("list"), "v1.0.0\n").unwrap();
+    std::fs::write(at.join("v1.0.0.info"), "{\"Version\":\"v1.0.0\"}\n").unwrap();
+    std::fs::write(at.join("v1.0.0.mod"), go_mod).unwrap();
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(at.join("v1.0.0.zip")).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    for (name, text) in [
+        ("go.mod", go_mod),
+        (
+            "dep.go",
+            "package dep\n\nfunc Word() string { return \"dep\" }\n",
+        ),
+    ] {
+        zip.start_file(format!("example.com/dep@v1.0.0/{name}"), options)
+            .unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+#[test]
+fn a_go_build_using_the_module_cache_stays_here_and_says_why() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let repo = go_repo("");
+    let proxy = repo.sandbox().join("proxy");
+    module_proxy(&proxy);
+    let cache = repo.sandbox().join("modcache");
+    repo.write(
+        "scenarios/app/api/go.mod",
+        "module example.com/app/api\n\ngo 1.19\n\nrequire example.com/dep v1.0.0\n",
+    );
+    repo.write(
+        "scenarios/app/api/internal/greet/greet.go",
+        "package greet\n\nimport \"example.com/dep\"\n\nfunc Hello() string { return dep.Word() }\n",
+    );
+    let proxy_url = format!("file://{}", proxy.display());
+    let cache_dir = cache.to_str().unwrap();
+    // go.sum, and the module in the (writable, so removable) module cache.
+    let status = std::process::Command::new("go")
+        .args(["mod", "download", "example.com/dep"])
+        .current_dir(repo.join("scenarios/app/api"))
+        .env("GOPROXY", &proxy_url)
+        .env("GOSUMDB", "off")
+        .env("GOMODCACHE", cache_dir)
+        .env("GOFLAGS", "-modcacherw")
+        .env("GOTOOLCHAIN", "local")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(repo.exists("scenarios/app/api/go.sum"));
+    let _turn = one_at_a_time();
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json_env(
+        &["task", GO_COMPILE, "--remote-executor", &server.url()],
+        &[
+            ("GOMODCACHE", cache_dir),
+            ("GOPROXY", "off"),
+            ("GOSUMDB", "off"),
+            ("GOFLAGS", "-modcacherw"),
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(run.task(GO_COMPILE)["executed"], "local", "{run}");
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(
+        warnings[0].contains("module cache") && warnings[0].contains("example.com/dep@v1.0.0"),
+        "{run}"
+    );
+    assert_eq!(executed_lines(&server.worker_log()), before, "nothing sent");
+}

@@ -79,14 +79,25 @@ impl RemoteExecutor for Executor {
             });
         }
         let stored = self.0.put(joined);
+        let mut outputs = vec![OutputFile {
+            path: request.output_paths[0].clone(),
+            executable: false,
+            size: stored.size,
+            digest: stored.digest,
+        }];
+        // A hostile worker: `hostile PATH` also reports an output at PATH.
+        if request.argv[0] == "hostile" {
+            let pwned = self.0.put(b"pwned\n".to_vec());
+            outputs.push(OutputFile {
+                path: request.argv[1].clone(),
+                executable: true,
+                size: pwned.size,
+                digest: pwned.digest,
+            });
+        }
         Ok(ExecuteResponse {
             exit_code: 0,
-            outputs: vec![OutputFile {
-                path: request.output_paths[0].clone(),
-                executable: false,
-                size: stored.size,
-                digest: stored.digest,
-            }],
+            outputs,
             stdout: None,
             stderr: None,
             cached: false,
@@ -387,5 +398,50 @@ fn a_reason_to_stay_here_is_one_warning_and_not_remote_is_silent() {
         assert!(warnings.iter().all(|w| w.contains("it is signed here")));
         assert!(server.requests.lock().unwrap().is_empty());
         let _ = std::fs::remove_dir_all(root.join(".xbundle"));
+    }
+}
+
+#[test]
+fn a_hostile_workers_outputs_out_of_the_plan_are_refused_and_touch_nothing() {
+    for hostile in [
+        "../outside.txt",
+        "out/../../outside.txt",
+        "/tmp/pwned",
+        ".git/hooks/pre-commit",
+        ".xbundle/cache/x",
+    ] {
+        let dir = tree();
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(root.join(".git/hooks")).unwrap();
+        let server = Arc::new(Server::default());
+        let engine = engine(&root, &server);
+        let mut planned = plan("hostile", Vec::new());
+        planned.argv.push(hostile.into());
+        // Even a plan asking for a path of the tree that no output glob matches.
+        planned.output_paths.push("src".into());
+        let graph = graph(RemotePrep::Plan(Box::new(planned)));
+        let ((status, executed, error), warnings) = run(&engine, &graph);
+        assert_eq!(status, TaskStatus::Ran, "{hostile}: {error:?}");
+        assert!(
+            std::fs::read_to_string(dir.path().join("outside.txt")).unwrap() == "secret\n",
+            "{hostile}"
+        );
+        assert!(!root.join(".git/hooks/pre-commit").exists(), "{hostile}");
+        // Either refused as a whole (a local run, one warning) or the stray file dropped (not
+        // matched by the output globs): never written.
+        match executed {
+            Some("local") => {
+                assert_eq!(warnings.len(), 1, "{hostile}: {warnings:?}");
+                assert_eq!(
+                    std::fs::read_to_string(root.join("out/result.txt")).unwrap(),
+                    "local\n"
+                );
+            }
+            other => {
+                assert_eq!(other, Some("remote"), "{hostile}");
+                assert!(!root.join(".xbundle/cache/x").exists(), "{hostile}");
+                assert!(!root.join("tmp/pwned").exists(), "{hostile}");
+            }
+        }
     }
 }
