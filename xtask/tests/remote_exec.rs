@@ -3,7 +3,11 @@
 //! (`test-support/reapi_worker.py`), one set per test binary: tasks declared `remote = true`
 //! run on the worker and their outputs land byte-identical to a local build; an executor that
 //! cannot be reached costs one warning and a correct local build; a worker naming an output
-//! outside the repository or in `.git` is refused and touches nothing.
+//! outside the repository or in `.git` is refused and touches nothing. Pipeline tasks by
+//! default (`[cache] remote-execute`): a Go service compiled remotely and package tasks written
+//! remotely are byte-identical to local builds; a worker whose Go is not the key's answers
+//! "cannot run" (one warning, built here); signed packages stay here; the worker's hidden
+//! package command refuses plans leading out of its root.
 
 #[path = "../../test-support/buildgrid.rs"]
 mod buildgrid;
@@ -259,4 +263,494 @@ remote = true
     assert!(stderr.contains("it broke remotely"), "{run}");
     // Nothing of the failed run was put in the tree.
     assert!(!repo.exists("out/x.txt"));
+}
+
+// Go compile tasks: remote by default when an executor is set.
+
+const GO_SERVICE: &str = r#"{
+  "service": {"name": "app", "version": "1.0.0", "type": "scenario"},
+  "ports": {"api": {"env_var": "API_PORT", "range": "15000-19999"}}
+}"#;
+
+const GO_MAIN: &str = r#"package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+
+	"example.com/app/api/internal/greet"
+)
+
+func main() {
+	http.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, greet.Hello())
+	})
+	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("API_PORT"), nil); err != nil {
+		os.Exit(1)
+	}
+}
+"#;
+
+const GO_GREET: &str = "package greet\n\nfunc Hello() string { return \"hello\" }\n";
+
+const GO_COMPILE: &str = "compile:app-api@linux-x64";
+const GO_BINARY: &str = "dist/.build/bin/app-api/linux-x64/app-api";
+
+/// A repository with one scenario `app` whose API is a Go module (two packages), a profile on
+/// linux-x64, and `cache` as its `[cache]` table's body.
+fn go_repo(cache: &str) -> Repo {
+    go_repo_with(cache, "")
+}
+
+/// [`go_repo`] with `profile_extra` lines in the profile's table.
+fn go_repo_with(cache: &str, profile_extra: &str) -> Repo {
+    let platform = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms/linux-x64.toml"),
+    )
+    .expect("the repository's platforms/linux-x64.toml");
+    let bundle = format!(
+        "[workspace]\ndefault-profile = \"app-desktop\"\n\n[cache]\n{cache}\n\n[profiles.app-desktop]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\n{profile_extra}\n"
+    );
+    Repo::in_sandbox(
+        &bundle,
+        &[
+            ("platforms/linux-x64.toml", &platform),
+            ("scenarios/app/.vrooli/service.json", GO_SERVICE),
+            (
+                "scenarios/app/api/go.mod",
+                "module example.com/app/api\n\ngo 1.19\n",
+            ),
+            ("scenarios/app/api/main.go", GO_MAIN),
+            ("scenarios/app/api/internal/greet/greet.go", GO_GREET),
+            ("scenarios/app/ui/index.html", "<h1>app</h1>\n"),
+        ],
+    )
+}
+
+/// The Go binary a local build (no executor) of a fresh repository gives.
+fn go_local_binary(greeting: &str) -> Vec<u8> {
+    let repo = go_repo("");
+    repo.write(
+        "scenarios/app/api/internal/greet/greet.go",
+        GO_GREET.replace("hello", greeting),
+    );
+    let run = repo.json(&["task", GO_COMPILE]);
+    run.assert_code(0);
+    assert_eq!(run.task(GO_COMPILE)["executed"], "local", "{run}");
+    repo.read_bytes(GO_BINARY)
+}
+
+#[test]
+fn a_go_service_compiles_remotely_by_default_and_matches_a_local_build() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let repo = go_repo("");
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json(&["task", GO_COMPILE, "--remote-executor", &server.url()]);
+    run.assert_code(0);
+    assert_eq!(run.status(GO_COMPILE), "ran", "{run}");
+    assert_eq!(run.task(GO_COMPILE)["executed"], "remote", "{run}");
+    assert!(run.warnings().is_empty(), "{run}");
+    assert_eq!(
+        executed_lines(&server.worker_log()) - before,
+        1,
+        "{}",
+        server.worker_log()
+    );
+    let remote = repo.read_bytes(GO_BINARY);
+    assert!(
+        remote == go_local_binary("hello"),
+        "the remote binary differs from a local build"
+    );
+    let mode = std::fs::metadata(repo.join(GO_BINARY))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "the binary is executable");
+
+    // The discovered inputs were recorded: a no-op runs nothing, an imported package's edit
+    // builds again (remotely), a file of a package the build does not use changes nothing.
+    let again = repo.json(&["task", GO_COMPILE, "--remote-executor", &server.url()]);
+    again.assert_code(0);
+    assert_eq!(again.status(GO_COMPILE), "cached", "{again}");
+    repo.write("scenarios/app/api/tools/unused.go", "package tools\n");
+    let unused = repo.json(&["task", GO_COMPILE, "--remote-executor", &server.url()]);
+    assert_eq!(unused.status(GO_COMPILE), "cached", "{unused}");
+    repo.write(
+        "scenarios/app/api/internal/greet/greet.go",
+        GO_GREET.replace("hello", "hi"),
+    );
+    let edited = repo.json(&["task", GO_COMPILE, "--remote-executor", &server.url()]);
+    edited.assert_code(0);
+    assert_eq!(edited.status(GO_COMPILE), "ran", "{edited}");
+    assert_eq!(edited.task(GO_COMPILE)["executed"], "remote", "{edited}");
+    assert!(repo.read_bytes(GO_BINARY) == go_local_binary("hi"));
+}
+
+#[test]
+fn remote_execute_empty_keeps_compile_tasks_local() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let repo = go_repo("remote-execute = []");
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json(&["task", GO_COMPILE, "--remote-executor", &server.url()]);
+    run.assert_code(0);
+    assert_eq!(run.task(GO_COMPILE)["executed"], "local", "{run}");
+    assert!(run.warnings().is_empty(), "{run}");
+    assert_eq!(executed_lines(&server.worker_log()), before);
+}
+
+#[test]
+fn an_unknown_remote_execute_kind_is_a_diagnostic_with_its_line() {
+    let repo = go_repo("remote-execute = [\"compile\", \"ui\"]");
+    let before = repo.snapshot();
+    let run = repo.json(&["task", GO_COMPILE]);
+    run.assert_code(2);
+    let diagnostic = run.diagnostic();
+    let message = diagnostic["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("remote-execute") && message.contains("`ui`"),
+        "{run}"
+    );
+    assert_eq!(diagnostic["line"], 5, "{run}");
+    common::assert_same_tree(&repo.snapshot(), &before, "a bad setting writes nothing");
+}
+
+/// A `go` first on PATH that reports another version and runs the real one otherwise: the key
+/// holds that version, which the worker's Go is not.
+fn go_shim(sandbox: &std::path::Path) -> std::path::PathBuf {
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|dir| dir.join("go"))
+        .find(|candidate| candidate.is_file())
+        .expect("go on PATH");
+    let dir = sandbox.join("go-shim");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shim = dir.join("go");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = version ]; then echo 'go version go1.99.9 linux/amd64'; exit 0; fi\nexec '{}' \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[test]
+fn a_worker_with_another_go_is_one_warning_and_a_local_build() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let repo = go_repo("");
+    let shim = go_shim(repo.sandbox());
+    let path = std::env::join_paths(
+        std::iter::once(shim).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json_env(
+        &["task", GO_COMPILE, "--remote-executor", &server.url()],
+        &[("PATH", path.to_str().unwrap())],
+    );
+    run.assert_code(0);
+    assert_eq!(run.status(GO_COMPILE), "ran", "{run}");
+    assert_eq!(run.task(GO_COMPILE)["executed"], "local", "{run}");
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(
+        warnings[0].contains("cannot run") && warnings[0].contains("go1.99.9"),
+        "{run}"
+    );
+    // The worker was asked (and said no): its answer was not cached as the task's result.
+    assert_eq!(executed_lines(&server.worker_log()) - before, 1);
+    assert!(repo.read_bytes(GO_BINARY) == go_local_binary("hello"));
+}
+
+// Package tasks: unsigned, non-msi formats remote by default, through xbundle's own binary.
+
+const TAR_GZ: &str = "package:app-desktop@linux-x64:tar.gz";
+const DEB: &str = "package:app-desktop@linux-x64:deb";
+const TAR_GZ_FILE: &str = "dist/app-desktop/packages/app-desktop-linux-x64.tar.gz";
+const DEB_FILE: &str = "dist/app-desktop/packages/app-desktop-linux-x64.deb";
+const EPOCH: (&str, &str) = ("SOURCE_DATE_EPOCH", "1700000000");
+
+fn package_repo(cache: &str, profile_extra: &str) -> Repo {
+    go_repo_with(
+        cache,
+        &format!("formats = [\"tar.gz\", \"deb\"]\n{profile_extra}"),
+    )
+}
+
+#[test]
+fn package_tasks_run_remotely_and_match_a_local_build() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let local = package_repo("", "");
+    let run = local.json_env(&["task", TAR_GZ, DEB], &[EPOCH]);
+    run.assert_code(0);
+    assert_eq!(run.task(TAR_GZ)["executed"], "local", "{run}");
+
+    let _turn = one_at_a_time();
+    let repo = package_repo("", "");
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json_env(
+        &["task", TAR_GZ, DEB, "--remote-executor", &server.url()],
+        &[EPOCH],
+    );
+    run.assert_code(0);
+    assert!(run.warnings().is_empty(), "{run}");
+    for id in [TAR_GZ, DEB, GO_COMPILE] {
+        assert_eq!(run.status(id), "ran", "{run}");
+        assert_eq!(run.task(id)["executed"], "remote", "{id}: {run}");
+    }
+    // The two packages ran on the worker (the compile may be an answer of the server's own
+    // action cache, when another test sent the same action).
+    assert!(
+        executed_lines(&server.worker_log()) - before >= 2,
+        "{}",
+        server.worker_log()
+    );
+    for file in [TAR_GZ_FILE, DEB_FILE] {
+        assert!(
+            repo.read_bytes(file) == local.read_bytes(file),
+            "{file}: the remote artifact differs from a local build"
+        );
+    }
+    // Nothing of the worker's input root (the binary, the plan) lands in the tree.
+    assert!(!repo.exists(".xbundle-remote"));
+}
+
+#[test]
+fn signed_packages_stay_here_and_say_why() {
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let _turn = one_at_a_time();
+    let repo = package_repo("", "");
+    let toml = repo.read("bundle.toml");
+    repo.write(
+        "bundle.toml",
+        format!("{toml}\n[sign]\n\"tar.gz\" = \"cp {{in}} {{out}}\"\n"),
+    );
+    let run = repo.json_env(
+        &["task", TAR_GZ, "--remote-executor", &server.url()],
+        &[EPOCH],
+    );
+    run.assert_code(0);
+    assert_eq!(run.task(TAR_GZ)["executed"], "local", "{run}");
+    let warnings = run.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("signed") && w.contains("never leave")),
+        "{run}"
+    );
+}
+
+/// A package plan as the package task serializes it (`signed`: with a `[sign]` template).
+fn package_plan(stage_dir: &str, out: &str, format: &str, signed: bool) -> String {
+    serde_json::json!({
+        "profile": "app-desktop",
+        "platform": {"id": "linux-x64", "rust-target": "x86_64-unknown-linux-gnu", "goos": "linux",
+                     "goarch": "amd64", "exe-suffix": "", "formats": ["tar.gz"]},
+        "format": format,
+        "out": out,
+        "stage_dir": stage_dir,
+        "stage": "stage:app-desktop@linux-x64",
+        "installer": {},
+        "epoch": 1700000000u64,
+        "sign": if signed { serde_json::json!("cp {in} {out}") } else { serde_json::Value::Null },
+        "thin": false,
+    })
+    .to_string()
+}
+
+#[test]
+fn the_workers_package_command_refuses_plans_that_lead_out_of_its_root() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let work = sandbox.path().join("work");
+    std::fs::create_dir_all(work.join("stage")).unwrap();
+    let canary = Canary::plant(&sandbox.path().join("canary"), &[]);
+    std::fs::write(
+        sandbox.path().join("outside.json"),
+        package_plan("stage", "dist", "tar.gz", false),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(sandbox.path().join("outside.json"), work.join("link.json"))
+        .unwrap();
+    let plant = |name: &str, text: String| std::fs::write(work.join(name), text).unwrap();
+    plant(
+        "up-stage.json",
+        package_plan("../canary", "dist", "tar.gz", false),
+    );
+    plant(
+        "up-out.json",
+        package_plan("stage", "../canary", "tar.gz", false),
+    );
+    plant(
+        "abs-out.json",
+        package_plan("stage", "/tmp", "tar.gz", false),
+    );
+    plant("signed.json", package_plan("stage", "dist", "tar.gz", true));
+    plant("msi.json", package_plan("stage", "dist", "msi", false));
+    plant("garbage.json", "{\"profile\": 1}".into());
+    let outside = sandbox.path().join("outside.json");
+    let before = common::full_snapshot(&work);
+    // (plan file, what the refusal must say)
+    for (plan, why) in [
+        ("../outside.json", "`..` component"),
+        (outside.to_str().unwrap(), "not a relative path"),
+        ("link.json", "link"),
+        ("up-stage.json", "the plan names \"../canary\""),
+        ("up-out.json", "the plan names \"../canary/"),
+        ("abs-out.json", "the plan names \"/tmp/"),
+        ("signed.json", "to sign is only built where the task runs"),
+        ("msi.json", "msi package is only built where the task runs"),
+        ("garbage.json", "is not a package plan"),
+        ("missing.json", "does not exist"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("__package-remote")
+            .arg(plan)
+            .current_dir(&work)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{why}: {stderr}");
+        assert!(stderr.contains(why), "{plan}: says {why:?}: {stderr}");
+        assert!(
+            common::full_snapshot(&work) == before,
+            "{why}: nothing written"
+        );
+        canary.assert_intact(why);
+    }
+}
+
+#[test]
+fn an_unreachable_executor_builds_pipeline_tasks_here_with_one_warning() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let url = format!("grpc://127.0.0.1:{}", buildgrid::free_port());
+    let local = package_repo("", "");
+    local.json_env(&["task", TAR_GZ], &[EPOCH]).assert_code(0);
+    let repo = package_repo("", "");
+    let run = repo.json_env(&["task", TAR_GZ, "--remote-executor", &url], &[EPOCH]);
+    run.assert_code(0);
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(warnings[0].contains("remote executor"), "{run}");
+    for id in [GO_COMPILE, TAR_GZ] {
+        assert_eq!(run.status(id), "ran", "{run}");
+        assert_eq!(run.task(id)["executed"], "local", "{id}: {run}");
+    }
+    assert!(repo.read_bytes(GO_BINARY) == local.read_bytes(GO_BINARY));
+    assert!(repo.read_bytes(TAR_GZ_FILE) == local.read_bytes(TAR_GZ_FILE));
+}
+
+/// A module proxy in a directory (`GOPROXY=file://…`) serving `example.com/dep` v1.0.0.
+fn module_proxy(dir: &std::path::Path) {
+    use std::io::Write;
+    let at = dir.join("example.com/dep/@v");
+    std::fs::create_dir_all(&at).unwrap();
+    let go_mod = "module example.com/dep\n\ngo 1.19\n";
+    std::fs::write(at.join("list"), "v1.0.0\n").unwrap();
+    std::fs::write(at.join("v1.0.0.info"), "{\"Version\":\"v1.0.0\"}\n").unwrap();
+    std::fs::write(at.join("v1.0.0.mod"), go_mod).unwrap();
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(at.join("v1.0.0.zip")).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    for (name, text) in [
+        ("go.mod", go_mod),
+        (
+            "dep.go",
+            "package dep\n\nfunc Word() string { return \"dep\" }\n",
+        ),
+    ] {
+        zip.start_file(format!("example.com/dep@v1.0.0/{name}"), options)
+            .unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+#[test]
+fn a_go_build_using_the_module_cache_stays_here_and_says_why() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let repo = go_repo("");
+    let proxy = repo.sandbox().join("proxy");
+    module_proxy(&proxy);
+    let cache = repo.sandbox().join("modcache");
+    repo.write(
+        "scenarios/app/api/go.mod",
+        "module example.com/app/api\n\ngo 1.19\n\nrequire example.com/dep v1.0.0\n",
+    );
+    repo.write(
+        "scenarios/app/api/internal/greet/greet.go",
+        "package greet\n\nimport \"example.com/dep\"\n\nfunc Hello() string { return dep.Word() }\n",
+    );
+    let proxy_url = format!("file://{}", proxy.display());
+    let cache_dir = cache.to_str().unwrap();
+    // go.sum, and the module in the (writable, so removable) module cache.
+    let status = std::process::Command::new("go")
+        .args(["mod", "download", "example.com/dep"])
+        .current_dir(repo.join("scenarios/app/api"))
+        .env("GOPROXY", &proxy_url)
+        .env("GOSUMDB", "off")
+        .env("GOMODCACHE", cache_dir)
+        .env("GOFLAGS", "-modcacherw")
+        .env("GOTOOLCHAIN", "local")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(repo.exists("scenarios/app/api/go.sum"));
+    let _turn = one_at_a_time();
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json_env(
+        &["task", GO_COMPILE, "--remote-executor", &server.url()],
+        &[
+            ("GOMODCACHE", cache_dir),
+            ("GOPROXY", "off"),
+            ("GOSUMDB", "off"),
+            ("GOFLAGS", "-modcacherw"),
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(run.task(GO_COMPILE)["executed"], "local", "{run}");
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(
+        warnings[0].contains("module cache") && warnings[0].contains("example.com/dep@v1.0.0"),
+        "{run}"
+    );
+    assert_eq!(executed_lines(&server.worker_log()), before, "nothing sent");
 }

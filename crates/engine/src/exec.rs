@@ -51,7 +51,8 @@ use crate::ledger::{Ledger, LedgerEntry};
 use crate::output::{OutputSink, TaskOutput};
 use crate::remote::{RemoteCache, Session};
 use crate::remote_exec::{
-    BlobSource, ExecSession, ExecuteRequest, InputFile, LocalSlots, RemoteExecution,
+    BlobSource, ExecSession, ExecuteRequest, InputFile, LocalSlots, RemoteExecution, RemoteInput,
+    RemotePrep,
 };
 use crate::statcache::{FileStat, StatCache};
 use crate::store::{ActionResult, BlobFetchError, OutputFile, Store, StoreError, StoredStream};
@@ -1059,10 +1060,17 @@ impl Engine {
             id,
             reasons: &reasons,
         });
-        if let Some(remote) = self.execute_remotely(spec, &globs, &components, workspace, reporter)
-        {
-            let result = match remote {
-                RemoteOutcome::Ran(result) => *result,
+        if let Some(remote) = self.execute_remotely(
+            spec,
+            &globs,
+            &components,
+            workspace,
+            cwd.as_ref(),
+            stats,
+            reporter,
+        ) {
+            let (mut result, found, clock) = match remote {
+                RemoteOutcome::Ran(result, found, clock) => (*result, found, clock),
                 RemoteOutcome::Failed(error) => {
                     let report = fail(error, Some(key), reasons);
                     reporter.report(Event::TaskFinished(&report));
@@ -1071,6 +1079,19 @@ impl Engine {
             };
             match self.materialize(spec, &globs, &result, workspace, cwd.as_ref(), stats) {
                 Ok(_) => {
+                    if let Err(error) = self.record_discovered(
+                        spec,
+                        &globs,
+                        workspace,
+                        &components,
+                        stats,
+                        (&mut result, &found, clock),
+                        &warn,
+                    ) {
+                        let report = fail(error, Some(key), reasons);
+                        reporter.report(Event::TaskFinished(&report));
+                        return report;
+                    }
                     let ran = Ran {
                         key,
                         components,
@@ -1123,32 +1144,15 @@ impl Engine {
             return report;
         }
         let outcome = outcome.and_then(|(mut result, found, clock)| {
-            if !found.is_empty() {
-                let tree = workspace.tree();
-                let context = crate::discovered::Context {
-                    tree: &tree,
-                    stats,
-                    cwd: &spec.cwd,
-                    outputs: &globs.outputs,
-                };
-                let output_dirs = crate::discovered::output_dirs(
-                    result.outputs.iter().map(|file| file.path.as_str()),
-                );
-                let recorded = crate::discovered::record(
-                    &context,
-                    &found,
-                    &components.inputs,
-                    clock,
-                    &output_dirs,
-                )
-                .map_err(|why| format!("{why}; nothing was cached"))?;
-                for path in &recorded.changed_during_run {
-                    warn(&format!(
-                        "discovered input {path} changed while the task ran; the next run runs it again"
-                    ));
-                }
-                result.discovered = Some(recorded.record);
-            }
+            self.record_discovered(
+                spec,
+                &globs,
+                workspace,
+                &components,
+                stats,
+                (&mut result, &found, clock),
+                &warn,
+            )?;
             Ok(result)
         });
         match outcome {
@@ -1214,16 +1218,20 @@ impl Engine {
     /// see [`ExecSession::fail`]). The result's outputs (those the output globs match) and
     /// captured streams are fetched verified into the local store and the result is checked
     /// like a cache entry ([`check_entry`]); it is not stored yet.
+    #[allow(clippy::too_many_arguments)]
     fn execute_remotely(
         &self,
         spec: &TaskSpec,
         globs: &TaskGlobs,
         components: &KeyComponents,
         workspace: &Workspace,
+        cwd: Option<&Dir>,
+        stats: &StatCache,
         reporter: &dyn Reporter,
     ) -> Option<RemoteOutcome> {
         let session = self.executor.as_ref().filter(|session| session.is_on())?;
-        let command = spec.action.remote_command()?;
+        // A working directory that does not exist yet: the local run says so.
+        let cwd = cwd?;
         let started = Instant::now();
         let id = &spec.id;
         let local = |why: String| {
@@ -1233,9 +1241,42 @@ impl Engine {
             });
             None
         };
-        // What the command may write: the literal directory of each output glob.
+        // What the action prepares (e.g. `go list`) is reported live like a local run's.
+        let printed = TaskOutput::new(&spec.id, reporter);
+        let context = ActionContext {
+            id: &spec.id,
+            root: &self.config.root,
+            tree: &workspace.root,
+            cwd: cwd.path(),
+            env: &self.config.env,
+            cancel: &self.cancel,
+            blobs: &self.store,
+            output: &printed,
+        };
+        // The clock before anything is read: a discovered input at least this new may have
+        // changed while the task ran (see [`crate::discovered`]).
+        let clock = self.clock_now(stats);
+        let plan = match spec.action.prepare_remote(&context) {
+            Ok(RemotePrep::NotRemote) => return None,
+            Ok(RemotePrep::Local(why)) => return local(why),
+            Ok(RemotePrep::Plan(plan)) => plan,
+            Err(failure) => {
+                printed.output(Stream::Stdout, &failure.stdout);
+                printed.output(Stream::Stderr, &failure.stderr);
+                return Some(RemoteOutcome::Failed(failure.message));
+            }
+        };
+        drop(printed);
+        // What the command may write: the plan's paths, else the literal directory of each
+        // output glob.
         let mut output_paths = Vec::new();
-        for pattern in &spec.outputs {
+        for path in &plan.output_paths {
+            if let Err(err) = crate::confine::check_relative(path) {
+                return local(format!("output path {path:?}: {err}"));
+            }
+            output_paths.push(path.clone());
+        }
+        for pattern in spec.outputs.iter().filter(|_| plan.output_paths.is_empty()) {
             let (negated, pattern) = crate::files::split(pattern);
             if negated {
                 continue;
@@ -1250,7 +1291,7 @@ impl Engine {
         }
         // The input root: the dependencies' outputs, then the declared inputs (as keyed).
         let mut inputs: BTreeMap<String, InputFile> = BTreeMap::new();
-        let mut on_disk: HashMap<Digest, String> = HashMap::new();
+        let mut on_disk: HashMap<Digest, InputSource> = HashMap::new();
         for dep in &spec.deps {
             let result = self
                 .ledger
@@ -1278,7 +1319,7 @@ impl Engine {
                 Ok(Some((Kind::File, stat))) => stat,
                 _ => return local(format!("input {path} is no longer a regular file")),
             };
-            on_disk.insert(*digest, path.clone());
+            on_disk.insert(*digest, InputSource::Tree(path.clone()));
             inputs.insert(
                 path.clone(),
                 InputFile {
@@ -1288,6 +1329,26 @@ impl Engine {
                     executable: stat.executable,
                 },
             );
+        }
+        // The plan's extra inputs.
+        for (path, input) in &plan.inputs {
+            if let Err(err) = crate::confine::check_relative(path) {
+                return local(format!("input path {path:?}: {err}"));
+            }
+            let file = match self.remote_input(workspace, input, &mut on_disk) {
+                Ok(file) => file,
+                Err(why) => return local(why),
+            };
+            let file = InputFile {
+                path: path.clone(),
+                ..file
+            };
+            if let Some(other) = inputs.get(path)
+                && other.digest != file.digest
+            {
+                return local(format!("two different inputs at {path}"));
+            }
+            inputs.insert(path.clone(), file);
         }
         let inputs: Vec<InputFile> = inputs.into_values().collect();
         let mut env = BTreeMap::new();
@@ -1299,10 +1360,11 @@ impl Engine {
                 env.insert(name.clone(), value.to_string());
             }
         }
+        env.extend(plan.env.clone());
         let execution = &session.config;
         let request = ExecuteRequest {
             task: id.as_str(),
-            argv: &command.argv,
+            argv: &plan.argv,
             env: &env,
             working_directory: &spec.cwd,
             inputs: &inputs,
@@ -1322,6 +1384,32 @@ impl Engine {
                 return None;
             }
         };
+        if plan.cannot_run_exit_code == Some(response.exit_code) {
+            let said = response
+                .stderr
+                .as_ref()
+                .filter(|stream| stream.size <= 64 * 1024)
+                .and_then(|stream| {
+                    let mut bytes = Vec::new();
+                    let fetched = execution
+                        .blobs
+                        .get_blob(&stream.digest, stream.size, &mut bytes)
+                        .ok()?;
+                    (fetched && Digest::of_bytes(&bytes) == stream.digest).then_some(bytes)
+                })
+                .map(|bytes| {
+                    String::from_utf8_lossy(&bytes)
+                        .lines()
+                        .map(str::trim)
+                        .filter(|line| !line.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .filter(|text| !text.is_empty())
+                .unwrap_or_else(|| "it said nothing".to_string());
+            let said: String = said.chars().take(500).collect();
+            return local(format!("the remote worker cannot run it: {said}"));
+        }
         // The outputs the globs match; anything else the command wrote is not the task's.
         let in_cwd = |path: &str| -> Option<String> {
             if spec.cwd.is_empty() {
@@ -1410,7 +1498,100 @@ impl Engine {
                 if missing.len() == 1 { "was" } else { "were" },
             )));
         }
-        Some(RemoteOutcome::Ran(Box::new(result)))
+        Some(RemoteOutcome::Ran(Box::new(result), plan.discovered, clock))
+    }
+
+    /// Records what a run (here or remote) discovered it read with its result (see
+    /// [`crate::discovered`]); `Err` fails the task, nothing cached.
+    #[allow(clippy::too_many_arguments)]
+    fn record_discovered(
+        &self,
+        spec: &TaskSpec,
+        globs: &TaskGlobs,
+        workspace: &Workspace,
+        components: &KeyComponents,
+        stats: &StatCache,
+        (result, found, clock): (&mut ActionResult, &Discovered, i64),
+        warn: &dyn Fn(&str),
+    ) -> Result<(), String> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        let tree = workspace.tree();
+        let context = crate::discovered::Context {
+            tree: &tree,
+            stats,
+            cwd: &spec.cwd,
+            outputs: &globs.outputs,
+        };
+        let output_dirs =
+            crate::discovered::output_dirs(result.outputs.iter().map(|file| file.path.as_str()));
+        let recorded =
+            crate::discovered::record(&context, found, &components.inputs, clock, &output_dirs)
+                .map_err(|why| format!("{why}; nothing was cached"))?;
+        for path in &recorded.changed_during_run {
+            warn(&format!(
+                "discovered input {path} changed while the task ran; the next run runs it again"
+            ));
+        }
+        result.discovered = Some(recorded.record);
+        Ok(())
+    }
+
+    /// One extra input of a remote plan, its blob readable through `sources` (a work-tree
+    /// file confined, a store blob, bytes put in the store, a local executable by absolute
+    /// path); `Err` says why the task runs here. The returned path is left for the caller.
+    fn remote_input(
+        &self,
+        workspace: &Workspace,
+        input: &RemoteInput,
+        sources: &mut HashMap<Digest, InputSource>,
+    ) -> Result<InputFile, String> {
+        let file = |digest, size, executable| InputFile {
+            path: String::new(),
+            digest,
+            size,
+            executable,
+        };
+        match input {
+            RemoteInput::TreeFile(path) => {
+                let (mut reader, stat) = match workspace.root.open_file(path) {
+                    Ok(Some(opened)) => opened,
+                    Ok(None) => return Err(format!("input {path} does not exist")),
+                    Err(err) => return Err(format!("input {path}: {err}")),
+                };
+                let (digest, size) = crate::digest::hash_reader(&mut reader)
+                    .map_err(|err| format!("reading input {path}: {err}"))?;
+                sources.insert(digest, InputSource::Tree(path.clone()));
+                Ok(file(digest, size, stat.executable))
+            }
+            RemoteInput::Blob {
+                digest,
+                size,
+                executable,
+            } => {
+                if !self.store.has_blob(digest, *size) {
+                    return Err(format!("blob {} is not in the local store", digest.short()));
+                }
+                Ok(file(*digest, *size, *executable))
+            }
+            RemoteInput::Bytes { bytes, executable } => {
+                let digest = self
+                    .store
+                    .put_bytes(bytes)
+                    .map_err(|err| format!("keeping an input in the store: {err}"))?;
+                Ok(file(digest, bytes.len() as u64, *executable))
+            }
+            RemoteInput::Executable(path) => {
+                if !path.is_absolute() {
+                    return Err(format!("executable {} is not absolute", path.display()));
+                }
+                let (digest, size) = crate::digest::hash_file(path)
+                    .map_err(|err| format!("reading {}: {err}", path.display()))?;
+                sources.insert(digest, InputSource::Local(path.clone()));
+                Ok(file(digest, size, true))
+            }
+        }
     }
 
     fn reasons(&self, id: &TaskId, components: &KeyComponents, forced: bool) -> Vec<DirtyReason> {
@@ -1812,8 +1993,9 @@ impl Engine {
 
 /// What a remote execution came to (see [`Engine::execute_remotely`]).
 enum RemoteOutcome {
-    /// It ran and exited 0: the result, its blobs in the local store, checked.
-    Ran(Box<ActionResult>),
+    /// It ran and exited 0: the result, its blobs in the local store, checked; what the run
+    /// read beyond its declared inputs and the clock before it was read (to be recorded).
+    Ran(Box<ActionResult>, Discovered, i64),
     /// It ran and failed: the task's error (what it printed was reported).
     Failed(String),
 }
@@ -1823,7 +2005,15 @@ enum RemoteOutcome {
 struct InputBlobs<'a> {
     store: &'a Store,
     root: &'a Dir,
-    on_disk: HashMap<Digest, String>,
+    on_disk: HashMap<Digest, InputSource>,
+}
+
+/// Where an input blob that is not in the store is read from.
+enum InputSource {
+    /// A root-relative work-tree file, opened confined.
+    Tree(String),
+    /// A trusted local file by absolute path (xbundle's own binary).
+    Local(std::path::PathBuf),
 }
 
 impl BlobSource for InputBlobs<'_> {
@@ -1832,12 +2022,22 @@ impl BlobSource for InputBlobs<'_> {
         if let Some(reader) = self.store.open(digest)? {
             return Ok(reader);
         }
-        let path = self.on_disk.get(digest).ok_or_else(|| {
+        let source = self.on_disk.get(digest).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("no file holds blob {}", digest.short()),
             )
         })?;
+        let path = match source {
+            InputSource::Tree(path) => path,
+            InputSource::Local(path) => {
+                return Ok(Box::new(crate::remote::VerifyingReader::new(
+                    std::fs::File::open(path)?,
+                    *digest,
+                    size,
+                )));
+            }
+        };
         let (file, _) = self
             .root
             .open_file(path)

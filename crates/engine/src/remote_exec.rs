@@ -1,14 +1,22 @@
 //! Remote execution: a task's command sent to a build farm a team already runs (REAPI
 //! `Execute`), its results landing in the local store as if it had run here.
 //!
-//! Only a task that can run anywhere its declared inputs are can go: its action says which
-//! command it runs ([`crate::task::Action::remote_command`]: a plain command with no depfile and
-//! no reads the engine cannot see), and its spec opts in ([`crate::task::TaskSpec::remote`]).
+//! Only a task whose action can run anywhere its inputs are goes: the action prepares a
+//! [`RemotePlan`] ([`crate::task::Action::prepare_remote`]: the command, the inputs beyond the
+//! declared ones, e.g. what `go list` found, a serialized plan, xbundle's own binary), or says
+//! why it stays here ([`RemotePrep::Local`]), or is not remote-capable at all (the default).
 //! The engine builds the [`ExecuteRequest`] from what it already knows (the declared input files
 //! with their digests, the dependencies' outputs, the declared environment, the output globs'
-//! directories); an [`RemoteExecutor`] turns it into the protocol's messages (a `Command`, an
-//! input root as a Merkle tree of `Directory` messages, an `Action`), uploads what the server
-//! lacks, executes, and answers with the output files as root-relative paths and digests.
+//! directories) plus the plan's extras; an [`RemoteExecutor`] turns it into the protocol's
+//! messages (a `Command`, an input root as a Merkle tree of `Directory` messages, an `Action`),
+//! uploads what the server lacks, executes, and answers with the output files as root-relative
+//! paths and digests.
+//!
+//! A plan's inputs are trusted as to *what* they are (the action chose them) but read safely: a
+//! work-tree file is read confined below the root (a link or `..` is refused, the task runs
+//! here), a store blob verified, an executable only by absolute path. A plan may name an exit
+//! code meaning "this worker cannot run it" (its toolchain is not the one in the key): that
+//! answer is a warning and a local run, never a task failure nor a cached result.
 //!
 //! What comes back is untrusted exactly like a remote cache entry: the engine fetches every
 //! blob through [`crate::remote::RemoteBackend::get_blob`], verifies it, keeps only the files
@@ -24,10 +32,57 @@ use crate::digest::Digest;
 use crate::remote::RemoteError;
 use crate::store::{OutputFile, StoredStream};
 
-/// The command an action runs when it can run remotely.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteCommand {
+/// What an action prepared for a remote run ([`crate::task::Action::prepare_remote`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemotePlan {
+    /// Run in the task's working directory of the input root.
     pub argv: Vec<String>,
+    /// Environment beyond the task's declared variables (a constant of the action, e.g.
+    /// `CGO_ENABLED=0`); a declared variable of the same name is overridden.
+    pub env: BTreeMap<String, String>,
+    /// Inputs beyond the declared inputs and the dependencies' outputs, each at a
+    /// root-relative, `/`-separated path of the input root.
+    pub inputs: Vec<(String, RemoteInput)>,
+    /// Root-relative paths the command writes (files or directories); empty: the literal
+    /// directory of each output glob. Of what comes back, only what the output globs match is
+    /// kept.
+    pub output_paths: Vec<String>,
+    /// What the run reads beyond its declared inputs, recorded with the result as a local run
+    /// records it (see [`crate::task::Discovered`]).
+    pub discovered: crate::task::Discovered,
+    /// The exit code by which the command says the worker cannot run it (e.g. a toolchain
+    /// that is not the one in the key): a warning naming what it printed on stderr, then a
+    /// local run.
+    pub cannot_run_exit_code: Option<i32>,
+}
+
+/// One extra input of a [`RemotePlan`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteInput {
+    /// A root-relative file of the work tree, read confined (never through a link).
+    TreeFile(String),
+    /// A blob of the local store.
+    Blob {
+        digest: Digest,
+        size: u64,
+        executable: bool,
+    },
+    /// Bytes put into the local store first.
+    Bytes { bytes: Vec<u8>, executable: bool },
+    /// A trusted local executable (xbundle's own binary), by absolute path.
+    Executable(std::path::PathBuf),
+}
+
+/// What [`crate::task::Action::prepare_remote`] decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemotePrep {
+    /// Not a remote-capable action (or its task did not opt in): it runs here, silently.
+    NotRemote,
+    /// Remote-capable, but this run stays here for the reason given (reported once as a
+    /// warning of the task).
+    Local(String),
+    /// Run it remotely.
+    Plan(Box<RemotePlan>),
 }
 
 /// One file of the input root: root-relative, `/`-separated.

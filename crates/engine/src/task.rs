@@ -187,12 +187,18 @@ pub trait Action: Send + Sync {
         false
     }
 
-    /// The command to send to a remote executor instead of running the action here, when the
-    /// action can run anywhere its declared inputs are (no depfile, no reads the engine cannot
-    /// see) and its task opted in; `None` (the default) runs it here. See
-    /// [`crate::remote_exec`].
-    fn remote_command(&self) -> Option<crate::remote_exec::RemoteCommand> {
-        None
+    /// Called instead of [`Action::run`] when a remote executor is on: what to send to it
+    /// (a [`crate::remote_exec::RemotePlan`]: argv, inputs beyond the declared ones, outputs,
+    /// discovered inputs), or why this run stays here, or
+    /// [`crate::remote_exec::RemotePrep::NotRemote`] (the default): the action runs here.
+    /// Only an action that reads nothing the plan does not name may answer with a plan. It may
+    /// run local commands to find its inputs (`go list`); an error fails the task as a local
+    /// run's would. See [`crate::remote_exec`].
+    fn prepare_remote(
+        &self,
+        _context: &ActionContext<'_>,
+    ) -> Result<crate::remote_exec::RemotePrep, ActionFailure> {
+        Ok(crate::remote_exec::RemotePrep::NotRemote)
     }
 }
 
@@ -213,12 +219,21 @@ pub struct CommandAction {
 }
 
 impl Action for CommandAction {
-    fn remote_command(&self) -> Option<crate::remote_exec::RemoteCommand> {
-        (self.remote && self.depfile.is_none() && !self.argv.is_empty()).then(|| {
-            crate::remote_exec::RemoteCommand {
-                argv: self.argv.clone(),
-            }
-        })
+    fn prepare_remote(
+        &self,
+        _context: &ActionContext<'_>,
+    ) -> Result<crate::remote_exec::RemotePrep, ActionFailure> {
+        use crate::remote_exec::{RemotePlan, RemotePrep};
+        Ok(
+            if self.remote && self.depfile.is_none() && !self.argv.is_empty() {
+                RemotePrep::Plan(Box::new(RemotePlan {
+                    argv: self.argv.clone(),
+                    ..RemotePlan::default()
+                }))
+            } else {
+                RemotePrep::NotRemote
+            },
+        )
     }
 
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {

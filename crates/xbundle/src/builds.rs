@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use engine::remote_exec::{RemoteInput, RemotePlan, RemotePrep};
 use engine::{Action, ActionContext, ActionFailure, ActionOutput, Discovered, TaskId, TaskSpec};
 
 use crate::platform::Platform;
@@ -154,7 +155,9 @@ pub struct Unbuildable {
     pub missing: Missing,
 }
 
-/// The Go service build of `scenario` for `platform`.
+/// The Go service build of `scenario` for `platform`; `remote`: it may run on the remote
+/// executor (`[cache] remote-execute` holds `compile`).
+#[allow(clippy::too_many_arguments)]
 pub fn go_spec(
     tools: &Toolchains,
     root: &Utf8Path,
@@ -163,6 +166,7 @@ pub fn go_spec(
     api_dir: &Utf8Path,
     package: &str,
     platform: &Platform,
+    remote: bool,
 ) -> Result<TaskSpec, Missing> {
     let go = tools.go()?;
     let output = binary_path(out, service, platform);
@@ -193,6 +197,9 @@ pub fn go_spec(
             goarch: platform.goarch.clone(),
             package: package.to_string(),
             output,
+            remote,
+            go_version: go.version.clone(),
+            go_env: go.env.clone(),
         }),
         description: Some(format!("Build {service} for {} (Go)", platform.id)),
     })
@@ -210,6 +217,11 @@ struct GoBuild {
     /// The main package, relative to `dir` (`.`, `./cmd/server`).
     package: String,
     output: Utf8PathBuf,
+    /// With a remote executor, build there ([`Action::prepare_remote`]).
+    remote: bool,
+    /// The toolchain the key holds, which a remote worker must have.
+    go_version: String,
+    go_env: BTreeMap<String, String>,
 }
 
 impl GoBuild {
@@ -345,7 +357,139 @@ fn go_discovered(root: &Path, listing: &[u8]) -> Result<Discovered, String> {
     Ok(discovered)
 }
 
+/// The modules from the module cache (outside the root, pinned by go.sum) a build uses, by
+/// path and version: a remote worker would need their files, which are no input of the task.
+fn go_cached_modules(root: &Path, listing: &[u8]) -> Vec<String> {
+    let mut modules = BTreeSet::new();
+    for package in serde_json::Deserializer::from_slice(listing).into_iter::<GoPackage>() {
+        let Ok(package) = package else { continue };
+        if package.standard || root_relative(root, Path::new(&package.dir)).is_some() {
+            continue;
+        }
+        if let Some(module) = &package.module
+            && module.is_versioned()
+        {
+            let pinned = module.replace.as_deref().unwrap_or(module);
+            modules.insert(format!("{}@{}", pinned.path, pinned.version));
+        }
+    }
+    modules.into_iter().collect()
+}
+
+/// The exit code of the remote Go build's script when the worker's Go is not the one in the
+/// task's key (or there is none): the engine then warns and builds here.
+const GO_CANNOT_RUN: i32 = 97;
+
+/// The script a remote worker runs for a Go build: it checks the worker's toolchain is the one
+/// in the key (`go version`, then the `go env` values the key holds, with the settable ones
+/// exported as the key says), gives go a build cache of its own (the Command's environment has
+/// no HOME nor GOCACHE), then builds with the local build's flags, `-o` straight at the output.
+/// Arguments: `$1` the expected `go version` line, `$2` the `go env` names (space-separated),
+/// `$3` their expected values (one a line), `$4` the module directory, `$5` the output
+/// (root-relative), `$6` the package, then the build flags.
+const GO_REMOTE_SCRIPT: &str = r#"set -u
+command -v go >/dev/null 2>&1 || { echo "xbundle: the worker has no go on its PATH" >&2; exit 97; }
+have=$(go version 2>&1)
+[ "$have" = "$1" ] || { echo "xbundle: the worker's toolchain is \"$have\", the task's key holds \"$1\"" >&2; exit 97; }
+if [ -n "$2" ]; then
+  values=$(go env $2 2>&1)
+  want=$(printf '%s' "$3")
+  [ "$values" = "$want" ] || { echo "xbundle: the worker's go env ($2) differs from the task's key" >&2; exit 97; }
+fi
+cache=${TMPDIR:-/tmp}/xbundle-gocache-$(id -u)
+mkdir -p "$cache" 2>/dev/null
+if [ ! -d "$cache" ] || [ -L "$cache" ] || [ ! -O "$cache" ]; then
+  cache=$(mktemp -d) || exit 1
+fi
+scratch=$(mktemp -d) || exit 1
+trap 'rm -rf "$scratch"' EXIT
+export GOCACHE="$cache" HOME="$scratch" GOPATH="$scratch/gopath" GOMODCACHE="$scratch/gopath/pkg/mod"
+root=$(pwd)
+output=$5
+package=$6
+cd "$4" || exit 1
+shift 6
+go build "$@" -o "$root/$output" "$package"
+"#;
+
+impl GoBuild {
+    /// The plan of a remote build, after `go list` (run here) found its inputs.
+    fn remote_plan(&self, context: &ActionContext<'_>, list: &[u8]) -> RemotePrep {
+        let cached = go_cached_modules(context.root, list);
+        if !cached.is_empty() {
+            return RemotePrep::Local(format!(
+                "the Go build uses modules from the module cache ({}), which are not inputs a worker receives",
+                cached.join(", ")
+            ));
+        }
+        let discovered = match go_discovered(context.root, list) {
+            Ok(discovered) => discovered,
+            Err(why) => return RemotePrep::Local(why),
+        };
+        let mut inputs = Vec::new();
+        for path in &discovered.files {
+            // An absent go.sum is recorded as absent, and not sent.
+            if let Ok(Some((engine::confine::Kind::File, _))) = context.tree.lstat(path) {
+                inputs.push((path.clone(), RemoteInput::TreeFile(path.clone())));
+            }
+        }
+        let names: Vec<&str> = self.go_env.keys().map(String::as_str).collect();
+        let values: Vec<&str> = self.go_env.values().map(String::as_str).collect();
+        let mut env: BTreeMap<String, String> = [
+            ("CGO_ENABLED", "0"),
+            ("GOOS", self.goos.as_str()),
+            ("GOARCH", self.goarch.as_str()),
+            ("GOWORK", "off"),
+            ("GOTOOLCHAIN", "local"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+        // The settable values the key holds, as it holds them (GOROOT and GOVERSION are the
+        // toolchain's own: checked, not set).
+        for (name, value) in &self.go_env {
+            if !matches!(name.as_str(), "GOROOT" | "GOVERSION") {
+                env.insert(name.clone(), value.clone());
+            }
+        }
+        let mut argv: Vec<String> = vec![
+            "sh".into(),
+            "-c".into(),
+            GO_REMOTE_SCRIPT.into(),
+            "xbundle-go-build".into(),
+            self.go_version.clone(),
+            names.join(" "),
+            values.join("\n"),
+            self.dir.to_string(),
+            self.output.to_string(),
+            self.package.clone(),
+        ];
+        argv.extend(GO_FLAGS.iter().map(|flag| flag.to_string()));
+        RemotePrep::Plan(Box::new(RemotePlan {
+            argv,
+            env,
+            inputs,
+            output_paths: vec![self.output.to_string()],
+            discovered,
+            cannot_run_exit_code: Some(GO_CANNOT_RUN),
+        }))
+    }
+}
+
 impl Action for GoBuild {
+    fn prepare_remote(&self, context: &ActionContext<'_>) -> Result<RemotePrep, ActionFailure> {
+        if !self.remote {
+            return Ok(RemotePrep::NotRemote);
+        }
+        let list = self
+            .cmd()
+            .args(["list", "-deps", "-json", self.package.as_str()])
+            .read_in(context)?;
+        // A listing a local build would refuse fails the task the same way.
+        go_discovered(context.root, &list).map_err(failure)?;
+        Ok(self.remote_plan(context, &list))
+    }
+
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
         let list = self
             .cmd()
@@ -882,6 +1026,12 @@ mod tests {
         );
         let versioned = br#"{"Dir":"/cache/m@v1","GoFiles":["m.go"],"Module":{"Path":"m","Version":"v0.0.0","Replace":{"Path":"m2","Version":"v1.0.0"}}}"#;
         assert!(go_discovered(root, versioned).is_ok());
+        // What a remote worker would lack: the module cache's modules, by pinned version.
+        assert_eq!(go_cached_modules(root, versioned), vec!["m2@v1.0.0"]);
+        assert_eq!(go_cached_modules(root, listing), vec!["x@v1.0.0"]);
+        let own =
+            br#"{"Dir":"/repo/api","GoFiles":["main.go"],"Module":{"GoMod":"/repo/api/go.mod"}}"#;
+        assert!(go_cached_modules(root, own).is_empty());
         let broken = br#"{"Dir":"/repo/api","Error":{"Err":"no Go files"}}"#;
         assert!(
             go_discovered(root, broken)

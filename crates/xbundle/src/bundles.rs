@@ -277,6 +277,7 @@ fn plan_profile(
                     api_dir,
                     chosen.package.as_deref().unwrap_or("."),
                     platform,
+                    context.config.cache.executes_remotely("compile"),
                 ),
                 Some(ApiBuild::Rust) => builds::rust_spec(
                     tools,
@@ -419,23 +420,26 @@ fn plan_profile(
                         task: crate::package::package_id(&profile.name, &platform.id, format),
                         signed: sign.is_some(),
                     });
-                    let mut package = crate::package::spec(crate::package::PackagePlan {
-                        profile: profile.name.clone(),
-                        platform: platform.clone(),
-                        format: format.clone(),
-                        out: out.clone(),
-                        stage_dir: stage::stage_dir(out, &profile.name, &platform.id),
-                        stage: id.clone(),
-                        installer: profile
-                            .decl
-                            .installer
-                            .as_ref()
-                            .map(|i| i.get_ref().clone())
-                            .unwrap_or_default(),
-                        epoch,
-                        sign,
-                        thin: false,
-                    });
+                    let mut package = crate::package::spec_with(
+                        crate::package::PackagePlan {
+                            profile: profile.name.clone(),
+                            platform: platform.clone(),
+                            format: format.clone(),
+                            out: out.clone(),
+                            stage_dir: stage::stage_dir(out, &profile.name, &platform.id),
+                            stage: id.clone(),
+                            installer: profile
+                                .decl
+                                .installer
+                                .as_ref()
+                                .map(|i| i.get_ref().clone())
+                                .unwrap_or_default(),
+                            epoch,
+                            sign,
+                            thin: false,
+                        },
+                        context.config.cache.executes_remotely("package"),
+                    );
                     if let Some(wixl) = wixl {
                         package.tools.insert("wixl".to_string(), wixl.identity());
                     }

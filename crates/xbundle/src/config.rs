@@ -12,6 +12,8 @@
 //! remote-read-only = true      # fetch from it, never upload (default false)
 //! remote-timeout = 30          # seconds: connect and read timeout (default 30, connect 10)
 //! remote-instance = "main"     # the REAPI instance name of a grpc(s):// cache (default "")
+//! remote-executor = "grpc://farm:8980"   # a Remote Execution API server
+//! remote-execute = ["compile", "package"] # pipeline tasks it runs (default; [] keeps them local)
 //!
 //! [tasks.ui]                   # a declared, cached task: id `task:ui`
 //! description = "Build the UI"
@@ -367,7 +369,7 @@ pub struct SettingSpans {
 }
 
 /// `[cache]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CacheSettings {
     /// Local cache directory, relative to the root (validated; `None`: the default).
     pub dir: Option<Utf8PathBuf>,
@@ -383,6 +385,34 @@ pub struct CacheSettings {
     /// Platform properties remote actions ask for (`None`: derived from this host, see
     /// [`crate::remote::exec::host_platform`]).
     pub remote_platform: Option<BTreeMap<String, String>>,
+    /// The kinds of pipeline tasks that run on the remote executor when one is set
+    /// ([`REMOTE_KINDS`]; default: all of them).
+    pub remote_execute: Vec<String>,
+}
+
+/// The pipeline task kinds `[cache] remote-execute` may name.
+pub const REMOTE_KINDS: &[&str] = &["compile", "package"];
+
+impl Default for CacheSettings {
+    fn default() -> CacheSettings {
+        CacheSettings {
+            dir: None,
+            remote: None,
+            remote_read_only: false,
+            remote_timeout: None,
+            remote_instance: String::new(),
+            remote_executor: None,
+            remote_platform: None,
+            remote_execute: REMOTE_KINDS.iter().map(|kind| kind.to_string()).collect(),
+        }
+    }
+}
+
+impl CacheSettings {
+    /// Whether pipeline tasks of `kind` (`compile`, `package`) may run on the remote executor.
+    pub fn executes_remotely(&self, kind: &str) -> bool {
+        self.remote_execute.iter().any(|k| k == kind)
+    }
 }
 
 /// `[cache]`: where the local cache lives.
@@ -423,6 +453,11 @@ struct RawCache {
     /// Platform properties every remote action asks for, e.g. `{ OSFamily = "linux", ISA =
     /// "x86-64" }` (default: this host's, as REAPI's lexicon names them).
     remote_platform: Option<BTreeMap<String, String>>,
+    /// The kinds of pipeline tasks that run on the remote executor when one is set:
+    /// `compile` (Go builds), `package` (unsigned, non-msi packages); default both, `[]`
+    /// keeps every pipeline task local. `[tasks.*]` opt in with `remote = true`.
+    #[schemars(with = "Option<Vec<String>>")]
+    remote_execute: Option<Vec<Spanned<String>>>,
 }
 
 /// One `[tasks.NAME]` entry as written.
@@ -844,6 +879,22 @@ impl BundleConfig {
                 crate::remote::exec::URL_HELP,
             ));
         }
+        for kind in raw.cache.remote_execute.iter().flatten() {
+            if !REMOTE_KINDS.contains(&kind.get_ref().as_str()) {
+                return Err(error(
+                    format!(
+                        "`[cache] remote-execute` names an unknown kind of task `{}`",
+                        kind.get_ref()
+                    ),
+                    kind.span(),
+                    "this kind",
+                    &format!(
+                        "name some of {} (e.g. remote-execute = [\"compile\", \"package\"]), or [] to keep every pipeline task local",
+                        REMOTE_KINDS.join(", ")
+                    ),
+                ));
+            }
+        }
         if let Some(timeout) = &raw.cache.remote_timeout
             && let Err(problem) = crate::remote::check_timeout(*timeout.get_ref())
         {
@@ -967,6 +1018,10 @@ impl BundleConfig {
                 .as_ref()
                 .map(|url| url.get_ref().clone()),
             remote_platform: raw.cache.remote_platform.clone(),
+            remote_execute: match &raw.cache.remote_execute {
+                Some(kinds) => kinds.iter().map(|kind| kind.get_ref().clone()).collect(),
+                None => CacheSettings::default().remote_execute,
+            },
         };
         let sign = crate::package::settings::check_sign(&raw.sign)
             .map_err(|(message, span, help)| error(message, span, "here", &help))?;

@@ -9,7 +9,7 @@ use crate::diagnostic::Diagnostic;
 /// Where platform files live, relative to the root.
 const DIR: &str = "platforms";
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Platform {
     pub id: String,

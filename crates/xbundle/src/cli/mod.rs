@@ -221,6 +221,13 @@ enum Command {
         #[command(subcommand)]
         command: ci::CiCommand,
     },
+    /// Internal: what a remote worker runs for a package task (writes the artifact a
+    /// serialized package plan describes, in the current directory); not for people
+    #[command(name = "__package-remote", hide = true)]
+    PackageRemote {
+        /// The plan file, relative to the current directory
+        plan: String,
+    },
 }
 
 impl Command {
@@ -644,6 +651,10 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
         Command::Init(args) => init::init(&cli, args, shell),
         Command::Hooks { command } => hooks::hooks(&cli, command, shell),
         Command::Ci { command } => ci::ci(&load(&cli, false, false)?, command, shell),
+        Command::PackageRemote { plan } => match crate::package::run_remote(plan) {
+            Ok(()) => Ok(0),
+            Err(message) => Err(Diagnostic::error(message)),
+        },
     }
 }
 

@@ -36,6 +36,11 @@
 //! **Signing:** a `[sign] <format>` template runs on the written artifact before it is
 //! published ([`sign`]); checksums and update manifests are made later, from the signed file.
 //!
+//! **Remote:** with a remote executor, an unsigned, non-msi package is written by a worker
+//! running xbundle's own binary (`__package-remote`, [`run_remote`]) on the serialized
+//! [`PackagePlan`] and the stage's files: the same `write_unsigned` as a local run, so the
+//! same bytes. Signed and msi packages stay here.
+//!
 //! **Invariant:** the stage is read through the engine's confined tree; a link in it is an error.
 
 pub mod archive;
@@ -54,6 +59,7 @@ use std::sync::Arc;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use engine::confine::Dir;
+use engine::remote_exec::{RemoteInput, RemotePlan, RemotePrep};
 use engine::{Action, ActionContext, ActionFailure, ActionOutput, TaskId, TaskSpec};
 
 use crate::config::InstallerDecl;
@@ -114,8 +120,9 @@ pub fn package_path(out: &Utf8Path, profile: &str, platform: &str, format: &str)
         .join(format!("{profile}-{platform}.{format}"))
 }
 
-/// One package task's inputs.
-#[derive(Debug, Clone)]
+/// One package task's inputs (serialized for a remote worker, [`run_remote`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PackagePlan {
     pub profile: String,
     pub platform: Platform,
@@ -133,18 +140,19 @@ pub struct PackagePlan {
     pub thin: bool,
 }
 
+/// A package task that always runs here.
 pub fn spec(plan: PackagePlan) -> TaskSpec {
-    let (id, output) = if plan.thin {
-        use crate::electron::thin;
-        (
-            thin::package_id(&plan.profile, &plan.platform.id, &plan.format),
-            thin::package_path(&plan.out, &plan.profile, &plan.platform.id, &plan.format),
-        )
+    spec_with(plan, false)
+}
+
+/// A package task; `remote`: it may run on the remote executor (`[cache] remote-execute`
+/// holds `package`; signed and msi packages still run here, saying why).
+pub fn spec_with(plan: PackagePlan, remote: bool) -> TaskSpec {
+    let output = output_of(&plan);
+    let id = if plan.thin {
+        crate::electron::thin::package_id(&plan.profile, &plan.platform.id, &plan.format)
     } else {
-        (
-            package_id(&plan.profile, &plan.platform.id, &plan.format),
-            package_path(&plan.out, &plan.profile, &plan.platform.id, &plan.format),
-        )
+        package_id(&plan.profile, &plan.platform.id, &plan.format)
     };
     let mut params = BTreeMap::new();
     params.insert("format".to_string(), plan.format.clone());
@@ -185,7 +193,11 @@ pub fn spec(plan: PackagePlan) -> TaskSpec {
             "Package {} for {} as {}",
             plan.profile, plan.platform.id, plan.format
         )),
-        action: Arc::new(Package { plan, output }),
+        action: Arc::new(Package {
+            plan,
+            output,
+            remote,
+        }),
     }
 }
 
@@ -685,20 +697,121 @@ pub fn linux_payload(input: &Input<'_>) -> Result<Payload, String> {
     Ok(payload)
 }
 
+/// Where a remote package task's input root holds xbundle's binary and the plan, and the
+/// hidden subcommand that runs the writer there ([`run_remote`]).
+pub const REMOTE_BINARY: &str = ".xbundle-remote/xbundle";
+pub const REMOTE_PLAN: &str = ".xbundle-remote/package-plan.json";
+pub const REMOTE_COMMAND: &str = "__package-remote";
+
+/// What the writers read of `plan`'s stage (the stage's files, the app block).
+fn plan_input<'a>(tree: &'a Dir, plan: &'a PackagePlan) -> Result<Input<'a>, String> {
+    let entries = regular_tree(tree, &plan.stage_dir)?;
+    let manifest = plan.stage_dir.join(if plan.thin {
+        crate::electron::thin::MANIFEST
+    } else {
+        "bundle.json"
+    });
+    let meta = Meta::resolve_file(tree, &manifest, &plan.installer, plan.epoch)?;
+    Ok(Input {
+        tree,
+        stage: &plan.stage_dir,
+        entries,
+        meta,
+        platform: &plan.platform,
+        top: if plan.thin {
+            format!("{}-thin-{}", plan.profile, plan.platform.id)
+        } else {
+            format!("{}-{}", plan.profile, plan.platform.id)
+        },
+        thin: plan.thin,
+    })
+}
+
+/// Writes `plan`'s unsigned artifact at `output` (root-relative) through `tree`: the one code
+/// path of a local run and of a remote worker's [`run_remote`] (`context`: `None` there, where
+/// no format that runs a tool is sent).
+fn write_unsigned(
+    context: Option<&ActionContext<'_>>,
+    tree: &Dir,
+    plan: &PackagePlan,
+    output: &Utf8Path,
+) -> Result<(), String> {
+    let input = plan_input(tree, plan)?;
+    crate::stage::write_with(tree, output, 0o644, |file| {
+        write_format(context, &input, &plan.format, file)
+    })
+}
+
+/// The artifact path of `plan` (root-relative).
+fn output_of(plan: &PackagePlan) -> Utf8PathBuf {
+    if plan.thin {
+        crate::electron::thin::package_path(
+            &plan.out,
+            &plan.profile,
+            &plan.platform.id,
+            &plan.format,
+        )
+    } else {
+        package_path(&plan.out, &plan.profile, &plan.platform.id, &plan.format)
+    }
+}
+
+/// The hidden `__package-remote PLAN` a remote worker runs in a package task's input root (its
+/// working directory): reads the serialized [`PackagePlan`] at `plan_path` (root-relative,
+/// confined: an absolute path, `..` or a link is refused), checks it is one that may run
+/// remotely (unsigned, not msi) and that its paths stay below the root, then writes the
+/// artifact with the very code of a local run. `Err`: the message, for stderr (exit 2).
+pub fn run_remote(plan_path: &str) -> Result<(), String> {
+    engine::confine::check_relative(plan_path)
+        .map_err(|err| format!("the plan file {plan_path:?}: {err}"))?;
+    let cwd = std::env::current_dir().map_err(|err| format!("the working directory: {err}"))?;
+    let tree = Dir::open_root(&cwd).map_err(|err| format!("opening {}: {err}", cwd.display()))?;
+    let (mut file, _) = tree
+        .open_file(plan_path)
+        .map_err(|err| format!("the plan file {plan_path}: {err}"))?
+        .ok_or_else(|| format!("the plan file {plan_path} does not exist"))?;
+    let mut text = Vec::new();
+    file.by_ref()
+        .take(16 << 20)
+        .read_to_end(&mut text)
+        .map_err(|err| format!("reading {plan_path}: {err}"))?;
+    let plan: PackagePlan = serde_json::from_slice(&text)
+        .map_err(|err| format!("{plan_path} is not a package plan: {err}"))?;
+    if plan.sign.is_some() || plan.format == "msi" {
+        return Err(format!(
+            "a {} package{} is only built where the task runs",
+            plan.format,
+            if plan.sign.is_some() { " to sign" } else { "" }
+        ));
+    }
+    let output = output_of(&plan);
+    for path in [plan.stage_dir.as_str(), output.as_str()] {
+        engine::confine::check_relative(path)
+            .map_err(|err| format!("the plan names {path:?}: {err}"))?;
+    }
+    write_unsigned(None, &tree, &plan, &output)
+}
+
 struct Package {
     plan: PackagePlan,
     output: Utf8PathBuf,
+    /// With a remote executor, write it there ([`Action::prepare_remote`]).
+    remote: bool,
 }
 
-/// Writes one format into `file` (`context`: for the formats that run a tool).
+/// Writes one format into `file` (`context`: for the formats that run a tool; `None` on a
+/// remote worker, where none is sent).
 fn write_format(
-    context: &ActionContext<'_>,
+    context: Option<&ActionContext<'_>>,
     input: &Input<'_>,
     format: &str,
     file: &mut std::fs::File,
 ) -> Result<(), String> {
     match format {
-        "msi" => msi::write(context, input, file),
+        "msi" => match context {
+            Some(context) => msi::write(context, input, file),
+            None => Err("an msi is only written where wixl runs".into()),
+        },
         "pkg" => pkg::write(input, file),
         "tar.gz" => archive::tar_gz(input, file),
         "zip" => archive::zip(input, file),
@@ -715,43 +828,64 @@ impl Action for Package {
         true
     }
 
+    fn prepare_remote(&self, _context: &ActionContext<'_>) -> Result<RemotePrep, ActionFailure> {
+        if !self.remote {
+            return Ok(RemotePrep::NotRemote);
+        }
+        let plan = &self.plan;
+        if plan.sign.is_some() {
+            return Ok(RemotePrep::Local(format!(
+                "a signed {} is built and signed here: signing secrets never leave this machine",
+                plan.format
+            )));
+        }
+        if plan.format == "msi" {
+            return Ok(RemotePrep::Local(
+                "an msi needs wixl, which a worker is not known to have".into(),
+            ));
+        }
+        let exe = std::env::current_exe().map_err(|err| {
+            failure(format!(
+                "could not find xbundle's own binary to send: {err}"
+            ))
+        })?;
+        let bytes = serde_json::to_vec(plan)
+            .map_err(|err| failure(format!("serializing the package plan: {err}")))?;
+        Ok(RemotePrep::Plan(Box::new(RemotePlan {
+            argv: vec![
+                format!("./{REMOTE_BINARY}"),
+                REMOTE_COMMAND.to_string(),
+                REMOTE_PLAN.to_string(),
+            ],
+            inputs: vec![
+                (REMOTE_BINARY.to_string(), RemoteInput::Executable(exe)),
+                (
+                    REMOTE_PLAN.to_string(),
+                    RemoteInput::Bytes {
+                        bytes,
+                        executable: false,
+                    },
+                ),
+            ],
+            output_paths: vec![self.output.to_string()],
+            ..RemotePlan::default()
+        })))
+    }
+
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
         let plan = &self.plan;
         let tree = context.tree;
-        let entries = regular_tree(tree, &plan.stage_dir).map_err(failure)?;
-        let manifest = plan.stage_dir.join(if plan.thin {
-            crate::electron::thin::MANIFEST
-        } else {
-            "bundle.json"
-        });
-        let meta =
-            Meta::resolve_file(tree, &manifest, &plan.installer, plan.epoch).map_err(failure)?;
-        let input = Input {
-            tree,
-            stage: &plan.stage_dir,
-            entries,
-            meta,
-            platform: &plan.platform,
-            top: if plan.thin {
-                format!("{}-thin-{}", plan.profile, plan.platform.id)
-            } else {
-                format!("{}-{}", plan.profile, plan.platform.id)
-            },
-            thin: plan.thin,
-        };
         match &plan.sign {
-            None => crate::stage::write_with(tree, &self.output, 0o644, |file| {
-                write_format(context, &input, &plan.format, file)
-            })
-            .map_err(failure)?,
+            None => write_unsigned(Some(context), tree, plan, &self.output).map_err(failure)?,
             Some(template) => {
+                let input = plan_input(tree, plan).map_err(failure)?;
                 let scratch = crate::builds::scratch_dir().map_err(failure)?;
                 let unsigned = scratch
                     .path()
                     .join(format!("unsigned.{}", plan.format.replace('/', "_")));
                 let mut file = std::fs::File::create(&unsigned)
                     .map_err(|err| failure(format!("writing {}: {err}", unsigned.display())))?;
-                write_format(context, &input, &plan.format, &mut file).map_err(failure)?;
+                write_format(Some(context), &input, &plan.format, &mut file).map_err(failure)?;
                 drop(file);
                 let signed = sign::run(context, template, &unsigned, &plan.format)?;
                 let mut signed = std::fs::File::open(&signed)
