@@ -17,6 +17,7 @@ mod init;
 mod pipeline;
 mod profile;
 mod queries;
+mod serve;
 mod thin;
 mod watch;
 
@@ -221,6 +222,11 @@ enum Command {
         #[command(subcommand)]
         command: ci::CiCommand,
     },
+    /// Serve the HTTP API (the seed's /api/v1 endpoints, over this command line's own code)
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask serve                              http://127.0.0.1:7870/\n  XBUNDLE_SERVE_TOKEN=… cargo xtask serve --addr 0.0.0.0:7870"
+    )]
+    Serve(serve::ServeArgs),
 }
 
 impl Command {
@@ -644,6 +650,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
         Command::Init(args) => init::init(&cli, args, shell),
         Command::Hooks { command } => hooks::hooks(&cli, command, shell),
         Command::Ci { command } => ci::ci(&load(&cli, false, false)?, command, shell),
+        Command::Serve(args) => serve::serve(&cli, args, shell),
     }
 }
 
