@@ -280,7 +280,8 @@ fn bad_requests_are_json_errors_naming_what_is_wrong() {
         assert_eq!(body["field"].as_str(), field, "{body}");
         assert!(body["error"].as_str().unwrap().contains(words), "{body}");
     }
-    let huge = vec![b' '; 1024 * 1024];
+    // Over the 64 KiB limit, small enough to be sent whole before the answer comes.
+    let huge = vec![b' '; 100 * 1024];
     let answer = server.post("/api/v1/secrets/classify", "application/json", &huge);
     assert_eq!(answer.status, 413);
     assert!(answer.json()["help"].as_str().unwrap().contains("limited"));
@@ -342,4 +343,351 @@ fn the_openapi_document_describes_what_is_served() {
             assert_eq!(server.get(path).status, 200, "{path}");
         }
     }
+}
+
+/// A workspace with one scenario (a small Go API and a static UI) and two profiles packaging
+/// it as tar.gz for this machine.
+fn app() -> Repo {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = Repo::new(
+        "[workspace]\ndefault-profile = \"one\"\n\n[profiles.one]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\nformats = [\"tar.gz\"]\n\n[profiles.two]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\nformats = [\"tar.gz\"]\n",
+        &[
+            (
+                "scenarios/app/.vrooli/service.json",
+                r#"{"service": {"name": "app", "version": "1.0.0", "type": "scenario"}, "ports": {"api": {"env_var": "API_PORT", "range": "15000-19999"}, "ui": {"env_var": "UI_PORT", "range": "35000-39999"}}}"#,
+            ),
+            (
+                "scenarios/app/api/go.mod",
+                "module example.com/app/api\n\ngo 1.19\n",
+            ),
+            (
+                "scenarios/app/api/main.go",
+                "package main\n\nimport \"os\"\n\nfunc main() { os.Exit(0) }\n",
+            ),
+            (
+                "scenarios/app/ui/index.html",
+                "<!doctype html><title>app</title>\n",
+            ),
+        ],
+    );
+    copy_tree(&source.join("platforms"), &repo.join("platforms"));
+    repo
+}
+
+/// Reads server-sent events from `path` until `end`: (event, data) pairs, and for each `log`
+/// event the build's status at the moment it arrived (asked for at once).
+fn events(server: &Server, path: &str, build: &str) -> Vec<(String, String, Option<String>)> {
+    let response = agent()
+        .get(format!("{}{path}", server.base))
+        .call()
+        .expect("the logs answer");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut reader = BufReader::new(response.into_body().into_reader());
+    let mut found = Vec::new();
+    let (mut event, mut data) = (String::new(), String::new());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            return found;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if let Some(name) = line.strip_prefix("event: ") {
+            event = name.to_string();
+        } else if let Some(text) = line.strip_prefix("data: ") {
+            data = text.to_string();
+        } else if line.is_empty() && !event.is_empty() {
+            let status = (event == "log").then(|| {
+                server.get(&format!("/api/v1/builds/{build}")).json()["status"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            });
+            let end = event == "end";
+            found.push((
+                std::mem::take(&mut event),
+                std::mem::take(&mut data),
+                status,
+            ));
+            if end {
+                return found;
+            }
+        }
+    }
+}
+
+#[test]
+fn two_package_requests_are_queued_built_one_at_a_time_and_downloadable() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let repo = app();
+    let server = serve(&repo, &[], &[]);
+    let request = |profile: &str| {
+        server.post(
+            "/api/v1/desktop/package",
+            "application/json",
+            format!(r#"{{"profile_id": "{profile}", "platforms": ["linux-x64"], "compile_binaries": true, "sign": false}}"#)
+                .as_bytes(),
+        )
+    };
+    let (first, second) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| request("one"));
+        let second = scope.spawn(|| request("two"));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    let mut ids = Vec::new();
+    for answer in [&first, &second] {
+        let body = answer.json();
+        assert_eq!(answer.status, 202, "{body}");
+        assert_eq!(body["status"], "queued", "{body}");
+        let id = body["build_id"].as_str().unwrap().to_string();
+        assert_eq!(body["logs_url"], format!("/api/v1/builds/{id}/logs"));
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1]);
+    // The log streams while the build runs: lines arrive with the build still running.
+    let mut ends = Vec::new();
+    let mut live = false;
+    for id in &ids {
+        let seen = events(&server, &format!("/api/v1/builds/{id}/logs"), id);
+        let (last, data, _) = seen.last().expect("events");
+        assert_eq!(last, "end", "{seen:?}");
+        let end: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(end["status"], "succeeded", "{seen:?}");
+        let logs: Vec<&(String, String, Option<String>)> =
+            seen.iter().filter(|(event, _, _)| event == "log").collect();
+        live |= logs
+            .iter()
+            .any(|(_, _, status)| status.as_deref() == Some("running"));
+        assert!(
+            logs.iter()
+                .any(|(_, line, _)| line.contains("\"event\":\"build-finished\"")),
+            "{seen:?}"
+        );
+        ends.push(end);
+    }
+    assert!(live, "no log line arrived while its build was running");
+    // One at a time: the second started once the first had finished.
+    let views: Vec<Value> = ids
+        .iter()
+        .map(|id| server.get(&format!("/api/v1/builds/{id}")).json())
+        .collect();
+    let (a, b) = if views[0]["started_at_ms"].as_u64() <= views[1]["started_at_ms"].as_u64() {
+        (&views[0], &views[1])
+    } else {
+        (&views[1], &views[0])
+    };
+    assert!(
+        b["started_at_ms"].as_u64().unwrap() >= a["finished_at_ms"].as_u64().unwrap(),
+        "{a}\n{b}"
+    );
+    // Each build's artifact is its profile's tar.gz; the link downloads the very file.
+    for (view, profile) in views.iter().zip(["one", "two"]) {
+        let artifacts = view["artifacts"].as_array().unwrap();
+        let names: Vec<&str> = artifacts
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        let archive = format!("{profile}-linux-x64.tar.gz");
+        assert_eq!(names, ["SHA256SUMS", archive.as_str()], "{view}");
+        let url = artifacts[1]["url"].as_str().unwrap();
+        let download = server.get(url);
+        assert_eq!(download.status, 200);
+        let on_disk = repo.read_bytes(&format!(
+            "dist/{profile}/packages/{profile}-linux-x64.tar.gz"
+        ));
+        assert!(download.body == on_disk, "{url} differs from the file");
+        assert_eq!(artifacts[1]["size"].as_u64(), Some(on_disk.len() as u64));
+        assert_eq!(&download.body[..2], b"\x1f\x8b", "a gzip stream");
+    }
+    let listed = server.get("/api/v1/desktop/packages").json();
+    assert_eq!(listed["packages"].as_array().unwrap().len(), 4, "{listed}");
+    // A request after a build is answered from the cache: nothing runs again.
+    let again = request("one").json();
+    let id = again["build_id"].as_str().unwrap();
+    let seen = events(&server, &format!("/api/v1/builds/{id}/logs"), id);
+    let finished = seen
+        .iter()
+        .find_map(|(event, line, _)| {
+            let value: Value = serde_json::from_str(line).ok()?;
+            (event == "log" && value["event"] == "build-finished").then_some(value)
+        })
+        .expect("a build-finished line");
+    assert_eq!(finished["ran"], 0, "{finished}");
+}
+
+#[test]
+fn package_requests_are_checked_before_they_are_queued() {
+    let repo = app();
+    let server = serve(&repo, &[], &[]);
+    let cases: [(&str, u16, &str); 6] = [
+        (r#"{"profile_id": "nope"}"#, 404, "profile_id"),
+        (
+            r#"{"profile_id": "one", "platforms": ["win-x64"]}"#,
+            400,
+            "platforms",
+        ),
+        (
+            r#"{"profile_id": "one", "compile_binaries": false}"#,
+            422,
+            "compile_binaries",
+        ),
+        (r#"{"profile_id": "one", "sign": true}"#, 422, "sign"),
+        (
+            r#"{"profile_id": "one", "manifest_path": "/etc/passwd"}"#,
+            400,
+            "manifest_path",
+        ),
+        (r#"{"profile_id": "one", "colour": "blue"}"#, 400, "colour"),
+    ];
+    for (body, status, field) in cases {
+        let answer = server.post(
+            "/api/v1/desktop/package",
+            "application/json",
+            body.as_bytes(),
+        );
+        let json = answer.json();
+        assert_eq!(answer.status, status, "{body}: {json}");
+        assert_eq!(json["field"], field, "{body}: {json}");
+    }
+    assert_eq!(
+        server.get("/api/v1/builds").json()["builds"],
+        serde_json::json!([])
+    );
+    assert_eq!(server.get("/api/v1/builds/build-9").status, 404);
+    assert_eq!(server.get("/api/v1/builds/build-9/logs").status, 404);
+    for path in [
+        "/api/v1/desktop/packages/one/..%2F..%2Fbundle.toml",
+        "/api/v1/desktop/packages/one/bundle.toml",
+        "/api/v1/desktop/packages/..%2F..%2F/x",
+    ] {
+        assert_eq!(server.get(path).status, 404, "{path}");
+    }
+}
+
+#[test]
+fn profiles_are_created_and_changed_in_bundle_toml_keeping_its_comments() {
+    let repo = demo();
+    let server = serve(&repo, &[], &[]);
+    let before = repo.read("bundle.toml");
+    assert!(before.contains("# Profiles: what each bundle holds."));
+    let created = server.post(
+        "/api/v1/profiles",
+        "application/json",
+        br#"{"name": "wheel-api", "scenario": "picker-wheel", "tier": "desktop", "swaps": {"postgres": "sqlite", "redis": "in-process"}, "platforms": ["linux-x64"]}"#,
+    );
+    let body = created.json();
+    assert_eq!(created.status, 201, "{body}");
+    assert_eq!(body["name"], "wheel-api");
+    assert_eq!(body["platforms"], serde_json::json!(["linux-x64"]));
+    let after = repo.read("bundle.toml");
+    assert!(
+        after.starts_with(&before[..before.len() / 2]),
+        "comments and layout kept"
+    );
+    assert!(after.contains("[profiles.wheel-api]"), "{after}");
+
+    let mut response = agent()
+        .put(format!("{}/api/v1/profiles/wheel-api", server.base))
+        .header("Content-Type", "application/json")
+        .send(br#"{"platforms": ["win-x64"]}"#.as_slice())
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let changed: Value =
+        serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
+    assert_eq!(
+        changed["platforms"],
+        serde_json::json!(["linux-x64", "win-x64"]),
+        "{changed}"
+    );
+    assert_eq!(server.get("/api/v1/profiles/wheel-api").json(), changed);
+    let listed = server.get("/api/v1/profiles").json();
+    assert!(
+        listed["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "wheel-api"),
+        "{listed}"
+    );
+    // What `check` would refuse is refused, and nothing is written.
+    let written = repo.read("bundle.toml");
+    for (body, status, field) in [
+        (
+            r#"{"name": "bad", "scenario": "no-such-app", "tier": "desktop"}"#,
+            404,
+            "scenario",
+        ),
+        (
+            r#"{"name": "bad", "scenario": "picker-wheel", "tier": "tier-9"}"#,
+            400,
+            "tier",
+        ),
+        (r#"{"name": "bad"}"#, 400, "scenario"),
+    ] {
+        let answer = server.post("/api/v1/profiles", "application/json", body.as_bytes());
+        let json = answer.json();
+        assert_eq!(answer.status, status, "{body}: {json}");
+        assert_eq!(json["field"], field, "{body}: {json}");
+    }
+    assert_eq!(
+        repo.read("bundle.toml"),
+        written,
+        "a refused edit wrote nothing"
+    );
+}
+
+#[test]
+fn assemble_and_export_answer_what_the_command_line_prints() {
+    let repo = demo();
+    let server = serve(&repo, &[], &[]);
+    let assembled = server.post(
+        "/api/v1/bundles/assemble",
+        "application/json",
+        br#"{"profile_id": "picker-wheel-desktop"}"#,
+    );
+    assert_eq!(assembled.status, 200);
+    let expected = cli_payload(
+        &repo,
+        &["assemble", "picker-wheel-desktop"],
+        "manifest",
+        "manifest",
+    );
+    assert!(assembled.body == expected, "assemble differs");
+
+    let exported = server.post(
+        "/api/v1/bundles/export",
+        "application/json",
+        br#"{"profile_id": "picker-wheel-desktop"}"#,
+    );
+    assert_eq!(exported.status, 200, "{}", exported.json());
+    let body = exported.json();
+    assert_eq!(body["path"], "dist/picker-wheel-desktop/bundle.json");
+    let written = repo.read_bytes("dist/picker-wheel-desktop/bundle.json");
+    assert_eq!(body["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        body["manifest"],
+        serde_json::from_slice::<Value>(&written).unwrap()
+    );
+    let output = repo
+        .command()
+        .args(["export", "picker-wheel-desktop", "--message-format", "json"])
+        .output()
+        .unwrap();
+    let line = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .find(|line| line.contains("\"event\":\"exported\""))
+        .unwrap()
+        .to_string();
+    assert!(
+        exported.body == line.as_bytes(),
+        "export differs from the command line"
+    );
+    let missing = server.post(
+        "/api/v1/bundles/export",
+        "application/json",
+        br#"{"profile_id": "nope"}"#,
+    );
+    assert_eq!(missing.status, 404, "{}", missing.json());
 }

@@ -256,7 +256,8 @@ impl Shell {
         }
     }
 
-    fn captured(&self) -> bool {
+    /// Whether this is a captured shell ([`Shell::capture`]).
+    pub fn is_captured(&self) -> bool {
         self.sink.is_some()
     }
 
@@ -514,7 +515,7 @@ impl Shell {
             self.json(&diagnostic.to_json());
             // Still say it on stderr: a CI log should show why the job failed.
         }
-        if self.captured() {
+        if self.is_captured() {
             return;
         }
         let text = diagnostic.render(self.color);
@@ -538,7 +539,7 @@ impl Shell {
 
     /// A command's result on stdout (graph, explain, plans).
     pub fn print(&self, text: &str) {
-        if self.captured() {
+        if self.is_captured() {
             return;
         }
         self.with_terminal(|| {

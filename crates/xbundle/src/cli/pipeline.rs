@@ -398,7 +398,9 @@ pub(super) fn export(
     let checksum = checksum_line(&json);
     let relative = stages::profile_dir(&context.config.workspace.out, &name).join("bundle.json");
     if shell.is_json() {
-        shell.json(&json!({"event": "exported", "profile": name, "path": relative, "sha256": checksum.split_whitespace().next()}));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&json).map_err(|err| Diagnostic::internal(err.to_string()))?;
+        shell.json(&json!({"event": "exported", "profile": name, "path": relative, "sha256": checksum.split_whitespace().next(), "manifest": manifest}));
     } else {
         shell.status(
             "Exported",

@@ -16,6 +16,7 @@ use camino::Utf8PathBuf;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use super::builds::{Artifact, Builds, MAX_QUEUED};
 use super::{Captured, run_captured};
 
 /// The largest request body accepted (the API's bodies are small JSON objects).
@@ -26,13 +27,19 @@ pub(super) const BODY_LIMIT: usize = 64 * 1024;
 pub(super) struct State {
     root: Arc<Utf8PathBuf>,
     token: Option<Arc<str>>,
+    builds: Arc<Builds>,
+    /// Held by the requests that write (profile edits, export): one at a time.
+    edits: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl State {
     pub(super) fn new(root: Utf8PathBuf, token: Option<String>) -> State {
+        let root = Arc::new(root);
         State {
-            root: Arc::new(root),
+            builds: Builds::start(Arc::clone(&root), artifacts),
+            root,
             token: token.map(Arc::from),
+            edits: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 }
@@ -175,7 +182,7 @@ fn failure(captured: &Captured, fields: &[(&'static str, String)]) -> Answer {
         || message.contains("unknown scenario")
         || message.contains("unknown profile")
         || message.contains("no profile");
-    let status = if unknown && matches!(field, Some("scenario" | "profile" | "id")) {
+    let status = if unknown && matches!(field, Some("scenario" | "profile_id" | "id" | "owner")) {
         StatusCode::NOT_FOUND
     } else {
         StatusCode::BAD_REQUEST
@@ -265,6 +272,15 @@ async fn secrets_bundle(
     answer(&state, arguments, "secrets", "secrets").await
 }
 
+/// [`json_body`] of a body axum read (or refused: over [`BODY_LIMIT`]).
+fn body_of<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, Answer> {
+    let body = body.map_err(|rejection| rejected(rejection.status(), &rejection.body_text()))?;
+    json_body(headers, &body)
+}
+
 /// A JSON body of the expected shape, or the 4xx answer saying what is wrong with it.
 fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
@@ -318,11 +334,7 @@ async fn classify(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Answer {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return rejected(rejection.status(), &rejection.body_text()),
-    };
-    let request: ClassifyRequest = match json_body(&headers, &body) {
+    let request: ClassifyRequest = match body_of(&headers, body) {
         Ok(request) => request,
         Err(answer) => return answer,
     };
@@ -393,6 +405,549 @@ async fn show_profile(
         },
         _ => failure(&captured, &[("id", id)]),
     }
+}
+
+/// A profile as POST /profiles takes it (`profile create`).
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NewProfile {
+    /// The profile's name.
+    #[serde(alias = "id")]
+    name: String,
+    scenario: String,
+    tier: String,
+    /// FROM -> TO.
+    #[serde(default)]
+    swaps: BTreeMap<String, String>,
+    #[serde(default)]
+    platforms: Vec<String>,
+}
+
+/// Changes to a profile (`profile set`): swaps added or changed, platforms added.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ProfileChanges {
+    #[serde(default)]
+    swaps: BTreeMap<String, String>,
+    #[serde(default)]
+    platforms: Vec<String>,
+}
+
+fn swap_args(swaps: &BTreeMap<String, String>) -> Vec<String> {
+    swaps
+        .iter()
+        .map(|(from, to)| format!("{from}={to}"))
+        .collect()
+}
+
+/// Runs an edit, then answers with the profile as `profile show` gives it.
+async fn edit_profile(
+    state: &State,
+    arguments: Arguments,
+    name: &str,
+    status: StatusCode,
+) -> Answer {
+    let _edits = state.edits.lock().await;
+    let Arguments { args, fields } = arguments;
+    let captured = match run_blocking(state, args).await {
+        Ok(captured) => captured,
+        Err(answer) => return answer,
+    };
+    if captured.code != 0 {
+        return failure(&captured, &fields);
+    }
+    let args = ["profile", "show", "--", name].map(str::to_string).to_vec();
+    let shown = match run_blocking(state, args).await {
+        Ok(captured) => captured,
+        Err(answer) => return answer,
+    };
+    match profiles_of(&shown).into_iter().next() {
+        Some(profile) => Answer {
+            status,
+            body: serde_json::to_vec(&profile).expect("profiles serialize"),
+        },
+        None => failure(&shown, &[("id", name.to_string())]),
+    }
+}
+
+async fn create_profile(
+    axum::extract::State(state): axum::extract::State<State>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Answer {
+    let request: NewProfile = match body_of(&headers, body) {
+        Ok(request) => request,
+        Err(answer) => return answer,
+    };
+    let arguments = Arguments::new(&["profile", "create"])
+        .option("scenario", "--scenario", Some(&request.scenario))
+        .option("tier", "--tier", Some(&request.tier))
+        .options("swaps", "--swap", &swap_args(&request.swaps))
+        .options("platforms", "--platform", &request.platforms)
+        .positionals(&[("name", &request.name)]);
+    edit_profile(&state, arguments, &request.name, StatusCode::CREATED).await
+}
+
+async fn update_profile(
+    axum::extract::State(state): axum::extract::State<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Answer {
+    let request: ProfileChanges = match body_of(&headers, body) {
+        Ok(request) => request,
+        Err(answer) => return answer,
+    };
+    let arguments = Arguments::new(&["profile", "set"])
+        .options("swaps", "--swap", &swap_args(&request.swaps))
+        .options("platforms", "--platform", &request.platforms)
+        .positionals(&[("id", &id)]);
+    edit_profile(&state, arguments, &id, StatusCode::OK).await
+}
+
+/// A request naming a profile (the seed's Gap 1: assembly from a stored profile).
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ProfileRequest {
+    profile_id: String,
+}
+
+async fn assemble(
+    axum::extract::State(state): axum::extract::State<State>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Answer {
+    let request: ProfileRequest = match body_of(&headers, body) {
+        Ok(request) => request,
+        Err(answer) => return answer,
+    };
+    let arguments =
+        Arguments::new(&["assemble"]).positionals(&[("profile_id", &request.profile_id)]);
+    answer(&state, arguments, "manifest", "manifest").await
+}
+
+async fn export(
+    axum::extract::State(state): axum::extract::State<State>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Answer {
+    let request: ProfileRequest = match body_of(&headers, body) {
+        Ok(request) => request,
+        Err(answer) => return answer,
+    };
+    let _edits = state.edits.lock().await;
+    let args = vec![
+        "export".to_string(),
+        "--".into(),
+        request.profile_id.clone(),
+    ];
+    let captured = match run_blocking(&state, args).await {
+        Ok(captured) => captured,
+        Err(answer) => return answer,
+    };
+    // The command line's `exported` line itself, byte for byte.
+    let line = captured.lines.iter().find(|line| {
+        serde_json::from_str::<Value>(line).is_ok_and(|value| value["event"] == "exported")
+    });
+    match line {
+        Some(line) if captured.code == 0 => Answer {
+            status: StatusCode::OK,
+            body: line.clone().into_bytes(),
+        },
+        _ => failure(&captured, &[("profile_id", request.profile_id)]),
+    }
+}
+
+/// The seed's future contract for a desktop build.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PackageRequest {
+    profile_id: String,
+    /// Platforms of the profile to build (default: all of them).
+    #[serde(default)]
+    platforms: Vec<String>,
+    /// Builds always compile the services for their platforms; `false` is refused.
+    #[serde(default = "yes")]
+    compile_binaries: bool,
+    /// Sign the artifacts with the workspace's `[sign]` templates (they must exist); `false`
+    /// is refused where the workspace signs (its artifacts are always signed).
+    #[serde(default)]
+    sign: bool,
+    /// The profile's bundle.json (root-relative), if given: it must be the one the profile
+    /// assembles (`<out>/<profile>/bundle.json`).
+    #[serde(default)]
+    manifest_path: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The thin client of a profile (`thin-client`).
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct QuickRequest {
+    profile_id: String,
+    /// The deployed app's URL (default: the profile's `[profiles.NAME.thin] url`).
+    #[serde(default)]
+    url: Option<String>,
+}
+
+/// The workspace's bundle.toml, for the checks a request needs before it is queued.
+fn config_of(root: &camino::Utf8Path) -> Result<crate::config::BundleConfig, Answer> {
+    crate::config::BundleConfig::load(
+        &root.join(crate::config::FILE_NAME),
+        camino::Utf8Path::new(crate::config::FILE_NAME),
+    )
+    .map_err(|diagnostic| {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &diagnostic.message,
+            None,
+            diagnostic.help.as_deref(),
+        )
+    })
+}
+
+fn queued(
+    state: &State,
+    kind: &str,
+    profile: &str,
+    platforms: &[String],
+    args: Vec<String>,
+) -> Answer {
+    match state.builds.queue(kind, profile, platforms, args) {
+        Some(view) => Answer {
+            status: StatusCode::ACCEPTED,
+            body: serde_json::to_vec(&view).expect("builds serialize"),
+        },
+        None => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("{MAX_QUEUED} builds are waiting already"),
+            None,
+            Some("retry once one has finished (GET /api/v1/builds)"),
+        ),
+    }
+}
+
+async fn package(
+    axum::extract::State(state): axum::extract::State<State>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Answer {
+    let request: PackageRequest = match body_of(&headers, body) {
+        Ok(request) => request,
+        Err(answer) => return answer,
+    };
+    let config = match config_of(&state.root) {
+        Ok(config) => config,
+        Err(answer) => return answer,
+    };
+    let Some(profile) = config.profile(&request.profile_id) else {
+        let diagnostic = crate::names::unknown_profile(&config, &state.root, &request.profile_id);
+        return error(
+            StatusCode::NOT_FOUND,
+            &diagnostic.message,
+            Some("profile_id"),
+            diagnostic.help.as_deref(),
+        );
+    };
+    let declared: Vec<String> = profile
+        .decl
+        .platforms
+        .iter()
+        .map(|platform| platform.get_ref().clone())
+        .collect();
+    if let Some(unknown) = request
+        .platforms
+        .iter()
+        .find(|platform| !declared.is_empty() && !declared.contains(platform))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("profile `{}` has no platform `{unknown}`", profile.name),
+            Some("platforms"),
+            Some(&format!("its platforms: {}", declared.join(", "))),
+        );
+    }
+    if !request.compile_binaries {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "xbundle always compiles a bundle's services for its platforms (from the cache when nothing changed)",
+            Some("compile_binaries"),
+            Some("leave compile_binaries out, or set it to true"),
+        );
+    }
+    let signs = !config.sign.is_empty();
+    if request.sign != signs {
+        let message = if request.sign {
+            "the workspace has no [sign] templates: nothing could sign the artifacts"
+        } else {
+            "the workspace signs its artifacts ([sign] in bundle.toml)"
+        };
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            message,
+            Some("sign"),
+            Some("set sign to match bundle.toml's [sign] section"),
+        );
+    }
+    if let Some(path) = &request.manifest_path {
+        let expected =
+            crate::stages::profile_dir(&config.workspace.out, &profile.name).join("bundle.json");
+        if path.trim_start_matches("./") != expected.as_str() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("the profile's bundle.json is {expected}, not {path}"),
+                Some("manifest_path"),
+                Some("leave manifest_path out: the build assembles the profile's own"),
+            );
+        }
+    }
+    let mut args = vec!["bundle".to_string()];
+    for platform in &request.platforms {
+        args.extend(["--platform".to_string(), platform.clone()]);
+    }
+    args.extend(["--".to_string(), profile.name.clone()]);
+    queued(&state, "package", &profile.name, &request.platforms, args)
+}
+
+async fn generate_quick(
+    axum::extract::State(state): axum::extract::State<State>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Answer {
+    let request: QuickRequest = match body_of(&headers, body) {
+        Ok(request) => request,
+        Err(answer) => return answer,
+    };
+    let config = match config_of(&state.root) {
+        Ok(config) => config,
+        Err(answer) => return answer,
+    };
+    if config.profile(&request.profile_id).is_none() {
+        let diagnostic = crate::names::unknown_profile(&config, &state.root, &request.profile_id);
+        return error(
+            StatusCode::NOT_FOUND,
+            &diagnostic.message,
+            Some("profile_id"),
+            diagnostic.help.as_deref(),
+        );
+    }
+    let mut args = vec!["thin-client".to_string()];
+    if let Some(url) = &request.url {
+        args.extend(["--url".to_string(), url.clone()]);
+    }
+    args.extend(["--".to_string(), request.profile_id.clone()]);
+    queued(&state, "thin-client", &request.profile_id, &[], args)
+}
+
+async fn list_builds(axum::extract::State(state): axum::extract::State<State>) -> Answer {
+    Answer {
+        status: StatusCode::OK,
+        body: serde_json::to_vec(&json!({"builds": state.builds.list()}))
+            .expect("builds serialize"),
+    }
+}
+
+fn unknown_build(id: &str) -> Answer {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("no build `{id}`"),
+        Some("id"),
+        Some("GET /api/v1/builds lists the builds this server remembers"),
+    )
+}
+
+async fn show_build(
+    axum::extract::State(state): axum::extract::State<State>,
+    Path(id): Path<String>,
+) -> Answer {
+    match state.builds.view(&id) {
+        Some(view) => Answer {
+            status: StatusCode::OK,
+            body: serde_json::to_vec(&view).expect("builds serialize"),
+        },
+        None => unknown_build(&id),
+    }
+}
+
+/// The build's log as server-sent events: one `log` event per JSON line (those written so
+/// far, then each as it comes), then one `end` event with the build's final state.
+async fn build_logs(
+    axum::extract::State(state): axum::extract::State<State>,
+    Path(id): Path<String>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::StreamExt as _;
+    if state.builds.view(&id).is_none() {
+        return unknown_build(&id).into_response();
+    }
+    let builds = Arc::clone(&state.builds);
+    // (next line, finished)
+    let stream = futures_util::stream::unfold((0usize, false), move |(from, ended)| {
+        let builds = Arc::clone(&builds);
+        let id = id.clone();
+        async move {
+            if ended {
+                return None;
+            }
+            let waited = {
+                let (builds, id) = (Arc::clone(&builds), id.clone());
+                tokio::task::spawn_blocking(move || {
+                    builds.wait_lines(&id, from, std::time::Duration::from_secs(10))
+                })
+                .await
+                .ok()
+                .flatten()
+            };
+            let (lines, done) = waited?;
+            let next = from + lines.len();
+            let mut events: Vec<Result<Event, std::convert::Infallible>> = lines
+                .into_iter()
+                .map(|line| Ok(Event::default().event("log").data(line)))
+                .collect();
+            if done {
+                let view = builds.view(&id);
+                events.push(Ok(Event::default()
+                    .event("end")
+                    .data(serde_json::to_string(&view).expect("builds serialize"))));
+            }
+            Some((futures_util::stream::iter(events), (next, done)))
+        }
+    })
+    .flatten();
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The packages of `only` (empty: every profile): regular files of `<out>/<profile>/packages/`,
+/// listed through the confined tree (a link there is not a package).
+fn artifacts(root: &camino::Utf8Path, only: &str) -> Vec<Artifact> {
+    let Ok(config) = crate::config::BundleConfig::load(
+        &root.join(crate::config::FILE_NAME),
+        camino::Utf8Path::new(crate::config::FILE_NAME),
+    ) else {
+        return Vec::new();
+    };
+    let Ok(tree) = engine::confine::Dir::open_root(root.as_std_path()) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for profile in &config.profiles {
+        if !only.is_empty() && profile.name != only {
+            continue;
+        }
+        let dir = crate::publish::packages_dir(&config.workspace.out, &profile.name);
+        let Ok(Some(packages)) = tree.open_dir(dir.as_str()) else {
+            continue;
+        };
+        let Ok(entries) = packages.entries() else {
+            continue;
+        };
+        for (name, kind) in entries {
+            let Ok(name) = String::from_utf8(name) else {
+                continue;
+            };
+            if kind != engine::confine::Kind::File || engine::confine::is_temp_name(&name) {
+                continue;
+            }
+            let Ok(Some((engine::confine::Kind::File, stat))) = packages.lstat(&name) else {
+                continue;
+            };
+            found.push(Artifact {
+                url: format!("/api/v1/desktop/packages/{}/{name}", profile.name),
+                profile: profile.name.clone(),
+                name,
+                size: stat.size,
+            });
+        }
+    }
+    found.sort_by(|a, b| (&a.profile, &a.name).cmp(&(&b.profile, &b.name)));
+    found
+}
+
+async fn list_packages(axum::extract::State(state): axum::extract::State<State>) -> Answer {
+    let root = Arc::clone(&state.root);
+    let found = tokio::task::spawn_blocking(move || artifacts(&root, ""))
+        .await
+        .unwrap_or_default();
+    Answer {
+        status: StatusCode::OK,
+        body: serde_json::to_vec(&json!({"packages": found})).expect("packages serialize"),
+    }
+}
+
+/// One package file, opened through the confined tree (never through a link) and streamed.
+async fn download_package(
+    axum::extract::State(state): axum::extract::State<State>,
+    Path((profile, name)): Path<(String, String)>,
+) -> Response {
+    let root = Arc::clone(&state.root);
+    let opened = tokio::task::spawn_blocking(move || {
+        let artifact = artifacts(&root, &profile)
+            .into_iter()
+            .find(|artifact| artifact.name == name)?;
+        let config = crate::config::BundleConfig::load(
+            &root.join(crate::config::FILE_NAME),
+            camino::Utf8Path::new(crate::config::FILE_NAME),
+        )
+        .ok()?;
+        let tree = engine::confine::Dir::open_root(root.as_std_path()).ok()?;
+        let path = crate::publish::packages_dir(&config.workspace.out, &artifact.profile)
+            .join(&artifact.name);
+        let (file, stat) = tree.open_file(path.as_str()).ok()??;
+        Some((artifact.name, file, stat.size))
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some((name, file, size)) = opened else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no such package",
+            None,
+            Some("GET /api/v1/desktop/packages lists them"),
+        )
+        .into_response();
+    };
+    // Read on a blocking thread, 64 KiB at a time, into the response as it is sent.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = file.take(size);
+        loop {
+            let mut chunk = vec![0; 64 * 1024];
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if sender.blocking_send(Ok(chunk)).is_err() {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    let _ = sender.blocking_send(Err(err));
+                    break;
+                }
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    });
+    let mut response = axum::body::Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
 }
 
 async fn openapi() -> Answer {
@@ -509,6 +1064,108 @@ fn endpoints() -> Vec<Endpoint> {
             errors: &[400, 404],
         },
         Endpoint {
+            method: Method::POST,
+            path: "/api/v1/profiles",
+            summary: "Create a profile in bundle.toml (`profile create`; comments kept; refused if `check` would refuse it)",
+            parameters: &[],
+            request: Some(|generator| generator.subschema_for::<NewProfile>()),
+            route: || post(create_profile),
+            errors: &[400, 404, 413, 415],
+        },
+        Endpoint {
+            method: Method::PUT,
+            path: "/api/v1/profiles/{id}",
+            summary: "Change a profile's swaps or platforms (`profile set`)",
+            parameters: &[("id", "path", true, "a profile name")],
+            request: Some(|generator| generator.subschema_for::<ProfileChanges>()),
+            route: || axum::routing::put(update_profile),
+            errors: &[400, 404, 413, 415],
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/bundles/assemble",
+            summary: "A profile's bundle.json (`assemble`): swaps and settings from the profile",
+            parameters: &[],
+            request: Some(|generator| generator.subschema_for::<ProfileRequest>()),
+            route: || post(assemble),
+            errors: &[400, 404, 413, 415],
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/bundles/export",
+            summary: "Write a profile's bundle.json and its checksum (`export`): the command line's `exported` line",
+            parameters: &[],
+            request: Some(|generator| generator.subschema_for::<ProfileRequest>()),
+            route: || post(export),
+            errors: &[400, 404, 413, 415, 422],
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/desktop/package",
+            summary: "Queue a build of a profile's bundles and installers (`bundle`)",
+            parameters: &[],
+            request: Some(|generator| generator.subschema_for::<PackageRequest>()),
+            route: || post(package),
+            errors: &[400, 404, 413, 415, 422, 429],
+        },
+        Endpoint {
+            method: Method::POST,
+            path: "/api/v1/desktop/generate/quick",
+            summary: "Queue a build of a profile's thin client (`thin-client`)",
+            parameters: &[],
+            request: Some(|generator| generator.subschema_for::<QuickRequest>()),
+            route: || post(generate_quick),
+            errors: &[400, 404, 413, 415, 422, 429],
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/builds",
+            summary: "The builds this server ran or queued, newest first",
+            parameters: &[],
+            request: None,
+            route: || get(list_builds),
+            errors: &[],
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/builds/{id}",
+            summary: "One build: its status, exit code and artifacts",
+            parameters: &[("id", "path", true, "a build id")],
+            request: None,
+            route: || get(show_build),
+            errors: &[404],
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/builds/{id}/logs",
+            summary: "A build's log as server-sent events (`log`: one JSON line each, while it runs; `end`: the build)",
+            parameters: &[("id", "path", true, "a build id")],
+            request: None,
+            route: || get(build_logs),
+            errors: &[404],
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/desktop/packages",
+            summary: "The installers and archives built (every profile's packages)",
+            parameters: &[],
+            request: None,
+            route: || get(list_packages),
+            errors: &[],
+        },
+        Endpoint {
+            method: Method::GET,
+            path: "/api/v1/desktop/packages/{profile}/{name}",
+            summary: "Download one package",
+            parameters: &[
+                ("profile", "path", true, "a profile name"),
+                ("name", "path", true, "the package's file name"),
+            ],
+            request: None,
+            route: || get(download_package),
+            errors: &[404],
+        },
+        Endpoint {
             method: Method::GET,
             path: "/api/v1/openapi.json",
             summary: "This document",
@@ -616,9 +1273,19 @@ async fn authorize(
 }
 
 pub(super) fn router(state: State) -> axum::Router {
-    let mut router = axum::Router::new();
+    // One method router per path, every method of the table merged into it.
+    let mut routes: BTreeMap<&'static str, MethodRouter<State>> = BTreeMap::new();
     for endpoint in endpoints() {
-        router = router.route(endpoint.path, (endpoint.route)());
+        let route = (endpoint.route)();
+        let merged = match routes.remove(endpoint.path) {
+            Some(existing) => existing.merge(route),
+            None => route,
+        };
+        routes.insert(endpoint.path, merged);
+    }
+    let mut router = axum::Router::new();
+    for (path, route) in routes {
+        router = router.route(path, route);
     }
     router
         .fallback(not_found)

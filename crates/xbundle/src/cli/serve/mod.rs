@@ -17,6 +17,7 @@
 //! - No CORS headers are sent (a browser page of another origin cannot read the answers).
 
 mod api;
+mod builds;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ use clap::{Args, Parser};
 
 use super::{Cli, find_root};
 use crate::diagnostic::Diagnostic;
-use crate::shell::{GREEN, Shell};
+use crate::shell::{GREEN, Shell, Sink};
 
 /// The variable holding the token (the other way is `--token-file`).
 pub(super) const TOKEN_VARIABLE: &str = "XBUNDLE_SERVE_TOKEN";
@@ -73,9 +74,15 @@ impl Captured {
 
 /// Runs `cargo xtask --root ROOT --message-format json ARGS…` in-process with a captured shell.
 pub(crate) fn run_captured(root: &Utf8Path, args: &[String]) -> Captured {
+    run_captured_with(root, args, Arc::new(|_: &str| {}))
+}
+
+/// [`run_captured`], each line also given to `also` as it comes (a build's live log).
+pub(crate) fn run_captured_with(root: &Utf8Path, args: &[String], also: Sink) -> Captured {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&lines);
     let shell = Shell::capture(Arc::new(move |line: &str| {
+        also(line);
         sink.lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(line.to_string());
@@ -188,6 +195,8 @@ pub(super) fn serve(cli: &Cli, args: &ServeArgs, shell: &Shell) -> Result<u8, Di
                         }
                     } => {}
                 }
+                // A running build stops as a build on the command line does on Ctrl-C.
+                super::build::cancel_detached();
             })
             .await
             .map_err(Diagnostic::from)
