@@ -221,11 +221,52 @@ async fn dag(
     axum::extract::State(state): axum::extract::State<State>,
     Path(scenario): Path<String>,
     RawQuery(query): RawQuery,
-) -> Answer {
-    let arguments = Arguments::new(&["dag"])
-        .options("swap", "--swap", &query_values(&query, "swap"))
-        .positionals(&[("scenario", &scenario)]);
-    answer(&state, arguments, "dag", "dag").await
+) -> Response {
+    let format = query_value(&query, "format");
+    let content_type = match format.as_deref() {
+        None | Some("json") => None,
+        Some("svg") => Some("image/svg+xml"),
+        Some("dot" | "mermaid") => Some("text/plain; charset=utf-8"),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown format `{other}`"),
+                Some("format"),
+                Some("json, svg, dot or mermaid"),
+            )
+            .into_response();
+        }
+    };
+    let mut arguments =
+        Arguments::new(&["dag"]).options("swap", "--swap", &query_values(&query, "swap"));
+    if let (Some(format), Some(_)) = (&format, content_type) {
+        arguments = arguments.option("format", "--format", Some(format));
+    }
+    let arguments = arguments.positionals(&[("scenario", &scenario)]);
+    let Some(content_type) = content_type else {
+        return answer(&state, arguments, "dag", "dag")
+            .await
+            .into_response();
+    };
+    // A rendering: the event's text, as the document it is.
+    let Arguments { args, fields } = arguments;
+    let captured = match run_blocking(&state, args).await {
+        Ok(captured) => captured,
+        Err(answer) => return answer.into_response(),
+    };
+    let text = captured
+        .payload("dag", "text")
+        .and_then(|raw| serde_json::from_str::<String>(&raw).ok());
+    match text {
+        Some(text) if captured.code == 0 => {
+            let mut response = (StatusCode::OK, text).into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            response
+        }
+        _ => failure(&captured, &fields).into_response(),
+    }
 }
 
 async fn fitness(
@@ -1003,8 +1044,17 @@ fn endpoints() -> Vec<Endpoint> {
         Endpoint {
             method: Method::GET,
             path: "/api/v1/dag/{scenario}",
-            summary: "A scenario's dependency graph",
-            parameters: &[SCENARIO, SWAP],
+            summary: "A scenario's dependency graph (JSON), or its rendering (`format`: svg, dot, mermaid)",
+            parameters: &[
+                SCENARIO,
+                SWAP,
+                (
+                    "format",
+                    "query",
+                    false,
+                    "json (default), svg, dot or mermaid",
+                ),
+            ],
             request: None,
             route: || get(dag),
             errors: &[400, 404],
@@ -1272,6 +1322,49 @@ async fn authorize(
     next.run(request).await
 }
 
+/// The dashboard's files, embedded in the binary (no CDN, nothing fetched at run time).
+const DASHBOARD: [(&str, &str, &str); 4] = [
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("dashboard/index.html"),
+    ),
+    (
+        "/assets/dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard/dashboard.js"),
+    ),
+    (
+        "/assets/dashboard.css",
+        "text/css; charset=utf-8",
+        include_str!("dashboard/dashboard.css"),
+    ),
+    (
+        "/assets/favicon.svg",
+        "image/svg+xml",
+        include_str!("dashboard/favicon.svg"),
+    ),
+];
+
+/// One of [`DASHBOARD`]'s files, under a policy allowing only this server's own scripts,
+/// styles and images.
+fn dashboard_file(content_type: &'static str, text: &'static str) -> Response {
+    let mut response = (StatusCode::OK, text).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
 pub(super) fn router(state: State) -> axum::Router {
     // One method router per path, every method of the table merged into it.
     let mut routes: BTreeMap<&'static str, MethodRouter<State>> = BTreeMap::new();
@@ -1286,6 +1379,12 @@ pub(super) fn router(state: State) -> axum::Router {
     let mut router = axum::Router::new();
     for (path, route) in routes {
         router = router.route(path, route);
+    }
+    for (path, content_type, text) in DASHBOARD {
+        router = router.route(
+            path,
+            get(move || async move { dashboard_file(content_type, text) }),
+        );
     }
     router
         .fallback(not_found)
