@@ -16,7 +16,7 @@ use camino::Utf8PathBuf;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::builds::{Artifact, Builds, MAX_QUEUED};
+use super::builds::{Artifact, BuildView, Builds, MAX_QUEUED};
 use super::{Captured, run_captured};
 
 /// The largest request body accepted (the API's bodies are small JSON objects).
@@ -991,10 +991,46 @@ async fn download_package(
     response
 }
 
-async fn openapi() -> Answer {
+async fn openapi(axum::extract::State(state): axum::extract::State<State>) -> Answer {
+    let root = Arc::clone(&state.root);
+    let examples = tokio::task::spawn_blocking(move || Examples::of(&root))
+        .await
+        .unwrap_or_default();
     Answer {
         status: StatusCode::OK,
-        body: serde_json::to_vec_pretty(&document()).expect("the document serializes"),
+        body: serde_json::to_vec_pretty(&document(&examples)).expect("the document serializes"),
+    }
+}
+
+/// This workspace's names, given as examples of the parameters that take them (so a client
+/// generating requests from the document reaches real scenarios and profiles).
+#[derive(Default)]
+pub(super) struct Examples {
+    scenarios: Vec<String>,
+    profiles: Vec<String>,
+}
+
+impl Examples {
+    fn of(root: &camino::Utf8Path) -> Examples {
+        let Ok(config) = crate::config::BundleConfig::load(
+            &root.join(crate::config::FILE_NAME),
+            camino::Utf8Path::new(crate::config::FILE_NAME),
+        ) else {
+            return Examples::default();
+        };
+        let layout = crate::names::layout(&config, root);
+        Examples {
+            scenarios: layout.scenario_names(),
+            profiles: config.profiles.iter().map(|p| p.name.clone()).collect(),
+        }
+    }
+
+    fn of_parameter(&self, name: &str) -> &[String] {
+        match name {
+            "scenario" => &self.scenarios,
+            "id" | "profile" => &self.profiles,
+            _ => &[],
+        }
     }
 }
 
@@ -1017,9 +1053,29 @@ struct Endpoint {
     /// The request body's schema, for POST/PUT.
     request: Option<fn(&mut schemars::SchemaGenerator) -> schemars::Schema>,
     route: fn() -> MethodRouter<State>,
-    /// The statuses it may answer besides 200, each with the error body.
+    /// Its success status and what it answers then: (content type, schema).
+    success: (u16, &'static [(&'static str, Schema)]),
+    /// The statuses it may answer besides its success, each with the error body.
     errors: &'static [u16],
 }
+
+/// A response body's schema, from the type the command line serializes.
+type Schema = fn(&mut schemars::SchemaGenerator) -> Value;
+
+fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> Value {
+    generator.subschema_for::<T>().to_value()
+}
+
+/// `{"<key>": [T]}`.
+fn list_of<T: schemars::JsonSchema>(key: &str, generator: &mut schemars::SchemaGenerator) -> Value {
+    json!({"type": "object", "required": [key], "properties": {key: {"type": "array", "items": schema::<T>(generator)}}})
+}
+
+const JSON_OBJECT: Schema = |_| json!({"type": "object"});
+const TEXT: Schema = |_| json!({"type": "string"});
+/// One server-sent event of a build's log: `log` (a JSON line of the command) or `end`.
+const SSE_EVENT: Schema = |_| json!({"type": "object", "required": ["event", "data"], "properties": {"event": {"enum": ["log", "end"]}, "data": {"type": "string"}}});
+const SVG: &str = "image/svg+xml";
 
 const SCENARIO: (&str, &str, bool, &str) = ("scenario", "path", true, "a scenario name");
 const TIER: (&str, &str, bool, &str) = (
@@ -1039,6 +1095,10 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[SCENARIO, TIER, SWAP],
             request: None,
             route: || get(analyze),
+            success: (
+                200,
+                &[("application/json", schema::<crate::analysis::Analysis>)],
+            ),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1057,6 +1117,14 @@ fn endpoints() -> Vec<Endpoint> {
             ],
             request: None,
             route: || get(dag),
+            success: (
+                200,
+                &[
+                    ("application/json", schema::<crate::analysis::Dag>),
+                    (SVG, TEXT),
+                    ("text/plain", TEXT),
+                ],
+            ),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1066,6 +1134,13 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[("scenario", "query", true, "a scenario name"), TIER, SWAP],
             request: None,
             route: || get(fitness),
+            success: (
+                200,
+                &[(
+                    "application/json",
+                    schema::<super::super::queries::FitnessView>,
+                )],
+            ),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1075,6 +1150,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[SCENARIO, TIER, SWAP],
             request: None,
             route: || get(secrets),
+            success: (200, &[("application/json", JSON_OBJECT)]),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1084,6 +1160,13 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[SCENARIO, TIER, SWAP],
             request: None,
             route: || get(secrets_bundle),
+            success: (
+                200,
+                &[(
+                    "application/json",
+                    schema::<super::super::pipeline::BundlePlanView>,
+                )],
+            ),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1093,6 +1176,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<ClassifyRequest>()),
             route: || post(classify),
+            success: (200, &[("application/json", JSON_OBJECT)]),
             errors: &[400, 404, 413, 415],
         },
         Endpoint {
@@ -1102,6 +1186,12 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: None,
             route: || get(list_profiles),
+            success: (
+                200,
+                &[("application/json", |g| {
+                    list_of::<super::super::profile::ProfileView>("profiles", g)
+                })],
+            ),
             errors: &[],
         },
         Endpoint {
@@ -1111,6 +1201,13 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[("id", "path", true, "a profile name")],
             request: None,
             route: || get(show_profile),
+            success: (
+                200,
+                &[(
+                    "application/json",
+                    schema::<super::super::profile::ProfileView>,
+                )],
+            ),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1120,6 +1217,13 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<NewProfile>()),
             route: || post(create_profile),
+            success: (
+                201,
+                &[(
+                    "application/json",
+                    schema::<super::super::profile::ProfileView>,
+                )],
+            ),
             errors: &[400, 404, 413, 415],
         },
         Endpoint {
@@ -1129,6 +1233,13 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[("id", "path", true, "a profile name")],
             request: Some(|generator| generator.subschema_for::<ProfileChanges>()),
             route: || axum::routing::put(update_profile),
+            success: (
+                200,
+                &[(
+                    "application/json",
+                    schema::<super::super::profile::ProfileView>,
+                )],
+            ),
             errors: &[400, 404, 413, 415],
         },
         Endpoint {
@@ -1138,6 +1249,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<ProfileRequest>()),
             route: || post(assemble),
+            success: (200, &[("application/json", schema::<manifest::Manifest>)]),
             errors: &[400, 404, 413, 415],
         },
         Endpoint {
@@ -1147,6 +1259,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<ProfileRequest>()),
             route: || post(export),
+            success: (200, &[("application/json", exported_schema)]),
             errors: &[400, 404, 413, 415, 422],
         },
         Endpoint {
@@ -1156,6 +1269,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<PackageRequest>()),
             route: || post(package),
+            success: (202, &[("application/json", schema::<BuildView>)]),
             errors: &[400, 404, 413, 415, 422, 429],
         },
         Endpoint {
@@ -1165,6 +1279,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<QuickRequest>()),
             route: || post(generate_quick),
+            success: (202, &[("application/json", schema::<BuildView>)]),
             errors: &[400, 404, 413, 415, 422, 429],
         },
         Endpoint {
@@ -1174,6 +1289,10 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: None,
             route: || get(list_builds),
+            success: (
+                200,
+                &[("application/json", |g| list_of::<BuildView>("builds", g))],
+            ),
             errors: &[],
         },
         Endpoint {
@@ -1183,6 +1302,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[("id", "path", true, "a build id")],
             request: None,
             route: || get(show_build),
+            success: (200, &[("application/json", schema::<BuildView>)]),
             errors: &[404],
         },
         Endpoint {
@@ -1192,6 +1312,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[("id", "path", true, "a build id")],
             request: None,
             route: || get(build_logs),
+            success: (200, &[("text/event-stream", SSE_EVENT)]),
             errors: &[404],
         },
         Endpoint {
@@ -1201,6 +1322,10 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: None,
             route: || get(list_packages),
+            success: (
+                200,
+                &[("application/json", |g| list_of::<Artifact>("packages", g))],
+            ),
             errors: &[],
         },
         Endpoint {
@@ -1213,6 +1338,7 @@ fn endpoints() -> Vec<Endpoint> {
             ],
             request: None,
             route: || get(download_package),
+            success: (200, &[("application/octet-stream", TEXT)]),
             errors: &[404],
         },
         Endpoint {
@@ -1222,16 +1348,35 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: None,
             route: || get(openapi),
+            success: (200, &[("application/json", JSON_OBJECT)]),
             errors: &[],
         },
     ]
 }
 
+/// The `exported` line of `export`: the command line's event, with the manifest written.
+fn exported_schema(generator: &mut schemars::SchemaGenerator) -> Value {
+    json!({
+        "type": "object",
+        "required": ["event", "profile", "path", "sha256", "manifest"],
+        "properties": {
+            "event": {"const": "exported"},
+            "profile": {"type": "string"},
+            "path": {"type": "string"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "manifest": schema::<manifest::Manifest>(generator),
+        },
+    })
+}
+
 /// The OpenAPI 3.1 document of [`endpoints`].
-pub(super) fn document() -> Value {
-    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
-        .with(|settings| settings.definitions_path = "/components/schemas".into())
-        .into_generator();
+pub(super) fn document(examples: &Examples) -> Value {
+    // Requests as they are read (a defaulted field is optional), answers as they are written
+    // (a field skipped when empty is optional).
+    let settings = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|settings| settings.definitions_path = "/components/schemas".into());
+    let mut requests = settings.clone().for_deserialize().into_generator();
+    let mut generator = settings.for_serialize().into_generator();
     let error_schema = json!({
         "type": "object",
         "required": ["error", "field", "help"],
@@ -1247,20 +1392,43 @@ pub(super) fn document() -> Value {
             .parameters
             .iter()
             .map(|(name, place, required, description)| {
-                let schema = if *name == "swap" {
-                    json!({"type": "array", "items": {"type": "string"}})
-                } else {
-                    json!({"type": "string"})
+                let schema = match *name {
+                    "swap" => json!({"type": "array", "items": {"type": "string"}}),
+                    "tier" => json!({"type": "string", "enum": crate::analysis::tier::Tier::spellings()}),
+                    "format" => json!({"type": "string", "enum": ["json", "svg", "dot", "mermaid"]}),
+                    _ => json!({"type": "string"}),
                 };
-                json!({"name": name, "in": place, "required": required, "description": description, "schema": schema})
+                let mut parameter = json!({"name": name, "in": place, "required": required, "description": description, "schema": schema});
+                let known = examples.of_parameter(name);
+                // A build's id is no profile's.
+                let build_id = *name == "id" && endpoint.path.starts_with("/api/v1/builds");
+                if !known.is_empty() && !build_id {
+                    parameter["examples"] = known
+                        .iter()
+                        .map(|value| (value.clone(), json!({"value": value})))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
+                }
+                parameter
             })
             .collect();
         let mut responses = serde_json::Map::new();
+        let (status, bodies) = endpoint.success;
+        let content: serde_json::Map<String, Value> = bodies
+            .iter()
+            .map(|(content_type, schema)| {
+                (
+                    content_type.to_string(),
+                    json!({"schema": schema(&mut generator)}),
+                )
+            })
+            .collect();
         responses.insert(
-            "200".into(),
-            json!({"description": "the result", "content": {"application/json": {"schema": {}}}}),
+            status.to_string(),
+            json!({"description": "the result", "content": content}),
         );
-        for status in endpoint.errors {
+        // Any request may be refused for want of a token (when the server has one).
+        for status in endpoint.errors.iter().chain(&[401]) {
             responses.insert(
                 status.to_string(),
                 json!({"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
@@ -1274,7 +1442,7 @@ pub(super) fn document() -> Value {
         if let Some(request) = endpoint.request {
             operation["requestBody"] = json!({
                 "required": true,
-                "content": {"application/json": {"schema": request(&mut generator)}},
+                "content": {"application/json": {"schema": request(&mut requests)}},
             });
         }
         let method = endpoint.method.as_str().to_ascii_lowercase();
@@ -1284,6 +1452,13 @@ pub(super) fn document() -> Value {
     }
     let mut schemas: BTreeMap<String, Value> =
         generator.take_definitions(true).into_iter().collect();
+    for (name, schema) in requests.take_definitions(true) {
+        let previous = schemas.insert(name.clone(), schema.clone());
+        assert!(
+            previous.is_none_or(|previous| previous == schema),
+            "two schemas named {name}"
+        );
+    }
     schemas.insert("Error".into(), error_schema);
     json!({
         "openapi": "3.1.0",
