@@ -216,6 +216,17 @@ impl Serialize for Charset {
     }
 }
 
+/// A charset is written as its name or its custom characters: a string.
+impl schemars::JsonSchema for Charset {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Charset".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string"})
+    }
+}
+
 /// Levenshtein distance, for "did you mean" (inputs are short names).
 fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -340,7 +351,7 @@ pub fn check_entropy(charset: &Charset, length: u32) -> Result<(), CharsetError>
 }
 
 /// A generator with its defaults applied and its rules checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct GeneratorSpec {
     #[serde(rename = "type")]
     pub kind: GeneratorType,

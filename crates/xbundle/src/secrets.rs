@@ -187,7 +187,7 @@ pub fn override_generator(
 
 /// What the plan (the secrets-manager contract, `secrets --bundle --message-format json`) says
 /// of a prompted secret; assembly writes it as bundle.json's `prompt` and `format`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Prompt {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -200,7 +200,7 @@ pub struct Prompt {
 
 /// What the plan says of a fetched secret, its timeout resolved; assembly writes it as
 /// bundle.json's `fetch` ([`manifest::RemoteFetch`]), whose URL rule it has passed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Fetch {
     pub url: String,
     pub timeout_ms: u64,
@@ -673,7 +673,7 @@ pub fn declarations(def: &ServiceDef) -> Result<Vec<Declaration>, Diagnostic> {
 }
 
 /// A secret the bundle carries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PlannedSecret {
     pub id: String,
     pub class: SecretClass,
@@ -690,7 +690,7 @@ pub struct PlannedSecret {
     pub required: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Excluded {
     pub id: String,
     pub reason: String,

@@ -20,7 +20,9 @@ use crate::analysis::tier::Tier;
 use crate::diagnostic::Diagnostic;
 
 /// Scenario or resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServiceKind {
     Scenario,
@@ -76,7 +78,9 @@ pub struct Step {
 }
 
 /// GPU need of a node, ordered by strength.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum GpuNeed {
     #[default]
@@ -86,7 +90,9 @@ pub enum GpuNeed {
 }
 
 /// Network need of a node, ordered by strength.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum NetworkNeed {
     #[default]
@@ -116,7 +122,7 @@ impl std::fmt::Display for NetworkNeed {
 }
 
 /// What a node needs to run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Footprint {
     pub ram_mb: u64,
     pub disk_mb: u64,

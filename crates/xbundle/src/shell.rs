@@ -10,6 +10,10 @@
 //! is. JSON output writes one object per line to stdout; the event schema is documented in
 //! `docs/json-events.md`.
 //!
+//! A captured shell ([`Shell::capture`], what `cargo xtask serve` runs commands with) writes its
+//! JSON lines to a sink of the caller's instead of stdout, and nothing to stderr or stdout: the
+//! HTTP API answers with the very lines the command line prints.
+//!
 //! What tasks print (the engine's `Event::Output`, see [`TaskLogs`]) goes to stderr, as cargo
 //! sends compilers' and build scripts' output there: stdout stays the command's result. Each
 //! line is prefixed with its task's id (`task:ui: line`, the prefix dimmed with colours), in
@@ -27,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
@@ -101,7 +105,12 @@ pub struct Shell {
     bars: indicatif::MultiProgress,
     /// What tasks print, on its way to the terminal.
     logs: Mutex<TaskLogs>,
+    /// Where JSON lines go instead of stdout (a captured shell: [`Shell::capture`]).
+    sink: Option<Sink>,
 }
+
+/// Receives each JSON line of a captured shell (without its newline).
+pub type Sink = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The rendering of tasks' output (module docs): the options, and per task the line each
 /// stream has begun and, in grouped order or `errors-only`, the lines held until it ends.
@@ -228,7 +237,28 @@ impl Shell {
                 quiet_logs(OutputLogs::Full, verbosity),
                 LogOrder::Auto,
             )),
+            sink: None,
         }
+    }
+
+    /// A shell whose JSON lines go to `sink` and which prints nothing (module docs).
+    pub fn capture(sink: Sink) -> Shell {
+        Shell {
+            format: MessageFormat::Json,
+            verbosity: Verbosity::Normal,
+            color: false,
+            progress: Mutex::new(None),
+            bars: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::hidden(),
+            ),
+            logs: Mutex::new(TaskLogs::new(OutputLogs::Full, LogOrder::Stream)),
+            sink: Some(sink),
+        }
+    }
+
+    /// Whether this is a captured shell ([`Shell::capture`]).
+    pub fn is_captured(&self) -> bool {
+        self.sink.is_some()
     }
 
     /// Sets whose task output a build prints and in what order (`--output-logs`,
@@ -485,6 +515,9 @@ impl Shell {
             self.json(&diagnostic.to_json());
             // Still say it on stderr: a CI log should show why the job failed.
         }
+        if self.is_captured() {
+            return;
+        }
         let text = diagnostic.render(self.color);
         self.with_terminal(|| {
             let _ = write!(anstream::stderr().lock(), "{text}");
@@ -493,6 +526,10 @@ impl Shell {
 
     /// One JSON line on stdout.
     pub fn json(&self, value: &serde_json::Value) {
+        if let Some(sink) = &self.sink {
+            sink(&value.to_string());
+            return;
+        }
         self.with_terminal(|| {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{value}");
@@ -502,6 +539,9 @@ impl Shell {
 
     /// A command's result on stdout (graph, explain, plans).
     pub fn print(&self, text: &str) {
+        if self.is_captured() {
+            return;
+        }
         self.with_terminal(|| {
             let mut out = anstream::stdout().lock();
             let _ = out.write_all(text.as_bytes());

@@ -184,7 +184,7 @@ pub struct Request {
 }
 
 /// A node of the DAG.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Node {
     /// `scenario:NAME` or `resource:NAME`.
     pub id: String,
@@ -202,20 +202,20 @@ pub struct Node {
     pub replaces: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema)]
 pub struct Edge {
     pub from: String,
     pub to: String,
     pub optional: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Dag {
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Requirements {
     pub ram_mb: u64,
     pub disk_mb: u64,
@@ -224,7 +224,7 @@ pub struct Requirements {
     pub network: NetworkNeed,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Blocker {
     pub node: String,
     pub points: u32,
@@ -232,7 +232,7 @@ pub struct Blocker {
     pub reason: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TierReport {
     pub score: f64,
     pub points: u32,
@@ -240,7 +240,7 @@ pub struct TierReport {
     pub blockers: Vec<Blocker>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct SwapSuggestion {
     pub from: String,
     pub to: String,
@@ -252,20 +252,20 @@ pub struct SwapSuggestion {
     pub disk_mb_delta: i64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct NameLists {
     pub resources: Vec<String>,
     pub scenarios: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct AppliedSwap {
     pub from: String,
     pub to: String,
 }
 
 /// The result of [`analyze`], serialized as the seed's contract plus the DAG and blockers.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Analysis {
     pub scenario: String,
     pub applied_swaps: Vec<AppliedSwap>,

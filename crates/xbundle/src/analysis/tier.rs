@@ -50,26 +50,76 @@ impl Serialize for Tier {
     }
 }
 
+/// A tier is written as its id (`tier-2-desktop`).
+impl schemars::JsonSchema for Tier {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Tier".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let ids: Vec<&str> = Tier::ALL.iter().map(|tier| tier.id()).collect();
+        schemars::json_schema!({"type": "string", "enum": ids})
+    }
+}
+
 impl FromStr for Tier {
     type Err = String;
 
     /// Accepts the ids, `1`…`5`, `tier-2`, and the short names local, desktop, mobile,
-    /// saas (also server, cloud) and enterprise.
+    /// saas (also server, cloud) and enterprise ([`Tier::spellings`]), in any case.
     fn from_str(text: &str) -> Result<Tier, String> {
         let lower = text.trim().to_ascii_lowercase();
-        let tier = match lower.as_str() {
-            "tier-1-local" | "1" | "tier-1" | "tier1" | "local" => Tier::Local,
-            "tier-2-desktop" | "2" | "tier-2" | "tier2" | "desktop" => Tier::Desktop,
-            "tier-3-mobile" | "3" | "tier-3" | "tier3" | "mobile" => Tier::Mobile,
-            "tier-4-saas" | "4" | "tier-4" | "tier4" | "saas" | "server" | "cloud" => Tier::Saas,
-            "tier-5-enterprise" | "5" | "tier-5" | "tier5" | "enterprise" => Tier::Enterprise,
-            _ => {
-                return Err(format!(
+        SPELLINGS
+            .iter()
+            .find(|(spellings, _)| spellings.contains(&lower.as_str()))
+            .map(|(_, tier)| *tier)
+            .ok_or_else(|| {
+                format!(
                     "unknown tier `{text}`; tiers are tier-1-local, tier-2-desktop, tier-3-mobile, tier-4-saas, tier-5-enterprise (or 1-5, local, desktop, mobile, saas, enterprise)"
-                ));
-            }
-        };
-        Ok(tier)
+                )
+            })
+    }
+}
+
+/// Every way to write each tier.
+const SPELLINGS: [(&[&str], Tier); 5] = [
+    (
+        &["tier-1-local", "1", "tier-1", "tier1", "local"],
+        Tier::Local,
+    ),
+    (
+        &["tier-2-desktop", "2", "tier-2", "tier2", "desktop"],
+        Tier::Desktop,
+    ),
+    (
+        &["tier-3-mobile", "3", "tier-3", "tier3", "mobile"],
+        Tier::Mobile,
+    ),
+    (
+        &[
+            "tier-4-saas",
+            "4",
+            "tier-4",
+            "tier4",
+            "saas",
+            "server",
+            "cloud",
+        ],
+        Tier::Saas,
+    ),
+    (
+        &["tier-5-enterprise", "5", "tier-5", "tier5", "enterprise"],
+        Tier::Enterprise,
+    ),
+];
+
+impl Tier {
+    /// Every accepted spelling (in lower case), for documents that list them.
+    pub fn spellings() -> Vec<&'static str> {
+        SPELLINGS
+            .iter()
+            .flat_map(|(s, _)| s.iter().copied())
+            .collect()
     }
 }
 

@@ -57,7 +57,12 @@ pub(super) fn run_tasks(
         return Ok(0);
     }
     shell.set_task_logs(args.output_logs, args.log_order);
-    let interrupts = Interrupts::watch(workspace.engine.cancel_handle())?;
+    // A captured shell is `serve`'s: its server owns the signals and cancels its build.
+    let interrupts = if shell.is_captured() {
+        Interrupts::detached(workspace.engine.cancel_handle())
+    } else {
+        Interrupts::watch(workspace.engine.cancel_handle())?
+    };
     Ok(run_targets(workspace, graph, &targets, &interrupts, args.timings, shell)?.0)
 }
 
@@ -134,6 +139,16 @@ fn report_timings(
     }
 }
 
+/// The run of the last [`Interrupts::detached`] build (`serve`'s, one at a time).
+static DETACHED: Mutex<Option<Cancel>> = Mutex::new(None);
+
+/// Cancels the build a server is running, if any (the server is stopping).
+pub(super) fn cancel_detached() {
+    if let Some(cancel) = DETACHED.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        cancel.cancel();
+    }
+}
+
 /// SIGINT and SIGTERM, caught for the length of a build (see the module docs), or of a whole
 /// `watch` session, whose rounds each [`Interrupts::retarget`] to their own engine.
 pub(super) struct Interrupts {
@@ -157,6 +172,15 @@ impl Interrupts {
             }
         });
         Ok(Interrupts { received, cancel })
+    }
+
+    /// No handler of its own: the run is cancelled by [`cancel_detached`] (`serve` stopping).
+    pub(super) fn detached(cancel: Cancel) -> Interrupts {
+        *DETACHED.lock().unwrap_or_else(|e| e.into_inner()) = Some(cancel.clone());
+        Interrupts {
+            received: Arc::new(AtomicI32::new(0)),
+            cancel: Arc::new(Mutex::new(cancel)),
+        }
     }
 
     /// From now on a signal cancels `cancel`'s run (cancelled at once if one already came).

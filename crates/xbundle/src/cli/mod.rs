@@ -17,6 +17,7 @@ mod init;
 mod pipeline;
 mod profile;
 mod queries;
+mod serve;
 mod thin;
 mod watch;
 
@@ -228,6 +229,11 @@ enum Command {
         /// The plan file, relative to the current directory
         plan: String,
     },
+    /// Serve the HTTP API (the seed's /api/v1 endpoints, over this command line's own code)
+    #[command(
+        after_long_help = "Examples:\n  cargo xtask serve                              http://127.0.0.1:7870/\n  XBUNDLE_SERVE_TOKEN=… cargo xtask serve --addr 0.0.0.0:7870"
+    )]
+    Serve(serve::ServeArgs),
 }
 
 impl Command {
@@ -655,6 +661,7 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
             Ok(()) => Ok(0),
             Err(message) => Err(Diagnostic::error(message)),
         },
+        Command::Serve(args) => serve::serve(&cli, args, shell),
     }
 }
 

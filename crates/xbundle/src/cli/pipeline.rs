@@ -57,12 +57,20 @@ enum SecretsCommand {
 }
 
 /// A plan's secret for output: the fetch URL without credentials or query.
-fn shown(secret: &secrets::PlannedSecret) -> serde_json::Value {
+fn shown(secret: &secrets::PlannedSecret) -> secrets::PlannedSecret {
     let mut secret = secret.clone();
     if let Some(fetch) = &mut secret.fetch {
         fetch.url = secrets::redact_url(&fetch.url);
     }
-    serde_json::to_value(&secret).expect("secrets serialize")
+    secret
+}
+
+/// What `secrets --bundle` answers: the secrets-manager contract, plus warnings.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct BundlePlanView {
+    pub secrets: Vec<secrets::PlannedSecret>,
+    pub excluded: Vec<secrets::Excluded>,
+    pub warnings: Vec<String>,
 }
 
 pub(super) fn secrets_command(
@@ -96,9 +104,12 @@ pub(super) fn secrets_command(
         for warning in &plan.warnings {
             shell.warn(warning);
         }
-        let shown_secrets: Vec<serde_json::Value> = plan.secrets.iter().map(shown).collect();
-        let value =
-            json!({"secrets": shown_secrets, "excluded": plan.excluded, "warnings": plan.warnings});
+        let view = BundlePlanView {
+            secrets: plan.secrets.iter().map(shown).collect(),
+            excluded: plan.excluded.clone(),
+            warnings: plan.warnings.clone(),
+        };
+        let value = serde_json::to_value(&view).expect("plans serialize");
         emit(shell, "secrets", value, || {
             shell.outcome(
                 "Planned",
@@ -265,7 +276,7 @@ fn classify(
     if let secrets::Handling::Class(class) = handling {
         match declaration.resolve(class, None) {
             Ok(resolved) => {
-                let shown = shown(&resolved);
+                let shown = serde_json::to_value(shown(&resolved)).expect("secrets serialize");
                 for key in ["generator", "prompt", "fetch"] {
                     if let Some(config) = shown.get(key) {
                         value[key] = config.clone();
@@ -398,7 +409,9 @@ pub(super) fn export(
     let checksum = checksum_line(&json);
     let relative = stages::profile_dir(&context.config.workspace.out, &name).join("bundle.json");
     if shell.is_json() {
-        shell.json(&json!({"event": "exported", "profile": name, "path": relative, "sha256": checksum.split_whitespace().next()}));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&json).map_err(|err| Diagnostic::internal(err.to_string()))?;
+        shell.json(&json!({"event": "exported", "profile": name, "path": relative, "sha256": checksum.split_whitespace().next(), "manifest": manifest}));
     } else {
         shell.status(
             "Exported",

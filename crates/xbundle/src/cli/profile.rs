@@ -306,23 +306,53 @@ fn strings<'a>(items: impl IntoIterator<Item = &'a toml::Spanned<String>>) -> Ve
     items.into_iter().map(|s| s.get_ref().clone()).collect()
 }
 
+/// A profile's settings as `profile list|show` (and the API) give them.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ProfileView {
+    pub name: String,
+    /// Whether it is `workspace.default-profile`.
+    pub default: bool,
+    pub scenario: String,
+    /// The tier's id (as written, when it is not a tier).
+    pub tier: String,
+    pub platforms: Vec<String>,
+    pub formats: Vec<String>,
+    /// FROM -> TO.
+    pub swaps: std::collections::BTreeMap<String, String>,
+    pub min_fitness: Option<f64>,
+    pub version: Option<String>,
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The ids of the secrets it configures.
+    pub secrets: Vec<String>,
+}
+
 /// The settings of a profile as one JSON event.
 fn profile_json(config: &BundleConfig, profile: &Profile) -> Value {
     let decl = &profile.decl;
-    json!({
-        "event": "profile",
-        "name": profile.name,
-        "default": config.workspace.default_profile.as_deref() == Some(profile.name.as_str()),
-        "scenario": decl.scenario.get_ref(),
-        "tier": tier_id(profile),
-        "platforms": strings(&decl.platforms),
-        "formats": strings(&decl.formats),
-        "swaps": decl.swaps.iter().map(|(k, v)| (k.get_ref().clone(), json!(v.get_ref()))).collect::<serde_json::Map<_, _>>(),
-        "min_fitness": decl.min_fitness.as_ref().map(|m| *m.get_ref()),
-        "version": decl.version.as_ref().map(|v| v.get_ref()),
-        "env": decl.env.iter().map(|(k, v)| (k.get_ref().clone(), json!(v.get_ref()))).collect::<serde_json::Map<_, _>>(),
-        "secrets": decl.secrets.keys().map(|k| k.get_ref().clone()).collect::<Vec<_>>(),
-    })
+    let view = ProfileView {
+        name: profile.name.clone(),
+        default: config.workspace.default_profile.as_deref() == Some(profile.name.as_str()),
+        scenario: decl.scenario.get_ref().clone(),
+        tier: tier_id(profile),
+        platforms: strings(&decl.platforms),
+        formats: strings(&decl.formats),
+        swaps: decl
+            .swaps
+            .iter()
+            .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
+            .collect(),
+        min_fitness: decl.min_fitness.as_ref().map(|m| *m.get_ref()),
+        version: decl.version.as_ref().map(|v| v.get_ref().clone()),
+        env: decl
+            .env
+            .iter()
+            .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
+            .collect(),
+        secrets: decl.secrets.keys().map(|k| k.get_ref().clone()).collect(),
+    };
+    let mut value = serde_json::to_value(view).expect("profiles serialize");
+    value["event"] = json!("profile");
+    value
 }
 
 fn list(file: &File, shell: &Shell) -> Result<u8, Diagnostic> {

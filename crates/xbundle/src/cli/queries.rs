@@ -160,6 +160,15 @@ pub(super) fn dag(
     Ok(0)
 }
 
+/// What `fitness` answers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct FitnessView {
+    pub scenario: String,
+    /// Tier -> score (0.0 ..= 1.0): the tier asked for, or every tier.
+    pub fitness: BTreeMap<Tier, f64>,
+    pub tiers: BTreeMap<Tier, crate::analysis::TierReport>,
+}
+
 pub(super) fn fitness(
     cli: &Cli,
     scenario: &str,
@@ -167,12 +176,17 @@ pub(super) fn fitness(
     shell: &Shell,
 ) -> Result<u8, Diagnostic> {
     let (result, tier) = run_analysis(cli, scenario, &args.tier, &args.swaps)?;
-    let fitness: BTreeMap<_, _> = result
-        .fitness
-        .iter()
-        .filter(|(t, _)| tier.is_none_or(|only| only == **t))
-        .collect();
-    let value = json!({"scenario": result.scenario, "fitness": fitness, "tiers": result.tiers});
+    let view = FitnessView {
+        scenario: result.scenario.clone(),
+        fitness: result
+            .fitness
+            .iter()
+            .filter(|(t, _)| tier.is_none_or(|only| only == **t))
+            .map(|(t, score)| (*t, *score))
+            .collect(),
+        tiers: result.tiers.clone(),
+    };
+    let value = serde_json::to_value(&view).expect("fitness serializes");
     emit(shell, "fitness", value, || {
         shell.outcome("Fitness", GREEN, &render::header(&result));
         render::fitness_table(&result, tier)
