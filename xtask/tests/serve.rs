@@ -691,3 +691,147 @@ fn assemble_and_export_answer_what_the_command_line_prints() {
     );
     assert_eq!(missing.status, 404, "{}", missing.json());
 }
+
+/// Waits for `id` to finish (through its log's `end` event) and returns the build.
+fn finished(server: &Server, id: &str) -> Value {
+    let seen = events(server, &format!("/api/v1/builds/{id}/logs"), id);
+    let (event, data, _) = seen.last().expect("events");
+    assert_eq!(event, "end", "{seen:?}");
+    serde_json::from_str(data).unwrap()
+}
+
+#[test]
+fn the_thin_client_is_built_from_a_quick_request_and_listed_with_the_packages() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let repo = app();
+    let server = serve(&repo, &[], &[]);
+    let queued = server.post(
+        "/api/v1/desktop/generate/quick",
+        "application/json",
+        br#"{"profile_id": "one", "url": "https://app.example.org/"}"#,
+    );
+    assert_eq!(queued.status, 202, "{}", queued.json());
+    let build = finished(&server, queued.json()["build_id"].as_str().unwrap());
+    assert_eq!(build["status"], "succeeded", "{build}");
+    assert_eq!(build["kind"], "thin-client");
+    let names: Vec<&str> = build["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"one-thin-linux-x64.tar.gz"), "{build}");
+    let download = server.get("/api/v1/desktop/packages/one/one-thin-linux-x64.tar.gz");
+    assert_eq!(download.status, 200);
+    assert!(download.body == repo.read_bytes("dist/one/thin/packages/one-thin-linux-x64.tar.gz"));
+    for (body, status, field) in [
+        (r#"{"profile_id": "one", "url": "ftp://x"}"#, 202, None),
+        (r#"{"profile_id": "nope"}"#, 404, Some("profile_id")),
+    ] {
+        let answer = server.post(
+            "/api/v1/desktop/generate/quick",
+            "application/json",
+            body.as_bytes(),
+        );
+        let json = answer.json();
+        assert_eq!(answer.status, status, "{json}");
+        if let Some(field) = field {
+            assert_eq!(json["field"], field, "{json}");
+        } else {
+            // A bad URL is the command's own refusal: the build fails with its diagnostic.
+            let build = finished(&server, json["build_id"].as_str().unwrap());
+            assert_eq!(build["status"], "failed", "{build}");
+            assert_eq!(build["exit_code"], 2, "{build}");
+        }
+    }
+}
+
+#[test]
+fn a_link_among_the_packages_is_neither_listed_nor_served() {
+    let repo = app();
+    let secret = repo.sandbox().join("secret.txt");
+    std::fs::write(&secret, "not for download\n").unwrap();
+    std::fs::create_dir_all(repo.join("dist/one/packages")).unwrap();
+    std::os::unix::fs::symlink(&secret, repo.join("dist/one/packages/one-linux-x64.tar.gz"))
+        .unwrap();
+    std::os::unix::fs::symlink(repo.sandbox(), repo.join("dist/two")).unwrap();
+    repo.write("dist/one/packages/real.zip", "zip bytes");
+    let server = serve(&repo, &[], &[]);
+    let listed = server.get("/api/v1/desktop/packages").json();
+    let names: Vec<&str> = listed["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["real.zip"], "{listed}");
+    for path in [
+        "/api/v1/desktop/packages/one/one-linux-x64.tar.gz",
+        "/api/v1/desktop/packages/two/secret.txt",
+        "/api/v1/desktop/packages/two/packages%2Fsecret.txt",
+    ] {
+        let answer = server.get(path);
+        assert_eq!(answer.status, 404, "{path}");
+        assert!(!String::from_utf8_lossy(&answer.body).contains("not for download"));
+    }
+    assert_eq!(
+        server.get("/api/v1/desktop/packages/one/real.zip").body,
+        b"zip bytes"
+    );
+}
+
+#[test]
+fn cors_headers_only_for_the_origins_named() {
+    let repo = demo();
+    let header = |server: &Server, origin: &str| {
+        let response = agent()
+            .get(format!("{}/api/v1/profiles", server.base))
+            .header("Origin", origin)
+            .call()
+            .unwrap();
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let closed = serve(&repo, &[], &[]);
+    assert_eq!(header(&closed, "https://dash.example.org"), None);
+    let token = "0123456789abcdef0123456789abcdef";
+    let open = serve(
+        &repo,
+        &[("XBUNDLE_SERVE_TOKEN", token)],
+        &["--cors-origin", "https://dash.example.org"],
+    );
+    // The preflight is answered without the token; the request itself still needs it.
+    let preflight = agent()
+        .options(format!("{}/api/v1/profiles", open.base))
+        .header("Origin", "https://dash.example.org")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "authorization")
+        .call()
+        .unwrap();
+    assert_eq!(preflight.status().as_u16(), 200);
+    assert_eq!(
+        preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .unwrap(),
+        "https://dash.example.org"
+    );
+    assert_eq!(open.get("/api/v1/profiles").status, 401);
+    let other = agent()
+        .options(format!("{}/api/v1/profiles", open.base))
+        .header("Origin", "https://evil.example.org")
+        .header("Access-Control-Request-Method", "GET")
+        .call()
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let refused = repo
+        .command()
+        .args(["serve", "--cors-origin", "https://dash.example.org/path"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+}

@@ -863,6 +863,14 @@ async fn build_logs(
         .into_response()
 }
 
+/// Where a profile's packages are: its installers and archives, and its thin client's.
+fn package_dirs(out: &camino::Utf8Path, profile: &str) -> [camino::Utf8PathBuf; 2] {
+    [
+        crate::publish::packages_dir(out, profile),
+        crate::electron::thin::thin_dir(out, profile).join("packages"),
+    ]
+}
+
 /// The packages of `only` (empty: every profile): regular files of `<out>/<profile>/packages/`,
 /// listed through the confined tree (a link there is not a package).
 fn artifacts(root: &camino::Utf8Path, only: &str) -> Vec<Artifact> {
@@ -880,29 +888,30 @@ fn artifacts(root: &camino::Utf8Path, only: &str) -> Vec<Artifact> {
         if !only.is_empty() && profile.name != only {
             continue;
         }
-        let dir = crate::publish::packages_dir(&config.workspace.out, &profile.name);
-        let Ok(Some(packages)) = tree.open_dir(dir.as_str()) else {
-            continue;
-        };
-        let Ok(entries) = packages.entries() else {
-            continue;
-        };
-        for (name, kind) in entries {
-            let Ok(name) = String::from_utf8(name) else {
+        for dir in package_dirs(&config.workspace.out, &profile.name) {
+            let Ok(Some(packages)) = tree.open_dir(dir.as_str()) else {
                 continue;
             };
-            if kind != engine::confine::Kind::File || engine::confine::is_temp_name(&name) {
+            let Ok(entries) = packages.entries() else {
                 continue;
+            };
+            for (name, kind) in entries {
+                let Ok(name) = String::from_utf8(name) else {
+                    continue;
+                };
+                if kind != engine::confine::Kind::File || engine::confine::is_temp_name(&name) {
+                    continue;
+                }
+                let Ok(Some((engine::confine::Kind::File, stat))) = packages.lstat(&name) else {
+                    continue;
+                };
+                found.push(Artifact {
+                    url: format!("/api/v1/desktop/packages/{}/{name}", profile.name),
+                    profile: profile.name.clone(),
+                    name,
+                    size: stat.size,
+                });
             }
-            let Ok(Some((engine::confine::Kind::File, stat))) = packages.lstat(&name) else {
-                continue;
-            };
-            found.push(Artifact {
-                url: format!("/api/v1/desktop/packages/{}/{name}", profile.name),
-                profile: profile.name.clone(),
-                name,
-                size: stat.size,
-            });
         }
     }
     found.sort_by(|a, b| (&a.profile, &a.name).cmp(&(&b.profile, &b.name)));
@@ -936,9 +945,13 @@ async fn download_package(
         )
         .ok()?;
         let tree = engine::confine::Dir::open_root(root.as_std_path()).ok()?;
-        let path = crate::publish::packages_dir(&config.workspace.out, &artifact.profile)
-            .join(&artifact.name);
-        let (file, stat) = tree.open_file(path.as_str()).ok()??;
+        let (file, stat) = package_dirs(&config.workspace.out, &artifact.profile)
+            .iter()
+            .find_map(|dir| {
+                tree.open_file(dir.join(&artifact.name).as_str())
+                    .ok()
+                    .flatten()
+            })?;
         Some((artifact.name, file, stat.size))
     })
     .await
@@ -1540,7 +1553,7 @@ fn dashboard_file(content_type: &'static str, text: &'static str) -> Response {
     response
 }
 
-pub(super) fn router(state: State) -> axum::Router {
+pub(super) fn router(state: State, cors_origins: &[HeaderValue]) -> axum::Router {
     // One method router per path, every method of the table merged into it.
     let mut routes: BTreeMap<&'static str, MethodRouter<State>> = BTreeMap::new();
     for endpoint in endpoints() {
@@ -1561,9 +1574,20 @@ pub(super) fn router(state: State) -> axum::Router {
             get(move || async move { dashboard_file(content_type, text) }),
         );
     }
-    router
+    let router = router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), authorize));
+    // Outermost: a preflight is answered before the token check (browsers send none with it).
+    let router = if cors_origins.is_empty() {
+        router
+    } else {
+        router.layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(cors_origins.to_vec())
+                .allow_methods([Method::GET, Method::POST, Method::PUT])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+        )
+    };
+    router.with_state(state)
 }

@@ -42,6 +42,10 @@ pub(super) struct ServeArgs {
     /// token, every request must send `Authorization: Bearer TOKEN`
     #[arg(long, value_name = "FILE")]
     token_file: Option<Utf8PathBuf>,
+    /// Let pages from this origin (`https://dash.example.org`) call the API from a browser
+    /// (CORS); repeatable. Without it, no CORS header is sent
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
 }
 
 /// What a command run in-process printed and how it ended.
@@ -148,6 +152,27 @@ fn token(args: &ServeArgs) -> Result<Option<String>, Diagnostic> {
     Ok(Some(token))
 }
 
+/// `--cors-origin` values: each an origin (`scheme://host[:port]`, nothing after it).
+fn cors_origins(given: &[String]) -> Result<Vec<axum::http::HeaderValue>, Diagnostic> {
+    given
+        .iter()
+        .map(|origin| {
+            let (scheme, rest) = origin.split_once("://").unwrap_or(("", ""));
+            let valid = matches!(scheme, "http" | "https")
+                && !rest.is_empty()
+                && !rest.contains(['/', '?', '#', '@', ' '])
+                && origin.is_ascii();
+            valid
+                .then(|| axum::http::HeaderValue::from_str(origin).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    Diagnostic::error(format!("--cors-origin `{origin}` is not an origin"))
+                        .help("give scheme, host and port only, e.g. https://dash.example.org")
+                })
+        })
+        .collect()
+}
+
 pub(super) fn serve(cli: &Cli, args: &ServeArgs, shell: &Shell) -> Result<u8, Diagnostic> {
     let root = match &cli.root {
         Some(root) => find_root(Some(root))?,
@@ -163,6 +188,7 @@ pub(super) fn serve(cli: &Cli, args: &ServeArgs, shell: &Shell) -> Result<u8, Di
             "set {TOKEN_VARIABLE} or pass --token-file FILE; clients then send `Authorization: Bearer TOKEN`"
         )));
     }
+    let origins = cors_origins(&args.cors_origins)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -176,7 +202,7 @@ pub(super) fn serve(cli: &Cli, args: &ServeArgs, shell: &Shell) -> Result<u8, Di
                     .help("choose another --addr (a port of 0 picks a free one)")
             })?;
         let local = listener.local_addr().map_err(Diagnostic::from)?;
-        let app = api::router(api::State::new(root, token));
+        let app = api::router(api::State::new(root, token), &origins);
         if shell.is_json() {
             shell.json(&serde_json::json!({"event": "serving", "url": format!("http://{local}/")}));
         } else {
