@@ -561,6 +561,16 @@ impl Server {
         })
         .unwrap()
     }
+
+    /// A backend whose calls may take long: for tests of sharing, not of timeouts (on a loaded
+    /// machine 800 ms is not enough for eight threads' calls).
+    fn patient_backend(&self) -> ReapiBackend {
+        self.connect(ReapiOptions {
+            call_timeout: Duration::from_secs(60),
+            ..ReapiOptions::default()
+        })
+        .unwrap()
+    }
 }
 
 fn bytes(len: usize, seed: u8) -> Vec<u8> {
@@ -841,7 +851,7 @@ fn grpcs_works_with_a_trusted_ca_and_refuses_an_unknown_one() {
 #[test]
 fn many_threads_share_one_backend() {
     let server = Server::start(true);
-    let backend = Arc::new(server.backend());
+    let backend = Arc::new(server.patient_backend());
     let threads: Vec<_> = (0..8u8)
         .map(|thread| {
             let backend = Arc::clone(&backend);
