@@ -142,3 +142,85 @@ fn a_stat_cache_in_the_older_format_is_read_as_absent() {
     );
     assert_eq!(repo.read("out/b.txt"), "one\ntwo\n");
 }
+
+/// The threads of the process that started the command: the build, as `sh` sees its parent.
+const COUNT_THREADS: &str = r#"
+[tasks.count]
+run = "ls /proc/$PPID/task | wc -l > threads.txt; echo out; echo err >&2"
+outputs = ["threads.txt"]
+"#;
+
+#[test]
+fn a_command_s_output_is_read_without_a_thread_per_stream() {
+    // One task, `-j 1`: the build is its main thread, the thread that watches for SIGINT and
+    // SIGTERM, and one worker, which reads both of the command's pipes itself (there used to
+    // be a reader thread for each: five threads).
+    let repo = Repo::new(COUNT_THREADS, &[]);
+    let run = repo.json(&["task", "-j", "1"]);
+    run.assert_code(0);
+    let threads: u32 = repo.read("threads.txt").trim().parse().unwrap();
+    assert_eq!(
+        threads, 3,
+        "threads of the build while a command runs: main, signal watcher, one worker\n{run}"
+    );
+    // Both streams still reach the task's output.
+    let printed: Vec<(String, String)> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "task-output")
+        .map(|e| {
+            (
+                e["stream"].as_str().unwrap().to_string(),
+                e["text"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        printed.contains(&("stdout".into(), "out\n".into()))
+            && printed.contains(&("stderr".into(), "err\n".into())),
+        "{run}"
+    );
+}
+
+/// Four independent tasks whose commands each record how many of them run at that moment.
+const CONCURRENT: &str = r#"
+[tasks.a]
+run = "sh probe.sh a"
+outputs = ["a.txt"]
+
+[tasks.b]
+run = "sh probe.sh b"
+outputs = ["b.txt"]
+
+[tasks.c]
+run = "sh probe.sh c"
+outputs = ["c.txt"]
+
+[tasks.d]
+run = "sh probe.sh d"
+outputs = ["d.txt"]
+"#;
+
+/// Marks itself running in `running/`, records how many are, lingers, unmarks itself.
+const PROBE: &str =
+    "mkdir -p running; touch running/$1; ls running | wc -l > $1.txt; sleep 0.3; rm running/$1\n";
+
+#[test]
+fn workers_beyond_jobs_never_run_more_than_jobs_commands() {
+    // The engine keys and restores on twice as many workers as `-j`; commands still run at
+    // most `-j` at a time.
+    for jobs in [1, 2] {
+        let repo = Repo::new(CONCURRENT, &[("probe.sh", PROBE)]);
+        let run = repo.json(&["task", "-j", &jobs.to_string()]);
+        run.assert_code(0);
+        assert_eq!(run.counts(), (4, 0, 0, 0), "{run}");
+        let seen: Vec<u32> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|t| repo.read(&format!("{t}.txt")).trim().parse().unwrap())
+            .collect();
+        assert!(
+            seen.iter().all(|&n| (1..=jobs).contains(&n)),
+            "-j {jobs}: commands running at once {seen:?}\n{run}"
+        );
+    }
+}
