@@ -224,3 +224,69 @@ fn workers_beyond_jobs_never_run_more_than_jobs_commands() {
         );
     }
 }
+
+/// The flushing system calls of a build of `repo` run under strace: (name, count).
+fn flushes(repo: &Repo, args: &[&str]) -> (common::Run, BTreeMap<String, usize>) {
+    let trace = repo.join(".trace");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-qq", "-e", "trace=syncfs,sync,fsync,fdatasync", "-o"])
+        .arg(&trace)
+        .arg(common::BIN)
+        .arg("--root")
+        .arg(repo.path())
+        .args(["--message-format", "json"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("XBUNDLE_FSYNC")
+        .stdin(std::process::Stdio::null());
+    for name in common::TEST_VARIABLES {
+        command.env_remove(name);
+    }
+    let run = common::Run::parse_json(args, command.output().unwrap());
+    let mut counts = BTreeMap::new();
+    for line in std::fs::read_to_string(&trace).unwrap().lines() {
+        // "<pid> fdatasync(5) = 0"
+        let Some(call) = line.split_whitespace().nth(1) else {
+            continue;
+        };
+        // Signals ("--- SIGCHLD …") and exits ("+++ exited …") are not calls.
+        let Some((name, _)) = call.split_once('(') else {
+            continue;
+        };
+        let name = name.to_string();
+        *counts.entry(name).or_default() += 1;
+    }
+    std::fs::remove_file(&trace).unwrap();
+    (run, counts)
+}
+
+#[test]
+fn a_build_flushes_what_it_stored_and_nothing_else() {
+    if !common::have_tool("strace", "strace") {
+        return;
+    }
+    // Durable by default (no XBUNDLE_FSYNC): every blob and entry the run stored is flushed,
+    // then the two store directories; never the whole file system (`syncfs` waits for every
+    // other program's writes too).
+    let repo = Repo::new(TWO_TASKS, &[("src/a.txt", "one\n"), ("src/b.txt", "two\n")]);
+    let (run, counts) = flushes(&repo, &["task"]);
+    run.assert_code(0);
+    assert_eq!(run.counts(), (2, 0, 0, 0), "{run}");
+    let stored = |area: &str| {
+        std::fs::read_dir(repo.join(".xbundle/cache").join(area))
+            .unwrap()
+            .count()
+    };
+    // Two tasks: two entries; blobs: out/a.txt and out/b.txt (their contents differ).
+    assert_eq!((stored("ac"), stored("cas")), (2, 2));
+    assert_eq!(counts.get("syncfs"), None, "{counts:?}");
+    assert_eq!(counts.get("sync"), None, "{counts:?}");
+    assert_eq!(counts.get("fdatasync"), Some(&4), "{counts:?}");
+    assert_eq!(counts.get("fsync"), Some(&2), "{counts:?}");
+    // A no-op stores nothing and flushes nothing.
+    let (run, counts) = flushes(&repo, &["task"]);
+    run.assert_code(0);
+    assert_eq!(run.counts(), (0, 2, 0, 0), "{run}");
+    assert!(counts.is_empty(), "{counts:?}");
+}

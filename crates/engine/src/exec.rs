@@ -49,7 +49,7 @@ use crate::confine::{ConfineError, Dir, Kind, Place, is_temp_name};
 use crate::digest::Digest;
 use crate::events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
 use crate::files::{Found, Patterns, Purpose, Tree, expand};
-use crate::fsutil::{FileLock, LockMode, sync_at_end_of_run};
+use crate::fsutil::{FileLock, LockMode};
 use crate::graph::TaskGraph;
 use crate::guard::{DeclaredOutputs, Guard, check_entry};
 use crate::key::{DirtyReason, KeyComponents};
@@ -488,14 +488,8 @@ impl Engine {
             summary
         });
         summary.uploaded = self.remote.as_ref().map_or(0, Session::uploaded);
-        if summary.ran > 0
-            && let Err(err) = self
-                .store
-                .place()
-                .open()
-                .map_err(io::Error::other)
-                .and_then(|dir| dir.map_or(Ok(()), |dir| sync_at_end_of_run(&dir)))
-        {
+        // What this run stored (run or fetched), made durable now (see `Durability`).
+        if let Err(err) = self.store.sync_published() {
             reporter.report(Event::Warning {
                 id: None,
                 message: &format!("could not flush the cache to disk: {err}"),
