@@ -266,9 +266,9 @@ fn a_build_flushes_what_it_stored_and_nothing_else() {
     if !common::have_tool("strace", "strace") {
         return;
     }
-    // Durable by default (no XBUNDLE_FSYNC): every blob and entry the run stored is flushed,
-    // then the two store directories; never the whole file system (`syncfs` waits for every
-    // other program's writes too).
+    // Durable by default (no XBUNDLE_FSYNC): when a run stores a few files, each blob and entry
+    // is flushed, then the two store directories; not the whole file system (`syncfs` waits
+    // for every other program's writes too).
     let repo = Repo::new(TWO_TASKS, &[("src/a.txt", "one\n"), ("src/b.txt", "two\n")]);
     let (run, counts) = flushes(&repo, &["task"]);
     run.assert_code(0);
@@ -289,4 +289,17 @@ fn a_build_flushes_what_it_stored_and_nothing_else() {
     run.assert_code(0);
     assert_eq!(run.counts(), (0, 2, 0, 0), "{run}");
     assert!(counts.is_empty(), "{counts:?}");
+    // Many stored files (20 tasks: 40 files, over the 32 flushed one by one): one `syncfs`,
+    // cheaper than a disk-cache flush per file.
+    let toml: String = (0..20)
+        .map(|t| {
+            format!("[tasks.t{t}]\nrun = \"echo {t} > o{t}.txt\"\noutputs = [\"o{t}.txt\"]\n\n")
+        })
+        .collect();
+    let repo = Repo::new(&toml, &[]);
+    let (run, counts) = flushes(&repo, &["task"]);
+    run.assert_code(0);
+    assert_eq!(run.counts(), (20, 0, 0, 0), "{run}");
+    assert_eq!(counts.get("syncfs"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("fdatasync"), None, "{counts:?}");
 }

@@ -19,9 +19,9 @@ use crate::confine::Dir;
 ///
 /// Crash safety against a killed process needs no fsync at all: every write is a rename of a
 /// complete temporary file, and the page cache survives the process. Against power loss, the
-/// default makes a run's cache writes durable at its end (`Store::sync_published`: the blobs and
-/// entries it published, flushed together, and their directories; not a `syncfs(2)`, which
-/// would also wait for every other program's writes); an entry torn by a power cut before that
+/// default makes a run's cache writes durable at its end (`Store::sync_published`: a few blobs
+/// and entries flushed one by one with their directories, not a `syncfs(2)`, which would also
+/// wait for every other program's writes; many, one `syncfs`); an entry torn by a power cut before that
 /// is still never trusted, because every read verifies content against its digest (see
 /// `store`). `file` fsyncs each file before its rename; `0` never syncs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +38,23 @@ pub fn durability() -> Durability {
         Ok("file") | Ok("always") => Durability::EveryFile,
         _ => Durability::EndOfRun,
     })
+}
+
+/// Flushes the file system holding the open file or directory `fd` to disk (`syncfs(2)`;
+/// elsewhere an fsync of `fd`).
+#[cfg(target_os = "linux")]
+pub(crate) fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs takes a valid open descriptor, which `fd` borrows for the call.
+    if unsafe { libc::syncfs(fd.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    rustix::fs::fsync(fd).map_err(io::Error::from)
 }
 
 /// Creates a temporary file beside `destination` (creating the directory if needed).

@@ -43,6 +43,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -64,6 +65,10 @@ const AC_HEADERS_READ: [&str; 2] = [AC_HEADER, "xbundle-ac-v2"];
 /// The largest action entry the store reads (a task with a million output files writes about a
 /// third of this); anything larger is corrupt, and never read whole.
 pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
+
+/// The most files the end of a run flushes one by one; more are flushed with one `syncfs(2)`
+/// (see [`Store::sync_published`]).
+const FLUSH_EACH_MAX: usize = 32;
 
 /// Blobs are copied and replayed in pieces of this size.
 const CHUNK: usize = 1 << 20;
@@ -351,14 +356,25 @@ impl Store {
     }
 
     /// Makes what this store published since the last call durable (the end of a run, with the
-    /// default [`Durability::EndOfRun`]): writeback of every such file is started at once, then
-    /// each is flushed (`fdatasync`: the first flush commits the file system's journal for all
-    /// of them, the others find their metadata committed), then the directories holding them
-    /// (`fsync`, for the renames). Only these files: a `syncfs(2)` would also wait for every
-    /// other program's unwritten data on the same file system. Returns how many were flushed.
+    /// default [`Durability::EndOfRun`]).
+    ///
+    /// Up to [`FLUSH_EACH_MAX`] files (an edit's rebuild): writeback of every such file is
+    /// started at once, then each is flushed (`fdatasync`: the first flush commits the file
+    /// system's journal for all of them, the others find their metadata committed), then the
+    /// directories holding them (`fsync`, for the renames): a `syncfs(2)` would also wait for
+    /// every other program's unwritten data on the file system (seconds, on a machine that is
+    /// compiling). More files (a cold build): one `syncfs` of the store's file system, since
+    /// each `fdatasync` also flushes the disk's write cache and hundreds of them cost more than
+    /// one flush of everything. Returns how many files were published.
     pub fn sync_published(&self) -> io::Result<usize> {
         let published =
             std::mem::take(&mut *self.published.lock().unwrap_or_else(|e| e.into_inner()));
+        if published.len() > FLUSH_EACH_MAX {
+            if let Some(dir) = self.place.open().map_err(io::Error::other)? {
+                crate::fsutil::sync_filesystem(dir.as_fd())?;
+            }
+            return Ok(published.len());
+        }
         let mut flushed = 0;
         for area in [Area::Cas, Area::Ac] {
             let names: Vec<String> = published
