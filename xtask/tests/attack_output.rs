@@ -98,6 +98,50 @@ outputs = ["bg.out"]
 }
 
 #[test]
+fn a_background_process_that_keeps_printing_does_not_hang_the_build() {
+    // The pipes never go quiet: the command's exit is still noticed (one thread reads both
+    // pipes and checks on a clock, not only when they are quiet), the printer gets LINGER,
+    // then its group is killed.
+    let repo = Repo::new(
+        r#"
+[tasks.spam]
+run = "(while true; do echo spam; echo maps >&2; done) & echo bg=$!; echo x > s.out"
+outputs = ["s.out"]
+"#,
+        &[],
+    );
+    let mut command = repo.command();
+    command.args(["task", "--log-order", "stream"]);
+    let output = output_within_deadline(command);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{}", tail(&stderr));
+    assert!(
+        stderr.contains("still held its output"),
+        "the task's output says why it was cut: {}",
+        tail(&stderr)
+    );
+    let pid: u32 = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("task:spam: bg="))
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{}", tail(&stderr)));
+    let started = Instant::now();
+    while !gone(pid) {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the background process {pid} outlived the task"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The last lines of a long output.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+#[test]
 fn a_background_process_that_redirected_its_output_is_left_alone() {
     let repo = Repo::new(
         r#"

@@ -142,3 +142,164 @@ fn a_stat_cache_in_the_older_format_is_read_as_absent() {
     );
     assert_eq!(repo.read("out/b.txt"), "one\ntwo\n");
 }
+
+/// The threads of the process that started the command: the build, as `sh` sees its parent.
+const COUNT_THREADS: &str = r#"
+[tasks.count]
+run = "ls /proc/$PPID/task | wc -l > threads.txt; echo out; echo err >&2"
+outputs = ["threads.txt"]
+"#;
+
+#[test]
+fn a_command_s_output_is_read_without_a_thread_per_stream() {
+    // One task, `-j 1`: the build is its main thread, the thread that watches for SIGINT and
+    // SIGTERM, and one worker, which reads both of the command's pipes itself (there used to
+    // be a reader thread for each: five threads).
+    let repo = Repo::new(COUNT_THREADS, &[]);
+    let run = repo.json(&["task", "-j", "1"]);
+    run.assert_code(0);
+    let threads: u32 = repo.read("threads.txt").trim().parse().unwrap();
+    assert_eq!(
+        threads, 3,
+        "threads of the build while a command runs: main, signal watcher, one worker\n{run}"
+    );
+    // Both streams still reach the task's output.
+    let printed: Vec<(String, String)> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "task-output")
+        .map(|e| {
+            (
+                e["stream"].as_str().unwrap().to_string(),
+                e["text"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        printed.contains(&("stdout".into(), "out\n".into()))
+            && printed.contains(&("stderr".into(), "err\n".into())),
+        "{run}"
+    );
+}
+
+/// Four independent tasks whose commands each record how many of them run at that moment.
+const CONCURRENT: &str = r#"
+[tasks.a]
+run = "sh probe.sh a"
+outputs = ["a.txt"]
+
+[tasks.b]
+run = "sh probe.sh b"
+outputs = ["b.txt"]
+
+[tasks.c]
+run = "sh probe.sh c"
+outputs = ["c.txt"]
+
+[tasks.d]
+run = "sh probe.sh d"
+outputs = ["d.txt"]
+"#;
+
+/// Marks itself running in `running/`, records how many are, lingers, unmarks itself.
+const PROBE: &str =
+    "mkdir -p running; touch running/$1; ls running | wc -l > $1.txt; sleep 0.3; rm running/$1\n";
+
+#[test]
+fn workers_beyond_jobs_never_run_more_than_jobs_commands() {
+    // The engine keys and restores on twice as many workers as `-j`; commands still run at
+    // most `-j` at a time.
+    for jobs in [1, 2] {
+        let repo = Repo::new(CONCURRENT, &[("probe.sh", PROBE)]);
+        let run = repo.json(&["task", "-j", &jobs.to_string()]);
+        run.assert_code(0);
+        assert_eq!(run.counts(), (4, 0, 0, 0), "{run}");
+        let seen: Vec<u32> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|t| repo.read(&format!("{t}.txt")).trim().parse().unwrap())
+            .collect();
+        assert!(
+            seen.iter().all(|&n| (1..=jobs).contains(&n)),
+            "-j {jobs}: commands running at once {seen:?}\n{run}"
+        );
+    }
+}
+
+/// The flushing system calls of a build of `repo` run under strace: (name, count).
+fn flushes(repo: &Repo, args: &[&str]) -> (common::Run, BTreeMap<String, usize>) {
+    let trace = repo.join(".trace");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-qq", "-e", "trace=syncfs,sync,fsync,fdatasync", "-o"])
+        .arg(&trace)
+        .arg(common::BIN)
+        .arg("--root")
+        .arg(repo.path())
+        .args(["--message-format", "json"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("XBUNDLE_FSYNC")
+        .stdin(std::process::Stdio::null());
+    for name in common::TEST_VARIABLES {
+        command.env_remove(name);
+    }
+    let run = common::Run::parse_json(args, command.output().unwrap());
+    let mut counts = BTreeMap::new();
+    for line in std::fs::read_to_string(&trace).unwrap().lines() {
+        // "<pid> fdatasync(5) = 0"
+        let Some(call) = line.split_whitespace().nth(1) else {
+            continue;
+        };
+        // Signals ("--- SIGCHLD …") and exits ("+++ exited …") are not calls.
+        let Some((name, _)) = call.split_once('(') else {
+            continue;
+        };
+        let name = name.to_string();
+        *counts.entry(name).or_default() += 1;
+    }
+    std::fs::remove_file(&trace).unwrap();
+    (run, counts)
+}
+
+#[test]
+fn a_build_flushes_what_it_stored_and_nothing_else() {
+    if !common::have_tool("strace", "strace") {
+        return;
+    }
+    // Durable by default (no XBUNDLE_FSYNC): when a run stores a few files, each blob and entry
+    // is flushed, then the two store directories; not the whole file system (`syncfs` waits
+    // for every other program's writes too).
+    let repo = Repo::new(TWO_TASKS, &[("src/a.txt", "one\n"), ("src/b.txt", "two\n")]);
+    let (run, counts) = flushes(&repo, &["task"]);
+    run.assert_code(0);
+    assert_eq!(run.counts(), (2, 0, 0, 0), "{run}");
+    let stored = |area: &str| {
+        std::fs::read_dir(repo.join(".xbundle/cache").join(area))
+            .unwrap()
+            .count()
+    };
+    // Two tasks: two entries; blobs: out/a.txt and out/b.txt (their contents differ).
+    assert_eq!((stored("ac"), stored("cas")), (2, 2));
+    assert_eq!(counts.get("syncfs"), None, "{counts:?}");
+    assert_eq!(counts.get("sync"), None, "{counts:?}");
+    assert_eq!(counts.get("fdatasync"), Some(&4), "{counts:?}");
+    assert_eq!(counts.get("fsync"), Some(&2), "{counts:?}");
+    // A no-op stores nothing and flushes nothing.
+    let (run, counts) = flushes(&repo, &["task"]);
+    run.assert_code(0);
+    assert_eq!(run.counts(), (0, 2, 0, 0), "{run}");
+    assert!(counts.is_empty(), "{counts:?}");
+    // Many stored files (20 tasks: 40 files, over the 32 flushed one by one): one `syncfs`,
+    // cheaper than a disk-cache flush per file.
+    let toml: String = (0..20)
+        .map(|t| {
+            format!("[tasks.t{t}]\nrun = \"echo {t} > o{t}.txt\"\noutputs = [\"o{t}.txt\"]\n\n")
+        })
+        .collect();
+    let repo = Repo::new(&toml, &[]);
+    let (run, counts) = flushes(&repo, &["task"]);
+    run.assert_code(0);
+    assert_eq!(run.counts(), (20, 0, 0, 0), "{run}");
+    assert_eq!(counts.get("syncfs"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("fdatasync"), None, "{counts:?}");
+}

@@ -1,5 +1,10 @@
 //! Running a task graph: keying, cache lookups, restores, execution, parallel scheduling.
 //!
+//! Workers: twice `-j`. A task that runs here first takes one of `-j` local slots (before it is
+//! reported started), so at most `-j` commands run at once, while the other workers key, look
+//! up and restore the next ready tasks. A failure in a `--fail-fast` run halts the run before
+//! its slot is released: a worker that gets a slot afterwards starts nothing.
+//!
 //! Per task, in a worker thread once its dependencies are done:
 //! 1. expand the input globs (minus the task's own outputs) and digest each file through the
 //!    stat cache; build [`KeyComponents`] with the dependencies' output digests; hash the key;
@@ -35,6 +40,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,7 +49,7 @@ use crate::confine::{ConfineError, Dir, Kind, Place, is_temp_name};
 use crate::digest::Digest;
 use crate::events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
 use crate::files::{Found, Patterns, Purpose, Tree, expand};
-use crate::fsutil::{FileLock, LockMode, sync_at_end_of_run};
+use crate::fsutil::{FileLock, LockMode};
 use crate::graph::TaskGraph;
 use crate::guard::{DeclaredOutputs, Guard, check_entry};
 use crate::key::{DirtyReason, KeyComponents};
@@ -51,8 +57,8 @@ use crate::ledger::{Ledger, LedgerEntry};
 use crate::output::{OutputSink, TaskOutput};
 use crate::remote::{RemoteCache, Session};
 use crate::remote_exec::{
-    BlobSource, ExecSession, ExecuteRequest, InputFile, LocalSlots, RemoteExecution, RemoteInput,
-    RemotePrep,
+    BlobSource, ExecSession, ExecuteRequest, InputFile, LocalSlot, LocalSlots, RemoteExecution,
+    RemoteInput, RemotePrep,
 };
 use crate::statcache::{FileStat, StatCache};
 use crate::store::{ActionResult, BlobFetchError, OutputFile, Store, StoreError, StoredStream};
@@ -139,8 +145,12 @@ pub struct Engine {
     remote: Option<Session>,
     /// The remote executor's state in the current run.
     executor: Option<ExecSession>,
-    /// Bounds the tasks running locally when `-j` also counts remote ones.
+    /// Bounds the tasks running locally: `-j` of them (fewer when `-j` also counts remote
+    /// ones), while twice as many workers key, look up and restore.
     local_slots: LocalSlots,
+    /// Set once a failure stops a `--fail-fast` run: a worker that gets a local slot after it
+    /// starts nothing.
+    halted: AtomicBool,
 }
 
 /// What a run or a probe works in: the confined root and the protected paths.
@@ -197,6 +207,7 @@ impl Engine {
             }),
             config,
             cancel: Cancel::new(),
+            halted: AtomicBool::new(false),
         }
     }
 
@@ -478,14 +489,8 @@ impl Engine {
             summary
         });
         summary.uploaded = self.remote.as_ref().map_or(0, Session::uploaded);
-        if summary.ran > 0
-            && let Err(err) = self
-                .store
-                .place()
-                .open()
-                .map_err(io::Error::other)
-                .and_then(|dir| dir.map_or(Ok(()), |dir| sync_at_end_of_run(&dir)))
-        {
+        // What this run stored (run or fetched), made durable now (see `Durability`).
+        if let Err(err) = self.store.sync_published() {
             reporter.report(Event::Warning {
                 id: None,
                 message: &format!("could not flush the cache to disk: {err}"),
@@ -527,7 +532,11 @@ impl Engine {
         let mut summary = RunSummary::default();
         let mut stopping = false;
         let mut in_flight = 0usize;
-        let jobs = self.config.jobs.max(1).min(selected.len().max(1));
+        // Twice as many workers as jobs: while `-j` commands run (each holding a local slot),
+        // the other workers key the next ready tasks (stat and hash their inputs, look them
+        // up, restore hits), so that work overlaps the commands instead of waiting for them.
+        let jobs = (self.config.jobs.max(1) * 2).min(selected.len().max(1));
+        self.halted.store(false, Ordering::Relaxed);
 
         let skip = |id: &TaskId, summary: &mut RunSummary, why: &str| {
             summary.skipped += 1;
@@ -614,13 +623,21 @@ impl Engine {
                     TaskStatus::Ran => summary.ran += 1,
                     TaskStatus::Cached => summary.cached += 1,
                     TaskStatus::Stopped => summary.stopped += 1,
-                    TaskStatus::Skipped if self.cancel.is_cancelled() => summary.skipped += 1,
+                    TaskStatus::Skipped
+                        if self.cancel.is_cancelled() || self.halted.load(Ordering::Relaxed) =>
+                    {
+                        summary.skipped += 1
+                    }
                     TaskStatus::Failed | TaskStatus::Skipped => {
                         summary.failed += 1;
                         summary
                             .failures
                             .push((report.id.clone(), report.error.clone().unwrap_or_default()));
-                        stopping |= self.config.fail_fast;
+                        if self.config.fail_fast {
+                            stopping = true;
+                            // Workers still waiting for a local slot start nothing more.
+                            self.halted.store(true, Ordering::Relaxed);
+                        }
                     }
                 }
                 match report.output {
@@ -863,6 +880,9 @@ impl Engine {
 
     /// Keys, restores or runs one task. Never panics on task or store errors: they become a
     /// failed report.
+    /// Keys, looks up, restores or runs one task (see the module docs). A local slot taken for
+    /// it is released only after a failure has halted a `--fail-fast` run, so no worker
+    /// waiting for that slot starts a task after the failure.
     fn execute(
         &self,
         spec: &TaskSpec,
@@ -870,6 +890,24 @@ impl Engine {
         workspace: &Workspace,
         stats: &StatCache,
         reporter: &dyn Reporter,
+    ) -> TaskReport {
+        let mut slot = None;
+        let report = self.execute_holding(spec, deps, workspace, stats, reporter, &mut slot);
+        if report.status == TaskStatus::Failed && self.config.fail_fast {
+            self.halted.store(true, Ordering::Relaxed);
+        }
+        drop(slot);
+        report
+    }
+
+    fn execute_holding<'s>(
+        &'s self,
+        spec: &TaskSpec,
+        deps: BTreeMap<String, Digest>,
+        workspace: &Workspace,
+        stats: &StatCache,
+        reporter: &dyn Reporter,
+        slot: &mut Option<LocalSlot<'s>>,
     ) -> TaskReport {
         let started = Instant::now();
         let id = &spec.id;
@@ -1054,6 +1092,28 @@ impl Engine {
             }
         }
 
+        // Without an executor every task that runs here needs a local slot: taken before it
+        // is reported started, so no more than `-j` tasks are ever shown running.
+        if self.executor.is_none() {
+            *slot = self.local_slots.acquire(&|| self.cancel.is_cancelled());
+            let why = if slot.is_none() {
+                Some("not started: the run was interrupted")
+            } else if self.halted.load(Ordering::Relaxed) {
+                Some("not started: the run stopped at the first failure (--fail-fast)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let report = TaskReport {
+                    status: TaskStatus::Skipped,
+                    duration_ms: 0,
+                    error: Some(why.to_string()),
+                    ..fail(String::new(), None, Vec::new())
+                };
+                reporter.report(Event::TaskFinished(&report));
+                return report;
+            }
+        }
         let reasons =
             discovered_reasons.unwrap_or_else(|| self.reasons(id, &components, self.config.force));
         reporter.report(Event::TaskStarted {
@@ -1127,12 +1187,13 @@ impl Engine {
             }
         }
         // Local runs take a local slot: `-j` may exceed the cores when tasks also run remotely.
-        let slot = self.local_slots.acquire(&|| self.cancel.is_cancelled());
-        let outcome = match &slot {
+        if slot.is_none() {
+            *slot = self.local_slots.acquire(&|| self.cancel.is_cancelled());
+        }
+        let outcome = match slot {
             Some(_) => self.run_action(spec, &globs, workspace, cwd, stats, reporter),
             None => Err("not started: the run was interrupted".to_string()),
         };
-        drop(slot);
         if self.cancel.is_cancelled() {
             // Whatever it did, it may have been cut short: nothing of it is kept.
             let report = TaskReport {

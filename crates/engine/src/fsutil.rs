@@ -13,17 +13,17 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use std::os::fd::AsFd;
-
 use crate::confine::Dir;
 
 /// How hard the engine works to make cache writes survive a power loss (`XBUNDLE_FSYNC`).
 ///
 /// Crash safety against a killed process needs no fsync at all: every write is a rename of a
 /// complete temporary file, and the page cache survives the process. Against power loss, the
-/// default makes a run's writes durable with one `syncfs(2)` at its end; an entry torn by a
-/// power cut before that is still never trusted, because every read verifies content against
-/// its digest (see `store`). `file` fsyncs each file before its rename; `0` never syncs.
+/// default makes a run's cache writes durable at its end (`Store::sync_published`: a few blobs
+/// and entries flushed one by one with their directories, not a `syncfs(2)`, which would also
+/// wait for every other program's writes; many, one `syncfs`); an entry torn by a power cut before that
+/// is still never trusted, because every read verifies content against its digest (see
+/// `store`). `file` fsyncs each file before its rename; `0` never syncs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
     Never,
@@ -40,17 +40,10 @@ pub fn durability() -> Durability {
     })
 }
 
-/// Flushes the file system holding the directory `dir` to disk, if [`durability`] asks for it
-/// at the end of a run (through the open handle: nothing is opened by path).
-pub fn sync_at_end_of_run(dir: &Dir) -> io::Result<()> {
-    if durability() != Durability::EndOfRun {
-        return Ok(());
-    }
-    sync_filesystem(dir.as_fd())
-}
-
+/// Flushes the file system holding the open file or directory `fd` to disk (`syncfs(2)`;
+/// elsewhere an fsync of `fd`).
 #[cfg(target_os = "linux")]
-fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: syncfs takes a valid open descriptor, which `fd` borrows for the call.
     if unsafe { libc::syncfs(fd.as_raw_fd()) } != 0 {
@@ -60,7 +53,7 @@ fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     rustix::fs::fsync(fd).map_err(io::Error::from)
 }
 

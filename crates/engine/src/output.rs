@@ -4,9 +4,9 @@
 //! signing hook, whose output may hold a secret, is captured and redacted instead).
 //!
 //! [`run_command`] spawns the command in its own process group registered with the run's
-//! [`crate::Cancel`], reads stdout and stderr concurrently (one thread each) and forwards each
-//! complete line to the sink as it arrives; a last line without a newline is forwarded when the
-//! stream ends, and a line longer than [`MAX_LINE`] is forwarded in pieces of that size, so
+//! [`crate::Cancel`], reads stdout and stderr together on the calling thread (one `poll` loop
+//! over both pipes, no reader threads) and forwards each complete line to the sink as it
+//! arrives; a last line without a newline is forwarded when the stream ends, and a line longer than [`MAX_LINE`] is forwarded in pieces of that size, so
 //! memory stays bounded whatever the command prints.
 //!
 //! The engine's sink (`TaskOutput`) reports each piece at once as an
@@ -26,11 +26,12 @@
 //! [`LINGER`] after the command exited); nothing is reported again when the action ends. A line
 //! is never split between two reports unless it is longer than [`MAX_LINE`].
 
-use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::io;
+#[cfg(test)]
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::events::{Event, Reporter, Stream};
@@ -86,6 +87,10 @@ pub struct Finished {
 /// read as they come and forwarded to [`ActionContext::output`] line by line (see the module
 /// docs); the command runs in a process group registered with the run's cancellation.
 ///
+/// Both pipes are read by the calling thread, which polls them together (no reader thread per
+/// stream): the command's exit is noticed when both pipes close, or, while a process it left
+/// in the background holds them, by a `waitpid` at least every [`EXIT_CHECK`].
+///
 /// An error of kind [`io::ErrorKind::Interrupted`] means the run was cancelled before the
 /// command could start.
 pub fn run_command(
@@ -101,53 +106,77 @@ pub fn run_command(
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let sink = context.output;
-        let stop = StopPipe::new()?;
-        let (done, readers_done) = mpsc::channel::<()>();
-        let (status, data, errors, lingered) = std::thread::scope(|scope| {
-            let err_done = Done(done.clone());
-            let stop_fd = stop.read.as_fd();
-            let err_reader = scope.spawn(move || {
-                let _done = err_done;
-                forward_lines(Stoppable::new(stderr, stop_fd), Stream::Stderr, sink)
-            });
-            let out_done = Done(done);
-            let out_reader = scope.spawn(move || {
-                let _done = out_done;
-                let mut stdout = Stoppable::new(stdout, stop_fd);
-                match forward {
-                    Forward::Both => {
-                        forward_lines(stdout, Stream::Stdout, sink).map(|()| Vec::new())
-                    }
-                    Forward::StderrOnly => {
-                        let mut data = Vec::new();
-                        stdout.read_to_end(&mut data).map(|_| data)
-                    }
-                }
-            });
-            let status = child.wait();
+        let mut streams = [
+            Reading::new(stdout.as_fd(), Stream::Stdout, forward == Forward::Both),
+            Reading::new(stderr.as_fd(), Stream::Stderr, true),
+        ];
+        let mut buffer = vec![0u8; 16 * 1024];
+        let mut status: Option<ExitStatus> = None;
+        let mut exited_at: Option<Instant> = None;
+        let mut last_check = Instant::now();
+        let mut lingered = false;
+        let mut failure: Option<io::Error> = None;
+        while failure.is_none() && streams.iter().any(|s| s.open) {
             // The pipes close when the command exits, unless a process it left in the
             // background holds them: that one gets LINGER, then its group is killed and
             // reading stops (cargo and ninja would wait for it forever).
-            let deadline = Instant::now() + LINGER;
-            let mut lingered = false;
-            for _ in 0..2 {
-                match readers_done.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(()) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
-                    Err(RecvTimeoutError::Timeout) => {
-                        lingered = true;
-                        // SAFETY: kill(2) on the process group of the command this function
-                        // spawned (registered with the run's Cancel); no memory is involved.
-                        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                        stop.stop();
-                        break;
+            let timeout = match exited_at {
+                None => EXIT_CHECK,
+                Some(at) => LINGER.saturating_sub(at.elapsed()),
+            };
+            if exited_at.is_some() && timeout.is_zero() {
+                lingered = true;
+                // SAFETY: kill(2) on the process group of the command this function spawned
+                // (registered with the run's Cancel); no memory is involved.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                // What the pipes already hold, up to DRAIN_AFTER_STOP bytes each, then stop.
+                for stream in &mut streams {
+                    if let Err(err) = stream.drain(&mut buffer, sink) {
+                        failure.get_or_insert(err);
+                    }
+                }
+                break;
+            }
+            match poll_streams(&mut streams, timeout) {
+                Ok(_) => {
+                    for stream in &mut streams {
+                        if stream.ready
+                            && let Err(err) = stream.read_once(&mut buffer, sink)
+                        {
+                            failure.get_or_insert(err);
+                        }
+                    }
+                }
+                Err(err) => {
+                    failure = Some(err);
+                }
+            }
+            // Checked on a clock, not only when the pipes are quiet: a process left in the
+            // background may keep writing.
+            if exited_at.is_none() && last_check.elapsed() >= EXIT_CHECK {
+                last_check = Instant::now();
+                match child.try_wait() {
+                    Ok(Some(done)) => {
+                        status = Some(done);
+                        exited_at = Some(last_check);
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        failure.get_or_insert(err);
                     }
                 }
             }
-            let errors = joined(err_reader);
-            let data = joined(out_reader);
-            (status, data, errors, lingered)
-        });
+        }
+        for stream in &mut streams {
+            stream.finish(sink);
+        }
+        let data = std::mem::take(&mut streams[0].data);
+        drop(streams);
+        drop((stdout, stderr));
+        let status = match status {
+            Some(status) => Ok(status),
+            None => child.wait(),
+        };
         if lingered {
             sink.output(
                 Stream::Stderr,
@@ -159,116 +188,173 @@ pub fn run_command(
             );
         }
         let status = status?;
-        errors?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
         Ok(Finished {
             status,
-            stdout: data?,
+            stdout: data,
         })
     })
 }
 
-fn joined<T>(reader: std::thread::ScopedJoinHandle<'_, io::Result<T>>) -> io::Result<T> {
-    reader
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("output reader panicked")))
+/// How often a command whose pipes stay open is checked for having exited.
+const EXIT_CHECK: Duration = Duration::from_millis(50);
+
+/// One of a command's output pipes, as [`run_command`] reads it.
+struct Reading<'a> {
+    fd: BorrowedFd<'a>,
+    /// Forwarded line by line (else kept whole in `data`).
+    forwarded: bool,
+    lines: Lines,
+    data: Vec<u8>,
+    open: bool,
+    /// Set by the last poll: readable, closed or failed.
+    ready: bool,
 }
 
-/// Sends on drop: a reader thread says it ended, however it ended.
-struct Done(mpsc::Sender<()>);
-
-impl Drop for Done {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
-}
-
-/// A pipe whose read end becomes readable when the readers of a command are to stop.
-struct StopPipe {
-    read: OwnedFd,
-    write: OwnedFd,
-}
-
-impl StopPipe {
-    fn new() -> io::Result<StopPipe> {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills the two-element array with two new descriptors on success.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both descriptors were just created and are owned by nobody else.
-        Ok(unsafe {
-            StopPipe {
-                read: OwnedFd::from_raw_fd(fds[0]),
-                write: OwnedFd::from_raw_fd(fds[1]),
-            }
-        })
-    }
-
-    fn stop(&self) {
-        // SAFETY: writes one byte from a local to a descriptor this struct owns.
-        unsafe { libc::write(self.write.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-    }
-}
-
-/// A pipe reader that ends (as at end of file) once the stop pipe is readable, after at most
-/// [`DRAIN_AFTER_STOP`] more bytes of what its pipe already holds.
-struct Stoppable<'a, R> {
-    inner: R,
-    stop: BorrowedFd<'a>,
-    after_stop: usize,
-}
-
-impl<'a, R> Stoppable<'a, R> {
-    fn new(inner: R, stop: BorrowedFd<'a>) -> Stoppable<'a, R> {
-        Stoppable {
-            inner,
-            stop,
-            after_stop: 0,
+impl<'a> Reading<'a> {
+    fn new(fd: BorrowedFd<'a>, stream: Stream, forwarded: bool) -> Reading<'a> {
+        Reading {
+            fd,
+            forwarded,
+            lines: Lines::new(stream),
+            data: Vec::new(),
+            open: true,
+            ready: false,
         }
     }
-}
 
-impl<R: Read + AsFd> Read for Stoppable<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.inner.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.stop.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        loop {
-            // SAFETY: poll(2) on a two-element array of valid pollfd structs.
-            if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } >= 0 {
-                break;
+    /// One read (the last poll said it will not block); closes the stream at its end.
+    fn read_once(&mut self, buffer: &mut [u8], sink: &dyn OutputSink) -> io::Result<usize> {
+        let read = loop {
+            // SAFETY: read(2) into a buffer this function borrows mutably, of its length.
+            let read = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                )
+            };
+            if read >= 0 {
+                break read as usize;
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {
+                self.open = false;
                 return Err(err);
             }
-        }
-        let stopped = fds[1].revents != 0;
-        if fds[0].revents == 0 || (stopped && self.after_stop >= DRAIN_AFTER_STOP) {
-            return Ok(0);
-        }
-        // Readable, closed or failed: read says which, without blocking.
-        let read = self.inner.read(buf)?;
-        if stopped {
-            self.after_stop += read;
+        };
+        if read == 0 {
+            self.open = false;
+        } else if self.forwarded {
+            self.lines.feed(&buffer[..read], sink);
+        } else {
+            self.data.extend_from_slice(&buffer[..read]);
         }
         Ok(read)
+    }
+
+    /// Reads what the pipe already holds, at most [`DRAIN_AFTER_STOP`] bytes, without waiting.
+    fn drain(&mut self, buffer: &mut [u8], sink: &dyn OutputSink) -> io::Result<()> {
+        let mut drained = 0;
+        while self.open && drained < DRAIN_AFTER_STOP {
+            let mut fd = [libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: poll(2) on a one-element array of a valid pollfd struct, no waiting.
+            if unsafe { libc::poll(fd.as_mut_ptr(), 1, 0) } <= 0 || fd[0].revents == 0 {
+                break;
+            }
+            drained += self.read_once(buffer, sink)?;
+        }
+        self.open = false;
+        Ok(())
+    }
+
+    /// Forwards the last partial line.
+    fn finish(&mut self, sink: &dyn OutputSink) {
+        if self.forwarded {
+            self.lines.finish(sink);
+        }
+    }
+}
+
+/// Polls the open streams for up to `timeout`; marks the ready ones, returns how many are.
+fn poll_streams(streams: &mut [Reading<'_>; 2], timeout: Duration) -> io::Result<usize> {
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2);
+    for stream in streams.iter_mut() {
+        stream.ready = false;
+        if stream.open {
+            fds.push(libc::pollfd {
+                fd: stream.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+    }
+    let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: poll(2) on an array of valid pollfd structs of the length given.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+    if ready < 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::Interrupted {
+            Ok(0)
+        } else {
+            Err(err)
+        };
+    }
+    let mut polled = fds.iter();
+    for stream in streams.iter_mut().filter(|s| s.open) {
+        stream.ready = polled.next().is_some_and(|fd| fd.revents != 0);
+    }
+    Ok(ready as usize)
+}
+
+/// Cuts a stream into the pieces forwarded: every complete line (several at once when they
+/// came together), a piece of [`MAX_LINE`] bytes of an overlong one, the last partial line at
+/// the end.
+struct Lines {
+    stream: Stream,
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    fn new(stream: Stream) -> Lines {
+        Lines {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8], sink: &dyn OutputSink) {
+        self.pending.extend_from_slice(bytes);
+        // Everything up to the last newline goes now, in one report.
+        if let Some(last) = self.pending.iter().rposition(|&b| b == b'\n') {
+            sink.output(self.stream, &self.pending[..=last]);
+            self.pending.drain(..=last);
+        }
+        while self.pending.len() >= MAX_LINE {
+            sink.output(self.stream, &self.pending[..MAX_LINE]);
+            self.pending.drain(..MAX_LINE);
+        }
+    }
+
+    fn finish(&mut self, sink: &dyn OutputSink) {
+        if !self.pending.is_empty() {
+            sink.output(self.stream, &self.pending);
+            self.pending.clear();
+        }
     }
 }
 
 /// Reads `reader` to its end, forwarding each complete line (and the last partial one) to
 /// `sink`.
+#[cfg(test)]
 fn forward_lines(mut reader: impl Read, stream: Stream, sink: &dyn OutputSink) -> io::Result<()> {
-    let mut pending: Vec<u8> = Vec::new();
+    let mut lines = Lines::new(stream);
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         let read = match reader.read(&mut buffer) {
@@ -276,26 +362,13 @@ fn forward_lines(mut reader: impl Read, stream: Stream, sink: &dyn OutputSink) -
             Ok(read) => read,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => {
-                if !pending.is_empty() {
-                    sink.output(stream, &pending);
-                }
+                lines.finish(sink);
                 return Err(err);
             }
         };
-        pending.extend_from_slice(&buffer[..read]);
-        // Everything up to the last newline goes now, in one report.
-        if let Some(last) = pending.iter().rposition(|&b| b == b'\n') {
-            sink.output(stream, &pending[..=last]);
-            pending.drain(..=last);
-        }
-        while pending.len() >= MAX_LINE {
-            sink.output(stream, &pending[..MAX_LINE]);
-            pending.drain(..MAX_LINE);
-        }
+        lines.feed(&buffer[..read], sink);
     }
-    if !pending.is_empty() {
-        sink.output(stream, &pending);
-    }
+    lines.finish(sink);
     Ok(())
 }
 
