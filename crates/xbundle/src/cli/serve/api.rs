@@ -16,7 +16,7 @@ use camino::Utf8PathBuf;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::builds::{Artifact, BuildView, Builds, MAX_QUEUED};
+use super::builds::{Artifact, BuildView, Builds, MAX_QUEUED, Refused};
 use super::{Captured, run_captured};
 
 /// The largest request body accepted (the API's bodies are small JSON objects).
@@ -41,6 +41,11 @@ impl State {
             token: token.map(Arc::from),
             edits: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// The build queue (the server stops it when it stops).
+    pub(super) fn builds(&self) -> Arc<Builds> {
+        Arc::clone(&self.builds)
     }
 }
 
@@ -658,11 +663,17 @@ fn queued(
     args: Vec<String>,
 ) -> Answer {
     match state.builds.queue(kind, profile, platforms, args) {
-        Some(view) => Answer {
+        Ok(view) => Answer {
             status: StatusCode::ACCEPTED,
             body: serde_json::to_vec(&view).expect("builds serialize"),
         },
-        None => error(
+        Err(Refused::Stopping) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is stopping",
+            None,
+            Some("queue the build again once the server is back"),
+        ),
+        Err(Refused::Full) => error(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("{MAX_QUEUED} builds are waiting already"),
             None,
@@ -1283,7 +1294,7 @@ fn endpoints() -> Vec<Endpoint> {
             request: Some(|generator| generator.subschema_for::<PackageRequest>()),
             route: || post(package),
             success: (202, &[("application/json", schema::<BuildView>)]),
-            errors: &[400, 404, 413, 415, 422, 429],
+            errors: &[400, 404, 413, 415, 422, 429, 503],
         },
         Endpoint {
             method: Method::POST,
@@ -1293,7 +1304,7 @@ fn endpoints() -> Vec<Endpoint> {
             request: Some(|generator| generator.subschema_for::<QuickRequest>()),
             route: || post(generate_quick),
             success: (202, &[("application/json", schema::<BuildView>)]),
-            errors: &[400, 404, 413, 415, 422, 429],
+            errors: &[400, 404, 413, 415, 422, 429, 503],
         },
         Endpoint {
             method: Method::GET,
@@ -1510,6 +1521,40 @@ async fn authorize(
     next.run(request).await
 }
 
+/// Errors made below the handlers (axum's extractors: a path that is not UTF-8 once decoded, a
+/// method not allowed) come as plain text: they are answered as JSON errors like every other.
+async fn errors_as_json(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if json || !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_string()
+    } else {
+        text
+    };
+    let mut answer = error(parts.status, &message, None, None).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
+}
+
 /// The dashboard's files, embedded in the binary (no CDN, nothing fetched at run time).
 const DASHBOARD: [(&str, &str, &str); 4] = [
     (
@@ -1576,6 +1621,7 @@ pub(super) fn router(state: State, cors_origins: &[HeaderValue]) -> axum::Router
     }
     let router = router
         .fallback(not_found)
+        .layer(middleware::from_fn(errors_as_json))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), authorize));
     // Outermost: a preflight is answered before the token check (browsers send none with it).

@@ -9,6 +9,9 @@
 //! ([`Builds::wait_lines`]) are woken when it does and when the build ends; the queue holds at
 //! most [`MAX_QUEUED`] builds (more is a 429 the client can retry), and at most [`MAX_KEPT`]
 //! finished builds are remembered (the oldest forgotten first).
+//! Once the server is stopping ([`Builds::stop`]) nothing new starts: the waiting builds end
+//! as failed (so every log stream reaches its `end`), the running one is cancelled (its
+//! commands stopped as on Ctrl-C) and [`Builds::wait_idle`] lets the server wait for it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
@@ -77,6 +80,18 @@ struct Inner {
     queue: VecDeque<String>,
     builds: BTreeMap<String, Build>,
     finished: VecDeque<String>,
+    /// The build running, if any.
+    running: Option<String>,
+    /// The server is stopping: nothing is queued or started any more.
+    stopping: bool,
+}
+
+/// Why [`Builds::queue`] refused a build.
+pub(super) enum Refused {
+    /// [`MAX_QUEUED`] builds are waiting.
+    Full,
+    /// The server is stopping.
+    Stopping,
 }
 
 pub(super) struct Builds {
@@ -116,17 +131,21 @@ impl Builds {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a build of `args` (a command line); `None` when the queue is full.
+    /// Queues a build of `args` (a command line), unless the queue is full or the server
+    /// stopping.
     pub(super) fn queue(
         &self,
         kind: &str,
         profile: &str,
         platforms: &[String],
         args: Vec<String>,
-    ) -> Option<BuildView> {
+    ) -> Result<BuildView, Refused> {
         let mut inner = self.lock();
+        if inner.stopping {
+            return Err(Refused::Stopping);
+        }
         if inner.queue.len() >= MAX_QUEUED {
-            return None;
+            return Err(Refused::Full);
         }
         inner.next += 1;
         let id = format!("build-{}", inner.next);
@@ -155,7 +174,53 @@ impl Builds {
         );
         inner.queue.push_back(id);
         self.changed.notify_all();
-        Some(view)
+        Ok(view)
+    }
+
+    /// The server is stopping: the waiting builds end, failed, with a line saying why; the
+    /// running one is cancelled (see [`Builds::wait_idle`]); nothing new is queued or started.
+    pub(super) fn stop(&self) {
+        let mut inner = self.lock();
+        inner.stopping = true;
+        let waiting: Vec<String> = inner.queue.drain(..).collect();
+        for id in waiting {
+            if let Some(build) = inner.builds.get_mut(&id) {
+                build.log.push(
+                    serde_json::json!({"event": "warning", "id": null, "message": "the server stopped before this build started"})
+                        .to_string(),
+                );
+                build.view.log_lines = build.log.len();
+                build.view.status = Status::Failed;
+                build.view.finished_at_ms = Some(now());
+            }
+            inner.finished.push_back(id);
+        }
+        drop(inner);
+        self.changed.notify_all();
+        super::super::build::cancel_detached();
+    }
+
+    /// Waits (at most `limit`) until no build runs, cancelling the running one again and
+    /// again meanwhile (it may not have reached the point where it can be cancelled at the
+    /// first try); whether none runs.
+    pub(super) fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut inner = self.lock();
+        while inner.running.is_some() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            drop(inner);
+            super::super::build::cancel_detached();
+            inner = self.lock();
+            inner = self
+                .changed
+                .wait_timeout(inner, left.min(std::time::Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
     }
 
     pub(super) fn view(&self, id: &str) -> Option<BuildView> {
@@ -204,11 +269,15 @@ impl Builds {
             let (id, args) = {
                 let mut inner = self.lock();
                 loop {
+                    if inner.stopping {
+                        return;
+                    }
                     if let Some(id) = inner.queue.pop_front() {
                         let build = inner.builds.get_mut(&id).expect("queued builds exist");
                         build.view.status = Status::Running;
                         build.view.started_at_ms = Some(now());
                         let args = build.args.clone();
+                        inner.running = Some(id.clone());
                         break (id, args);
                     }
                     inner = self.changed.wait(inner).unwrap_or_else(|e| e.into_inner());
@@ -238,6 +307,7 @@ impl Builds {
                 };
             }
             inner.finished.push_back(id);
+            inner.running = None;
             while inner.finished.len() > MAX_KEPT {
                 if let Some(old) = inner.finished.pop_front() {
                     inner.builds.remove(&old);

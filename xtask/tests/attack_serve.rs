@@ -1,0 +1,358 @@
+//! Attacks on `cargo xtask serve` (issue 13), each kept as a test of what it found: a token
+//! file that is no small regular file (`/dev/zero`, a FIFO, a huge file), errors of the HTTP
+//! layer itself (a path that is not UTF-8) that were plain text, not JSON, and SIGTERM while a
+//! build runs and a client holds its log open (the server must stop the build's commands and
+//! exit, not wait on the client forever).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Repo, copy_tree};
+use serde_json::Value;
+
+/// A running `xtask serve` on a free port; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    /// SIGTERM first (a server killed outright would leave a build's commands behind), then
+    /// SIGKILL.
+    fn drop(&mut self) {
+        if self.child.try_wait().is_ok_and(|status| status.is_none()) {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let _ = exited_within(&mut self.child, Duration::from_secs(15));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(repo: &Repo) -> Server {
+    let mut child = repo
+        .command()
+        .args(["serve", "--addr", "127.0.0.1:0", "--message-format", "json"])
+        .env_remove("XBUNDLE_SERVE_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start xtask serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("read the serving line");
+    let event: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|err| panic!("not a JSON line: {line:?}: {err}"));
+    let base = event["url"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    Server { child, base }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// A raw HTTP/1.1 GET of `path` (bytes as given, no encoding): status and body.
+fn raw_get(server: &Server, path: &str) -> (u16, Vec<u8>, String) {
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete answer");
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, answer[split + 4..].to_vec(), head)
+}
+
+/// Waits at most `limit` for `child` to exit (a hang is the failure looked for, not a speed).
+fn exited_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn a_token_file_that_is_no_small_regular_file_is_refused() {
+    let repo = Repo::new("[workspace]\n", &[]);
+    let fifo = repo.sandbox().join("token.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let huge = repo.sandbox().join("token.huge");
+    std::fs::write(&huge, "a".repeat(1 << 20)).unwrap();
+    let cases = [
+        ("/dev/zero", "a device"),
+        (fifo.to_str().unwrap(), "a FIFO"),
+        (huge.to_str().unwrap(), "a 1 MiB file"),
+    ];
+    for (path, what) in cases {
+        let mut child = repo
+            .command()
+            .args(["serve", "--addr", "127.0.0.1:0", "--token-file", path])
+            .env_remove("XBUNDLE_SERVE_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Before: reading /dev/zero or the FIFO never ended; the 1 MiB file was a token.
+        let status = exited_within(&mut child, Duration::from_secs(30));
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("--token-file {what}: the server neither refused it nor stopped");
+        }
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.unwrap().code(), Some(2), "{what}: {stderr}");
+        assert!(stderr.contains("--token-file"), "{what}: {stderr}");
+    }
+    // A link to a small regular file is the file (the operator named it).
+    std::fs::write(repo.sandbox().join("token"), "0123456789abcdef0123\n").unwrap();
+    std::os::unix::fs::symlink(
+        repo.sandbox().join("token"),
+        repo.sandbox().join("token.link"),
+    )
+    .unwrap();
+    let mut child = repo
+        .command()
+        .args(["serve", "--addr", "127.0.0.1:0", "--message-format", "json"])
+        .arg("--token-file")
+        .arg(repo.sandbox().join("token.link"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("\"serving\""), "{line}");
+}
+
+#[test]
+fn errors_of_the_http_layer_are_json_too() {
+    let repo = Repo::new("[workspace]\n", &[]);
+    let server = serve(&repo);
+    // Not UTF-8 once decoded: axum's extractor refused it in plain text.
+    for path in [
+        "/api/v1/analyze/%ff",
+        "/api/v1/secrets/%C3%28/bundle",
+        "/api/v1/profiles/%80",
+        "/api/v1/builds/%fe",
+    ] {
+        let (status, body, head) = raw_get(&server, path);
+        assert_eq!(status, 400, "{path}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{path}: {head}"
+        );
+        let error: Value = serde_json::from_slice(&body).unwrap_or_else(|err| {
+            panic!(
+                "{path}: not JSON ({err}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        assert!(
+            error["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{error}"
+        );
+    }
+}
+
+/// Live processes working in `repo` whose command line holds `marker`.
+fn processes_with(repo: &Repo, marker: &str) -> Vec<String> {
+    let dir = repo.path().canonicalize().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|entry| {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let state = stat.rsplit_once(") ")?.1.split(' ').next()?.to_string();
+            if state == "Z" || state == "X" {
+                return None;
+            }
+            if !std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+            {
+                return None;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(marker).then_some(cmdline)
+        })
+        .collect()
+}
+
+/// Files under `dir` whose name marks them temporary (half-written).
+fn temporaries(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(temporaries(&path));
+        } else {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.contains(".tmp") || name.starts_with(".xbundle-tmp") {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn sigterm_while_a_build_runs_and_clients_hold_connections_stops_the_build_and_the_server() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    // A signer that sleeps: the build is then certainly running when the signal comes.
+    let sleep = "sleep 3471";
+    // `{in}` is the artifact, given to the sleep as a second, ignored argument.
+    let toml = format!(
+        "[workspace]\ndefault-profile = \"one\"\n\n[profiles.one]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\nformats = [\"tar.gz\"]\n\n[sign]\n\"tar.gz\" = \"sh -c '{sleep}' {{in}}\"\n"
+    );
+    let repo = Repo::in_sandbox(
+        &toml,
+        &[
+            (
+                "scenarios/app/.vrooli/service.json",
+                r#"{"service": {"name": "app", "version": "1.0.0", "type": "scenario"}, "ports": {"api": {"env_var": "API_PORT", "range": "15000-19999"}, "ui": {"env_var": "UI_PORT", "range": "35000-39999"}}}"#,
+            ),
+            (
+                "scenarios/app/api/go.mod",
+                "module example.com/app/api\n\ngo 1.19\n",
+            ),
+            (
+                "scenarios/app/api/main.go",
+                "package main\n\nimport \"os\"\n\nfunc main() { os.Exit(0) }\n",
+            ),
+            (
+                "scenarios/app/ui/index.html",
+                "<!doctype html><title>app</title>\n",
+            ),
+        ],
+    );
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    copy_tree(&source.join("platforms"), &repo.join("platforms"));
+    let mut server = serve(&repo);
+    let queue = || {
+        let mut response = agent()
+            .post(format!("{}/api/v1/desktop/package", server.base))
+            .header("Content-Type", "application/json")
+            .send(br#"{"profile_id": "one", "sign": true}"#.as_slice())
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_vec().unwrap();
+        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice::<Value>(&body).unwrap()
+    };
+    let build = queue();
+    // A second build waits behind it; a client holds the waiting one's log open.
+    let waiting = queue();
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut reader = TcpStream::connect(&address).unwrap();
+    write!(
+        reader,
+        "GET {} HTTP/1.1\r\nHost: {address}\r\n\r\n",
+        waiting["logs_url"].as_str().unwrap()
+    )
+    .unwrap();
+    // And one sending a body very slowly (here: never finishing it).
+    let mut slow = TcpStream::connect(&address).unwrap();
+    write!(
+        slow,
+        "POST /api/v1/profiles HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"na"
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while processes_with(&repo, sleep).is_empty() {
+        assert!(Instant::now() < deadline, "the signer never started");
+        let view: Value = serde_json::from_slice(
+            &agent()
+                .get(format!(
+                    "{}/api/v1/builds/{}",
+                    server.base,
+                    build["build_id"].as_str().unwrap()
+                ))
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_vec()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            matches!(view["status"].as_str(), Some("queued" | "running")),
+            "the build ended before its signer ran: {view}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = server.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Before: the open log kept the server waiting for its connections forever, the build
+    // still running.
+    let status = exited_within(&mut server.child, Duration::from_secs(60));
+    assert!(
+        status.is_some(),
+        "SIGTERM: the server did not stop while clients held a build's log or a slow body open"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_with(&repo, sleep).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        processes_with(&repo, sleep),
+        Vec::<String>::new(),
+        "the build's commands outlived the server"
+    );
+    assert_eq!(temporaries(repo.path()), Vec::<String>::new());
+    drop((reader, slow));
+}
