@@ -356,3 +356,59 @@ fn sigterm_while_a_build_runs_and_clients_hold_connections_stops_the_build_and_t
     assert_eq!(temporaries(repo.path()), Vec::<String>::new());
     drop((reader, slow));
 }
+
+/// A copy of this repository's pipeline: bundle.toml, scenarios, resources, platforms.
+fn demo() -> Repo {
+    let repo = Repo::empty();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["scenarios", "resources", "platforms", "demo"] {
+        copy_tree(&source.join(dir), &repo.join(dir));
+    }
+    repo.write(
+        "bundle.toml",
+        std::fs::read_to_string(source.join("bundle.toml")).unwrap(),
+    );
+    repo
+}
+
+#[test]
+fn profile_edits_from_two_servers_and_the_command_line_at_once_are_all_kept() {
+    let repo = demo();
+    let servers = [serve(&repo), serve(&repo)];
+    let scenario = "picker-wheel";
+    let names: Vec<String> = (0..6).map(|i| format!("raced-{i}")).collect();
+    std::thread::scope(|scope| {
+        for (i, name) in names.iter().enumerate() {
+            let server = &servers[i % 2];
+            let repo = &repo;
+            scope.spawn(move || {
+                if i % 3 == 2 {
+                    // The command line edits the same file meanwhile.
+                    let run = repo.json(&[
+                        "profile", "create", name, "--scenario", scenario, "--tier", "desktop",
+                        "--swap", "postgres=sqlite", "--swap", "redis=in-process",
+                    ]);
+                    run.assert_code(0);
+                    return;
+                }
+                let body = serde_json::json!({"name": name, "scenario": scenario, "tier": "desktop", "swaps": {"postgres": "sqlite", "redis": "in-process"}});
+                let mut response = agent()
+                    .post(format!("{}/api/v1/profiles", server.base))
+                    .header("Content-Type", "application/json")
+                    .send(body.to_string().as_bytes())
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body = response.body_mut().read_to_vec().unwrap();
+                assert_eq!(status, 201, "{name}: {}", String::from_utf8_lossy(&body));
+            });
+        }
+    });
+    // Before: each edit read bundle.toml, then replaced it: a concurrent one was lost.
+    let text = repo.read("bundle.toml");
+    for name in &names {
+        assert!(
+            text.contains(&format!("[profiles.{name}]")),
+            "profile {name} was lost:\n{text}"
+        );
+    }
+}
