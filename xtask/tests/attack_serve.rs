@@ -244,13 +244,9 @@ fn temporaries(dir: &Path) -> Vec<String> {
     found
 }
 
-#[test]
-fn sigterm_while_a_build_runs_and_clients_hold_connections_stops_the_build_and_the_server() {
-    if !common::have_tool("go", "golang-go") {
-        return;
-    }
-    // A signer that sleeps: the build is then certainly running when the signal comes.
-    let sleep = "sleep 3471";
+/// A workspace with one profile packaging a small Go API as tar.gz, whose signer runs
+/// `sleep` (a build of it is certainly running while the signer sleeps).
+fn signing_app(sleep: &str) -> Repo {
     // `{in}` is the artifact, given to the sleep as a second, ignored argument.
     let toml = format!(
         "[workspace]\ndefault-profile = \"one\"\n\n[profiles.one]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\nformats = [\"tar.gz\"]\n\n[sign]\n\"tar.gz\" = \"sh -c '{sleep}' {{in}}\"\n"
@@ -278,18 +274,18 @@ fn sigterm_while_a_build_runs_and_clients_hold_connections_stops_the_build_and_t
     );
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     copy_tree(&source.join("platforms"), &repo.join("platforms"));
+    repo
+}
+
+#[test]
+fn sigterm_while_a_build_runs_and_clients_hold_connections_stops_the_build_and_the_server() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let sleep = "sleep 3471";
+    let repo = signing_app(sleep);
     let mut server = serve(&repo);
-    let queue = || {
-        let mut response = agent()
-            .post(format!("{}/api/v1/desktop/package", server.base))
-            .header("Content-Type", "application/json")
-            .send(br#"{"profile_id": "one", "sign": true}"#.as_slice())
-            .unwrap();
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_vec().unwrap();
-        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
-        serde_json::from_slice::<Value>(&body).unwrap()
-    };
+    let queue = || queue_package(&server);
     let build = queue();
     // A second build waits behind it; a client holds the waiting one's log open.
     let waiting = queue();
@@ -355,6 +351,78 @@ fn sigterm_while_a_build_runs_and_clients_hold_connections_stops_the_build_and_t
     );
     assert_eq!(temporaries(repo.path()), Vec::<String>::new());
     drop((reader, slow));
+}
+
+/// Queues a package build of profile `one` (signed); its view.
+fn queue_package(server: &Server) -> Value {
+    let mut response = agent()
+        .post(format!("{}/api/v1/desktop/package", server.base))
+        .header("Content-Type", "application/json")
+        .send(br#"{"profile_id": "one", "sign": true}"#.as_slice())
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_vec().unwrap();
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice::<Value>(&body).unwrap()
+}
+
+/// Waits until a process whose command line holds `marker` works in `repo`.
+fn wait_for_process(repo: &Repo, marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while processes_with(repo, marker).is_empty() {
+        assert!(Instant::now() < deadline, "`{marker}` never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn log_readers_hold_no_thread_of_the_server() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let sleep = "sleep 3472";
+    let repo = signing_app(sleep);
+    let server = serve(&repo);
+    queue_package(&server);
+    let waiting = queue_package(&server);
+    wait_for_process(&repo, sleep);
+    let address = server.base.trim_start_matches("http://").to_string();
+    let path = waiting["logs_url"].as_str().unwrap();
+    // Readers of a build that waits: each answered (its head read), then silent.
+    let readers: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&address).unwrap();
+            write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8];
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            assert!(
+                head.starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&head)
+            );
+            stream
+        })
+        .collect();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let threads: usize = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Before: each reader waited on a thread of the blocking pool (512 of them stall every
+    // request); now a reader is a connection and a task, no thread.
+    assert!(
+        threads < readers.len() / 2,
+        "{threads} threads for {} readers of a build's log",
+        readers.len()
+    );
+    drop(readers);
 }
 
 /// A copy of this repository's pipeline: bundle.toml, scenarios, resources, platforms.

@@ -844,16 +844,9 @@ async fn build_logs(
             if ended {
                 return None;
             }
-            let waited = {
-                let (builds, id) = (Arc::clone(&builds), id.clone());
-                tokio::task::spawn_blocking(move || {
-                    builds.wait_lines(&id, from, std::time::Duration::from_secs(10))
-                })
-                .await
-                .ok()
-                .flatten()
-            };
-            let (lines, done) = waited?;
+            let (lines, done) = builds
+                .wait_lines(&id, from, std::time::Duration::from_secs(10))
+                .await?;
             let next = from + lines.len();
             let mut events: Vec<Result<Event, std::convert::Infallible>> = lines
                 .into_iter()

@@ -97,7 +97,11 @@ pub(super) enum Refused {
 pub(super) struct Builds {
     root: Arc<Utf8PathBuf>,
     inner: Mutex<Inner>,
+    /// Wakes the worker and [`Builds::wait_idle`] when anything changes.
     changed: Condvar,
+    /// The same for the log readers, which wait as tasks, never on a thread: a count of the
+    /// changes (its value is not used).
+    version: tokio::sync::watch::Sender<u64>,
     /// Lists a profile's artifacts after its build (given the root and the profile).
     artifacts: fn(&camino::Utf8Path, &str) -> Vec<Artifact>,
 }
@@ -117,6 +121,7 @@ impl Builds {
             root,
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
+            version: tokio::sync::watch::Sender::new(0),
             artifacts,
         });
         let worker = Arc::clone(&builds);
@@ -125,6 +130,13 @@ impl Builds {
             .spawn(move || worker.work())
             .expect("start the build worker");
         builds
+    }
+
+    /// Something changed: wake whoever waits.
+    fn notify(&self) {
+        self.changed.notify_all();
+        self.version
+            .send_modify(|version| *version = version.wrapping_add(1));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -173,7 +185,7 @@ impl Builds {
             },
         );
         inner.queue.push_back(id);
-        self.changed.notify_all();
+        self.notify();
         Ok(view)
     }
 
@@ -196,7 +208,7 @@ impl Builds {
             inner.finished.push_back(id);
         }
         drop(inner);
-        self.changed.notify_all();
+        self.notify();
         super::super::build::cancel_detached();
     }
 
@@ -236,31 +248,33 @@ impl Builds {
 
     /// The lines of `id`'s log from `from` on, waiting (at most `wait`) while there are none
     /// and the build has not finished; `None` for an unknown build. The flag says whether the
-    /// build has finished (no more lines will come after these).
-    pub(super) fn wait_lines(
+    /// build has finished (no more lines will come after these). It waits as a task (no
+    /// thread is held), and a reader gone is simply a future dropped.
+    pub(super) async fn wait_lines(
         &self,
         id: &str,
         from: usize,
         wait: std::time::Duration,
     ) -> Option<(Vec<String>, bool)> {
-        let mut inner = self.lock();
-        let deadline = std::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let build = inner.builds.get(id)?;
-            let done = matches!(build.view.status, Status::Succeeded | Status::Failed);
-            if build.log.len() > from || done {
-                let lines = build.log.get(from..).unwrap_or_default().to_vec();
-                return Some((lines, done));
+            // Subscribed before looking: a change after the look is not missed.
+            let mut changes = self.version.subscribe();
+            {
+                let inner = self.lock();
+                let build = inner.builds.get(id)?;
+                let done = matches!(build.view.status, Status::Succeeded | Status::Failed);
+                if build.log.len() > from || done {
+                    let lines = build.log.get(from..).unwrap_or_default().to_vec();
+                    return Some((lines, done));
+                }
             }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
                 return Some((Vec::new(), false));
             }
-            inner = self
-                .changed
-                .wait_timeout(inner, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
         }
     }
 
@@ -283,7 +297,7 @@ impl Builds {
                     inner = self.changed.wait(inner).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            self.changed.notify_all();
+            self.notify();
             let sink_builds = Arc::clone(&self);
             let sink_id = id.clone();
             let captured = run_captured_with(
@@ -314,7 +328,7 @@ impl Builds {
                 }
             }
             drop(inner);
-            self.changed.notify_all();
+            self.notify();
         }
     }
 
@@ -333,6 +347,6 @@ impl Builds {
             build.view.log_lines = build.log.len();
         }
         drop(inner);
-        self.changed.notify_all();
+        self.notify();
     }
 }
