@@ -1,8 +1,10 @@
-//! Attacks on `cargo xtask serve` (issue 13), each kept as a test of what it found: a token
-//! file that is no small regular file (`/dev/zero`, a FIFO, a huge file), errors of the HTTP
-//! layer itself (a path that is not UTF-8) that were plain text, not JSON, and SIGTERM while a
-//! build runs and a client holds its log open (the server must stop the build's commands and
-//! exit, not wait on the client forever).
+//! Attacks on `cargo xtask serve` (issue 13), each kept as a test: a token file that is no
+//! small regular file (`/dev/zero`, a FIFO, a huge file); errors of the HTTP layer itself (a
+//! path that is not UTF-8) that came as plain text; SIGTERM while a build runs, another waits
+//! and clients hold its log or a slow body open (the server must stop the build's commands and
+//! exit); log readers each holding a blocking thread; profile edits from two servers and the
+//! command line at once (one was lost); the token's scheme in another case; and the queue's
+//! bound under many requests at once (429, one build running).
 
 mod common;
 
@@ -478,5 +480,118 @@ fn profile_edits_from_two_servers_and_the_command_line_at_once_are_all_kept() {
             text.contains(&format!("[profiles.{name}]")),
             "profile {name} was lost:\n{text}"
         );
+    }
+}
+
+#[test]
+fn many_build_requests_at_once_fill_the_queue_then_get_429() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let sleep = "sleep 3473";
+    let repo = signing_app(sleep);
+    let server = serve(&repo);
+    queue_package(&server);
+    wait_for_process(&repo, sleep);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..30)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut response = agent()
+                        .post(format!("{}/api/v1/desktop/package", server.base))
+                        .header("Content-Type", "application/json")
+                        .send(br#"{"profile_id": "one", "sign": true}"#.as_slice())
+                        .unwrap();
+                    let status = response.status().as_u16();
+                    let body = response.body_mut().read_to_vec().unwrap();
+                    (status, serde_json::from_slice(&body).unwrap())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let accepted = answers.iter().filter(|(status, _)| *status == 202).count();
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 429)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(accepted, 16, "{answers:?}");
+    assert_eq!(refused.len(), 14, "{answers:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|body| body["error"].is_string() && body["help"].is_string())
+    );
+    let builds = agent()
+        .get(format!("{}/api/v1/builds", server.base))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    let builds: Value = serde_json::from_slice(&builds).unwrap();
+    let running = builds["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["status"] == "running")
+        .count();
+    assert_eq!(running, 1, "one build at a time: {builds}");
+}
+
+#[test]
+fn the_token_scheme_is_case_insensitive_and_nothing_else_passes() {
+    let repo = Repo::new("[workspace]\n", &[]);
+    let token = "0123456789abcdef0123456789abcdef";
+    let mut child = repo
+        .command()
+        .args(["serve", "--addr", "127.0.0.1:0", "--message-format", "json"])
+        .env("XBUNDLE_SERVE_TOKEN", token)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let event: Value = serde_json::from_str(&line).unwrap();
+    let server = Server {
+        child,
+        base: event["url"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string(),
+    };
+    let status = |authorization: Option<&str>| {
+        let mut request = agent().get(format!("{}/api/v1/profiles", server.base));
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        request.call().unwrap().status().as_u16()
+    };
+    // RFC 9110 §11.1: the scheme is case-insensitive (before: `bearer` was refused).
+    for good in [
+        format!("Bearer {token}"),
+        format!("bearer {token}"),
+        format!("BEARER {token}"),
+    ] {
+        assert_eq!(status(Some(&good)), 200, "{good}");
+    }
+    for bad in [
+        None,
+        Some(String::new()),
+        Some(token.to_string()),
+        Some(format!("Basic {token}")),
+        Some(format!("Bearer {}", &token[..31])),
+        Some(format!("Bearer {token}x")),
+        Some(format!("Bearer {}", token.to_uppercase())),
+        Some(format!("Bearer {token} {token}")),
+        Some("Bearer".to_string()),
+        Some(format!("Bearer\t{token}")),
+        Some(format!("Bearer:{token}")),
+    ] {
+        assert_eq!(status(bad.as_deref()), 401, "{bad:?}");
     }
 }

@@ -1494,7 +1494,12 @@ async fn authorize(
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+            .and_then(|value| {
+                // `Bearer TOKEN`, the scheme in any case (RFC 9110 §11.1), one space.
+                let value = value.as_bytes();
+                (value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer "))
+                    .then(|| &value[7..])
+            })
             .unwrap_or_default();
         // Constant time over the token's length: a wrong guess says nothing of how close it was.
         if !bool::from(given.ct_eq(token.as_bytes())) {
