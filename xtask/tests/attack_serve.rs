@@ -595,3 +595,43 @@ fn the_token_scheme_is_case_insensitive_and_nothing_else_passes() {
         assert_eq!(status(bad.as_deref()), 401, "{bad:?}");
     }
 }
+
+#[test]
+fn malformed_bodies_are_400s_naming_the_field_at_fault() {
+    let repo = demo();
+    let before = repo.read("bundle.toml");
+    let server = serve(&repo);
+    let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let cases: Vec<(&str, String, Option<&str>)> = vec![
+        // Before: a wrong type named its value (`1`), not its field.
+        ("/api/v1/profiles", r#"{"name": 1, "scenario": "picker-wheel", "tier": "desktop"}"#.into(), Some("name")),
+        ("/api/v1/profiles", r#"{"name": "x", "scenario": "picker-wheel", "tier": "desktop", "swaps": {"postgres": 5}}"#.into(), Some("swaps.postgres")),
+        ("/api/v1/profiles", r#"{"name": "x", "scenario": "picker-wheel", "tier": "desktop", "platforms": [true]}"#.into(), Some("platforms[0]")),
+        ("/api/v1/profiles", r#"{"name": "a", "name": "b", "scenario": "picker-wheel", "tier": "desktop"}"#.into(), Some("name")),
+        ("/api/v1/profiles", r#"{"name": "x", "scenario": "picker-wheel", "tier": "desktop", "evil": 1}"#.into(), Some("evil")),
+        ("/api/v1/profiles", r#"{"scenario": "picker-wheel", "tier": "desktop"}"#.into(), Some("name")),
+        ("/api/v1/profiles", r#"{"name": "x", "scen"#.into(), None),
+        ("/api/v1/profiles", nested, None),
+        ("/api/v1/desktop/package", r#"{"profile_id": "notes-desktop", "sign": "yes"}"#.into(), Some("sign")),
+        ("/api/v1/secrets/classify", r#"{"owner": "postgres", "secret": "x", "tier": ["desktop"]}"#.into(), Some("tier")),
+        ("/api/v1/bundles/export", r#"{"profile_id": "notes-desktop"} trailing"#.into(), None),
+    ];
+    for (path, body, field) in cases {
+        let mut response = agent()
+            .post(format!("{}{path}", server.base))
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer: Value =
+            serde_json::from_slice(&response.body_mut().read_to_vec().unwrap()).unwrap();
+        let shown = &body[..body.len().min(80)];
+        assert_eq!(status, 400, "{shown}: {answer}");
+        assert_eq!(answer["field"].as_str(), field, "{shown}: {answer}");
+    }
+    assert_eq!(
+        repo.read("bundle.toml"),
+        before,
+        "a refused body wrote nothing"
+    );
+}

@@ -344,23 +344,38 @@ fn json_body<T: serde::de::DeserializeOwned>(
             None,
         ));
     }
+    // An array would be read as the struct's fields in order: only an object is a request.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "malformed JSON body: not a JSON object",
+            None,
+            Some("send one JSON object, as /api/v1/openapi.json describes it"),
+        ));
+    }
     serde_json::from_slice(body).map_err(|err| {
-        let field = err.to_string().split('`').nth(1).map(str::to_string);
-        let answer = error(
+        // The field at fault, for a body of the wrong shape (not for broken JSON): where the
+        // error is (`swaps.postgres`), else the one an unknown, duplicate or missing field
+        // error names.
+        let data = err.classify() == serde_json::error::Category::Data;
+        let path = serde_path_to_error::deserialize::<_, T>(
+            &mut serde_json::Deserializer::from_slice(body),
+        )
+        .err()
+        .map(|err| err.path().to_string())
+        .filter(|path| path != "." && !path.contains('?'));
+        let message = err.to_string();
+        let named = ["unknown field", "duplicate field", "missing field"]
+            .iter()
+            .any(|kind| message.starts_with(kind))
+            .then(|| message.split('`').nth(1).map(str::to_string))
+            .flatten();
+        error(
             StatusCode::BAD_REQUEST,
             &format!("malformed JSON body: {err}"),
+            path.or(named).filter(|_| data).as_deref(),
             None,
-            None,
-        );
-        match field {
-            Some(field) => error(
-                StatusCode::BAD_REQUEST,
-                &format!("malformed JSON body: {err}"),
-                Some(&field),
-                None,
-            ),
-            None => answer,
-        }
+        )
     })
 }
 
