@@ -4,7 +4,8 @@
 //! and clients hold its log or a slow body open (the server must stop the build's commands and
 //! exit); log readers each holding a blocking thread; profile edits from two servers and the
 //! command line at once (one was lost); the token's scheme in another case; and the queue's
-//! bound under many requests at once (429, one build running).
+//! bound under many requests at once (429, one build running); a command-line build waiting for
+//! the server's build of the same workspace (the lock).
 
 mod common;
 
@@ -634,4 +635,51 @@ fn malformed_bodies_are_400s_naming_the_field_at_fault() {
         before,
         "a refused body wrote nothing"
     );
+}
+
+#[test]
+fn a_command_line_build_waits_for_the_servers_build_of_the_same_workspace() {
+    if !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let sleep = "sleep 3474";
+    let repo = signing_app(sleep);
+    let server = serve(&repo);
+    queue_package(&server);
+    wait_for_process(&repo, sleep);
+    let mut cli = repo
+        .command()
+        .args(["bundle", "one", "--message-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    let waiting = lines.by_ref().map_while(Result::ok).find(|line| {
+        serde_json::from_str::<Value>(line).is_ok_and(|event| {
+            event["event"] == "warning"
+                && event["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("workspace lock"))
+        })
+    });
+    // One signer: the command line's build has not started beside the server's.
+    let running: Vec<String> = processes_with(&repo, sleep)
+        .into_iter()
+        .filter(|cmdline| cmdline.starts_with("sleep "))
+        .collect();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &cli.id().to_string()])
+        .status();
+    let code = exited_within(&mut cli, Duration::from_secs(30));
+    if code.is_none() {
+        let _ = cli.kill();
+        let _ = cli.wait();
+    }
+    assert!(
+        waiting.is_some(),
+        "the command line's build never waited for the lock"
+    );
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert!(code.is_some(), "the waiting build did not stop on SIGTERM");
 }
