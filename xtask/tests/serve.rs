@@ -835,3 +835,73 @@ fn cors_headers_only_for_the_origins_named() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
 }
+
+#[test]
+fn classify_and_the_dag_renderings_answer_what_the_command_line_prints() {
+    let repo = demo();
+    let server = serve(&repo, &[], &[]);
+    let classified = server.post(
+        "/api/v1/secrets/classify",
+        "application/json",
+        br#"{"owner": "postgres", "secret": "postgres_password", "tier": "desktop"}"#,
+    );
+    assert_eq!(classified.status, 200, "{}", classified.json());
+    let expected = cli_payload(
+        &repo,
+        &[
+            "secrets",
+            "classify",
+            "postgres",
+            "postgres_password",
+            "--tier",
+            "desktop",
+        ],
+        "classification",
+        "classification",
+    );
+    assert!(
+        classified.body == expected,
+        "classify differs from the command line"
+    );
+    let unknown = server.post(
+        "/api/v1/secrets/classify",
+        "application/json",
+        br#"{"owner": "postgres", "secret": "no_such_secret", "tier": "desktop"}"#,
+    );
+    assert!(matches!(unknown.status, 400 | 404), "{}", unknown.json());
+
+    for (format, content_type, start) in [
+        ("svg", "image/svg+xml", "<"),
+        ("dot", "text/plain; charset=utf-8", "digraph"),
+        ("mermaid", "text/plain; charset=utf-8", "graph LR"),
+    ] {
+        let mut response = agent()
+            .get(format!(
+                "{}/api/v1/dag/picker-wheel?format={format}",
+                server.base
+            ))
+            .call()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{format}");
+        assert_eq!(
+            response.headers().get("content-type").unwrap(),
+            content_type,
+            "{format}"
+        );
+        let text = response.body_mut().read_to_string().unwrap();
+        assert!(text.trim_start().starts_with(start), "{format}: {text}");
+        let output = repo
+            .command()
+            .args(["dag", "picker-wheel", "--format", format])
+            .output()
+            .unwrap();
+        assert_eq!(
+            text.as_bytes(),
+            output.stdout,
+            "{format} differs from the command line"
+        );
+    }
+    let bad = server.get("/api/v1/dag/picker-wheel?format=png");
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["field"], "format");
+}

@@ -8,6 +8,9 @@
 //! checks them; then the plan and the profile's assembly, as `check` runs them:
 //! [`would_pass_check`]) and only then replaces bundle.toml, atomically (temporary file, then
 //! rename, keeping the file's permissions). On any error nothing is written.
+//! An edit holds [`edit_lock`] (a `flock` on bundle.toml) from reading the file to replacing
+//! it, so two edits at once
+//! (two `serve`s, a server and the command line) each see the other's result: none is lost.
 
 use std::io::Write as _;
 
@@ -112,6 +115,7 @@ pub(super) fn run(cli: &Cli, command: &ProfileCommand, shell: &Shell) -> Result<
             platforms,
         } => {
             let tier = crate::names::tier(tier)?;
+            let _lock = edit_lock(cli)?;
             let file = read(cli)?;
             crate::names::scenario(
                 &crate::names::layout(&file.config, &file.root),
@@ -147,6 +151,7 @@ pub(super) fn run(cli: &Cli, command: &ProfileCommand, shell: &Shell) -> Result<
                 );
             }
             let edits = profiles::parse_swap_edits(swaps)?;
+            let _lock = edit_lock(cli)?;
             let file = read(cli)?;
             crate::names::profile(&file.config, &file.root, name)?;
             check_platforms(&file.root, platforms)?;
@@ -160,6 +165,44 @@ pub(super) fn run(cli: &Cli, command: &ProfileCommand, shell: &Shell) -> Result<
             let mut changes: Vec<String> = edits.iter().map(SwapEdit::to_string).collect();
             changes.extend(platforms.iter().map(|p| format!("platform {p}")));
             commit(&file, name, text, "Updated", changes, shell)
+        }
+    }
+}
+
+/// An exclusive `flock` on bundle.toml itself, held by an edit from reading the file to
+/// replacing it. The file is replaced by a rename (a new inode), so once locked it is checked to
+/// still be the file at that name, else the new one is locked instead. Nothing is created, and
+/// a link at bundle.toml is never opened. `None` when there is no bundle.toml (reading it then
+/// says so).
+fn edit_lock(cli: &Cli) -> Result<Option<std::fs::File>, Diagnostic> {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = find_root(cli.root.as_deref())?;
+    let fail = |err: String| {
+        Diagnostic::error(format!("could not lock {}: {err}", config::FILE_NAME))
+            .help("check that bundle.toml is a readable regular file")
+    };
+    let tree =
+        engine::confine::Dir::open_root(root.as_std_path()).map_err(|e| fail(e.to_string()))?;
+    let identity = |file: &std::fs::File| {
+        file.metadata()
+            .map(|meta| (meta.dev(), meta.ino()))
+            .map_err(|e| fail(e.to_string()))
+    };
+    loop {
+        let Some((file, _)) = tree
+            .open_file(config::FILE_NAME)
+            .map_err(|e| fail(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        file.lock().map_err(|e| fail(e.to_string()))?;
+        let now = tree
+            .open_file(config::FILE_NAME)
+            .map_err(|e| fail(e.to_string()))?;
+        match now {
+            Some((current, _)) if identity(&current)? == identity(&file)? => return Ok(Some(file)),
+            // Replaced while this edit waited: lock the file that is there now.
+            _ => continue,
         }
     }
 }

@@ -16,7 +16,7 @@ use camino::Utf8PathBuf;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::builds::{Artifact, BuildView, Builds, MAX_QUEUED};
+use super::builds::{Artifact, BuildView, Builds, MAX_QUEUED, Refused};
 use super::{Captured, run_captured};
 
 /// The largest request body accepted (the API's bodies are small JSON objects).
@@ -41,6 +41,11 @@ impl State {
             token: token.map(Arc::from),
             edits: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// The build queue (the server stops it when it stops).
+    pub(super) fn builds(&self) -> Arc<Builds> {
+        Arc::clone(&self.builds)
     }
 }
 
@@ -339,23 +344,38 @@ fn json_body<T: serde::de::DeserializeOwned>(
             None,
         ));
     }
+    // An array would be read as the struct's fields in order: only an object is a request.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "malformed JSON body: not a JSON object",
+            None,
+            Some("send one JSON object, as /api/v1/openapi.json describes it"),
+        ));
+    }
     serde_json::from_slice(body).map_err(|err| {
-        let field = err.to_string().split('`').nth(1).map(str::to_string);
-        let answer = error(
+        // The field at fault, for a body of the wrong shape (not for broken JSON): where the
+        // error is (`swaps.postgres`), else the one an unknown, duplicate or missing field
+        // error names.
+        let data = err.classify() == serde_json::error::Category::Data;
+        let path = serde_path_to_error::deserialize::<_, T>(
+            &mut serde_json::Deserializer::from_slice(body),
+        )
+        .err()
+        .map(|err| err.path().to_string())
+        .filter(|path| path != "." && !path.contains('?'));
+        let message = err.to_string();
+        let named = ["unknown field", "duplicate field", "missing field"]
+            .iter()
+            .any(|kind| message.starts_with(kind))
+            .then(|| message.split('`').nth(1).map(str::to_string))
+            .flatten();
+        error(
             StatusCode::BAD_REQUEST,
             &format!("malformed JSON body: {err}"),
+            path.or(named).filter(|_| data).as_deref(),
             None,
-            None,
-        );
-        match field {
-            Some(field) => error(
-                StatusCode::BAD_REQUEST,
-                &format!("malformed JSON body: {err}"),
-                Some(&field),
-                None,
-            ),
-            None => answer,
-        }
+        )
     })
 }
 
@@ -658,11 +678,17 @@ fn queued(
     args: Vec<String>,
 ) -> Answer {
     match state.builds.queue(kind, profile, platforms, args) {
-        Some(view) => Answer {
+        Ok(view) => Answer {
             status: StatusCode::ACCEPTED,
             body: serde_json::to_vec(&view).expect("builds serialize"),
         },
-        None => error(
+        Err(Refused::Stopping) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is stopping",
+            None,
+            Some("queue the build again once the server is back"),
+        ),
+        Err(Refused::Full) => error(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("{MAX_QUEUED} builds are waiting already"),
             None,
@@ -833,16 +859,9 @@ async fn build_logs(
             if ended {
                 return None;
             }
-            let waited = {
-                let (builds, id) = (Arc::clone(&builds), id.clone());
-                tokio::task::spawn_blocking(move || {
-                    builds.wait_lines(&id, from, std::time::Duration::from_secs(10))
-                })
-                .await
-                .ok()
-                .flatten()
-            };
-            let (lines, done) = waited?;
+            let (lines, done) = builds
+                .wait_lines(&id, from, std::time::Duration::from_secs(10))
+                .await?;
             let next = from + lines.len();
             let mut events: Vec<Result<Event, std::convert::Infallible>> = lines
                 .into_iter()
@@ -1283,7 +1302,7 @@ fn endpoints() -> Vec<Endpoint> {
             request: Some(|generator| generator.subschema_for::<PackageRequest>()),
             route: || post(package),
             success: (202, &[("application/json", schema::<BuildView>)]),
-            errors: &[400, 404, 413, 415, 422, 429],
+            errors: &[400, 404, 413, 415, 422, 429, 503],
         },
         Endpoint {
             method: Method::POST,
@@ -1293,7 +1312,7 @@ fn endpoints() -> Vec<Endpoint> {
             request: Some(|generator| generator.subschema_for::<QuickRequest>()),
             route: || post(generate_quick),
             success: (202, &[("application/json", schema::<BuildView>)]),
-            errors: &[400, 404, 413, 415, 422, 429],
+            errors: &[400, 404, 413, 415, 422, 429, 503],
         },
         Endpoint {
             method: Method::GET,
@@ -1490,7 +1509,12 @@ async fn authorize(
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+            .and_then(|value| {
+                // `Bearer TOKEN`, the scheme in any case (RFC 9110 §11.1), one space.
+                let value = value.as_bytes();
+                (value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer "))
+                    .then(|| &value[7..])
+            })
             .unwrap_or_default();
         // Constant time over the token's length: a wrong guess says nothing of how close it was.
         if !bool::from(given.ct_eq(token.as_bytes())) {
@@ -1508,6 +1532,40 @@ async fn authorize(
         }
     }
     next.run(request).await
+}
+
+/// Errors made below the handlers (axum's extractors: a path that is not UTF-8 once decoded, a
+/// method not allowed) come as plain text: they are answered as JSON errors like every other.
+async fn errors_as_json(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if json || !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_string()
+    } else {
+        text
+    };
+    let mut answer = error(parts.status, &message, None, None).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// The dashboard's files, embedded in the binary (no CDN, nothing fetched at run time).
@@ -1576,6 +1634,7 @@ pub(super) fn router(state: State, cors_origins: &[HeaderValue]) -> axum::Router
     }
     let router = router
         .fallback(not_found)
+        .layer(middleware::from_fn(errors_as_json))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), authorize));
     // Outermost: a preflight is answered before the token check (browsers send none with it).

@@ -9,6 +9,9 @@
 //! ([`Builds::wait_lines`]) are woken when it does and when the build ends; the queue holds at
 //! most [`MAX_QUEUED`] builds (more is a 429 the client can retry), and at most [`MAX_KEPT`]
 //! finished builds are remembered (the oldest forgotten first).
+//! Once the server is stopping ([`Builds::stop`]) nothing new starts: the waiting builds end
+//! as failed (so every log stream reaches its `end`), the running one is cancelled (its
+//! commands stopped as on Ctrl-C) and [`Builds::wait_idle`] lets the server wait for it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
@@ -77,12 +80,28 @@ struct Inner {
     queue: VecDeque<String>,
     builds: BTreeMap<String, Build>,
     finished: VecDeque<String>,
+    /// The build running, if any.
+    running: Option<String>,
+    /// The server is stopping: nothing is queued or started any more.
+    stopping: bool,
+}
+
+/// Why [`Builds::queue`] refused a build.
+pub(super) enum Refused {
+    /// [`MAX_QUEUED`] builds are waiting.
+    Full,
+    /// The server is stopping.
+    Stopping,
 }
 
 pub(super) struct Builds {
     root: Arc<Utf8PathBuf>,
     inner: Mutex<Inner>,
+    /// Wakes the worker and [`Builds::wait_idle`] when anything changes.
     changed: Condvar,
+    /// The same for the log readers, which wait as tasks, never on a thread: a count of the
+    /// changes (its value is not used).
+    version: tokio::sync::watch::Sender<u64>,
     /// Lists a profile's artifacts after its build (given the root and the profile).
     artifacts: fn(&camino::Utf8Path, &str) -> Vec<Artifact>,
 }
@@ -102,6 +121,7 @@ impl Builds {
             root,
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
+            version: tokio::sync::watch::Sender::new(0),
             artifacts,
         });
         let worker = Arc::clone(&builds);
@@ -112,21 +132,32 @@ impl Builds {
         builds
     }
 
+    /// Something changed: wake whoever waits.
+    fn notify(&self) {
+        self.changed.notify_all();
+        self.version
+            .send_modify(|version| *version = version.wrapping_add(1));
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a build of `args` (a command line); `None` when the queue is full.
+    /// Queues a build of `args` (a command line), unless the queue is full or the server
+    /// stopping.
     pub(super) fn queue(
         &self,
         kind: &str,
         profile: &str,
         platforms: &[String],
         args: Vec<String>,
-    ) -> Option<BuildView> {
+    ) -> Result<BuildView, Refused> {
         let mut inner = self.lock();
+        if inner.stopping {
+            return Err(Refused::Stopping);
+        }
         if inner.queue.len() >= MAX_QUEUED {
-            return None;
+            return Err(Refused::Full);
         }
         inner.next += 1;
         let id = format!("build-{}", inner.next);
@@ -154,8 +185,54 @@ impl Builds {
             },
         );
         inner.queue.push_back(id);
-        self.changed.notify_all();
-        Some(view)
+        self.notify();
+        Ok(view)
+    }
+
+    /// The server is stopping: the waiting builds end, failed, with a line saying why; the
+    /// running one is cancelled (see [`Builds::wait_idle`]); nothing new is queued or started.
+    pub(super) fn stop(&self) {
+        let mut inner = self.lock();
+        inner.stopping = true;
+        let waiting: Vec<String> = inner.queue.drain(..).collect();
+        for id in waiting {
+            if let Some(build) = inner.builds.get_mut(&id) {
+                build.log.push(
+                    serde_json::json!({"event": "warning", "id": null, "message": "the server stopped before this build started"})
+                        .to_string(),
+                );
+                build.view.log_lines = build.log.len();
+                build.view.status = Status::Failed;
+                build.view.finished_at_ms = Some(now());
+            }
+            inner.finished.push_back(id);
+        }
+        drop(inner);
+        self.notify();
+        super::super::build::cancel_detached();
+    }
+
+    /// Waits (at most `limit`) until no build runs, cancelling the running one again and
+    /// again meanwhile (it may not have reached the point where it can be cancelled at the
+    /// first try); whether none runs.
+    pub(super) fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut inner = self.lock();
+        while inner.running.is_some() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            drop(inner);
+            super::super::build::cancel_detached();
+            inner = self.lock();
+            inner = self
+                .changed
+                .wait_timeout(inner, left.min(std::time::Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
     }
 
     pub(super) fn view(&self, id: &str) -> Option<BuildView> {
@@ -171,31 +248,33 @@ impl Builds {
 
     /// The lines of `id`'s log from `from` on, waiting (at most `wait`) while there are none
     /// and the build has not finished; `None` for an unknown build. The flag says whether the
-    /// build has finished (no more lines will come after these).
-    pub(super) fn wait_lines(
+    /// build has finished (no more lines will come after these). It waits as a task (no
+    /// thread is held), and a reader gone is simply a future dropped.
+    pub(super) async fn wait_lines(
         &self,
         id: &str,
         from: usize,
         wait: std::time::Duration,
     ) -> Option<(Vec<String>, bool)> {
-        let mut inner = self.lock();
-        let deadline = std::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let build = inner.builds.get(id)?;
-            let done = matches!(build.view.status, Status::Succeeded | Status::Failed);
-            if build.log.len() > from || done {
-                let lines = build.log.get(from..).unwrap_or_default().to_vec();
-                return Some((lines, done));
+            // Subscribed before looking: a change after the look is not missed.
+            let mut changes = self.version.subscribe();
+            {
+                let inner = self.lock();
+                let build = inner.builds.get(id)?;
+                let done = matches!(build.view.status, Status::Succeeded | Status::Failed);
+                if build.log.len() > from || done {
+                    let lines = build.log.get(from..).unwrap_or_default().to_vec();
+                    return Some((lines, done));
+                }
             }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
                 return Some((Vec::new(), false));
             }
-            inner = self
-                .changed
-                .wait_timeout(inner, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
         }
     }
 
@@ -204,17 +283,21 @@ impl Builds {
             let (id, args) = {
                 let mut inner = self.lock();
                 loop {
+                    if inner.stopping {
+                        return;
+                    }
                     if let Some(id) = inner.queue.pop_front() {
                         let build = inner.builds.get_mut(&id).expect("queued builds exist");
                         build.view.status = Status::Running;
                         build.view.started_at_ms = Some(now());
                         let args = build.args.clone();
+                        inner.running = Some(id.clone());
                         break (id, args);
                     }
                     inner = self.changed.wait(inner).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            self.changed.notify_all();
+            self.notify();
             let sink_builds = Arc::clone(&self);
             let sink_id = id.clone();
             let captured = run_captured_with(
@@ -238,13 +321,14 @@ impl Builds {
                 };
             }
             inner.finished.push_back(id);
+            inner.running = None;
             while inner.finished.len() > MAX_KEPT {
                 if let Some(old) = inner.finished.pop_front() {
                     inner.builds.remove(&old);
                 }
             }
             drop(inner);
-            self.changed.notify_all();
+            self.notify();
         }
     }
 
@@ -263,6 +347,6 @@ impl Builds {
             build.view.log_lines = build.log.len();
         }
         drop(inner);
-        self.changed.notify_all();
+        self.notify();
     }
 }

@@ -14,7 +14,11 @@
 //! - Request bodies are bounded ([`api::BODY_LIMIT`]); errors are JSON (`{"error", "field",
 //!   "help"}`) with a 4xx status for what the client got wrong, 5xx only for the server's own
 //!   failures.
-//! - No CORS headers are sent (a browser page of another origin cannot read the answers).
+//! - No CORS headers are sent unless `--cors-origin` names origins.
+//! - Ctrl-C or SIGTERM stops it: no build starts any more, waiting builds end as failed, the
+//!   running one is cancelled and waited for (its commands stopped, as on the command line),
+//!   and requests under way get [`SHUTDOWN_GRACE`], not forever (a slow client cannot keep
+//!   the server alive).
 
 mod api;
 mod builds;
@@ -128,6 +132,25 @@ pub(crate) fn run_captured_with(root: &Utf8Path, args: &[String], also: Sink) ->
     Captured { code, lines }
 }
 
+/// How long requests under way may still take once the server is stopping.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a cancelled build may take to stop its commands.
+const BUILD_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(term) => { term.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
 fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
@@ -135,10 +158,7 @@ fn is_loopback(addr: &SocketAddr) -> bool {
 /// The token from `--token-file` or the environment; `None` when neither is set.
 fn token(args: &ServeArgs) -> Result<Option<String>, Diagnostic> {
     let text = match &args.token_file {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|err| {
-            Diagnostic::error(format!("--token-file {path}: {err}"))
-                .help("name a readable file holding the token")
-        })?),
+        Some(path) => Some(read_token_file(path)?),
         None => std::env::var(TOKEN_VARIABLE).ok(),
     };
     let Some(text) = text else { return Ok(None) };
@@ -150,6 +170,44 @@ fn token(args: &ServeArgs) -> Result<Option<String>, Diagnostic> {
         .help("generate one, e.g. `openssl rand -hex 32`"));
     }
     Ok(Some(token))
+}
+
+/// The largest token file read (a token is a line of a few dozen characters).
+const TOKEN_FILE_LIMIT: u64 = 4096;
+
+/// `--token-file`: a regular file (a link to one is the file the operator named) of at most
+/// [`TOKEN_FILE_LIMIT`] bytes; a device, a FIFO or a huge file is refused, never read on and on.
+fn read_token_file(path: &Utf8Path) -> Result<String, Diagnostic> {
+    use std::io::Read as _;
+    let refused = |why: String| {
+        Diagnostic::error(format!("--token-file {path}: {why}"))
+            .help("name a readable regular file holding the token (one line)")
+    };
+    // Checked before opening: opening a FIFO would wait for a writer.
+    let regular = |metadata: &std::fs::Metadata| {
+        if !metadata.is_file() {
+            Err(refused("not a regular file".into()))
+        } else if metadata.len() > TOKEN_FILE_LIMIT {
+            Err(refused(format!(
+                "{} bytes, more than a token ({TOKEN_FILE_LIMIT} at most)",
+                metadata.len()
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    regular(&std::fs::metadata(path).map_err(|err| refused(err.to_string()))?)?;
+    let file = std::fs::File::open(path).map_err(|err| refused(err.to_string()))?;
+    // And again on what was opened (the name may have been replaced in between).
+    regular(&file.metadata().map_err(|err| refused(err.to_string()))?)?;
+    let mut bytes = Vec::new();
+    file.take(TOKEN_FILE_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| refused(err.to_string()))?;
+    if bytes.len() as u64 > TOKEN_FILE_LIMIT {
+        return Err(refused(format!("more than {TOKEN_FILE_LIMIT} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| refused("not UTF-8 text".into()))
 }
 
 /// `--cors-origin` values: each an origin (`scheme://host[:port]`, nothing after it).
@@ -194,7 +252,7 @@ pub(super) fn serve(cli: &Cli, args: &ServeArgs, shell: &Shell) -> Result<u8, Di
         .enable_all()
         .build()
         .map_err(Diagnostic::from)?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .map_err(|err| {
@@ -202,30 +260,45 @@ pub(super) fn serve(cli: &Cli, args: &ServeArgs, shell: &Shell) -> Result<u8, Di
                     .help("choose another --addr (a port of 0 picks a free one)")
             })?;
         let local = listener.local_addr().map_err(Diagnostic::from)?;
-        let app = api::router(api::State::new(root, token), &origins);
+        let state = api::State::new(root, token);
+        let builds = state.builds();
+        let app = api::router(state, &origins);
         if shell.is_json() {
             shell.json(&serde_json::json!({"event": "serving", "url": format!("http://{local}/")}));
         } else {
             shell.status("Serving", GREEN, &format!("http://{local}/ (Ctrl-C stops)"));
         }
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = async {
-                        match term.as_mut() {
-                            Some(term) => { term.recv().await; }
-                            None => std::future::pending::<()>().await,
-                        }
-                    } => {}
-                }
-                // A running build stops as a build on the command line does on Ctrl-C.
-                super::build::cancel_detached();
-            })
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let server = axum::serve(listener, app).with_graceful_shutdown({
+            let builds = std::sync::Arc::clone(&builds);
+            async move {
+                stop_signal().await;
+                // Nothing new starts, the waiting builds end (their log streams too) and the
+                // running one stops as a build on the command line does on Ctrl-C.
+                builds.stop();
+                let _ = stopping.send(true);
+            }
+        });
+        // Requests under way get a grace period, not forever: a client sending its body a
+        // byte a second, or holding a stream open, does not keep the server alive.
+        tokio::select! {
+            served = server => served.map_err(Diagnostic::from)?,
+            _ = async {
+                let _ = stopped.wait_for(|stopping| *stopping).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {}
+        }
+        // The running build's commands are stopped and waited for before the process ends.
+        let idle = tokio::task::spawn_blocking(move || builds.wait_idle(BUILD_STOP_LIMIT))
             .await
-            .map_err(Diagnostic::from)
-    })?;
+            .unwrap_or(false);
+        if !idle {
+            shell.warn("the running build did not stop in time: the server exits anyway");
+        }
+        Ok::<(), Diagnostic>(())
+    });
+    // A request's command still running (past the grace period) does not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
     Ok(0)
 }
