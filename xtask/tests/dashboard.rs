@@ -2,8 +2,9 @@
 //! over the DevTools protocol on a pipe (`--remote-debugging-pipe`: NUL-terminated JSON on
 //! fds 3 and 4, no extra crate): the profile list and the DAG render, a build started by
 //! clicking the page's button finishes, its artifact link downloads the very file, and no
-//! console error or exception happens on the way. A screenshot is kept in the test's target
-//! directory (`target/tmp/dashboard.png`).
+//! console error or exception happens on the way; with a token, the page asks for it and then
+//! works the same. Screenshots are kept in the test's target directory
+//! (`target/tmp/dashboard.png`, `dashboard-with-token.png`).
 //!
 //! Needs Go (the fixture's API) and Chromium: when missing, the test fails under
 //! `XBUNDLE_REQUIRE_TOOLS=1` (CI) and skips otherwise.
@@ -64,14 +65,16 @@ impl Drop for Server {
     }
 }
 
-fn serve(repo: &Repo) -> Server {
-    let mut child = repo
-        .command()
+fn serve(repo: &Repo, token: Option<&str>) -> Server {
+    let mut command = repo.command();
+    command
         .args(["serve", "--addr", "127.0.0.1:0", "--message-format", "json"])
         .env_remove("XBUNDLE_SERVE_TOKEN")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start xtask serve");
+        .stdout(Stdio::piped());
+    if let Some(token) = token {
+        command.env("XBUNDLE_SERVE_TOKEN", token);
+    }
+    let mut child = command.spawn().expect("start xtask serve");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -268,8 +271,16 @@ fn the_dashboard_renders_builds_from_a_click_and_downloads_the_artifact() {
         return;
     }
     let repo = app();
-    let server = serve(&repo);
+    let server = serve(&repo, None);
     let downloads = tempfile::tempdir().unwrap();
+    let mut browser = open(&server, &downloads);
+    drive(&mut browser, &repo, &downloads, "dashboard.png");
+    let errors = browser.errors();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
+/// A browser on the dashboard of `server`, downloads going to `downloads`.
+fn open(server: &Server, downloads: &tempfile::TempDir) -> Browser {
     let mut browser = Browser::start();
     let target = browser.call("Target.createTarget", json!({"url": "about:blank"}));
     let attached = browser.call(
@@ -286,7 +297,11 @@ fn the_dashboard_renders_builds_from_a_click_and_downloads_the_artifact() {
         json!({"behavior": "allow", "downloadPath": downloads.path(), "eventsEnabled": true}),
     );
     browser.call("Page.navigate", json!({"url": format!("{}/", server.base)}));
+    browser
+}
 
+/// Checks the page's lists and DAG, builds from the button and downloads the artifact.
+fn drive(browser: &mut Browser, repo: &Repo, downloads: &tempfile::TempDir, screenshot: &str) {
     // The profile list, the selected profile's fitness and secret plan, and the DAG.
     browser.wait_for(
         "document.body.dataset.loaded === 'true' && document.querySelectorAll('#profiles tbody tr').length === 2",
@@ -335,10 +350,42 @@ fn the_dashboard_renders_builds_from_a_click_and_downloads_the_artifact() {
         .decode(shot["data"].as_str().unwrap())
         .unwrap();
     assert!(png.starts_with(b"\x89PNG"));
-    let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join(screenshot);
     std::fs::write(&kept, &png).unwrap();
     eprintln!("screenshot: {}", kept.display());
+}
 
-    let errors = browser.errors();
+#[test]
+fn with_a_token_the_dashboard_asks_for_it_and_then_works_the_same() {
+    if !common::have_tool("chromium", "chromium") || !common::have_tool("go", "golang-go") {
+        return;
+    }
+    let token = "0123456789abcdef0123456789abcdef";
+    let repo = app();
+    let server = serve(&repo, Some(token));
+    let downloads = tempfile::tempdir().unwrap();
+    let mut browser = open(&server, &downloads);
+    browser.wait_for(
+        "document.getElementById('token-form') !== null && !document.getElementById('token-form').hidden",
+        "the token form",
+    );
+    // Nothing of the workspace is shown before the token is given.
+    let shown = browser.evaluate("document.querySelectorAll('#profiles tbody tr').length");
+    assert_eq!(shown, json!(0));
+    browser.evaluate(&format!(
+        "document.getElementById('token').value = '{token}'; document.querySelector('#token-form button').click()"
+    ));
+    drive(&mut browser, &repo, &downloads, "dashboard-with-token.png");
+    // The only errors: the requests refused before the token was given.
+    let errors: Vec<Value> = browser
+        .errors()
+        .into_iter()
+        .filter(|event| {
+            !(event["method"] == "Log.entryAdded"
+                && event["params"]["entry"]["text"]
+                    .as_str()
+                    .is_some_and(|text| text.contains("status of 401")))
+        })
+        .collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }

@@ -2,8 +2,32 @@
 // answers for. No data from the API is ever parsed as HTML: text goes through textContent.
 "use strict";
 
+// The API token, when the server has one: asked for once, kept for this tab only
+// (sessionStorage), sent as `Authorization: Bearer` on every request. The page itself and its
+// script hold no data and are served without it.
+const TOKEN_KEY = "xbundle-token";
+
+function authorized(options) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = new Headers((options && options.headers) || {});
+  if (token) headers.set("Authorization", "Bearer " + token);
+  return Object.assign({}, options, { headers });
+}
+
+class Unauthorized extends Error {}
+
+// A request to the API with the token; a 401 shows the token form.
+async function request(url, options) {
+  const response = await fetch(url, authorized(options));
+  if (response.status === 401) {
+    askForToken();
+    throw new Unauthorized("this server needs its API token");
+  }
+  return response;
+}
+
 const api = (path, options) =>
-  fetch("/api/v1" + path, options).then(async (response) => {
+  request("/api/v1" + path, options).then(async (response) => {
     const type = response.headers.get("content-type") || "";
     const body = type.startsWith("application/json") ? await response.json() : await response.text();
     if (!response.ok) {
@@ -11,6 +35,19 @@ const api = (path, options) =>
     }
     return body;
   });
+
+// A response body as an object URL (an image or a download fetched with the token).
+async function objectUrl(url) {
+  const response = await request(url);
+  if (!response.ok) throw new Error(response.status + " " + response.statusText);
+  return URL.createObjectURL(await response.blob());
+}
+
+function askForToken() {
+  const form = document.getElementById("token-form");
+  form.hidden = false;
+  document.getElementById("token").focus();
+}
 
 function element(tag, text, attributes) {
   const node = document.createElement(tag);
@@ -87,7 +124,9 @@ async function showProfile(profile, tr) {
     for (const item of plan.excluded) excluded.appendChild(element("li", item.id + " excluded: " + item.reason));
   }
   const dag = document.getElementById("dag");
-  dag.src = "/api/v1/dag/" + scenario + "?format=svg&" + query(profile, false);
+  const previous = dag.src;
+  dag.src = await objectUrl("/api/v1/dag/" + scenario + "?format=svg&" + query(profile, false));
+  if (previous.startsWith("blob:")) URL.revokeObjectURL(previous);
 }
 
 async function loadProfiles() {
@@ -114,15 +153,20 @@ async function loadProfiles() {
 
 let following = null;
 
+// A build's log: server-sent events read from a fetch (EventSource cannot send the token).
 function follow(build) {
-  if (following) following.close();
+  if (following) following.abort();
+  const controller = new AbortController();
+  following = controller;
   const log = document.getElementById("log");
   log.textContent = "";
   document.getElementById("log-build").textContent = build.build_id;
-  const source = new EventSource(build.logs_url);
-  following = source;
-  source.addEventListener("log", (event) => {
-    const line = JSON.parse(event.data);
+  const onEvent = (name, data) => {
+    if (name === "end") {
+      loadBuilds().catch((error) => say(error.message, true));
+      return;
+    }
+    const line = JSON.parse(data);
     let text = line.event;
     if (line.id) text += " " + line.id;
     if (line.status) text += " " + line.status;
@@ -130,10 +174,30 @@ function follow(build) {
     if (line.message) text += ": " + line.message;
     log.textContent += text + "\n";
     log.scrollTop = log.scrollHeight;
-  });
-  source.addEventListener("end", () => {
-    source.close();
-    loadBuilds();
+  };
+  (async () => {
+    const response = await request(build.logs_url, { signal: controller.signal });
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+        }
+        if (data.length) onEvent(name, data.join("\n"));
+      }
+    }
+  })().catch((error) => {
+    if (error.name !== "AbortError") say(error.message, true);
   });
 }
 
@@ -160,6 +224,20 @@ async function loadBuilds() {
     const artifacts = element("span");
     for (const artifact of build.artifacts) {
       const link = element("a", artifact.name, { href: artifact.url, download: artifact.name, class: "artifact" });
+      // With a token the file is fetched with it, then saved from memory.
+      link.addEventListener("click", (event) => {
+        if (!sessionStorage.getItem(TOKEN_KEY)) return;
+        event.preventDefault();
+        objectUrl(artifact.url)
+          .then((url) => {
+            const save = element("a", null, { href: url, download: artifact.name });
+            document.body.appendChild(save);
+            save.click();
+            save.remove();
+            setTimeout(() => URL.revokeObjectURL(url), 60000);
+          })
+          .catch((error) => say(error.message, true));
+      });
       artifacts.appendChild(link);
       artifacts.appendChild(document.createTextNode(" "));
     }
@@ -173,10 +251,20 @@ async function loadBuilds() {
 async function main() {
   try {
     await Promise.all([loadProfiles(), loadBuilds()]);
+    document.getElementById("token-form").hidden = true;
+    say("");
     document.body.setAttribute("data-loaded", "true");
   } catch (error) {
     say(error.message, true);
   }
 }
+
+document.getElementById("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const field = document.getElementById("token");
+  sessionStorage.setItem(TOKEN_KEY, field.value.trim());
+  field.value = "";
+  main();
+});
 
 main();
