@@ -260,7 +260,7 @@ pub struct Declaration {
 }
 
 /// Where a class came from, for `secrets classify`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub enum ClassSource {
     /// `[profiles.NAME.secrets] ID = {class = …}`.
     #[serde(rename = "profile")]

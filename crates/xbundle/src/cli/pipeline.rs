@@ -65,6 +65,65 @@ fn shown(secret: &secrets::PlannedSecret) -> secrets::PlannedSecret {
     secret
 }
 
+/// What `secrets SCENARIO` answers: every declared secret of the graph with its class.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SecretsView {
+    pub scenario: String,
+    pub tier: Tier,
+    pub secrets: Vec<SecretRow>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SecretRow {
+    pub id: String,
+    /// `resource:NAME` or `scenario:NAME`.
+    pub owner: String,
+    pub classification: RowClass,
+    /// Whether its owner ships in the bundle (not swapped away or optional).
+    pub bundled: bool,
+    pub target: secrets::Target,
+}
+
+/// A secret's class for the tier, or why it has none.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum RowClass {
+    Classified {
+        class: String,
+        source: secrets::ClassSource,
+    },
+    Invalid {
+        class: Invalid,
+        error: String,
+    },
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Invalid {
+    Invalid,
+}
+
+/// What `secrets classify` answers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ClassificationView {
+    pub owner: String,
+    pub id: String,
+    pub tier: Tier,
+    pub class: String,
+    pub source: secrets::ClassSource,
+    pub target: secrets::Target,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator: Option<secrets::Generator>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<secrets::Prompt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<secrets::Fetch>,
+    /// Why the class is not complete for this tier (a profile must give something).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// What `secrets --bundle` answers: the secrets-manager contract, plus warnings.
 #[derive(serde::Serialize, schemars::JsonSchema)]
 pub(crate) struct BundlePlanView {
@@ -147,17 +206,31 @@ pub(super) fn secrets_command(
     }
     // Every declared secret of the graph with its class for the tier.
     let declared = secrets::collect(&catalog, &result)?;
-    let rows: Vec<serde_json::Value> = declared
-        .iter()
-        .map(|(declaration, state)| {
-            let class = match declaration.classify(tier, None) {
-                Ok((handling, source)) => json!({"class": handling.id(), "source": source}),
-                Err(err) => json!({"class": "invalid", "error": err}),
-            };
-            json!({"id": declaration.id, "owner": declaration.owner, "classification": class, "bundled": matches!(state, secrets::NodeState::Bundled), "target": declaration.target})
-        })
-        .collect();
-    let value = json!({"scenario": scenario, "tier": tier, "secrets": rows});
+    let view = SecretsView {
+        scenario: scenario.clone(),
+        tier,
+        secrets: declared
+            .iter()
+            .map(|(declaration, state)| SecretRow {
+                id: declaration.id.clone(),
+                owner: declaration.owner.clone(),
+                classification: match declaration.classify(tier, None) {
+                    Ok((handling, source)) => RowClass::Classified {
+                        class: handling.id().to_string(),
+                        source,
+                    },
+                    Err(error) => RowClass::Invalid {
+                        class: Invalid::Invalid,
+                        error,
+                    },
+                },
+                bundled: matches!(state, secrets::NodeState::Bundled),
+                target: declaration.target.clone(),
+            })
+            .collect(),
+    };
+    let value = serde_json::to_value(&view).expect("secrets serialize");
+    let rows: Vec<serde_json::Value> = value["secrets"].as_array().cloned().unwrap_or_default();
     emit(shell, "secrets", value.clone(), || {
         shell.outcome(
             "Classified",
@@ -271,17 +344,26 @@ fn classify(
     let (handling, source) = declaration
         .classify(tier, None)
         .map_err(Diagnostic::error)?;
-    let mut value = json!({"owner": declaration.owner, "id": secret, "tier": tier, "class": handling.id(), "source": source, "target": declaration.target});
+    let mut view = ClassificationView {
+        owner: declaration.owner.clone(),
+        id: secret.to_string(),
+        tier,
+        class: handling.id().to_string(),
+        source,
+        target: declaration.target.clone(),
+        generator: None,
+        prompt: None,
+        fetch: None,
+        note: None,
+    };
     let mut details = Vec::new();
     if let secrets::Handling::Class(class) = handling {
         match declaration.resolve(class, None) {
             Ok(resolved) => {
-                let shown = serde_json::to_value(shown(&resolved)).expect("secrets serialize");
-                for key in ["generator", "prompt", "fetch"] {
-                    if let Some(config) = shown.get(key) {
-                        value[key] = config.clone();
-                    }
-                }
+                let shown = shown(&resolved);
+                view.generator = shown.generator;
+                view.prompt = shown.prompt;
+                view.fetch = shown.fetch;
                 if let Some(generator) = &resolved.generator {
                     details.push(format!(
                         "  generator: {}, length {}{}\n",
@@ -313,11 +395,12 @@ fn classify(
                 }
             }
             Err(err) => {
-                value["note"] = json!(format!("{err}: a profile must give one"));
+                view.note = Some(format!("{err}: a profile must give one"));
                 details.push(format!("  note: {err}: a profile must give one\n"));
             }
         }
     }
+    let value = serde_json::to_value(&view).expect("classifications serialize");
     emit(shell, "classification", value, || {
         shell.outcome(
             "Classified",

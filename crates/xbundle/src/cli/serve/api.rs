@@ -1182,7 +1182,13 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[SCENARIO, TIER, SWAP],
             request: None,
             route: || get(secrets),
-            success: (200, &[("application/json", JSON_OBJECT)]),
+            success: (
+                200,
+                &[(
+                    "application/json",
+                    schema::<super::super::pipeline::SecretsView>,
+                )],
+            ),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1208,7 +1214,13 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<ClassifyRequest>()),
             route: || post(classify),
-            success: (200, &[("application/json", JSON_OBJECT)]),
+            success: (
+                200,
+                &[(
+                    "application/json",
+                    schema::<super::super::pipeline::ClassificationView>,
+                )],
+            ),
             errors: &[400, 404, 413, 415],
         },
         Endpoint {
