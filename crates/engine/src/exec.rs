@@ -39,7 +39,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -151,6 +151,8 @@ pub struct Engine {
     /// Set once a failure stops a `--fail-fast` run: a worker that gets a local slot after it
     /// starts nothing.
     halted: AtomicBool,
+    /// Digests of local executables remote plans send, by path, with the stat they had.
+    executables: Mutex<HashMap<PathBuf, (FileStat, Digest)>>,
 }
 
 /// What a run or a probe works in: the confined root and the protected paths.
@@ -208,6 +210,7 @@ impl Engine {
             config,
             cancel: Cancel::new(),
             halted: AtomicBool::new(false),
+            executables: Mutex::new(HashMap::new()),
         }
     }
 
@@ -1304,16 +1307,7 @@ impl Engine {
         };
         // What the action prepares (e.g. `go list`) is reported live like a local run's.
         let printed = TaskOutput::new(&spec.id, reporter);
-        let context = ActionContext {
-            id: &spec.id,
-            root: &self.config.root,
-            tree: &workspace.root,
-            cwd: cwd.path(),
-            env: &self.config.env,
-            cancel: &self.cancel,
-            blobs: &self.store,
-            output: &printed,
-        };
+        let context = self.action_context(spec, workspace, cwd.path(), &printed);
         // The clock before anything is read: a discovered input at least this new may have
         // changed while the task ran (see [`crate::discovered`]).
         let clock = self.clock_now(stats);
@@ -1396,7 +1390,7 @@ impl Engine {
             if let Err(err) = crate::confine::check_relative(path) {
                 return local(format!("input path {path:?}: {err}"));
             }
-            let file = match self.remote_input(workspace, input, &mut on_disk) {
+            let file = match self.remote_input(workspace, stats, input, &mut on_disk) {
                 Ok(file) => file,
                 Err(why) => return local(why),
             };
@@ -1605,6 +1599,7 @@ impl Engine {
     fn remote_input(
         &self,
         workspace: &Workspace,
+        stats: &StatCache,
         input: &RemoteInput,
         sources: &mut HashMap<Digest, InputSource>,
     ) -> Result<InputFile, String> {
@@ -1616,15 +1611,28 @@ impl Engine {
         };
         match input {
             RemoteInput::TreeFile(path) => {
-                let (mut reader, stat) = match workspace.root.open_file(path) {
-                    Ok(Some(opened)) => opened,
+                // Through the stat cache, as keyed and discovered inputs are: a file the run
+                // already hashed (`go list`'s sources, checked as discovered inputs) is not
+                // read again; it is opened confined, never through a link.
+                let stat = match workspace.root.lstat(path) {
+                    Ok(Some((crate::confine::Kind::File, stat))) => stat,
+                    Ok(Some(_)) => return Err(format!("input {path} is not a regular file")),
                     Ok(None) => return Err(format!("input {path} does not exist")),
                     Err(err) => return Err(format!("input {path}: {err}")),
                 };
-                let (digest, size) = crate::digest::hash_reader(&mut reader)
+                let hashed = stats
+                    .digest_with(path, stat, &mut || match workspace.root.open_file(path) {
+                        Ok(Some((file, _))) => Ok(file),
+                        Ok(None) => Err(std::io::ErrorKind::NotFound.into()),
+                        Err(err) => Err(std::io::Error::other(err)),
+                    })
                     .map_err(|err| format!("reading input {path}: {err}"))?;
-                sources.insert(digest, InputSource::Tree(path.clone()));
-                Ok(file(digest, size, stat.executable))
+                sources.insert(hashed.digest, InputSource::Tree(path.clone()));
+                Ok(file(
+                    hashed.digest,
+                    hashed.stat.size,
+                    hashed.stat.executable,
+                ))
             }
             RemoteInput::Blob {
                 digest,
@@ -1647,12 +1655,49 @@ impl Engine {
                 if !path.is_absolute() {
                     return Err(format!("executable {} is not absolute", path.display()));
                 }
-                let (digest, size) = crate::digest::hash_file(path)
+                let (digest, size) = self
+                    .executable_digest(path)
                     .map_err(|err| format!("reading {}: {err}", path.display()))?;
                 sources.insert(digest, InputSource::Local(path.clone()));
                 Ok(file(digest, size, true))
             }
         }
+    }
+
+    /// What an action sees, to prepare a remote plan or to run here: the same for both.
+    fn action_context<'a>(
+        &'a self,
+        spec: &'a TaskSpec,
+        workspace: &'a Workspace,
+        cwd: &'a Path,
+        output: &'a dyn crate::output::OutputSink,
+    ) -> ActionContext<'a> {
+        ActionContext {
+            id: &spec.id,
+            root: &self.config.root,
+            tree: &workspace.root,
+            cwd,
+            env: &self.config.env,
+            cancel: &self.cancel,
+            blobs: &self.store,
+            output,
+        }
+    }
+
+    /// The digest and size of a local executable a plan sends (xbundle's own binary, for every
+    /// package task): hashed once per engine while its stat stays the same. Its bytes are
+    /// verified again while they are uploaded, so a binary replaced meanwhile is refused.
+    fn executable_digest(&self, path: &Path) -> std::io::Result<(Digest, u64)> {
+        let stat = FileStat::of(&std::fs::metadata(path)?);
+        let mut known = self.executables.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, digest)) = known.get(path)
+            && *seen == stat
+        {
+            return Ok((*digest, stat.size));
+        }
+        let (digest, size) = crate::digest::hash_file(path)?;
+        known.insert(path.to_path_buf(), (stat, digest));
+        Ok((digest, size))
     }
 
     fn reasons(&self, id: &TaskId, components: &KeyComponents, forced: bool) -> Vec<DirtyReason> {
@@ -1795,16 +1840,7 @@ impl Engine {
         }
         // What the action prints is reported as it comes, and kept for the cache.
         let printed = TaskOutput::new(&spec.id, reporter);
-        let context = ActionContext {
-            id: &spec.id,
-            root: &self.config.root,
-            tree: &workspace.root,
-            cwd: cwd.path(),
-            env: &self.config.env,
-            cancel: &self.cancel,
-            blobs: &self.store,
-            output: &printed,
-        };
+        let context = self.action_context(spec, workspace, cwd.path(), &printed);
         // The file system's clock as the action starts: a discovered input at least this new
         // may have changed while it ran (see [`crate::discovered`]).
         let clock = self.clock_now(stats);

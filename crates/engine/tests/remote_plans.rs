@@ -146,8 +146,18 @@ impl Action for Planned {
     }
 
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
-        std::fs::create_dir_all(context.root.join("out")).unwrap();
-        std::fs::write(context.root.join("out/result.txt"), "local\n").unwrap();
+        // Through the confined tree, as every action writes.
+        context
+            .tree
+            .write_file("out/result.txt", 0o644, |file| {
+                std::io::Write::write_all(file, b"local\n").map_err(|source| {
+                    engine::confine::ConfineError::Io {
+                        path: "out/result.txt".into(),
+                        source,
+                    }
+                })
+            })
+            .unwrap();
         Ok(ActionOutput::default())
     }
 }

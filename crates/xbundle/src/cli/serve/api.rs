@@ -136,19 +136,10 @@ async fn answer(
     event: &'static str,
     key: &'static str,
 ) -> Answer {
-    let root = Arc::clone(&state.root);
     let Arguments { args, fields } = arguments;
-    let captured = tokio::task::spawn_blocking(move || run_captured(&root, &args)).await;
-    let captured = match captured {
+    let captured = match run_blocking(state, args).await {
         Ok(captured) => captured,
-        Err(_) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the command panicked",
-                None,
-                None,
-            );
-        }
+        Err(answer) => return answer,
     };
     if captured.code == 0
         && let Some(payload) = captured.payload(event, key)
@@ -654,13 +645,19 @@ struct QuickRequest {
     url: Option<String>,
 }
 
-/// The workspace's bundle.toml, for the checks a request needs before it is queued.
-fn config_of(root: &camino::Utf8Path) -> Result<crate::config::BundleConfig, Answer> {
+/// The workspace's bundle.toml, read as the command line reads it.
+fn load_config(
+    root: &camino::Utf8Path,
+) -> Result<crate::config::BundleConfig, crate::diagnostic::Diagnostic> {
     crate::config::BundleConfig::load(
         &root.join(crate::config::FILE_NAME),
         camino::Utf8Path::new(crate::config::FILE_NAME),
     )
-    .map_err(|diagnostic| {
+}
+
+/// The workspace's bundle.toml, for the checks a request needs before it is queued.
+fn config_of(root: &camino::Utf8Path) -> Result<crate::config::BundleConfig, Answer> {
+    load_config(root).map_err(|diagnostic| {
         error(
             StatusCode::UNPROCESSABLE_ENTITY,
             &diagnostic.message,
@@ -893,15 +890,18 @@ fn package_dirs(out: &camino::Utf8Path, profile: &str) -> [camino::Utf8PathBuf; 
 /// The packages of `only` (empty: every profile): regular files of `<out>/<profile>/packages/`,
 /// listed through the confined tree (a link there is not a package).
 fn artifacts(root: &camino::Utf8Path, only: &str) -> Vec<Artifact> {
-    let Ok(config) = crate::config::BundleConfig::load(
-        &root.join(crate::config::FILE_NAME),
-        camino::Utf8Path::new(crate::config::FILE_NAME),
-    ) else {
-        return Vec::new();
-    };
-    let Ok(tree) = engine::confine::Dir::open_root(root.as_std_path()) else {
-        return Vec::new();
-    };
+    located(root, only)
+        .map(|(_, found)| found.into_iter().map(|(artifact, _)| artifact).collect())
+        .unwrap_or_default()
+}
+
+/// [`artifacts`], each with its root-relative path, and the confined tree they were found in.
+fn located(
+    root: &camino::Utf8Path,
+    only: &str,
+) -> Option<(engine::confine::Dir, Vec<(Artifact, camino::Utf8PathBuf)>)> {
+    let config = load_config(root).ok()?;
+    let tree = engine::confine::Dir::open_root(root.as_std_path()).ok()?;
     let mut found = Vec::new();
     for profile in &config.profiles {
         if !only.is_empty() && profile.name != only {
@@ -924,17 +924,21 @@ fn artifacts(root: &camino::Utf8Path, only: &str) -> Vec<Artifact> {
                 let Ok(Some((engine::confine::Kind::File, stat))) = packages.lstat(&name) else {
                     continue;
                 };
-                found.push(Artifact {
-                    url: format!("/api/v1/desktop/packages/{}/{name}", profile.name),
-                    profile: profile.name.clone(),
-                    name,
-                    size: stat.size,
-                });
+                let path = dir.join(&name);
+                found.push((
+                    Artifact {
+                        url: format!("/api/v1/desktop/packages/{}/{name}", profile.name),
+                        profile: profile.name.clone(),
+                        name,
+                        size: stat.size,
+                    },
+                    path,
+                ));
             }
         }
     }
-    found.sort_by(|a, b| (&a.profile, &a.name).cmp(&(&b.profile, &b.name)));
-    found
+    found.sort_by(|(a, _), (b, _)| (&a.profile, &a.name).cmp(&(&b.profile, &b.name)));
+    Some((tree, found))
 }
 
 async fn list_packages(axum::extract::State(state): axum::extract::State<State>) -> Answer {
@@ -955,22 +959,11 @@ async fn download_package(
 ) -> Response {
     let root = Arc::clone(&state.root);
     let opened = tokio::task::spawn_blocking(move || {
-        let artifact = artifacts(&root, &profile)
+        let (tree, found) = located(&root, &profile)?;
+        let (artifact, path) = found
             .into_iter()
-            .find(|artifact| artifact.name == name)?;
-        let config = crate::config::BundleConfig::load(
-            &root.join(crate::config::FILE_NAME),
-            camino::Utf8Path::new(crate::config::FILE_NAME),
-        )
-        .ok()?;
-        let tree = engine::confine::Dir::open_root(root.as_std_path()).ok()?;
-        let (file, stat) = package_dirs(&config.workspace.out, &artifact.profile)
-            .iter()
-            .find_map(|dir| {
-                tree.open_file(dir.join(&artifact.name).as_str())
-                    .ok()
-                    .flatten()
-            })?;
+            .find(|(artifact, _)| artifact.name == name)?;
+        let (file, stat) = tree.open_file(path.as_str()).ok()??;
         Some((artifact.name, file, stat.size))
     })
     .await
@@ -1044,10 +1037,7 @@ pub(super) struct Examples {
 
 impl Examples {
     fn of(root: &camino::Utf8Path) -> Examples {
-        let Ok(config) = crate::config::BundleConfig::load(
-            &root.join(crate::config::FILE_NAME),
-            camino::Utf8Path::new(crate::config::FILE_NAME),
-        ) else {
+        let Ok(config) = load_config(root) else {
             return Examples::default();
         };
         let layout = crate::names::layout(&config, root);
