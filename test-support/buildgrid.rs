@@ -212,6 +212,16 @@ rm -rf -- "$4"
     }
 
     /// `grpc://127.0.0.1:PORT`, for the backend.
+    /// Whether the server's CAS holds the blob whose SHA-256 is `hex` (BuildGrid's disk storage
+    /// keeps it at `cas/cas/objects/<2 hex>/<62 hex>`).
+    pub fn cas_holds(&self, hex: &str) -> bool {
+        self.dir
+            .join("cas/cas/objects")
+            .join(&hex[..2])
+            .join(&hex[2..])
+            .is_file()
+    }
+
     pub fn url(&self) -> String {
         format!("grpc://127.0.0.1:{}", self.port)
     }

@@ -754,3 +754,254 @@ fn a_go_build_using_the_module_cache_stays_here_and_says_why() {
     );
     assert_eq!(executed_lines(&server.worker_log()), before, "nothing sent");
 }
+
+// Rust services: compiled remotely by default, byte-identical to a local build.
+
+const RUST_COMPILE: &str = "compile:app-api@linux-x64";
+const RUST_BINARY: &str = "dist/.build/bin/app-api/linux-x64/app-api";
+
+const RUST_MAIN: &str = "mod extra;\n\ncfg_if::cfg_if! {\n    if #[cfg(unix)] {\n        const OS: &str = \"unix\";\n    } else {\n        const OS: &str = \"other\";\n    }\n}\n\nfn main() {\n    println!(\"{} {} {}\", greet::hello(), extra::WORD, OS);\n}\n";
+
+/// A repository with one scenario `app` whose API is a cargo package `app-api` using a path
+/// dependency (`greet/`) and a crates.io crate (`cfg-if`, from cargo's download cache: xbundle's
+/// own build downloaded it), its lockfile made offline, and an alias in `.cargo/config.toml`; `extra` is the text of `src/extra.rs`.
+fn rust_repo(extra: &str) -> Repo {
+    let platform = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms/linux-x64.toml"),
+    )
+    .expect("the repository's platforms/linux-x64.toml");
+    let bundle = "[workspace]\ndefault-profile = \"app-desktop\"\n\n[profiles.app-desktop]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\n";
+    let repo = Repo::in_sandbox(
+        bundle,
+        &[
+            ("platforms/linux-x64.toml", &platform),
+            ("scenarios/app/.vrooli/service.json", GO_SERVICE),
+            (
+                "scenarios/app/api/Cargo.toml",
+                "[package]\nname = \"app-api\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ngreet = { path = \"greet\" }\ncfg-if = \"1\"\n\n[workspace]\n",
+            ),
+            ("scenarios/app/api/src/main.rs", RUST_MAIN),
+            (
+                "scenarios/app/api/src/extra.rs",
+                &format!("pub const WORD: &str = {extra:?};\n"),
+            ),
+            (
+                "scenarios/app/api/greet/Cargo.toml",
+                "[package]\nname = \"greet\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+            ),
+            (
+                "scenarios/app/api/greet/src/lib.rs",
+                "pub fn hello() -> &'static str {\n    \"hello\"\n}\n",
+            ),
+            ("scenarios/app/ui/index.html", "<h1>app</h1>\n"),
+            // Cargo reads the root's configuration here and on the worker alike.
+            (
+                ".cargo/config.toml",
+                "[alias]\nxtask = \"run -p xtask --\"\n",
+            ),
+        ],
+    );
+    let lock = std::process::Command::new("cargo")
+        .args(["generate-lockfile", "--offline"])
+        .current_dir(repo.join("scenarios/app/api"))
+        .output()
+        .unwrap();
+    assert!(
+        lock.status.success(),
+        "cargo generate-lockfile --offline: {}",
+        String::from_utf8_lossy(&lock.stderr)
+    );
+    repo
+}
+
+/// The binary a local build (no executor) of a fresh repository gives.
+fn rust_local_binary(extra: &str) -> Vec<u8> {
+    let repo = rust_repo(extra);
+    let run = repo.json(&["task", RUST_COMPILE]);
+    run.assert_code(0);
+    assert_eq!(run.task(RUST_COMPILE)["executed"], "local", "{run}");
+    repo.read_bytes(RUST_BINARY)
+}
+
+#[test]
+fn a_rust_service_compiles_remotely_by_default_and_matches_a_local_build() {
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let repo = rust_repo("one");
+    // A secret beside the sources, which must never leave this machine.
+    let secret = format!("API_SECRET={}\n", std::process::id());
+    repo.write("scenarios/app/api/.env", &secret);
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json(&["task", RUST_COMPILE, "--remote-executor", &server.url()]);
+    run.assert_code(0);
+    assert_eq!(run.status(RUST_COMPILE), "ran", "{run}");
+    assert!(
+        server
+            .server
+            .cas_holds(&common::sha256_hex(RUST_MAIN.as_bytes())),
+        "the sources were sent"
+    );
+    assert!(
+        !server
+            .server
+            .cas_holds(&common::sha256_hex(secret.as_bytes())),
+        "a dot-file was sent"
+    );
+    assert_eq!(run.task(RUST_COMPILE)["executed"], "remote", "{run}");
+    assert!(run.warnings().is_empty(), "{run}");
+    assert_eq!(
+        executed_lines(&server.worker_log()) - before,
+        1,
+        "{}",
+        server.worker_log()
+    );
+    assert!(
+        repo.read_bytes(RUST_BINARY) == rust_local_binary("one"),
+        "the remote binary differs from a local build"
+    );
+    let mode = std::fs::metadata(repo.join(RUST_BINARY))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111, "the binary is executable");
+    let printed = std::process::Command::new(repo.join(RUST_BINARY))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), "hello one unix\n");
+    // Nothing of the plan's own (crates, dep-info) lands in the work tree.
+    assert!(!repo.exists(".xbundle-remote"));
+
+    // The sources the worker's dep-info named were recorded: a no-op runs nothing, a file the
+    // build does not read changes nothing, a module's edit builds again (remotely), and so
+    // does an edit of the path dependency.
+    let again = repo.json(&["task", RUST_COMPILE, "--remote-executor", &server.url()]);
+    assert_eq!(again.status(RUST_COMPILE), "cached", "{again}");
+    repo.write("scenarios/app/api/src/unused.rs", "fn nothing() {}\n");
+    repo.write("scenarios/app/api/NOTES.md", "notes\n");
+    let unused = repo.json(&["task", RUST_COMPILE, "--remote-executor", &server.url()]);
+    assert_eq!(unused.status(RUST_COMPILE), "cached", "{unused}");
+    repo.write(
+        "scenarios/app/api/src/extra.rs",
+        "pub const WORD: &str = \"two\";\n",
+    );
+    let edited = repo.json(&["task", RUST_COMPILE, "--remote-executor", &server.url()]);
+    edited.assert_code(0);
+    assert_eq!(edited.status(RUST_COMPILE), "ran", "{edited}");
+    assert_eq!(edited.task(RUST_COMPILE)["executed"], "remote", "{edited}");
+    assert!(repo.read_bytes(RUST_BINARY) == rust_local_binary("two"));
+    repo.write(
+        "scenarios/app/api/greet/src/lib.rs",
+        "pub fn hello() -> &'static str {\n    \"hi\"\n}\n",
+    );
+    let dep = repo.json(&["task", RUST_COMPILE, "--remote-executor", &server.url()]);
+    assert_eq!(dep.status(RUST_COMPILE), "ran", "{dep}");
+    assert_eq!(dep.task(RUST_COMPILE)["executed"], "remote", "{dep}");
+    let printed = std::process::Command::new(repo.join(RUST_BINARY))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), "hi two unix\n");
+}
+
+/// A `cargo` first on PATH that reports another version and runs the real one otherwise.
+fn cargo_shim(sandbox: &std::path::Path) -> std::path::PathBuf {
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|dir| dir.join("cargo"))
+        .find(|candidate| candidate.is_file())
+        .expect("cargo on PATH");
+    let dir = sandbox.join("cargo-shim");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shim = dir.join("cargo");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = -V ]; then echo 'cargo 1.0.0-shim (000000000 1999-01-01)'; exit 0; fi\nexec '{}' \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[test]
+fn a_worker_with_another_cargo_is_one_warning_and_a_local_build() {
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let repo = rust_repo("one");
+    let shim = cargo_shim(repo.sandbox());
+    let path = std::env::join_paths(
+        std::iter::once(shim).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json_env(
+        &["task", RUST_COMPILE, "--remote-executor", &server.url()],
+        &[("PATH", path.to_str().unwrap())],
+    );
+    run.assert_code(0);
+    assert_eq!(run.status(RUST_COMPILE), "ran", "{run}");
+    assert_eq!(run.task(RUST_COMPILE)["executed"], "local", "{run}");
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(
+        warnings[0].contains("cannot run") && warnings[0].contains("1.0.0-shim"),
+        "{run}"
+    );
+    assert_eq!(executed_lines(&server.worker_log()) - before, 1);
+    let printed = std::process::Command::new(repo.join(RUST_BINARY))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), "hello one unix\n");
+}
+
+/// What a worker could not reproduce keeps the build here, with the reason, and sends
+/// nothing: a link among the sources, a repository configuration naming where sources come
+/// from, a package without a lockfile.
+#[test]
+fn a_rust_build_a_worker_could_not_reproduce_stays_here_and_says_why() {
+    let Some(server) = reapi_exec::shared() else {
+        return;
+    };
+    let _turn = one_at_a_time();
+    let before = executed_lines(&server.worker_log());
+    type Arrange<'a> = &'a dyn Fn(&Repo);
+    let cases: [(&str, Arrange); 3] = [
+        ("symbolic link", &|repo: &Repo| {
+            std::os::unix::fs::symlink("extra.rs", repo.join("scenarios/app/api/src/alias.rs"))
+                .unwrap();
+        }),
+        ("sets `source`", &|repo: &Repo| {
+            repo.write(
+                ".cargo/config.toml",
+                "[source.mirror]\nregistry = \"sparse+https://mirror.invalid/index/\"\n",
+            );
+        }),
+        ("lockfile", &|repo: &Repo| {
+            // A package without dependencies, so the local build resolves offline.
+            repo.write(
+                "scenarios/app/api/Cargo.toml",
+                "[package]\nname = \"app-api\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+            );
+            repo.write("scenarios/app/api/src/main.rs", "fn main() {}\n");
+            std::fs::remove_file(repo.join("scenarios/app/api/Cargo.lock")).unwrap();
+        }),
+    ];
+    for (why, arrange) in cases {
+        let repo = rust_repo("one");
+        arrange(&repo);
+        let run = repo.json(&["task", RUST_COMPILE, "--remote-executor", &server.url()]);
+        run.assert_code(0);
+        assert_eq!(run.task(RUST_COMPILE)["executed"], "local", "{why}: {run}");
+        let warnings = run.warnings();
+        assert_eq!(warnings.len(), 1, "{why}: {run}");
+        assert!(
+            warnings[0].contains("cannot run remotely") && warnings[0].contains(why),
+            "{why}: {run}"
+        );
+    }
+    assert_eq!(executed_lines(&server.worker_log()), before, "nothing sent");
+}

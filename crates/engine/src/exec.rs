@@ -1331,6 +1331,12 @@ impl Engine {
             }
             output_paths.push(path.clone());
         }
+        if let Some(depfile) = &plan.depfile {
+            if let Err(err) = crate::confine::check_relative(depfile) {
+                return local(format!("depfile {depfile:?}: {err}"));
+            }
+            output_paths.push(depfile.clone());
+        }
         for pattern in spec.outputs.iter().filter(|_| plan.output_paths.is_empty()) {
             let (negated, pattern) = crate::files::split(pattern);
             if negated {
@@ -1477,8 +1483,13 @@ impl Engine {
         };
         let mut matched: HashSet<String> = HashSet::new();
         let mut outputs = Vec::new();
+        let mut depfile = None;
         if response.exit_code == 0 {
             for file in response.outputs {
+                if plan.depfile.as_deref() == Some(file.path.as_str()) {
+                    depfile = Some(file);
+                    continue;
+                }
                 let Some(relative) = in_cwd(&file.path) else {
                     continue;
                 };
@@ -1553,7 +1564,75 @@ impl Engine {
                 if missing.len() == 1 { "was" } else { "were" },
             )));
         }
-        Some(RemoteOutcome::Ran(Box::new(result), plan.discovered, clock))
+        let mut discovered = plan.discovered.clone();
+        if let Some(path) = &plan.depfile {
+            let Some(file) = depfile else {
+                return Some(RemoteOutcome::Failed(format!(
+                    "the command succeeded but did not write its depfile `{path}`; nothing was cached"
+                )));
+            };
+            match self.remote_depfile(execution, spec, &file) {
+                Ok(Ok(files)) => {
+                    discovered.files.extend(files);
+                    discovered.files.sort();
+                    discovered.files.dedup();
+                }
+                Ok(Err(problem)) => {
+                    return Some(RemoteOutcome::Failed(format!(
+                        "depfile `{path}`: {problem}; nothing was cached"
+                    )));
+                }
+                Err(problem) => {
+                    session.fail(&problem, reporter);
+                    return None;
+                }
+            }
+        }
+        Some(RemoteOutcome::Ran(Box::new(result), discovered, clock))
+    }
+
+    /// The in-root dependencies a remote run's depfile lists (see [`RemotePlan::depfile`]):
+    /// `Err` when it cannot be fetched intact (the executor is at fault), `Ok(Err)` when it is
+    /// too large or malformed (the command is).
+    fn remote_depfile(
+        &self,
+        execution: &crate::remote_exec::RemoteExecution,
+        spec: &TaskSpec,
+        file: &OutputFile,
+    ) -> Result<Result<Vec<String>, String>, String> {
+        if file.size > crate::depfile::MAX_BYTES {
+            return Ok(Err(format!(
+                "{} bytes, more than {}",
+                file.size,
+                crate::depfile::MAX_BYTES
+            )));
+        }
+        let mut bytes = Vec::new();
+        match execution
+            .blobs
+            .get_blob(&file.digest, file.size, &mut bytes)
+        {
+            Ok(true) if Digest::of_bytes(&bytes) == file.digest => {}
+            Ok(true) => {
+                return Err(format!(
+                    "blob {} of the result is corrupt",
+                    file.digest.short()
+                ));
+            }
+            Ok(false) => {
+                return Err(format!(
+                    "blob {} of the result is not on the server",
+                    file.digest.short()
+                ));
+            }
+            Err(err) => return Err(err.to_string()),
+        }
+        let rules = match crate::depfile::parse(&bytes) {
+            Ok(rules) => rules,
+            Err(why) => return Ok(Err(why)),
+        };
+        // No roots: an absolute name is the worker's.
+        Ok(crate::depfile::dependencies(&rules, &spec.cwd, &[]))
     }
 
     /// Records what a run (here or remote) discovered it read with its result (see
@@ -1650,6 +1729,20 @@ impl Engine {
                     .put_bytes(bytes)
                     .map_err(|err| format!("keeping an input in the store: {err}"))?;
                 Ok(file(digest, bytes.len() as u64, *executable))
+            }
+            RemoteInput::Pinned {
+                path,
+                digest,
+                executable,
+            } => {
+                if !path.is_absolute() {
+                    return Err(format!("input {} is not absolute", path.display()));
+                }
+                let size = std::fs::metadata(path)
+                    .map_err(|err| format!("reading {}: {err}", path.display()))?
+                    .len();
+                sources.insert(*digest, InputSource::Local(path.clone()));
+                Ok(file(*digest, size, *executable))
             }
             RemoteInput::Executable(path) => {
                 if !path.is_absolute() {

@@ -50,6 +50,13 @@ pub struct RemotePlan {
     /// What the run reads beyond its declared inputs, recorded with the result as a local run
     /// records it (see [`crate::task::Discovered`]).
     pub discovered: crate::task::Discovered,
+    /// A depfile the command writes (root-relative; sent as one more output path, never kept
+    /// as an output of the task): after a successful run its relative dependencies (relative
+    /// to the task's working directory) are added to [`RemotePlan::discovered`]. Absolute ones
+    /// name the worker's files and are ignored, so the command must write the files of the
+    /// input root relative (cargo's `build.dep-info-basedir`). Missing, too large or malformed:
+    /// the task fails, nothing cached.
+    pub depfile: Option<String>,
     /// The exit code by which the command says the worker cannot run it (e.g. a toolchain
     /// that is not the one in the key): a warning naming what it printed on stderr, then a
     /// local run.
@@ -71,6 +78,15 @@ pub enum RemoteInput {
     Bytes { bytes: Vec<u8>, executable: bool },
     /// A trusted local executable (xbundle's own binary), by absolute path.
     Executable(std::path::PathBuf),
+    /// A local file outside the work tree whose content is pinned in advance (a crate archive
+    /// of cargo's download cache, pinned by `Cargo.lock`'s checksum), by absolute path: its
+    /// digest is the one given, never computed from the file; its bytes are verified while
+    /// they are uploaded, so a file that is not what it should be is never sent.
+    Pinned {
+        path: std::path::PathBuf,
+        digest: Digest,
+        executable: bool,
+    },
 }
 
 /// What [`crate::task::Action::prepare_remote`] decided.

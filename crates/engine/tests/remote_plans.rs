@@ -2,7 +2,9 @@
 //! of extra input reaches the worker at its path (a work-tree file, a store blob, bytes, a local
 //! executable), the plan's discovered inputs are recorded with the result, and what must stay
 //! here stays here with one warning and nothing of the worker kept: an input through a link or
-//! outside the root, a relative executable, a worker answering "cannot run".
+//! outside the root, a relative executable, a worker answering "cannot run". A plan's depfile
+//! comes back as discovered inputs (never as an output); a pinned file outside the tree is sent
+//! only if it is what its digest says.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -85,6 +87,16 @@ impl RemoteExecutor for Executor {
             size: stored.size,
             digest: stored.digest,
         }];
+        // `depfile TEXT`: also writes TEXT at the last output path (the plan's depfile).
+        if request.argv[0] == "depfile" {
+            let written = self.0.put(request.argv[1].clone().into_bytes());
+            outputs.push(OutputFile {
+                path: request.output_paths.last().unwrap().clone(),
+                executable: false,
+                size: written.size,
+                digest: written.digest,
+            });
+        }
         // A hostile worker: `hostile PATH` also reports an output at PATH.
         if request.argv[0] == "hostile" {
             let pwned = self.0.put(b"pwned\n".to_vec());
@@ -454,4 +466,113 @@ fn a_hostile_workers_outputs_out_of_the_plan_are_refused_and_touch_nothing() {
             }
         }
     }
+}
+
+#[test]
+fn a_remote_depfile_becomes_discovered_inputs_and_never_an_output() {
+    let dir = tree();
+    let root = dir.path().join("repo");
+    let server = Arc::new(Server::default());
+    let runner = engine(&root, &server);
+    let depfile = |text: &str| {
+        let mut planned = plan("depfile", Vec::new());
+        planned.argv.push(text.into());
+        planned.depfile = Some("out/deps.d".into());
+        graph(RemotePrep::Plan(Box::new(planned)))
+    };
+    // Relative names are the task's files; absolute ones are the worker's and ignored.
+    let tasks = depfile("out/result.txt: src/found.txt /worker/root/declared.txt \\\n ../up.txt\n");
+    let ((status, executed, error), warnings) = run(&runner, &tasks);
+    assert_eq!(
+        (status, executed),
+        (TaskStatus::Ran, Some("remote")),
+        "{error:?}"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(
+        !root.join("out/deps.d").exists(),
+        "the depfile is no output"
+    );
+    assert_eq!(run(&runner, &tasks).0.0, TaskStatus::Cached);
+    std::thread::sleep(std::time::Duration::from_millis(25));
+    std::fs::write(root.join("src/found.txt"), "changed\n").unwrap();
+    let ((status, executed, _), _) = run(&runner, &tasks);
+    assert_eq!((status, executed), (TaskStatus::Ran, Some("remote")));
+
+    // A command that did not write its depfile, or wrote a malformed one, fails: nothing cached.
+    for (text, expected) in [
+        ("-", "did not write its depfile"),
+        ("a name without a colon\n", "depfile `out/deps.d`"),
+    ] {
+        let _ = std::fs::remove_dir_all(root.join(".xbundle"));
+        let server = Arc::new(Server::default());
+        let runner = engine(&root, &server);
+        let mut planned = plan("depfile", Vec::new());
+        planned.argv.push(text.into());
+        planned.depfile = Some("out/deps.d".into());
+        if text == "-" {
+            planned.argv[0] = "concat".into();
+        }
+        let tasks = graph(RemotePrep::Plan(Box::new(planned)));
+        let ((status, _, error), _) = run(&runner, &tasks);
+        assert_eq!(status, TaskStatus::Failed, "{text}");
+        assert!(
+            error.as_deref().unwrap_or("").contains(expected),
+            "{text}: {error:?}"
+        );
+        let ((status, _, _), _) = run(&runner, &tasks);
+        assert_eq!(status, TaskStatus::Failed, "{text}: nothing was cached");
+    }
+}
+
+#[test]
+fn a_pinned_file_is_sent_only_when_it_is_what_its_digest_says() {
+    let dir = tree();
+    let root = dir.path().join("repo");
+    let archive = dir.path().join("crate.tar.gz");
+    std::fs::write(&archive, "the archive\n").unwrap();
+    let pinned = |digest| {
+        vec![(
+            "vendor/x.crate".to_string(),
+            RemoteInput::Pinned {
+                path: archive.clone(),
+                digest,
+                executable: false,
+            },
+        )]
+    };
+    let server = Arc::new(Server::default());
+    let runner = engine(&root, &server);
+    let tasks = graph(RemotePrep::Plan(Box::new(plan(
+        "concat",
+        pinned(Digest::of_bytes(b"the archive\n")),
+    ))));
+    let ((status, executed, error), warnings) = run(&runner, &tasks);
+    assert_eq!(
+        (status, executed),
+        (TaskStatus::Ran, Some("remote")),
+        "{error:?}"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(
+        std::fs::read_to_string(root.join("out/result.txt"))
+            .unwrap()
+            .contains("vendor/x.crate -:the archive")
+    );
+    // Pinned to other bytes (a download cache holding something else): the worker never
+    // receives it, the task runs here with one warning.
+    let _ = std::fs::remove_dir_all(root.join(".xbundle"));
+    let server = Arc::new(Server::default());
+    let runner = engine(&root, &server);
+    let tasks = graph(RemotePrep::Plan(Box::new(plan(
+        "concat",
+        pinned(Digest::of_bytes(b"what the lockfile pins\n")),
+    ))));
+    let ((status, executed, _), warnings) = run(&runner, &tasks);
+    assert_eq!((status, executed), (TaskStatus::Ran, Some("local")));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("out/result.txt")).unwrap(),
+        "local\n"
+    );
 }

@@ -10,6 +10,10 @@
 //!
 //! A static `ui/` (no `package.json`) has no task: staging copies it as it is.
 //!
+//! With a remote executor (and `compile` in `[cache] remote-execute`), Go and Rust builds run
+//! there ([`Action::prepare_remote`]: the Go plan here, the cargo plan in [`crate::cargo_remote`]);
+//! npm builds always run here.
+//!
 //! Binaries land at `<out>/.build/bin/<service>/<platform>/<name>[.exe]` (the bundle's own
 //! layout, below `<out>/.build/`), the runtime at `<out>/.build/runtime/<platform>/`. Static
 //! inputs are only what decides *which* files a build reads (`go.mod`, `go.sum`, `Cargo.toml`,
@@ -471,6 +475,7 @@ impl GoBuild {
             inputs,
             output_paths: vec![self.output.to_string()],
             discovered,
+            depfile: None,
             cannot_run_exit_code: Some(GO_CANNOT_RUN),
         }))
     }
@@ -563,9 +568,18 @@ struct CargoBuild {
     /// with other tools decides what is built, and nothing is written into the sources).
     target_dir: Option<PathBuf>,
     output: Utf8PathBuf,
+    /// With a remote executor, build there ([`Action::prepare_remote`], [`crate::cargo_remote`]).
+    remote: bool,
+    /// The toolchain the key holds (`rustc -vV`, `cargo -V`), which a worker must have, and
+    /// its host (a build for another triple stays here: its linker is configured here).
+    rustc_version: String,
+    cargo_version: String,
+    host: String,
 }
 
-/// A Rust service build of `scenario` for `platform`.
+/// A Rust service build of `scenario` for `platform`; `remote`: it may run on the remote
+/// executor (`[cache] remote-execute` holds `compile`).
+#[allow(clippy::too_many_arguments)]
 pub fn rust_spec(
     tools: &Toolchains,
     root: &Utf8Path,
@@ -574,6 +588,7 @@ pub fn rust_spec(
     api_dir: &Utf8Path,
     bin: Option<&str>,
     platform: &Platform,
+    remote: bool,
 ) -> Result<TaskSpec, Missing> {
     let rust = tools.rust()?;
     rust.can_build(&platform.rust_target, tools.env())?;
@@ -591,6 +606,10 @@ pub fn rust_spec(
             .state_dir()
             .map(|state| state.join("cargo").join(service)),
         output: output.clone(),
+        remote,
+        rustc_version: rust.verbose_version.trim().to_string(),
+        cargo_version: rust.cargo_version.trim().to_string(),
+        host: rust.host.clone(),
     };
     let mut inputs = vec![api_dir.join("Cargo.toml").to_string()];
     if locked {
@@ -691,6 +710,72 @@ impl CargoBuild {
 }
 
 impl Action for CargoBuild {
+    fn prepare_remote(&self, context: &ActionContext<'_>) -> Result<RemotePrep, ActionFailure> {
+        if !self.remote {
+            return Ok(RemotePrep::NotRemote);
+        }
+        if self.triple != self.host {
+            return Ok(RemotePrep::Local(format!(
+                "a build for {} uses the linker configured here",
+                self.triple
+            )));
+        }
+        let Some(manifest) = root_relative(context.root, &self.manifest) else {
+            return Ok(RemotePrep::Local(format!(
+                "{} is not inside the repository",
+                self.manifest.display()
+            )));
+        };
+        // The whole resolve (every platform's packages: cargo resolves for all of them), as
+        // the lockfile pins it; what cannot be listed offline keeps the build here, where it
+        // fails or succeeds as it would without an executor.
+        let captured = Cmd::new(&self.cargo)
+            .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+            .arg("--manifest-path")
+            .arg(&self.manifest)
+            .cwd(self.root.as_std_path())
+            .read_in(context);
+        let metadata: cargo_metadata::Metadata = match captured {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+                failure(format!("`cargo metadata` printed something else: {err}"))
+            })?,
+            Err(_) => {
+                return Ok(RemotePrep::Local(
+                    "`cargo metadata --offline --locked` failed, as its output above says: a worker builds offline from the lockfile".into(),
+                ));
+            }
+        };
+        let bin = match &self.bin {
+            Some(bin) => bin.clone(),
+            None => {
+                let mut own = metadata.clone();
+                own.packages
+                    .retain(|p| p.manifest_path.as_std_path() == self.manifest);
+                if own.packages.is_empty() {
+                    return Ok(RemotePrep::Local(format!(
+                        "`cargo metadata` does not list {}",
+                        self.manifest.display()
+                    )));
+                }
+                self.bin_name(&own)?
+            }
+        };
+        let build = crate::cargo_remote::Build {
+            manifest: &manifest,
+            bin: &bin,
+            triple: &self.triple,
+            rustc_version: &self.rustc_version,
+            cargo_version: &self.cargo_version,
+            output: self.output.as_str(),
+        };
+        Ok(crate::cargo_remote::plan(
+            context.tree,
+            context.root,
+            &build,
+            &metadata,
+        ))
+    }
+
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
         let metadata = self.metadata(context)?;
         let bin = self.bin_name(&metadata)?;
@@ -861,6 +946,7 @@ pub fn runtime_spec(
     root: &Utf8Path,
     out: &Utf8Path,
     platform: &Platform,
+    remote: bool,
 ) -> Result<TaskSpec, Missing> {
     let manifest = runtime_manifest();
     if !manifest.is_file() {
@@ -902,6 +988,12 @@ pub fn runtime_spec(
         // The runtime's own workspace target directory, shared with its developers' builds.
         target_dir: None,
         output,
+        // Remote only where its sources are the repository's (xbundle's own workspace):
+        // elsewhere they are no files a worker could be sent.
+        remote: remote && inside,
+        rustc_version: rust.verbose_version.trim().to_string(),
+        cargo_version: rust.cargo_version.trim().to_string(),
+        host: rust.host.clone(),
     };
     let mut spec = cargo_spec(
         runtime_id(&platform.id),

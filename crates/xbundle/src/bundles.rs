@@ -287,6 +287,7 @@ fn plan_profile(
                     api_dir,
                     chosen.bin.as_deref(),
                     platform,
+                    context.config.cache.executes_remotely("compile"),
                 ),
                 // `type = "none"`: an asset provides the binary.
                 None if chosen.none => continue,
@@ -352,7 +353,13 @@ fn plan_profile(
                 &platform.exe_suffix,
             ))
         } else {
-            match builds::runtime_spec(tools, root, out, platform) {
+            match builds::runtime_spec(
+                tools,
+                root,
+                out,
+                platform,
+                context.config.cache.executes_remotely("compile"),
+            ) {
                 Ok(spec) => {
                     let path = builds::runtime_path(out, platform);
                     tasks.push(spec.id.clone());

@@ -14,6 +14,7 @@ pub mod assemble;
 pub mod assets;
 pub mod builds;
 pub mod bundles;
+pub mod cargo_remote;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
