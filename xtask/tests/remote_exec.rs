@@ -427,26 +427,56 @@ fn an_unknown_remote_execute_kind_is_a_diagnostic_with_its_line() {
     common::assert_same_tree(&repo.snapshot(), &before, "a bad setting writes nothing");
 }
 
-/// A `go` first on PATH that reports another version and runs the real one otherwise: the key
-/// holds that version, which the worker's Go is not.
-fn go_shim(sandbox: &std::path::Path) -> std::path::PathBuf {
-    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .map(|dir| dir.join("go"))
+/// PATH with a `program` first that answers `argument` with `line` (another version than the
+/// worker's) and runs the real one otherwise: the key holds that version.
+fn path_with_shim(sandbox: &std::path::Path, program: &str, argument: &str, line: &str) -> String {
+    let path = std::env::var_os("PATH").unwrap();
+    let real = std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
-        .expect("go on PATH");
-    let dir = sandbox.join("go-shim");
+        .unwrap_or_else(|| panic!("{program} on PATH"));
+    let dir = sandbox.join(format!("{program}-shim"));
     std::fs::create_dir_all(&dir).unwrap();
-    let shim = dir.join("go");
+    let shim = dir.join(program);
     std::fs::write(
         &shim,
         format!(
-            "#!/bin/sh\nif [ \"$1\" = version ]; then echo 'go version go1.99.9 linux/amd64'; exit 0; fi\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\nif [ \"$1\" = {argument} ]; then echo '{line}'; exit 0; fi\nexec '{}' \"$@\"\n",
             real.display()
         ),
     )
     .unwrap();
     std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
+    std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(&path)))
+        .unwrap()
+        .into_string()
+        .unwrap()
+}
+
+/// Builds `compile` with `path` (a shim first) against the worker: one warning quoting
+/// `version`, a local build, and the worker asked once (its "cannot run" never cached).
+fn another_toolchain_builds_here(
+    repo: &Repo,
+    server: &reapi_exec::Execution,
+    compile: &str,
+    path: &str,
+    version: &str,
+) {
+    let before = executed_lines(&server.worker_log());
+    let run = repo.json_env(
+        &["task", compile, "--remote-executor", &server.url()],
+        &[("PATH", path)],
+    );
+    run.assert_code(0);
+    assert_eq!(run.status(compile), "ran", "{run}");
+    assert_eq!(run.task(compile)["executed"], "local", "{run}");
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 1, "{run}");
+    assert!(
+        warnings[0].contains("cannot run") && warnings[0].contains(version),
+        "{run}"
+    );
+    assert_eq!(executed_lines(&server.worker_log()) - before, 1);
 }
 
 #[test]
@@ -459,27 +489,13 @@ fn a_worker_with_another_go_is_one_warning_and_a_local_build() {
     };
     let _turn = one_at_a_time();
     let repo = go_repo("");
-    let shim = go_shim(repo.sandbox());
-    let path = std::env::join_paths(
-        std::iter::once(shim).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
-    )
-    .unwrap();
-    let before = executed_lines(&server.worker_log());
-    let run = repo.json_env(
-        &["task", GO_COMPILE, "--remote-executor", &server.url()],
-        &[("PATH", path.to_str().unwrap())],
+    let path = path_with_shim(
+        repo.sandbox(),
+        "go",
+        "version",
+        "go version go1.99.9 linux/amd64",
     );
-    run.assert_code(0);
-    assert_eq!(run.status(GO_COMPILE), "ran", "{run}");
-    assert_eq!(run.task(GO_COMPILE)["executed"], "local", "{run}");
-    let warnings = run.warnings();
-    assert_eq!(warnings.len(), 1, "{run}");
-    assert!(
-        warnings[0].contains("cannot run") && warnings[0].contains("go1.99.9"),
-        "{run}"
-    );
-    // The worker was asked (and said no): its answer was not cached as the task's result.
-    assert_eq!(executed_lines(&server.worker_log()) - before, 1);
+    another_toolchain_builds_here(&repo, server, GO_COMPILE, &path, "go1.99.9");
     assert!(repo.read_bytes(GO_BINARY) == go_local_binary("hello"));
 }
 
@@ -904,27 +920,6 @@ fn a_rust_service_compiles_remotely_by_default_and_matches_a_local_build() {
     assert_eq!(String::from_utf8_lossy(&printed.stdout), "hi two unix\n");
 }
 
-/// A `cargo` first on PATH that reports another version and runs the real one otherwise.
-fn cargo_shim(sandbox: &std::path::Path) -> std::path::PathBuf {
-    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .map(|dir| dir.join("cargo"))
-        .find(|candidate| candidate.is_file())
-        .expect("cargo on PATH");
-    let dir = sandbox.join("cargo-shim");
-    std::fs::create_dir_all(&dir).unwrap();
-    let shim = dir.join("cargo");
-    std::fs::write(
-        &shim,
-        format!(
-            "#!/bin/sh\nif [ \"$1\" = -V ]; then echo 'cargo 1.0.0-shim (000000000 1999-01-01)'; exit 0; fi\nexec '{}' \"$@\"\n",
-            real.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 #[test]
 fn a_worker_with_another_cargo_is_one_warning_and_a_local_build() {
     let Some(server) = reapi_exec::shared() else {
@@ -932,26 +927,13 @@ fn a_worker_with_another_cargo_is_one_warning_and_a_local_build() {
     };
     let _turn = one_at_a_time();
     let repo = rust_repo("one");
-    let shim = cargo_shim(repo.sandbox());
-    let path = std::env::join_paths(
-        std::iter::once(shim).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
-    )
-    .unwrap();
-    let before = executed_lines(&server.worker_log());
-    let run = repo.json_env(
-        &["task", RUST_COMPILE, "--remote-executor", &server.url()],
-        &[("PATH", path.to_str().unwrap())],
+    let path = path_with_shim(
+        repo.sandbox(),
+        "cargo",
+        "-V",
+        "cargo 1.0.0-shim (000000000 1999-01-01)",
     );
-    run.assert_code(0);
-    assert_eq!(run.status(RUST_COMPILE), "ran", "{run}");
-    assert_eq!(run.task(RUST_COMPILE)["executed"], "local", "{run}");
-    let warnings = run.warnings();
-    assert_eq!(warnings.len(), 1, "{run}");
-    assert!(
-        warnings[0].contains("cannot run") && warnings[0].contains("1.0.0-shim"),
-        "{run}"
-    );
-    assert_eq!(executed_lines(&server.worker_log()) - before, 1);
+    another_toolchain_builds_here(&repo, server, RUST_COMPILE, &path, "1.0.0-shim");
     let printed = std::process::Command::new(repo.join(RUST_BINARY))
         .output()
         .unwrap();
