@@ -292,10 +292,56 @@ fn ci_github_writes_a_workflow_with_check_a_platform_matrix_and_publish() {
     );
     assert!(!workflow["env"]["XBUNDLE_REMOTE_CACHE"].is_badvalue());
 
+    // Publish: every platform's packages by their exact artifact names into the profile's
+    // packages directory, then `publish` (checksums, update manifests, release.json), then
+    // the whole release as one artifact.
     let publish = &jobs["publish"];
     assert_eq!(publish["needs"].as_str(), Some("build"));
-    assert_eq!(steps_use(publish, "actions/download-artifact").len(), 1);
-    assert_eq!(steps_use(publish, "actions/upload-artifact").len(), 1);
+    let mut downloads: Vec<(String, String)> = steps_use(publish, "actions/download-artifact")
+        .iter()
+        .map(|step| {
+            (
+                step["with"]["name"].as_str().unwrap().to_string(),
+                step["with"]["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    downloads.sort();
+    let expected: Vec<(String, String)> = ["darwin-arm64", "linux-x64", "win-x64"]
+        .iter()
+        .map(|platform| {
+            (
+                format!("packages-wheel-{platform}"),
+                "dist/wheel/packages".to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(downloads, expected);
+    let steps = publish["steps"].as_vec().unwrap();
+    let published = steps
+        .iter()
+        .position(|step| step["run"].as_str() == Some("cargo xtask publish \"$PROFILE\""))
+        .expect("a publish step");
+    assert_eq!(steps[published]["env"]["PROFILE"].as_str(), Some("wheel"));
+    assert!(
+        steps[..published]
+            .iter()
+            .filter(|step| step["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/download-artifact")))
+            .count()
+            == 3,
+        "the packages are downloaded before publishing"
+    );
+    assert!(steps_use(publish, "actions/checkout").len() == 1);
+    let upload = steps_use(publish, "actions/upload-artifact");
+    assert_eq!(upload.len(), 1);
+    let paths: Vec<&str> = upload[0]["with"]["path"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .collect();
+    assert_eq!(paths, ["dist/wheel/release.json", "dist/wheel/packages"]);
     // Structure every job needs (actionlint's first checks).
     for name in names {
         let job = &jobs[name];

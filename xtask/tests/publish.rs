@@ -1061,3 +1061,81 @@ fn a_version_electron_updater_cannot_read_is_refused() {
     check_release(&repo, 1_700_000_000, "2023-11-14T22:13:20.000Z", &[]);
     canary.assert_intact("after a refused version");
 }
+
+/// CI's publish job: each platform's packages built elsewhere, gathered into the packages
+/// directory of a fresh checkout (no cache), then `publish`: the release files are the very
+/// bytes `bundle` wrote where everything was built, and nothing is built. A package missing,
+/// or a link in its place, is exit 2 naming it, with nothing written.
+#[test]
+fn publish_makes_the_release_from_gathered_packages_without_building() {
+    let binaries = Binaries::new();
+    let (built, canary) = release(&binaries, &[SIGN_TAR_GZ]);
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    built.json_env(&["bundle"], &epoch).assert_code(0);
+    let names = artifacts(&built);
+    let gathered = || {
+        let (repo, _) = release(&binaries, &[SIGN_TAR_GZ]);
+        std::fs::create_dir_all(repo.join(PACKAGES)).unwrap();
+        for name in &names {
+            std::fs::copy(
+                built.join(&format!("{PACKAGES}/{name}")),
+                repo.join(&format!("{PACKAGES}/{name}")),
+            )
+            .unwrap();
+        }
+        repo
+    };
+
+    let repo = gathered();
+    let run = repo.json_env(&["publish"], &epoch);
+    run.assert_code(0);
+    assert_eq!(run.status(PUBLISH), "ran", "{run}");
+    let ran = run.counts().0;
+    assert_eq!(ran, 2, "assemble and publish only\n{run}");
+    assert!(
+        !repo.exists("dist/app-desktop/stage"),
+        "nothing was staged or built"
+    );
+    let mut release: Vec<String> = std::fs::read_dir(built.join(PACKAGES))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| !names.contains(name))
+        .map(|name| format!("{PACKAGES}/{name}"))
+        .collect();
+    release.push("dist/app-desktop/release.json".into());
+    assert!(release.len() >= 4, "{release:?}");
+    for file in &release {
+        assert!(
+            repo.read_bytes(file) == built.read_bytes(file),
+            "{file} differs from the release built in one place"
+        );
+    }
+    check_release(
+        &repo,
+        1_700_000_000,
+        "2023-11-14T22:13:20.000Z",
+        &["tar.gz"],
+    );
+    let again = repo.json_env(&["publish"], &epoch);
+    assert_eq!(again.counts().0, 0, "a no-op\n{again}");
+
+    // One package missing, or a link in its place: refused, nothing written.
+    let victim = format!("{PACKAGES}/{}", names[0]);
+    for how in ["missing", "link"] {
+        let repo = gathered();
+        std::fs::remove_file(repo.join(&victim)).unwrap();
+        if how == "link" {
+            std::os::unix::fs::symlink(built.join(&victim), repo.join(&victim)).unwrap();
+        }
+        let before = repo.snapshot();
+        let run = repo.json_env(&["publish"], &epoch);
+        run.assert_code(2);
+        let message = run.diagnostic()["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(message.contains(&victim), "{how}: {run}");
+        common::assert_same_tree(&repo.snapshot(), &before, how);
+    }
+    canary.assert_intact("after publishing gathered packages");
+}

@@ -4,8 +4,10 @@
 //! one entry per profile and platform (ubuntu for `linux-*`, windows for `win-*`, macOS for
 //! `darwin-*`) that builds with the remote cache named by `XBUNDLE_REMOTE_CACHE` (a repository
 //! variable, its token a secret; both empty until the remote cache is configured) and uploads
-//! `<out>/<profile>/packages`; one `publish` job (not on pull requests) that gathers every
-//! platform's packages and update manifests into one artifact.
+//! `<out>/<profile>/packages`; one `publish` job (not on pull requests) that downloads every
+//! platform's packages of each profile into its packages directory, runs `cargo xtask publish`
+//! on it (SHA256SUMS, electron-updater's update manifests, release.json, from those very
+//! packages) and uploads the whole release as one artifact.
 //!
 //! Invariants:
 //! - The file is written only when absent or written by xbundle (its [`MARKER`] line), or with
@@ -67,6 +69,7 @@ fn workflow(pairs: &[(String, String)], out: &str) -> String {
             runner(platform)
         );
     }
+    let (publish, release) = publish_steps(pairs, out);
     let out = quoted(out);
     let out = &out[1..out.len() - 1];
     format!(
@@ -123,17 +126,48 @@ jobs:
     if: github.event_name != 'pull_request'
     runs-on: ubuntu-latest
     steps:
-      - uses: actions/download-artifact@v4
-        with:
-          pattern: packages-*
-          path: release
-      - uses: actions/upload-artifact@v4
+      - uses: actions/checkout@v4
+      - uses: dtolnay/rust-toolchain@stable
+{publish}      - uses: actions/upload-artifact@v4
         with:
           name: release
-          path: release
+          path: {release}
           if-no-files-found: error
 "#
     )
+}
+
+/// The publish job's steps for each profile: every platform's packages downloaded by their
+/// exact artifact names (no pattern: `packages-app-*` would also take profile `app-x`'s) into
+/// the profile's packages directory, then `cargo xtask publish` (checksums, update manifests,
+/// release.json from those packages); and the paths of the release artifact.
+fn publish_steps(pairs: &[(String, String)], out: &str) -> (String, String) {
+    let mut profiles: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (profile, platform) in pairs {
+        profiles.entry(profile).or_default().push(platform);
+    }
+    let mut steps = String::new();
+    let mut release = Vec::new();
+    for (profile, platforms) in profiles {
+        let packages = format!("{out}/{profile}/packages");
+        for platform in platforms {
+            let _ = writeln!(
+                steps,
+                "      - uses: actions/download-artifact@v4\n        with:\n          name: {}\n          path: {}",
+                quoted(&format!("packages-{profile}-{platform}")),
+                quoted(&packages)
+            );
+        }
+        let _ = writeln!(
+            steps,
+            "      - run: cargo xtask publish \"$PROFILE\"\n        env:\n          PROFILE: {}",
+            quoted(profile)
+        );
+        release.push(format!("{out}/{profile}/release.json"));
+        release.push(packages);
+    }
+    // One path a line, as upload-artifact reads them; YAML reads the JSON string's `\n`s.
+    (steps, quoted(&release.join("\n")))
 }
 
 pub(super) fn ci(

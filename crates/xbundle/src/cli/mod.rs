@@ -159,6 +159,11 @@ enum Command {
     /// Write dist/<profile>/bundle.json and bundle.json.sha256 (cached)
     #[command(after_long_help = "Example:\n  cargo xtask export notes-desktop")]
     Export(pipeline::ExportArgs),
+    /// Write a profile's release files (SHA256SUMS, update manifests, release.json) from its packages already in dist/<profile>/packages/ (nothing is built)
+    #[command(
+        after_long_help = "Every platform's packages must be there: built here, or gathered from the runners that built them (the publish job of `cargo xtask ci github` downloads them, then runs this).\n\nExample:\n  cargo xtask publish notes-desktop"
+    )]
+    Publish(pipeline::PublishArgs),
     /// Validate bundle.toml, the task graph and every profile without building (pre-commit, CI)
     #[command(after_long_help = "Example:\n  cargo xtask check")]
     Check,
@@ -641,6 +646,10 @@ fn run(cli: Cli, shell: &Shell) -> Result<u8, Diagnostic> {
         Command::Export(args) => {
             let workspace = load(&cli, args.force, false)?;
             pipeline::export(&workspace, &args.profile, shell)
+        }
+        Command::Publish(args) => {
+            let workspace = load(&cli, args.force, false)?;
+            pipeline::publish(&workspace, &args.profile, shell)
         }
         Command::Check => pipeline::check(&load(&cli, false, false)?, shell),
         Command::Doctor => doctor::doctor(&load(&cli, false, false)?, shell),

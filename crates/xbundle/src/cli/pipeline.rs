@@ -505,6 +505,111 @@ pub(super) fn export(
     Ok(0)
 }
 
+#[derive(Debug, Args)]
+pub(super) struct PublishArgs {
+    #[command(flatten)]
+    pub(super) profile: ProfileArg,
+    /// Publish again even if the cache has the result
+    #[arg(long)]
+    pub(super) force: bool,
+}
+
+/// `publish [PROFILE]`: the release files (`SHA256SUMS`, the update manifests, `release.json`)
+/// of every platform and format the profile packages, from the packages already in
+/// `<out>/<profile>/packages/` (built here, or gathered from the runners that built each
+/// platform: CI's publish job), with the exported bundle.json's version. Runs
+/// `assemble:<profile>` and then `publish:<profile>` without its package tasks: nothing is
+/// built, every artifact must be there (exit 2 naming the missing ones, nothing written).
+pub(super) fn publish(
+    workspace: &Workspace,
+    arg: &ProfileArg,
+    shell: &Shell,
+) -> Result<u8, Diagnostic> {
+    let plan = crate::plan::plan(&workspace.config, &workspace.root, &workspace.tools)?;
+    let context = &plan.context;
+    let name = profile_name(context, arg)?;
+    let profile = context
+        .config
+        .profiles
+        .iter()
+        .find(|profile| profile.name == name)
+        .ok_or_else(|| Diagnostic::internal(format!("profile {name} vanished")))?;
+    let out = &context.config.workspace.out;
+    let platforms =
+        crate::assemble::profile_platforms(&context.config, profile, &context.platforms)?;
+    let mut artifacts = Vec::new();
+    for platform in &platforms {
+        for format in crate::package::formats(profile, platform) {
+            artifacts.push(crate::publish::Artifact {
+                path: crate::package::package_path(out, &name, &platform.id, &format),
+                task: crate::package::package_id(&name, &platform.id, &format),
+                signed: context.config.sign.contains_key(&format),
+                platform: platform.clone(),
+                format,
+            });
+        }
+    }
+    if artifacts.is_empty() {
+        return Err(Diagnostic::error(format!(
+            "profile {name} packages nothing: no platform of it has a format"
+        ))
+        .help(format!(
+            "give it platforms: `cargo xtask profile set {name} --platform linux-x64`"
+        )));
+    }
+    let tree = engine::confine::Dir::open_root(workspace.root.as_std_path())
+        .map_err(|err| Diagnostic::error(err.to_string()))?;
+    let missing: Vec<String> = artifacts
+        .iter()
+        .filter(|artifact| {
+            !matches!(
+                tree.lstat(artifact.path.as_str()),
+                Ok(Some((engine::confine::Kind::File, _)))
+            )
+        })
+        .map(|artifact| artifact.path.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Diagnostic::error(format!(
+            "{} of profile {name} {} not there: {}; nothing was written",
+            units::count(missing.len(), "package"),
+            if missing.len() == 1 { "is" } else { "are" },
+            missing.join(", ")
+        ))
+        .help(format!(
+            "build them (`cargo xtask bundle {name}`), or gather every platform's packages into {} first (a CI publish job downloads them from the build jobs)",
+            crate::publish::packages_dir(out, &name)
+        )));
+    }
+    let epoch = crate::package::epoch::source_date_epoch(&workspace.root)
+        .map_err(|bad| Diagnostic::error(bad.to_string()).help(bad.help()))?;
+    let assemble = stages::assemble_id(&name);
+    let mut spec = crate::publish::spec(crate::publish::PublishPlan {
+        profile: name.clone(),
+        out: out.clone(),
+        artifacts,
+        manifest: stages::profile_dir(out, &name).join("bundle.json"),
+        stage: assemble.clone(),
+        epoch,
+    });
+    // The packages are inputs here, not tasks: nothing is built.
+    spec.deps = vec![assemble.clone()];
+    let assembly = plan
+        .graph
+        .get(&assemble)
+        .cloned()
+        .ok_or_else(|| Diagnostic::internal(format!("no task {assemble}")))?;
+    let id = spec.id.clone();
+    let graph = engine::TaskGraph::new(vec![assembly, spec])
+        .map_err(|err| Diagnostic::internal(err.to_string()))?;
+    let summary = workspace.engine.run(&graph, &[id], shell)?;
+    Ok(if summary.success() {
+        0
+    } else {
+        exit::code_of_failures(&summary)
+    })
+}
+
 /// The validation `check`, `bundle` and `run` share: the plan (paths, graph, ownership of
 /// outputs, see [`crate::plan`]). Profiles are assembled by their tasks (`bundle`, `run`) or by
 /// `check`, never twice in a run. Returns the plan.
