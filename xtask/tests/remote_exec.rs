@@ -776,12 +776,28 @@ fn a_go_build_using_the_module_cache_stays_here_and_says_why() {
 const RUST_COMPILE: &str = "compile:app-api@linux-x64";
 const RUST_BINARY: &str = "dist/.build/bin/app-api/linux-x64/app-api";
 
-const RUST_MAIN: &str = "mod extra;\n\ncfg_if::cfg_if! {\n    if #[cfg(unix)] {\n        const OS: &str = \"unix\";\n    } else {\n        const OS: &str = \"other\";\n    }\n}\n\nfn main() {\n    println!(\"{} {} {}\", greet::hello(), extra::WORD, OS);\n}\n";
+const RUST_MAIN: &str = "mod extra;\n\ncfg_if::cfg_if! {\n    if #[cfg(unix)] {\n        const OS: &str = \"unix\";\n    } else {\n        const OS: &str = \"other\";\n    }\n}\n\nfn main() {\n    let _v: serde_json::Value = serde_json::from_str(\"[1]\").unwrap();\n    println!(\"{} {} {}\", greet::hello(), extra::WORD, OS);\n}\n";
 
 /// A repository with one scenario `app` whose API is a cargo package `app-api` using a path
-/// dependency (`greet/`) and a crates.io crate (`cfg-if`, from cargo's download cache: xbundle's
-/// own build downloaded it), its lockfile made offline, and an alias in `.cargo/config.toml`; `extra` is the text of `src/extra.rs`.
+/// dependency (`greet/`) and crates.io crates (`cfg-if`, and `serde_json` whose crates have
+/// build scripts and code with panic locations; from cargo's download cache: xbundle's own
+/// build downloaded them), its lockfile made offline, and an alias in `.cargo/config.toml`; `extra` is the text of `src/extra.rs`.
 fn rust_repo(extra: &str) -> Repo {
+    rust_repo_with(extra, true)
+}
+
+/// [`rust_repo`], with `serde_json` only when `serde` (the checks that do not compare binaries
+/// build faster with `cfg-if` alone).
+fn rust_repo_with(extra: &str, serde: bool) -> Repo {
+    let main = if serde {
+        RUST_MAIN.to_string()
+    } else {
+        RUST_MAIN.replace(
+            "    let _v: serde_json::Value = serde_json::from_str(\"[1]\").unwrap();\n",
+            "",
+        )
+    };
+    let serde_dep = if serde { "serde_json = \"1\"\n" } else { "" };
     let platform = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../platforms/linux-x64.toml"),
     )
@@ -794,9 +810,11 @@ fn rust_repo(extra: &str) -> Repo {
             ("scenarios/app/.vrooli/service.json", GO_SERVICE),
             (
                 "scenarios/app/api/Cargo.toml",
-                "[package]\nname = \"app-api\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ngreet = { path = \"greet\" }\ncfg-if = \"1\"\n\n[workspace]\n",
+                &format!(
+                    "[package]\nname = \"app-api\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\ngreet = {{ path = \"greet\" }}\ncfg-if = \"1\"\n{serde_dep}\n[workspace]\n"
+                ),
             ),
-            ("scenarios/app/api/src/main.rs", RUST_MAIN),
+            ("scenarios/app/api/src/main.rs", &main),
             (
                 "scenarios/app/api/src/extra.rs",
                 &format!("pub const WORD: &str = {extra:?};\n"),
@@ -832,8 +850,13 @@ fn rust_repo(extra: &str) -> Repo {
 
 /// The binary a local build (no executor) of a fresh repository gives.
 fn rust_local_binary(extra: &str) -> Vec<u8> {
+    rust_local_binary_with(extra, &[])
+}
+
+/// [`rust_local_binary`] with `env` (e.g. RUSTFLAGS) for the build.
+fn rust_local_binary_with(extra: &str, env: &[(&str, &str)]) -> Vec<u8> {
     let repo = rust_repo(extra);
-    let run = repo.json(&["task", RUST_COMPILE]);
+    let run = repo.json_env(&["task", RUST_COMPILE], env);
     run.assert_code(0);
     assert_eq!(run.task(RUST_COMPILE)["executed"], "local", "{run}");
     repo.read_bytes(RUST_BINARY)
@@ -906,7 +929,11 @@ fn a_rust_service_compiles_remotely_by_default_and_matches_a_local_build() {
     edited.assert_code(0);
     assert_eq!(edited.status(RUST_COMPILE), "ran", "{edited}");
     assert_eq!(edited.task(RUST_COMPILE)["executed"], "remote", "{edited}");
-    assert!(repo.read_bytes(RUST_BINARY) == rust_local_binary("two"));
+    let printed = std::process::Command::new(repo.join(RUST_BINARY))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), "hello two unix\n");
+    let unflagged = repo.read_bytes(RUST_BINARY);
     repo.write(
         "scenarios/app/api/greet/src/lib.rs",
         "pub fn hello() -> &'static str {\n    \"hi\"\n}\n",
@@ -918,6 +945,28 @@ fn a_rust_service_compiles_remotely_by_default_and_matches_a_local_build() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&printed.stdout), "hi two unix\n");
+
+    // The user's RUSTFLAGS (in the key) reach the worker, with the paths remapped as here.
+    let flags = [("RUSTFLAGS", "-C debug-assertions=on")];
+    repo.write(
+        "scenarios/app/api/greet/src/lib.rs",
+        "pub fn hello() -> &'static str {\n    \"hello\"\n}\n",
+    );
+    let flagged = repo.json_env(
+        &["task", RUST_COMPILE, "--remote-executor", &server.url()],
+        &flags,
+    );
+    assert_eq!(flagged.status(RUST_COMPILE), "ran", "{flagged}");
+    assert_eq!(
+        flagged.task(RUST_COMPILE)["executed"],
+        "remote",
+        "{flagged}"
+    );
+    assert!(
+        repo.read_bytes(RUST_BINARY) == rust_local_binary_with("two", &flags),
+        "with RUSTFLAGS, the remote binary differs from a local build"
+    );
+    assert!(repo.read_bytes(RUST_BINARY) != unflagged);
 }
 
 #[test]
@@ -926,7 +975,7 @@ fn a_worker_with_another_cargo_is_one_warning_and_a_local_build() {
         return;
     };
     let _turn = one_at_a_time();
-    let repo = rust_repo("one");
+    let repo = rust_repo_with("one", false);
     let path = path_with_shim(
         repo.sandbox(),
         "cargo",
@@ -973,7 +1022,7 @@ fn a_rust_build_a_worker_could_not_reproduce_stays_here_and_says_why() {
         }),
     ];
     for (why, arrange) in cases {
-        let repo = rust_repo("one");
+        let repo = rust_repo_with("one", false);
         arrange(&repo);
         let run = repo.json(&["task", RUST_COMPILE, "--remote-executor", &server.url()]);
         run.assert_code(0);

@@ -17,7 +17,9 @@
 //! else exit [`CANNOT_RUN`], a warning and a build here), unpacks the crates into a private
 //! directory source (cargo's vendoring: `.cargo-checksum.json` with the package checksum),
 //! gives cargo a private `CARGO_HOME` whose config replaces crates.io by it and writes dep-info
-//! relative to the root (`build.dep-info-basedir`), builds `--offline --locked` into a private
+//! relative to the root (`build.dep-info-basedir`), remaps the embedded source paths as a local
+//! build does (the root, the target directory, the crates: [`crate::builds::REMAP_ROOT`] …), so
+//! the binary is byte-identical to a local build's, builds `--offline --locked` into a private
 //! target directory, and copies the binary and the binary's dep-info (the plan's depfile, so
 //! the engine records the sources the build read, as a local build does) into the root.
 //!
@@ -49,7 +51,8 @@ pub const DEPFILE: &str = ".xbundle-remote/dep-info.d";
 
 /// The script a worker runs. Arguments: `$1` the expected `rustc -vV`, `$2` the expected
 /// `cargo -V`, `$3` the target triple, `$4` the manifest (root-relative), `$5` the binary
-/// target, `$6` the output (root-relative), `$7` the depfile (root-relative).
+/// target, `$6` the output (root-relative), `$7` the depfile (root-relative), `$8` `remap` to
+/// remap embedded source paths as a local build does.
 pub const SCRIPT: &str = r#"set -u
 for tool in cargo rustc tar; do
   command -v "$tool" >/dev/null 2>&1 || { echo "xbundle: the worker has no $tool on its PATH" >&2; exit 97; }
@@ -80,9 +83,29 @@ directory = '$scratch/vendor'
 dep-info-basedir = '$root'
 EOF
 export CARGO_HOME="$scratch/home"
-triple=$3; bin=$5; output=$6; depfile=$7
+triple=$3; manifest=$4; bin=$5; output=$6; depfile=$7; remap=$8
+# Embedded source paths as a local build remaps them (builds.rs, with_remapped_paths).
+us=$(printf '\037')
+remaps="--remap-path-prefix=$root=/xbundle/root$us--remap-path-prefix=$scratch/target=/xbundle/target$us--remap-path-prefix=$scratch/vendor=/xbundle/registry"
+set --
+if [ "$remap" != remap ]; then
+  :
+elif [ -n "${CARGO_ENCODED_RUSTFLAGS+set}" ]; then
+  [ -n "$CARGO_ENCODED_RUSTFLAGS" ] && CARGO_ENCODED_RUSTFLAGS="$CARGO_ENCODED_RUSTFLAGS$us"
+  export CARGO_ENCODED_RUSTFLAGS="$CARGO_ENCODED_RUSTFLAGS$remaps"
+elif [ -n "${RUSTFLAGS+set}" ]; then
+  encoded=
+  set -f
+  saved_ifs=$IFS; IFS=' '
+  for flag in $RUSTFLAGS; do encoded="$encoded$flag$us"; done
+  IFS=$saved_ifs
+  set +f
+  export CARGO_ENCODED_RUSTFLAGS="$encoded$remaps"
+else
+  set -- --config "build.rustflags=['--remap-path-prefix=$root=/xbundle/root','--remap-path-prefix=$scratch/target=/xbundle/target','--remap-path-prefix=$scratch/vendor=/xbundle/registry']"
+fi
 cargo build --release --offline --locked --message-format short --target "$triple" \
-  --manifest-path "$4" --bin "$bin" --target-dir "$scratch/target" || exit $?
+  --manifest-path "$manifest" --bin "$bin" --target-dir "$scratch/target" "$@" || exit $?
 exe=$bin
 case "$triple" in *windows*) exe=$bin.exe;; esac
 mkdir -p "$(dirname "$output")" "$(dirname "$depfile")" || exit 1
@@ -92,6 +115,8 @@ cp "$scratch/target/$triple/release/$bin.d" "$depfile" || exit 1
 
 /// What a build is, for its plan.
 pub struct Build<'a> {
+    /// Remap embedded source paths as the local build does (`builds::with_remapped_paths`).
+    pub remap: bool,
     /// The package's manifest, root-relative.
     pub manifest: &'a str,
     pub bin: &'a str,
@@ -278,6 +303,7 @@ fn try_plan(
         build.bin,
         build.output,
         DEPFILE,
+        if build.remap { "remap" } else { "as-is" },
     ]
     .into_iter()
     .map(str::to_string)
