@@ -1000,10 +1000,17 @@ fn a_rust_build_a_worker_could_not_reproduce_stays_here_and_says_why() {
     let _turn = one_at_a_time();
     let before = executed_lines(&server.worker_log());
     type Arrange<'a> = &'a dyn Fn(&Repo);
-    let cases: [(&str, Arrange); 3] = [
+    let cases: [(&str, Arrange); 4] = [
         ("symbolic link", &|repo: &Repo| {
             std::os::unix::fs::symlink("extra.rs", repo.join("scenarios/app/api/src/alias.rs"))
                 .unwrap();
+        }),
+        // A path dependency reached through a link (to a directory outside the repository):
+        // never read, never sent.
+        ("greet", &|repo: &Repo| {
+            let outside = repo.sandbox().join("greet-outside");
+            std::fs::rename(repo.join("scenarios/app/api/greet"), &outside).unwrap();
+            std::os::unix::fs::symlink(&outside, repo.join("scenarios/app/api/greet")).unwrap();
         }),
         ("sets `source`", &|repo: &Repo| {
             repo.write(
@@ -1025,8 +1032,18 @@ fn a_rust_build_a_worker_could_not_reproduce_stays_here_and_says_why() {
         let repo = rust_repo_with("one", false);
         arrange(&repo);
         let run = repo.json(&["task", RUST_COMPILE, "--remote-executor", &server.url()]);
-        run.assert_code(0);
-        assert_eq!(run.task(RUST_COMPILE)["executed"], "local", "{why}: {run}");
+        if why == "greet" {
+            // Built here, the engine refuses the linked directory among the discovered
+            // inputs, as it does without an executor.
+            run.assert_code(1);
+            assert!(
+                run.stdout
+                    .contains("symbolic link where a directory is expected")
+            );
+        } else {
+            run.assert_code(0);
+            assert_eq!(run.task(RUST_COMPILE)["executed"], "local", "{why}: {run}");
+        }
         let warnings = run.warnings();
         assert_eq!(warnings.len(), 1, "{why}: {run}");
         assert!(
