@@ -1314,6 +1314,16 @@ impl Engine {
         let plan = match spec.action.prepare_remote(&context) {
             Ok(RemotePrep::NotRemote) => return None,
             Ok(RemotePrep::Local(why)) => return local(why),
+            // A toolchain a worker already said it lacks: here, silently (the first answer
+            // warned for every task needing it).
+            Ok(RemotePrep::Plan(plan))
+                if plan
+                    .toolchain
+                    .as_deref()
+                    .is_some_and(|toolchain| session.lacks(toolchain)) =>
+            {
+                return None;
+            }
             Ok(RemotePrep::Plan(plan)) => plan,
             Err(failure) => {
                 printed.output(Stream::Stdout, &failure.stdout);
@@ -1469,7 +1479,13 @@ impl Engine {
                 .filter(|text| !text.is_empty())
                 .unwrap_or_else(|| "it said nothing".to_string());
             let said: String = said.chars().take(500).collect();
-            return local(format!("the remote worker cannot run it: {said}"));
+            return match &plan.toolchain {
+                Some(toolchain) if !session.lacking(toolchain) => None,
+                Some(_) => local(format!(
+                    "the remote worker cannot run it: {said}; the run's other tasks needing this toolchain run here too"
+                )),
+                None => local(format!("the remote worker cannot run it: {said}")),
+            };
         }
         // The outputs the globs match; anything else the command wrote is not the task's.
         let in_cwd = |path: &str| -> Option<String> {

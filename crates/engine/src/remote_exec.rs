@@ -57,6 +57,10 @@ pub struct RemotePlan {
     /// input root relative (cargo's `build.dep-info-basedir`). Missing, too large or malformed:
     /// the task fails, nothing cached.
     pub depfile: Option<String>,
+    /// What a worker must have to run it (the toolchain identity the key holds, e.g. `go
+    /// version` and its settings): once a worker answered "cannot run" for it, the run's
+    /// other plans naming it stay here without asking again, and without another warning.
+    pub toolchain: Option<String>,
     /// The exit code by which the command says the worker cannot run it (e.g. a toolchain
     /// that is not the one in the key): a warning naming what it printed on stderr, then a
     /// local run.
@@ -186,10 +190,12 @@ impl std::fmt::Debug for RemoteExecution {
     }
 }
 
-/// One run's use of the executor: on until the first failure.
+/// One run's use of the executor: on until the first failure; the toolchains its workers said
+/// they lack ([`RemotePlan::toolchain`]).
 pub(crate) struct ExecSession {
     pub(crate) config: RemoteExecution,
     off: std::sync::atomic::AtomicBool,
+    lacking: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl ExecSession {
@@ -197,12 +203,33 @@ impl ExecSession {
         ExecSession {
             config,
             off: std::sync::atomic::AtomicBool::new(false),
+            lacking: Default::default(),
         }
     }
 
-    /// Starts a run: the executor is on again.
+    /// Starts a run: the executor is on again, and asked again for every toolchain.
     pub(crate) fn begin(&self) {
         self.off.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.lacking
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clear();
+    }
+
+    /// Whether a worker said it cannot run plans needing `toolchain` during this run.
+    pub(crate) fn lacks(&self, toolchain: &str) -> bool {
+        self.lacking
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .contains(toolchain)
+    }
+
+    /// Records that a worker cannot run plans needing `toolchain`; `true` the first time.
+    pub(crate) fn lacking(&self, toolchain: &str) -> bool {
+        self.lacking
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(toolchain.to_string())
     }
 
     pub(crate) fn is_on(&self) -> bool {

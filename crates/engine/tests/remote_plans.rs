@@ -149,31 +149,6 @@ impl RemoteBackend for Cas {
     }
 }
 
-/// An action whose remote plan is given; run here, it writes `local` to its output.
-struct Planned(RemotePrep);
-
-impl Action for Planned {
-    fn prepare_remote(&self, _: &ActionContext<'_>) -> Result<RemotePrep, ActionFailure> {
-        Ok(self.0.clone())
-    }
-
-    fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
-        // Through the confined tree, as every action writes.
-        context
-            .tree
-            .write_file("out/result.txt", 0o644, |file| {
-                std::io::Write::write_all(file, b"local\n").map_err(|source| {
-                    engine::confine::ConfineError::Io {
-                        path: "out/result.txt".into(),
-                        source,
-                    }
-                })
-            })
-            .unwrap();
-        Ok(ActionOutput::default())
-    }
-}
-
 /// A finished task: its status, where it ran, its error.
 type Finished = (TaskStatus, Option<&'static str>, Option<String>);
 
@@ -209,7 +184,7 @@ fn graph(prep: RemotePrep) -> TaskGraph {
         env: Vec::new(),
         tools: BTreeMap::new(),
         deps: Vec::new(),
-        action: Arc::new(Planned(prep)),
+        action: Arc::new(Writes("out/result.txt".into(), prep)),
         description: None,
     }])
     .unwrap()
@@ -575,4 +550,102 @@ fn a_pinned_file_is_sent_only_when_it_is_what_its_digest_says() {
         std::fs::read_to_string(root.join("out/result.txt")).unwrap(),
         "local\n"
     );
+}
+
+#[test]
+fn a_toolchain_a_worker_lacks_is_one_warning_and_asked_once_per_run() {
+    let dir = tree();
+    let root = dir.path().join("repo");
+    let server = Arc::new(Server::default());
+    let runner = engine(&root, &server);
+    let spec = |name: &str, toolchain: &str| {
+        let mut planned = plan("cannot", Vec::new());
+        planned.output_paths = vec![format!("out/{name}.txt")];
+        planned.toolchain = Some(toolchain.into());
+        TaskSpec {
+            id: TaskId::new(format!("task:{name}")),
+            kind: "test".into(),
+            impl_version: 1,
+            params: BTreeMap::new(),
+            cwd: String::new(),
+            inputs: vec!["declared.txt".into()],
+            outputs: vec![format!("out/{name}.txt")],
+            env: Vec::new(),
+            tools: BTreeMap::new(),
+            deps: Vec::new(),
+            action: Arc::new(Writes(
+                format!("out/{name}.txt"),
+                RemotePrep::Plan(Box::new(planned)),
+            )),
+            description: None,
+        }
+    };
+    // Three tasks needing one toolchain, one needing another.
+    let tasks = TaskGraph::new(vec![
+        spec("a", "go1"),
+        spec("b", "go1"),
+        spec("c", "go1"),
+        spec("d", "go2"),
+    ])
+    .unwrap();
+    let ids: Vec<TaskId> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|name| TaskId::new(format!("task:{name}")))
+        .collect();
+    let collect = Collect::default();
+    runner.run(&tasks, &ids, &collect).unwrap();
+    let finished = collect.finished.lock().unwrap().clone();
+    assert_eq!(finished.len(), 4);
+    assert!(
+        finished
+            .iter()
+            .all(|(status, executed, _)| *status == TaskStatus::Ran && *executed == Some("local")),
+        "{finished:?}"
+    );
+    let warnings = collect.warnings.lock().unwrap().clone();
+    assert_eq!(warnings.len(), 2, "one per toolchain: {warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.contains("the worker's tool is v0"))
+    );
+    assert_eq!(
+        server.requests.lock().unwrap().len(),
+        2,
+        "asked once per toolchain"
+    );
+
+    // The next run asks again (the worker may have been fixed).
+    for name in ["a", "b", "c", "d"] {
+        std::fs::remove_file(root.join(format!("out/{name}.txt"))).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(root.join(".xbundle"));
+    runner.run(&tasks, &ids, &Collect::default()).unwrap();
+    assert_eq!(server.requests.lock().unwrap().len(), 4);
+}
+
+/// An action whose remote plan is given; run here, it writes `local` to its output (through
+/// the confined tree, as every action writes).
+struct Writes(String, RemotePrep);
+
+impl Action for Writes {
+    fn prepare_remote(&self, _: &ActionContext<'_>) -> Result<RemotePrep, ActionFailure> {
+        Ok(self.1.clone())
+    }
+
+    fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
+        let path = self.0.clone();
+        context
+            .tree
+            .write_file(&path, 0o644, |file| {
+                std::io::Write::write_all(file, b"local\n").map_err(|source| {
+                    engine::confine::ConfineError::Io {
+                        path: path.clone(),
+                        source,
+                    }
+                })
+            })
+            .unwrap();
+        Ok(ActionOutput::default())
+    }
 }

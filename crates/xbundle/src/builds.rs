@@ -476,6 +476,7 @@ impl GoBuild {
             output_paths: vec![self.output.to_string()],
             discovered,
             depfile: None,
+            toolchain: Some(format!("{}\n{}", self.go_version, values.join("\n"))),
             cannot_run_exit_code: Some(GO_CANNOT_RUN),
         }))
     }

@@ -318,6 +318,7 @@ fn try_plan(
             listings: Vec::new(),
         },
         depfile: Some(DEPFILE.to_string()),
+        toolchain: Some(format!("{}\n{}", build.rustc_version, build.cargo_version)),
         cannot_run_exit_code: Some(CANNOT_RUN),
     })
 }
