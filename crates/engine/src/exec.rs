@@ -64,6 +64,10 @@ use crate::statcache::{FileStat, StatCache};
 use crate::store::{ActionResult, BlobFetchError, OutputFile, Store, StoreError, StoredStream};
 use crate::task::{ActionContext, Discovered, TaskId, TaskSpec};
 
+/// The most a run re-reads at its end to settle files hashed in their own clock tick
+/// ([`StatCache::settle`]); what is over stays untrusted, re-hashed by the next run.
+const SETTLE_MAX_BYTES: u64 = 64 << 20;
+
 /// Where the engine keeps its state, and how a run behaves.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -498,6 +502,14 @@ impl Engine {
                 id: None,
                 message: &format!("could not flush the cache to disk: {err}"),
             });
+        }
+        // Files written in the clock tick of their hashing (the last tasks' outputs) are read
+        // again now, while hot, once the clock has moved past them, instead of by the next run.
+        if !self.cancel.is_cancelled() {
+            stats.settle(
+                &|relative| workspace.root.open_file(relative).map_err(io::Error::other),
+                SETTLE_MAX_BYTES,
+            );
         }
         if let Err(err) = stats.save(&stat_dir) {
             reporter.report(Event::Warning {

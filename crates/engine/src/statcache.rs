@@ -121,8 +121,9 @@ impl Clock {
 }
 
 /// The loaded file: its bytes, the offset of each record in path order, and an open-addressing
-/// hash table of indexes into `offsets` (`u32::MAX`: empty slot; a power of two, at least twice
-/// the record count), so a lookup reads one or two records instead of a binary search's twenty.
+/// hash table of record offsets (`u32::MAX`: empty slot; a power of two, at least twice the
+/// record count), so a lookup reads one or two records instead of a binary search's twenty
+/// (and the slot leads straight to the record: one dependent memory access fewer).
 #[derive(Default)]
 struct Base {
     bytes: Vec<u8>,
@@ -176,12 +177,12 @@ impl Base {
         };
         base.table = vec![u32::MAX; (base.offsets.len() * 2).next_power_of_two()];
         let mask = base.table.len() - 1;
-        for (index, &offset) in base.offsets.iter().enumerate() {
+        for &offset in &base.offsets {
             let mut slot = hash(base.path(offset)) as usize & mask;
             while base.table[slot] != u32::MAX {
                 slot = (slot + 1) & mask;
             }
-            base.table[slot] = index as u32;
+            base.table[slot] = offset;
         }
         Some(base)
     }
@@ -201,11 +202,10 @@ impl Base {
         let mask = self.table.len() - 1;
         let mut slot = hash(relative.as_bytes()) as usize & mask;
         loop {
-            let index = self.table[slot];
-            if index == u32::MAX {
+            let offset = self.table[slot];
+            if offset == u32::MAX {
                 return None;
             }
-            let offset = self.offsets[index as usize];
             if self.path(offset) == relative.as_bytes() {
                 return Some(self.entry(offset));
             }
@@ -322,6 +322,10 @@ fn write_record(out: &mut impl Write, path: &[u8], entry: &Entry) -> io::Result<
 
 /// The clock's probe file, open, and its name in the state directory.
 type Probe = (fs::File, String);
+
+/// Opens a root-relative file for [`StatCache::settle`] (never through a link): the open file
+/// and its stat, `None` when it is gone.
+pub type OpenFile<'a> = dyn Fn(&str) -> io::Result<Option<(fs::File, FileStat)>> + 'a;
 
 /// Path -> (stat, digest), shared by all worker threads of a run.
 ///
@@ -485,12 +489,82 @@ impl StatCache {
         if !unchanged {
             let mut overlay = self.overlay.write().unwrap_or_else(|e| e.into_inner());
             overlay.insert(relative.as_bytes(), &entry);
-            self.dirty.store(true, Ordering::Relaxed);
+            self.dirty.store(true, Ordering::Release);
         }
     }
 
+    /// Re-hashes, at the end of a run, the files this run recorded untrusted because they were
+    /// written in the same tick of the file system's clock as the reading their digest was
+    /// trusted against (typically the outputs of the last tasks: the next run would re-hash
+    /// them all, a cold build's first no-op about a quarter of its outputs). One new clock
+    /// reading is taken first; only files whose mtime is older than it are read, each through
+    /// `open` (e.g. confined, never through a link), and only if its stat still equals the
+    /// recorded one, so this is exactly the re-hash the next lookup would do, done while the
+    /// file is hot in the page cache: the racy-clean rule is unchanged (the clock reading comes
+    /// before the read). No waiting: a file still in the current tick stays untrusted. At most
+    /// `max_bytes` are read in all; a file that fails to open or read is left as it is.
+    /// Returns how many files were settled.
+    pub fn settle(
+        &self,
+        open: &OpenFile<'_>,
+        max_bytes: u64,
+    ) -> usize {
+        if self.dir.is_none() {
+            return 0;
+        }
+        let racy: Vec<(String, Entry)> = {
+            let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
+            overlay
+                .table
+                .iter()
+                .map(|&at| {
+                    (
+                        record_path(&overlay.bytes, at),
+                        record_entry(&overlay.bytes, at),
+                    )
+                })
+                .filter(|(_, entry)| !entry.trusted)
+                .filter_map(|(path, entry)| {
+                    Some((std::str::from_utf8(path).ok()?.to_string(), entry))
+                })
+                .collect()
+        };
+        if racy.is_empty() {
+            return 0;
+        }
+        let clock = self.clock();
+        let mut budget = max_bytes;
+        let mut settled = 0;
+        for (relative, entry) in racy {
+            if entry.stat.mtime_ns >= clock.0 || entry.stat.size > budget {
+                continue;
+            }
+            let Ok(Some((file, stat))) = open(&relative) else {
+                continue;
+            };
+            if stat != entry.stat {
+                // Changed since it was recorded: the next lookup sees a new stat anyway.
+                continue;
+            }
+            budget -= stat.size;
+            let mut file = Some(file);
+            let mut reuse = || file.take().ok_or_else(|| io::Error::other("opened once"));
+            if self
+                .digest_with(&relative, stat, &mut reuse)
+                .is_ok_and(|hashed| !hashed.from_cache)
+                && self.lookup(&relative).is_some_and(|now| now.trusted)
+            {
+                settled += 1;
+            }
+        }
+        settled
+    }
+
     fn lookup(&self, relative: &str) -> Option<Entry> {
-        {
+        // Nothing recorded yet (a whole no-op run): no lock taken at all, so the workers do not
+        // contend for the lock's cache line on every file. A record racing with this lookup is
+        // missed at worst: the loaded entry or a re-hash answers instead, never a wrong digest.
+        if self.dirty.load(Ordering::Acquire) {
             let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
             if !overlay.is_empty()
                 && let Some(entry) = overlay.get(relative.as_bytes())
@@ -802,5 +876,70 @@ mod tests {
             before,
             "a run that hashed nothing wrote something"
         );
+    }
+
+    #[test]
+    fn settling_rehashes_racy_files_whose_stat_held_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(dir.path()).unwrap();
+        let state_path = dir.path().join("state");
+        fs::create_dir(&state_path).unwrap();
+        let state = Arc::new(Dir::open_root(&state_path).unwrap());
+        let cache = StatCache::load(&state).unwrap();
+        let stat_of = |name: &str| FileStat::of(&fs::metadata(dir.path().join(name)).unwrap());
+        // Recorded untrusted (no clock: as if hashed in the tick it was written in), each with
+        // a digest that is not its content, so a settle that trusted without reading shows.
+        let wrong = Digest::of_bytes(b"not the content");
+        for name in ["held.txt", "changed.txt", "future.txt"] {
+            fs::write(dir.path().join(name), name).unwrap();
+            cache.record(name, stat_of(name), wrong, None);
+        }
+        // Changed since it was recorded: left for the next lookup, which sees a new stat.
+        fs::write(dir.path().join("changed.txt"), "changed, longer").unwrap();
+        // An mtime ahead of any clock reading: still in (or after) the current tick.
+        let future = std::time::SystemTime::now() + Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(dir.path().join("future.txt"))
+            .unwrap()
+            .set_modified(future)
+            .unwrap();
+        let future_stat = stat_of("future.txt");
+        cache.record("future.txt", future_stat, wrong, None);
+        // Past the file system's timestamp tick.
+        std::thread::sleep(Duration::from_millis(20));
+        let opened = Mutex::new(Vec::new());
+        let open = |relative: &str| {
+            opened.lock().unwrap().push(relative.to_string());
+            root.open_file(relative).map_err(io::Error::other)
+        };
+        assert_eq!(cache.settle(&open, u64::MAX), 1);
+        let held = cache.lookup("held.txt").unwrap();
+        assert!(
+            held.trusted,
+            "a racy file whose stat held is trusted once read"
+        );
+        assert_eq!(Digest::from_raw(held.digest), Digest::of_bytes(b"held.txt"));
+        let changed = cache.lookup("changed.txt").unwrap();
+        assert!(!changed.trusted);
+        assert_eq!(Digest::from_raw(changed.digest), wrong);
+        let future = cache.lookup("future.txt").unwrap();
+        assert!(!future.trusted);
+        assert_eq!(future.stat, future_stat);
+        let mut opened = std::mem::take(&mut *opened.lock().unwrap());
+        opened.sort();
+        // The future file is not even opened; the changed one is opened, stat'ed, not read.
+        assert_eq!(opened, ["changed.txt", "held.txt"]);
+        // A later lookup of the settled file reads nothing.
+        let again = cache
+            .digest("held.txt", &dir.path().join("held.txt"))
+            .unwrap();
+        assert!(again.from_cache);
+        // The byte budget: nothing untrusted is left that fits in none.
+        fs::write(dir.path().join("big.txt"), "0123456789").unwrap();
+        cache.record("big.txt", stat_of("big.txt"), wrong, None);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(cache.settle(&open, 9), 0);
+        assert!(!cache.lookup("big.txt").unwrap().trusted);
     }
 }
