@@ -371,3 +371,38 @@ fn a_build_settles_its_racy_outputs_so_the_first_no_op_reads_none() {
     restored.assert_code(0);
     assert_eq!(repo.read("a.txt"), "one\n", "{restored}");
 }
+
+#[test]
+fn an_edit_writes_a_delta_of_the_stat_cache_not_the_whole_file() {
+    let repo = Repo::new(TWO_TASKS, &[("src/a.txt", "one\n"), ("src/b.txt", "two\n")]);
+    repo.json(&["task"]).assert_code(0);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    repo.json(&["task"]).assert_code(0);
+    let state = repo.join(".xbundle/state");
+    let full = || stamps(&state).get(Path::new("stat-cache")).copied();
+    let before = full().expect("a build saves the stat cache");
+    // An edit records a few files: the full file (one record per file of the repository) is
+    // not rewritten, the delta holds them.
+    std::fs::write(repo.join("src/b.txt"), "three\n").unwrap();
+    let edit = repo.json(&["task"]);
+    assert_eq!(edit.counts(), (1, 1, 0, 0), "{edit}");
+    assert_eq!(
+        full(),
+        Some(before),
+        "the edit rewrote the whole stat cache"
+    );
+    assert!(state.join("stat-cache-delta").is_file());
+    // What the delta says is used: the next runs are no-ops that settle, then write nothing.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let settle = repo.json(&["task"]);
+    assert_eq!(settle.counts(), (0, 2, 0, 0), "{settle}");
+    let quiet = stamps(repo.path());
+    let no_op = repo.json(&["task"]);
+    assert_eq!(no_op.counts(), (0, 2, 0, 0), "{no_op}");
+    assert_eq!(
+        stamps(repo.path()),
+        quiet,
+        "a no-op after an edit wrote something"
+    );
+    assert_eq!(repo.read("out/b.txt"), "one\nthree\n");
+}
