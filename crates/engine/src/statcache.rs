@@ -632,21 +632,35 @@ impl StatCache {
             return Ok(());
         }
         let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
-        // Every record since the full file was written: the delta's, then this run's.
-        let mut changes = self.delta.clone();
-        for at in overlay.table.iter() {
-            let path = record_path(&overlay.bytes, *at);
-            changes.insert(path, &record_entry(&overlay.bytes, *at));
-        }
         if let Some(id) = self.base_id
             && (self.delta_valid || !self.delta_found)
-            && changes.bytes.len() <= limit
             && limit > 0
+            && self.delta.bytes.len() + overlay.bytes.len() <= limit
         {
+            // Every record since the full file was written: the delta's, then this run's.
+            let mut changes = self.delta.clone();
+            for &at in overlay.table.iter() {
+                changes.insert(
+                    record_path(&overlay.bytes, at),
+                    &record_entry(&overlay.bytes, at),
+                );
+            }
             return write_delta(dir, id, &changes);
         }
-        let records = &changes.bytes;
-        let sorted = changes.sorted();
+        // The full file: the loaded one merged with the delta's records and this run's (which
+        // win), streamed in path order, nothing copied (a cold run records every file).
+        let mut run = in_order(&overlay);
+        let mut earlier = in_order(&self.delta);
+        let mut changed = std::iter::from_fn(move || match (run.peek(), earlier.peek()) {
+            (Some((new, _)), Some((old, _))) if new > old => earlier.next(),
+            (Some((new, _)), Some((old, _))) if new == old => {
+                earlier.next();
+                run.next()
+            }
+            (Some(_), _) => run.next(),
+            (None, _) => earlier.next(),
+        })
+        .peekable();
         let base = &self.base;
         dir.write_file(FILE, 0o644, |file: &mut fs::File| {
             let io = |source| ConfineError::Io {
@@ -656,28 +670,22 @@ impl StatCache {
             let mut out = BufWriter::with_capacity(1 << 16, file);
             out.write_all(MAGIC).map_err(io)?;
             let mut count = 0u64;
-            let mut changed = sorted
-                .iter()
-                .map(|&at| (record_path(records, at), at))
-                .peekable();
             let mut write = |out: &mut BufWriter<&mut fs::File>, path: &[u8], entry: &Entry| {
                 count += u64::from(path.len() <= u16::MAX as usize);
                 write_record(out, path, entry)
             };
             for &offset in &base.offsets {
                 let path = base.path(offset);
-                while let Some((new_path, at)) = changed.next_if(|(new, _)| *new < path) {
-                    write(&mut out, new_path, &record_entry(records, at)).map_err(io)?;
+                while let Some((new_path, entry)) = changed.next_if(|(new, _)| *new < path) {
+                    write(&mut out, new_path, &entry).map_err(io)?;
                 }
                 match changed.next_if(|(new, _)| *new == path) {
-                    Some((new_path, at)) => {
-                        write(&mut out, new_path, &record_entry(records, at)).map_err(io)?
-                    }
+                    Some((new_path, entry)) => write(&mut out, new_path, &entry).map_err(io)?,
                     None => write(&mut out, path, &base.entry(offset)).map_err(io)?,
                 }
             }
-            for (new_path, at) in changed {
-                write(&mut out, new_path, &record_entry(records, at)).map_err(io)?;
+            for (new_path, entry) in changed {
+                write(&mut out, new_path, &entry).map_err(io)?;
             }
             out.write_all(&count.to_le_bytes()).map_err(io)?;
             out.write_all(MAGIC_END).map_err(io)?;
@@ -690,6 +698,16 @@ impl StatCache {
         }
         Ok(())
     }
+}
+
+/// The records of `overlay` in path order, with their entries.
+fn in_order(overlay: &Overlay) -> std::iter::Peekable<impl Iterator<Item = (&[u8], Entry)>> {
+    let bytes = &overlay.bytes;
+    overlay
+        .sorted()
+        .into_iter()
+        .map(move |at| (record_path(bytes, at), record_entry(bytes, at)))
+        .peekable()
 }
 
 /// The bytes of the regular file `name` in `dir` (at most `limit`) and its stat; `None` when
@@ -1122,13 +1140,15 @@ mod tests {
         assert_eq!(again.lookup("b/two").unwrap().stat, stat(9));
         // Past the limit: the full file is rewritten with every record, the delta removed.
         again.record("e/five", stat(5), Digest::of_bytes(b"5"), None);
+        // This run's record of a path the delta has wins.
+        again.record("b/two", stat(6), Digest::of_bytes(b"6"), None);
         again.save_within(&state, 0).unwrap();
         assert!(!dir.path().join(DELTA).exists());
         let merged = StatCache::load(&state).unwrap();
         assert!(merged.delta.is_empty());
         for (path, n) in [
             ("a/one", 8),
-            ("b/two", 9),
+            ("b/two", 6),
             ("c/three", 2),
             ("d/four", 4),
             ("e/five", 5),
