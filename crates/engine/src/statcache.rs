@@ -389,7 +389,8 @@ impl StatCache {
             Some((base, stat)) => (base, Some(identity(&stat))),
             None => (Base::default(), None),
         };
-        let delta_bytes = read_with_stat(dir, DELTA, MAX_BYTES);
+        // No larger than a save writes one (1/16 of the largest full file, and its header).
+        let delta_bytes = read_with_stat(dir, DELTA, MAX_BYTES / 16 + 64);
         let delta_found = delta_bytes.is_some() || matches!(dir.lstat(DELTA), Ok(Some(_)));
         let parsed = match (&delta_bytes, base_id) {
             (Some((bytes, _)), Some(id)) => parse_delta(bytes, id),
