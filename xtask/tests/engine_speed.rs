@@ -60,8 +60,9 @@ fn a_no_op_run_writes_nothing_at_all() {
     let built = repo.json(&["task"]);
     built.assert_code(0);
     assert_eq!(built.counts(), (2, 0, 0, 0), "{built}");
-    // Past the file system's timestamp tick, then the first no-op settles what the build wrote
-    // (on a coarse clock it re-hashes the outputs and saves the stat cache once).
+    // Past the file system's timestamp tick, then the first no-op settles what the build could
+    // not (on a coarse clock, outputs still in the clock's tick when the build ended: it
+    // re-hashes them and saves the stat cache once).
     std::thread::sleep(std::time::Duration::from_millis(50));
     let settle = repo.json(&["task"]);
     assert_eq!(settle.counts(), (0, 2, 0, 0), "{settle}");
@@ -302,4 +303,106 @@ fn a_build_flushes_what_it_stored_and_nothing_else() {
     assert_eq!(run.counts(), (20, 0, 0, 0), "{run}");
     assert_eq!(counts.get("syncfs"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("fdatasync"), None, "{counts:?}");
+}
+
+/// The files `args` opened for reading, as `strace` saw the calls (their path arguments).
+fn opened(repo: &Repo, args: &[&str]) -> (common::Run, Vec<String>) {
+    let trace = repo.join(".trace");
+    let mut command = std::process::Command::new("strace");
+    command
+        .args(["-f", "-qq", "-e", "trace=open,openat", "-o"])
+        .arg(&trace)
+        .arg(common::BIN)
+        .arg("--root")
+        .arg(repo.path())
+        .args(["--message-format", "json"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    for name in common::TEST_VARIABLES {
+        command.env_remove(name);
+    }
+    let run = common::Run::parse_json(args, command.output().unwrap());
+    let paths = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        // "<pid> openat(AT_FDCWD, "/…/a.txt", O_RDONLY|O_CLOEXEC) = 5"
+        .filter_map(|line| line.split('"').nth(1).map(str::to_string))
+        .collect();
+    std::fs::remove_file(&trace).unwrap();
+    (run, paths)
+}
+
+/// `racy` leaves an output whose mtime is ahead of the file system's clock when it is stored
+/// (as one written in the very tick its digest is taken in: not trusted by stat); `slow` keeps
+/// the build going until that mtime is in the past.
+const RACY_OUTPUT: &str = r#"
+[tasks.racy]
+run = "echo one > a.txt && touch -d @$(( $(date +%s) + 1 )) a.txt"
+outputs = ["a.txt"]
+
+[tasks.slow]
+run = "echo two > b.txt && sleep 2.2"
+outputs = ["b.txt"]
+"#;
+
+#[test]
+fn a_build_settles_its_racy_outputs_so_the_first_no_op_reads_none() {
+    if !common::have_tool("strace", "strace") {
+        return;
+    }
+    let repo = Repo::new(RACY_OUTPUT, &[]);
+    let built = repo.json(&["task", "-j", "2"]);
+    assert_eq!(built.counts(), (2, 0, 0, 0), "{built}");
+    // The build read `a.txt` again at its end, once the clock had passed its mtime: the first
+    // no-op trusts its stat and opens no output (before: it re-hashed every output written in
+    // the tick of its hashing, a quarter of a cold build's).
+    let (no_op, paths) = opened(&repo, &["task"]);
+    assert_eq!(no_op.counts(), (0, 2, 0, 0), "{no_op}");
+    let outputs: Vec<_> = paths
+        .iter()
+        .filter(|path| path.ends_with("a.txt") || path.ends_with("b.txt"))
+        .collect();
+    assert!(outputs.is_empty(), "the first no-op read {outputs:?}");
+    // Still the racy-clean rule: the same stat with other content is seen (the no-op after a
+    // rewrite that keeps size and mtime runs the task; here ctime changes, as it always does).
+    std::fs::write(repo.join("a.txt"), "two\n").unwrap();
+    let restored = repo.json(&["task"]);
+    restored.assert_code(0);
+    assert_eq!(repo.read("a.txt"), "one\n", "{restored}");
+}
+
+#[test]
+fn an_edit_writes_a_delta_of_the_stat_cache_not_the_whole_file() {
+    let repo = Repo::new(TWO_TASKS, &[("src/a.txt", "one\n"), ("src/b.txt", "two\n")]);
+    repo.json(&["task"]).assert_code(0);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    repo.json(&["task"]).assert_code(0);
+    let state = repo.join(".xbundle/state");
+    let full = || stamps(&state).get(Path::new("stat-cache")).copied();
+    let before = full().expect("a build saves the stat cache");
+    // An edit records a few files: the full file (one record per file of the repository) is
+    // not rewritten, the delta holds them.
+    std::fs::write(repo.join("src/b.txt"), "three\n").unwrap();
+    let edit = repo.json(&["task"]);
+    assert_eq!(edit.counts(), (1, 1, 0, 0), "{edit}");
+    assert_eq!(
+        full(),
+        Some(before),
+        "the edit rewrote the whole stat cache"
+    );
+    assert!(state.join("stat-cache-delta").is_file());
+    // What the delta says is used: the next runs are no-ops that settle, then write nothing.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let settle = repo.json(&["task"]);
+    assert_eq!(settle.counts(), (0, 2, 0, 0), "{settle}");
+    let quiet = stamps(repo.path());
+    let no_op = repo.json(&["task"]);
+    assert_eq!(no_op.counts(), (0, 2, 0, 0), "{no_op}");
+    assert_eq!(
+        stamps(repo.path()),
+        quiet,
+        "a no-op after an edit wrote something"
+    );
+    assert_eq!(repo.read("out/b.txt"), "one\nthree\n");
 }

@@ -64,6 +64,10 @@ use crate::statcache::{FileStat, StatCache};
 use crate::store::{ActionResult, BlobFetchError, OutputFile, Store, StoreError, StoredStream};
 use crate::task::{ActionContext, Discovered, TaskId, TaskSpec};
 
+/// The most a run re-reads at its end to settle files hashed in their own clock tick
+/// ([`StatCache::settle`]); what is over stays untrusted, re-hashed by the next run.
+const SETTLE_MAX_BYTES: u64 = 64 << 20;
+
 /// Where the engine keeps its state, and how a run behaves.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -386,8 +390,10 @@ impl Engine {
                 is_temp_name(name) || Digest::from_hex(name).is_some()
             }),
             (&state, &|name| {
-                matches!(name, crate::statcache::FILE | crate::statcache::CLOCK)
-                    || is_temp_name(name)
+                matches!(
+                    name,
+                    crate::statcache::FILE | crate::statcache::DELTA | crate::statcache::CLOCK
+                ) || is_temp_name(name)
             }),
             (&self.staging, &is_temp_name),
         ];
@@ -498,6 +504,14 @@ impl Engine {
                 id: None,
                 message: &format!("could not flush the cache to disk: {err}"),
             });
+        }
+        // Files written in the clock tick of their hashing (the last tasks' outputs) are read
+        // again now, while hot, once the clock has moved past them, instead of by the next run.
+        if !self.cancel.is_cancelled() {
+            stats.settle(
+                &|relative| workspace.root.open_file(relative).map_err(io::Error::other),
+                SETTLE_MAX_BYTES,
+            );
         }
         if let Err(err) = stats.save(&stat_dir) {
             reporter.report(Event::Warning {
@@ -688,7 +702,12 @@ impl Engine {
         if spec.cwd.is_empty() {
             relative.to_string()
         } else {
-            format!("{}/{relative}", spec.cwd)
+            // Sized once (no formatting machinery, no regrowth): once per input of every run.
+            let mut path = String::with_capacity(spec.cwd.len() + 1 + relative.len());
+            path.push_str(&spec.cwd);
+            path.push('/');
+            path.push_str(relative);
+            path
         }
     }
 
@@ -724,14 +743,18 @@ impl Engine {
                 expand(&workspace.tree(), cwd, inputs, Some(outputs), Purpose::Read)
                     .map_err(|err| format!("reading inputs: {err}"))?;
             unmatched = missing;
+            // `found` is sorted and unique (and a common prefix keeps it so): the map is built
+            // in one pass from the sorted list instead of by one search per insertion.
+            let mut inputs = Vec::with_capacity(found.len());
             for file in found {
                 let relative = Self::root_relative(spec, &file.relative);
                 let stat = file.stat.expect("files read are stat'ed");
                 let hashed = stats
                     .digest_with_stat(&relative, &file.absolute, stat)
                     .map_err(|err| format!("reading input {relative}: {err}"))?;
-                components.inputs.insert(relative, hashed.digest);
+                inputs.push((relative, hashed.digest));
             }
+            components.inputs = inputs.into_iter().collect();
         }
         Ok((components, unmatched))
     }

@@ -185,6 +185,12 @@ impl Patterns {
         self.include.is_match(relative) && !self.exclude.is_match(relative)
     }
 
+    /// [`Patterns::matches`] for a path already prepared for matching (one preparation for
+    /// every set a walk tries it against).
+    fn matches_candidate(&self, candidate: &globset::Candidate<'_>) -> bool {
+        self.include.is_match_candidate(candidate) && !self.exclude.is_match_candidate(candidate)
+    }
+
     /// The first include pattern (as written) that matches `relative`, if it is not excluded.
     pub fn source_matching(&self, relative: &str) -> Option<&str> {
         if self.exclude.is_match(relative) {
@@ -322,9 +328,11 @@ pub fn expand(
                         kind: Kind,
                         stat: &dyn Fn() -> std::io::Result<FileStat>|
      -> Result<(), ExpandError> {
-        let path = Path::new(OsStr::from_bytes(relative));
-        patterns.include.matches_into(path, &mut hits);
-        if hits.is_empty() || patterns.exclude.is_match(path) {
+        let candidate = globset::Candidate::new(Path::new(OsStr::from_bytes(relative)));
+        patterns
+            .include
+            .matches_candidate_into(&candidate, &mut hits);
+        if hits.is_empty() || patterns.exclude.is_match_candidate(&candidate) {
             return Ok(());
         }
         let Ok(relative) = std::str::from_utf8(relative) else {
@@ -335,7 +343,7 @@ pub fn expand(
         if !matches!(kind, Kind::File | Kind::Symlink) {
             return Ok(());
         }
-        if skip.is_some_and(|skip| skip.matches(relative)) {
+        if skip.is_some_and(|skip| skip.matches_candidate(&candidate)) {
             // Left out (an input that is also an output): matched, never looked at.
             for &hit in &hits {
                 matched[patterns.include_sources[hit]] = true;

@@ -29,6 +29,17 @@
 //! A file that is not exactly this (another format, truncated, unsorted, oversized, not a regular
 //! file) is an empty cache: every file is hashed again, nothing is trusted wrongly.
 //!
+//! A run that changed a few entries (an edit) does not rewrite the whole file (megabytes for
+//! 100,000 files, and a rename over an existing file makes ext4 flush it at once): it writes
+//! `stat-cache-delta` (magic `xbsdel1\n`, the identity of the full file it extends: its inode,
+//! size, mtime and ctime; the records of every run since, in any order; the record count and
+//! `xbsdel1E`), atomically like the full file, while it stays small (64 KiB, or 1/16 of the full
+//! file). Lookups see this run's records, then the delta's, then the full file's. A delta whose
+//! identity is not the full file's as loaded (written before another full rewrite, by a version
+//! that knows no delta) or that is malformed is ignored, and the next save rewrites the full file
+//! (merging the delta only when it was valid), then removes the delta. A version that ignores the
+//! delta reads the full file alone: older digests whose stat no longer matches, re-hashed.
+//!
 //! What a run records is kept in memory the same way (records in one buffer, a table of their
 //! offsets; see [`Overlay`]), about 90 bytes a file, so a cold run over 100,000 files does not
 //! hold 100,000 owned paths.
@@ -51,6 +62,8 @@ use crate::digest::{Digest, hash_reader};
 
 /// The stat cache's file in the state directory.
 pub const FILE: &str = "stat-cache";
+/// What runs changed since [`FILE`] was last written whole (see the module docs).
+pub const DELTA: &str = "stat-cache-delta";
 /// The clock probe's file in the state directory (written by older versions; removed by
 /// `clean_state`).
 pub const CLOCK: &str = "clock";
@@ -58,6 +71,11 @@ pub const CLOCK: &str = "clock";
 const MAX_BYTES: u64 = 256 << 20;
 const MAGIC: &[u8; 8] = b"xbstat3\n";
 const MAGIC_END: &[u8; 8] = b"xbstat3E";
+const DELTA_MAGIC: &[u8; 8] = b"xbsdel1\n";
+const DELTA_MAGIC_END: &[u8; 8] = b"xbsdel1E";
+/// A delta is written while it stays under this (or 1/16 of the full file, if larger); beyond,
+/// the full file is rewritten and the delta removed.
+const DELTA_MIN_LIMIT: usize = 64 << 10;
 /// A record without its path: length, size, mtime, ctime, inode, flags, digest.
 const FIXED: usize = 2 + 8 * 4 + 1 + 32;
 const EXECUTABLE: u8 = 1;
@@ -121,8 +139,9 @@ impl Clock {
 }
 
 /// The loaded file: its bytes, the offset of each record in path order, and an open-addressing
-/// hash table of indexes into `offsets` (`u32::MAX`: empty slot; a power of two, at least twice
-/// the record count), so a lookup reads one or two records instead of a binary search's twenty.
+/// hash table of record offsets (`u32::MAX`: empty slot; a power of two, at least twice the
+/// record count), so a lookup reads one or two records instead of a binary search's twenty
+/// (and the slot leads straight to the record: one dependent memory access fewer).
 #[derive(Default)]
 struct Base {
     bytes: Vec<u8>,
@@ -176,12 +195,12 @@ impl Base {
         };
         base.table = vec![u32::MAX; (base.offsets.len() * 2).next_power_of_two()];
         let mask = base.table.len() - 1;
-        for (index, &offset) in base.offsets.iter().enumerate() {
+        for &offset in &base.offsets {
             let mut slot = hash(base.path(offset)) as usize & mask;
             while base.table[slot] != u32::MAX {
                 slot = (slot + 1) & mask;
             }
-            base.table[slot] = index as u32;
+            base.table[slot] = offset;
         }
         Some(base)
     }
@@ -201,11 +220,10 @@ impl Base {
         let mask = self.table.len() - 1;
         let mut slot = hash(relative.as_bytes()) as usize & mask;
         loop {
-            let index = self.table[slot];
-            if index == u32::MAX {
+            let offset = self.table[slot];
+            if offset == u32::MAX {
                 return None;
             }
-            let offset = self.offsets[index as usize];
             if self.path(offset) == relative.as_bytes() {
                 return Some(self.entry(offset));
             }
@@ -245,7 +263,7 @@ fn record_entry(bytes: &[u8], at: usize) -> Entry {
 /// 90 bytes a file, where a map of owned paths took about 170); a path recorded again is
 /// overwritten in place (its record has the same length). A path too long for a record (over
 /// 64 KiB) is not kept: it is hashed again when looked up.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Overlay {
     bytes: Vec<u8>,
     table: hashbrown::HashTable<usize>,
@@ -323,12 +341,24 @@ fn write_record(out: &mut impl Write, path: &[u8], entry: &Entry) -> io::Result<
 /// The clock's probe file, open, and its name in the state directory.
 type Probe = (fs::File, String);
 
+/// Opens a root-relative file for [`StatCache::settle`] (never through a link): the open file
+/// and its stat, `None` when it is gone.
+pub type OpenFile<'a> = dyn Fn(&str) -> io::Result<Option<(fs::File, FileStat)>> + 'a;
+
 /// Path -> (stat, digest), shared by all worker threads of a run.
 ///
 /// What was loaded stays in one buffer searched without locking; what this run records goes to
 /// an overlay behind a read-write lock, which a no-op run only ever reads.
 pub struct StatCache {
     base: Base,
+    /// The identity of the full file loaded (inode, size, mtime, ctime), `None` without one.
+    base_id: Option<[u64; 4]>,
+    /// What earlier runs recorded since the full file was written (the delta file, read-only).
+    delta: Overlay,
+    /// Whether a delta file is there, so a full rewrite removes it; and whether it was valid
+    /// (else the next save rewrites the full file).
+    delta_found: bool,
+    delta_valid: bool,
     overlay: RwLock<Overlay>,
     /// Where the clock is read (`None`: an ephemeral cache, which trusts nothing).
     dir: Option<Arc<Dir>>,
@@ -353,14 +383,27 @@ impl StatCache {
     /// file, or anything but a regular file, is an empty cache). Writes nothing: the clock is
     /// read in `dir` when first needed.
     pub fn load(dir: &Arc<Dir>) -> io::Result<StatCache> {
-        let base = dir
-            .read_file(FILE, MAX_BYTES)
-            .ok()
-            .flatten()
-            .and_then(Base::parse)
-            .unwrap_or_default();
+        let (base, base_id) = match read_with_stat(dir, FILE, MAX_BYTES)
+            .and_then(|(bytes, stat)| Some((Base::parse(bytes)?, stat)))
+        {
+            Some((base, stat)) => (base, Some(identity(&stat))),
+            None => (Base::default(), None),
+        };
+        // No larger than a save writes one (1/16 of the largest full file, and its header).
+        let delta_bytes = read_with_stat(dir, DELTA, MAX_BYTES / 16 + 64);
+        let delta_found = delta_bytes.is_some() || matches!(dir.lstat(DELTA), Ok(Some(_)));
+        let parsed = match (&delta_bytes, base_id) {
+            (Some((bytes, _)), Some(id)) => parse_delta(bytes, id),
+            _ => None,
+        };
+        let delta_valid = parsed.is_some();
+        let delta = parsed.unwrap_or_default();
         Ok(StatCache {
             base,
+            base_id,
+            delta,
+            delta_found,
+            delta_valid,
             overlay: RwLock::default(),
             dir: Some(Arc::clone(dir)),
             clock_ns: AtomicI64::new(i64::MIN),
@@ -373,6 +416,10 @@ impl StatCache {
     pub fn ephemeral() -> StatCache {
         StatCache {
             base: Base::default(),
+            base_id: None,
+            delta: Overlay::default(),
+            delta_found: false,
+            delta_valid: false,
             overlay: RwLock::default(),
             dir: None,
             clock_ns: AtomicI64::new(i64::MIN),
@@ -485,12 +532,78 @@ impl StatCache {
         if !unchanged {
             let mut overlay = self.overlay.write().unwrap_or_else(|e| e.into_inner());
             overlay.insert(relative.as_bytes(), &entry);
-            self.dirty.store(true, Ordering::Relaxed);
+            self.dirty.store(true, Ordering::Release);
         }
     }
 
+    /// Re-hashes, at the end of a run, the files this run recorded untrusted because they were
+    /// written in the same tick of the file system's clock as the reading their digest was
+    /// trusted against (typically the outputs of the last tasks: the next run would re-hash
+    /// them all, a cold build's first no-op about a quarter of its outputs). One new clock
+    /// reading is taken first; only files whose mtime is older than it are read, each through
+    /// `open` (e.g. confined, never through a link), and only if its stat still equals the
+    /// recorded one, so this is exactly the re-hash the next lookup would do, done while the
+    /// file is hot in the page cache: the racy-clean rule is unchanged (the clock reading comes
+    /// before the read). No waiting: a file still in the current tick stays untrusted. At most
+    /// `max_bytes` are read in all; a file that fails to open or read is left as it is.
+    /// Returns how many files were settled.
+    pub fn settle(&self, open: &OpenFile<'_>, max_bytes: u64) -> usize {
+        if self.dir.is_none() {
+            return 0;
+        }
+        let racy: Vec<(String, Entry)> = {
+            let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
+            overlay
+                .table
+                .iter()
+                .map(|&at| {
+                    (
+                        record_path(&overlay.bytes, at),
+                        record_entry(&overlay.bytes, at),
+                    )
+                })
+                .filter(|(_, entry)| !entry.trusted)
+                .filter_map(|(path, entry)| {
+                    Some((std::str::from_utf8(path).ok()?.to_string(), entry))
+                })
+                .collect()
+        };
+        if racy.is_empty() {
+            return 0;
+        }
+        let clock = self.clock();
+        let mut budget = max_bytes;
+        let mut settled = 0;
+        for (relative, entry) in racy {
+            if entry.stat.mtime_ns >= clock.0 || entry.stat.size > budget {
+                continue;
+            }
+            let Ok(Some((file, stat))) = open(&relative) else {
+                continue;
+            };
+            if stat != entry.stat {
+                // Changed since it was recorded: the next lookup sees a new stat anyway.
+                continue;
+            }
+            budget -= stat.size;
+            let mut file = Some(file);
+            let mut reuse = || file.take().ok_or_else(|| io::Error::other("opened once"));
+            if self
+                .digest_with(&relative, stat, &mut reuse)
+                .is_ok_and(|hashed| !hashed.from_cache)
+                && self.lookup(&relative).is_some_and(|now| now.trusted)
+            {
+                settled += 1;
+            }
+        }
+        settled
+    }
+
     fn lookup(&self, relative: &str) -> Option<Entry> {
-        {
+        // Nothing recorded yet (a whole no-op run): no lock taken at all, so the workers do not
+        // contend for the lock's cache line on every file. A record racing with this lookup is
+        // missed at worst: the loaded entry or a re-hash answers instead, never a wrong digest.
+        if self.dirty.load(Ordering::Acquire) {
             let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
             if !overlay.is_empty()
                 && let Some(entry) = overlay.get(relative.as_bytes())
@@ -498,18 +611,57 @@ impl StatCache {
                 return Some(entry);
             }
         }
+        if !self.delta.is_empty()
+            && let Some(entry) = self.delta.get(relative.as_bytes())
+        {
+            return Some(entry);
+        }
         self.base.lookup(relative)
     }
 
-    /// Writes the cache back to `stat-cache` in `dir` if anything changed (atomically: a
-    /// temporary file renamed over it).
+    /// Writes what this run changed, if anything (atomically: a temporary file renamed over the
+    /// destination): the delta when the full file is valid and the delta stays small, else the
+    /// full file (the loaded one merged with the delta and this run's records), then the delta
+    /// is removed.
     pub fn save(&self, dir: &Dir) -> io::Result<()> {
+        self.save_within(dir, DELTA_MIN_LIMIT.max(self.base.bytes.len() / 16))
+    }
+
+    /// [`StatCache::save`] with a delta of at most `limit` bytes (0: the full file).
+    fn save_within(&self, dir: &Dir, limit: usize) -> io::Result<()> {
         if !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
         let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
-        let records = &overlay.bytes;
-        let sorted = overlay.sorted();
+        if let Some(id) = self.base_id
+            && (self.delta_valid || !self.delta_found)
+            && limit > 0
+            && self.delta.bytes.len() + overlay.bytes.len() <= limit
+        {
+            // Every record since the full file was written: the delta's, then this run's.
+            let mut changes = self.delta.clone();
+            for &at in overlay.table.iter() {
+                changes.insert(
+                    record_path(&overlay.bytes, at),
+                    &record_entry(&overlay.bytes, at),
+                );
+            }
+            return write_delta(dir, id, &changes);
+        }
+        // The full file: the loaded one merged with the delta's records and this run's (which
+        // win), streamed in path order, nothing copied (a cold run records every file).
+        let mut run = in_order(&overlay);
+        let mut earlier = in_order(&self.delta);
+        let mut changed = std::iter::from_fn(move || match (run.peek(), earlier.peek()) {
+            (Some((new, _)), Some((old, _))) if new > old => earlier.next(),
+            (Some((new, _)), Some((old, _))) if new == old => {
+                earlier.next();
+                run.next()
+            }
+            (Some(_), _) => run.next(),
+            (None, _) => earlier.next(),
+        })
+        .peekable();
         let base = &self.base;
         dir.write_file(FILE, 0o644, |file: &mut fs::File| {
             let io = |source| ConfineError::Io {
@@ -519,36 +671,125 @@ impl StatCache {
             let mut out = BufWriter::with_capacity(1 << 16, file);
             out.write_all(MAGIC).map_err(io)?;
             let mut count = 0u64;
-            let mut changed = sorted
-                .iter()
-                .map(|&at| (record_path(records, at), at))
-                .peekable();
             let mut write = |out: &mut BufWriter<&mut fs::File>, path: &[u8], entry: &Entry| {
                 count += u64::from(path.len() <= u16::MAX as usize);
                 write_record(out, path, entry)
             };
             for &offset in &base.offsets {
                 let path = base.path(offset);
-                while let Some((new_path, at)) = changed.next_if(|(new, _)| *new < path) {
-                    write(&mut out, new_path, &record_entry(records, at)).map_err(io)?;
+                while let Some((new_path, entry)) = changed.next_if(|(new, _)| *new < path) {
+                    write(&mut out, new_path, &entry).map_err(io)?;
                 }
                 match changed.next_if(|(new, _)| *new == path) {
-                    Some((new_path, at)) => {
-                        write(&mut out, new_path, &record_entry(records, at)).map_err(io)?
-                    }
+                    Some((new_path, entry)) => write(&mut out, new_path, &entry).map_err(io)?,
                     None => write(&mut out, path, &base.entry(offset)).map_err(io)?,
                 }
             }
-            for (new_path, at) in changed {
-                write(&mut out, new_path, &record_entry(records, at)).map_err(io)?;
+            for (new_path, entry) in changed {
+                write(&mut out, new_path, &entry).map_err(io)?;
             }
             out.write_all(&count.to_le_bytes()).map_err(io)?;
             out.write_all(MAGIC_END).map_err(io)?;
             out.flush().map_err(io)
         })
-        .map(|_| ())
-        .map_err(io::Error::other)
+        .map_err(io::Error::other)?;
+        // The delta described the file just replaced: its records are in the new one.
+        if self.delta_found {
+            dir.remove_file(DELTA).map_err(io::Error::other)?;
+        }
+        Ok(())
     }
+}
+
+/// The records of `overlay` in path order, with their entries.
+fn in_order(overlay: &Overlay) -> std::iter::Peekable<impl Iterator<Item = (&[u8], Entry)>> {
+    let bytes = &overlay.bytes;
+    overlay
+        .sorted()
+        .into_iter()
+        .map(move |at| (record_path(bytes, at), record_entry(bytes, at)))
+        .peekable()
+}
+
+/// The bytes of the regular file `name` in `dir` (at most `limit`) and its stat; `None` when
+/// it is absent, unreadable, too large or not a regular file.
+fn read_with_stat(dir: &Dir, name: &str, limit: u64) -> Option<(Vec<u8>, FileStat)> {
+    use std::io::Read;
+    let (file, stat) = dir.open_file(name).ok()??;
+    if stat.size > limit {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(stat.size as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= limit).then_some((bytes, stat))
+}
+
+/// What identifies one written full file: a rewrite is a new inode, with new times.
+fn identity(stat: &FileStat) -> [u64; 4] {
+    [
+        stat.inode,
+        stat.size,
+        stat.mtime_ns as u64,
+        stat.ctime_ns as u64,
+    ]
+}
+
+/// The records of a delta file that extends the full file `id`; `None` unless it is exactly
+/// one (magic, identity, well-formed records, their count, end magic).
+fn parse_delta(bytes: &[u8], id: [u64; 4]) -> Option<Overlay> {
+    let header = DELTA_MAGIC.len() + 32;
+    let body_end = bytes.len().checked_sub(16)?;
+    if body_end < header
+        || !bytes.starts_with(DELTA_MAGIC)
+        || &bytes[body_end + 8..] != DELTA_MAGIC_END
+    {
+        return None;
+    }
+    for (i, part) in id.iter().enumerate() {
+        let at = DELTA_MAGIC.len() + i * 8;
+        if u64::from_le_bytes(bytes[at..at + 8].try_into().ok()?) != *part {
+            return None;
+        }
+    }
+    let count = u64::from_le_bytes(bytes[body_end..body_end + 8].try_into().ok()?);
+    let mut overlay = Overlay::default();
+    let mut records = 0u64;
+    let mut at = header;
+    while at < body_end {
+        let len = u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?) as usize;
+        let end = at.checked_add(FIXED + len)?;
+        if end > body_end {
+            return None;
+        }
+        overlay.insert(record_path(bytes, at), &record_entry(bytes, at));
+        records += 1;
+        at = end;
+    }
+    (at == body_end && records == count).then_some(overlay)
+}
+
+/// Writes `changes` as the delta of the full file `id`.
+fn write_delta(dir: &Dir, id: [u64; 4], changes: &Overlay) -> io::Result<()> {
+    let mut bytes = Vec::with_capacity(changes.bytes.len() + 64);
+    bytes.extend_from_slice(DELTA_MAGIC);
+    for part in id {
+        bytes.extend_from_slice(&part.to_le_bytes());
+    }
+    let sorted = changes.sorted();
+    for &at in &sorted {
+        let path = record_path(&changes.bytes, at);
+        write_record(&mut bytes, path, &record_entry(&changes.bytes, at))?;
+    }
+    bytes.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(DELTA_MAGIC_END);
+    dir.write_file(DELTA, 0o644, |file: &mut fs::File| {
+        file.write_all(&bytes).map_err(|source| ConfineError::Io {
+            path: DELTA.to_string(),
+            source,
+        })
+    })
+    .map(|_| ())
+    .map_err(io::Error::other)
 }
 
 impl Drop for StatCache {
@@ -669,7 +910,8 @@ mod tests {
             Digest::of_bytes(b"z"),
             Some(Clock(i64::MAX)),
         );
-        cache.save(&state).unwrap();
+        // The full file rewritten (a small change would go to the delta: see below).
+        cache.save_within(&state, 0).unwrap();
         let reloaded = StatCache::load(&state).unwrap();
         let paths: Vec<&[u8]> = reloaded
             .base
@@ -801,6 +1043,187 @@ mod tests {
             listing(),
             before,
             "a run that hashed nothing wrote something"
+        );
+    }
+
+    #[test]
+    fn settling_rehashes_racy_files_whose_stat_held_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(dir.path()).unwrap();
+        let state_path = dir.path().join("state");
+        fs::create_dir(&state_path).unwrap();
+        let state = Arc::new(Dir::open_root(&state_path).unwrap());
+        let cache = StatCache::load(&state).unwrap();
+        let stat_of = |name: &str| FileStat::of(&fs::metadata(dir.path().join(name)).unwrap());
+        // Recorded untrusted (no clock: as if hashed in the tick it was written in), each with
+        // a digest that is not its content, so a settle that trusted without reading shows.
+        let wrong = Digest::of_bytes(b"not the content");
+        for name in ["held.txt", "changed.txt", "future.txt"] {
+            fs::write(dir.path().join(name), name).unwrap();
+            cache.record(name, stat_of(name), wrong, None);
+        }
+        // Changed since it was recorded: left for the next lookup, which sees a new stat.
+        fs::write(dir.path().join("changed.txt"), "changed, longer").unwrap();
+        // An mtime ahead of any clock reading: still in (or after) the current tick.
+        let future = std::time::SystemTime::now() + Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(dir.path().join("future.txt"))
+            .unwrap()
+            .set_modified(future)
+            .unwrap();
+        let future_stat = stat_of("future.txt");
+        cache.record("future.txt", future_stat, wrong, None);
+        // Past the file system's timestamp tick.
+        std::thread::sleep(Duration::from_millis(20));
+        let opened = Mutex::new(Vec::new());
+        let open = |relative: &str| {
+            opened.lock().unwrap().push(relative.to_string());
+            root.open_file(relative).map_err(io::Error::other)
+        };
+        assert_eq!(cache.settle(&open, u64::MAX), 1);
+        let held = cache.lookup("held.txt").unwrap();
+        assert!(
+            held.trusted,
+            "a racy file whose stat held is trusted once read"
+        );
+        assert_eq!(Digest::from_raw(held.digest), Digest::of_bytes(b"held.txt"));
+        let changed = cache.lookup("changed.txt").unwrap();
+        assert!(!changed.trusted);
+        assert_eq!(Digest::from_raw(changed.digest), wrong);
+        let future = cache.lookup("future.txt").unwrap();
+        assert!(!future.trusted);
+        assert_eq!(future.stat, future_stat);
+        let mut opened = std::mem::take(&mut *opened.lock().unwrap());
+        opened.sort();
+        // The future file is not even opened; the changed one is opened, stat'ed, not read.
+        assert_eq!(opened, ["changed.txt", "held.txt"]);
+        // A later lookup of the settled file reads nothing.
+        let again = cache
+            .digest("held.txt", &dir.path().join("held.txt"))
+            .unwrap();
+        assert!(again.from_cache);
+        // The byte budget: nothing untrusted is left that fits in none.
+        fs::write(dir.path().join("big.txt"), "0123456789").unwrap();
+        cache.record("big.txt", stat_of("big.txt"), wrong, None);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(cache.settle(&open, 9), 0);
+        assert!(!cache.lookup("big.txt").unwrap().trusted);
+    }
+
+    #[test]
+    fn a_small_change_is_saved_as_a_delta_of_the_full_file() {
+        let (dir, state, full) = saved(&["a/one", "b/two", "c/three"]);
+        let cache = StatCache::load(&state).unwrap();
+        cache.record(
+            "b/two",
+            stat(9),
+            Digest::of_bytes(b"new"),
+            Some(Clock(i64::MAX)),
+        );
+        cache.record("d/four", stat(4), Digest::of_bytes(b"4"), None);
+        cache.save(&state).unwrap();
+        // The full file is untouched (not rewritten for two records); the delta holds them.
+        assert_eq!(fs::read(dir.path().join(FILE)).unwrap(), full);
+        assert!(dir.path().join(DELTA).is_file());
+        let reloaded = StatCache::load(&state).unwrap();
+        let two = reloaded.lookup("b/two").unwrap();
+        assert_eq!((two.stat, two.trusted), (stat(9), true));
+        assert_eq!(Digest::from_raw(two.digest), Digest::of_bytes(b"new"));
+        let four = reloaded.lookup("d/four").unwrap();
+        assert_eq!((four.stat, four.trusted), (stat(4), false));
+        assert_eq!(reloaded.lookup("a/one").unwrap().stat, stat(0));
+        // A later run's records join the delta's.
+        reloaded.record("a/one", stat(8), Digest::of_bytes(b"8"), None);
+        reloaded.save(&state).unwrap();
+        let again = StatCache::load(&state).unwrap();
+        assert_eq!(again.lookup("a/one").unwrap().stat, stat(8));
+        assert_eq!(again.lookup("b/two").unwrap().stat, stat(9));
+        // Past the limit: the full file is rewritten with every record, the delta removed.
+        again.record("e/five", stat(5), Digest::of_bytes(b"5"), None);
+        // This run's record of a path the delta has wins.
+        again.record("b/two", stat(6), Digest::of_bytes(b"6"), None);
+        again.save_within(&state, 0).unwrap();
+        assert!(!dir.path().join(DELTA).exists());
+        let merged = StatCache::load(&state).unwrap();
+        assert!(merged.delta.is_empty());
+        for (path, n) in [
+            ("a/one", 8),
+            ("b/two", 6),
+            ("c/three", 2),
+            ("d/four", 4),
+            ("e/five", 5),
+        ] {
+            assert_eq!(merged.base.lookup(path).unwrap().stat, stat(n), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_delta_of_another_full_file_or_malformed_is_ignored() {
+        let (dir, state, _) = saved(&["a/one", "b/two"]);
+        let cache = StatCache::load(&state).unwrap();
+        // Trusted, with a digest that is not the full file's: were it read, it would answer.
+        cache.record(
+            "a/one",
+            stat(7),
+            Digest::of_bytes(b"delta"),
+            Some(Clock(i64::MAX)),
+        );
+        cache.save(&state).unwrap();
+        let delta = fs::read(dir.path().join(DELTA)).unwrap();
+        assert!(
+            StatCache::load(&state)
+                .unwrap()
+                .lookup("a/one")
+                .unwrap()
+                .stat
+                == stat(7)
+        );
+        // The full file rewritten by a version that knows no delta (a new inode): the delta
+        // describes a file that is gone.
+        let full = fs::read(dir.path().join(FILE)).unwrap();
+        // Past the timestamp tick: a new inode may reuse the number, never the times too.
+        std::thread::sleep(Duration::from_millis(20));
+        fs::remove_file(dir.path().join(FILE)).unwrap();
+        fs::write(dir.path().join(FILE), &full).unwrap();
+        let stale = StatCache::load(&state).unwrap();
+        assert_eq!(
+            stale.lookup("a/one").unwrap().stat,
+            stat(0),
+            "a stale delta was read"
+        );
+        // Its next save rewrites the full file without the stale records and removes it.
+        stale.record("c/three", stat(3), Digest::of_bytes(b"3"), None);
+        stale.save(&state).unwrap();
+        assert!(!dir.path().join(DELTA).exists());
+        let rewritten = StatCache::load(&state).unwrap();
+        assert_eq!(rewritten.base.lookup("a/one").unwrap().stat, stat(0));
+        assert_eq!(rewritten.base.lookup("c/three").unwrap().stat, stat(3));
+        // A truncated delta, or one with a bad count, is no delta either.
+        let id = rewritten.base_id.unwrap();
+        let mut good = Overlay::default();
+        good.insert(b"a/one", &rewritten.base.lookup("a/one").unwrap());
+        write_delta(&state, id, &good).unwrap();
+        let bytes = fs::read(dir.path().join(DELTA)).unwrap();
+        assert!(parse_delta(&bytes, id).is_some());
+        assert!(parse_delta(&bytes[..bytes.len() - 1], id).is_none());
+        assert!(parse_delta(&bytes[..bytes.len() - 20], id).is_none());
+        let mut bad_count = bytes.clone();
+        let at = bad_count.len() - 16;
+        bad_count[at] = 2;
+        assert!(parse_delta(&bad_count, id).is_none());
+        assert!(
+            parse_delta(&delta, id).is_none(),
+            "another full file's delta"
+        );
+        fs::write(dir.path().join(DELTA), &bytes[..bytes.len() - 3]).unwrap();
+        let torn = StatCache::load(&state).unwrap();
+        assert!(torn.delta_found && !torn.delta_valid);
+        torn.record("d/four", stat(4), Digest::of_bytes(b"4"), None);
+        torn.save(&state).unwrap();
+        assert!(
+            !dir.path().join(DELTA).exists(),
+            "a torn delta is replaced by a full write"
         );
     }
 }

@@ -1069,8 +1069,12 @@ impl BundleConfig {
                 task.cwd_span.clone(),
             ));
         }
+        // One handle on the root for every path (a task's cwd each: hundreds in a big graph).
+        let dir = engine::confine::Dir::open_root(root.as_std_path()).map_err(|err| {
+            Diagnostic::internal(format!("could not open the workspace root {root}: {err}"))
+        })?;
         for (what, path, span) in settings {
-            let found = symlinked_component(root, path).map_err(|err| {
+            let found = symlinked_component_in(&dir, path).map_err(|err| {
                 Diagnostic::internal(format!("could not inspect {what} `{path}`: {err}"))
             })?;
             if let Some(link) = found {
@@ -1434,11 +1438,22 @@ pub fn symlinked_component(
     root: &Utf8Path,
     relative: &Utf8Path,
 ) -> std::io::Result<Option<Utf8PathBuf>> {
-    use engine::confine::{ConfineError, Dir, Kind};
     if relative.as_str().is_empty() {
         return Ok(None);
     }
-    let dir = Dir::open_root(root.as_std_path()).map_err(std::io::Error::other)?;
+    let dir = engine::confine::Dir::open_root(root.as_std_path()).map_err(std::io::Error::other)?;
+    symlinked_component_in(&dir, relative)
+}
+
+/// [`symlinked_component`] below an open root (one handle for many paths).
+fn symlinked_component_in(
+    dir: &engine::confine::Dir,
+    relative: &Utf8Path,
+) -> std::io::Result<Option<Utf8PathBuf>> {
+    use engine::confine::{ConfineError, Kind};
+    if relative.as_str().is_empty() {
+        return Ok(None);
+    }
     match dir.lstat(relative.as_str()) {
         Ok(Some((Kind::Symlink, _))) => Ok(Some(relative.to_path_buf())),
         Ok(_) | Err(ConfineError::NotDirectory { .. }) => Ok(None),
