@@ -1483,14 +1483,7 @@ impl Engine {
                 .stderr
                 .as_ref()
                 .filter(|stream| stream.size <= 64 * 1024)
-                .and_then(|stream| {
-                    let mut bytes = Vec::new();
-                    let fetched = execution
-                        .blobs
-                        .get_blob(&stream.digest, stream.size, &mut bytes)
-                        .ok()?;
-                    (fetched && Digest::of_bytes(&bytes) == stream.digest).then_some(bytes)
-                })
+                .and_then(|stream| fetch_verified(execution, &stream.digest, stream.size).ok())
                 .map(|bytes| {
                     String::from_utf8_lossy(&bytes)
                         .lines()
@@ -1646,26 +1639,7 @@ impl Engine {
                 crate::depfile::MAX_BYTES
             )));
         }
-        let mut bytes = Vec::new();
-        match execution
-            .blobs
-            .get_blob(&file.digest, file.size, &mut bytes)
-        {
-            Ok(true) if Digest::of_bytes(&bytes) == file.digest => {}
-            Ok(true) => {
-                return Err(format!(
-                    "blob {} of the result is corrupt",
-                    file.digest.short()
-                ));
-            }
-            Ok(false) => {
-                return Err(format!(
-                    "blob {} of the result is not on the server",
-                    file.digest.short()
-                ));
-            }
-            Err(err) => return Err(err.to_string()),
-        }
+        let bytes = fetch_verified(execution, &file.digest, file.size)?;
         let rules = match crate::depfile::parse(&bytes) {
             Ok(rules) => rules,
             Err(why) => return Ok(Err(why)),
@@ -1772,16 +1746,14 @@ impl Engine {
             RemoteInput::Pinned {
                 path,
                 digest,
+                size,
                 executable,
             } => {
                 if !path.is_absolute() {
                     return Err(format!("input {} is not absolute", path.display()));
                 }
-                let size = std::fs::metadata(path)
-                    .map_err(|err| format!("reading {}: {err}", path.display()))?
-                    .len();
                 sources.insert(*digest, InputSource::Local(path.clone()));
-                Ok(file(*digest, size, *executable))
+                Ok(file(*digest, *size, *executable))
             }
             RemoteInput::Executable(path) => {
                 if !path.is_absolute() {
@@ -2227,6 +2199,25 @@ enum RemoteOutcome {
     Ran(Box<ActionResult>, Discovered, i64),
     /// It ran and failed: the task's error (what it printed was reported).
     Failed(String),
+}
+
+/// A small blob of a remote result (a captured stream, a depfile), fetched into memory and
+/// verified against its digest; the error says what was wrong.
+fn fetch_verified(
+    execution: &crate::remote_exec::RemoteExecution,
+    digest: &Digest,
+    size: u64,
+) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    match execution.blobs.get_blob(digest, size, &mut bytes) {
+        Ok(true) if Digest::of_bytes(&bytes) == *digest => Ok(bytes),
+        Ok(true) => Err(format!("blob {} of the result is corrupt", digest.short())),
+        Ok(false) => Err(format!(
+            "blob {} of the result is not on the server",
+            digest.short()
+        )),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// The input files of a remote execution, read for upload: from the local store, else from

@@ -84,11 +84,13 @@ pub enum RemoteInput {
     Executable(std::path::PathBuf),
     /// A local file outside the work tree whose content is pinned in advance (a crate archive
     /// of cargo's download cache, pinned by `Cargo.lock`'s checksum), by absolute path: its
-    /// digest is the one given, never computed from the file; its bytes are verified while
-    /// they are uploaded, so a file that is not what it should be is never sent.
+    /// digest and size are the ones given, never taken from the file; its bytes are verified
+    /// against both while they are uploaded, so a file that is not what it should be is never
+    /// sent.
     Pinned {
         path: std::path::PathBuf,
         digest: Digest,
+        size: u64,
         executable: bool,
     },
 }

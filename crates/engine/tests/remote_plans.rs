@@ -173,21 +173,25 @@ impl Reporter for Collect {
 }
 
 fn graph(prep: RemotePrep) -> TaskGraph {
-    TaskGraph::new(vec![TaskSpec {
-        id: TaskId::new("task:t"),
+    TaskGraph::new(vec![task("t", "out/result.txt", prep)]).unwrap()
+}
+
+/// `task:<name>`, writing `output` (`local` when run here), with the remote plan given.
+fn task(name: &str, output: &str, prep: RemotePrep) -> TaskSpec {
+    TaskSpec {
+        id: TaskId::new(format!("task:{name}")),
         kind: "test".into(),
         impl_version: 1,
         params: BTreeMap::new(),
         cwd: String::new(),
         inputs: vec!["declared.txt".into()],
-        outputs: vec!["out/result.txt".into()],
+        outputs: vec![output.into()],
         env: Vec::new(),
         tools: BTreeMap::new(),
         deps: Vec::new(),
-        action: Arc::new(Writes("out/result.txt".into(), prep)),
+        action: Arc::new(Writes(output.into(), prep)),
         description: None,
-    }])
-    .unwrap()
+    }
 }
 
 fn engine(root: &std::path::Path, server: &Arc<Server>) -> Engine {
@@ -512,6 +516,7 @@ fn a_pinned_file_is_sent_only_when_it_is_what_its_digest_says() {
             RemoteInput::Pinned {
                 path: archive.clone(),
                 digest,
+                size: 12,
                 executable: false,
             },
         )]
@@ -559,26 +564,11 @@ fn a_toolchain_a_worker_lacks_is_one_warning_and_asked_once_per_run() {
     let server = Arc::new(Server::default());
     let runner = engine(&root, &server);
     let spec = |name: &str, toolchain: &str| {
+        let output = format!("out/{name}.txt");
         let mut planned = plan("cannot", Vec::new());
-        planned.output_paths = vec![format!("out/{name}.txt")];
+        planned.output_paths = vec![output.clone()];
         planned.toolchain = Some(toolchain.into());
-        TaskSpec {
-            id: TaskId::new(format!("task:{name}")),
-            kind: "test".into(),
-            impl_version: 1,
-            params: BTreeMap::new(),
-            cwd: String::new(),
-            inputs: vec!["declared.txt".into()],
-            outputs: vec![format!("out/{name}.txt")],
-            env: Vec::new(),
-            tools: BTreeMap::new(),
-            deps: Vec::new(),
-            action: Arc::new(Writes(
-                format!("out/{name}.txt"),
-                RemotePrep::Plan(Box::new(planned)),
-            )),
-            description: None,
-        }
+        task(name, &output, RemotePrep::Plan(Box::new(planned)))
     };
     // Three tasks needing one toolchain, one needing another.
     let tasks = TaskGraph::new(vec![

@@ -292,7 +292,7 @@ struct GoError {
 }
 
 /// `path` relative to `root`, `/`-separated, when it lies below it.
-fn root_relative(root: &Path, path: &Path) -> Option<String> {
+pub(crate) fn root_relative(root: &Path, path: &Path) -> Option<String> {
     let relative = path.strip_prefix(root).ok()?;
     let text = relative.to_str()?;
     engine::confine::check_relative(text).ok()?;
@@ -556,7 +556,10 @@ const CARGO_ENV: &[&str] = &[
 #[derive(Clone)]
 struct CargoBuild {
     root: Utf8PathBuf,
-    cargo: PathBuf,
+    /// The toolchain: its cargo runs the build; its identity (`rustc -vV`, `cargo -V`, in the
+    /// key) is what a remote worker must have, and its host the only triple built remotely
+    /// (another's linker is configured here).
+    rust: crate::toolchain::Rust,
     /// The package's manifest (absolute: the runtime's may lie outside the root).
     manifest: PathBuf,
     /// The binary target to build (`None`: the package's only binary, found with
@@ -575,11 +578,6 @@ struct CargoBuild {
     /// directory is their own. Not the runtime's, whose target directory is its developers'
     /// too: other flags there would rebuild every dependency at each switch.
     remap: bool,
-    /// The toolchain the key holds (`rustc -vV`, `cargo -V`), which a worker must have, and
-    /// its host (a build for another triple stays here: its linker is configured here).
-    rustc_version: String,
-    cargo_version: String,
-    host: String,
 }
 
 /// A Rust service build of `scenario` for `platform`; `remote`: it may run on the remote
@@ -602,7 +600,7 @@ pub fn rust_spec(
     let locked = root.join(&lock).is_file();
     let build = CargoBuild {
         root: root.to_path_buf(),
-        cargo: rust.cargo.clone(),
+        rust: rust.clone(),
         manifest: root.join(api_dir).join("Cargo.toml").into_std_path_buf(),
         bin: bin.map(str::to_string),
         triple: platform.rust_target.clone(),
@@ -613,9 +611,6 @@ pub fn rust_spec(
         output: output.clone(),
         remote,
         remap: true,
-        rustc_version: rust.verbose_version.trim().to_string(),
-        cargo_version: rust.cargo_version.trim().to_string(),
-        host: rust.host.clone(),
     };
     let mut inputs = vec![api_dir.join("Cargo.toml").to_string()];
     if locked {
@@ -672,7 +667,7 @@ impl CargoBuild {
         &self,
         context: &ActionContext<'_>,
     ) -> Result<cargo_metadata::Metadata, ActionFailure> {
-        let captured = Cmd::new(&self.cargo)
+        let captured = Cmd::new(&self.rust.cargo)
             .args([
                 "metadata",
                 "--format-version",
@@ -692,12 +687,26 @@ impl CargoBuild {
         if let Some(bin) = &self.bin {
             return Ok(bin.clone());
         }
-        let package = metadata
+        let package = self
+            .package(metadata)
+            .or_else(|| metadata.packages.first())
+            .ok_or_else(|| failure("`cargo metadata` lists no package"))?;
+        self.bin_of(package)
+    }
+
+    /// This build's package among those `cargo metadata` lists.
+    fn package<'m>(
+        &self,
+        metadata: &'m cargo_metadata::Metadata,
+    ) -> Option<&'m cargo_metadata::Package> {
+        metadata
             .packages
             .iter()
             .find(|p| p.manifest_path.as_std_path() == self.manifest)
-            .or_else(|| metadata.packages.first())
-            .ok_or_else(|| failure("`cargo metadata` lists no package"))?;
+    }
+
+    /// The package's only binary, or the one named after it.
+    fn bin_of(&self, package: &cargo_metadata::Package) -> Result<String, ActionFailure> {
         let bins: Vec<&str> = package
             .targets
             .iter()
@@ -727,7 +736,7 @@ impl Action for CargoBuild {
         if !self.remote {
             return Ok(RemotePrep::NotRemote);
         }
-        if self.triple != self.host {
+        if self.triple != self.rust.host {
             return Ok(RemotePrep::Local(format!(
                 "a build for {} uses the linker configured here",
                 self.triple
@@ -742,7 +751,7 @@ impl Action for CargoBuild {
         // The whole resolve (every platform's packages: cargo resolves for all of them), as
         // the lockfile pins it; what cannot be listed offline keeps the build here, where it
         // fails or succeeds as it would without an executor.
-        let captured = Cmd::new(&self.cargo)
+        let captured = Cmd::new(&self.rust.cargo)
             .args(["metadata", "--format-version", "1", "--offline", "--locked"])
             .arg("--manifest-path")
             .arg(&self.manifest)
@@ -758,19 +767,14 @@ impl Action for CargoBuild {
                 ));
             }
         };
-        let bin = match &self.bin {
-            Some(bin) => bin.clone(),
-            None => {
-                let mut own = metadata.clone();
-                own.packages
-                    .retain(|p| p.manifest_path.as_std_path() == self.manifest);
-                if own.packages.is_empty() {
-                    return Ok(RemotePrep::Local(format!(
-                        "`cargo metadata` does not list {}",
-                        self.manifest.display()
-                    )));
-                }
-                self.bin_name(&own)?
+        let bin = match (&self.bin, self.package(&metadata)) {
+            (Some(bin), _) => bin.clone(),
+            (None, Some(package)) => self.bin_of(package)?,
+            (None, None) => {
+                return Ok(RemotePrep::Local(format!(
+                    "`cargo metadata` does not list {}",
+                    self.manifest.display()
+                )));
             }
         };
         let build = crate::cargo_remote::Build {
@@ -778,8 +782,8 @@ impl Action for CargoBuild {
             manifest: &manifest,
             bin: &bin,
             triple: &self.triple,
-            rustc_version: &self.rustc_version,
-            cargo_version: &self.cargo_version,
+            rustc_version: self.rust.verbose_version.trim(),
+            cargo_version: self.rust.cargo_version.trim(),
             output: self.output.as_str(),
         };
         Ok(crate::cargo_remote::plan(
@@ -793,7 +797,7 @@ impl Action for CargoBuild {
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
         let metadata = self.metadata(context)?;
         let bin = self.bin_name(&metadata)?;
-        let mut cmd = Cmd::new(&self.cargo)
+        let mut cmd = Cmd::new(&self.rust.cargo)
             .args([
                 "build",
                 "--release",
@@ -1114,7 +1118,7 @@ pub fn runtime_spec(
     }
     let build = CargoBuild {
         root: root.to_path_buf(),
-        cargo: rust.cargo.clone(),
+        rust: rust.clone(),
         manifest,
         bin: Some("xbundle-runtime".into()),
         triple: platform.rust_target.clone(),
@@ -1126,9 +1130,6 @@ pub fn runtime_spec(
         // elsewhere they are no files a worker could be sent.
         remote: remote && inside,
         remap: false,
-        rustc_version: rust.verbose_version.trim().to_string(),
-        cargo_version: rust.cargo_version.trim().to_string(),
-        host: rust.host.clone(),
     };
     let mut spec = cargo_spec(
         runtime_id(&platform.id),

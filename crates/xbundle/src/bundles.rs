@@ -415,18 +415,13 @@ fn plan_profile(
                     // A bad SOURCE_DATE_EPOCH fails the whole plan (see `plan`).
                     let Some(epoch) = epoch.get() else { break };
                     let sign = context.config.sign.get(format).cloned();
-                    artifacts.push(crate::publish::Artifact {
-                        platform: platform.clone(),
-                        format: format.clone(),
-                        path: crate::package::package_path(
-                            out,
-                            &profile.name,
-                            &platform.id,
-                            format,
-                        ),
-                        task: crate::package::package_id(&profile.name, &platform.id, format),
-                        signed: sign.is_some(),
-                    });
+                    artifacts.push(crate::publish::Artifact::of(
+                        out,
+                        &profile.name,
+                        platform,
+                        format,
+                        &context.config.sign,
+                    ));
                     let mut package = crate::package::spec_with(
                         crate::package::PackagePlan {
                             profile: profile.name.clone(),

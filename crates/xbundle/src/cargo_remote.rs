@@ -29,12 +29,14 @@
 //! repository `.cargo/config.toml` that replaces sources or patches dependencies, a cross
 //! build (its linker is configured here), or sources beyond [`MAX_FILES`] / [`MAX_BYTES`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use engine::confine::{ConfineError, Dir, Kind, Walk};
 use engine::remote_exec::{RemoteInput, RemotePlan, RemotePrep};
 use engine::{Digest, Discovered};
+
+use crate::builds::root_relative;
 
 /// The exit code of [`SCRIPT`] when the worker's toolchain is not the key's.
 pub const CANNOT_RUN: i32 = 97;
@@ -162,24 +164,19 @@ pub fn plan(
     }
 }
 
-fn relative_in(root: &Path, path: &Path) -> Option<String> {
-    let text = path.strip_prefix(root).ok()?.to_str()?;
-    engine::confine::check_relative(text).ok()?;
-    Some(text.to_string())
-}
-
 fn try_plan(
     tree: &Dir,
     root: &Path,
     build: &Build<'_>,
     metadata: &cargo_metadata::Metadata,
 ) -> Result<RemotePlan, String> {
-    let workspace = relative_in(root, metadata.workspace_root.as_std_path()).ok_or_else(|| {
-        format!(
-            "the cargo workspace {} is not inside the repository",
-            metadata.workspace_root
-        )
-    })?;
+    let workspace =
+        root_relative(root, metadata.workspace_root.as_std_path()).ok_or_else(|| {
+            format!(
+                "the cargo workspace {} is not inside the repository",
+                metadata.workspace_root
+            )
+        })?;
     let lock_path = join(&workspace, "Cargo.lock");
     let lock = tree
         .read_file(&lock_path, MAX_CONFIG)
@@ -193,21 +190,22 @@ fn try_plan(
     files.extend(config);
 
     // The path packages' sources; registry crates by their pinned archives.
-    let target_dir = relative_in(root, metadata.target_directory.as_std_path());
+    let target_dir = root_relative(root, metadata.target_directory.as_std_path());
     let mut crates = Vec::new();
+    let mut package_dirs = BTreeSet::new();
     for package in &metadata.packages {
         let Some(source) = &package.source else {
             let dir = package
                 .manifest_path
                 .parent()
-                .and_then(|dir| relative_in(root, dir.as_std_path()))
+                .and_then(|dir| root_relative(root, dir.as_std_path()))
                 .ok_or_else(|| {
                     format!(
                         "the path package {} ({}) is not inside the repository",
                         package.name, package.manifest_path
                     )
                 })?;
-            walk_sources(tree, &dir, target_dir.as_deref(), &mut files)?;
+            package_dirs.insert(dir);
             continue;
         };
         if source.repr != CRATES_IO {
@@ -222,17 +220,45 @@ fn try_plan(
             package.manifest_path.as_std_path(),
         ));
     }
+    // Each directory once: a package inside another's directory is walked with it.
+    let mut sent: u64 = files
+        .iter()
+        .filter_map(|path| match tree.lstat(path) {
+            Ok(Some((Kind::File, stat))) => Some(stat.size),
+            _ => None,
+        })
+        .sum();
+    let mut walked: Vec<&str> = Vec::new();
+    for dir in &package_dirs {
+        let inside = |outer: &&str| {
+            outer.is_empty()
+                || dir
+                    .strip_prefix(*outer)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        if walked.iter().any(inside) {
+            continue;
+        }
+        sent += walk_sources(tree, dir, target_dir.as_deref(), &mut files)?;
+        walked.push(dir);
+    }
+    let checksums: HashMap<(&str, &str), &str> = lock
+        .package
+        .iter()
+        .filter(|p| p.source.as_deref() == Some(CRATES_IO))
+        .filter_map(|p| {
+            Some((
+                (p.name.as_str(), p.version.as_str()),
+                p.checksum.as_deref()?,
+            ))
+        })
+        .collect();
     let mut inputs = Vec::new();
     let mut listing = String::new();
-    let mut sent: u64 = 0;
     for (name, version, manifest) in &crates {
-        let checksum = lock
-            .package
-            .iter()
-            .find(|p| {
-                p.name == *name && p.version == *version && p.source.as_deref() == Some(CRATES_IO)
-            })
-            .and_then(|p| p.checksum.as_deref())
+        let checksum = checksums
+            .get(&(name.as_str(), version.as_str()))
+            .copied()
             .ok_or_else(|| format!("Cargo.lock holds no checksum of {name} {version}"))?;
         let digest = Digest::from_hex(checksum)
             .ok_or_else(|| format!("Cargo.lock's checksum of {name} {version} is not a SHA-256"))?;
@@ -241,7 +267,10 @@ fn try_plan(
                 "{name} {version} is not in cargo's download cache: `cargo fetch` downloads every platform's crates"
             )
         })?;
-        sent += std::fs::metadata(&archive).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(&archive)
+            .map_err(|err| format!("{}: {err}", archive.display()))?
+            .len();
+        sent += size;
         let dir = format!("{name}-{version}");
         listing.push_str(&format!("{dir} {checksum}\n"));
         inputs.push((
@@ -249,20 +278,10 @@ fn try_plan(
             RemoteInput::Pinned {
                 path: archive,
                 digest,
+                size,
                 executable: false,
             },
         ));
-    }
-    if files.len() > MAX_FILES {
-        return Err(format!(
-            "the build's sources are {} files, more than {MAX_FILES}",
-            files.len()
-        ));
-    }
-    for path in &files {
-        if let Ok(Some((Kind::File, stat))) = tree.lstat(path) {
-            sent += stat.size;
-        }
     }
     if sent > MAX_BYTES {
         return Err(format!(
@@ -288,7 +307,7 @@ fn try_plan(
     let mut discovered: BTreeSet<String> = metadata
         .workspace_packages()
         .iter()
-        .filter_map(|package| relative_in(root, package.manifest_path.as_std_path()))
+        .filter_map(|package| root_relative(root, package.manifest_path.as_std_path()))
         .collect();
     discovered.insert(lock_path);
     let argv = [
@@ -359,15 +378,17 @@ fn cargo_config(tree: &Dir) -> Result<Vec<String>, String> {
     Ok(found)
 }
 
-/// The files below `dir` (root-relative), without dot-entries and cargo target directories; a
-/// link is refused (cargo would read through it here, a worker would lack it).
+/// Adds the files below `dir` (root-relative) to `files` and answers their bytes, without
+/// dot-entries and cargo target directories; more than [`MAX_FILES`] files, or a link, is
+/// refused (cargo would read through it here, a worker would lack it).
 fn walk_sources(
     tree: &Dir,
     dir: &str,
     target_dir: Option<&str>,
     files: &mut BTreeSet<String>,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let mut problem = None;
+    let mut bytes = 0;
     tree.walk(dir, &mut |entry| -> Result<Walk, ConfineError> {
         let Ok(path) = std::str::from_utf8(entry.relative) else {
             problem = Some(format!(
@@ -392,7 +413,9 @@ fn walk_sources(
                 Ok(if is_target { Walk::Skip } else { Walk::Enter })
             }
             Kind::File => {
-                files.insert(path.to_string());
+                if files.insert(path.to_string()) {
+                    bytes += entry.stat().map_or(0, |stat| stat.size);
+                }
                 if files.len() > MAX_FILES {
                     problem = Some(format!(
                         "the build's sources are more than {MAX_FILES} files"
@@ -412,7 +435,7 @@ fn walk_sources(
     .map_err(|err| err.to_string())?;
     match problem {
         Some(problem) => Err(problem),
-        None => Ok(()),
+        None => Ok(bytes),
     }
 }
 

@@ -93,6 +93,24 @@ pub struct Artifact {
 }
 
 impl Artifact {
+    /// The artifact of `profile`'s package task for `platform` and `format` under `out`;
+    /// `signed` when `[sign]` has a template for the format.
+    pub fn of(
+        out: &Utf8Path,
+        profile: &str,
+        platform: &Platform,
+        format: &str,
+        sign: &BTreeMap<String, String>,
+    ) -> Artifact {
+        Artifact {
+            platform: platform.clone(),
+            format: format.to_string(),
+            path: crate::package::package_path(out, profile, &platform.id, format),
+            task: crate::package::package_id(profile, &platform.id, format),
+            signed: sign.contains_key(format),
+        }
+    }
+
     /// The file's name (the artifacts of a profile share one directory).
     pub fn name(&self) -> &str {
         self.path.file_name().unwrap_or(self.path.as_str())

@@ -537,18 +537,22 @@ pub(super) fn publish(
     let out = &context.config.workspace.out;
     let platforms =
         crate::assemble::profile_platforms(&context.config, profile, &context.platforms)?;
-    let mut artifacts = Vec::new();
-    for platform in &platforms {
-        for format in crate::package::formats(profile, platform) {
-            artifacts.push(crate::publish::Artifact {
-                path: crate::package::package_path(out, &name, &platform.id, &format),
-                task: crate::package::package_id(&name, &platform.id, &format),
-                signed: context.config.sign.contains_key(&format),
-                platform: platform.clone(),
-                format,
-            });
-        }
-    }
+    let artifacts: Vec<crate::publish::Artifact> = platforms
+        .iter()
+        .flat_map(|platform| {
+            crate::package::formats(profile, platform)
+                .into_iter()
+                .map(|format| {
+                    crate::publish::Artifact::of(
+                        out,
+                        &name,
+                        platform,
+                        &format,
+                        &context.config.sign,
+                    )
+                })
+        })
+        .collect();
     if artifacts.is_empty() {
         return Err(Diagnostic::error(format!(
             "profile {name} packages nothing: no platform of it has a format"
