@@ -15,51 +15,16 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::serve::Server;
 use common::{Repo, copy_tree};
 use serde_json::Value;
 
-/// A running `xtask serve` on a free port; killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    /// SIGTERM first (a server killed outright would leave a build's commands behind), then
-    /// SIGKILL.
-    fn drop(&mut self) {
-        if self.child.try_wait().is_ok_and(|status| status.is_none()) {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
-            let _ = exited_within(&mut self.child, Duration::from_secs(15));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A running `xtask serve`, stopped with SIGTERM first on drop (a server killed outright
+/// would leave a build's commands behind).
 fn serve(repo: &Repo) -> Server {
-    let mut child = repo
-        .command()
-        .args(["serve", "--addr", "127.0.0.1:0", "--message-format", "json"])
-        .env_remove("XBUNDLE_SERVE_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start xtask serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("read the serving line");
-    let event: Value = serde_json::from_str(&line)
-        .unwrap_or_else(|err| panic!("not a JSON line: {line:?}: {err}"));
-    let base = event["url"]
-        .as_str()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
-    Server { child, base }
+    let mut server = common::serve::start(repo.command(), &[], &[]);
+    server.graceful = true;
+    server
 }
 
 fn agent() -> ureq::Agent {
@@ -150,21 +115,13 @@ fn a_token_file_that_is_no_small_regular_file_is_refused() {
         repo.sandbox().join("token.link"),
     )
     .unwrap();
-    let mut child = repo
-        .command()
-        .args(["serve", "--addr", "127.0.0.1:0", "--message-format", "json"])
-        .arg("--token-file")
-        .arg(repo.sandbox().join("token.link"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(line.contains("\"serving\""), "{line}");
+    // It serves (`start` checks the `serving` line).
+    let link = repo.sandbox().join("token.link");
+    common::serve::start(
+        repo.command(),
+        &[],
+        &["--token-file", link.to_str().unwrap()],
+    );
 }
 
 #[test]
@@ -254,27 +211,7 @@ fn signing_app(sleep: &str) -> Repo {
     let toml = format!(
         "[workspace]\ndefault-profile = \"one\"\n\n[profiles.one]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\nformats = [\"tar.gz\"]\n\n[sign]\n\"tar.gz\" = \"sh -c '{sleep}' {{in}}\"\n"
     );
-    let repo = Repo::in_sandbox(
-        &toml,
-        &[
-            (
-                "scenarios/app/.vrooli/service.json",
-                r#"{"service": {"name": "app", "version": "1.0.0", "type": "scenario"}, "ports": {"api": {"env_var": "API_PORT", "range": "15000-19999"}, "ui": {"env_var": "UI_PORT", "range": "35000-39999"}}}"#,
-            ),
-            (
-                "scenarios/app/api/go.mod",
-                "module example.com/app/api\n\ngo 1.19\n",
-            ),
-            (
-                "scenarios/app/api/main.go",
-                "package main\n\nimport \"os\"\n\nfunc main() { os.Exit(0) }\n",
-            ),
-            (
-                "scenarios/app/ui/index.html",
-                "<!doctype html><title>app</title>\n",
-            ),
-        ],
-    );
+    let repo = Repo::in_sandbox(&toml, &common::serve::app_files(common::serve::SERVICE));
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     copy_tree(&source.join("platforms"), &repo.join("platforms"));
     repo
@@ -545,26 +482,7 @@ fn many_build_requests_at_once_fill_the_queue_then_get_429() {
 fn the_token_scheme_is_case_insensitive_and_nothing_else_passes() {
     let repo = Repo::new("[workspace]\n", &[]);
     let token = "0123456789abcdef0123456789abcdef";
-    let mut child = repo
-        .command()
-        .args(["serve", "--addr", "127.0.0.1:0", "--message-format", "json"])
-        .env("XBUNDLE_SERVE_TOKEN", token)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let event: Value = serde_json::from_str(&line).unwrap();
-    let server = Server {
-        child,
-        base: event["url"]
-            .as_str()
-            .unwrap()
-            .trim_end_matches('/')
-            .to_string(),
-    };
+    let server = common::serve::start(repo.command(), &[("XBUNDLE_SERVE_TOKEN", token)], &[]);
     let status = |authorization: Option<&str>| {
         let mut request = agent().get(format!("{}/api/v1/profiles", server.base));
         if let Some(value) = authorization {

@@ -12,7 +12,7 @@
 mod common;
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -21,6 +21,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::serve::Server;
 use common::{Repo, copy_tree};
 use serde_json::{Value, json};
 
@@ -29,63 +30,19 @@ fn app() -> Repo {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let repo = Repo::new(
         "[workspace]\ndefault-profile = \"one\"\n\n[profiles.one]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\nformats = [\"tar.gz\"]\nswaps = { postgres = \"sqlite\" }\n\n[profiles.two]\nscenario = \"app\"\ntier = \"saas\"\nplatforms = [\"linux-x64\"]\nformats = [\"tar.gz\"]\n",
-        &[
-            (
-                "scenarios/app/.vrooli/service.json",
-                r#"{"service": {"name": "app", "version": "1.0.0", "type": "scenario"}, "ports": {"api": {"env_var": "API_PORT", "range": "15000-19999"}, "ui": {"env_var": "UI_PORT", "range": "35000-39999"}}, "dependencies": {"resources": {"postgres": {"type": "postgres", "enabled": true, "required": true}}}}"#,
-            ),
-            (
-                "scenarios/app/api/go.mod",
-                "module example.com/app/api\n\ngo 1.19\n",
-            ),
-            (
-                "scenarios/app/api/main.go",
-                "package main\n\nimport \"os\"\n\nfunc main() { os.Exit(0) }\n",
-            ),
-            (
-                "scenarios/app/ui/index.html",
-                "<!doctype html><title>app</title>\n",
-            ),
-        ],
+        &common::serve::app_files(common::serve::SERVICE_WITH_POSTGRES),
     );
     copy_tree(&source.join("platforms"), &repo.join("platforms"));
     copy_tree(&source.join("resources"), &repo.join("resources"));
     repo
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(repo: &Repo, token: Option<&str>) -> Server {
-    let mut command = repo.command();
-    command
-        .args(["serve", "--addr", "127.0.0.1:0", "--message-format", "json"])
-        .env_remove("XBUNDLE_SERVE_TOKEN")
-        .stdout(Stdio::piped());
-    if let Some(token) = token {
-        command.env("XBUNDLE_SERVE_TOKEN", token);
-    }
-    let mut child = command.spawn().expect("start xtask serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let event: Value = serde_json::from_str(&line).expect("the serving line");
-    let base = event["url"]
-        .as_str()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
-    Server { child, base }
+    let env: Vec<(&str, &str)> = token
+        .map(|t| ("XBUNDLE_SERVE_TOKEN", t))
+        .into_iter()
+        .collect();
+    common::serve::start(repo.command(), &env, &[])
 }
 
 /// Chromium driven over `--remote-debugging-pipe`.

@@ -6,8 +6,8 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
 
+use common::serve::Server;
 use common::{Repo, copy_tree};
 use serde_json::Value;
 
@@ -25,44 +25,8 @@ fn demo() -> Repo {
     repo
 }
 
-/// A running `xtask serve` on a free port; killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(repo: &Repo, env: &[(&str, &str)], extra: &[&str]) -> Server {
-    let mut command = repo.command();
-    command
-        .args(["serve", "--addr", "127.0.0.1:0", "--message-format", "json"])
-        .args(extra)
-        .env_remove("XBUNDLE_SERVE_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().expect("start xtask serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("read the serving line");
-    let event: Value = serde_json::from_str(&line)
-        .unwrap_or_else(|err| panic!("not a JSON line: {line:?}: {err}"));
-    assert_eq!(event["event"], "serving", "{line}");
-    let base = event["url"]
-        .as_str()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
-    Server { child, base }
+    common::serve::start(repo.command(), env, extra)
 }
 
 struct Answer {
@@ -351,24 +315,7 @@ fn app() -> Repo {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let repo = Repo::new(
         "[workspace]\ndefault-profile = \"one\"\n\n[profiles.one]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\nformats = [\"tar.gz\"]\n\n[profiles.two]\nscenario = \"app\"\ntier = \"desktop\"\nplatforms = [\"linux-x64\"]\nformats = [\"tar.gz\"]\n",
-        &[
-            (
-                "scenarios/app/.vrooli/service.json",
-                r#"{"service": {"name": "app", "version": "1.0.0", "type": "scenario"}, "ports": {"api": {"env_var": "API_PORT", "range": "15000-19999"}, "ui": {"env_var": "UI_PORT", "range": "35000-39999"}}}"#,
-            ),
-            (
-                "scenarios/app/api/go.mod",
-                "module example.com/app/api\n\ngo 1.19\n",
-            ),
-            (
-                "scenarios/app/api/main.go",
-                "package main\n\nimport \"os\"\n\nfunc main() { os.Exit(0) }\n",
-            ),
-            (
-                "scenarios/app/ui/index.html",
-                "<!doctype html><title>app</title>\n",
-            ),
-        ],
+        &common::serve::app_files(common::serve::SERVICE),
     );
     copy_tree(&source.join("platforms"), &repo.join("platforms"));
     repo

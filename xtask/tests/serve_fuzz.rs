@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{Repo, copy_tree};
-use serde_json::Value;
 
 fn schemathesis() -> Option<String> {
     if let Ok(path) = std::env::var("XBUNDLE_SCHEMATHESIS") {
@@ -41,43 +39,11 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
     for dir in ["scenarios", "resources", "platforms"] {
         copy_tree(&source.join(dir), &repo.join(dir));
     }
-    for (path, text) in [
-        (
-            "scenarios/app/.vrooli/service.json",
-            r#"{"service": {"name": "app", "version": "1.0.0", "type": "scenario"}, "ports": {"api": {"env_var": "API_PORT", "range": "15000-19999"}, "ui": {"env_var": "UI_PORT", "range": "35000-39999"}}, "dependencies": {"resources": {"postgres": {"type": "postgres", "enabled": true, "required": true}}}}"#,
-        ),
-        (
-            "scenarios/app/api/go.mod",
-            "module example.com/app/api\n\ngo 1.19\n",
-        ),
-        (
-            "scenarios/app/api/main.go",
-            "package main\n\nimport \"os\"\n\nfunc main() { os.Exit(0) }\n",
-        ),
-        (
-            "scenarios/app/ui/index.html",
-            "<!doctype html><title>app</title>\n",
-        ),
-    ] {
+    for (path, text) in common::serve::app_files(common::serve::SERVICE_WITH_POSTGRES) {
         repo.write(path, text);
     }
-    let mut server = repo
-        .command()
-        .args(["serve", "--addr", "127.0.0.1:0", "--message-format", "json"])
-        .env_remove("XBUNDLE_SERVE_TOKEN")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start xtask serve");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let event: Value = serde_json::from_str(&line).expect("the serving line");
-    let base = event["url"]
-        .as_str()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
+    let server = common::serve::start(repo.command(), &[], &[]);
+    let base = &server.base;
     let output = Command::new(&schemathesis)
         .args(["run", &format!("{base}/api/v1/openapi.json")])
         .args([
@@ -94,8 +60,7 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
         .env("SCHEMATHESIS_HOOKS", "")
         .output()
         .unwrap_or_else(|err| panic!("run {schemathesis}: {err}"));
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

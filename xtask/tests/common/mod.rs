@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod remote;
+pub mod serve;
 pub mod watching;
 
 use std::collections::BTreeMap;
