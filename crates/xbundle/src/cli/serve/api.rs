@@ -1065,6 +1065,13 @@ async fn not_found() -> Answer {
     )
 }
 
+/// An endpoint's answer of `status` with a JSON body of `schema`.
+macro_rules! json_answer {
+    ($status:expr, $schema:expr) => {
+        ($status, &[("application/json", $schema)])
+    };
+}
+
 /// One endpoint: its route and its description.
 struct Endpoint {
     method: Method,
@@ -1117,10 +1124,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[SCENARIO, TIER, SWAP],
             request: None,
             route: || get(analyze),
-            success: (
-                200,
-                &[("application/json", schema::<crate::analysis::Analysis>)],
-            ),
+            success: json_answer!(200, schema::<crate::analysis::Analysis>),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1156,13 +1160,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[("scenario", "query", true, "a scenario name"), TIER, SWAP],
             request: None,
             route: || get(fitness),
-            success: (
-                200,
-                &[(
-                    "application/json",
-                    schema::<super::super::queries::FitnessView>,
-                )],
-            ),
+            success: json_answer!(200, schema::<super::super::queries::FitnessView>),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1172,13 +1170,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[SCENARIO, TIER, SWAP],
             request: None,
             route: || get(secrets),
-            success: (
-                200,
-                &[(
-                    "application/json",
-                    schema::<super::super::pipeline::SecretsView>,
-                )],
-            ),
+            success: json_answer!(200, schema::<super::super::pipeline::SecretsView>),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1188,13 +1180,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[SCENARIO, TIER, SWAP],
             request: None,
             route: || get(secrets_bundle),
-            success: (
-                200,
-                &[(
-                    "application/json",
-                    schema::<super::super::pipeline::BundlePlanView>,
-                )],
-            ),
+            success: json_answer!(200, schema::<super::super::pipeline::BundlePlanView>),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1204,13 +1190,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<ClassifyRequest>()),
             route: || post(classify),
-            success: (
-                200,
-                &[(
-                    "application/json",
-                    schema::<super::super::pipeline::ClassificationView>,
-                )],
-            ),
+            success: json_answer!(200, schema::<super::super::pipeline::ClassificationView>),
             errors: &[400, 404, 413, 415],
         },
         Endpoint {
@@ -1235,13 +1215,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[("id", "path", true, "a profile name")],
             request: None,
             route: || get(show_profile),
-            success: (
-                200,
-                &[(
-                    "application/json",
-                    schema::<super::super::profile::ProfileView>,
-                )],
-            ),
+            success: json_answer!(200, schema::<super::super::profile::ProfileView>),
             errors: &[400, 404],
         },
         Endpoint {
@@ -1251,13 +1225,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<NewProfile>()),
             route: || post(create_profile),
-            success: (
-                201,
-                &[(
-                    "application/json",
-                    schema::<super::super::profile::ProfileView>,
-                )],
-            ),
+            success: json_answer!(201, schema::<super::super::profile::ProfileView>),
             errors: &[400, 404, 413, 415],
         },
         Endpoint {
@@ -1267,13 +1235,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[("id", "path", true, "a profile name")],
             request: Some(|generator| generator.subschema_for::<ProfileChanges>()),
             route: || axum::routing::put(update_profile),
-            success: (
-                200,
-                &[(
-                    "application/json",
-                    schema::<super::super::profile::ProfileView>,
-                )],
-            ),
+            success: json_answer!(200, schema::<super::super::profile::ProfileView>),
             errors: &[400, 404, 413, 415],
         },
         Endpoint {
@@ -1283,7 +1245,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<ProfileRequest>()),
             route: || post(assemble),
-            success: (200, &[("application/json", schema::<manifest::Manifest>)]),
+            success: json_answer!(200, schema::<manifest::Manifest>),
             errors: &[400, 404, 413, 415],
         },
         Endpoint {
@@ -1293,7 +1255,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<ProfileRequest>()),
             route: || post(export),
-            success: (200, &[("application/json", exported_schema)]),
+            success: json_answer!(200, exported_schema),
             errors: &[400, 404, 413, 415, 422],
         },
         Endpoint {
@@ -1303,7 +1265,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<PackageRequest>()),
             route: || post(package),
-            success: (202, &[("application/json", schema::<BuildView>)]),
+            success: json_answer!(202, schema::<BuildView>),
             errors: &[400, 404, 413, 415, 422, 429, 503],
         },
         Endpoint {
@@ -1313,7 +1275,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: Some(|generator| generator.subschema_for::<QuickRequest>()),
             route: || post(generate_quick),
-            success: (202, &[("application/json", schema::<BuildView>)]),
+            success: json_answer!(202, schema::<BuildView>),
             errors: &[400, 404, 413, 415, 422, 429, 503],
         },
         Endpoint {
@@ -1336,7 +1298,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[("id", "path", true, "a build id")],
             request: None,
             route: || get(show_build),
-            success: (200, &[("application/json", schema::<BuildView>)]),
+            success: json_answer!(200, schema::<BuildView>),
             errors: &[404],
         },
         Endpoint {
@@ -1382,7 +1344,7 @@ fn endpoints() -> Vec<Endpoint> {
             parameters: &[],
             request: None,
             route: || get(openapi),
-            success: (200, &[("application/json", JSON_OBJECT)]),
+            success: json_answer!(200, JSON_OBJECT),
             errors: &[],
         },
     ]
