@@ -291,7 +291,7 @@ impl Dir {
     }
 
     /// `relative` below this directory, as a root-relative path for messages.
-    fn display(&self, relative: &str) -> String {
+    pub(crate) fn display(&self, relative: &str) -> String {
         match (self.relative.is_empty(), relative.is_empty()) {
             (true, _) => relative.to_string(),
             (false, true) => self.relative.clone(),
@@ -642,13 +642,38 @@ impl Dir {
     /// Opens the file `name` of this directory for locking, creating it (mode 0644) if needed:
     /// never through a link, and only a regular file.
     pub fn open_lock_file(&self, name: &str) -> Result<File, ConfineError> {
+        self.open_writable(name, OFlags::empty())
+            .map(|(file, _)| file)
+    }
+
+    /// Opens the file `name` of this directory for appending (`O_APPEND`), creating it (mode
+    /// 0644) if needed: never through a link, only a regular file, and only one with no other
+    /// name (a hard link planted here would make the engine append to a file of someone
+    /// else's: [`ConfineError::NotRegular`]). Returns it and its stat.
+    pub fn open_append(&self, name: &str) -> Result<(File, FileStat), ConfineError> {
+        let (file, stat) = self.open_writable(name, OFlags::APPEND)?;
+        if stat.st_nlink != 1 {
+            return Err(ConfineError::NotRegular {
+                path: self.display(name),
+                what: "a file with another name (a hard link)",
+            });
+        }
+        Ok((file, FileStat::from_stat(&stat)))
+    }
+
+    fn open_writable(
+        &self,
+        name: &str,
+        extra: OFlags,
+    ) -> Result<(File, rustix::fs::Stat), ConfineError> {
         check_relative(name)?;
         let flags = OFlags::WRONLY
             | OFlags::CREATE
             | OFlags::NOFOLLOW
             | OFlags::NONBLOCK
             | OFlags::NOCTTY
-            | OFlags::CLOEXEC;
+            | OFlags::CLOEXEC
+            | extra;
         let display = || self.display(name);
         let fd = rustix::fs::openat(&self.fd, name, flags, Mode::from_raw_mode(0o644)).map_err(
             |errno| match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -669,7 +694,7 @@ impl Dir {
                 what: kind_words(file_type),
             });
         }
-        Ok(File::from(fd))
+        Ok((File::from(fd), stat))
     }
 
     /// The entries of this directory (raw names, without `.` and `..`) and what each is, as seen

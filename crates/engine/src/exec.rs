@@ -387,7 +387,7 @@ impl Engine {
         type Own<'a> = (&'a Place, &'a dyn Fn(&str) -> bool);
         let own_files: [Own<'_>; 3] = [
             (self.ledger.place(), &|name| {
-                is_temp_name(name) || Digest::from_hex(name).is_some()
+                is_temp_name(name) || crate::ledger::is_own_name(name)
             }),
             (&state, &|name| {
                 matches!(
@@ -465,9 +465,13 @@ impl Engine {
         // Likewise the unfinished atomic writes of a run killed while it wrote the clock, the
         // stat cache or a ledger entry (no other process writes there while we hold the lock).
         crate::store::remove_own_files(&stat_dir, &is_temp_name)?;
+        // And the files of an earlier version's ledger (one per task), which this one never reads.
         if let Some(ledger) = self.ledger.place().open().map_err(io::Error::other)? {
-            crate::store::remove_own_files(&ledger, &is_temp_name)?;
+            crate::store::remove_own_files(&ledger, &|name| {
+                is_temp_name(name) || crate::ledger::is_legacy_name(name)
+            })?;
         }
+        self.ledger.reload();
         let stats = StatCache::load(&stat_dir)?;
         let selected = graph.closure(targets);
         reporter.report(Event::BuildStarted {
@@ -512,6 +516,12 @@ impl Engine {
                 &|relative| workspace.root.open_file(relative).map_err(io::Error::other),
                 SETTLE_MAX_BYTES,
             );
+        }
+        if let Err(err) = self.ledger.finish() {
+            reporter.report(Event::Warning {
+                id: None,
+                message: &format!("could not compact the ledger: {err}"),
+            });
         }
         if let Err(err) = stats.save(&stat_dir) {
             reporter.report(Event::Warning {
@@ -2075,6 +2085,7 @@ impl Engine {
     /// What a run of `targets` would do, without running or restoring anything.
     pub fn probe(&self, graph: &TaskGraph, targets: &[TaskId]) -> io::Result<Vec<Probe>> {
         self.forget_places();
+        self.ledger.reload();
         let workspace = self.workspace()?;
         let stat_dir = self.stat_place().open().map_err(io::Error::other)?;
         let stats = match stat_dir {

@@ -26,7 +26,8 @@
 //! .xbundle/cache/ac/<key>     action results by task key  (see store)
 //! .xbundle/state/stat-cache   path -> stat + digest       (see statcache)
 //! .xbundle/state/clock        the file-system clock probe (see statcache)
-//! .xbundle/state/ledger/…     last key components per task (see ledger)
+//! .xbundle/state/ledger/keys   last key per task, appended (see ledger)
+//! .xbundle/state/ledger/bodies-<n>  their key components and reasons, appended
 //! .xbundle/tmp/               staging of restores (emptied at the start of each run)
 //! ```
 
