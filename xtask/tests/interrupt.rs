@@ -286,3 +286,53 @@ fn sigterm_during_a_restore_stops_it_and_leaves_no_partial_output() {
         100663296
     );
 }
+
+/// SIGKILL leaves xtask no chance to stop anything: its reaper (see `engine::cancel`) does, for
+/// every process of every running task (the grandchild sleep of `tree` included), whether only
+/// `xtask` is killed or its whole process group (as a CI runner does).
+#[test]
+fn sigkill_of_xtask_takes_every_running_task_tree_with_it() {
+    use std::os::unix::process::CommandExt;
+    for (whole_group, slow, tree) in [(false, "61.31", "61.32"), (true, "61.33", "61.34")] {
+        let repo = Repo::new(&bundle(slow, tree), &[]);
+        let mut child = repo
+            .command()
+            .args(["task", "-j", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn xtask");
+        wait_for_markers(&repo, &mut child);
+        let sleepers = [format!("sleep {slow}"), format!("sleep {tree}")];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sleepers.iter().all(|sleeper| {
+            processes_with(&repo, &[slow, tree])
+                .iter()
+                .any(|(_, cmdline)| cmdline.trim_end() == sleeper)
+        }) {
+            assert!(Instant::now() < deadline, "{sleepers:?} never all ran");
+            sleep(Duration::from_millis(10));
+        }
+        let target = if whole_group {
+            -(child.id() as i32)
+        } else {
+            child.id() as i32
+        };
+        // SAFETY: signals the child (or its group) this test spawned and has not reaped.
+        assert_eq!(unsafe { libc::kill(target, libc::SIGKILL) }, 0);
+        child.wait().expect("reap xtask");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = processes_with(&repo, &[slow, tree]);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "whole group {whole_group}: still running after xtask was killed: {left:?}"
+            );
+            sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -7,13 +7,25 @@
 //! registered [`GRACE`] later; a command that ends after a cancellation has its group killed
 //! at once, so nothing it started (a `sleep &` in a shell script) outlives the run.
 //!
+//! **When xbundle itself is killed** (SIGKILL: no code of its own runs), its commands go with
+//! it: the first command a `Cancel` runs also starts its **reaper**, one `/bin/sh` in a process
+//! group of its own, told each group as it starts (`+<group>`) and ends (`-<group>`) through a
+//! pipe that only this process holds open. When the pipe closes, because this process exited
+//! or was killed, the reaper sends SIGKILL to every group still registered, then exits. This
+//! replaces a `PR_SET_PDEATHSIG` set between `fork` and `exec`: a command now starts with
+//! `posix_spawn` (no copy of this large, multi-threaded process per command), and the whole
+//! group goes, not only its first process. A group is told ended after it is reaped; its id
+//! could be reused only after the kernel has handed out every other process id, which cannot
+//! happen in the moment between the reap and that message. A group is told started just after
+//! its spawn: a command spawned in the instant before xbundle is killed may outlive it.
+//!
 //! **Invariants:** the engine installs no signal handler and changes no process-wide signal
 //! state: the front end decides what stops a run. A command is registered before the lock that
 //! `cancel` takes is released, so a cancellation either sees the group or the spawn sees the
 //! cancellation (and the command is killed before it can run long).
 
-use std::io;
-use std::process::{Child, Command};
+use std::io::{self, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +42,59 @@ struct Inner {
     cancelled: AtomicBool,
     /// Process group ids of running commands.
     groups: Mutex<Vec<i32>>,
+    /// Started with the first command (see the module docs); locked inside `groups`.
+    reaper: Mutex<Option<Reaper>>,
+}
+
+/// The reaper's script: keeps the registered groups in `g` (` 12 34 `), and on end of input
+/// kills those left.
+const REAPER_SCRIPT: &str = r#"g=' '
+while read -r l; do
+  case $l in
+    +*) g="$g${l#+} " ;;
+    -*) x=${l#-}; case $g in *" $x "*) g="${g%% $x *} ${g#* $x }" ;; esac ;;
+  esac
+done
+for x in $g; do kill -s KILL -- "-$x" 2>/dev/null; done
+"#;
+
+struct Reaper {
+    child: Child,
+    pipe: Option<ChildStdin>,
+}
+
+impl Reaper {
+    fn start() -> io::Result<Reaper> {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", REAPER_SCRIPT])
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        let pipe = child.stdin.take();
+        Ok(Reaper { child, pipe })
+    }
+
+    /// Tells the reaper; a reaper gone (killed by someone) only loses this safety net.
+    fn tell(&mut self, line: &str) {
+        if let Some(pipe) = &mut self.pipe
+            && pipe.write_all(line.as_bytes()).is_err()
+        {
+            self.pipe = None;
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        // End of input: the reaper kills what is left (nothing, when every command was waited
+        // for) and exits.
+        self.pipe = None;
+        let _ = self.child.wait();
+    }
 }
 
 impl std::fmt::Debug for Cancel {
@@ -79,6 +144,19 @@ impl Cancel {
         self.0.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Tells the reaper (started on first use) that `group` started (`+`) or ended (`-`). Call
+    /// with the `groups` lock held. Without a reaper (it could not start), commands outlive a
+    /// killed xbundle, as the commands of most build tools do.
+    fn tell_reaper(&self, sign: char, group: i32) {
+        let mut reaper = self.0.reaper.lock().unwrap_or_else(|e| e.into_inner());
+        if reaper.is_none() {
+            *reaper = Reaper::start().ok();
+        }
+        if let Some(reaper) = reaper.as_mut() {
+            reaper.tell(&format!("{sign}{group}\n"));
+        }
+    }
+
     /// Spawns `command` in a new process group registered for cancellation, runs `wait` on it,
     /// then unregisters it. After a cancellation, the group is killed once `wait` returns.
     pub fn run<T>(
@@ -98,12 +176,14 @@ impl Cancel {
             }
             let child = command.spawn()?;
             groups.push(child.id() as i32);
+            self.tell_reaper('+', child.id() as i32);
             child
         };
         let group = child.id() as i32;
         let result = wait(child);
         let mut groups = self.groups();
         groups.retain(|&g| g != group);
+        self.tell_reaper('-', group);
         if self.is_cancelled() {
             // Whatever the command left running in its group goes with it.
             signal_group(group, libc::SIGKILL);

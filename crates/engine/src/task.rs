@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -243,13 +243,22 @@ impl Action for CommandAction {
                 ..ActionFailure::default()
             });
         };
-        let mut command = std::process::Command::new(program);
+        // Found here in the command's own PATH, so it starts with `posix_spawn` (std forks when
+        // a command's PATH differs from this process's); its argv[0] stays as written. It dies
+        // with xbundle through the run's reaper (see `crate::cancel`).
+        let mut command = match resolve_program(program, context.env) {
+            Some(path) => {
+                let mut command = std::process::Command::new(path);
+                std::os::unix::process::CommandExt::arg0(&mut command, program);
+                command
+            }
+            None => std::process::Command::new(program),
+        };
         command
             .args(args)
             .current_dir(context.cwd)
             .env_clear()
             .envs(context.env);
-        die_with_parent(&mut command);
         let finished =
             crate::output::run_command(context, &mut command, crate::output::Forward::Both)
                 .map_err(|err| ActionFailure {
@@ -282,6 +291,31 @@ impl Action for CommandAction {
     }
 }
 
+/// Where `exec` would find `program` through the `PATH` of `env`: the first regular file with an
+/// execute bit in an absolute directory of it. `None` (left to `exec`) for a name with a `/`, no
+/// `PATH`, or a relative directory met before the program was found.
+fn resolve_program(program: &str, env: &BTreeMap<OsString, OsString>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.is_empty() || program.contains('/') {
+        return None;
+    }
+    let path = env.get(std::ffi::OsStr::new("PATH"))?;
+    for dir in std::env::split_paths(path) {
+        if !dir.is_absolute() {
+            return None;
+        }
+        let candidate = dir.join(program);
+        if let Ok(meta) = std::fs::metadata(&candidate)
+            && meta.is_file()
+            && meta.permissions().mode() & 0o111 != 0
+        {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+/// For a command not run through a [`Cancel`] (which has its reaper: see [`crate::cancel`]).
 /// On Linux, the child gets SIGKILL when the thread that spawned it dies, so a build killed with
 /// SIGKILL does not leave its commands running (and writing into the tree) while the next build
 /// starts. Known limit: a grandchild already running (e.g. `cat` behind a shell redirect) is not
