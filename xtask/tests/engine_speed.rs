@@ -231,7 +231,13 @@ fn flushes(repo: &Repo, args: &[&str]) -> (common::Run, BTreeMap<String, usize>)
     let trace = repo.join(".trace");
     let mut command = std::process::Command::new("strace");
     command
-        .args(["-f", "-qq", "-e", "trace=syncfs,sync,fsync,fdatasync", "-o"])
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=syncfs,sync,fsync,fdatasync,sync_file_range",
+            "-o",
+        ])
         .arg(&trace)
         .arg(common::BIN)
         .arg("--root")
@@ -285,6 +291,9 @@ fn a_build_flushes_what_it_stored_and_nothing_else() {
     assert_eq!(counts.get("sync"), None, "{counts:?}");
     assert_eq!(counts.get("fdatasync"), Some(&4), "{counts:?}");
     assert_eq!(counts.get("fsync"), Some(&2), "{counts:?}");
+    // Writeback is started as each output is stored, each blob and entry published (6), and
+    // again for the files flushed one by one (4).
+    assert_eq!(counts.get("sync_file_range"), Some(&10), "{counts:?}");
     // A no-op stores nothing and flushes nothing.
     let (run, counts) = flushes(&repo, &["task"]);
     run.assert_code(0);
@@ -303,6 +312,9 @@ fn a_build_flushes_what_it_stored_and_nothing_else() {
     assert_eq!(run.counts(), (20, 0, 0, 0), "{run}");
     assert_eq!(counts.get("syncfs"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("fdatasync"), None, "{counts:?}");
+    // Each output, blob and entry is being written as it is stored, so the `syncfs` at the end
+    // does not write them all at once.
+    assert_eq!(counts.get("sync_file_range"), Some(&60), "{counts:?}");
 }
 
 /// The files `args` opened for reading, as `strace` saw the calls (their path arguments).
