@@ -1073,10 +1073,29 @@ impl BundleConfig {
         let dir = engine::confine::Dir::open_root(root.as_std_path()).map_err(|err| {
             Diagnostic::internal(format!("could not open the workspace root {root}: {err}"))
         })?;
+        // Each parent directory opened once (every task's cwd under `tasks/`: one open, not one
+        // per task); a parent that cannot be opened so is checked the long way, which names
+        // the link.
+        let mut parents: std::collections::HashMap<&str, Option<engine::confine::Dir>> =
+            std::collections::HashMap::new();
         for (what, path, span) in settings {
-            let found = symlinked_component_in(&dir, path).map_err(|err| {
-                Diagnostic::internal(format!("could not inspect {what} `{path}`: {err}"))
-            })?;
+            let through_parent = path.as_str().rsplit_once('/').and_then(|(parent, name)| {
+                let opened = parents
+                    .entry(parent)
+                    .or_insert_with(|| dir.open_dir(parent).ok().flatten());
+                let found = opened.as_ref()?.lstat(name);
+                use engine::confine::{ConfineError, Kind};
+                match found {
+                    Ok(Some((Kind::Symlink, _))) => Some(Ok(Some(path.to_path_buf()))),
+                    Ok(_) | Err(ConfineError::NotDirectory { .. }) => Some(Ok(None)),
+                    Err(_) => None,
+                }
+            });
+            let found = through_parent
+                .unwrap_or_else(|| symlinked_component_in(&dir, path))
+                .map_err(|err| {
+                    Diagnostic::internal(format!("could not inspect {what} `{path}`: {err}"))
+                })?;
             if let Some(link) = found {
                 let mut diagnostic = Diagnostic::error(format!(
                     "{what} `{path}` goes through the symbolic link `{link}`"
