@@ -68,6 +68,7 @@ impl Reaper {
         use std::os::unix::process::CommandExt;
         let mut child = Command::new("/bin/sh")
             .args(["-c", REAPER_SCRIPT])
+            .env_clear()
             .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -698,6 +698,18 @@ impl Engine {
         summary
     }
 
+    /// Why a task starts nothing now, if it does not: the run was `interrupted`, or a failure
+    /// halted it (`--fail-fast`).
+    fn not_starting(&self, interrupted: bool) -> Option<&'static str> {
+        if interrupted {
+            Some("not started: the run was interrupted")
+        } else if self.halted.load(Ordering::Relaxed) {
+            Some("not started: the run stopped at the first failure (--fail-fast)")
+        } else {
+            None
+        }
+    }
+
     /// The environment digests of a task's declared variables.
     fn env_components(&self, spec: &TaskSpec) -> BTreeMap<String, Option<Digest>> {
         spec.env
@@ -954,14 +966,7 @@ impl Engine {
         let id = &spec.id;
         // A job queued before the run was interrupted or halted by a failure (`--fail-fast`)
         // starts nothing, as if it had never been handed out.
-        let stopped = if self.cancel.is_cancelled() {
-            Some("not started: the run was interrupted")
-        } else if self.halted.load(Ordering::Relaxed) {
-            Some("not started: the run stopped at the first failure (--fail-fast)")
-        } else {
-            None
-        };
-        if let Some(why) = stopped {
+        if let Some(why) = self.not_starting(self.cancel.is_cancelled()) {
             let report = TaskReport {
                 id: id.clone(),
                 status: TaskStatus::Skipped,
@@ -1146,14 +1151,7 @@ impl Engine {
         // is reported started, so no more than `-j` tasks are ever shown running.
         if self.executor.is_none() {
             *slot = self.local_slots.acquire(&|| self.cancel.is_cancelled());
-            let why = if slot.is_none() {
-                Some("not started: the run was interrupted")
-            } else if self.halted.load(Ordering::Relaxed) {
-                Some("not started: the run stopped at the first failure (--fail-fast)")
-            } else {
-                None
-            };
-            if let Some(why) = why {
+            if let Some(why) = self.not_starting(slot.is_none()) {
                 let report = TaskReport {
                     status: TaskStatus::Skipped,
                     duration_ms: 0,
