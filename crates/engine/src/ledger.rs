@@ -121,7 +121,10 @@ fn bodies_number(name: &str) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // Only the names this module writes (`format!("bodies-{n}")`): `bodies-007` is not one, so
+    // it is never removed as one.
+    let number: u64 = digits.parse().ok()?;
+    (number.to_string() == digits).then_some(number)
 }
 
 fn id_name(id: &TaskId) -> Digest {
@@ -623,6 +626,9 @@ mod tests {
         assert!(is_own_name("keys"));
         assert!(is_own_name("bodies-0") && is_own_name("bodies-12"));
         assert!(!is_own_name("bodies-") && !is_own_name("bodies-1x") && !is_own_name("body"));
+        assert!(
+            !is_own_name("bodies-007") && !is_own_name("bodies-00") && !is_own_name("bodies-+1")
+        );
         assert!(is_legacy_name(&Digest::of_bytes(b"t").to_hex()));
         assert!(!is_legacy_name("keys"));
     }
