@@ -208,3 +208,34 @@ fn fail_fast_with_one_job_starts_nothing_after_the_failure() {
     assert_eq!(ran + skipped, 4, "{run}");
     assert_eq!(run.finished()["success"], false);
 }
+
+/// An `argv` program is found on PATH as `execvp` finds it: a directory of its name and a file
+/// without an execute bit are passed over, and an executable script without a `#!` line runs
+/// through `/bin/sh` (execvp's fallback, which a spawn of the found path alone loses: "Exec
+/// format error").
+#[test]
+fn argv_programs_are_found_on_path_as_execvp_finds_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = Repo::in_sandbox(
+        "[tasks.p]\nargv = [\"prog\", \"one\"]\noutputs = [\"out.txt\"]\n",
+        &[],
+    );
+    let bin = repo.sandbox().join("bin");
+    std::fs::create_dir_all(bin.join("a/prog")).unwrap();
+    std::fs::create_dir_all(bin.join("b")).unwrap();
+    std::fs::create_dir_all(bin.join("c")).unwrap();
+    std::fs::write(bin.join("b/prog"), "#!/bin/sh\necho wrong > out.txt\n").unwrap();
+    std::fs::set_permissions(bin.join("b/prog"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(bin.join("c/prog"), "echo \"c $1\" > out.txt\n").unwrap();
+    std::fs::set_permissions(bin.join("c/prog"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}:{}:/usr/bin:/bin",
+        bin.join("a").display(),
+        bin.join("b").display(),
+        bin.join("c").display()
+    );
+    let run = repo.json_env(&["task"], &[("PATH", &path)]);
+    run.assert_code(0);
+    assert_eq!(run.status("task:p"), "ran", "{run}");
+    assert_eq!(repo.read("out.txt"), "c one\n");
+}

@@ -39,3 +39,42 @@ fn the_next_build_removes_unfinished_writes_in_the_state_directory() {
         "not a name xbundle gives"
     );
 }
+
+/// A run removes an earlier version's ledger files (64 lowercase hex digits, the only names it
+/// gave them) and `cache clean` the ledger's own (`keys`, `bodies-<n>` as it writes n), and
+/// nothing else found there: not a name in another case, with leading zeros, or beside theirs.
+#[test]
+fn only_the_ledgers_own_names_are_removed() {
+    let repo = Repo::new(
+        "[tasks.t]\nrun = \"mkdir -p out && echo x > out/o\"\noutputs = [\"out/o\"]\n",
+        &[],
+    );
+    repo.json(&["task"]).assert_code(0);
+    let legacy = "ab".repeat(32);
+    let foreign = [
+        "AB".repeat(32),
+        "bodies-007".to_string(),
+        "bodies-01".to_string(),
+        "bodies-+1".to_string(),
+        "keys.bak".to_string(),
+    ];
+    repo.write(
+        &format!(".xbundle/state/ledger/{legacy}"),
+        "old ledger entry",
+    );
+    for name in &foreign {
+        repo.write(&format!(".xbundle/state/ledger/{name}"), "mine");
+    }
+    repo.json(&["task", "--force"]).assert_code(0);
+    assert!(!repo.exists(&format!(".xbundle/state/ledger/{legacy}")));
+    repo.human(&["cache", "clean"]).assert_code(0);
+    assert!(!repo.exists(".xbundle/state/ledger/keys"));
+    assert!(!repo.exists(".xbundle/state/ledger/bodies-0"));
+    for name in &foreign {
+        assert_eq!(
+            repo.read(&format!(".xbundle/state/ledger/{name}")),
+            "mine",
+            "{name}"
+        );
+    }
+}

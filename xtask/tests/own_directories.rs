@@ -428,3 +428,62 @@ fn definitions_that_are_fifos_or_huge_are_refused_not_waited_on() {
         "{run}"
     );
 }
+
+/// The ledger's files given another name (a backup made with `cp -al`), or its bodies file
+/// replaced by a link: the engine never appends through them, and it does not give the ledger
+/// up either (a warning for every task of every run, `explain` knowing no run from then on):
+/// the next record starts a new pair of files in their place, keeping the records it can read.
+#[test]
+fn a_ledger_linked_elsewhere_is_replaced_not_written_through_nor_given_up() {
+    let bundle = format!(
+        "{BUILD}\n[tasks.other]\nrun = \"cp src/o.txt o.out\"\ninputs = [\"src/o.txt\"]\noutputs = [\"o.out\"]\n"
+    );
+    let repo = Repo::in_sandbox(&bundle, &[("src/in.txt", "1\n"), ("src/o.txt", "o\n")]);
+    repo.json(&["task"]).assert_code(0);
+    let ledger = repo.join(".xbundle/state/ledger");
+    let backup = repo.sandbox().join("backup");
+    fs::create_dir(&backup).unwrap();
+    for entry in fs::read_dir(&ledger).unwrap() {
+        let entry = entry.unwrap();
+        fs::hard_link(entry.path(), backup.join(entry.file_name())).unwrap();
+    }
+    let canary = Canary::plant(&backup, &[("foreign.txt", "mine\n")]);
+    let last = |id: &str| {
+        let run = repo.json(&["explain", id]);
+        run.assert_code(0);
+        run.events("explain")[0]["last"].clone()
+    };
+    for (round, attack) in ["hard links", "a symbolic link"].into_iter().enumerate() {
+        if round == 1 {
+            let keys = fs::read_to_string(ledger.join("keys")).unwrap();
+            let bodies = keys
+                .lines()
+                .next()
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string();
+            fs::remove_file(ledger.join(&bodies)).unwrap();
+            symlink(backup.join("foreign.txt"), ledger.join(&bodies)).unwrap();
+        }
+        repo.write("src/in.txt", format!("{round} changed\n"));
+        let run = repo.json(&["task"]);
+        run.assert_code(0);
+        assert_eq!(run.status("task:gen"), "ran", "{attack}: {run}");
+        assert_eq!(run.warnings(), Vec::<String>::new(), "{attack}: {run}");
+        canary.assert_intact(attack);
+        // Recorded (after a link in place of the bodies, whose old records cannot be read,
+        // as a first run).
+        let recorded = last("task:gen");
+        assert!(recorded.is_object(), "{attack}: no run recorded");
+        if round == 0 {
+            assert!(
+                recorded["reasons"].to_string().contains("src/in.txt"),
+                "{attack}: {recorded}"
+            );
+            // The other task's record was read from the old pair and kept.
+            assert!(last("task:other").is_object(), "{attack}");
+        }
+    }
+}

@@ -17,7 +17,11 @@
 //! When superseded lines and bodies outweigh the live ones, the end of a run compacts: the live
 //! bodies go to a new `bodies-<n+1>`, a new `keys` naming it is renamed over the old one, then
 //! the old bodies file is removed. Both files are opened without following links, and a file
-//! appended to must be a regular file with no other name.
+//! appended to must be a regular file with no other name; a pair that is not (a link planted,
+//! a copy made with `cp -al`) is replaced by a new one, written by temp-then-rename (the live
+//! records that can still be read carried over), not given up. A record that could not be
+//! appended is forgotten for the rest of the run too: the key read at its start is no longer
+//! its task's.
 //!
 //! Earlier versions kept one file per task, named by the hex SHA-256 of its id
 //! ([`is_legacy_name`]); runs remove them.
@@ -117,7 +121,10 @@ fn bodies_number(name: &str) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // Only the names this module writes (`format!("bodies-{n}")`): `bodies-007` is not one, so
+    // it is never removed as one.
+    let number: u64 = digits.parse().ok()?;
+    (number.to_string() == digits).then_some(number)
 }
 
 fn id_name(id: &TaskId) -> Digest {
@@ -245,6 +252,9 @@ impl Ledger {
         if result.is_err() {
             // Where the files end is no longer known: opened (and measured) again next time.
             state.writer = None;
+            // Nor is this task's last key: the one read at the start of the run is not its
+            // outputs' any more (a dependent executed remotely would be given the old ones).
+            state.records.remove(&name);
         }
         result
     }
@@ -270,10 +280,24 @@ impl Ledger {
     /// Opens both files for appending; starts a new pair when there is no valid one.
     fn open_writer(&self, state: &mut State) -> Result<Writer, ConfineError> {
         let dir = self.place.create()?;
-        if let Some(bodies) = state.bodies.clone()
-            && let Some(writer) = Self::open_pair(&dir, &bodies)?
-        {
-            return Ok(writer);
+        if let Some(bodies) = state.bodies.clone() {
+            match Self::open_pair(&dir, &bodies) {
+                Ok(Some(writer)) => return Ok(writer),
+                Ok(None) => {}
+                // A file of the pair that is a link, not a regular file, or has another name (a
+                // copy made with `cp -al`) is never appended to; rather than give the ledger up
+                // for good, both files are written anew in their places (renamed over them,
+                // never written through), with the records still readable.
+                Err(_) => {
+                    if self.compact(state, &dir, &bodies).is_ok()
+                        && let Some(now) = state.bodies.clone()
+                        && now != bodies
+                        && let Ok(Some(writer)) = Self::open_pair(&dir, &now)
+                    {
+                        return Ok(writer);
+                    }
+                }
+            }
         }
         // No keys file, one of another version, or its bodies gone: a new pair, numbered past
         // the one it replaces.
@@ -567,7 +591,7 @@ mod tests {
         assert!(ledger_in(dir.path()).get(&TaskId::new("a")).is_some());
 
         // A hard link to someone else's file (which reads as a keys file) in the keys file's
-        // place is refused, not appended to.
+        // place is not appended to: a new pair replaces it.
         let foreign = dir.path().join("foreign.txt");
         let theirs = "xbundle-ledger-v2 bodies-0\n";
         fs::write(&foreign, theirs).unwrap();
@@ -575,15 +599,26 @@ mod tests {
         fs::remove_file(ledger_dir.join("keys")).unwrap();
         fs::hard_link(&foreign, ledger_dir.join("keys")).unwrap();
         let linked = ledger_in(dir.path());
-        assert!(linked.put(&entry("b", 1)).is_err());
+        linked.put(&entry("b", 1)).unwrap();
         assert_eq!(fs::read_to_string(&foreign).unwrap(), theirs);
+        assert!(ledger_in(dir.path()).get(&TaskId::new("b")).is_some());
 
-        // A symbolic link in the bodies file's place: refused too.
+        // A symbolic link in the bodies file's place: not written through either.
         fs::remove_file(ledger_dir.join("keys")).unwrap();
         fs::write(ledger_dir.join("keys"), "xbundle-ledger-v2 bodies-5\n").unwrap();
         std::os::unix::fs::symlink(&foreign, ledger_dir.join("bodies-5")).unwrap();
-        assert!(ledger_in(dir.path()).put(&entry("c", 1)).is_err());
+        ledger_in(dir.path()).put(&entry("c", 1)).unwrap();
         assert_eq!(fs::read_to_string(&foreign).unwrap(), theirs);
+        assert!(ledger_in(dir.path()).get(&TaskId::new("c")).is_some());
+
+        // A directory in the place of both: the put fails, and the task's last key is
+        // forgotten (not left at the one read when the run started).
+        let ledger = ledger_in(dir.path());
+        assert!(ledger.last_key(&TaskId::new("c")).is_some());
+        fs::remove_dir_all(&ledger_dir).unwrap();
+        fs::create_dir_all(ledger_dir.join("keys")).unwrap();
+        assert!(ledger.put(&entry("c", 2)).is_err());
+        assert_eq!(ledger.last_key(&TaskId::new("c")), None);
     }
 
     #[test]
@@ -591,6 +626,9 @@ mod tests {
         assert!(is_own_name("keys"));
         assert!(is_own_name("bodies-0") && is_own_name("bodies-12"));
         assert!(!is_own_name("bodies-") && !is_own_name("bodies-1x") && !is_own_name("body"));
+        assert!(
+            !is_own_name("bodies-007") && !is_own_name("bodies-00") && !is_own_name("bodies-+1")
+        );
         assert!(is_legacy_name(&Digest::of_bytes(b"t").to_hex()));
         assert!(!is_legacy_name("keys"));
     }

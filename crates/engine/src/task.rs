@@ -291,11 +291,16 @@ impl Action for CommandAction {
     }
 }
 
-/// Where `exec` would find `program` through the `PATH` of `env`: the first regular file with an
-/// execute bit in an absolute directory of it. `None` (left to `exec`) for a name with a `/`, no
-/// `PATH`, or a relative directory met before the program was found.
+/// Where `execvp` would find `program` through the `PATH` of `env`: the first regular file in an
+/// absolute directory of it that this process may execute (`access(X_OK)`: an execute bit for
+/// us, not on a `noexec` mount; execvp passes over the others), when that file starts with `#!`
+/// or is an ELF binary. `None` (left to `execvp`) for a name with a `/`, no `PATH`, a relative
+/// directory met before the program was found, or a found file of any other kind: execvp runs
+/// such a file (a script without a `#!` line) through `/bin/sh`, which a spawn of its path
+/// alone would refuse ("Exec format error").
 fn resolve_program(program: &str, env: &BTreeMap<OsString, OsString>) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     if program.is_empty() || program.contains('/') {
         return None;
     }
@@ -305,12 +310,29 @@ fn resolve_program(program: &str, env: &BTreeMap<OsString, OsString>) -> Option<
             return None;
         }
         let candidate = dir.join(program);
-        if let Ok(meta) = std::fs::metadata(&candidate)
-            && meta.is_file()
-            && meta.permissions().mode() & 0o111 != 0
+        if !std::fs::metadata(&candidate).is_ok_and(|meta| meta.is_file())
+            || rustix::fs::accessat(
+                rustix::fs::CWD,
+                &candidate,
+                rustix::fs::Access::EXEC_OK,
+                rustix::fs::AtFlags::EACCESS,
+            )
+            .is_err()
         {
-            return Some(candidate);
+            continue;
         }
+        // The first executable file is the one execvp runs: spawned here only when the kernel
+        // runs it as it is.
+        let mut magic = [0u8; 4];
+        let read = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&candidate)
+            .and_then(|mut file| file.read(&mut magic));
+        return match read {
+            Ok(n) if magic[..n].starts_with(b"#!") || magic[..n] == *b"\x7fELF" => Some(candidate),
+            _ => None,
+        };
     }
     None
 }
