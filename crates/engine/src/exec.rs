@@ -1359,16 +1359,6 @@ impl Engine {
         let plan = match spec.action.prepare_remote(&context) {
             Ok(RemotePrep::NotRemote) => return None,
             Ok(RemotePrep::Local(why)) => return local(why),
-            // A toolchain a worker already said it lacks: here, silently (the first answer
-            // warned for every task needing it).
-            Ok(RemotePrep::Plan(plan))
-                if plan
-                    .toolchain
-                    .as_deref()
-                    .is_some_and(|toolchain| session.lacks(toolchain)) =>
-            {
-                return None;
-            }
             Ok(RemotePrep::Plan(plan)) => plan,
             Err(failure) => {
                 printed.output(Stream::Stdout, &failure.stdout);
@@ -1377,6 +1367,17 @@ impl Engine {
             }
         };
         drop(printed);
+        // A toolchain a worker already said it lacks: here, silently (the first answer warned
+        // for every task needing it). While another plan is asking for it, this one waits.
+        let asking = match plan
+            .toolchain
+            .as_deref()
+            .map(|toolchain| session.ask(toolchain))
+        {
+            Some(crate::remote_exec::Ask::Lacks) => return None,
+            Some(crate::remote_exec::Ask::Go(asking)) => asking,
+            None => None,
+        };
         // What the command may write: the plan's paths, else the literal directory of each
         // output glob.
         let mut output_paths = Vec::new();
@@ -1517,13 +1518,21 @@ impl Engine {
                 .filter(|text| !text.is_empty())
                 .unwrap_or_else(|| "it said nothing".to_string());
             let said: String = said.chars().take(500).collect();
+            let first = match (asking, &plan.toolchain) {
+                (Some(asking), _) => asking.settle(true),
+                (None, Some(toolchain)) => session.record(toolchain, true),
+                (None, None) => true,
+            };
             return match &plan.toolchain {
-                Some(toolchain) if !session.lacking(toolchain) => None,
+                Some(_) if !first => None,
                 Some(_) => local(format!(
                     "the remote worker cannot run it: {said}; the run's other tasks needing this toolchain run here too"
                 )),
                 None => local(format!("the remote worker cannot run it: {said}")),
             };
+        }
+        if let Some(asking) = asking {
+            asking.settle(false);
         }
         // The outputs the globs match; anything else the command wrote is not the task's.
         let in_cwd = |path: &str| -> Option<String> {

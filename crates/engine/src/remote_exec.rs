@@ -192,12 +192,61 @@ impl std::fmt::Debug for RemoteExecution {
     }
 }
 
-/// One run's use of the executor: on until the first failure; the toolchains its workers said
-/// they lack ([`RemotePlan::toolchain`]).
+/// One run's use of the executor: on until the first failure; what its workers said of each
+/// toolchain ([`RemotePlan::toolchain`]). The first plan needing a toolchain asks; the others
+/// needing it wait for that answer (so a toolchain the workers lack is asked for, and warned
+/// about, once a run, however many tasks need it at once).
 pub(crate) struct ExecSession {
     pub(crate) config: RemoteExecution,
     off: std::sync::atomic::AtomicBool,
-    lacking: std::sync::Mutex<std::collections::HashSet<String>>,
+    toolchains: std::sync::Mutex<std::collections::HashMap<String, Known>>,
+    answered: std::sync::Condvar,
+}
+
+/// What a run knows of a toolchain.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// A plan needing it is with a worker now.
+    Asking,
+    /// A worker ran a plan needing it.
+    Works,
+    /// A worker said it cannot run plans needing it.
+    Lacks,
+}
+
+/// Whether a plan needing a toolchain may go to a worker ([`ExecSession::ask`]).
+pub(crate) enum Ask<'a> {
+    /// The workers lack it: the task runs here.
+    Lacks,
+    /// Send it; with an [`Asking`] when this plan is the one asking for the toolchain.
+    Go(Option<Asking<'a>>),
+}
+
+/// The plan asking for a toolchain: [`Asking::settle`] records the answer; dropped unsettled
+/// (the request failed for another reason), the next plan needing the toolchain asks.
+pub(crate) struct Asking<'a> {
+    session: &'a ExecSession,
+    toolchain: String,
+    settled: bool,
+}
+
+impl Asking<'_> {
+    /// Records what the worker said; `true` when this is the first "cannot run" of the run.
+    pub(crate) fn settle(mut self, lacks: bool) -> bool {
+        self.settled = true;
+        self.session.record(&self.toolchain, lacks)
+    }
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            let mut known = self.session.known();
+            known.remove(&self.toolchain);
+            drop(known);
+            self.session.answered.notify_all();
+        }
+    }
 }
 
 impl ExecSession {
@@ -205,33 +254,65 @@ impl ExecSession {
         ExecSession {
             config,
             off: std::sync::atomic::AtomicBool::new(false),
-            lacking: Default::default(),
+            toolchains: Default::default(),
+            answered: Default::default(),
         }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Known>> {
+        self.toolchains
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Starts a run: the executor is on again, and asked again for every toolchain.
     pub(crate) fn begin(&self) {
         self.off.store(false, std::sync::atomic::Ordering::SeqCst);
-        self.lacking
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clear();
+        self.known().clear();
     }
 
-    /// Whether a worker said it cannot run plans needing `toolchain` during this run.
-    pub(crate) fn lacks(&self, toolchain: &str) -> bool {
-        self.lacking
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .contains(toolchain)
+    /// Whether a plan needing `toolchain` goes to a worker: the first asks; the others wait for
+    /// its answer while it is with a worker.
+    pub(crate) fn ask(&self, toolchain: &str) -> Ask<'_> {
+        let mut known = self.known();
+        loop {
+            match known.get(toolchain) {
+                None => {
+                    known.insert(toolchain.to_string(), Known::Asking);
+                    return Ask::Go(Some(Asking {
+                        session: self,
+                        toolchain: toolchain.to_string(),
+                        settled: false,
+                    }));
+                }
+                Some(Known::Asking) => {
+                    known = self
+                        .answered
+                        .wait(known)
+                        .unwrap_or_else(|poison| poison.into_inner());
+                }
+                Some(Known::Works) => return Ask::Go(None),
+                Some(Known::Lacks) => return Ask::Lacks,
+            }
+        }
     }
 
-    /// Records that a worker cannot run plans needing `toolchain`; `true` the first time.
-    pub(crate) fn lacking(&self, toolchain: &str) -> bool {
-        self.lacking
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .insert(toolchain.to_string())
+    /// Records what a worker said of `toolchain`; `true` when this is the first "cannot run"
+    /// of the run. A "cannot run" is never undone by a later success (another worker may have
+    /// it, but the run stays with the answer it warned about).
+    pub(crate) fn record(&self, toolchain: &str, lacks: bool) -> bool {
+        let mut known = self.known();
+        let before = known.get(toolchain).copied();
+        let first = lacks && before != Some(Known::Lacks);
+        if lacks || before != Some(Known::Lacks) {
+            known.insert(
+                toolchain.to_string(),
+                if lacks { Known::Lacks } else { Known::Works },
+            );
+        }
+        drop(known);
+        self.answered.notify_all();
+        first
     }
 
     pub(crate) fn is_on(&self) -> bool {

@@ -72,6 +72,8 @@ impl RemoteExecutor for Executor {
             .unwrap()
             .push(request.inputs.iter().map(|i| i.path.clone()).collect());
         if request.argv[0] == "cannot" {
+            // Slow to answer, so plans needing the same toolchain are in flight together.
+            std::thread::sleep(std::time::Duration::from_millis(50));
             return Ok(ExecuteResponse {
                 exit_code: CANNOT,
                 outputs: Vec::new(),
@@ -195,8 +197,12 @@ fn task(name: &str, output: &str, prep: RemotePrep) -> TaskSpec {
 }
 
 fn engine(root: &std::path::Path, server: &Arc<Server>) -> Engine {
+    engine_with_jobs(root, server, 1)
+}
+
+fn engine_with_jobs(root: &std::path::Path, server: &Arc<Server>, jobs: usize) -> Engine {
     let mut config = EngineConfig::new(root);
-    config.jobs = 1;
+    config.jobs = jobs;
     config.env = BTreeMap::new();
     config.executor = Some(RemoteExecution {
         executor: Arc::new(Executor(server.clone())),
@@ -562,7 +568,9 @@ fn a_toolchain_a_worker_lacks_is_one_warning_and_asked_once_per_run() {
     let dir = tree();
     let root = dir.path().join("repo");
     let server = Arc::new(Server::default());
-    let runner = engine(&root, &server);
+    // Four at once: the three plans needing `go1` would all be with the worker together, but
+    // the first asks and the others wait for its answer.
+    let runner = engine_with_jobs(&root, &server, 4);
     let spec = |name: &str, toolchain: &str| {
         let output = format!("out/{name}.txt");
         let mut planned = plan("cannot", Vec::new());
