@@ -616,6 +616,17 @@ impl Dir {
     /// holding more than `limit` bytes is refused ([`ConfineError::TooLarge`]) before it is read
     /// whole. `Ok(None)` when it does not exist.
     pub fn read_file(&self, relative: &str, limit: u64) -> Result<Option<Vec<u8>>, ConfineError> {
+        Ok(self
+            .read_file_with_stat(relative, limit)?
+            .map(|(bytes, _)| bytes))
+    }
+
+    /// [`Dir::read_file`], with the stat of the file read.
+    pub fn read_file_with_stat(
+        &self,
+        relative: &str,
+        limit: u64,
+    ) -> Result<Option<(Vec<u8>, FileStat)>, ConfineError> {
         let Some((file, stat)) = self.open_file(relative)? else {
             return Ok(None);
         };
@@ -636,7 +647,7 @@ impl Dir {
         if bytes.len() as u64 > limit {
             return Err(too_large());
         }
-        Ok(Some(bytes))
+        Ok(Some((bytes, stat)))
     }
 
     /// Opens the file `name` of this directory for locking, creating it (mode 0644) if needed:

@@ -1518,18 +1518,20 @@ impl Engine {
                 .filter(|text| !text.is_empty())
                 .unwrap_or_else(|| "it said nothing".to_string());
             let said: String = said.chars().take(500).collect();
-            let first = match (asking, &plan.toolchain) {
-                (Some(asking), _) => asking.settle(true),
-                (None, Some(toolchain)) => session.record(toolchain, true),
-                (None, None) => true,
+            let Some(toolchain) = &plan.toolchain else {
+                return local(format!("the remote worker cannot run it: {said}"));
             };
-            return match &plan.toolchain {
-                Some(_) if !first => None,
-                Some(_) => local(format!(
-                    "the remote worker cannot run it: {said}; the run's other tasks needing this toolchain run here too"
-                )),
-                None => local(format!("the remote worker cannot run it: {said}")),
+            let first = match asking {
+                Some(asking) => asking.settle(true),
+                None => session.record(toolchain, true),
             };
+            // Only the first answer warns; the others needing the toolchain run here silently.
+            if !first {
+                return None;
+            }
+            return local(format!(
+                "the remote worker cannot run it: {said}; the run's other tasks needing this toolchain run here too"
+            ));
         }
         if let Some(asking) = asking {
             asking.settle(false);

@@ -383,17 +383,22 @@ impl StatCache {
     /// file, or anything but a regular file, is an empty cache). Writes nothing: the clock is
     /// read in `dir` when first needed.
     pub fn load(dir: &Arc<Dir>) -> io::Result<StatCache> {
-        let (base, base_id) = match read_with_stat(dir, FILE, MAX_BYTES)
+        let (base, base_id) = match dir
+            .read_file_with_stat(FILE, MAX_BYTES)
+            .ok()
+            .flatten()
             .and_then(|(bytes, stat)| Some((Base::parse(bytes)?, stat)))
         {
             Some((base, stat)) => (base, Some(identity(&stat))),
             None => (Base::default(), None),
         };
         // No larger than a save writes one (1/16 of the largest full file, and its header).
-        let delta_bytes = read_with_stat(dir, DELTA, MAX_BYTES / 16 + 64);
-        let delta_found = delta_bytes.is_some() || matches!(dir.lstat(DELTA), Ok(Some(_)));
-        let parsed = match (&delta_bytes, base_id) {
-            (Some((bytes, _)), Some(id)) => parse_delta(bytes, id),
+        // Absent (`Ok(None)`: no second look on a no-op), or there but unusable (too large,
+        // not a regular file: found, so a full rewrite removes it).
+        let delta_read = dir.read_file_with_stat(DELTA, MAX_BYTES / 16 + 64);
+        let delta_found = !matches!(delta_read, Ok(None));
+        let parsed = match (delta_read, base_id) {
+            (Ok(Some((bytes, _))), Some(id)) => parse_delta(&bytes, id),
             _ => None,
         };
         let delta_valid = parsed.is_some();
@@ -709,19 +714,6 @@ fn in_order(overlay: &Overlay) -> std::iter::Peekable<impl Iterator<Item = (&[u8
         .into_iter()
         .map(move |at| (record_path(bytes, at), record_entry(bytes, at)))
         .peekable()
-}
-
-/// The bytes of the regular file `name` in `dir` (at most `limit`) and its stat; `None` when
-/// it is absent, unreadable, too large or not a regular file.
-fn read_with_stat(dir: &Dir, name: &str, limit: u64) -> Option<(Vec<u8>, FileStat)> {
-    use std::io::Read;
-    let (file, stat) = dir.open_file(name).ok()??;
-    if stat.size > limit {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(stat.size as usize);
-    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
-    (bytes.len() as u64 <= limit).then_some((bytes, stat))
 }
 
 /// What identifies one written full file: a rewrite is a new inode, with new times.
