@@ -87,7 +87,8 @@ fn truncated_output_blob_is_a_warning_and_a_rerun() {
     let repo = built("hello\n");
     let blob = repo.blob_with(b"HELLO\n");
     fs::write(&blob, b"HEL").unwrap();
-    repo.write("out/data.txt", "tampered\n");
+    // The output is replaced by another file (the blob was the output's own file).
+    replace(&repo, "out/data.txt", "tampered\n");
 
     let run = repo.json(&["task"]);
     run.assert_code(0);
@@ -180,10 +181,25 @@ fn action_entry_moved_under_another_key_is_not_trusted() {
     assert_eq!(run.status("task:gen"), "ran", "{run}");
 }
 
+/// Writes `contents` to `relative` as editors and most tools do: a new file renamed over the
+/// old one (never written into in place).
+fn replace(repo: &Repo, relative: &str, contents: &str) {
+    let temp = repo.join(&format!("{relative}.new"));
+    fs::write(&temp, contents).unwrap();
+    fs::rename(&temp, repo.join(relative)).unwrap();
+}
+
+/// Link count and inode of a file.
+fn links_and_inode(path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).unwrap();
+    (meta.nlink(), meta.ino())
+}
+
 #[test]
 fn output_modified_in_the_tree_is_restored_with_a_warning() {
     let repo = built("hello\n");
-    repo.write("out/data.txt", "edited by hand\n");
+    replace(&repo, "out/data.txt", "edited by hand\n");
     let run = repo.json(&["task"]);
     run.assert_code(0);
     assert_eq!(
@@ -198,7 +214,7 @@ fn output_modified_in_the_tree_is_restored_with_a_warning() {
     assert_eq!(repo.read("out/side.txt"), "side\n");
 
     // Same size, same length, different bytes.
-    repo.write("out/data.txt", "HELLo\n");
+    replace(&repo, "out/data.txt", "HELLo\n");
     let run = repo.json(&["task"]);
     assert_eq!(run.status("task:gen"), "cached", "{run}");
     assert_eq!(run.restored("task:gen"), 1, "{run}");
@@ -211,6 +227,75 @@ fn output_modified_in_the_tree_is_restored_with_a_warning() {
         "nothing to warn about now\n{human}"
     );
     assert!(human.stderr.contains("Finished 0 ran, 1 cached"), "{human}");
+}
+
+/// A task's new output becomes its own blob (a hard link, nothing copied); a rerun replaces the
+/// output by a new file, so the blobs of earlier results stay whole; an output written into in
+/// place damages its blob with it, which costs a rerun with one warning saying so, never a
+/// wrong output.
+#[test]
+fn outputs_are_their_own_blobs_and_an_edit_in_place_costs_a_rerun_never_a_wrong_output() {
+    let repo = built("one\n");
+    let blob_one = repo.blob_with(b"ONE\n");
+    let output = repo.join("out/data.txt");
+    let (links, inode) = links_and_inode(&output);
+    assert_eq!(
+        (links, inode),
+        links_and_inode(&blob_one),
+        "one file, two names"
+    );
+    assert_eq!(links, 2);
+
+    // A change: the old output is removed before the task runs, its blob keeps the old bytes.
+    repo.write("src/in.txt", "two\n");
+    let run = repo.json(&["task"]);
+    assert_eq!(run.status("task:gen"), "ran", "{run}");
+    assert_eq!(repo.read("out/data.txt"), "TWO\n");
+    assert_eq!(fs::read(&blob_one).unwrap(), b"ONE\n");
+    assert_eq!(links_and_inode(&blob_one).0, 1);
+    assert_eq!(
+        links_and_inode(&output).0,
+        2,
+        "the new output is linked too"
+    );
+
+    // Back to the first input: restored (a copy of the blob, not the blob itself).
+    repo.write("src/in.txt", "one\n");
+    let run = repo.json(&["task"]);
+    assert_eq!(run.status("task:gen"), "cached", "{run}");
+    assert_eq!(repo.read("out/data.txt"), "ONE\n");
+    assert_eq!(links_and_inode(&output).0, 1);
+
+    // Written into in place while it is its own blob: both change. One warning naming the
+    // output, the task runs again, the output is right and its blob whole again.
+    repo.write("src/in.txt", "three\n");
+    assert_eq!(repo.json(&["task"]).status("task:gen"), "ran");
+    let blob_three = repo.blob_with(b"THREE\n");
+    repo.write("out/data.txt", "THREE, edited in place\n");
+    assert_eq!(links_and_inode(&output), links_and_inode(&blob_three));
+    let run = repo.json(&["task"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.warnings(),
+        [
+            "task:gen: cached result unusable (output out/data.txt was changed in place since \
+             the last run, and its cached copy with it: they were one file); running the task again"
+        ],
+        "{run}"
+    );
+    assert_eq!(run.status("task:gen"), "ran", "{run}");
+    assert_eq!(repo.read("out/data.txt"), "THREE\n");
+    assert_eq!(fs::read(&blob_three).unwrap(), b"THREE\n");
+
+    // An edit in place of an output that is not a blob (restored: a copy) is restored.
+    repo.write("src/in.txt", "one\n");
+    assert_eq!(repo.json(&["task"]).status("task:gen"), "cached");
+    repo.write("out/data.txt", "ONE, edited in place\n");
+    let run = repo.json(&["task"]);
+    assert_eq!(run.status("task:gen"), "cached", "{run}");
+    assert_eq!(repo.read("out/data.txt"), "ONE\n");
+    assert_eq!(fs::read(&blob_one).unwrap(), b"ONE\n");
+    repo.json(&["cache", "verify"]).assert_code(0);
 }
 
 #[test]

@@ -453,6 +453,40 @@ impl Dir {
         }
     }
 
+    /// Gives the open regular file `file` a second name, `name`, in this directory: a hard
+    /// link made through `/proc/self/fd`, so the file that was opened (and read) is the one
+    /// linked, whatever its path leads to by now. Nothing is replaced: `Ok(false)` when `name`
+    /// exists already. Fails where hard links cannot be made (another file system, a file of
+    /// another user under `protected_hardlinks`, no `/proc`).
+    pub fn link_open_file(&self, file: &File, name: &str) -> Result<bool, ConfineError> {
+        use std::os::fd::AsRawFd;
+        check_relative(name)?;
+        if name.contains('/') {
+            return Err(ConfineError::io(&self.display(name), Errno::INVAL));
+        }
+        let from = format!("/proc/self/fd/{}", file.as_raw_fd());
+        match rustix::fs::linkat(
+            rustix::fs::CWD,
+            from.as_str(),
+            &self.fd,
+            name,
+            AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => Ok(true),
+            Err(Errno::EXIST) => Ok(false),
+            Err(errno) => Err(ConfineError::io(&self.display(name), errno)),
+        }
+    }
+
+    /// Removes the name `name` of this directory if it is still the file `inode` (the undoing
+    /// of a [`Dir::link_open_file`]); anything else there is left alone.
+    pub fn unlink_if_inode(&self, name: &str, inode: u64) -> Result<bool, ConfineError> {
+        match self.lstat(name)? {
+            Some((Kind::File, stat)) if stat.inode == inode => self.remove_file(name),
+            _ => Ok(false),
+        }
+    }
+
     /// Removes the directory `relative` if it is empty; `Ok(false)` when it is missing or not
     /// empty.
     pub fn remove_empty_dir(&self, relative: &str) -> Result<bool, ConfineError> {

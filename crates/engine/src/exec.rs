@@ -854,6 +854,19 @@ impl Engine {
             if intact {
                 continue;
             }
+            // Written into in place while it was its own blob: the blob changed with it.
+            if let Some(Ok(hashed)) = &current
+                && hashed.digest != file.digest
+                && self
+                    .store
+                    .remove_blob_if_file(&file.digest, hashed.stat.inode)
+            {
+                return Err(RestoreError::Unusable(format!(
+                    "output {} was changed in place since the last run, and its cached copy \
+                     with it: they were one file",
+                    file.path
+                )));
+            }
             modified.push(match current {
                 Some(Ok(_)) => format!("{} was modified", file.path),
                 _ => format!("{} was deleted", file.path),
@@ -2038,17 +2051,20 @@ impl Engine {
         let read_after = stats.clock();
         for file in produced {
             let relative = Self::root_relative(spec, &file.relative);
-            let (digest, size) = self
-                .store
-                .put_file(&file.absolute)
-                .map_err(|err| format!("storing output {relative}: {err}"))?;
             let stat = file.stat.expect("files read are stat'ed");
-            stats.record(&relative, stat, digest, Some(read_after));
+            // A new file (its task's old outputs were removed before it ran) becomes its own
+            // blob; a link's target, or an output the action replaces itself, is copied.
+            let may_link = !keep && !file.link;
+            let stored = self
+                .store
+                .put_output(&file.absolute, stat, may_link)
+                .map_err(|err| format!("storing output {relative}: {err}"))?;
+            stats.record(&relative, stored.stat, stored.digest, Some(read_after));
             files.push(OutputFile {
                 path: relative,
                 executable: stat.executable,
-                size,
-                digest,
+                size: stored.size,
+                digest: stored.digest,
             });
         }
         let store_stream = |bytes: &[u8]| -> Result<Option<StoredStream>, String> {

@@ -11,8 +11,12 @@
 //! ```
 //!
 //! Invariants:
-//! - Every file is published temp-then-rename ([`crate::confine::TempFile`]), so no entry is
-//!   ever visible half-written.
+//! - Every file is published temp-then-rename ([`crate::confine::TempFile`]), or, for an
+//!   output a task has just written, by a hard link to it ([`Store::put_output`]), so no entry
+//!   is ever visible half-written. A blob that is also a file of the work tree is damaged when
+//!   that file is written into in place: like any damaged blob it is found by the digest check
+//!   of every read (a miss, never a wrong output), and the engine recognizes the case (the
+//!   output and the blob are one file) to say so.
 //! - An action result is written only after every blob it names is in the CAS.
 //! - The cache directory is a [`Place`]: `cas/` and `ac/` (and the cache itself when it lies
 //!   inside the workspace) are reached without following a link, and every file of the store is
@@ -159,6 +163,17 @@ pub enum StoreError {
     },
 }
 
+/// What [`Store::put_output`] stored.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredOutput {
+    pub digest: Digest,
+    pub size: u64,
+    /// The output's stat now (after a link, its new ctime).
+    pub stat: FileStat,
+    /// Whether the output itself became the blob (a hard link) rather than a copy.
+    pub linked: bool,
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
@@ -297,6 +312,11 @@ impl Store {
     /// size. The blob is published only under the digest of the bytes actually copied.
     pub fn put_file(&self, source: &Path) -> Result<(Digest, u64), StoreError> {
         let mut input = File::open(source).map_err(io_err(source))?;
+        self.copy_in(&mut input, source)
+    }
+
+    /// [`Store::put_file`] from the open `input`, read from its current position.
+    fn copy_in(&self, input: &mut File, source: &Path) -> Result<(Digest, u64), StoreError> {
         let cas = self.area_created(Area::Cas)?;
         let mut temp = cas.temp_file().map_err(StoreError::Place)?;
         let mut hasher = Hasher::new();
@@ -315,9 +335,120 @@ impl Store {
         }
         let digest = hasher.finish();
         // The output itself too: the flush at the end of a large run would wait for it.
-        write_back_early(&input);
+        write_back_early(input);
         self.publish_blob(&cas, temp, &digest, size)?;
         Ok((digest, size))
+    }
+
+    /// Stores the output a task has just written at `source`, whose stat the caller took
+    /// (`before`) after the task ended. When `may_link` (the engine removed the task's old
+    /// outputs before it ran, so this file is new and no later run writes into it), the file
+    /// becomes its own blob: it is hashed, then hard-linked into the CAS
+    /// ([`Dir::link_open_file`]), so nothing is copied nor written twice (a cold build's
+    /// outputs were written once by their tasks and once more into the CAS).
+    ///
+    /// The link is made only for a regular file with no other name, readable by all and
+    /// writable by its owner only (as a copied blob is), that did not change while it was
+    /// hashed (same stat before, after the read and after the link; else the link is undone). Anything else, and every failure to link (another file system, no `/proc`),
+    /// falls back to the copy of [`Store::put_file`]. A blob that shares its file with the
+    /// work tree is damaged if someone later writes into that file in place; that costs a
+    /// miss, never a wrong output, since every read of a blob verifies its digest (restores,
+    /// replays, uploads) and a damaged blob is removed.
+    ///
+    /// Returns the file's stat as it now is (the link changes its ctime; the stat cache must
+    /// record this one, or the next run would hash the output again).
+    pub fn put_output(
+        &self,
+        source: &Path,
+        before: FileStat,
+        may_link: bool,
+    ) -> Result<StoredOutput, StoreError> {
+        let copied = |input: &mut File| -> Result<StoredOutput, StoreError> {
+            input.rewind().map_err(io_err(source))?;
+            let (digest, size) = self.copy_in(input, source)?;
+            Ok(StoredOutput {
+                digest,
+                size,
+                stat: before,
+                linked: false,
+            })
+        };
+        let mut input = File::open(source).map_err(io_err(source))?;
+        let single = |input: &File| -> Result<bool, StoreError> {
+            let stat = rustix::fs::fstat(input).map_err(|e| io_err(source)(e.into()))?;
+            let regular = rustix::fs::FileType::from_raw_mode(stat.st_mode)
+                == rustix::fs::FileType::RegularFile;
+            // Readable by all and writable by its owner only, as a copied blob is (0644): a
+            // cache shared by several users stays readable, and no one else can damage it.
+            let mode = stat.st_mode & 0o777;
+            let shareable = mode & 0o444 == 0o444 && mode & 0o022 == 0;
+            Ok(regular && shareable && stat.st_nlink == 1 && FileStat::from_stat(&stat) == before)
+        };
+        if !may_link || !single(&input)? {
+            return copied(&mut input);
+        }
+        let mut hasher = Hasher::new();
+        let mut size = 0u64;
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let read = input.read(&mut buffer).map_err(io_err(source))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            size += read as u64;
+        }
+        let digest = hasher.finish();
+        if size != before.size || !single(&input)? {
+            // Written to while it was read: a copy keeps what it reads.
+            return copied(&mut input);
+        }
+        let cas = self.area_created(Area::Cas)?;
+        let present = StoredOutput {
+            digest,
+            size,
+            stat: before,
+            linked: false,
+        };
+        if blob_present(&cas, &digest, size) {
+            return Ok(present);
+        }
+        if durability() == Durability::EveryFile {
+            input.sync_data().map_err(io_err(source))?;
+        }
+        let name = digest.to_hex();
+        match cas.link_open_file(&input, &name) {
+            Ok(true) => {}
+            // Stored meanwhile (another build sharing the cache).
+            Ok(false) => return Ok(present),
+            Err(_) => return copied(&mut input),
+        }
+        let linked = rustix::fs::fstat(&input)
+            .map(|stat| FileStat::from_stat(&stat))
+            .map_err(|e| io_err(source)(e.into()));
+        let unchanged = |now: &FileStat| {
+            (now.size, now.mtime_ns, now.inode) == (before.size, before.mtime_ns, before.inode)
+        };
+        let linked = match linked {
+            Ok(stat) if unchanged(&stat) => stat,
+            _ => {
+                // Changed between the read and the link: the name is taken back (only if it is
+                // still this file) and the bytes copied as they are now.
+                let _ = cas.unlink_if_inode(&name, before.inode);
+                return copied(&mut input);
+            }
+        };
+        if durability() == Durability::EveryFile {
+            rustix::fs::fsync(cas.as_fd()).map_err(|e| io_err(cas.path())(e.into()))?;
+        }
+        write_back_early(&input);
+        self.note_published(Area::Cas, digest);
+        Ok(StoredOutput {
+            digest,
+            size,
+            stat: linked,
+            linked: true,
+        })
     }
 
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
@@ -625,6 +756,16 @@ impl Store {
             return Ok(None);
         }
         parse_action(bytes, Some(key)).map(Some)
+    }
+
+    /// Removes blob `digest` if it is the file `inode`: an output stored as its own blob by
+    /// [`Store::put_output`] that the caller found changed, so that the blob no longer holds
+    /// `digest`. Whether it was.
+    pub fn remove_blob_if_file(&self, digest: &Digest, inode: u64) -> bool {
+        match self.area(Area::Cas) {
+            Ok(Some(cas)) => matches!(cas.unlink_if_inode(&digest.to_hex(), inode), Ok(true)),
+            _ => false,
+        }
     }
 
     /// Whether the CAS holds blob `digest` as a regular file of `size` bytes.
@@ -1520,6 +1661,110 @@ mod tests {
             .unwrap_or_default();
         names.sort();
         names
+    }
+
+    /// `put_output` of a file written with `content` and `mode`, after `prepare` (a second
+    /// name, say); the file's link count afterwards.
+    fn put_output_of(
+        store: &Store,
+        dir: &Path,
+        name: &str,
+        mode: u32,
+        prepare: &dyn Fn(&Path),
+    ) -> (StoredOutput, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let file = dir.join(name);
+        fs::write(&file, name.as_bytes()).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+        prepare(&file);
+        let before = FileStat::of(&fs::metadata(&file).unwrap());
+        let stored = store.put_output(&file, before, true).unwrap();
+        assert_eq!(stored.digest, Digest::of_bytes(name.as_bytes()));
+        assert_eq!(
+            store.get_bytes(&stored.digest, stored.size).unwrap(),
+            name.as_bytes()
+        );
+        (stored, fs::metadata(&file).unwrap().nlink())
+    }
+
+    #[test]
+    fn new_outputs_are_linked_as_their_blobs_and_anything_doubtful_is_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let none = |_: &Path| {};
+
+        let (stored, links) = put_output_of(&store, dir.path(), "plain", 0o644, &none);
+        assert!(stored.linked);
+        assert_eq!(links, 2);
+        let blob = store.blob_path(&stored.digest);
+        assert_eq!(
+            fs::metadata(&blob).unwrap().ino(),
+            fs::metadata(dir.path().join("plain")).unwrap().ino()
+        );
+        // The stat given back is the file's now (the link changed its ctime), for the stat
+        // cache; the rest of it is unchanged.
+        let now = FileStat::of(&fs::metadata(dir.path().join("plain")).unwrap());
+        assert_eq!(stored.stat, now);
+
+        // The same content again: the blob is there, nothing is linked.
+        let again = dir.path().join("again");
+        fs::write(&again, b"plain").unwrap();
+        let before = FileStat::of(&fs::metadata(&again).unwrap());
+        let stored = store.put_output(&again, before, true).unwrap();
+        assert!(!stored.linked);
+        assert_eq!(fs::metadata(&again).unwrap().nlink(), 1);
+
+        // A file with another name (an input, a file elsewhere), one others cannot read or may
+        // write, or when linking is not allowed: copied, the file left as it was.
+        let second = |file: &Path| fs::hard_link(file, file.with_extension("other")).unwrap();
+        for (name, mode, prepare) in [
+            ("second-name", 0o644, &second as &dyn Fn(&Path)),
+            ("private", 0o600, &none),
+            ("group-writable", 0o664, &none),
+        ] {
+            let (stored, links) = put_output_of(&store, dir.path(), name, mode, prepare);
+            assert!(!stored.linked, "{name}");
+            let expected = if name == "second-name" { 2 } else { 1 };
+            assert_eq!(links, expected, "{name}");
+            let blob = fs::metadata(store.blob_path(&stored.digest)).unwrap();
+            assert_eq!(blob.nlink(), 1, "{name}");
+            assert_eq!(blob.permissions().mode() & 0o777, 0o644, "{name}");
+        }
+        let file = dir.path().join("not-allowed");
+        fs::write(&file, b"not-allowed").unwrap();
+        let before = FileStat::of(&fs::metadata(&file).unwrap());
+        assert!(!store.put_output(&file, before, false).unwrap().linked);
+        assert_eq!(fs::metadata(&file).unwrap().nlink(), 1);
+
+        // A stat that is not the file's (it changed after the caller looked): copied.
+        let file = dir.path().join("changed");
+        fs::write(&file, b"changed").unwrap();
+        let mut before = FileStat::of(&fs::metadata(&file).unwrap());
+        before.mtime_ns -= 1;
+        let stored = store.put_output(&file, before, true).unwrap();
+        assert!(!stored.linked);
+        assert_eq!(stored.digest, Digest::of_bytes(b"changed"));
+
+        // A cache on another file system (tmpfs): copied.
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir()
+            && fs::metadata(shm).unwrap().dev() != fs::metadata(dir.path()).unwrap().dev()
+        {
+            let elsewhere = tempfile::tempdir_in(shm).unwrap();
+            let store = Store::open(elsewhere.path().join("cache"));
+            let (stored, links) = put_output_of(&store, dir.path(), "across", 0o644, &none);
+            assert!(!stored.linked);
+            assert_eq!(links, 1);
+        }
+
+        // A blob that is an output's own file is removed only by that file's inode.
+        let (stored, _) = put_output_of(&store, dir.path(), "mine", 0o644, &none);
+        let inode = fs::metadata(dir.path().join("mine")).unwrap().ino();
+        assert!(!store.remove_blob_if_file(&stored.digest, inode + 1));
+        assert!(store.remove_blob_if_file(&stored.digest, inode));
+        assert!(!store.has_blob(&stored.digest, stored.size));
+        assert_eq!(fs::read(dir.path().join("mine")).unwrap(), b"mine");
     }
 
     #[test]
