@@ -139,9 +139,8 @@ impl Clock {
 }
 
 /// The loaded file: its bytes, the offset of each record in path order, and an open-addressing
-/// hash table of record offsets (`u32::MAX`: empty slot; a power of two, at least twice the
-/// record count), so a lookup reads one or two records instead of a binary search's twenty
-/// (and the slot leads straight to the record: one dependent memory access fewer).
+/// hash table of record indices (`u32::MAX`: empty slot; a power of two, at least twice the
+/// record count), so a lookup reads one or two records instead of a binary search's twenty.
 #[derive(Default)]
 struct Base {
     bytes: Vec<u8>,
@@ -195,12 +194,12 @@ impl Base {
         };
         base.table = vec![u32::MAX; (base.offsets.len() * 2).next_power_of_two()];
         let mask = base.table.len() - 1;
-        for &offset in &base.offsets {
+        for (index, &offset) in base.offsets.iter().enumerate() {
             let mut slot = hash(base.path(offset)) as usize & mask;
             while base.table[slot] != u32::MAX {
                 slot = (slot + 1) & mask;
             }
-            base.table[slot] = offset;
+            base.table[slot] = index as u32;
         }
         Some(base)
     }
@@ -213,19 +212,41 @@ impl Base {
         record_entry(&self.bytes, offset as usize)
     }
 
+    /// The record of `relative`. Lookups mostly come in path order, as the records are stored
+    /// (a walk lists each directory sorted): the record after this thread's last hit is tried
+    /// first, so a run reads the records in sequence instead of hashing each path and reaching
+    /// two random places of a file of megabytes. Any other path goes through the hash table.
     fn lookup(&self, relative: &str) -> Option<Entry> {
+        thread_local! {
+            /// (the [`Base`] it was found in, by address; the index after the last hit)
+            static NEXT: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+        }
         if self.table.is_empty() {
             return None;
         }
+        let me = self as *const Base as usize;
+        let path = relative.as_bytes();
+        let hit = |index: usize| -> Entry {
+            NEXT.with(|next| next.set((me, index + 1)));
+            self.entry(self.offsets[index])
+        };
+        // A stale address (another base since) costs a comparison, never a wrong answer.
+        let (owner, next) = NEXT.with(std::cell::Cell::get);
+        if owner == me
+            && let Some(&offset) = self.offsets.get(next)
+            && self.path(offset) == path
+        {
+            return Some(hit(next));
+        }
         let mask = self.table.len() - 1;
-        let mut slot = hash(relative.as_bytes()) as usize & mask;
+        let mut slot = hash(path) as usize & mask;
         loop {
-            let offset = self.table[slot];
-            if offset == u32::MAX {
+            let index = self.table[slot];
+            if index == u32::MAX {
                 return None;
             }
-            if self.path(offset) == relative.as_bytes() {
-                return Some(self.entry(offset));
+            if self.path(self.offsets[index as usize]) == path {
+                return Some(hit(index as usize));
             }
             slot = (slot + 1) & mask;
         }
@@ -922,6 +943,53 @@ mod tests {
         assert_eq!(reloaded.lookup("c/three").unwrap().stat, stat(2));
         assert!(reloaded.lookup("c/thre").is_none());
         drop(dir);
+    }
+
+    #[test]
+    fn lookups_in_any_order_and_from_two_caches_find_exactly_their_records() {
+        let names: Vec<String> = (0..300)
+            .map(|n| format!("d{}/f{n:03}.txt", n / 40))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (_dir, state, _) = saved(&refs);
+        let (_other_dir, other_state, _) = saved(&refs[..7]);
+        let cache = StatCache::load(&state).unwrap();
+        let other = StatCache::load(&other_state).unwrap();
+        let check = |cache: &StatCache, index: usize| {
+            let entry = cache.lookup(&names[index]).expect("recorded");
+            assert_eq!(entry.stat, stat(index as u64), "{}", names[index]);
+            assert_eq!(
+                entry.digest,
+                *Digest::of_bytes(names[index].as_bytes()).as_bytes()
+            );
+        };
+        // In order (the sequential path), backwards, strided, interleaved with misses (paths
+        // next to recorded ones), and alternating between two caches on one thread.
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.extend((0..names.len()).rev());
+        order.extend((0..names.len()).step_by(7));
+        for index in order {
+            check(&cache, index);
+            assert!(cache.lookup(&format!("{}x", names[index])).is_none());
+            assert!(
+                cache
+                    .lookup(&names[index][..names[index].len() - 1])
+                    .is_none()
+            );
+            if index < 7 {
+                check(&other, index);
+            } else {
+                assert!(other.lookup(&names[index]).is_none());
+            }
+        }
+        // From several threads at once, each in order.
+        std::thread::scope(|scope| {
+            for start in [0, 100, 200] {
+                let check = &check;
+                let cache = &cache;
+                scope.spawn(move || (start..start + 100).for_each(|index| check(cache, index)));
+            }
+        });
     }
 
     #[test]
