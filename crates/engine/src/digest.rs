@@ -163,6 +163,59 @@ pub fn hash_reader(reader: &mut impl Read) -> io::Result<(Digest, u64)> {
     })
 }
 
+/// [`hash_reader`] of a source expected to hold `size` bytes (what a stat said): reads at most
+/// that many, then asks `now` how many it holds and reads on to the end only if more. A file
+/// whose stat did not change is thus read without the last `read` that only finds its end
+/// (half the reads of hashing a small file). Returns the digest of what was read, its length,
+/// and what `now` answered.
+pub fn hash_reader_sized<T>(
+    reader: &mut impl Read,
+    size: u64,
+    now: impl FnOnce() -> io::Result<(u64, T)>,
+) -> io::Result<(Digest, u64, T)> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+    }
+    BUFFER.with(|buffer| {
+        let mut buffer = buffer.borrow_mut();
+        let mut hasher = Hasher::new();
+        let mut read_total = 0u64;
+        let mut until = Some(size);
+        let mut now = Some(now);
+        let mut answer = None;
+        loop {
+            let want = match until {
+                Some(limit) if read_total >= limit => {
+                    // As many bytes as expected: does the source hold more?
+                    let (current, told) = (now.take().expect("asked once"))()?;
+                    answer = Some(told);
+                    if current <= read_total {
+                        break;
+                    }
+                    until = None;
+                    buffer.len()
+                }
+                Some(limit) => buffer.len().min((limit - read_total) as usize),
+                None => buffer.len(),
+            };
+            let read = match reader.read(&mut buffer[..want]) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            hasher.update(&buffer[..read]);
+            read_total += read as u64;
+        }
+        let answer = match answer {
+            Some(answer) => answer,
+            // Ended early (it shrank) or read to its end (it grew): asked now.
+            None => (now.take().expect("asked once"))()?.1,
+        };
+        Ok((hasher.finish(), read_total, answer))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +239,45 @@ mod tests {
         assert_eq!(Digest::from_hex(&digest.to_hex()), Some(digest));
         assert_eq!(Digest::from_hex("zz"), None);
         assert_eq!(Digest::from_hex(&"A".repeat(64)), None);
+    }
+
+    /// A reader that counts its `read` calls.
+    struct Counted<'a>(&'a [u8], usize);
+
+    impl Read for Counted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.1 += 1;
+            self.0.read(buf)
+        }
+    }
+
+    #[test]
+    fn sized_hashing_reads_what_the_stat_says_and_on_only_when_the_source_grew() {
+        let data = vec![7u8; 200_000];
+        for (stat_size, now_size, expect_len) in [
+            // Unchanged: exactly the bytes, no read finding the end.
+            (200_000u64, 200_000u64, 200_000u64),
+            // Grew after its stat: read to the end.
+            (1000, 200_000, 200_000),
+            // Shrank (the reader ends first).
+            (300_000, 200_000, 200_000),
+            (0, 0, 0),
+            (0, 200_000, 200_000),
+        ] {
+            let mut reader = Counted(&data[..], 0);
+            let (digest, len, told) =
+                hash_reader_sized(&mut reader, stat_size, || Ok((now_size, "asked"))).unwrap();
+            assert_eq!(len, expect_len, "{stat_size} {now_size}");
+            assert_eq!(digest, Digest::of_bytes(&data[..expect_len as usize]));
+            assert_eq!(told, "asked");
+            let unchanged = stat_size == now_size && stat_size == data.len() as u64;
+            if unchanged {
+                // 200 000 bytes in 64 KiB reads: 4, and no fifth finding the end.
+                assert_eq!(reader.1, 4);
+            }
+        }
+        let mut reader = Counted(b"ab", 0);
+        let (_, len, _) = hash_reader_sized(&mut reader, 2, || Ok((2, ()))).unwrap();
+        assert_eq!((len, reader.1), (2, 1), "a small file: one read");
     }
 }

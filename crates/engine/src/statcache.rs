@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::confine::{ConfineError, Dir};
-use crate::digest::{Digest, hash_reader};
+use crate::digest::{Digest, hash_reader_sized};
 
 /// The stat cache's file in the state directory.
 pub const FILE: &str = "stat-cache";
@@ -491,10 +491,16 @@ impl StatCache {
         }
         // Read before the file is: its digest is trusted against this reading.
         let clock = self.clock_newer_than(stat.mtime_ns);
-        let mut file = open()?;
-        let (digest, _) = hash_reader(&mut file)?;
-        // Stat the open file again: if it changed while it was read, record nothing trusted.
-        let after = FileStat::of(&file.metadata()?);
+        let file = open()?;
+        // Stat the open file again once read: if it changed meanwhile, record nothing trusted.
+        let stat_now = |file: &fs::File| -> io::Result<(u64, FileStat)> {
+            let after = FileStat::of(&file.metadata()?);
+            Ok((after.size, after))
+        };
+        let (digest, _, after) = {
+            let reader = &mut &file;
+            hash_reader_sized(reader, stat.size, || stat_now(&file))?
+        };
         let read_after = (after == stat).then_some(clock);
         self.record(relative, after, digest, read_after);
         Ok(Hashed {
