@@ -283,6 +283,14 @@ fn run_measured(repo: &Repo, args: &[&str], env: &[(&str, &str)]) -> (i32, Strin
     for (name, value) in env {
         command.env(name, value);
     }
+    // A `pre_exec` hook makes std `fork` rather than `posix_spawn`: a process started by
+    // `posix_spawn` (a `vfork`) counts this whole test process's memory in its peak RSS, since
+    // Linux records the image it replaced at `exec`; a forked child only its anonymous pages.
+    // SAFETY: the hook does nothing.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| Ok(()));
+    }
     // Reaped below by `wait4`, which also reports the child's resource usage.
     #[allow(clippy::zombie_processes)]
     let child = command.spawn().expect("spawn xtask");
@@ -308,6 +316,11 @@ fn a_huge_captured_output_is_replayed_in_bounded_memory() {
     let run = repo.json(&["task"]);
     run.assert_code(0);
     let key = run.task("task:gen")["key"].as_str().unwrap().to_string();
+    // The same restore and replay with the entry as it is: what a run costs anyway (a debug
+    // build's code alone is tens of MiB).
+    repo.remove("build/a.txt");
+    let (code, stderr, baseline_kib) = run_measured(&repo, &["task"], &[]);
+    assert_eq!(code, 0, "{stderr}");
     let output = Command::new("sh")
         .args(["-c", &format!("head -c {SIZE} /dev/zero | sha256sum")])
         .output()
@@ -331,9 +344,11 @@ fn a_huge_captured_output_is_replayed_in_bounded_memory() {
 
     let (code, stderr, peak_kib) = run_measured(&repo, &["task"], &[]);
     assert_eq!(code, 0, "{stderr}");
+    // Reading it whole would take 48 MiB more; pieces of at most 1 MiB (and what holds them)
+    // take a few.
     assert!(
-        peak_kib < 32 << 10,
-        "replaying 48 MiB of output peaked at {peak_kib} KiB of memory"
+        peak_kib < baseline_kib + (16 << 10),
+        "replaying 48 MiB of output peaked at {peak_kib} KiB of memory, {baseline_kib} KiB without"
     );
 }
 

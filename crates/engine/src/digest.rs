@@ -142,25 +142,8 @@ pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
 /// Hashes everything a reader yields; returns the digest and the byte count. Uses one 64 KiB
 /// buffer per thread (hashing many small files allocates nothing).
 pub fn hash_reader(reader: &mut impl Read) -> io::Result<(Digest, u64)> {
-    thread_local! {
-        static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
-    }
-    BUFFER.with(|buffer| {
-        let mut buffer = buffer.borrow_mut();
-        let mut hasher = Hasher::new();
-        let mut size = 0u64;
-        loop {
-            let read = match reader.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err),
-            };
-            hasher.update(&buffer[..read]);
-            size += read as u64;
-        }
-        Ok((hasher.finish(), size))
-    })
+    // Expecting more bytes than any source holds: read to the end, whatever its length.
+    hash_reader_sized(reader, u64::MAX, || Ok((0, ()))).map(|(digest, len, ())| (digest, len))
 }
 
 /// [`hash_reader`] of a source expected to hold `size` bytes (what a stat said): reads at most

@@ -55,7 +55,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::confine::{ConfineError, Dir, Kind, Place, is_temp_name};
-use crate::digest::{Digest, Hasher};
+use crate::digest::{Digest, Hasher, hash_reader_sized};
 use crate::fsutil::{Durability, FileLock, LockMode, durability};
 use crate::statcache::FileStat;
 
@@ -374,8 +374,8 @@ impl Store {
             })
         };
         let mut input = File::open(source).map_err(io_err(source))?;
-        let single = |input: &File| -> Result<bool, StoreError> {
-            let stat = rustix::fs::fstat(input).map_err(|e| io_err(source)(e.into()))?;
+        let single = |input: &File| -> io::Result<bool> {
+            let stat = rustix::fs::fstat(input)?;
             let regular = rustix::fs::FileType::from_raw_mode(stat.st_mode)
                 == rustix::fs::FileType::RegularFile;
             // Readable by all and writable by its owner only, as a copied blob is (0644): a
@@ -384,22 +384,18 @@ impl Store {
             let shareable = mode & 0o444 == 0o444 && mode & 0o022 == 0;
             Ok(regular && shareable && stat.st_nlink == 1 && FileStat::from_stat(&stat) == before)
         };
-        if !may_link || !single(&input)? {
+        if !may_link || !single(&input).map_err(io_err(source))? {
             return copied(&mut input);
         }
-        let mut hasher = Hasher::new();
-        let mut size = 0u64;
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            let read = input.read(&mut buffer).map_err(io_err(source))?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-            size += read as u64;
-        }
-        let digest = hasher.finish();
-        if size != before.size || !single(&input)? {
+        // Its stat is taken again once it is read: unchanged, or it is copied after all.
+        let (digest, size, unchanged) = {
+            let mut reader = &input;
+            hash_reader_sized(&mut reader, before.size, || {
+                Ok((before.size, single(&input)?))
+            })
+            .map_err(io_err(source))?
+        };
+        if size != before.size || !unchanged {
             // Written to while it was read: a copy keeps what it reads.
             return copied(&mut input);
         }
