@@ -228,16 +228,21 @@ fn workers_beyond_jobs_never_run_more_than_jobs_commands() {
 
 /// The flushing system calls of a build of `repo` run under strace: (name, count).
 fn flushes(repo: &Repo, args: &[&str]) -> (common::Run, BTreeMap<String, usize>) {
+    let (run, calls) = traced(repo, args, "syncfs,sync,fsync,fdatasync,sync_file_range");
+    let mut counts = BTreeMap::new();
+    for (name, _) in calls {
+        *counts.entry(name).or_default() += 1;
+    }
+    (run, counts)
+}
+
+/// The system calls named in `calls` (strace's `-e trace=` list) that a run of `args` made:
+/// (name, arguments as strace shows them, descriptors with their paths).
+fn traced(repo: &Repo, args: &[&str], calls: &str) -> (common::Run, Vec<(String, String)>) {
     let trace = repo.join(".trace");
     let mut command = std::process::Command::new("strace");
     command
-        .args([
-            "-f",
-            "-qq",
-            "-e",
-            "trace=syncfs,sync,fsync,fdatasync,sync_file_range",
-            "-o",
-        ])
+        .args(["-f", "-qq", "-y", "-e", &format!("trace={calls}"), "-o"])
         .arg(&trace)
         .arg(common::BIN)
         .arg("--root")
@@ -251,21 +256,98 @@ fn flushes(repo: &Repo, args: &[&str]) -> (common::Run, BTreeMap<String, usize>)
         command.env_remove(name);
     }
     let run = common::Run::parse_json(args, command.output().unwrap());
-    let mut counts = BTreeMap::new();
+    let mut seen = Vec::new();
     for line in std::fs::read_to_string(&trace).unwrap().lines() {
-        // "<pid> fdatasync(5) = 0"
-        let Some(call) = line.split_whitespace().nth(1) else {
+        // "<pid> fdatasync(5</…/x>) = 0"
+        let Some((_, call)) = line.split_once(' ') else {
             continue;
         };
+        let call = call.trim_start();
         // Signals ("--- SIGCHLD …") and exits ("+++ exited …") are not calls.
-        let Some((name, _)) = call.split_once('(') else {
+        let Some((name, rest)) = call.split_once('(') else {
             continue;
         };
-        let name = name.to_string();
-        *counts.entry(name).or_default() += 1;
+        if name.starts_with(['-', '+']) || name.contains(' ') {
+            continue;
+        }
+        seen.push((name.to_string(), rest.to_string()));
     }
     std::fs::remove_file(&trace).unwrap();
-    (run, counts)
+    (run, seen)
+}
+
+const GLOBBED: &str = r#"
+[tasks.all]
+run = 'mkdir -p out && for f in src/*.txt; do if [ -f "$f" ]; then cat "$f"; fi; done > out/all.txt'
+inputs = ["src/*.txt"]
+outputs = ["out/all.txt"]
+"#;
+
+#[test]
+fn an_unchanged_input_directory_is_not_read_again_and_any_change_to_it_is_seen() {
+    if !common::have_tool("strace", "strace") {
+        return;
+    }
+    let repo = Repo::new(GLOBBED, &[("src/a.txt", "a\n"), ("src/b.txt", "b\n")]);
+    let listed = |repo: &Repo| -> (common::Run, usize) {
+        let (run, calls) = traced(repo, &["task"], "getdents64");
+        let reads = calls
+            .iter()
+            .filter(|(_, args)| {
+                args.split(',')
+                    .next()
+                    .is_some_and(|fd| fd.ends_with("/src>"))
+            })
+            .count();
+        (run, reads)
+    };
+    repo.json(&["task"]).assert_code(0);
+    // Once the directory is older than a reading of the file system's clock taken before it was
+    // read (a build right after the files were written may list it in their tick), its listing
+    // is kept and a no-op does not read it.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    repo.json(&["task"]).assert_code(0);
+    let (no_op, reads) = listed(&repo);
+    assert_eq!(no_op.counts(), (0, 1, 0, 0), "{no_op}");
+    assert_eq!(reads, 0, "a no-op read an unchanged input directory");
+
+    // Every change to its entries is seen: an added file, a removed one, a renamed one, one
+    // replaced by a directory of the same name, and the directory replaced by another.
+    let step = |change: &dyn Fn(), expected: &str| {
+        change();
+        let (run, reads) = listed(&repo);
+        run.assert_code(0);
+        assert_eq!(run.status("task:all"), "ran", "{run}");
+        assert!(reads > 0, "the changed directory was not read\n{run}");
+        assert_eq!(repo.read("out/all.txt"), expected, "{run}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        repo.json(&["task"]).assert_code(0);
+        let (no_op, reads) = listed(&repo);
+        assert_eq!(no_op.counts(), (0, 1, 0, 0), "{no_op}");
+        assert_eq!(reads, 0, "after: {expected:?}");
+    };
+    step(&|| repo.write("src/c.txt", "c\n"), "a\nb\nc\n");
+    step(&|| repo.remove("src/b.txt"), "a\nc\n");
+    step(
+        &|| std::fs::rename(repo.join("src/a.txt"), repo.join("src/d.txt")).unwrap(),
+        "c\na\n",
+    );
+    step(
+        &|| {
+            repo.remove("src/c.txt");
+            std::fs::create_dir(repo.join("src/c.txt")).unwrap();
+        },
+        "a\n",
+    );
+    step(
+        &|| {
+            std::fs::rename(repo.join("src"), repo.join("old-src")).unwrap();
+            std::fs::create_dir(repo.join("src")).unwrap();
+            std::fs::copy(repo.join("old-src/d.txt"), repo.join("src/d.txt")).unwrap();
+            repo.write("src/e.txt", "e\n");
+        },
+        "a\ne\n",
+    );
 }
 
 #[test]

@@ -38,6 +38,8 @@ fn plant_victim(dir: &Path) -> Canary {
             ("tmp/.tmp-keep", "staging? no: mine\n"),
             ("state/clock", "mine\n"),
             ("state/stat-cache", "mine\n"),
+            ("state/listings", "mine\n"),
+            ("listings", "mine\n"),
             ("clock", "mine\n"),
             ("stat-cache", "mine\n"),
             ("lock", "mine\n"),

@@ -22,7 +22,7 @@
 //! Reading (hashing inputs and outputs) goes through ordinary paths; what the walk
 //! ([`Dir::walk`]) reports never includes anything reached through a link to a directory.
 
-use std::ffi::{CStr, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -786,13 +786,25 @@ impl Dir {
         base: &str,
         visit: &mut dyn FnMut(&Entry<'_>) -> Result<Walk, E>,
     ) -> Result<(), E> {
+        self.walk_listed(base, None, visit)
+    }
+
+    /// [`Dir::walk`], taking each directory's entries from `listings` when it knows them for
+    /// the directory's current stat (an `fstat` of the open directory), and giving it those it
+    /// reads.
+    pub fn walk_listed<E: From<ConfineError>>(
+        &self,
+        base: &str,
+        listings: Option<&dyn ListingCache>,
+        visit: &mut dyn FnMut(&Entry<'_>) -> Result<Walk, E>,
+    ) -> Result<(), E> {
         let start = match self.open_dir(base) {
             Ok(Some(dir)) => dir,
             Ok(None) | Err(ConfineError::NotDirectory { .. }) => return Ok(()),
             Err(err) => return Err(err.into()),
         };
         let mut relative = base.as_bytes().to_vec();
-        walk_into(start.fd, &mut relative, &self.relative, visit)
+        walk_into(start.fd, &mut relative, &self.relative, listings, visit)
     }
 }
 
@@ -1019,6 +1031,7 @@ fn walk_into<E: From<ConfineError>>(
     fd: OwnedFd,
     relative: &mut Vec<u8>,
     display_prefix: &str,
+    listings: Option<&dyn ListingCache>,
     visit: &mut dyn FnMut(&Entry<'_>) -> Result<Walk, E>,
 ) -> Result<(), E> {
     let io_error = |relative: &[u8], source: io::Error| {
@@ -1028,7 +1041,7 @@ fn walk_into<E: From<ConfineError>>(
         };
         E::from(ConfineError::Io { path, source })
     };
-    let entries = match read_entries(&fd) {
+    let entries = match listed_entries(&fd, display_prefix, relative, listings) {
         Ok(entries) => entries,
         // Removed while we walked: nothing to see there.
         Err(Errno::NOENT) => return Ok(()),
@@ -1058,7 +1071,7 @@ fn walk_into<E: From<ConfineError>>(
         })?;
         if kind == Kind::Dir && decision == Walk::Enter {
             match rustix::fs::openat(&fd, name, DIR_FLAGS, Mode::empty()) {
-                Ok(child) => walk_into(child, relative, display_prefix, visit)?,
+                Ok(child) => walk_into(child, relative, display_prefix, listings, visit)?,
                 // Removed, or replaced by a link or a file, since it was listed: not entered.
                 Err(Errno::NOENT) | Err(Errno::LOOP) | Err(Errno::NOTDIR) => {}
                 Err(errno) => return Err(io_error(relative, errno.into())),
@@ -1067,6 +1080,54 @@ fn walk_into<E: From<ConfineError>>(
     }
     relative.truncate(prefix_len);
     Ok(())
+}
+
+/// Directory listings a walk may use instead of reading a directory again (see
+/// [`crate::listings`], kept with the stat cache, whose clock they are trusted against).
+pub trait ListingCache: Sync {
+    /// The entries of the directory `path` (root-relative) if they are known for its stat.
+    fn listed(&self, path: &[u8], stat: &FileStat) -> Option<Vec<(CString, Option<Kind>)>>;
+    /// A reading of the file system's clock, taken before a directory of mtime `mtime_ns` is
+    /// read (newer than that mtime when one can be had).
+    fn clock_before_reading(&self, mtime_ns: i64) -> i64;
+    /// What the directory `path` held when read after its stat `stat` and the reading
+    /// `clock_ns` were taken.
+    fn record_listing(
+        &self,
+        path: &[u8],
+        stat: &FileStat,
+        clock_ns: i64,
+        entries: &[(CString, Option<Kind>)],
+    );
+}
+
+/// The entries of the open directory `fd` at `relative` below the directory `display_prefix`
+/// (root-relative): from `listings` when it knows them for the directory's stat, else read
+/// (and given to it).
+fn listed_entries(
+    fd: &OwnedFd,
+    display_prefix: &str,
+    relative: &[u8],
+    listings: Option<&dyn ListingCache>,
+) -> Result<Vec<(CString, Option<Kind>)>, Errno> {
+    let Some(listings) = listings else {
+        return read_entries(fd);
+    };
+    let stat = FileStat::from_stat(&rustix::fs::fstat(fd)?);
+    let mut path = display_prefix.as_bytes().to_vec();
+    if !path.is_empty() && !relative.is_empty() {
+        path.push(b'/');
+    }
+    path.extend_from_slice(relative);
+    if let Some(entries) = listings.listed(&path, &stat) {
+        return Ok(entries);
+    }
+    // The stat, then the clock, then the read: any change after the read leaves the directory
+    // with a newer mtime than the one recorded (see `crate::listings`).
+    let clock = listings.clock_before_reading(stat.mtime_ns);
+    let entries = read_entries(fd)?;
+    listings.record_listing(&path, &stat, clock, &entries);
+    Ok(entries)
 }
 
 /// The entries of the directory `fd` (without `.` and `..`), with their kinds when the file

@@ -509,6 +509,7 @@ mod tests {
                 root: &self.root,
                 canonical_root: &self.canonical,
                 never_enter: &never,
+                listings: None,
             };
             let context = Context {
                 tree: &tree,

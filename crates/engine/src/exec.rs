@@ -172,6 +172,15 @@ impl Workspace {
             root: &self.root,
             canonical_root: &self.canonical_root,
             never_enter: self.guard.own_dirs(),
+            listings: None,
+        }
+    }
+
+    /// [`Workspace::tree`] whose walks use (and feed) the listings kept with `stats`.
+    fn listed_tree<'a>(&'a self, stats: &'a StatCache) -> Tree<'a> {
+        Tree {
+            listings: Some(stats),
+            ..self.tree()
         }
     }
 
@@ -392,7 +401,10 @@ impl Engine {
             (&state, &|name| {
                 matches!(
                     name,
-                    crate::statcache::FILE | crate::statcache::DELTA | crate::statcache::CLOCK
+                    crate::statcache::FILE
+                        | crate::statcache::DELTA
+                        | crate::statcache::CLOCK
+                        | crate::listings::FILE
                 ) || is_temp_name(name)
             }),
             (&self.staging, &is_temp_name),
@@ -766,9 +778,14 @@ impl Engine {
                 // No working directory yet: no input can match.
                 return Ok((components, inputs.includes()));
             };
-            let (found, missing) =
-                expand(&workspace.tree(), cwd, inputs, Some(outputs), Purpose::Read)
-                    .map_err(|err| format!("reading inputs: {err}"))?;
+            let (found, missing) = expand(
+                &workspace.listed_tree(stats),
+                cwd,
+                inputs,
+                Some(outputs),
+                Purpose::Read,
+            )
+            .map_err(|err| format!("reading inputs: {err}"))?;
             unmatched = missing;
             // `found` is sorted and unique (and a common prefix keeps it so): the map is built
             // in one pass from the sorted list instead of by one search per insertion.

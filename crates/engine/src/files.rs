@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::confine::{ConfineError, Dir, Kind, Walk, escape};
+use crate::confine::{ConfineError, Dir, Kind, ListingCache, Walk, escape};
 use crate::statcache::FileStat;
 
 /// The most pattern lists [`Patterns::shared`] keeps compiled.
@@ -227,6 +227,9 @@ pub struct Tree<'a> {
     /// Root-relative directories never entered (the engine's state and cache directories when
     /// they are inside the root). Directories named `.git` are never entered either.
     pub never_enter: &'a [String],
+    /// Directory listings kept across runs, used by walks when given (see
+    /// [`crate::listings`]).
+    pub listings: Option<&'a dyn ListingCache>,
 }
 
 /// What the files found are for.
@@ -425,7 +428,7 @@ pub fn expand(
                 Some((Kind::Other, _)) => continue,
             }
         }
-        cwd.walk::<ExpandError>(base, &mut |entry| {
+        cwd.walk_listed::<ExpandError>(base, tree.listings, &mut |entry| {
             match entry.kind {
                 Kind::Dir => {
                     return Ok(if entered(entry.relative) {
@@ -521,6 +524,7 @@ mod tests {
             root: &root,
             canonical_root: &canonical,
             never_enter: &never_enter,
+            listings: None,
         };
         let (found, unmatched) = expand(&tree, &root, &patterns, Some(&skip), purpose)?;
         Ok((found.into_iter().map(|f| f.relative).collect(), unmatched))
@@ -553,6 +557,7 @@ mod tests {
             root: &root,
             canonical_root: &canonical,
             never_enter: &[],
+            listings: None,
         };
         let cwd = root.open_dir("").unwrap().unwrap();
         let patterns = Patterns::new(&["**/*.gen".to_string()]).unwrap();

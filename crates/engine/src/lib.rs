@@ -44,6 +44,7 @@ pub mod graph;
 pub mod guard;
 pub mod key;
 pub mod ledger;
+pub mod listings;
 pub mod output;
 pub mod overlap;
 pub mod remote;

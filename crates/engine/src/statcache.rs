@@ -57,8 +57,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::confine::{ConfineError, Dir};
+use std::ffi::CString;
+
+use crate::confine::{ConfineError, Dir, Kind, ListingCache};
 use crate::digest::{Digest, hash_reader_sized};
+use crate::listings::Listings;
 
 /// The stat cache's file in the state directory.
 pub const FILE: &str = "stat-cache";
@@ -388,6 +391,30 @@ pub struct StatCache {
     /// When the newest reading was taken, and the open probe file with its name in `dir`.
     clock_read: Mutex<(Option<Instant>, Option<Probe>)>,
     dirty: AtomicBool,
+    /// Directory listings, trusted against the same clock (see [`crate::listings`]).
+    listings: Listings,
+}
+
+impl ListingCache for StatCache {
+    fn listed(&self, path: &[u8], stat: &FileStat) -> Option<Vec<(CString, Option<Kind>)>> {
+        self.listings.get(path, stat)
+    }
+
+    fn clock_before_reading(&self, mtime_ns: i64) -> i64 {
+        self.clock_newer_than(mtime_ns).0
+    }
+
+    fn record_listing(
+        &self,
+        path: &[u8],
+        stat: &FileStat,
+        clock_ns: i64,
+        entries: &[(CString, Option<Kind>)],
+    ) {
+        if self.dir.is_some() {
+            self.listings.record(path, stat, clock_ns, entries);
+        }
+    }
 }
 
 /// What a lookup found.
@@ -435,6 +462,7 @@ impl StatCache {
             clock_ns: AtomicI64::new(i64::MIN),
             clock_read: Mutex::new((None, None)),
             dirty: AtomicBool::new(false),
+            listings: Listings::load(dir),
         })
     }
 
@@ -451,6 +479,7 @@ impl StatCache {
             clock_ns: AtomicI64::new(i64::MIN),
             clock_read: Mutex::new((None, None)),
             dirty: AtomicBool::new(false),
+            listings: Listings::default(),
         }
     }
 
@@ -656,7 +685,13 @@ impl StatCache {
     /// full file (the loaded one merged with the delta and this run's records), then the delta
     /// is removed.
     pub fn save(&self, dir: &Dir) -> io::Result<()> {
-        self.save_within(dir, DELTA_MIN_LIMIT.max(self.base.bytes.len() / 16))
+        // Without a directory of its own (ephemeral) nothing was recorded to be saved.
+        let listings = match &self.dir {
+            Some(_) => self.listings.save(dir),
+            None => Ok(()),
+        };
+        self.save_within(dir, DELTA_MIN_LIMIT.max(self.base.bytes.len() / 16))?;
+        listings
     }
 
     /// [`StatCache::save`] with a delta of at most `limit` bytes (0: the full file).
