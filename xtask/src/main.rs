@@ -1,9 +1,11 @@
 //! `cargo xtask`: the product is `xbundle::cli::main()`; `cargo xtask bench` is its benchmark
 //! (`cargo xtask bench downloads`: asset download throughput against curl; `cargo xtask bench
-//! package`: the deb and tar.gz writers against dpkg-deb and tar | gzip).
+//! package`: the deb and tar.gz writers against dpkg-deb and tar | gzip; `cargo xtask bench
+//! symbol-order`: regenerates the symbol ordering of the optimized build the bench times).
 
 mod bench;
 mod bench_downloads;
+mod bench_order;
 mod bench_package;
 mod testserver;
 
@@ -16,6 +18,8 @@ fn main() -> std::process::ExitCode {
                 bench_downloads::main(rest[1..].to_vec())
             } else if rest.first().is_some_and(|mode| mode == "package") {
                 bench_package::main(rest[1..].to_vec())
+            } else if rest.first().is_some_and(|mode| mode == "symbol-order") {
+                bench_order::main(rest[1..].to_vec())
             } else {
                 bench::main(rest)
             }
