@@ -218,7 +218,12 @@ fn executed(profile: &str, binary: &Path) -> BTreeSet<String> {
         } else if let Some(name) = line.strip_prefix("fn=")
             && in_binary
         {
+            // Callgrind marks a recursion level with `'N` (`f'2`): the symbol is `f`.
             let name = name.trim();
+            let name = match name.rsplit_once('\'') {
+                Some((symbol, level)) if level.bytes().all(|b| b.is_ascii_digit()) => symbol,
+                _ => name,
+            };
             // Unnamed code shows as an address, and callgrind names some code itself
             // (`(below main)`): neither is a symbol.
             if !name.is_empty()
@@ -239,10 +244,10 @@ mod tests {
     #[test]
     fn executed_takes_the_binarys_functions_only() {
         let profile = "ob=/t/xtask\nfn=_ZN1a1fE\n1 2\ncob=/lib/libc.so.6\ncfn=memcpy\ncalls=1 0\n\
-                       ob=/lib/libc.so.6\nfn=memcpy\n1 1\nob=/t/xtask\nfn=_ZN1a1gE\nfn=0x0001234\nfn=(below main)\n";
+                       ob=/lib/libc.so.6\nfn=memcpy\n1 1\nob=/t/xtask\nfn=_ZN1a1gE\nfn=0x0001234\nfn=(below main)\nfn=_ZN1a1hE'2\n";
         let names: Vec<_> = executed(profile, Path::new("/t/xtask"))
             .into_iter()
             .collect();
-        assert_eq!(names, ["_ZN1a1fE", "_ZN1a1gE"]);
+        assert_eq!(names, ["_ZN1a1fE", "_ZN1a1gE", "_ZN1a1hE"]);
     }
 }
