@@ -7,7 +7,9 @@
 //! an equivalent `build.ninja` (one `cat` edge per task). Output directories exist beforehand,
 //! so both tools run exactly one `sh -c "cat ... > out"` per task.
 //!
-//! Scenarios, each timed wall-clock around the whole process, using the release binary:
+//! Scenarios, each timed wall-clock around the whole process, using the optimized binary
+//! ([`crate::bench_order::build_dist`]: cargo profile `dist`, fat LTO and one codegen unit,
+//! linked with the symbol ordering of `xtask/symbol-order.txt`; the table's header says so):
 //! - cold: no outputs, no `.xbundle` state (no `.ninja_log`/`.ninja_deps`), with the default
 //!   fsync and with `XBUNDLE_FSYNC=0`;
 //! - first no-op after a build (xbundle re-hashes what the build wrote: racy-clean rule);
@@ -41,7 +43,9 @@ use xshell::{Shell, cmd};
 const USAGE: &str = "\
 usage: cargo xtask bench [OPTIONS]
 
-Generates a synthetic repository and times xbundle (release build) against ninja.
+Generates a synthetic repository and times xbundle (its optimized build: cargo profile dist,
+symbols ordered by xtask/symbol-order.txt) against ninja. `cargo xtask bench symbol-order`
+regenerates that ordering (see its --help).
 
 options:
   --tasks N         tasks to generate (default 200)
@@ -53,7 +57,7 @@ options:
   --cold-runs N     repetitions of each cold run (default 3)
   --jobs N          pass -j N to both xbundle and ninja (default: each tool's own default)
   --dir DIR         generate under DIR and keep it (default: a temporary directory)
-  --xbundle PATH    time this xtask binary instead of the release build of this tree (e.g.
+  --xbundle PATH    time this xtask binary instead of the optimized build of this tree (e.g.
                     another revision's, for a before/after table)
   --json            also print the numbers as one JSON object (last line of stdout)
   -h, --help        this text
@@ -64,7 +68,7 @@ exit codes: 0 done (goals met or not), 1 a sanity check failed, 2 usage, 3 I/O e
 const NINJA_MARK: &str = "@@edge ";
 
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Usage(String),
     /// A sanity check failed: the numbers cannot be trusted.
     Sanity(String),
@@ -128,7 +132,7 @@ struct Options {
     cold_runs: usize,
     jobs: Option<usize>,
     dir: Option<PathBuf>,
-    /// `--xbundle`: the binary timed instead of this tree's release build.
+    /// `--xbundle`: the binary timed instead of this tree's optimized build.
     xbundle: Option<PathBuf>,
     json: bool,
 }
@@ -220,7 +224,7 @@ fn parse_shapes(text: &str) -> Option<Vec<(usize, usize)>> {
 }
 
 /// The generated task graph.
-struct Graph {
+pub(crate) struct Graph {
     tasks: usize,
     files: usize,
     size: usize,
@@ -230,11 +234,16 @@ struct Graph {
 
 impl Graph {
     fn new(options: &Options, tasks: usize, files: usize) -> Graph {
+        Graph::with_size(tasks, files, options.size)
+    }
+
+    /// `tasks` tasks of `files` input files of `size` bytes each.
+    pub(crate) fn with_size(tasks: usize, files: usize, size: usize) -> Graph {
         let digits = |n: usize| n.saturating_sub(1).max(1).ilog10() as usize + 1;
         Graph {
             tasks,
             files,
-            size: options.size,
+            size,
             task_width: digits(tasks).max(4),
             file_width: digits(files).max(3),
         }
@@ -253,7 +262,7 @@ impl Graph {
         (task > 0 && task.is_multiple_of(5)).then(|| task - 1)
     }
 
-    fn input(&self, task: usize, file: usize) -> String {
+    pub(crate) fn input(&self, task: usize, file: usize) -> String {
         format!("tasks/{}/src/{}", self.name(task), self.file_name(file))
     }
 
@@ -280,7 +289,7 @@ impl Graph {
 
     /// The task whose input the one-file scenarios change: the middle task that has a
     /// dependent (so the change propagates), or the middle task.
-    fn changed_task(&self) -> usize {
+    pub(crate) fn changed_task(&self) -> usize {
         (0..=self.tasks / 2)
             .rev()
             .find(|&task| task + 1 < self.tasks && self.dep(task + 1) == Some(task))
@@ -358,7 +367,11 @@ fn seed(task: usize, file: usize, variant: u64) -> u64 {
 }
 
 /// Writes both trees (the ninja one when `ninja_root` is given).
-fn generate(graph: &Graph, xbundle_root: &Path, ninja_root: Option<&Path>) -> Result<()> {
+pub(crate) fn generate(
+    graph: &Graph,
+    xbundle_root: &Path,
+    ninja_root: Option<&Path>,
+) -> Result<()> {
     let roots: Vec<&Path> = std::iter::once(xbundle_root).chain(ninja_root).collect();
     for root in &roots {
         if root.exists() {
@@ -880,25 +893,25 @@ fn run(options: &Options) -> Result<()> {
         .to_path_buf();
     sh.change_dir(&workspace);
 
-    let xtask = match &options.xbundle {
-        Some(path) => path.canonicalize()?,
-        None => {
-            progress("building the release binary (cargo build --release -p xtask)");
-            cmd!(sh, "cargo build --release -p xtask").run()?;
-            release_xtask(&workspace)
-        }
+    let (xtask, build) = match &options.xbundle {
+        Some(path) => (path.canonicalize()?, "--xbundle".to_string()),
+        None => crate::bench_order::build_dist(&workspace).map_err(Failure::Other)?,
     };
     if !xtask.is_file() {
         return Err(Failure::Other(format!("{} was not built", xtask.display())));
     }
 
+    // Which code and which build of it is timed: `5cafd31 (cargo profile dist, ...)`.
     let revision = match &options.xbundle {
-        Some(_) => format!("{}", xtask.display()),
-        None => cmd!(sh, "git describe --always --dirty")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .unwrap_or_else(|_| "unknown".into()),
+        Some(_) => format!("{} ({build})", xtask.display()),
+        None => {
+            let described = cmd!(sh, "git describe --always --dirty")
+                .quiet()
+                .ignore_stderr()
+                .read()
+                .unwrap_or_else(|_| "unknown".into());
+            format!("{described} ({build})")
+        }
     };
     let ninja = ninja_version(&sh);
     if ninja.is_none() {
@@ -1106,7 +1119,7 @@ fn run_shape(
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut text = format!(
         "\nxbundle bench: {} tasks x {} files x {} bytes ({} input files), every 5th task depends on the previous one\n\
-         xbundle {revision} (release); machine: {cpus} CPU(s), load average {load_before} before / {} after; jobs: {}; ninja: {}\n\
+         xbundle {revision}; machine: {cpus} CPU(s), load average {load_before} before / {} after; jobs: {}; ninja: {}\n\
          one-file change: {target}, {affected} task(s) downstream ({})\n\n",
         graph.tasks,
         graph.files,

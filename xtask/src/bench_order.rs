@@ -1,0 +1,253 @@
+//! The optimized build of xbundle (`cargo profile dist`, linked with a symbol ordering) and
+//! `cargo xtask bench symbol-order`, which regenerates that ordering.
+//!
+//! Why an ordering: a run touches a few thousand of the binary's functions, scattered through
+//! megabytes of `.text`, and the kernel maps the 64 KiB around each first touch of a code page
+//! (fault-around), all of which counts in the peak RSS. `xtask/symbol-order.txt` lists the
+//! functions the bench's scenarios execute (those of a no-op first), and lld's
+//! `--symbol-ordering-file` lays them out together at the start of `.text`.
+//!
+//! Invariants: the ordering only moves code, never changes it (the same functions, the same
+//! machine code); a stale file (renamed or missing symbols, another rustc) degrades to lld's
+//! default order for what it does not name, silently (`--no-warn-symbol-ordering`); a link
+//! that refuses the options (a linker other than lld) is retried without them, with a warning.
+//! The file is written only by `cargo xtask bench symbol-order` (callgrind's list of executed
+//! functions, sorted: the same runs give the same file), never by hand.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The ordering file, relative to the workspace.
+pub(crate) const ORDER_FILE: &str = "xtask/symbol-order.txt";
+
+/// The cargo profile of the optimized build (`[profile.dist]` in the workspace's Cargo.toml).
+pub(crate) const PROFILE: &str = "dist";
+
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Whether this host's link is done by lld (rustc's default on x86_64 Linux since 1.90), the
+/// linker the ordering options are for.
+fn orders_symbols() -> bool {
+    cfg!(all(target_os = "linux", target_arch = "x86_64"))
+}
+
+/// Builds the optimized `xtask` (`--profile dist`, with the symbol ordering when it exists and
+/// the host links with lld) and returns its path and a description of the build for reports.
+pub(crate) fn build_dist(workspace: &Path) -> Result<(PathBuf, String), String> {
+    let order = workspace.join(ORDER_FILE);
+    let mut description = format!("cargo profile {PROFILE}");
+    let mut built = false;
+    if orders_symbols() && order.is_file() {
+        eprintln!(
+            "bench: building the optimized binary (cargo rustc --profile {PROFILE} -p xtask, ordered by {ORDER_FILE})"
+        );
+        let status = Command::new(cargo())
+            .args([
+                "rustc",
+                "--profile",
+                PROFILE,
+                "-p",
+                "xtask",
+                "--bin",
+                "xtask",
+                "--",
+            ])
+            .args(["-C", "link-arg=-Xlinker", "-C"])
+            .arg(format!(
+                "link-arg=--symbol-ordering-file={}",
+                order.display()
+            ))
+            .args(["-C", "link-arg=-Xlinker", "-C"])
+            .arg("link-arg=--no-warn-symbol-ordering")
+            .current_dir(workspace)
+            .status()
+            .map_err(|err| format!("running cargo: {err}"))?;
+        if status.success() {
+            built = true;
+            description.push_str(", symbols ordered by ");
+            description.push_str(ORDER_FILE);
+        } else {
+            eprintln!(
+                "bench: warning: the build with the symbol ordering failed (a linker other than lld?); building without it"
+            );
+        }
+    }
+    if !built {
+        eprintln!(
+            "bench: building the optimized binary (cargo build --profile {PROFILE} -p xtask)"
+        );
+        let status = Command::new(cargo())
+            .args(["build", "--profile", PROFILE, "-p", "xtask"])
+            .current_dir(workspace)
+            .status()
+            .map_err(|err| format!("running cargo: {err}"))?;
+        if !status.success() {
+            return Err(format!("cargo build --profile {PROFILE} -p xtask failed"));
+        }
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
+    Ok((target.join(PROFILE).join("xtask"), description))
+}
+
+const USAGE: &str = "\
+usage: cargo xtask bench symbol-order
+
+Regenerates xtask/symbol-order.txt: builds the optimized binary (cargo profile dist), runs the
+bench's scenarios on a small generated repository under valgrind's callgrind, and writes the
+functions they executed (a no-op's first). Needs valgrind (apt-get install valgrind).";
+
+/// `cargo xtask bench symbol-order`.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    if !args.is_empty() {
+        let help = args.iter().any(|arg| arg == "-h" || arg == "--help");
+        println!("{USAGE}");
+        return ExitCode::from(if help { 0 } else { 2 });
+    }
+    // Orchestration only (the profiled binary is the optimized build): any build of this
+    // command will do.
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench symbol-order: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ is inside the workspace")
+        .to_path_buf();
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        return Err("valgrind not found (apt-get install valgrind)".into());
+    }
+    let (xtask, _) = build_dist(&workspace)?;
+    let xtask = xtask
+        .canonicalize()
+        .map_err(|err| format!("{}: {err}", xtask.display()))?;
+    let temp = std::env::temp_dir().join(format!("xbundle-symbol-order-{}", std::process::id()));
+    let result = profile(&xtask, &temp);
+    let _ = fs::remove_dir_all(&temp);
+    let (noop, rest) = result?;
+    let mut text = String::from(
+        "# Generated by `cargo xtask bench symbol-order`: the functions the bench's scenarios\n\
+         # execute, a no-op's first; lld's --symbol-ordering-file for `cargo xtask bench`'s\n\
+         # optimized build (xtask/src/bench_order.rs). Do not edit.\n",
+    );
+    for name in noop.iter().chain(rest.difference(&noop)) {
+        text.push_str(name);
+        text.push('\n');
+    }
+    let path = workspace.join(ORDER_FILE);
+    fs::write(&path, text).map_err(|err| format!("writing {}: {err}", path.display()))?;
+    eprintln!(
+        "bench: wrote {} ({} functions, {} of them a no-op's)",
+        path.display(),
+        noop.union(&rest).count(),
+        noop.len()
+    );
+    Ok(())
+}
+
+/// Runs the scenarios under callgrind in `temp`; the functions of `xtask` a no-op executed,
+/// and those the other scenarios did.
+fn profile(xtask: &Path, temp: &Path) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
+    let io = |err: std::io::Error| err.to_string();
+    let root = temp.join("repo");
+    let graph = crate::bench::Graph::with_size(20, 20, 2048);
+    crate::bench::generate(&graph, &root, None).map_err(|err| format!("{err:?}"))?;
+    let out = temp.join("callgrind");
+    fs::create_dir_all(&out).map_err(io)?;
+    let run = |name: &str, json: bool| -> Result<BTreeSet<String>, String> {
+        let report = out.join(format!("{name}.out"));
+        let mut command = Command::new("valgrind");
+        command
+            .args(["--tool=callgrind", "--demangle=no", "--compress-strings=no"])
+            .arg(format!("--callgrind-out-file={}", report.display()))
+            .arg(xtask)
+            .arg("--root")
+            .arg(&root);
+        if json {
+            command.args(["--message-format", "json"]);
+        }
+        let output = command
+            .arg("task")
+            .env_remove("XBUNDLE_CACHE_DIR")
+            .output()
+            .map_err(io)?;
+        if !output.status.success() {
+            return Err(format!(
+                "{name} under callgrind failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let text = fs::read_to_string(&report).map_err(io)?;
+        Ok(executed(&text, xtask))
+    };
+    let mut rest = BTreeSet::new();
+    rest.extend(run("cold", true)?);
+    rest.extend(run("first-noop", true)?);
+    let mut noop = run("noop", true)?;
+    noop.extend(run("noop-human", false)?);
+    let edited = root.join(graph.input(graph.changed_task(), 0));
+    let original = fs::read(&edited).map_err(io)?;
+    fs::write(&edited, b"changed by cargo xtask bench symbol-order\n").map_err(io)?;
+    rest.extend(run("change", true)?);
+    fs::write(&edited, original).map_err(io)?;
+    rest.extend(run("change-cached", true)?);
+    rest.extend(run("change-cached-human", false)?);
+    Ok((noop, rest))
+}
+
+/// The names of the functions of `binary` that a callgrind profile (`--compress-strings=no`)
+/// shows executed: each `fn=` line under an `ob=` naming the binary.
+fn executed(profile: &str, binary: &Path) -> BTreeSet<String> {
+    let binary = binary.to_string_lossy();
+    let mut in_binary = false;
+    let mut names = BTreeSet::new();
+    for line in profile.lines() {
+        if let Some(object) = line.strip_prefix("ob=") {
+            in_binary = object.trim() == binary;
+        } else if let Some(name) = line.strip_prefix("fn=")
+            && in_binary
+        {
+            // Callgrind marks a recursion level with `'N` (`f'2`): the symbol is `f`.
+            let name = name.trim();
+            let name = match name.rsplit_once('\'') {
+                Some((symbol, level)) if level.bytes().all(|b| b.is_ascii_digit()) => symbol,
+                _ => name,
+            };
+            // Unnamed code shows as an address, and callgrind names some code itself
+            // (`(below main)`): neither is a symbol.
+            if !name.is_empty()
+                && !name.starts_with("0x")
+                && !name.contains(|c: char| c.is_whitespace() || c == '(')
+            {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executed_takes_the_binarys_functions_only() {
+        let profile = "ob=/t/xtask\nfn=_ZN1a1fE\n1 2\ncob=/lib/libc.so.6\ncfn=memcpy\ncalls=1 0\n\
+                       ob=/lib/libc.so.6\nfn=memcpy\n1 1\nob=/t/xtask\nfn=_ZN1a1gE\nfn=0x0001234\nfn=(below main)\nfn=_ZN1a1hE'2\n";
+        let names: Vec<_> = executed(profile, Path::new("/t/xtask"))
+            .into_iter()
+            .collect();
+        assert_eq!(names, ["_ZN1a1fE", "_ZN1a1gE", "_ZN1a1hE"]);
+    }
+}
