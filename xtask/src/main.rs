@@ -10,7 +10,6 @@ mod bench_package;
 mod testserver;
 
 fn main() -> std::process::ExitCode {
-    one_malloc_arena();
     let mut args = std::env::args_os().skip(1);
     match args.next() {
         Some(first) if first == "bench" => {
@@ -26,21 +25,5 @@ fn main() -> std::process::ExitCode {
             }
         }
         _ => xbundle::cli::main(),
-    }
-}
-
-/// Makes glibc's malloc use one arena for the whole process. By default each thread that
-/// allocates gets its own arena (up to eight per core), each keeping its own free memory: with
-/// the engine's workers and hashing threads that was ~1 MiB of a cold build's ~11 MiB peak RSS
-/// (200 tasks x 100 files), for no measurable gain in time: the threads mostly wait for
-/// processes and the file system, not for malloc. A process setting, so the binary's own, like
-/// the choice of a global allocator. Proven by `xtask/tests/malloc_arena.rs`.
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a parameter of the allocator; called first thing in `main`,
-    // before this process starts any thread. Its result (0: not applied) changes nothing that
-    // matters: the default arenas are correct, only larger.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
