@@ -43,6 +43,9 @@ pub(crate) fn build_dist(workspace: &Path) -> Result<(PathBuf, String), String> 
     let mut description = format!("cargo profile {PROFILE}");
     let mut built = false;
     if orders_symbols() && order.is_file() {
+        // Linked with a copy named by its content: cargo relinks when the path it is given
+        // changes, not when the file behind it does (a regenerated ordering would be ignored).
+        let order = ordering_copy(workspace, &order)?;
         eprintln!(
             "bench: building the optimized binary (cargo rustc --profile {PROFILE} -p xtask, ordered by {ORDER_FILE})"
         );
@@ -93,6 +96,20 @@ pub(crate) fn build_dist(workspace: &Path) -> Result<(PathBuf, String), String> 
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
     Ok((target.join(PROFILE).join("xtask"), description))
+}
+
+/// A copy of the ordering `order` at `target/symbol-order/<sha256>.txt` (made once).
+fn ordering_copy(workspace: &Path, order: &Path) -> Result<PathBuf, String> {
+    let bytes = fs::read(order).map_err(|err| format!("{}: {err}", order.display()))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
+    let dir = target.join("symbol-order");
+    let copy = dir.join(format!("{}.txt", engine::Digest::of_bytes(&bytes).to_hex()));
+    if !copy.is_file() {
+        fs::create_dir_all(&dir).map_err(|err| format!("{}: {err}", dir.display()))?;
+        fs::write(&copy, &bytes).map_err(|err| format!("{}: {err}", copy.display()))?;
+    }
+    Ok(copy)
 }
 
 const USAGE: &str = "\
