@@ -1,0 +1,124 @@
+//! Adversarial review (session 16) of the directory listings cache and of hard-linked outputs:
+//! each test here is an attack that found a wrong build result.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::Repo;
+
+const GLOBBED: &str = r#"
+[tasks.all]
+run = 'mkdir -p out && for f in src/*.txt; do if [ -f "$f" ]; then cat "$f"; fi; done > out/all.txt'
+inputs = ["src/*.txt"]
+outputs = ["out/all.txt"]
+"#;
+
+/// Unmounts on drop.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mounts a new ext4 file system with 128-byte inodes (timestamps in whole seconds, as on
+/// ext3, FAT, many network file systems) at `at`; `None` where this cannot be done (not root,
+/// no loop devices).
+fn coarse_file_system(image: &Path, at: &Path) -> Option<Mount> {
+    if !common::have_tool("mkfs.ext4", "e2fsprogs") {
+        return None;
+    }
+    fs::write(image, b"").unwrap();
+    Command::new("truncate")
+        .args(["-s", "8M"])
+        .arg(image)
+        .status()
+        .ok()?;
+    let made = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-I", "128"])
+        .arg(image)
+        .output()
+        .ok()?;
+    if !made.status.success() {
+        eprintln!("skipped: mkfs.ext4 failed");
+        return None;
+    }
+    fs::create_dir_all(at).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(image)
+        .arg(at)
+        .output()
+        .ok()?;
+    if !mounted.status.success() {
+        eprintln!(
+            "skipped: cannot mount a loop file system here: {}",
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+        return None;
+    }
+    let _ = fs::remove_dir_all(at.join("lost+found"));
+    Some(Mount(at.to_path_buf()))
+}
+
+/// The directory's (inode, mtime, ctime), as a listing records it.
+fn identity(path: &Path) -> (u64, i64, i64, i64, i64) {
+    let m = fs::symlink_metadata(path).unwrap();
+    (m.ino(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())
+}
+
+/// DEFECT: the listing of an input directory is trusted against the clock of the state
+/// directory's file system; on a file system with coarser timestamps (here whole seconds) a
+/// file added in the same second as the listing leaves the directory's stat as recorded, and
+/// every later no-op (not only those of that second) misses the new input: stale output
+/// reported up to date until the directory changes again.
+#[test]
+fn a_file_added_to_an_input_directory_on_a_coarse_file_system_is_seen() {
+    let repo = Repo::in_sandbox(GLOBBED, &[]);
+    let Some(_mount) = coarse_file_system(&repo.sandbox().join("fs.img"), &repo.join("src"))
+    else {
+        return;
+    };
+    // The directory's timestamps are whole seconds: the listing is recorded (its mtime is older
+    // than the clock read in .xbundle/state, in nanoseconds), then a file is added in that same
+    // second. Tried until one attempt fits in a second.
+    for attempt in 0..5 {
+        let _ = fs::remove_dir_all(repo.join(".xbundle"));
+        let _ = fs::remove_dir_all(repo.join("out"));
+        for entry in fs::read_dir(repo.join("src")).unwrap() {
+            fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        // Early in a second.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_nanos(
+            1_000_000_000 - u64::from(now.subsec_nanos()) + 20_000_000,
+        ));
+        repo.write("src/a.txt", "a\n");
+        let first = repo.json(&["task"]);
+        first.assert_code(0);
+        let listed = identity(&repo.join("src"));
+        repo.write("src/b.txt", "b\n");
+        if identity(&repo.join("src")) != listed {
+            eprintln!("attempt {attempt}: a second went by; again");
+            continue;
+        }
+        // Long after: still missed.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let run = repo.json(&["task"]);
+        run.assert_code(0);
+        assert_eq!(
+            repo.read("out/all.txt"),
+            "a\nb\n",
+            "src/b.txt was added and the task was not run again:\n{run}"
+        );
+        return;
+    }
+    panic!("no attempt fitted in one second");
+}
