@@ -122,3 +122,51 @@ fn a_file_added_to_an_input_directory_on_a_coarse_file_system_is_seen() {
     }
     panic!("no attempt fitted in one second");
 }
+
+/// DEFECT (same cause, older code: the stat cache): an input file on a file system with
+/// whole-second timestamps, rewritten with the same size in the second it was hashed in, keeps
+/// its recorded stat: its old digest is trusted by every later run (stale output up to date).
+#[test]
+fn an_input_rewritten_in_its_second_on_a_coarse_file_system_is_seen() {
+    let repo = Repo::in_sandbox(
+        r#"
+[tasks.all]
+run = 'mkdir -p out && cat src/a.txt > out/all.txt'
+inputs = ["src/a.txt"]
+outputs = ["out/all.txt"]
+"#,
+        &[],
+    );
+    let Some(_mount) = coarse_file_system(&repo.sandbox().join("fs.img"), &repo.join("src"))
+    else {
+        return;
+    };
+    for attempt in 0..5 {
+        let _ = fs::remove_dir_all(repo.join(".xbundle"));
+        let _ = fs::remove_dir_all(repo.join("out"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_nanos(
+            1_000_000_000 - u64::from(now.subsec_nanos()) + 20_000_000,
+        ));
+        repo.write("src/a.txt", "a\n");
+        repo.json(&["task"]).assert_code(0);
+        let hashed = identity(&repo.join("src/a.txt"));
+        repo.write("src/a.txt", "b\n");
+        if identity(&repo.join("src/a.txt")) != hashed {
+            eprintln!("attempt {attempt}: a second went by; again");
+            continue;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let run = repo.json(&["task"]);
+        run.assert_code(0);
+        assert_eq!(
+            repo.read("out/all.txt"),
+            "b\n",
+            "src/a.txt changed and the task was not run again:\n{run}"
+        );
+        return;
+    }
+    panic!("no attempt fitted in one second");
+}
