@@ -69,7 +69,13 @@ fn coarse_file_system(image: &Path, at: &Path) -> Option<Mount> {
 /// The directory's (inode, mtime, ctime), as a listing records it.
 fn identity(path: &Path) -> (u64, i64, i64, i64, i64) {
     let m = fs::symlink_metadata(path).unwrap();
-    (m.ino(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())
+    (
+        m.ino(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    )
 }
 
 /// DEFECT: the listing of an input directory is trusted against the clock of the state
@@ -80,8 +86,7 @@ fn identity(path: &Path) -> (u64, i64, i64, i64, i64) {
 #[test]
 fn a_file_added_to_an_input_directory_on_a_coarse_file_system_is_seen() {
     let repo = Repo::in_sandbox(GLOBBED, &[]);
-    let Some(_mount) = coarse_file_system(&repo.sandbox().join("fs.img"), &repo.join("src"))
-    else {
+    let Some(_mount) = coarse_file_system(&repo.sandbox().join("fs.img"), &repo.join("src")) else {
         return;
     };
     // The directory's timestamps are whole seconds: the listing is recorded (its mtime is older
@@ -137,8 +142,7 @@ outputs = ["out/all.txt"]
 "#,
         &[],
     );
-    let Some(_mount) = coarse_file_system(&repo.sandbox().join("fs.img"), &repo.join("src"))
-    else {
+    let Some(_mount) = coarse_file_system(&repo.sandbox().join("fs.img"), &repo.join("src")) else {
         return;
     };
     for attempt in 0..5 {
@@ -169,4 +173,52 @@ outputs = ["out/all.txt"]
         return;
     }
     panic!("no attempt fitted in one second");
+}
+
+/// DEFECT: a forged `state/listings` that gives a symbolic link the kind "file" makes the walk
+/// treat the link as a file: its target outside the workspace is read and hashed as an input
+/// and the build succeeds, where the same tree without the forged file is refused ("a
+/// symbolic link ... outside the workspace"). The listing's kinds are trusted, not only its
+/// names checked.
+#[test]
+fn a_forged_listing_never_turns_a_link_leading_outside_into_an_input() {
+    let repo = Repo::in_sandbox(
+        r#"
+[tasks.all]
+run = 'mkdir -p out && echo built > out/all.txt'
+inputs = ["src/*.txt"]
+outputs = ["out/all.txt"]
+"#,
+        &[("src/a.txt", "a\n")],
+    );
+    let canary = repo.sandbox().join("canary");
+    fs::create_dir(&canary).unwrap();
+    fs::write(canary.join("secret.txt"), "secret\n").unwrap();
+    std::os::unix::fs::symlink(canary.join("secret.txt"), repo.join("src/link.txt")).unwrap();
+    // Refused; the listing of src/ is kept once src/ is older than a clock reading.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let refused = repo.json(&["task"]);
+    refused.assert_code(1);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    repo.json(&["task"]).assert_code(1);
+    let path = repo.join(".xbundle/state/listings");
+    let mut bytes = fs::read(&path).expect("a listing of src/ was kept");
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"link.txt")
+        .expect("link.txt listed");
+    assert_eq!(bytes[at + 8], 3, "listed as a link");
+    bytes[at + 8] = 1;
+    fs::write(&path, bytes).unwrap();
+
+    let run = repo.json(&["task"]);
+    assert_eq!(
+        run.status("task:all"),
+        "failed",
+        "a link leading outside the workspace was read as an input:\n{run}"
+    );
+    assert_eq!(
+        fs::read_to_string(canary.join("secret.txt")).unwrap(),
+        "secret\n"
+    );
 }
