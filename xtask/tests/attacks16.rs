@@ -222,3 +222,43 @@ outputs = ["out/all.txt"]
         "secret\n"
     );
 }
+
+/// DEFECT (same cause): a forged listing giving a link to a directory outside the workspace
+/// the kind "directory" makes the walk skip it silently (opened without following links), so
+/// the refusal of the link is lost and the build runs.
+#[test]
+fn a_forged_listing_never_hides_a_link_leading_outside() {
+    let repo = Repo::in_sandbox(
+        r#"
+[tasks.all]
+run = 'mkdir -p out && echo built > out/all.txt'
+inputs = ["src/**"]
+outputs = ["out/all.txt"]
+"#,
+        &[("src/a.txt", "a\n")],
+    );
+    let canary = repo.sandbox().join("canary");
+    fs::create_dir(&canary).unwrap();
+    fs::write(canary.join("secret.txt"), "secret\n").unwrap();
+    std::os::unix::fs::symlink(&canary, repo.join("src/linkdir")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    repo.json(&["task"]).assert_code(1);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    repo.json(&["task"]).assert_code(1);
+    let path = repo.join(".xbundle/state/listings");
+    let mut bytes = fs::read(&path).expect("a listing of src/ was kept");
+    let at = bytes
+        .windows(7)
+        .position(|w| w == b"linkdir")
+        .expect("linkdir listed");
+    assert_eq!(bytes[at + 7], 3, "listed as a link");
+    bytes[at + 7] = 2;
+    fs::write(&path, bytes).unwrap();
+
+    let run = repo.json(&["task"]);
+    assert_eq!(
+        run.status("task:all"),
+        "failed",
+        "a link leading outside the workspace was not refused:\n{run}"
+    );
+}
