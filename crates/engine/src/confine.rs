@@ -204,8 +204,19 @@ pub struct Entry<'a> {
 
 impl Entry<'_> {
     /// `fstatat` of the entry relative to its (already open) directory, not following a link.
+    /// An entry that is no longer of the kind it was listed as (replaced since its directory
+    /// was read, or a listing kept across runs that is not the directory's) is an error, never
+    /// a stat of something else (a link's own stat taken for a file's).
     pub fn stat(&self) -> io::Result<FileStat> {
         let stat = rustix::fs::statat(self.parent, self.name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let found = Kind::of(FileType::from_raw_mode(stat.st_mode)).unwrap_or(Kind::Other);
+        if found != self.kind {
+            return Err(io::Error::other(format!(
+                "it is {}, not what its directory listed; run again (if this repeats, remove \
+                 .xbundle/state/listings)",
+                kind_words(FileType::from_raw_mode(stat.st_mode))
+            )));
+        }
         Ok(FileStat::from_stat(&stat))
     }
 
@@ -1041,7 +1052,7 @@ fn walk_into<E: From<ConfineError>>(
         };
         E::from(ConfineError::Io { path, source })
     };
-    let entries = match listed_entries(&fd, display_prefix, relative, listings) {
+    let (entries, from_listing) = match listed_entries(&fd, display_prefix, relative, listings) {
         Ok(entries) => entries,
         // Removed while we walked: nothing to see there.
         Err(Errno::NOENT) => return Ok(()),
@@ -1072,6 +1083,19 @@ fn walk_into<E: From<ConfineError>>(
         if kind == Kind::Dir && decision == Walk::Enter {
             match rustix::fs::openat(&fd, name, DIR_FLAGS, Mode::empty()) {
                 Ok(child) => walk_into(child, relative, display_prefix, listings, visit)?,
+                // Not a directory, from a listing kept across runs for this very directory
+                // state: that listing is not the directory's (damaged or forged): an error,
+                // never a link left out in silence.
+                Err(errno @ (Errno::LOOP | Errno::NOTDIR)) if from_listing => {
+                    return Err(io_error(
+                        relative,
+                        io::Error::other(format!(
+                            "{}; it is not the directory its parent's kept listing says \
+                             (remove .xbundle/state/listings)",
+                            io::Error::from(errno)
+                        )),
+                    ));
+                }
                 // Removed, or replaced by a link or a file, since it was listed: not entered.
                 Err(Errno::NOENT) | Err(Errno::LOOP) | Err(Errno::NOTDIR) => {}
                 Err(errno) => return Err(io_error(relative, errno.into())),
@@ -1081,6 +1105,9 @@ fn walk_into<E: From<ConfineError>>(
     relative.truncate(prefix_len);
     Ok(())
 }
+
+/// A directory's entries as a walk reads them: names, and kinds when the file system gives them.
+pub type Listed = Vec<(CString, Option<Kind>)>;
 
 /// Directory listings a walk may use instead of reading a directory again (see
 /// [`crate::listings`], kept with the stat cache, whose clock they are trusted against).
@@ -1103,15 +1130,15 @@ pub trait ListingCache: Sync {
 
 /// The entries of the open directory `fd` at `relative` below the directory `display_prefix`
 /// (root-relative): from `listings` when it knows them for the directory's stat, else read
-/// (and given to it).
+/// (and given to it); and whether they came from `listings`.
 fn listed_entries(
     fd: &OwnedFd,
     display_prefix: &str,
     relative: &[u8],
     listings: Option<&dyn ListingCache>,
-) -> Result<Vec<(CString, Option<Kind>)>, Errno> {
+) -> Result<(Listed, bool), Errno> {
     let Some(listings) = listings else {
-        return read_entries(fd);
+        return read_entries(fd).map(|entries| (entries, false));
     };
     let stat = FileStat::from_stat(&rustix::fs::fstat(fd)?);
     let mut path = display_prefix.as_bytes().to_vec();
@@ -1120,14 +1147,14 @@ fn listed_entries(
     }
     path.extend_from_slice(relative);
     if let Some(entries) = listings.listed(&path, &stat) {
-        return Ok(entries);
+        return Ok((entries, true));
     }
     // The stat, then the clock, then the read: any change after the read leaves the directory
     // with a newer mtime than the one recorded (see `crate::listings`).
     let clock = listings.clock_before_reading(stat.mtime_ns);
     let entries = read_entries(fd)?;
     listings.record_listing(&path, &stat, clock, &entries);
-    Ok(entries)
+    Ok((entries, false))
 }
 
 /// The entries of the directory `fd` (without `.` and `..`), with their kinds when the file

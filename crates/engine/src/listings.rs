@@ -129,7 +129,8 @@ impl Listings {
         clock_ns: i64,
         entries: &[(CString, Option<Kind>)],
     ) {
-        if stat.mtime_ns >= clock_ns || path.len() > u16::MAX as usize {
+        if !crate::statcache::older_than(stat.mtime_ns, clock_ns) || path.len() > u16::MAX as usize
+        {
             return;
         }
         let mut encoded = Vec::with_capacity(entries.len() * 16);

@@ -151,6 +151,22 @@ struct Base {
     table: Vec<u32>,
 }
 
+/// Whether a file (or directory) of mtime `mtime_ns` is older than the clock reading `clock_ns`
+/// in the sense of the racy-clean rule: every later change to it gives it a newer mtime. The
+/// clock is read on the state directory's file system, in nanoseconds; a file on a file system
+/// with whole-second timestamps (ext4 with 128-byte inodes, ext3, HFS+, FAT's two seconds, many
+/// network and FUSE file systems) keeps its mtime for changes later in the same second or two,
+/// so a whole-second mtime must be two seconds older than the reading. (A fine-grained mtime
+/// that happens to fall on a whole second only waits longer.)
+pub(crate) fn older_than(mtime_ns: i64, clock_ns: i64) -> bool {
+    const SECOND: i64 = 1_000_000_000;
+    if mtime_ns.rem_euclid(SECOND) == 0 {
+        mtime_ns.saturating_add(2 * SECOND) <= clock_ns
+    } else {
+        mtime_ns < clock_ns
+    }
+}
+
 /// FNV-1a, 64 bits: paths are short, and the table only needs a spread, not a defence (a
 /// collision costs a comparison, never a wrong answer).
 fn hash(path: &[u8]) -> u64 {
@@ -585,7 +601,7 @@ impl StatCache {
         let entry = Entry {
             stat,
             digest: *digest.as_bytes(),
-            trusted: read_after.is_some_and(|clock| stat.mtime_ns < clock.0),
+            trusted: read_after.is_some_and(|clock| older_than(stat.mtime_ns, clock.0)),
         };
         let unchanged = self.lookup(relative).is_some_and(|old| {
             old.stat == entry.stat && old.digest == entry.digest && old.trusted == entry.trusted
@@ -636,7 +652,7 @@ impl StatCache {
         let mut budget = max_bytes;
         let mut settled = 0;
         for (relative, entry) in racy {
-            if entry.stat.mtime_ns >= clock.0 || entry.stat.size > budget {
+            if !older_than(entry.stat.mtime_ns, clock.0) || entry.stat.size > budget {
                 continue;
             }
             let Ok(Some((file, stat))) = open(&relative) else {
