@@ -429,10 +429,11 @@ fn opened(repo: &Repo, args: &[&str]) -> (common::Run, Vec<String>) {
 
 /// `racy` leaves an output whose mtime is ahead of the file system's clock when it is stored
 /// (as one written in the very tick its digest is taken in: not trusted by stat); `slow` keeps
-/// the build going until that mtime is in the past.
+/// the build going until that mtime is in the past. (Half a second past a whole one: an mtime
+/// on a whole second is trusted only two seconds later, as a coarse file system's may be.)
 const RACY_OUTPUT: &str = r#"
 [tasks.racy]
-run = "echo one > a.txt && touch -d @$(( $(date +%s) + 1 )) a.txt"
+run = "echo one > a.txt && touch -d @$(( $(date +%s) + 1 )).5 a.txt"
 outputs = ["a.txt"]
 
 [tasks.slow]
