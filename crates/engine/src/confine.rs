@@ -1113,19 +1113,13 @@ pub type Listed = Vec<(CString, Option<Kind>)>;
 /// [`crate::listings`], kept with the stat cache, whose clock they are trusted against).
 pub trait ListingCache: Sync {
     /// The entries of the directory `path` (root-relative) if they are known for its stat.
-    fn listed(&self, path: &[u8], stat: &FileStat) -> Option<Vec<(CString, Option<Kind>)>>;
+    fn listed(&self, path: &[u8], stat: &FileStat) -> Option<Listed>;
     /// A reading of the file system's clock, taken before a directory of mtime `mtime_ns` is
     /// read (newer than that mtime when one can be had).
     fn clock_before_reading(&self, mtime_ns: i64) -> i64;
     /// What the directory `path` held when read after its stat `stat` and the reading
     /// `clock_ns` were taken.
-    fn record_listing(
-        &self,
-        path: &[u8],
-        stat: &FileStat,
-        clock_ns: i64,
-        entries: &[(CString, Option<Kind>)],
-    );
+    fn record_listing(&self, path: &[u8], stat: &FileStat, clock_ns: i64, entries: &Listed);
 }
 
 /// The entries of the open directory `fd` at `relative` below the directory `display_prefix`
@@ -1159,7 +1153,7 @@ fn listed_entries(
 
 /// The entries of the directory `fd` (without `.` and `..`), with their kinds when the file
 /// system reports them.
-fn read_entries(fd: &OwnedFd) -> Result<Vec<(std::ffi::CString, Option<Kind>)>, Errno> {
+fn read_entries(fd: &OwnedFd) -> Result<Listed, Errno> {
     let mut entries = Vec::new();
     let mut keep = |name: &CStr, file_type: FileType| {
         if !matches!(name.to_bytes(), b"." | b"..") {

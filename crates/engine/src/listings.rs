@@ -27,7 +27,7 @@ use std::ffi::CString;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::confine::{Dir, Kind};
+use crate::confine::{Dir, Kind, Listed};
 use crate::statcache::FileStat;
 
 /// The file in the state directory.
@@ -37,9 +37,6 @@ const MAGIC_END: &[u8; 8] = b"xblist1E";
 /// The largest file read or written (a larger one is an empty cache; a save that would exceed it
 /// keeps only this run's listings).
 const MAX_BYTES: usize = 64 << 20;
-
-/// The entries of one directory, as [`crate::confine`]'s walk reads them.
-pub type Entries = Vec<(CString, Option<Kind>)>;
 
 /// A directory's identity and last change: what a listing is valid for.
 type Identity = (u64, i64, i64);
@@ -105,7 +102,7 @@ impl Listings {
 
     /// The entries of the directory `path` (root-relative) if a listing is known for its
     /// current stat `stat`.
-    pub fn get(&self, path: &[u8], stat: &FileStat) -> Option<Entries> {
+    pub fn get(&self, path: &[u8], stat: &FileStat) -> Option<Listed> {
         let wanted = identity(stat);
         if self.dirty.load(Ordering::Acquire) {
             let recorded = self.recorded.read().unwrap_or_else(|e| e.into_inner());
@@ -243,7 +240,7 @@ fn kind_byte(kind: Option<Kind>) -> u8 {
 
 /// The entries encoded in `encoded`; `None` if anything in it is malformed or a name is not a
 /// plain name (the whole listing is then unused: the directory is read).
-fn decode(encoded: &[u8]) -> Option<Entries> {
+fn decode(encoded: &[u8]) -> Option<Listed> {
     let mut at = 0;
     let mut reader = Reader {
         bytes: encoded,
@@ -284,7 +281,7 @@ mod tests {
         }
     }
 
-    fn entries(names: &[&str]) -> Entries {
+    fn entries(names: &[&str]) -> Listed {
         names
             .iter()
             .map(|name| (CString::new(*name).unwrap(), Some(Kind::File)))

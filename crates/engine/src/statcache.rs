@@ -57,9 +57,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use std::ffi::CString;
-
-use crate::confine::{ConfineError, Dir, Kind, ListingCache};
+use crate::confine::{ConfineError, Dir, Listed, ListingCache};
 use crate::digest::{Digest, hash_reader_sized};
 use crate::listings::Listings;
 
@@ -412,7 +410,7 @@ pub struct StatCache {
 }
 
 impl ListingCache for StatCache {
-    fn listed(&self, path: &[u8], stat: &FileStat) -> Option<Vec<(CString, Option<Kind>)>> {
+    fn listed(&self, path: &[u8], stat: &FileStat) -> Option<Listed> {
         self.listings.get(path, stat)
     }
 
@@ -420,16 +418,9 @@ impl ListingCache for StatCache {
         self.clock_newer_than(mtime_ns).0
     }
 
-    fn record_listing(
-        &self,
-        path: &[u8],
-        stat: &FileStat,
-        clock_ns: i64,
-        entries: &[(CString, Option<Kind>)],
-    ) {
-        if self.dir.is_some() {
-            self.listings.record(path, stat, clock_ns, entries);
-        }
+    fn record_listing(&self, path: &[u8], stat: &FileStat, clock_ns: i64, entries: &Listed) {
+        // An ephemeral cache's clock is `Clock::NEVER`: nothing is recorded against it.
+        self.listings.record(path, stat, clock_ns, entries);
     }
 }
 
@@ -701,11 +692,8 @@ impl StatCache {
     /// full file (the loaded one merged with the delta and this run's records), then the delta
     /// is removed.
     pub fn save(&self, dir: &Dir) -> io::Result<()> {
-        // Without a directory of its own (ephemeral) nothing was recorded to be saved.
-        let listings = match &self.dir {
-            Some(_) => self.listings.save(dir),
-            None => Ok(()),
-        };
+        // Writes nothing when this run recorded no listing (an ephemeral cache never does).
+        let listings = self.listings.save(dir);
         self.save_within(dir, DELTA_MIN_LIMIT.max(self.base.bytes.len() / 16))?;
         listings
     }
