@@ -587,11 +587,9 @@ fn timed(tool: &str, command: xshell::Cmd<'_>) -> Result<(Measured, String)> {
     use std::io::Read;
     use std::process::{Command, Stdio};
     let inner = Command::from(command);
-    let report = tempfile_path("measured")?;
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["bench", MEASURE])
-        .arg(&report)
         .arg(inner.get_program())
         .args(inner.get_args());
     for (key, value) in inner.get_envs() {
@@ -619,9 +617,16 @@ fn timed(tool: &str, command: xshell::Cmd<'_>) -> Result<(Measured, String)> {
     stdout_pipe.read_to_end(&mut stdout)?;
     let measurer = child.wait()?;
     let stderr = stderr_reader.join().unwrap_or_default();
-    let stdout = String::from_utf8_lossy(&stdout).into_owned();
-    let reported = fs::read_to_string(&report).unwrap_or_default();
-    let _ = fs::remove_file(&report);
+    let mut stdout = String::from_utf8_lossy(&stdout).into_owned();
+    // The measurer's report is the last line of the shared stdout, after a newline of its own.
+    let reported = match stdout.rfind(REPORT_MARK) {
+        Some(at) => {
+            let reported = stdout.split_off(at)[REPORT_MARK.len()..].to_string();
+            stdout.pop();
+            reported
+        }
+        None => String::new(),
+    };
     let fields: Vec<&str> = reported.split_whitespace().collect();
     let parsed = match fields.as_slice() {
         [status, ms, rss, floor] => status
@@ -659,19 +664,16 @@ fn rss_floor_kib() -> u64 {
     RSS_FLOOR_KIB.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// A fresh path in the temporary directory (the measuring process's report).
-fn tempfile_path(what: &str) -> Result<PathBuf> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(std::env::temp_dir().join(format!("xbundle-bench-{what}-{}-{n}", std::process::id())))
-}
+/// What precedes the measuring process's report on the stdout it shares with its tool.
+const REPORT_MARK: &str = "\n@@xbundle-bench-measured ";
 
-/// `bench __measure REPORT PROGRAM ARGS...`: spawns the program with this process's stdio,
-/// waits for it, and writes `<wait status> <ms> <peak RSS KiB> <floor KiB>` to REPORT. Does as
-/// little as it can before the spawn: its anonymous memory then is the tool's floor.
+/// `bench __measure PROGRAM ARGS...`: spawns the program with this process's stdio, waits for
+/// it, and prints `<wait status> <ms> <peak RSS KiB> <floor KiB>` after [`REPORT_MARK`] on
+/// that stdout, once the program has ended (nothing written anywhere else). Does as little as
+/// it can before the spawn: its anonymous memory then is the tool's floor.
 fn measure_main(mut args: std::vec::IntoIter<OsString>) -> ExitCode {
-    let (Some(report), Some(program)) = (args.next(), args.next()) else {
-        eprintln!("usage: cargo xtask bench {MEASURE} REPORT PROGRAM [ARGS...]");
+    let Some(program) = args.next() else {
+        eprintln!("usage: cargo xtask bench {MEASURE} PROGRAM [ARGS...]");
         return ExitCode::from(2);
     };
     use std::os::unix::process::CommandExt;
@@ -690,13 +692,8 @@ fn measure_main(mut args: std::vec::IntoIter<OsString>) -> ExitCode {
     let ms = millis(started.elapsed());
     match measured {
         Ok((status, rss_kib)) => {
-            match fs::write(&report, format!("{status} {ms} {rss_kib} {floor}\n")) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("error: writing {}: {err}", Path::new(&report).display());
-                    ExitCode::from(3)
-                }
-            }
+            println!("{REPORT_MARK}{status} {ms} {rss_kib} {floor}");
+            ExitCode::SUCCESS
         }
         Err(err) => {
             eprintln!("error: running the measured program: {err}");

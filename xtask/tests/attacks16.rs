@@ -10,13 +10,6 @@ use std::process::Command;
 
 use common::Repo;
 
-const GLOBBED: &str = r#"
-[tasks.all]
-run = 'mkdir -p out && for f in src/*.txt; do if [ -f "$f" ]; then cat "$f"; fi; done > out/all.txt'
-inputs = ["src/*.txt"]
-outputs = ["out/all.txt"]
-"#;
-
 /// Unmounts on drop.
 struct Mount(std::path::PathBuf);
 
@@ -85,7 +78,7 @@ fn identity(path: &Path) -> (u64, i64, i64, i64, i64) {
 /// reported up to date until the directory changes again.
 #[test]
 fn a_file_added_to_an_input_directory_on_a_coarse_file_system_is_seen() {
-    let repo = Repo::in_sandbox(GLOBBED, &[]);
+    let repo = Repo::in_sandbox(common::GLOBBED, &[]);
     let Some(_mount) = coarse_file_system(&repo.sandbox().join("fs.img"), &repo.join("src")) else {
         return;
     };

@@ -276,19 +276,15 @@ fn traced(repo: &Repo, args: &[&str], calls: &str) -> (common::Run, Vec<(String,
     (run, seen)
 }
 
-const GLOBBED: &str = r#"
-[tasks.all]
-run = 'mkdir -p out && for f in src/*.txt; do if [ -f "$f" ]; then cat "$f"; fi; done > out/all.txt'
-inputs = ["src/*.txt"]
-outputs = ["out/all.txt"]
-"#;
-
 #[test]
 fn an_unchanged_input_directory_is_not_read_again_and_any_change_to_it_is_seen() {
     if !common::have_tool("strace", "strace") {
         return;
     }
-    let repo = Repo::new(GLOBBED, &[("src/a.txt", "a\n"), ("src/b.txt", "b\n")]);
+    let repo = Repo::new(
+        common::GLOBBED,
+        &[("src/a.txt", "a\n"), ("src/b.txt", "b\n")],
+    );
     let listed = |repo: &Repo| -> (common::Run, usize) {
         let (run, calls) = traced(repo, &["task"], "getdents64");
         let reads = calls

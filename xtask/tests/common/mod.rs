@@ -770,3 +770,12 @@ pub fn cargo_shim(sandbox: &Path) -> PathBuf {
     std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
+
+/// One task concatenating the regular files `src/*.txt` (in name order) into `out/all.txt`:
+/// its input directory's listing is what the listings tests watch.
+pub const GLOBBED: &str = r#"
+[tasks.all]
+run = 'mkdir -p out && for f in src/*.txt; do if [ -f "$f" ]; then cat "$f"; fi; done > out/all.txt'
+inputs = ["src/*.txt"]
+outputs = ["out/all.txt"]
+"#;
