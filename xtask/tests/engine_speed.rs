@@ -497,3 +497,62 @@ fn an_edit_writes_a_delta_of_the_stat_cache_not_the_whole_file() {
     );
     assert_eq!(repo.read("out/b.txt"), "one\nthree\n");
 }
+
+#[test]
+fn a_cold_build_opens_and_reads_each_input_once_and_never_stats_it_again() {
+    if !common::have_tool("strace", "strace") {
+        return;
+    }
+    // The command reads no input: every call on one is the engine's.
+    let repo = Repo::new(
+        r#"
+[tasks.all]
+run = 'mkdir -p out && echo made > out/all.txt'
+inputs = ["src/**/*.txt"]
+outputs = ["out/all.txt"]
+"#,
+        &[("src/a.txt", "a\n"), ("src/deep/b.txt", "")],
+    );
+    // Larger than the hashing buffer (64 KiB): two reads, the second asking one byte past the
+    // end its stat gave and answered short.
+    repo.write("src/big.txt", vec![b'x'; 100_000]);
+    let inputs = [("a.txt", 1), ("b.txt", 1), ("big.txt", 2)];
+    let (run, calls) = traced(
+        &repo,
+        &["task"],
+        "open,openat,openat2,read,pread64,fstat,newfstatat,statx,lstat,stat",
+    );
+    run.assert_code(0);
+    assert_eq!(run.status("task:all"), "ran", "{run}");
+    for (name, reads) in inputs {
+        // By path ("…, \"src/a.txt\", …") or by descriptor ("6</…/src/a.txt>").
+        let by_path = format!("{name}\"");
+        let by_fd = format!("/{name}>");
+        let count = |call: &[&str], matches: &dyn Fn(&str) -> bool| {
+            calls
+                .iter()
+                .filter(|(called, args)| call.contains(&called.as_str()) && matches(args))
+                .count()
+        };
+        let first_argument = |args: &str| args.split(',').next().unwrap_or("").ends_with(&by_fd);
+        let opened = count(&["open", "openat", "openat2"], &|args| {
+            args.contains(&by_path)
+        });
+        let stated = count(&["newfstatat", "statx", "lstat", "stat"], &|args| {
+            args.contains(&by_path)
+        });
+        let read = count(&["read", "pread64"], &first_argument);
+        let restated = count(&["fstat", "newfstatat", "statx"], &first_argument);
+        assert_eq!(
+            (stated, opened, read, restated),
+            (1, 1, reads, 0),
+            "{name}: (stat by name, opens, reads, stats of the open file)\n{calls:#?}"
+        );
+    }
+    // And what was read that way is what a change is measured against.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    repo.json(&["task"]).assert_code(0);
+    assert_eq!(repo.json(&["task"]).counts(), (0, 1, 0, 0));
+    repo.write("src/deep/b.txt", "b\n");
+    assert_eq!(repo.json(&["task"]).status("task:all"), "ran");
+}

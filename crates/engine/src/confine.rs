@@ -19,7 +19,9 @@
 //! [`check_relative_bytes`]). Names that are not UTF-8 are reported escaped (`src/\xff.txt`, see
 //! [`escape`]).
 //!
-//! Reading (hashing inputs and outputs) goes through ordinary paths; what the walk
+//! Reading: a task's input files are opened beneath its working directory without following a
+//! link ([`Dir::open_to_read`]; an input that is a link to a file inside the tree is read
+//! through it, as the walk checked); outputs are read through ordinary paths. What the walk
 //! ([`Dir::walk`]) reports never includes anything reached through a link to a directory.
 
 use std::ffi::{CStr, CString, OsStr};
@@ -657,6 +659,47 @@ impl Dir {
         Ok(Some((File::from(fd), FileStat::from_stat(&stat))))
     }
 
+    /// Opens `relative` for reading as [`Dir::open_file`] does (no link followed at any
+    /// component, never waiting on a FIFO), in one system call where the kernel can resolve a
+    /// path beneath a directory that way (`openat2` with `RESOLVE_BENEATH |
+    /// RESOLVE_NO_SYMLINKS`, Linux 5.6): for hashing the files a walk just found regular, which
+    /// is most of what a cold build does besides running its commands. The descriptor is not
+    /// checked to be a regular file (reading a directory or a FIFO swapped in since the walk
+    /// fails, or hashes what it yields; a stat taken before decides what is trusted) and stays
+    /// non-blocking (which reading a regular file ignores). Anything that call cannot settle
+    /// (an older kernel, a filter refusing it, a concurrent rename, a link on the way) goes
+    /// through [`Dir::open_file`], whose errors say what is there.
+    pub fn open_to_read(&self, relative: &str) -> Result<Option<File>, ConfineError> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use rustix::fs::ResolveFlags;
+            use std::sync::atomic::AtomicBool;
+            /// Set once `openat2` is known to be unavailable (`ENOSYS`, or refused by a filter).
+            static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
+            if !UNAVAILABLE.load(Ordering::Relaxed) {
+                check_relative(relative)?;
+                let flags = OFlags::RDONLY
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY
+                    | OFlags::CLOEXEC;
+                let resolve =
+                    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+                match rustix::fs::openat2(&self.fd, relative, flags, Mode::empty(), resolve) {
+                    Ok(fd) => return Ok(Some(File::from(fd))),
+                    Err(Errno::NOENT) => return Ok(None),
+                    Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::TOOBIG) => {
+                        UNAVAILABLE.store(true, Ordering::Relaxed);
+                    }
+                    // A link on the way, a race with a rename, anything else: asked again one
+                    // component at a time, which says what is there.
+                    Err(_) => {}
+                }
+            }
+        }
+        Ok(self.open_file(relative)?.map(|(file, _)| file))
+    }
+
     /// The contents of the regular file `relative`, opened as [`Dir::open_file`] does; a file
     /// holding more than `limit` bytes is refused ([`ConfineError::TooLarge`]) before it is read
     /// whole. `Ok(None)` when it does not exist.
@@ -1202,6 +1245,49 @@ mod tests {
         .unwrap();
         let root = Dir::open_root(&dir.path().join("root")).unwrap();
         (dir, root)
+    }
+
+    #[test]
+    fn open_to_read_opens_files_below_and_never_through_a_link() {
+        let (dir, root) = setup();
+        fs::write(dir.path().join("root/real/data.txt"), b"data").unwrap();
+        let mut read = String::new();
+        root.open_to_read("real/data.txt")
+            .unwrap()
+            .unwrap()
+            .read_to_string(&mut read)
+            .unwrap();
+        assert_eq!(read, "data");
+        assert!(root.open_to_read("real/missing.txt").unwrap().is_none());
+        // A link as the last component (to a file outside) or on the way: refused, saying so.
+        assert!(matches!(
+            root.open_to_read("real/file-link"),
+            Err(ConfineError::NotRegular { .. })
+        ));
+        assert!(matches!(
+            root.open_to_read("link/victim"),
+            Err(ConfineError::Symlink { .. })
+        ));
+        for bad in [
+            "../outside/victim",
+            "/etc/passwd",
+            "real/../../outside/victim",
+        ] {
+            assert!(
+                matches!(root.open_to_read(bad), Err(ConfineError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+        // A FIFO is not waited on (no writer ever comes).
+        let fifo = dir.path().join("root/real/fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(root.open_to_read("real/fifo").is_ok());
     }
 
     #[test]

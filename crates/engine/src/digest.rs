@@ -143,43 +143,29 @@ pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
 /// buffer per thread (hashing many small files allocates nothing).
 pub fn hash_reader(reader: &mut impl Read) -> io::Result<(Digest, u64)> {
     // Expecting more bytes than any source holds: read to the end, whatever its length.
-    hash_reader_sized(reader, u64::MAX, || Ok((0, ()))).map(|(digest, len, ())| (digest, len))
+    hash_reader_expecting(reader, u64::MAX).map(|(digest, len, _)| (digest, len))
 }
 
-/// [`hash_reader`] of a source expected to hold `size` bytes (what a stat said): reads at most
-/// that many, then asks `now` how many it holds and reads on to the end only if more. A file
-/// whose stat did not change is thus read without the last `read` that only finds its end
-/// (half the reads of hashing a small file). Returns the digest of what was read, its length,
-/// and what `now` answered.
-pub fn hash_reader_sized<T>(
-    reader: &mut impl Read,
-    size: u64,
-    now: impl FnOnce() -> io::Result<(u64, T)>,
-) -> io::Result<(Digest, u64, T)> {
-    thread_local! {
-        static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
-    }
-    BUFFER.with(|buffer| {
-        let mut buffer = buffer.borrow_mut();
+/// [`hash_reader`] of a source a stat said holds `size` bytes, proving where it ends without
+/// asking anything else: the read that should reach that end asks for one byte more, and a
+/// source of exactly `size` bytes answers it short (a small file: one `read`, where reading to
+/// the end takes two and a second `fstat` one more system call). A source that holds more is
+/// read to its end; one that ends early is read to its end too. Returns the digest of
+/// everything read, its length, and whether it was exactly `size` bytes.
+///
+/// A short answer at exactly `size` is taken as the end: what a regular file's `read` means by
+/// it. A source that answers short before its end (a pipe) may be cut there; the caller, which
+/// trusts the digest only for the stat it took before, sees that stat change when the source
+/// grows.
+pub fn hash_reader_expecting(reader: &mut impl Read, size: u64) -> io::Result<(Digest, u64, bool)> {
+    with_buffer(|buffer| {
         let mut hasher = Hasher::new();
-        let mut read_total = 0u64;
-        let mut until = Some(size);
-        let mut now = Some(now);
-        let mut answer = None;
+        let mut total = 0u64;
         loop {
-            let want = match until {
-                Some(limit) if read_total >= limit => {
-                    // As many bytes as expected: does the source hold more?
-                    let (current, told) = (now.take().expect("asked once"))()?;
-                    answer = Some(told);
-                    if current <= read_total {
-                        break;
-                    }
-                    until = None;
-                    buffer.len()
-                }
-                Some(limit) => buffer.len().min((limit - read_total) as usize),
-                None => buffer.len(),
+            // Up to the end the stat gave and one byte past it; once past it, whole buffers.
+            let want = match size.checked_sub(total).map(usize::try_from) {
+                Some(Ok(remaining)) if remaining < buffer.len() => remaining + 1,
+                _ => buffer.len(),
             };
             let read = match reader.read(&mut buffer[..want]) {
                 Ok(0) => break,
@@ -188,15 +174,22 @@ pub fn hash_reader_sized<T>(
                 Err(err) => return Err(err),
             };
             hasher.update(&buffer[..read]);
-            read_total += read as u64;
+            total += read as u64;
+            if read < want && total == size {
+                break;
+            }
         }
-        let answer = match answer {
-            Some(answer) => answer,
-            // Ended early (it shrank) or read to its end (it grew): asked now.
-            None => (now.take().expect("asked once"))()?.1,
-        };
-        Ok((hasher.finish(), read_total, answer))
+        Ok((hasher.finish(), total, total == size))
     })
+}
+
+/// Runs `f` with this thread's 64 KiB hashing buffer (hashing many small files allocates
+/// nothing).
+fn with_buffer<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+    }
+    BUFFER.with(|buffer| f(&mut buffer.borrow_mut()))
 }
 
 #[cfg(test)]
@@ -235,32 +228,28 @@ mod tests {
     }
 
     #[test]
-    fn sized_hashing_reads_what_the_stat_says_and_on_only_when_the_source_grew() {
+    fn expected_size_hashing_proves_the_end_with_a_short_read_and_reads_on_otherwise() {
         let data = vec![7u8; 200_000];
-        for (stat_size, now_size, expect_len) in [
-            // Unchanged: exactly the bytes, no read finding the end.
-            (200_000u64, 200_000u64, 200_000u64),
-            // Grew after its stat: read to the end.
-            (1000, 200_000, 200_000),
-            // Shrank (the reader ends first).
-            (300_000, 200_000, 200_000),
-            (0, 0, 0),
-            (0, 200_000, 200_000),
+        // (what the stat said, what the source holds, reads)
+        for (said, holds, reads) in [
+            // As said: a 2-byte file in one read; 200 000 bytes in 64 KiB reads, the fourth
+            // asking one byte more and answered short; an empty file in one read.
+            (2u64, 2usize, 1usize),
+            (200_000, 200_000, 4),
+            (0, 0, 1),
+            // Grew after its stat: read to the end (a last read finding it).
+            (1000, 200_000, 6),
+            (0, 2, 3),
+            // Shrank: read to the end.
+            (300_000, 200_000, 5),
+            (3, 2, 2),
         ] {
-            let mut reader = Counted(&data[..], 0);
-            let (digest, len, told) =
-                hash_reader_sized(&mut reader, stat_size, || Ok((now_size, "asked"))).unwrap();
-            assert_eq!(len, expect_len, "{stat_size} {now_size}");
-            assert_eq!(digest, Digest::of_bytes(&data[..expect_len as usize]));
-            assert_eq!(told, "asked");
-            let unchanged = stat_size == now_size && stat_size == data.len() as u64;
-            if unchanged {
-                // 200 000 bytes in 64 KiB reads: 4, and no fifth finding the end.
-                assert_eq!(reader.1, 4);
-            }
+            let mut reader = Counted(&data[..holds], 0);
+            let (digest, len, exact) = hash_reader_expecting(&mut reader, said).unwrap();
+            assert_eq!(len, holds as u64, "{said} {holds}");
+            assert_eq!(digest, Digest::of_bytes(&data[..holds]));
+            assert_eq!(exact, said == holds as u64, "{said} {holds}");
+            assert_eq!(reader.1, reads, "reads for {said} said, {holds} held");
         }
-        let mut reader = Counted(b"ab", 0);
-        let (_, len, _) = hash_reader_sized(&mut reader, 2, || Ok((2, ()))).unwrap();
-        assert_eq!((len, reader.1), (2, 1), "a small file: one read");
     }
 }

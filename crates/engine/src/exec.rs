@@ -793,9 +793,18 @@ impl Engine {
             for file in found {
                 let relative = Self::root_relative(spec, &file.relative);
                 let stat = file.stat.expect("files read are stat'ed");
-                let hashed = stats
-                    .digest_with_stat(&relative, &file.absolute, stat)
-                    .map_err(|err| format!("reading input {relative}: {err}"))?;
+                let hashed = if file.link {
+                    // A link to a file inside the tree (checked by the walk): its target.
+                    stats.digest_with_stat(&relative, &file.absolute, stat)
+                } else {
+                    // Below the working directory, never through a link (one `openat2`).
+                    stats.digest_with(&relative, stat, &mut || {
+                        cwd.open_to_read(&file.relative)
+                            .map_err(io::Error::other)?
+                            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+                    })
+                }
+                .map_err(|err| format!("reading input {relative}: {err}"))?;
                 inputs.push((relative, hashed.digest));
             }
             components.inputs = inputs.into_iter().collect();

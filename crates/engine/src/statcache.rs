@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::confine::{ConfineError, Dir, Listed, ListingCache};
-use crate::digest::{Digest, hash_reader_sized};
+use crate::digest::{Digest, hash_reader_expecting};
 use crate::listings::Listings;
 
 /// The stat cache's file in the state directory.
@@ -528,20 +528,17 @@ impl StatCache {
         // Read before the file is: its digest is trusted against this reading.
         let clock = self.clock_newer_than(stat.mtime_ns);
         let file = open()?;
-        // Stat the open file again once read: if it changed meanwhile, record nothing trusted.
-        let stat_now = |file: &fs::File| -> io::Result<(u64, FileStat)> {
-            let after = FileStat::of(&file.metadata()?);
-            Ok((after.size, after))
-        };
-        let (digest, _, after) = {
-            let reader = &mut &file;
-            hash_reader_sized(reader, stat.size, || stat_now(&file))?
-        };
-        let read_after = (after == stat).then_some(clock);
-        self.record(relative, after, digest, read_after);
+        // Recorded with the stat taken before the read, so no second stat is needed. Any change
+        // the read may have missed (a write during or after it, a file swapped in since the
+        // stat) gives the file an mtime at least `clock`, newer than the stat's when that is
+        // trusted, so the stat no longer matches; a file that did not hold the bytes its stat
+        // said is recorded untrusted. (A write between the stat and the read can keep the stat,
+        // in the same timestamp tick, but then the read saw it.)
+        let (digest, _, exact) = hash_reader_expecting(&mut &file, stat.size)?;
+        self.record(relative, stat, digest, exact.then_some(clock));
         Ok(Hashed {
             digest,
-            stat: after,
+            stat,
             from_cache: false,
         })
     }

@@ -55,7 +55,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::confine::{ConfineError, Dir, Kind, Place, is_temp_name};
-use crate::digest::{Digest, Hasher, hash_reader_sized};
+use crate::digest::{Digest, Hasher, hash_reader_expecting};
 use crate::fsutil::{Durability, FileLock, LockMode, durability};
 use crate::statcache::FileStat;
 
@@ -388,13 +388,9 @@ impl Store {
             return copied(&mut input);
         }
         // Its stat is taken again once it is read: unchanged, or it is copied after all.
-        let (digest, size, unchanged) = {
-            let mut reader = &input;
-            hash_reader_sized(&mut reader, before.size, || {
-                Ok((before.size, single(&input)?))
-            })
-            .map_err(io_err(source))?
-        };
+        let (digest, size, _) =
+            hash_reader_expecting(&mut &input, before.size).map_err(io_err(source))?;
+        let unchanged = single(&input).map_err(io_err(source))?;
         if size != before.size || !unchanged {
             // Written to while it was read: a copy keeps what it reads.
             return copied(&mut input);
