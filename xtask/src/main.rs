@@ -24,6 +24,23 @@ fn main() -> std::process::ExitCode {
                 bench::main(rest)
             }
         }
-        _ => xbundle::cli::main(),
+        _ => {
+            fixed_mmap_threshold();
+            xbundle::cli::main()
+        }
+    }
+}
+
+/// Keeps glibc's malloc from serving large blocks from its heaps. By default it raises its mmap
+/// threshold to the size of each large block freed (up to 32 MiB), after which a buffer that
+/// grows by reallocation (the stat cache's records, one path list per task) is copied within
+/// the heap and every copy it leaves behind stays resident: 0.8 MiB of a cold build's 11 MiB
+/// peak at 200 tasks x 100 files, for no measurable time. With the threshold fixed (at its
+/// default, 128 KiB), large blocks keep their own mappings and are returned whole when freed.
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a parameter of the allocator, before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
