@@ -11,7 +11,8 @@
 //! ([`crate::bench_order::build_dist`]: cargo profile `dist`, fat LTO and one codegen unit,
 //! linked with the symbol ordering of `xtask/symbol-order.txt`; the table's header says so):
 //! - cold: no outputs, no `.xbundle` state (no `.ninja_log`/`.ninja_deps`), with the default
-//!   fsync and with `XBUNDLE_FSYNC=0`;
+//!   fsync and with `XBUNDLE_FSYNC=0`; each tool's cold run is prepared on its own and starts
+//!   after a `sync(2)` (see `Runner::make_cold`);
 //! - first no-op after a build (xbundle re-hashes what the build wrote: racy-clean rule);
 //! - no-op, after one warm-up no-op: median and min over `--runs`;
 //! - one-file change: one input of a task that has a dependent gets content never seen
@@ -505,21 +506,41 @@ impl Runner {
         std::iter::once(&self.xbundle_root).chain(&self.ninja_root)
     }
 
-    /// Deletes every output and both tools' state.
+    /// Deletes every output and both tools' state, then flushes the file systems (`sync(2)`),
+    /// so the timed run that follows starts on a quiet disk: it pays neither for writing back
+    /// these deletions (with `discard`, a trim of every freed extent) nor for the previous
+    /// run's unwritten outputs, which a tool that flushes at its end (xbundle's default) would
+    /// otherwise wait for and one that does not (ninja) would only compete with.
     fn make_cold(&self, graph: &Graph) -> Result<()> {
-        for root in self.roots() {
-            for task in 0..graph.tasks {
-                remove_if_exists(&root.join(graph.output(task)))?;
+        self.make_cold_one(graph, true)?;
+        self.make_cold_one(graph, false)
+    }
+
+    /// [`Runner::make_cold`] of one tool's tree (xbundle's or ninja's), leaving the other's
+    /// outputs for the comparison.
+    fn make_cold_one(&self, graph: &Graph, xbundle: bool) -> Result<()> {
+        let root = if xbundle {
+            Some(&self.xbundle_root)
+        } else {
+            self.ninja_root.as_ref()
+        };
+        let Some(root) = root else {
+            return Ok(());
+        };
+        for task in 0..graph.tasks {
+            remove_if_exists(&root.join(graph.output(task)))?;
+        }
+        if xbundle {
+            let state = root.join(".xbundle");
+            if state.exists() {
+                fs::remove_dir_all(state)?;
             }
-        }
-        let state = self.xbundle_root.join(".xbundle");
-        if state.exists() {
-            fs::remove_dir_all(state)?;
-        }
-        if let Some(root) = &self.ninja_root {
+        } else {
             remove_if_exists(&root.join(".ninja_log"))?;
             remove_if_exists(&root.join(".ninja_deps"))?;
         }
+        // SAFETY: sync(2) takes no arguments and cannot fail.
+        unsafe { libc::sync() };
         Ok(())
     }
 
@@ -992,10 +1013,11 @@ fn run_shape(
     let mut cold_no_fsync = Samples::default();
     for rep in 0..options.cold_runs {
         progress(&format!("cold run {}/{}", rep + 1, options.cold_runs));
-        runner.make_cold(graph)?;
+        runner.make_cold_one(graph, true)?;
         let measured = runner.expect_xbundle(true, all, "cold run")?;
-        runner.make_cold(graph)?;
+        runner.make_cold_one(graph, true)?;
         let no_fsync = runner.expect_xbundle(false, all, "cold run, XBUNDLE_FSYNC=0")?;
+        runner.make_cold_one(graph, false)?;
         let ninja_measured = runner.expect_ninja(all, "cold run")?;
         runner.compare(graph, 0..graph.tasks)?;
         cold.push(measured, ninja_measured);

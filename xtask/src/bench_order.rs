@@ -67,12 +67,16 @@ pub(crate) fn build_dist(workspace: &Path) -> Result<(PathBuf, String), String> 
             ))
             .args(["-C", "link-arg=-Xlinker", "-C"])
             .arg("link-arg=--no-warn-symbol-ordering")
+            // Not position-independent: the loader has no relocations to apply at start (about
+            // 10,000 in a PIE build, whose pages it reads and dirties: 0.4 MiB of RSS and time
+            // before `main`).
+            .args(["-C", "relocation-model=static"])
             .current_dir(workspace)
             .status()
             .map_err(|err| format!("running cargo: {err}"))?;
         if status.success() {
             built = true;
-            description.push_str(", symbols ordered by ");
+            description.push_str(", not PIE, symbols ordered by ");
             description.push_str(ORDER_FILE);
         } else {
             eprintln!(
