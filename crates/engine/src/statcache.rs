@@ -296,61 +296,93 @@ fn record_entry(bytes: &[u8], at: usize) -> Entry {
     }
 }
 
-/// What this run recorded: records in the file's own encoding, appended to one buffer, found
-/// through a table of their offsets keyed by the path's hash. No allocation per entry (about
-/// 90 bytes a file, where a map of owned paths took about 170); a path recorded again is
-/// overwritten in place (its record has the same length). A path too long for a record (over
-/// 64 KiB) is not kept: it is hashed again when looked up.
+/// What this run recorded: records in the file's own encoding, appended to buffers of
+/// [`CHUNK`] bytes, found through a table of their positions keyed by the path's hash. No
+/// allocation per entry (about 90 bytes a file, where a map of owned paths took about 170); a
+/// path recorded again is overwritten in place (its record has the same length). A path too
+/// long for a record (over 64 KiB) is not kept: it is hashed again when looked up.
+///
+/// Chunks, not one growing buffer: a buffer grown by doubling is copied at each step, and below
+/// glibc's mmap threshold (raised to the size of each large block freed, so soon above 512 KiB)
+/// every copy left behind stays resident: 0.9 MiB at 20,000 files.
 #[derive(Clone, Default)]
 struct Overlay {
-    bytes: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
     table: hashbrown::HashTable<usize>,
 }
+
+/// The size of an [`Overlay`]'s buffers; a record (at most 64 KiB and [`FIXED`] bytes) never
+/// straddles two. A position is `chunk * CHUNK + offset`.
+const CHUNK: usize = 256 << 10;
 
 impl Overlay {
     fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
 
-    fn get(&self, path: &[u8]) -> Option<Entry> {
-        let bytes = &self.bytes;
+    /// The chunk holding the record at `at`, and its offset there.
+    fn chunk(&self, at: usize) -> (&[u8], usize) {
+        (&self.chunks[at / CHUNK], at % CHUNK)
+    }
+
+    fn path(&self, at: usize) -> &[u8] {
+        let (chunk, offset) = self.chunk(at);
+        record_path(chunk, offset)
+    }
+
+    fn entry(&self, at: usize) -> Entry {
+        let (chunk, offset) = self.chunk(at);
+        record_entry(chunk, offset)
+    }
+
+    /// The bytes its records take.
+    fn byte_len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+
+    fn find(&self, path: &[u8]) -> Option<usize> {
         self.table
-            .find(hash(path), |&at| record_path(bytes, at) == path)
-            .map(|&at| record_entry(bytes, at))
+            .find(hash(path), |&at| self.path(at) == path)
+            .copied()
+    }
+
+    fn get(&self, path: &[u8]) -> Option<Entry> {
+        self.find(path).map(|at| self.entry(at))
     }
 
     fn insert(&mut self, path: &[u8], entry: &Entry) {
         if path.len() > u16::MAX as usize {
             return;
         }
-        let bytes = &self.bytes;
-        let found = self
-            .table
-            .find(hash(path), |&at| record_path(bytes, at) == path)
-            .copied();
-        match found {
-            Some(at) => {
-                let mut record = Vec::with_capacity(FIXED + path.len());
-                write_record(&mut record, path, entry).expect("writing to a Vec");
-                self.bytes[at..at + record.len()].copy_from_slice(&record);
-            }
-            None => {
-                let at = self.bytes.len();
-                write_record(&mut self.bytes, path, entry).expect("writing to a Vec");
-                let bytes = &self.bytes;
-                self.table
-                    .insert_unique(hash(path), at, |&at| hash(record_path(bytes, at)));
-            }
+        let mut record = Vec::with_capacity(FIXED + path.len());
+        write_record(&mut record, path, entry).expect("writing to a Vec");
+        if let Some(at) = self.find(path) {
+            let (index, offset) = (at / CHUNK, at % CHUNK);
+            self.chunks[index][offset..offset + record.len()].copy_from_slice(&record);
+            return;
         }
+        if self
+            .chunks
+            .last()
+            .is_none_or(|last| last.len() + record.len() > CHUNK)
+        {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let index = self.chunks.len() - 1;
+        let last = &mut self.chunks[index];
+        let at = index * CHUNK + last.len();
+        last.extend_from_slice(&record);
+        let Overlay { chunks, table } = self;
+        table.insert_unique(hash(path), at, |&at| {
+            hash(record_path(&chunks[at / CHUNK], at % CHUNK))
+        });
     }
 
-    /// The offsets of the records in path order.
+    /// The positions of the records in path order.
     fn sorted(&self) -> Vec<usize> {
-        let mut offsets: Vec<usize> = self.table.iter().copied().collect();
-        offsets.sort_unstable_by(|&a, &b| {
-            record_path(&self.bytes, a).cmp(record_path(&self.bytes, b))
-        });
-        offsets
+        let mut positions: Vec<usize> = self.table.iter().copied().collect();
+        positions.sort_unstable_by(|&a, &b| self.path(a).cmp(self.path(b)));
+        positions
     }
 }
 
@@ -621,12 +653,7 @@ impl StatCache {
             overlay
                 .table
                 .iter()
-                .map(|&at| {
-                    (
-                        record_path(&overlay.bytes, at),
-                        record_entry(&overlay.bytes, at),
-                    )
-                })
+                .map(|&at| (overlay.path(at), overlay.entry(at)))
                 .filter(|(_, entry)| !entry.trusted)
                 .filter_map(|(path, entry)| {
                     Some((std::str::from_utf8(path).ok()?.to_string(), entry))
@@ -704,15 +731,12 @@ impl StatCache {
         if let Some(id) = self.base_id
             && (self.delta_valid || !self.delta_found)
             && limit > 0
-            && self.delta.bytes.len() + overlay.bytes.len() <= limit
+            && self.delta.byte_len() + overlay.byte_len() <= limit
         {
             // Every record since the full file was written: the delta's, then this run's.
             let mut changes = self.delta.clone();
             for &at in overlay.table.iter() {
-                changes.insert(
-                    record_path(&overlay.bytes, at),
-                    &record_entry(&overlay.bytes, at),
-                );
+                changes.insert(overlay.path(at), &overlay.entry(at));
             }
             return write_delta(dir, id, &changes);
         }
@@ -771,11 +795,10 @@ impl StatCache {
 
 /// The records of `overlay` in path order, with their entries.
 fn in_order(overlay: &Overlay) -> std::iter::Peekable<impl Iterator<Item = (&[u8], Entry)>> {
-    let bytes = &overlay.bytes;
     overlay
         .sorted()
         .into_iter()
-        .map(move |at| (record_path(bytes, at), record_entry(bytes, at)))
+        .map(move |at| (overlay.path(at), overlay.entry(at)))
         .peekable()
 }
 
@@ -825,15 +848,14 @@ fn parse_delta(bytes: &[u8], id: [u64; 4]) -> Option<Overlay> {
 
 /// Writes `changes` as the delta of the full file `id`.
 fn write_delta(dir: &Dir, id: [u64; 4], changes: &Overlay) -> io::Result<()> {
-    let mut bytes = Vec::with_capacity(changes.bytes.len() + 64);
+    let mut bytes = Vec::with_capacity(changes.byte_len() + 64);
     bytes.extend_from_slice(DELTA_MAGIC);
     for part in id {
         bytes.extend_from_slice(&part.to_le_bytes());
     }
     let sorted = changes.sorted();
     for &at in &sorted {
-        let path = record_path(&changes.bytes, at);
-        write_record(&mut bytes, path, &record_entry(&changes.bytes, at))?;
+        write_record(&mut bytes, changes.path(at), &changes.entry(at))?;
     }
     bytes.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
     bytes.extend_from_slice(DELTA_MAGIC_END);
@@ -985,6 +1007,61 @@ mod tests {
         assert_eq!(reloaded.lookup("c/three").unwrap().stat, stat(2));
         assert!(reloaded.lookup("c/thre").is_none());
         drop(dir);
+    }
+
+    #[test]
+    fn an_overlay_spanning_many_chunks_finds_overwrites_and_orders_every_record() {
+        let entry = |n: u64| Entry {
+            stat: FileStat {
+                size: n,
+                mtime_ns: n as i64,
+                ctime_ns: -(n as i64),
+                inode: n * 7,
+                executable: n.is_multiple_of(2),
+            },
+            digest: [n as u8; 32],
+            trusted: n.is_multiple_of(3),
+        };
+        let mut overlay = Overlay::default();
+        // About 1 MiB of records (four chunks and more), and paths of the largest length kept
+        // (which fill a chunk's tail or open a new one) and one longer (not kept).
+        let paths: Vec<Vec<u8>> = (0..6000u64)
+            .map(|n| format!("dir-{:03}/{}-{n:05}.txt", n % 97, "p".repeat(90)).into_bytes())
+            .chain((0..3u8).map(|n| vec![b'a' + n; u16::MAX as usize]))
+            .collect();
+        for (n, path) in paths.iter().enumerate() {
+            overlay.insert(path, &entry(n as u64));
+        }
+        overlay.insert(&vec![b'z'; u16::MAX as usize + 1], &entry(1));
+        // Every other one recorded again: overwritten in place.
+        for (n, path) in paths.iter().enumerate().step_by(2) {
+            overlay.insert(path, &entry(n as u64 + 10_000));
+        }
+        assert!(overlay.chunks.len() >= 4, "{} chunks", overlay.chunks.len());
+        assert!(overlay.chunks.iter().all(|chunk| chunk.len() <= CHUNK));
+        for (n, path) in paths.iter().enumerate() {
+            let expected = entry(n as u64 + if n % 2 == 0 { 10_000 } else { 0 });
+            let found = overlay.get(path).expect("recorded");
+            assert_eq!(
+                (found.stat, found.digest, found.trusted),
+                (expected.stat, expected.digest, expected.trusted),
+                "record {n}"
+            );
+        }
+        assert!(overlay.get(&vec![b'z'; u16::MAX as usize + 1]).is_none());
+        let mut expected = paths.clone();
+        expected.sort();
+        let sorted: Vec<&[u8]> = overlay
+            .sorted()
+            .into_iter()
+            .map(|at| overlay.path(at))
+            .collect();
+        assert_eq!(
+            sorted,
+            expected.iter().map(Vec::as_slice).collect::<Vec<_>>()
+        );
+        let records: usize = paths.iter().map(|path| FIXED + path.len()).sum();
+        assert_eq!(overlay.byte_len(), records);
     }
 
     #[test]
