@@ -513,10 +513,10 @@ outputs = ["out/all.txt"]
 "#,
         &[("src/a.txt", "a\n"), ("src/deep/b.txt", "")],
     );
-    // Larger than the hashing buffer (64 KiB): two reads, the second asking one byte past the
-    // end its stat gave and answered short.
+    // Larger than the hashing buffer (32 KiB): four reads, the last asking one byte past the end
+    // its stat gave and answered short.
     repo.write("src/big.txt", vec![b'x'; 100_000]);
-    let inputs = [("a.txt", 1), ("b.txt", 1), ("big.txt", 2)];
+    let inputs = [("a.txt", 1), ("b.txt", 1), ("big.txt", 4)];
     let (run, calls) = traced(
         &repo,
         &["task"],

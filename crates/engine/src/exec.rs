@@ -514,6 +514,7 @@ impl Engine {
             summary
         });
         summary.uploaded = self.remote.as_ref().map_or(0, Session::uploaded);
+        release_freed_memory();
         // What this run stored (run or fetched), made durable now (see `Durability`).
         if let Err(err) = self.store.sync_published() {
             reporter.report(Event::Warning {
@@ -2279,6 +2280,18 @@ enum RemoteOutcome {
 
 /// A small blob of a remote result (a captured stream, a depfile), fetched into memory and
 /// verified against its digest; the error says what was wrong.
+/// Gives the memory the workers freed back to the system before the end of a run saves its
+/// state (which allocates anew): glibc keeps what a thread frees in that thread's arena, resident
+/// until reused, and the workers have exited (their hashing buffers, their commands' pipes and
+/// captures). `malloc_trim` releases the free pages of every arena.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn fetch_verified(
     execution: &crate::remote_exec::RemoteExecution,
     digest: &Digest,

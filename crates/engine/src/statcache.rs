@@ -40,8 +40,8 @@
 //! (merging the delta only when it was valid), then removes the delta. A version that ignores the
 //! delta reads the full file alone: older digests whose stat no longer matches, re-hashed.
 //!
-//! What a run records is kept in memory the same way (records in one buffer, a table of their
-//! offsets; see [`Overlay`]), about 90 bytes a file, so a cold run over 100,000 files does not
+//! What a run records is kept in memory the same way (records in 256 KiB chunks, a table of
+//! their positions; see [`Overlay`]), about 90 bytes a file, so a cold run over 100,000 files does not
 //! hold 100,000 owned paths.
 //!
 //! Known limit: a tool that rewrites a file and then resets its mtime, size, ctime and inode to
@@ -308,11 +308,13 @@ fn record_entry(bytes: &[u8], at: usize) -> Entry {
 #[derive(Clone, Default)]
 struct Overlay {
     chunks: Vec<Vec<u8>>,
-    table: hashbrown::HashTable<usize>,
+    /// Positions as `u32` (half the table of `usize`s: 0.2 MiB at 20,000 files).
+    table: hashbrown::HashTable<u32>,
 }
 
 /// The size of an [`Overlay`]'s buffers; a record (at most 64 KiB and [`FIXED`] bytes) never
-/// straddles two. A position is `chunk * CHUNK + offset`.
+/// straddles two. A position is `chunk * CHUNK + offset`, below 4 GiB (more records are not
+/// kept: hashed again when looked up).
 const CHUNK: usize = 256 << 10;
 
 impl Overlay {
@@ -321,16 +323,17 @@ impl Overlay {
     }
 
     /// The chunk holding the record at `at`, and its offset there.
-    fn chunk(&self, at: usize) -> (&[u8], usize) {
+    fn chunk(&self, at: u32) -> (&[u8], usize) {
+        let at = at as usize;
         (&self.chunks[at / CHUNK], at % CHUNK)
     }
 
-    fn path(&self, at: usize) -> &[u8] {
+    fn path(&self, at: u32) -> &[u8] {
         let (chunk, offset) = self.chunk(at);
         record_path(chunk, offset)
     }
 
-    fn entry(&self, at: usize) -> Entry {
+    fn entry(&self, at: u32) -> Entry {
         let (chunk, offset) = self.chunk(at);
         record_entry(chunk, offset)
     }
@@ -340,7 +343,7 @@ impl Overlay {
         self.chunks.iter().map(Vec::len).sum()
     }
 
-    fn find(&self, path: &[u8]) -> Option<usize> {
+    fn find(&self, path: &[u8]) -> Option<u32> {
         self.table
             .find(hash(path), |&at| self.path(at) == path)
             .copied()
@@ -357,7 +360,7 @@ impl Overlay {
         let mut record = Vec::with_capacity(FIXED + path.len());
         write_record(&mut record, path, entry).expect("writing to a Vec");
         if let Some(at) = self.find(path) {
-            let (index, offset) = (at / CHUNK, at % CHUNK);
+            let (index, offset) = (at as usize / CHUNK, at as usize % CHUNK);
             self.chunks[index][offset..offset + record.len()].copy_from_slice(&record);
             return;
         }
@@ -369,18 +372,20 @@ impl Overlay {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         let index = self.chunks.len() - 1;
-        let last = &mut self.chunks[index];
-        let at = index * CHUNK + last.len();
-        last.extend_from_slice(&record);
+        let Ok(at) = u32::try_from(index * CHUNK + self.chunks[index].len()) else {
+            return;
+        };
+        self.chunks[index].extend_from_slice(&record);
         let Overlay { chunks, table } = self;
         table.insert_unique(hash(path), at, |&at| {
+            let at = at as usize;
             hash(record_path(&chunks[at / CHUNK], at % CHUNK))
         });
     }
 
     /// The positions of the records in path order.
-    fn sorted(&self) -> Vec<usize> {
-        let mut positions: Vec<usize> = self.table.iter().copied().collect();
+    fn sorted(&self) -> Vec<u32> {
+        let mut positions: Vec<u32> = self.table.iter().copied().collect();
         positions.sort_unstable_by(|&a, &b| self.path(a).cmp(self.path(b)));
         positions
     }
