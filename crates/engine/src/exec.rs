@@ -2278,8 +2278,6 @@ enum RemoteOutcome {
     Failed(String),
 }
 
-/// A small blob of a remote result (a captured stream, a depfile), fetched into memory and
-/// verified against its digest; the error says what was wrong.
 /// Gives the memory the workers freed back to the system before the end of a run saves its
 /// state (which allocates anew): glibc keeps what a thread frees in that thread's arena, resident
 /// until reused, and the workers have exited (their hashing buffers, their commands' pipes and
@@ -2292,6 +2290,8 @@ fn release_freed_memory() {
     }
 }
 
+/// A small blob of a remote result (a captured stream, a depfile), fetched into memory and
+/// verified against its digest; the error says what was wrong.
 fn fetch_verified(
     execution: &crate::remote_exec::RemoteExecution,
     digest: &Digest,

@@ -41,8 +41,8 @@
 //! delta reads the full file alone: older digests whose stat no longer matches, re-hashed.
 //!
 //! What a run records is kept in memory the same way (records in 256 KiB chunks, a table of
-//! their positions; see [`Overlay`]), about 90 bytes a file, so a cold run over 100,000 files does not
-//! hold 100,000 owned paths.
+//! their positions; see [`Overlay`]), about 90 bytes a file, so a cold run over 100,000 files
+//! does not hold 100,000 owned paths.
 //!
 //! Known limit: a tool that rewrites a file and then resets its mtime, size, ctime and inode to
 //! the old values is not detected (ctime cannot be set from user space, so this needs root).
