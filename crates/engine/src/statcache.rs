@@ -317,25 +317,29 @@ struct Overlay {
 /// kept: hashed again when looked up).
 const CHUNK: usize = 256 << 10;
 
+/// The chunk and the offset in it of an [`Overlay`] position.
+fn located(at: u32) -> (usize, usize) {
+    (at as usize / CHUNK, at as usize % CHUNK)
+}
+
+/// The path of the record at position `at` of `chunks`.
+fn chunk_path(chunks: &[Vec<u8>], at: u32) -> &[u8] {
+    let (chunk, offset) = located(at);
+    record_path(&chunks[chunk], offset)
+}
+
 impl Overlay {
     fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
 
-    /// The chunk holding the record at `at`, and its offset there.
-    fn chunk(&self, at: u32) -> (&[u8], usize) {
-        let at = at as usize;
-        (&self.chunks[at / CHUNK], at % CHUNK)
-    }
-
     fn path(&self, at: u32) -> &[u8] {
-        let (chunk, offset) = self.chunk(at);
-        record_path(chunk, offset)
+        chunk_path(&self.chunks, at)
     }
 
     fn entry(&self, at: u32) -> Entry {
-        let (chunk, offset) = self.chunk(at);
-        record_entry(chunk, offset)
+        let (chunk, offset) = located(at);
+        record_entry(&self.chunks[chunk], offset)
     }
 
     /// The bytes its records take.
@@ -357,30 +361,28 @@ impl Overlay {
         if path.len() > u16::MAX as usize {
             return;
         }
-        let mut record = Vec::with_capacity(FIXED + path.len());
-        write_record(&mut record, path, entry).expect("writing to a Vec");
         if let Some(at) = self.find(path) {
-            let (index, offset) = (at as usize / CHUNK, at as usize % CHUNK);
-            self.chunks[index][offset..offset + record.len()].copy_from_slice(&record);
+            // Overwritten in place: a record of the same path has the same length.
+            let (chunk, offset) = located(at);
+            let mut record = Vec::with_capacity(FIXED + path.len());
+            write_record(&mut record, path, entry).expect("writing to a Vec");
+            self.chunks[chunk][offset..offset + record.len()].copy_from_slice(&record);
             return;
         }
-        if self
-            .chunks
-            .last()
-            .is_none_or(|last| last.len() + record.len() > CHUNK)
-        {
-            self.chunks.push(Vec::with_capacity(CHUNK));
-        }
-        let index = self.chunks.len() - 1;
-        let Ok(at) = u32::try_from(index * CHUNK + self.chunks[index].len()) else {
+        let chunk = match self.chunks.last() {
+            Some(last) if last.len() + FIXED + path.len() <= CHUNK => self.chunks.len() - 1,
+            _ => self.chunks.len(),
+        };
+        let offset = self.chunks.get(chunk).map_or(0, Vec::len);
+        let Ok(at) = u32::try_from(chunk * CHUNK + offset) else {
             return;
         };
-        self.chunks[index].extend_from_slice(&record);
+        if chunk == self.chunks.len() {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        write_record(&mut self.chunks[chunk], path, entry).expect("writing to a Vec");
         let Overlay { chunks, table } = self;
-        table.insert_unique(hash(path), at, |&at| {
-            let at = at as usize;
-            hash(record_path(&chunks[at / CHUNK], at % CHUNK))
-        });
+        table.insert_unique(hash(path), at, |&at| hash(chunk_path(chunks, at)));
     }
 
     /// The positions of the records in path order.
