@@ -71,21 +71,12 @@ fn identity(path: &Path) -> (u64, i64, i64, i64, i64) {
     )
 }
 
-/// DEFECT: the listing of an input directory is trusted against the clock of the state
-/// directory's file system; on a file system with coarser timestamps (here whole seconds) a
-/// file added in the same second as the listing leaves the directory's stat as recorded, and
-/// every later no-op (not only those of that second) misses the new input: stale output
-/// reported up to date until the directory changes again.
-#[test]
-fn a_file_added_to_an_input_directory_on_a_coarse_file_system_is_seen() {
-    let repo = Repo::in_sandbox(common::GLOBBED, &[]);
-    let Some(_mount) = coarse_file_system(&repo.sandbox().join("fs.img"), &repo.join("src")) else {
-        return;
-    };
-    // The directory's timestamps are whole seconds: the listing is recorded (its mtime is older
-    // than the clock read in .xbundle/state, in nanoseconds), then a file is added in that same
-    // second. Tried until one attempt fits in a second.
+/// Builds `repo` from scratch with `src/a.txt` holding "a", early in a second, then makes
+/// `change` and checks that `watched` kept the identity the build saw (the change landed in
+/// the build's second); tried until one attempt fits. Returns the run made long after.
+fn changed_in_the_second_of_a_build(repo: &Repo, watched: &str, change: &dyn Fn()) -> common::Run {
     for attempt in 0..5 {
+        // The test's own sandbox: what the last attempt left.
         let _ = fs::remove_dir_all(repo.join(".xbundle"));
         let _ = fs::remove_dir_all(repo.join("out"));
         for entry in fs::read_dir(repo.join("src")).unwrap() {
@@ -99,11 +90,10 @@ fn a_file_added_to_an_input_directory_on_a_coarse_file_system_is_seen() {
             1_000_000_000 - u64::from(now.subsec_nanos()) + 20_000_000,
         ));
         repo.write("src/a.txt", "a\n");
-        let first = repo.json(&["task"]);
-        first.assert_code(0);
-        let listed = identity(&repo.join("src"));
-        repo.write("src/b.txt", "b\n");
-        if identity(&repo.join("src")) != listed {
+        repo.json(&["task"]).assert_code(0);
+        let built = identity(&repo.join(watched));
+        change();
+        if identity(&repo.join(watched)) != built {
             eprintln!("attempt {attempt}: a second went by; again");
             continue;
         }
@@ -111,14 +101,52 @@ fn a_file_added_to_an_input_directory_on_a_coarse_file_system_is_seen() {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         let run = repo.json(&["task"]);
         run.assert_code(0);
-        assert_eq!(
-            repo.read("out/all.txt"),
-            "a\nb\n",
-            "src/b.txt was added and the task was not run again:\n{run}"
-        );
-        return;
+        return run;
     }
     panic!("no attempt fitted in one second");
+}
+
+/// Leaves `src/<name>` (a link leading outside, so both builds are refused) listed with the
+/// kind byte `kind` in the kept listing of `src/`, where it is listed as a link.
+fn forge_listed_kind(repo: &Repo, name: &str, kind: u8) {
+    // The listing of src/ is kept once src/ is older than a clock reading.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    repo.json(&["task"]).assert_code(1);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    repo.json(&["task"]).assert_code(1);
+    let path = repo.join(".xbundle/state/listings");
+    let mut bytes = fs::read(&path).expect("a listing of src/ was kept");
+    let at = bytes
+        .windows(name.len())
+        .position(|w| w == name.as_bytes())
+        .expect("listed")
+        + name.len();
+    assert_eq!(bytes[at], 3, "listed as a link");
+    bytes[at] = kind;
+    // The test's own sandbox (a file the builds above wrote).
+    fs::write(&path, bytes).unwrap();
+}
+
+/// DEFECT: the listing of an input directory is trusted against the clock of the state
+/// directory's file system; on a file system with coarser timestamps (here whole seconds) a
+/// file added in the same second as the listing leaves the directory's stat as recorded, and
+/// every later no-op (not only those of that second) misses the new input: stale output
+/// reported up to date until the directory changes again.
+#[test]
+fn a_file_added_to_an_input_directory_on_a_coarse_file_system_is_seen() {
+    let repo = Repo::in_sandbox(common::GLOBBED, &[]);
+    let Some(_mount) = coarse_file_system(&repo.sandbox().join("fs.img"), &repo.join("src")) else {
+        return;
+    };
+    // The directory's timestamps are whole seconds: the listing is recorded (its mtime is older
+    // than the clock read in .xbundle/state, in nanoseconds), then a file is added in that same
+    // second.
+    let run = changed_in_the_second_of_a_build(&repo, "src", &|| repo.write("src/b.txt", "b\n"));
+    assert_eq!(
+        repo.read("out/all.txt"),
+        "a\nb\n",
+        "src/b.txt was added and the task was not run again:\n{run}"
+    );
 }
 
 /// DEFECT (same cause, older code: the stat cache): an input file on a file system with
@@ -138,34 +166,13 @@ outputs = ["out/all.txt"]
     let Some(_mount) = coarse_file_system(&repo.sandbox().join("fs.img"), &repo.join("src")) else {
         return;
     };
-    for attempt in 0..5 {
-        let _ = fs::remove_dir_all(repo.join(".xbundle"));
-        let _ = fs::remove_dir_all(repo.join("out"));
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_nanos(
-            1_000_000_000 - u64::from(now.subsec_nanos()) + 20_000_000,
-        ));
-        repo.write("src/a.txt", "a\n");
-        repo.json(&["task"]).assert_code(0);
-        let hashed = identity(&repo.join("src/a.txt"));
-        repo.write("src/a.txt", "b\n");
-        if identity(&repo.join("src/a.txt")) != hashed {
-            eprintln!("attempt {attempt}: a second went by; again");
-            continue;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        let run = repo.json(&["task"]);
-        run.assert_code(0);
-        assert_eq!(
-            repo.read("out/all.txt"),
-            "b\n",
-            "src/a.txt changed and the task was not run again:\n{run}"
-        );
-        return;
-    }
-    panic!("no attempt fitted in one second");
+    let run =
+        changed_in_the_second_of_a_build(&repo, "src/a.txt", &|| repo.write("src/a.txt", "b\n"));
+    assert_eq!(
+        repo.read("out/all.txt"),
+        "b\n",
+        "src/a.txt changed and the task was not run again:\n{run}"
+    );
 }
 
 /// DEFECT: a forged `state/listings` that gives a symbolic link the kind "file" makes the walk
@@ -188,21 +195,7 @@ outputs = ["out/all.txt"]
     fs::create_dir(&canary).unwrap();
     fs::write(canary.join("secret.txt"), "secret\n").unwrap();
     std::os::unix::fs::symlink(canary.join("secret.txt"), repo.join("src/link.txt")).unwrap();
-    // Refused; the listing of src/ is kept once src/ is older than a clock reading.
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    let refused = repo.json(&["task"]);
-    refused.assert_code(1);
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    repo.json(&["task"]).assert_code(1);
-    let path = repo.join(".xbundle/state/listings");
-    let mut bytes = fs::read(&path).expect("a listing of src/ was kept");
-    let at = bytes
-        .windows(8)
-        .position(|w| w == b"link.txt")
-        .expect("link.txt listed");
-    assert_eq!(bytes[at + 8], 3, "listed as a link");
-    bytes[at + 8] = 1;
-    fs::write(&path, bytes).unwrap();
+    forge_listed_kind(&repo, "link.txt", 1);
 
     let run = repo.json(&["task"]);
     assert_eq!(
@@ -234,19 +227,7 @@ outputs = ["out/all.txt"]
     fs::create_dir(&canary).unwrap();
     fs::write(canary.join("secret.txt"), "secret\n").unwrap();
     std::os::unix::fs::symlink(&canary, repo.join("src/linkdir")).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    repo.json(&["task"]).assert_code(1);
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    repo.json(&["task"]).assert_code(1);
-    let path = repo.join(".xbundle/state/listings");
-    let mut bytes = fs::read(&path).expect("a listing of src/ was kept");
-    let at = bytes
-        .windows(7)
-        .position(|w| w == b"linkdir")
-        .expect("linkdir listed");
-    assert_eq!(bytes[at + 7], 3, "listed as a link");
-    bytes[at + 7] = 2;
-    fs::write(&path, bytes).unwrap();
+    forge_listed_kind(&repo, "linkdir", 2);
 
     let run = repo.json(&["task"]);
     assert_eq!(
