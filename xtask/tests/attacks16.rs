@@ -106,6 +106,14 @@ fn changed_in_the_second_of_a_build(repo: &Repo, watched: &str, change: &dyn Fn(
     panic!("no attempt fitted in one second");
 }
 
+/// A directory outside the workspace (in the test's sandbox) holding `secret.txt`.
+fn canary(repo: &Repo) -> std::path::PathBuf {
+    let canary = repo.sandbox().join("canary");
+    fs::create_dir(&canary).unwrap();
+    fs::write(canary.join("secret.txt"), "secret\n").unwrap();
+    canary
+}
+
 /// Leaves `src/<name>` (a link leading outside, so both builds are refused) listed with the
 /// kind byte `kind` in the kept listing of `src/`, where it is listed as a link.
 fn forge_listed_kind(repo: &Repo, name: &str, kind: u8) {
@@ -191,9 +199,7 @@ outputs = ["out/all.txt"]
 "#,
         &[("src/a.txt", "a\n")],
     );
-    let canary = repo.sandbox().join("canary");
-    fs::create_dir(&canary).unwrap();
-    fs::write(canary.join("secret.txt"), "secret\n").unwrap();
+    let canary = canary(&repo);
     std::os::unix::fs::symlink(canary.join("secret.txt"), repo.join("src/link.txt")).unwrap();
     forge_listed_kind(&repo, "link.txt", 1);
 
@@ -223,10 +229,7 @@ outputs = ["out/all.txt"]
 "#,
         &[("src/a.txt", "a\n")],
     );
-    let canary = repo.sandbox().join("canary");
-    fs::create_dir(&canary).unwrap();
-    fs::write(canary.join("secret.txt"), "secret\n").unwrap();
-    std::os::unix::fs::symlink(&canary, repo.join("src/linkdir")).unwrap();
+    std::os::unix::fs::symlink(canary(&repo), repo.join("src/linkdir")).unwrap();
     forge_listed_kind(&repo, "linkdir", 2);
 
     let run = repo.json(&["task"]);
