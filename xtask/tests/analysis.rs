@@ -1,6 +1,6 @@
 //! `analyze`, `dag`, `fitness` and the `analyze:<scenario>` task, through the real binary.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use serde_json::Value;

@@ -4,9 +4,8 @@
 //! with `Range`, `--offline`, the CAS shared by profiles, platforms and runs, and hostile
 //! archives. Each repository lives in a sandbox beside a canary tree that must stay intact.
 
-mod common;
-#[path = "../src/testserver.rs"]
-mod testserver;
+use crate::common;
+use crate::testserver;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;

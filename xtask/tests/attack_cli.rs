@@ -6,7 +6,7 @@
 //! zsh script sourced before `compinit`. The watch tests wait on the binary's JSON events (with
 //! an overall bound), never on guessed sleeps, except where they check that nothing happens.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //!
 //! No sleeps synchronise anything here; the only waits are bounded safety nets.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! lands. The fixture needs no toolchain: one platform (linux-x64) whose runtime and API binary
 //! are stand-in scripts fetched from `file://` URLs beside the checkout.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! (what nginx keeps of it), and a build killed while its uploads are in flight. Each case checks
 //! that the build is correct, the local store sound, and a failing server one warning.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -7,7 +7,7 @@
 //! bound under many requests at once (429, one build running); a command-line build waiting for
 //! the server's build of the same workspace (the lock).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

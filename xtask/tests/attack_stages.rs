@@ -6,7 +6,7 @@
 //! The Go cases need Go (Debian: golang-go): when it is missing they fail under
 //! `XBUNDLE_REQUIRE_TOOLS=1` (CI) and skip otherwise.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Adversarial review (session 16) of the directory listings cache and of hard-linked outputs:
 //! each test here is an attack that found a wrong build result.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;

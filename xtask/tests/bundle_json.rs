@@ -1,7 +1,7 @@
 //! Profiles to bundle.json through the real binary: export and its checksum, the `check` gate,
 //! bad profiles, incremental re-assembly, and no secret value anywhere.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

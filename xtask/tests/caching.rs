@@ -1,7 +1,7 @@
 //! Cache behaviour seen from the command line: no-op runs, early cutoff, `--dry-run`,
 //! `--force`, replay of captured output, declared environment variables.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;

@@ -3,7 +3,7 @@
 //!   a scenario where a profile is expected (or the reverse) says so; no error suggests a flag
 //!   the command does not take; `profile create` refuses what `check` would refuse;
 //! - `--help` of every command and subcommand is a snapshot (`tests/snapshots/help/*.txt`,
-//!   regenerated with `SNAPSHOTS=overwrite cargo test -p xtask --test cli_surface`); usage
+//!   regenerated with `SNAPSHOTS=overwrite cargo test -p xtask --test integration cli_surface::`); usage
 //!   says `cargo xtask`, positionals are described, long help has an example, `-j` is only on
 //!   the commands that run tasks; `--message-format json` is the one JSON switch;
 //! - `completions`: the bash script completes `cargo xtask bu` in a real bash without taking
@@ -11,7 +11,7 @@
 //! - `init` on a copy of the conformance corpus's layout writes a bundle.toml `check` accepts,
 //!   and refuses (changing nothing) when a file it would write exists.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Concurrent invocations on one workspace are safe (DESIGN.md §4.2).
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 use std::thread::sleep;

@@ -7,7 +7,7 @@
 //! bundle.toml, and the whole sandbox (paths, contents, modes, links) is byte for byte what it
 //! was before.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -18,9 +18,9 @@
 //! Two schedules: one kills only `--force` builds (every task of the killed build runs and
 //! stores its results), the other kills any build, including ones restoring from the cache.
 //!
-//! Replay a failure with `XBUNDLE_TEST_SEED=<seed> cargo test -p xtask --test crash_safety`.
+//! Replay a failure with `XBUNDLE_TEST_SEED=<seed> cargo test -p xtask --test integration crash_safety::`.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;

@@ -9,7 +9,7 @@
 //! Needs Go (the fixture's API) and Chromium: when missing, the test fails under
 //! `XBUNDLE_REQUIRE_TOOLS=1` (CI) and skips otherwise.
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};

@@ -11,7 +11,7 @@
 //! A missing tool (go, node, npm) skips its part with a message, or fails naming the Debian
 //! package under `XBUNDLE_REQUIRE_TOOLS=1` (as CI runs).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

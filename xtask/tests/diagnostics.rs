@@ -2,7 +2,7 @@
 //! built or cached (DESIGN.md §10). Also the run-time problems of a declaration: an input
 //! glob that matches nothing, a declared output that is not produced.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! depfile lists are re-checked before a cached result is used; files it does not list never
 //! re-run the task; `explain`, `--dry-run`, `-v` and the JSON events say why.
 
-mod common;
+use crate::common;
 
 use common::{Canary, Repo};
 

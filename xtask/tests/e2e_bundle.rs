@@ -5,7 +5,7 @@
 //! Needs Go and npm (Debian: golang-go, npm): when missing, the test fails under
 //! `XBUNDLE_REQUIRE_TOOLS=1` (CI) and skips otherwise.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -11,7 +11,7 @@
 //! `.ci/run` with `npm ci`; nothing here reaches the network). Without them, or without node
 //! or go, a test fails under `XBUNDLE_REQUIRE_TOOLS=1` naming what to install, else skips.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -2,7 +2,7 @@
 //! `cargo xtask bench`, never asserted here): a no-op run writes nothing at all, and a stat
 //! cache in an older format is read as absent, never trusted.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;

@@ -1,6 +1,6 @@
 //! `explain TASK` says exactly why a task would run, or why it last ran (DESIGN.md §4.5).
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use serde_json::Value;

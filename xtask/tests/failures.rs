@@ -1,7 +1,7 @@
 //! A failing task stops its dependents and lets independent tasks finish, or stops the run at
 //! once with `--fail-fast`; the summary names what failed and why (DESIGN.md §4.4).
 
-mod common;
+use crate::common;
 
 use common::{Repo, statuses};
 

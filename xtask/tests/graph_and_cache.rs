@@ -1,7 +1,7 @@
 //! `graph --format json|dot|mermaid`, and the cache maintenance commands `cache stats`,
 //! `cache gc --max-size`, `cache verify`, `cache clean` (DESIGN.md §4.2, §10).
 
-mod common;
+use crate::common;
 
 use common::{Canary, Repo};
 use serde_json::json;

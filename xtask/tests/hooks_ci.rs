@@ -4,7 +4,7 @@
 //! GitHub workflow (parsed with yaml-rust2; actionlint does not install here: no Debian
 //! package and no network to GitHub, so the structure is checked instead), and `--affected`.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

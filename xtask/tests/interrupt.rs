@@ -2,7 +2,7 @@
 //! running task's whole process tree, starts nothing new, caches and records nothing of the
 //! stopped tasks, prints one summary line and exits 130 (SIGINT) or 143 (SIGTERM).
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 use std::thread::sleep;

@@ -3,7 +3,7 @@
 //! files of that name (found by `crash_safety`'s kill during a restore, which can land on the
 //! clock write at the start of the run).
 
-mod common;
+use crate::common;
 
 use common::Repo;
 

@@ -5,7 +5,7 @@
 //! Every test runs in a sandbox: the repository at `<tmp>/repo` and a canary tree beside it that
 //! must stay byte for byte (and mode for mode, link for link) as it was.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

@@ -6,7 +6,7 @@
 //!
 //! Synchronisation is through files the tasks wait for, never through sleeps.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -363,26 +363,14 @@ outputs = ["w.out"]
 }
 
 /// Runs the binary (human output, stderr to a file) and returns its exit code, its stderr file
-/// and its peak resident memory in KiB (`wait4`).
+/// and its peak resident memory in KiB.
 fn run_measured(repo: &Repo, args: &[&str]) -> (i32, std::path::PathBuf, i64) {
     let stderr_path = repo.join("stderr.log");
     let mut command = repo.command();
-    command
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
-    // Reaped below by `wait4`, which also reports the child's resource usage.
-    #[allow(clippy::zombie_processes)]
-    let child = command.spawn().expect("spawn xtask");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, with valid pointers to locals.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4");
-    assert!(libc::WIFEXITED(status), "exited");
-    (libc::WEXITSTATUS(status), stderr_path, usage.ru_maxrss)
+    command.args(args);
+    let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+    let (code, peak_kib) = common::run_measured(&command, stderr.into());
+    (code, stderr_path, peak_kib)
 }
 
 /// The bytes of task `id`'s lines in a stderr file, without their prefixes and newlines, and

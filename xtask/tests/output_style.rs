@@ -11,7 +11,7 @@
 //! fetched from `file://` URLs outside the checkout; darwin-arm64 has none, so it is reported
 //! as not staged.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

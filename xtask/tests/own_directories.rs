@@ -9,7 +9,7 @@
 //! runs in a sandbox: the repository at `<tmp>/repo` and a canary tree beside it that must stay
 //! byte for byte (and mode for mode, link for link) as it was.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -273,39 +273,18 @@ fn a_shared_cache_holding_links_and_fifos_is_read_as_untrusted() {
 }
 
 /// Runs the binary quietly (human output, so nothing is printed) and returns its exit code, its
-/// stderr and its peak resident memory in KiB (`wait4`).
+/// stderr and its peak resident memory in KiB.
 fn run_measured(repo: &Repo, args: &[&str], env: &[(&str, &str)]) -> (i32, String, i64) {
     let stderr_path = repo.sandbox().join("stderr.txt");
     let mut command: Command = repo.command();
-    command
-        .arg("--quiet")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&stderr_path).expect("stderr file"));
+    command.arg("--quiet").args(args);
     for (name, value) in env {
         command.env(name, value);
     }
-    // A `pre_exec` hook makes std `fork` rather than `posix_spawn`: a process started by
-    // `posix_spawn` (a `vfork`) counts this whole test process's memory in its peak RSS, since
-    // Linux records the image it replaced at `exec`; a forked child only its anonymous pages.
-    // SAFETY: the hook does nothing.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        command.pre_exec(|| Ok(()));
-    }
-    // Reaped below by `wait4`, which also reports the child's resource usage.
-    #[allow(clippy::zombie_processes)]
-    let child = command.spawn().expect("spawn xtask");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, with valid pointers to locals.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4");
-    assert!(libc::WIFEXITED(status), "exited");
+    let stderr = fs::File::create(&stderr_path).expect("stderr file");
+    let (code, peak_kib) = common::run_measured(&command, stderr.into());
     let stderr = fs::read_to_string(&stderr_path).expect("read stderr");
-    (libc::WEXITSTATUS(status), stderr, usage.ru_maxrss)
+    (code, stderr, peak_kib)
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! Needs Go (Debian: golang-go), dpkg-deb (dpkg), lintian and rpm: when missing, each test
 //! fails under `XBUNDLE_REQUIRE_TOOLS=1` (CI) and skips otherwise.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

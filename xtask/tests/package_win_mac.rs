@@ -7,7 +7,7 @@
 //! Needs Go (golang-go), wixl and msiinfo (wixl, msitools) and bsdtar (libarchive-tools): when
 //! missing, each test fails under `XBUNDLE_REQUIRE_TOOLS=1` (CI) and skips otherwise.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! blank lines, key order), and bad inputs that exit 2 with a message and leave bundle.toml
 //! byte-identical.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 

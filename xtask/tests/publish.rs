@@ -10,7 +10,7 @@
 //! fetched from `file://` URLs outside the checkouts, so all five platforms stage here and two
 //! checkouts share one bundle.toml. Tests that run `git` need it (Debian: git).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

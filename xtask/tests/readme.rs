@@ -13,11 +13,11 @@
 //! - Commands shown in other code blocks (```` ```sh ````) must each also appear in a console
 //!   block, so every command a user may paste is run here; and no command holds `…`.
 //!
-//! `SNAPSHOTS=overwrite cargo test -p xtask --test readme` writes the actual output (durations
+//! `SNAPSHOTS=overwrite cargo test -p xtask --test integration readme::` writes the actual output (durations
 //! and the copy's path replaced by `[..]`) over each block that does not match, to be reviewed
 //! and trimmed with `...` by hand.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -9,13 +9,9 @@
 //! "cannot run" (one warning, built here); signed packages stay here; the worker's hidden
 //! package command refuses plans leading out of its root.
 
-#[path = "../../test-support/buildgrid.rs"]
-mod buildgrid;
-mod common;
-#[path = "../../test-support/postgres.rs"]
-mod postgres;
-#[path = "../../test-support/reapi_exec.rs"]
-mod reapi_exec;
+use crate::buildgrid;
+use crate::common;
+use crate::reapi_exec;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! nginx does not produce (a stall, 500s, garbage). Every case checks that the build is correct
 //! and that a failing server costs exactly one warning.
 
-mod common;
+use crate::common;
 
 use common::remote::{
     BUNDLE, Fake, HMAC_KEY, Nginx, assert_correct, assert_degraded, assert_local_store_sound,

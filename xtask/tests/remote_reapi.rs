@@ -3,10 +3,9 @@
 //! a clean workspace builds nothing, BuildGrid's own CLI reads back what xbundle wrote, and a
 //! server that is down or holds a forged entry costs one warning and never a wrong build.
 
-mod common;
+use crate::common;
 
-#[path = "../../test-support/buildgrid.rs"]
-mod buildgrid;
+use crate::buildgrid;
 
 use common::Repo;
 use common::remote::{

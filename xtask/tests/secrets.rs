@@ -2,7 +2,7 @@
 //! plan (`--bundle`, human and JSON, with its warnings), and `secrets classify` for resources and
 //! scenarios.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! pipeline: answers byte-identical to the command line's JSON payloads, errors as JSON with
 //! their 4xx status and field, the token, and the OpenAPI document listing what is served.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! document does not list, a content type it does not say, or a body its schema rejects.
 //! Missing schemathesis fails the test under `XBUNDLE_REQUIRE_TOOLS=1` and skips otherwise.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

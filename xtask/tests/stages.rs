@@ -6,7 +6,7 @@
 //! Needs Go and npm (Debian: golang-go, npm): when missing, each test fails under
 //! `XBUNDLE_REQUIRE_TOOLS=1` (CI) and skips otherwise.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

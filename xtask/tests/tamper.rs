@@ -1,7 +1,7 @@
 //! Tampering: a corrupt cache entry or blob is a miss plus a warning, never a wrong output; an
 //! output changed or deleted in the tree is a warning and a restore (DESIGN.md §4.2).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

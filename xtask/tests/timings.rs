@@ -7,7 +7,7 @@
 //! Nothing here compares durations: the critical path is fixed by the graph's shape (a chain
 //! of three sleeping tasks against two that do not sleep or are cached).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

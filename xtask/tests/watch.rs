@@ -5,7 +5,7 @@
 //! with 130/143. The tests wait on the binary's JSON events (with an overall bound), never on
 //! guessed sleeps, except where they check that nothing happens.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;

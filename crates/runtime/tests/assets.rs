@@ -4,7 +4,7 @@
 //! any difference, and the record that lets a later start skip the hashing until a file
 //! changes.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Benchmark (ignored; figures are reported, never asserted):
 //!
 //! ```sh
-//! cargo test --release -p runtime --test bench -- --ignored --nocapture
+//! cargo test --release -p runtime --test integration bench:: -- --ignored --nocapture
 //! ```
 //!
 //! On the fixture bundle (API, worker, static UI; no secret to prompt for), per run: the time
@@ -10,7 +10,7 @@
 //! its spawn to its readiness as the runtime measured it); and the runtime's peak RSS
 //! (`VmHWM`, the supervisor process alone: shims and services are separate processes).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The runtime's command line: the corpus manifests load and dry-run; bad bundles give errors
 //! naming the file, the field and the problem; a failing critical service stops the app.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::process::Command;

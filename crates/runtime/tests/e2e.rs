@@ -1,7 +1,7 @@
 //! End-to-end: the real `xbundle-runtime` binary on a fixture bundle of small real services
 //! (the `testsvc` example), driven through its control API.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::{Read, Write};

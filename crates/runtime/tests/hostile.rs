@@ -13,7 +13,7 @@
 //!   authorised `/status` answers within 1 s under the stated attacks;
 //! - a service's output is bounded (lines split at 64 KiB, rotation applies).
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! Migrations on the real binary: the install/upgrade decision per service, and migrations
 //! that take long (the runtime stays responsive, stops promptly, and leaves no process).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

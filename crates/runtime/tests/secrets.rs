@@ -3,7 +3,7 @@
 //! https against the platform's roots; the entropy of generated values; values read and
 //! written through no link; a silent vault; fetched values a process cannot carry.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::{Read, Write};

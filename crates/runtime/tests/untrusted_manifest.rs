@@ -4,7 +4,7 @@
 //! JSON path of the value, and writes nothing: not in its app data, not in a canary tree
 //! beside it (compared byte for byte, with modes).
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Value, json};

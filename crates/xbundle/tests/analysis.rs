@@ -1,8 +1,8 @@
 //! Analysis of the repository's demo scenarios: golden snapshots (DAG, requirements, fitness per
 //! tier, suggestions; before and after swaps), and the swap-impact law.
 //!
-//! Update snapshots with `INSTA_UPDATE=always cargo test -p xbundle --test analysis` and review
-//! the diff.
+//! Update snapshots with
+//! `INSTA_UPDATE=always cargo test -p xbundle --test integration analysis::` and review the diff.
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,8 @@
 //! Assembly of the repository's demo profiles into bundle.json: schema validity, a golden file,
 //! determinism, and swaps that change exactly the services they should.
 //!
-//! Update the golden file with `INSTA_UPDATE=always cargo test -p xbundle --test assemble`.
+//! Update the golden file with
+//! `INSTA_UPDATE=always cargo test -p xbundle --test integration assemble::`.
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,8 @@
 //! The JSON Schema of bundle.toml is committed (`schema/bundle-toml.schema.json`) so editors can
-//! complete the file and every change to it is a reviewed diff. `UPDATE_SNAPSHOTS=1 cargo test
-//! -p xbundle --test bundle_toml_schema` rewrites it. The schema must accept the repository's
-//! own bundle.toml and reject what `BundleConfig::parse` rejects for unknown keys.
+//! complete the file and every change to it is a reviewed diff.
+//! `UPDATE_SNAPSHOTS=1 cargo test -p xbundle --test integration bundle_toml_schema::` rewrites it.
+//! The schema must accept the repository's own bundle.toml and reject what
+//! `BundleConfig::parse` rejects for unknown keys.
 
 use serde_json::Value;
 
@@ -43,7 +44,8 @@ fn schema_snapshot_is_current() {
         panic!(
             "crates/xbundle/schema/bundle-toml.schema.json is out of date ({} committed vs {} \
              generated lines); first differences:\n{}\n\
-             run `UPDATE_SNAPSHOTS=1 cargo test -p xbundle --test bundle_toml_schema` and review the diff",
+             run `UPDATE_SNAPSHOTS=1 cargo test -p xbundle --test integration \
+             bundle_toml_schema::` and review the diff",
             committed.lines().count(),
             generated.lines().count(),
             diff.join("\n")

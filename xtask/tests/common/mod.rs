@@ -1,8 +1,8 @@
 //! Shared helpers for the integration tests: fixture repositories in temporary directories,
 //! running the real `xtask` binary, parsing its JSON events, and snapshots of a tree.
 //!
-//! Every test binary includes this module with `mod common;` and uses a part of it, hence the
-//! `dead_code` allowance.
+//! Declared once by the integration binary (`tests/main.rs`); helpers kept for tests that come
+//! and go are allowed to be unused for a while, hence the `dead_code` allowance.
 
 #![allow(dead_code)]
 
@@ -754,13 +754,70 @@ pub fn have_tool(program: &str, package: &str) -> bool {
     found
 }
 
+/// Runs `command` (the binary under test, with its stdout unused) through `xtask bench
+/// __measure`, which forks it from its own small image, and returns its exit code and its peak
+/// resident memory in KiB. Spawned from this test process instead, the child's peak would count
+/// this whole process's memory (all the tests of the binary, running side by side): Linux records
+/// the peak of the image a process replaces at `exec`, and std's spawn is a `vfork`.
+pub fn run_measured(command: &Command, stderr: Stdio) -> (i32, i64) {
+    let mut measure = Command::new(BIN);
+    measure
+        .args(["bench", "__measure"])
+        .arg(command.get_program())
+        .args(command.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    if let Some(dir) = command.get_current_dir() {
+        measure.current_dir(dir);
+    }
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => measure.env(name, value),
+            None => measure.env_remove(name),
+        };
+    }
+    let output = measure.output().expect("run `xtask bench __measure`");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = stdout
+        .rsplit_once("@@xbundle-bench-measured ")
+        .unwrap_or_else(|| panic!("no report from `bench __measure`: {stdout}"))
+        .1;
+    // `<wait status> <ms> <peak RSS KiB> <floor KiB>`
+    let fields: Vec<&str> = report.split_whitespace().collect();
+    let number = |index: usize| -> i64 {
+        let field = fields.get(index).copied().unwrap_or_default();
+        field
+            .parse()
+            .unwrap_or_else(|_| panic!("field {index} of the report {report:?}"))
+    };
+    let (status, peak_kib) = (number(0) as i32, number(2));
+    assert!(libc::WIFEXITED(status), "exited (wait status {status})");
+    (libc::WEXITSTATUS(status), peak_kib)
+}
+
 /// A directory with a `cargo` that runs the binary under test for `cargo xtask …` and the real
 /// cargo for anything else (xbundle's own Rust builds): put first on PATH, `cargo xtask` in a
 /// README line or a git hook reaches the binary under test.
 pub fn cargo_shim(sandbox: &Path) -> PathBuf {
     let dir = sandbox.join("shim");
     std::fs::create_dir_all(&dir).unwrap();
-    let real = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The real cargo by its absolute path: `cargo` looked up on a PATH that starts with this
+    // directory would be the shim itself, running itself forever.
+    let real = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|dir| dir.join("cargo"))
+                .find(|candidate| candidate.is_file())
+        })
+        .expect("cargo: neither CARGO (set by `cargo test`) nor a cargo on PATH");
+    assert!(
+        !real.starts_with(&dir),
+        "the real cargo must not be the shim ({})",
+        real.display()
+    );
+    let real = real.display();
     let script = format!(
         "#!/bin/sh\nif [ \"$1\" = xtask ]; then shift; exec '{}' \"$@\"; fi\nexec '{real}' \"$@\"\n",
         BIN
