@@ -17,7 +17,9 @@
 //! - **early cutoff**: a dependency rebuilt to identical output does not rerun its dependents
 //!   (implied by minimality; the test also requires that this situation occurred many times).
 //!
-//! Reproduce a failure with `STALE_HUNT_SEED=<seed printed> STALE_HUNT_SEQUENCES=1`.
+//! The 200 sequences are dealt to four tests (`…_1_of_4` to `…_4_of_4`), which run side by side.
+//! Reproduce a failure with `STALE_HUNT_SEED=<seed printed> STALE_HUNT_SEQUENCES=1` (the one
+//! sequence runs in `…_1_of_4`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -477,22 +479,48 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The sequences are dealt to this many tests, which run side by side.
+const SHARDS: u64 = 4;
+
 #[test]
-fn random_edit_sequences_never_leave_stale_outputs() {
+fn random_edit_sequences_never_leave_stale_outputs_1_of_4() {
+    hunt(0);
+}
+
+#[test]
+fn random_edit_sequences_never_leave_stale_outputs_2_of_4() {
+    hunt(1);
+}
+
+#[test]
+fn random_edit_sequences_never_leave_stale_outputs_3_of_4() {
+    hunt(2);
+}
+
+#[test]
+fn random_edit_sequences_never_leave_stale_outputs_4_of_4() {
+    hunt(3);
+}
+
+/// Runs sequence `base + n` for every `n` below the sequence count with `n % SHARDS == shard`
+/// (with `STALE_HUNT_SEQUENCES=1`, the one sequence runs in the first shard only).
+fn hunt(shard: u64) {
     let base: u64 = std::env::var("STALE_HUNT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5EED_0001);
-    let sequences: u64 = std::env::var("STALE_HUNT_SEQUENCES")
+    let all: u64 = std::env::var("STALE_HUNT_SEQUENCES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    let mut sequences = 0u64;
     let mut early_cutoffs = 0usize;
     let mut clean_builds = 0usize;
     let mut steps_checked = 0usize;
     let mut ran_total = 0usize;
     let mut cached_total = 0usize;
-    for sequence in 0..sequences {
+    for sequence in (0..all).filter(|n| n % SHARDS == shard) {
+        sequences += 1;
         let seed = base + sequence;
         let mut rng = Rng::new(seed);
         let dir = tempfile::tempdir().unwrap();
@@ -584,13 +612,15 @@ fn random_edit_sequences_never_leave_stale_outputs() {
         }
     }
     println!(
-        "stale hunt: {sequences} sequences, {steps_checked} builds checked, {ran_total} task runs, \
+        "stale hunt, shard {} of {SHARDS}: {sequences} sequences, {steps_checked} builds checked, {ran_total} task runs, \
          {cached_total} cache hits, {early_cutoffs} early cutoffs observed, {clean_builds} clean builds \
-         compared"
+         compared",
+        shard + 1
     );
+    // 20 in 200 sequences before they were dealt to shards.
     if sequences >= 50 {
         assert!(
-            early_cutoffs >= 20,
+            early_cutoffs >= 5,
             "early cutoff must be exercised, saw {early_cutoffs}"
         );
     }
