@@ -114,9 +114,13 @@ impl BuildGrid {
         let log_file = std::fs::File::create(&log).unwrap();
         let pid_file = dir.join("server.pid");
         // The supervisor: the server in the background, then wait for the lifeline to close.
+        // A signal to the whole process group (Ctrl-C, a cancelled job) stops the server and the
+        // tests but not the supervisor (ignored once the server has started, which must not
+        // inherit that): the lifeline closes when the tests die, and it cleans up.
         let script = r#"
 "$1" server start "$2" </dev/null &
 pid=$!
+trap '' HUP INT TERM
 echo "$pid" > "$3"
 read _ignored
 kill "$pid" 2>/dev/null
@@ -357,7 +361,7 @@ impl Supervised {
         env: &[(&str, &str)],
     ) -> Supervised {
         let script = format!(
-            "\"$@\" </dev/null &\npid=$!\nread _ignored\nkill \"$pid\" 2>/dev/null\nwait \"$pid\" 2>/dev/null\n{cleanup}\n"
+            "\"$@\" </dev/null &\npid=$!\ntrap '' HUP INT TERM\nread _ignored\nkill \"$pid\" 2>/dev/null\nwait \"$pid\" 2>/dev/null\n{cleanup}\n"
         );
         let log_file = std::fs::File::create(log).expect("a log file");
         let mut command = Command::new("sh");
