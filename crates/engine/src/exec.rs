@@ -794,18 +794,11 @@ impl Engine {
             for file in found {
                 let relative = Self::root_relative(spec, &file.relative);
                 let stat = file.stat.expect("files read are stat'ed");
-                let hashed = if file.link {
-                    // A link to a file inside the tree (checked by the walk): its target.
-                    stats.digest_with_stat(&relative, &file.absolute, stat)
-                } else {
-                    // Below the working directory, never through a link (one `openat2`).
-                    stats.digest_with(&relative, stat, &mut || {
-                        cwd.open_to_read(&file.relative)
-                            .map_err(io::Error::other)?
-                            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
-                    })
-                }
-                .map_err(|err| format!("reading input {relative}: {err}"))?;
+                // Below the working directory, never through a link (one `openat2`), unless
+                // the walk found a link to a file inside the tree.
+                let hashed = stats
+                    .digest_with(&relative, stat, &mut || file.open_to_read(cwd))
+                    .map_err(|err| format!("reading input {relative}: {err}"))?;
                 inputs.push((relative, hashed.digest));
             }
             components.inputs = inputs.into_iter().collect();
@@ -869,12 +862,15 @@ impl Engine {
             if cancelled() {
                 return Err(RestoreError::Stopped);
             }
-            let current = match present.remove(&file.path) {
-                Some(Found {
-                    stat: Some(stat),
-                    absolute,
-                    ..
-                }) => Some(stats.digest_with_stat(&file.path, &absolute, stat)),
+            let current = match (present.remove(&file.path), cwd) {
+                (
+                    Some(
+                        found @ Found {
+                            stat: Some(stat), ..
+                        },
+                    ),
+                    Some(cwd),
+                ) => Some(stats.digest_with(&file.path, stat, &mut || found.open_to_read(cwd))),
                 _ => None,
             };
             let intact = matches!(&current, Some(Ok(h)) if h.digest == file.digest && h.stat.executable == file.executable);
@@ -2082,9 +2078,12 @@ impl Engine {
             // A new file (its task's old outputs were removed before it ran) becomes its own
             // blob; a link's target, or an output the action replaces itself, is copied.
             let may_link = !keep && !file.link;
+            let input = file
+                .open_to_read(&cwd)
+                .map_err(|err| format!("storing output {relative}: {err}"))?;
             let stored = self
                 .store
-                .put_output(&file.absolute, stat, may_link)
+                .put_output(input, &file.absolute, stat, may_link)
                 .map_err(|err| format!("storing output {relative}: {err}"))?;
             stats.record(&relative, stored.stat, stored.digest, Some(read_after));
             files.push(OutputFile {

@@ -259,6 +259,21 @@ pub struct Found {
     pub link: bool,
 }
 
+impl Found {
+    /// Opens the file for reading. A file that was no link when the walk found it is opened
+    /// below `cwd` (the directory `expand` was given) with no link followed at any component
+    /// ([`Dir::open_to_read`]): a link swapped in since is refused, never read through. A link
+    /// is read through, to the file inside the root the walk found it leads to.
+    pub fn open_to_read(&self, cwd: &Dir) -> std::io::Result<std::fs::File> {
+        if self.link {
+            return std::fs::File::open(&self.absolute);
+        }
+        cwd.open_to_read(&self.relative)
+            .map_err(std::io::Error::other)?
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
 /// Why a pattern could not be expanded.
 #[derive(Debug, thiserror::Error)]
 pub enum ExpandError {
@@ -567,6 +582,47 @@ mod tests {
         let (found, unmatched) = expand(&tree, &cwd, &patterns, None, Purpose::Read).unwrap();
         assert_eq!(found.len(), 1);
         assert!(unmatched.is_empty());
+    }
+
+    #[test]
+    fn a_found_file_is_opened_below_its_directory_and_never_through_a_link_swapped_in() {
+        use std::io::Read;
+        use std::os::unix::fs::symlink;
+        let dir = tree();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), "outside").unwrap();
+        symlink("a.rs", dir.path().join("src/to-a")).unwrap();
+        let root = Dir::open_root(dir.path()).unwrap();
+        let canonical = fs::canonicalize(dir.path()).unwrap();
+        let tree = Tree {
+            root: &root,
+            canonical_root: &canonical,
+            never_enter: &[],
+            listings: None,
+        };
+        let cwd = root.open_dir("src").unwrap().unwrap();
+        let patterns = Patterns::new(&["*".to_string()]).unwrap();
+        let (found, _) = expand(&tree, &cwd, &patterns, None, Purpose::Read).unwrap();
+        let read = |file: &Found| -> std::io::Result<String> {
+            let mut text = String::new();
+            file.open_to_read(&cwd)?.read_to_string(&mut text)?;
+            Ok(text)
+        };
+        let by_name = |name: &str| found.iter().find(|f| f.relative == name).unwrap();
+        assert_eq!(read(by_name("a.rs")).unwrap(), "src/a.rs");
+        // A link the walk found (to a file inside the tree) is read through.
+        assert!(by_name("to-a").link);
+        assert_eq!(read(by_name("to-a")).unwrap(), "src/a.rs");
+        // A file the walk found regular, replaced since by a link to a file outside (a task
+        // or anyone else racing the engine): refused, naming the link, not read through.
+        fs::remove_file(dir.path().join("src/c.txt")).unwrap();
+        symlink(outside.path().join("secret"), dir.path().join("src/c.txt")).unwrap();
+        let err = read(by_name("c.txt")).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        // Gone since the walk: not found.
+        fs::remove_file(dir.path().join("src/a.rs")).unwrap();
+        let err = read(by_name("a.rs")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -340,8 +340,9 @@ impl Store {
         Ok((digest, size))
     }
 
-    /// Stores the output a task has just written at `source`, whose stat the caller took
-    /// (`before`) after the task ended. When `may_link` (the engine removed the task's old
+    /// Stores the output a task has just written at `source`, opened by the caller (`input`,
+    /// never through a link it did not find there: [`crate::files::Found::open_to_read`]), whose
+    /// stat the caller took (`before`) after the task ended. When `may_link` (the engine removed the task's old
     /// outputs before it ran, so this file is new and no later run writes into it), the file
     /// becomes its own blob: it is hashed, then hard-linked into the CAS
     /// ([`Dir::link_open_file`]), so nothing is copied nor written twice (a cold build's
@@ -349,16 +350,18 @@ impl Store {
     ///
     /// The link is made only for a regular file with no other name, readable by all and
     /// writable by its owner only (as a copied blob is), that did not change while it was
-    /// hashed (same stat before, after the read and after the link; else the link is undone). Anything else, and every failure to link (another file system, no `/proc`),
-    /// falls back to the copy of [`Store::put_file`]. A blob that shares its file with the
-    /// work tree is damaged if someone later writes into that file in place; that costs a
-    /// miss, never a wrong output, since every read of a blob verifies its digest (restores,
-    /// replays, uploads) and a damaged blob is removed.
+    /// hashed (same stat before, after the read and after the link; else the link is undone).
+    /// Anything else, and every failure to link (another file system, no `/proc`), falls back
+    /// to the copy of [`Store::put_file`]. A blob that shares its file with the work tree is
+    /// damaged if someone later writes into that file in place; that costs a miss, never a
+    /// wrong output, since every read of a blob verifies its digest (restores, replays,
+    /// uploads) and a damaged blob is removed.
     ///
     /// Returns the file's stat as it now is (the link changes its ctime; the stat cache must
     /// record this one, or the next run would hash the output again).
     pub fn put_output(
         &self,
+        mut input: File,
         source: &Path,
         before: FileStat,
         may_link: bool,
@@ -373,7 +376,6 @@ impl Store {
                 linked: false,
             })
         };
-        let mut input = File::open(source).map_err(io_err(source))?;
         let single = |input: &File| -> io::Result<bool> {
             let stat = rustix::fs::fstat(input)?;
             let regular = rustix::fs::FileType::from_raw_mode(stat.st_mode)
@@ -1670,7 +1672,9 @@ mod tests {
         fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
         prepare(&file);
         let before = FileStat::of(&fs::metadata(&file).unwrap());
-        let stored = store.put_output(&file, before, true).unwrap();
+        let stored = store
+            .put_output(File::open(&file).unwrap(), &file, before, true)
+            .unwrap();
         assert_eq!(stored.digest, Digest::of_bytes(name.as_bytes()));
         assert_eq!(
             store.get_bytes(&stored.digest, stored.size).unwrap(),
@@ -1703,7 +1707,9 @@ mod tests {
         let again = dir.path().join("again");
         fs::write(&again, b"plain").unwrap();
         let before = FileStat::of(&fs::metadata(&again).unwrap());
-        let stored = store.put_output(&again, before, true).unwrap();
+        let stored = store
+            .put_output(File::open(&again).unwrap(), &again, before, true)
+            .unwrap();
         assert!(!stored.linked);
         assert_eq!(fs::metadata(&again).unwrap().nlink(), 1);
 
@@ -1726,7 +1732,12 @@ mod tests {
         let file = dir.path().join("not-allowed");
         fs::write(&file, b"not-allowed").unwrap();
         let before = FileStat::of(&fs::metadata(&file).unwrap());
-        assert!(!store.put_output(&file, before, false).unwrap().linked);
+        assert!(
+            !store
+                .put_output(File::open(&file).unwrap(), &file, before, false)
+                .unwrap()
+                .linked
+        );
         assert_eq!(fs::metadata(&file).unwrap().nlink(), 1);
 
         // A stat that is not the file's (it changed after the caller looked): copied.
@@ -1734,7 +1745,9 @@ mod tests {
         fs::write(&file, b"changed").unwrap();
         let mut before = FileStat::of(&fs::metadata(&file).unwrap());
         before.mtime_ns -= 1;
-        let stored = store.put_output(&file, before, true).unwrap();
+        let stored = store
+            .put_output(File::open(&file).unwrap(), &file, before, true)
+            .unwrap();
         assert!(!stored.linked);
         assert_eq!(stored.digest, Digest::of_bytes(b"changed"));
 
