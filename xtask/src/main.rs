@@ -26,6 +26,7 @@ fn main() -> std::process::ExitCode {
         }
         _ => {
             fixed_mmap_threshold();
+            forget_what_cargo_says_of_xtask();
             xbundle::cli::main()
         }
     }
@@ -42,5 +43,35 @@ fn fixed_mmap_threshold() {
     // SAFETY: mallopt only sets a parameter of the allocator, before any thread is started.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Removes the variables `cargo run` (and `cargo test`) set for the program they start, which
+/// describe this package, not the user's environment: the tasks' commands would see them, and
+/// the cargo builds among them would pass them on. Cargo records the values some build scripts
+/// track (ring's tracks `CARGO_MANIFEST_DIR`), so a build started by `cargo xtask` and one
+/// started by hand would each find the other's stale and rebuild ring, rustls and the runtime.
+/// `CARGO` (the cargo that started us, the one to use) is kept.
+fn forget_what_cargo_says_of_xtask() {
+    const NAMES: [&str; 6] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+    ];
+    const PREFIXES: [&str; 2] = ["CARGO_PKG_", "CARGO_BIN_EXE_"];
+    let set: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            name.to_str().is_some_and(|name| {
+                NAMES.contains(&name) || PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+            })
+        })
+        .collect();
+    for name in set {
+        // SAFETY: at the start of `main`, before any thread is started.
+        unsafe { std::env::remove_var(name) };
     }
 }

@@ -464,6 +464,37 @@ env = ["XB_TEST_FOO"]
 }
 
 #[test]
+fn tasks_never_see_what_cargo_run_says_of_xtask_but_do_see_the_users_variables() {
+    // `cargo xtask` is `cargo run -p xtask`, which sets CARGO_MANIFEST_DIR, CARGO_PKG_* and
+    // more for xtask. Passed on to a task's cargo build, they are tracked by some build
+    // scripts (ring's), so builds started by hand and by xtask kept rebuilding each other.
+    let bundle = r#"
+[tasks.env]
+run = "mkdir -p out && for v in CARGO_MANIFEST_DIR CARGO_MANIFEST_PATH CARGO_PKG_NAME CARGO_PKG_VERSION_MAJOR CARGO_CRATE_NAME CARGO_BIN_NAME CARGO_PRIMARY_PACKAGE CARGO_TARGET_TMPDIR CARGO_BIN_EXE_xtask CARGO XB_TEST_KEPT; do printenv $v >/dev/null && echo $v; done > out/env.txt"
+outputs = ["out/env.txt"]
+"#;
+    let repo = Repo::new(bundle, &[]);
+    let run = repo.json_env(
+        &["task"],
+        &[
+            ("CARGO_MANIFEST_DIR", "/somewhere/xtask"),
+            ("CARGO_MANIFEST_PATH", "/somewhere/xtask/Cargo.toml"),
+            ("CARGO_PKG_NAME", "xtask"),
+            ("CARGO_PKG_VERSION_MAJOR", "0"),
+            ("CARGO_CRATE_NAME", "xtask"),
+            ("CARGO_BIN_NAME", "xtask"),
+            ("CARGO_PRIMARY_PACKAGE", "1"),
+            ("CARGO_TARGET_TMPDIR", "/somewhere/tmp"),
+            ("CARGO_BIN_EXE_xtask", "/somewhere/xtask"),
+            ("CARGO", "/somewhere/cargo"),
+            ("XB_TEST_KEPT", "yes"),
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(repo.read("out/env.txt"), "CARGO\nXB_TEST_KEPT\n");
+}
+
+#[test]
 fn restoring_an_older_state_removes_outputs_it_does_not_have() {
     let bundle = r#"
 [tasks.pages]
