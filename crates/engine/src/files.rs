@@ -523,6 +523,20 @@ mod tests {
         dir
     }
 
+    /// The directory opened as a confined root, and its canonical path.
+    fn opened(dir: &Path) -> (Dir, PathBuf) {
+        (Dir::open_root(dir).unwrap(), fs::canonicalize(dir).unwrap())
+    }
+
+    fn tree_over<'a>(root: &'a Dir, canonical: &'a Path, never_enter: &'a [String]) -> Tree<'a> {
+        Tree {
+            root,
+            canonical_root: canonical,
+            never_enter,
+            listings: None,
+        }
+    }
+
     fn try_names(
         dir: &Path,
         patterns: &[&str],
@@ -532,15 +546,9 @@ mod tests {
         let patterns =
             Patterns::new(&patterns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let skip = Patterns::new(&skip.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        let root = Dir::open_root(dir).unwrap();
-        let canonical = fs::canonicalize(dir).unwrap();
+        let (root, canonical) = opened(dir);
         let never_enter = [".xbundle".to_string()];
-        let tree = Tree {
-            root: &root,
-            canonical_root: &canonical,
-            never_enter: &never_enter,
-            listings: None,
-        };
+        let tree = tree_over(&root, &canonical, &never_enter);
         let (found, unmatched) = expand(&tree, &root, &patterns, Some(&skip), purpose)?;
         Ok((found.into_iter().map(|f| f.relative).collect(), unmatched))
     }
@@ -566,14 +574,8 @@ mod tests {
         // Each walk reads its own handle: a second walk from the same directory sees files
         // created since the first (a shared read position would see nothing).
         let dir = tree();
-        let root = Dir::open_root(dir.path()).unwrap();
-        let canonical = fs::canonicalize(dir.path()).unwrap();
-        let tree = Tree {
-            root: &root,
-            canonical_root: &canonical,
-            never_enter: &[],
-            listings: None,
-        };
+        let (root, canonical) = opened(dir.path());
+        let tree = tree_over(&root, &canonical, &[]);
         let cwd = root.open_dir("").unwrap().unwrap();
         let patterns = Patterns::new(&["**/*.gen".to_string()]).unwrap();
         let (found, _) = expand(&tree, &cwd, &patterns, None, Purpose::Remove).unwrap();
@@ -592,14 +594,8 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         fs::write(outside.path().join("secret"), "outside").unwrap();
         symlink("a.rs", dir.path().join("src/to-a")).unwrap();
-        let root = Dir::open_root(dir.path()).unwrap();
-        let canonical = fs::canonicalize(dir.path()).unwrap();
-        let tree = Tree {
-            root: &root,
-            canonical_root: &canonical,
-            never_enter: &[],
-            listings: None,
-        };
+        let (root, canonical) = opened(dir.path());
+        let tree = tree_over(&root, &canonical, &[]);
         let cwd = root.open_dir("src").unwrap().unwrap();
         let patterns = Patterns::new(&["*".to_string()]).unwrap();
         let (found, _) = expand(&tree, &cwd, &patterns, None, Purpose::Read).unwrap();
