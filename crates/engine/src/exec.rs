@@ -862,17 +862,11 @@ impl Engine {
             if cancelled() {
                 return Err(RestoreError::Stopped);
             }
-            let current = match (present.remove(&file.path), cwd) {
-                (
-                    Some(
-                        found @ Found {
-                            stat: Some(stat), ..
-                        },
-                    ),
-                    Some(cwd),
-                ) => Some(stats.digest_with(&file.path, stat, &mut || found.open_to_read(cwd))),
-                _ => None,
-            };
+            // What the tree holds there now (`present` is empty without a cwd).
+            let current = present.remove(&file.path).and_then(|found| {
+                let (stat, cwd) = (found.stat?, cwd?);
+                Some(stats.digest_with(&file.path, stat, &mut || found.open_to_read(cwd)))
+            });
             let intact = matches!(&current, Some(Ok(h)) if h.digest == file.digest && h.stat.executable == file.executable);
             if intact {
                 continue;

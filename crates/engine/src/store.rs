@@ -341,11 +341,11 @@ impl Store {
     }
 
     /// Stores the output a task has just written at `source`, opened by the caller (`input`,
-    /// never through a link it did not find there: [`crate::files::Found::open_to_read`]), whose
-    /// stat the caller took (`before`) after the task ended. When `may_link` (the engine removed the task's old
-    /// outputs before it ran, so this file is new and no later run writes into it), the file
-    /// becomes its own blob: it is hashed, then hard-linked into the CAS
-    /// ([`Dir::link_open_file`]), so nothing is copied nor written twice (a cold build's
+    /// never through a link it did not find there: [`crate::files::Found::open_to_read`]),
+    /// whose stat the caller took (`before`) after the task ended. When `may_link` (the engine
+    /// removed the task's old outputs before it ran, so this file is new and no later run
+    /// writes into it), the file becomes its own blob: it is hashed, then hard-linked into the
+    /// CAS ([`Dir::link_open_file`]), so nothing is copied nor written twice (a cold build's
     /// outputs were written once by their tasks and once more into the CAS).
     ///
     /// The link is made only for a regular file with no other name, readable by all and
