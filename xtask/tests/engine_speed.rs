@@ -227,8 +227,14 @@ fn workers_beyond_jobs_never_run_more_than_jobs_commands() {
 }
 
 /// The flushing system calls of a build of `repo` run under strace: (name, count).
-fn flushes(repo: &Repo, args: &[&str]) -> (common::Run, BTreeMap<String, usize>) {
-    let (run, calls) = traced(repo, args, "syncfs,sync,fsync,fdatasync,sync_file_range");
+/// `XBUNDLE_FSYNC` is set to `mode` (`None`: unset, the default).
+fn flushes(
+    repo: &Repo,
+    args: &[&str],
+    mode: Option<&str>,
+) -> (common::Run, BTreeMap<String, usize>) {
+    let calls = "syncfs,sync,fsync,fdatasync,sync_file_range";
+    let (run, calls) = traced_with(repo, args, calls, &[("XBUNDLE_FSYNC", mode)]);
     let mut counts = BTreeMap::new();
     for (name, _) in calls {
         *counts.entry(name).or_default() += 1;
@@ -239,6 +245,16 @@ fn flushes(repo: &Repo, args: &[&str]) -> (common::Run, BTreeMap<String, usize>)
 /// The system calls named in `calls` (strace's `-e trace=` list) that a run of `args` made:
 /// (name, arguments as strace shows them, descriptors with their paths).
 fn traced(repo: &Repo, args: &[&str], calls: &str) -> (common::Run, Vec<(String, String)>) {
+    traced_with(repo, args, calls, &[("XBUNDLE_FSYNC", None)])
+}
+
+/// [`traced`], with each variable of `env` set to its value (`None`: unset).
+fn traced_with(
+    repo: &Repo,
+    args: &[&str],
+    calls: &str,
+    env: &[(&str, Option<&str>)],
+) -> (common::Run, Vec<(String, String)>) {
     let trace = repo.join(".trace");
     let mut command = std::process::Command::new("strace");
     command
@@ -250,10 +266,15 @@ fn traced(repo: &Repo, args: &[&str], calls: &str) -> (common::Run, Vec<(String,
         .args(["--message-format", "json"])
         .args(args)
         .env("NO_COLOR", "1")
-        .env_remove("XBUNDLE_FSYNC")
         .stdin(std::process::Stdio::null());
     for name in common::TEST_VARIABLES {
         command.env_remove(name);
+    }
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
     }
     let run = common::Run::parse_json(args, command.output().unwrap());
     let mut seen = Vec::new();
@@ -347,15 +368,57 @@ fn an_unchanged_input_directory_is_not_read_again_and_any_change_to_it_is_seen()
 }
 
 #[test]
-fn a_build_flushes_what_it_stored_and_nothing_else() {
+fn by_default_a_build_flushes_only_the_mark_of_its_boot_once_per_boot() {
     if !common::have_tool("strace", "strace") {
         return;
     }
-    // Durable by default (no XBUNDLE_FSYNC): when a run stores a few files, each blob and entry
-    // is flushed, then the two store directories; not the whole file system (`syncfs` waits
-    // for every other program's writes too).
+    // Nothing is flushed on the way (ninja and cargo flush nothing either): what a power cut
+    // could tear is never trusted after it, since every cache read is verified and the stats
+    // recorded before a reboot are not trusted after it. That takes one small flushed file per
+    // boot, the mark naming the boot, written before the first run of the boot changes anything.
     let repo = Repo::new(TWO_TASKS, &[("src/a.txt", "one\n"), ("src/b.txt", "two\n")]);
-    let (run, counts) = flushes(&repo, &["task"]);
+    let (run, counts) = flushes(&repo, &["task"], None);
+    run.assert_code(0);
+    assert_eq!(run.counts(), (2, 0, 0, 0), "{run}");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(
+        repo.read(".xbundle/state/boot"),
+        format!("xbundle-boot-v1 {}", boot.trim_end())
+    );
+    // The mark (fdatasync), then its directory (fsync, for the rename).
+    assert_eq!(
+        counts,
+        BTreeMap::from([("fdatasync".to_string(), 1), ("fsync".to_string(), 1)]),
+    );
+    // Later runs of the boot flush nothing, a rebuild included.
+    let (run, counts) = flushes(&repo, &["task"], None);
+    assert_eq!(run.counts(), (0, 2, 0, 0), "{run}");
+    assert!(counts.is_empty(), "{counts:?}");
+    repo.write("src/b.txt", "three\n");
+    let (run, counts) = flushes(&repo, &["task"], None);
+    assert_eq!(run.counts(), (1, 1, 0, 0), "{run}");
+    assert!(counts.is_empty(), "{counts:?}");
+    // After a reboot (the mark names another boot), the first run marks this one again.
+    repo.write(
+        ".xbundle/state/boot",
+        "xbundle-boot-v1 00000000-0000-4000-8000-000000000000",
+    );
+    let (run, counts) = flushes(&repo, &["task"], None);
+    assert_eq!(run.counts(), (0, 2, 0, 0), "{run}");
+    assert_eq!(counts.values().sum::<usize>(), 2, "{counts:?}");
+}
+
+#[test]
+fn with_fsync_at_the_end_a_build_flushes_what_it_stored_and_nothing_else() {
+    if !common::have_tool("strace", "strace") {
+        return;
+    }
+    // `XBUNDLE_FSYNC=end`: when a run stores a few files, each blob and entry is flushed, then
+    // the two store directories; not the whole file system (`syncfs` waits for every other
+    // program's writes too). Besides, the boot mark, as by default.
+    let end = Some("end");
+    let repo = Repo::new(TWO_TASKS, &[("src/a.txt", "one\n"), ("src/b.txt", "two\n")]);
+    let (run, counts) = flushes(&repo, &["task"], end);
     run.assert_code(0);
     assert_eq!(run.counts(), (2, 0, 0, 0), "{run}");
     let stored = |area: &str| {
@@ -367,13 +430,13 @@ fn a_build_flushes_what_it_stored_and_nothing_else() {
     assert_eq!((stored("ac"), stored("cas")), (2, 2));
     assert_eq!(counts.get("syncfs"), None, "{counts:?}");
     assert_eq!(counts.get("sync"), None, "{counts:?}");
-    assert_eq!(counts.get("fdatasync"), Some(&4), "{counts:?}");
-    assert_eq!(counts.get("fsync"), Some(&2), "{counts:?}");
+    assert_eq!(counts.get("fdatasync"), Some(&(4 + 1)), "{counts:?}");
+    assert_eq!(counts.get("fsync"), Some(&(2 + 1)), "{counts:?}");
     // Writeback is started as each output is stored (each is its own blob: a hard link) and
     // each entry published (4), and again for the files flushed one by one (4).
     assert_eq!(counts.get("sync_file_range"), Some(&8), "{counts:?}");
     // A no-op stores nothing and flushes nothing.
-    let (run, counts) = flushes(&repo, &["task"]);
+    let (run, counts) = flushes(&repo, &["task"], end);
     run.assert_code(0);
     assert_eq!(run.counts(), (0, 2, 0, 0), "{run}");
     assert!(counts.is_empty(), "{counts:?}");
@@ -385,11 +448,15 @@ fn a_build_flushes_what_it_stored_and_nothing_else() {
         })
         .collect();
     let repo = Repo::new(&toml, &[]);
-    let (run, counts) = flushes(&repo, &["task"]);
+    let (run, counts) = flushes(&repo, &["task"], end);
     run.assert_code(0);
     assert_eq!(run.counts(), (20, 0, 0, 0), "{run}");
     assert_eq!(counts.get("syncfs"), Some(&1), "{counts:?}");
-    assert_eq!(counts.get("fdatasync"), None, "{counts:?}");
+    assert_eq!(
+        counts.get("fdatasync"),
+        Some(&1),
+        "the boot mark only: {counts:?}"
+    );
     // Each output (its own blob) and entry is being written as it is stored, so the `syncfs`
     // at the end does not write them all at once.
     assert_eq!(counts.get("sync_file_range"), Some(&40), "{counts:?}");

@@ -385,9 +385,10 @@ impl Engine {
     }
 
     /// Removes this workspace's build state, and only the engine's own files in it: the stat
-    /// cache, the clock, ledger entries, temporary files (staging, unfinished atomic writes),
-    /// then the directories holding them once empty. The lock file stays (others may be waiting
-    /// on it), and so does anything else found there. Returns how many files were removed.
+    /// cache, the clock, the boot mark, ledger entries, temporary files (staging, unfinished
+    /// atomic writes), then the directories holding them once empty. The lock file stays
+    /// (others may be waiting on it), and so does anything else found there. Returns how many
+    /// files were removed.
     ///
     /// Call with the workspace lock held.
     pub fn clean_state(&self) -> io::Result<u64> {
@@ -405,6 +406,7 @@ impl Engine {
                         | crate::statcache::DELTA
                         | crate::statcache::CLOCK
                         | crate::listings::FILE
+                        | crate::fsutil::BOOT_MARK
                 ) || is_temp_name(name)
             }),
             (&self.staging, &is_temp_name),
@@ -485,6 +487,9 @@ impl Engine {
         }
         self.ledger.reload();
         let stats = StatCache::load(&stat_dir)?;
+        // Before anything is run or restored: what a power cut could tear from here on is
+        // then never trusted after the reboot (see `Durability`).
+        stats.mark_boot()?;
         let selected = graph.closure(targets);
         reporter.report(Event::BuildStarted {
             tasks: selected.len(),

@@ -15,18 +15,37 @@ use tempfile::NamedTempFile;
 
 use crate::confine::Dir;
 
-/// How hard the engine works to make cache writes survive a power loss (`XBUNDLE_FSYNC`).
+/// How hard the engine works to make its writes survive a power loss (`XBUNDLE_FSYNC`).
 ///
-/// Crash safety against a killed process needs no fsync at all: every write is a rename of a
-/// complete temporary file, and the page cache survives the process. Against power loss, the
-/// default makes a run's cache writes durable at its end (`Store::sync_published`: a few blobs
-/// and entries flushed one by one with their directories, not a `syncfs(2)`, which would also
-/// wait for every other program's writes; many, one `syncfs`); an entry torn by a power cut before that
-/// is still never trusted, because every read verifies content against its digest (see
-/// `store`). `file` fsyncs each file before its rename; `0` never syncs.
+/// Crash safety against a killed process needs no flush at all: every write is a rename of a
+/// complete temporary file, and the page cache survives the process. A power cut is different:
+/// writes not yet on disk are lost, or torn (a file whose size and times were written but not
+/// its bytes). Nothing torn is trusted in any mode but [`Durability::Never`]:
+/// - every read of the cache verifies what it reads (an action entry against the digest in its
+///   header, a blob against its name), so a torn entry or blob is a miss, never an output;
+/// - what a workspace's state records about the stat of files (the stat cache and its
+///   listings, which vouch for outputs and inputs without reading them) is trusted only if no
+///   reboot came since it may have gone unflushed: every run first makes durable, once per
+///   boot, a mark naming this boot in the state directory ([`BootMark`]); a run that finds the
+///   mark of another boot hashes everything again instead of trusting the old stats.
+///
+/// The modes differ in what survives a power cut, not in what is trusted after one:
+/// - [`Durability::Boot`], the default where the system names its boots (Linux): nothing is
+///   flushed on the way (the writes reach the disk when the kernel writes them back, as
+///   ninja's and cargo's do); after a reboot the first run re-hashes the work tree, and cache
+///   entries lost or torn are misses.
+/// - `end` ([`Durability::EndOfRun`], the default elsewhere): also makes a run's cache writes
+///   durable at its end (`Store::sync_published`: a few blobs and entries flushed one by one
+///   with their directories, not a `syncfs(2)`, which would also wait for every other
+///   program's writes; many, one `syncfs`).
+/// - `file` ([`Durability::EveryFile`]): fsyncs each file before its rename.
+/// - `0` ([`Durability::Never`]): no flush and no mark: for a machine whose disk does not
+///   outlive a power cut (a CI runner); on any other, stats recorded before a power cut are
+///   trusted after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
     Never,
+    Boot,
     EndOfRun,
     EveryFile,
 }
@@ -36,8 +55,94 @@ pub fn durability() -> Durability {
     *MODE.get_or_init(|| match std::env::var("XBUNDLE_FSYNC").as_deref() {
         Ok("0") | Ok("never") => Durability::Never,
         Ok("file") | Ok("always") => Durability::EveryFile,
+        Ok("end") => Durability::EndOfRun,
+        _ if boot_id().is_some() => Durability::Boot,
         _ => Durability::EndOfRun,
     })
+}
+
+/// The name the kernel gave this boot of the machine (Linux: `/proc/sys/kernel/random/boot_id`,
+/// a random UUID drawn at each boot; a container sees its host's, whose page cache it shares),
+/// or `None` where there is none to read.
+pub fn boot_id() -> Option<&'static str> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let id = id.trim_end_matches('\n');
+        let uuid = id.len() == 36
+            && id
+                .bytes()
+                .all(|byte| byte == b'-' || byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+        uuid.then(|| id.to_string())
+    })
+    .as_deref()
+}
+
+/// The file of a state directory that names the last boot during which the engine wrote there
+/// (and into the work tree it describes) without flushing: `xbundle-boot-v1 <boot id>`.
+pub const BOOT_MARK: &str = "boot";
+
+const BOOT_MARK_HEADER: &str = "xbundle-boot-v1 ";
+
+/// What a state directory's [`BOOT_MARK`] says, read once per run (see [`Durability`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootMark {
+    /// This boot's: what the directory records is as this boot's writes left it.
+    Current,
+    /// Another boot's, or unreadable as a mark: its writes may have been lost or torn since.
+    Foreign,
+    /// None: nothing was written there unflushed (an empty directory, a version that flushed,
+    /// [`Durability::Never`]).
+    Absent,
+}
+
+impl BootMark {
+    /// Reads the mark of the state directory `dir`.
+    pub fn read(dir: &Dir) -> BootMark {
+        match dir.read_file(BOOT_MARK, 256) {
+            Ok(None) => BootMark::Absent,
+            Ok(Some(bytes)) => {
+                let current = boot_id().is_some_and(|id| {
+                    bytes.strip_prefix(BOOT_MARK_HEADER.as_bytes()) == Some(id.as_bytes())
+                });
+                if current {
+                    BootMark::Current
+                } else {
+                    BootMark::Foreign
+                }
+            }
+            Err(_) => BootMark::Foreign,
+        }
+    }
+
+    /// Whether the stats the directory records may be trusted.
+    pub fn trusted(self) -> bool {
+        self != BootMark::Foreign
+    }
+
+    /// Makes the mark of `dir` name this boot, durably, before the run writes anything that a
+    /// later one would trust for its stat (see [`Durability`]): written to a temporary file,
+    /// flushed, renamed, and the directory flushed. Nothing to do when it already does (every
+    /// run of a boot but the first), with [`Durability::Never`], or with no boot to name.
+    pub fn make_current(self, dir: &Dir) -> io::Result<()> {
+        let Some(id) = boot_id() else {
+            return Ok(());
+        };
+        if self == BootMark::Current || durability() == Durability::Never {
+            return Ok(());
+        }
+        let mut temp = dir.temp_file().map_err(io::Error::other)?;
+        {
+            use std::io::Write;
+            temp.file()
+                .write_all(format!("{BOOT_MARK_HEADER}{id}").as_bytes())?;
+        }
+        temp.file().sync_data()?;
+        temp.finish(0o644)?;
+        temp.publish_into(dir, BOOT_MARK)
+            .map_err(io::Error::other)?;
+        rustix::fs::fsync(dir).map_err(io::Error::from)
+    }
 }
 
 /// Flushes the file system holding the open file or directory `fd` to disk (`syncfs(2)`;

@@ -59,6 +59,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::confine::{ConfineError, Dir, Listed, ListingCache};
 use crate::digest::{Digest, hash_reader_expecting};
+use crate::fsutil::BootMark;
 use crate::listings::Listings;
 
 /// The stat cache's file in the state directory.
@@ -446,6 +447,9 @@ pub struct StatCache {
     dirty: AtomicBool,
     /// Directory listings, trusted against the same clock (see [`crate::listings`]).
     listings: Listings,
+    /// What the directory's boot mark said when loaded: the cache and its listings were
+    /// ignored if it named another boot (see [`crate::fsutil::Durability`]).
+    boot: BootMark,
 }
 
 impl ListingCache for StatCache {
@@ -474,12 +478,14 @@ pub struct Hashed {
 
 impl StatCache {
     /// Loads the cache `stat-cache` of the directory `dir` (an unreadable, foreign or oversized
-    /// file, or anything but a regular file, is an empty cache). Writes nothing: the clock is
-    /// read in `dir` when first needed.
+    /// file, or anything but a regular file, is an empty cache; so is every file of it when the
+    /// directory's boot mark names another boot: see [`crate::fsutil::Durability`]). Writes
+    /// nothing: the clock is read in `dir` when first needed.
     pub fn load(dir: &Arc<Dir>) -> io::Result<StatCache> {
-        let (base, base_id) = match dir
-            .read_file_with_stat(FILE, MAX_BYTES)
-            .ok()
+        let boot = BootMark::read(dir);
+        let (base, base_id) = match boot
+            .trusted()
+            .then(|| dir.read_file_with_stat(FILE, MAX_BYTES).ok().flatten())
             .flatten()
             .and_then(|(bytes, stat)| Some((Base::parse(bytes)?, stat)))
         {
@@ -488,8 +494,13 @@ impl StatCache {
         };
         // No larger than a save writes one (1/16 of the largest full file, and its header).
         // Absent (`Ok(None)`: no second look on a no-op), or there but unusable (too large,
-        // not a regular file: found, so a full rewrite removes it).
-        let delta_read = dir.read_file_with_stat(DELTA, MAX_BYTES / 16 + 64);
+        // not a regular file: found, so a full rewrite removes it). Not read when the mark
+        // names another boot: the run removes it (`mark_boot`).
+        let delta_read = if boot.trusted() {
+            dir.read_file_with_stat(DELTA, MAX_BYTES / 16 + 64)
+        } else {
+            Ok(None)
+        };
         let delta_found = !matches!(delta_read, Ok(None));
         let parsed = match (delta_read, base_id) {
             (Ok(Some((bytes, _))), Some(id)) => parse_delta(&bytes, id),
@@ -508,8 +519,36 @@ impl StatCache {
             clock_ns: AtomicI64::new(i64::MIN),
             clock_read: Mutex::new((None, None)),
             dirty: AtomicBool::new(false),
-            listings: Listings::load(dir),
+            listings: if boot.trusted() {
+                Listings::load(dir)
+            } else {
+                Listings::default()
+            },
+            boot,
         })
+    }
+
+    /// Makes the directory's boot mark name this boot before the run writes anything a later
+    /// run would trust for its stat (see [`crate::fsutil::Durability`]). When it named another
+    /// boot, the files this cache ignored for it (the full file, the delta, the listings) are
+    /// removed first, so that no later run of this boot trusts them.
+    pub fn mark_boot(&self) -> io::Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        if self.boot == BootMark::Foreign {
+            for name in [FILE, DELTA, crate::listings::FILE] {
+                dir.remove_file(name).map_err(io::Error::other)?;
+            }
+            if crate::fsutil::durability() == crate::fsutil::Durability::Never {
+                // Nothing left to guard, and this mode marks nothing: without the mark, the
+                // next run does not find it foreign again.
+                dir.remove_file(crate::fsutil::BOOT_MARK)
+                    .map_err(io::Error::other)?;
+                return Ok(());
+            }
+        }
+        self.boot.make_current(dir)
     }
 
     /// An empty cache that trusts nothing it records (for one-off hashing).
@@ -526,6 +565,7 @@ impl StatCache {
             clock_read: Mutex::new((None, None)),
             dirty: AtomicBool::new(false),
             listings: Listings::default(),
+            boot: BootMark::Absent,
         }
     }
 
@@ -946,6 +986,111 @@ mod tests {
         assert!(!second.from_cache);
         assert_ne!(first.digest, second.digest);
         assert_eq!(second.digest, Digest::of_bytes(b"two"));
+    }
+
+    /// A state directory whose stat cache holds a digest its file does not have, under that
+    /// file's real stat and trusted: what a power cut can leave (the cache written, the file's
+    /// bytes torn while its size and times were kept). `mark` is written as the boot mark.
+    fn torn(mark: Option<&str>) -> (tempfile::TempDir, Arc<Dir>, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.txt");
+        fs::write(&file, b"what the file holds").unwrap();
+        let state = Arc::new(Dir::open_root(dir.path()).unwrap());
+        let cache = StatCache::load(&state).unwrap();
+        let real = FileStat::of(&fs::metadata(&file).unwrap());
+        cache.record(
+            "a.txt",
+            real,
+            Digest::of_bytes(b"what the cache says"),
+            Some(Clock(i64::MAX)),
+        );
+        // (Its contents do not matter here: only that the run removes it.)
+        fs::write(dir.path().join(crate::listings::FILE), b"listings").unwrap();
+        cache.save(&state).unwrap();
+        if let Some(mark) = mark {
+            fs::write(dir.path().join(crate::fsutil::BOOT_MARK), mark).unwrap();
+        }
+        (dir, state, file)
+    }
+
+    fn this_boot() -> Option<&'static str> {
+        let id = crate::fsutil::boot_id();
+        if id.is_none() {
+            eprintln!("skipped: this system names no boot (no /proc/sys/kernel/random/boot_id)");
+        }
+        id
+    }
+
+    #[test]
+    fn stats_recorded_in_this_boot_are_trusted_and_marking_it_again_writes_nothing() {
+        let Some(id) = this_boot() else { return };
+        let (dir, state, file) = torn(Some(&format!("xbundle-boot-v1 {id}")));
+        let cache = StatCache::load(&state).unwrap();
+        let hashed = cache.digest("a.txt", &file).unwrap();
+        assert!(
+            hashed.from_cache,
+            "the page cache outlives no reboot here: trusted"
+        );
+        assert_eq!(hashed.digest, Digest::of_bytes(b"what the cache says"));
+        let mark = dir.path().join(crate::fsutil::BOOT_MARK);
+        let before = fs::metadata(&mark).unwrap().modified().unwrap();
+        cache.mark_boot().unwrap();
+        assert_eq!(fs::metadata(&mark).unwrap().modified().unwrap(), before);
+        assert!(dir.path().join(FILE).exists());
+    }
+
+    #[test]
+    fn stats_recorded_before_a_reboot_are_never_trusted_and_the_run_removes_them() {
+        let Some(id) = this_boot() else { return };
+        for mark in [
+            "xbundle-boot-v1 00000000-0000-4000-8000-000000000000",
+            "xbundle-boot-v1 ",
+            "garbage",
+            "",
+        ] {
+            let (dir, state, file) = torn(Some(mark));
+            assert!(dir.path().join(crate::listings::FILE).exists());
+            let cache = StatCache::load(&state).unwrap();
+            let hashed = cache.digest("a.txt", &file).unwrap();
+            assert!(
+                !hashed.from_cache,
+                "mark {mark:?}: the old stat must not be trusted"
+            );
+            assert_eq!(hashed.digest, Digest::of_bytes(b"what the file holds"));
+            // The run marks this boot, after removing what it ignored: nothing of it is
+            // trusted later in this boot either.
+            cache.mark_boot().unwrap();
+            assert!(!dir.path().join(FILE).exists(), "mark {mark:?}");
+            assert!(!dir.path().join(crate::listings::FILE).exists());
+            let mark_path = dir.path().join(crate::fsutil::BOOT_MARK);
+            if crate::fsutil::durability() == crate::fsutil::Durability::Never {
+                assert!(!mark_path.exists(), "XBUNDLE_FSYNC=0 keeps no mark");
+            } else {
+                let written = fs::read_to_string(mark_path).unwrap();
+                assert_eq!(written, format!("xbundle-boot-v1 {id}"));
+            }
+            let again = StatCache::load(&state).unwrap();
+            assert!(!again.digest("a.txt", &file).unwrap().from_cache);
+        }
+    }
+
+    #[test]
+    fn without_a_mark_recorded_stats_are_trusted_and_the_run_writes_one() {
+        let Some(id) = this_boot() else { return };
+        let (dir, state, file) = torn(None);
+        let cache = StatCache::load(&state).unwrap();
+        assert!(cache.digest("a.txt", &file).unwrap().from_cache);
+        cache.mark_boot().unwrap();
+        let mark = dir.path().join(crate::fsutil::BOOT_MARK);
+        if crate::fsutil::durability() == crate::fsutil::Durability::Never {
+            assert!(!mark.exists(), "XBUNDLE_FSYNC=0 writes no mark");
+        } else {
+            assert_eq!(
+                fs::read_to_string(mark).unwrap(),
+                format!("xbundle-boot-v1 {id}")
+            );
+        }
+        assert!(dir.path().join(FILE).exists(), "a trusted cache is kept");
     }
 
     fn stat(n: u64) -> FileStat {

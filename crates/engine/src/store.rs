@@ -483,8 +483,9 @@ impl Store {
         }
     }
 
-    /// Makes what this store published since the last call durable (the end of a run, with the
-    /// default [`Durability::EndOfRun`]).
+    /// Makes what this store published since the last call durable (the end of a run, with
+    /// [`Durability::EndOfRun`]: `XBUNDLE_FSYNC=end`, the default where the system names no
+    /// boot; with the others, nothing was kept to flush).
     ///
     /// Up to [`FLUSH_EACH_MAX`] files (an edit's rebuild): writeback of every such file is
     /// started at once, then each is flushed (`fdatasync`: the first flush commits the file
@@ -1564,10 +1565,9 @@ impl Read for VerifiedBlob {
 /// lock, so nothing else touches them (`clean` removes them all).
 const STALE_TEMP: Duration = Duration::from_secs(3600);
 
-/// A name the store gives its files: 64 lowercase hex digits.
 /// Starts writing `file`'s dirty pages back without waiting for them (Linux; elsewhere the
 /// flush that follows does it all).
-/// With the default [`Durability::EndOfRun`], starts writing `file` to disk now, in the
+/// With [`Durability::EndOfRun`], starts writing `file` to disk now, in the
 /// background, as the store publishes it: the flush at the end of the run (after a large build,
 /// a `syncfs` that waits for every unwritten byte of the file system) then finds it written
 /// instead of writing everything at once. At 1000 tasks of 100 inputs, that flush went from
@@ -1590,6 +1590,7 @@ fn start_writeback(file: &File) {
     let _ = file;
 }
 
+/// A name the store gives its files: 64 lowercase hex digits.
 fn is_store_name(name: &str) -> bool {
     is_lower_hex(name, 64)
 }
