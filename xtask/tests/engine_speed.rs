@@ -462,6 +462,37 @@ fn with_fsync_at_the_end_a_build_flushes_what_it_stored_and_nothing_else() {
     assert_eq!(counts.get("sync_file_range"), Some(&40), "{counts:?}");
 }
 
+#[test]
+fn a_run_looks_for_its_commands_program_once() {
+    if !common::have_tool("strace", "strace") {
+        return;
+    }
+    // Three shell tasks, and a `PATH` whose first directory has no `sh`: each command used to
+    // look there (and in every directory up to the one holding `sh`) before it started.
+    let toml: String = (0..3)
+        .map(|t| {
+            format!("[tasks.t{t}]\nrun = \"echo {t} > o{t}.txt\"\noutputs = [\"o{t}.txt\"]\n\n")
+        })
+        .collect();
+    let repo = Repo::new(&toml, &[]);
+    std::fs::create_dir(repo.join("nobin")).unwrap();
+    let nobin = repo.join("nobin");
+    let path = format!("{}:/usr/bin:/bin", nobin.display());
+    let (run, calls) = traced_with(
+        &repo,
+        &["task"],
+        "stat,newfstatat,statx,access,faccessat,faccessat2",
+        &[("PATH", Some(&path))],
+    );
+    run.assert_code(0);
+    assert_eq!(run.counts(), (3, 0, 0, 0), "{run}");
+    let looked = calls
+        .iter()
+        .filter(|(_, arguments)| arguments.contains(&format!("{}/sh\"", nobin.display())))
+        .count();
+    assert_eq!(looked, 1, "{calls:#?}");
+}
+
 /// The files `args` opened for reading, as `strace` saw the calls (their path arguments).
 fn opened(repo: &Repo, args: &[&str]) -> (common::Run, Vec<String>) {
     let trace = repo.join(".trace");

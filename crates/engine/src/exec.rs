@@ -157,6 +157,8 @@ pub struct Engine {
     halted: AtomicBool,
     /// Digests of local executables remote plans send, by path, with the stat they had.
     executables: Mutex<HashMap<PathBuf, (FileStat, Digest)>>,
+    /// Where this run found its commands' programs.
+    programs: crate::task::ProgramPaths,
 }
 
 /// What a run or a probe works in: the confined root and the protected paths.
@@ -224,6 +226,7 @@ impl Engine {
             cancel: Cancel::new(),
             halted: AtomicBool::new(false),
             executables: Mutex::new(HashMap::new()),
+            programs: crate::task::ProgramPaths::default(),
         }
     }
 
@@ -456,6 +459,7 @@ impl Engine {
     ) -> io::Result<RunSummary> {
         let started = Instant::now();
         self.forget_places();
+        self.programs.clear();
         let _locks = match self.lock(reporter) {
             Ok(locks) => locks,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {
@@ -1853,6 +1857,7 @@ impl Engine {
             cancel: &self.cancel,
             blobs: &self.store,
             output,
+            programs: &self.programs,
         }
     }
 

@@ -62,5 +62,5 @@ pub use key::{DirtyReason, KeyComponents};
 pub use output::{Forward, OutputSink};
 pub use task::{
     Action, ActionContext, ActionFailure, ActionOutput, BlobStore, CommandAction, Discovered,
-    TaskId, TaskSpec,
+    ProgramPaths, TaskId, TaskSpec,
 };

@@ -8,11 +8,11 @@
 //! Actions reach the content-addressed store through [`BlobStore`] (the run's store, whose lock
 //! the build holds shared): reads are verified, writes are atomic, idempotent and re-hashed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +107,38 @@ pub struct ActionContext<'a> {
     /// engine reports it live and keeps it for the cache's replay. Commands run through
     /// [`crate::output::run_command`] report theirs here line by line.
     pub output: &'a dyn crate::output::OutputSink,
+    /// Where the run found the programs of its commands (see [`ProgramPaths`]).
+    pub programs: &'a ProgramPaths,
+}
+
+/// Where the programs of a run's commands were found in their `PATH`, so that each is looked
+/// for once per run rather than once per command (a shell task's `sh` costs about ten stats of
+/// absent files on a typical `PATH`, every time). Only programs found are kept, by `PATH` and
+/// name: one that is missing is looked for again (a task may install it). Known limit: a
+/// program put, during the run, in a `PATH` directory before the one it was found in is seen
+/// from the next run on.
+#[derive(Debug, Default)]
+pub struct ProgramPaths(Mutex<HashMap<(OsString, String), PathBuf>>);
+
+impl ProgramPaths {
+    /// Forgets every program found (the start of a run).
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// [`resolve_program`], remembered. The lock is held while a program is looked for, so
+    /// that commands starting at once do not all look for the same one.
+    fn resolve(&self, program: &str, env: &BTreeMap<OsString, OsString>) -> Option<PathBuf> {
+        let path = env.get(std::ffi::OsStr::new("PATH"))?;
+        let key = (path.clone(), program.to_string());
+        let mut found = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = found.get(&key) {
+            return Some(found.clone());
+        }
+        let resolved = resolve_program(program, env)?;
+        found.insert(key, resolved.clone());
+        Some(resolved)
+    }
 }
 
 impl ActionContext<'_> {
@@ -246,7 +278,7 @@ impl Action for CommandAction {
         // Found here in the command's own PATH, so it starts with `posix_spawn` (std forks when
         // a command's PATH differs from this process's); its argv[0] stays as written. It dies
         // with xbundle through the run's reaper (see `crate::cancel`).
-        let mut command = match resolve_program(program, context.env) {
+        let mut command = match context.programs.resolve(program, context.env) {
             Some(path) => {
                 let mut command = std::process::Command::new(path);
                 std::os::unix::process::CommandExt::arg0(&mut command, program);
