@@ -182,7 +182,7 @@ pub struct RemoteExecution {
     /// The bound of one remote execution (the action's timeout).
     pub timeout: Option<Duration>,
     /// How many tasks may run locally at once while others run remotely (`-j` bounds the
-    /// tasks in flight, remote ones included); the local core count by default.
+    /// tasks in flight, remote ones included); [`crate::exec::default_jobs`] by default.
     pub local_jobs: usize,
 }
 

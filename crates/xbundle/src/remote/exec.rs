@@ -77,7 +77,7 @@ pub fn resolve(
         blobs: lazy,
         platform: config.remote_platform.clone().unwrap_or_else(host_platform),
         timeout: None,
-        local_jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        local_jobs: engine::exec::default_jobs(),
     })
 }
 
