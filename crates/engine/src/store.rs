@@ -1527,20 +1527,23 @@ struct VerifiedBlob {
 }
 
 impl Read for VerifiedBlob {
+    /// The digest is checked by the read that reaches the blob's size (or the end of a file
+    /// shorter than it), before that read's bytes are given: a reader that takes exactly the
+    /// size it was told (`read_exact`, `take(size)`) never gets a damaged blob whole.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.file.read(buf)?;
-        if read > 0 {
-            self.read += read as u64;
-            if let Some(hasher) = &mut self.hasher {
-                hasher.update(&buf[..read]);
-            }
-            return Ok(read);
-        }
         if buf.is_empty() {
             return Ok(0);
         }
+        let read = self.file.read(buf)?;
+        self.read += read as u64;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..read]);
+        }
+        if read > 0 && self.read < self.size {
+            return Ok(read);
+        }
         let Some(hasher) = self.hasher.take() else {
-            return Ok(0);
+            return Ok(read);
         };
         let found = hasher.finish();
         if self.read != self.size || found != self.expected {
@@ -1556,7 +1559,7 @@ impl Read for VerifiedBlob {
                 ),
             ));
         }
-        Ok(0)
+        Ok(read)
     }
 }
 
@@ -1624,6 +1627,33 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_damaged_blob_read_up_to_its_size_is_an_error_never_its_bytes() {
+        use crate::task::BlobStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("cache"));
+        let digest = store.put_bytes(b"asset bytes").unwrap();
+        let intact = |reader: &mut dyn Read| {
+            let mut bytes = Vec::new();
+            reader.take(11).read_to_end(&mut bytes).map(|_| bytes)
+        };
+        let mut reader = BlobStore::open(&store, &digest).unwrap().unwrap();
+        assert_eq!(intact(&mut reader).unwrap(), b"asset bytes");
+        // Torn as a power cut may leave it: the same size, other bytes. A reader that takes
+        // exactly the size (a remote executor's upload) never reads past the end.
+        fs::write(store.blob_path(&digest), b"asset BYTES").unwrap();
+        let mut reader = BlobStore::open(&store, &digest).unwrap().unwrap();
+        let err = intact(&mut reader).unwrap_err();
+        assert!(err.to_string().contains("is damaged"), "{err}");
+        assert!(
+            !store.blob_path(&digest).exists(),
+            "a damaged blob is removed"
+        );
+        fs::write(store.blob_path(&digest), b"asset BYTES").unwrap();
+        let mut reader = BlobStore::open(&store, &digest).unwrap().unwrap();
+        assert!(reader.read_exact(&mut [0u8; 11]).is_err());
+    }
 
     fn result_with(store: &Store, dir: &Path, content: &[u8]) -> ActionResult {
         let file = dir.join("out.txt");
