@@ -409,6 +409,33 @@ fn by_default_a_build_flushes_only_the_mark_of_its_boot_once_per_boot() {
 }
 
 #[test]
+fn with_fsync_0_a_mark_found_is_dropped_once_with_the_stats_it_guarded() {
+    if !common::have_tool("strace", "strace") {
+        return;
+    }
+    // `XBUNDLE_FSYNC=0` keeps no marks (so does a system that names no boot): a mark found,
+    // another boot's, still means the stats were not flushed; they are hashed again once, and
+    // the mark removed with them, so the next run trusts what this one saved.
+    let repo = Repo::new(TWO_TASKS, &[("src/a.txt", "one\n"), ("src/b.txt", "two\n")]);
+    let (run, _) = flushes(&repo, &["task"], None);
+    assert_eq!(run.counts(), (2, 0, 0, 0), "{run}");
+    repo.write(".xbundle/state/boot", "xbundle-boot-v1 another");
+    let (run, counts) = flushes(&repo, &["task"], Some("0"));
+    assert_eq!(run.counts(), (0, 2, 0, 0), "{run}");
+    assert!(counts.is_empty(), "{counts:?}");
+    assert!(!repo.join(".xbundle/state/boot").exists());
+    let saved = std::fs::metadata(repo.join(".xbundle/state/stat-cache")).unwrap();
+    let (run, _) = flushes(&repo, &["task"], Some("0"));
+    assert_eq!(run.counts(), (0, 2, 0, 0), "{run}");
+    let again = std::fs::metadata(repo.join(".xbundle/state/stat-cache")).unwrap();
+    assert_eq!(
+        (again.ino(), again.modified().unwrap()),
+        (saved.ino(), saved.modified().unwrap()),
+        "the second run trusted the stats and wrote nothing"
+    );
+}
+
+#[test]
 fn with_fsync_at_the_end_a_build_flushes_what_it_stored_and_nothing_else() {
     if !common::have_tool("strace", "strace") {
         return;

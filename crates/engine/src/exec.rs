@@ -511,7 +511,16 @@ impl Engine {
         let stats = StatCache::load(&stat_dir)?;
         // Before anything is run or restored: what a power cut could tear from here on is
         // then never trusted after the reboot (see `Durability`).
-        stats.mark_boot()?;
+        if let Err(err) = stats.mark_boot() {
+            reporter.report(Event::Warning {
+                id: None,
+                message: &format!(
+                    "could not mark this boot in {} ({err}); the stat cache is not saved, so \
+                     the next run hashes every file again",
+                    stat_dir.path().display()
+                ),
+            });
+        }
         let selected = graph.closure(targets);
         reporter.report(Event::BuildStarted {
             tasks: selected.len(),

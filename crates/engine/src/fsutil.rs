@@ -84,6 +84,12 @@ pub const BOOT_MARK: &str = "boot";
 
 const BOOT_MARK_HEADER: &str = "xbundle-boot-v1 ";
 
+/// Whether runs mark the boot they write in (see [`Durability`]): in every mode but
+/// [`Durability::Never`], where the system names its boots.
+pub fn keeps_marks() -> bool {
+    durability() != Durability::Never && boot_id().is_some()
+}
+
 /// What a state directory's [`BOOT_MARK`] says, read once per run (see [`Durability`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootMark {
@@ -91,8 +97,8 @@ pub enum BootMark {
     Current,
     /// Another boot's, or unreadable as a mark: its writes may have been lost or torn since.
     Foreign,
-    /// None: nothing was written there unflushed (an empty directory, a version that flushed,
-    /// [`Durability::Never`]).
+    /// None: a new directory, or one written by a version before marks or with
+    /// [`Durability::Never`], or where the system names no boot.
     Absent,
 }
 
@@ -115,9 +121,15 @@ impl BootMark {
         }
     }
 
-    /// Whether the stats the directory records may be trusted.
+    /// Whether the stats the directory records may be trusted: under this boot's mark; with
+    /// no mark, only where no marks are kept ([`keeps_marks`]), since stats a version before
+    /// marks (or `XBUNDLE_FSYNC=0`) recorded were never flushed.
     pub fn trusted(self) -> bool {
-        self != BootMark::Foreign
+        match self {
+            BootMark::Current => true,
+            BootMark::Foreign => false,
+            BootMark::Absent => !keeps_marks(),
+        }
     }
 
     /// Makes the mark of `dir` name this boot, durably, before the run writes anything that a
@@ -128,7 +140,7 @@ impl BootMark {
         let Some(id) = boot_id() else {
             return Ok(());
         };
-        if self == BootMark::Current || durability() == Durability::Never {
+        if self == BootMark::Current || !keeps_marks() {
             return Ok(());
         }
         let mut temp = dir.temp_file().map_err(io::Error::other)?;

@@ -450,6 +450,8 @@ pub struct StatCache {
     /// What the directory's boot mark said when loaded: the cache and its listings were
     /// ignored if it named another boot (see [`crate::fsutil::Durability`]).
     boot: BootMark,
+    /// Set when the mark could not be made this boot's: nothing is saved.
+    unsaved: AtomicBool,
 }
 
 impl ListingCache for StatCache {
@@ -525,30 +527,41 @@ impl StatCache {
                 Listings::default()
             },
             boot,
+            unsaved: AtomicBool::new(false),
         })
     }
 
     /// Makes the directory's boot mark name this boot before the run writes anything a later
-    /// run would trust for its stat (see [`crate::fsutil::Durability`]). When it named another
-    /// boot, the files this cache ignored for it (the full file, the delta, the listings) are
-    /// removed first, so that no later run of this boot trusts them.
+    /// run would trust for its stat (see [`crate::fsutil::Durability`]). When what it recorded
+    /// was not trusted, the files this cache ignored for it (the full file, the delta, the
+    /// listings) are removed first, so that no later run of this boot trusts them; where no
+    /// marks are kept, a mark found (another system's, or `XBUNDLE_FSYNC=0` after one) is
+    /// removed too, so that later runs do not find it foreign again. On an error, nothing
+    /// this cache records is saved (see [`StatCache::save`]): a failed mark never vouches for
+    /// stats.
     pub fn mark_boot(&self) -> io::Result<()> {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        if self.boot == BootMark::Foreign {
-            for name in [FILE, DELTA, crate::listings::FILE] {
-                dir.remove_file(name).map_err(io::Error::other)?;
+        let marked = (|| {
+            if !self.boot.trusted() {
+                for name in [FILE, DELTA, crate::listings::FILE] {
+                    dir.remove_file(name).map_err(io::Error::other)?;
+                }
             }
-            if crate::fsutil::durability() == crate::fsutil::Durability::Never {
-                // Nothing left to guard, and this mode marks nothing: without the mark, the
-                // next run does not find it foreign again.
-                dir.remove_file(crate::fsutil::BOOT_MARK)
-                    .map_err(io::Error::other)?;
+            if !crate::fsutil::keeps_marks() {
+                if self.boot == BootMark::Foreign {
+                    dir.remove_file(crate::fsutil::BOOT_MARK)
+                        .map_err(io::Error::other)?;
+                }
                 return Ok(());
             }
+            self.boot.make_current(dir)
+        })();
+        if marked.is_err() {
+            self.unsaved.store(true, Ordering::Release);
         }
-        self.boot.make_current(dir)
+        marked
     }
 
     /// An empty cache that trusts nothing it records (for one-off hashing).
@@ -566,6 +579,7 @@ impl StatCache {
             dirty: AtomicBool::new(false),
             listings: Listings::default(),
             boot: BootMark::Absent,
+            unsaved: AtomicBool::new(false),
         }
     }
 
@@ -763,6 +777,9 @@ impl StatCache {
     /// full file (the loaded one merged with the delta and this run's records), then the delta
     /// is removed.
     pub fn save(&self, dir: &Dir) -> io::Result<()> {
+        if self.unsaved.load(Ordering::Acquire) {
+            return Ok(());
+        }
         // Writes nothing when this run recorded no listing (an ephemeral cache never does).
         let listings = self.listings.save(dir);
         self.save_within(dir, DELTA_MIN_LIMIT.max(self.base.bytes.len() / 16))?;
@@ -953,13 +970,21 @@ fn file_system_now(dir: &Dir, probe: &mut Option<Probe>) -> io::Result<i64> {
 mod tests {
     use super::*;
 
+    /// A state directory as a run leaves it: marked as this boot's, so that what is saved there
+    /// is trusted by the next load.
+    fn marked(path: &Path) -> Arc<Dir> {
+        let state = Arc::new(Dir::open_root(path).unwrap());
+        BootMark::read(&state).make_current(&state).unwrap();
+        state
+    }
+
     #[test]
     fn unchanged_file_is_not_rehashed_once_trusted() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.txt");
         fs::write(&file, b"hello").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let state = Arc::new(Dir::open_root(dir.path()).unwrap());
+        let state = marked(dir.path());
         let cache = StatCache::load(&state).unwrap();
         let first = cache.digest("a.txt", &file).unwrap();
         assert!(!first.from_cache);
@@ -974,7 +999,7 @@ mod tests {
     #[test]
     fn racy_file_is_rehashed_and_change_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(Dir::open_root(dir.path()).unwrap());
+        let state = marked(dir.path());
         let cache = StatCache::load(&state).unwrap();
         // Written after the run's clock: racy, never trusted by this run.
         let file = dir.path().join("b.txt");
@@ -1075,22 +1100,52 @@ mod tests {
     }
 
     #[test]
-    fn without_a_mark_recorded_stats_are_trusted_and_the_run_writes_one() {
+    fn without_a_mark_recorded_stats_are_trusted_only_where_no_marks_are_kept() {
         let Some(id) = this_boot() else { return };
+        // Stats a version before marks recorded (it never flushed them), or left by
+        // `XBUNDLE_FSYNC=0`: hashed again once, by the run that marks this boot.
         let (dir, state, file) = torn(None);
         let cache = StatCache::load(&state).unwrap();
-        assert!(cache.digest("a.txt", &file).unwrap().from_cache);
+        let keeps = crate::fsutil::keeps_marks();
+        assert_eq!(cache.digest("a.txt", &file).unwrap().from_cache, !keeps);
         cache.mark_boot().unwrap();
         let mark = dir.path().join(crate::fsutil::BOOT_MARK);
-        if crate::fsutil::durability() == crate::fsutil::Durability::Never {
-            assert!(!mark.exists(), "XBUNDLE_FSYNC=0 writes no mark");
-        } else {
+        if keeps {
             assert_eq!(
                 fs::read_to_string(mark).unwrap(),
                 format!("xbundle-boot-v1 {id}")
             );
+            assert!(
+                !dir.path().join(FILE).exists(),
+                "untrusted stats are removed"
+            );
+        } else {
+            assert!(!mark.exists(), "XBUNDLE_FSYNC=0 writes no mark");
+            assert!(dir.path().join(FILE).exists(), "a trusted cache is kept");
         }
-        assert!(dir.path().join(FILE).exists(), "a trusted cache is kept");
+    }
+
+    #[test]
+    fn a_mark_that_cannot_be_made_this_boot_s_vouches_for_nothing_saved() {
+        if this_boot().is_none() || !crate::fsutil::keeps_marks() {
+            return;
+        }
+        let (dir, state, file) = torn(Some("xbundle-boot-v1 another"));
+        // Something the run cannot remove where the delta goes.
+        fs::create_dir(dir.path().join(DELTA)).unwrap();
+        let cache = StatCache::load(&state).unwrap();
+        assert!(!cache.digest("a.txt", &file).unwrap().from_cache);
+        let err = cache.mark_boot().unwrap_err();
+        assert!(err.to_string().contains(DELTA), "{err}");
+        cache.save(&state).unwrap();
+        assert!(
+            !dir.path().join(FILE).exists(),
+            "nothing saved under a foreign mark"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join(crate::fsutil::BOOT_MARK)).unwrap(),
+            "xbundle-boot-v1 another"
+        );
     }
 
     fn stat(n: u64) -> FileStat {
@@ -1106,7 +1161,7 @@ mod tests {
     /// A saved cache of `paths` (each trusted), and its bytes.
     fn saved(paths: &[&str]) -> (tempfile::TempDir, Arc<Dir>, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(Dir::open_root(dir.path()).unwrap());
+        let state = marked(dir.path());
         let cache = StatCache::load(&state).unwrap();
         for (n, path) in paths.iter().enumerate() {
             let digest = Digest::of_bytes(path.as_bytes());
@@ -1266,7 +1321,7 @@ mod tests {
     #[test]
     fn the_in_run_table_keeps_the_last_record_of_each_path() {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(Dir::open_root(dir.path()).unwrap());
+        let state = marked(dir.path());
         let cache = StatCache::load(&state).unwrap();
         let paths: Vec<String> = (0..5000).map(|n| format!("d{}/f{n}.txt", n % 7)).collect();
         for (n, path) in paths.iter().enumerate() {
@@ -1344,7 +1399,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let state_path = dir.path().join("state");
         fs::create_dir(&state_path).unwrap();
-        let state = Arc::new(Dir::open_root(&state_path).unwrap());
+        let state = marked(&state_path);
         let cache = StatCache::load(&state).unwrap();
         assert!(!cache.digest("a.txt", &file).unwrap().from_cache);
         cache.save(&state).unwrap();
@@ -1365,7 +1420,12 @@ mod tests {
             names
         };
         let before = listing();
-        assert_eq!(before.len(), 1, "only the stat cache: {before:?}");
+        let expected = 1 + usize::from(crate::fsutil::keeps_marks());
+        assert_eq!(
+            before.len(),
+            expected,
+            "the stat cache and the mark: {before:?}"
+        );
         let again = StatCache::load(&state).unwrap();
         assert!(again.digest("a.txt", &file).unwrap().from_cache);
         again.save(&state).unwrap();
@@ -1383,7 +1443,7 @@ mod tests {
         let root = Dir::open_root(dir.path()).unwrap();
         let state_path = dir.path().join("state");
         fs::create_dir(&state_path).unwrap();
-        let state = Arc::new(Dir::open_root(&state_path).unwrap());
+        let state = marked(&state_path);
         let cache = StatCache::load(&state).unwrap();
         let stat_of = |name: &str| FileStat::of(&fs::metadata(dir.path().join(name)).unwrap());
         // Recorded untrusted (no clock: as if hashed in the tick it was written in), each with
