@@ -27,7 +27,8 @@ use crate::confine::Dir;
 ///   listings, which vouch for outputs and inputs without reading them) is trusted only if no
 ///   reboot came since it may have gone unflushed: every run first makes durable, once per
 ///   boot, a mark naming this boot in the state directory ([`BootMark`]); a run that finds the
-///   mark of another boot hashes everything again instead of trusting the old stats.
+///   mark of another boot (or stats with no mark at all, from a version before marks) hashes
+///   everything again instead of trusting the old stats.
 ///
 /// The modes differ in what survives a power cut, not in what is trusted after one:
 /// - [`Durability::Boot`], the default where the system names its boots (Linux): nothing is
