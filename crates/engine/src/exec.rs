@@ -509,8 +509,8 @@ impl Engine {
         }
         self.ledger.reload();
         let stats = StatCache::load(&stat_dir)?;
-        // Before anything is run or restored: what a power cut could tear from here on is
-        // then never trusted after the reboot (see `Durability`).
+        // Before anything is run or restored: what a power cut could tear from here on is then
+        // never trusted after the reboot (see `Durability`).
         if let Err(err) = stats.mark_boot() {
             reporter.report(Event::Warning {
                 id: None,
@@ -551,7 +551,8 @@ impl Engine {
         });
         summary.uploaded = self.remote.as_ref().map_or(0, Session::uploaded);
         release_freed_memory();
-        // What this run stored (run or fetched), made durable now (see `Durability`).
+        // What this run stored (run or fetched), made durable now with `XBUNDLE_FSYNC=end`
+        // (see `Durability`).
         if let Err(err) = self.store.sync_published() {
             reporter.report(Event::Warning {
                 id: None,

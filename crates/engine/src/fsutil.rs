@@ -25,16 +25,18 @@ use crate::confine::Dir;
 ///   header, a blob against its name), so a torn entry or blob is a miss, never an output;
 /// - what a workspace's state records about the stat of files (the stat cache and its
 ///   listings, which vouch for outputs and inputs without reading them) is trusted only if no
-///   reboot came since it may have gone unflushed: every run first makes durable, once per
-///   boot, a mark naming this boot in the state directory ([`BootMark`]); a run that finds the
-///   mark of another boot (or stats with no mark at all, from a version before marks) hashes
-///   everything again instead of trusting the old stats.
+///   reboot came since it may have gone unflushed: the first run of each boot writes, before
+///   it changes anything, a mark naming this boot in the state directory ([`BootMark`]); a run
+///   that finds the mark of another boot, or stats with no mark at all, hashes everything again
+///   instead of trusting the old stats. The mark itself needs no flush: only a run of this
+///   boot can write this boot's name, and what a power cut can make of it (the mark of an
+///   earlier boot, a torn one, none) is never this boot's after the reboot.
 ///
 /// The modes differ in what survives a power cut, not in what is trusted after one:
 /// - [`Durability::Boot`], the default where the system names its boots (Linux): nothing is
-///   flushed on the way (the writes reach the disk when the kernel writes them back, as
-///   ninja's and cargo's do); after a reboot the first run re-hashes the work tree, and cache
-///   entries lost or torn are misses.
+///   flushed (the writes reach the disk when the kernel writes them back, as ninja's and
+///   cargo's do); after a reboot the first run re-hashes the work tree, and cache entries lost
+///   or torn are misses.
 /// - `end` ([`Durability::EndOfRun`], the default elsewhere): also makes a run's cache writes
 ///   durable at its end (`Store::sync_published`: a few blobs and entries flushed one by one
 ///   with their directories, not a `syncfs(2)`, which would also wait for every other
@@ -133,10 +135,11 @@ impl BootMark {
         }
     }
 
-    /// Makes the mark of `dir` name this boot, durably, before the run writes anything that a
-    /// later one would trust for its stat (see [`Durability`]): written to a temporary file,
-    /// flushed, renamed, and the directory flushed. Nothing to do when it already does (every
-    /// run of a boot but the first), with [`Durability::Never`], or with no boot to name.
+    /// Makes the mark of `dir` name this boot, before the run writes anything that a later one
+    /// would trust for its stat (see [`Durability`]): written to a temporary file and renamed,
+    /// not flushed (see [`Durability`] for why none is needed). Nothing to do when it already
+    /// does (every run of a boot but the first), with [`Durability::Never`], or with no boot to
+    /// name.
     pub fn make_current(self, dir: &Dir) -> io::Result<()> {
         let Some(id) = boot_id() else {
             return Ok(());
@@ -150,11 +153,10 @@ impl BootMark {
             temp.file()
                 .write_all(format!("{BOOT_MARK_HEADER}{id}").as_bytes())?;
         }
-        temp.file().sync_data()?;
         temp.finish(0o644)?;
         temp.publish_into(dir, BOOT_MARK)
             .map_err(io::Error::other)?;
-        rustix::fs::fsync(dir).map_err(io::Error::from)
+        Ok(())
     }
 }
 
