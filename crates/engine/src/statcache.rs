@@ -485,8 +485,8 @@ impl StatCache {
     /// nothing: the clock is read in `dir` when first needed.
     pub fn load(dir: &Arc<Dir>) -> io::Result<StatCache> {
         let boot = BootMark::read(dir);
-        let (base, base_id) = match boot
-            .trusted()
+        let trusted = boot.trusted();
+        let (base, base_id) = match trusted
             .then(|| dir.read_file_with_stat(FILE, MAX_BYTES).ok().flatten())
             .flatten()
             .and_then(|(bytes, stat)| Some((Base::parse(bytes)?, stat)))
@@ -498,7 +498,7 @@ impl StatCache {
         // Absent (`Ok(None)`: no second look on a no-op), or there but unusable (too large,
         // not a regular file: found, so a full rewrite removes it). Not read when the mark
         // names another boot: the run removes it (`mark_boot`).
-        let delta_read = if boot.trusted() {
+        let delta_read = if trusted {
             dir.read_file_with_stat(DELTA, MAX_BYTES / 16 + 64)
         } else {
             Ok(None)
@@ -521,7 +521,7 @@ impl StatCache {
             clock_ns: AtomicI64::new(i64::MIN),
             clock_read: Mutex::new((None, None)),
             dirty: AtomicBool::new(false),
-            listings: if boot.trusted() {
+            listings: if trusted {
                 Listings::load(dir)
             } else {
                 Listings::default()
@@ -543,25 +543,27 @@ impl StatCache {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        let marked = (|| {
-            if !self.boot.trusted() {
-                for name in [FILE, DELTA, crate::listings::FILE] {
-                    dir.remove_file(name).map_err(io::Error::other)?;
-                }
-            }
-            if !crate::fsutil::keeps_marks() {
-                if self.boot == BootMark::Foreign {
-                    dir.remove_file(crate::fsutil::BOOT_MARK)
-                        .map_err(io::Error::other)?;
-                }
-                return Ok(());
-            }
-            self.boot.make_current(dir)
-        })();
+        let marked = self.mark_boot_in(dir);
         if marked.is_err() {
             self.unsaved.store(true, Ordering::Release);
         }
         marked
+    }
+
+    fn mark_boot_in(&self, dir: &Dir) -> io::Result<()> {
+        if !self.boot.trusted() {
+            for name in [FILE, DELTA, crate::listings::FILE] {
+                dir.remove_file(name).map_err(io::Error::other)?;
+            }
+        }
+        if crate::fsutil::keeps_marks() {
+            return self.boot.make_current(dir);
+        }
+        if self.boot == BootMark::Foreign {
+            dir.remove_file(crate::fsutil::BOOT_MARK)
+                .map_err(io::Error::other)?;
+        }
+        Ok(())
     }
 
     /// An empty cache that trusts nothing it records (for one-off hashing).

@@ -1568,8 +1568,6 @@ impl Read for VerifiedBlob {
 /// lock, so nothing else touches them (`clean` removes them all).
 const STALE_TEMP: Duration = Duration::from_secs(3600);
 
-/// Starts writing `file`'s dirty pages back without waiting for them (Linux; elsewhere the
-/// flush that follows does it all).
 /// With [`Durability::EndOfRun`], starts writing `file` to disk now, in the
 /// background, as the store publishes it: the flush at the end of the run (after a large build,
 /// a `syncfs` that waits for every unwritten byte of the file system) then finds it written
@@ -1581,6 +1579,8 @@ fn write_back_early(file: &File) {
     }
 }
 
+/// Starts writing `file`'s dirty pages back without waiting for them (Linux; elsewhere the
+/// flush that follows does it all).
 fn start_writeback(file: &File) {
     #[cfg(target_os = "linux")]
     {
