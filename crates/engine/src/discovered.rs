@@ -510,6 +510,7 @@ mod tests {
                 canonical_root: &self.canonical,
                 never_enter: &never,
                 listings: None,
+                stat_when_opened: false,
             };
             let context = Context {
                 tree: &tree,

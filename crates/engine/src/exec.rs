@@ -193,6 +193,7 @@ impl Workspace {
             canonical_root: &self.canonical_root,
             never_enter: self.guard.own_dirs(),
             listings: None,
+            stat_when_opened: false,
         }
     }
 
@@ -816,26 +817,35 @@ impl Engine {
                 // No working directory yet: no input can match.
                 return Ok((components, inputs.includes()));
             };
-            let (found, missing) = expand(
-                &workspace.listed_tree(stats),
-                cwd,
-                inputs,
-                Some(outputs),
-                Purpose::Read,
-            )
-            .map_err(|err| format!("reading inputs: {err}"))?;
+            // With nothing recorded to vouch for them, every input is read: each is opened
+            // and then stat'ed through the open file, instead of stat'ed by path first.
+            let tree = Tree {
+                stat_when_opened: stats.loaded_nothing(),
+                ..workspace.listed_tree(stats)
+            };
+            let (found, missing) = expand(&tree, cwd, inputs, Some(outputs), Purpose::Read)
+                .map_err(|err| format!("reading inputs: {err}"))?;
             unmatched = missing;
             // `found` is sorted and unique (and a common prefix keeps it so): the map is built
             // in one pass from the sorted list instead of by one search per insertion.
             let mut inputs = Vec::with_capacity(found.len());
             for file in found {
                 let relative = Self::root_relative(spec, &file.relative);
-                let stat = file.stat.expect("files read are stat'ed");
                 // Below the working directory, never through a link (one `openat2`), unless
                 // the walk found a link to a file inside the tree.
-                let hashed = stats
-                    .digest_with(&relative, stat, &mut || file.open_to_read(cwd))
-                    .map_err(|err| format!("reading input {relative}: {err}"))?;
+                let hashed = match file.stat {
+                    Some(stat) => {
+                        stats.digest_with(&relative, stat, &mut || file.open_to_read(cwd))
+                    }
+                    None => match file.open_to_read(cwd) {
+                        Ok(opened) => stats.digest_opened(&relative, opened),
+                        // Removed since its directory was read: no input, as when the walk
+                        // stats it.
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                        Err(err) => Err(err),
+                    },
+                }
+                .map_err(|err| format!("reading input {relative}: {err}"))?;
                 inputs.push((relative, hashed.digest));
             }
             components.inputs = inputs.into_iter().collect();
@@ -2115,7 +2125,7 @@ impl Engine {
                 .map_err(|err| format!("storing output {relative}: {err}"))?;
             let stored = self
                 .store
-                .put_output(input, &file.absolute, stat, may_link)
+                .put_output(input, &file.absolute(&cwd), stat, may_link)
                 .map_err(|err| format!("storing output {relative}: {err}"))?;
             stats.record(&relative, stored.stat, stored.digest, Some(read_after));
             files.push(OutputFile {

@@ -230,6 +230,11 @@ pub struct Tree<'a> {
     /// Directory listings kept across runs, used by walks when given (see
     /// [`crate::listings`]).
     pub listings: Option<&'a dyn ListingCache>,
+    /// Files found for [`Purpose::Read`] are not stat'ed by the walk ([`Found::stat`] is
+    /// `None`): the reader opens each and stats the open file (see
+    /// [`crate::StatCache::digest_opened`]), one path lookup instead of two. For walks whose
+    /// every file is read anyway (nothing recorded vouches for any).
+    pub stat_when_opened: bool,
 }
 
 /// What the files found are for.
@@ -250,10 +255,9 @@ pub enum Purpose {
 pub struct Found {
     /// Relative to the cwd.
     pub relative: String,
-    /// For reading (hashing); writes and deletes go through [`crate::confine`].
-    pub absolute: PathBuf,
     /// The file's stat (a link's target's for a link to a file inside the root); `None` for a
-    /// link listed only to be removed.
+    /// link listed only to be removed, and for a file (not a link) found to be read by a walk
+    /// told to leave the stat to the reader ([`Tree::stat_when_opened`]).
     pub stat: Option<FileStat>,
     /// The entry is a symbolic link.
     pub link: bool,
@@ -266,11 +270,18 @@ impl Found {
     /// is read through, to the file inside the root the walk found it leads to.
     pub fn open_to_read(&self, cwd: &Dir) -> std::io::Result<std::fs::File> {
         if self.link {
-            return std::fs::File::open(&self.absolute);
+            return std::fs::File::open(self.absolute(cwd));
         }
         cwd.open_to_read(&self.relative)
             .map_err(std::io::Error::other)?
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+
+    /// Its absolute path, `cwd` being the directory `expand` was given (for reading and
+    /// messages; writes and deletes go through [`crate::confine`]). Made when asked for, not
+    /// kept: most files found are never read by path.
+    pub fn absolute(&self, cwd: &Dir) -> PathBuf {
+        cwd.join(&self.relative)
     }
 }
 
@@ -368,8 +379,8 @@ pub fn expand(
             }
             return Ok(());
         }
-        let absolute = cwd.join(relative);
         let (stat, link) = match kind {
+            Kind::File if tree.stat_when_opened && purpose == Purpose::Read => (None, false),
             Kind::File => match stat() {
                 Ok(stat) => (Some(stat), false),
                 // Removed since the directory was read.
@@ -382,7 +393,7 @@ pub fn expand(
                     .into());
                 }
             },
-            Kind::Symlink => match link_target(tree, &absolute) {
+            Kind::Symlink => match link_target(tree, &cwd.join(relative)) {
                 Target::Inside(stat) => (Some(stat), true),
                 Target::Outside(target) if purpose == Purpose::Read => {
                     return Err(ExpandError::LinkOutside {
@@ -400,7 +411,6 @@ pub fn expand(
         }
         found.push(Found {
             relative: relative.to_string(),
-            absolute,
             stat,
             link,
         });
@@ -534,6 +544,7 @@ mod tests {
             canonical_root: canonical,
             never_enter,
             listings: None,
+            stat_when_opened: false,
         }
     }
 

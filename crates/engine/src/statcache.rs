@@ -638,6 +638,30 @@ impl StatCache {
         })
     }
 
+    /// Whether nothing loaded vouches for any file (no stat cache yet, or one ignored: another
+    /// boot's, damaged): every file this run looks up is read, unless the run recorded it.
+    pub fn loaded_nothing(&self) -> bool {
+        self.base.offsets.is_empty() && self.delta.is_empty()
+    }
+
+    /// [`StatCache::digest_with`] for a file opened before it is stat'ed: the stat is the open
+    /// file's (`fstat`, no second path lookup), taken before it is read, and anything but a
+    /// regular file (a directory, fifo or device put there since its directory was listed) is
+    /// refused, never read.
+    pub fn digest_opened(&self, relative: &str, file: fs::File) -> io::Result<Hashed> {
+        let stat = rustix::fs::fstat(&file)?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(io::Error::other(
+                "it is no longer a regular file (replaced since its directory was read); run again",
+            ));
+        }
+        let mut file = Some(file);
+        self.digest_with(relative, FileStat::from_stat(&stat), &mut || {
+            file.take()
+                .ok_or_else(|| io::Error::other("the file was opened once"))
+        })
+    }
+
     /// A new reading of the file system's clock ([`Clock::NEVER`] when it cannot be read, or
     /// for an ephemeral cache). Take it before reading a file whose digest is then
     /// [`StatCache::record`]ed.
@@ -1013,6 +1037,61 @@ mod tests {
         assert!(!second.from_cache);
         assert_ne!(first.digest, second.digest);
         assert_eq!(second.digest, Digest::of_bytes(b"two"));
+    }
+
+    #[test]
+    fn a_file_opened_first_is_stat_ed_through_its_handle_and_only_a_regular_one_is_read() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.txt");
+        fs::write(&file, b"hello").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let state = marked(dir.path());
+        let cache = StatCache::load(&state).unwrap();
+        assert!(cache.loaded_nothing());
+        let opened = cache
+            .digest_opened("a.txt", fs::File::open(&file).unwrap())
+            .unwrap();
+        assert!(!opened.from_cache);
+        assert_eq!(opened.digest, Digest::of_bytes(b"hello"));
+        assert_eq!(opened.stat, FileStat::of(&fs::metadata(&file).unwrap()));
+        // Recorded under the open file's stat, which is the path's: a lookup by path trusts it,
+        // and so does the next file opened there.
+        assert!(cache.digest("a.txt", &file).unwrap().from_cache);
+        let again = cache
+            .digest_opened("a.txt", fs::File::open(&file).unwrap())
+            .unwrap();
+        assert!(again.from_cache);
+        cache.save(&state).unwrap();
+        assert!(!StatCache::load(&state).unwrap().loaded_nothing());
+
+        // A directory or a fifo where the walk listed a file: refused, never read or recorded.
+        fs::create_dir(dir.path().join("d")).unwrap();
+        let fifo = dir.path().join("f");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let opened_fifo = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        for (name, opened) in [
+            ("d", fs::File::open(dir.path().join("d")).unwrap()),
+            ("f", opened_fifo),
+        ] {
+            let err = cache.digest_opened(name, opened).unwrap_err();
+            assert!(
+                err.to_string().contains("no longer a regular file"),
+                "{err}"
+            );
+            assert!(cache.lookup(name).is_none(), "{name}");
+        }
     }
 
     /// A state directory whose stat cache holds a digest its file does not have, under that
