@@ -25,24 +25,36 @@ fn main() -> std::process::ExitCode {
             }
         }
         _ => {
-            fixed_mmap_threshold();
+            malloc_tuning();
             forget_what_cargo_says_of_xtask();
             xbundle::cli::main()
         }
     }
 }
 
-/// Keeps glibc's malloc from serving large blocks from its heaps. By default it raises its mmap
-/// threshold to the size of each large block freed (up to 32 MiB), after which a buffer that
-/// grows by reallocation (the stat cache's records, one path list per task) is copied within
-/// the heap and every copy it leaves behind stays resident: 0.8 MiB of a cold build's 11 MiB
-/// peak at 200 tasks x 100 files, for no measurable time. With the threshold fixed (at its
-/// default, 128 KiB), large blocks keep their own mappings and are returned whole when freed.
-fn fixed_mmap_threshold() {
+/// Tunes glibc's malloc for a run's peak RSS.
+///
+/// - The mmap threshold is fixed. By default glibc raises it to the size of each large block
+///   freed (up to 32 MiB), after which a buffer that grows by reallocation (the stat cache's
+///   records, one path list per task) is copied within the heap and every copy it leaves behind
+///   stays resident: 0.8 MiB of a cold build's 11 MiB peak at 200 tasks x 100 files, for no
+///   measurable time. With the threshold fixed (at its default, 128 KiB), large blocks keep
+///   their own mappings and are returned whole when freed.
+/// - One arena per core, where glibc makes up to eight per core: each thread that allocates
+///   while the others hold theirs gets an arena of its own, and the memory each keeps resident
+///   adds up (a cold build's eight threads: 0.2-0.3 MiB each). No more threads than cores run
+///   at once, so no more arenas are ever needed at once. Measured at 200 tasks x 100 files on
+///   two cores: a cold build's peak 0.5 MiB lower; a no-op about 1 ms slower (2%).
+fn malloc_tuning() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a parameter of the allocator, before any thread is started.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arenas = i32::try_from(cores).unwrap_or(i32::MAX).max(2);
+        // SAFETY: mallopt only sets parameters of the allocator, before any thread is started.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
     }
 }
 

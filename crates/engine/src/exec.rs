@@ -168,7 +168,7 @@ pub struct Engine {
     /// The remote executor's state in the current run.
     executor: Option<ExecSession>,
     /// Bounds the tasks running locally: `-j` of them (fewer when `-j` also counts remote
-    /// ones), while twice as many workers key, look up and restore.
+    /// ones), while one more worker keys, looks up and restores.
     local_slots: LocalSlots,
     /// Set once a failure stops a `--fail-fast` run: a worker that gets a local slot after it
     /// starts nothing.
@@ -610,10 +610,13 @@ impl Engine {
         let mut summary = RunSummary::default();
         let mut stopping = false;
         let mut in_flight = 0usize;
-        // Twice as many workers as jobs: while `-j` commands run (each holding a local slot),
-        // the other workers key the next ready tasks (stat and hash their inputs, look them
-        // up, restore hits), so that work overlaps the commands instead of waiting for them.
-        let jobs = (self.config.jobs.max(1) * 2).min(selected.len().max(1));
+        // One worker more than jobs: while `-j` commands run (each holding a local slot), the
+        // extra worker keys the next ready tasks (stats and hashes their inputs, looks them
+        // up, restores hits), so that work overlaps the commands instead of waiting for them.
+        // (Twice as many, as before, kept more threads than cores busy keying at once for no
+        // gain: at 200 tasks x 100 files on two cores, a cold build took as long with four
+        // workers as with six, a no-op too, and its peak RSS was 0.3 MiB lower.)
+        let jobs = (self.config.jobs.max(1) + 1).min(selected.len().max(1));
         // Ready tasks handed out ahead, up to twice the workers: a worker that finishes one
         // takes the next from the queue instead of sleeping until the coordinator wakes and
         // sends it (a no-op of 200 tasks: 4% less CPU, fewer context switches). A queued task
