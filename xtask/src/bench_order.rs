@@ -7,6 +7,10 @@
 //! functions the bench's scenarios execute (those of a no-op first), and lld's
 //! `--symbol-ordering-file` lays them out together at the start of `.text`.
 //!
+//! Functions are named as v0 mangling names them (`-Csymbol-mangling-version=v0` for every crate
+//! of the build), by path and type with no hash of the code, so an ordering outlives the edits
+//! made after it for every function they leave alone.
+//!
 //! Invariants: the ordering only moves code, never changes it (the same functions, the same
 //! machine code); a stale file (renamed or missing symbols, another rustc) degrades to lld's
 //! default order for what it does not name, silently (`--no-warn-symbol-ordering`); a link
@@ -50,6 +54,16 @@ pub(crate) fn build_dist(workspace: &Path) -> Result<(PathBuf, String), String> 
             "bench: building the optimized binary (cargo rustc --profile {PROFILE} -p xtask, ordered by {ORDER_FILE})"
         );
         let status = Command::new(cargo())
+            // Every crate's symbols with v0 names, which carry no hash of the code: an
+            // ordering stays valid for the functions an edit leaves alone (legacy names end
+            // with a hash that changed for every function of a crate that was edited, so one
+            // commit after a regeneration the engine's functions were no longer ordered). A
+            // `RUSTFLAGS` in the environment takes precedence and gives legacy names: the
+            // ordering then names nothing of the engine (the default order, silently).
+            .args([
+                "--config",
+                "build.rustflags=[\"-Csymbol-mangling-version=v0\"]",
+            ])
             .args([
                 "rustc",
                 "--profile",
