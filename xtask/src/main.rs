@@ -48,12 +48,18 @@ fn main() -> std::process::ExitCode {
 fn malloc_tuning() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        // A limit the user set (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in
+        // `GLIBC_TUNABLES`) is theirs to keep.
+        let user_set = std::env::var_os("MALLOC_ARENA_MAX").is_some()
+            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let arenas = i32::try_from(cores).unwrap_or(i32::MAX).max(2);
+        let arenas = i32::try_from(cores).unwrap_or(i32::MAX);
         // SAFETY: mallopt only sets parameters of the allocator, before any thread is started.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-            libc::mallopt(libc::M_ARENA_MAX, arenas);
+            if !user_set {
+                libc::mallopt(libc::M_ARENA_MAX, arenas);
+            }
         }
     }
 }

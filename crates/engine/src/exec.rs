@@ -1,6 +1,7 @@
 //! Running a task graph: keying, cache lookups, restores, execution, parallel scheduling.
 //!
-//! Workers: twice `-j`. A task that runs here first takes one of `-j` local slots (before it is
+//! Workers: `-j` + 1 (twice `-j` with a remote executor: a task executed remotely holds a worker,
+//! not a local slot). A task that runs here first takes one of `-j` local slots (before it is
 //! reported started), so at most `-j` commands run at once, while the other workers key, look
 //! up and restore the next ready tasks. A failure in a `--fail-fast` run halts the run before
 //! its slot is released: a worker that gets a slot afterwards starts nothing.
@@ -168,7 +169,8 @@ pub struct Engine {
     /// The remote executor's state in the current run.
     executor: Option<ExecSession>,
     /// Bounds the tasks running locally: `-j` of them (fewer when `-j` also counts remote
-    /// ones), while one more worker keys, looks up and restores.
+    /// ones), while one more worker (`-j` more with a remote executor) keys, looks up and
+    /// restores.
     local_slots: LocalSlots,
     /// Set once a failure stops a `--fail-fast` run: a worker that gets a local slot after it
     /// starts nothing.
@@ -615,8 +617,14 @@ impl Engine {
         // up, restores hits), so that work overlaps the commands instead of waiting for them.
         // (Twice as many, as before, kept more threads than cores busy keying at once for no
         // gain: at 200 tasks x 100 files on two cores, a cold build took as long with four
-        // workers as with six, a no-op too, and its peak RSS was 0.3 MiB lower.)
-        let jobs = (self.config.jobs.max(1) + 1).min(selected.len().max(1));
+        // workers as with six, a no-op too, and its peak RSS was 0.3 MiB lower.) With a remote
+        // executor, twice `-j`: a task executed remotely holds its worker, not a local slot,
+        // so tasks that go remote keep going while `-j` local ones run.
+        let workers = match self.config.executor {
+            Some(_) => self.config.jobs.max(1) * 2,
+            None => self.config.jobs.max(1) + 1,
+        };
+        let jobs = workers.min(selected.len().max(1));
         // Ready tasks handed out ahead, up to twice the workers: a worker that finishes one
         // takes the next from the queue instead of sleeping until the coordinator wakes and
         // sends it (a no-op of 200 tasks: 4% less CPU, fewer context switches). A queued task

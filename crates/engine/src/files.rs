@@ -308,8 +308,9 @@ pub enum ExpandError {
 /// `tree.never_enter`. A matching name that is not UTF-8 is an error ([`ExpandError::NotUtf8`]).
 /// Links are handled as [`Purpose`] says.
 ///
-/// Cost: one `readdir` per directory under each walk root and one `fstatat` per matching file,
-/// relative to the directory being read (no path lookup from the root for each file).
+/// Cost: one `readdir` per directory under each walk root and one `fstatat` per matching file
+/// (none for files left to the reader: [`Tree::stat_when_opened`]), relative to the directory
+/// being read (no path lookup from the root for each file).
 pub fn expand(
     tree: &Tree<'_>,
     cwd: &Dir,

@@ -181,8 +181,9 @@ pub struct RemoteExecution {
     pub platform: BTreeMap<String, String>,
     /// The bound of one remote execution (the action's timeout).
     pub timeout: Option<Duration>,
-    /// How many tasks may run locally at once while others run remotely (`-j` bounds the
-    /// tasks in flight, remote ones included); [`crate::exec::default_jobs`] by default.
+    /// How many tasks may run locally at once while others run remotely (at most `-j`; the
+    /// run's workers, twice `-j`, bound the tasks in flight, remote ones included);
+    /// [`crate::exec::default_jobs`] by default.
     pub local_jobs: usize,
 }
 

@@ -652,7 +652,8 @@ impl StatCache {
         let stat = rustix::fs::fstat(&file)?;
         if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
             return Err(io::Error::other(
-                "it is no longer a regular file (replaced since its directory was read); run again",
+                "it is not a regular file (replaced since its directory was read?); run again (if this \
+                 repeats, remove .xbundle/state/listings)",
             ));
         }
         let mut file = Some(file);
@@ -1086,10 +1087,7 @@ mod tests {
             ("f", opened_fifo),
         ] {
             let err = cache.digest_opened(name, opened).unwrap_err();
-            assert!(
-                err.to_string().contains("no longer a regular file"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("not a regular file"), "{err}");
             assert!(cache.lookup(name).is_none(), "{name}");
         }
     }
