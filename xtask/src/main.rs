@@ -52,8 +52,7 @@ fn malloc_tuning() {
         // `GLIBC_TUNABLES`) is theirs to keep.
         let user_set = std::env::var_os("MALLOC_ARENA_MAX").is_some()
             || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let arenas = i32::try_from(cores).unwrap_or(i32::MAX);
+        let arenas = i32::try_from(engine::exec::cores()).unwrap_or(i32::MAX);
         // SAFETY: mallopt only sets parameters of the allocator, before any thread is started.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);

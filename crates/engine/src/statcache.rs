@@ -1005,14 +1005,21 @@ mod tests {
         state
     }
 
-    #[test]
-    fn unchanged_file_is_not_rehashed_once_trusted() {
+    /// A directory holding `a.txt` ("hello"), old enough to be trusted once hashed, marked as
+    /// a run leaves it, and a cache loaded from it.
+    fn an_old_file() -> (tempfile::TempDir, std::path::PathBuf, Arc<Dir>, StatCache) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.txt");
         fs::write(&file, b"hello").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         let state = marked(dir.path());
         let cache = StatCache::load(&state).unwrap();
+        (dir, file, state, cache)
+    }
+
+    #[test]
+    fn unchanged_file_is_not_rehashed_once_trusted() {
+        let (_dir, file, state, cache) = an_old_file();
         let first = cache.digest("a.txt", &file).unwrap();
         assert!(!first.from_cache);
         assert_eq!(first.digest, Digest::of_bytes(b"hello"));
@@ -1043,12 +1050,7 @@ mod tests {
     #[test]
     fn a_file_opened_first_is_stat_ed_through_its_handle_and_only_a_regular_one_is_read() {
         use std::os::unix::fs::OpenOptionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("a.txt");
-        fs::write(&file, b"hello").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let state = marked(dir.path());
-        let cache = StatCache::load(&state).unwrap();
+        let (dir, file, state, cache) = an_old_file();
         assert!(cache.loaded_nothing());
         let opened = cache
             .digest_opened("a.txt", fs::File::open(&file).unwrap())
