@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -117,6 +117,11 @@ impl Patterns {
     }
 
     pub fn new(patterns: &[String]) -> Result<Patterns, PatternError> {
+        #[cfg(test)]
+        tests::COMPILED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(patterns.to_vec());
         let mut include = GlobSetBuilder::new();
         let mut exclude = GlobSetBuilder::new();
         let mut bases = Vec::new();
@@ -155,26 +160,66 @@ impl Patterns {
 
     /// [`Patterns::new`], compiled once per process for each distinct list: tasks of a
     /// generated or repetitive graph share their patterns (`src/*.txt`), and compiling a glob
-    /// set (regexes, Aho-Corasick automata) costs far more than matching with it. The cache
-    /// holds at most [`SHARED_MAX`] lists (cleared whole when full); an error is not cached.
+    /// set (regexes, Aho-Corasick automata) costs far more than matching with it. A list is
+    /// compiled by the first thread that asks for it, outside the cache's lock; threads asking
+    /// for the same list meanwhile wait for that compilation instead of repeating it (a run's
+    /// first tasks start together and often share their lists: each worker compiled its own
+    /// copy, and all but one were thrown away). The cache holds at most [`SHARED_MAX`] lists
+    /// (cleared whole when full); an error is not cached.
     pub fn shared(patterns: &[String]) -> Result<Arc<Patterns>, PatternError> {
-        static SHARED: Mutex<Option<HashMap<Vec<String>, Arc<Patterns>>>> = Mutex::new(None);
-        {
-            let cache = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(found) = cache.as_ref().and_then(|cache| cache.get(patterns)) {
-                return Ok(Arc::clone(found));
+        type Slot = Arc<OnceLock<Option<Arc<Patterns>>>>;
+        static SHARED: Mutex<Option<HashMap<Vec<String>, Slot>>> = Mutex::new(None);
+        let slot = {
+            let mut cache = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+            let cache = cache.get_or_insert_with(HashMap::new);
+            match cache.get(patterns) {
+                Some(slot) => Arc::clone(slot),
+                None => {
+                    if cache.len() >= SHARED_MAX {
+                        cache.clear();
+                    }
+                    let slot = Slot::default();
+                    cache.insert(patterns.to_vec(), Arc::clone(&slot));
+                    slot
+                }
+            }
+        };
+        let mut error = None;
+        let compiled = slot.get_or_init(|| match Patterns::new(patterns) {
+            Ok(compiled) => Some(Arc::new(compiled)),
+            Err(err) => {
+                error = Some(err);
+                None
+            }
+        });
+        match (compiled, error) {
+            (Some(compiled), _) => Ok(Arc::clone(compiled)),
+            (None, Some(err)) => {
+                Self::forget(&SHARED, patterns, &slot);
+                Err(err)
+            }
+            // Another thread's compilation failed: the same error, compiled again here.
+            (None, None) => {
+                Self::forget(&SHARED, patterns, &slot);
+                Patterns::new(patterns).map(Arc::new)
             }
         }
-        // Compiled outside the lock: two threads may compile the same list, one copy is kept.
-        let compiled = Arc::new(Patterns::new(patterns)?);
-        let mut cache = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-        let cache = cache.get_or_insert_with(HashMap::new);
-        if cache.len() >= SHARED_MAX {
-            cache.clear();
+    }
+
+    /// Removes the failed `slot` of `patterns` from the cache (unless replaced since).
+    fn forget<T>(
+        shared: &Mutex<Option<HashMap<Vec<String>, Arc<T>>>>,
+        patterns: &[String],
+        slot: &Arc<T>,
+    ) {
+        let mut cache = shared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cache) = cache.as_mut()
+            && cache
+                .get(patterns)
+                .is_some_and(|found| Arc::ptr_eq(found, slot))
+        {
+            cache.remove(patterns);
         }
-        Ok(Arc::clone(
-            cache.entry(patterns.to_vec()).or_insert(compiled),
-        ))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -517,6 +562,59 @@ pub fn validate(pattern: &str) -> Result<(), PatternError> {
 mod tests {
     use super::*;
     use std::fs;
+
+    /// Every list [`Patterns::new`] compiled in this test process.
+    pub(super) static COMPILED: Mutex<Vec<Vec<String>>> = Mutex::new(Vec::new());
+
+    fn compilations(list: &[String]) -> usize {
+        let compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+        compiled
+            .iter()
+            .filter(|found| found.as_slice() == list)
+            .count()
+    }
+
+    #[test]
+    fn threads_asking_for_one_list_at_once_share_one_compilation_and_errors_are_not_kept() {
+        let asked = |list: &[String]| {
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            Patterns::shared(list)
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|thread| thread.join().unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        // A list no other test uses.
+        let list = vec![
+            "only-here-1/**/*.q".to_string(),
+            "!only-here-1/x.q".to_string(),
+        ];
+        let found = asked(&list);
+        let first = found[0].as_ref().expect("compiles");
+        assert!(
+            found
+                .iter()
+                .all(|f| Arc::ptr_eq(f.as_ref().unwrap(), first))
+        );
+        assert_eq!(compilations(&list), 1, "compiled once for 8 threads");
+        assert!(Arc::ptr_eq(&Patterns::shared(&list).unwrap(), first));
+        assert_eq!(compilations(&list), 1);
+        // A bad list: an error for every thread, and asked again, compiled again (not kept).
+        let bad = vec!["only-here-2/[".to_string()];
+        assert!(asked(&bad).iter().all(Result::is_err));
+        let before = compilations(&bad);
+        assert!(Patterns::shared(&bad).is_err());
+        assert_eq!(compilations(&bad), before + 1);
+    }
 
     fn tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

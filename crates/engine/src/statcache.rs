@@ -40,9 +40,10 @@
 //! (merging the delta only when it was valid), then removes the delta. A version that ignores the
 //! delta reads the full file alone: older digests whose stat no longer matches, re-hashed.
 //!
-//! What a run records is kept in memory the same way (records in 256 KiB chunks, a table of
-//! their positions; see [`Overlay`]), about 90 bytes a file, so a cold run over 100,000 files
-//! does not hold 100,000 owned paths.
+//! What a run records is kept in memory as records too, in a compact encoding (the ctime left
+//! out when it is the mtime, size and inode as LEB128), in 256 KiB chunks with a table of their
+//! positions (see [`Overlay`]): about 70 bytes a file, so a cold run over 100,000 files does not
+//! hold 100,000 owned paths.
 //!
 //! Known limit: a tool that rewrites a file and then resets its mtime, size, ctime and inode to
 //! the old values is not detected (ctime cannot be set from user space, so this needs root).
@@ -297,11 +298,13 @@ fn record_entry(bytes: &[u8], at: usize) -> Entry {
     }
 }
 
-/// What this run recorded: records in the file's own encoding, appended to buffers of
-/// [`CHUNK`] bytes, found through a table of their positions keyed by the path's hash. No
-/// allocation per entry (about 90 bytes a file, where a map of owned paths took about 170); a
-/// path recorded again is overwritten in place (its record has the same length). A path too
-/// long for a record (over 64 KiB) is not kept: it is hashed again when looked up.
+/// What this run recorded: records in a compact encoding of their own ([`encode_compact`]),
+/// appended to buffers of [`CHUNK`] bytes, found through a table of their positions keyed by
+/// the path's hash. No allocation per entry (about 70 bytes a file, where a map of owned paths
+/// took about 170); a path recorded again is overwritten in place when its new record has the
+/// same length, else appended anew (the old bytes are left unused: a path is recorded twice in
+/// a run only when it changed or was settled). A path too long for a record (over 64 KiB) is
+/// not kept: it is hashed again when looked up.
 ///
 /// Chunks, not one growing buffer: a buffer grown by doubling is copied at each step, and below
 /// glibc's mmap threshold (raised to the size of each large block freed, so soon above 512 KiB)
@@ -311,12 +314,93 @@ struct Overlay {
     chunks: Vec<Vec<u8>>,
     /// Positions as `u32` (half the table of `usize`s: 0.2 MiB at 20,000 files).
     table: hashbrown::HashTable<u32>,
+    /// The bytes its records take in the file's encoding.
+    file_bytes: usize,
 }
 
-/// The size of an [`Overlay`]'s buffers; a record (at most 64 KiB and [`FIXED`] bytes) never
-/// straddles two. A position is `chunk * CHUNK + offset`, below 4 GiB (more records are not
-/// kept: hashed again when looked up).
+/// The size of an [`Overlay`]'s buffers; a record (at most 64 KiB and [`COMPACT_MAX`] bytes)
+/// never straddles two. A position is `chunk * CHUNK + offset`, below 4 GiB (more records are
+/// not kept: hashed again when looked up).
 const CHUNK: usize = 256 << 10;
+
+/// An overlay record's flag (never in a file): the ctime equals the mtime and is not stored,
+/// as for most files (both are set by the write that made the file what it is).
+const SAME_CTIME: u8 = 4;
+
+/// The largest compact record without its path: length, flags, digest, mtime, ctime, and size
+/// and inode as LEB128 numbers of at most 10 bytes.
+const COMPACT_MAX: usize = 2 + 1 + 32 + 8 + 8 + 10 + 10;
+
+/// An overlay record: the `u16` path length, the path, flags, the digest, the mtime, the ctime
+/// unless [`SAME_CTIME`], then size and inode as LEB128 (a file of 2 KiB and a seven-digit
+/// inode take 5 bytes where the file's encoding takes 16): 19 bytes fewer than the file's
+/// record for most files, a fifth of a cold run's records.
+fn encode_compact(out: &mut Vec<u8>, path: &[u8], entry: &Entry) {
+    let stat = &entry.stat;
+    let same = stat.ctime_ns == stat.mtime_ns;
+    out.extend_from_slice(&(path.len() as u16).to_le_bytes());
+    out.extend_from_slice(path);
+    out.push(flags(entry) | if same { SAME_CTIME } else { 0 });
+    out.extend_from_slice(&entry.digest);
+    out.extend_from_slice(&stat.mtime_ns.to_le_bytes());
+    if !same {
+        out.extend_from_slice(&stat.ctime_ns.to_le_bytes());
+    }
+    for mut number in [stat.size, stat.inode] {
+        while number >= 0x80 {
+            out.push(number as u8 | 0x80);
+            number >>= 7;
+        }
+        out.push(number as u8);
+    }
+}
+
+/// The entry of the compact record at `at` in `bytes` (written by [`encode_compact`]) and the
+/// record's length.
+fn decode_compact(bytes: &[u8], at: usize) -> (Entry, usize) {
+    let path_len = u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
+    let mut next = at + 2 + path_len;
+    let flags = bytes[next];
+    let digest: [u8; 32] = bytes[next + 1..next + 33].try_into().expect("32 bytes");
+    next += 33;
+    let mut fixed = || {
+        let number = i64::from_le_bytes(bytes[next..next + 8].try_into().expect("8 bytes"));
+        next += 8;
+        number
+    };
+    let mtime_ns = fixed();
+    let ctime_ns = if flags & SAME_CTIME != 0 {
+        mtime_ns
+    } else {
+        fixed()
+    };
+    let mut leb128 = || {
+        let (mut number, mut shift) = (0u64, 0);
+        loop {
+            let byte = bytes[next];
+            next += 1;
+            number |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return number;
+            }
+            shift += 7;
+        }
+    };
+    let size = leb128();
+    let inode = leb128();
+    let entry = Entry {
+        stat: FileStat {
+            size,
+            mtime_ns,
+            ctime_ns,
+            inode,
+            executable: flags & EXECUTABLE != 0,
+        },
+        digest,
+        trusted: flags & TRUSTED != 0,
+    };
+    (entry, next - at)
+}
 
 /// The chunk and the offset in it of an [`Overlay`] position.
 fn located(at: u32) -> (usize, usize) {
@@ -340,12 +424,12 @@ impl Overlay {
 
     fn entry(&self, at: u32) -> Entry {
         let (chunk, offset) = located(at);
-        record_entry(&self.chunks[chunk], offset)
+        decode_compact(&self.chunks[chunk], offset).0
     }
 
-    /// The bytes its records take.
+    /// The bytes its records take in the file's encoding.
     fn byte_len(&self) -> usize {
-        self.chunks.iter().map(Vec::len).sum()
+        self.file_bytes
     }
 
     fn find(&self, path: &[u8]) -> Option<u32> {
@@ -362,16 +446,19 @@ impl Overlay {
         if path.len() > u16::MAX as usize {
             return;
         }
-        if let Some(at) = self.find(path) {
-            // Overwritten in place: a record of the same path has the same length.
+        let old = self.find(path);
+        if let Some(at) = old {
             let (chunk, offset) = located(at);
-            let mut record = Vec::with_capacity(FIXED + path.len());
-            write_record(&mut record, path, entry).expect("writing to a Vec");
-            self.chunks[chunk][offset..offset + record.len()].copy_from_slice(&record);
-            return;
+            let mut record = Vec::with_capacity(COMPACT_MAX + path.len());
+            encode_compact(&mut record, path, entry);
+            let (_, old_len) = decode_compact(&self.chunks[chunk], offset);
+            if record.len() == old_len {
+                self.chunks[chunk][offset..offset + old_len].copy_from_slice(&record);
+                return;
+            }
         }
         let chunk = match self.chunks.last() {
-            Some(last) if last.len() + FIXED + path.len() <= CHUNK => self.chunks.len() - 1,
+            Some(last) if last.len() + COMPACT_MAX + path.len() <= CHUNK => self.chunks.len() - 1,
             _ => self.chunks.len(),
         };
         let offset = self.chunks.get(chunk).map_or(0, Vec::len);
@@ -381,9 +468,21 @@ impl Overlay {
         if chunk == self.chunks.len() {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
-        write_record(&mut self.chunks[chunk], path, entry).expect("writing to a Vec");
-        let Overlay { chunks, table } = self;
-        table.insert_unique(hash(path), at, |&at| hash(chunk_path(chunks, at)));
+        encode_compact(&mut self.chunks[chunk], path, entry);
+        let Overlay { chunks, table, .. } = self;
+        let path_hash = hash(path);
+        match old {
+            // Recorded again at a new place: the table points there.
+            Some(old) => {
+                if let Some(slot) = table.find_mut(path_hash, |&found| found == old) {
+                    *slot = at;
+                }
+            }
+            None => {
+                table.insert_unique(path_hash, at, |&at| hash(chunk_path(chunks, at)));
+                self.file_bytes += FIXED + path.len();
+            }
+        }
     }
 
     /// The positions of the records in path order.
@@ -392,6 +491,12 @@ impl Overlay {
         positions.sort_unstable_by(|&a, &b| self.path(a).cmp(self.path(b)));
         positions
     }
+}
+
+/// A record's flags byte (as in the file).
+fn flags(entry: &Entry) -> u8 {
+    let executable = if entry.stat.executable { EXECUTABLE } else { 0 };
+    executable | if entry.trusted { TRUSTED } else { 0 }
 }
 
 fn write_record(out: &mut impl Write, path: &[u8], entry: &Entry) -> io::Result<()> {
@@ -410,9 +515,7 @@ fn write_record(out: &mut impl Write, path: &[u8], entry: &Entry) -> io::Result<
     ] {
         out.write_all(&number.to_le_bytes())?;
     }
-    let flags =
-        if stat.executable { EXECUTABLE } else { 0 } | if entry.trusted { TRUSTED } else { 0 };
-    out.write_all(&[flags])?;
+    out.write_all(&[flags(entry)])?;
     out.write_all(&entry.digest)
 }
 
@@ -1295,6 +1398,52 @@ mod tests {
         assert_eq!(reloaded.lookup("c/three").unwrap().stat, stat(2));
         assert!(reloaded.lookup("c/thre").is_none());
         drop(dir);
+    }
+
+    #[test]
+    fn a_compact_record_gives_back_every_value_and_is_shorter_for_a_common_file() {
+        let entry = |size: u64, mtime_ns: i64, ctime_ns: i64, inode: u64, trusted: bool| Entry {
+            stat: FileStat {
+                size,
+                mtime_ns,
+                ctime_ns,
+                inode,
+                executable: !trusted,
+            },
+            digest: std::array::from_fn(|i| i as u8 ^ size as u8),
+            trusted,
+        };
+        let extremes = [0, 1, 127, 128, 16_383, 16_384, u64::MAX >> 1, u64::MAX];
+        let mut cases = Vec::new();
+        for &number in &extremes {
+            let time = number as i64;
+            cases.push(entry(number, time, time, number, true));
+            cases.push(entry(number, time, time.wrapping_neg(), !number, false));
+            cases.push(entry(!number, i64::MIN, i64::MAX, number, number % 2 == 0));
+        }
+        let mut bytes = vec![7u8; 3]; // records at any offset
+        let mut offsets = Vec::new();
+        for (n, case) in cases.iter().enumerate() {
+            offsets.push(bytes.len());
+            encode_compact(&mut bytes, format!("d/{n}").as_bytes(), case);
+        }
+        offsets.push(bytes.len());
+        for (n, case) in cases.iter().enumerate() {
+            let (found, len) = decode_compact(&bytes, offsets[n]);
+            assert_eq!(
+                (found.stat, found.digest, found.trusted),
+                (case.stat, case.digest, case.trusted),
+                "record {n}"
+            );
+            assert_eq!(len, offsets[n + 1] - offsets[n], "record {n}'s length");
+            assert_eq!(record_path(&bytes, offsets[n]), format!("d/{n}").as_bytes());
+            assert!(len <= COMPACT_MAX + record_path(&bytes, offsets[n]).len());
+        }
+        // A 2 KiB file with a seven-digit inode, written once: 19 bytes fewer than on disk.
+        let mut common = Vec::new();
+        let now = 1_795_985_615_123_456_789;
+        encode_compact(&mut common, b"p", &entry(2048, now, now, 1_234_567, true));
+        assert_eq!(common.len(), FIXED + 1 - 19);
     }
 
     #[test]
