@@ -4,8 +4,10 @@
 //! Why an ordering: a run touches a few thousand of the binary's functions, scattered through
 //! megabytes of `.text`, and the kernel maps the 64 KiB around each first touch of a code page
 //! (fault-around), all of which counts in the peak RSS. `xtask/symbol-order.txt` lists the
-//! functions the bench's scenarios execute (those of a no-op first), and lld's
-//! `--symbol-ordering-file` lays them out together at the start of `.text`.
+//! functions the bench's scenarios execute: a no-op's, then those callgrind cannot see run
+//! ([`UNSEEN_BY_VALGRIND`]), then the other scenarios'; lld's `--symbol-ordering-file` lays
+//! them out together at the start of `.text` (from a copy where each LTO copy's name stands for
+//! its neighbours too, [`with_copies`]).
 //!
 //! Functions are named as v0 mangling names them (`-Csymbol-mangling-version=v0` for every crate
 //! of the build), by path and type with no hash of the code, so an ordering outlives the edits
@@ -15,8 +17,9 @@
 //! machine code); a stale file (renamed or missing symbols, another rustc) degrades to lld's
 //! default order for what it does not name, silently (`--no-warn-symbol-ordering`); a link
 //! that refuses the options (a linker other than lld) is retried without them, with a warning.
-//! The file is written only by `cargo xtask bench symbol-order` (callgrind's list of executed
-//! functions, sorted: the same runs give the same file), never by hand.
+//! The file is written only by `cargo xtask bench symbol-order` (callgrind's lists of executed
+//! functions and `nm`'s matches, each block sorted: the same runs of the same binary give the
+//! same file), never by hand.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -140,8 +143,8 @@ const COPY_REACH: u32 = 300;
 ///
 /// Fat LTO keeps one local copy of a generic function per module that inlined none of it, and
 /// names each with a counter (`…9write_str.1203`) that follows the order the linker met the
-/// copies in: an edit anywhere before it shifts the counter (by 11 to 13 between two builds of
-/// one session, for every such name of the ordering: each missed, its 64 KiB of code left
+/// copies in: an edit anywhere before it shifts the counter (by 11 to 54 between the builds
+/// measured, for every such name of the ordering: each missed, its 64 KiB of code left
 /// resident apart from the ordered block). So `name.N` stands for `name.(N - COPY_REACH)` to
 /// `name.(N + COPY_REACH)`, in that place of the order: a few other small copies of the same
 /// function come along (the names of copies the binary lacks are ignored by lld), never code
@@ -171,9 +174,10 @@ fn with_copies(ordering: &str) -> String {
     out
 }
 
-/// Fragments of the names of functions a run executes on this machine but never under
-/// callgrind: valgrind has no SHA-NI (`sha2` takes its portable code there), and runs one
-/// thread at a time (no lock is ever contended). Found in the binary's symbol table.
+/// Fragments of the names of functions a run executes on this machine but seldom or never
+/// under callgrind: valgrind has no SHA-NI (`sha2` takes its portable code there), and runs one
+/// thread at a time (a lock is contended only when a thread is pre-empted holding it), and
+/// the CPU feature probe. Found in the binary's symbol table.
 const UNSEEN_BY_VALGRIND: [&str; 4] = [
     "7x86_sha8compress",
     "_contended",

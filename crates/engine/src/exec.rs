@@ -2418,7 +2418,6 @@ impl BlobSource for InputBlobs<'_> {
     }
 }
 
-/// A task's globs, compiled once per process for each distinct list ([`Patterns::shared`]).
 /// What [`Engine::finish_ran`] needs of a task that ran, besides its result.
 struct Ran {
     key: Digest,
@@ -2429,6 +2428,7 @@ struct Ran {
     executed: &'static str,
 }
 
+/// A task's globs, compiled once per process for each distinct list ([`Patterns::shared`]).
 struct TaskGlobs {
     inputs: std::sync::Arc<Patterns>,
     outputs: std::sync::Arc<Patterns>,
