@@ -2132,7 +2132,9 @@ impl Engine {
             }
         }
         // Read before the outputs are: each is trusted by the stat cache when older than this.
-        let read_after = stats.clock();
+        // The command has exited, so nothing is still writing them: a reading later than every
+        // stamp so far (see `StatCache::clock_after_writers`).
+        let read_after = stats.clock_after_writers();
         for file in produced {
             let relative = Self::root_relative(spec, &file.relative);
             let stat = file.stat.expect("files read are stat'ed");

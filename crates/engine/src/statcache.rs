@@ -11,16 +11,19 @@
 //! lookup (and trusted once a later read sees it old enough).
 //!
 //! The clock ([`Clock`]) is read by writing a byte to a probe file in the state directory and
-//! reading back its mtime. Twice, each write after a query of the file: with multigrain
-//! timestamps (Linux 6.13 and later, ext4, xfs, btrfs, tmpfs), a change is stamped with the
+//! reading back its mtime, the file's times queried before the write. With multigrain
+//! timestamps (Linux 6.13 and later: ext4, xfs, btrfs, tmpfs), a change is stamped with the
 //! coarse clock (or the latest fine-grained time handed out, if later) unless that would not
-//! change the file's times and they were queried since. One write is then stamped like every
-//! other file written in the same tick (measured: equal to the mtime of a file written just
-//! before it in 1902 of 2000 tries, so each output hashed right after its command was recorded
-//! untrusted and read again at the end of the run); the second write, in the same tick, gets a
-//! fine-grained time, later than every stamp handed out before it and a floor for every stamp
-//! after it (2000 of 2000 strictly newer). Without multigrain timestamps both writes get the
-//! coarse time, as one did. The probe file is created once per run, when
+//! change the file's times and they were queried since: such a reading equals the mtime of a
+//! file written in the same tick before it (measured: 1902 of 2000 tries), which is then
+//! untrusted. For a task's outputs, once its command has exited
+//! ([`StatCache::clock_after_writers`]), the probe is queried and written a second time: that
+//! write, in the same tick, is stamped with a fine-grained time, later than the outputs (2000 of
+//! 2000 tries) and a floor for every stamp after it, so they are trusted at once instead of read
+//! again at the end of the run. Not for other files: a write is stamped before its bytes are
+//! copied, and a file still being written could be stamped before such a reading and read half
+//! done. Without multigrain timestamps, both writes get the coarse time. The probe file is
+//! created once per run, when
 //! first needed (a temporary name, `.tmp-xbundle-…-clock`: removed when the cache is dropped,
 //! or by the next run's cleanup after a kill), so reading the clock allocates no inode (new
 //! inodes are costly on ext4 after many deletions). It is read lazily, when a file must be hashed and no reading yet is newer
@@ -787,14 +790,32 @@ impl StatCache {
     /// for an ephemeral cache). Take it before reading a file whose digest is then
     /// [`StatCache::record`]ed.
     pub fn clock(&self) -> Clock {
+        self.read_clock(1)
+    }
+
+    /// A reading for files no process is writing any more (a task's outputs once its command
+    /// has exited): later than every file written before it where the file system has
+    /// multigrain timestamps (a second write of the probe, see the module docs), so those
+    /// files are trusted at once instead of read again at the end of the run. Not for files
+    /// that may still be written: a write is stamped before its bytes are copied, so one still
+    /// copying could be stamped before this reading and read half done (the first write's
+    /// stamp, kept for every other use, equals such a stamp within a tick: untrusted).
+    pub fn clock_after_writers(&self) -> Clock {
+        self.read_clock(2)
+    }
+
+    /// Writes the probe `writes` times; keeps the first write's stamp as the run's newest
+    /// reading and returns the last one.
+    fn read_clock(&self, writes: usize) -> Clock {
         let Some(dir) = &self.dir else {
             return Clock::NEVER;
         };
         let mut read = self.clock_read.lock().unwrap_or_else(|e| e.into_inner());
-        let ns = file_system_now(dir, &mut read.1).unwrap_or(i64::MIN);
+        let (first, last) =
+            file_system_now(dir, &mut read.1, writes).unwrap_or((i64::MIN, i64::MIN));
         read.0 = Some(Instant::now());
-        let newest = self.clock_ns.fetch_max(ns, Ordering::AcqRel).max(ns);
-        Clock(newest)
+        let newest = self.clock_ns.fetch_max(first, Ordering::AcqRel).max(first);
+        Clock(newest.max(last))
     }
 
     /// A reading newer than `mtime_ns` if one can be had: the newest one, or a new one (at most
@@ -1089,10 +1110,11 @@ impl Drop for StatCache {
     }
 }
 
-/// "Now" on the file system's clock: a byte written twice to the probe file `probe` in `dir`
-/// (created on first use), each time after a query of its times, then its mtime (the second
-/// write is stamped with a fine-grained time by a kernel with multigrain timestamps).
-fn file_system_now(dir: &Dir, probe: &mut Option<Probe>) -> io::Result<i64> {
+/// "Now" on the file system's clock: a byte written `writes` times to the probe file `probe`
+/// in `dir` (created on first use), each time after a query of its times; the mtimes after the
+/// first and the last write (a second write is stamped with a fine-grained time by a kernel
+/// with multigrain timestamps).
+fn file_system_now(dir: &Dir, probe: &mut Option<Probe>, writes: usize) -> io::Result<(i64, i64)> {
     use std::os::unix::fs::FileExt;
     if probe.is_none() {
         static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -1108,13 +1130,17 @@ fn file_system_now(dir: &Dir, probe: &mut Option<Probe>) -> io::Result<i64> {
         *probe = Some((file, name));
     }
     let (file, _) = probe.as_ref().expect("created above");
-    // Query, write, query, write: the second write is stamped with a fine-grained time where
+    // Query, write (, query, write): a second write is stamped with a fine-grained time where
     // the file system has multigrain timestamps (see the module docs).
-    for _ in 0..2 {
+    let mut first = None;
+    let mut last = i64::MIN;
+    for _ in 0..writes.max(1) {
         file.metadata()?;
         file.write_at(b"c", 0)?;
+        last = FileStat::of(&file.metadata()?).mtime_ns;
+        first.get_or_insert(last);
     }
-    Ok(FileStat::of(&file.metadata()?).mtime_ns)
+    Ok((first.unwrap_or(last), last))
 }
 
 #[cfg(test)]
@@ -1205,14 +1231,14 @@ mod tests {
         let cache = StatCache::load(&state).unwrap();
         let file = dir.path().join("out.txt");
         // As an output: written, then a reading, then hashed and recorded against it. Written
-        // twice with a query between, as other processes' files are: its second change is
-        // stamped fine-grained, the latest time handed out (one write of the probe would get
-        // that same time: measured, the test fails with it).
+        // twice with a query between (the hardest case): its second change is stamped
+        // fine-grained, the latest time handed out (one write of the probe would get that same
+        // time: measured, the test fails with it).
         for round in 0..50 {
             fs::write(&file, b"first").unwrap();
             fs::metadata(&file).unwrap();
             fs::write(&file, format!("round {round}")).unwrap();
-            let clock = cache.clock();
+            let clock = cache.clock_after_writers();
             let stat = FileStat::of(&fs::metadata(&file).unwrap());
             assert!(
                 older_than(stat.mtime_ns, clock.ns()),
@@ -1224,11 +1250,25 @@ mod tests {
             cache.record("out.txt", stat, digest, Some(clock));
             assert!(cache.lookup("out.txt").unwrap().trusted, "round {round}");
         }
-        // And a file written after a reading is never older than it.
-        let clock = cache.clock();
-        fs::write(&file, b"after").unwrap();
-        let stat = FileStat::of(&fs::metadata(&file).unwrap());
-        assert!(!older_than(stat.mtime_ns, clock.ns()));
+        // A file written once, fresh, just before a reading: older than it too.
+        for round in 0..50 {
+            let fresh = dir.path().join(format!("fresh-{round}"));
+            fs::write(&fresh, b"x").unwrap();
+            let clock = cache.clock_after_writers();
+            let stat = FileStat::of(&fs::metadata(&fresh).unwrap());
+            assert!(older_than(stat.mtime_ns, clock.ns()), "fresh {round}");
+        }
+        // And a file written after a reading, of either kind, is never older than it.
+        for round in 0..50 {
+            let clock = if round % 2 == 0 {
+                cache.clock()
+            } else {
+                cache.clock_after_writers()
+            };
+            fs::write(&file, format!("after {round}")).unwrap();
+            let stat = FileStat::of(&fs::metadata(&file).unwrap());
+            assert!(!older_than(stat.mtime_ns, clock.ns()), "after {round}");
+        }
     }
 
     #[test]
