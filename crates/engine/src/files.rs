@@ -192,33 +192,24 @@ impl Patterns {
                 None
             }
         });
-        match (compiled, error) {
-            (Some(compiled), _) => Ok(Arc::clone(compiled)),
-            (None, Some(err)) => {
-                Self::forget(&SHARED, patterns, &slot);
-                Err(err)
-            }
-            // Another thread's compilation failed: the same error, compiled again here.
-            (None, None) => {
-                Self::forget(&SHARED, patterns, &slot);
-                Patterns::new(patterns).map(Arc::new)
+        if let Some(compiled) = compiled {
+            return Ok(Arc::clone(compiled));
+        }
+        // Failed, here or in the thread that compiled it: not kept (unless replaced since).
+        {
+            let mut cache = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(cache) = cache.as_mut()
+                && cache
+                    .get(patterns)
+                    .is_some_and(|found| Arc::ptr_eq(found, &slot))
+            {
+                cache.remove(patterns);
             }
         }
-    }
-
-    /// Removes the failed `slot` of `patterns` from the cache (unless replaced since).
-    fn forget<T>(
-        shared: &Mutex<Option<HashMap<Vec<String>, Arc<T>>>>,
-        patterns: &[String],
-        slot: &Arc<T>,
-    ) {
-        let mut cache = shared.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cache) = cache.as_mut()
-            && cache
-                .get(patterns)
-                .is_some_and(|found| Arc::ptr_eq(found, slot))
-        {
-            cache.remove(patterns);
+        match error {
+            Some(err) => Err(err),
+            // Another thread's compilation failed: the same error, compiled again here.
+            None => Patterns::new(patterns).map(Arc::new),
         }
     }
 

@@ -459,7 +459,11 @@ impl Overlay {
         if path.len() > u16::MAX as usize {
             return;
         }
-        let old = self.find(path);
+        let path_hash = hash(path);
+        let old = self
+            .table
+            .find(path_hash, |&at| self.path(at) == path)
+            .copied();
         if let Some(at) = old {
             let (chunk, offset) = located(at);
             let mut record = Vec::with_capacity(COMPACT_MAX + path.len());
@@ -478,7 +482,7 @@ impl Overlay {
         let Ok(at) = u32::try_from(chunk * CHUNK + offset) else {
             // Not kept (past 4 GiB of records), and no longer the old record either.
             if let Some(old) = old
-                && let Ok(found) = self.table.find_entry(hash(path), |&found| found == old)
+                && let Ok(found) = self.table.find_entry(path_hash, |&found| found == old)
             {
                 found.remove();
                 self.file_bytes -= FIXED + path.len();
@@ -490,7 +494,6 @@ impl Overlay {
         }
         encode_compact(&mut self.chunks[chunk], path, entry);
         let Overlay { chunks, table, .. } = self;
-        let path_hash = hash(path);
         match old {
             // Recorded again at a new place: the table points there.
             Some(old) => {
@@ -1130,17 +1133,19 @@ fn file_system_now(dir: &Dir, probe: &mut Option<Probe>, writes: usize) -> io::R
         *probe = Some((file, name));
     }
     let (file, _) = probe.as_ref().expect("created above");
-    // Query, write (, query, write): a second write is stamped with a fine-grained time where
-    // the file system has multigrain timestamps (see the module docs).
-    let mut first = None;
-    let mut last = i64::MIN;
-    for _ in 0..writes.max(1) {
-        file.metadata()?;
+    // Query, write, read back (which queries again): a second write is stamped with a
+    // fine-grained time where the file system has multigrain timestamps (see the module docs).
+    file.metadata()?;
+    let stamp = || -> io::Result<i64> {
         file.write_at(b"c", 0)?;
-        last = FileStat::of(&file.metadata()?).mtime_ns;
-        first.get_or_insert(last);
+        Ok(FileStat::of(&file.metadata()?).mtime_ns)
+    };
+    let first = stamp()?;
+    let mut last = first;
+    for _ in 1..writes {
+        last = stamp()?;
     }
-    Ok((first.unwrap_or(last), last))
+    Ok((first, last))
 }
 
 #[cfg(test)]
@@ -1207,17 +1212,15 @@ mod tests {
         let probe = fs::File::create(&scratch).unwrap();
         let written = dir.join("multigrain-written");
         let mtime = |path: &Path| FileStat::of(&fs::metadata(path).unwrap()).mtime_ns;
-        let fine = (0..20).all(|_| {
+        // Left in `dir`, a test's temporary directory, which goes with it.
+        (0..20).all(|_| {
             fs::write(&written, b"x").unwrap();
             for _ in 0..2 {
                 probe.metadata().unwrap();
                 probe.write_at(b"c", 0).unwrap();
             }
             mtime(&written) < mtime(&scratch)
-        });
-        let _ = fs::remove_file(&scratch);
-        let _ = fs::remove_file(&written);
-        fine
+        })
     }
 
     #[test]
