@@ -202,6 +202,59 @@ fn gc_in_a_loop_beside_builds_in_another_workspace_sharing_the_cache() {
     builder.json_env(&["cache", "verify"], &env).assert_code(0);
 }
 
+#[test]
+fn builds_in_two_workspaces_appending_to_one_cache_at_once_lose_nothing() {
+    // Both append to the shared cache's pack and index at the same time (each holds the store
+    // lock shared); a third workspace then restores every task of both.
+    const TASKS: usize = 80;
+    let bundle: String = (0..TASKS)
+        .map(|i| {
+            format!(
+                "[tasks.t{i}]\nrun = \"mkdir -p out && cat src/seed.txt > out/t{i}.txt && echo {i} >> out/t{i}.txt\"\ninputs = [\"src/seed.txt\"]\noutputs = [\"out/t{i}.txt\"]\n\n"
+            )
+        })
+        .collect();
+    let shared = Repo::empty();
+    let cache = shared.path().join("cache");
+    let repos: Vec<Repo> = ["one\n", "two\n"]
+        .iter()
+        .map(|seed| Repo::new(&bundle, &[("src/seed.txt", seed)]))
+        .collect();
+    let children: Vec<Child> = repos
+        .iter()
+        .map(|repo| {
+            repo.command()
+                .env("XBUNDLE_CACHE_DIR", &cache)
+                .args(["--message-format", "json", "task", "-j", "4"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn xtask")
+        })
+        .collect();
+    for child in children {
+        let run = finish(child, "4");
+        run.assert_code(0);
+        assert_eq!(run.counts(), (TASKS as u64, 0, 0, 0), "{run}");
+    }
+    let env = [("XBUNDLE_CACHE_DIR", cache.to_str().unwrap())];
+    for (seed, built) in ["one\n", "two\n"].iter().zip(&repos) {
+        let checkout = Repo::new(&bundle, &[("src/seed.txt", seed)]);
+        let run = checkout.json_env(&["task"], &env);
+        run.assert_code(0);
+        assert_eq!(run.counts(), (0, TASKS as u64, 0, 0), "{run}");
+        assert!(problems(&run).is_empty(), "{run}");
+        assert_same_tree(&checkout.snapshot(), &built.snapshot(), "restored outputs");
+    }
+    let verify = repos[0].json_env(&["cache", "verify"], &env);
+    verify.assert_code(0);
+    assert_eq!(
+        verify.events("cache-verify")[0]["report"]["actions_checked"],
+        2 * TASKS as u64,
+        "{verify}"
+    );
+}
+
 /// The warnings of a run, but for waiting on a lock: waiting is what the locks are for.
 fn problems(run: &Run) -> Vec<String> {
     run.warnings()

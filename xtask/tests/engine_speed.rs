@@ -433,12 +433,51 @@ fn with_fsync_0_a_mark_found_is_dropped_once_with_the_stats_it_guarded() {
 }
 
 #[test]
+fn with_fsync_for_every_file_each_entry_appended_is_flushed_before_and_with_its_index_line() {
+    if !common::have_tool("strace", "strace") {
+        return;
+    }
+    let repo = Repo::new(TWO_TASKS, &[("src/a.txt", "one\n"), ("src/b.txt", "two\n")]);
+    let (run, calls) = traced_with(
+        &repo,
+        &["task"],
+        "fdatasync,write",
+        &[("XBUNDLE_FSYNC", Some("file"))],
+    );
+    run.assert_code(0);
+    assert_eq!(run.counts(), (2, 0, 0, 0), "{run}");
+    // In order: the record written, the pack flushed, the line written, the index flushed.
+    let pack = ".xbundle/cache/ac/pack-0>";
+    let index = ".xbundle/cache/ac/index>";
+    let order: Vec<&str> = calls
+        .iter()
+        .filter_map(|(name, args)| {
+            let file = if args.contains(pack) {
+                "pack"
+            } else if args.contains(index) {
+                "index"
+            } else {
+                return None;
+            };
+            Some(match (name.as_str(), file) {
+                ("write", "pack") => "record",
+                ("write", _) => "line",
+                (_, "pack") => "flush pack",
+                _ => "flush index",
+            })
+        })
+        .collect();
+    let one = ["record", "flush pack", "line", "flush index"];
+    assert_eq!(order, [one, one].concat(), "{calls:?}");
+}
+
+#[test]
 fn with_fsync_at_the_end_a_build_flushes_what_it_stored_and_nothing_else() {
     if !common::have_tool("strace", "strace") {
         return;
     }
-    // `XBUNDLE_FSYNC=end`: when a run stores a few files, each blob and entry is flushed, then
-    // the two store directories; not the whole file system (`syncfs` waits for every other
+    // `XBUNDLE_FSYNC=end`: when a run stores a few files, each blob is flushed, and the pack
+    // its entries were appended to and its index, then the two store directories; not the whole file system (`syncfs` waits for every other
     // program's writes too).
     let end = Some("end");
     let repo = Repo::new(TWO_TASKS, &[("src/a.txt", "one\n"), ("src/b.txt", "two\n")]);
@@ -450,14 +489,17 @@ fn with_fsync_at_the_end_a_build_flushes_what_it_stored_and_nothing_else() {
             .unwrap()
             .count()
     };
-    // Two tasks: two entries; blobs: out/a.txt and out/b.txt (their contents differ).
+    // Two tasks: two entries, appended to the pack (its two files, the pack and its index);
+    // blobs: out/a.txt and out/b.txt (their contents differ).
     assert_eq!((stored("ac"), stored("cas")), (2, 2));
+    assert!(repo.join(".xbundle/cache/ac/pack-0").is_file());
     assert_eq!(counts.get("syncfs"), None, "{counts:?}");
     assert_eq!(counts.get("sync"), None, "{counts:?}");
     assert_eq!(counts.get("fdatasync"), Some(&4), "{counts:?}");
     assert_eq!(counts.get("fsync"), Some(&2), "{counts:?}");
     // Writeback is started as each output is stored (each is its own blob: a hard link) and
-    // each entry published (4), and again for the files flushed one by one (4).
+    // each entry appended to the pack (4), and again for the files flushed one by one (4: two
+    // blobs, the pack, its index).
     assert_eq!(counts.get("sync_file_range"), Some(&8), "{counts:?}");
     // A no-op stores nothing and flushes nothing.
     let (run, counts) = flushes(&repo, &["task"], end);

@@ -194,8 +194,8 @@ fn a_shared_cache_holding_links_and_fifos_is_read_as_untrusted() {
     run.assert_code(0);
     let key = run.task("task:gen")["key"].as_str().unwrap().to_string();
     let blob = shared.join("cas").join(common::sha256_hex(b"in\n"));
-    let entry = shared.join("ac").join(&key);
-    assert!(blob.is_file() && entry.is_file());
+    let entry = common::packed_entry(&shared, &key).expect("the entry, in the pack");
+    assert!(blob.is_file() && entry.pack.is_file());
     // The canary holds a file with the very bytes of the output: a store that follows a link
     // to it would find the digest right.
     let canary = Canary::plant(&repo.sandbox().join("outside"), &[("same.txt", "in\n")]);
@@ -233,9 +233,12 @@ fn a_shared_cache_holding_links_and_fifos_is_read_as_untrusted() {
     assert_eq!(repo.read("build/a.txt"), "in\n");
     canary.assert_intact("a build with a linked blob");
 
-    // The action entry is a FIFO: opening it must not wait for a writer.
-    fs::remove_file(&entry).unwrap();
-    let status = Command::new("mkfifo").arg(&entry).status().expect("mkfifo");
+    // The pack is a FIFO: opening it must not wait for a writer, nor appending to it.
+    let pack = common::packed_entry(&shared, &key)
+        .expect("stored again")
+        .pack;
+    fs::remove_file(&pack).unwrap();
+    let status = Command::new("mkfifo").arg(&pack).status().expect("mkfifo");
     assert!(status.success());
     fs::remove_file(repo.join("build/a.txt")).unwrap();
     let run = run_bounded(&repo, &["task"], &env);
@@ -247,29 +250,56 @@ fn a_shared_cache_holding_links_and_fifos_is_read_as_untrusted() {
         "{run}"
     );
     assert_eq!(repo.read("build/a.txt"), "in\n");
-    // The FIFO was replaced by the real entry; another one is found by verify.
+    // The pack unusable, the entry went to a file of its own. A FIFO at another entry's name
+    // and the pack's are found by verify, and the entry the pack held is gone with it.
+    let entry = shared.join("ac").join(&key);
+    assert!(entry.is_file());
     let fifo = shared.join("ac").join(STORE_NAME);
     let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(status.success());
     let run = run_bounded(&repo, &["cache", "verify"], &env);
     run.assert_code(1);
     let problems = common::strings(&run.events("cache-verify")[0]["report"]["problems"]);
+    let pack_name = pack.file_name().unwrap().to_str().unwrap();
     assert!(
-        problems.len() == 1 && problems[0].contains(STORE_NAME),
+        problems.len() == 3
+            && problems
+                .iter()
+                .any(|p| p.contains(STORE_NAME) && p.contains("FIFO"))
+            && problems.iter().any(|p| p.ends_with(&format!(
+                "{pack_name} is a FIFO, socket or device, not a regular file; removed"
+            )))
+            && problems
+                .iter()
+                .any(|p| p.contains(&key) && p.contains(&format!("{pack_name} is missing"))),
         "{problems:#?}"
     );
     assert!(fs::symlink_metadata(&fifo).is_err(), "the FIFO is removed");
+    assert!(fs::symlink_metadata(&pack).is_err(), "the FIFO is removed");
+    repo.json_env(&["cache", "verify"], &env).assert_code(0);
 
-    // The action entry is a link to a file outside: never read, never touched.
+    // The entry, the pack and the index are links to files outside that hold a valid entry:
+    // never read, never written.
     let text = fs::read_to_string(&entry).unwrap();
-    let canary = Canary::plant(&repo.sandbox().join("outside2"), &[("entry", &text)]);
+    let index_line = format!("{key} 00000000 {:016x} {:08x} 00000000\n", 0, text.len());
+    let canary = Canary::plant(
+        &repo.sandbox().join("outside2"),
+        &[
+            ("entry", &text),
+            ("pack-0", &format!("{text}\n")),
+            ("index", &index_line),
+        ],
+    );
     fs::remove_file(&entry).unwrap();
     symlink(canary.dir.join("entry"), &entry).unwrap();
+    for name in ["pack-0", "index"] {
+        symlink(canary.dir.join(name), shared.join("ac").join(name)).unwrap();
+    }
     fs::remove_file(repo.join("build/a.txt")).unwrap();
     let run = run_bounded(&repo, &["task"], &env);
     run.assert_code(0);
     assert_eq!(run.status("task:gen"), "ran", "{run}");
-    canary.assert_intact("a build with a linked action entry");
+    canary.assert_intact("a build with a linked action entry, pack and index");
 }
 
 /// Runs the binary quietly (human output, so nothing is printed) and returns its exit code, its
@@ -312,8 +342,9 @@ fn a_huge_captured_output_is_replayed_in_bounded_memory() {
         .unwrap()
         .set_len(SIZE)
         .unwrap();
+    let text = repo.packed_entry(&key).expect("the entry").text();
+    // Rewritten as a file of its own, which the store reads before the pack.
     let entry = cache.join("ac").join(&key);
-    let text = fs::read_to_string(&entry).unwrap();
     let (_, body) = text.split_once('\n').unwrap();
     let mut body: serde_json::Value = serde_json::from_str(body).unwrap();
     body["stdout"] = serde_json::json!({"size": SIZE, "digest": digest});

@@ -128,26 +128,30 @@ fn corrupt_action_entry_is_a_warning_and_never_a_wrong_output() {
 
     // Damage the entry of the first state, then return to it: the tree holds the second
     // state's outputs, so only a correct lookup can give the right result.
-    let entry = repo.action_entry(&first_key);
-    let mut bytes = fs::read(&entry).expect("entry of the first key");
-    let last = bytes.len() - 5;
-    bytes[last] ^= 0x01;
-    fs::write(&entry, bytes).unwrap();
+    let entry = repo
+        .packed_entry(&first_key)
+        .expect("entry of the first key");
+    let mut bytes = fs::read(&entry.pack).unwrap();
+    bytes[entry.offset as usize + entry.len - 5] ^= 0x01;
+    fs::write(&entry.pack, bytes).unwrap();
     repo.write("src/in.txt", "first\n");
 
     let run = repo.json(&["task"]);
     run.assert_code(0);
-    assert_corrupt_entry_warning(&run, &entry);
+    assert_corrupt_entry_warning(&run, &entry.pack);
     assert_eq!(run.status("task:gen"), "ran", "{run}");
     assert_eq!(key(&run), first_key);
     assert_eq!(repo.read("out/data.txt"), "FIRST\n");
-    assert!(entry.exists(), "stored again by the rerun");
+    let again = repo
+        .packed_entry(&first_key)
+        .expect("stored again by the rerun");
+    assert!(again.offset > entry.offset, "{again:?} {entry:?}");
 
-    // An entry damaged while the tree is up to date: also a warning and a rerun.
-    fs::write(&entry, b"").unwrap();
+    // The pack cut to nothing while the tree is up to date: also a warning and a rerun.
+    fs::write(&entry.pack, b"").unwrap();
     let run = repo.json(&["task"]);
     run.assert_code(0);
-    assert_corrupt_entry_warning(&run, &entry);
+    assert_corrupt_entry_warning(&run, &entry.pack);
     assert_eq!(run.status("task:gen"), "ran");
     assert_eq!(repo.read("out/data.txt"), "FIRST\n");
     let run = repo.json(&["task"]);
@@ -163,12 +167,18 @@ fn action_entry_moved_under_another_key_is_not_trusted() {
     let second_key = key(&repo.json(&["task"]));
     assert_ne!(first_key, second_key);
 
-    // A well-formed entry, but for another key (a cross-linked file, a confused remote cache).
-    fs::copy(
-        repo.action_entry(&second_key),
-        repo.action_entry(&first_key),
-    )
-    .unwrap();
+    // A well-formed entry, but for another key (an index line naming another key's record, a
+    // confused remote cache).
+    let second = repo
+        .packed_entry(&second_key)
+        .expect("entry of the second key");
+    common::append_index_line(
+        &repo.join(".xbundle/cache"),
+        &first_key,
+        second.number,
+        second.offset,
+        second.len,
+    );
     repo.write("src/in.txt", "first\n");
     let run = repo.json(&["task"]);
     run.assert_code(0);

@@ -477,6 +477,7 @@ impl Engine {
         for place in self.places() {
             place.forget();
         }
+        self.store.forget_handles();
     }
 
     /// Runs `targets` and their dependencies.

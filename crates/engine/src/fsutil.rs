@@ -18,7 +18,9 @@ use crate::confine::Dir;
 /// How hard the engine works to make its writes survive a power loss (`XBUNDLE_FSYNC`).
 ///
 /// Crash safety against a killed process needs no flush at all: every write is a rename of a
-/// complete temporary file, and the page cache survives the process. A power cut is different:
+/// complete temporary file, or an append to the action cache's pack that is found only through
+/// an index line written after it and is checked when read (see the `acpack` module), and the
+/// page cache survives the process. A power cut is different:
 /// writes not yet on disk are lost, or torn (a file whose size and times were written but not
 /// its bytes). Nothing torn is trusted in any mode but [`Durability::Never`]:
 /// - every read of the cache verifies what it reads (an action entry against the digest in its
@@ -41,7 +43,8 @@ use crate::confine::Dir;
 ///   durable at its end (`Store::sync_published`: a few blobs and entries flushed one by one
 ///   with their directories, not a `syncfs(2)`, which would also wait for every other
 ///   program's writes; many, one `syncfs`).
-/// - `file` ([`Durability::EveryFile`]): fsyncs each file before its rename.
+/// - `file` ([`Durability::EveryFile`]): fsyncs each file before its rename, and each entry
+///   appended to the action cache's pack before the index line naming it, then that line.
 /// - `0` ([`Durability::Never`]): no flush and no mark: for a machine whose disk does not
 ///   outlive a power cut (a CI runner); on any other, stats recorded before a power cut are
 ///   trusted after it.

@@ -23,7 +23,8 @@
 //! .xbundle/lock               exclusive lock held by a running build or cache maintenance
 //! .xbundle/cache/lock         store lock: shared by builds, exclusive for gc/verify/clean
 //! .xbundle/cache/cas/<sha256> blobs by SHA-256            (see store)
-//! .xbundle/cache/ac/<key>     action results by task key  (see store)
+//! .xbundle/cache/ac/pack-<n>  action results by task key  (see store, acpack)
+//! .xbundle/cache/ac/index     where each key's result is in the pack
 //! .xbundle/state/stat-cache   path -> stat + digest       (see statcache)
 //! .xbundle/state/clock        the file-system clock probe (see statcache)
 //! .xbundle/state/ledger/keys   last key per task, appended (see ledger)
@@ -31,6 +32,7 @@
 //! .xbundle/tmp/               staging of restores (emptied at the start of each run)
 //! ```
 
+pub(crate) mod acpack;
 pub mod cancel;
 pub mod confine;
 pub mod depfile;

@@ -4,16 +4,20 @@
 //!
 //! ```text
 //! cas/abcdef…      blob whose SHA-256 is abcdef…
-//! ac/1234…         action result for task key 1234…: a header line
+//! ac/pack-<n>      action results, one after another, each a header line
 //!                  "xbundle-ac-v3 <key> <sha256 of key, newline and body>" then the JSON body
-//!                  (v2 entries, without discovered inputs, are still read)
+//! ac/index         where each key's result is in the pack (see the `acpack` module)
+//! ac/1234…         an action result in a file of its own, as earlier versions wrote them
+//!                  (still read, and written when the pack cannot be appended to); v2 entries,
+//!                  without discovered inputs, are still read
 //! lock             the store lock
 //! ```
 //!
 //! Invariants:
 //! - Every file is published temp-then-rename ([`crate::confine::TempFile`]), or, for an
 //!   output a task has just written, by a hard link to it ([`Store::put_output`]), so no entry
-//!   is ever visible half-written. A blob that is also a file of the work tree is damaged when
+//!   is ever visible half-written; an action result appended to the pack is found only through
+//!   an index line written after it, and read only whole and matching its checksum. A blob that is also a file of the work tree is damaged when
 //!   that file is written into in place: like any damaged blob it is found by the digest check
 //!   of every read (a miss, never a wrong output), and the engine recognizes the case (the
 //!   output and the blob are one file) to say so.
@@ -31,9 +35,9 @@
 //!   reported; the caller treats them as misses. An entry that parses is still untrusted: its
 //!   paths are checked before anything is restored (see [`crate::guard`]); the body is parsed
 //!   strictly (unknown fields are corruption) and bounded ([`MAX_ENTRY_BYTES`]).
-//! - Maintenance removes only what the store created (`cas/<sha256>`, `ac/<key>`, the shard
-//!   directories of earlier versions, its temporary files ([`crate::confine::is_temp_name`]),
-//!   then `cas/` and `ac/` when empty);
+//! - Maintenance removes only what the store created (`cas/<sha256>`, `ac/<key>`, the pack's
+//!   `ac/pack-<n>` and `ac/index`, the shard directories of earlier versions, its temporary
+//!   files ([`crate::confine::is_temp_name`]), then `cas/` and `ac/` when empty);
 //!   never the cache directory itself, nor anything else a user keeps there. `verify` also
 //!   removes what is at a store name but is not a regular file (a link is removed itself).
 //! - Concurrency: the cache may be shared by several workspaces (`XBUNDLE_CACHE_DIR`), whose
@@ -54,6 +58,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::acpack::{self, Pack, PackError};
 use crate::confine::{ConfineError, Dir, Kind, Place, is_temp_name};
 use crate::digest::{Digest, Hasher, hash_reader_expecting};
 use crate::fsutil::{Durability, FileLock, LockMode, durability};
@@ -237,15 +242,20 @@ impl Area {
     }
 }
 
+/// A file of an area published, by its name; `None`: an entry appended to the pack.
+type Published = (Area, Option<Digest>);
+
 /// The on-disk CAS and action cache.
 #[derive(Clone, Debug)]
 pub struct Store {
     place: Place,
     cas: Place,
     ac: Place,
+    /// The action cache's pack and index (see the `acpack` module).
+    pack: Arc<Pack>,
     /// What this store published since the last [`Store::sync_published`] (kept only with
     /// [`Durability::EndOfRun`]).
-    published: Arc<Mutex<Vec<(Area, Digest)>>>,
+    published: Arc<Mutex<Vec<Published>>>,
 }
 
 impl Store {
@@ -258,9 +268,11 @@ impl Store {
 
     /// The store at `place` (see [`Place`]: inside a workspace, no link below the root).
     pub fn at(place: Place) -> Store {
+        let ac = place.join(Area::Ac.name());
         Store {
             cas: place.join(Area::Cas.name()),
-            ac: place.join(Area::Ac.name()),
+            pack: Arc::new(Pack::new(ac.clone())),
+            ac,
             place,
             published: Arc::default(),
         }
@@ -436,7 +448,7 @@ impl Store {
             rustix::fs::fsync(cas.as_fd()).map_err(|e| io_err(cas.path())(e.into()))?;
         }
         write_back_early(&input);
-        self.note_published(Area::Cas, digest);
+        self.note_published(Area::Cas, Some(digest));
         Ok(StoredOutput {
             digest,
             size,
@@ -472,11 +484,11 @@ impl Store {
         write_back_early(temp.file());
         temp.publish_into(cas, &digest.to_hex())
             .map_err(StoreError::Place)?;
-        self.note_published(Area::Cas, *digest);
+        self.note_published(Area::Cas, Some(*digest));
         Ok(())
     }
 
-    fn note_published(&self, area: Area, name: Digest) {
+    fn note_published(&self, area: Area, name: Option<Digest>) {
         if durability() == Durability::EndOfRun {
             let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
             published.push((area, name));
@@ -502,6 +514,7 @@ impl Store {
             if let Some(dir) = self.place.open().map_err(io::Error::other)? {
                 crate::fsutil::sync_filesystem(dir.as_fd())?;
             }
+            self.pack.take_dirty();
             return Ok(published.len());
         }
         let mut flushed = 0;
@@ -509,9 +522,11 @@ impl Store {
             let names: Vec<String> = published
                 .iter()
                 .filter(|(of, _)| *of == area)
-                .map(|(_, name)| name.to_hex())
+                .filter_map(|(_, name)| name.map(|name| name.to_hex()))
                 .collect();
-            if names.is_empty() {
+            // Entries appended to the pack: its two files.
+            let packed = area == Area::Ac && published.iter().any(|(_, name)| name.is_none());
+            if names.is_empty() && !packed {
                 continue;
             }
             let Some(dir) = self.area(area).map_err(io::Error::other)? else {
@@ -531,6 +546,9 @@ impl Store {
                     file.sync_data()?;
                 }
                 flushed += files.len();
+            }
+            if packed {
+                flushed += self.pack.sync()?;
             }
             rustix::fs::fsync(&*dir).map_err(io::Error::from)?;
         }
@@ -832,8 +850,35 @@ impl Store {
     }
 
     /// Stores an action result under `key`. Call only after all its blobs are stored.
+    ///
+    /// It is appended to the pack (the `acpack` module); where the pack cannot be appended to (a
+    /// link or a file with another name at its place, an oversized index), it is written to a
+    /// file of its own, `ac/<key>`, as earlier versions did.
     pub fn put_action(&self, key: &Digest, result: &ActionResult) -> Result<(), StoreError> {
         let bytes = Store::encode_action(key, result);
+        if bytes.len() as u64 > MAX_ENTRY_BYTES {
+            return Err(StoreError::Io {
+                path: self.root().join("ac"),
+                source: io::Error::other(format!(
+                    "the entry of key {} has {} bytes, more than any entry the store reads",
+                    key.short(),
+                    bytes.len()
+                )),
+            });
+        }
+        match self.pack.append(key, &bytes) {
+            Ok(true) => {
+                self.note_published(Area::Ac, None);
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: self.root().join("ac"),
+                    source,
+                });
+            }
+        }
         let ac = self.area_created(Area::Ac)?;
         let path = self.action_path(key);
         ac.write_file(&key.to_hex(), 0o644, |out: &mut File| {
@@ -841,15 +886,48 @@ impl Store {
             write_back_early(out);
             Ok::<(), StoreError>(())
         })?;
-        self.note_published(Area::Ac, *key);
+        self.note_published(Area::Ac, Some(*key));
         Ok(())
     }
 
-    /// Looks up the action result for `key`. A corrupt entry is removed and reported.
+    /// Looks up the action result for `key`: in the pack, then in a file of its own (`ac/<key>`,
+    /// as earlier versions wrote them). A corrupt entry is removed (forgotten by the index) and
+    /// reported.
     pub fn get_action(&self, key: &Digest) -> Result<Option<ActionResult>, StoreError> {
         let Some(ac) = self.area(Area::Ac)? else {
             return Ok(None);
         };
+        // A file of its own first: one exists only where the pack could not be appended to (or
+        // from an earlier version), and the pack's entry for the key may then be one that could
+        // not be forgotten.
+        if let Some(result) = self.get_own_file(&ac, key)? {
+            return Ok(Some(result));
+        }
+        match self.pack.get(key) {
+            Ok(Some((bytes, slot))) => {
+                if is_other_format(&bytes) {
+                    return Ok(None);
+                }
+                match parse_action(&bytes, Some(key)) {
+                    Ok(result) => {
+                        self.pack.mark_used(key, &slot);
+                        Ok(Some(result))
+                    }
+                    Err(problem) => Err(self.packed_corrupt(key, slot.pack, problem)),
+                }
+            }
+            Ok(None) => Ok(None),
+            Err(PackError::Corrupt(pack, problem)) => Err(self.packed_corrupt(key, pack, problem)),
+            Err(PackError::Io(source)) => Err(StoreError::Io {
+                path: self.root().join("ac"),
+                source,
+            }),
+        }
+    }
+
+    /// The entry of `key` in a file of its own, `ac/<key>`; `Ok(None)` when there is none, or
+    /// it is of another version (a plain miss, replaced on the next store).
+    fn get_own_file(&self, ac: &Dir, key: &Digest) -> Result<Option<ActionResult>, StoreError> {
         let path = self.action_path(key);
         let name = key.to_hex();
         let corrupt = |problem: String| {
@@ -879,7 +957,6 @@ impl Store {
             .read_to_end(&mut bytes)
             .map_err(io_err(&path))?;
         if is_other_format(&bytes) {
-            // Written by another version of xbundle: a plain miss, replaced on the next store.
             return Ok(None);
         }
         match parse_action(&bytes, Some(key)) {
@@ -891,7 +968,24 @@ impl Store {
         }
     }
 
+    /// Forgets the action cache's index and the files it kept open (a new run: `gc` or `clean`
+    /// may have rewritten or removed them since the last one).
+    pub fn forget_handles(&self) {
+        self.pack.reset();
+    }
+
+    /// The error for the corrupt entry of `key` in pack `pack`, which the index forgets.
+    fn packed_corrupt(&self, key: &Digest, pack: u32, problem: String) -> StoreError {
+        self.pack.forget(key);
+        StoreError::Corrupt {
+            path: self.root().join("ac").join(acpack::pack_name(pack)),
+            problem: format!("the entry for key {}: {problem}", key.short()),
+        }
+    }
+
+    /// Forgets the entry of `key` (found unusable): in the pack and in a file of its own.
     pub fn remove_action(&self, key: &Digest) {
+        self.pack.forget(key);
         if let Ok(Some(ac)) = self.area(Area::Ac) {
             let _ = ac.remove_file(&key.to_hex());
         }
@@ -900,9 +994,25 @@ impl Store {
     /// Counts and sizes of what the store holds.
     pub fn stats(&self) -> io::Result<StoreStats> {
         let mut stats = StoreStats::default();
-        for listed in self.list(Area::Ac, false)?.files {
+        let ac = self.list(Area::Ac, false)?;
+        for listed in &ac.files {
             stats.actions += 1;
             stats.action_bytes += listed.size;
+        }
+        // The pack: its live entries, and the bytes of its files (superseded records included,
+        // until `gc` or `verify` rewrites it).
+        if let Some(dir) = &ac.dir {
+            for (_, size) in Pack::files(dir)?.0 {
+                stats.action_bytes += size;
+            }
+            // A key both in a file of its own and in the pack is one entry.
+            let own: HashSet<Digest> = ac.files.iter().filter_map(Listed::digest).collect();
+            stats.actions += self
+                .pack
+                .live()?
+                .iter()
+                .filter(|(key, _)| !own.contains(key))
+                .count() as u64;
         }
         for listed in self.list(Area::Cas, false)?.files {
             stats.blobs += 1;
@@ -923,7 +1033,14 @@ impl Store {
     ) -> io::Result<VerifyReport> {
         let mut report = VerifyReport::default();
         for area in [Area::Cas, Area::Ac] {
-            let listing = self.list(area, true)?;
+            let mut listing = self.list(area, true)?;
+            if area == Area::Ac
+                && let Some(dir) = &listing.dir
+            {
+                for (name, kind) in Pack::files(dir)?.1 {
+                    listing.odd.push((name, kind_what(kind)));
+                }
+            }
             for (relative, what) in &listing.odd {
                 remove_in(&listing.dir, relative)?;
                 report.problems.push(format!(
@@ -981,6 +1098,30 @@ impl Store {
                 ));
             }
         }
+        // The pack's entries, then the pack rewritten with only the usable ones.
+        if ac.dir.is_some() {
+            let mut kept = Vec::new();
+            for (key, slot) in self.pack.live()? {
+                report.actions_checked += 1;
+                let problem = match self.pack.read(&slot) {
+                    Ok(bytes) if is_other_format(&bytes) => None,
+                    Ok(bytes) => entry_problem(&bytes, Some(&key), check, cas.dir.as_deref()),
+                    Err(PackError::Corrupt(_, problem)) => Some(problem),
+                    Err(PackError::Io(err)) => Some(err.to_string()),
+                };
+                match problem {
+                    None => kept.push((key, slot)),
+                    Some(problem) => report.problems.push(format!(
+                        "action entry {key} in {} is unusable ({problem}); removed",
+                        self.root()
+                            .join("ac")
+                            .join(acpack::pack_name(slot.pack))
+                            .display()
+                    )),
+                }
+            }
+            self.pack.rewrite(&kept)?;
+        }
         Ok(report)
     }
 
@@ -999,6 +1140,10 @@ impl Store {
             for listed in &listing.files {
                 remove_in(&listing.dir, &listed.relative)?;
                 removed += 1;
+            }
+            if area == Area::Ac {
+                removed += remove_own_files(dir, &acpack::is_own_name)?;
+                self.pack.reset();
             }
             removed += remove_own_files(dir, &is_temp_name)?;
             for (name, kind) in dir.entries().map_err(io::Error::other)? {
@@ -1049,22 +1194,58 @@ impl Store {
     /// is named by no action result yet, and would otherwise be removed under it.
     pub fn gc(&self, max_bytes: u64) -> io::Result<GcReport> {
         let listing = self.list(Area::Ac, true)?;
-        let mut actions = listing.files;
+        /// An entry: a file of its own (by its place in the listing) or in the pack.
+        enum Held {
+            Own(usize),
+            Packed(Digest, acpack::Slot),
+        }
+        let mut actions: Vec<(SystemTime, Held)> = listing
+            .files
+            .iter()
+            .enumerate()
+            .map(|(at, listed)| (listed.modified, Held::Own(at)))
+            .collect();
+        let packed = if listing.dir.is_some() {
+            self.pack.live()?
+        } else {
+            Vec::new()
+        };
+        actions.extend(packed.iter().map(|(key, slot)| {
+            (
+                UNIX_EPOCH + Duration::from_secs(u64::from(slot.used)),
+                Held::Packed(*key, *slot),
+            )
+        }));
         // Newest first.
-        actions.sort_by_key(|entry| std::cmp::Reverse(entry.modified));
+        actions.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
         let mut kept_blobs: HashSet<Digest> = HashSet::new();
+        let mut kept_packed = Vec::new();
         let mut total = 0u64;
         let mut report = GcReport::default();
-        for listed in actions {
-            let result = listing
-                .dir
-                .as_ref()
-                .and_then(|dir| dir.read_file(&listed.relative, MAX_ENTRY_BYTES).ok())
-                .flatten()
-                .and_then(|bytes| parse_action(&bytes, listed.digest().as_ref()).ok());
+        for (_, held) in actions {
+            let (bytes, size) = match &held {
+                Held::Own(at) => {
+                    let listed = &listing.files[*at];
+                    let bytes = listing
+                        .dir
+                        .as_ref()
+                        .and_then(|dir| dir.read_file(&listed.relative, MAX_ENTRY_BYTES).ok())
+                        .flatten();
+                    (bytes, listed.size)
+                }
+                Held::Packed(_, slot) => (
+                    self.pack.read(slot).ok(),
+                    u64::from(slot.len) + 1 + acpack::LINE as u64,
+                ),
+            };
+            let key = match &held {
+                Held::Own(at) => listing.files[*at].digest(),
+                Held::Packed(key, _) => Some(*key),
+            };
+            let result = bytes.and_then(|bytes| parse_action(&bytes, key.as_ref()).ok());
             // An unreadable entry is removed; a readable one is kept while it fits.
             let with_size = result.map(|result| {
-                let new_bytes = listed.size
+                let new_bytes = size
                     + result
                         .blobs()
                         .filter(|(digest, _)| !kept_blobs.contains(digest))
@@ -1077,13 +1258,26 @@ impl Store {
                     total += new_bytes;
                     kept_blobs.extend(result.blobs().map(|(digest, _)| digest));
                     report.kept_actions += 1;
+                    if let Held::Packed(key, slot) = held {
+                        kept_packed.push((key, slot));
+                    }
                 }
                 _ => {
-                    remove_in(&listing.dir, &listed.relative)?;
+                    if let Held::Own(at) = held {
+                        remove_in(&listing.dir, &listing.files[at].relative)?;
+                        report.freed_bytes += size;
+                    }
                     report.removed_actions += 1;
-                    report.freed_bytes += listed.size;
                 }
             }
+        }
+        if let Some(dir) = &listing.dir {
+            // In the pack's order, which the rewrite keeps; what it frees is what its files
+            // shrink by (superseded records and lines too).
+            kept_packed.sort_by_key(|(_, slot): &(Digest, acpack::Slot)| (slot.pack, slot.offset));
+            let before: u64 = Pack::files(dir)?.0.iter().map(|(_, size)| size).sum();
+            let after = self.pack.rewrite(&kept_packed)?;
+            report.freed_bytes += before.saturating_sub(after);
         }
         let cas = self.list(Area::Cas, true)?;
         for listed in &cas.files {
@@ -1189,13 +1383,7 @@ fn list_into(
             continue;
         }
         if kind != Kind::File {
-            listing.odd.push((
-                relative,
-                match kind {
-                    Kind::Symlink => "a symbolic link",
-                    _ => "a FIFO, socket or device",
-                },
-            ));
+            listing.odd.push((relative, kind_what(kind)));
             continue;
         }
         match dir.lstat(&name).map_err(io::Error::other)? {
@@ -1209,6 +1397,15 @@ fn list_into(
         }
     }
     Ok(())
+}
+
+/// What a [`Kind`] other than a regular file is, in words.
+fn kind_what(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Symlink => "a symbolic link",
+        Kind::Dir => "a directory",
+        _ => "a FIFO, socket or device",
+    }
 }
 
 /// Removes `relative` from the listed area.
@@ -1573,7 +1770,7 @@ const STALE_TEMP: Duration = Duration::from_secs(3600);
 /// a `syncfs` that waits for every unwritten byte of the file system) then finds it written
 /// instead of writing everything at once. At 1000 tasks of 100 inputs, that flush went from
 /// 280-400 ms to about 20 ms, and the cold build from about 3.98 s to 3.7 s.
-fn write_back_early(file: &File) {
+pub(crate) fn write_back_early(file: &File) {
     if durability() == Durability::EndOfRun {
         start_writeback(file);
     }
@@ -1581,7 +1778,7 @@ fn write_back_early(file: &File) {
 
 /// Starts writing `file`'s dirty pages back without waiting for them (Linux; elsewhere the
 /// flush that follows does it all).
-fn start_writeback(file: &File) {
+pub(crate) fn start_writeback(file: &File) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -1875,39 +2072,379 @@ mod tests {
 
     #[test]
     fn action_round_trip_and_tamper_detection() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("cache"));
-        let result = result_with(&store, dir.path(), b"hello");
-        let key = Digest::of_bytes(b"key");
-        store.put_action(&key, &result).unwrap();
+        let (_dir, cache, store, result, key) = stored(b"hello");
         assert_eq!(store.get_action(&key).unwrap(), Some(result.clone()));
+        // Appended to the pack, not written to a file of its own.
+        assert!(!store.action_path(&key).exists());
+        let (pack, slot) = packed(&store, &key);
 
         // An entry of another format version is a silent miss.
         let old = Digest::of_bytes(b"old format");
-        fs::create_dir_all(store.action_path(&old).parent().unwrap()).unwrap();
         fs::write(store.action_path(&old), "xbundle-ac-v1 abc\n{}").unwrap();
         assert_eq!(store.get_action(&old).unwrap(), None);
 
-        // A valid entry copied under another key is not that key's result.
+        // A valid entry under another key is not that key's result: a line naming another
+        // key's record (forgotten: then a plain miss, for this store and a fresh one)...
         let other = Digest::of_bytes(b"other key");
-        fs::create_dir_all(store.action_path(&other).parent().unwrap()).unwrap();
-        fs::copy(store.action_path(&key), store.action_path(&other)).unwrap();
+        append_line(&store, &other, slot);
         assert!(matches!(
             store.get_action(&other),
             Err(StoreError::Corrupt { .. })
         ));
-
-        // Flip one byte of the body: corrupt, removed, then a plain miss.
-        let path = store.action_path(&key);
-        let mut bytes = fs::read(&path).unwrap();
-        let last = bytes.len() - 3;
-        bytes[last] ^= 1;
-        fs::write(&path, bytes).unwrap();
+        assert_eq!(store.get_action(&other).unwrap(), None);
+        assert_eq!(Store::open(&cache).get_action(&other).unwrap(), None);
+        // ... or a file of its own copied under another name (removed).
+        fs::write(
+            store.action_path(&other),
+            Store::encode_action(&key, &result),
+        )
+        .unwrap();
         assert!(matches!(
-            store.get_action(&key),
+            store.get_action(&other),
             Err(StoreError::Corrupt { .. })
         ));
+        assert!(!store.action_path(&other).exists());
+
+        // Flip one byte of the record: corrupt, forgotten, then a plain miss.
+        let mut bytes = fs::read(&pack).unwrap();
+        bytes[slot.offset as usize + slot.len as usize - 3] ^= 1;
+        fs::write(&pack, bytes).unwrap();
+        let fresh = Store::open(&cache);
+        assert!(matches!(
+            fresh.get_action(&key),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert_eq!(fresh.get_action(&key).unwrap(), None);
+        assert_eq!(Store::open(&cache).get_action(&key).unwrap(), None);
+
+        // Stored again, then the pack cut short: the record is not there whole.
+        store.put_action(&key, &result).unwrap();
+        let (_, slot) = packed(&store, &key);
+        File::options()
+            .write(true)
+            .open(&pack)
+            .unwrap()
+            .set_len(slot.offset + u64::from(slot.len) - 1)
+            .unwrap();
+        let error = Store::open(&cache)
+            .get_action(&key)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("the pack ends before"), "{error}");
+    }
+
+    /// A store in a temporary directory holding one entry, under the key `key`, whose output
+    /// holds `content`.
+    fn stored(content: &[u8]) -> (tempfile::TempDir, PathBuf, Store, ActionResult, Digest) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let store = Store::open(&cache);
+        let result = result_with(&store, dir.path(), content);
+        let key = Digest::of_bytes(b"key");
+        store.put_action(&key, &result).unwrap();
+        (dir, cache, store, result, key)
+    }
+
+    /// Where the index of `store` last put `key`: the pack's path and the slot.
+    fn packed(store: &Store, key: &Digest) -> (PathBuf, acpack::Slot) {
+        let index = fs::read(store.root().join("ac").join(acpack::INDEX)).unwrap();
+        let slot = index
+            .split(|&b| b == b'\n')
+            .filter_map(acpack::parse_line)
+            .filter(|(found, _)| found == key)
+            .map(|(_, slot)| slot)
+            .next_back()
+            .expect("an index line for the key");
+        let pack = store.root().join("ac").join(acpack::pack_name(slot.pack));
+        (pack, slot)
+    }
+
+    /// Appends an index line as another process would.
+    fn append_line(store: &Store, key: &Digest, slot: acpack::Slot) {
+        let mut index = File::options()
+            .append(true)
+            .open(store.root().join("ac").join(acpack::INDEX))
+            .unwrap();
+        index
+            .write_all(acpack::line(key, &slot).as_bytes())
+            .unwrap();
+    }
+
+    #[test]
+    fn stores_sharing_a_cache_see_each_others_entries_and_torn_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let (one, two) = (Store::open(&cache), Store::open(&cache));
+        let result = result_with(&one, dir.path(), b"hello");
+        let keys: Vec<Digest> = (0..40u8).map(|n| Digest::of_bytes(&[n])).collect();
+        // Both have read the (missing) index before the other stores anything.
+        assert_eq!(one.get_action(&keys[0]).unwrap(), None);
+        assert_eq!(two.get_action(&keys[1]).unwrap(), None);
+        // Appending at once, from threads of both: every entry whole, seen by both.
+        std::thread::scope(|scope| {
+            for (at, key) in keys.iter().enumerate() {
+                let store = if at % 2 == 0 { &one } else { &two };
+                let result = &result;
+                scope.spawn(move || store.put_action(key, result).unwrap());
+            }
+        });
+        for key in &keys {
+            assert_eq!(one.get_action(key).unwrap().as_ref(), Some(&result));
+            assert_eq!(two.get_action(key).unwrap().as_ref(), Some(&result));
+        }
+        // A line torn by a kill (no newline), then garbage: the lines after them still count.
+        let index = cache.join("ac").join(acpack::INDEX);
+        let mut file = File::options().append(true).open(&index).unwrap();
+        file.write_all(&acpack::line(&keys[0], &packed(&one, &keys[0]).1).as_bytes()[..50])
+            .unwrap();
+        let late = Digest::of_bytes(b"late");
+        one.put_action(&late, &result).unwrap();
+        file.write_all(b"garbage\n\n").unwrap();
+        let later = Digest::of_bytes(b"later");
+        two.put_action(&later, &result).unwrap();
+        let fresh = Store::open(&cache);
+        for key in keys.iter().chain([&late, &later]) {
+            assert_eq!(fresh.get_action(key).unwrap().as_ref(), Some(&result));
+        }
+        assert_eq!(one.get_action(&later).unwrap().as_ref(), Some(&result));
+        assert_eq!(fresh.stats().unwrap().actions, 42);
+        // Everything in one pack; no file per entry.
+        let names: Vec<String> = fs::read_dir(cache.join("ac"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.contains(&"pack-0".to_string()), "{names:?}");
+    }
+
+    #[test]
+    fn a_link_or_another_name_at_the_pack_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let outside = dir.path().join("victim");
+        fs::write(&outside, b"mine\n").unwrap();
+        fs::create_dir_all(cache.join("ac")).unwrap();
+        // A link at the index: entries go to files of their own; verify removes the link.
+        std::os::unix::fs::symlink(&outside, cache.join("ac/index")).unwrap();
+        let store = Store::open(&cache);
+        let result = result_with(&store, dir.path(), b"hello");
+        let key = Digest::of_bytes(b"key");
+        store.put_action(&key, &result).unwrap();
+        assert!(store.action_path(&key).is_file());
+        assert_eq!(store.get_action(&key).unwrap(), Some(result.clone()));
+        assert_eq!(fs::read(&outside).unwrap(), b"mine\n");
+        let report = store.verify(&|_| Ok(())).unwrap();
+        assert_eq!(report.problems.len(), 1, "{report:?}");
+        assert!(report.problems[0].contains("symbolic link"), "{report:?}");
+        assert!(fs::symlink_metadata(cache.join("ac/index")).is_err());
+        assert_eq!(fs::read(&outside).unwrap(), b"mine\n");
+        // A hard link at the pack (another name of someone else's file): never appended to.
+        fs::hard_link(&outside, cache.join("ac/pack-0")).unwrap();
+        let store = Store::open(&cache);
+        let second = Digest::of_bytes(b"second");
+        store.put_action(&second, &result).unwrap();
+        assert!(store.action_path(&second).is_file());
+        assert_eq!(fs::read(&outside).unwrap(), b"mine\n");
+        assert_eq!(store.get_action(&second).unwrap(), Some(result));
+    }
+
+    #[test]
+    fn maintenance_never_removes_what_it_could_not_read_and_skips_what_is_not_the_packs() {
+        let (_dir, cache, _, result, key) = stored(b"hello");
+        // An index too large to read (sparse): builds do not use it, gc and verify refuse.
+        let index = cache.join("ac/index");
+        let lines = fs::read(&index).unwrap();
+        File::options()
+            .write(true)
+            .open(&index)
+            .unwrap()
+            .set_len(200 << 20)
+            .unwrap();
+        let fresh = Store::open(&cache);
+        assert_eq!(fresh.get_action(&key).unwrap(), None);
+        let other = Digest::of_bytes(b"other");
+        fresh.put_action(&other, &result).unwrap();
+        assert!(fresh.action_path(&other).is_file(), "a file of its own");
+        for error in [
+            fresh.gc(0).unwrap_err().to_string(),
+            fresh.verify(&|_| Ok(())).unwrap_err().to_string(),
+        ] {
+            assert!(error.contains("cache clean"), "{error}");
+        }
+        assert!(cache.join("ac/pack-0").is_file());
+        assert!(fresh.has_blob(&result.outputs[0].digest, 5));
+        assert_eq!(fs::metadata(&index).unwrap().len(), 200 << 20);
+
+        // A directory at the name the rewrite would take next is skipped; one at the index's
+        // name leaves the pack unused (entries go to files of their own) and is left alone.
+        fs::write(&index, &lines).unwrap();
+        fs::remove_file(fresh.action_path(&other)).unwrap();
+        let store = Store::open(&cache);
+        store.put_action(&key, &result).unwrap();
+        fs::create_dir(cache.join("ac/pack-1")).unwrap();
+        store.gc(1 << 30).unwrap();
+        assert!(cache.join("ac/pack-2").is_file());
+        assert!(cache.join("ac/pack-1").is_dir());
+        assert!(!cache.join("ac/pack-0").exists());
+        assert_eq!(
+            Store::open(&cache).get_action(&key).unwrap(),
+            Some(result.clone())
+        );
+        fs::remove_file(&index).unwrap();
+        fs::create_dir(&index).unwrap();
+        let store = Store::open(&cache);
         assert_eq!(store.get_action(&key).unwrap(), None);
+        store.put_action(&other, &result).unwrap();
+        assert!(store.action_path(&other).is_file());
+        assert_eq!(store.gc(1 << 30).unwrap().kept_actions, 1);
+        assert!(index.is_dir() && cache.join("ac/pack-1").is_dir());
+        assert!(
+            !cache.join("ac/pack-2").exists(),
+            "named by no index: removed"
+        );
+    }
+
+    #[test]
+    fn an_entry_the_pack_cannot_forget_gives_way_to_the_one_stored_beside_it() {
+        let (dir, cache, _, _, key) = stored(b"first");
+        // The index gets another name (a `cp -al` snapshot): never appended to again.
+        fs::hard_link(cache.join("ac/index"), dir.path().join("snapshot")).unwrap();
+        let store = Store::open(&cache);
+        store.remove_action(&key);
+        let second = result_with(&store, dir.path(), b"second");
+        store.put_action(&key, &second).unwrap();
+        assert!(store.action_path(&key).is_file());
+        assert_eq!(Store::open(&cache).get_action(&key).unwrap(), Some(second));
+        assert_eq!(
+            fs::read(dir.path().join("snapshot")).unwrap(),
+            fs::read(cache.join("ac/index")).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_new_run_sees_the_pack_a_gc_elsewhere_rewrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let (builds, maintains) = (Store::open(&cache), Store::open(&cache));
+        let result = result_with(&builds, dir.path(), b"hello");
+        let keys: Vec<Digest> = (0..3u8).map(|n| Digest::of_bytes(&[n])).collect();
+        builds.put_action(&keys[0], &result).unwrap();
+        maintains.put_action(&keys[1], &result).unwrap();
+        maintains.remove_action(&keys[0]);
+        maintains.gc(1 << 30).unwrap();
+        assert!(cache.join("ac/pack-1").is_file() && !cache.join("ac/pack-0").exists());
+        // The next run of the same engine forgets what it had open.
+        builds.forget_handles();
+        builds.put_action(&keys[2], &result).unwrap();
+        let fresh = Store::open(&cache);
+        assert_eq!(fresh.get_action(&keys[1]).unwrap().as_ref(), Some(&result));
+        assert_eq!(fresh.get_action(&keys[2]).unwrap().as_ref(), Some(&result));
+        assert_eq!(packed(&fresh, &keys[2]).1.pack, 1);
+    }
+
+    #[test]
+    fn index_lines_out_of_bounds_are_corrupt_and_a_forget_line_forgets_only_its_place() {
+        let (_dir, cache, store, result, key) = stored(b"hello");
+        let (_, slot) = packed(&store, &key);
+        // A forget line for another place (an older record of the key): the entry stays.
+        append_line(
+            &store,
+            &key,
+            acpack::Slot {
+                offset: slot.offset + 1,
+                len: 0,
+                ..slot
+            },
+        );
+        assert_eq!(
+            Store::open(&cache).get_action(&key).unwrap(),
+            Some(result.clone())
+        );
+        let lying = [
+            (u64::MAX - 10, 100),
+            (1 << 62, 100),
+            (0, 0x0fff_0000),
+            (0, 0x2000_0000),
+        ];
+        for (n, (offset, len)) in lying.into_iter().enumerate() {
+            let key = Digest::of_bytes(&[n as u8, 7]);
+            append_line(
+                &store,
+                &key,
+                acpack::Slot {
+                    offset,
+                    len,
+                    ..slot
+                },
+            );
+            let error = Store::open(&cache).get_action(&key);
+            assert!(
+                matches!(error, Err(StoreError::Corrupt { .. })),
+                "{offset} {len}: {error:?}"
+            );
+        }
+        // Its forget line names that place: the entry stays forgotten.
+        store.remove_action(&key);
+        assert_eq!(Store::open(&cache).get_action(&key).unwrap(), None);
+    }
+
+    #[test]
+    fn gc_and_verify_rewrite_the_pack_with_what_they_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let store = Store::open(&cache);
+        let result = result_with(&store, dir.path(), b"hello");
+        let keys: Vec<Digest> = (0..3u8).map(|n| Digest::of_bytes(&[n])).collect();
+        for key in &keys {
+            store.put_action(key, &result).unwrap();
+        }
+        // Stored twice, and one forgotten: superseded bytes and lines.
+        store.put_action(&keys[0], &result).unwrap();
+        store.remove_action(&keys[1]);
+        let before = fs::metadata(cache.join("ac/pack-0")).unwrap().len();
+        let report = store.gc(1 << 30).unwrap();
+        assert_eq!((report.kept_actions, report.removed_actions), (2, 0));
+        let names: Vec<String> = fs::read_dir(cache.join("ac"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.contains(&"pack-1".to_string()), "{names:?}");
+        assert_eq!(
+            fs::metadata(cache.join("ac/pack-1")).unwrap().len() * 2,
+            before,
+            "two of four records kept"
+        );
+        let index = fs::read(cache.join("ac/index")).unwrap();
+        assert_eq!(index.len(), 2 * acpack::LINE);
+        for store in [&store, &Store::open(&cache)] {
+            assert_eq!(store.get_action(&keys[0]).unwrap().as_ref(), Some(&result));
+            assert_eq!(store.get_action(&keys[1]).unwrap(), None);
+            assert_eq!(store.get_action(&keys[2]).unwrap().as_ref(), Some(&result));
+        }
+        // Appends after the rewrite go to the new pack.
+        store.put_action(&keys[1], &result).unwrap();
+        assert_eq!(packed(&store, &keys[1]).1.pack, 1);
+        assert_eq!(
+            Store::open(&cache).get_action(&keys[1]).unwrap(),
+            Some(result.clone())
+        );
+        // A record damaged in place: verify reports it and drops it.
+        let (pack, slot) = packed(&store, &keys[2]);
+        let mut bytes = fs::read(&pack).unwrap();
+        bytes[slot.offset as usize + 20] ^= 1;
+        fs::write(&pack, bytes).unwrap();
+        let report = store.verify(&|_| Ok(())).unwrap();
+        assert_eq!(report.actions_checked, 3, "{report:?}");
+        assert_eq!(report.problems.len(), 1, "{report:?}");
+        assert!(report.problems[0].contains(&keys[2].short()), "{report:?}");
+        let fresh = Store::open(&cache);
+        assert_eq!(fresh.get_action(&keys[2]).unwrap(), None);
+        assert_eq!(fresh.stats().unwrap().actions, 2);
+        // Everything evicted: no pack, no index.
+        assert_eq!(store.gc(0).unwrap().removed_actions, 2);
+        assert_eq!(fs::read_dir(cache.join("ac")).unwrap().count(), 0);
+        assert_eq!(Store::open(&cache).get_action(&keys[0]).unwrap(), None);
     }
 
     #[test]
@@ -2027,12 +2564,19 @@ mod tests {
         fs::create_dir_all(store.action_path(&key).parent().unwrap()).unwrap();
         fs::write(store.action_path(&key), entry).unwrap();
         assert_eq!(store.get_action(&key).unwrap(), Some(result.clone()));
-        // This version writes v3, with the discovered inputs when there are some.
+        // This version writes v3 to the pack, with the discovered inputs when there are some
+        // (read once no file of its own is left).
         let mut with = result;
         with.discovered = Some(crate::discovered::DiscoveredRecord::default());
         store.put_action(&key, &with).unwrap();
-        let bytes = fs::read_to_string(store.action_path(&key)).unwrap();
-        assert!(bytes.starts_with("xbundle-ac-v3 "), "{bytes}");
+        let (pack, slot) = packed(&store, &key);
+        let bytes = fs::read(pack).unwrap();
+        assert!(
+            bytes[slot.offset as usize..].starts_with(b"xbundle-ac-v3 "),
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        fs::remove_file(store.action_path(&key)).unwrap();
         assert_eq!(store.get_action(&key).unwrap(), Some(with));
     }
 
@@ -2183,14 +2727,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("cache"));
         let old = result_with(&store, dir.path(), &[b'a'; 1000]);
-        store.put_action(&Digest::of_bytes(b"old"), &old).unwrap();
-        let old_time = SystemTime::now() - Duration::from_secs(100);
-        File::options()
-            .write(true)
-            .open(store.action_path(&Digest::of_bytes(b"old")))
-            .unwrap()
-            .set_modified(old_time)
-            .unwrap();
+        let old_key = Digest::of_bytes(b"old");
+        store.put_action(&old_key, &old).unwrap();
+        // Last used 100 s ago.
+        let (_, slot) = packed(&store, &old_key);
+        append_line(
+            &store,
+            &old_key,
+            acpack::Slot {
+                used: slot.used - 100,
+                ..slot
+            },
+        );
         let new = result_with(&store, dir.path(), &[b'b'; 1000]);
         store.put_action(&Digest::of_bytes(b"new"), &new).unwrap();
         let report = store.gc(1600).unwrap();
@@ -2228,6 +2776,8 @@ mod tests {
             entry_checksum(&key, body.as_bytes())
         );
         bytes.push_str(&body);
+        // In a file of its own (the pack's records are the same bytes).
+        store.remove_action(&key);
         fs::write(store.action_path(&key), bytes).unwrap();
         assert!(matches!(
             store.get_action(&key),
@@ -2239,6 +2789,7 @@ mod tests {
         assert_eq!(report.problems.len(), 1, "{report:?}");
         assert!(report.problems[0].contains("(refused)"), "{report:?}");
         assert!(!store.action_path(&key).exists());
+        assert_eq!(Store::open(store.root()).get_action(&key).unwrap(), None);
     }
 
     #[test]

@@ -145,7 +145,7 @@ fn real_entry(label: &str) -> Entry {
     };
     let key = Digest::of_bytes(&unique(&format!("{label} key"), 32));
     store.put_action(&key, &result).unwrap();
-    let bytes = std::fs::read(store.action_path(&key)).unwrap();
+    let bytes = Store::encode_action(&key, &result);
     assert_eq!(store.get_action(&key).unwrap(), Some(result.clone()));
     Entry {
         key,

@@ -217,10 +217,58 @@ impl Repo {
         found.into_iter().next().expect("one")
     }
 
-    /// The action-cache entry of a key (hex), as laid out by the store.
-    pub fn action_entry(&self, key: &str) -> PathBuf {
-        self.join(".xbundle/cache/ac").join(key)
+    /// Where the action cache's pack holds the entry of a key (hex): see [`packed_entry`].
+    pub fn packed_entry(&self, key: &str) -> Option<PackedEntry> {
+        packed_entry(&self.join(".xbundle/cache"), key)
     }
+}
+
+/// An entry in the action cache's pack, where its index's last line for the key puts it.
+#[derive(Clone, Debug)]
+pub struct PackedEntry {
+    pub pack: PathBuf,
+    pub number: u32,
+    pub offset: u64,
+    pub len: usize,
+}
+
+impl PackedEntry {
+    /// The entry's bytes: its header line, then its JSON body.
+    pub fn text(&self) -> String {
+        let bytes = fs::read(&self.pack).expect("read the pack");
+        let start = self.offset as usize;
+        String::from_utf8(bytes[start..start + self.len].to_vec()).expect("UTF-8 entry")
+    }
+}
+
+/// The entry of `key` (hex) in the action cache at `cache`, as its index (`ac/index`: lines of
+/// `<key> <pack> <offset> <length> <used>`, 64, 8, 16, 8 and 8 hex digits) last names it;
+/// `None` when no line names it, or the last one forgets it (length 0).
+pub fn packed_entry(cache: &Path, key: &str) -> Option<PackedEntry> {
+    let index = fs::read_to_string(cache.join("ac/index")).ok()?;
+    let line = index
+        .lines()
+        .rfind(|line| line.len() == 108 && line.starts_with(key))?;
+    let hex = |range: std::ops::Range<usize>| u64::from_str_radix(&line[range], 16).unwrap();
+    let (number, offset, len) = (hex(65..73) as u32, hex(74..90), hex(91..99) as usize);
+    (len > 0).then(|| PackedEntry {
+        pack: cache.join(format!("ac/pack-{number}")),
+        number,
+        offset,
+        len,
+    })
+}
+
+/// Appends a line for `key` (hex) to the index of the action cache at `cache`, as another build
+/// sharing it would: the entry at `offset` and `len` in pack `number` (`len` 0: the entry at
+/// that place forgotten).
+pub fn append_index_line(cache: &Path, key: &str, number: u32, offset: u64, len: usize) {
+    use std::io::Write;
+    let mut index = fs::OpenOptions::new()
+        .append(true)
+        .open(cache.join("ac/index"))
+        .expect("open the index");
+    writeln!(index, "{key} {number:08x} {offset:016x} {len:08x} 00000000").expect("append");
 }
 
 /// Copies every file and directory below `from` to `to`, skipping `.xbundle`.
@@ -728,6 +776,7 @@ pub fn forge_entry(cache: &Path, key: &str, task: &str, outputs: &[ForgedOutput<
     let checksum = sha256_hex(format!("{key}\n{body}").as_bytes());
     let entry = cache.join("ac").join(key);
     fs::create_dir_all(entry.parent().expect("ac/")).expect("create ac/");
+    // A file of its own: read before the pack's entry for the key, if there is one.
     fs::write(entry, format!("xbundle-ac-v2 {key} {checksum}\n{body}")).expect("write entry");
 }
 
