@@ -334,6 +334,10 @@ struct Overlay {
 /// not kept: hashed again when looked up).
 const CHUNK: usize = 256 << 10;
 
+/// From how many records [`Overlay::sorted`] sorts on two threads (a thread costs about as much
+/// as sorting a few thousand paths).
+const SORT_IN_TWO_MIN: usize = 8192;
+
 /// An overlay record's flag (never in a file): the ctime equals the mtime and is not stored,
 /// as for a file last changed by a write (both set by it; a link or a rename since moves only
 /// the ctime).
@@ -456,14 +460,24 @@ impl Overlay {
     }
 
     fn insert(&mut self, path: &[u8], entry: &Entry) {
+        let path_hash = hash(path);
+        let old = self.find_hashed(path_hash, path);
+        self.put(path_hash, path, entry, old);
+    }
+
+    /// [`Overlay::find`] with the path's hash already computed.
+    fn find_hashed(&self, path_hash: u64, path: &[u8]) -> Option<u32> {
+        self.table
+            .find(path_hash, |&at| self.path(at) == path)
+            .copied()
+    }
+
+    /// Records `entry` for `path` (whose hash is `path_hash`), replacing the record at `old`,
+    /// its current one ([`Overlay::find_hashed`]).
+    fn put(&mut self, path_hash: u64, path: &[u8], entry: &Entry, old: Option<u32>) {
         if path.len() > u16::MAX as usize {
             return;
         }
-        let path_hash = hash(path);
-        let old = self
-            .table
-            .find(path_hash, |&at| self.path(at) == path)
-            .copied();
         if let Some(at) = old {
             let (chunk, offset) = located(at);
             let mut record = Vec::with_capacity(COMPACT_MAX + path.len());
@@ -508,11 +522,37 @@ impl Overlay {
         }
     }
 
-    /// The positions of the records in path order.
+    /// The positions of the records in path order. Many records (a cold build's, at the end of
+    /// the run, when the other cores have nothing left to do) are sorted in two halves on two
+    /// threads, then merged.
     fn sorted(&self) -> Vec<u32> {
+        let by_path = |a: &u32, b: &u32| self.path(*a).cmp(self.path(*b));
         let mut positions: Vec<u32> = self.table.iter().copied().collect();
-        positions.sort_unstable_by(|&a, &b| self.path(a).cmp(self.path(b)));
-        positions
+        if positions.len() < SORT_IN_TWO_MIN {
+            positions.sort_unstable_by(by_path);
+            return positions;
+        }
+        let mid = positions.len() / 2;
+        let (left, right) = positions.split_at_mut(mid);
+        std::thread::scope(|scope| {
+            scope.spawn(|| left.sort_unstable_by(by_path));
+            right.sort_unstable_by(by_path);
+        });
+        let (left, right) = positions.split_at(mid);
+        let mut merged = Vec::with_capacity(positions.len());
+        let (mut i, mut j) = (0, 0);
+        while i < left.len() && j < right.len() {
+            if by_path(&left[i], &right[j]).is_le() {
+                merged.push(left[i]);
+                i += 1;
+            } else {
+                merged.push(right[j]);
+                j += 1;
+            }
+        }
+        merged.extend_from_slice(&left[i..]);
+        merged.extend_from_slice(&right[j..]);
+        merged
     }
 }
 
@@ -855,12 +895,31 @@ impl StatCache {
             digest: *digest.as_bytes(),
             trusted: read_after.is_some_and(|clock| older_than(stat.mtime_ns, clock.0)),
         };
-        let unchanged = self.lookup(relative).is_some_and(|old| {
+        let same = |old: Entry| {
             old.stat == entry.stat && old.digest == entry.digest && old.trusted == entry.trusted
-        });
+        };
+        let path = relative.as_bytes();
+        let loaded = || {
+            if self.delta.is_empty() {
+                self.base.lookup(relative)
+            } else {
+                self.delta.get(path).or_else(|| self.base.lookup(relative))
+            }
+        };
+        // Nothing recorded yet (a no-op re-recording what it loaded): no lock taken.
+        if !self.dirty.load(Ordering::Acquire) && loaded().is_some_and(same) {
+            return;
+        }
+        // Else one hash of the path and one probe of the table, under the write lock.
+        let path_hash = hash(path);
+        let mut overlay = self.overlay.write().unwrap_or_else(|e| e.into_inner());
+        let old = overlay.find_hashed(path_hash, path);
+        let unchanged = match old {
+            Some(at) => same(overlay.entry(at)),
+            None => loaded().is_some_and(same),
+        };
         if !unchanged {
-            let mut overlay = self.overlay.write().unwrap_or_else(|e| e.into_inner());
-            overlay.insert(relative.as_bytes(), &entry);
+            overlay.put(path_hash, path, &entry, old);
             self.dirty.store(true, Ordering::Release);
         }
     }
@@ -1584,9 +1643,10 @@ mod tests {
             trusted: n.is_multiple_of(3),
         };
         let mut overlay = Overlay::default();
-        // About 1 MiB of records (four chunks and more), and paths of the largest length kept
-        // (which fill a chunk's tail or open a new one) and one longer (not kept).
-        let paths: Vec<Vec<u8>> = (0..6000u64)
+        // About 1.5 MiB of records (six chunks and more, and enough to be sorted on two
+        // threads), and paths of the largest length kept (which fill a chunk's tail or open a
+        // new one) and one longer (not kept).
+        let paths: Vec<Vec<u8>> = (0..9000u64)
             .map(|n| format!("dir-{:03}/{}-{n:05}.txt", n % 97, "p".repeat(90)).into_bytes())
             .chain((0..3u8).map(|n| vec![b'a' + n; u16::MAX as usize]))
             .collect();
@@ -1600,7 +1660,7 @@ mod tests {
         let before: usize = overlay.chunks.iter().map(Vec::len).sum();
         let mut rerecorded = 0;
         for (n, path) in paths.iter().enumerate().step_by(2) {
-            let entry = entry(n as u64 + 10_000);
+            let entry = entry(n as u64 + 1_000);
             let mut record = Vec::new();
             encode_compact(&mut record, path, &entry);
             rerecorded += record.len();
@@ -1612,7 +1672,7 @@ mod tests {
         assert!(overlay.chunks.len() >= 4, "{} chunks", overlay.chunks.len());
         assert!(overlay.chunks.iter().all(|chunk| chunk.len() <= CHUNK));
         for (n, path) in paths.iter().enumerate() {
-            let expected = entry(n as u64 + if n % 2 == 0 { 10_000 } else { 0 });
+            let expected = entry(n as u64 + if n % 2 == 0 { 1_000 } else { 0 });
             let found = overlay.get(path).expect("recorded");
             assert_eq!(
                 (found.stat, found.digest, found.trusted),
@@ -1623,6 +1683,7 @@ mod tests {
         assert!(overlay.get(&vec![b'z'; u16::MAX as usize + 1]).is_none());
         let mut expected = paths.clone();
         expected.sort();
+        assert!(expected.len() >= SORT_IN_TWO_MIN);
         let sorted: Vec<&[u8]> = overlay
             .sorted()
             .into_iter()
