@@ -127,11 +127,15 @@ pub(crate) fn line(key: &Digest, slot: &Slot) -> String {
     )
 }
 
+fn is_lower_hex(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The number a field of at most 16 lowercase hex digits gives.
 fn hex_field(bytes: &[u8]) -> Option<u64> {
-    if !bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if !is_lower_hex(bytes) {
         return None;
     }
-    // At most 16 digits, all hex: it parses.
     u64::from_str_radix(std::str::from_utf8(bytes).ok()?, 16).ok()
 }
 
@@ -146,12 +150,12 @@ pub(crate) fn parse_line(piece: &[u8]) -> Option<(Digest, Slot)> {
     if [64, 73, 90, 99].iter().any(|&at| bytes[at] != b' ') {
         return None;
     }
+    if !is_lower_hex(&bytes[..64]) {
+        return None;
+    }
     let key = std::str::from_utf8(&bytes[..64])
         .ok()
         .and_then(Digest::from_hex)?;
-    if key.to_hex().as_bytes() != &bytes[..64] {
-        return None;
-    }
     let slot = Slot {
         pack: u32::try_from(hex_field(&bytes[65..73])?).ok()?,
         offset: hex_field(&bytes[74..90])?,
