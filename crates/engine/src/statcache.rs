@@ -327,6 +327,8 @@ struct Overlay {
     table: hashbrown::HashTable<u32>,
     /// The bytes its records take in the file's encoding.
     file_bytes: usize,
+    /// How many of its records are untrusted (none: [`StatCache::settle`] has nothing to do).
+    untrusted: usize,
 }
 
 /// The size of an [`Overlay`]'s buffers; a record (at most 64 KiB and [`COMPACT_MAX`] bytes)
@@ -478,13 +480,17 @@ impl Overlay {
         if path.len() > u16::MAX as usize {
             return;
         }
+        let untrusted = usize::from(!entry.trusted);
         if let Some(at) = old {
             let (chunk, offset) = located(at);
             let mut record = Vec::with_capacity(COMPACT_MAX + path.len());
             encode_compact(&mut record, path, entry);
-            let (_, old_len) = decode_compact(&self.chunks[chunk], offset);
+            let (old_entry, old_len) = decode_compact(&self.chunks[chunk], offset);
+            // The old record goes, whatever happens next.
+            self.untrusted -= usize::from(!old_entry.trusted);
             if record.len() == old_len {
                 self.chunks[chunk][offset..offset + old_len].copy_from_slice(&record);
+                self.untrusted += untrusted;
                 return;
             }
         }
@@ -507,6 +513,7 @@ impl Overlay {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         encode_compact(&mut self.chunks[chunk], path, entry);
+        self.untrusted += untrusted;
         let Overlay { chunks, table, .. } = self;
         match old {
             // Recorded again at a new place: the table points there.
@@ -522,36 +529,37 @@ impl Overlay {
         }
     }
 
-    /// The positions of the records in path order. Many records (a cold build's, at the end of
-    /// the run, when the other cores have nothing left to do) are sorted in two halves on two
-    /// threads, then merged.
+    /// The positions of the records in path order. Sorted by their paths taken out once (not
+    /// found in the chunks at every comparison); many records (a cold build's, at the end of
+    /// the run, when the other cores have nothing left to do) in two halves on two threads,
+    /// then merged.
     fn sorted(&self) -> Vec<u32> {
-        let by_path = |a: &u32, b: &u32| self.path(*a).cmp(self.path(*b));
-        let mut positions: Vec<u32> = self.table.iter().copied().collect();
-        if positions.len() < SORT_IN_TWO_MIN {
-            positions.sort_unstable_by(by_path);
-            return positions;
+        let mut keyed: Vec<(&[u8], u32)> =
+            self.table.iter().map(|&at| (self.path(at), at)).collect();
+        if keyed.len() < SORT_IN_TWO_MIN {
+            keyed.sort_unstable();
+            return keyed.into_iter().map(|(_, at)| at).collect();
         }
-        let mid = positions.len() / 2;
-        let (left, right) = positions.split_at_mut(mid);
+        let mid = keyed.len() / 2;
+        let (left, right) = keyed.split_at_mut(mid);
         std::thread::scope(|scope| {
-            scope.spawn(|| left.sort_unstable_by(by_path));
-            right.sort_unstable_by(by_path);
+            scope.spawn(|| left.sort_unstable());
+            right.sort_unstable();
         });
-        let (left, right) = positions.split_at(mid);
-        let mut merged = Vec::with_capacity(positions.len());
+        let (left, right) = keyed.split_at(mid);
+        let mut merged = Vec::with_capacity(keyed.len());
         let (mut i, mut j) = (0, 0);
         while i < left.len() && j < right.len() {
-            if by_path(&left[i], &right[j]).is_le() {
-                merged.push(left[i]);
+            if left[i] <= right[j] {
+                merged.push(left[i].1);
                 i += 1;
             } else {
-                merged.push(right[j]);
+                merged.push(right[j].1);
                 j += 1;
             }
         }
-        merged.extend_from_slice(&left[i..]);
-        merged.extend_from_slice(&right[j..]);
+        merged.extend(left[i..].iter().map(|(_, at)| *at));
+        merged.extend(right[j..].iter().map(|(_, at)| *at));
         merged
     }
 }
@@ -941,6 +949,9 @@ impl StatCache {
         }
         let racy: Vec<(String, Entry)> = {
             let overlay = self.overlay.read().unwrap_or_else(|e| e.into_inner());
+            if overlay.untrusted == 0 {
+                return 0;
+            }
             overlay
                 .table
                 .iter()
@@ -1671,8 +1682,10 @@ mod tests {
         assert!(grown < rerecorded / 2, "most were overwritten in place");
         assert!(overlay.chunks.len() >= 4, "{} chunks", overlay.chunks.len());
         assert!(overlay.chunks.iter().all(|chunk| chunk.len() <= CHUNK));
+        let mut untrusted = 0;
         for (n, path) in paths.iter().enumerate() {
             let expected = entry(n as u64 + if n % 2 == 0 { 1_000 } else { 0 });
+            untrusted += usize::from(!expected.trusted);
             let found = overlay.get(path).expect("recorded");
             assert_eq!(
                 (found.stat, found.digest, found.trusted),
@@ -1681,6 +1694,8 @@ mod tests {
             );
         }
         assert!(overlay.get(&vec![b'z'; u16::MAX as usize + 1]).is_none());
+        // Counted through overwrites in place and moves alike.
+        assert_eq!(overlay.untrusted, untrusted);
         let mut expected = paths.clone();
         expected.sort();
         assert!(expected.len() >= SORT_IN_TWO_MIN);
