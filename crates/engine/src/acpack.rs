@@ -15,7 +15,8 @@
 //! cost of creating a file (on ext4 without a journal, a scan past every inode freed in the last
 //! minute: about 90 ms of CPU, 6%, in a cold 200-task build right after the previous cache was
 //! removed), and a no-op an `open` and a `close` per task. Now a cold build appends, and a
-//! no-op reads the index once and each entry with one `pread`.
+//! no-op reads the index once and each entry with one `pread` (after one `openat` that finds no
+//! file of its own).
 //!
 //! Concurrency: builds sharing a cache (all holding the store lock shared) append at once. Both
 //! files are opened `O_APPEND`, and each record and each line goes in with one `write`, which a
@@ -241,13 +242,25 @@ impl Pack {
     }
 
     /// Opens the index to read, when there is one, and reads it.
+    /// Anything but a missing index, or one that is not a regular file (never used), is an
+    /// index that could not be read ([`State::unread`]): maintenance then removes nothing.
     fn open_index(&self, state: &mut State) {
-        if let Ok(Some(dir)) = self.place.open()
-            && let Ok(Some((file, _))) = dir.open_file(INDEX)
-        {
-            state.index = Some(file);
-            state.parsed = 0;
-            read_more(state);
+        let dir = match self.place.open() {
+            Ok(Some(dir)) => dir,
+            Ok(None) => return,
+            Err(err) => {
+                state.unread = Some(err.to_string());
+                return;
+            }
+        };
+        match dir.open_file(INDEX) {
+            Ok(Some((file, _))) => {
+                state.index = Some(file);
+                state.parsed = 0;
+                read_more(state);
+            }
+            Ok(None) | Err(ConfineError::NotRegular { .. }) => {}
+            Err(err) => state.unread = Some(err.to_string()),
         }
     }
 
@@ -534,15 +547,21 @@ impl Pack {
         let mut written = 0;
         let mut next = None;
         if !kept.is_empty() {
-            // Past every name a pack could have here, whatever is at it.
-            let number = dir
+            // Past every name a pack could have here, whatever is at it (or, past the last
+            // number, the first one free).
+            let taken: Vec<u32> = dir
                 .entries()
                 .map_err(io::Error::other)?
                 .iter()
                 .filter_map(|(name, _)| std::str::from_utf8(name).ok().and_then(pack_number))
                 .chain([self.state().current])
+                .collect();
+            let number = taken
+                .iter()
                 .max()
-                .map_or(0, |n| n.wrapping_add(1));
+                .and_then(|n| n.checked_add(1))
+                .or_else(|| (0..=u32::MAX).find(|n| !taken.contains(n)))
+                .ok_or_else(|| io::Error::other("no pack number is free"))?;
             let name = pack_name(number);
             let flush = durability() != Durability::Never;
             let fail = |source| ConfineError::Io {
@@ -553,8 +572,12 @@ impl Pack {
             dir.write_file(&name, 0o644, |file| {
                 let mut offset = 0;
                 for (key, slot) in kept {
-                    let Ok(mut record) = self.read(slot) else {
-                        continue;
+                    let mut record = match self.read(slot) {
+                        Ok(record) => record,
+                        // Not there whole: dropped with its line.
+                        Err(PackError::Corrupt(..)) => continue,
+                        // Not read: the rewrite stops, removing nothing.
+                        Err(PackError::Io(source)) => return Err(fail(source)),
                     };
                     record.push(b'\n');
                     file.write_all(&record).map_err(fail)?;
@@ -583,11 +606,8 @@ impl Pack {
                         source,
                     })
             });
-            if let Err(err) = index {
-                // The new pack is named by no index: removed (this call made it).
-                let _ = dir.remove_file(&name);
-                return Err(io::Error::other(err));
-            }
+            // The new pack, named by no index if this failed, is removed by the next rewrite.
+            index.map_err(io::Error::other)?;
             written += lines.len() as u64;
             if flush {
                 // The renames, before the old packs go.
@@ -642,9 +662,12 @@ fn read_more(state: &mut State) {
         // A line another process is still writing is read whole next time.
         let Some(end) = chunk[..filled].iter().rposition(|&b| b == b'\n') else {
             if filled == chunk.len() {
-                // A piece with no newline at all: no line of this format; skipped.
-                at += filled as u64;
-                carried = 0;
+                // A whole piece with no newline: garbage, but for its last bytes, which may
+                // begin a line.
+                let keep = LINE - 1;
+                chunk.copy_within(filled - keep..filled, 0);
+                at += (filled - keep) as u64;
+                carried = keep;
                 continue;
             }
             carried = filled;

@@ -541,11 +541,18 @@ impl Overlay {
             return keyed.into_iter().map(|(_, at)| at).collect();
         }
         let mid = keyed.len() / 2;
-        let (left, right) = keyed.split_at_mut(mid);
-        std::thread::scope(|scope| {
-            scope.spawn(|| left.sort_unstable());
+        let in_two = std::thread::scope(|scope| {
+            let (left, right) = keyed.split_at_mut(mid);
+            let helper =
+                std::thread::Builder::new().spawn_scoped(scope, move || left.sort_unstable());
             right.sort_unstable();
+            helper.is_ok()
         });
+        if !in_two {
+            // No thread could be made: all of it here.
+            keyed.sort_unstable();
+            return keyed.into_iter().map(|(_, at)| at).collect();
+        }
         let (left, right) = keyed.split_at(mid);
         let mut merged = Vec::with_capacity(keyed.len());
         let (mut i, mut j) = (0, 0);

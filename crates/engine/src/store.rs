@@ -1107,7 +1107,8 @@ impl Store {
                     Ok(bytes) if is_other_format(&bytes) => None,
                     Ok(bytes) => entry_problem(&bytes, Some(&key), check, cas.dir.as_deref()),
                     Err(PackError::Corrupt(_, problem)) => Some(problem),
-                    Err(PackError::Io(err)) => Some(err.to_string()),
+                    // Not read: nothing is judged, nothing removed.
+                    Err(PackError::Io(err)) => return Err(err),
                 };
                 match problem {
                     None => kept.push((key, slot)),
@@ -1233,10 +1234,12 @@ impl Store {
                         .flatten();
                     (bytes, listed.size)
                 }
-                Held::Packed(_, slot) => (
-                    self.pack.read(slot).ok(),
-                    u64::from(slot.len) + 1 + acpack::LINE as u64,
-                ),
+                Held::Packed(_, slot) => match self.pack.read(slot) {
+                    Ok(bytes) => (Some(bytes), u64::from(slot.len) + 1 + acpack::LINE as u64),
+                    Err(PackError::Corrupt(..)) => (None, 0),
+                    // Not read: nothing is judged, nothing removed.
+                    Err(PackError::Io(err)) => return Err(err),
+                },
             };
             let key = match &held {
                 Held::Own(at) => listing.files[*at].digest(),
@@ -2302,6 +2305,50 @@ mod tests {
             !cache.join("ac/pack-2").exists(),
             "named by no index: removed"
         );
+    }
+
+    #[test]
+    fn an_index_larger_than_a_piece_and_a_megabyte_without_a_newline_are_read_whole() {
+        let (_dir, cache, store, result, key) = stored(b"hello");
+        // More than 1 MiB of lines: some straddle the pieces the index is read in.
+        let keys: Vec<Digest> = (0..11_000u32)
+            .map(|n| Digest::of_bytes(&n.to_le_bytes()))
+            .collect();
+        for key in &keys {
+            store.put_action(key, &result).unwrap();
+        }
+        // Then garbage with no newline that fills a whole piece but for the first 50 bytes of
+        // the line after it (a piece starts right after the last newline read).
+        let mut index = File::options()
+            .append(true)
+            .open(cache.join("ac/index"))
+            .unwrap();
+        index.write_all(&vec![b'x'; (1 << 20) - 50]).unwrap();
+        let late = Digest::of_bytes(b"late");
+        store.put_action(&late, &result).unwrap();
+        let fresh = Store::open(&cache);
+        for key in keys.iter().chain([&key, &late]) {
+            assert_eq!(
+                fresh.get_action(key).unwrap().as_ref(),
+                Some(&result),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rewrite_past_the_last_pack_number_takes_the_first_free_one() {
+        let (_dir, cache, store, result, key) = stored(b"hello");
+        store.put_action(&key, &result).unwrap();
+        fs::write(cache.join("ac/pack-4294967295"), b"stray").unwrap();
+        store.gc(1 << 30).unwrap();
+        assert!(cache.join("ac/pack-1").is_file());
+        assert!(!cache.join("ac/pack-0").exists());
+        assert!(
+            !cache.join("ac/pack-4294967295").exists(),
+            "named by no index"
+        );
+        assert_eq!(Store::open(&cache).get_action(&key).unwrap(), Some(result));
     }
 
     #[test]
