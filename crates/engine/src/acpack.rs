@@ -101,12 +101,7 @@ pub(crate) fn pack_name(number: u32) -> String {
 
 /// The number of a pack's name, when it is one this module writes (`pack-007` is not).
 pub(crate) fn pack_number(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("pack-")?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let number: u32 = digits.parse().ok()?;
-    (number.to_string() == digits).then_some(number)
+    crate::fsutil::numbered_name(name, "pack-").and_then(|n| u32::try_from(n).ok())
 }
 
 /// Whether `name` is one of the pack's files (not counting temporary files).
@@ -128,16 +123,13 @@ pub(crate) fn line(key: &Digest, slot: &Slot) -> String {
     )
 }
 
-fn is_lower_hex(bytes: &[u8]) -> bool {
-    bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 /// The number a field of at most 16 lowercase hex digits gives.
 fn hex_field(bytes: &[u8]) -> Option<u64> {
-    if !is_lower_hex(bytes) {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if !crate::store::is_lower_hex(text, text.len()) {
         return None;
     }
-    u64::from_str_radix(std::str::from_utf8(bytes).ok()?, 16).ok()
+    u64::from_str_radix(text, 16).ok()
 }
 
 /// One index line without its newline. A longer piece is a torn line followed by a whole one:
@@ -151,9 +143,7 @@ pub(crate) fn parse_line(piece: &[u8]) -> Option<(Digest, Slot)> {
     if [64, 73, 90, 99].iter().any(|&at| bytes[at] != b' ') {
         return None;
     }
-    if !is_lower_hex(&bytes[..64]) {
-        return None;
-    }
+    // Lowercase only, as `Digest::from_hex` reads it.
     let key = std::str::from_utf8(&bytes[..64])
         .ok()
         .and_then(Digest::from_hex)?;
@@ -512,12 +502,13 @@ impl Pack {
     /// index, flushed, then every other pack removed; with nothing kept, no pack and no index
     /// are left. Nothing is rewritten when the files hold exactly `kept` already. Records that
     /// cannot be read whole are dropped. Call with the store locked exclusively. Returns how
-    /// many bytes the pack's files take after it.
-    pub(crate) fn rewrite(&self, kept: &[(Digest, Slot)]) -> io::Result<u64> {
+    /// many bytes the pack's files took before it and take after it.
+    pub(crate) fn rewrite(&self, kept: &[(Digest, Slot)]) -> io::Result<(u64, u64)> {
         let Some(dir) = self.place.open().map_err(io::Error::other)? else {
-            return Ok(0);
+            return Ok((0, 0));
         };
         let (present, _) = Pack::files(&dir)?;
+        let before: u64 = present.iter().map(|(_, size)| size).sum();
         let record_bytes: u64 = kept.iter().map(|(_, slot)| u64::from(slot.len) + 1).sum();
         let index_bytes = (kept.len() * LINE) as u64;
         let size_of = |wanted: &str| {
@@ -532,7 +523,7 @@ impl Pack {
             && size_of(&pack_name(first.pack)) == Some(record_bytes)
             && size_of(INDEX) == Some(index_bytes)
         {
-            return Ok(record_bytes + index_bytes);
+            return Ok((before, record_bytes + index_bytes));
         }
         let index_is_dir = matches!(
             dir.lstat(INDEX).map_err(io::Error::other)?,
@@ -621,7 +612,7 @@ impl Pack {
         crate::store::remove_own_files(&dir, &|name| {
             pack_number(name).is_some_and(|n| Some(n) != next)
         })?;
-        Ok(written)
+        Ok((before, written))
     }
 }
 

@@ -180,6 +180,17 @@ pub(crate) fn sync_filesystem(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()>
     rustix::fs::fsync(fd).map_err(io::Error::from)
 }
 
+/// The number `n` of a name `<prefix><n>` when it is exactly as `format!("{prefix}{n}")` writes
+/// it (`bodies-007` is not such a name, so it is never taken, or removed, as one).
+pub(crate) fn numbered_name(name: &str, prefix: &str) -> Option<u64> {
+    let digits = name.strip_prefix(prefix)?;
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number: u64 = digits.parse().ok()?;
+    (number.to_string() == digits).then_some(number)
+}
+
 /// Creates a temporary file beside `destination` (creating the directory if needed).
 pub fn temp_beside(destination: &Path) -> io::Result<NamedTempFile> {
     let dir = destination.parent().unwrap_or(Path::new("."));

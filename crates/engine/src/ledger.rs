@@ -117,14 +117,7 @@ pub fn is_own_name(name: &str) -> bool {
 }
 
 fn bodies_number(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("bodies-")?;
-    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    // Only the names this module writes (`format!("bodies-{n}")`): `bodies-007` is not one, so
-    // it is never removed as one.
-    let number: u64 = digits.parse().ok()?;
-    (number.to_string() == digits).then_some(number)
+    crate::fsutil::numbered_name(name, "bodies-")
 }
 
 fn id_name(id: &TaskId) -> Digest {

@@ -536,20 +536,17 @@ impl Overlay {
     fn sorted(&self) -> Vec<u32> {
         let mut keyed: Vec<(&[u8], u32)> =
             self.table.iter().map(|&at| (self.path(at), at)).collect();
-        if keyed.len() < SORT_IN_TWO_MIN {
-            keyed.sort_unstable();
-            return keyed.into_iter().map(|(_, at)| at).collect();
-        }
         let mid = keyed.len() / 2;
-        let in_two = std::thread::scope(|scope| {
-            let (left, right) = keyed.split_at_mut(mid);
-            let helper =
-                std::thread::Builder::new().spawn_scoped(scope, move || left.sort_unstable());
-            right.sort_unstable();
-            helper.is_ok()
-        });
+        let in_two = keyed.len() >= SORT_IN_TWO_MIN
+            && std::thread::scope(|scope| {
+                let (left, right) = keyed.split_at_mut(mid);
+                let helper =
+                    std::thread::Builder::new().spawn_scoped(scope, move || left.sort_unstable());
+                right.sort_unstable();
+                helper.is_ok()
+            });
         if !in_two {
-            // No thread could be made: all of it here.
+            // Few records, or no thread could be made: all of it here.
             keyed.sort_unstable();
             return keyed.into_iter().map(|(_, at)| at).collect();
         }
@@ -914,15 +911,8 @@ impl StatCache {
             old.stat == entry.stat && old.digest == entry.digest && old.trusted == entry.trusted
         };
         let path = relative.as_bytes();
-        let loaded = || {
-            if self.delta.is_empty() {
-                self.base.lookup(relative)
-            } else {
-                self.delta.get(path).or_else(|| self.base.lookup(relative))
-            }
-        };
         // Nothing recorded yet (a no-op re-recording what it loaded): no lock taken.
-        if !self.dirty.load(Ordering::Acquire) && loaded().is_some_and(same) {
+        if !self.dirty.load(Ordering::Acquire) && self.loaded(relative).is_some_and(same) {
             return;
         }
         // Else one hash of the path and one probe of the table, under the write lock.
@@ -931,7 +921,7 @@ impl StatCache {
         let old = overlay.find_hashed(path_hash, path);
         let unchanged = match old {
             Some(at) => same(overlay.entry(at)),
-            None => loaded().is_some_and(same),
+            None => self.loaded(relative).is_some_and(same),
         };
         if !unchanged {
             overlay.put(path_hash, path, &entry, old);
@@ -1012,6 +1002,11 @@ impl StatCache {
                 return Some(entry);
             }
         }
+        self.loaded(relative)
+    }
+
+    /// What was loaded for `relative`: the delta's record, else the full file's.
+    fn loaded(&self, relative: &str) -> Option<Entry> {
         if !self.delta.is_empty()
             && let Some(entry) = self.delta.get(relative.as_bytes())
         {

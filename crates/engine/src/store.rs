@@ -17,10 +17,11 @@
 //! - Every file is published temp-then-rename ([`crate::confine::TempFile`]), or, for an
 //!   output a task has just written, by a hard link to it ([`Store::put_output`]), so no entry
 //!   is ever visible half-written; an action result appended to the pack is found only through
-//!   an index line written after it, and read only whole and matching its checksum. A blob that is also a file of the work tree is damaged when
-//!   that file is written into in place: like any damaged blob it is found by the digest check
-//!   of every read (a miss, never a wrong output), and the engine recognizes the case (the
-//!   output and the blob are one file) to say so.
+//!   an index line written after it, and read only whole and matching its checksum. A blob
+//!   that is also a file of the work tree is damaged when that file is written into in place:
+//!   like any damaged blob it is found by the digest check of every read (a miss, never a wrong
+//!   output), and the engine recognizes the case (the output and the blob are one file) to say
+//!   so.
 //! - An action result is written only after every blob it names is in the CAS.
 //! - The cache directory is a [`Place`]: `cas/` and `ac/` (and the cache itself when it lies
 //!   inside the workspace) are reached without following a link, and every file of the store is
@@ -890,9 +891,9 @@ impl Store {
         Ok(())
     }
 
-    /// Looks up the action result for `key`: in the pack, then in a file of its own (`ac/<key>`,
-    /// as earlier versions wrote them). A corrupt entry is removed (forgotten by the index) and
-    /// reported.
+    /// Looks up the action result for `key`: in a file of its own (`ac/<key>`, as earlier
+    /// versions wrote them), then in the pack. A corrupt entry is removed (forgotten by the
+    /// index) and reported.
     pub fn get_action(&self, key: &Digest) -> Result<Option<ActionResult>, StoreError> {
         let Some(ac) = self.area(Area::Ac)? else {
             return Ok(None);
@@ -1224,7 +1225,7 @@ impl Store {
         let mut total = 0u64;
         let mut report = GcReport::default();
         for (_, held) in actions {
-            let (bytes, size) = match &held {
+            let (bytes, size, key) = match &held {
                 Held::Own(at) => {
                     let listed = &listing.files[*at];
                     let bytes = listing
@@ -1232,18 +1233,18 @@ impl Store {
                         .as_ref()
                         .and_then(|dir| dir.read_file(&listed.relative, MAX_ENTRY_BYTES).ok())
                         .flatten();
-                    (bytes, listed.size)
+                    (bytes, listed.size, listed.digest())
                 }
-                Held::Packed(_, slot) => match self.pack.read(slot) {
-                    Ok(bytes) => (Some(bytes), u64::from(slot.len) + 1 + acpack::LINE as u64),
-                    Err(PackError::Corrupt(..)) => (None, 0),
+                Held::Packed(key, slot) => match self.pack.read(slot) {
+                    Ok(bytes) => (
+                        Some(bytes),
+                        u64::from(slot.len) + 1 + acpack::LINE as u64,
+                        Some(*key),
+                    ),
+                    Err(PackError::Corrupt(..)) => (None, 0, Some(*key)),
                     // Not read: nothing is judged, nothing removed.
                     Err(PackError::Io(err)) => return Err(err),
                 },
-            };
-            let key = match &held {
-                Held::Own(at) => listing.files[*at].digest(),
-                Held::Packed(key, _) => Some(*key),
             };
             let result = bytes.and_then(|bytes| parse_action(&bytes, key.as_ref()).ok());
             // An unreadable entry is removed; a readable one is kept while it fits.
@@ -1274,12 +1275,11 @@ impl Store {
                 }
             }
         }
-        if let Some(dir) = &listing.dir {
+        if listing.dir.is_some() {
             // In the pack's order, which the rewrite keeps; what it frees is what its files
             // shrink by (superseded records and lines too).
             kept_packed.sort_by_key(|(_, slot): &(Digest, acpack::Slot)| (slot.pack, slot.offset));
-            let before: u64 = Pack::files(dir)?.0.iter().map(|(_, size)| size).sum();
-            let after = self.pack.rewrite(&kept_packed)?;
+            let (before, after) = self.pack.rewrite(&kept_packed)?;
             report.freed_bytes += before.saturating_sub(after);
         }
         let cas = self.list(Area::Cas, true)?;
@@ -1803,7 +1803,7 @@ fn is_shard_name(name: &str) -> bool {
     is_lower_hex(name, 2)
 }
 
-fn is_lower_hex(name: &str, len: usize) -> bool {
+pub(crate) fn is_lower_hex(name: &str, len: usize) -> bool {
     name.len() == len && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
