@@ -47,9 +47,15 @@ impl Handler for Control {
         }
     }
 
+    /// The answer is written before a shutdown is asked for: the runtime may exit as soon as
+    /// it is, and the caller must still get its 202 (it got an empty answer when the stop
+    /// won the race against this worker).
     fn handle(&self, request: Request, stream: TcpStream) {
-        let response = route(&request, &self.runtime);
+        let (response, then) = route(&request, &self.runtime);
         http::respond(&stream, &request, &response);
+        if let Some(event) = then {
+            self.runtime.send(event);
+        }
     }
 }
 
@@ -82,7 +88,22 @@ fn authorized(request: &Request, token: &str) -> bool {
             == 0
 }
 
-fn route(request: &Request, runtime: &Runtime) -> Response {
+/// The answer, and what to ask of the supervisor once it is written.
+fn route(request: &Request, runtime: &Runtime) -> (Response, Option<Event>) {
+    if request.method == "POST"
+        && request.path.trim_end_matches('/') == "/shutdown"
+        && authorized(request, &runtime.token)
+    {
+        let event = Event::Shutdown("requested through the control API".into());
+        return (
+            Response::json(202, &json!({ "status": "stopping" })),
+            Some(event),
+        );
+    }
+    (answer(request, runtime), None)
+}
+
+fn answer(request: &Request, runtime: &Runtime) -> Response {
     let method = request.method.as_str();
     let path = request.path.trim_end_matches('/');
     if path == "/healthz" && method == "GET" {
@@ -102,10 +123,6 @@ fn route(request: &Request, runtime: &Runtime) -> Response {
         ("GET", "/logs/tail") => logs_tail(request, runtime),
         ("GET", "/secrets") => secrets(runtime),
         ("POST", "/secrets") => set_secrets(request, runtime),
-        ("POST", "/shutdown") => {
-            runtime.send(Event::Shutdown("requested through the control API".into()));
-            Response::json(202, &json!({ "status": "stopping" }))
-        }
         (_, "/readyz" | "/status" | "/ports" | "/logs/tail" | "/secrets" | "/shutdown") => {
             Response::error(405, "method not allowed")
         }

@@ -366,3 +366,24 @@ fn runs_a_bundle_end_to_end() {
     assert_eq!(runtime.post("/shutdown", "").0, 202);
     assert_eq!(runtime.wait_exit(Duration::from_secs(30)), 0);
 }
+
+/// `POST /shutdown` is always answered, even when there is nothing to stop and the runtime
+/// exits at once: the answer is written before the stop is asked for. Before, the stop could
+/// win the race against the worker writing the 202, and the caller read an empty answer (seen
+/// in CI, as status 0).
+#[test]
+fn a_shutdown_is_answered_even_when_the_runtime_exits_at_once() {
+    // The user's secret is never set: the services that need it never start.
+    let fixture = Fixture::new("shutdown-answered", &fixture_manifest("1.0.0", true));
+    for round in 0..100 {
+        let mut runtime = fixture.start();
+        let (status, body) = runtime.post("/shutdown", "");
+        assert_eq!(status, 202, "round {round}: {body:?}");
+        assert!(body.contains("stopping"), "round {round}: {body}");
+        assert_eq!(
+            runtime.wait_exit(Duration::from_secs(30)),
+            0,
+            "round {round}"
+        );
+    }
+}
