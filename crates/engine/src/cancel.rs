@@ -9,22 +9,28 @@
 //!
 //! **When xbundle itself is killed** (SIGKILL: no code of its own runs), its commands go with
 //! it: the first command a `Cancel` runs also starts its **reaper**, one `/bin/sh` in a process
-//! group of its own, told each group as it starts (`+<group>`) and ends (`-<group>`) through a
-//! pipe that only this process holds open. When the pipe closes, because this process exited
-//! or was killed, the reaper sends SIGKILL to every group still registered, then exits. This
-//! replaces a `PR_SET_PDEATHSIG` set between `fork` and `exec`: a command now starts with
-//! `posix_spawn` (no copy of this large, multi-threaded process per command), and the whole
-//! group goes, not only its first process. A group is told ended after it is reaped; its id
-//! could be reused only after the kernel has handed out every other process id, which cannot
-//! happen in the moment between the reap and that message. A group is told started just after
-//! its spawn: a command spawned in the instant before xbundle is killed may outlive it.
+//! group of its own, which waits for the end of a pipe that only this process holds open. The
+//! groups running are kept in the reaper's **table**, an unlinked file it shares: one 8-byte
+//! slot per running command, the group id right-aligned in 7 characters and a newline, or
+//! blanks once the group ended, each written with one `pwrite`. When the pipe closes, because
+//! this process exited or was killed, the reaper reads the table and sends SIGKILL to every
+//! group it names, then exits. Nothing wakes the reaper while the run goes on (it was told each
+//! start and end through the pipe: two wake-ups of a shell per command, which read its pipe a
+//! byte at a time). This replaces a `PR_SET_PDEATHSIG` set between `fork` and `exec`: a
+//! command starts with `posix_spawn` (no copy of this large, multi-threaded process per
+//! command), and the whole group goes, not only its first process. A group's slot is blanked
+//! after it is reaped; its id could be reused only after the kernel has handed out every other
+//! process id, which cannot happen in the moment between the reap and that write. A group is
+//! written in just after its spawn: a command spawned in the instant before xbundle is killed
+//! may outlive it, and so may a group whose id does not fit in 7 digits (Linux's ids stop at
+//! 4,194,304).
 //!
 //! **Invariants:** the engine installs no signal handler and changes no process-wide signal
 //! state: the front end decides what stops a run. A command is registered before the lock that
 //! `cancel` takes is released, so a cancellation either sees the group or the spawn sees the
 //! cancellation (and the command is killed before it can run long).
 
-use std::io::{self, Write};
+use std::io;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,53 +52,97 @@ struct Inner {
     reaper: Mutex<Option<Reaper>>,
 }
 
-/// The reaper's script: keeps the registered groups in `g` (` 12 34 `), and on end of input
-/// kills those left.
-const REAPER_SCRIPT: &str = r#"g=' '
-while read -r l; do
-  case $l in
-    +*) g="$g${l#+} " ;;
-    -*) x=${l#-}; case $g in *" $x "*) g="${g%% $x *} ${g#* $x }" ;; esac ;;
-  esac
-done
-for x in $g; do kill -s KILL -- "-$x" 2>/dev/null; done
+/// The reaper's script. Its standard input is the pipe (nothing is written to it: it waits for
+/// the end), its standard output the table, read from its start once the pipe has ended. Only
+/// ids of two digits or more are taken (`kill -- -1` would signal every process it can).
+const REAPER_SCRIPT: &str = r#"while read -r _; do :; done
+while read -r x; do
+  case $x in ''|*[!0-9]*|0*|?) ;; *) kill -s KILL -- "-$x" 2>/dev/null ;; esac
+done <&1
 "#;
+
+/// Width of a table slot: 7 digits (or blanks) and a newline.
+const SLOT: usize = 8;
 
 struct Reaper {
     child: Child,
+    /// Its end is what the reaper waits for.
     pipe: Option<ChildStdin>,
+    /// The reaper's standard output, shared (see the module docs); written only with `pwrite`,
+    /// so its offset stays at the start for the reaper's read.
+    table: std::fs::File,
+    /// The group in each slot, 0 when free; slots are taken lowest first, so every slot below
+    /// the highest ever taken has been written (the file has no hole for the reaper to read).
+    slots: Vec<i32>,
 }
 
 impl Reaper {
     fn start() -> io::Result<Reaper> {
         use std::os::unix::process::CommandExt;
+        let table = tempfile::tempfile()?;
         let mut child = Command::new("/bin/sh")
             .args(["-c", REAPER_SCRIPT])
             .env_clear()
             .current_dir("/")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(table.try_clone()?)
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()?;
         let pipe = child.stdin.take();
-        Ok(Reaper { child, pipe })
+        Ok(Reaper {
+            child,
+            pipe,
+            table,
+            slots: Vec::new(),
+        })
     }
 
-    /// Tells the reaper; a reaper gone (killed by someone) only loses this safety net.
-    fn tell(&mut self, line: &str) {
-        if let Some(pipe) = &mut self.pipe
-            && pipe.write_all(line.as_bytes()).is_err()
-        {
-            self.pipe = None;
+    /// Writes `group` into a free slot. A group that does not fit, or a table that cannot be
+    /// written, only loses this safety net for that command.
+    fn add(&mut self, group: i32) {
+        let line = format!("{group:>7}\n");
+        if line.len() != SLOT || group <= 0 {
+            return;
         }
+        let slot = match self.slots.iter().position(|&g| g == 0) {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(0);
+                self.slots.len() - 1
+            }
+        };
+        if self.write(slot, line.as_bytes()) {
+            self.slots[slot] = group;
+        } else if slot + 1 == self.slots.len() {
+            // Never written: not left as a hole below the next slot.
+            self.slots.pop();
+        }
+    }
+
+    /// Blanks `group`'s slot.
+    fn remove(&mut self, group: i32) {
+        if let Some(slot) = self.slots.iter().position(|&g| g == group) {
+            // A slot that cannot be blanked stays taken: never handed to another group.
+            if self.write(slot, b"       \n") {
+                self.slots[slot] = 0;
+            }
+        }
+    }
+
+    fn write(&self, slot: usize, line: &[u8]) -> bool {
+        use std::os::unix::fs::FileExt;
+        self.table.write_all_at(line, (slot * SLOT) as u64).is_ok()
     }
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        // End of input: the reaper kills what is left (nothing, when every command was waited
-        // for) and exits.
+        // Every command was waited for: an empty table (the reaper reads nothing), then the end
+        // of its input, and it exits.
+        if self.slots.iter().all(|&g| g == 0) {
+            let _ = self.table.set_len(0);
+        }
         self.pipe = None;
         let _ = self.child.wait();
     }
@@ -145,16 +195,20 @@ impl Cancel {
         self.0.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Tells the reaper (started on first use) that `group` started (`+`) or ended (`-`). Call
-    /// with the `groups` lock held. Without a reaper (it could not start), commands outlive a
-    /// killed xbundle, as the commands of most build tools do.
-    fn tell_reaper(&self, sign: char, group: i32) {
+    /// Writes `group` into the reaper's table (`started`) or blanks it (the reaper is started
+    /// on first use). Call with the `groups` lock held. Without a reaper (it could not start),
+    /// commands outlive a killed xbundle, as the commands of most build tools do.
+    fn tell_reaper(&self, started: bool, group: i32) {
         let mut reaper = self.0.reaper.lock().unwrap_or_else(|e| e.into_inner());
-        if reaper.is_none() {
+        if reaper.is_none() && started {
             *reaper = Reaper::start().ok();
         }
         if let Some(reaper) = reaper.as_mut() {
-            reaper.tell(&format!("{sign}{group}\n"));
+            if started {
+                reaper.add(group);
+            } else {
+                reaper.remove(group);
+            }
         }
     }
 
@@ -177,14 +231,14 @@ impl Cancel {
             }
             let child = command.spawn()?;
             groups.push(child.id() as i32);
-            self.tell_reaper('+', child.id() as i32);
+            self.tell_reaper(true, child.id() as i32);
             child
         };
         let group = child.id() as i32;
         let result = wait(child);
         let mut groups = self.groups();
         groups.retain(|&g| g != group);
-        self.tell_reaper('-', group);
+        self.tell_reaper(false, group);
         if self.is_cancelled() {
             // Whatever the command left running in its group goes with it.
             signal_group(group, libc::SIGKILL);
@@ -256,5 +310,70 @@ mod tests {
             .unwrap();
         handle.join().unwrap();
         assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    }
+
+    /// The reaper kills the groups its table names when the pipe ends without the table being
+    /// emptied (this process killed), and no other: not a group whose slot was blanked, even
+    /// when a later group took its slot.
+    #[test]
+    fn the_reaper_kills_the_groups_left_in_its_table_and_no_other() {
+        use std::os::unix::fs::FileExt;
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let spawn = || {
+            Command::new("sleep")
+                .arg("60")
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        };
+        let mut reaper = Reaper::start().unwrap();
+        let mut children: Vec<Child> = (0..3).map(|_| spawn()).collect();
+        for child in &children {
+            reaper.add(child.id() as i32);
+        }
+        let ended = children.remove(1);
+        reaper.remove(ended.id() as i32);
+        children.push(spawn());
+        reaper.add(children[2].id() as i32);
+        let mut table = vec![0u8; 64];
+        let len = reaper.table.read_at(&mut table, 0).unwrap();
+        let expected: String = [&children[0], &children[2], &children[1]]
+            .iter()
+            .map(|child| format!("{:>7}\n", child.id()))
+            .collect();
+        assert_eq!(String::from_utf8_lossy(&table[..len]), expected);
+
+        // This process "killed": the pipe ends with the table as it is.
+        reaper.pipe = None;
+        assert!(reaper.child.wait().unwrap().success());
+        for mut child in children {
+            assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        }
+        let mut ended = ended;
+        assert_eq!(
+            ended.try_wait().unwrap(),
+            None,
+            "a blanked group was killed"
+        );
+        ended.kill().unwrap();
+        assert_eq!(ended.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
+
+    /// A run that waited for every command leaves an empty table: the reaper reads nothing.
+    #[test]
+    fn a_finished_run_leaves_the_reaper_nothing_to_read() {
+        let cancel = Cancel::new();
+        for _ in 0..3 {
+            let status = cancel
+                .run(&mut Command::new("true"), |mut child| child.wait())
+                .unwrap();
+            assert!(status.success());
+        }
+        let reaper = cancel.0.reaper.lock().unwrap().take().unwrap();
+        assert_eq!(reaper.slots, vec![0]);
+        let table = reaper.table.try_clone().unwrap();
+        assert_eq!(table.metadata().unwrap().len(), 8);
+        drop(reaper);
+        assert_eq!(table.metadata().unwrap().len(), 0);
     }
 }
