@@ -49,7 +49,7 @@ use crate::cancel::Cancel;
 use crate::confine::{ConfineError, Dir, Kind, Place, is_temp_name};
 use crate::digest::Digest;
 use crate::events::{Event, Reporter, RunSummary, Stream, TaskReport, TaskStatus};
-use crate::files::{Found, Patterns, Purpose, Tree, expand};
+use crate::files::{Found, Opener, Patterns, Purpose, Tree, expand};
 use crate::fsutil::{FileLock, LockMode};
 use crate::graph::TaskGraph;
 use crate::guard::{DeclaredOutputs, Guard, check_entry};
@@ -849,15 +849,15 @@ impl Engine {
             // `found` is sorted and unique (and a common prefix keeps it so): the map is built
             // in one pass from the sorted list instead of by one search per insertion.
             let mut inputs = Vec::with_capacity(found.len());
+            let mut opener = Opener::new(cwd);
             for file in found {
                 let relative = Self::root_relative(spec, &file.relative);
-                // Below the working directory, never through a link (one `openat2`), unless
-                // the walk found a link to a file inside the tree.
+                // Below the working directory, never through a link (one `openat` of its name
+                // in its directory's handle), unless the walk found a link to a file inside
+                // the tree.
                 let hashed = match file.stat {
-                    Some(stat) => {
-                        stats.digest_with(&relative, stat, &mut || file.open_to_read(cwd))
-                    }
-                    None => match file.open_to_read(cwd) {
+                    Some(stat) => stats.digest_with(&relative, stat, &mut || opener.open(&file)),
+                    None => match opener.open(&file) {
                         Ok(opened) => stats.digest_opened(&relative, opened),
                         // Removed since its directory was read: no input, as when the walk
                         // stats it.

@@ -336,6 +336,49 @@ pub enum ExpandError {
     LinkOutside { path: String, target: String },
 }
 
+/// Opens the files a walk found below `cwd` for reading ([`Found::open_to_read`]), each
+/// through a handle on its directory kept while the files come from it
+/// ([`Dir::open_entry_to_read`]): [`expand`] gives them sorted by path, so a directory's files
+/// come together and its handle is opened once for them all.
+pub struct Opener<'a> {
+    cwd: &'a Dir,
+    /// The directory (relative to `cwd`) of the last file opened, and its handle (`None` when it
+    /// could not be opened: its files then go through [`Found::open_to_read`], which says why).
+    dir: Option<(String, Option<Dir>)>,
+}
+
+impl<'a> Opener<'a> {
+    pub fn new(cwd: &'a Dir) -> Opener<'a> {
+        Opener { cwd, dir: None }
+    }
+
+    /// Opens `found` for reading, as [`Found::open_to_read`] does.
+    pub fn open(&mut self, found: &Found) -> std::io::Result<std::fs::File> {
+        if found.link {
+            return found.open_to_read(self.cwd);
+        }
+        let (parent, name) = found
+            .relative
+            .rsplit_once('/')
+            .unwrap_or(("", &found.relative));
+        let dir = if parent.is_empty() {
+            Some(self.cwd)
+        } else {
+            if self.dir.as_ref().is_none_or(|(held, _)| held != parent) {
+                let opened = self.cwd.open_dir(parent).ok().flatten();
+                self.dir = Some((parent.to_string(), opened));
+            }
+            self.dir.as_ref().and_then(|(_, dir)| dir.as_ref())
+        };
+        match dir.map(|dir| dir.open_entry_to_read(name)) {
+            Some(Ok(Some(file))) => Ok(file),
+            Some(Ok(None)) => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            // Asked again from the working directory, which says what is in the way.
+            Some(Err(_)) | None => found.open_to_read(self.cwd),
+        }
+    }
+}
+
 /// The files matching `patterns` below the directory `cwd`, sorted by path, minus those `skip`
 /// matches; also the include patterns that matched nothing.
 ///
@@ -720,6 +763,91 @@ mod tests {
         fs::remove_file(dir.path().join("src/a.rs")).unwrap();
         let err = read(by_name("a.rs")).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    /// An [`Opener`] reads the files of each directory through one handle on it, and is as
+    /// confined as [`Found::open_to_read`]: a file or a directory replaced by a link since the
+    /// walk is refused, never read through; a directory renamed away while its handle is held
+    /// is read from where it went (still the directory the walk found), never from a link
+    /// swapped in at its name.
+    #[test]
+    fn an_opener_reads_each_directory_through_one_handle_and_never_through_a_link() {
+        use std::io::Read;
+        use std::os::unix::fs::symlink;
+        let dir = tree();
+        let outside = tempfile::tempdir().unwrap();
+        for name in ["secret", "c.txt", "b.rs"] {
+            fs::write(outside.path().join(name), "outside").unwrap();
+        }
+        symlink("a.rs", dir.path().join("src/to-a")).unwrap();
+        let (root, canonical) = opened(dir.path());
+        let tree = tree_over(&root, &canonical, &[]);
+        let patterns = Patterns::new(&["**".to_string()]).unwrap();
+        let (found, _) = expand(&tree, &root, &patterns, None, Purpose::Read).unwrap();
+        let names: Vec<&str> = found.iter().map(|f| f.relative.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "README",
+                "dist/out.js",
+                "src/a.rs",
+                "src/c.txt",
+                "src/deep/b.rs",
+                "src/to-a"
+            ]
+        );
+        let read = |opener: &mut Opener, file: &Found| -> std::io::Result<String> {
+            let mut text = String::new();
+            opener.open(file)?.read_to_string(&mut text)?;
+            Ok(text)
+        };
+        let by_name = |name: &str| found.iter().find(|f| f.relative == name).unwrap();
+        let mut opener = Opener::new(&root);
+        for file in &found {
+            let expected = if file.link {
+                "src/a.rs"
+            } else {
+                &file.relative
+            };
+            assert_eq!(read(&mut opener, file).unwrap(), expected);
+        }
+
+        // A file replaced by a link to a file outside: refused, naming the link.
+        fs::remove_file(dir.path().join("src/c.txt")).unwrap();
+        symlink(outside.path().join("secret"), dir.path().join("src/c.txt")).unwrap();
+        let mut opener = Opener::new(&root);
+        assert_eq!(read(&mut opener, by_name("src/a.rs")).unwrap(), "src/a.rs");
+        let err = read(&mut opener, by_name("src/c.txt")).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        // A directory replaced by a link to a directory outside: refused.
+        fs::rename(dir.path().join("src/deep"), dir.path().join("deep.old")).unwrap();
+        symlink(outside.path(), dir.path().join("src/deep")).unwrap();
+        let err = read(&mut opener, by_name("src/deep/b.rs")).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        // Gone since the walk: not found.
+        fs::remove_file(dir.path().join("README")).unwrap();
+        let err = read(&mut opener, by_name("README")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+
+        // The directory renamed away while its handle is held, a link to outside put at its
+        // name: the handle still reads the directory the walk found, never the link's target.
+        let dir = self::tree();
+        let (root, canonical) = opened(dir.path());
+        let walked = tree_over(&root, &canonical, &[]);
+        let (found, _) = expand(&walked, &root, &patterns, None, Purpose::Read).unwrap();
+        let by_name = |name: &str| found.iter().find(|f| f.relative == name).unwrap();
+        let mut opener = Opener::new(&root);
+        assert_eq!(read(&mut opener, by_name("src/a.rs")).unwrap(), "src/a.rs");
+        fs::rename(dir.path().join("src"), dir.path().join("src.old")).unwrap();
+        symlink(outside.path(), dir.path().join("src")).unwrap();
+        assert_eq!(
+            read(&mut opener, by_name("src/c.txt")).unwrap(),
+            "src/c.txt"
+        );
+        // A new opener opens the directory again: refused at the link.
+        let mut opener = Opener::new(&root);
+        let err = read(&mut opener, by_name("src/a.rs")).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 
     #[test]
