@@ -47,9 +47,10 @@ impl Handler for Control {
         }
     }
 
-    /// The answer is written before a shutdown is asked for: the runtime may exit as soon as
-    /// it is, and the caller must still get its 202 (it got an empty answer when the stop
-    /// won the race against this worker).
+    /// The answer is written before the supervisor is told anything: it may stop the runtime
+    /// at once (a shutdown, a secret that lets a critical service fail to start), and the
+    /// caller must still get its answer (it got an empty one when the stop won the race
+    /// against this worker).
     fn handle(&self, request: Request, stream: TcpStream) {
         let (response, then) = route(&request, &self.runtime);
         http::respond(&stream, &request, &response);
@@ -88,46 +89,40 @@ fn authorized(request: &Request, token: &str) -> bool {
             == 0
 }
 
-/// The answer, and what to ask of the supervisor once it is written.
+/// The answer, and what to tell the supervisor once it is written.
 fn route(request: &Request, runtime: &Runtime) -> (Response, Option<Event>) {
-    if request.method == "POST"
-        && request.path.trim_end_matches('/') == "/shutdown"
-        && authorized(request, &runtime.token)
-    {
-        let event = Event::Shutdown("requested through the control API".into());
-        return (
-            Response::json(202, &json!({ "status": "stopping" })),
-            Some(event),
-        );
-    }
-    (answer(request, runtime), None)
-}
-
-fn answer(request: &Request, runtime: &Runtime) -> Response {
     let method = request.method.as_str();
     let path = request.path.trim_end_matches('/');
     if path == "/healthz" && method == "GET" {
-        return Response::json(200, &json!({ "status": "ok" }));
+        return (Response::json(200, &json!({ "status": "ok" })), None);
     }
     if !authorized(request, &runtime.token) {
         let mut response = Response::error(401, "missing or wrong bearer token");
         response
             .extra_headers
             .push(("WWW-Authenticate", "Bearer".into()));
-        return response;
+        return (response, None);
     }
-    match (method, path) {
+    let response = match (method, path) {
         ("GET", "/readyz") => readyz(runtime),
         ("GET", "/status") => status(runtime),
         ("GET", "/ports") => ports(runtime),
         ("GET", "/logs/tail") => logs_tail(request, runtime),
         ("GET", "/secrets") => secrets(runtime),
-        ("POST", "/secrets") => set_secrets(request, runtime),
+        ("POST", "/secrets") => return set_secrets(request, runtime),
+        ("POST", "/shutdown") => {
+            let event = Event::Shutdown("requested through the control API".into());
+            return (
+                Response::json(202, &json!({ "status": "stopping" })),
+                Some(event),
+            );
+        }
         (_, "/readyz" | "/status" | "/ports" | "/logs/tail" | "/secrets" | "/shutdown") => {
             Response::error(405, "method not allowed")
         }
         _ => Response::error(404, "no such route"),
-    }
+    };
+    (response, None)
 }
 
 fn readyz(runtime: &Runtime) -> Response {
@@ -261,11 +256,13 @@ fn secrets(runtime: &Runtime) -> Response {
     Response::json(200, &json!({ "secrets": list }))
 }
 
-fn set_secrets(request: &Request, runtime: &Runtime) -> Response {
+/// Sets the secrets; tells the supervisor once anything was stored.
+fn set_secrets(request: &Request, runtime: &Runtime) -> (Response, Option<Event>) {
     let Ok(serde_json::Value::Object(values)) =
         serde_json::from_slice::<serde_json::Value>(&request.body)
     else {
-        return Response::error(400, "expected a JSON object {\"<secret id>\": \"<value>\"}");
+        let why = "expected a JSON object {\"<secret id>\": \"<value>\"}";
+        return (Response::error(400, why), None);
     };
     let manifest = &runtime.plan.manifest;
     let mut problems = Vec::new();
@@ -291,13 +288,15 @@ fn set_secrets(request: &Request, runtime: &Runtime) -> Response {
         accepted.push((secret, value));
     }
     if !problems.is_empty() {
-        return Response::json(400, &json!({ "errors": problems }));
+        return (Response::json(400, &json!({ "errors": problems })), None);
     }
     let mut state = runtime.lock();
     let mut stored = Vec::new();
     for (secret, value) in accepted {
         if let Err(why) = state.secrets.set(secret, value) {
-            return Response::error(500, &why);
+            // Those stored before it are told all the same.
+            let changed = (!stored.is_empty()).then_some(Event::SecretsChanged);
+            return (Response::error(500, &why), changed);
         }
         runtime
             .telemetry
@@ -305,6 +304,8 @@ fn set_secrets(request: &Request, runtime: &Runtime) -> Response {
         stored.push(secret.id.to_string());
     }
     drop(state);
-    runtime.send(Event::SecretsChanged);
-    Response::json(200, &json!({ "stored": stored }))
+    (
+        Response::json(200, &json!({ "stored": stored })),
+        Some(Event::SecretsChanged),
+    )
 }
