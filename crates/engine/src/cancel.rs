@@ -10,11 +10,14 @@
 //! **When xbundle itself is killed** (SIGKILL: no code of its own runs), its commands go with
 //! it: the first command a `Cancel` runs also starts its **reaper**, one `/bin/sh` in a process
 //! group of its own, which waits for the end of a pipe that only this process holds open. The
-//! groups running are kept in the reaper's **table**, an unlinked file it shares: one 8-byte
-//! slot per running command, the group id right-aligned in 7 characters and a newline, or
-//! blanks once the group ended, each written with one `pwrite`. When the pipe closes, because
-//! this process exited or was killed, the reaper reads the table and sends SIGKILL to every
-//! group it names, then exits. Nothing wakes the reaper while the run goes on (it was told each
+//! groups running are kept in the reaper's **table**, a file in memory (`memfd_create`; an
+//! unlinked temporary file elsewhere) that is its standard output: one 8-byte slot per running
+//! command, the group id right-aligned in 7 characters and a newline, or blanks once the group
+//! ended, each written with one `pwrite`. When the pipe closes because this process was killed,
+//! the reaper reads the table and sends SIGKILL to every group it names, then exits; a run that
+//! ends normally writes `done` first, and the reaper exits killing nothing (a slot that could
+//! not be blanked names a group that ended, whose id may have been reused since). Nothing wakes
+//! the reaper while the run goes on (it was told each
 //! start and end through the pipe: two wake-ups of a shell per command, which read its pipe a
 //! byte at a time). This replaces a `PR_SET_PDEATHSIG` set between `fork` and `exec`: a
 //! command starts with `posix_spawn` (no copy of this large, multi-threaded process per
@@ -30,7 +33,7 @@
 //! `cancel` takes is released, so a cancellation either sees the group or the spawn sees the
 //! cancellation (and the command is killed before it can run long).
 
-use std::io;
+use std::io::{self, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,12 +55,14 @@ struct Inner {
     reaper: Mutex<Option<Reaper>>,
 }
 
-/// The reaper's script. Its standard input is the pipe (nothing is written to it: it waits for
-/// the end), its standard output the table, read from its start once the pipe has ended. Only
-/// ids of two digits or more are taken (`kill -- -1` would signal every process it can).
-const REAPER_SCRIPT: &str = r#"while read -r _; do :; done
+/// The reaper's script. Its standard input is the pipe: it waits for the end, and a run that
+/// ends normally first writes `done` (every command was waited for: nothing is killed, even a
+/// group whose slot could not be blanked, whose id may since have gone to another process).
+/// Its standard output is the table, read from its start once the pipe has ended without
+/// `done`. Ids 0 and 1 are never taken (`kill -- -1` would signal every process it can).
+const REAPER_SCRIPT: &str = r#"while read -r l; do [ "$l" = done ] && exit 0; done
 while read -r x; do
-  case $x in ''|*[!0-9]*|0*|?) ;; *) kill -s KILL -- "-$x" 2>/dev/null ;; esac
+  case $x in ''|*[!0-9]*|0*|1) ;; *) kill -s KILL -- "-$x" 2>/dev/null ;; esac
 done <&1
 "#;
 
@@ -79,7 +84,7 @@ struct Reaper {
 impl Reaper {
     fn start() -> io::Result<Reaper> {
         use std::os::unix::process::CommandExt;
-        let table = tempfile::tempfile()?;
+        let table = Reaper::table()?;
         let mut child = Command::new("/bin/sh")
             .args(["-c", REAPER_SCRIPT])
             .env_clear()
@@ -96,6 +101,17 @@ impl Reaper {
             table,
             slots: Vec::new(),
         })
+    }
+
+    /// A new table: memory only (`memfd_create`) where there is that, so that no directory
+    /// needs to be writable; else an unlinked temporary file.
+    fn table() -> io::Result<std::fs::File> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Ok(fd) = rustix::fs::memfd_create("xbundle-reaper", rustix::fs::MemfdFlags::CLOEXEC)
+        {
+            return Ok(std::fs::File::from(fd));
+        }
+        tempfile::tempfile()
     }
 
     /// Writes `group` into a free slot. A group that does not fit, or a table that cannot be
@@ -123,7 +139,8 @@ impl Reaper {
     /// Blanks `group`'s slot.
     fn remove(&mut self, group: i32) {
         if let Some(slot) = self.slots.iter().position(|&g| g == group) {
-            // A slot that cannot be blanked stays taken: never handed to another group.
+            // A slot that cannot be blanked stays taken: never handed to another group (and
+            // named in the table, which only a killed run's reaper reads).
             if self.write(slot, b"       \n") {
                 self.slots[slot] = 0;
             }
@@ -138,10 +155,9 @@ impl Reaper {
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        // Every command was waited for: an empty table (the reaper reads nothing), then the end
-        // of its input, and it exits.
-        if self.slots.iter().all(|&g| g == 0) {
-            let _ = self.table.set_len(0);
+        // Every command was waited for: `done`, then the end of its input, and it exits.
+        if let Some(pipe) = &mut self.pipe {
+            let _ = pipe.write_all(b"done\n");
         }
         self.pipe = None;
         let _ = self.child.wait();
@@ -359,21 +375,63 @@ mod tests {
         assert_eq!(ended.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 
-    /// A run that waited for every command leaves an empty table: the reaper reads nothing.
+    /// A run that ends normally kills nothing: not even a group its table still names (a slot
+    /// that could not be blanked names a group that ended, whose id may have been reused).
     #[test]
-    fn a_finished_run_leaves_the_reaper_nothing_to_read() {
-        let cancel = Cancel::new();
-        for _ in 0..3 {
-            let status = cancel
-                .run(&mut Command::new("true"), |mut child| child.wait())
-                .unwrap();
-            assert!(status.success());
-        }
-        let reaper = cancel.0.reaper.lock().unwrap().take().unwrap();
-        assert_eq!(reaper.slots, vec![0]);
-        let table = reaper.table.try_clone().unwrap();
-        assert_eq!(table.metadata().unwrap().len(), 8);
+    fn a_run_that_ends_normally_kills_nothing() {
+        use std::os::unix::process::CommandExt;
+        let mut reaper = Reaper::start().unwrap();
+        let mut left = Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        reaper.add(left.id() as i32);
+        // Waits for the reaper to exit.
         drop(reaper);
-        assert_eq!(table.metadata().unwrap().len(), 0);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(left.try_wait().unwrap(), None, "killed at a normal end");
+        left.kill().unwrap();
+        left.wait().unwrap();
+    }
+
+    /// Commands inherit neither the reaper's pipe nor its table.
+    #[test]
+    fn commands_inherit_no_descriptor_of_the_reaper() {
+        let cancel = Cancel::new();
+        let open_files = || {
+            let output = cancel
+                .run(
+                    Command::new("sh")
+                        .args(["-c", "for f in /proc/$$/fd/*; do readlink \"$f\"; done"])
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::piped()),
+                    |child| child.wait_with_output(),
+                )
+                .unwrap();
+            String::from_utf8(output.stdout).unwrap()
+        };
+        // The first command starts the reaper; the second sees whatever it left open.
+        let (first, second) = (open_files(), open_files());
+        let reaper = cancel.0.reaper.lock().unwrap();
+        let pid = reaper.as_ref().unwrap().child.id();
+        let theirs: Vec<String> = [0, 1]
+            .iter()
+            .map(|fd| {
+                std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert!(theirs[0].starts_with("pipe:"), "{theirs:?}");
+        for open in [first, second] {
+            for target in &theirs {
+                assert!(
+                    !open.lines().any(|line| line == target),
+                    "{target} in {open}"
+                );
+            }
+        }
     }
 }
