@@ -336,20 +336,26 @@ pub enum ExpandError {
     LinkOutside { path: String, target: String },
 }
 
-/// Opens the files a walk found below `cwd` for reading ([`Found::open_to_read`]), each
-/// through a handle on its directory kept while the files come from it
-/// ([`Dir::open_entry_to_read`]): [`expand`] gives them sorted by path, so a directory's files
-/// come together and its handle is opened once for them all.
+/// Opens the files a walk found below `cwd` for reading ([`Found::open_to_read`]), each by its
+/// name through a handle on its directory ([`Dir::open_entry_to_read`]). The handles from `cwd`
+/// down to the last file's directory are kept: [`expand`] gives the files sorted by path, so a
+/// directory's files come together or around those of its subdirectories, and each directory
+/// is opened once, from its parent's handle.
 pub struct Opener<'a> {
     cwd: &'a Dir,
-    /// The directory (relative to `cwd`) of the last file opened, and its handle (`None` when it
-    /// could not be opened: its files then go through [`Found::open_to_read`], which says why).
-    dir: Option<(String, Option<Dir>)>,
+    /// Each directory (relative to `cwd`) inside the one before it, with its handle.
+    held: Vec<(String, Dir)>,
+    /// Directories opened so far (for tests).
+    opened: usize,
 }
 
 impl<'a> Opener<'a> {
     pub fn new(cwd: &'a Dir) -> Opener<'a> {
-        Opener { cwd, dir: None }
+        Opener {
+            cwd,
+            held: Vec::new(),
+            opened: 0,
+        }
     }
 
     /// Opens `found` for reading, as [`Found::open_to_read`] does.
@@ -361,21 +367,57 @@ impl<'a> Opener<'a> {
             .relative
             .rsplit_once('/')
             .unwrap_or(("", &found.relative));
-        let dir = if parent.is_empty() {
-            Some(self.cwd)
-        } else {
-            if self.dir.as_ref().is_none_or(|(held, _)| held != parent) {
-                let opened = self.cwd.open_dir(parent).ok().flatten();
-                self.dir = Some((parent.to_string(), opened));
-            }
-            self.dir.as_ref().and_then(|(_, dir)| dir.as_ref())
-        };
-        match dir.map(|dir| dir.open_entry_to_read(name)) {
+        match self.dir(parent).map(|dir| dir.open_entry_to_read(name)) {
             Some(Ok(Some(file))) => Ok(file),
-            Some(Ok(None)) => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            Some(Ok(None)) if parent.is_empty() => {
+                Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+            }
+            // Not in the directory held: it may have been replaced since it was opened (a
+            // generator's `rm -rf gen` and a new `gen`); asked again from the working directory,
+            // and the handles opened again for the files after it.
+            Some(Ok(None)) => {
+                self.held.clear();
+                found.open_to_read(self.cwd)
+            }
             // Asked again from the working directory, which says what is in the way.
-            Some(Err(_)) | None => found.open_to_read(self.cwd),
+            Some(Err(_)) => found.open_to_read(self.cwd),
+            // A directory on the way could not be opened from a handle held (which may be
+            // stale): the handles are opened again for the files after it.
+            None => {
+                self.held.clear();
+                found.open_to_read(self.cwd)
+            }
         }
+    }
+
+    /// The handle on `parent` (relative to `cwd`), opened from the deepest handle held on a
+    /// directory containing it; `None` when one of its components cannot be opened.
+    fn dir(&mut self, parent: &str) -> Option<&Dir> {
+        if parent.is_empty() {
+            return Some(self.cwd);
+        }
+        while let Some((held, _)) = self.held.last() {
+            let inside = parent
+                .strip_prefix(held.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if inside {
+                break;
+            }
+            self.held.pop();
+        }
+        let done = self.held.last().map_or(0, |(held, _)| held.len() + 1);
+        if done < parent.len() {
+            let mut end = done;
+            for component in parent[done..].split('/') {
+                end += component.len();
+                let base = self.held.last().map_or(self.cwd, |(_, dir)| dir);
+                let dir = base.open_dir(component).ok().flatten()?;
+                self.opened += 1;
+                self.held.push((parent[..end].to_string(), dir));
+                end += 1;
+            }
+        }
+        self.held.last().map(|(_, dir)| dir)
     }
 }
 
@@ -848,6 +890,63 @@ mod tests {
         let mut opener = Opener::new(&root);
         let err = read(&mut opener, by_name("src/a.rs")).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    /// Each directory is opened once, from its parent's handle, even when its files come
+    /// around those of its subdirectories (`foo.rs` < `foo/bar.rs` < `main.rs`); a directory
+    /// replaced since its handle was opened is looked up again, not taken for empty.
+    #[test]
+    fn an_opener_opens_each_directory_once_and_again_when_it_was_replaced() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        for file in [
+            "top.txt",
+            "src/foo.rs",
+            "src/foo/bar.rs",
+            "src/foo/baz/q.rs",
+            "src/main.rs",
+        ] {
+            let path = dir.path().join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, file).unwrap();
+        }
+        let (root, canonical) = opened(dir.path());
+        let walked = tree_over(&root, &canonical, &[]);
+        let patterns = Patterns::new(&["**".to_string()]).unwrap();
+        let (found, _) = expand(&walked, &root, &patterns, None, Purpose::Read).unwrap();
+        let names: Vec<&str> = found.iter().map(|f| f.relative.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "src/foo.rs",
+                "src/foo/bar.rs",
+                "src/foo/baz/q.rs",
+                "src/main.rs",
+                "top.txt"
+            ]
+        );
+        let read = |opener: &mut Opener, file: &Found| -> std::io::Result<String> {
+            let mut text = String::new();
+            opener.open(file)?.read_to_string(&mut text)?;
+            Ok(text)
+        };
+        let mut opener = Opener::new(&root);
+        for file in &found {
+            assert_eq!(read(&mut opener, file).unwrap(), file.relative);
+        }
+        assert_eq!(opener.opened, 3, "src, src/foo, src/foo/baz");
+
+        // `src` removed and made again while its handle is held: its new files are found.
+        let mut opener = Opener::new(&root);
+        assert_eq!(read(&mut opener, &found[0]).unwrap(), "src/foo.rs");
+        fs::remove_dir_all(dir.path().join("src")).unwrap();
+        fs::create_dir_all(dir.path().join("src/foo")).unwrap();
+        fs::write(dir.path().join("src/foo/bar.rs"), "made again").unwrap();
+        fs::write(dir.path().join("src/main.rs"), "made again").unwrap();
+        assert_eq!(read(&mut opener, &found[1]).unwrap(), "made again");
+        assert_eq!(read(&mut opener, &found[3]).unwrap(), "made again");
+        let err = read(&mut opener, &found[2]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]
