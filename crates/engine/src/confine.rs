@@ -1268,17 +1268,23 @@ mod tests {
         (dir, root)
     }
 
+    /// What an open that must have found the file reads.
+    fn text(opened: Result<Option<File>, ConfineError>) -> String {
+        let mut read = String::new();
+        opened.unwrap().unwrap().read_to_string(&mut read).unwrap();
+        read
+    }
+
+    fn make_fifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        assert!(made.unwrap().success());
+    }
+
     #[test]
     fn open_to_read_opens_files_below_and_never_through_a_link() {
         let (dir, root) = setup();
         fs::write(dir.path().join("root/real/data.txt"), b"data").unwrap();
-        let mut read = String::new();
-        root.open_to_read("real/data.txt")
-            .unwrap()
-            .unwrap()
-            .read_to_string(&mut read)
-            .unwrap();
-        assert_eq!(read, "data");
+        assert_eq!(text(root.open_to_read("real/data.txt")), "data");
         assert!(root.open_to_read("real/missing.txt").unwrap().is_none());
         // A link as the last component (to a file outside) or on the way: refused, saying so.
         assert!(matches!(
@@ -1300,14 +1306,7 @@ mod tests {
             );
         }
         // A FIFO is not waited on (no writer ever comes).
-        let fifo = dir.path().join("root/real/fifo");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        make_fifo(&dir.path().join("root/real/fifo"));
         assert!(root.open_to_read("real/fifo").is_ok());
     }
 
@@ -1316,13 +1315,7 @@ mod tests {
         let (dir, root) = setup();
         fs::write(dir.path().join("root/real/data.txt"), b"data").unwrap();
         let real = root.open_dir("real").unwrap().unwrap();
-        let mut read = String::new();
-        real.open_entry_to_read("data.txt")
-            .unwrap()
-            .unwrap()
-            .read_to_string(&mut read)
-            .unwrap();
-        assert_eq!(read, "data");
+        assert_eq!(text(real.open_entry_to_read("data.txt")), "data");
         assert!(real.open_entry_to_read("missing.txt").unwrap().is_none());
         // A link (to a file outside, or to a directory outside): refused, saying so.
         assert!(matches!(
@@ -1348,14 +1341,7 @@ mod tests {
             );
         }
         // A FIFO is not waited on (no writer ever comes).
-        let fifo = dir.path().join("root/real/fifo");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        make_fifo(&dir.path().join("root/real/fifo"));
         assert!(real.open_entry_to_read("fifo").is_ok());
     }
 

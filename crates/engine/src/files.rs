@@ -807,6 +807,14 @@ mod tests {
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 
+    /// What `opener` reads of `file`.
+    fn read_opened(opener: &mut Opener, file: &Found) -> std::io::Result<String> {
+        use std::io::Read;
+        let mut text = String::new();
+        opener.open(file)?.read_to_string(&mut text)?;
+        Ok(text)
+    }
+
     /// An [`Opener`] reads the files of each directory through one handle on it, and is as
     /// confined as [`Found::open_to_read`]: a file or a directory replaced by a link since the
     /// walk is refused, never read through; a directory renamed away while its handle is held
@@ -814,7 +822,6 @@ mod tests {
     /// swapped in at its name.
     #[test]
     fn an_opener_reads_each_directory_through_one_handle_and_never_through_a_link() {
-        use std::io::Read;
         use std::os::unix::fs::symlink;
         let dir = tree();
         let outside = tempfile::tempdir().unwrap();
@@ -838,11 +845,6 @@ mod tests {
                 "src/to-a"
             ]
         );
-        let read = |opener: &mut Opener, file: &Found| -> std::io::Result<String> {
-            let mut text = String::new();
-            opener.open(file)?.read_to_string(&mut text)?;
-            Ok(text)
-        };
         let by_name = |name: &str| found.iter().find(|f| f.relative == name).unwrap();
         let mut opener = Opener::new(&root);
         for file in &found {
@@ -851,24 +853,27 @@ mod tests {
             } else {
                 &file.relative
             };
-            assert_eq!(read(&mut opener, file).unwrap(), expected);
+            assert_eq!(read_opened(&mut opener, file).unwrap(), expected);
         }
 
         // A file replaced by a link to a file outside: refused, naming the link.
         fs::remove_file(dir.path().join("src/c.txt")).unwrap();
         symlink(outside.path().join("secret"), dir.path().join("src/c.txt")).unwrap();
         let mut opener = Opener::new(&root);
-        assert_eq!(read(&mut opener, by_name("src/a.rs")).unwrap(), "src/a.rs");
-        let err = read(&mut opener, by_name("src/c.txt")).unwrap_err();
+        assert_eq!(
+            read_opened(&mut opener, by_name("src/a.rs")).unwrap(),
+            "src/a.rs"
+        );
+        let err = read_opened(&mut opener, by_name("src/c.txt")).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         // A directory replaced by a link to a directory outside: refused.
         fs::rename(dir.path().join("src/deep"), dir.path().join("deep.old")).unwrap();
         symlink(outside.path(), dir.path().join("src/deep")).unwrap();
-        let err = read(&mut opener, by_name("src/deep/b.rs")).unwrap_err();
+        let err = read_opened(&mut opener, by_name("src/deep/b.rs")).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         // Gone since the walk: not found.
         fs::remove_file(dir.path().join("README")).unwrap();
-        let err = read(&mut opener, by_name("README")).unwrap_err();
+        let err = read_opened(&mut opener, by_name("README")).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 
         // The directory renamed away while its handle is held, a link to outside put at its
@@ -879,16 +884,19 @@ mod tests {
         let (found, _) = expand(&walked, &root, &patterns, None, Purpose::Read).unwrap();
         let by_name = |name: &str| found.iter().find(|f| f.relative == name).unwrap();
         let mut opener = Opener::new(&root);
-        assert_eq!(read(&mut opener, by_name("src/a.rs")).unwrap(), "src/a.rs");
+        assert_eq!(
+            read_opened(&mut opener, by_name("src/a.rs")).unwrap(),
+            "src/a.rs"
+        );
         fs::rename(dir.path().join("src"), dir.path().join("src.old")).unwrap();
         symlink(outside.path(), dir.path().join("src")).unwrap();
         assert_eq!(
-            read(&mut opener, by_name("src/c.txt")).unwrap(),
+            read_opened(&mut opener, by_name("src/c.txt")).unwrap(),
             "src/c.txt"
         );
         // A new opener opens the directory again: refused at the link.
         let mut opener = Opener::new(&root);
-        let err = read(&mut opener, by_name("src/a.rs")).unwrap_err();
+        let err = read_opened(&mut opener, by_name("src/a.rs")).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 
@@ -897,7 +905,6 @@ mod tests {
     /// replaced since its handle was opened is looked up again, not taken for empty.
     #[test]
     fn an_opener_opens_each_directory_once_and_again_when_it_was_replaced() {
-        use std::io::Read;
         let dir = tempfile::tempdir().unwrap();
         for file in [
             "top.txt",
@@ -925,27 +932,22 @@ mod tests {
                 "top.txt"
             ]
         );
-        let read = |opener: &mut Opener, file: &Found| -> std::io::Result<String> {
-            let mut text = String::new();
-            opener.open(file)?.read_to_string(&mut text)?;
-            Ok(text)
-        };
         let mut opener = Opener::new(&root);
         for file in &found {
-            assert_eq!(read(&mut opener, file).unwrap(), file.relative);
+            assert_eq!(read_opened(&mut opener, file).unwrap(), file.relative);
         }
         assert_eq!(opener.opened, 3, "src, src/foo, src/foo/baz");
 
         // `src` removed and made again while its handle is held: its new files are found.
         let mut opener = Opener::new(&root);
-        assert_eq!(read(&mut opener, &found[0]).unwrap(), "src/foo.rs");
+        assert_eq!(read_opened(&mut opener, &found[0]).unwrap(), "src/foo.rs");
         fs::remove_dir_all(dir.path().join("src")).unwrap();
         fs::create_dir_all(dir.path().join("src/foo")).unwrap();
         fs::write(dir.path().join("src/foo/bar.rs"), "made again").unwrap();
         fs::write(dir.path().join("src/main.rs"), "made again").unwrap();
-        assert_eq!(read(&mut opener, &found[1]).unwrap(), "made again");
-        assert_eq!(read(&mut opener, &found[3]).unwrap(), "made again");
-        let err = read(&mut opener, &found[2]).unwrap_err();
+        assert_eq!(read_opened(&mut opener, &found[1]).unwrap(), "made again");
+        assert_eq!(read_opened(&mut opener, &found[3]).unwrap(), "made again");
+        let err = read_opened(&mut opener, &found[2]).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 
