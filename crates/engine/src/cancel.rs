@@ -211,6 +211,34 @@ impl Cancel {
         self.0.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Ends the reaper when no command runs (it is told `done` and exits killing nothing); the
+    /// next command starts another. The engine calls it at the end of each run: the reaper
+    /// otherwise goes when the last handle does, and a handle kept by a thread that waits for
+    /// signals never goes.
+    pub fn end_reaper(&self) {
+        let reaper = {
+            let groups = self.groups();
+            if !groups.is_empty() {
+                return;
+            }
+            self.0
+                .reaper
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+        };
+        drop(reaper);
+    }
+
+    /// Whether a reaper runs (for tests).
+    pub fn has_reaper(&self) -> bool {
+        self.0
+            .reaper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// Writes `group` into the reaper's table (`started`) or blanks it (the reaper is started
     /// on first use). Call with the `groups` lock held. Without a reaper (it could not start),
     /// commands outlive a killed xbundle, as the commands of most build tools do.
@@ -393,6 +421,27 @@ mod tests {
         assert_eq!(left.try_wait().unwrap(), None, "killed at a normal end");
         left.kill().unwrap();
         left.wait().unwrap();
+    }
+
+    /// A run's end ends the reaper (told `done`, it exits, killing nothing) while a handle on
+    /// the cancellation lives on; the next command starts another.
+    #[test]
+    fn the_end_of_a_run_ends_the_reaper_while_a_handle_lives_on() {
+        let cancel = Cancel::new();
+        let kept = cancel.clone();
+        let status = cancel
+            .run(&mut Command::new("true"), |mut child| child.wait())
+            .unwrap();
+        assert!(status.success());
+        let pid = cancel.0.reaper.lock().unwrap().as_ref().unwrap().child.id();
+        cancel.end_reaper();
+        assert!(!kept.has_reaper());
+        // Waited for: gone, not a zombie.
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        cancel
+            .run(&mut Command::new("true"), |mut child| child.wait())
+            .unwrap();
+        assert!(kept.has_reaper());
     }
 
     /// Commands inherit neither the reaper's pipe nor its table.

@@ -556,6 +556,9 @@ impl Engine {
                 });
             }
             let summary = self.schedule(graph, &selected, &workspace, &stats, reporter);
+            // Every command was waited for: the reaper is told so and goes (a handle on the
+            // cancellation kept elsewhere, by a signal thread, would keep it to the exit).
+            self.cancel.end_reaper();
             if let Some(session) = &self.remote {
                 session.close_queue();
             }

@@ -945,8 +945,9 @@ mod tests {
         fs::create_dir_all(dir.path().join("src/foo")).unwrap();
         fs::write(dir.path().join("src/foo/bar.rs"), "made again").unwrap();
         fs::write(dir.path().join("src/main.rs"), "made again").unwrap();
-        assert_eq!(read_opened(&mut opener, &found[1]).unwrap(), "made again");
+        // `src/main.rs` first: its directory is the one held (not one to open through it).
         assert_eq!(read_opened(&mut opener, &found[3]).unwrap(), "made again");
+        assert_eq!(read_opened(&mut opener, &found[1]).unwrap(), "made again");
         let err = read_opened(&mut opener, &found[2]).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }

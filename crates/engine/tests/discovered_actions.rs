@@ -344,3 +344,28 @@ fn outputs_an_action_replaces_stay_until_it_has() {
         b"outside\n"
     );
 }
+
+/// A run's end ends the reaper its first command started (`engine::cancel`): a handle on the
+/// cancellation kept by the front end's signal thread would otherwise keep it to the exit,
+/// and a normal exit would then not tell it so.
+#[test]
+fn a_run_that_ran_a_command_ends_with_its_reaper_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path());
+    let kept = engine.cancel_handle();
+    let command = engine::task::CommandAction {
+        argv: vec!["sh".into(), "-c".into(), "echo x > out.txt".into()],
+        depfile: None,
+        remote: false,
+    };
+    let graph = TaskGraph::new(vec![spec(Arc::new(command), &["out.txt"])]).unwrap();
+    let summary = engine
+        .run(&graph, &[TaskId::new("task:t")], &Collect::default())
+        .unwrap();
+    assert_eq!(summary.failed, 0, "{:?}", summary.failures);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "x\n"
+    );
+    assert!(!kept.has_reaper());
+}
