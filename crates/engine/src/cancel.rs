@@ -17,9 +17,8 @@
 //! the reaper reads the table and sends SIGKILL to every group it names, then exits; a run that
 //! ends normally writes `done` first, and the reaper exits killing nothing (a slot that could
 //! not be blanked names a group that ended, whose id may have been reused since). Nothing wakes
-//! the reaper while the run goes on (it was told each
-//! start and end through the pipe: two wake-ups of a shell per command, which read its pipe a
-//! byte at a time). This replaces a `PR_SET_PDEATHSIG` set between `fork` and `exec`: a
+//! the reaper while the run goes on (it was told each start and end through the pipe: two
+//! wake-ups of a shell per command, which read its pipe a byte at a time). This replaces a `PR_SET_PDEATHSIG` set between `fork` and `exec`: a
 //! command starts with `posix_spawn` (no copy of this large, multi-threaded process per
 //! command), and the whole group goes, not only its first process. A group's slot is blanked
 //! after it is reaped; its id could be reused only after the kernel has handed out every other

@@ -262,6 +262,13 @@ pub struct Dir {
     path: PathBuf,
 }
 
+/// Opening a file to read: no link followed at the last component, never waiting on a FIFO.
+const READ_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
 const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::DIRECTORY)
     .union(OFlags::NOFOLLOW)
@@ -622,10 +629,8 @@ impl Dir {
         let Some((parent, name)) = self.parent_of(relative)? else {
             return Ok(None);
         };
-        let flags =
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let display = || self.display(relative);
-        let fd = match rustix::fs::openat(&parent.fd, name, flags, Mode::empty()) {
+        let fd = match rustix::fs::openat(&parent.fd, name, READ_FLAGS, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(None),
             Err(errno) => {
@@ -678,14 +683,9 @@ impl Dir {
             static UNAVAILABLE: AtomicBool = AtomicBool::new(false);
             if !UNAVAILABLE.load(Ordering::Relaxed) {
                 check_relative(relative)?;
-                let flags = OFlags::RDONLY
-                    | OFlags::NOFOLLOW
-                    | OFlags::NONBLOCK
-                    | OFlags::NOCTTY
-                    | OFlags::CLOEXEC;
                 let resolve =
                     ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-                match rustix::fs::openat2(&self.fd, relative, flags, Mode::empty(), resolve) {
+                match rustix::fs::openat2(&self.fd, relative, READ_FLAGS, Mode::empty(), resolve) {
                     Ok(fd) => return Ok(Some(File::from(fd))),
                     Err(Errno::NOENT) => return Ok(None),
                     Err(Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::TOOBIG) => {
@@ -702,8 +702,8 @@ impl Dir {
 
     /// Opens the entry `name` of this directory (one component) for reading as
     /// [`Dir::open_to_read`] does: one `openat` with `O_NOFOLLOW`, so a link there fails and
-    /// nothing beyond this directory is resolved. For hashing the files of one directory a walk
-    /// found (they come together, sorted by path): one lookup of one name each, where
+    /// nothing beyond this directory is resolved. For hashing the files a walk found through a
+    /// handle on their directory (`files::Opener`): one lookup of one name each, where
     /// `openat2` from the working directory walks every component again and then checks the
     /// walk stayed beneath it (a quarter of a cold build's opening time). Anything that call
     /// cannot settle goes through [`Dir::open_file`], whose errors say what is there.
@@ -712,9 +712,7 @@ impl Dir {
         if name.contains('/') {
             return self.open_to_read(name);
         }
-        let flags =
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-        match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
+        match rustix::fs::openat(&self.fd, name, READ_FLAGS, Mode::empty()) {
             Ok(fd) => Ok(Some(File::from(fd))),
             Err(Errno::NOENT) => Ok(None),
             Err(_) => Ok(self.open_file(name)?.map(|(file, _)| file)),

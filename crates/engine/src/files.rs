@@ -372,18 +372,12 @@ impl<'a> Opener<'a> {
             Some(Ok(None)) if parent.is_empty() => {
                 Err(std::io::Error::from(std::io::ErrorKind::NotFound))
             }
-            // Not in the directory held: it may have been replaced since it was opened (a
-            // generator's `rm -rf gen` and a new `gen`); asked again from the working directory,
-            // and the handles opened again for the files after it.
-            Some(Ok(None)) => {
-                self.held.clear();
-                found.open_to_read(self.cwd)
-            }
             // Asked again from the working directory, which says what is in the way.
             Some(Err(_)) => found.open_to_read(self.cwd),
-            // A directory on the way could not be opened from a handle held (which may be
-            // stale): the handles are opened again for the files after it.
-            None => {
+            // Not in a directory held, or a directory on the way not opened from one: the
+            // handles may be stale (a generator's `rm -rf gen` and a new `gen`). Asked again
+            // from the working directory, the handles opened again for the files after it.
+            Some(Ok(None)) | None => {
                 self.held.clear();
                 found.open_to_read(self.cwd)
             }
