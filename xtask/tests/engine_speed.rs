@@ -773,3 +773,47 @@ outputs = ["out/all.txt"]
     repo.write("src/deep/b.txt", "b\n");
     assert_eq!(repo.json(&["task"]).status("task:all"), "ran");
 }
+
+#[test]
+fn inputs_read_ahead_give_their_descriptors_back_when_the_process_runs_out() {
+    // 100 inputs too large for a read that does not wait: each is kept open, its read started,
+    // up to 32 at a time. Under a limit of 24 descriptors, the run finishes the reads it started
+    // when an open fails for want of one, and opens again (before: "Too many open files").
+    let toml = r#"
+[tasks.t]
+run = "cat src/*.txt > out.txt"
+inputs = ["src/*.txt"]
+outputs = ["out.txt"]
+"#;
+    let contents: Vec<(String, String)> = (0..100)
+        .map(|i| {
+            (
+                format!("src/f{i:03}.txt"),
+                format!("{i:>7}\n").repeat(5_000),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = contents
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_str()))
+        .collect();
+    let repo = Repo::new(toml, &files);
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 24 && exec \"$0\" \"$@\"")
+        .arg(common::BIN)
+        .arg("--root")
+        .arg(repo.path())
+        .args(["--message-format", "json", "task"])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    for name in common::TEST_VARIABLES {
+        command.env_remove(name);
+    }
+    let run = common::Run::parse_json(&["task"], command.output().unwrap());
+    run.assert_code(0);
+    assert_eq!(run.counts(), (1, 0, 0, 0), "{run}");
+    let all: String = contents.iter().map(|(_, text)| text.as_str()).collect();
+    assert_eq!(repo.read("out.txt"), all);
+}

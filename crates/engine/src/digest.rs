@@ -183,6 +183,48 @@ pub fn hash_reader_expecting(reader: &mut impl Read, size: u64) -> io::Result<(D
     })
 }
 
+/// [`hash_reader_expecting`] of a small file whose bytes are all in the page cache, without
+/// waiting for the disk: one `preadv2(RWF_NOWAIT)` from offset 0 (the file's position is left
+/// where it was). `None` when the file is larger than a hashing buffer, when any of its bytes
+/// would have to be read from the disk, when it no longer holds exactly `size` bytes, or when
+/// the file system cannot read without waiting: [`hash_reader_expecting`] then reads it, after
+/// the caller has started reading the other files it needs (see `StatCache::start_digest`).
+#[cfg(target_os = "linux")]
+pub fn hash_if_cached(file: &File, size: u64) -> Option<(Digest, u64, bool)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Set when this kernel or a file system refused `RWF_NOWAIT` (not a cache miss).
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+    let size_bytes = usize::try_from(size).ok()?;
+    if size_bytes >= BUFFER_BYTES || UNSUPPORTED.load(Ordering::Relaxed) {
+        return None;
+    }
+    with_buffer(|buffer| {
+        // One byte past the stat's size: a file that grew since is left to the full read.
+        let mut slices = [io::IoSliceMut::new(&mut buffer[..size_bytes + 1])];
+        match rustix::io::preadv2(file, &mut slices, 0, rustix::io::ReadWriteFlags::NOWAIT) {
+            Ok(read) if read == size_bytes => {
+                let mut hasher = Hasher::new();
+                hasher.update(&buffer[..read]);
+                Some((hasher.finish(), size, true))
+            }
+            Ok(_) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => None,
+            Err(
+                rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS,
+            ) => {
+                UNSUPPORTED.store(true, Ordering::Relaxed);
+                None
+            }
+            // Any other error is the full read's to report.
+            Err(_) => None,
+        }
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn hash_if_cached(_: &File, _: u64) -> Option<(Digest, u64, bool)> {
+    None
+}
+
 /// The size of each thread's hashing buffer: hashing reads a file in pieces this large. Small
 /// beside the time hashing takes (a `read` per 32 KiB of SHA-256 costs about 3%), and resident
 /// in every worker thread.
@@ -254,6 +296,76 @@ mod tests {
             assert_eq!(digest, Digest::of_bytes(&data[..holds]));
             assert_eq!(exact, said == holds as u64, "{said} {holds}");
             assert_eq!(reader.1, reads, "reads for {said} said, {holds} held");
+        }
+    }
+
+    /// Whether the first page of `file` is in the page cache (`mincore` of a mapping of it).
+    #[cfg(target_os = "linux")]
+    fn first_page_cached(file: &File) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a shared read-only mapping of one page of an open file, unmapped before
+        // returning; `mincore` writes one byte into `vector`.
+        unsafe {
+            let at = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            );
+            assert_ne!(at, libc::MAP_FAILED);
+            let mut vector = 0u8;
+            assert_eq!(libc::mincore(at, 4096, &mut vector), 0);
+            libc::munmap(at, 4096);
+            vector & 1 == 1
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_is_hashed_without_waiting_only_when_its_bytes_are_cached_and_as_its_stat_says() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small");
+        std::fs::write(&path, b"four").unwrap();
+        let file = File::open(&path).unwrap();
+        // In the page cache (just written): hashed, and the file's position left at 0.
+        assert_eq!(
+            hash_if_cached(&file, 4),
+            Some((Digest::of_bytes(b"four"), 4, true))
+        );
+        assert_eq!(
+            hash_reader_expecting(&mut &file, 4).unwrap().0,
+            Digest::of_bytes(b"four")
+        );
+        // Not the size its stat said (grew, shrank): left to the full read.
+        assert_eq!(hash_if_cached(&file, 3), None);
+        assert_eq!(hash_if_cached(&file, 5), None);
+        // An empty file.
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(
+            hash_if_cached(&File::open(&empty).unwrap(), 0),
+            Some((Digest::EMPTY, 0, true))
+        );
+        // Larger than the buffer: never, cached or not.
+        let large = dir.path().join("large");
+        std::fs::write(&large, vec![1u8; BUFFER_BYTES]).unwrap();
+        assert_eq!(
+            hash_if_cached(&File::open(&large).unwrap(), BUFFER_BYTES as u64),
+            None
+        );
+        // Dropped from the page cache (where the file system can): not read, unless the page
+        // is still there.
+        file.sync_all().unwrap();
+        // SAFETY: a valid descriptor; advice only.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let cached = first_page_cached(&file);
+        let hashed = hash_if_cached(&file, 4);
+        assert_eq!(hashed.is_some(), cached, "{hashed:?}");
+        if !cached {
+            eprintln!("the page left the cache and the read did not wait for it");
         }
     }
 }

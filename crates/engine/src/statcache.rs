@@ -70,7 +70,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::confine::{ConfineError, Dir, Listed, ListingCache};
-use crate::digest::{Digest, hash_reader_expecting};
+use crate::digest::{Digest, hash_if_cached, hash_reader_expecting};
 use crate::fsutil::BootMark;
 use crate::listings::Listings;
 
@@ -647,6 +647,24 @@ impl ListingCache for StatCache {
     }
 }
 
+/// What [`StatCache::start_digest`] did.
+#[derive(Debug)]
+pub enum Reading {
+    /// The digest, from the cache or a read that did not wait.
+    Hashed(Hashed),
+    /// The file is open and being read ahead: [`StatCache::finish_digest`] reads it.
+    Started(Started),
+}
+
+/// A file [`StatCache::start_digest`] opened and left to read, with the stat taken before and
+/// the clock reading its digest is trusted against.
+#[derive(Debug)]
+pub struct Started {
+    file: fs::File,
+    stat: FileStat,
+    clock: Clock,
+}
+
 /// What a lookup found.
 #[derive(Clone, Copy, Debug)]
 pub struct Hashed {
@@ -788,32 +806,93 @@ impl StatCache {
         stat: FileStat,
         open: &mut dyn FnMut() -> io::Result<fs::File>,
     ) -> io::Result<Hashed> {
+        match self.start_digest_with(relative, stat, open, false)? {
+            Reading::Hashed(hashed) => Ok(hashed),
+            Reading::Started(started) => self.finish_digest(relative, started),
+        }
+    }
+
+    /// [`StatCache::digest_with`] that does not wait for the disk: a file to read whose bytes
+    /// are not all in the page cache comes back [`Reading::Started`], open and its read-ahead
+    /// begun (`posix_fadvise(WILLNEED)`), for [`StatCache::finish_digest`] once the reads of
+    /// the files after it are under way too. A file per system call, read one after the other,
+    /// waits for the disk once per file (about 60 µs each here when the page cache has lost
+    /// them); started together, their reads overlap and are merged (measured: 5,000 files of
+    /// 2 KiB, 300 → 90 ms, and 180 → 90 ms of CPU). A file in the page cache costs no more than
+    /// [`StatCache::digest_with`]: its one read is the one that does not wait.
+    pub fn start_digest(
+        &self,
+        relative: &str,
+        stat: FileStat,
+        open: &mut dyn FnMut() -> io::Result<fs::File>,
+    ) -> io::Result<Reading> {
+        self.start_digest_with(relative, stat, open, true)
+    }
+
+    fn start_digest_with(
+        &self,
+        relative: &str,
+        stat: FileStat,
+        open: &mut dyn FnMut() -> io::Result<fs::File>,
+        ahead: bool,
+    ) -> io::Result<Reading> {
         if let Some(entry) = self.lookup(relative)
             && entry.trusted
             && entry.stat == stat
         {
-            return Ok(Hashed {
+            return Ok(Reading::Hashed(Hashed {
                 digest: Digest::from_raw(entry.digest),
                 stat,
                 from_cache: true,
-            });
+            }));
         }
         // Read before the file is: its digest is trusted against this reading.
         let clock = self.clock_newer_than(stat.mtime_ns);
         let file = open()?;
+        let started = Started { file, stat, clock };
+        if !ahead {
+            return Ok(Reading::Started(started));
+        }
+        if let Some(hashed) = hash_if_cached(&started.file, stat.size) {
+            return Ok(Reading::Hashed(
+                self.record_read(relative, &started, hashed),
+            ));
+        }
+        // Advice only: the read that finishes it waits for whatever it did not bring in.
+        let _ = rustix::fs::fadvise(&started.file, 0, None, rustix::fs::Advice::WillNeed);
+        Ok(Reading::Started(started))
+    }
+
+    /// Reads and records a file [`StatCache::start_digest`] left [`Reading::Started`].
+    pub fn finish_digest(&self, relative: &str, started: Started) -> io::Result<Hashed> {
         // Recorded with the stat taken before the read, so no second stat is needed. Any change
         // the read may have missed (a write during or after it, a file swapped in since the
         // stat) gives the file an mtime at least `clock`, newer than the stat's when that is
         // trusted, so the stat no longer matches; a file that did not hold the bytes its stat
         // said is recorded untrusted. (A write between the stat and the read can keep the stat,
         // in the same timestamp tick, but then the read saw it.)
-        let (digest, _, exact) = hash_reader_expecting(&mut &file, stat.size)?;
-        self.record(relative, stat, digest, exact.then_some(clock));
-        Ok(Hashed {
+        let hashed = hash_reader_expecting(&mut &started.file, started.stat.size)?;
+        Ok(self.record_read(relative, &started, hashed))
+    }
+
+    /// Records what a read of a [`Started`] file found.
+    fn record_read(
+        &self,
+        relative: &str,
+        started: &Started,
+        (digest, _, exact): (Digest, u64, bool),
+    ) -> Hashed {
+        self.record(
+            relative,
+            started.stat,
             digest,
-            stat,
+            exact.then_some(started.clock),
+        );
+        Hashed {
+            digest,
+            stat: started.stat,
             from_cache: false,
-        })
+        }
     }
 
     /// Whether nothing loaded vouches for any file (no stat cache yet, or one ignored: another
@@ -827,6 +906,24 @@ impl StatCache {
     /// regular file (a directory, fifo or device put there since its directory was listed) is
     /// refused, never read.
     pub fn digest_opened(&self, relative: &str, file: fs::File) -> io::Result<Hashed> {
+        match self.start_digest_opened_with(relative, file, false)? {
+            Reading::Hashed(hashed) => Ok(hashed),
+            Reading::Started(started) => self.finish_digest(relative, started),
+        }
+    }
+
+    /// [`StatCache::digest_opened`] that does not wait for the disk, as
+    /// [`StatCache::start_digest`].
+    pub fn start_digest_opened(&self, relative: &str, file: fs::File) -> io::Result<Reading> {
+        self.start_digest_opened_with(relative, file, true)
+    }
+
+    fn start_digest_opened_with(
+        &self,
+        relative: &str,
+        file: fs::File,
+        ahead: bool,
+    ) -> io::Result<Reading> {
         let stat = rustix::fs::fstat(&file)?;
         if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
             return Err(io::Error::other(
@@ -835,10 +932,15 @@ impl StatCache {
             ));
         }
         let mut file = Some(file);
-        self.digest_with(relative, FileStat::from_stat(&stat), &mut || {
-            file.take()
-                .ok_or_else(|| io::Error::other("the file was opened once"))
-        })
+        self.start_digest_with(
+            relative,
+            FileStat::from_stat(&stat),
+            &mut || {
+                file.take()
+                    .ok_or_else(|| io::Error::other("the file was opened once"))
+            },
+            ahead,
+        )
     }
 
     /// A new reading of the file system's clock ([`Clock::NEVER`] when it cannot be read, or

@@ -4,4 +4,5 @@
 
 mod confinement_props;
 mod discovered_actions;
+mod inputs;
 mod remote_plans;

@@ -1,0 +1,89 @@
+//! A task's inputs as its key sees them: every file read, whatever the page cache holds, each
+//! digest in its own place.
+
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use engine::{
+    Action, ActionContext, ActionFailure, ActionOutput, Digest, Engine, EngineConfig, Event,
+    Reporter, TaskGraph, TaskId, TaskSpec,
+};
+
+/// Writes `out.txt`.
+struct Touch;
+
+impl Action for Touch {
+    fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
+        std::fs::write(context.root.join("out.txt"), "out\n").unwrap();
+        Ok(ActionOutput::default())
+    }
+}
+
+struct Quiet;
+
+impl Reporter for Quiet {
+    fn report(&self, _: Event<'_>) {}
+}
+
+/// Drops the file's pages from the page cache where the file system can (written to the disk
+/// first: dirty pages stay).
+fn evict(path: &std::path::Path) {
+    let file = std::fs::File::open(path).unwrap();
+    file.sync_all().unwrap();
+    // SAFETY: a valid descriptor; advice only.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
+#[test]
+fn inputs_read_ahead_keep_their_places_and_their_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("src/deep")).unwrap();
+    // More files to finish later than may wait at once (32): a third too large for a read that
+    // does not wait, a third dropped from the page cache, a third in it; in two directories.
+    let mut expected = BTreeMap::new();
+    for i in 0..150 {
+        let name = if i % 5 == 0 {
+            format!("src/deep/f{i:03}.txt")
+        } else {
+            format!("src/f{i:03}.txt")
+        };
+        let bytes = match i % 3 {
+            0 => format!("{i}\n").repeat(20_000).into_bytes(),
+            _ => format!("file {i}\n").repeat(i).into_bytes(),
+        };
+        std::fs::write(root.join(&name), &bytes).unwrap();
+        expected.insert(name, Digest::of_bytes(&bytes));
+    }
+    for (i, name) in expected.keys().enumerate() {
+        if i % 3 == 1 {
+            evict(&root.join(name));
+        }
+    }
+    let mut config = EngineConfig::new(root);
+    config.jobs = 1;
+    config.env = BTreeMap::new();
+    let engine = Engine::new(config);
+    let id = TaskId::new("task:t");
+    let spec = TaskSpec {
+        id: id.clone(),
+        kind: "test".into(),
+        impl_version: 1,
+        params: BTreeMap::new(),
+        cwd: String::new(),
+        inputs: vec!["src/**".into()],
+        outputs: vec!["out.txt".into()],
+        env: Vec::new(),
+        tools: BTreeMap::new(),
+        deps: Vec::new(),
+        action: Arc::new(Touch),
+        description: None,
+    };
+    let graph = TaskGraph::new(vec![spec]).unwrap();
+    engine
+        .run(&graph, std::slice::from_ref(&id), &Quiet)
+        .unwrap();
+    let entry = engine.ledger().get(&id).expect("the run is in the ledger");
+    assert_eq!(entry.components.inputs, expected);
+}
