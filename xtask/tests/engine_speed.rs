@@ -728,14 +728,14 @@ outputs = ["out/all.txt"]
 "#,
         &[("src/a.txt", "a\n"), ("src/deep/b.txt", "")],
     );
-    // Larger than the hashing buffer (32 KiB): four reads, the last asking one byte past the end
-    // its stat gave and answered short.
+    // Small ones in one read that does not wait (`preadv2`); one larger than the hashing buffer
+    // (32 KiB) in four, the last asking one byte past the end its stat gave and answered short.
     repo.write("src/big.txt", vec![b'x'; 100_000]);
     let inputs = [("a.txt", 1), ("b.txt", 1), ("big.txt", 4)];
     let (run, calls) = traced(
         &repo,
         &["task"],
-        "open,openat,openat2,read,pread64,fstat,newfstatat,statx,lstat,stat",
+        "open,openat,openat2,read,pread64,preadv2,fstat,newfstatat,statx,lstat,stat",
     );
     run.assert_code(0);
     assert_eq!(run.status("task:all"), "ran", "{run}");
@@ -756,7 +756,7 @@ outputs = ["out/all.txt"]
         let stated = count(&["newfstatat", "statx", "lstat", "stat"], &|args| {
             args.contains(&by_path)
         });
-        let read = count(&["read", "pread64"], &first_argument);
+        let read = count(&["read", "pread64", "preadv2"], &first_argument);
         let restated = count(&["fstat", "newfstatat", "statx"], &first_argument);
         // Nothing recorded vouches for it: opened, stat'ed through the open file (no second
         // path lookup), read.
@@ -776,36 +776,38 @@ outputs = ["out/all.txt"]
 
 #[test]
 fn inputs_read_ahead_give_their_descriptors_back_when_the_process_runs_out() {
-    // 100 inputs too large for a read that does not wait: each is kept open, its read started,
-    // up to 32 at a time. Under a limit of 24 descriptors, the run finishes the reads it started
-    // when an open fails for want of one, and opens again (before: "Too many open files").
-    let toml = r#"
-[tasks.t]
-run = "cat src/*.txt > out.txt"
-inputs = ["src/*.txt"]
-outputs = ["out.txt"]
-"#;
-    let contents: Vec<(String, String)> = (0..100)
-        .map(|i| {
-            (
-                format!("src/f{i:03}.txt"),
-                format!("{i:>7}\n").repeat(5_000),
+    // Three tasks side by side, each with 100 inputs too large for a read that does not wait:
+    // each input is kept open, its read started, up to 32 a task while the process holds fewer
+    // than half the descriptors it may open. Under a limit of 32 (a build without reads started
+    // ahead needs 28 here) the build still runs (before: "Too many open files", as a task's
+    // reads took what another needed to start its command).
+    let toml: String = (0..3)
+        .map(|t| {
+            format!(
+                "[tasks.t{t}]\ncwd = \"t{t}\"\nrun = \"cat src/*.txt > out.txt\"\n\
+                 inputs = [\"src/*.txt\"]\noutputs = [\"out.txt\"]\n\n"
             )
+        })
+        .collect();
+    let contents: Vec<(String, String)> = (0..300)
+        .map(|i| {
+            let name = format!("t{}/src/f{:03}.txt", i / 100, i % 100);
+            (name, format!("{i:>7}\n").repeat(5_000))
         })
         .collect();
     let files: Vec<(&str, &str)> = contents
         .iter()
         .map(|(name, text)| (name.as_str(), text.as_str()))
         .collect();
-    let repo = Repo::new(toml, &files);
+    let repo = Repo::new(&toml, &files);
     let mut command = std::process::Command::new("sh");
     command
         .arg("-c")
-        .arg("ulimit -n 24 && exec \"$0\" \"$@\"")
+        .arg("ulimit -n 32 && exec \"$0\" \"$@\"")
         .arg(common::BIN)
         .arg("--root")
         .arg(repo.path())
-        .args(["--message-format", "json", "task"])
+        .args(["--message-format", "json", "task", "-j", "3"])
         .env("NO_COLOR", "1")
         .stdin(std::process::Stdio::null());
     for name in common::TEST_VARIABLES {
@@ -813,7 +815,12 @@ outputs = ["out.txt"]
     }
     let run = common::Run::parse_json(&["task"], command.output().unwrap());
     run.assert_code(0);
-    assert_eq!(run.counts(), (1, 0, 0, 0), "{run}");
-    let all: String = contents.iter().map(|(_, text)| text.as_str()).collect();
-    assert_eq!(repo.read("out.txt"), all);
+    assert_eq!(run.counts(), (3, 0, 0, 0), "{run}");
+    for t in 0..3 {
+        let all: String = contents[t * 100..(t + 1) * 100]
+            .iter()
+            .map(|(_, text)| text.as_str())
+            .collect();
+        assert_eq!(repo.read(&format!("t{t}/out.txt")), all);
+    }
 }

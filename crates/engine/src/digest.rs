@@ -185,38 +185,33 @@ pub fn hash_reader_expecting(reader: &mut impl Read, size: u64) -> io::Result<(D
 
 /// [`hash_reader_expecting`] of a small file whose bytes are all in the page cache, without
 /// waiting for the disk: one `preadv2(RWF_NOWAIT)` from offset 0 (the file's position is left
-/// where it was). `None` when the file is larger than a hashing buffer, when any of its bytes
-/// would have to be read from the disk, when it no longer holds exactly `size` bytes, or when
-/// the file system cannot read without waiting: [`hash_reader_expecting`] then reads it, after
-/// the caller has started reading the other files it needs (see `StatCache::start_digest`).
+/// where it was), asking one byte past `size`. `None` (the caller reads it the usual way, after
+/// starting the reads of other files: see `StatCache::start_digest`) when the file is not
+/// smaller than a hashing buffer, when the read would have waited for the disk, when it did
+/// not answer exactly `size` bytes (a file that grew or shrank), when `size` is a multiple of
+/// 4 KiB, or when the file system cannot read without waiting.
+///
+/// Why the last two: a read that does not wait stops at the first page not in the cache, so a
+/// short answer proves the end of the file only when the byte after the last one it gave lies
+/// in a page it did read: when `size` is not a multiple of the page size (4 KiB, or a multiple
+/// of it). Then, as for [`hash_reader_expecting`], an answer short at exactly `size` is the end.
 #[cfg(target_os = "linux")]
 pub fn hash_if_cached(file: &File, size: u64) -> Option<(Digest, u64, bool)> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    /// Set when this kernel or a file system refused `RWF_NOWAIT` (not a cache miss).
-    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
     let size_bytes = usize::try_from(size).ok()?;
-    if size_bytes >= BUFFER_BYTES || UNSUPPORTED.load(Ordering::Relaxed) {
+    if size_bytes >= BUFFER_BYTES || (size_bytes % 4096 == 0 && size_bytes != 0) {
         return None;
     }
     with_buffer(|buffer| {
-        // One byte past the stat's size: a file that grew since is left to the full read.
         let mut slices = [io::IoSliceMut::new(&mut buffer[..size_bytes + 1])];
-        match rustix::io::preadv2(file, &mut slices, 0, rustix::io::ReadWriteFlags::NOWAIT) {
-            Ok(read) if read == size_bytes => {
-                let mut hasher = Hasher::new();
-                hasher.update(&buffer[..read]);
-                Some((hasher.finish(), size, true))
-            }
-            Ok(_) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => None,
-            Err(
-                rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS,
-            ) => {
-                UNSUPPORTED.store(true, Ordering::Relaxed);
-                None
-            }
-            // Any other error is the full read's to report.
-            Err(_) => None,
-        }
+        // Any error (would wait, not supported here, not a file that reads so) is left to the
+        // usual read, which waits or says what is wrong.
+        let read =
+            rustix::io::preadv2(file, &mut slices, 0, rustix::io::ReadWriteFlags::NOWAIT).ok()?;
+        (read == size_bytes).then(|| {
+            let mut hasher = Hasher::new();
+            hasher.update(&buffer[..read]);
+            (hasher.finish(), size, true)
+        })
     })
 }
 
@@ -224,6 +219,21 @@ pub fn hash_if_cached(file: &File, size: u64) -> Option<(Digest, u64, bool)> {
 pub fn hash_if_cached(_: &File, _: u64) -> Option<(Digest, u64, bool)> {
     None
 }
+
+/// Starts reading the first MiB of `file` into the page cache without waiting for it
+/// (`posix_fadvise(WILLNEED)`): advice, its failure ignored.
+#[cfg(target_os = "linux")]
+pub fn start_reading(file: &File) {
+    let _ = rustix::fs::fadvise(
+        file,
+        0,
+        std::num::NonZeroU64::new(1 << 20),
+        rustix::fs::Advice::WillNeed,
+    );
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn start_reading(_: &File) {}
 
 /// The size of each thread's hashing buffer: hashing reads a file in pieces this large. Small
 /// beside the time hashing takes (a `read` per 32 KiB of SHA-256 costs about 3%), and resident
@@ -330,6 +340,16 @@ mod tests {
         let path = dir.path().join("small");
         std::fs::write(&path, b"four").unwrap();
         let file = File::open(&path).unwrap();
+        let mut probe = [0u8; 8];
+        let mut slices = [io::IoSliceMut::new(&mut probe)];
+        if let Err(err) =
+            rustix::io::preadv2(&file, &mut slices, 0, rustix::io::ReadWriteFlags::NOWAIT)
+        {
+            eprintln!(
+                "skipped: the temporary directory's file system reads no file without waiting ({err})"
+            );
+            return;
+        }
         // In the page cache (just written): hashed, and the file's position left at 0.
         assert_eq!(
             hash_if_cached(&file, 4),
@@ -348,6 +368,16 @@ mod tests {
         assert_eq!(
             hash_if_cached(&File::open(&empty).unwrap(), 0),
             Some((Digest::EMPTY, 0, true))
+        );
+        // A size that ends a page: a short read there may be a page not in the cache, not the
+        // end; one byte less ends inside a page it read.
+        let page = dir.path().join("page");
+        std::fs::write(&page, vec![2u8; 4096]).unwrap();
+        assert_eq!(hash_if_cached(&File::open(&page).unwrap(), 4096), None);
+        std::fs::write(&page, vec![2u8; 4095]).unwrap();
+        assert_eq!(
+            hash_if_cached(&File::open(&page).unwrap(), 4095),
+            Some((Digest::of_bytes(&[2u8; 4095]), 4095, true))
         );
         // Larger than the buffer: never, cached or not.
         let large = dir.path().join("large");

@@ -71,8 +71,8 @@ const SETTLE_MAX_BYTES: u64 = 64 << 20;
 
 /// How many of a task's inputs may be open with their reads started and not finished
 /// ([`StatCache::start_digest`]): enough to overlap the disk's reads (measured: 16 files at a
-/// time bring most of the gain of 100), few beside the descriptors a process may open, even
-/// with many workers.
+/// time bring most of the gain of 100). None is started once the process holds half the
+/// descriptors it may open (see `StatCache::start_digest`).
 const READS_AHEAD: usize = 32;
 
 /// Whether `err`, or an error it wraps (a [`ConfineError`]'s), is `EMFILE` or `ENFILE`.
@@ -879,7 +879,8 @@ impl Engine {
             let mut inputs = Vec::with_capacity(found.len());
             let mut opener = Opener::new(cwd);
             // Files whose reads were started (not in the page cache), finished in order once
-            // the next ones are under way too: their reads from the disk overlap.
+            // the next ones are under way too: their reads from the disk overlap. Each holds a
+            // descriptor.
             let mut started = VecDeque::new();
             let finish = |(at, relative, reading): (usize, String, Started),
                           inputs: &mut Vec<(String, Digest)>| {
@@ -907,8 +908,8 @@ impl Engine {
                     },
                 };
                 let reading = match start() {
-                    // Out of descriptors (many workers, a low limit): those held for reads
-                    // started are given back first.
+                    // Out of descriptors (a low limit): this task's held for reads started are
+                    // given back first.
                     Err(err) if !started.is_empty() && out_of_descriptors(&err) => {
                         for reading in started.drain(..) {
                             finish(reading, &mut inputs)?;
@@ -918,18 +919,18 @@ impl Engine {
                     other => other,
                 }
                 .map_err(|err| format!("reading input {relative}: {err}"))?;
-                let Some(reading) = reading else { continue };
                 match reading {
-                    Reading::Hashed(hashed) => inputs.push((relative, hashed.digest)),
-                    Reading::Started(reading) => {
-                        // A place kept in the sorted list, filled when the read is finished.
-                        started.push_back((inputs.len(), relative, reading));
-                        inputs.push((String::new(), Digest::EMPTY));
-                        if started.len() > READS_AHEAD
+                    None => {}
+                    Some(Reading::Hashed(hashed)) => inputs.push((relative, hashed.digest)),
+                    Some(Reading::Started(reading)) => {
+                        if started.len() >= READS_AHEAD
                             && let Some(first) = started.pop_front()
                         {
                             finish(first, &mut inputs)?;
                         }
+                        // A place kept in the sorted list, filled when the read is finished.
+                        started.push_back((inputs.len(), relative, reading));
+                        inputs.push((String::new(), Digest::EMPTY));
                     }
                 }
             }

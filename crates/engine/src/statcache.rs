@@ -70,7 +70,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::confine::{ConfineError, Dir, Listed, ListingCache};
-use crate::digest::{Digest, hash_if_cached, hash_reader_expecting};
+use crate::digest::{Digest, hash_if_cached, hash_reader_expecting, start_reading};
 use crate::fsutil::BootMark;
 use crate::listings::Listings;
 
@@ -647,6 +647,22 @@ impl ListingCache for StatCache {
     }
 }
 
+/// Whether `file` may be kept open for a read started ahead: while the process holds fewer than
+/// half the descriptors it may open (`RLIMIT_NOFILE`). The kernel gives each new descriptor the
+/// lowest free number, so a descriptor's number is about how many are open: reads started
+/// ahead never take what commands, the store and connections need (a build that runs under a
+/// low limit without them runs with them).
+fn may_hold(file: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let limit = *LIMIT.get_or_init(|| {
+        rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX)
+    });
+    u64::try_from(file.as_raw_fd()).is_ok_and(|fd| fd < limit / 2)
+}
+
 /// What [`StatCache::start_digest`] did.
 #[derive(Debug)]
 pub enum Reading {
@@ -806,20 +822,21 @@ impl StatCache {
         stat: FileStat,
         open: &mut dyn FnMut() -> io::Result<fs::File>,
     ) -> io::Result<Hashed> {
-        match self.start_digest_with(relative, stat, open, false)? {
-            Reading::Hashed(hashed) => Ok(hashed),
-            Reading::Started(started) => self.finish_digest(relative, started),
-        }
+        let reading = self.start_digest_with(relative, stat, open, false)?;
+        self.finish_reading(relative, reading)
     }
 
-    /// [`StatCache::digest_with`] that does not wait for the disk: a file to read whose bytes
-    /// are not all in the page cache comes back [`Reading::Started`], open and its read-ahead
-    /// begun (`posix_fadvise(WILLNEED)`), for [`StatCache::finish_digest`] once the reads of
+    /// [`StatCache::digest_with`] that does not wait for the disk. A file to read is hashed at
+    /// once when [`hash_if_cached`] can (a small file whose bytes are in the page cache: its one
+    /// read is the one that does not wait, no dearer than [`StatCache::digest_with`]'s); any
+    /// other (not in the cache, 32 KiB or more, or where reads cannot be asked not to wait)
+    /// comes back [`Reading::Started`] while the process may hold its descriptor
+    /// ([`may_hold`]; else it is read here): open, the read of its first MiB started
+    /// ([`crate::digest::start_reading`]), for [`StatCache::finish_digest`] once the reads of
     /// the files after it are under way too. A file per system call, read one after the other,
     /// waits for the disk once per file (about 60 µs each here when the page cache has lost
     /// them); started together, their reads overlap and are merged (measured: 5,000 files of
-    /// 2 KiB, 300 → 90 ms, and 180 → 90 ms of CPU). A file in the page cache costs no more than
-    /// [`StatCache::digest_with`]: its one read is the one that does not wait.
+    /// 2 KiB, 300 → 90 ms, and 180 → 90 ms of CPU).
     pub fn start_digest(
         &self,
         relative: &str,
@@ -858,9 +875,19 @@ impl StatCache {
                 self.record_read(relative, &started, hashed),
             ));
         }
-        // Advice only: the read that finishes it waits for whatever it did not bring in.
-        let _ = rustix::fs::fadvise(&started.file, 0, None, rustix::fs::Advice::WillNeed);
+        if !may_hold(&started.file) {
+            return self.finish_digest(relative, started).map(Reading::Hashed);
+        }
+        start_reading(&started.file);
         Ok(Reading::Started(started))
+    }
+
+    /// The digest of a [`Reading`]: a started one is finished here.
+    fn finish_reading(&self, relative: &str, reading: Reading) -> io::Result<Hashed> {
+        match reading {
+            Reading::Hashed(hashed) => Ok(hashed),
+            Reading::Started(started) => self.finish_digest(relative, started),
+        }
     }
 
     /// Reads and records a file [`StatCache::start_digest`] left [`Reading::Started`].
@@ -906,10 +933,8 @@ impl StatCache {
     /// regular file (a directory, fifo or device put there since its directory was listed) is
     /// refused, never read.
     pub fn digest_opened(&self, relative: &str, file: fs::File) -> io::Result<Hashed> {
-        match self.start_digest_opened_with(relative, file, false)? {
-            Reading::Hashed(hashed) => Ok(hashed),
-            Reading::Started(started) => self.finish_digest(relative, started),
-        }
+        let reading = self.start_digest_opened_with(relative, file, false)?;
+        self.finish_reading(relative, reading)
     }
 
     /// [`StatCache::digest_opened`] that does not wait for the disk, as

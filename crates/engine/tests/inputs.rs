@@ -81,6 +81,29 @@ fn inputs_read_ahead_keep_their_places_and_their_digests() {
         description: None,
     };
     let graph = TaskGraph::new(vec![spec]).unwrap();
+    // The first run: no stat cache, each file opened and then stat'ed.
+    engine
+        .run(&graph, std::slice::from_ref(&id), &Quiet)
+        .unwrap();
+    let entry = engine.ledger().get(&id).expect("the run is in the ledger");
+    assert_eq!(entry.components.inputs, expected);
+    // The next: the walk stats each file and only the changed ones are read, the same way.
+    let names: Vec<String> = expected.keys().cloned().collect();
+    for (i, name) in names.iter().enumerate() {
+        if i % 4 == 0 {
+            let bytes = match i % 3 {
+                0 => format!("{i} again\n").repeat(9_000).into_bytes(),
+                _ => format!("again {i}\n").into_bytes(),
+            };
+            std::fs::write(root.join(name), &bytes).unwrap();
+            expected.insert(name.clone(), Digest::of_bytes(&bytes));
+        }
+    }
+    for (i, name) in names.iter().enumerate() {
+        if i % 3 != 2 {
+            evict(&root.join(name));
+        }
+    }
     engine
         .run(&graph, std::slice::from_ref(&id), &Quiet)
         .unwrap();
