@@ -756,7 +756,11 @@ outputs = ["out/all.txt"]
         let stated = count(&["newfstatat", "statx", "lstat", "stat"], &|args| {
             args.contains(&by_path)
         });
-        let read = count(&["read", "pread64", "preadv2"], &first_argument);
+        // A read that would have waited (`= -1 EAGAIN`: not in the page cache) or that the file
+        // system refuses reads nothing; the one after it does.
+        let read = count(&["read", "pread64", "preadv2"], &|args| {
+            first_argument(args) && !args.contains(") = -1 ")
+        });
         let restated = count(&["fstat", "newfstatat", "statx"], &first_argument);
         // Nothing recorded vouches for it: opened, stat'ed through the open file (no second
         // path lookup), read.
@@ -775,12 +779,12 @@ outputs = ["out/all.txt"]
 }
 
 #[test]
-fn inputs_read_ahead_give_their_descriptors_back_when_the_process_runs_out() {
+fn reads_ahead_never_take_the_descriptors_a_build_under_a_low_limit_needs() {
     // Three tasks side by side, each with 100 inputs too large for a read that does not wait:
-    // each input is kept open, its read started, up to 32 a task while the process holds fewer
-    // than half the descriptors it may open. Under a limit of 32 (a build without reads started
-    // ahead needs 28 here) the build still runs (before: "Too many open files", as a task's
-    // reads took what another needed to start its command).
+    // each input is kept open, its read started, up to 32 a task, only while descriptors
+    // numbered below a quarter of the process's limit are free. Under a limit of 32 (a build
+    // without reads started ahead needs 28 here) the build still runs (before: "Too many open
+    // files", as a task's reads took what another needed to start its command).
     let toml: String = (0..3)
         .map(|t| {
             format!(

@@ -71,28 +71,9 @@ const SETTLE_MAX_BYTES: u64 = 64 << 20;
 
 /// How many of a task's inputs may be open with their reads started and not finished
 /// ([`StatCache::start_digest`]): enough to overlap the disk's reads (measured: 16 files at a
-/// time bring most of the gain of 100). None is started once the process holds half the
-/// descriptors it may open (see `StatCache::start_digest`).
+/// time bring most of the gain of 100). None is kept open once descriptors numbered a quarter
+/// of those the process may open are in use (see `StatCache::start_digest`).
 const READS_AHEAD: usize = 32;
-
-/// Whether `err`, or an error it wraps (a [`ConfineError`]'s), is `EMFILE` or `ENFILE`.
-fn out_of_descriptors(err: &io::Error) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(error) = current {
-        if let Some(io) = error.downcast_ref::<io::Error>() {
-            if matches!(io.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                return true;
-            }
-            // An `io::Error`'s `source` skips the error it wraps.
-            if let Some(inner) = io.get_ref() {
-                current = Some(inner);
-                continue;
-            }
-        }
-        current = error.source();
-    }
-    false
-}
 
 /// Where the engine keeps its state, and how a run behaves.
 #[derive(Clone, Debug)]
@@ -895,7 +876,7 @@ impl Engine {
                 // Below the working directory, never through a link (one `openat` of its name
                 // in its directory's handle), unless the walk found a link to a file inside
                 // the tree.
-                let mut start = || match file.stat {
+                let reading = match file.stat {
                     Some(stat) => stats
                         .start_digest(&relative, stat, &mut || opener.open(&file))
                         .map(Some),
@@ -906,17 +887,6 @@ impl Engine {
                         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
                         Err(err) => Err(err),
                     },
-                };
-                let reading = match start() {
-                    // Out of descriptors (a low limit): this task's held for reads started are
-                    // given back first.
-                    Err(err) if !started.is_empty() && out_of_descriptors(&err) => {
-                        for reading in started.drain(..) {
-                            finish(reading, &mut inputs)?;
-                        }
-                        start()
-                    }
-                    other => other,
                 }
                 .map_err(|err| format!("reading input {relative}: {err}"))?;
                 match reading {

@@ -647,11 +647,11 @@ impl ListingCache for StatCache {
     }
 }
 
-/// Whether `file` may be kept open for a read started ahead: while the process holds fewer than
-/// half the descriptors it may open (`RLIMIT_NOFILE`). The kernel gives each new descriptor the
-/// lowest free number, so a descriptor's number is about how many are open: reads started
-/// ahead never take what commands, the store and connections need (a build that runs under a
-/// low limit without them runs with them).
+/// Whether `file` may be kept open for a read started ahead: while its descriptor's number is
+/// below a quarter of the descriptors the process may open (`RLIMIT_NOFILE`: 256 of the usual
+/// 1,024). The kernel gives each new descriptor the lowest free number, so descriptors held so
+/// are at most that many, and none is held once that many are in use: under a low limit, the
+/// reads are not started ahead rather than take what commands, the store and connections need.
 fn may_hold(file: &fs::File) -> bool {
     use std::os::fd::AsRawFd;
     static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -660,8 +660,12 @@ fn may_hold(file: &fs::File) -> bool {
             .current
             .unwrap_or(u64::MAX)
     });
-    u64::try_from(file.as_raw_fd()).is_ok_and(|fd| fd < limit / 2)
+    u64::try_from(file.as_raw_fd()).is_ok_and(|fd| fd < limit / 4)
 }
+
+/// Whether [`StatCache::start_digest`] starts reads ahead: only where they can be (elsewhere,
+/// holding files open would gain nothing).
+const READ_AHEAD_HERE: bool = cfg!(target_os = "linux");
 
 /// What [`StatCache::start_digest`] did.
 #[derive(Debug)]
@@ -829,8 +833,9 @@ impl StatCache {
     /// [`StatCache::digest_with`] that does not wait for the disk. A file to read is hashed at
     /// once when [`hash_if_cached`] can (a small file whose bytes are in the page cache: its one
     /// read is the one that does not wait, no dearer than [`StatCache::digest_with`]'s); any
-    /// other (not in the cache, 32 KiB or more, or where reads cannot be asked not to wait)
-    /// comes back [`Reading::Started`] while the process may hold its descriptor
+    /// other (not in the cache, 32 KiB or more or a multiple of 4 KiB, or where reads cannot be
+    /// asked not to wait) comes back [`Reading::Started`] while the process may hold its
+    /// descriptor
     /// ([`may_hold`]; else it is read here): open, the read of its first MiB started
     /// ([`crate::digest::start_reading`]), for [`StatCache::finish_digest`] once the reads of
     /// the files after it are under way too. A file per system call, read one after the other,
@@ -843,7 +848,7 @@ impl StatCache {
         stat: FileStat,
         open: &mut dyn FnMut() -> io::Result<fs::File>,
     ) -> io::Result<Reading> {
-        self.start_digest_with(relative, stat, open, true)
+        self.start_digest_with(relative, stat, open, READ_AHEAD_HERE)
     }
 
     fn start_digest_with(
@@ -940,7 +945,7 @@ impl StatCache {
     /// [`StatCache::digest_opened`] that does not wait for the disk, as
     /// [`StatCache::start_digest`].
     pub fn start_digest_opened(&self, relative: &str, file: fs::File) -> io::Result<Reading> {
-        self.start_digest_opened_with(relative, file, true)
+        self.start_digest_opened_with(relative, file, READ_AHEAD_HERE)
     }
 
     fn start_digest_opened_with(
