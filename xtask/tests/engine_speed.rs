@@ -804,18 +804,20 @@ fn reads_ahead_never_take_the_descriptors_a_build_under_a_low_limit_needs() {
         .map(|(name, text)| (name.as_str(), text.as_str()))
         .collect();
     let repo = Repo::new(&toml, &files);
-    let mut command = std::process::Command::new("sh");
-    command
-        .arg("-c")
-        .arg("ulimit -n 32 && exec \"$0\" \"$@\"")
-        .arg(common::BIN)
-        .arg("--root")
-        .arg(repo.path())
-        .args(["--message-format", "json", "task", "-j", "3"])
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null());
-    for name in common::TEST_VARIABLES {
-        command.env_remove(name);
+    let mut command = repo.command();
+    command.args(["--message-format", "json", "task", "-j", "3"]);
+    // SAFETY: only setrlimit (async-signal-safe) between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            let limit = libc::rlimit {
+                rlim_cur: 32,
+                rlim_max: 32,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
     let run = common::Run::parse_json(&["task"], command.output().unwrap());
     run.assert_code(0);

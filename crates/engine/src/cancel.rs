@@ -18,9 +18,10 @@
 //! ends normally writes `done` first, and the reaper exits killing nothing (a slot that could
 //! not be blanked names a group that ended, whose id may have been reused since). Nothing wakes
 //! the reaper while the run goes on (it was told each start and end through the pipe: two
-//! wake-ups of a shell per command, which read its pipe a byte at a time). This replaces a `PR_SET_PDEATHSIG` set between `fork` and `exec`: a
-//! command starts with `posix_spawn` (no copy of this large, multi-threaded process per
-//! command), and the whole group goes, not only its first process. A group's slot is blanked
+//! wake-ups of a shell per command, which read its pipe a byte at a time). This replaces a
+//! `PR_SET_PDEATHSIG` set between `fork` and `exec`: a command starts with `posix_spawn` (no
+//! copy of this large, multi-threaded process per command), and the whole group goes, not only
+//! its first process. A group's slot is blanked
 //! after it is reaped; its id could be reused only after the kernel has handed out every other
 //! process id, which cannot happen in the moment between the reap and that write. A group is
 //! written in just after its spawn: a command spawned in the instant before xbundle is killed

@@ -221,19 +221,22 @@ pub fn hash_if_cached(_: &File, _: u64) -> Option<(Digest, u64, bool)> {
 }
 
 /// Starts reading the first MiB of `file` into the page cache without waiting for it
-/// (`posix_fadvise(WILLNEED)`): advice, its failure ignored.
+/// (`posix_fadvise(WILLNEED)`); whether it could (never off Linux).
 #[cfg(target_os = "linux")]
-pub fn start_reading(file: &File) {
-    let _ = rustix::fs::fadvise(
+pub fn start_reading(file: &File) -> bool {
+    rustix::fs::fadvise(
         file,
         0,
         std::num::NonZeroU64::new(1 << 20),
         rustix::fs::Advice::WillNeed,
-    );
+    )
+    .is_ok()
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn start_reading(_: &File) {}
+pub fn start_reading(_: &File) -> bool {
+    false
+}
 
 /// The size of each thread's hashing buffer: hashing reads a file in pieces this large. Small
 /// beside the time hashing takes (a `read` per 32 KiB of SHA-256 costs about 3%), and resident

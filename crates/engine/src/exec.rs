@@ -877,22 +877,19 @@ impl Engine {
                 // in its directory's handle), unless the walk found a link to a file inside
                 // the tree.
                 let reading = match file.stat {
-                    Some(stat) => stats
-                        .start_digest(&relative, stat, &mut || opener.open(&file))
-                        .map(Some),
+                    Some(stat) => stats.start_digest(&relative, stat, &mut || opener.open(&file)),
                     None => match opener.open(&file) {
-                        Ok(opened) => stats.start_digest_opened(&relative, opened).map(Some),
+                        Ok(opened) => stats.start_digest_opened(&relative, opened),
                         // Removed since its directory was read: no input, as when the walk
                         // stats it.
-                        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
                         Err(err) => Err(err),
                     },
                 }
                 .map_err(|err| format!("reading input {relative}: {err}"))?;
                 match reading {
-                    None => {}
-                    Some(Reading::Hashed(hashed)) => inputs.push((relative, hashed.digest)),
-                    Some(Reading::Started(reading)) => {
+                    Reading::Hashed(hashed) => inputs.push((relative, hashed.digest)),
+                    Reading::Started(reading) => {
                         if started.len() >= READS_AHEAD
                             && let Some(first) = started.pop_front()
                         {

@@ -673,10 +673,6 @@ fn may_hold(file: &fs::File) -> bool {
     u64::try_from(file.as_raw_fd()).is_ok_and(|fd| fd < limit / 4)
 }
 
-/// Whether [`StatCache::start_digest`] starts reads ahead: only where they can be (elsewhere,
-/// holding files open would gain nothing).
-const READ_AHEAD_HERE: bool = cfg!(target_os = "linux");
-
 /// What [`StatCache::start_digest`] did.
 #[derive(Debug)]
 pub enum Reading {
@@ -845,9 +841,9 @@ impl StatCache {
     /// read is the one that does not wait, no dearer than [`StatCache::digest_with`]'s); any
     /// other (not in the cache, 32 KiB or more or a multiple of 4 KiB, or where reads cannot be
     /// asked not to wait) comes back [`Reading::Started`] while the process may hold its
-    /// descriptor
-    /// ([`may_hold`]; else it is read here): open, the read of its first MiB started
-    /// ([`crate::digest::start_reading`]), for [`StatCache::finish_digest`] once the reads of
+    /// descriptor ([`may_hold`]) and its read could be started ([`start_reading`]; else it is
+    /// read here): open, the read of its first MiB started, for [`StatCache::finish_digest`]
+    /// once the reads of
     /// the files after it are under way too. A file per system call, read one after the other,
     /// waits for the disk once per file (about 60 µs each here when the page cache has lost
     /// them); started together, their reads overlap and are merged (measured: 5,000 files of
@@ -858,7 +854,7 @@ impl StatCache {
         stat: FileStat,
         open: &mut dyn FnMut() -> io::Result<fs::File>,
     ) -> io::Result<Reading> {
-        self.start_digest_with(relative, stat, open, READ_AHEAD_HERE)
+        self.start_digest_with(relative, stat, open, true)
     }
 
     fn start_digest_with(
@@ -890,11 +886,11 @@ impl StatCache {
                 self.record_read(relative, &started, hashed),
             ));
         }
-        if !may_hold(&started.file) {
-            return self.finish_digest(relative, started).map(Reading::Hashed);
+        // Held open only when its read could be started (not off Linux: nothing to gain).
+        if may_hold(&started.file) && start_reading(&started.file) {
+            return Ok(Reading::Started(started));
         }
-        start_reading(&started.file);
-        Ok(Reading::Started(started))
+        self.finish_digest(relative, started).map(Reading::Hashed)
     }
 
     /// The digest of a [`Reading`]: a started one is finished here.
@@ -955,7 +951,7 @@ impl StatCache {
     /// [`StatCache::digest_opened`] that does not wait for the disk, as
     /// [`StatCache::start_digest`].
     pub fn start_digest_opened(&self, relative: &str, file: fs::File) -> io::Result<Reading> {
-        self.start_digest_opened_with(relative, file, READ_AHEAD_HERE)
+        self.start_digest_opened_with(relative, file, true)
     }
 
     fn start_digest_opened_with(

@@ -56,7 +56,7 @@ impl Reporter for Collect {
     }
 }
 
-fn spec(action: Arc<dyn Action>, outputs: &[&str]) -> TaskSpec {
+pub(crate) fn spec(action: Arc<dyn Action>, outputs: &[&str]) -> TaskSpec {
     TaskSpec {
         id: TaskId::new("task:t"),
         kind: "test".into(),
@@ -73,7 +73,7 @@ fn spec(action: Arc<dyn Action>, outputs: &[&str]) -> TaskSpec {
     }
 }
 
-fn engine(root: &std::path::Path) -> Engine {
+pub(crate) fn engine(root: &std::path::Path) -> Engine {
     let mut config = EngineConfig::new(root);
     config.jobs = 1;
     config.env = BTreeMap::new();

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use engine::{
-    Action, ActionContext, ActionFailure, ActionOutput, Digest, Engine, EngineConfig, Event,
-    Reporter, TaskGraph, TaskId, TaskSpec,
-};
+use engine::events::Silent;
+use engine::{Action, ActionContext, ActionFailure, ActionOutput, Digest, TaskGraph, TaskSpec};
+
+use crate::discovered_actions::{engine, spec};
 
 /// Writes `out.txt`.
 struct Touch;
@@ -18,12 +18,6 @@ impl Action for Touch {
         std::fs::write(context.root.join("out.txt"), "out\n").unwrap();
         Ok(ActionOutput::default())
     }
-}
-
-struct Quiet;
-
-impl Reporter for Quiet {
-    fn report(&self, _: Event<'_>) {}
 }
 
 /// Drops the file's pages from the page cache where the file system can (written to the disk
@@ -61,29 +55,16 @@ fn inputs_read_ahead_keep_their_places_and_their_digests() {
             evict(&root.join(name));
         }
     }
-    let mut config = EngineConfig::new(root);
-    config.jobs = 1;
-    config.env = BTreeMap::new();
-    let engine = Engine::new(config);
-    let id = TaskId::new("task:t");
+    let engine = engine(root);
     let spec = TaskSpec {
-        id: id.clone(),
-        kind: "test".into(),
-        impl_version: 1,
-        params: BTreeMap::new(),
-        cwd: String::new(),
         inputs: vec!["src/**".into()],
-        outputs: vec!["out.txt".into()],
-        env: Vec::new(),
-        tools: BTreeMap::new(),
-        deps: Vec::new(),
-        action: Arc::new(Touch),
-        description: None,
+        ..spec(Arc::new(Touch), &["out.txt"])
     };
+    let id = spec.id.clone();
     let graph = TaskGraph::new(vec![spec]).unwrap();
     // The first run: no stat cache, each file opened and then stat'ed.
     engine
-        .run(&graph, std::slice::from_ref(&id), &Quiet)
+        .run(&graph, std::slice::from_ref(&id), &Silent)
         .unwrap();
     let entry = engine.ledger().get(&id).expect("the run is in the ledger");
     assert_eq!(entry.components.inputs, expected);
@@ -105,7 +86,7 @@ fn inputs_read_ahead_keep_their_places_and_their_digests() {
         }
     }
     engine
-        .run(&graph, std::slice::from_ref(&id), &Quiet)
+        .run(&graph, std::slice::from_ref(&id), &Silent)
         .unwrap();
     let entry = engine.ledger().get(&id).expect("the run is in the ledger");
     assert_eq!(entry.components.inputs, expected);
