@@ -38,13 +38,19 @@ impl Digest {
     }
 
     pub fn to_hex(&self) -> String {
+        self.hex().as_str().to_string()
+    }
+
+    /// The 64 lowercase hex characters, without an allocation (a ledger or cache entry writes
+    /// one per input and output).
+    pub fn hex(&self) -> Hex {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(64);
-        for byte in self.0 {
-            out.push(HEX[(byte >> 4) as usize] as char);
-            out.push(HEX[(byte & 15) as usize] as char);
+        let mut out = [0u8; 64];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[(byte >> 4) as usize];
+            pair[1] = HEX[(byte & 15) as usize];
         }
-        out
+        Hex(out)
     }
 
     /// The first 12 hex characters, for human output.
@@ -75,9 +81,20 @@ fn hex_value(byte: u8) -> Option<u8> {
     }
 }
 
+/// A digest's hex form ([`Digest::hex`]).
+#[derive(Clone, Copy)]
+pub struct Hex([u8; 64]);
+
+impl Hex {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written into it.
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
+        f.write_str(self.hex().as_str())
     }
 }
 
@@ -89,15 +106,26 @@ impl fmt::Debug for Digest {
 
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_hex())
+        serializer.serialize_str(self.hex().as_str())
     }
 }
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Digest::from_hex(&text)
-            .ok_or_else(|| serde::de::Error::custom(format!("not a sha256 hex digest: {text:?}")))
+        /// Takes the text as the deserializer has it (borrowed from the input when it can be),
+        /// never copied into a `String` of its own.
+        struct HexDigest;
+        impl serde::de::Visitor<'_> for HexDigest {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sha256 hex digest")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Digest, E> {
+                Digest::from_hex(text)
+                    .ok_or_else(|| E::custom(format!("not a sha256 hex digest: {text:?}")))
+            }
+        }
+        deserializer.deserialize_str(HexDigest)
     }
 }
 

@@ -191,8 +191,8 @@ pub struct Engine {
     halted: AtomicBool,
     /// Digests of local executables remote plans send, by path, with the stat they had.
     executables: Mutex<HashMap<PathBuf, (FileStat, Digest)>>,
-    /// Where this run found its commands' programs.
-    programs: crate::task::ProgramPaths,
+    /// How this run starts its commands.
+    spawning: crate::task::Spawning,
 }
 
 /// What a run or a probe works in: the confined root and the protected paths.
@@ -261,7 +261,7 @@ impl Engine {
             cancel: Cancel::new(),
             halted: AtomicBool::new(false),
             executables: Mutex::new(HashMap::new()),
-            programs: crate::task::ProgramPaths::default(),
+            spawning: crate::task::Spawning::default(),
         }
     }
 
@@ -495,7 +495,7 @@ impl Engine {
     ) -> io::Result<RunSummary> {
         let started = Instant::now();
         self.forget_places();
-        self.programs.clear();
+        self.spawning.start(&self.config.env);
         let _locks = match self.lock(reporter) {
             Ok(locks) => locks,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {
@@ -854,6 +854,7 @@ impl Engine {
             };
             let (found, missing) = expand(&tree, cwd, inputs, Some(outputs), Purpose::Read)
                 .map_err(|err| format!("reading inputs: {err}"))?;
+
             unmatched = missing;
             // `found` is sorted and unique (and a common prefix keeps it so): the map is built
             // in one pass from the sorted list instead of by one search per insertion.
@@ -1951,7 +1952,7 @@ impl Engine {
             cancel: &self.cancel,
             blobs: &self.store,
             output,
-            programs: &self.programs,
+            spawning: &self.spawning,
         }
     }
 

@@ -64,5 +64,5 @@ pub use key::{DirtyReason, KeyComponents};
 pub use output::{Forward, OutputSink};
 pub use task::{
     Action, ActionContext, ActionFailure, ActionOutput, BlobStore, CommandAction, Discovered,
-    ProgramPaths, TaskId, TaskSpec,
+    Spawning, TaskId, TaskSpec,
 };

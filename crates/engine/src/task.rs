@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -107,23 +108,39 @@ pub struct ActionContext<'a> {
     /// engine reports it live and keeps it for the cache's replay. Commands run through
     /// [`crate::output::run_command`] report theirs here line by line.
     pub output: &'a dyn crate::output::OutputSink,
-    /// Where the run found the programs of its commands (see [`ProgramPaths`]).
-    pub programs: &'a ProgramPaths,
+    /// How the run starts its commands (see [`Spawning`]).
+    pub spawning: &'a Spawning,
 }
 
-/// Where the programs of a run's commands were found in their `PATH`, so that each is looked
-/// for once per run rather than once per command (a shell task's `sh` costs about ten stats of
-/// absent files on a typical `PATH`, every time). Only programs found are kept, by `PATH` and
-/// name: one that is missing is looked for again (a task may install it). Known limit: a
-/// program put, during the run, in a `PATH` directory before the one it was found in is seen
-/// from the next run on.
+/// How a run starts its commands, learnt once per run rather than once per command.
+///
+/// - Where their programs are in their `PATH` (a shell task's `sh` costs about ten stats of
+///   absent files on a typical `PATH`, every time). Only programs found are kept, by `PATH` and
+///   name: one that is missing is looked for again (a task may install it). Known limit: a
+///   program put, during the run, in a `PATH` directory before the one it was found in is seen
+///   from the next run on.
+/// - Whether their environment (the engine's snapshot, [`ActionContext::env`]) is this
+///   process's own, as it usually is: then a command inherits it as it is, where setting it
+///   costs `std::process::Command` three copies of every variable per command (its own map,
+///   the map it builds at the spawn, and the `KEY=value` strings). The process's environment
+///   cannot change while the run's threads go (`std::env::set_var` is unsound beside other
+///   threads), so what is found at the start of the run holds to its end.
 #[derive(Debug, Default)]
-pub struct ProgramPaths(Mutex<HashMap<(OsString, String), PathBuf>>);
+pub struct Spawning {
+    programs: Mutex<HashMap<(OsString, String), PathBuf>>,
+    env_is_own: AtomicBool,
+}
 
-impl ProgramPaths {
-    /// Forgets every program found (the start of a run).
-    pub fn clear(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+impl Spawning {
+    /// The start of a run whose commands see `env`: forgets every program found, and compares
+    /// `env` with this process's environment.
+    pub fn start(&self, env: &BTreeMap<OsString, OsString>) {
+        self.programs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.env_is_own
+            .store(is_own_environment(env), Ordering::Relaxed);
     }
 
     /// [`resolve_program`], remembered. The lock is held while a program is looked for, so
@@ -131,7 +148,7 @@ impl ProgramPaths {
     fn resolve(&self, program: &str, env: &BTreeMap<OsString, OsString>) -> Option<PathBuf> {
         let path = env.get(std::ffi::OsStr::new("PATH"))?;
         let key = (path.clone(), program.to_string());
-        let mut found = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut found = self.programs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(found) = found.get(&key) {
             return Some(found.clone());
         }
@@ -139,6 +156,27 @@ impl ProgramPaths {
         found.insert(key, resolved.clone());
         Some(resolved)
     }
+
+    /// Gives `command` the environment `env`: nothing to do when [`Spawning::start`] found it
+    /// to be this process's own.
+    fn set_env(&self, command: &mut std::process::Command, env: &BTreeMap<OsString, OsString>) {
+        if !self.env_is_own.load(Ordering::Relaxed) {
+            command.env_clear().envs(env);
+        }
+    }
+}
+
+/// Whether `env` holds exactly the variables of this process's environment, with their values
+/// (a name set twice in the environment, which a child would see twice, is not).
+fn is_own_environment(env: &BTreeMap<OsString, OsString>) -> bool {
+    let mut count = 0;
+    for (name, value) in std::env::vars_os() {
+        count += 1;
+        if env.get(&name) != Some(&value) {
+            return false;
+        }
+    }
+    count == env.len()
 }
 
 impl ActionContext<'_> {
@@ -278,7 +316,7 @@ impl Action for CommandAction {
         // Found here in the command's own PATH, so it starts with `posix_spawn` (std forks when
         // a command's PATH differs from this process's); its argv[0] stays as written. It dies
         // with xbundle through the run's reaper (see `crate::cancel`).
-        let mut command = match context.programs.resolve(program, context.env) {
+        let mut command = match context.spawning.resolve(program, context.env) {
             Some(path) => {
                 let mut command = std::process::Command::new(path);
                 std::os::unix::process::CommandExt::arg0(&mut command, program);
@@ -286,11 +324,8 @@ impl Action for CommandAction {
             }
             None => std::process::Command::new(program),
         };
-        command
-            .args(args)
-            .current_dir(context.cwd)
-            .env_clear()
-            .envs(context.env);
+        command.args(args).current_dir(context.cwd);
+        context.spawning.set_env(&mut command, context.env);
         let finished =
             crate::output::run_command(context, &mut command, crate::output::Forward::Both)
                 .map_err(|err| ActionFailure {

@@ -2,6 +2,7 @@
 //! files' tests run side by side): each file below is a module, named as its file.
 //! Run one file's tests with `cargo test -p engine --test integration <file>::`.
 
+mod commands;
 mod confinement_props;
 mod discovered_actions;
 mod inputs;

@@ -296,7 +296,7 @@ mod tests {
             cancel: &cancel,
             blobs: &NoBlobs,
             output: &printed,
-            programs: &engine::ProgramPaths::default(),
+            spawning: &engine::Spawning::default(),
         };
         let result = run(&context);
         (result, printed.0.into_inner().unwrap())
