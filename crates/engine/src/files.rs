@@ -43,6 +43,76 @@ pub struct Patterns {
     bases: Vec<String>,
     /// Index into `sources` of each include glob.
     include_sources: Vec<usize>,
+    /// The include and exclude globs as [`Simple`] matchers, in their sets' order, when every
+    /// one of them has such a shape; `None` to match with the glob sets.
+    simple: Option<(Vec<Simple>, Vec<Simple>)>,
+}
+
+/// A glob of one of the shapes most patterns have (`out/app.bin`, `src/*.rs`, `gen/**`, and the
+/// `<pattern>/**` added for a literal or an exclude),
+/// matched with a few byte comparisons. The glob sets match each path with regexes, whose
+/// caches a shared set hands out to one thread quickly and to the others through a lock: the
+/// walks of a no-op spent more time matching than listing their directories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Simple {
+    /// No glob character: that path.
+    Exact(String),
+    /// `<shape>/**` where `<shape>` is an [`Simple::Exact`] or a [`Simple::Name`]: any path
+    /// below a directory that it matches.
+    Below(Box<Simple>),
+    /// `dir/head*tail` with `dir` literal (`""` for the working directory, else kept as
+    /// `dir/`), `head` and `tail` literal: a name in `dir` that starts with `head` and ends
+    /// with `tail`, apart (`*` matches any run of bytes but `/`, the empty one too).
+    Name {
+        dir: String,
+        head: String,
+        tail: String,
+    },
+}
+
+impl Simple {
+    /// The matcher of `pattern` (normalized, see [`Patterns::normalize`]), when it has one of
+    /// the shapes above.
+    fn parse(pattern: &str) -> Option<Simple> {
+        if is_literal(pattern) {
+            return Some(Simple::Exact(pattern.to_string()));
+        }
+        if let Some(directory) = pattern.strip_suffix("/**") {
+            return match Simple::parse(directory)? {
+                Simple::Below(_) => None,
+                shape => Some(Simple::Below(Box::new(shape))),
+            };
+        }
+        let (dir, name) = match pattern.rsplit_once('/') {
+            Some((dir, name)) => (format!("{dir}/"), name),
+            None => (String::new(), pattern),
+        };
+        let (head, tail) = name.split_once('*')?;
+        (is_literal(&dir) && is_literal(head) && is_literal(tail)).then(|| Simple::Name {
+            dir,
+            head: head.to_string(),
+            tail: tail.to_string(),
+        })
+    }
+
+    fn matches(&self, path: &[u8]) -> bool {
+        match self {
+            Simple::Exact(exact) => path == exact.as_bytes(),
+            // Below the directory that ends where one of the path's separators is.
+            Simple::Below(directory) => path
+                .iter()
+                .enumerate()
+                .any(|(at, &b)| b == b'/' && at + 1 < path.len() && directory.matches(&path[..at])),
+            Simple::Name { dir, head, tail } => {
+                path.strip_prefix(dir.as_bytes()).is_some_and(|name| {
+                    name.len() >= head.len() + tail.len()
+                        && name.starts_with(head.as_bytes())
+                        && name.ends_with(tail.as_bytes())
+                        && !name.contains(&b'/')
+                })
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -126,23 +196,36 @@ impl Patterns {
         let mut exclude = GlobSetBuilder::new();
         let mut bases = Vec::new();
         let mut include_sources = Vec::new();
+        // Each glob added to a set, added to its list of simple matchers too (`None` for one
+        // without a simple shape: the lists are then not used).
+        let (mut simple_include, mut simple_exclude) = (Vec::new(), Vec::new());
         for (index, raw) in patterns.iter().enumerate() {
             let (negated, pattern) = Patterns::normalize(raw)?;
             if negated {
                 exclude.add(compile(pattern)?);
+                simple_exclude.push(Simple::parse(pattern));
                 // `!dir` also excludes everything below it.
-                exclude.add(compile(&format!("{pattern}/**"))?);
+                let below = format!("{pattern}/**");
+                exclude.add(compile(&below)?);
+                simple_exclude.push(Simple::parse(&below));
                 continue;
             }
             include.add(compile(pattern)?);
+            simple_include.push(Simple::parse(pattern));
             include_sources.push(index);
             if is_literal(pattern) {
                 // A literal names a file or a directory: allow everything below it too.
-                include.add(compile(&format!("{pattern}/**"))?);
+                let below = format!("{pattern}/**");
+                include.add(compile(&below)?);
+                simple_include.push(Simple::parse(&below));
                 include_sources.push(index);
             }
             bases.push(walk_base(pattern));
         }
+        let simple = simple_include
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .zip(simple_exclude.into_iter().collect::<Option<Vec<_>>>());
         let build = |builder: GlobSetBuilder| {
             builder.build().map_err(|err| PatternError {
                 pattern: patterns.join(", "),
@@ -155,6 +238,7 @@ impl Patterns {
             exclude: build(exclude)?,
             bases,
             include_sources,
+            simple,
         })
     }
 
@@ -218,13 +302,49 @@ impl Patterns {
     }
 
     pub fn matches(&self, relative: &str) -> bool {
-        self.include.is_match(relative) && !self.exclude.is_match(relative)
+        self.matches_bytes(relative.as_bytes())
     }
 
-    /// [`Patterns::matches`] for a path already prepared for matching (one preparation for
-    /// every set a walk tries it against).
-    fn matches_candidate(&self, candidate: &globset::Candidate<'_>) -> bool {
-        self.include.is_match_candidate(candidate) && !self.exclude.is_match_candidate(candidate)
+    fn matches_bytes(&self, relative: &[u8]) -> bool {
+        match &self.simple {
+            Some((include, exclude)) => {
+                include.iter().any(|glob| glob.matches(relative))
+                    && !exclude.iter().any(|glob| glob.matches(relative))
+            }
+            None => {
+                let candidate = globset::Candidate::new(Path::new(OsStr::from_bytes(relative)));
+                self.include.is_match_candidate(&candidate)
+                    && !self.exclude.is_match_candidate(&candidate)
+            }
+        }
+    }
+
+    /// Whether `relative` matches, and the include globs (indexes in the include set) that
+    /// match it in `hits` (cleared first; left empty when it does not match).
+    fn matching(&self, relative: &[u8], hits: &mut Vec<usize>) -> bool {
+        hits.clear();
+        match &self.simple {
+            Some((include, exclude)) => {
+                hits.extend(
+                    include
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, glob)| glob.matches(relative))
+                        .map(|(index, _)| index),
+                );
+                if !hits.is_empty() && exclude.iter().any(|glob| glob.matches(relative)) {
+                    hits.clear();
+                }
+            }
+            None => {
+                let candidate = globset::Candidate::new(Path::new(OsStr::from_bytes(relative)));
+                self.include.matches_candidate_into(&candidate, hits);
+                if !hits.is_empty() && self.exclude.is_match_candidate(&candidate) {
+                    hits.clear();
+                }
+            }
+        }
+        !hits.is_empty()
     }
 
     /// The first include pattern (as written) that matches `relative`, if it is not excluded.
@@ -473,11 +593,7 @@ pub fn expand(
                         kind: Kind,
                         stat: &dyn Fn() -> std::io::Result<FileStat>|
      -> Result<(), ExpandError> {
-        let candidate = globset::Candidate::new(Path::new(OsStr::from_bytes(relative)));
-        patterns
-            .include
-            .matches_candidate_into(&candidate, &mut hits);
-        if hits.is_empty() || patterns.exclude.is_match_candidate(&candidate) {
+        if !patterns.matching(relative, &mut hits) {
             return Ok(());
         }
         let Ok(relative) = std::str::from_utf8(relative) else {
@@ -488,7 +604,7 @@ pub fn expand(
         if !matches!(kind, Kind::File | Kind::Symlink) {
             return Ok(());
         }
-        if skip.is_some_and(|skip| skip.matches_candidate(&candidate)) {
+        if skip.is_some_and(|skip| skip.matches_bytes(relative.as_bytes())) {
             // Left out (an input that is also an output): matched, never looked at.
             for &hit in &hits {
                 matched[patterns.include_sources[hit]] = true;
@@ -632,6 +748,106 @@ pub fn validate(pattern: &str) -> Result<(), PatternError> {
 mod tests {
     use super::*;
     use std::fs;
+
+    /// What the glob sets say of `relative`: whether it matches, and which include globs do.
+    fn by_glob_sets(patterns: &Patterns, relative: &str) -> (bool, Vec<usize>) {
+        let candidate = globset::Candidate::new(Path::new(relative));
+        let mut hits = Vec::new();
+        patterns
+            .include
+            .matches_candidate_into(&candidate, &mut hits);
+        if patterns.exclude.is_match_candidate(&candidate) {
+            hits.clear();
+        }
+        (!hits.is_empty(), hits)
+    }
+
+    /// A component of a pattern, from a small alphabet so that patterns and paths meet often.
+    fn pattern_component() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            proptest::sample::select(vec![
+                "a", "b", "ab", ".a", "a.b", "*", "**", "a*", "*b", "*.b", "a*b", ".*", "a?",
+                "[ab]", "{a,b}"
+            ])
+            .prop_map(str::to_string),
+            "[ab.]{1,3}",
+        ]
+    }
+
+    fn path_component() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            proptest::sample::select(vec![
+                "a", "b", "ab", ".a", "a.b", "b.b", ".b", "aab", "ba", "*"
+            ])
+            .prop_map(str::to_string),
+            "[ab.*]{1,4}",
+        ]
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The simple matchers say what the glob sets say, for every path, whenever every glob
+        /// of a list has a simple shape (and the shapes are what they are meant to be).
+        #[test]
+        fn simple_matchers_agree_with_the_glob_sets(
+            patterns in proptest::collection::vec(
+                (proptest::bool::weighted(0.2), proptest::collection::vec(pattern_component(), 1..4)),
+                1..4,
+            ),
+            paths in proptest::collection::vec(proptest::collection::vec(path_component(), 1..5), 1..24),
+        ) {
+            let patterns: Vec<String> = patterns
+                .iter()
+                .map(|(negated, parts)| format!("{}{}", if *negated { "!" } else { "" }, parts.join("/")))
+                .collect();
+            let Ok(compiled) = Patterns::new(&patterns) else {
+                return Ok(());
+            };
+            let Some((include, exclude)) = &compiled.simple else {
+                return Ok(());
+            };
+            proptest::prop_assert_eq!(include.len(), compiled.include.len());
+            proptest::prop_assert_eq!(exclude.len(), compiled.exclude.len());
+            for path in paths {
+                let path = path.join("/");
+                let mut hits = Vec::new();
+                let simple = compiled.matching(path.as_bytes(), &mut hits);
+                proptest::prop_assert_eq!(
+                    (simple, hits),
+                    by_glob_sets(&compiled, &path),
+                    "patterns {:?}, path {:?}",
+                    &patterns,
+                    &path
+                );
+                proptest::prop_assert_eq!(compiled.matches(&path), simple);
+            }
+        }
+    }
+
+    #[test]
+    fn the_usual_shapes_are_simple_and_the_others_are_left_to_the_glob_sets() {
+        let simple = |patterns: &[&str]| {
+            let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+            Patterns::new(&patterns).unwrap().simple.is_some()
+        };
+        assert!(simple(&["src/*.txt"]));
+        assert!(simple(&[
+            "out/app.bin",
+            "gen/**",
+            "!gen/tmp",
+            "*.go",
+            "!*_test.go",
+            "lib*.a"
+        ]));
+        assert!(!simple(&["src/**/*.rs"]));
+        assert!(!simple(&["src/*.txt", "a?.c"]));
+        assert!(!simple(&["src/*.{c,h}"]));
+        assert!(!simple(&["*/main.go"]));
+        assert!(!simple(&["src/*_*.rs"]));
+        assert!(!simple(&["src/\\*.txt"]));
+    }
 
     /// Every list [`Patterns::new`] compiled in this test process.
     pub(super) static COMPILED: Mutex<Vec<Vec<String>>> = Mutex::new(Vec::new());
