@@ -24,7 +24,7 @@
 //! through it, as the walk checked); outputs are read through ordinary paths. What the walk
 //! ([`Dir::walk`]) reports never includes anything reached through a link to a directory.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -827,10 +827,10 @@ impl Dir {
             Err(errno) => return Err(ConfineError::io(&self.relative, errno)),
         };
         let mut entries = Vec::with_capacity(listed.len());
-        for (name, kind) in listed {
+        for (name, kind) in listed.iter() {
             let kind = match kind {
                 Some(kind) => kind,
-                None => match rustix::fs::statat(&fd, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                None => match rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(stat) => {
                         Kind::of(FileType::from_raw_mode(stat.st_mode)).unwrap_or(Kind::Other)
                     }
@@ -838,7 +838,7 @@ impl Dir {
                     Err(errno) => return Err(ConfineError::io(&self.relative, errno)),
                 },
             };
-            entries.push((name.into_bytes(), kind));
+            entries.push((name.to_bytes().to_vec(), kind));
         }
         Ok(entries)
     }
@@ -1121,15 +1121,14 @@ fn walk_into<E: From<ConfineError>>(
         Err(errno) => return Err(io_error(relative, errno.into())),
     };
     let prefix_len = relative.len();
-    for (name, kind) in &entries {
-        let name = name.as_c_str();
+    for (name, kind) in entries.iter() {
         relative.truncate(prefix_len);
         if !relative.is_empty() {
             relative.push(b'/');
         }
         relative.extend_from_slice(name.to_bytes());
         let kind = match kind {
-            Some(kind) => *kind,
+            Some(kind) => kind,
             None => match rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(stat) => Kind::of(FileType::from_raw_mode(stat.st_mode)).unwrap_or(Kind::Other),
                 Err(Errno::NOENT) => continue,
@@ -1169,7 +1168,53 @@ fn walk_into<E: From<ConfineError>>(
 }
 
 /// A directory's entries as a walk reads them: names, and kinds when the file system gives them.
-pub type Listed = Vec<(CString, Option<Kind>)>;
+/// The names are kept one after the other in one buffer, each ending with its NUL (two
+/// allocations a directory, where one per name was a fifth of a no-op's allocations).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listed {
+    /// Every name followed by a NUL.
+    names: Vec<u8>,
+    /// Where each name starts in `names`, and its kind.
+    entries: Vec<(usize, Option<Kind>)>,
+}
+
+impl Listed {
+    /// Sized for `entries` names of `bytes` bytes in all (their NULs not counted).
+    pub fn with_capacity(entries: usize, bytes: usize) -> Listed {
+        Listed {
+            names: Vec::with_capacity(bytes + entries),
+            entries: Vec::with_capacity(entries),
+        }
+    }
+
+    /// Adds an entry; `None` (nothing added) for a name holding a NUL.
+    pub fn push(&mut self, name: &[u8], kind: Option<Kind>) -> Option<()> {
+        if name.contains(&0) {
+            return None;
+        }
+        self.entries.push((self.names.len(), kind));
+        self.names.extend_from_slice(name);
+        self.names.push(0);
+        Some(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (&CStr, Option<Kind>)> {
+        self.entries.iter().map(|&(start, kind)| {
+            let name = CStr::from_bytes_until_nul(&self.names[start..])
+                .expect("every name is followed by its NUL");
+            (name, kind)
+        })
+    }
+}
 
 /// Directory listings a walk may use instead of reading a directory again (see
 /// [`crate::listings`], kept with the stat cache, whose clock they are trusted against).
@@ -1216,10 +1261,12 @@ fn listed_entries(
 /// The entries of the directory `fd` (without `.` and `..`), with their kinds when the file
 /// system reports them.
 fn read_entries(fd: &OwnedFd) -> Result<Listed, Errno> {
-    let mut entries = Vec::new();
+    let mut entries = Listed::default();
     let mut keep = |name: &CStr, file_type: FileType| {
         if !matches!(name.to_bytes(), b"." | b"..") {
-            entries.push((name.to_owned(), Kind::of(file_type)));
+            entries
+                .push(name.to_bytes(), Kind::of(file_type))
+                .expect("a C string holds no NUL");
         }
     };
     // Linux: one `getdents64` per 32 KiB of entries, as glibc's readdir does (rustix's `Dir`
@@ -1248,6 +1295,24 @@ fn read_entries(fd: &OwnedFd) -> Result<Listed, Errno> {
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    fn a_listing_keeps_its_names_in_order_and_refuses_one_holding_a_nul() {
+        let mut listed = Listed::with_capacity(2, 6);
+        listed.push(b"b.txt", Some(Kind::File)).unwrap();
+        listed.push(b"a", None).unwrap();
+        assert!(listed.push(b"x\0y", Some(Kind::File)).is_none());
+        let names: Vec<(Vec<u8>, Option<Kind>)> = listed
+            .iter()
+            .map(|(name, kind)| (name.to_bytes().to_vec(), kind))
+            .collect();
+        assert_eq!(
+            names,
+            vec![(b"b.txt".to_vec(), Some(Kind::File)), (b"a".to_vec(), None)]
+        );
+        assert_eq!(listed.len(), 2);
+        assert!(!listed.is_empty());
+    }
     use std::os::unix::fs::symlink;
 
     /// `root/` and a canary directory `outside/` beside it with a file in it.

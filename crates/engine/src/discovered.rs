@@ -511,6 +511,7 @@ mod tests {
                 never_enter: &never,
                 listings: None,
                 stat_when_opened: false,
+                room_before: 0,
             };
             let context = Context {
                 tree: &tree,

@@ -210,6 +210,7 @@ impl Workspace {
             never_enter: self.guard.own_dirs(),
             listings: None,
             stat_when_opened: false,
+            room_before: 0,
         }
     }
 
@@ -805,6 +806,16 @@ impl Engine {
             .collect()
     }
 
+    /// What a cwd-relative path is prefixed with to make it root-relative: `cwd/`, or nothing
+    /// for the root itself.
+    fn cwd_prefix(spec: &TaskSpec) -> String {
+        if spec.cwd.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", spec.cwd)
+        }
+    }
+
     fn root_relative(spec: &TaskSpec, relative: &str) -> String {
         if spec.cwd.is_empty() {
             relative.to_string()
@@ -848,13 +859,14 @@ impl Engine {
             };
             // With nothing recorded to vouch for them, every input is read: each is opened
             // and then stat'ed through the open file, instead of stat'ed by path first.
+            let prefix = Self::cwd_prefix(spec);
             let tree = Tree {
                 stat_when_opened: stats.loaded_nothing(),
+                room_before: prefix.len(),
                 ..workspace.listed_tree(stats)
             };
             let (found, missing) = expand(&tree, cwd, inputs, Some(outputs), Purpose::Read)
                 .map_err(|err| format!("reading inputs: {err}"))?;
-
             unmatched = missing;
             // `found` is sorted and unique (and a common prefix keeps it so): the map is built
             // in one pass from the sorted list instead of by one search per insertion.
@@ -872,22 +884,30 @@ impl Engine {
                 inputs[at] = (relative, hashed.digest);
                 Ok::<_, String>(())
             };
-            for file in found {
-                let relative = Self::root_relative(spec, &file.relative);
+            // Each file's root-relative path as it is looked up, in one buffer for them all.
+            let mut path = String::new();
+            for mut file in found {
+                path.clear();
+                path.push_str(&prefix);
+                path.push_str(&file.relative);
                 // Below the working directory, never through a link (one `openat` of its name
                 // in its directory's handle), unless the walk found a link to a file inside
                 // the tree.
                 let reading = match file.stat {
-                    Some(stat) => stats.start_digest(&relative, stat, &mut || opener.open(&file)),
+                    Some(stat) => stats.start_digest(&path, stat, &mut || opener.open(&file)),
                     None => match opener.open(&file) {
-                        Ok(opened) => stats.start_digest_opened(&relative, opened),
+                        Ok(opened) => stats.start_digest_opened(&path, opened),
                         // Removed since its directory was read: no input, as when the walk
                         // stats it.
                         Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
                         Err(err) => Err(err),
                     },
                 }
-                .map_err(|err| format!("reading input {relative}: {err}"))?;
+                .map_err(|err| format!("reading input {path}: {err}"))?;
+                // The path kept in the key: the walk's own string, prefixed in the room it
+                // left before the path (no second allocation).
+                let mut relative = std::mem::take(&mut file.relative);
+                relative.insert_str(0, &prefix);
                 match reading {
                     Reading::Hashed(hashed) => inputs.push((relative, hashed.digest)),
                     Reading::Started(reading) => {

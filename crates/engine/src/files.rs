@@ -391,6 +391,9 @@ pub struct Tree<'a> {
     /// [`crate::StatCache::digest_opened`]), one path lookup instead of two. For walks whose
     /// every file is read anyway (nothing recorded vouches for any).
     pub stat_when_opened: bool,
+    /// Bytes each [`Found::relative`] has room for before its path, so that its owner can
+    /// prefix it in place (the task's cwd: one allocation a file instead of two).
+    pub room_before: usize,
 }
 
 /// What the files found are for.
@@ -641,8 +644,10 @@ pub fn expand(
         for &hit in &hits {
             matched[patterns.include_sources[hit]] = true;
         }
+        let mut owned = String::with_capacity(tree.room_before + relative.len());
+        owned.push_str(relative);
         found.push(Found {
-            relative: relative.to_string(),
+            relative: owned,
             stat,
             link,
         });
@@ -930,6 +935,7 @@ mod tests {
             never_enter,
             listings: None,
             stat_when_opened: false,
+            room_before: 0,
         }
     }
 

@@ -23,7 +23,6 @@
 //! out of the directory it lists.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -119,13 +118,7 @@ impl Listings {
     /// Records what the directory `path` held when its stat was `stat`, read after the clock
     /// reading `clock_ns`: kept only when the directory is older than that reading (see the
     /// module docs).
-    pub fn record(
-        &self,
-        path: &[u8],
-        stat: &FileStat,
-        clock_ns: i64,
-        entries: &[(CString, Option<Kind>)],
-    ) {
+    pub fn record(&self, path: &[u8], stat: &FileStat, clock_ns: i64, entries: &Listed) {
         if !crate::statcache::older_than(stat.mtime_ns, clock_ns) || path.len() > u16::MAX as usize
         {
             return;
@@ -133,17 +126,17 @@ impl Listings {
         // Sized exactly: 20,000 recorded names are a noticeable part of a cold run's peak.
         let size = entries
             .iter()
-            .map(|(name, _)| 3 + name.as_bytes().len())
+            .map(|(name, _)| 3 + name.to_bytes().len())
             .sum();
         let mut encoded = Vec::with_capacity(size);
-        for (name, kind) in entries {
+        for (name, kind) in entries.iter() {
             let name = name.to_bytes();
             let Ok(len) = u16::try_from(name.len()) else {
                 return;
             };
             encoded.extend_from_slice(&len.to_le_bytes());
             encoded.extend_from_slice(name);
-            encoded.push(kind_byte(*kind));
+            encoded.push(kind_byte(kind));
         }
         let mut recorded = self.recorded.write().unwrap_or_else(|e| e.into_inner());
         recorded.insert(path.to_vec(), (identity(stat), encoded));
@@ -254,7 +247,9 @@ fn decode(encoded: &[u8]) -> Option<Listed> {
         bytes: encoded,
         at: &mut at,
     };
-    let mut entries = Vec::new();
+    // Sized for the names as encoded (each with its length and kind, 3 bytes, where a NUL
+    // follows it here).
+    let mut entries = Listed::with_capacity(0, encoded.len());
     while *reader.at < encoded.len() {
         let len = reader.u16()? as usize;
         let name = reader.take(len)?;
@@ -269,7 +264,7 @@ fn decode(encoded: &[u8]) -> Option<Listed> {
             4 => Some(Kind::Other),
             _ => return None,
         };
-        entries.push((CString::new(name).ok()?, kind));
+        entries.push(name, kind)?;
     }
     Some(entries)
 }
@@ -290,10 +285,20 @@ mod tests {
     }
 
     fn entries(names: &[&str]) -> Listed {
-        names
-            .iter()
-            .map(|name| (CString::new(*name).unwrap(), Some(Kind::File)))
-            .collect()
+        entries_of(
+            &names
+                .iter()
+                .map(|name| (*name, Some(Kind::File)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn entries_of(names: &[(&str, Option<Kind>)]) -> Listed {
+        let mut listed = Listed::default();
+        for (name, kind) in names {
+            listed.push(name.as_bytes(), *kind).unwrap();
+        }
+        listed
     }
 
     #[test]
@@ -305,10 +310,11 @@ mod tests {
         listings.record(b"tasks/t1/src", &stat(7, 100), 200, &src);
         // Changed in the clock's tick (mtime not older than the reading): not kept.
         listings.record(b"tasks/t2/src", &stat(8, 200), 200, &src);
-        let mut odd = entries(&["deep"]);
-        odd[0].1 = Some(Kind::Dir);
-        odd.push((CString::new("link").unwrap(), Some(Kind::Symlink)));
-        odd.push((CString::new("unknown").unwrap(), None));
+        let odd = entries_of(&[
+            ("deep", Some(Kind::Dir)),
+            ("link", Some(Kind::Symlink)),
+            ("unknown", None),
+        ]);
         listings.record(b"", &stat(2, 50), 200, &odd);
         assert_eq!(
             listings.get(b"tasks/t1/src", &stat(7, 100)),
@@ -354,7 +360,7 @@ mod tests {
             bad[at] ^= 0x5a;
             let loaded = Listings::parse(bad).unwrap_or_default();
             if let Some(found) = loaded.get(b"src", &stat(7, 100)) {
-                for (name, _) in &found {
+                for (name, _) in found.iter() {
                     let name = name.to_bytes();
                     assert!(!name.contains(&b'/') && name != b".." && name != b".");
                 }

@@ -10,12 +10,12 @@ use engine::{Action, ActionContext, ActionFailure, ActionOutput, Digest, TaskGra
 
 use crate::discovered_actions::{engine, spec};
 
-/// Writes `out.txt`.
+/// Writes `out.txt` in its working directory.
 struct Touch;
 
 impl Action for Touch {
     fn run(&self, context: &ActionContext<'_>) -> Result<ActionOutput, ActionFailure> {
-        std::fs::write(context.root.join("out.txt"), "out\n").unwrap();
+        std::fs::write(context.cwd.join("out.txt"), "out\n").unwrap();
         Ok(ActionOutput::default())
     }
 }
@@ -33,15 +33,16 @@ fn evict(path: &std::path::Path) {
 fn inputs_read_ahead_keep_their_places_and_their_digests() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    std::fs::create_dir_all(root.join("src/deep")).unwrap();
+    std::fs::create_dir_all(root.join("pkg/src/deep")).unwrap();
     // More files to finish later than may wait at once (32): a third too large for a read that
-    // does not wait, a third dropped from the page cache, a third in it; in two directories.
+    // does not wait, a third dropped from the page cache, a third in it; in two directories
+    // below the task's working directory (`pkg`: the key names them from the root).
     let mut expected = BTreeMap::new();
     for i in 0..150 {
         let name = if i % 5 == 0 {
-            format!("src/deep/f{i:03}.txt")
+            format!("pkg/src/deep/f{i:03}.txt")
         } else {
-            format!("src/f{i:03}.txt")
+            format!("pkg/src/f{i:03}.txt")
         };
         let bytes = match i % 3 {
             0 => format!("{i}\n").repeat(20_000).into_bytes(),
@@ -57,6 +58,7 @@ fn inputs_read_ahead_keep_their_places_and_their_digests() {
     }
     let engine = engine(root);
     let spec = TaskSpec {
+        cwd: "pkg".into(),
         inputs: vec!["src/**".into()],
         ..spec(Arc::new(Touch), &["out.txt"])
     };
