@@ -19,7 +19,7 @@
 //! **Names that are not UTF-8** are never skipped silently: a matching one is an error naming it
 //! escaped (`src/\xff.txt`); directories with such names are walked like any other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -744,9 +744,30 @@ fn link_target(tree: &Tree<'_>, absolute: &Path) -> Target {
     }
 }
 
-/// Checks that `pattern` is a valid glob for [`Patterns`], without building a matcher.
+/// Checks that `pattern` is a valid glob for [`Patterns`], without building a matcher. A
+/// literal is valid once normalized; a glob is compiled once per process (globset builds a
+/// regex's source for it, an allocation per character: configurations repeat their patterns,
+/// `src/*.rs` in every package). At most [`SHARED_MAX`] valid globs are remembered.
 pub fn validate(pattern: &str) -> Result<(), PatternError> {
-    Patterns::normalize(pattern).and_then(|(_, pattern)| compile(pattern).map(|_| ()))
+    static VALID: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let (_, pattern) = Patterns::normalize(pattern)?;
+    if is_literal(pattern) {
+        return Ok(());
+    }
+    let known = |valid: &mut Option<HashSet<String>>| {
+        valid.get_or_insert_with(HashSet::new).contains(pattern)
+    };
+    if known(&mut VALID.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Ok(());
+    }
+    compile(pattern)?;
+    let mut valid = VALID.lock().unwrap_or_else(|e| e.into_inner());
+    let valid = valid.get_or_insert_with(HashSet::new);
+    if valid.len() >= SHARED_MAX {
+        valid.clear();
+    }
+    valid.insert(pattern.to_string());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -828,6 +849,18 @@ mod tests {
                 );
                 proptest::prop_assert_eq!(compiled.matches(&path), simple);
             }
+        }
+    }
+
+    #[test]
+    fn validation_remembers_only_valid_globs_and_still_refuses_bad_ones() {
+        for _ in 0..2 {
+            assert!(validate("src/*.validated").is_ok());
+            assert!(validate("src/[a.validated").is_err());
+            assert!(validate("src/{a,b.validated").is_err());
+            assert!(validate("../escape").is_err());
+            assert!(validate("a b,c/d.txt").is_ok());
+            assert!(validate("!gen/x.validated").is_ok());
         }
     }
 
