@@ -526,13 +526,21 @@ impl Shell {
 
     /// One JSON line on stdout.
     pub fn json(&self, value: &serde_json::Value) {
+        self.json_line(value);
+    }
+
+    /// One JSON line on stdout, of anything that serializes.
+    fn json_line<T: serde::Serialize + ?Sized>(&self, value: &T) {
+        let Ok(line) = serde_json::to_string(value) else {
+            return;
+        };
         if let Some(sink) = &self.sink {
-            sink(&value.to_string());
+            sink(&line);
             return;
         }
         self.with_terminal(|| {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{value}");
+            let _ = writeln!(out, "{line}");
             let _ = out.flush();
         });
     }
@@ -603,20 +611,38 @@ impl Shell {
         } else {
             Some(summarize(&report.reasons))
         };
-        self.json(&json!({
-            "event": "task-finished",
-            "id": report.id,
-            "status": report.status,
-            "duration_ms": report.duration_ms,
-            "reason": reason,
-            "reasons": report.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "restored": report.restored,
-            "key": report.key,
-            "output": report.output,
-            "error": report.error,
-            "source": report.source,
-            "executed": report.executed,
-        }));
+        /// The line, serialized straight from the report (a `json!` value built a map of a
+        /// dozen owned keys for each task). Fields in the order of their names, as a map of
+        /// them was printed.
+        #[derive(serde::Serialize)]
+        struct TaskFinished<'a> {
+            duration_ms: u64,
+            error: &'a Option<String>,
+            event: &'static str,
+            executed: Option<&'static str>,
+            id: &'a TaskId,
+            key: Option<engine::Digest>,
+            output: Option<engine::Digest>,
+            reason: Option<String>,
+            reasons: Vec<String>,
+            restored: usize,
+            source: Option<&'static str>,
+            status: TaskStatus,
+        }
+        self.json_line(&TaskFinished {
+            duration_ms: report.duration_ms,
+            error: &report.error,
+            event: "task-finished",
+            executed: report.executed,
+            id: &report.id,
+            key: report.key,
+            output: report.output,
+            reason,
+            reasons: report.reasons.iter().map(ToString::to_string).collect(),
+            restored: report.restored,
+            source: report.source,
+            status: report.status,
+        });
     }
 
     fn task_finished_human(&self, report: &TaskReport) {
