@@ -685,7 +685,7 @@ impl Engine {
             }
         };
 
-        let (job_tx, job_rx) = mpsc::channel::<(TaskSpec, BTreeMap<String, Digest>)>();
+        let (job_tx, job_rx) = mpsc::channel::<(&TaskSpec, BTreeMap<String, Digest>)>();
         let job_rx = Mutex::new(job_rx);
         std::thread::scope(|scope| {
             let (done_tx, done_rx) = mpsc::channel::<TaskReport>();
@@ -696,7 +696,7 @@ impl Engine {
                     loop {
                         let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok((spec, deps)) = job else { break };
-                        let report = self.execute(&spec, deps, workspace, stats, reporter);
+                        let report = self.execute(spec, deps, workspace, stats, reporter);
                         if done_tx.send(report).is_err() {
                             break;
                         }
@@ -723,7 +723,7 @@ impl Engine {
                         .iter()
                         .map(|dep| (dep.to_string(), outputs[dep]))
                         .collect();
-                    job_tx.send((spec.clone(), deps)).expect("workers alive");
+                    job_tx.send((spec, deps)).expect("workers alive");
                     in_flight += 1;
                 }
                 if in_flight == 0 {
