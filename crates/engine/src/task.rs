@@ -120,9 +120,10 @@ pub struct ActionContext<'a> {
 ///   program put, during the run, in a `PATH` directory before the one it was found in is seen
 ///   from the next run on.
 /// - Whether their environment (the engine's snapshot, [`ActionContext::env`]) is this
-///   process's own, as it usually is: then a command inherits it as it is, where setting it
-///   costs `std::process::Command` three copies of every variable per command (its own map,
-///   the map it builds at the spawn, and the `KEY=value` strings). The process's environment
+///   process's own, as it usually is: then a command whose program was found here inherits it
+///   as it is, where setting it costs `std::process::Command` three copies of every variable
+///   per command (its own map, the map it builds at the spawn, and the `KEY=value` strings).
+///   A program left to execvp always gets it set (see [`CommandAction`]). The process's environment
 ///   cannot change while the run's threads go (`std::env::set_var` is unsound beside other
 ///   threads), so what is found at the start of the run holds to its end.
 #[derive(Debug, Default)]
@@ -320,12 +321,24 @@ impl Action for CommandAction {
             Some(path) => {
                 let mut command = std::process::Command::new(path);
                 std::os::unix::process::CommandExt::arg0(&mut command, program);
+                command.args(args).current_dir(context.cwd);
+                context.spawning.set_env(&mut command, context.env);
                 command
             }
-            None => std::process::Command::new(program),
+            // Left to execvp (see `resolve_program`), whose fallback runs a script without a
+            // `#!` line through `/bin/sh`: std starts a command with execvp when its
+            // environment sets PATH (with posix_spawnp, which has no such fallback, when it
+            // inherits this process's), so the environment is always set here.
+            None => {
+                let mut command = std::process::Command::new(program);
+                command
+                    .args(args)
+                    .current_dir(context.cwd)
+                    .env_clear()
+                    .envs(context.env);
+                command
+            }
         };
-        command.args(args).current_dir(context.cwd);
-        context.spawning.set_env(&mut command, context.env);
         let finished =
             crate::output::run_command(context, &mut command, crate::output::Forward::Both)
                 .map_err(|err| ActionFailure {
