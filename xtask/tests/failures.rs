@@ -239,3 +239,42 @@ fn argv_programs_are_found_on_path_as_execvp_finds_them() {
     assert_eq!(run.status("task:p"), "ran", "{run}");
     assert_eq!(repo.read("out.txt"), "c one\n");
 }
+
+/// The summary of a build in which many tasks failed names the first few and counts the others
+/// (each failure has its own line as it happens), rather than all of them on one line.
+#[test]
+fn the_summary_of_many_failures_names_a_few_and_counts_the_rest() {
+    let mut config = String::new();
+    for i in 0..8 {
+        config.push_str(&format!(
+            "[tasks.bad{i}]\nrun = \"exit 3\"\noutputs = [\"out/{i}.txt\"]\n"
+        ));
+    }
+    let repo = Repo::new(&config, &[]);
+    let human = repo.human(&["task", "-j", "2"]);
+    human.assert_code(1);
+    let summary = human
+        .stderr
+        .lines()
+        .find(|line| line.contains("error: build failed:"))
+        .unwrap_or_else(|| panic!("no summary: {human}"));
+    assert_eq!(
+        summary
+            .matches("(command exited with exit status: 3)")
+            .count(),
+        5,
+        "{summary}"
+    );
+    assert!(
+        summary.ends_with(", and 3 more (each named above)"),
+        "{summary}"
+    );
+    for i in 0..8 {
+        assert!(
+            human
+                .stderr
+                .contains(&format!("error: task:bad{i} failed: ")),
+            "{human}"
+        );
+    }
+}

@@ -40,6 +40,10 @@ use serde_json::json;
 
 use crate::diagnostic::{Diagnostic, visible};
 
+/// How many failed tasks the summary of a failed build names (each failure has its own line
+/// as it happens).
+const SUMMARY_FAILURES: usize = 5;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum MessageFormat {
     Human,
@@ -861,11 +865,18 @@ impl Reporter for Shell {
                 if summary.success() {
                     self.status("Finished", GREEN, &counts);
                 } else {
-                    let failed: Vec<String> = summary
+                    // Each failure had its own line as it happened: the summary names the first
+                    // few (a broken tree can fail hundreds of tasks, all in one line).
+                    let mut failed: Vec<String> = summary
                         .failures
                         .iter()
+                        .take(SUMMARY_FAILURES)
                         .map(|(id, why)| format!("{id} ({why})"))
                         .collect();
+                    let more = summary.failures.len().saturating_sub(SUMMARY_FAILURES);
+                    if more > 0 {
+                        failed.push(format!("and {more} more (each named above)"));
+                    }
                     self.with_terminal(|| {
                         let _ = writeln!(
                             anstream::stderr().lock(),
