@@ -124,6 +124,12 @@ impl<'de> Deserialize<'de> for Digest {
                 Digest::from_hex(text)
                     .ok_or_else(|| E::custom(format!("not a sha256 hex digest: {text:?}")))
             }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Digest, E> {
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => self.visit_str(text),
+                    Err(_) => Err(E::custom("not a sha256 hex digest: not UTF-8")),
+                }
+            }
         }
         deserializer.deserialize_str(HexDigest)
     }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -129,7 +129,9 @@ pub struct ActionContext<'a> {
 #[derive(Debug, Default)]
 pub struct Spawning {
     programs: Mutex<HashMap<(OsString, String), PathBuf>>,
-    env_is_own: AtomicBool,
+    /// The address of the environment [`Spawning::start`] found to be this process's own (0:
+    /// none): another map given to [`Spawning::set_env`] is set in full.
+    own_env: AtomicUsize,
 }
 
 impl Spawning {
@@ -140,8 +142,12 @@ impl Spawning {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        self.env_is_own
-            .store(is_own_environment(env), Ordering::Relaxed);
+        let own = if is_own_environment(env) {
+            std::ptr::from_ref(env) as usize
+        } else {
+            0
+        };
+        self.own_env.store(own, Ordering::Relaxed);
     }
 
     /// [`resolve_program`], remembered. The lock is held while a program is looked for, so
@@ -158,26 +164,26 @@ impl Spawning {
         Some(resolved)
     }
 
-    /// Gives `command` the environment `env`: nothing to do when [`Spawning::start`] found it
-    /// to be this process's own.
+    /// Gives `command` the environment `env`: nothing to do when it is the map
+    /// [`Spawning::start`] found to be this process's own.
     fn set_env(&self, command: &mut std::process::Command, env: &BTreeMap<OsString, OsString>) {
-        if !self.env_is_own.load(Ordering::Relaxed) {
+        if self.own_env.load(Ordering::Relaxed) != std::ptr::from_ref(env) as usize {
             command.env_clear().envs(env);
         }
     }
 }
 
-/// Whether `env` holds exactly the variables of this process's environment, with their values
-/// (a name set twice in the environment, which a child would see twice, is not).
+/// Whether `env` holds exactly the variables of this process's environment, with their values.
+/// An environment that names a variable twice (which a child would see twice) is never taken
+/// for `env`, whatever `env` holds.
 fn is_own_environment(env: &BTreeMap<OsString, OsString>) -> bool {
-    let mut count = 0;
+    let mut seen = std::collections::HashSet::new();
     for (name, value) in std::env::vars_os() {
-        count += 1;
-        if env.get(&name) != Some(&value) {
+        if env.get(&name) != Some(&value) || !seen.insert(name) {
             return false;
         }
     }
-    count == env.len()
+    seen.len() == env.len()
 }
 
 impl ActionContext<'_> {

@@ -17,7 +17,7 @@ fn a_variable_of_ours() -> (String, String) {
             name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 && !name.starts_with(|c: char| c.is_ascii_digit())
                 && ![
-                    "PWD", "OLDPWD", "SHLVL", "_", "IFS", "PS1", "PS2", "PS4", "OPTIND",
+                    "PATH", "PWD", "OLDPWD", "SHLVL", "_", "IFS", "PS1", "PS2", "PS4", "OPTIND",
                 ]
                 .contains(&name.as_str())
                 && !value.contains(['\n', '%', '\\'])
@@ -26,8 +26,16 @@ fn a_variable_of_ours() -> (String, String) {
 }
 
 /// Runs a command that writes `${XB_ENGINE_ONLY-unset}|${<ours>-unset}` under an engine whose
-/// environment is `env`; what it wrote.
+/// environment is `env`, once as `sh` (found on PATH by the engine: the environment inherited
+/// when it is the process's own) and once as `/bin/sh` (left to execvp: always set); what it
+/// wrote, the same both times.
 fn seen(env: BTreeMap<OsString, OsString>, ours: &str) -> String {
+    let found = seen_as("sh", env.clone(), ours);
+    assert_eq!(found, seen_as("/bin/sh", env, ours));
+    found
+}
+
+fn seen_as(shell: &str, env: BTreeMap<OsString, OsString>, ours: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EngineConfig::new(dir.path());
     config.jobs = 1;
@@ -36,7 +44,7 @@ fn seen(env: BTreeMap<OsString, OsString>, ours: &str) -> String {
     let script =
         format!("printf '%s|%s' \"${{XB_ENGINE_ONLY-unset}}\" \"${{{ours}-unset}}\" > out.txt");
     let action = CommandAction {
-        argv: vec!["/bin/sh".into(), "-c".into(), script],
+        argv: vec![shell.into(), "-c".into(), script],
         ..CommandAction::default()
     };
     let spec: TaskSpec = spec(Arc::new(action), &["out.txt"]);
