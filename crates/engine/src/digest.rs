@@ -55,7 +55,7 @@ impl Digest {
 
     /// The first 12 hex characters, for human output.
     pub fn short(&self) -> String {
-        self.to_hex()[..12].to_string()
+        self.hex().as_str()[..12].to_string()
     }
 
     pub fn from_hex(text: &str) -> Option<Digest> {

@@ -130,7 +130,7 @@ pub struct ActionContext<'a> {
 pub struct Spawning {
     programs: Mutex<HashMap<(OsString, String), PathBuf>>,
     /// The address of the environment [`Spawning::start`] found to be this process's own (0:
-    /// none): another map given to [`Spawning::set_env`] is set in full.
+    /// none): another map is set in full (see [`Spawning::inherits`]).
     own_env: AtomicUsize,
 }
 
@@ -164,12 +164,10 @@ impl Spawning {
         Some(resolved)
     }
 
-    /// Gives `command` the environment `env`: nothing to do when it is the map
-    /// [`Spawning::start`] found to be this process's own.
-    fn set_env(&self, command: &mut std::process::Command, env: &BTreeMap<OsString, OsString>) {
-        if self.own_env.load(Ordering::Relaxed) != std::ptr::from_ref(env) as usize {
-            command.env_clear().envs(env);
-        }
+    /// Whether a command given the environment `env` may inherit this process's: `env` is the
+    /// map [`Spawning::start`] found to be the process's own.
+    fn inherits(&self, env: &BTreeMap<OsString, OsString>) -> bool {
+        self.own_env.load(Ordering::Relaxed) == std::ptr::from_ref(env) as usize
     }
 }
 
@@ -323,28 +321,22 @@ impl Action for CommandAction {
         // Found here in the command's own PATH, so it starts with `posix_spawn` (std forks when
         // a command's PATH differs from this process's); its argv[0] stays as written. It dies
         // with xbundle through the run's reaper (see `crate::cancel`).
-        let mut command = match context.spawning.resolve(program, context.env) {
+        let (mut command, found) = match context.spawning.resolve(program, context.env) {
             Some(path) => {
                 let mut command = std::process::Command::new(path);
                 std::os::unix::process::CommandExt::arg0(&mut command, program);
-                command.args(args).current_dir(context.cwd);
-                context.spawning.set_env(&mut command, context.env);
-                command
+                (command, true)
             }
-            // Left to execvp (see `resolve_program`), whose fallback runs a script without a
-            // `#!` line through `/bin/sh`: std starts a command with execvp when its
-            // environment sets PATH (with posix_spawnp, which has no such fallback, when it
-            // inherits this process's), so the environment is always set here.
-            None => {
-                let mut command = std::process::Command::new(program);
-                command
-                    .args(args)
-                    .current_dir(context.cwd)
-                    .env_clear()
-                    .envs(context.env);
-                command
-            }
+            None => (std::process::Command::new(program), false),
         };
+        command.args(args).current_dir(context.cwd);
+        // A program left to execvp (see `resolve_program`) always gets its environment set:
+        // std then starts it with execvp, whose fallback runs a script without a `#!` line
+        // through `/bin/sh` (with posix_spawnp, which has none, when it inherits this
+        // process's environment).
+        if !(found && context.spawning.inherits(context.env)) {
+            command.env_clear().envs(context.env);
+        }
         let finished =
             crate::output::run_command(context, &mut command, crate::output::Forward::Both)
                 .map_err(|err| ActionFailure {
