@@ -286,7 +286,7 @@ impl std::ops::Deref for RunArgs {
 /// How to build: the options of every command that runs tasks, `watch` included.
 #[derive(Debug, Args)]
 struct BuildArgs {
-    /// Number of parallel jobs (default: as ninja, cores + 1 on two cores, cores + 2 beyond)
+    /// Number of parallel jobs (default: the cores + 2; 2 on one core)
     #[arg(short = 'j', long, value_name = "N")]
     jobs: Option<usize>,
     /// Ignore cache reads (results are still stored)
