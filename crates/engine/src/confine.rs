@@ -235,6 +235,15 @@ pub enum Walk {
     Skip,
 }
 
+/// How [`Dir::link_open_file`] names the open file to link.
+#[derive(Clone, Copy, Debug)]
+enum LinkFrom {
+    /// The handle itself (`AT_EMPTY_PATH`).
+    Handle,
+    /// Its `/proc/self/fd` entry, followed.
+    Proc,
+}
+
 /// The directory holding a path's last component: this one, or one opened below it.
 enum Parent<'a> {
     This(&'a Dir),
@@ -474,27 +483,45 @@ impl Dir {
     }
 
     /// Gives the open regular file `file` a second name, `name`, in this directory: a hard
-    /// link made through `/proc/self/fd`, so the file that was opened (and read) is the one
-    /// linked, whatever its path leads to by now. Nothing is replaced: `Ok(false)` when `name`
-    /// exists already. Fails where hard links cannot be made (another file system, a file of
-    /// another user under `protected_hardlinks`, no `/proc`).
+    /// link made from the handle (`linkat` with `AT_EMPTY_PATH`: Linux 6.10 allows it to the
+    /// process that opened the file, root always), else through `/proc/self/fd`, so the file
+    /// that was opened (and read) is the one linked, whatever its path leads to by now. Nothing
+    /// is replaced: `Ok(false)` when `name` exists already. Fails where hard links cannot be
+    /// made (another file system, a file of another user under `protected_hardlinks`, neither
+    /// way open).
     pub fn link_open_file(&self, file: &File, name: &str) -> Result<bool, ConfineError> {
-        use std::os::fd::AsRawFd;
         check_relative(name)?;
         if name.contains('/') {
             return Err(ConfineError::io(&self.display(name), Errno::INVAL));
         }
-        let from = format!("/proc/self/fd/{}", file.as_raw_fd());
-        match rustix::fs::linkat(
-            rustix::fs::CWD,
-            from.as_str(),
-            &self.fd,
-            name,
-            AtFlags::SYMLINK_FOLLOW,
-        ) {
+        // Refused by an older kernel to a process without CAP_DAC_READ_SEARCH (ENOENT), or
+        // not known to it (EINVAL): the path through /proc, which any kernel follows.
+        match self.link_by(LinkFrom::Handle, file, name) {
+            Err(Errno::NOENT | Errno::INVAL | Errno::PERM) => {
+                self.link_by(LinkFrom::Proc, file, name)
+            }
+            done => done,
+        }
+        .map_err(|errno| ConfineError::io(&self.display(name), errno))
+    }
+
+    /// One way of [`Dir::link_open_file`]: `Ok(false)` when `name` exists.
+    fn link_by(&self, from: LinkFrom, file: &File, name: &str) -> rustix::io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let result = match from {
+            LinkFrom::Handle => rustix::fs::linkat(file, "", &self.fd, name, AtFlags::EMPTY_PATH),
+            LinkFrom::Proc => rustix::fs::linkat(
+                rustix::fs::CWD,
+                format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+                &self.fd,
+                name,
+                AtFlags::SYMLINK_FOLLOW,
+            ),
+        };
+        match result {
             Ok(()) => Ok(true),
             Err(Errno::EXIST) => Ok(false),
-            Err(errno) => Err(ConfineError::io(&self.display(name), errno)),
+            Err(errno) => Err(errno),
         }
     }
 
@@ -1313,6 +1340,55 @@ mod tests {
         assert_eq!(listed.len(), 2);
         assert!(!listed.is_empty());
     }
+    /// Both ways of linking an open file name the file that was opened, even once its path
+    /// leads to another file, and neither replaces a name that exists.
+    #[test]
+    fn an_open_file_is_linked_by_its_handle_or_through_proc_never_by_its_path() {
+        let (_dir, root) = setup();
+        let real = root.open_dir("real").unwrap().unwrap();
+        for (way, from) in [("handle", LinkFrom::Handle), ("proc", LinkFrom::Proc)] {
+            let path = real.path().join("out");
+            fs::write(&path, format!("opened {way}")).unwrap();
+            let file = File::open(&path).unwrap();
+            // Its path now names another file (the opened one moved away, still linked: a
+            // file with no name left cannot be given one).
+            fs::rename(&path, real.path().join(format!("moved-{way}"))).unwrap();
+            fs::write(&path, b"planted").unwrap();
+            let name = format!("blob-{way}");
+            match real.link_by(from, &file, &name) {
+                Ok(linked) => assert!(linked, "{way}"),
+                // The handle refused without CAP_DAC_READ_SEARCH on a kernel before 6.10.
+                Err(Errno::NOENT) if matches!(from, LinkFrom::Handle) => {
+                    eprintln!("skipped the handle: this kernel refuses it here");
+                    continue;
+                }
+                Err(errno) => panic!("{way}: {errno}"),
+            }
+            assert_eq!(
+                fs::read_to_string(real.path().join(&name)).unwrap(),
+                format!("opened {way}")
+            );
+            // A name that exists is left as it is.
+            assert_eq!(
+                real.link_by(from, &File::open(&path).unwrap(), &name),
+                Ok(false)
+            );
+            assert_eq!(
+                fs::read_to_string(real.path().join(&name)).unwrap(),
+                format!("opened {way}")
+            );
+        }
+        // The public entry point: linked, then `false` for the same name, and never a path.
+        let path = real.path().join("again");
+        fs::write(&path, b"again").unwrap();
+        let file = File::open(&path).unwrap();
+        assert!(real.link_open_file(&file, "stored").unwrap());
+        assert!(!real.link_open_file(&file, "stored").unwrap());
+        assert!(real.link_open_file(&file, "../escape").is_err());
+        assert!(real.link_open_file(&file, "a/b").is_err());
+        assert_eq!(fs::read(real.path().join("stored")).unwrap(), b"again");
+    }
+
     use std::os::unix::fs::symlink;
 
     /// `root/` and a canary directory `outside/` beside it with a file in it.

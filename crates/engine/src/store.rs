@@ -417,10 +417,12 @@ impl Store {
             stat: before,
             linked: false,
         };
-        if blob_present(&cas, &digest, size) {
-            return Ok(present);
-        }
         if durability() == Durability::EveryFile {
+            // Flushed before it gets its name in the store, unless that blob is there already.
+            // Otherwise no look first: the link finds a blob stored already by its name.
+            if blob_present(&cas, &digest, size) {
+                return Ok(present);
+            }
             input.sync_data().map_err(io_err(source))?;
         }
         let name = digest.to_hex();
