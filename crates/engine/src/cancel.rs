@@ -29,9 +29,10 @@
 //! 4,194,304).
 //!
 //! **Invariants:** the engine installs no signal handler and changes no process-wide signal
-//! state: the front end decides what stops a run. A command is registered before the lock that
-//! `cancel` takes is released, so a cancellation either sees the group or the spawn sees the
-//! cancellation (and the command is killed before it can run long).
+//! state: the front end decides what stops a run. A command is spawned outside the lock that
+//! `cancel` takes (spawns of several workers would queue behind each other) and registered
+//! under it, where the flag is checked again: a cancellation either sees the group or the
+//! registration sees the cancellation and kills the group at once, before it can run long.
 
 use std::io::{self, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -265,20 +266,26 @@ impl Cancel {
     ) -> io::Result<T> {
         use std::os::unix::process::CommandExt;
         command.process_group(0);
-        let child = {
-            let mut groups = self.groups();
-            if self.is_cancelled() {
-                return Err(io::Error::new(
-                    io::ErrorKind::Interrupted,
-                    "the run was interrupted",
-                ));
-            }
-            let child = command.spawn()?;
-            groups.push(child.id() as i32);
-            self.tell_reaper(true, child.id() as i32);
-            child
-        };
+        if self.is_cancelled() {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the run was interrupted",
+            ));
+        }
+        // Spawned outside the lock: a spawn holds its thread until the child has called
+        // `exec`, and commands started by several workers at once would wait for each other.
+        let child = command.spawn()?;
         let group = child.id() as i32;
+        {
+            let mut groups = self.groups();
+            groups.push(group);
+            self.tell_reaper(true, group);
+            // A cancellation that took the lock before this registration did not see the
+            // group: the spawn sees the cancellation instead, and the group goes at once.
+            if self.is_cancelled() {
+                signal_group(group, libc::SIGKILL);
+            }
+        }
         let result = wait(child);
         let mut groups = self.groups();
         groups.retain(|&g| g != group);
@@ -331,6 +338,44 @@ mod tests {
             .run(&mut Command::new("true"), |mut child| child.wait())
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+    }
+
+    /// A cancellation at any moment of a spawn (before it, while the child execs, as it is
+    /// registered, after) stops the command: none is left running unseen. The spawn happens
+    /// outside the lock `cancel` takes, so without the check after the registration a
+    /// cancellation landing inside the spawn would miss its group (found so: this test hung).
+    #[test]
+    fn a_cancellation_racing_a_spawn_never_misses_the_command() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut refused = 0;
+        for round in 0..150u64 {
+            let cancel = Cancel::new();
+            let runner = cancel.clone();
+            let done_tx = done_tx.clone();
+            let started = std::thread::spawn(move || {
+                let outcome = runner.run(Command::new("sleep").arg("30"), |mut child| child.wait());
+                let _ = done_tx.send(());
+                outcome.is_err()
+            });
+            // From before the spawn to well after it (a spawn takes about 100 µs here), in
+            // small steps, then larger ones up to 2.5 ms (a loaded machine starts threads late).
+            let delay = if round < 100 {
+                round * 3
+            } else {
+                (round - 100) * 50
+            };
+            std::thread::sleep(Duration::from_micros(delay));
+            cancel.cancel();
+            done_rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("round {round}: the command outlived the cancel"));
+            if started.join().unwrap() {
+                refused += 1;
+            }
+            cancel.end_reaper();
+        }
+        // Both sides of the race were reached: some spawns refused, some commands killed.
+        assert!(refused > 0 && refused < 150, "refused {refused} of 150");
     }
 
     #[test]
