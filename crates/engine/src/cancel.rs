@@ -240,8 +240,22 @@ impl Cancel {
             .is_some()
     }
 
+    /// Starts the reaper if none runs (see the module docs).
+    fn start_reaper(&self) {
+        let mut reaper = self.0.reaper.lock().unwrap_or_else(|e| e.into_inner());
+        if reaper.is_none() {
+            *reaper = Reaper::start().ok();
+        }
+    }
+
+    /// How many commands are registered as running (for tests).
+    #[cfg(test)]
+    fn running(&self) -> usize {
+        self.groups().len()
+    }
+
     /// Writes `group` into the reaper's table (`started`) or blanks it (the reaper is started
-    /// on first use). Call with the `groups` lock held. Without a reaper (it could not start),
+    /// if it is not running by then). Call with the `groups` lock held. Without a reaper (it could not start),
     /// commands outlive a killed xbundle, as the commands of most build tools do.
     fn tell_reaper(&self, started: bool, group: i32) {
         let mut reaper = self.0.reaper.lock().unwrap_or_else(|e| e.into_inner());
@@ -272,8 +286,11 @@ impl Cancel {
                 "the run was interrupted",
             ));
         }
-        // Spawned outside the lock: a spawn holds its thread until the child has called
-        // `exec`, and commands started by several workers at once would wait for each other.
+        // The reaper first (the first command of a run starts it), so that no command waits
+        // unregistered for a lock while it starts. Then the spawn, outside the lock: a spawn
+        // holds its thread until the child has called `exec`, and commands started by several
+        // workers at once would wait for each other.
+        self.start_reaper();
         let child = command.spawn()?;
         let group = child.id() as i32;
         {
@@ -346,36 +363,53 @@ mod tests {
     /// cancellation landing inside the spawn would miss its group (found so: this test hung).
     #[test]
     fn a_cancellation_racing_a_spawn_never_misses_the_command() {
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let mut refused = 0;
-        for round in 0..150u64 {
-            let cancel = Cancel::new();
+        /// Runs `sleep 30` under `cancel` in a thread, cancels when `moment` returns, and says
+        /// whether the spawn was refused (else the command was stopped: it did not outlive
+        /// the cancellation by seconds).
+        fn race(cancel: Cancel, moment: impl FnOnce(&Cancel)) -> bool {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
             let runner = cancel.clone();
-            let done_tx = done_tx.clone();
             let started = std::thread::spawn(move || {
                 let outcome = runner.run(Command::new("sleep").arg("30"), |mut child| child.wait());
                 let _ = done_tx.send(());
-                outcome.is_err()
+                match outcome {
+                    Ok(_) => false,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => true,
+                    Err(err) => panic!("the spawn failed: {err}"),
+                }
             });
-            // From before the spawn to well after it (a spawn takes about 100 µs here), in
-            // small steps, then larger ones up to 2.5 ms (a loaded machine starts threads late).
+            moment(&cancel);
+            cancel.cancel();
+            done_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the command outlived the cancellation");
+            let refused = started.join().unwrap();
+            cancel.end_reaper();
+            refused
+        }
+        // Both ends for certain: cancelled before the spawn, refused; cancelled once the
+        // command is registered, stopped.
+        let before = Cancel::new();
+        before.cancel();
+        assert!(race(before, |_| {}), "a cancelled run starts nothing");
+        let after = race(Cancel::new(), |cancel| {
+            while cancel.running() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        assert!(!after, "a registered command is stopped, not refused");
+        // And every moment in between: from before the spawn to well after it (a spawn takes
+        // about 100 µs here), in small steps, then larger ones up to 2.5 ms.
+        for round in 0..150u64 {
             let delay = if round < 100 {
                 round * 3
             } else {
                 (round - 100) * 50
             };
-            std::thread::sleep(Duration::from_micros(delay));
-            cancel.cancel();
-            done_rx
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("round {round}: the command outlived the cancel"));
-            if started.join().unwrap() {
-                refused += 1;
-            }
-            cancel.end_reaper();
+            race(Cancel::new(), |_| {
+                std::thread::sleep(Duration::from_micros(delay))
+            });
         }
-        // Both sides of the race were reached: some spawns refused, some commands killed.
-        assert!(refused > 0 && refused < 150, "refused {refused} of 150");
     }
 
     #[test]

@@ -323,7 +323,7 @@ struct BuildArgs {
     /// Run the tasks declared `remote = true` on this Remote Execution API server
     /// (grpc://HOST:PORT, grpcs://HOST[:PORT]; overrides [cache] remote-executor); unreachable:
     /// one warning, and they run locally. -j may then exceed the local cores: local tasks still
-    /// run at most one per core
+    /// run at most the default -j at once
     #[arg(long, value_name = "URL")]
     remote_executor: Option<String>,
 }
