@@ -52,7 +52,8 @@ struct Inner {
     cancelled: AtomicBool,
     /// Process group ids of running commands.
     groups: Mutex<Vec<i32>>,
-    /// Started with the first command (see the module docs); locked inside `groups`.
+    /// Started before the first command (see the module docs); locked alone there, else inside
+    /// `groups`.
     reaper: Mutex<Option<Reaper>>,
 }
 
@@ -254,14 +255,12 @@ impl Cancel {
         self.groups().len()
     }
 
-    /// Writes `group` into the reaper's table (`started`) or blanks it (the reaper is started
-    /// if it is not running by then). Call with the `groups` lock held. Without a reaper (it could not start),
-    /// commands outlive a killed xbundle, as the commands of most build tools do.
+    /// Writes `group` into the reaper's table (`started`) or blanks it; the reaper was started
+    /// before the command was ([`Cancel::start_reaper`]). Call with the `groups` lock held.
+    /// Without a reaper (it could not start), commands outlive a killed xbundle, as the commands
+    /// of most build tools do.
     fn tell_reaper(&self, started: bool, group: i32) {
         let mut reaper = self.0.reaper.lock().unwrap_or_else(|e| e.into_inner());
-        if reaper.is_none() && started {
-            *reaper = Reaper::start().ok();
-        }
         if let Some(reaper) = reaper.as_mut() {
             if started {
                 reaper.add(group);

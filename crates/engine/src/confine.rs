@@ -1360,6 +1360,7 @@ mod tests {
         assert_eq!(listed.len(), 2);
         assert!(!listed.is_empty());
     }
+
     /// Both ways of linking an open file name the file that was opened, even once its path
     /// leads to another file, and neither replaces a name that exists.
     #[test]
