@@ -2072,7 +2072,7 @@ impl Engine {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         };
-        if let Err(err) = self.ledger.put(&entry) {
+        if let Err(err) = self.ledger.put(entry) {
             reporter.report(Event::Warning {
                 id: Some(id),
                 message: &format!("could not update the ledger: {err}"),
