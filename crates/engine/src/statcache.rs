@@ -533,9 +533,29 @@ impl Overlay {
     /// found in the chunks at every comparison); many records (a cold build's, at the end of
     /// the run, when the other cores have nothing left to do) in two halves on two threads,
     /// then merged.
+    ///
+    /// Each path is compared first by the 16 bytes after the prefix every path shares, as one
+    /// number (a shorter path padded with zeros, which orders it as bytes do: before what it
+    /// is a prefix of), and by all of it only when those are equal: a cold build's 20,000 paths
+    /// share a prefix (`tasks/t0`) that a byte comparison walked again at each of 300,000 steps.
     fn sorted(&self) -> Vec<u32> {
-        let mut keyed: Vec<(&[u8], u32)> =
-            self.table.iter().map(|&at| (self.path(at), at)).collect();
+        let paths: Vec<(&[u8], u32)> = self.table.iter().map(|&at| (self.path(at), at)).collect();
+        let shared = paths.split_first().map_or(0, |((first, _), rest)| {
+            rest.iter().fold(first.len(), |shared, (path, _)| {
+                let same = first[..shared].iter().zip(*path);
+                same.take_while(|(a, b)| a == b).count()
+            })
+        });
+        let mut keyed: Vec<(u128, &[u8], u32)> = paths
+            .into_iter()
+            .map(|(path, at)| {
+                let mut next = [0u8; 16];
+                let after = &path[shared..];
+                let len = after.len().min(16);
+                next[..len].copy_from_slice(&after[..len]);
+                (u128::from_be_bytes(next), path, at)
+            })
+            .collect();
         let mid = keyed.len() / 2;
         let in_two = keyed.len() >= SORT_IN_TWO_MIN
             && std::thread::scope(|scope| {
@@ -548,22 +568,22 @@ impl Overlay {
         if !in_two {
             // Few records, or no thread could be made: all of it here.
             keyed.sort_unstable();
-            return keyed.into_iter().map(|(_, at)| at).collect();
+            return keyed.into_iter().map(|(_, _, at)| at).collect();
         }
         let (left, right) = keyed.split_at(mid);
         let mut merged = Vec::with_capacity(keyed.len());
         let (mut i, mut j) = (0, 0);
         while i < left.len() && j < right.len() {
             if left[i] <= right[j] {
-                merged.push(left[i].1);
+                merged.push(left[i].2);
                 i += 1;
             } else {
-                merged.push(right[j].1);
+                merged.push(right[j].2);
                 j += 1;
             }
         }
-        merged.extend(left[i..].iter().map(|(_, at)| *at));
-        merged.extend(right[j..].iter().map(|(_, at)| *at));
+        merged.extend(left[i..].iter().map(|(_, _, at)| *at));
+        merged.extend(right[j..].iter().map(|(_, _, at)| *at));
         merged
     }
 }
@@ -1778,6 +1798,33 @@ mod tests {
         let now = 1_795_985_615_123_456_789;
         encode_compact(&mut common, b"p", &entry(2048, now, now, 1_234_567, true));
         assert_eq!(common.len(), FIXED + 1 - 19);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// The records come out in the order of their paths' bytes, whatever the paths share
+        /// and however they differ: one a prefix of another, zero bytes, high bytes, a
+        /// difference before, at or past the sixteenth byte after the shared prefix.
+        #[test]
+        fn records_come_out_in_byte_order(
+            prefix in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+            tails in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec![0u8, 1, b'a', b'b', 0xff]), 0..40),
+                1..200,
+            ),
+        ) {
+            let mut overlay = Overlay::default();
+            let entry = Entry { stat: FileStat { size: 1, mtime_ns: 1, ctime_ns: 1, inode: 1, executable: false }, digest: [0; 32], trusted: true };
+            let paths: Vec<Vec<u8>> = tails.iter().map(|tail| [prefix.as_slice(), tail].concat()).collect();
+            for path in &paths {
+                overlay.insert(path, &entry);
+            }
+            let mut expected = paths.clone();
+            expected.sort();
+            expected.dedup();
+            let sorted: Vec<&[u8]> = overlay.sorted().into_iter().map(|at| overlay.path(at)).collect();
+            proptest::prop_assert_eq!(sorted, expected.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        }
     }
 
     #[test]
