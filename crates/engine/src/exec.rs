@@ -61,7 +61,7 @@ use crate::remote_exec::{
     BlobSource, ExecSession, ExecuteRequest, InputFile, LocalSlot, LocalSlots, RemoteExecution,
     RemoteInput, RemotePrep,
 };
-use crate::statcache::{FileStat, Reading, Started, StatCache};
+use crate::statcache::{FileStat, Preload, Reading, Started, StatCache};
 use crate::store::{ActionResult, BlobFetchError, OutputFile, Store, StoreError, StoredStream};
 use crate::task::{ActionContext, Discovered, TaskId, TaskSpec};
 
@@ -128,10 +128,15 @@ fn jobs_for(cores: usize) -> usize {
     }
 }
 
+/// The state directory of the workspace `root` (until a front end says otherwise).
+fn state_dir(root: &Path) -> PathBuf {
+    root.join(".xbundle")
+}
+
 impl EngineConfig {
     pub fn new(root: impl Into<PathBuf>) -> EngineConfig {
         let root = root.into();
-        let state_dir = root.join(".xbundle");
+        let state_dir = state_dir(&root);
         EngineConfig {
             cache_dir: state_dir.join("cache"),
             state_dir,
@@ -194,6 +199,8 @@ pub struct Engine {
     executables: Mutex<HashMap<PathBuf, (FileStat, Digest)>>,
     /// How this run starts its commands.
     spawning: crate::task::Spawning,
+    /// The stat cache, loaded ahead for the first run (see [`Engine::preload_stats`]).
+    preloaded: Mutex<Option<Preload>>,
 }
 
 /// What a run or a probe works in: the confined root and the protected paths.
@@ -264,7 +271,21 @@ impl Engine {
             halted: AtomicBool::new(false),
             executables: Mutex::new(HashMap::new()),
             spawning: crate::task::Spawning::default(),
+            preloaded: Mutex::new(None),
         }
+    }
+
+    /// Starts loading, on a thread of its own, the stat cache of the workspace `root` (in the
+    /// state directory [`EngineConfig::new`] gives it), for [`Engine::use_preloaded`]: the
+    /// front end starts it before it reads its configuration, which the load then overlaps.
+    pub fn preload_stats(root: &Path) -> Preload {
+        Preload::start(Place::within(root, &state_dir(root)).join("state"))
+    }
+
+    /// Gives the next run the stat cache [`Engine::preload_stats`] started loading: used when
+    /// the run, once it holds its lock, finds the very files it read (else loaded again).
+    pub fn use_preloaded(&self, preload: Preload) {
+        *self.preloaded.lock().unwrap_or_else(|e| e.into_inner()) = Some(preload);
     }
 
     /// Every directory the engine keeps its own files in: the state directory, its `state/`,
@@ -528,7 +549,16 @@ impl Engine {
             })?;
         }
         self.ledger.reload();
-        let stats = StatCache::load(&stat_dir)?;
+        let preloaded = self
+            .preloaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .and_then(|preload| preload.take(&stat_dir));
+        let stats = match preloaded {
+            Some(stats) => stats,
+            None => StatCache::load(&stat_dir)?,
+        };
         // Before anything is run or restored: what a power cut could tear from here on is then
         // never trusted after the reboot (see `Durability`).
         if let Err(err) = stats.mark_boot() {

@@ -436,6 +436,11 @@ fn load_with(
     offline: bool,
 ) -> Result<Workspace, Diagnostic> {
     let root = find_root(cli.root.as_deref())?;
+    // A command that runs tasks loads the stat cache while bundle.toml is read and checked.
+    let preload = cli
+        .command
+        .run_args()
+        .map(|_| Engine::preload_stats(root.as_std_path()));
     let path = root.join(config::FILE_NAME);
     let config = BundleConfig::load(&path, Utf8Path::new(config::FILE_NAME))?;
     let mut engine_config = EngineConfig::new(root.as_std_path());
@@ -499,6 +504,9 @@ fn load_with(
     );
     let engine = Engine::new(engine_config);
     check_places(&engine)?;
+    if let Some(preload) = preload {
+        engine.use_preloaded(preload);
+    }
     Ok(Workspace {
         root,
         config,
