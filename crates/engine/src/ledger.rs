@@ -226,7 +226,10 @@ impl Ledger {
             .map(|found| found.key)
     }
 
-    /// The last entry recorded for `id`, when its body is whole and is that entry.
+    /// The last entry recorded for `id`, when its body is whole and is that entry: its id, and
+    /// components whose key is the one its key line names (a body cut after a whole input,
+    /// by a key line torn at its length and made whole by the next run's newline, names fewer
+    /// inputs: another key).
     pub fn get(&self, id: &TaskId) -> Option<LedgerEntry> {
         let (bodies, locator) = {
             let state = self.state();
@@ -236,7 +239,8 @@ impl Ledger {
         let (file, _) = dir.open_file(&bodies).ok()??;
         let bytes = read_body(&file, &locator).ok()?;
         let entry = decode_body(&bytes)?;
-        (entry.id == *id && entry.key == locator.key).then_some(entry)
+        (entry.id == *id && entry.key == locator.key && entry.components.key() == locator.key)
+            .then_some(entry)
     }
 
     /// Appends `entry` (see the module docs), replacing what was recorded for its task.
@@ -424,7 +428,6 @@ impl Ledger {
     }
 }
 
-/// The body `locator` names, when the file holds all of it.
 /// A body (see the module docs), without its newline.
 fn encode_body(mut entry: LedgerEntry) -> io::Result<Vec<u8>> {
     let inputs = std::mem::take(&mut entry.components.inputs);
@@ -467,6 +470,7 @@ fn decode_body(bytes: &[u8]) -> Option<LedgerEntry> {
     Some(entry)
 }
 
+/// The body `locator` names, when the file holds all of it.
 fn read_body(file: &File, locator: &Locator) -> io::Result<Vec<u8>> {
     if locator.len > MAX_ENTRY_BYTES {
         return Err(io::Error::other("ledger body too large"));
@@ -711,6 +715,43 @@ mod tests {
         let mut named = serde_json::to_vec(&entry("t", 3)).unwrap();
         named.push(b'\n');
         assert!(decode_body(&named).is_none());
+    }
+
+    #[test]
+    fn a_body_cut_after_a_whole_input_is_not_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_in(dir.path());
+        let mut three = entry("a", 1);
+        for n in 0..3 {
+            three
+                .components
+                .inputs
+                .insert(format!("z{n}"), Digest::of_bytes(&[n]));
+        }
+        three.key = three.components.key();
+        ledger.put(three.clone()).unwrap();
+        ledger.finish().unwrap();
+        assert_eq!(
+            ledger_in(dir.path()).get(&TaskId::new("a")).unwrap().key,
+            three.key
+        );
+        // The key line's length torn to end at the last input but one (its id and key intact).
+        let keys = dir.path().join("state/ledger/keys");
+        let text = fs::read_to_string(&keys).unwrap();
+        let (line, len) = text.lines().nth(1).unwrap().rsplit_once(' ').unwrap();
+        let cut = len.parse::<usize>().unwrap() - (4 + 2 + 32);
+        fs::write(
+            &keys,
+            format!("{}\n{line} {cut}\n", text.lines().next().unwrap()),
+        )
+        .unwrap();
+        let body = fs::read(dir.path().join("state/ledger/bodies-0")).unwrap();
+        let shorter = decode_body(&body[..cut]).expect("whole inputs decode");
+        assert_eq!(
+            shorter.components.inputs.len(),
+            three.components.inputs.len() - 1
+        );
+        assert!(ledger_in(dir.path()).get(&TaskId::new("a")).is_none());
     }
 
     #[test]
