@@ -243,6 +243,18 @@ enum Command {
 
 impl Command {
     /// The options of a command that runs tasks.
+    /// Whether this command runs tasks here and now (not `--dry-run`, not through a server):
+    /// its stat cache is loaded while bundle.toml is read.
+    fn runs_tasks_here(&self) -> bool {
+        match self {
+            Command::Bundle { run, .. } | Command::Task { run, .. } | Command::Run { run, .. } => {
+                !run.dry_run
+            }
+            Command::Watch(_) => true,
+            _ => false,
+        }
+    }
+
     fn run_args(&self) -> Option<&BuildArgs> {
         match self {
             Command::Bundle { run, .. } | Command::Task { run, .. } | Command::Run { run, .. } => {
@@ -439,8 +451,8 @@ fn load_with(
     // A command that runs tasks loads the stat cache while bundle.toml is read and checked.
     let preload = cli
         .command
-        .run_args()
-        .map(|_| Engine::preload_stats(root.as_std_path()));
+        .runs_tasks_here()
+        .then(|| Engine::preload_stats(root.as_std_path()));
     let path = root.join(config::FILE_NAME);
     let config = BundleConfig::load(&path, Utf8Path::new(config::FILE_NAME))?;
     let mut engine_config = EngineConfig::new(root.as_std_path());
@@ -517,7 +529,8 @@ fn load_with(
 
 /// The engine's own directories (state, staging, ledger, cache, `cas/`, `ac/`) where they
 /// exist: a link there (a repository can ship one, another user of a shared cache can make
-/// one) is bad input, refused before anything is read or written.
+/// one) is bad input, refused before anything is written (the stat cache loaded ahead is
+/// read through the same places, which never follow a link).
 fn check_places(engine: &Engine) -> Result<(), Diagnostic> {
     use engine::confine::ConfineError;
     let help = "xbundle never follows a link where it keeps its state or its cache (the link could lead anywhere, and xbundle writes and deletes there): remove the link, and xbundle creates a directory of its own; to keep the cache elsewhere, set XBUNDLE_CACHE_DIR or [cache] dir";
