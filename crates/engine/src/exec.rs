@@ -128,15 +128,13 @@ fn jobs_for(cores: usize) -> usize {
     }
 }
 
-/// The state directory of the workspace `root` (until a front end says otherwise).
-fn state_dir(root: &Path) -> PathBuf {
-    root.join(".xbundle")
-}
+/// The directory of the stat cache, the clock and the ledger, in the state directory.
+const STAT_DIR: &str = "state";
 
 impl EngineConfig {
     pub fn new(root: impl Into<PathBuf>) -> EngineConfig {
         let root = root.into();
-        let state_dir = state_dir(&root);
+        let state_dir = root.join(".xbundle");
         EngineConfig {
             cache_dir: state_dir.join("cache"),
             state_dir,
@@ -149,6 +147,11 @@ impl EngineConfig {
             remote: None,
             executor: None,
         }
+    }
+
+    /// The state directory, reached from the root without following a link when it lies there.
+    fn state_place(&self) -> Place {
+        Place::within(&self.root, &self.state_dir)
     }
 }
 
@@ -253,11 +256,12 @@ enum RestoreError {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
-        let state = Place::within(&config.root, &config.state_dir);
+        let state = config.state_place();
+        let stat_place = state.join(STAT_DIR);
         Engine {
             store: Store::at(Place::within(&config.root, &config.cache_dir)),
-            ledger: Ledger::open(state.join("state/ledger")),
-            stat_place: state.join("state"),
+            ledger: Ledger::open(stat_place.join("ledger")),
+            stat_place,
             staging: state.join("tmp"),
             state,
             remote: config.remote.clone().map(Session::new),
@@ -275,11 +279,11 @@ impl Engine {
         }
     }
 
-    /// Starts loading, on a thread of its own, the stat cache of the workspace `root` (in the
-    /// state directory [`EngineConfig::new`] gives it), for [`Engine::use_preloaded`]: the
-    /// front end starts it before it reads its configuration, which the load then overlaps.
-    pub fn preload_stats(root: &Path) -> Preload {
-        Preload::start(Place::within(root, &state_dir(root)).join("state"))
+    /// Starts loading, on a thread of its own, the stat cache of the engine `config` will make,
+    /// for [`Engine::use_preloaded`]: the front end starts it before it reads its
+    /// configuration, which the load then overlaps.
+    pub fn preload_stats(config: &EngineConfig) -> Preload {
+        Preload::start(config.state_place().join(STAT_DIR))
     }
 
     /// Gives the next run the stat cache [`Engine::preload_stats`] started loading: used when

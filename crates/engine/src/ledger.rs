@@ -637,8 +637,8 @@ mod tests {
         // A hard link to someone else's file (which reads as a keys file) in the keys file's
         // place is not appended to: a new pair replaces it.
         let foreign = dir.path().join("foreign.txt");
-        let theirs = "xbundle-ledger-v3 bodies-0\n";
-        fs::write(&foreign, theirs).unwrap();
+        let theirs = format!("{HEADER} bodies-0\n");
+        fs::write(&foreign, &theirs).unwrap();
         fs::write(ledger_dir.join("bodies-0"), "").unwrap();
         fs::remove_file(ledger_dir.join("keys")).unwrap();
         fs::hard_link(&foreign, ledger_dir.join("keys")).unwrap();
@@ -649,7 +649,7 @@ mod tests {
 
         // A symbolic link in the bodies file's place: not written through either.
         fs::remove_file(ledger_dir.join("keys")).unwrap();
-        fs::write(ledger_dir.join("keys"), "xbundle-ledger-v3 bodies-5\n").unwrap();
+        fs::write(ledger_dir.join("keys"), format!("{HEADER} bodies-5\n")).unwrap();
         std::os::unix::fs::symlink(&foreign, ledger_dir.join("bodies-5")).unwrap();
         ledger_in(dir.path()).put(entry("c", 1)).unwrap();
         assert_eq!(fs::read_to_string(&foreign).unwrap(), theirs);

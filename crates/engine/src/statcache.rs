@@ -557,9 +557,8 @@ impl Overlay {
                 let after = &self.path(at)[shared..];
                 let len = after.len().min(16);
                 next[..len].copy_from_slice(&after[..len]);
-                let (high, low) = next.split_at(8);
-                let number = |half: &[u8]| u64::from_be_bytes(half.try_into().expect("8 bytes"));
-                (number(high), number(low), at)
+                let key = u128::from_be_bytes(next);
+                ((key >> 64) as u64, key as u64, at)
             })
             .collect();
         let order = |a: &(u64, u64, u32), b: &(u64, u64, u32)| {
@@ -1352,12 +1351,7 @@ fn write_delta(dir: &Dir, id: [u64; 4], changes: &Overlay) -> io::Result<()> {
 /// the one it was read from and each file it read (the cache, its delta, the listings, the
 /// boot mark) is the same file with the same size and times as when it started: a run that
 /// finished meanwhile wrote new files (renamed into place: new inodes), so it is loaded again.
-pub struct Preload(Loading);
-
-enum Loading {
-    Thread(std::thread::JoinHandle<Option<Preloaded>>),
-    Done(Option<Box<Preloaded>>),
-}
+pub struct Preload(Option<std::thread::JoinHandle<Option<Preloaded>>>);
 
 struct Preloaded {
     cache: StatCache,
@@ -1405,37 +1399,35 @@ impl Preload {
                 files,
             })
         };
-        match std::thread::Builder::new()
-            .name("xbundle-stat-preload".into())
-            .spawn(load)
-        {
-            Ok(thread) => Preload(Loading::Thread(thread)),
-            Err(_) => Preload(Loading::Done(None)),
-        }
+        // No thread: nothing loaded ahead (the run loads it).
+        Preload(
+            std::thread::Builder::new()
+                .name("xbundle-stat-preload".into())
+                .spawn(load)
+                .ok(),
+        )
     }
 
+    /// What the load found, once it has ended.
     fn loaded(self) -> Option<Preloaded> {
-        match self.0 {
-            Loading::Thread(thread) => thread.join().ok().flatten(),
-            Loading::Done(preloaded) => preloaded.map(|boxed| *boxed),
-        }
-    }
-
-    /// Waits for the load to end (tests change the files only after it).
-    #[cfg(test)]
-    fn wait(self) -> Preload {
-        Preload(Loading::Done(self.loaded().map(Box::new)))
+        self.0?.join().ok().flatten()
     }
 
     /// The cache loaded ahead, to be used with the handle `dir` (opened by the run, under its
     /// lock), when `dir` is the directory it was read from and holds the very files it read;
     /// `None` otherwise (the caller loads it again).
     pub fn take(self, dir: &Arc<Dir>) -> Option<StatCache> {
-        let preloaded = self.loaded()?;
-        if dir_identity(dir)? != preloaded.dir || loaded_files(dir)? != preloaded.files {
+        self.loaded()?.take(dir)
+    }
+}
+
+impl Preloaded {
+    /// [`Preload::take`], the load ended.
+    fn take(self, dir: &Arc<Dir>) -> Option<StatCache> {
+        if dir_identity(dir)? != self.dir || loaded_files(dir)? != self.files {
             return None;
         }
-        let mut cache = preloaded.cache;
+        let mut cache = self.cache;
         cache.dir = Some(Arc::clone(dir));
         Some(cache)
     }
@@ -1824,10 +1816,10 @@ mod tests {
         let path = dir.path().join("state");
         let place = || Place::within(dir.path(), &path);
         // No state directory yet (a first build): nothing loaded ahead.
-        let early = Preload::start(place()).wait();
+        let early = Preload::start(place()).loaded();
         fs::create_dir(&path).unwrap();
         let state = marked(&path);
-        assert!(early.take(&state).is_none());
+        assert!(early.and_then(|loaded| loaded.take(&state)).is_none());
 
         let cache = StatCache::load(&state).unwrap();
         cache.record(
@@ -1844,7 +1836,7 @@ mod tests {
 
         // Loaded ahead, then a run that finished meanwhile saved what it recorded (a delta
         // beside the full file, then a full file): loaded again.
-        let before_delta = Preload::start(place()).wait();
+        let before_delta = Preload::start(place()).loaded();
         let other = StatCache::load(&state).unwrap();
         other.record(
             "b/two",
@@ -1854,10 +1846,14 @@ mod tests {
         );
         other.save(&state).unwrap();
         assert!(path.join(DELTA).exists());
-        assert!(before_delta.take(&state).is_none());
-        let before_full = Preload::start(place()).wait();
+        assert!(
+            before_delta
+                .and_then(|loaded| loaded.take(&state))
+                .is_none()
+        );
+        let before_full = Preload::start(place()).loaded();
         other.save_within(&state, 0).unwrap();
-        assert!(before_full.take(&state).is_none());
+        assert!(before_full.and_then(|loaded| loaded.take(&state)).is_none());
         drop(other);
         assert!(Preload::start(place()).take(&state).is_some());
 
@@ -1865,14 +1861,14 @@ mod tests {
         // of it (new inodes, same bytes): loaded again.
         let mark = path.join(crate::fsutil::BOOT_MARK);
         if mark.exists() {
-            let before_mark = Preload::start(place()).wait();
+            let before_mark = Preload::start(place()).loaded();
             // Moved aside, not removed (the new mark cannot take its inode), then made anew.
             fs::rename(&mark, dir.path().join("old-mark")).unwrap();
             let state = marked(&path);
             assert!(mark.exists());
-            assert!(before_mark.take(&state).is_none());
+            assert!(before_mark.and_then(|loaded| loaded.take(&state)).is_none());
         }
-        let before_copy = Preload::start(place()).wait();
+        let before_copy = Preload::start(place()).loaded();
         let moved = dir.path().join("moved");
         fs::rename(&path, &moved).unwrap();
         fs::create_dir(&path).unwrap();
@@ -1881,7 +1877,7 @@ mod tests {
             fs::copy(entry.path(), path.join(entry.file_name())).unwrap();
         }
         let copy = Arc::new(Dir::open_root(&path).unwrap());
-        assert!(before_copy.take(&copy).is_none());
+        assert!(before_copy.and_then(|loaded| loaded.take(&copy)).is_none());
         assert!(Preload::start(place()).take(&copy).is_some());
     }
 

@@ -242,7 +242,6 @@ enum Command {
 }
 
 impl Command {
-    /// The options of a command that runs tasks.
     /// Whether this command runs tasks here and now (not `--dry-run`, not through a server):
     /// its stat cache is loaded while bundle.toml is read.
     fn runs_tasks_here(&self) -> bool {
@@ -255,6 +254,7 @@ impl Command {
         }
     }
 
+    /// The options of a command that runs tasks.
     fn run_args(&self) -> Option<&BuildArgs> {
         match self {
             Command::Bundle { run, .. } | Command::Task { run, .. } | Command::Run { run, .. } => {
@@ -448,14 +448,14 @@ fn load_with(
     offline: bool,
 ) -> Result<Workspace, Diagnostic> {
     let root = find_root(cli.root.as_deref())?;
+    let mut engine_config = EngineConfig::new(root.as_std_path());
     // A command that runs tasks loads the stat cache while bundle.toml is read and checked.
     let preload = cli
         .command
         .runs_tasks_here()
-        .then(|| Engine::preload_stats(root.as_std_path()));
+        .then(|| Engine::preload_stats(&engine_config));
     let path = root.join(config::FILE_NAME);
     let config = BundleConfig::load(&path, Utf8Path::new(config::FILE_NAME))?;
-    let mut engine_config = EngineConfig::new(root.as_std_path());
     engine_config.cache_dir = config.cache_location(&root)?.absolute.into_std_path_buf();
     if let Some(jobs) = cli.jobs {
         engine_config.jobs = jobs.max(1);
