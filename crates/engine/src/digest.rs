@@ -218,40 +218,94 @@ pub fn hash_reader_expecting(reader: &mut impl Read, size: u64) -> io::Result<(D
 }
 
 /// [`hash_reader_expecting`] of a small file whose bytes are all in the page cache, without
-/// waiting for the disk: one `preadv2(RWF_NOWAIT)` from offset 0 (the file's position is left
-/// where it was), asking one byte past `size`. `None` (the caller reads it the usual way, after
-/// starting the reads of other files: see `StatCache::start_digest`) when the file is not
-/// smaller than a hashing buffer, when the read would have waited for the disk, when it did
-/// not answer exactly `size` bytes (a file that grew or shrank), when `size` is a multiple of
-/// 4 KiB, or when the file system cannot read without waiting.
+/// waiting for the disk: [`read_if_cached`] into this thread's hashing buffer, then hashed.
+/// `None` (the caller reads it the usual way, after starting the reads of other files: see
+/// `StatCache::start_digest`) whenever [`read_if_cached`] reads nothing.
+pub fn hash_if_cached(file: &File, size: u64) -> Option<(Digest, u64, bool)> {
+    with_buffer(|buffer| {
+        let read = read_cached_into(file, size, buffer)?;
+        let mut hasher = Hasher::new();
+        hasher.update(&buffer[..read]);
+        Some((hasher.finish(), size, true))
+    })
+}
+
+/// Appends the whole content of a small file whose bytes are all in the page cache to `bytes`,
+/// without waiting for the disk: one `preadv2(RWF_NOWAIT)` from offset 0 (the file's position
+/// is left where it was), asking one byte past `size`. Whether it did; when it did not,
+/// `bytes` is as it was: the file is not smaller than a hashing buffer, the read would have
+/// waited for the disk, it did not answer exactly `size` bytes (a file that grew or shrank),
+/// `size` is a multiple of 4 KiB, or the file system cannot read without waiting (and never
+/// off Linux).
 ///
 /// Why the last two: a read that does not wait stops at the first page not in the cache, so a
 /// short answer proves the end of the file only when the byte after the last one it gave lies
 /// in a page it did read: when `size` is not a multiple of the page size (4 KiB, or a multiple
 /// of it). Then, as for [`hash_reader_expecting`], an answer short at exactly `size` is the end.
-#[cfg(target_os = "linux")]
-pub fn hash_if_cached(file: &File, size: u64) -> Option<(Digest, u64, bool)> {
+pub fn read_if_cached(file: &File, size: u64, bytes: &mut Vec<u8>) -> bool {
+    let Some(size_bytes) = cached_read_size(size) else {
+        return false;
+    };
+    let start = bytes.len();
+    bytes.resize(start + size_bytes + 1, 0);
+    let read = read_cached_into(file, size, &mut bytes[start..]);
+    bytes.truncate(start + read.unwrap_or(0));
+    read.is_some()
+}
+
+/// How many bytes [`read_cached_into`] reads of a file of `size` bytes: `None` when it does not
+/// try (see [`read_if_cached`]).
+fn cached_read_size(size: u64) -> Option<usize> {
     let size_bytes = usize::try_from(size).ok()?;
-    if size_bytes >= BUFFER_BYTES || (size_bytes % 4096 == 0 && size_bytes != 0) {
-        return None;
-    }
-    with_buffer(|buffer| {
-        let mut slices = [io::IoSliceMut::new(&mut buffer[..size_bytes + 1])];
-        // Any error (would wait, not supported here, not a file that reads so) is left to the
-        // usual read, which waits or says what is wrong.
-        let read =
-            rustix::io::preadv2(file, &mut slices, 0, rustix::io::ReadWriteFlags::NOWAIT).ok()?;
-        (read == size_bytes).then(|| {
-            let mut hasher = Hasher::new();
-            hasher.update(&buffer[..read]);
-            (hasher.finish(), size, true)
-        })
-    })
+    (cfg!(target_os = "linux")
+        && size_bytes < BUFFER_BYTES
+        && (size_bytes % 4096 != 0 || size_bytes == 0))
+        .then_some(size_bytes)
+}
+
+/// The read of [`read_if_cached`] into `buffer` (at least `size + 1` bytes long): the number
+/// of bytes read, `size`, or `None`.
+#[cfg(target_os = "linux")]
+fn read_cached_into(file: &File, size: u64, buffer: &mut [u8]) -> Option<usize> {
+    let size_bytes = cached_read_size(size)?;
+    let mut slices = [io::IoSliceMut::new(&mut buffer[..size_bytes + 1])];
+    // Any error (would wait, not supported here, not a file that reads so) is left to the
+    // usual read, which waits or says what is wrong.
+    let read =
+        rustix::io::preadv2(file, &mut slices, 0, rustix::io::ReadWriteFlags::NOWAIT).ok()?;
+    (read == size_bytes).then_some(read)
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn hash_if_cached(_: &File, _: u64) -> Option<(Digest, u64, bool)> {
+fn read_cached_into(_: &File, _: u64, _: &mut [u8]) -> Option<usize> {
     None
+}
+
+/// Fewest messages [`hash_many`] hashes side by side: half the lanes of the multi-buffer
+/// kernel, below which one message after the other on the SHA-256 unit is as fast.
+fn batch_at_least() -> usize {
+    static AT_LEAST: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *AT_LEAST.get_or_init(|| {
+        let lanes = tape_sha256::lane_width();
+        // One lane: no multi-buffer kernel on this CPU (only the portable one): never.
+        if lanes < 4 { usize::MAX } else { lanes / 2 }
+    })
+}
+
+/// The digests of independent messages, in their order, hashed side by side where the CPU has
+/// a multi-buffer kernel (`tape-sha256`: AVX-512 lanes, or several SHA-NI streams): a lane per
+/// message, which hashes many small files about twice as fast as one after the other (100
+/// files of 2 KiB here: 2.46 against 1.39 GB/s). Fewer messages than half its lanes, or a CPU
+/// without one, are hashed one after the other.
+pub fn hash_many(messages: &[&[u8]], digests: &mut Vec<Digest>) {
+    digests.clear();
+    if messages.len() < batch_at_least() {
+        digests.extend(messages.iter().map(|message| Digest::of_bytes(message)));
+        return;
+    }
+    let mut raw = vec![[0u8; 32]; messages.len()];
+    tape_sha256::hash_many(messages, &mut raw);
+    digests.extend(raw.into_iter().map(Digest));
 }
 
 /// Starts reading the first MiB of `file` into the page cache without waiting for it
@@ -399,6 +453,14 @@ mod tests {
         // Not the size its stat said (grew, shrank): left to the full read.
         assert_eq!(hash_if_cached(&file, 3), None);
         assert_eq!(hash_if_cached(&file, 5), None);
+        // Read into a batch: appended after what it holds, or nothing added at all.
+        let mut bytes = b"xy".to_vec();
+        assert!(read_if_cached(&file, 4, &mut bytes));
+        assert_eq!(bytes, b"xyfour");
+        for wrong in [3, 5, 4096] {
+            assert!(!read_if_cached(&file, wrong, &mut bytes), "{wrong}");
+            assert_eq!(bytes, b"xyfour", "{wrong}");
+        }
         // An empty file.
         let empty = dir.path().join("empty");
         std::fs::write(&empty, b"").unwrap();
@@ -434,5 +496,53 @@ mod tests {
         if !cached {
             eprintln!("the page left the cache and the read did not wait for it");
         }
+    }
+
+    /// Messages whose lengths sit around SHA-256's block boundaries (55, 56, 63, 64 bytes:
+    /// where the padding takes a block of its own) and beyond one block, some empty.
+    fn messages() -> impl proptest::strategy::Strategy<Value = Vec<Vec<u8>>> {
+        use proptest::prelude::*;
+        let length = prop_oneof![Just(0usize), 54usize..=65, 118usize..=129, 0usize..3000,];
+        prop::collection::vec(
+            (length, any::<u8>()).prop_map(|(length, seed)| {
+                (0..length)
+                    .map(|i| seed.wrapping_add((i * 7) as u8))
+                    .collect()
+            }),
+            0..70,
+        )
+    }
+
+    proptest::proptest! {
+        /// Side by side or one after the other (any count, below and above the lanes of the
+        /// multi-buffer kernel), each message gets its own SHA-256, in order.
+        #[test]
+        fn hashing_many_messages_gives_each_its_own_digest(messages in messages()) {
+            let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+            let mut digests = vec![Digest::EMPTY; 3];
+            hash_many(&slices, &mut digests);
+            let one_by_one: Vec<Digest> = slices.iter().map(|m| Digest::of_bytes(m)).collect();
+            proptest::prop_assert_eq!(digests, one_by_one);
+        }
+    }
+
+    #[test]
+    fn many_messages_are_hashed_as_the_standard_says() {
+        // FIPS 180-2's examples, each among others of every length around a block's end.
+        let mut messages: Vec<Vec<u8>> = (0..70).map(|n| vec![b'a'; n]).collect();
+        messages[3] = b"abc".to_vec();
+        messages[56] = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".to_vec();
+        let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let mut digests = Vec::new();
+        hash_many(&slices, &mut digests);
+        assert_eq!(
+            digests[3].to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            digests[56].to_hex(),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+        assert_eq!(digests[0], Digest::EMPTY);
     }
 }

@@ -61,7 +61,7 @@ use crate::remote_exec::{
     BlobSource, ExecSession, ExecuteRequest, InputFile, LocalSlot, LocalSlots, RemoteExecution,
     RemoteInput, RemotePrep,
 };
-use crate::statcache::{FileStat, Preload, Reading, Started, StatCache};
+use crate::statcache::{FileStat, Preload, ReadBatch, Reading, Started, StatCache};
 use crate::store::{ActionResult, BlobFetchError, OutputFile, Store, StoreError, StoredStream};
 use crate::task::{ActionContext, Discovered, TaskId, TaskSpec};
 
@@ -919,6 +919,9 @@ impl Engine {
                 inputs[at] = (relative, hashed.digest);
                 Ok::<_, String>(())
             };
+            // Files read whole at once (small, in the page cache), hashed side by side once
+            // there are enough of them: their places in `inputs` are filled then.
+            let mut batch = ReadBatch::new();
             // Each file's root-relative path as it is looked up, in one buffer for them all.
             let mut path = String::new();
             for mut file in found {
@@ -928,10 +931,19 @@ impl Engine {
                 // Below the working directory, never through a link (one `openat` of its name
                 // in its directory's handle), unless the walk found a link to a file inside
                 // the tree.
+                let at = inputs.len();
                 let reading = match file.stat {
-                    Some(stat) => stats.start_digest(&path, stat, &mut || opener.open(&file)),
+                    Some(stat) => stats.start_digest_batched(
+                        &path,
+                        stat,
+                        &mut || opener.open(&file),
+                        &mut batch,
+                        at,
+                    ),
                     None => match opener.open(&file) {
-                        Ok(opened) => stats.start_digest_opened(&path, opened),
+                        Ok(opened) => {
+                            stats.start_digest_opened_batched(&path, opened, &mut batch, at)
+                        }
                         // Removed since its directory was read: no input, as when the walk
                         // stats it.
                         Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
@@ -945,6 +957,12 @@ impl Engine {
                 relative.insert_str(0, &prefix);
                 match reading {
                     Reading::Hashed(hashed) => inputs.push((relative, hashed.digest)),
+                    Reading::Batched => {
+                        inputs.push((relative, Digest::EMPTY));
+                        if batch.is_full() {
+                            stats.finish_batch(&mut batch, &mut inputs);
+                        }
+                    }
                     Reading::Started(reading) => {
                         if started.len() >= READS_AHEAD
                             && let Some(first) = started.pop_front()
@@ -957,6 +975,7 @@ impl Engine {
                     }
                 }
             }
+            stats.finish_batch(&mut batch, &mut inputs);
             for reading in started {
                 finish(reading, &mut inputs)?;
             }

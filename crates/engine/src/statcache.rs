@@ -70,7 +70,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::confine::{ConfineError, Dir, Kind, Listed, ListingCache};
-use crate::digest::{Digest, hash_if_cached, hash_reader_expecting, start_reading};
+use crate::digest::{
+    Digest, hash_if_cached, hash_many, hash_reader_expecting, read_if_cached, start_reading,
+};
 use crate::fsutil::BootMark;
 use crate::listings::Listings;
 
@@ -710,6 +712,83 @@ pub enum Reading {
     Hashed(Hashed),
     /// The file is open and being read ahead: [`StatCache::finish_digest`] reads it.
     Started(Started),
+    /// The file was read whole into the [`ReadBatch`] it was given: its digest comes with the
+    /// batch's ([`StatCache::finish_batch`]).
+    Batched,
+}
+
+/// Small files read whole (from the page cache, without waiting) and not hashed yet: hashed
+/// together, a lane of a multi-buffer kernel each ([`hash_many`]), by
+/// [`StatCache::finish_batch`], which records them as [`StatCache::finish_digest`] would have.
+#[derive(Debug)]
+pub struct ReadBatch {
+    /// Every file's bytes, one after the other: the thread's buffer for them, taken while the
+    /// batch lives (a task's batches would otherwise grow one anew, copying it each time).
+    bytes: Vec<u8>,
+    files: Vec<BatchedFile>,
+    /// The digests of the last batch hashed (kept for its allocation).
+    digests: Vec<Digest>,
+}
+
+/// A file of a [`ReadBatch`]: its stat taken before the read, the clock reading its digest is
+/// trusted against, where its bytes end in the batch's, and the caller's place for it.
+#[derive(Debug)]
+struct BatchedFile {
+    at: usize,
+    stat: FileStat,
+    clock: Clock,
+    end: usize,
+}
+
+thread_local! {
+    /// The buffer of the thread's last [`ReadBatch`], for its next one.
+    static BATCH_BYTES: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl ReadBatch {
+    /// Files hashed together at most: two passes of 16 lanes.
+    pub const FILES: usize = 32;
+    /// Bytes held at most before they are hashed (beyond that, the files are hashed as they
+    /// are, each at most a hashing buffer: see [`read_if_cached`]).
+    pub const BYTES: usize = 256 * 1024;
+
+    pub fn new() -> ReadBatch {
+        ReadBatch {
+            bytes: BATCH_BYTES.take(),
+            files: Vec::new(),
+            digests: Vec::new(),
+        }
+    }
+
+    /// Whether it holds [`ReadBatch::FILES`] files or [`ReadBatch::BYTES`] bytes: time to
+    /// hash them.
+    pub fn is_full(&self) -> bool {
+        self.files.len() >= Self::FILES || self.bytes.len() >= Self::BYTES
+    }
+}
+
+impl Default for ReadBatch {
+    fn default() -> ReadBatch {
+        ReadBatch::new()
+    }
+}
+
+impl Drop for ReadBatch {
+    fn drop(&mut self) {
+        let mut bytes = std::mem::take(&mut self.bytes);
+        bytes.clear();
+        BATCH_BYTES.set(bytes);
+    }
+}
+
+/// How [`StatCache::start_digest_with`] reads a file it must read.
+enum ReadMode<'a> {
+    /// Open, left for [`StatCache::finish_reading`] to read (which waits for the disk).
+    Later,
+    /// At once if that does not wait, else its read started ([`StatCache::start_digest`]).
+    Ahead,
+    /// As `Ahead`, but a file read at once joins the batch at the caller's place `at`.
+    Batch(&'a mut ReadBatch, usize),
 }
 
 /// A file [`StatCache::start_digest`] opened and left to read, with the stat taken before and
@@ -862,7 +941,7 @@ impl StatCache {
         stat: FileStat,
         open: &mut dyn FnMut() -> io::Result<fs::File>,
     ) -> io::Result<Hashed> {
-        let reading = self.start_digest_with(relative, stat, open, false)?;
+        let reading = self.start_digest_with(relative, stat, open, ReadMode::Later)?;
         self.finish_reading(relative, reading)
     }
 
@@ -884,7 +963,21 @@ impl StatCache {
         stat: FileStat,
         open: &mut dyn FnMut() -> io::Result<fs::File>,
     ) -> io::Result<Reading> {
-        self.start_digest_with(relative, stat, open, true)
+        self.start_digest_with(relative, stat, open, ReadMode::Ahead)
+    }
+
+    /// [`StatCache::start_digest`] where a file read at once without waiting is not hashed yet
+    /// but joins `batch` ([`Reading::Batched`]) at the caller's place `at`: its digest is the
+    /// batch's, from [`StatCache::finish_batch`].
+    pub fn start_digest_batched(
+        &self,
+        relative: &str,
+        stat: FileStat,
+        open: &mut dyn FnMut() -> io::Result<fs::File>,
+        batch: &mut ReadBatch,
+        at: usize,
+    ) -> io::Result<Reading> {
+        self.start_digest_with(relative, stat, open, ReadMode::Batch(batch, at))
     }
 
     fn start_digest_with(
@@ -892,7 +985,7 @@ impl StatCache {
         relative: &str,
         stat: FileStat,
         open: &mut dyn FnMut() -> io::Result<fs::File>,
-        ahead: bool,
+        mode: ReadMode<'_>,
     ) -> io::Result<Reading> {
         if let Some(entry) = self.lookup(relative)
             && entry.trusted
@@ -908,8 +1001,20 @@ impl StatCache {
         let clock = self.clock_newer_than(stat.mtime_ns);
         let file = open()?;
         let started = Started { file, stat, clock };
-        if !ahead {
-            return Ok(Reading::Started(started));
+        match mode {
+            ReadMode::Later => return Ok(Reading::Started(started)),
+            ReadMode::Ahead => {}
+            ReadMode::Batch(batch, at) => {
+                if read_if_cached(&started.file, stat.size, &mut batch.bytes) {
+                    batch.files.push(BatchedFile {
+                        at,
+                        stat,
+                        clock,
+                        end: batch.bytes.len(),
+                    });
+                    return Ok(Reading::Batched);
+                }
+            }
         }
         if let Some(hashed) = hash_if_cached(&started.file, stat.size) {
             return Ok(Reading::Hashed(
@@ -923,12 +1028,38 @@ impl StatCache {
         self.finish_digest(relative, started).map(Reading::Hashed)
     }
 
-    /// The digest of a [`Reading`]: a started one is finished here.
+    /// The digest of a [`Reading`] of [`ReadMode::Later`]: a started one is finished here.
     fn finish_reading(&self, relative: &str, reading: Reading) -> io::Result<Hashed> {
         match reading {
             Reading::Hashed(hashed) => Ok(hashed),
             Reading::Started(started) => self.finish_digest(relative, started),
+            Reading::Batched => unreachable!("only a batched reading joins a batch"),
         }
+    }
+
+    /// Hashes the files of `batch` and records each as [`StatCache::finish_digest`] would (the
+    /// stat taken before its read; every one held exactly the bytes its stat said). Each was
+    /// batched with its place `at` in `places`, which holds the path it is known by: its digest
+    /// is written there. Leaves the batch empty.
+    pub fn finish_batch(&self, batch: &mut ReadBatch, places: &mut [(String, Digest)]) {
+        let mut start = 0;
+        let messages: Vec<&[u8]> = batch
+            .files
+            .iter()
+            .map(|file| {
+                let bytes = &batch.bytes[start..file.end];
+                start = file.end;
+                bytes
+            })
+            .collect();
+        hash_many(&messages, &mut batch.digests);
+        for (file, &digest) in batch.files.iter().zip(&batch.digests) {
+            let (relative, place) = &mut places[file.at];
+            *place = digest;
+            self.record(relative, file.stat, digest, Some(file.clock));
+        }
+        batch.files.clear();
+        batch.bytes.clear();
     }
 
     /// Reads and records a file [`StatCache::start_digest`] left [`Reading::Started`].
@@ -974,21 +1105,32 @@ impl StatCache {
     /// regular file (a directory, fifo or device put there since its directory was listed) is
     /// refused, never read.
     pub fn digest_opened(&self, relative: &str, file: fs::File) -> io::Result<Hashed> {
-        let reading = self.start_digest_opened_with(relative, file, false)?;
+        let reading = self.start_digest_opened_with(relative, file, ReadMode::Later)?;
         self.finish_reading(relative, reading)
     }
 
     /// [`StatCache::digest_opened`] that does not wait for the disk, as
     /// [`StatCache::start_digest`].
     pub fn start_digest_opened(&self, relative: &str, file: fs::File) -> io::Result<Reading> {
-        self.start_digest_opened_with(relative, file, true)
+        self.start_digest_opened_with(relative, file, ReadMode::Ahead)
+    }
+
+    /// [`StatCache::start_digest_opened`] into a batch, as [`StatCache::start_digest_batched`].
+    pub fn start_digest_opened_batched(
+        &self,
+        relative: &str,
+        file: fs::File,
+        batch: &mut ReadBatch,
+        at: usize,
+    ) -> io::Result<Reading> {
+        self.start_digest_opened_with(relative, file, ReadMode::Batch(batch, at))
     }
 
     fn start_digest_opened_with(
         &self,
         relative: &str,
         file: fs::File,
-        ahead: bool,
+        mode: ReadMode<'_>,
     ) -> io::Result<Reading> {
         let stat = rustix::fs::fstat(&file)?;
         if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
@@ -1005,7 +1147,7 @@ impl StatCache {
                 file.take()
                     .ok_or_else(|| io::Error::other("the file was opened once"))
             },
-            ahead,
+            mode,
         )
     }
 
@@ -1600,6 +1742,81 @@ mod tests {
             fs::write(&file, format!("after {round}")).unwrap();
             let stat = FileStat::of(&fs::metadata(&file).unwrap());
             assert!(!older_than(stat.mtime_ns, clock.ns()), "after {round}");
+        }
+    }
+
+    #[test]
+    fn files_hashed_in_a_batch_are_recorded_as_files_hashed_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..45).map(|n| format!("f{n:02}.txt")).collect();
+        for (n, name) in names.iter().enumerate() {
+            fs::write(dir.path().join(name), vec![b'a' + (n % 26) as u8; n * 37]).unwrap();
+        }
+        // Large (read as it always was), and not the size its stat says (grown since).
+        fs::write(dir.path().join("large"), vec![7u8; 40_000]).unwrap();
+        fs::write(dir.path().join("grown"), b"short").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let state = marked(dir.path());
+        let batched = StatCache::load(&state).unwrap();
+        let alone = StatCache::ephemeral();
+        let stat_of = |name: &str| FileStat::of(&fs::metadata(dir.path().join(name)).unwrap());
+        let grown_stat = stat_of("grown");
+        fs::write(dir.path().join("grown"), b"longer now").unwrap();
+
+        let mut places: Vec<(String, Digest)> = Vec::new();
+        let mut batch = ReadBatch::default();
+        let mut batched_count = 0;
+        let all = names.iter().map(String::as_str).chain(["large", "grown"]);
+        for name in all {
+            let path = dir.path().join(name);
+            let stat = if name == "grown" {
+                grown_stat
+            } else {
+                stat_of(name)
+            };
+            let at = places.len();
+            let reading = batched
+                .start_digest_batched(name, stat, &mut || fs::File::open(&path), &mut batch, at)
+                .unwrap();
+            let digest = match reading {
+                Reading::Batched => {
+                    batched_count += 1;
+                    Digest::EMPTY
+                }
+                Reading::Hashed(hashed) => hashed.digest,
+                Reading::Started(started) => batched.finish_digest(name, started).unwrap().digest,
+            };
+            places.push((name.to_string(), digest));
+            if batch.is_full() {
+                batched.finish_batch(&mut batch, &mut places);
+            }
+        }
+        batched.finish_batch(&mut batch, &mut places);
+        if batched_count == 0 {
+            eprintln!(
+                "skipped: the temporary directory's file system reads no file without waiting"
+            );
+            return;
+        }
+        assert!(
+            batched_count > ReadBatch::FILES,
+            "two batches: {batched_count}"
+        );
+        for (name, digest) in &places {
+            let path = dir.path().join(name);
+            // What the file holds, as hashing it alone finds; recorded with the same trust.
+            let expected = alone.digest(name, &path).unwrap().digest;
+            if name == "grown" {
+                // Read for the stat taken before it grew: its digest, never trusted.
+                assert_eq!(*digest, Digest::of_bytes(b"longer now"));
+                assert!(!batched.lookup(name).unwrap().trusted);
+                continue;
+            }
+            assert_eq!(*digest, expected, "{name}");
+            let entry = batched.lookup(name).unwrap();
+            assert_eq!(entry.digest, *expected.as_bytes(), "{name}");
+            assert!(entry.trusted, "{name}: an old file, read after the clock");
+            assert!(batched.digest(name, &path).unwrap().from_cache, "{name}");
         }
     }
 
