@@ -70,9 +70,10 @@ use crate::task::{ActionContext, Discovered, TaskId, TaskSpec};
 const SETTLE_MAX_BYTES: u64 = 64 << 20;
 
 /// How many of a task's inputs may be open with their reads started and not finished
-/// ([`StatCache::start_digest`]): enough to overlap the disk's reads (measured: 16 files at a
-/// time bring most of the gain of 100). None is kept open once descriptors numbered a quarter
-/// of those the process may open are in use (see `StatCache::start_digest`).
+/// ([`StatCache::start_digest_batched`], as [`StatCache::start_digest`]): enough to overlap
+/// the disk's reads (measured: 16 files at a time bring most of the gain of 100). None is kept
+/// open once descriptors numbered a quarter of those the process may open are in use (see
+/// `StatCache::start_digest`).
 const READS_AHEAD: usize = 32;
 
 /// Where the engine keeps its state, and how a run behaves.

@@ -705,15 +705,16 @@ fn may_hold(file: &fs::File) -> bool {
     u64::try_from(file.as_raw_fd()).is_ok_and(|fd| fd < limit / 4)
 }
 
-/// What [`StatCache::start_digest`] did.
+/// What [`StatCache::start_digest`] (or one of its kin) did.
 #[derive(Debug)]
 pub enum Reading {
     /// The digest, from the cache or a read that did not wait.
     Hashed(Hashed),
     /// The file is open and being read ahead: [`StatCache::finish_digest`] reads it.
     Started(Started),
-    /// The file was read whole into the [`ReadBatch`] it was given: its digest comes with the
-    /// batch's ([`StatCache::finish_batch`]).
+    /// The file was read whole into the [`ReadBatch`] it was given (only by
+    /// [`StatCache::start_digest_batched`] and [`StatCache::start_digest_opened_batched`]):
+    /// its digest comes with the batch's ([`StatCache::finish_batch`]).
     Batched,
 }
 
@@ -725,19 +726,21 @@ pub struct ReadBatch {
     /// Every file's bytes, one after the other: the thread's buffer for them, taken while the
     /// batch lives (a task's batches would otherwise grow one anew, copying it each time).
     bytes: Vec<u8>,
+    /// Every file's path as the cache knows it, one after the other.
+    paths: String,
     files: Vec<BatchedFile>,
-    /// The digests of the last batch hashed (kept for its allocation).
-    digests: Vec<Digest>,
 }
 
-/// A file of a [`ReadBatch`]: its stat taken before the read, the clock reading its digest is
-/// trusted against, where its bytes end in the batch's, and the caller's place for it.
+/// A file of a [`ReadBatch`]: the caller's place for it, its stat taken before the read, the
+/// clock reading its digest is trusted against, and where its bytes and its path are in the
+/// batch's.
 #[derive(Debug)]
 struct BatchedFile {
     at: usize,
     stat: FileStat,
     clock: Clock,
-    end: usize,
+    bytes: std::ops::Range<usize>,
+    path: std::ops::Range<usize>,
 }
 
 thread_local! {
@@ -746,18 +749,34 @@ thread_local! {
 }
 
 impl ReadBatch {
-    /// Files hashed together at most: two passes of 16 lanes.
+    /// Files hashed together at most (two passes of AVX-512's 16 lanes, eight groups of four
+    /// SHA-NI streams).
     pub const FILES: usize = 32;
-    /// Bytes held at most before they are hashed (beyond that, the files are hashed as they
-    /// are, each at most a hashing buffer: see [`read_if_cached`]).
+    /// Bytes from which the batch is full: it holds less than this and one more file (each
+    /// smaller than a hashing buffer: see [`read_if_cached`]).
     pub const BYTES: usize = 256 * 1024;
 
     pub fn new() -> ReadBatch {
+        let mut bytes = BATCH_BYTES.take();
+        bytes.clear();
         ReadBatch {
-            bytes: BATCH_BYTES.take(),
+            bytes,
+            paths: String::new(),
             files: Vec::new(),
-            digests: Vec::new(),
         }
+    }
+
+    /// Adds a file read whole: the bytes `read_if_cached` has just appended, from `start`.
+    fn push(&mut self, at: usize, relative: &str, stat: FileStat, clock: Clock, start: usize) {
+        let path_start = self.paths.len();
+        self.paths.push_str(relative);
+        self.files.push(BatchedFile {
+            at,
+            stat,
+            clock,
+            bytes: start..self.bytes.len(),
+            path: path_start..self.paths.len(),
+        });
     }
 
     /// Whether it holds [`ReadBatch::FILES`] files or [`ReadBatch::BYTES`] bytes: time to
@@ -1001,22 +1020,20 @@ impl StatCache {
         let clock = self.clock_newer_than(stat.mtime_ns);
         let file = open()?;
         let started = Started { file, stat, clock };
+        let ahead = matches!(mode, ReadMode::Ahead);
         match mode {
             ReadMode::Later => return Ok(Reading::Started(started)),
             ReadMode::Ahead => {}
             ReadMode::Batch(batch, at) => {
+                let start = batch.bytes.len();
                 if read_if_cached(&started.file, stat.size, &mut batch.bytes) {
-                    batch.files.push(BatchedFile {
-                        at,
-                        stat,
-                        clock,
-                        end: batch.bytes.len(),
-                    });
+                    batch.push(at, relative, stat, clock, start);
                     return Ok(Reading::Batched);
                 }
+                // The same read would not do better: started, or read the usual way.
             }
         }
-        if let Some(hashed) = hash_if_cached(&started.file, stat.size) {
+        if ahead && let Some(hashed) = hash_if_cached(&started.file, stat.size) {
             return Ok(Reading::Hashed(
                 self.record_read(relative, &started, hashed),
             ));
@@ -1033,33 +1050,43 @@ impl StatCache {
         match reading {
             Reading::Hashed(hashed) => Ok(hashed),
             Reading::Started(started) => self.finish_digest(relative, started),
-            Reading::Batched => unreachable!("only a batched reading joins a batch"),
+            Reading::Batched => unreachable!("a file read later never joins a batch"),
         }
     }
 
     /// Hashes the files of `batch` and records each as [`StatCache::finish_digest`] would (the
-    /// stat taken before its read; every one held exactly the bytes its stat said). Each was
-    /// batched with its place `at` in `places`, which holds the path it is known by: its digest
-    /// is written there. Leaves the batch empty.
+    /// stat taken before its read; every one held exactly the bytes its stat said), under the
+    /// path it was read by; its digest goes to its place `at` in `places`. Leaves the batch
+    /// empty.
+    ///
+    /// Hashed in the order of their lengths in blocks: files side by side take the time of the
+    /// longest (AVX-512's lanes), or are hashed side by side only when equally long (SHA-NI's
+    /// streams), so neighbours of like lengths keep the lanes busy whatever the walk's order.
     pub fn finish_batch(&self, batch: &mut ReadBatch, places: &mut [(String, Digest)]) {
-        let mut start = 0;
-        let messages: Vec<&[u8]> = batch
-            .files
+        if batch.files.is_empty() {
+            return;
+        }
+        // A message's blocks: its bytes, the padding's 0x80 and the 8-byte length.
+        let blocks = |file: &BatchedFile| (file.bytes.len() + 9).div_ceil(64);
+        let mut order: Vec<usize> = (0..batch.files.len()).collect();
+        order.sort_by_key(|&index| blocks(&batch.files[index]));
+        let messages: Vec<&[u8]> = order
             .iter()
-            .map(|file| {
-                let bytes = &batch.bytes[start..file.end];
-                start = file.end;
-                bytes
-            })
+            .map(|&index| &batch.bytes[batch.files[index].bytes.clone()])
             .collect();
-        hash_many(&messages, &mut batch.digests);
-        for (file, &digest) in batch.files.iter().zip(&batch.digests) {
-            let (relative, place) = &mut places[file.at];
-            *place = digest;
-            self.record(relative, file.stat, digest, Some(file.clock));
+        for (&index, digest) in order.iter().zip(hash_many(&messages)) {
+            let file = &batch.files[index];
+            self.record(
+                &batch.paths[file.path.clone()],
+                file.stat,
+                digest,
+                Some(file.clock),
+            );
+            places[file.at].1 = digest;
         }
         batch.files.clear();
         batch.bytes.clear();
+        batch.paths.clear();
     }
 
     /// Reads and records a file [`StatCache::start_digest`] left [`Reading::Started`].
@@ -1748,9 +1775,16 @@ mod tests {
     #[test]
     fn files_hashed_in_a_batch_are_recorded_as_files_hashed_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let names: Vec<String> = (0..45).map(|n| format!("f{n:02}.txt")).collect();
+        // Small files of every length in blocks, then files just under a hashing buffer (over
+        // several pages) enough to fill a batch by its bytes, then small ones again.
+        let names: Vec<String> = (0..70).map(|n| format!("f{n:02}.txt")).collect();
         for (n, name) in names.iter().enumerate() {
-            fs::write(dir.path().join(name), vec![b'a' + (n % 26) as u8; n * 37]).unwrap();
+            let length = if (40..50).contains(&n) {
+                32_000 + n
+            } else {
+                n * 37
+            };
+            fs::write(dir.path().join(name), vec![b'a' + (n % 26) as u8; length]).unwrap();
         }
         // Large (read as it always was), and not the size its stat says (grown since).
         fs::write(dir.path().join("large"), vec![7u8; 40_000]).unwrap();
@@ -1766,6 +1800,8 @@ mod tests {
         let mut places: Vec<(String, Digest)> = Vec::new();
         let mut batch = ReadBatch::default();
         let mut batched_count = 0;
+        // Each flush: how many files it hashed.
+        let mut flushes = Vec::new();
         let all = names.iter().map(String::as_str).chain(["large", "grown"]);
         for name in all {
             let path = dir.path().join(name);
@@ -1788,9 +1824,11 @@ mod tests {
             };
             places.push((name.to_string(), digest));
             if batch.is_full() {
+                flushes.push(batch.files.len());
                 batched.finish_batch(&mut batch, &mut places);
             }
         }
+        flushes.push(batch.files.len());
         batched.finish_batch(&mut batch, &mut places);
         if batched_count == 0 {
             eprintln!(
@@ -1798,10 +1836,9 @@ mod tests {
             );
             return;
         }
-        assert!(
-            batched_count > ReadBatch::FILES,
-            "two batches: {batched_count}"
-        );
+        // Full by its files (32 small ones), then by its bytes (8 small and 8 large ones: about
+        // 266 KB), then the rest.
+        assert_eq!(flushes, [32, 16, 22], "{batched_count} batched");
         for (name, digest) in &places {
             let path = dir.path().join(name);
             // What the file holds, as hashing it alone finds; recorded with the same trust.
