@@ -217,68 +217,44 @@ pub fn hash_reader_expecting(reader: &mut impl Read, size: u64) -> io::Result<(D
     })
 }
 
-/// [`hash_reader_expecting`] of a small file whose bytes are all in the page cache, without
-/// waiting for the disk: [`read_if_cached`] into this thread's hashing buffer, then hashed.
-/// `None` (the caller reads it the usual way, after starting the reads of other files: see
-/// `StatCache::start_digest`) whenever [`read_if_cached`] reads nothing.
-pub fn hash_if_cached(file: &File, size: u64) -> Option<(Digest, u64, bool)> {
-    cached_read_size(size)?;
-    with_buffer(|buffer| {
-        let read = read_cached_into(file, size, buffer)?;
-        let mut hasher = Hasher::new();
-        hasher.update(&buffer[..read]);
-        Some((hasher.finish(), size, true))
-    })
-}
-
 /// Appends the whole content of a small file whose bytes are all in the page cache to `bytes`,
 /// without waiting for the disk: one `preadv2(RWF_NOWAIT)` from offset 0 (the file's position
 /// is left where it was), asking one byte past `size`. Whether it did; when it did not,
-/// `bytes` is as it was: the file is not smaller than a hashing buffer, the read would have
-/// waited for the disk, it did not answer exactly `size` bytes (a file that grew or shrank),
-/// `size` is a multiple of 4 KiB, or the file system cannot read without waiting (and never
-/// off Linux).
+/// `bytes` is as it was (the caller reads the file the usual way, after starting the reads of
+/// other files: see `StatCache::start_digest`): the file is not smaller than a hashing buffer,
+/// the read would have waited for the disk, it did not answer exactly `size` bytes (a file
+/// that grew or shrank), `size` is a multiple of 4 KiB, or the file system cannot read without
+/// waiting (and never off Linux).
 ///
 /// Why the last two: a read that does not wait stops at the first page not in the cache, so a
 /// short answer proves the end of the file only when the byte after the last one it gave lies
 /// in a page it did read: when `size` is not a multiple of the page size (4 KiB, or a multiple
 /// of it). Then, as for [`hash_reader_expecting`], an answer short at exactly `size` is the end.
 pub fn read_if_cached(file: &File, size: u64, bytes: &mut Vec<u8>) -> bool {
-    let Some(size_bytes) = cached_read_size(size) else {
+    let Ok(size) = usize::try_from(size) else {
         return false;
     };
+    if !cfg!(target_os = "linux") || size >= BUFFER_BYTES || (size % 4096 == 0 && size != 0) {
+        return false;
+    }
     let start = bytes.len();
-    bytes.resize(start + size_bytes + 1, 0);
-    let read = read_cached_into(file, size, &mut bytes[start..]);
-    bytes.truncate(start + read.unwrap_or(0));
-    read.is_some()
+    bytes.resize(start + size + 1, 0);
+    let exact = read_without_waiting(file, &mut bytes[start..]) == Some(size);
+    bytes.truncate(if exact { start + size } else { start });
+    exact
 }
 
-/// How many bytes [`read_cached_into`] reads of a file of `size` bytes: `None` when it does not
-/// try (see [`read_if_cached`]).
-fn cached_read_size(size: u64) -> Option<usize> {
-    let size_bytes = usize::try_from(size).ok()?;
-    (cfg!(target_os = "linux")
-        && size_bytes < BUFFER_BYTES
-        && (size_bytes % 4096 != 0 || size_bytes == 0))
-        .then_some(size_bytes)
-}
-
-/// The read of [`read_if_cached`] into `buffer` (at least `size + 1` bytes long): the number
-/// of bytes read, `size`, or `None`.
+/// One `preadv2(RWF_NOWAIT)` of `buffer.len()` bytes from offset 0: how many it read, `None`
+/// on any error (would wait, not supported here, not a file that reads so), which is left to
+/// the usual read, which waits or says what is wrong.
 #[cfg(target_os = "linux")]
-fn read_cached_into(file: &File, size: u64, buffer: &mut [u8]) -> Option<usize> {
-    let size_bytes = cached_read_size(size)?;
-    let mut slices = [io::IoSliceMut::new(&mut buffer[..size_bytes + 1])];
-    // Any error (would wait, not supported here, not a file that reads so) is left to the
-    // usual read, which waits or says what is wrong.
-    let read =
-        rustix::io::preadv2(file, &mut slices, 0, rustix::io::ReadWriteFlags::NOWAIT).ok()?;
-    (read == size_bytes).then_some(read)
+fn read_without_waiting(file: &File, buffer: &mut [u8]) -> Option<usize> {
+    let mut slices = [io::IoSliceMut::new(buffer)];
+    rustix::io::preadv2(file, &mut slices, 0, rustix::io::ReadWriteFlags::NOWAIT).ok()
 }
 
 #[cfg(not(target_os = "linux"))]
-fn read_cached_into(_: &File, _: u64, _: &mut [u8]) -> Option<usize> {
+fn read_without_waiting(_: &File, _: &mut [u8]) -> Option<usize> {
     None
 }
 
@@ -423,6 +399,13 @@ mod tests {
             libc::munmap(at, 4096);
             vector & 1 == 1
         }
+    }
+
+    /// [`read_if_cached`] of a file alone, hashed: its digest, size and exactness as
+    /// [`hash_reader_expecting`] gives them, or `None`.
+    fn hash_if_cached(file: &File, size: u64) -> Option<(Digest, u64, bool)> {
+        let mut bytes = Vec::new();
+        read_if_cached(file, size, &mut bytes).then(|| (Digest::of_bytes(&bytes), size, true))
     }
 
     #[cfg(target_os = "linux")]

@@ -70,10 +70,9 @@ use crate::task::{ActionContext, Discovered, TaskId, TaskSpec};
 const SETTLE_MAX_BYTES: u64 = 64 << 20;
 
 /// How many of a task's inputs may be open with their reads started and not finished
-/// ([`StatCache::start_digest_batched`], as [`StatCache::start_digest`]): enough to overlap
-/// the disk's reads (measured: 16 files at a time bring most of the gain of 100). None is kept
-/// open once descriptors numbered a quarter of those the process may open are in use (see
-/// `StatCache::start_digest`).
+/// ([`StatCache::start_digest`]): enough to overlap the disk's reads (measured: 16 files at a
+/// time bring most of the gain of 100). None is kept open once descriptors numbered a quarter
+/// of those the process may open are in use (see `StatCache::start_digest`).
 const READS_AHEAD: usize = 32;
 
 /// Where the engine keeps its state, and how a run behaves.
@@ -934,17 +933,11 @@ impl Engine {
                 // the tree.
                 let at = inputs.len();
                 let reading = match file.stat {
-                    Some(stat) => stats.start_digest_batched(
-                        &path,
-                        stat,
-                        &mut || opener.open(&file),
-                        &mut batch,
-                        at,
-                    ),
+                    Some(stat) => {
+                        stats.start_digest(&path, stat, &mut || opener.open(&file), &mut batch, at)
+                    }
                     None => match opener.open(&file) {
-                        Ok(opened) => {
-                            stats.start_digest_opened_batched(&path, opened, &mut batch, at)
-                        }
+                        Ok(opened) => stats.start_digest_opened(&path, opened, &mut batch, at),
                         // Removed since its directory was read: no input, as when the walk
                         // stats it.
                         Err(err) if err.kind() == io::ErrorKind::NotFound => continue,

@@ -70,9 +70,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::confine::{ConfineError, Dir, Kind, Listed, ListingCache};
-use crate::digest::{
-    Digest, hash_if_cached, hash_many, hash_reader_expecting, read_if_cached, start_reading,
-};
+use crate::digest::{Digest, hash_many, hash_reader_expecting, read_if_cached, start_reading};
 use crate::fsutil::BootMark;
 use crate::listings::Listings;
 
@@ -705,16 +703,15 @@ fn may_hold(file: &fs::File) -> bool {
     u64::try_from(file.as_raw_fd()).is_ok_and(|fd| fd < limit / 4)
 }
 
-/// What [`StatCache::start_digest`] (or one of its kin) did.
+/// What [`StatCache::start_digest`] (or [`StatCache::start_digest_opened`]) did.
 #[derive(Debug)]
 pub enum Reading {
     /// The digest, from the cache or a read that did not wait.
     Hashed(Hashed),
     /// The file is open and being read ahead: [`StatCache::finish_digest`] reads it.
     Started(Started),
-    /// The file was read whole into the [`ReadBatch`] it was given (only by
-    /// [`StatCache::start_digest_batched`] and [`StatCache::start_digest_opened_batched`]):
-    /// its digest comes with the batch's ([`StatCache::finish_batch`]).
+    /// The file was read whole into the [`ReadBatch`] it was given: its digest comes with the
+    /// batch's ([`StatCache::finish_batch`]).
     Batched,
 }
 
@@ -800,15 +797,11 @@ impl Drop for ReadBatch {
     }
 }
 
-/// How [`StatCache::start_digest_with`] reads a file it must read.
-enum ReadMode<'a> {
-    /// Open, left for [`StatCache::finish_reading`] to read (which waits for the disk).
-    Later,
-    /// At once if that does not wait, else its read started ([`StatCache::start_digest`]).
-    Ahead,
-    /// As `Ahead`, but a file read at once joins the batch at the caller's place `at`.
-    Batch(&'a mut ReadBatch, usize),
-}
+/// Where [`StatCache::start_digest_with`] puts a file it must read: `None`, left open for
+/// [`StatCache::finish_reading`] (which waits for the disk); else read at once into the batch,
+/// at the caller's place, when that does not wait, or its read started
+/// ([`StatCache::start_digest`]).
+type BatchPlace<'a> = Option<(&'a mut ReadBatch, usize)>;
 
 /// A file [`StatCache::start_digest`] opened and left to read, with the stat taken before and
 /// the clock reading its digest is trusted against.
@@ -960,14 +953,16 @@ impl StatCache {
         stat: FileStat,
         open: &mut dyn FnMut() -> io::Result<fs::File>,
     ) -> io::Result<Hashed> {
-        let reading = self.start_digest_with(relative, stat, open, ReadMode::Later)?;
+        let reading = self.start_digest_with(relative, stat, open, None)?;
         self.finish_reading(relative, reading)
     }
 
-    /// [`StatCache::digest_with`] that does not wait for the disk. A file to read is hashed at
-    /// once when [`hash_if_cached`] can (a small file whose bytes are in the page cache: its one
-    /// read is the one that does not wait, no dearer than [`StatCache::digest_with`]'s); any
-    /// other (not in the cache, 32 KiB or more or a multiple of 4 KiB, or where reads cannot be
+    /// [`StatCache::digest_with`] that does not wait for the disk. A file to read is read at
+    /// once when [`read_if_cached`] can (a small file whose bytes are in the page cache: its one
+    /// read is the one that does not wait, no dearer than [`StatCache::digest_with`]'s), into
+    /// `batch` at the caller's place `at` ([`Reading::Batched`]): its digest is the batch's,
+    /// from [`StatCache::finish_batch`]. Any other file (not in the cache, 32 KiB or more or a
+    /// multiple of 4 KiB, or where reads cannot be
     /// asked not to wait) comes back [`Reading::Started`] while the process may hold its
     /// descriptor ([`may_hold`]) and its read could be started ([`start_reading`]; else it is
     /// read here): open, the read of its first MiB started, for [`StatCache::finish_digest`]
@@ -981,22 +976,10 @@ impl StatCache {
         relative: &str,
         stat: FileStat,
         open: &mut dyn FnMut() -> io::Result<fs::File>,
-    ) -> io::Result<Reading> {
-        self.start_digest_with(relative, stat, open, ReadMode::Ahead)
-    }
-
-    /// [`StatCache::start_digest`] where a file read at once without waiting is not hashed yet
-    /// but joins `batch` ([`Reading::Batched`]) at the caller's place `at`: its digest is the
-    /// batch's, from [`StatCache::finish_batch`].
-    pub fn start_digest_batched(
-        &self,
-        relative: &str,
-        stat: FileStat,
-        open: &mut dyn FnMut() -> io::Result<fs::File>,
         batch: &mut ReadBatch,
         at: usize,
     ) -> io::Result<Reading> {
-        self.start_digest_with(relative, stat, open, ReadMode::Batch(batch, at))
+        self.start_digest_with(relative, stat, open, Some((batch, at)))
     }
 
     fn start_digest_with(
@@ -1004,7 +987,7 @@ impl StatCache {
         relative: &str,
         stat: FileStat,
         open: &mut dyn FnMut() -> io::Result<fs::File>,
-        mode: ReadMode<'_>,
+        batch: BatchPlace<'_>,
     ) -> io::Result<Reading> {
         if let Some(entry) = self.lookup(relative)
             && entry.trusted
@@ -1020,23 +1003,13 @@ impl StatCache {
         let clock = self.clock_newer_than(stat.mtime_ns);
         let file = open()?;
         let started = Started { file, stat, clock };
-        let ahead = matches!(mode, ReadMode::Ahead);
-        match mode {
-            ReadMode::Later => return Ok(Reading::Started(started)),
-            ReadMode::Ahead => {}
-            ReadMode::Batch(batch, at) => {
-                let start = batch.bytes.len();
-                if read_if_cached(&started.file, stat.size, &mut batch.bytes) {
-                    batch.push(at, relative, stat, clock, start);
-                    return Ok(Reading::Batched);
-                }
-                // The same read would not do better: started, or read the usual way.
-            }
-        }
-        if ahead && let Some(hashed) = hash_if_cached(&started.file, stat.size) {
-            return Ok(Reading::Hashed(
-                self.record_read(relative, &started, hashed),
-            ));
+        let Some((batch, at)) = batch else {
+            return Ok(Reading::Started(started));
+        };
+        let start = batch.bytes.len();
+        if read_if_cached(&started.file, stat.size, &mut batch.bytes) {
+            batch.push(at, relative, stat, clock, start);
+            return Ok(Reading::Batched);
         }
         // Held open only when its read could be started (not off Linux: nothing to gain).
         if may_hold(&started.file) && start_reading(&started.file) {
@@ -1045,12 +1018,12 @@ impl StatCache {
         self.finish_digest(relative, started).map(Reading::Hashed)
     }
 
-    /// The digest of a [`Reading`] of [`ReadMode::Later`]: a started one is finished here.
+    /// The digest of a [`Reading`] left without a batch: a started one is finished here.
     fn finish_reading(&self, relative: &str, reading: Reading) -> io::Result<Hashed> {
         match reading {
             Reading::Hashed(hashed) => Ok(hashed),
             Reading::Started(started) => self.finish_digest(relative, started),
-            Reading::Batched => unreachable!("a file read later never joins a batch"),
+            Reading::Batched => unreachable!("a file read without a batch never joins one"),
         }
     }
 
@@ -1132,32 +1105,27 @@ impl StatCache {
     /// regular file (a directory, fifo or device put there since its directory was listed) is
     /// refused, never read.
     pub fn digest_opened(&self, relative: &str, file: fs::File) -> io::Result<Hashed> {
-        let reading = self.start_digest_opened_with(relative, file, ReadMode::Later)?;
+        let reading = self.start_digest_opened_with(relative, file, None)?;
         self.finish_reading(relative, reading)
     }
 
-    /// [`StatCache::digest_opened`] that does not wait for the disk, as
+    /// [`StatCache::digest_opened`] that does not wait for the disk, into `batch`, as
     /// [`StatCache::start_digest`].
-    pub fn start_digest_opened(&self, relative: &str, file: fs::File) -> io::Result<Reading> {
-        self.start_digest_opened_with(relative, file, ReadMode::Ahead)
-    }
-
-    /// [`StatCache::start_digest_opened`] into a batch, as [`StatCache::start_digest_batched`].
-    pub fn start_digest_opened_batched(
+    pub fn start_digest_opened(
         &self,
         relative: &str,
         file: fs::File,
         batch: &mut ReadBatch,
         at: usize,
     ) -> io::Result<Reading> {
-        self.start_digest_opened_with(relative, file, ReadMode::Batch(batch, at))
+        self.start_digest_opened_with(relative, file, Some((batch, at)))
     }
 
     fn start_digest_opened_with(
         &self,
         relative: &str,
         file: fs::File,
-        mode: ReadMode<'_>,
+        batch: BatchPlace<'_>,
     ) -> io::Result<Reading> {
         let stat = rustix::fs::fstat(&file)?;
         if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
@@ -1174,7 +1142,7 @@ impl StatCache {
                 file.take()
                     .ok_or_else(|| io::Error::other("the file was opened once"))
             },
-            mode,
+            batch,
         )
     }
 
@@ -1812,7 +1780,7 @@ mod tests {
             };
             let at = places.len();
             let reading = batched
-                .start_digest_batched(name, stat, &mut || fs::File::open(&path), &mut batch, at)
+                .start_digest(name, stat, &mut || fs::File::open(&path), &mut batch, at)
                 .unwrap();
             let digest = match reading {
                 Reading::Batched => {
@@ -2075,13 +2043,17 @@ mod tests {
         let state = marked(&path);
         assert!(early.and_then(|loaded| loaded.take(&state)).is_none());
 
+        // A record of `path` (trusted), as a run makes one.
+        let record = |cache: &StatCache, path: &str, n: u64| {
+            cache.record(
+                path,
+                stat(n),
+                Digest::of_bytes(n.to_string().as_bytes()),
+                Some(Clock(i64::MAX)),
+            );
+        };
         let cache = StatCache::load(&state).unwrap();
-        cache.record(
-            "a/one",
-            stat(1),
-            Digest::of_bytes(b"1"),
-            Some(Clock(i64::MAX)),
-        );
+        record(&cache, "a/one", 1);
         cache.save(&state).unwrap();
         drop(cache);
         // The very files it read: handed over, with what they hold.
@@ -2092,12 +2064,7 @@ mod tests {
         // beside the full file, then a full file): loaded again.
         let before_delta = Preload::start(place()).loaded();
         let other = StatCache::load(&state).unwrap();
-        other.record(
-            "b/two",
-            stat(2),
-            Digest::of_bytes(b"2"),
-            Some(Clock(i64::MAX)),
-        );
+        record(&other, "b/two", 2);
         other.save(&state).unwrap();
         assert!(path.join(DELTA).exists());
         assert!(
