@@ -1306,7 +1306,40 @@ fn samples_json(samples: &Samples) -> Value {
     json!({
         "xbundle_ms": Samples::ms(&samples.xbundle),
         "ninja_ms": Samples::ms(&samples.ninja),
+        "xbundle_cpu_ms": Samples::cpu_ms(&samples.xbundle),
+        "ninja_cpu_ms": Samples::cpu_ms(&samples.ninja),
         "xbundle_peak_rss_kib": samples.xbundle.iter().map(|m| m.rss_kib).collect::<Vec<_>>(),
         "ninja_peak_rss_kib": samples.ninja.iter().map(|m| m.rss_kib).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The child is reaped by `wait4`, not by its `Child`.
+    #[allow(clippy::zombie_processes)]
+    fn waited(script: &str) -> Waited {
+        let child = std::process::Command::new("sh")
+            .args(["-c", script])
+            .spawn()
+            .expect("sh runs");
+        wait4(child.id()).expect("waited for")
+    }
+
+    /// A loop of `sh` arithmetic: tens of milliseconds of processor time on any machine.
+    const BUSY: &str = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done";
+
+    #[test]
+    fn a_run_counts_the_processor_time_of_its_commands() {
+        // The shell alone: its own time, a fraction of a millisecond, and its exit status.
+        let idle = waited("exit 3");
+        assert_eq!(idle.status, 3 << 8);
+        assert!(idle.rss_kib > 0);
+        assert!(idle.cpu_ms < 10.0, "{}", idle.cpu_ms);
+        // A busy child of the shell it waited for (`; :` so the shell does not exec it).
+        let busy = waited(&format!("sh -c '{BUSY}'; :"));
+        assert_eq!(busy.status, 0);
+        assert!(busy.cpu_ms > 10.0, "{}", busy.cpu_ms);
+    }
 }
