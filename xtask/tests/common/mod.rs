@@ -832,7 +832,7 @@ pub fn run_measured(command: &Command, stderr: Stdio) -> (i32, i64) {
         .rsplit_once("@@xbundle-bench-measured ")
         .unwrap_or_else(|| panic!("no report from `bench __measure`: {stdout}"))
         .1;
-    // `<wait status> <ms> <peak RSS KiB> <floor KiB>`
+    // `<wait status> <ms> <CPU ms> <peak RSS KiB> <floor KiB>`
     let fields: Vec<&str> = report.split_whitespace().collect();
     let number = |index: usize| -> i64 {
         let field = fields.get(index).copied().unwrap_or_default();
@@ -840,7 +840,7 @@ pub fn run_measured(command: &Command, stderr: Stdio) -> (i32, i64) {
             .parse()
             .unwrap_or_else(|_| panic!("field {index} of the report {report:?}"))
     };
-    let (status, peak_kib) = (number(0) as i32, number(2));
+    let (status, peak_kib) = (number(0) as i32, number(3));
     assert!(libc::WIFEXITED(status), "exited (wait status {status})");
     (libc::WEXITSTATUS(status), peak_kib)
 }
