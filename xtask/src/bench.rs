@@ -24,8 +24,9 @@
 //! child's) by a small measuring process (see [`timed`]); the table shows the largest per
 //! scenario and over every run. So is its processor time (user and system, the tool's and its
 //! commands'), shown beside: wall-clock time is what the goals are set on, processor time says
-//! what a run cost the machine and moves less with what else runs on it. The goals checked are issue 12's: no-op at most 0.8x ninja's
-//! time, one-file change 1.0x, cold 1.25x, first no-op 1.2x, peak memory at most ninja's.
+//! what a run cost the machine and moves less with what else runs on it. The goals checked are
+//! issue 12's: no-op at most 0.8x ninja's time, one-file change 1.0x, cold 1.25x, first no-op
+//! 1.2x, peak memory at most ninja's.
 //! `--shapes 200x100,1000x100` runs one repository per shape (in `DIR/TASKSxFILES`),
 //! `--xbundle PATH` times another xtask binary (a before/after table).
 //!
@@ -703,9 +704,9 @@ fn rss_floor_kib() -> u64 {
 const REPORT_MARK: &str = "\n@@xbundle-bench-measured ";
 
 /// `bench __measure PROGRAM ARGS...`: spawns the program with this process's stdio, waits for
-/// it, and prints `<wait status> <ms> <CPU ms> <peak RSS KiB> <floor KiB>` after [`REPORT_MARK`] on
-/// that stdout, once the program has ended (nothing written anywhere else). Does as little as
-/// it can before the spawn: its anonymous memory then is the tool's floor.
+/// it, and prints `<wait status> <ms> <CPU ms> <peak RSS KiB> <floor KiB>` after
+/// [`REPORT_MARK`] on that stdout, once the program has ended (nothing written anywhere else).
+/// Does as little as it can before the spawn: its anonymous memory then is the tool's floor.
 fn measure_main(mut args: std::vec::IntoIter<OsString>) -> ExitCode {
     let Some(program) = args.next() else {
         eprintln!("usage: cargo xtask bench {MEASURE} PROGRAM [ARGS...]");
