@@ -850,15 +850,21 @@ struct Row {
 
 impl Row {
     fn new(name: impl Into<String>, samples: &Samples, stat: fn(&[f64]) -> f64) -> Row {
+        let time = |measured: &[Measured]| stat(&Samples::ms(measured));
+        let cpu = |measured: &[Measured]| stat(&Samples::cpu_ms(measured));
         let peak = |measured: &[Measured]| max(&Samples::rss_mib(measured));
+        // ninja's figure, when ninja ran.
+        let ninja = |figure: &dyn Fn(&[Measured]) -> f64| {
+            (!samples.ninja.is_empty()).then(|| figure(&samples.ninja))
+        };
         Row {
             name: name.into(),
-            xbundle: stat(&Samples::ms(&samples.xbundle)),
-            ninja: (!samples.ninja.is_empty()).then(|| stat(&Samples::ms(&samples.ninja))),
-            xbundle_cpu: stat(&Samples::cpu_ms(&samples.xbundle)),
-            ninja_cpu: (!samples.ninja.is_empty()).then(|| stat(&Samples::cpu_ms(&samples.ninja))),
+            xbundle: time(&samples.xbundle),
+            ninja: ninja(&time),
+            xbundle_cpu: cpu(&samples.xbundle),
+            ninja_cpu: ninja(&cpu),
             xbundle_mib: peak(&samples.xbundle),
-            ninja_mib: (!samples.ninja.is_empty()).then(|| peak(&samples.ninja)),
+            ninja_mib: ninja(&peak),
         }
     }
 
