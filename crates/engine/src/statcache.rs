@@ -962,15 +962,14 @@ impl StatCache {
     /// read is the one that does not wait, no dearer than [`StatCache::digest_with`]'s), into
     /// `batch` at the caller's place `at` ([`Reading::Batched`]): its digest is the batch's,
     /// from [`StatCache::finish_batch`]. Any other file (not in the cache, 32 KiB or more or a
-    /// multiple of 4 KiB, or where reads cannot be
-    /// asked not to wait) comes back [`Reading::Started`] while the process may hold its
-    /// descriptor ([`may_hold`]) and its read could be started ([`start_reading`]; else it is
-    /// read here): open, the read of its first MiB started, for [`StatCache::finish_digest`]
-    /// once the reads of
-    /// the files after it are under way too. A file per system call, read one after the other,
-    /// waits for the disk once per file (about 60 µs each here when the page cache has lost
-    /// them); started together, their reads overlap and are merged (measured: 5,000 files of
-    /// 2 KiB, 300 → 90 ms, and 180 → 90 ms of CPU).
+    /// multiple of 4 KiB, or where reads cannot be asked not to wait) comes back
+    /// [`Reading::Started`] while the process may hold its descriptor ([`may_hold`]) and its
+    /// read could be started ([`start_reading`]; else it is read here): open, the read of its
+    /// first MiB started, for [`StatCache::finish_digest`] once the reads of the files after it
+    /// are under way too. A file per system call, read one after the other, waits for the disk
+    /// once per file (about 60 µs each here when the page cache has lost them); started
+    /// together, their reads overlap and are merged (measured: 5,000 files of 2 KiB, 300 → 90
+    /// ms, and 180 → 90 ms of CPU).
     pub fn start_digest(
         &self,
         relative: &str,
