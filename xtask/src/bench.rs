@@ -4,15 +4,17 @@
 //! (`--size` bytes of seeded pseudo-random text each) into `tasks/tI/out/out.txt`. Every fifth
 //! task (5, 10, ...) also depends on the task before it and puts that task's output first. The
 //! same tree is generated twice, side by side: `xbundle/` with a `bundle.toml`, and `ninja/` with
-//! an equivalent `build.ninja` (one `cat` edge per task). Output directories exist beforehand,
-//! so both tools run exactly one `sh -c "cat ... > out"` per task.
+//! an equivalent `build.ninja` (one `cat` edge per task). Output directories exist beforehand.
+//! Ninja runs one `sh -c "cat ... > out"` per task; xbundle runs the same command, `cat src/*.txt
+//! > out/out.txt`, without the shell (its direct start of plain commands, see the engine's
+//! `direct` module), so one row times it with `XBUNDLE_DIRECT_EXEC=0`, through `sh` as ninja.
 //!
 //! Scenarios, each timed wall-clock around the whole process, using the optimized binary
 //! ([`crate::bench_order::build_dist`]: cargo profile `dist`, fat LTO and one codegen unit,
 //! linked with the symbol ordering of `xtask/symbol-order.txt`; the table's header says so):
-//! - cold: no outputs, no `.xbundle` state (no `.ninja_log`/`.ninja_deps`), with the default
-//!   fsync and with `XBUNDLE_FSYNC=0`; each tool's cold run is prepared on its own and starts
-//!   after a `sync(2)` (see `Runner::make_cold`);
+//! - cold: no outputs, no `.xbundle` state (no `.ninja_log`/`.ninja_deps`), as xbundle runs by
+//!   default and with every command through `sh` (`XBUNDLE_DIRECT_EXEC=0`); each tool's cold
+//!   run is prepared on its own and starts after a `sync(2)` (see `Runner::make_cold`);
 //! - first no-op after a build (xbundle re-hashes what the build wrote: racy-clean rule);
 //! - no-op, after one warm-up no-op: median and min over `--runs`;
 //! - one-file change: one input of a task that has a dependent gets content never seen
@@ -428,7 +430,9 @@ struct Runner {
 }
 
 impl Runner {
-    fn xbundle(&self, fsync: bool) -> Result<(Measured, Finished)> {
+    /// One run of xbundle, with its default durability; `through_sh` starts every command
+    /// through `sh` (`XBUNDLE_DIRECT_EXEC=0`), as ninja does.
+    fn xbundle(&self, through_sh: bool) -> Result<(Measured, Finished)> {
         let Runner {
             sh,
             xtask,
@@ -441,12 +445,13 @@ impl Runner {
             "{xtask} --root {root} --message-format json task {jobs...}"
         )
         .env_remove("XBUNDLE_CACHE_DIR")
+        .env_remove("XBUNDLE_FSYNC")
         .quiet()
         .ignore_status();
-        command = if fsync {
-            command.env_remove("XBUNDLE_FSYNC")
+        command = if through_sh {
+            command.env("XBUNDLE_DIRECT_EXEC", "0")
         } else {
-            command.env("XBUNDLE_FSYNC", "0")
+            command.env_remove("XBUNDLE_DIRECT_EXEC")
         };
         let (ms, stdout) = timed("xbundle", command)?;
         let finished = stdout
@@ -466,8 +471,8 @@ impl Runner {
         }
     }
 
-    fn expect_xbundle(&self, fsync: bool, ran: u64, what: &str) -> Result<Measured> {
-        let (measured, finished) = self.xbundle(fsync)?;
+    fn expect_xbundle(&self, through_sh: bool, ran: u64, what: &str) -> Result<Measured> {
+        let (measured, finished) = self.xbundle(through_sh)?;
         let cached = self.tasks - ran;
         if finished.ran != ran || finished.cached != cached {
             return sanity(format!(
@@ -1059,18 +1064,18 @@ fn run_shape(
     let affected = downstream.len() as u64;
 
     let mut cold = Samples::default();
-    let mut cold_no_fsync = Samples::default();
+    let mut cold_through_sh = Samples::default();
     for rep in 0..options.cold_runs {
         progress(&format!("cold run {}/{}", rep + 1, options.cold_runs));
         runner.make_cold_one(graph, true)?;
-        let measured = runner.expect_xbundle(true, all, "cold run")?;
+        let measured = runner.expect_xbundle(false, all, "cold run")?;
         runner.make_cold_one(graph, true)?;
-        let no_fsync = runner.expect_xbundle(false, all, "cold run, XBUNDLE_FSYNC=0")?;
+        let through_sh = runner.expect_xbundle(true, all, "cold run, XBUNDLE_DIRECT_EXEC=0")?;
         runner.make_cold_one(graph, false)?;
         let ninja_measured = runner.expect_ninja(all, "cold run")?;
         runner.compare(graph, 0..graph.tasks)?;
         cold.push(measured, ninja_measured);
-        cold_no_fsync.push(no_fsync, ninja_measured);
+        cold_through_sh.push(through_sh, ninja_measured);
     }
 
     progress("no-op runs");
@@ -1081,20 +1086,20 @@ fn run_shape(
     for rep in 0..options.cold_runs {
         if rep > 0 {
             runner.make_cold(graph)?;
-            runner.expect_xbundle(true, all, "cold run")?;
+            runner.expect_xbundle(false, all, "cold run")?;
             runner.expect_ninja(all, "cold run")?;
         }
         first_noop.push(
-            runner.expect_xbundle(true, 0, "first no-op")?,
+            runner.expect_xbundle(false, 0, "first no-op")?,
             runner.expect_ninja(0, "first no-op")?,
         );
     }
-    runner.expect_xbundle(true, 0, "warm-up no-op")?;
+    runner.expect_xbundle(false, 0, "warm-up no-op")?;
     runner.expect_ninja(0, "warm-up no-op")?;
     let mut noop = Samples::default();
     for _ in 0..options.runs {
         noop.push(
-            runner.expect_xbundle(true, 0, "no-op")?,
+            runner.expect_xbundle(false, 0, "no-op")?,
             runner.expect_ninja(0, "no-op")?,
         );
     }
@@ -1107,7 +1112,7 @@ fn run_shape(
     for rep in 0..options.runs {
         runner.write_input(graph, changed, changed_file, rep as u64 + 1)?;
         change.push(
-            runner.expect_xbundle(true, affected, "one-file change")?,
+            runner.expect_xbundle(false, affected, "one-file change")?,
             runner.expect_ninja(affected, "one-file change")?,
         );
         runner.compare(graph, downstream.iter().copied())?;
@@ -1118,7 +1123,7 @@ fn run_shape(
     for rep in 0..options.runs {
         runner.write_input(graph, changed, changed_file, rep as u64 % 2)?;
         change_cached.push(
-            runner.expect_xbundle(true, 0, "one-file change to cached content")?,
+            runner.expect_xbundle(false, 0, "one-file change to cached content")?,
             runner.expect_ninja(affected, "one-file change to cached content")?,
         );
         runner.compare(graph, downstream.iter().copied())?;
@@ -1130,8 +1135,8 @@ fn run_shape(
     let rows = [
         Row::new(format!("cold (median of {cold_runs})"), &cold, median),
         Row::new(
-            format!("cold, XBUNDLE_FSYNC=0 (median of {cold_runs})"),
-            &cold_no_fsync,
+            format!("cold, commands through sh (median of {cold_runs})"),
+            &cold_through_sh,
             median,
         ),
         Row::new(
@@ -1156,7 +1161,7 @@ fn run_shape(
     // Peak memory over every run of the shape, each tool's largest.
     let every = [
         &cold,
-        &cold_no_fsync,
+        &cold_through_sh,
         &first_noop,
         &noop,
         &change,
@@ -1291,7 +1296,7 @@ fn run_shape(
             "peak_rss_floor_kib": rss_floor_kib(),
             "samples": {
                 "cold": samples_json(&cold),
-                "cold_no_fsync": samples_json(&cold_no_fsync),
+                "cold_through_sh": samples_json(&cold_through_sh),
                 "first_noop": samples_json(&first_noop),
                 "noop": samples_json(&noop),
                 "one_file_change": samples_json(&change),

@@ -30,6 +30,7 @@ mod crash_safety;
 mod dashboard;
 mod demo_apps;
 mod diagnostics;
+mod direct_exec;
 mod discovered;
 mod docs;
 mod e2e_bundle;

@@ -711,6 +711,58 @@ impl Dir {
         Ok(Some((File::from(fd), FileStat::from_stat(&stat))))
     }
 
+    /// Opens the regular file `relative` for writing as a shell's `>` does (truncated) or `>>`
+    /// (`append`), created with `mode` less the umask when missing; but no link is followed at
+    /// any component, the last one included, and nothing but a regular file is opened for good
+    /// (a FIFO is never waited on; it, a device or a directory is refused as
+    /// [`ConfineError::NotRegular`], having been neither created nor truncated). `Ok(None)` when
+    /// its directory does not exist.
+    pub fn open_to_write(
+        &self,
+        relative: &str,
+        append: bool,
+        mode: u32,
+    ) -> Result<Option<File>, ConfineError> {
+        let Some((parent, name)) = self.parent_of(relative)? else {
+            return Ok(None);
+        };
+        let display = || self.display(relative);
+        let flags = OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY
+            | OFlags::CLOEXEC
+            | if append {
+                OFlags::APPEND
+            } else {
+                OFlags::empty()
+            };
+        // Not truncated yet: a FIFO or a device found there is refused untouched.
+        let fd = rustix::fs::openat(&parent.fd, name, flags, Mode::from_raw_mode(mode))
+            .map_err(|errno| ConfineError::io(&display(), errno))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|errno| ConfineError::io(&display(), errno))?;
+        let file_type = FileType::from_raw_mode(stat.st_mode);
+        if file_type != FileType::RegularFile {
+            return Err(ConfineError::NotRegular {
+                path: display(),
+                what: kind_words(file_type),
+            });
+        }
+        if !append {
+            rustix::fs::ftruncate(&fd, 0).map_err(|errno| ConfineError::io(&display(), errno))?;
+        }
+        // Back to blocking mode, as the shell's open leaves it (the program inherits it).
+        let blocking = if append {
+            OFlags::APPEND
+        } else {
+            OFlags::empty()
+        };
+        rustix::fs::fcntl_setfl(&fd, blocking)
+            .map_err(|errno| ConfineError::io(&display(), errno))?;
+        Ok(Some(File::from(fd)))
+    }
+
     /// Opens `relative` for reading as [`Dir::open_file`] does (no link followed at any
     /// component, never waiting on a FIFO), in one system call where the kernel can resolve a
     /// path beneath a directory that way (`openat2` with `RESOLVE_BENEATH |

@@ -37,6 +37,7 @@ pub mod cancel;
 pub mod confine;
 pub mod depfile;
 pub mod digest;
+mod direct;
 pub mod discovered;
 pub mod events;
 pub mod exec;

@@ -98,18 +98,42 @@ pub fn run_command(
     command: &mut Command,
     forward: Forward,
 ) -> io::Result<Finished> {
+    let started = std::cell::Cell::new(false);
+    run_redirected(context, command, forward, (Stdio::null(), None), &started)
+}
+
+/// [`run_command`] with the command's stdin from `stdio.0`, and its stdout to `stdio.1` when
+/// given (a file of a redirection: nothing of it is read) instead of a pipe read as the task's.
+/// `started` is set once the command has started (an error before says it never ran).
+pub(crate) fn run_redirected(
+    context: &ActionContext<'_>,
+    command: &mut Command,
+    forward: Forward,
+    stdio: (Stdio, Option<Stdio>),
+    started: &std::cell::Cell<bool>,
+) -> io::Result<Finished> {
+    let (stdin, stdout) = stdio;
+    let piped = stdout.is_none();
     command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdin(stdin)
+        .stdout(stdout.unwrap_or_else(Stdio::piped))
         .stderr(Stdio::piped());
     context.cancel.run(command, |mut child| {
-        let stdout = child.stdout.take().expect("stdout is piped");
+        started.set(true);
+        let stdout = child.stdout.take();
         let stderr = child.stderr.take().expect("stderr is piped");
         let sink = context.output;
         let mut streams = [
-            Reading::new(stdout.as_fd(), Stream::Stdout, forward == Forward::Both),
+            // A stdout that went to a file is a stream closed from the start (its descriptor
+            // is stderr's, never polled nor read).
+            Reading::new(
+                stdout.as_ref().map_or(stderr.as_fd(), |out| out.as_fd()),
+                Stream::Stdout,
+                forward == Forward::Both,
+            ),
             Reading::new(stderr.as_fd(), Stream::Stderr, true),
         ];
+        streams[0].open = piped;
         let mut buffer = vec![0u8; 16 * 1024];
         let mut status: Option<ExitStatus> = None;
         let mut exited_at: Option<Instant> = None;

@@ -129,19 +129,23 @@ pub struct ActionContext<'a> {
 #[derive(Debug, Default)]
 pub struct Spawning {
     programs: Mutex<HashMap<(OsString, String), PathBuf>>,
+    /// Which `sh` programs found are dash (see [`Spawning::is_dash`]).
+    dash: Mutex<HashMap<PathBuf, bool>>,
     /// The address of the environment [`Spawning::start`] found to be this process's own (0:
     /// none): another map is set in full (see [`Spawning::inherits`]).
     own_env: AtomicUsize,
 }
 
 impl Spawning {
-    /// The start of a run whose commands see `env`: forgets every program found, and compares
+    /// The start of a run whose commands see `env`: forgets every program found (and which is
+    /// dash), and compares
     /// `env` with this process's environment.
     pub fn start(&self, env: &BTreeMap<OsString, OsString>) {
         self.programs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.dash.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let own = if is_own_environment(env) {
             std::ptr::from_ref(env) as usize
         } else {
@@ -162,6 +166,19 @@ impl Spawning {
         let resolved = resolve_program(program, env)?;
         found.insert(key, resolved.clone());
         Some(resolved)
+    }
+
+    /// Whether the program at `path` (a `sh` found by [`Spawning::resolve`]) is dash: its real
+    /// path's file name is `dash`. Remembered for the run.
+    fn is_dash(&self, path: &Path) -> bool {
+        let mut known = self.dash.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&dash) = known.get(path) {
+            return dash;
+        }
+        let dash = std::fs::canonicalize(path)
+            .is_ok_and(|real| real.file_name() == Some(std::ffi::OsStr::new("dash")));
+        known.insert(path.to_path_buf(), dash);
+        dash
     }
 
     /// Whether a command given the environment `env` may inherit this process's: `env` is the
@@ -318,6 +335,11 @@ impl Action for CommandAction {
                 ..ActionFailure::default()
             });
         };
+        if let Some(start) = self.start_directly(context)
+            && let Some(ran) = self.run_directly(context, start)
+        {
+            return ran;
+        }
         // Found here in the command's own PATH, so it starts with `posix_spawn` (std forks when
         // a command's PATH differs from this process's); its argv[0] stays as written. It dies
         // with xbundle through the run's reaper (see `crate::cancel`).
@@ -347,9 +369,95 @@ impl Action for CommandAction {
                     },
                     ..ActionFailure::default()
                 })?;
-        if !finished.status.success() {
+        self.finish(context, finished.status)
+    }
+}
+
+impl CommandAction {
+    /// The start of `sh -c SCRIPT` without `sh`, when it would add nothing (see
+    /// [`crate::direct`]): only where `sh` is dash, whose behaviour the direct start copies.
+    fn start_directly(&self, context: &ActionContext<'_>) -> Option<crate::direct::Start> {
+        let [shell, dash_c, script] = self.argv.as_slice() else {
+            return None;
+        };
+        if shell != "sh" || dash_c != "-c" || !crate::direct::enabled() {
+            return None;
+        }
+        let script = crate::direct::parse(script)?;
+        // dash reads a `%` in a PATH entry as its own syntax (`/bin%builtin`).
+        if context
+            .env
+            .get(std::ffi::OsStr::new("PATH"))
+            .is_some_and(|path| path.as_encoded_bytes().contains(&b'%'))
+        {
+            return None;
+        }
+        let shell = context.spawning.resolve(shell, context.env)?;
+        if !context.spawning.is_dash(&shell) {
+            return None;
+        }
+        let program = context.spawning.resolve(script.program, context.env)?;
+        crate::direct::prepare(&script, &program, context)
+    }
+
+    /// Runs a [`crate::direct::Start`]: `None` when the program could not be started (too
+    /// many arguments, say), which the shell then tries and reports in its own words.
+    fn run_directly(
+        &self,
+        context: &ActionContext<'_>,
+        start: crate::direct::Start,
+    ) -> Option<Result<ActionOutput, ActionFailure>> {
+        let crate::direct::Start {
+            mut command,
+            stdin,
+            stdout,
+        } = start;
+        let started = std::cell::Cell::new(false);
+        let finished = match crate::output::run_redirected(
+            context,
+            &mut command,
+            crate::output::Forward::Both,
+            (stdin, stdout),
+            &started,
+        ) {
+            Ok(finished) => finished,
+            Err(err) if !started.get() && err.kind() != std::io::ErrorKind::Interrupted => {
+                return None;
+            }
+            Err(err) => {
+                return Some(Err(ActionFailure {
+                    message: if err.kind() == std::io::ErrorKind::Interrupted {
+                        "not started: the run was interrupted".to_string()
+                    } else {
+                        format!("`{}` failed: {err}", self.argv[2])
+                    },
+                    ..ActionFailure::default()
+                }));
+            }
+        };
+        // What the shell would have reported; a cancelled run's signal would have killed it.
+        let status = if context.cancel.is_cancelled() {
+            finished.status
+        } else {
+            let (status, line) = crate::direct::as_dash_status(finished.status);
+            if let Some(line) = line {
+                context.print(crate::events::Stream::Stderr, line.as_bytes());
+            }
+            status
+        };
+        Some(self.finish(context, status))
+    }
+
+    /// After the command ended with `status`: its failure, or its output (the depfile's
+    /// discoveries).
+    fn finish(
+        &self,
+        context: &ActionContext<'_>,
+        status: std::process::ExitStatus,
+    ) -> Result<ActionOutput, ActionFailure> {
+        if !status.success() {
             return Err(ActionFailure {
-                message: format!("command exited with {}", finished.status),
+                message: format!("command exited with {status}"),
                 ..ActionFailure::default()
             });
         }

@@ -1,0 +1,546 @@
+//! Starting a shell task's command without its shell, when the shell would add nothing.
+//!
+//! A `run` string is the argv `sh -c SCRIPT`. Starting `sh` costs a process: an `exec`, the
+//! dynamic loader, the shell's own start (about 1.2 ms of processor time per command on the
+//! bench's VM, more than the `cat` it then runs). GNU make has long skipped the shell for a
+//! command with no shell syntax in it; this module does the same for a slightly larger set of
+//! scripts, each of which it runs exactly as `dash`, Debian's `sh`, would:
+//!
+//! - words of plain characters (ASCII letters and digits, `_ . / - + , : @ % =`), separated by
+//!   blanks; the first names a program found in the command's `PATH` (not a builtin, a
+//!   reserved word or an assignment);
+//! - `*` and `?` in the last component of an argument (a pattern not starting with `.`):
+//!   expanded as dash expands them, to the names of that directory the pattern matches, in
+//!   byte order (dash sorts with `strcmp` whatever the locale), hidden names left out; a
+//!   pattern that matches nothing stays as written;
+//! - redirections `< file`, `> file` and `>> file` (no file descriptor number, no pattern),
+//!   opened in the order written, as dash opens them (mode 0666 less the umask).
+//!
+//! The paths a script names are bundle.toml's, so untrusted: a pattern's directory is listed,
+//! and a redirection's file opened, through [`crate::confine`] (below the workspace, no link
+//! followed). One that is absolute, not normalized, or reached through a link is left to the
+//! shell, which resolves it as it always did.
+//!
+//! Anything else (quotes, `$`, `;`, `|`, `&`, a newline, `~`, `#`, `[`, a second stdout
+//! redirection…) runs through `sh` as written. So does a script whose direct start meets
+//! anything unusual before the program starts: `sh` not being dash (bash sorts a pattern's
+//! matches by the locale), a program not found or not startable as it is (a script without
+//! `#!`), a redirection that cannot be opened or names something other than a regular file (a
+//! FIFO would block here), an environment dash would change (a variable whose name it drops,
+//! or `IFS`, `OPTIND`, `PPID`, which it resets). The shell then does what it always did,
+//! messages included; the redirections the direct start opened are opened again by it, in the
+//! same order, with the same effect.
+//!
+//! What the program sees is what dash would have given it: the same argv (`argv[0]` as
+//! written), the same environment with `PWD` set as dash sets it (kept if it names the working
+//! directory, else the directory's physical path), the same file descriptors. dash forks for
+//! the command (it does not `exec` the last one): a command killed by a signal makes it exit
+//! with 128 + the signal and print the signal's description (not for SIGINT and SIGPIPE), and
+//! so does a direct start here, unless the run is being cancelled (then the shell itself would
+//! have been killed by the same signal).
+//!
+//! `XBUNDLE_DIRECT_EXEC=0` starts every script through `sh`. Whether a command started directly
+//! is not part of any key: both ways run the same program with the same arguments, files and
+//! environment.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::confine::Dir;
+
+/// A script this module may start without its shell, as parsed (nothing expanded yet).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Script<'a> {
+    pub program: &'a str,
+    /// The arguments after the program, in order; a word with `*` or `?` is a pattern.
+    pub args: Vec<&'a str>,
+    /// The redirections, in the order written.
+    pub redirects: Vec<Redirect<'a>>,
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) enum RedirectKind {
+    /// `< file`
+    Read,
+    /// `> file`
+    Truncate,
+    /// `>> file`
+    Append,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Redirect<'a> {
+    pub kind: RedirectKind,
+    pub target: &'a str,
+}
+
+/// dash's builtins and reserved words (and a few of other shells'): a first word naming one
+/// runs through the shell, whose builtin may differ from the program of that name.
+const SHELL_WORDS: &[&str] = &[
+    ".", ":", "[", "alias", "bg", "break", "case", "cd", "chdir", "command", "continue", "do",
+    "done", "echo", "elif", "else", "esac", "eval", "exec", "exit", "export", "false", "fc", "fg",
+    "fi", "for", "getopts", "hash", "history", "if", "in", "jobs", "kill", "local", "printf",
+    "pwd", "read", "readonly", "return", "set", "shift", "test", "then", "times", "trap", "true",
+    "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
+];
+
+fn plain(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"_./-+,:@%=".contains(&byte)
+}
+
+fn is_pattern(word: &str) -> bool {
+    word.bytes().any(|b| b == b'*' || b == b'?')
+}
+
+/// `script` as a [`Script`], or `None` when it uses anything beyond what this module runs
+/// (see the module docs).
+pub(crate) fn parse(script: &str) -> Option<Script<'_>> {
+    let mut words: Vec<&str> = Vec::new();
+    let mut redirects = Vec::new();
+    // A redirection operator whose file is the next token.
+    let mut pending: Option<RedirectKind> = None;
+    for token in script.split([' ', '\t']).filter(|t| !t.is_empty()) {
+        let (kind, rest) = if let Some(rest) = token.strip_prefix(">>") {
+            (Some(RedirectKind::Append), rest)
+        } else if let Some(rest) = token.strip_prefix('>') {
+            (Some(RedirectKind::Truncate), rest)
+        } else if let Some(rest) = token.strip_prefix('<') {
+            (Some(RedirectKind::Read), rest)
+        } else {
+            (None, token)
+        };
+        if kind.is_some() && pending.is_some() {
+            return None;
+        }
+        if rest.is_empty() {
+            // `>` alone: its file follows (nothing else can be empty).
+            pending = Some(kind?);
+            continue;
+        }
+        let patterned = rest.bytes().all(|b| plain(b) || b == b'*' || b == b'?');
+        if !patterned {
+            return None;
+        }
+        match kind.or(pending.take()) {
+            Some(kind) => {
+                if is_pattern(rest) {
+                    return None;
+                }
+                redirects.push(Redirect { kind, target: rest });
+            }
+            None => words.push(rest),
+        }
+    }
+    if pending.is_some() {
+        return None;
+    }
+    let stdin = redirects
+        .iter()
+        .filter(|r| r.kind == RedirectKind::Read)
+        .count();
+    if stdin > 1 || redirects.len() - stdin > 1 {
+        return None;
+    }
+    let (&program, args) = words.split_first()?;
+    if program.contains(['/', '=']) || is_pattern(program) || SHELL_WORDS.contains(&program) {
+        return None;
+    }
+    for &arg in args {
+        if is_pattern(arg) {
+            let (_, pattern) = split_pattern(arg)?;
+            if pattern.starts_with('.') {
+                return None;
+            }
+        }
+    }
+    Some(Script {
+        program,
+        args: args.to_vec(),
+        redirects,
+    })
+}
+
+/// A pattern word as (its directory as written, with its `/`; its last component), or `None`
+/// when a pattern character is outside the last component, the word ends with `/` or repeats
+/// one.
+fn split_pattern(word: &str) -> Option<(&str, &str)> {
+    let (dir, pattern) = match word.rfind('/') {
+        Some(at) => word.split_at(at + 1),
+        None => ("", word),
+    };
+    (!is_pattern(dir) && !pattern.is_empty() && !word.contains("//")).then_some((dir, pattern))
+}
+
+/// Whether `name` matches `pattern` (`*` any bytes, `?` one byte, anything else itself), as
+/// dash's `pmatch` does for these two.
+pub(crate) fn matches(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    // Where the last `*` was, and the name position it is now taken to cover up to.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((at, covered)) => {
+                    p = at + 1;
+                    n = covered + 1;
+                    star = Some((at, covered + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// An argument as the program gets it: a pattern's matches (see the module docs), or the word
+/// itself. `cwd` is the task's directory, relative to the workspace root `tree`. `None` when
+/// the pattern's directory cannot be listed without following a link or leaving the workspace
+/// (the shell, which may, then expands it).
+pub(crate) fn expand(word: &str, tree: &Dir, cwd: &str, into: &mut Vec<OsString>) -> Option<()> {
+    let Some((dir, pattern)) = split_pattern(word).filter(|_| is_pattern(word)) else {
+        into.push(word.into());
+        return Some(());
+    };
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    if let Some(listed) = tree
+        .open_dir(&within(cwd, dir.trim_end_matches('/'))?)
+        .ok()?
+    {
+        for (name, _) in listed.entries().ok()? {
+            if !name.starts_with(b".") && matches(pattern.as_bytes(), &name) {
+                let mut path = dir.as_bytes().to_vec();
+                path.extend_from_slice(&name);
+                found.push(path);
+            }
+        }
+    }
+    if found.is_empty() {
+        // A pattern that matches nothing (or whose directory is missing) stays as written.
+        into.push(word.into());
+        return Some(());
+    }
+    found.sort_unstable();
+    into.extend(found.into_iter().map(OsString::from_vec));
+    Some(())
+}
+
+/// `path` (relative to the task's directory `cwd`, itself relative to the root) relative to
+/// the root, for [`Dir`]'s confined opens: `None` when it is absolute or not normalized (the
+/// shell then resolves it).
+fn within(cwd: &str, path: &str) -> Option<String> {
+    if path.starts_with('/') {
+        return None;
+    }
+    let joined = match (cwd.is_empty(), path.is_empty()) {
+        (_, true) => cwd.to_string(),
+        (true, false) => path.to_string(),
+        (false, false) => format!("{cwd}/{path}"),
+    };
+    (joined.is_empty() || crate::confine::check_relative(&joined).is_ok()).then_some(joined)
+}
+
+/// Whether dash would pass `env` on as it is (bar `PWD`): every name one it imports, none of
+/// the variables it resets.
+pub(crate) fn env_unchanged_by_dash(env: &BTreeMap<OsString, OsString>) -> bool {
+    env.keys().all(|name| {
+        let name = name.as_bytes();
+        let valid = name
+            .first()
+            .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_')
+            && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_');
+        valid && !matches!(name, b"IFS" | b"OPTIND" | b"PPID")
+    })
+}
+
+/// The `PWD` dash gives its commands when started in `cwd` with `env`: the inherited one if it
+/// is absolute and names `cwd`'s directory, else `cwd`'s physical path.
+pub(crate) fn dash_pwd(env: &BTreeMap<OsString, OsString>, cwd: &Path) -> Option<OsString> {
+    let here = std::fs::metadata(cwd).ok()?;
+    if let Some(pwd) = env.get(OsStr::new("PWD"))
+        && pwd.as_bytes().starts_with(b"/")
+        && std::fs::metadata(pwd).is_ok_and(|m| m.dev() == here.dev() && m.ino() == here.ino())
+    {
+        return Some(pwd.clone());
+    }
+    std::fs::canonicalize(cwd).ok().map(OsString::from)
+}
+
+/// Opens a redirection's file as dash would (mode 0666 less the umask), but confined: `None`
+/// if it is not a regular file below the workspace reached without a link, or cannot be opened
+/// (the shell then opens it, or fails to, in its own way).
+fn open_redirect(redirect: &Redirect<'_>, tree: &Dir, cwd: &str) -> Option<File> {
+    let relative = within(cwd, redirect.target)?;
+    match redirect.kind {
+        RedirectKind::Read => tree.open_file(&relative).ok()?.map(|(file, _)| file),
+        RedirectKind::Truncate => tree.open_to_write(&relative, false, 0o666).ok()?,
+        RedirectKind::Append => tree.open_to_write(&relative, true, 0o666).ok()?,
+    }
+}
+
+/// A command ready to start without its shell, and where its stdin and stdout go.
+pub(crate) struct Start {
+    pub command: Command,
+    pub stdin: Stdio,
+    /// `None`: a pipe to the task's output, as for any command.
+    pub stdout: Option<Stdio>,
+}
+
+/// Whether direct starts are on (`XBUNDLE_DIRECT_EXEC`, read once).
+pub fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("XBUNDLE_DIRECT_EXEC").is_none_or(|v| v != "0"))
+}
+
+/// The direct start of `script` as the task of `context` (its directory, environment and
+/// workspace), whose program was found at `program`; `None` when it must go through the shell.
+/// Opens its redirections.
+pub(crate) fn prepare(
+    script: &Script<'_>,
+    program: &Path,
+    context: &crate::task::ActionContext<'_>,
+) -> Option<Start> {
+    let (cwd, env, tree) = (context.cwd, context.env, context.tree);
+    if !env_unchanged_by_dash(env) {
+        return None;
+    }
+    let relative = cwd.strip_prefix(context.root).ok()?.to_str()?;
+    let pwd = dash_pwd(env, cwd)?;
+    let mut args = Vec::with_capacity(script.args.len());
+    for arg in &script.args {
+        expand(arg, tree, relative, &mut args)?;
+    }
+    let mut stdin = None;
+    let mut stdout = None;
+    for redirect in &script.redirects {
+        let file = open_redirect(redirect, tree, relative)?;
+        match redirect.kind {
+            RedirectKind::Read => stdin = Some(file),
+            RedirectKind::Truncate | RedirectKind::Append => stdout = Some(file),
+        }
+    }
+    let mut command = Command::new(program);
+    std::os::unix::process::CommandExt::arg0(&mut command, script.program);
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env)
+        .env("PWD", pwd);
+    Some(Start {
+        command,
+        stdin: stdin.map_or_else(Stdio::null, Stdio::from),
+        stdout: stdout.map(Stdio::from),
+    })
+}
+
+/// The status dash would have exited with after its command ended with `status`, and the line
+/// it would have printed on stderr (see the module docs).
+pub(crate) fn as_dash_status(status: ExitStatus) -> (ExitStatus, Option<String>) {
+    let Some(signal) = status.signal() else {
+        return (status, None);
+    };
+    let shell = ExitStatus::from_raw(((128 + signal) & 0xff) << 8);
+    if signal == libc::SIGINT || signal == libc::SIGPIPE {
+        return (shell, None);
+    }
+    // SAFETY: strsignal(3) returns a pointer to a NUL-terminated string, valid until the next
+    // call in this thread; it is copied at once.
+    let description = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(signal)) }
+        .to_string_lossy()
+        .into_owned();
+    let core = if status.core_dumped() {
+        " (core dumped)"
+    } else {
+        ""
+    };
+    (shell, Some(format!("{description}{core}\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_scripts_parse_and_the_rest_goes_to_the_shell() {
+        let script = parse(" cat  src/*.txt >out/out.txt\t").unwrap();
+        assert_eq!(script.program, "cat");
+        assert_eq!(script.args, ["src/*.txt"]);
+        assert_eq!(
+            script.redirects,
+            [Redirect {
+                kind: RedirectKind::Truncate,
+                target: "out/out.txt"
+            }]
+        );
+        let script = parse("sort -u < in.txt >> log a=b").unwrap();
+        assert_eq!(script.args, ["-u", "a=b"]);
+        assert_eq!(script.redirects.len(), 2);
+        assert_eq!(parse("tsc -p tsconfig.json").unwrap().args.len(), 2);
+        for shell in [
+            "",
+            "   ",
+            "cat 'a b'",
+            "cat \"a\"",
+            "echo $HOME",
+            "cat a; rm b",
+            "cat a | wc",
+            "cat a && b",
+            "sleep 1 &",
+            "cat a\ncat b",
+            "cat ~/a",
+            "cat a # note",
+            "cat [ab].txt",
+            "cat a\\ b",
+            "cat a 2>err",
+            "cat a 2> err",
+            "cat a >&2",
+            "cat a >| f",
+            "cat <<EOF",
+            "cat <> f",
+            "cat a > f > g",
+            "cat < a < b",
+            "cat a >",
+            "cat a > > f",
+            "cat a > *.txt",
+            "cat */a.txt",
+            "cat src/.*",
+            "cat src/*/",
+            "cat src//*.txt",
+            "CC=gcc make",
+            "./build.sh",
+            "/bin/cat a",
+            "c*t a",
+            "echo hi",
+            "test -f a",
+            "cd sub",
+            "exec cat a",
+            "if true",
+            "{ cat a",
+            "(cat a)",
+            "cat a > f < b > g",
+            "cät a",
+            "cat a\r",
+        ] {
+            assert_eq!(parse(shell), None, "{shell:?} must go through the shell");
+        }
+        assert!(parse("cat a > f < b").is_some());
+        assert!(parse("cat *").is_some());
+        assert!(parse("cat src/a?.txt").is_some());
+    }
+
+    #[test]
+    fn patterns_match_as_the_shell_matches_them() {
+        for (pattern, name, expected) in [
+            ("*", "abc", true),
+            ("*.txt", "a.txt", true),
+            ("*.txt", "a.txt.bak", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*a*b*", "xaybz", true),
+            ("*a*b", "xaybz", false),
+            ("**", "", true),
+            ("?", "", false),
+            ("f0*1", "f0101", true),
+            ("f0*1", "f0110", false),
+        ] {
+            assert_eq!(
+                matches(pattern.as_bytes(), name.as_bytes()),
+                expected,
+                "{pattern:?} against {name:?}"
+            );
+        }
+    }
+
+    fn sh_is_dash() -> bool {
+        let dash = std::fs::canonicalize("/bin/sh")
+            .is_ok_and(|real| real.file_name() == Some(OsStr::new("dash")));
+        if !dash {
+            eprintln!("skipped: /bin/sh is not dash");
+        }
+        dash
+    }
+
+    /// What dash makes of `words` in `dir`: each resulting word, as `printf` prints it.
+    fn dash_expands(dir: &Path, words: &str) -> Vec<Vec<u8>> {
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("for w in {words}; do printf '%s\\n' \"$w\"; done"))
+            .current_dir(dir)
+            .output()
+            .expect("run sh");
+        assert!(out.status.success(), "{out:?}");
+        out.stdout
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Differential: our expansion of random patterns over random names (hidden ones,
+        /// upper and lower case, `_`, `-`, bytes above ASCII, a directory among them) is
+        /// dash's, in its order.
+        #[test]
+        fn patterns_expand_as_dash_expands_them(
+            names in proptest::collection::btree_set("[aB_.0-9é-]{1,4}", 0..14),
+            patterns in proptest::collection::vec("[aB_0-9é*?-][aB_.0-9é*?-]{0,3}", 1..5),
+            in_subdirectory in proptest::bool::ANY,
+        ) {
+            if !sh_is_dash() {
+                return Ok(());
+            }
+            let temp = tempfile::tempdir().unwrap();
+            std::fs::create_dir(temp.path().join("d")).unwrap();
+            for (i, name) in names.iter().filter(|n| *n != "." && *n != "..").enumerate() {
+                let path = temp.path().join("d").join(name);
+                if i == 2 {
+                    std::fs::create_dir(path).unwrap();
+                } else {
+                    std::fs::write(path, "").unwrap();
+                }
+            }
+            let tree = Dir::open_root(temp.path()).unwrap();
+            let (cwd, prefix) = if in_subdirectory { ("d", "") } else { ("", "d/") };
+            let words: Vec<String> = patterns.iter().map(|p| format!("{prefix}{p}")).collect();
+            let mut ours = Vec::new();
+            for word in &words {
+                proptest::prop_assert!(expand(word, &tree, cwd, &mut ours).is_some());
+            }
+            let ours: Vec<Vec<u8>> = ours.into_iter().map(OsString::into_vec).collect();
+            let theirs = dash_expands(&temp.path().join(cwd), &words.join(" "));
+            proptest::prop_assert_eq!(ours, theirs, "words {:?} over {:?}", words, names);
+        }
+    }
+
+    #[test]
+    fn a_signal_becomes_the_shells_exit_status_and_message() {
+        let (status, line) = as_dash_status(ExitStatus::from_raw(libc::SIGTERM));
+        assert_eq!(status.code(), Some(143));
+        assert_eq!(line.as_deref(), Some("Terminated\n"));
+        let (status, line) = as_dash_status(ExitStatus::from_raw(libc::SIGPIPE));
+        assert_eq!(status.code(), Some(141));
+        assert_eq!(line, None);
+        let (status, line) = as_dash_status(ExitStatus::from_raw(libc::SIGABRT | 0x80));
+        assert_eq!(status.code(), Some(134));
+        assert_eq!(line.as_deref(), Some("Aborted (core dumped)\n"));
+        let (status, line) = as_dash_status(ExitStatus::from_raw(3 << 8));
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(line, None);
+    }
+}
