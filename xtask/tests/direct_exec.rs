@@ -9,13 +9,15 @@ use crate::common;
 
 use common::Repo;
 
-/// Prints its arguments, one per line, then its parent process's name into `out/parent.txt`.
+/// Prints its arguments, one per line, then into `out/parent.txt` its parent process's name and
+/// whether it leads its process group.
 const ARGS_AWK: &str = r#"BEGIN {
     for (i = 1; i < ARGC; i++) print ARGV[i]
     getline stat < "/proc/self/stat"
     split(stat, field, " ")
     getline parent < ("/proc/" field[4] "/comm")
     print parent > "out/parent.txt"
+    print (field[1] == field[5] ? "group leader" : "group member") > "out/parent.txt"
     exit
 }
 "#;
@@ -72,13 +74,15 @@ fn repo() -> Repo {
     repo
 }
 
-/// Runs `args` in `repo` with nothing in its environment but `PATH` (the sandbox's `bin`
-/// first), `HOME`, `NO_COLOR` and `PWD` naming `pkg` through a link; `through_shell` sets
-/// `XBUNDLE_DIRECT_EXEC=0`.
+/// Runs `args` in `repo` with nothing in its environment but `PATH` (the repository's `bin`,
+/// `bin2` and `bin3/` first), `HOME`, `NO_COLOR` and `PWD` naming `pkg` through a link;
+/// `through_shell` sets `XBUNDLE_DIRECT_EXEC=0`.
 fn run(repo: &Repo, args: &[&str], through_shell: bool) -> common::Run {
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}/:{}",
         repo.join("bin").display(),
+        repo.join("bin2").display(),
+        repo.join("bin3").display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let mut command = repo.command();
@@ -145,9 +149,16 @@ fn a_plain_command_starts_without_sh_and_gets_what_sh_would_give_it() {
     let by_shell = run(&shell, &["task"], true);
     by_shell.assert_code(0);
 
-    // Which way each started: awk's parent is xbundle itself, or a shell.
-    assert_ne!(direct.read("pkg/out/parent.txt"), "sh\n");
-    assert_eq!(shell.read("pkg/out/parent.txt"), "sh\n");
+    // Which way each started: awk's parent is xbundle itself, or a shell. Either way it is
+    // not its group's leader (a program that calls setsid(2) must be able to).
+    let parent = |repo: &Repo| {
+        let text = repo.read("pkg/out/parent.txt");
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines
+    };
+    assert_ne!(parent(&direct)[0], "sh");
+    assert_eq!(parent(&shell), ["sh", "group member"]);
+    assert_eq!(parent(&direct)[1], "group member");
 
     let expected_args = [
         "src/B.txt",
@@ -225,6 +236,10 @@ outputs = ["p.txt"]
 [tasks.absent]
 run = "no-such-program-here > out/y.txt"
 outputs = ["out/y.txt"]
+
+[tasks.partial]
+run = "selfkill -TERM partial"
+outputs = ["q.txt"]
 "#;
 
 #[test]
@@ -232,7 +247,8 @@ fn a_failing_command_fails_with_the_status_and_messages_sh_gives() {
     if skip_unless_dash() {
         return;
     }
-    let script = "#!/bin/sh\nulimit -c 0\nkill ${1:--TERM} $$\n";
+    let script =
+        "#!/bin/sh\nulimit -c 0\n[ -n \"$2\" ] && printf %s \"$2\" >&2\nkill ${1:--TERM} $$\n";
     let files = [("bin/selfkill", script), ("out/.keep", "")];
     let direct = Repo::new(FAILING, &files);
     let shell = Repo::new(FAILING, &files);
@@ -251,6 +267,7 @@ fn a_failing_command_fails_with_the_status_and_messages_sh_gives() {
         ("aborted", 134, "Aborted\n"),
         ("piped", 141, ""),
         ("absent", 127, "sh: 1: no-such-program-here: not found\n"),
+        ("partial", 143, "partialTerminated\n"),
     ] {
         let id = format!("task:{task}");
         let by_direct = run(&direct, &["task", task], false);
@@ -272,7 +289,12 @@ fn a_failing_command_fails_with_the_status_and_messages_sh_gives() {
                 .collect()
         };
         assert_eq!(stderr(&by_direct), message, "{task}");
-        assert_eq!(stderr(&by_direct), stderr(&by_shell), "{task}");
+        // Event by event: dash's message joins a last line the command left unfinished.
+        assert_eq!(
+            task_output(&by_direct, &id),
+            task_output(&by_shell, &id),
+            "{task}"
+        );
     }
     // The shell opened the redirection before finding no program: so did the direct start's
     // fallback.
@@ -310,7 +332,7 @@ outputs = ["out/copy.txt"]
     by_direct.assert_code(0);
     run(&shell, &["task", "linked_dir"], true).assert_code(0);
     // The pattern's directory is a link: listed by the shell, not through it by xbundle.
-    assert_eq!(direct.read("out/parent.txt"), "sh\n");
+    assert_eq!(direct.read("out/parent.txt"), "sh\ngroup member\n");
     assert_eq!(
         task_output(&by_direct, "task:linked_dir"),
         [("stdout".to_string(), "lnk/x.txt\nlnk/y.txt\n".to_string())]
@@ -362,4 +384,149 @@ outputs = ["x.txt"]
         task_output(&runs[0], "task:long"),
         task_output(&runs[1], "task:long")
     );
+}
+
+/// Runs `args` as [`run`] does, failing (and killing it) if it takes over a minute: a command
+/// blocked on a FIFO must not hang the test.
+fn run_within_a_minute(repo: &Repo, args: &[&str]) -> common::Run {
+    let mut command = repo.command();
+    command
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["--message-format", "json"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("run xtask");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("xtask {args:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    common::Run::parse_json(args, child.wait_with_output().expect("collect output"))
+}
+
+#[test]
+fn a_fifo_named_by_a_redirection_is_never_opened_by_xbundle() {
+    if skip_unless_dash() {
+        return;
+    }
+    // Opening a FIFO, even without waiting, wakes its other end: a reader would see the end
+    // of the data, a waiting writer would be let through to a closed pipe. So a FIFO goes to
+    // the shell untouched, and the data goes through as it would.
+    let tasks = r#"
+[tasks.write]
+run = "cat a.txt > out.pipe"
+
+[tasks.read]
+run = "cat < in.pipe"
+"#;
+    let repo = Repo::new(tasks, &[("a.txt", "hello\n")]);
+    for name in ["out.pipe", "in.pipe"] {
+        let path = std::ffi::CString::new(repo.join(name).to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+    }
+    let out_pipe = repo.join("out.pipe");
+    let reader = std::thread::spawn(move || std::fs::read_to_string(out_pipe).unwrap());
+    run_within_a_minute(&repo, &["task", "write"]).assert_code(0);
+    assert_eq!(reader.join().unwrap(), "hello\n");
+
+    let in_pipe = repo.join("in.pipe");
+    let writer = std::thread::spawn(move || std::fs::write(in_pipe, "from the writer\n"));
+    let read = run_within_a_minute(&repo, &["task", "read"]);
+    read.assert_code(0);
+    writer.join().unwrap().expect("the writer's data was read");
+    assert_eq!(
+        task_output(&read, "task:read"),
+        [("stdout".to_string(), "from the writer\n".to_string())]
+    );
+}
+
+#[test]
+fn the_program_is_looked_for_in_path_at_each_start_as_dash_does() {
+    if skip_unless_dash() {
+        return;
+    }
+    // `hello` is in bin2 at first; task b puts another in bin, earlier in PATH, before task c
+    // runs: c runs that one. And a PATH entry ending with `/` gives a script the `$0` dash gives.
+    let tasks = r#"
+[tasks.a]
+run = "hello"
+
+[tasks.b]
+run = "cp hello-first bin/hello"
+outputs = ["bin/hello"]
+deps = ["a"]
+
+[tasks.c]
+run = "hello"
+deps = ["b"]
+
+[tasks.zero]
+run = "show0"
+"#;
+    let files = [
+        ("bin2/hello", "#!/bin/sh\necho second in PATH\n"),
+        ("hello-first", "#!/bin/sh\necho first in PATH\n"),
+        ("bin3/show0", "#!/bin/sh\necho \"$0\"\n"),
+        ("bin/.keep", ""),
+    ];
+    let direct = Repo::new(tasks, &files);
+    let shell = Repo::new(tasks, &files);
+    for repo in [&direct, &shell] {
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["bin2/hello", "hello-first", "bin3/show0"] {
+            let mode = std::fs::Permissions::from_mode(0o755);
+            std::fs::set_permissions(repo.join(file), mode).unwrap();
+        }
+    }
+    let by_direct = run(&direct, &["task"], false);
+    by_direct.assert_code(0);
+    let by_shell = run(&shell, &["task"], true);
+    by_shell.assert_code(0);
+    let said = |run: &common::Run, repo: &Repo, id: &str| -> Vec<String> {
+        normalized(repo, &task_output(run, id)[0].1, false)
+    };
+    assert_eq!(said(&by_direct, &direct, "task:a"), ["second in PATH"]);
+    assert_eq!(said(&by_direct, &direct, "task:c"), ["first in PATH"]);
+    assert_eq!(
+        said(&by_direct, &direct, "task:zero"),
+        ["<repo>/bin3//show0"]
+    );
+    for id in ["task:a", "task:c", "task:zero"] {
+        assert_eq!(
+            said(&by_direct, &direct, id),
+            said(&by_shell, &shell, id),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn redirected_descriptors_have_the_flags_dashs_open_gives_them() {
+    if skip_unless_dash() {
+        return;
+    }
+    let tasks = r#"
+[tasks.fds]
+run = "cat /proc/self/fdinfo/0 /proc/self/fdinfo/1 < a.txt >> out/fds.txt"
+outputs = ["out/fds.txt"]
+"#;
+    let files = [("a.txt", "a\n"), ("out/.keep", "")];
+    let flags = |through_shell: bool| -> Vec<String> {
+        let repo = Repo::new(tasks, &files);
+        run(&repo, &["task"], through_shell).assert_code(0);
+        repo.read("out/fds.txt")
+            .lines()
+            .filter(|line| line.starts_with("flags:"))
+            .map(str::to_string)
+            .collect()
+    };
+    let direct = flags(false);
+    assert_eq!(direct.len(), 2, "{direct:?}");
+    assert_eq!(direct, flags(true));
 }

@@ -277,8 +277,20 @@ impl Cancel {
         command: &mut Command,
         wait: impl FnOnce(Child) -> io::Result<T>,
     ) -> io::Result<T> {
+        self.run_in_group(command, None, wait)
+    }
+
+    /// [`Cancel::run`] with the command joining the process group `group` (a group made for it
+    /// alone, whose leader is another process: see [`crate::direct::Leader`]) instead of leading
+    /// one of its own.
+    pub(crate) fn run_in_group<T>(
+        &self,
+        command: &mut Command,
+        group: Option<i32>,
+        wait: impl FnOnce(Child) -> io::Result<T>,
+    ) -> io::Result<T> {
         use std::os::unix::process::CommandExt;
-        command.process_group(0);
+        command.process_group(group.unwrap_or(0));
         if self.is_cancelled() {
             return Err(io::Error::new(
                 io::ErrorKind::Interrupted,
@@ -291,7 +303,7 @@ impl Cancel {
         // workers at once would wait for each other.
         self.start_reaper();
         let child = command.spawn()?;
-        let group = child.id() as i32;
+        let group = group.unwrap_or(child.id() as i32);
         {
             let mut groups = self.groups();
             groups.push(group);

@@ -7,14 +7,15 @@
 //! scripts, each of which it runs exactly as `dash`, Debian's `sh`, would:
 //!
 //! - words of plain characters (ASCII letters and digits, `_ . / - + , : @ % =`), separated by
-//!   blanks; the first names a program found in the command's `PATH` (not a builtin, a
-//!   reserved word or an assignment);
+//!   blanks; the first names a program (not a builtin, a reserved word or an assignment),
+//!   looked for in the command's `PATH` at each start, as dash looks for it, and started by
+//!   the path dash would build (the entry, `/`, the name);
 //! - `*` and `?` in the last component of an argument (a pattern not starting with `.`):
 //!   expanded as dash expands them, to the names of that directory the pattern matches, in
 //!   byte order (dash sorts with `strcmp` whatever the locale), hidden names left out; a
 //!   pattern that matches nothing stays as written;
 //! - redirections `< file`, `> file` and `>> file` (no file descriptor number, no pattern),
-//!   opened in the order written, as dash opens them (mode 0666 less the umask).
+//!   opened in the order written, as dash opens them (mode 0666 less the umask, dash's flags).
 //!
 //! The paths a script names are bundle.toml's, so untrusted: a pattern's directory is listed,
 //! and a redirection's file opened, through [`crate::confine`] (below the workspace, no link
@@ -25,19 +26,27 @@
 //! redirection…) runs through `sh` as written. So does a script whose direct start meets
 //! anything unusual before the program starts: `sh` not being dash (bash sorts a pattern's
 //! matches by the locale), a program not found or not startable as it is (a script without
-//! `#!`), a redirection that cannot be opened or names something other than a regular file (a
-//! FIFO would block here), an environment dash would change (a variable whose name it drops,
-//! or `IFS`, `OPTIND`, `PPID`, which it resets). The shell then does what it always did,
-//! messages included; the redirections the direct start opened are opened again by it, in the
-//! same order, with the same effect.
+//! `#!`, too many arguments), a redirection that cannot be opened or names something other
+//! than a regular file (not even opened: opening a FIFO wakes its other end), an environment
+//! dash would change (a variable whose name it drops, or `IFS`, `OPTIND`, `PPID`, which it
+//! resets; a `PWD` under `/proc` or `/dev`, which dash would resolve in its own process). The
+//! shell then does what it always did, messages included; the redirections the direct start
+//! opened are opened again by it, in the same order, with the same effect.
 //!
 //! What the program sees is what dash would have given it: the same argv (`argv[0]` as
 //! written), the same environment with `PWD` set as dash sets it (kept if it names the working
-//! directory, else the directory's physical path), the same file descriptors. dash forks for
-//! the command (it does not `exec` the last one): a command killed by a signal makes it exit
-//! with 128 + the signal and print the signal's description (not for SIGINT and SIGPIPE), and
-//! so does a direct start here, unless the run is being cancelled (then the shell itself would
-//! have been killed by the same signal).
+//! directory, else the directory's physical path), the same file descriptors with the same
+//! flags, a process group it does not lead (see [`Leader`]: it can call `setsid(2)`). dash
+//! forks for the command (it does not `exec` the last one): a command killed by a signal makes
+//! it exit with 128 + the signal and print the signal's description (not for SIGINT and
+//! SIGPIPE), and so does a direct start here, unless the run is being cancelled (then the
+//! shell itself would have been killed by the same signal).
+//!
+//! Known differences, none in what a successful command is given:
+//! - the environment's variables come in another order (sorted; dash lists them in the order
+//!   of its hash table): a program that prints them unsorted prints another order;
+//! - a signal sent to the whole process group (`kill 0`) would have killed dash with the
+//!   command: the task fails either way, here with dash's status and message for the command.
 //!
 //! `XBUNDLE_DIRECT_EXEC=0` starts every script through `sh`. Whether a command started directly
 //! is not part of any key: both ways run the same program with the same arguments, files and
@@ -46,6 +55,7 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
@@ -270,7 +280,15 @@ pub(crate) fn env_unchanged_by_dash(env: &BTreeMap<OsString, OsString>) -> bool 
 /// is absolute and names `cwd`'s directory, else `cwd`'s physical path.
 pub(crate) fn dash_pwd(env: &BTreeMap<OsString, OsString>, cwd: &Path) -> Option<OsString> {
     let here = std::fs::metadata(cwd).ok()?;
-    if let Some(pwd) = env.get(OsStr::new("PWD"))
+    let inherited = env.get(OsStr::new("PWD"));
+    // A path through `/proc/self` names another directory for dash than for this process.
+    if inherited.is_some_and(|pwd| {
+        let pwd = pwd.as_bytes();
+        pwd.starts_with(b"/proc/") || pwd.starts_with(b"/dev/")
+    }) {
+        return None;
+    }
+    if let Some(pwd) = inherited
         && pwd.as_bytes().starts_with(b"/")
         && std::fs::metadata(pwd).is_ok_and(|m| m.dev() == here.dev() && m.ino() == here.ino())
     {
@@ -281,13 +299,91 @@ pub(crate) fn dash_pwd(env: &BTreeMap<OsString, OsString>, cwd: &Path) -> Option
 
 /// Opens a redirection's file as dash would (mode 0666 less the umask), but confined: `None`
 /// if it is not a regular file below the workspace reached without a link, or cannot be opened
-/// (the shell then opens it, or fails to, in its own way).
+/// (the shell then opens it, or fails to, in its own way). Something else found there (a FIFO,
+/// a device) is not opened at all: even an open that does not wait wakes a FIFO's other end.
+/// The descriptor returned is opened again through `/proc/self/fd`, with dash's flags alone
+/// (the confined open's `O_NOFOLLOW` would show in the program's `fcntl(F_GETFL)`).
 fn open_redirect(redirect: &Redirect<'_>, tree: &Dir, cwd: &str) -> Option<File> {
     let relative = within(cwd, redirect.target)?;
-    match redirect.kind {
+    match tree.lstat(&relative).ok()? {
+        Some((crate::confine::Kind::File, _)) => {}
+        None if redirect.kind != RedirectKind::Read => {}
+        _ => return None,
+    }
+    let confined = match redirect.kind {
         RedirectKind::Read => tree.open_file(&relative).ok()?.map(|(file, _)| file),
         RedirectKind::Truncate => tree.open_to_write(&relative, false, 0o666).ok()?,
         RedirectKind::Append => tree.open_to_write(&relative, true, 0o666).ok()?,
+    }?;
+    let mut options = std::fs::OpenOptions::new();
+    match redirect.kind {
+        RedirectKind::Read => options.read(true),
+        RedirectKind::Truncate => options.write(true).truncate(true),
+        RedirectKind::Append => options.append(true),
+    };
+    let reopened = options
+        .open(format!("/proc/self/fd/{}", confined.as_raw_fd()))
+        .ok()?;
+    // The same file, not one swapped in since (the path names the descriptor, not the name).
+    let (a, b) = (confined.metadata().ok()?, reopened.metadata().ok()?);
+    (a.dev() == b.dev() && a.ino() == b.ino() && b.is_file()).then_some(reopened)
+}
+
+/// The leader of a process group made for one command started directly: a process that
+/// joins a group of its own and exits at once, left unreaped (a zombie stays a member of its
+/// group) until this is dropped, after the command has joined the group. Under dash the
+/// shell leads the command's group; a program started directly as the leader of its own could
+/// not call `setsid(2)` (`setsid prog` would fork and return at once), so it joins this one.
+pub(crate) struct Leader {
+    pid: libc::pid_t,
+}
+
+impl Leader {
+    pub(crate) fn new() -> Option<Leader> {
+        extern "C" fn lead(_: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: two system calls, made in the child clone(2) started on its own stack
+            // while the parent thread waits (CLONE_VFORK); nothing of the parent's memory is
+            // touched.
+            unsafe {
+                libc::setpgid(0, 0);
+                libc::_exit(0)
+            }
+        }
+        let mut stack = [0u8; 16 * 1024];
+        // The stack grows down from its end, 16-byte aligned.
+        let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+        // SAFETY: a set of every signal, blocked in this thread around the clone (as
+        // posix_spawn does): no handler of this process runs in the child, which inherits the
+        // mask and only exits.
+        let pid = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            let pid = libc::clone(
+                lead,
+                top as *mut libc::c_void,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                std::ptr::null_mut(),
+            );
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            pid
+        };
+        (pid > 0).then_some(Leader { pid })
+    }
+
+    pub(crate) fn group(&self) -> i32 {
+        self.pid
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        let mut status = 0;
+        // SAFETY: waitpid(2) on the child this value started, into a local.
+        while unsafe { libc::waitpid(self.pid, &mut status, 0) } < 0
+            && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+        {}
     }
 }
 
@@ -297,6 +393,8 @@ pub(crate) struct Start {
     pub stdin: Stdio,
     /// `None`: a pipe to the task's output, as for any command.
     pub stdout: Option<Stdio>,
+    /// The group it joins; dropped once it has.
+    pub leader: Leader,
 }
 
 /// Whether direct starts are on (`XBUNDLE_DIRECT_EXEC`, read once).
@@ -344,6 +442,7 @@ pub(crate) fn prepare(
         command,
         stdin: stdin.map_or_else(Stdio::null, Stdio::from),
         stdout: stdout.map(Stdio::from),
+        leader: Leader::new()?,
     })
 }
 

@@ -98,28 +98,45 @@ pub fn run_command(
     command: &mut Command,
     forward: Forward,
 ) -> io::Result<Finished> {
-    let started = std::cell::Cell::new(false);
-    run_redirected(context, command, forward, (Stdio::null(), None), &started)
+    run_as(context, command, forward, Spawn::default())
 }
 
-/// [`run_command`] with the command's stdin from `stdio.0`, and its stdout to `stdio.1` when
-/// given (a file of a redirection: nothing of it is read) instead of a pipe read as the task's.
-/// `started` is set once the command has started (an error before says it never ran).
-pub(crate) fn run_redirected(
+/// How [`run_as`] starts a command and reports its end, beyond [`run_command`]'s defaults.
+#[derive(Default)]
+pub(crate) struct Spawn<'a> {
+    /// Where stdin comes from (default: nothing, `/dev/null`).
+    pub stdin: Option<Stdio>,
+    /// Where stdout goes instead of a pipe read as the task's (a redirection's file: nothing
+    /// of it is read).
+    pub stdout: Option<Stdio>,
+    /// The process group to join (see [`crate::cancel::Cancel::run_in_group`]).
+    pub group: Option<i32>,
+    /// Set once the command has started: an error before says it never ran.
+    pub started: Option<&'a std::cell::Cell<bool>>,
+    /// An end by a signal is reported as dash reports its command's (see
+    /// [`crate::direct::as_dash_status`]): the status 128 + the signal, and its description at
+    /// the end of stderr, unless the run was cancelled.
+    pub as_dash: bool,
+}
+
+/// [`run_command`], started and reported as `spawn` says.
+pub(crate) fn run_as(
     context: &ActionContext<'_>,
     command: &mut Command,
     forward: Forward,
-    stdio: (Stdio, Option<Stdio>),
-    started: &std::cell::Cell<bool>,
+    spawn: Spawn<'_>,
 ) -> io::Result<Finished> {
-    let (stdin, stdout) = stdio;
-    let piped = stdout.is_none();
+    let piped = spawn.stdout.is_none();
     command
-        .stdin(stdin)
-        .stdout(stdout.unwrap_or_else(Stdio::piped))
+        .stdin(spawn.stdin.unwrap_or_else(Stdio::null))
+        .stdout(spawn.stdout.unwrap_or_else(Stdio::piped))
         .stderr(Stdio::piped());
-    context.cancel.run(command, |mut child| {
-        started.set(true);
+    let group = spawn.group;
+    context.cancel.run_in_group(command, spawn.group, |mut child| {
+        if let Some(started) = spawn.started {
+            started.set(true);
+        }
+        let group = group.unwrap_or(child.id() as i32);
         let stdout = child.stdout.take();
         let stderr = child.stderr.take().expect("stderr is piped");
         let sink = context.output;
@@ -152,7 +169,7 @@ pub(crate) fn run_redirected(
                 lingered = true;
                 // SAFETY: kill(2) on the process group of the command this function spawned
                 // (registered with the run's Cancel); no memory is involved.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                unsafe { libc::kill(-group, libc::SIGKILL) };
                 // What the pipes already hold, up to DRAIN_AFTER_STOP bytes each, then stop.
                 for stream in &mut streams {
                     if let Err(err) = stream.drain(&mut buffer, sink) {
@@ -191,16 +208,29 @@ pub(crate) fn run_redirected(
                 }
             }
         }
+        let mut status = match status {
+            Some(status) => Ok(status),
+            None => child.wait(),
+        };
+        if let Ok(ended) = &mut status
+            && spawn.as_dash
+            && !context.cancel.is_cancelled()
+        {
+            let (shell, line) = crate::direct::as_dash_status(*ended);
+            *ended = shell;
+            if let Some(line) = line
+                && streams[1].forwarded
+            {
+                // Where dash would print it: on the same stderr, after what the command wrote.
+                streams[1].lines.feed(line.as_bytes(), sink);
+            }
+        }
         for stream in &mut streams {
             stream.finish(sink);
         }
         let data = std::mem::take(&mut streams[0].data);
         drop(streams);
         drop((stdout, stderr));
-        let status = match status {
-            Some(status) => Ok(status),
-            None => child.wait(),
-        };
         if lingered {
             sink.output(
                 Stream::Stderr,

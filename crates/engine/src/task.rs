@@ -396,7 +396,8 @@ impl CommandAction {
         if !context.spawning.is_dash(&shell) {
             return None;
         }
-        let program = context.spawning.resolve(script.program, context.env)?;
+        // Looked for in PATH each time, as dash does (an earlier task may have put it there).
+        let program = resolve_program(script.program, context.env)?;
         crate::direct::prepare(&script, &program, context)
     }
 
@@ -411,15 +412,19 @@ impl CommandAction {
             mut command,
             stdin,
             stdout,
+            leader,
         } = start;
         let started = std::cell::Cell::new(false);
-        let finished = match crate::output::run_redirected(
-            context,
-            &mut command,
-            crate::output::Forward::Both,
-            (stdin, stdout),
-            &started,
-        ) {
+        let spawn = crate::output::Spawn {
+            stdin: Some(stdin),
+            stdout,
+            group: Some(leader.group()),
+            started: Some(&started),
+            as_dash: true,
+        };
+        let ran = crate::output::run_as(context, &mut command, crate::output::Forward::Both, spawn);
+        drop(leader);
+        let finished = match ran {
             Ok(finished) => finished,
             Err(err) if !started.get() && err.kind() != std::io::ErrorKind::Interrupted => {
                 return None;
@@ -435,17 +440,7 @@ impl CommandAction {
                 }));
             }
         };
-        // What the shell would have reported; a cancelled run's signal would have killed it.
-        let status = if context.cancel.is_cancelled() {
-            finished.status
-        } else {
-            let (status, line) = crate::direct::as_dash_status(finished.status);
-            if let Some(line) = line {
-                context.print(crate::events::Stream::Stderr, line.as_bytes());
-            }
-            status
-        };
-        Some(self.finish(context, status))
+        Some(self.finish(context, finished.status))
     }
 
     /// After the command ended with `status`: its failure, or its output (the depfile's
@@ -495,7 +490,12 @@ fn resolve_program(program: &str, env: &BTreeMap<OsString, OsString>) -> Option<
         if !dir.is_absolute() {
             return None;
         }
-        let candidate = dir.join(program);
+        // As execvp and dash build it: the entry, `/`, the name (`/bin/` gives `/bin//cat`,
+        // which a script sees as its `$0`).
+        let mut candidate = dir.into_os_string();
+        candidate.push("/");
+        candidate.push(program);
+        let candidate = PathBuf::from(candidate);
         if !std::fs::metadata(&candidate).is_ok_and(|meta| meta.is_file())
             || rustix::fs::accessat(
                 rustix::fs::CWD,
