@@ -240,6 +240,10 @@ outputs = ["out/y.txt"]
 [tasks.partial]
 run = "selfkill -TERM partial"
 outputs = ["q.txt"]
+
+[tasks.late]
+run = "selfkill -TERM early late"
+outputs = ["l.txt"]
 "#;
 
 #[test]
@@ -247,8 +251,12 @@ fn a_failing_command_fails_with_the_status_and_messages_sh_gives() {
     if skip_unless_dash() {
         return;
     }
-    let script =
-        "#!/bin/sh\nulimit -c 0\n[ -n \"$2\" ] && printf %s \"$2\" >&2\nkill ${1:--TERM} $$\n";
+    // selfkill [SIGNAL [TEXT [LATER]]]: prints TEXT on stderr without a newline, leaves a
+    // process that prints LATER 0.5 s on, and kills itself.
+    let script = "#!/bin/sh\nulimit -c 0\n\
+        [ -n \"$3\" ] && (sleep 0.5; echo \"$3\" >&2) &\n\
+        [ -n \"$2\" ] && printf %s \"$2\" >&2\n\
+        kill ${1:--TERM} $$\n";
     let files = [("bin/selfkill", script), ("out/.keep", "")];
     let direct = Repo::new(FAILING, &files);
     let shell = Repo::new(FAILING, &files);
@@ -268,6 +276,7 @@ fn a_failing_command_fails_with_the_status_and_messages_sh_gives() {
         ("piped", 141, ""),
         ("absent", 127, "sh: 1: no-such-program-here: not found\n"),
         ("partial", 143, "partialTerminated\n"),
+        ("late", 143, "earlyTerminated\nlate\n"),
     ] {
         let id = format!("task:{task}");
         let by_direct = run(&direct, &["task", task], false);
@@ -529,4 +538,131 @@ outputs = ["out/fds.txt"]
     let direct = flags(false);
     assert_eq!(direct.len(), 2, "{direct:?}");
     assert_eq!(direct, flags(true));
+}
+
+#[test]
+fn a_command_that_leaves_its_process_group_is_still_stopped_by_an_interrupt() {
+    if skip_unless_dash() {
+        return;
+    }
+    // `timeout` puts itself in a group of its own (`setsid` in a session): under dash, the
+    // shell the interrupt kills is waited for, not them; started directly, the command is the
+    // one waited for, so the interrupt must reach its new group too.
+    let tasks = r#"
+[tasks.escape]
+run = "escape"
+"#;
+    let script = "#!/bin/sh\nexec timeout 300 sh -c 'echo $$ > pid; exec sleep 300'\n";
+    let repo = Repo::new(tasks, &[("bin/escape", script)]);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(repo.join("bin/escape"), mode).unwrap();
+    }
+    let mut command = repo.command();
+    let path = format!(
+        "{}:{}",
+        repo.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    command
+        .env("PATH", path)
+        .args(["task"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().expect("run xtask");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let pid = loop {
+        if let Ok(pid) = std::fs::read_to_string(repo.join("pid"))
+            && pid.ends_with('\n')
+        {
+            break pid.trim().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // SAFETY: kill(2) of the child this test spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("xtask waited for the command that left its group");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    // And what it started is gone (killed, at the latest after the grace period).
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    while proc_dir.exists()
+        && !std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command's `sleep` outlived the interrupted run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_redirection_creates_its_file_writable_whatever_the_umask() {
+    if skip_unless_dash() {
+        return;
+    }
+    // With umask 0222 the file is created read-only; dash's `O_CREAT` open still gives a
+    // writable descriptor, and so must the direct start (root would not see a difference: the
+    // run is made as `nobody` then).
+    let tasks = r#"
+[tasks.make]
+run = "cat a.txt > out/made.txt"
+outputs = ["out/made.txt"]
+"#;
+    let repo = Repo::new(tasks, &[("a.txt", "a\n"), ("out/.keep", "")]);
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        if !common::have_tool("setpriv", "util-linux") {
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let open = std::fs::Permissions::from_mode(0o777);
+        for dir in [repo.sandbox(), repo.path(), &repo.join("out")] {
+            std::fs::set_permissions(dir, open.clone()).unwrap();
+        }
+    }
+    let bin = env!("CARGO_BIN_EXE_xtask");
+    let mut command = if root {
+        let mut command = std::process::Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        command
+    } else {
+        std::process::Command::new("env")
+    };
+    // The state directory made first with a usual umask (xbundle's own lock file must stay
+    // writable), then the task forced to run again with 0222.
+    let script = format!(
+        "umask 022 && \"{bin}\" --root . task && rm out/made.txt && \
+         umask 0222 && exec \"{bin}\" --root . task --force"
+    );
+    command
+        .args(["sh", "-c", &script])
+        .current_dir(repo.path())
+        .env("NO_COLOR", "1");
+    let output = command.output().expect("run xtask");
+    if root
+        && String::from_utf8_lossy(&output.stderr).contains("Permission denied")
+        && !repo.exists(".xbundle")
+    {
+        eprintln!("skipped: `nobody` cannot reach the test binary here");
+        return;
+    }
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(repo.read("out/made.txt"), "a\n");
 }

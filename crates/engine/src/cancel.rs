@@ -2,7 +2,9 @@
 //! handling, a test, a timeout), and the process groups of the commands tasks are running.
 //!
 //! Every command a task runs ([`crate::task::CommandAction`]) starts in a process group of its
-//! own, registered here while it runs. [`Cancel::cancel`] marks the run cancelled (no new task
+//! own, registered here while it runs (a command started without its shell joins a group made
+//! for it, led by another process: see [`crate::direct::Leader`]; the group it may make of its
+//! own, as `timeout` does, is registered beside it). [`Cancel::cancel`] marks the run cancelled (no new task
 //! starts, see `exec`), sends SIGTERM to every registered group, and SIGKILL to the groups still
 //! registered [`GRACE`] later; a command that ends after a cancellation has its group killed
 //! at once, so nothing it started (a `sleep &` in a shell script) outlives the run.
@@ -282,7 +284,9 @@ impl Cancel {
 
     /// [`Cancel::run`] with the command joining the process group `group` (a group made for it
     /// alone, whose leader is another process: see [`crate::direct::Leader`]) instead of leading
-    /// one of its own.
+    /// one of its own. A group named by the command's own id is registered beside it: a command
+    /// that leaves the group (`timeout` makes a group of its own, `setsid` a session) is still
+    /// stopped with whatever it put in its new group, as the shell leading it would have been.
     pub(crate) fn run_in_group<T>(
         &self,
         command: &mut Command,
@@ -303,24 +307,33 @@ impl Cancel {
         // workers at once would wait for each other.
         self.start_reaper();
         let child = command.spawn()?;
-        let group = group.unwrap_or(child.id() as i32);
+        let own = child.id() as i32;
+        // The group, then (for a joined group) the one the command may make of its own.
+        let registered = [group.unwrap_or(own), own];
+        let registered = &registered[..if group.is_some() { 2 } else { 1 }];
         {
             let mut groups = self.groups();
-            groups.push(group);
-            self.tell_reaper(true, group);
+            for &group in registered {
+                groups.push(group);
+                self.tell_reaper(true, group);
+            }
             // A cancellation that took the lock before this registration did not see the
             // group: the spawn sees the cancellation instead, and the group goes at once.
             if self.is_cancelled() {
-                signal_group(group, libc::SIGKILL);
+                for &group in registered {
+                    signal_group(group, libc::SIGKILL);
+                }
             }
         }
         let result = wait(child);
         let mut groups = self.groups();
-        groups.retain(|&g| g != group);
-        self.tell_reaper(false, group);
-        if self.is_cancelled() {
-            // Whatever the command left running in its group goes with it.
-            signal_group(group, libc::SIGKILL);
+        groups.retain(|g| !registered.contains(g));
+        for &group in registered {
+            self.tell_reaper(false, group);
+            if self.is_cancelled() {
+                // Whatever the command left running in its group goes with it.
+                signal_group(group, libc::SIGKILL);
+            }
         }
         result
     }

@@ -711,13 +711,33 @@ impl Dir {
         Ok(Some((File::from(fd), FileStat::from_stat(&stat))))
     }
 
-    /// Opens the regular file `relative` for writing as a shell's `>` does (truncated) or `>>`
-    /// (`append`), created with `mode` less the umask when missing; but no link is followed at
-    /// any component, the last one included, and nothing but a regular file is opened for good
-    /// (a FIFO is never waited on; it, a device or a directory is refused as
-    /// [`ConfineError::NotRegular`], having been neither created nor truncated). `Ok(None)` when
-    /// its directory does not exist.
-    pub fn open_to_write(
+    /// A handle on whatever is at `relative` (`O_PATH`: nothing is opened for reading or
+    /// writing, so a FIFO's other end is not woken and a device's driver not called) and what
+    /// it is, no link followed at any component, the last one included (a link there is
+    /// [`Kind::Symlink`]). `Ok(None)` when nothing is there (or its directory does not exist).
+    /// Reopening the handle through `/proc/self/fd` opens that very file.
+    pub fn open_path(&self, relative: &str) -> Result<Option<(OwnedFd, Kind)>, ConfineError> {
+        let Some((parent, name)) = self.parent_of(relative)? else {
+            return Ok(None);
+        };
+        let display = || self.display(relative);
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(&parent.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(errno) => return Err(ConfineError::io(&display(), errno)),
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|errno| ConfineError::io(&display(), errno))?;
+        let kind = Kind::of(FileType::from_raw_mode(stat.st_mode)).unwrap_or(Kind::Other);
+        Ok(Some((fd, kind)))
+    }
+
+    /// Creates the new regular file `relative` for writing (`O_CREAT | O_EXCL`, mode `mode`
+    /// less the umask; appending with `append`), in a directory reached without a link, as a
+    /// shell's `>` creates a missing file: no other flag on the descriptor, which a program may
+    /// read back with `fcntl(F_GETFL)`; `O_EXCL` follows no link and replaces nothing. `Ok(None)`
+    /// when its directory does not exist; an error when something is already there.
+    pub fn create_exclusive(
         &self,
         relative: &str,
         append: bool,
@@ -726,41 +746,13 @@ impl Dir {
         let Some((parent, name)) = self.parent_of(relative)? else {
             return Ok(None);
         };
-        let display = || self.display(relative);
-        let flags = OFlags::WRONLY
-            | OFlags::CREATE
-            | OFlags::NOFOLLOW
-            | OFlags::NONBLOCK
-            | OFlags::NOCTTY
-            | OFlags::CLOEXEC
-            | if append {
-                OFlags::APPEND
-            } else {
-                OFlags::empty()
-            };
-        // Not truncated yet: a FIFO or a device found there is refused untouched.
-        let fd = rustix::fs::openat(&parent.fd, name, flags, Mode::from_raw_mode(mode))
-            .map_err(|errno| ConfineError::io(&display(), errno))?;
-        let stat = rustix::fs::fstat(&fd).map_err(|errno| ConfineError::io(&display(), errno))?;
-        let file_type = FileType::from_raw_mode(stat.st_mode);
-        if file_type != FileType::RegularFile {
-            return Err(ConfineError::NotRegular {
-                path: display(),
-                what: kind_words(file_type),
-            });
+        let mut flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        if append {
+            flags |= OFlags::APPEND;
         }
-        if !append {
-            rustix::fs::ftruncate(&fd, 0).map_err(|errno| ConfineError::io(&display(), errno))?;
-        }
-        // Back to blocking mode, as the shell's open leaves it (the program inherits it).
-        let blocking = if append {
-            OFlags::APPEND
-        } else {
-            OFlags::empty()
-        };
-        rustix::fs::fcntl_setfl(&fd, blocking)
-            .map_err(|errno| ConfineError::io(&display(), errno))?;
-        Ok(Some(File::from(fd)))
+        rustix::fs::openat(&parent.fd, name, flags, Mode::from_raw_mode(mode))
+            .map(|fd| Some(File::from(fd)))
+            .map_err(|errno| ConfineError::io(&self.display(relative), errno))
     }
 
     /// Opens `relative` for reading as [`Dir::open_file`] does (no link followed at any

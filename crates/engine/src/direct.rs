@@ -46,7 +46,11 @@
 //! - the environment's variables come in another order (sorted; dash lists them in the order
 //!   of its hash table): a program that prints them unsorted prints another order;
 //! - a signal sent to the whole process group (`kill 0`) would have killed dash with the
-//!   command: the task fails either way, here with dash's status and message for the command.
+//!   command: the task fails either way, here with dash's status and message for the command;
+//! - the program's parent process is xbundle, not a shell (`getppid(2)`);
+//! - dash prints a signal's message as soon as its command ends; here it is added to stderr
+//!   when the end is seen (at once when the command's pipes close with it, else within 50 ms),
+//!   after what the command wrote before it ended.
 //!
 //! `XBUNDLE_DIRECT_EXEC=0` starts every script through `sh`. Whether a command started directly
 //! is not part of any key: both ways run the same program with the same arguments, files and
@@ -297,36 +301,37 @@ pub(crate) fn dash_pwd(env: &BTreeMap<OsString, OsString>, cwd: &Path) -> Option
     std::fs::canonicalize(cwd).ok().map(OsString::from)
 }
 
-/// Opens a redirection's file as dash would (mode 0666 less the umask), but confined: `None`
-/// if it is not a regular file below the workspace reached without a link, or cannot be opened
-/// (the shell then opens it, or fails to, in its own way). Something else found there (a FIFO,
-/// a device) is not opened at all: even an open that does not wait wakes a FIFO's other end.
-/// The descriptor returned is opened again through `/proc/self/fd`, with dash's flags alone
-/// (the confined open's `O_NOFOLLOW` would show in the program's `fcntl(F_GETFL)`).
+/// Opens a redirection's file as dash would, but confined: `None` if it is not a regular file
+/// below the workspace reached without a link, or cannot be opened (the shell then opens it, or
+/// fails to, in its own way).
+/// - What is there is first taken by an `O_PATH` handle ([`Dir::open_path`]): something other
+///   than a regular file (a FIFO, whose other end even an open that does not wait would wake;
+///   a device) is never opened here.
+/// - A regular file is opened through `/proc/self/fd` of that handle, so the file checked is
+///   the file opened, with dash's flags alone (a program reads them back with
+///   `fcntl(F_GETFL)`) and dash's permission check.
+/// - A missing file of `>` or `>>` is created with `O_EXCL` ([`Dir::create_exclusive`], mode
+///   0666 less the umask), as dash's `O_CREAT` creates it, writable whatever the umask.
 fn open_redirect(redirect: &Redirect<'_>, tree: &Dir, cwd: &str) -> Option<File> {
     let relative = within(cwd, redirect.target)?;
-    match tree.lstat(&relative).ok()? {
-        Some((crate::confine::Kind::File, _)) => {}
-        None if redirect.kind != RedirectKind::Read => {}
-        _ => return None,
+    let append = redirect.kind == RedirectKind::Append;
+    match tree.open_path(&relative).ok()? {
+        Some((handle, crate::confine::Kind::File)) => {
+            let mut options = std::fs::OpenOptions::new();
+            match redirect.kind {
+                RedirectKind::Read => options.read(true),
+                RedirectKind::Truncate => options.write(true).truncate(true),
+                RedirectKind::Append => options.append(true),
+            };
+            options
+                .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+                .ok()
+        }
+        None if redirect.kind != RedirectKind::Read => {
+            tree.create_exclusive(&relative, append, 0o666).ok()?
+        }
+        _ => None,
     }
-    let confined = match redirect.kind {
-        RedirectKind::Read => tree.open_file(&relative).ok()?.map(|(file, _)| file),
-        RedirectKind::Truncate => tree.open_to_write(&relative, false, 0o666).ok()?,
-        RedirectKind::Append => tree.open_to_write(&relative, true, 0o666).ok()?,
-    }?;
-    let mut options = std::fs::OpenOptions::new();
-    match redirect.kind {
-        RedirectKind::Read => options.read(true),
-        RedirectKind::Truncate => options.write(true).truncate(true),
-        RedirectKind::Append => options.append(true),
-    };
-    let reopened = options
-        .open(format!("/proc/self/fd/{}", confined.as_raw_fd()))
-        .ok()?;
-    // The same file, not one swapped in since (the path names the descriptor, not the name).
-    let (a, b) = (confined.metadata().ok()?, reopened.metadata().ok()?);
-    (a.dev() == b.dev() && a.ino() == b.ino() && b.is_file()).then_some(reopened)
 }
 
 /// The leader of a process group made for one command started directly: a process that

@@ -152,6 +152,20 @@ pub(crate) fn run_as(
         ];
         streams[0].open = piped;
         let mut buffer = vec![0u8; 16 * 1024];
+        // The end of the command as `spawn.as_dash` asks: dash's status, and its message where
+        // dash prints it, on the same stderr after what the command wrote (when the end is seen).
+        let dash_end = |ended: ExitStatus, stderr: &mut Reading<'_>| -> ExitStatus {
+            if !spawn.as_dash || context.cancel.is_cancelled() {
+                return ended;
+            }
+            let (shell, line) = crate::direct::as_dash_status(ended);
+            if let Some(line) = line
+                && stderr.forwarded
+            {
+                stderr.lines.feed(line.as_bytes(), sink);
+            }
+            shell
+        };
         let mut status: Option<ExitStatus> = None;
         let mut exited_at: Option<Instant> = None;
         let mut last_check = Instant::now();
@@ -170,6 +184,10 @@ pub(crate) fn run_as(
                 // SAFETY: kill(2) on the process group of the command this function spawned
                 // (registered with the run's Cancel); no memory is involved.
                 unsafe { libc::kill(-group, libc::SIGKILL) };
+                if spawn.group.is_some() {
+                    // SAFETY: as above, on the group the command may have made of its own.
+                    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                }
                 // What the pipes already hold, up to DRAIN_AFTER_STOP bytes each, then stop.
                 for stream in &mut streams {
                     if let Err(err) = stream.drain(&mut buffer, sink) {
@@ -198,7 +216,11 @@ pub(crate) fn run_as(
                 last_check = Instant::now();
                 match child.try_wait() {
                     Ok(Some(done)) => {
-                        status = Some(done);
+                        // What it wrote before it ended comes before what dash would add.
+                        if let Err(err) = streams[1].read_available(&mut buffer, sink) {
+                            failure.get_or_insert(err);
+                        }
+                        status = Some(dash_end(done, &mut streams[1]));
                         exited_at = Some(last_check);
                     }
                     Ok(None) => {}
@@ -208,23 +230,10 @@ pub(crate) fn run_as(
                 }
             }
         }
-        let mut status = match status {
+        let status = match status {
             Some(status) => Ok(status),
-            None => child.wait(),
+            None => child.wait().map(|ended| dash_end(ended, &mut streams[1])),
         };
-        if let Ok(ended) = &mut status
-            && spawn.as_dash
-            && !context.cancel.is_cancelled()
-        {
-            let (shell, line) = crate::direct::as_dash_status(*ended);
-            *ended = shell;
-            if let Some(line) = line
-                && streams[1].forwarded
-            {
-                // Where dash would print it: on the same stderr, after what the command wrote.
-                streams[1].lines.feed(line.as_bytes(), sink);
-            }
-        }
         for stream in &mut streams {
             stream.finish(sink);
         }
@@ -309,8 +318,17 @@ impl<'a> Reading<'a> {
         Ok(read)
     }
 
-    /// Reads what the pipe already holds, at most [`DRAIN_AFTER_STOP`] bytes, without waiting.
+    /// Reads what the pipe already holds, at most [`DRAIN_AFTER_STOP`] bytes, without waiting,
+    /// then stops reading it.
     fn drain(&mut self, buffer: &mut [u8], sink: &dyn OutputSink) -> io::Result<()> {
+        let read = self.read_available(buffer, sink);
+        self.open = false;
+        read
+    }
+
+    /// Reads what the pipe already holds, at most [`DRAIN_AFTER_STOP`] bytes, without waiting;
+    /// the stream stays open.
+    fn read_available(&mut self, buffer: &mut [u8], sink: &dyn OutputSink) -> io::Result<()> {
         let mut drained = 0;
         while self.open && drained < DRAIN_AFTER_STOP {
             let mut fd = [libc::pollfd {
@@ -324,7 +342,6 @@ impl<'a> Reading<'a> {
             }
             drained += self.read_once(buffer, sink)?;
         }
-        self.open = false;
         Ok(())
     }
 
