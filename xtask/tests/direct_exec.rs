@@ -128,6 +128,34 @@ fn task_output(run: &common::Run, id: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Makes each of `files` (paths in `repo`) executable.
+fn make_executable(repo: &Repo, files: &[&str]) {
+    use std::os::unix::fs::PermissionsExt;
+    for file in files {
+        let mode = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(repo.join(file), mode).unwrap();
+    }
+}
+
+/// Waits for `child` until `deadline`; past it, kills it and fails with `what`.
+fn wait_until(
+    child: &mut std::process::Child,
+    deadline: std::time::Instant,
+    what: &str,
+) -> std::process::ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("{what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn skip_unless_dash() -> bool {
     let dash = std::fs::canonicalize("/bin/sh")
         .is_ok_and(|real| real.file_name() == Some(std::ffi::OsStr::new("dash")));
@@ -261,9 +289,7 @@ fn a_failing_command_fails_with_the_status_and_messages_sh_gives() {
     let direct = Repo::new(FAILING, &files);
     let shell = Repo::new(FAILING, &files);
     for repo in [&direct, &shell] {
-        use std::os::unix::fs::PermissionsExt;
-        let path = repo.join("bin/selfkill");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        make_executable(repo, &["bin/selfkill"]);
     }
     for (task, code, message) in [
         (
@@ -407,14 +433,7 @@ fn run_within_a_minute(repo: &Repo, args: &[&str]) -> common::Run {
         .stderr(std::process::Stdio::piped());
     let mut child = command.spawn().expect("run xtask");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("xtask {args:?} hung");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(&mut child, deadline, &format!("xtask {args:?} hung"));
     common::Run::parse_json(args, child.wait_with_output().expect("collect output"))
 }
 
@@ -487,11 +506,7 @@ run = "show0"
     let direct = Repo::new(tasks, &files);
     let shell = Repo::new(tasks, &files);
     for repo in [&direct, &shell] {
-        use std::os::unix::fs::PermissionsExt;
-        for file in ["bin2/hello", "hello-first", "bin3/show0"] {
-            let mode = std::fs::Permissions::from_mode(0o755);
-            std::fs::set_permissions(repo.join(file), mode).unwrap();
-        }
+        make_executable(repo, &["bin2/hello", "hello-first", "bin3/show0"]);
     }
     let by_direct = run(&direct, &["task"], false);
     by_direct.assert_code(0);
@@ -554,11 +569,7 @@ run = "escape"
 "#;
     let script = "#!/bin/sh\nexec timeout 300 sh -c 'echo $$ > pid; exec sleep 300'\n";
     let repo = Repo::new(tasks, &[("bin/escape", script)]);
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::Permissions::from_mode(0o755);
-        std::fs::set_permissions(repo.join("bin/escape"), mode).unwrap();
-    }
+    make_executable(&repo, &["bin/escape"]);
     let mut command = repo.command();
     let path = format!(
         "{}:{}",
@@ -586,17 +597,11 @@ run = "escape"
     };
     // SAFETY: kill(2) of the child this test spawned.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("xtask waited for the command that left its group");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = wait_until(
+        &mut child,
+        deadline,
+        "xtask waited for the command that left its group",
+    );
     assert_eq!(status.code(), Some(130));
     // And what it started is gone (killed, at the latest after the grace period).
     let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
