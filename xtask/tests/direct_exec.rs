@@ -671,3 +671,124 @@ outputs = ["out/made.txt"]
     assert!(output.status.success(), "{output:?}");
     assert_eq!(repo.read("out/made.txt"), "a\n");
 }
+
+#[test]
+fn a_commands_id_stays_taken_while_xbundle_may_still_signal_it() {
+    if skip_unless_dash() {
+        return;
+    }
+    // The command ends at once, leaving a process that holds its output for longer than the
+    // linger second. xbundle signals the command's id as a group (the group it may have made
+    // of its own) until it stops waiting: the command stays an unreaped zombie till then, so
+    // the kernel cannot give its id to another process (whose group would be killed).
+    let tasks = r#"
+[tasks.keep]
+run = "bgkeep"
+"#;
+    let script = "#!/bin/sh\necho $$ > cmdpid\nsleep 5 &\nexit 0\n";
+    let repo = Repo::new(tasks, &[("bin/bgkeep", script)]);
+    make_executable(&repo, &["bin/bgkeep"]);
+    let mut command = repo.command();
+    let path = format!(
+        "{}:{}",
+        repo.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    command
+        .env("PATH", path)
+        .args(["task"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().expect("run xtask");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let state = |pid: &str| -> Option<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after = stat.rsplit_once(") ")?.1;
+        after.split(' ').next().map(str::to_string)
+    };
+    let pid = loop {
+        if let Ok(pid) = std::fs::read_to_string(repo.join("cmdpid"))
+            && pid.ends_with('\n')
+        {
+            let pid = pid.trim().to_string();
+            if state(&pid).as_deref() == Some("Z") {
+                break pid;
+            }
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "xtask ended before the command was seen ended"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    // Well inside the linger second (a reaped id would be gone within 50 ms).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let still = state(&pid);
+    let status = wait_until(&mut child, deadline, "xtask hung");
+    assert!(status.success());
+    assert_eq!(
+        still.as_deref(),
+        Some("Z"),
+        "the command's id was freed early"
+    );
+    assert_eq!(state(&pid), None, "the command was reaped in the end");
+}
+
+#[test]
+fn dashs_message_follows_all_the_command_wrote_even_through_a_large_pipe() {
+    if skip_unless_dash() || !common::have_tool("python3", "python3") {
+        return;
+    }
+    // The command makes its stderr pipe 1 MiB large, fills 300 KB of it and kills itself;
+    // xbundle's own output is read slowly, so the pipe is still full when the end is seen.
+    let tasks = r#"
+[tasks.big]
+run = "bigerr"
+"#;
+    let script = "#!/usr/bin/env python3\n\
+        import fcntl, os, signal\n\
+        fcntl.fcntl(2, 1031, 1 << 20)\n\
+        for i in range(300):\n    os.write(2, b'line %03d ' % i + b'x' * 990 + b'\\n')\n\
+        os.kill(os.getpid(), signal.SIGTERM)\n";
+    let repo = Repo::new(tasks, &[("bin/bigerr", script)]);
+    make_executable(&repo, &["bin/bigerr"]);
+    let path = format!(
+        "{}:{}",
+        repo.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = repo.command();
+    command
+        .env("PATH", path)
+        .args(["--message-format", "json", "task"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().expect("run xtask");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    child.wait().unwrap();
+    let run = common::Run::parse_json(
+        &["task"],
+        std::process::Output {
+            status: std::process::ExitStatus::default(),
+            stdout: stdout.into_bytes(),
+            stderr: Vec::new(),
+        },
+    );
+    let stderr: String = task_output(&run, "task:big")
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 301);
+    assert!(
+        lines[..300].iter().all(|line| line.len() == 999),
+        "a line was split"
+    );
+    assert_eq!(lines[300], "Terminated");
+}

@@ -335,6 +335,16 @@ impl Cancel {
                 signal_group(group, libc::SIGKILL);
             }
         }
+        drop(groups);
+        if group.is_some() {
+            // `wait` left the command a zombie (see `output::run_as`): its id, signalled above
+            // as a group, was not free to be given to another process until now.
+            let mut status = 0;
+            // SAFETY: waitpid(2) on the child spawned above, into a local.
+            while unsafe { libc::waitpid(own, &mut status, 0) } < 0
+                && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+            {}
+        }
         result
     }
 }

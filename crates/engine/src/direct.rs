@@ -48,6 +48,9 @@
 //! - a signal sent to the whole process group (`kill 0`) would have killed dash with the
 //!   command: the task fails either way, here with dash's status and message for the command;
 //! - the program's parent process is xbundle, not a shell (`getppid(2)`);
+//! - a group the command made of its own (`timeout` does) is stopped with the run, and with
+//!   the command's output when a process left in it holds that output past the linger second
+//!   (see [`crate::output`]); under dash, only dash's group would be, and these would run on;
 //! - dash prints a signal's message as soon as its command ends; here it is added to stderr
 //!   when the end is seen (at once when the command's pipes close with it, else within 50 ms),
 //!   after what the command wrote before it ended.

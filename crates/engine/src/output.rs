@@ -30,7 +30,7 @@ use std::io;
 #[cfg(test)]
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -132,6 +132,10 @@ pub(crate) fn run_as(
         .stdout(spawn.stdout.unwrap_or_else(Stdio::piped))
         .stderr(Stdio::piped());
     let group = spawn.group;
+    // A command in a joined group is left a zombie once it ends (see `exited`): its id, which
+    // `Cancel::run_in_group` also signals as a group, cannot be handed to another process until
+    // that is done with it and reaps it.
+    let keep_zombie = spawn.group.is_some();
     context.cancel.run_in_group(command, spawn.group, |mut child| {
         if let Some(started) = spawn.started {
             started.set(true);
@@ -214,10 +218,12 @@ pub(crate) fn run_as(
             // background may keep writing.
             if exited_at.is_none() && last_check.elapsed() >= EXIT_CHECK {
                 last_check = Instant::now();
-                match child.try_wait() {
+                match exited(&mut child, keep_zombie, false) {
                     Ok(Some(done)) => {
-                        // What it wrote before it ended comes before what dash would add.
-                        if let Err(err) = streams[1].read_available(&mut buffer, sink) {
+                        // What it wrote before it ended comes before what dash would add:
+                        // all the pipe holds (it may have been made larger than usual).
+                        let held = pipe_size(streams[1].fd);
+                        if let Err(err) = streams[1].read_available(&mut buffer, sink, held) {
                             failure.get_or_insert(err);
                         }
                         status = Some(dash_end(done, &mut streams[1]));
@@ -232,7 +238,8 @@ pub(crate) fn run_as(
         }
         let status = match status {
             Some(status) => Ok(status),
-            None => child.wait().map(|ended| dash_end(ended, &mut streams[1])),
+            None => exited(&mut child, keep_zombie, true)
+                .map(|ended| dash_end(ended.expect("waited for"), &mut streams[1])),
         };
         for stream in &mut streams {
             stream.finish(sink);
@@ -321,16 +328,21 @@ impl<'a> Reading<'a> {
     /// Reads what the pipe already holds, at most [`DRAIN_AFTER_STOP`] bytes, without waiting,
     /// then stops reading it.
     fn drain(&mut self, buffer: &mut [u8], sink: &dyn OutputSink) -> io::Result<()> {
-        let read = self.read_available(buffer, sink);
+        let read = self.read_available(buffer, sink, DRAIN_AFTER_STOP);
         self.open = false;
         read
     }
 
-    /// Reads what the pipe already holds, at most [`DRAIN_AFTER_STOP`] bytes, without waiting;
-    /// the stream stays open.
-    fn read_available(&mut self, buffer: &mut [u8], sink: &dyn OutputSink) -> io::Result<()> {
+    /// Reads what the pipe already holds, at most `limit` bytes, without waiting; the stream
+    /// stays open.
+    fn read_available(
+        &mut self,
+        buffer: &mut [u8],
+        sink: &dyn OutputSink,
+        limit: usize,
+    ) -> io::Result<()> {
         let mut drained = 0;
-        while self.open && drained < DRAIN_AFTER_STOP {
+        while self.open && drained < limit {
             let mut fd = [libc::pollfd {
                 fd: self.fd.as_raw_fd(),
                 events: libc::POLLIN,
@@ -350,6 +362,67 @@ impl<'a> Reading<'a> {
         if self.forwarded {
             self.lines.finish(sink);
         }
+    }
+}
+
+/// How much the pipe `fd` can hold (`F_GETPIPE_SZ`; [`DRAIN_AFTER_STOP`] where that is not
+/// known).
+fn pipe_size(fd: BorrowedFd<'_>) -> usize {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: fcntl(2) F_GETPIPE_SZ on a descriptor this process holds; no memory involved.
+        let size = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        if size > 0 {
+            return size as usize;
+        }
+    }
+    let _ = fd;
+    DRAIN_AFTER_STOP
+}
+
+/// Whether `child` has ended (waiting for it with `block`), and how. With `keep_zombie` (Linux)
+/// it is not reaped: `waitid(2)` with `WNOWAIT` (the caller reaps it later); otherwise as
+/// `Child::try_wait`/`Child::wait` do.
+fn exited(child: &mut Child, keep_zombie: bool, block: bool) -> io::Result<Option<ExitStatus>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if keep_zombie {
+        use std::os::unix::process::ExitStatusExt;
+        let mut flags = libc::WEXITED | libc::WNOWAIT;
+        if !block {
+            flags |= libc::WNOHANG;
+        }
+        loop {
+            // SAFETY: a zeroed siginfo_t that waitid(2) fills in, for a child of this process.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let done =
+                unsafe { libc::waitid(libc::P_PID, child.id() as libc::id_t, &mut info, flags) };
+            if done < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            // SAFETY: si_pid and si_status are valid in what waitid(2) filled in for CLD_*.
+            let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+            if pid == 0 {
+                return Ok(None);
+            }
+            // The raw wait status: exit code in the second byte, else the signal (and 0x80 for
+            // a core dump).
+            let raw = match info.si_code {
+                libc::CLD_EXITED => (status & 0xff) << 8,
+                libc::CLD_DUMPED => status | 0x80,
+                _ => status,
+            };
+            return Ok(Some(ExitStatus::from_raw(raw)));
+        }
+    }
+    let _ = keep_zombie;
+    if block {
+        child.wait().map(Some)
+    } else {
+        child.try_wait()
     }
 }
 
