@@ -678,64 +678,62 @@ fn a_commands_id_stays_taken_while_xbundle_may_still_signal_it() {
         return;
     }
     // The command ends at once, leaving a process that holds its output for longer than the
-    // linger second. xbundle signals the command's id as a group (the group it may have made
-    // of its own) until it stops waiting: the command stays an unreaped zombie till then, so
-    // the kernel cannot give its id to another process (whose group would be killed).
-    let tasks = r#"
-[tasks.keep]
-run = "bgkeep"
-"#;
-    let script = "#!/bin/sh\necho $$ > cmdpid\nsleep 5 &\nexit 0\n";
-    let repo = Repo::new(tasks, &[("bin/bgkeep", script)]);
-    make_executable(&repo, &["bin/bgkeep"]);
-    let mut command = repo.command();
-    let path = format!(
-        "{}:{}",
-        repo.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    command
-        .env("PATH", path)
-        .args(["task"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = command.spawn().expect("run xtask");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let state = |pid: &str| -> Option<String> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let after = stat.rsplit_once(") ")?.1;
-        after.split(' ').next().map(str::to_string)
-    };
-    let pid = loop {
-        if let Ok(pid) = std::fs::read_to_string(repo.join("cmdpid"))
-            && pid.ends_with('\n')
-        {
-            let pid = pid.trim().to_string();
-            if state(&pid).as_deref() == Some("Z") {
-                break pid;
+    // linger second. xbundle signals the command's id as a group until it stops waiting (the
+    // group it may have made of its own; for a shell, the group it leads, which the process
+    // left behind may have left): the command stays an unreaped zombie till then, so the
+    // kernel cannot give its id to another process (whose group would be killed). Started
+    // directly, and through `sh` (shell syntax).
+    for run in ["bgkeep", "echo $$ > cmdpid; setsid sleep 5 & exit 0"] {
+        let tasks = format!("[tasks.keep]\nrun = \"{run}\"\n");
+        let script = "#!/bin/sh\necho $$ > cmdpid\nsleep 5 &\nexit 0\n";
+        let repo = Repo::new(&tasks, &[("bin/bgkeep", script)]);
+        make_executable(&repo, &["bin/bgkeep"]);
+        let mut command = repo.command();
+        let path = format!(
+            "{}:{}",
+            repo.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        command
+            .env("PATH", path)
+            .args(["task"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = command.spawn().expect("run xtask");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let state = |pid: &str| -> Option<String> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after = stat.rsplit_once(") ")?.1;
+            after.split(' ').next().map(str::to_string)
+        };
+        let pid = loop {
+            if let Ok(pid) = std::fs::read_to_string(repo.join("cmdpid"))
+                && pid.ends_with('\n')
+            {
+                let pid = pid.trim().to_string();
+                if state(&pid).as_deref() == Some("Z") {
+                    break pid;
+                }
             }
-        }
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "xtask ended before the command was seen ended"
+            assert!(
+                child.try_wait().expect("wait").is_none(),
+                "{run}: xtask ended before the command was seen ended"
+            );
+            assert!(std::time::Instant::now() < deadline, "{run}: never ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        // Well inside the linger second (a reaped id would be gone within 50 ms).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let still = state(&pid);
+        let status = wait_until(&mut child, deadline, "xtask hung");
+        assert!(status.success(), "{run}");
+        assert_eq!(still.as_deref(), Some("Z"), "{run}: the id was freed early");
+        assert_eq!(
+            state(&pid),
+            None,
+            "{run}: the command was reaped in the end"
         );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the command never ended"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
-    // Well inside the linger second (a reaped id would be gone within 50 ms).
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let still = state(&pid);
-    let status = wait_until(&mut child, deadline, "xtask hung");
-    assert!(status.success());
-    assert_eq!(
-        still.as_deref(),
-        Some("Z"),
-        "the command's id was freed early"
-    );
-    assert_eq!(state(&pid), None, "the command was reaped in the end");
+    }
 }
 
 #[test]

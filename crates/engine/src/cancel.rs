@@ -279,7 +279,7 @@ impl Cancel {
         command: &mut Command,
         wait: impl FnOnce(Child) -> io::Result<T>,
     ) -> io::Result<T> {
-        self.run_in_group(command, None, wait)
+        self.run_in_group(command, None, false, wait)
     }
 
     /// [`Cancel::run`] with the command joining the process group `group` (a group made for it
@@ -287,10 +287,16 @@ impl Cancel {
     /// one of its own. A group named by the command's own id is registered beside it: a command
     /// that leaves the group (`timeout` makes a group of its own, `setsid` a session) is still
     /// stopped with whatever it put in its new group, as the shell leading it would have been.
+    ///
+    /// With `left_unreaped`, `wait` sees the command end without reaping it (`waitid` with
+    /// `WNOWAIT`, see [`crate::output::run_as`]) and this reaps it, after unregistering it: its
+    /// id, signalled as a group until then, cannot meanwhile be another process's (whose group
+    /// would be killed). Unregistering and reaping happen even if `wait` panics.
     pub(crate) fn run_in_group<T>(
         &self,
         command: &mut Command,
         group: Option<i32>,
+        left_unreaped: bool,
         wait: impl FnOnce(Child) -> io::Result<T>,
     ) -> io::Result<T> {
         use std::os::unix::process::CommandExt;
@@ -309,43 +315,68 @@ impl Cancel {
         let child = command.spawn()?;
         let own = child.id() as i32;
         // The group, then (for a joined group) the one the command may make of its own.
-        let registered = [group.unwrap_or(own), own];
-        let registered = &registered[..if group.is_some() { 2 } else { 1 }];
+        let registration = Registration {
+            cancel: self,
+            groups: [group.unwrap_or(own), own],
+            count: if group.is_some() { 2 } else { 1 },
+            reap: left_unreaped.then_some(own),
+        };
         {
             let mut groups = self.groups();
-            for &group in registered {
+            for &group in registration.groups() {
                 groups.push(group);
                 self.tell_reaper(true, group);
             }
             // A cancellation that took the lock before this registration did not see the
             // group: the spawn sees the cancellation instead, and the group goes at once.
             if self.is_cancelled() {
-                for &group in registered {
+                for &group in registration.groups() {
                     signal_group(group, libc::SIGKILL);
                 }
             }
         }
-        let result = wait(child);
-        let mut groups = self.groups();
-        groups.retain(|g| !registered.contains(g));
-        for &group in registered {
-            self.tell_reaper(false, group);
-            if self.is_cancelled() {
+        wait(child)
+    }
+}
+
+/// The groups of a running command, registered with a [`Cancel`] (and its reaper) until this
+/// is dropped; then, if the run was cancelled (or the wait panicked), killed with whatever they
+/// still hold, and the command reaped if it was left unreaped (see [`Cancel::run_in_group`]).
+struct Registration<'a> {
+    cancel: &'a Cancel,
+    groups: [i32; 2],
+    count: usize,
+    reap: Option<i32>,
+}
+
+impl Registration<'_> {
+    fn groups(&self) -> &[i32] {
+        &self.groups[..self.count]
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut groups = self.cancel.groups();
+        groups.retain(|g| !self.groups().contains(g));
+        for &group in self.groups() {
+            self.cancel.tell_reaper(false, group);
+            // A `wait` that panicked left its command running: it goes, rather than being
+            // waited for here.
+            if self.cancel.is_cancelled() || std::thread::panicking() {
                 // Whatever the command left running in its group goes with it.
                 signal_group(group, libc::SIGKILL);
             }
         }
         drop(groups);
-        if group.is_some() {
-            // `wait` left the command a zombie (see `output::run_as`): its id, signalled above
-            // as a group, was not free to be given to another process until now.
+        if let Some(pid) = self.reap {
             let mut status = 0;
-            // SAFETY: waitpid(2) on the child spawned above, into a local.
-            while unsafe { libc::waitpid(own, &mut status, 0) } < 0
+            // SAFETY: waitpid(2) on the child `run_in_group` spawned, left unreaped, into a
+            // local.
+            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
                 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
             {}
         }
-        result
     }
 }
 

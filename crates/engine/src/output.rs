@@ -132,11 +132,13 @@ pub(crate) fn run_as(
         .stdout(spawn.stdout.unwrap_or_else(Stdio::piped))
         .stderr(Stdio::piped());
     let group = spawn.group;
-    // A command in a joined group is left a zombie once it ends (see `exited`): its id, which
-    // `Cancel::run_in_group` also signals as a group, cannot be handed to another process until
-    // that is done with it and reaps it.
-    let keep_zombie = spawn.group.is_some();
-    context.cancel.run_in_group(command, spawn.group, |mut child| {
+    // The command is left a zombie once it ends (see `exited`): its id, which is signalled as
+    // a group until `Cancel::run_in_group` unregisters it (by the linger kill, a cancellation,
+    // the reaper), cannot be handed to another process before that reaps it.
+    let keep_zombie = cfg!(any(target_os = "linux", target_os = "android"));
+    context
+        .cancel
+        .run_in_group(command, spawn.group, keep_zombie, |mut child| {
         if let Some(started) = spawn.started {
             started.set(true);
         }
