@@ -370,14 +370,18 @@ impl Drop for Registration<'_> {
         }
         drop(groups);
         if let Some(pid) = self.reap {
-            let mut status = 0;
-            // SAFETY: waitpid(2) on the child `run_in_group` spawned, left unreaped, into a
-            // local.
-            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-                && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-            {}
+            reap(pid);
         }
     }
+}
+
+/// Waits for the child `pid` of this process, which nothing else waits for, and reaps it.
+pub(crate) fn reap(pid: i32) {
+    let mut status = 0;
+    // SAFETY: waitpid(2) on a child of this process, into a local.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
 }
 
 fn signal_group(group: i32, signal: i32) {

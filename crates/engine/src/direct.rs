@@ -224,19 +224,24 @@ pub(crate) fn matches(pattern: &[u8], name: &[u8]) -> bool {
 }
 
 /// An argument as the program gets it: a pattern's matches (see the module docs), or the word
-/// itself. `cwd` is the task's directory, relative to the workspace root `tree`. `None` when
-/// the pattern's directory cannot be listed without following a link or leaving the workspace
-/// (the shell, which may, then expands it).
-pub(crate) fn expand(word: &str, tree: &Dir, cwd: &str, into: &mut Vec<OsString>) -> Option<()> {
+/// itself. `here` is the task's directory. `None` when the pattern's directory cannot be listed
+/// without following a link or leaving the workspace (the shell, which may, then expands it).
+pub(crate) fn expand(word: &str, here: &Dir, into: &mut Vec<OsString>) -> Option<()> {
     let Some((dir, pattern)) = split_pattern(word).filter(|_| is_pattern(word)) else {
         into.push(word.into());
         return Some(());
     };
     let mut found: Vec<Vec<u8>> = Vec::new();
-    if let Some(listed) = tree
-        .open_dir(&within(cwd, dir.trim_end_matches('/'))?)
-        .ok()?
-    {
+    // Opened through `Dir`: an absolute or not normalized path, or a link, goes to the shell.
+    let opened;
+    let listed = match dir.trim_end_matches('/') {
+        "" => Some(here),
+        below => {
+            opened = here.open_dir(below).ok()?;
+            opened.as_ref()
+        }
+    };
+    if let Some(listed) = listed {
         for (name, _) in listed.entries().ok()? {
             if !name.starts_with(b".") && matches(pattern.as_bytes(), &name) {
                 let mut path = dir.as_bytes().to_vec();
@@ -255,31 +260,18 @@ pub(crate) fn expand(word: &str, tree: &Dir, cwd: &str, into: &mut Vec<OsString>
     Some(())
 }
 
-/// `path` (relative to the task's directory `cwd`, itself relative to the root) relative to
-/// the root, for [`Dir`]'s confined opens: `None` when it is absolute or not normalized (the
-/// shell then resolves it).
-fn within(cwd: &str, path: &str) -> Option<String> {
-    if path.starts_with('/') {
-        return None;
-    }
-    let joined = match (cwd.is_empty(), path.is_empty()) {
-        (_, true) => cwd.to_string(),
-        (true, false) => path.to_string(),
-        (false, false) => format!("{cwd}/{path}"),
-    };
-    (joined.is_empty() || crate::confine::check_relative(&joined).is_ok()).then_some(joined)
-}
-
-/// Whether dash would pass `env` on as it is (bar `PWD`): every name one it imports, none of
-/// the variables it resets.
+/// Whether dash would pass `env` on as it is (bar `PWD`) and read its `PATH` as this module
+/// does: every name one it imports, none of the variables it resets, no `%` in `PATH` (dash
+/// reads `/bin%builtin` as its own syntax).
 pub(crate) fn env_unchanged_by_dash(env: &BTreeMap<OsString, OsString>) -> bool {
-    env.keys().all(|name| {
+    env.iter().all(|(name, value)| {
         let name = name.as_bytes();
         let valid = name
             .first()
             .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_')
             && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_');
-        valid && !matches!(name, b"IFS" | b"OPTIND" | b"PPID")
+        let plain_path = name != b"PATH" || !value.as_bytes().contains(&b'%');
+        valid && plain_path && !matches!(name, b"IFS" | b"OPTIND" | b"PPID")
     })
 }
 
@@ -315,10 +307,18 @@ pub(crate) fn dash_pwd(env: &BTreeMap<OsString, OsString>, cwd: &Path) -> Option
 ///   `fcntl(F_GETFL)`) and dash's permission check.
 /// - A missing file of `>` or `>>` is created with `O_EXCL` ([`Dir::create_exclusive`], mode
 ///   0666 less the umask), as dash's `O_CREAT` creates it, writable whatever the umask.
-fn open_redirect(redirect: &Redirect<'_>, tree: &Dir, cwd: &str) -> Option<File> {
-    let relative = within(cwd, redirect.target)?;
+fn open_redirect(redirect: &Redirect<'_>, here: &Dir) -> Option<File> {
+    // The file's directory, opened once for both the handle and a creation.
+    let opened;
+    let (dir, name) = match redirect.target.rsplit_once('/') {
+        Some((dir, name)) => {
+            opened = here.open_dir(dir).ok()??;
+            (&opened, name)
+        }
+        None => (here, redirect.target),
+    };
     let append = redirect.kind == RedirectKind::Append;
-    match tree.open_path(&relative).ok()? {
+    match dir.open_path(name).ok()? {
         Some((handle, crate::confine::Kind::File)) => {
             let mut options = std::fs::OpenOptions::new();
             match redirect.kind {
@@ -331,7 +331,7 @@ fn open_redirect(redirect: &Redirect<'_>, tree: &Dir, cwd: &str) -> Option<File>
                 .ok()
         }
         None if redirect.kind != RedirectKind::Read => {
-            tree.create_exclusive(&relative, append, 0o666).ok()?
+            dir.create_exclusive(name, append, 0o666).ok()?
         }
         _ => None,
     }
@@ -387,11 +387,7 @@ impl Leader {
 
 impl Drop for Leader {
     fn drop(&mut self) {
-        let mut status = 0;
-        // SAFETY: waitpid(2) on the child this value started, into a local.
-        while unsafe { libc::waitpid(self.pid, &mut status, 0) } < 0
-            && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-        {}
+        crate::cancel::reap(self.pid);
     }
 }
 
@@ -419,20 +415,22 @@ pub(crate) fn prepare(
     program: &Path,
     context: &crate::task::ActionContext<'_>,
 ) -> Option<Start> {
-    let (cwd, env, tree) = (context.cwd, context.env, context.tree);
+    let (cwd, env) = (context.cwd, context.env);
     if !env_unchanged_by_dash(env) {
         return None;
     }
-    let relative = cwd.strip_prefix(context.root).ok()?.to_str()?;
     let pwd = dash_pwd(env, cwd)?;
+    // The task's directory, opened once: its patterns and redirections are resolved below it.
+    let relative = cwd.strip_prefix(context.root).ok()?.to_str()?;
+    let here = context.tree.open_dir(relative).ok()??;
     let mut args = Vec::with_capacity(script.args.len());
     for arg in &script.args {
-        expand(arg, tree, relative, &mut args)?;
+        expand(arg, &here, &mut args)?;
     }
     let mut stdin = None;
     let mut stdout = None;
     for redirect in &script.redirects {
-        let file = open_redirect(redirect, tree, relative)?;
+        let file = open_redirect(redirect, &here)?;
         match redirect.kind {
             RedirectKind::Read => stdin = Some(file),
             RedirectKind::Truncate | RedirectKind::Append => stdout = Some(file),
@@ -624,10 +622,11 @@ mod tests {
             }
             let tree = Dir::open_root(temp.path()).unwrap();
             let (cwd, prefix) = if in_subdirectory { ("d", "") } else { ("", "d/") };
+            let here = tree.open_dir(cwd).unwrap().unwrap();
             let words: Vec<String> = patterns.iter().map(|p| format!("{prefix}{p}")).collect();
             let mut ours = Vec::new();
             for word in &words {
-                proptest::prop_assert!(expand(word, &tree, cwd, &mut ours).is_some());
+                proptest::prop_assert!(expand(word, &here, &mut ours).is_some());
             }
             let ours: Vec<Vec<u8>> = ours.into_iter().map(OsString::into_vec).collect();
             let theirs = dash_expands(&temp.path().join(cwd), &words.join(" "));

@@ -131,18 +131,18 @@ pub(crate) fn run_as(
         .stdin(spawn.stdin.unwrap_or_else(Stdio::null))
         .stdout(spawn.stdout.unwrap_or_else(Stdio::piped))
         .stderr(Stdio::piped());
-    let group = spawn.group;
     // The command is left a zombie once it ends (see `exited`): its id, which is signalled as
     // a group until `Cancel::run_in_group` unregisters it (by the linger kill, a cancellation,
     // the reaper), cannot be handed to another process before that reaps it.
     let keep_zombie = cfg!(any(target_os = "linux", target_os = "android"));
-    context
-        .cancel
-        .run_in_group(command, spawn.group, keep_zombie, |mut child| {
+    let cancel = context.cancel;
+    cancel.run_in_group(command, spawn.group, keep_zombie, |mut child| {
         if let Some(started) = spawn.started {
             started.set(true);
         }
-        let group = group.unwrap_or(child.id() as i32);
+        // The group it joined or leads, and the one named by its id (the same when it leads).
+        let own = child.id() as i32;
+        let group = spawn.group.unwrap_or(own);
         let stdout = child.stdout.take();
         let stderr = child.stderr.take().expect("stderr is piped");
         let sink = context.output;
@@ -190,9 +190,9 @@ pub(crate) fn run_as(
                 // SAFETY: kill(2) on the process group of the command this function spawned
                 // (registered with the run's Cancel); no memory is involved.
                 unsafe { libc::kill(-group, libc::SIGKILL) };
-                if spawn.group.is_some() {
+                if group != own {
                     // SAFETY: as above, on the group the command may have made of its own.
-                    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                    unsafe { libc::kill(-own, libc::SIGKILL) };
                 }
                 // What the pipes already hold, up to DRAIN_AFTER_STOP bytes each, then stop.
                 for stream in &mut streams {

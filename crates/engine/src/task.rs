@@ -361,13 +361,8 @@ impl Action for CommandAction {
         }
         let finished =
             crate::output::run_command(context, &mut command, crate::output::Forward::Both)
-                .map_err(|err| ActionFailure {
-                    message: if err.kind() == std::io::ErrorKind::Interrupted {
-                        "not started: the run was interrupted".to_string()
-                    } else {
-                        format!("could not start `{program}`: {err}")
-                    },
-                    ..ActionFailure::default()
+                .map_err(|err| {
+                    run_failure(&err, || format!("could not start `{program}`: {err}"))
                 })?;
         self.finish(context, finished.status)
     }
@@ -384,14 +379,6 @@ impl CommandAction {
             return None;
         }
         let script = crate::direct::parse(script)?;
-        // dash reads a `%` in a PATH entry as its own syntax (`/bin%builtin`).
-        if context
-            .env
-            .get(std::ffi::OsStr::new("PATH"))
-            .is_some_and(|path| path.as_encoded_bytes().contains(&b'%'))
-        {
-            return None;
-        }
         let shell = context.spawning.resolve(shell, context.env)?;
         if !context.spawning.is_dash(&shell) {
             return None;
@@ -430,14 +417,10 @@ impl CommandAction {
                 return None;
             }
             Err(err) => {
-                return Some(Err(ActionFailure {
-                    message: if err.kind() == std::io::ErrorKind::Interrupted {
-                        "not started: the run was interrupted".to_string()
-                    } else {
-                        format!("`{}` failed: {err}", self.argv[2])
-                    },
-                    ..ActionFailure::default()
-                }));
+                let script = &self.argv[2];
+                return Some(Err(run_failure(&err, || {
+                    format!("`{script}` failed: {err}")
+                })));
             }
         };
         Some(self.finish(context, finished.status))
@@ -469,6 +452,19 @@ impl CommandAction {
             discovered,
             ..ActionOutput::default()
         })
+    }
+}
+
+/// A command's run that ended in `err`: not started because the run was interrupted, or the
+/// failure `otherwise` words.
+fn run_failure(err: &std::io::Error, otherwise: impl FnOnce() -> String) -> ActionFailure {
+    ActionFailure {
+        message: if err.kind() == std::io::ErrorKind::Interrupted {
+            "not started: the run was interrupted".to_string()
+        } else {
+            otherwise()
+        },
+        ..ActionFailure::default()
     }
 }
 
