@@ -128,6 +128,23 @@ fn task_output(run: &common::Run, id: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Starts `xtask ARGS` in `repo` with the repository's `bin` first in `PATH`, stderr discarded
+/// and stdout to `stdout`: for a test that acts while it runs.
+fn spawn_with_bin(repo: &Repo, args: &[&str], stdout: std::process::Stdio) -> std::process::Child {
+    let path = format!(
+        "{}:{}",
+        repo.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = repo.command();
+    command
+        .env("PATH", path)
+        .args(args)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::null());
+    command.spawn().expect("run xtask")
+}
+
 /// Makes each of `files` (paths in `repo`) executable.
 fn make_executable(repo: &Repo, files: &[&str]) {
     use std::os::unix::fs::PermissionsExt;
@@ -570,18 +587,7 @@ run = "escape"
     let script = "#!/bin/sh\nexec timeout 300 sh -c 'echo $$ > pid; exec sleep 300'\n";
     let repo = Repo::new(tasks, &[("bin/escape", script)]);
     make_executable(&repo, &["bin/escape"]);
-    let mut command = repo.command();
-    let path = format!(
-        "{}:{}",
-        repo.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    command
-        .env("PATH", path)
-        .args(["task"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = command.spawn().expect("run xtask");
+    let mut child = spawn_with_bin(&repo, &["task"], std::process::Stdio::null());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let pid = loop {
         if let Ok(pid) = std::fs::read_to_string(repo.join("pid"))
@@ -688,18 +694,7 @@ fn a_commands_id_stays_taken_while_xbundle_may_still_signal_it() {
         let script = "#!/bin/sh\necho $$ > cmdpid\nsleep 5 &\nexit 0\n";
         let repo = Repo::new(&tasks, &[("bin/bgkeep", script)]);
         make_executable(&repo, &["bin/bgkeep"]);
-        let mut command = repo.command();
-        let path = format!(
-            "{}:{}",
-            repo.join("bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        command
-            .env("PATH", path)
-            .args(["task"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let mut child = command.spawn().expect("run xtask");
+        let mut child = spawn_with_bin(&repo, &["task"], std::process::Stdio::null());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let state = |pid: &str| -> Option<String> {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -754,18 +749,8 @@ run = "bigerr"
         os.kill(os.getpid(), signal.SIGTERM)\n";
     let repo = Repo::new(tasks, &[("bin/bigerr", script)]);
     make_executable(&repo, &["bin/bigerr"]);
-    let path = format!(
-        "{}:{}",
-        repo.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut command = repo.command();
-    command
-        .env("PATH", path)
-        .args(["--message-format", "json", "task"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let mut child = command.spawn().expect("run xtask");
+    let args = ["--message-format", "json", "task"];
+    let mut child = spawn_with_bin(&repo, &args, std::process::Stdio::piped());
     std::thread::sleep(std::time::Duration::from_secs(2));
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
