@@ -348,11 +348,24 @@ impl Dir {
     /// Opens the directory `relative` (the empty path is this directory). `Ok(None)` when it does
     /// not exist; an error when a component is a link or not a directory.
     pub fn open_dir(&self, relative: &str) -> Result<Option<Dir>, ConfineError> {
+        Ok(self
+            .open_dir_fd(relative)?
+            .map(|fd| self.child(fd, relative)))
+    }
+
+    /// The directory `relative` opened (as [`Dir::open_dir`] opens it) when it is one; `None`
+    /// when it is not, is missing or cannot be opened (the caller then asks what is there).
+    pub fn try_open_dir(&self, relative: &str) -> Option<OpenDir> {
+        self.open_dir_fd(relative).ok().flatten().map(OpenDir)
+    }
+
+    /// [`Dir::open_dir`]'s handle alone.
+    fn open_dir_fd(&self, relative: &str) -> Result<Option<OwnedFd>, ConfineError> {
         if relative.is_empty() {
             // A new open file description: a `dup` would share the read position of walks.
             let fd = rustix::fs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
                 .map_err(|errno| ConfineError::io(&self.relative, errno))?;
-            return Ok(Some(self.child(fd, "")));
+            return Ok(Some(fd));
         }
         check_relative(relative)?;
         let mut current: Option<OwnedFd> = None;
@@ -369,8 +382,7 @@ impl Dir {
             }
             end += 1;
         }
-        let fd = current.expect("a relative path has a component");
-        Ok(Some(self.child(fd, relative)))
+        Ok(Some(current.expect("a relative path has a component")))
     }
 
     /// Why opening `name` (reached as `prefix`) as a directory failed.
@@ -962,15 +974,33 @@ impl Dir {
         listings: Option<&dyn ListingCache>,
         visit: &mut dyn FnMut(&Entry<'_>) -> Result<Walk, E>,
     ) -> Result<(), E> {
-        let start = match self.open_dir(base) {
-            Ok(Some(dir)) => dir,
-            Ok(None) | Err(ConfineError::NotDirectory { .. }) => return Ok(()),
-            Err(err) => return Err(err.into()),
+        self.walk_listed_from(None, base, listings, visit)
+    }
+
+    /// [`Dir::walk_listed`], from `opened` when the caller already opened `base` with
+    /// [`Dir::try_open_dir`] (one open of it, no look at what it is before).
+    pub fn walk_listed_from<E: From<ConfineError>>(
+        &self,
+        opened: Option<OpenDir>,
+        base: &str,
+        listings: Option<&dyn ListingCache>,
+        visit: &mut dyn FnMut(&Entry<'_>) -> Result<Walk, E>,
+    ) -> Result<(), E> {
+        let start = match opened {
+            Some(OpenDir(fd)) => fd,
+            None => match self.open_dir_fd(base) {
+                Ok(Some(fd)) => fd,
+                Ok(None) | Err(ConfineError::NotDirectory { .. }) => return Ok(()),
+                Err(err) => return Err(err.into()),
+            },
         };
         let mut relative = base.as_bytes().to_vec();
-        walk_into(start.fd, &mut relative, &self.relative, listings, visit)
+        walk_into(start, &mut relative, &self.relative, listings, visit)
     }
 }
+
+/// A directory [`Dir::try_open_dir`] opened, to walk with [`Dir::walk_listed_from`].
+pub struct OpenDir(OwnedFd);
 
 /// A temporary file made by [`Dir::temp_file`]: removed on drop unless published.
 pub struct TempFile<'a> {
@@ -1297,6 +1327,18 @@ impl Listed {
         self.entries.is_empty()
     }
 
+    /// Puts the entries in byte order of their names, the order a walk then visits them in:
+    /// a directory's files come out as sorted as the paths the stat cache keeps (its lookups
+    /// then find each next file at the next record) and as the found files must be (their
+    /// sort sees a sorted list at once).
+    pub fn sort_by_name(&mut self) {
+        let names = &self.names;
+        // Each name ends with its NUL, which is below every byte a name holds: comparing the
+        // rest of the buffer from each start orders the names themselves (no two are equal).
+        self.entries
+            .sort_unstable_by(|a, b| names[a.0..].cmp(&names[b.0..]));
+    }
+
     /// The entries in the order they were added.
     pub fn iter(&self) -> impl Iterator<Item = (&CStr, Option<Kind>)> {
         self.entries.iter().map(|&(start, kind)| {
@@ -1379,6 +1421,7 @@ fn read_entries(fd: &OwnedFd) -> Result<Listed, Errno> {
             keep(entry.file_name(), entry.file_type());
         }
     }
+    entries.sort_by_name();
     Ok(entries)
 }
 
@@ -1661,6 +1704,35 @@ mod tests {
             root.remove_file("real"),
             Err(ConfineError::IsDirectory { .. })
         ));
+    }
+
+    #[test]
+    fn a_walk_visits_each_directory_in_byte_order_of_names() {
+        let (dir, root) = setup();
+        // Created out of order, with names that are prefixes of one another and that differ
+        // in case and punctuation: what a file system lists them in is its own order.
+        let mut names: Vec<String> = (0..64u32)
+            .map(|i| format!("f{:03}.txt", (i * 37) % 64))
+            .collect();
+        names.extend(["a", "a.b", "a0", "ab", "abc", "B", "_x", "z-", "z"].map(String::from));
+        fs::create_dir_all(dir.path().join("root/d/sub")).unwrap();
+        for name in &names {
+            fs::write(dir.path().join("root/d").join(name), b"").unwrap();
+        }
+        fs::write(dir.path().join("root/d/sub/y"), b"").unwrap();
+        let mut seen = Vec::new();
+        root.walk::<ConfineError>("d", &mut |entry| {
+            seen.push(String::from_utf8(entry.relative.to_vec()).unwrap());
+            Ok(Walk::Enter)
+        })
+        .unwrap();
+        names.push("sub".into());
+        let mut expected: Vec<String> = names.iter().map(|name| format!("d/{name}")).collect();
+        expected.sort();
+        // Each entry, then (for `sub`) what is below it, right after it.
+        let at = expected.iter().position(|p| p == "d/sub").unwrap();
+        expected.insert(at + 1, "d/sub/y".into());
+        assert_eq!(seen, expected);
     }
 
     #[test]

@@ -678,7 +678,14 @@ pub fn expand(
         {
             continue;
         }
-        if !base.is_empty() {
+        // A walk root is a directory in the usual case: opened at once (no link followed),
+        // what else is there is asked only when that fails.
+        let opened = if base.is_empty() {
+            None
+        } else {
+            cwd.try_open_dir(base)
+        };
+        if !base.is_empty() && opened.is_none() {
             match cwd.lstat(base)? {
                 None => continue,
                 Some((Kind::Dir, _)) => {}
@@ -701,7 +708,7 @@ pub fn expand(
                 Some((Kind::Other, _)) => continue,
             }
         }
-        cwd.walk_listed::<ExpandError>(base, tree.listings, &mut |entry| {
+        cwd.walk_listed_from::<ExpandError>(opened, base, tree.listings, &mut |entry| {
             match entry.kind {
                 Kind::Dir => {
                     return Ok(if entered(entry.relative) {

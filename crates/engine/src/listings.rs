@@ -247,9 +247,14 @@ fn decode(encoded: &[u8]) -> Option<Listed> {
         bytes: encoded,
         at: &mut at,
     };
-    // Sized for the names as encoded (each with its length and kind, 3 bytes, where a NUL
-    // follows it here).
-    let mut entries = Listed::with_capacity(0, encoded.len());
+    // Sized exactly (counted first: one allocation each, not vectors grown entry by entry);
+    // what the count reads is checked again below.
+    let (mut count, mut bytes, mut next) = (0, 0, 0);
+    while let Some(len) = encoded.get(next..next + 2) {
+        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        (count, bytes, next) = (count + 1, bytes + len, next + 3 + len);
+    }
+    let mut entries = Listed::with_capacity(count, bytes.min(encoded.len()));
     while *reader.at < encoded.len() {
         let len = reader.u16()? as usize;
         let name = reader.take(len)?;

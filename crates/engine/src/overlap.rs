@@ -72,7 +72,9 @@ pub struct PatternSet {
     /// `**/*.js`, empty for `dist/**`): two sets whose includes' suffixes are pairwise not
     /// suffixes of one another match no common path (the other cheap, exact pre-check).
     suffixes: Vec<String>,
-    automata: OnceLock<Result<Automata, OverlapError>>,
+    /// Boxed: built for few sets, and a set is moved around while it is not (the automata
+    /// inline made each set kilobytes that a plan copied for every task).
+    automata: OnceLock<Result<Box<Automata>, OverlapError>>,
 }
 
 /// A set's compiled side of the product.
@@ -239,7 +241,7 @@ impl PatternSet {
     fn automata(&self) -> Result<&Automata, OverlapError> {
         self.automata
             .get_or_init(|| {
-                let build = || -> Result<Automata, OverlapError> {
+                let build = || -> Result<Box<Automata>, OverlapError> {
                     let regexes = |globs: &[String]| -> Result<Vec<String>, PatternError> {
                         globs.iter().map(|glob| regex(glob)).collect()
                     };
@@ -254,11 +256,11 @@ impl PatternSet {
                     };
                     automata.signatures =
                         (0..=255u8).map(|byte| automata.signature(byte)).collect();
-                    Ok(automata)
+                    Ok(Box::new(automata))
                 };
                 build()
             })
-            .as_ref()
+            .as_deref()
             .map_err(Clone::clone)
     }
 

@@ -281,7 +281,7 @@ fn check_ownership(
     // One budget for every search of the plan: many complex patterns are refused, not compared
     // for minutes.
     let budget = Budget::new(overlap::PLAN_STATES);
-    let mut owners = Vec::new();
+    let mut owners = Vec::with_capacity(specs.len());
     for (spec, task) in specs {
         for pattern in &spec.outputs {
             if let Some((root, what, help)) = walk_reaches_protected(&spec.cwd, pattern, cache_dir)
