@@ -29,6 +29,8 @@
 //! **Invariant:** nothing buffered is lost: a task's lines are printed when it ends, however it
 //! ends (failed, stopped by an interruption), and whatever is left when the build ends.
 
+mod lines;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -111,6 +113,8 @@ pub struct Shell {
     logs: Mutex<TaskLogs>,
     /// Where JSON lines go instead of stdout (a captured shell: [`Shell::capture`]).
     sink: Option<Sink>,
+    /// JSON lines on their way to stdout, in bursts ([`lines`]).
+    lines: lines::Lines,
 }
 
 /// Receives each JSON line of a captured shell (without its newline).
@@ -242,6 +246,7 @@ impl Shell {
                 LogOrder::Auto,
             )),
             sink: None,
+            lines: lines::Lines::default(),
         }
     }
 
@@ -257,6 +262,7 @@ impl Shell {
             ),
             logs: Mutex::new(TaskLogs::new(OutputLogs::Full, LogOrder::Stream)),
             sink: Some(sink),
+            lines: lines::Lines::default(),
         }
     }
 
@@ -542,6 +548,11 @@ impl Shell {
             sink(&line);
             return;
         }
+        if self.is_json() {
+            // No bar is ever drawn in this format: nothing to suspend.
+            self.lines.write(&line);
+            return;
+        }
         self.with_terminal(|| {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
@@ -549,11 +560,18 @@ impl Shell {
         });
     }
 
+    /// Writes the JSON lines held ([`lines`]) now: before anything else goes to stdout, and
+    /// when a build ends.
+    pub fn flush_json(&self) {
+        self.lines.flush();
+    }
+
     /// A command's result on stdout (graph, explain, plans).
     pub fn print(&self, text: &str) {
         if self.is_captured() {
             return;
         }
+        self.flush_json();
         self.with_terminal(|| {
             let mut out = anstream::stdout().lock();
             let _ = out.write_all(text.as_bytes());
@@ -825,6 +843,7 @@ impl Reporter for Shell {
                         "duration_ms": summary.duration_ms,
                         "uploaded": summary.uploaded,
                     }));
+                    self.flush_json();
                     return;
                 }
                 if summary.interrupted {
