@@ -353,10 +353,17 @@ impl Dir {
             .map(|fd| self.child(fd, relative)))
     }
 
-    /// The directory `relative` opened (as [`Dir::open_dir`] opens it) when it is one; `None`
-    /// when it is not, is missing or cannot be opened (the caller then asks what is there).
+    /// The directory `relative` (not empty) opened as [`Dir::open_dir`] opens it, when it is
+    /// one; `None` when it is not, is missing or cannot be opened: nothing is asked about why
+    /// (the caller asks what is there, as it would have without this try).
     pub fn try_open_dir(&self, relative: &str) -> Option<OpenDir> {
-        self.open_dir_fd(relative).ok().flatten().map(OpenDir)
+        check_relative(relative).ok()?;
+        let mut current: Option<OwnedFd> = None;
+        for component in relative.split('/') {
+            let parent = current.as_ref().map_or(self.fd.as_fd(), AsFd::as_fd);
+            current = Some(rustix::fs::openat(parent, component, DIR_FLAGS, Mode::empty()).ok()?);
+        }
+        current.map(OpenDir)
     }
 
     /// [`Dir::open_dir`]'s handle alone.
@@ -1704,6 +1711,39 @@ mod tests {
             root.remove_file("real"),
             Err(ConfineError::IsDirectory { .. })
         ));
+    }
+
+    #[test]
+    fn try_open_dir_opens_only_a_real_directory_and_its_walk_is_the_same() {
+        let (dir, root) = setup();
+        fs::create_dir_all(dir.path().join("root/real/sub")).unwrap();
+        fs::write(dir.path().join("root/real/sub/f"), b"").unwrap();
+        fs::write(dir.path().join("root/file"), b"").unwrap();
+        // A file, a link to a directory (last component or on the way), missing, escaping.
+        for path in [
+            "file",
+            "link",
+            "link/x",
+            "missing",
+            "real/missing",
+            "..",
+            "real/../real",
+        ] {
+            assert!(root.try_open_dir(path).is_none(), "{path}");
+        }
+        let walked = |opened: Option<OpenDir>| {
+            let mut seen = Vec::new();
+            root.walk_listed_from::<ConfineError>(opened, "real", None, &mut |entry| {
+                seen.push(entry.relative.to_vec());
+                Ok(Walk::Enter)
+            })
+            .unwrap();
+            seen
+        };
+        let opened = root.try_open_dir("real");
+        assert!(opened.is_some());
+        assert_eq!(walked(opened), walked(None));
+        assert_eq!(walked(None).len(), 3, "file-link, sub, sub/f");
     }
 
     #[test]

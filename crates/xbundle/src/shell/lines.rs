@@ -38,6 +38,8 @@ struct State {
     written: Option<Instant>,
     /// The writing thread was started (or could not be: lines are then written at once).
     thread: Option<bool>,
+    /// The writer was dropped: its thread ends.
+    closed: bool,
     /// What was written (tests write here, not to stdout).
     #[cfg(test)]
     out: Vec<u8>,
@@ -86,6 +88,8 @@ impl Lines {
 impl Drop for Lines {
     fn drop(&mut self) {
         self.flush();
+        self.shared.lock().closed = true;
+        self.shared.held.notify_one();
     }
 }
 
@@ -94,11 +98,11 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The writing thread: writes held lines once the first has waited [`GATHER`]. Never
-    /// returns (it sleeps while nothing is held; the process ends with it).
+    /// The writing thread: writes held lines once the first has waited [`GATHER`]; sleeps
+    /// while nothing is held, and ends when the writer is dropped.
     fn write_when_due(&self) {
         let mut state = self.lock();
-        loop {
+        while !state.closed {
             let Some(since) = state.since else {
                 state = self.held.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
