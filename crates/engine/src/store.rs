@@ -931,12 +931,13 @@ impl Store {
     /// The entry of `key` in a file of its own, `ac/<key>`; `Ok(None)` when there is none, or
     /// it is of another version (a plain miss, replaced on the next store).
     fn get_own_file(&self, ac: &Dir, key: &Digest) -> Result<Option<ActionResult>, StoreError> {
-        let path = self.action_path(key);
+        // The path only for messages: made when one is (most lookups find no file here).
+        let path = || self.action_path(key);
         let name = key.to_hex();
         let corrupt = |problem: String| {
             let _ = ac.remove_file(&name);
             StoreError::Corrupt {
-                path: path.clone(),
+                path: path(),
                 problem,
             }
         };
@@ -958,7 +959,7 @@ impl Store {
         (&file)
             .take(MAX_ENTRY_BYTES)
             .read_to_end(&mut bytes)
-            .map_err(io_err(&path))?;
+            .map_err(io_err(&path()))?;
         if is_other_format(&bytes) {
             return Ok(None);
         }
