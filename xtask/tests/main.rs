@@ -41,6 +41,7 @@ mod failures;
 mod graph_and_cache;
 mod hooks_ci;
 mod interrupt;
+mod json_stream;
 mod leftovers;
 mod output_confinement;
 mod output_logs;
