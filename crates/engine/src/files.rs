@@ -41,6 +41,9 @@ pub struct Patterns {
     exclude: GlobSet,
     /// Literal directory prefix of each include pattern ("" for the cwd itself).
     bases: Vec<String>,
+    /// The bases of the include patterns that have a wildcard: a directory is expected there
+    /// (a literal pattern's base is the pattern itself, a file as often as a directory).
+    glob_bases: Vec<String>,
     /// Index into `sources` of each include glob.
     include_sources: Vec<usize>,
     /// The include and exclude globs as [`Simple`] matchers, in their sets' order, when every
@@ -206,6 +209,7 @@ impl Patterns {
         let mut include = GlobSetBuilder::new();
         let mut exclude = GlobSetBuilder::new();
         let mut bases = Vec::new();
+        let mut glob_bases = Vec::new();
         let mut include_sources = Vec::new();
         // Each glob added to a set, added to its list of simple matchers too (`None` for one
         // without a simple shape: the lists are then not used).
@@ -230,6 +234,8 @@ impl Patterns {
                 include.add(compile(&below)?);
                 simple_include.push(Simple::parse(&below));
                 include_sources.push(index);
+            } else {
+                glob_bases.push(walk_base(pattern));
             }
             bases.push(walk_base(pattern));
         }
@@ -248,6 +254,7 @@ impl Patterns {
             include: build(include)?,
             exclude: build(exclude)?,
             bases,
+            glob_bases,
             include_sources,
             simple,
         })
@@ -678,9 +685,10 @@ pub fn expand(
         {
             continue;
         }
-        // A walk root is a directory in the usual case: opened at once (no link followed),
-        // what else is there is asked only when that fails.
-        let opened = if base.is_empty() {
+        // The root of a pattern with a wildcard (`src` of `src/*.ts`) is a directory in the
+        // usual case: opened at once (no link followed), what else is there asked only when
+        // that fails. A literal pattern's (`package.json`) is asked first, as it may be a file.
+        let opened = if base.is_empty() || !patterns.glob_bases.contains(base) {
             None
         } else {
             cwd.try_open_dir(base)
