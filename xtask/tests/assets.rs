@@ -491,6 +491,52 @@ fn run_offline_downloads_nothing_either() {
 }
 
 #[test]
+fn run_prints_every_json_line_before_it_becomes_the_runtime() {
+    // `run` ends by `exec`ing the runtime, which no drop survives: the `timings` line, held
+    // because it follows `build-finished` within milliseconds, is written before that.
+    let server = Server::start();
+    let runtime = b"#!/bin/sh\necho \"RUNTIME-STARTED\"\n".to_vec();
+    let api = b"#!/bin/sh\nexit 0\n".to_vec();
+    server.route("/runtime.bin", runtime.clone(), Behaviour::Serve);
+    server.route("/api.bin", api.clone(), Behaviour::Serve);
+    let extra = format!(
+        "[profiles.p.builds.app-api]\ntype = \"none\"\n\n[runtime.linux-x64]\nurl = \"{}\"\nsha256 = \"{}\"\n\n{}",
+        server.url("/runtime.bin"),
+        sha256(&runtime),
+        asset(
+            "api",
+            &server.url("/api.bin"),
+            &sha256(&api),
+            "platforms = [\"linux-x64\"]\ndest = \"bin/app-api/linux-x64/app-api\"",
+        ),
+    );
+    let fixture = Fixture::new(&extra);
+    let mut command = fixture.repo.command();
+    for (name, value) in PATIENCE {
+        command.env(name, value);
+    }
+    let output = command
+        .args(["--message-format", "json", "run", "p", "--timings"])
+        .output()
+        .expect("run xtask");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = |wanted: &dyn Fn(&str) -> bool| lines.iter().position(|line| wanted(line));
+    let finished = at(&|line| line.contains("\"event\":\"build-finished\""));
+    let timings = at(&|line| line.contains("\"event\":\"timings\""));
+    let runtime_started = at(&|line| line == "RUNTIME-STARTED");
+    assert!(
+        output.status.success()
+            && finished.is_some()
+            && timings > finished
+            && runtime_started > timings,
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
 fn other_profiles_platforms_and_runs_download_nothing() {
     let server = Server::start();
     let body = payload(100_000, 9);

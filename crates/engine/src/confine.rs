@@ -1346,7 +1346,8 @@ impl Listed {
             .sort_unstable_by(|a, b| names[a.0..].cmp(&names[b.0..]));
     }
 
-    /// The entries in the order they were added.
+    /// The entries in their order: as added, or by name once [`Listed::sort_by_name`] ran
+    /// (every listing read from a directory).
     pub fn iter(&self) -> impl Iterator<Item = (&CStr, Option<Kind>)> {
         self.entries.iter().map(|&(start, kind)| {
             let name = CStr::from_bytes_until_nul(&self.names[start..])

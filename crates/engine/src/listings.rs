@@ -241,20 +241,33 @@ fn kind_byte(kind: Option<Kind>) -> u8 {
 
 /// The entries encoded in `encoded`; `None` if anything in it is malformed or a name is not a
 /// plain name (the whole listing is then unused: the directory is read).
+/// How many entries `encoded` holds and their names' bytes; `None` at an empty name or one
+/// that runs past the end. A malformed listing is so refused before anything is allocated for
+/// it, and what is allocated is at most what well-formed entries need (each takes 4 bytes
+/// here at least; a forged file of zeros once made `decode` ask for 5 times its size). The
+/// rest (names, kinds) is checked as it is decoded.
+fn sizes(encoded: &[u8]) -> Option<(usize, usize)> {
+    let (mut count, mut bytes, mut next) = (0, 0, 0);
+    while next < encoded.len() {
+        let len = encoded.get(next..next + 2)?;
+        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        if len == 0 || next + 3 + len > encoded.len() {
+            return None;
+        }
+        (count, bytes, next) = (count + 1, bytes + len, next + 3 + len);
+    }
+    Some((count, bytes))
+}
+
 fn decode(encoded: &[u8]) -> Option<Listed> {
     let mut at = 0;
     let mut reader = Reader {
         bytes: encoded,
         at: &mut at,
     };
-    // Sized exactly (counted first: one allocation each, not vectors grown entry by entry);
-    // what the count reads is checked again below.
-    let (mut count, mut bytes, mut next) = (0, 0, 0);
-    while let Some(len) = encoded.get(next..next + 2) {
-        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
-        (count, bytes, next) = (count + 1, bytes + len, next + 3 + len);
-    }
-    let mut entries = Listed::with_capacity(count, bytes.min(encoded.len()));
+    // Sized exactly (counted first: one allocation each, not vectors grown entry by entry).
+    let (count, bytes) = sizes(encoded)?;
+    let mut entries = Listed::with_capacity(count, bytes);
     while *reader.at < encoded.len() {
         let len = reader.u16()? as usize;
         let name = reader.take(len)?;
@@ -345,6 +358,19 @@ mod tests {
         let again = Listings::load(&state);
         assert!(again.get(b"tasks/t1/src", &stat(7, 100)).is_some());
         assert!(again.get(b"other", &stat(3, 10)).is_some());
+    }
+
+    #[test]
+    fn a_listing_is_measured_before_it_is_decoded_and_a_malformed_one_allocates_nothing() {
+        let good = [b"\x01\x00a\x01".as_slice(), b"\x03\x00abc\x02"].concat();
+        assert_eq!(sizes(&good), Some((2, 4)));
+        assert_eq!(sizes(&[]), Some((0, 0)));
+        // Zero-length names (a forged file of zeros), a name past the end, half a length.
+        assert_eq!(sizes(&vec![0u8; 3_000]), None);
+        assert_eq!(sizes(&good[..good.len() - 1]), None);
+        assert_eq!(sizes(&[good.as_slice(), b"\x01"].concat()), None);
+        assert!(decode(&vec![0u8; 3_000]).is_none());
+        assert_eq!(decode(&good).map(|listed| listed.len()), Some(2));
     }
 
     #[test]

@@ -523,6 +523,9 @@ impl Shell {
     pub fn error(&self, diagnostic: &Diagnostic) {
         if self.is_json() {
             self.json(&diagnostic.to_json());
+            // Before the stderr text, as before lines were held ([`lines`]): with `2>&1`, the
+            // JSON line comes first.
+            self.flush_json();
             // Still say it on stderr: a CI log should show why the job failed.
         }
         if self.is_captured() {

@@ -268,6 +268,8 @@ pub(super) fn run(
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
+        // `exec` replaces this process: no drop runs after it, so what the shell holds goes now.
+        shell.flush_json();
         let err = command.exec();
         Err(Diagnostic::error(format!(
             "could not start {runtime}: {err}"
