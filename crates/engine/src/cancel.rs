@@ -384,7 +384,9 @@ pub(crate) fn reap(pid: i32) {
     {}
 }
 
-fn signal_group(group: i32, signal: i32) {
+/// Sends `signal` to the process group `group`, one registered by [`Cancel::run`] (or
+/// [`Cancel::run_in_group`]) for a child this process spawned.
+pub(crate) fn signal_group(group: i32, signal: i32) {
     // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved. The
     // group id was registered by `Cancel::run` for a child this process spawned.
     unsafe {

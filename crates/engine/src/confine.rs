@@ -358,12 +358,10 @@ impl Dir {
     /// (the caller asks what is there, as it would have without this try).
     pub fn try_open_dir(&self, relative: &str) -> Option<OpenDir> {
         check_relative(relative).ok()?;
-        let mut current: Option<OwnedFd> = None;
-        for component in relative.split('/') {
-            let parent = current.as_ref().map_or(self.fd.as_fd(), AsFd::as_fd);
-            current = Some(rustix::fs::openat(parent, component, DIR_FLAGS, Mode::empty()).ok()?);
-        }
-        current.map(OpenDir)
+        self.open_components(relative, |_, _, _, _| ())
+            .ok()
+            .flatten()
+            .map(OpenDir)
     }
 
     /// [`Dir::open_dir`]'s handle alone.
@@ -375,6 +373,20 @@ impl Dir {
             return Ok(Some(fd));
         }
         check_relative(relative)?;
+        self.open_components(relative, |parent, component, prefix, errno| {
+            self.classify(parent, component, prefix, errno)
+        })
+    }
+
+    /// Opens the checked, non-empty path `relative` as a directory, component by component
+    /// with [`DIR_FLAGS`] (no link followed). `Ok(None)` when a component is missing; any
+    /// other failure is what `failed` makes of it, given the parent, the component, the path
+    /// up to it and the error.
+    fn open_components<E>(
+        &self,
+        relative: &str,
+        failed: impl FnOnce(BorrowedFd<'_>, &str, &str, Errno) -> E,
+    ) -> Result<Option<OwnedFd>, E> {
         let mut current: Option<OwnedFd> = None;
         let mut end = 0;
         for component in relative.split('/') {
@@ -383,9 +395,7 @@ impl Dir {
             match rustix::fs::openat(parent, component, DIR_FLAGS, Mode::empty()) {
                 Ok(fd) => current = Some(fd),
                 Err(Errno::NOENT) => return Ok(None),
-                Err(errno) => {
-                    return Err(self.classify(parent, component, &relative[..end], errno));
-                }
+                Err(errno) => return Err(failed(parent, component, &relative[..end], errno)),
             }
             end += 1;
         }

@@ -228,6 +228,7 @@ impl Patterns {
             include.add(compile(pattern)?);
             simple_include.push(Simple::parse(pattern));
             include_sources.push(index);
+            let base = walk_base(pattern);
             if is_literal(pattern) {
                 // A literal names a file or a directory: allow everything below it too.
                 let below = format!("{pattern}/**");
@@ -235,9 +236,9 @@ impl Patterns {
                 simple_include.push(Simple::parse(&below));
                 include_sources.push(index);
             } else {
-                glob_bases.push(walk_base(pattern));
+                glob_bases.push(base.clone());
             }
-            bases.push(walk_base(pattern));
+            bases.push(base);
         }
         let simple = simple_include
             .into_iter()

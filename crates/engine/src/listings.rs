@@ -239,26 +239,31 @@ fn kind_byte(kind: Option<Kind>) -> u8 {
     }
 }
 
-/// The entries encoded in `encoded`; `None` if anything in it is malformed or a name is not a
-/// plain name (the whole listing is then unused: the directory is read).
 /// How many entries `encoded` holds and their names' bytes; `None` at an empty name or one
 /// that runs past the end. A malformed listing is so refused before anything is allocated for
 /// it, and what is allocated is at most what well-formed entries need (each takes 4 bytes
 /// here at least; a forged file of zeros once made `decode` ask for 5 times its size). The
 /// rest (names, kinds) is checked as it is decoded.
 fn sizes(encoded: &[u8]) -> Option<(usize, usize)> {
-    let (mut count, mut bytes, mut next) = (0, 0, 0);
-    while next < encoded.len() {
-        let len = encoded.get(next..next + 2)?;
-        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
-        if len == 0 || next + 3 + len > encoded.len() {
+    let mut at = 0;
+    let mut reader = Reader {
+        bytes: encoded,
+        at: &mut at,
+    };
+    let (mut count, mut bytes) = (0, 0);
+    while *reader.at < encoded.len() {
+        let len = usize::from(reader.u16()?);
+        // The name and its kind byte.
+        if len == 0 || reader.take(len + 1).is_none() {
             return None;
         }
-        (count, bytes, next) = (count + 1, bytes + len, next + 3 + len);
+        (count, bytes) = (count + 1, bytes + len);
     }
     Some((count, bytes))
 }
 
+/// The entries encoded in `encoded`; `None` if anything in it is malformed or a name is not a
+/// plain name (the whole listing is then unused: the directory is read).
 fn decode(encoded: &[u8]) -> Option<Listed> {
     let mut at = 0;
     let mut reader = Reader {

@@ -187,12 +187,11 @@ pub(crate) fn run_as(
             };
             if exited_at.is_some() && timeout.is_zero() {
                 lingered = true;
-                // SAFETY: kill(2) on the process group of the command this function spawned
-                // (registered with the run's Cancel); no memory is involved.
-                unsafe { libc::kill(-group, libc::SIGKILL) };
+                // The command's group (registered with the run's Cancel), and the one it may
+                // have made of its own.
+                crate::cancel::signal_group(group, libc::SIGKILL);
                 if group != own {
-                    // SAFETY: as above, on the group the command may have made of its own.
-                    unsafe { libc::kill(-own, libc::SIGKILL) };
+                    crate::cancel::signal_group(own, libc::SIGKILL);
                 }
                 // What the pipes already hold, up to DRAIN_AFTER_STOP bytes each, then stop.
                 for stream in &mut streams {

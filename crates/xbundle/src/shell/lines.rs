@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long a held line may wait, and how close lines must follow each other to be held.
-pub(super) const GATHER: Duration = Duration::from_millis(10);
+const GATHER: Duration = Duration::from_millis(10);
 /// Held lines are written at once beyond this many bytes.
 const MAX_HELD: usize = 64 * 1024;
 
